@@ -1,0 +1,1 @@
+//! Record batch v2 view (filled in by the records work).
