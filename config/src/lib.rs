@@ -1,1 +1,58 @@
-//! placeholder
+//! Typed configuration for Klamm with Apache Kafka's property names.
+//!
+//! - [`properties`]: a Java `.properties` parser (`server.properties`).
+//! - [`BrokerConfig`]: broker settings, loaded by [`BrokerConfig::load`] from an optional file
+//!   plus `--override key=value` pairs over Kafka's defaults (or, without a file, over the
+//!   single-node profile of [`BrokerConfig::embedded_default`]), with type checks and
+//!   cross-field validation.
+//! - [`TopicConfig`]: per-topic settings whose defaults come from broker synonyms
+//!   (`retention.ms` ← `log.retention.ms` / `.minutes` / `.hours`, ...).
+//! - DescribeConfigs support: [`ConfigEntry`], [`ConfigSource`], [`ConfigType`].
+//!
+//! The crate is plain data and pure functions; only [`BrokerConfig::load`] reads a file. It
+//! reads no environment variables.
+//!
+//! ```
+//! use std::io::Write;
+//! use klamm_config::BrokerConfig;
+//!
+//! let mut file = tempfile::NamedTempFile::new().unwrap();
+//! writeln!(file, "# a small server.properties").unwrap();
+//! writeln!(file, "node.id=1").unwrap();
+//! writeln!(file, "process.roles=broker,controller").unwrap();
+//! writeln!(file, "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093").unwrap();
+//! writeln!(file, "controller.listener.names=CONTROLLER").unwrap();
+//! writeln!(file, "controller.quorum.voters=1@127.0.0.1:9093").unwrap();
+//! writeln!(file, "log.dirs=/var/lib/klamm").unwrap();
+//! writeln!(file, "log.retention.hours=24").unwrap();
+//!
+//! let overrides = vec!["num.partitions=3".to_string(), "log.retention.ms=60000".to_string()];
+//! let loaded = BrokerConfig::load(Some(file.path()), &overrides).unwrap();
+//! let config = &loaded.config;
+//! assert_eq!(config.num_partitions, 3);
+//! assert_eq!(config.log_retention_ms, 60_000); // log.retention.ms beats log.retention.hours
+//! assert_eq!(config.advertised_listeners.len(), 1); // the controller listener is not advertised
+//! assert!(loaded.unknown_keys.is_empty());
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod broker;
+mod broker_keys;
+mod error;
+pub mod properties;
+mod schema;
+mod topic;
+mod types;
+
+pub use broker::{
+    dynamic_broker_keys, parse_override, validate_broker_dynamic_config, BrokerConfig, Defaults,
+    LoadedConfig, EMBEDDED_PROFILE,
+};
+pub use error::ConfigError;
+pub use schema::{ConfigEntry, ConfigSource, ConfigSynonym, ConfigType};
+pub use topic::{describe_topic_configs, validate_topic_config, TopicConfig};
+pub use types::{
+    CleanupPolicy, CompressionType, Listener, ProcessRole, QuorumVoter, SecurityProtocol,
+    TimestampType,
+};

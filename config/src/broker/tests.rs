@@ -1,0 +1,486 @@
+//! Tests of loading, defaults, precedence, validation and describe for broker configs.
+
+use super::*;
+use std::io::Write;
+
+fn load_text(text: &str, overrides: &[&str]) -> Result<LoadedConfig, ConfigError> {
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(text.as_bytes()).expect("write");
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    BrokerConfig::load(Some(f.path()), &overrides)
+}
+
+const MINIMAL: &str = "node.id=1\nprocess.roles=broker,controller\n\
+listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\n\
+controller.listener.names=CONTROLLER\ncontroller.quorum.voters=1@127.0.0.1:9093\n";
+
+fn must_load(text: &str, overrides: &[&str]) -> BrokerConfig {
+    load_text(text, overrides).expect("valid config").config
+}
+
+fn must_err(text: &str, overrides: &[&str]) -> String {
+    load_text(text, overrides).expect_err("invalid config").to_string()
+}
+
+#[test]
+fn embedded_default_is_single_node() {
+    let c = BrokerConfig::embedded_default();
+    assert_eq!(c.node_id, 1);
+    assert_eq!(c.process_roles, vec![ProcessRole::Broker, ProcessRole::Controller]);
+    assert_eq!(c.listeners.len(), 2);
+    assert_eq!(c.listeners[0].to_string(), "PLAINTEXT://127.0.0.1:9092");
+    assert_eq!(c.advertised_listeners, vec![c.listeners[0].clone()]);
+    assert_eq!(c.controller_listener_names, vec!["CONTROLLER".to_string()]);
+    assert_eq!(c.controller_quorum_voters[0].to_string(), "1@127.0.0.1:9093");
+    assert_eq!(c.log_dirs, vec![PathBuf::from("./klamm-data")]);
+    assert_eq!(c.offsets_topic_replication_factor, 1);
+    assert_eq!(c.transaction_state_log_replication_factor, 1);
+    assert_eq!(c.transaction_state_log_min_isr, 1);
+    assert_eq!(c.group_initial_rebalance_delay_ms, 0);
+    assert_eq!(c.inter_broker_listener_name, "PLAINTEXT");
+    assert_eq!(c.security_protocol("CONTROLLER"), Some(SecurityProtocol::Plaintext));
+    // Everything else is Kafka's default.
+    assert_eq!(c.num_partitions, 1);
+    assert_eq!(c.log_retention_ms, 604_800_000);
+}
+
+#[test]
+fn load_without_file_uses_embedded_profile_plus_overrides() {
+    let l = BrokerConfig::load(None, &["num.partitions=4".to_string()]).unwrap();
+    assert_eq!(l.defaults, Defaults::Embedded);
+    assert_eq!(l.config.num_partitions, 4);
+    assert_eq!(l.config.offsets_topic_replication_factor, 1);
+    assert_eq!(l.original.len(), 1);
+    let mut expected = BrokerConfig::embedded_default();
+    expected.num_partitions = 4;
+    assert_eq!(l.config, expected);
+}
+
+#[test]
+fn kafka_defaults_with_minimal_file() {
+    let l = load_text(MINIMAL, &[]).unwrap();
+    assert_eq!(l.defaults, Defaults::Kafka);
+    let c = l.config;
+    assert_eq!(c.log_dirs, vec![PathBuf::from("/tmp/kafka-logs")]);
+    assert_eq!(c.num_partitions, 1);
+    assert_eq!(c.default_replication_factor, 1);
+    assert_eq!(c.min_insync_replicas, 1);
+    assert!(c.auto_create_topics_enable);
+    assert!(c.delete_topic_enable);
+    assert_eq!(c.message_max_bytes, 1_048_588);
+    assert_eq!(c.socket_request_max_bytes, 104_857_600);
+    assert_eq!(c.replica_fetch_max_bytes, 1_048_576);
+    assert_eq!(c.replica_lag_time_max_ms, 30_000);
+    assert_eq!(c.log_segment_bytes, 1_073_741_824);
+    assert_eq!(c.log_roll_ms, 604_800_000);
+    assert_eq!(c.log_retention_ms, 604_800_000);
+    assert_eq!(c.log_retention_bytes, -1);
+    assert_eq!(c.log_retention_check_interval_ms, 300_000);
+    assert_eq!(c.log_flush_interval_messages, i64::MAX);
+    assert_eq!(c.log_flush_interval_ms, None);
+    assert_eq!(c.effective_log_flush_interval_ms(), i64::MAX);
+    assert_eq!(c.log_cleanup_policy, CleanupPolicy::DELETE);
+    assert_eq!(c.log_index_interval_bytes, 4096);
+    assert_eq!(c.log_index_size_max_bytes, 10_485_760);
+    assert_eq!(c.log_message_timestamp_type, TimestampType::CreateTime);
+    assert_eq!(c.compression_type, CompressionType::Producer);
+    assert_eq!(c.offsets_topic_num_partitions, 50);
+    assert_eq!(c.offsets_topic_replication_factor, 3);
+    assert_eq!(c.offsets_retention_minutes, 10_080);
+    assert_eq!(c.group_initial_rebalance_delay_ms, 3000);
+    assert_eq!(c.group_min_session_timeout_ms, 6000);
+    assert_eq!(c.group_max_session_timeout_ms, 1_800_000);
+    assert_eq!(c.group_max_size, i32::MAX);
+    assert_eq!(c.transaction_state_log_num_partitions, 50);
+    assert_eq!(c.transaction_state_log_replication_factor, 3);
+    assert_eq!(c.transaction_state_log_min_isr, 2);
+    assert_eq!(c.transactional_id_expiration_ms, 604_800_000);
+    assert_eq!(c.transaction_max_timeout_ms, 900_000);
+    assert_eq!(c.producer_id_expiration_ms, 86_400_000);
+    assert_eq!(c.fetch_max_bytes, 57_671_680);
+    assert_eq!(c.queued_max_requests, 500);
+    assert_eq!(c.num_network_threads, 3);
+    assert_eq!(c.num_io_threads, 8);
+    assert_eq!(c.max_connections, i32::MAX);
+    assert_eq!(c.connections_max_idle_ms, 600_000);
+    assert!(!c.unclean_leader_election_enable);
+    assert_eq!(c.max_incremental_fetch_session_cache_slots, 1000);
+    assert_eq!(c.cluster_id, None);
+    assert_eq!(c.effective_metadata_log_dir(), Some(Path::new("/tmp/kafka-logs")));
+}
+
+#[test]
+fn overrides_win_over_file_and_later_overrides_win() {
+    let c = must_load(
+        &format!("{MINIMAL}num.partitions=2\n"),
+        &["num.partitions=5", "num.partitions = 6", "log.dirs=a,b"],
+    );
+    assert_eq!(c.num_partitions, 6);
+    assert_eq!(c.log_dirs, vec![PathBuf::from("a"), PathBuf::from("b")]);
+}
+
+#[test]
+fn bad_override_syntax() {
+    let e = BrokerConfig::load(None, &["novalue".to_string()]).unwrap_err();
+    assert_eq!(e.to_string(), "invalid override \"novalue\": expected key=value");
+    assert!(BrokerConfig::load(None, &["=1".to_string()]).is_err());
+    assert_eq!(parse_override("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+}
+
+#[test]
+fn missing_file_is_io_error() {
+    let e = BrokerConfig::load(Some(Path::new("/nonexistent/klamm.properties")), &[]).unwrap_err();
+    assert!(matches!(e, ConfigError::Io { .. }));
+    assert!(e.to_string().contains("/nonexistent/klamm.properties"));
+}
+
+#[test]
+fn syntax_error_carries_file_and_line() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(b"node.id=1\nbad=\\uZZZZ\n").unwrap();
+    let e = BrokerConfig::load(Some(f.path()), &[]).unwrap_err().to_string();
+    assert!(e.contains(&format!("{}:2:", f.path().display())), "{e}");
+}
+
+#[test]
+fn type_errors_name_the_key() {
+    assert_eq!(
+        must_err(MINIMAL, &["log.segment.bytes=abc"]),
+        "log.segment.bytes: \"abc\" is not an integer"
+    );
+    assert_eq!(
+        must_err(MINIMAL, &["num.partitions=0"]),
+        "num.partitions: must be at least 1, got 0"
+    );
+    assert_eq!(
+        must_err(MINIMAL, &["auto.create.topics.enable=yes"]),
+        "auto.create.topics.enable: \"yes\" is not a boolean (true or false)"
+    );
+    assert_eq!(
+        must_err(MINIMAL, &["message.max.bytes=3000000000"]),
+        "message.max.bytes: 3000000000 is out of range for a 32-bit integer"
+    );
+    assert!(must_err(MINIMAL, &["compression.type=brotli"]).starts_with("compression.type: must be one of"));
+    assert!(must_err(MINIMAL, &["log.cleanup.policy=remove"]).starts_with("log.cleanup.policy: must be one of compact, delete"));
+    assert!(must_err(MINIMAL, &["log.cleaner.min.cleanable.ratio=2"]).contains("between 0 and 1"));
+    assert!(must_err(MINIMAL, &["default.replication.factor=40000"]).contains("between 1 and 32767"));
+    assert!(must_err(MINIMAL, &["offsets.topic.replication.factor=40000"]).contains("16-bit"));
+    // No-effect keys are still type-checked.
+    assert!(must_err(MINIMAL, &["socket.send.buffer.bytes=big"]).starts_with("socket.send.buffer.bytes:"));
+    // Values are trimmed like Kafka does.
+    assert_eq!(must_load(MINIMAL, &["num.partitions=  7  "]).num_partitions, 7);
+}
+
+#[test]
+fn required_keys() {
+    let no_node = MINIMAL.replace("node.id=1\n", "");
+    assert!(must_err(&no_node, &[]).starts_with("node.id: missing required value"));
+    let no_roles = MINIMAL.replace("process.roles=broker,controller\n", "");
+    assert!(must_err(&no_roles, &[]).starts_with("process.roles: missing required value"));
+    assert!(must_err(MINIMAL, &["process.roles=broker,broker"]).contains("listed twice"));
+    assert!(must_err(MINIMAL, &["process.roles=voter"]).starts_with("process.roles:"));
+    assert!(must_err(MINIMAL, &["process.roles="]).starts_with("process.roles: must not be empty"));
+}
+
+#[test]
+fn broker_id_synonym() {
+    let no_node = MINIMAL.replace("node.id=1\n", "broker.id=1\n");
+    assert_eq!(must_load(&no_node, &[]).node_id, 1);
+    assert!(must_err(MINIMAL, &["broker.id=2"]).contains("must be equal"));
+    assert_eq!(must_load(MINIMAL, &["broker.id=1"]).node_id, 1);
+}
+
+#[test]
+fn retention_precedence() {
+    assert_eq!(must_load(MINIMAL, &["log.retention.hours=1"]).log_retention_ms, 3_600_000);
+    assert_eq!(
+        must_load(MINIMAL, &["log.retention.hours=1", "log.retention.minutes=2"]).log_retention_ms,
+        120_000
+    );
+    assert_eq!(
+        must_load(MINIMAL, &["log.retention.hours=1", "log.retention.minutes=2", "log.retention.ms=5"]).log_retention_ms,
+        5
+    );
+    assert_eq!(must_load(MINIMAL, &["log.retention.ms=-1"]).log_retention_ms, -1);
+    assert_eq!(must_load(MINIMAL, &["log.retention.hours=-5"]).log_retention_ms, -1);
+    assert_eq!(must_load(MINIMAL, &["log.retention.minutes=-1", "log.retention.hours=5"]).log_retention_ms, -1);
+}
+
+#[test]
+fn roll_precedence() {
+    assert_eq!(must_load(MINIMAL, &["log.roll.hours=2"]).log_roll_ms, 7_200_000);
+    assert_eq!(must_load(MINIMAL, &["log.roll.hours=2", "log.roll.ms=1000"]).log_roll_ms, 1000);
+    assert!(must_err(MINIMAL, &["log.roll.ms=0"]).starts_with("log.roll.ms: must be at least 1"));
+}
+
+#[test]
+fn log_dir_fallback() {
+    assert_eq!(must_load(MINIMAL, &["log.dir=/data/one"]).log_dirs, vec![PathBuf::from("/data/one")]);
+    assert_eq!(
+        must_load(MINIMAL, &["log.dir=/data/one", "log.dirs=/d1, /d2"]).log_dirs,
+        vec![PathBuf::from("/d1"), PathBuf::from("/d2")]
+    );
+    assert_eq!(must_err(MINIMAL, &["log.dirs= , "]), "log.dirs: must list at least one directory");
+    let c = must_load(MINIMAL, &["metadata.log.dir=/meta"]);
+    assert_eq!(c.effective_metadata_log_dir(), Some(Path::new("/meta")));
+}
+
+#[test]
+fn flush_interval() {
+    let c = must_load(MINIMAL, &["log.flush.interval.ms=1000", "log.flush.interval.messages=10"]);
+    assert_eq!(c.log_flush_interval_ms, Some(1000));
+    assert_eq!(c.effective_log_flush_interval_ms(), 1000);
+    assert_eq!(c.log_flush_interval_messages, 10);
+    assert!(must_err(MINIMAL, &["log.flush.interval.messages=0"]).contains("at least 1"));
+}
+
+#[test]
+fn listeners_and_protocol_map() {
+    let c = must_load(
+        MINIMAL,
+        &["listeners=PLAINTEXT://:9092,CONTROLLER://[::1]:9093", "advertised.listeners=PLAINTEXT://broker1.example.com:9092"],
+    );
+    assert_eq!(c.listeners[0].host, "");
+    assert_eq!(c.listeners[1].host, "::1");
+    assert_eq!(c.advertised_listeners[0].host, "broker1.example.com");
+    assert_eq!(c.security_protocol("SASL_SSL"), Some(SecurityProtocol::SaslSsl));
+
+    let c = must_load(
+        MINIMAL,
+        &[
+            "listeners=INTERNAL://:9092,EXTERNAL://:9094,CTL://:9093",
+            "controller.listener.names=CTL",
+            "listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:SASL_PLAINTEXT,CTL:PLAINTEXT",
+            "inter.broker.listener.name=internal",
+        ],
+    );
+    assert_eq!(c.inter_broker_listener_name, "INTERNAL");
+    assert_eq!(c.security_protocol("EXTERNAL"), Some(SecurityProtocol::SaslPlaintext));
+    assert_eq!(c.security_protocol("PLAINTEXT"), None);
+    assert_eq!(c.advertised_listeners.len(), 2);
+
+    let e = must_err(
+        MINIMAL,
+        &["listeners=INTERNAL://:9092,CONTROLLER://:9093", "inter.broker.listener.name=INTERNAL"],
+    );
+    assert!(e.contains("no security protocol for listener INTERNAL"), "{e}");
+    assert!(must_err(MINIMAL, &["listener.security.protocol.map=PLAINTEXT"]).contains("LISTENER_NAME:PROTOCOL"));
+    assert!(must_err(MINIMAL, &["listener.security.protocol.map=PLAINTEXT:TLS"]).contains("unknown security protocol"));
+    assert!(must_err(MINIMAL, &["listeners=PLAINTEXT//:9092"]).starts_with("listeners:"));
+    assert!(must_err(MINIMAL, &["listeners="]).starts_with("listeners: must list at least one"));
+}
+
+#[test]
+fn inter_broker_listener_rules() {
+    let e = must_err(MINIMAL, &["inter.broker.listener.name=PLAINTEXT", "security.inter.broker.protocol=PLAINTEXT"]);
+    assert!(e.contains("only one of"), "{e}");
+    let e = must_err(MINIMAL, &["security.inter.broker.protocol=SSL"]);
+    assert!(e.contains("inter.broker.listener.name SSL must be one of the advertised listeners"), "{e}");
+}
+
+#[test]
+fn controller_rules() {
+    let e = must_err(MINIMAL, &["node.id=2"]);
+    assert!(e.contains("node.id 2 must be one of the controller.quorum.voters ids (1)"), "{e}");
+    // A broker-only node need not be a voter, but must not bind the controller listener.
+    let e = must_err(MINIMAL, &["node.id=2", "process.roles=broker"]);
+    assert!(e.contains("CONTROLLER is a controller listener"), "{e}");
+    let c = must_load(MINIMAL, &["node.id=2", "process.roles=broker", "listeners=PLAINTEXT://:9092"]);
+    assert!(c.is_broker() && !c.is_controller());
+    // Controller-only: only controller listeners.
+    let e = must_err(MINIMAL, &["process.roles=controller"]);
+    assert!(e.contains("PLAINTEXT is not a controller listener"), "{e}");
+    let c = must_load(MINIMAL, &["process.roles=controller", "listeners=CONTROLLER://:9093"]);
+    assert!(c.is_controller() && !c.is_broker());
+    assert!(c.advertised_listeners.is_empty());
+    // The controller listener must be bound by a controller.
+    let e = must_err(MINIMAL, &["listeners=PLAINTEXT://:9092"]);
+    assert!(e.contains("listener CONTROLLER must appear in listeners"), "{e}");
+    let e = must_err(MINIMAL, &["controller.listener.names="]);
+    assert!(e.starts_with("controller.listener.names: must be set"), "{e}");
+    let e = must_err(MINIMAL, &["controller.quorum.voters="]);
+    assert!(e.starts_with("controller.quorum.voters: must list every controller"), "{e}");
+    let e = must_err(MINIMAL, &["controller.quorum.voters=1@h:1,1@h:2"]);
+    assert!(e.contains("more than once"), "{e}");
+}
+
+#[test]
+fn advertised_listener_rules() {
+    let e = must_err(MINIMAL, &["advertised.listeners=OTHER://h:1"]);
+    assert!(e.contains("not one of the listeners"), "{e}");
+    let e = must_err(MINIMAL, &["advertised.listeners=PLAINTEXT://h:1,CONTROLLER://h:2"]);
+    assert!(e.contains("must not contain the controller listener"), "{e}");
+}
+
+#[test]
+fn group_session_timeouts_consistent() {
+    let e = must_err(MINIMAL, &["group.min.session.timeout.ms=10000", "group.max.session.timeout.ms=5000"]);
+    assert!(e.contains("must not exceed"), "{e}");
+}
+
+#[test]
+fn unknown_and_ignored_keys() {
+    let l = load_text(
+        &format!("{MINIMAL}zookeeper.connect=localhost:2181\nnum.recovery.threads.per.data.dir=4\nsocket.send.buffer.bytes=1\nlistener.name.plaintext.sasl.enabled.mechanisms=PLAIN\nmade.up=1\nretention.ms=5\n"),
+        &["another.unknown=x"],
+    )
+    .unwrap();
+    assert_eq!(l.unknown_keys, vec!["another.unknown", "made.up", "retention.ms"]);
+    assert_eq!(
+        l.ignored_keys,
+        vec![
+            "listener.name.plaintext.sasl.enabled.mechanisms",
+            "num.recovery.threads.per.data.dir",
+            "socket.send.buffer.bytes",
+            "zookeeper.connect"
+        ]
+    );
+    assert_eq!(l.original["made.up"], "1");
+}
+
+#[test]
+fn other_fields() {
+    let c = must_load(
+        MINIMAL,
+        &[
+            "cluster.id=MkU3OEVBNTcwNTJENDM2Qk",
+            "broker.rack=r1",
+            "log.cleanup.policy=compact,delete",
+            "compression.type=zstd",
+            "log.message.timestamp.type=LogAppendTime",
+            "unclean.leader.election.enable=TRUE",
+            "log.cleaner.min.cleanable.ratio=0.25",
+        ],
+    );
+    assert_eq!(c.cluster_id.as_deref(), Some("MkU3OEVBNTcwNTJENDM2Qk"));
+    assert_eq!(c.broker_rack.as_deref(), Some("r1"));
+    assert_eq!(c.log_cleanup_policy, CleanupPolicy::BOTH);
+    assert_eq!(c.compression_type, CompressionType::Zstd);
+    assert_eq!(c.log_message_timestamp_type, TimestampType::LogAppendTime);
+    assert!(c.unclean_leader_election_enable);
+    assert_eq!(c.log_cleaner_min_cleanable_ratio, 0.25);
+    assert_eq!(must_load(MINIMAL, &["cluster.id="]).cluster_id, None);
+}
+
+#[test]
+fn dynamic_validation() {
+    assert!(validate_broker_dynamic_config("log.retention.ms", "1000").is_ok());
+    assert!(validate_broker_dynamic_config("log.cleanup.policy", "compact").is_ok());
+    assert!(validate_broker_dynamic_config("min.insync.replicas", "2").is_ok());
+    assert!(validate_broker_dynamic_config("message.max.bytes", "2000000").is_ok());
+    assert_eq!(
+        validate_broker_dynamic_config("num.partitions", "3").unwrap_err().to_string(),
+        "Cannot update these configs dynamically: num.partitions is read-only"
+    );
+    assert!(matches!(validate_broker_dynamic_config("listeners", "PLAINTEXT://:1"), Err(ConfigError::ReadOnly(_))));
+    assert!(matches!(validate_broker_dynamic_config("no.such.key", "1"), Err(ConfigError::UnknownBrokerKey(_))));
+    assert_eq!(
+        validate_broker_dynamic_config("log.retention.ms", "abc").unwrap_err().to_string(),
+        "Invalid value abc for configuration log.retention.ms: Not a number of type LONG"
+    );
+    assert_eq!(
+        validate_broker_dynamic_config("min.insync.replicas", "0").unwrap_err().to_string(),
+        "Invalid value 0 for configuration min.insync.replicas: Value must be at least 1"
+    );
+    let keys = dynamic_broker_keys();
+    assert!(keys.contains(&"log.segment.bytes"));
+    assert!(!keys.contains(&"num.partitions"));
+}
+
+#[test]
+fn with_dynamic_layers_over_static() {
+    let l = load_text(&format!("{MINIMAL}log.retention.ms=1000\n"), &[]).unwrap();
+    let mut dynamic = BTreeMap::new();
+    dynamic.insert("log.retention.hours".to_string(), "1".to_string());
+    dynamic.insert("log.segment.bytes".to_string(), "2097152".to_string());
+    let c = l.with_dynamic(&dynamic).unwrap();
+    assert_eq!(c.log_retention_ms, 1000, "static log.retention.ms beats dynamic hours");
+    assert_eq!(c.log_segment_bytes, 2_097_152);
+    dynamic.insert("num.partitions".to_string(), "3".to_string());
+    assert!(l.with_dynamic(&dynamic).is_err());
+}
+
+fn entry<'a>(entries: &'a [ConfigEntry], name: &str) -> &'a ConfigEntry {
+    entries.iter().find(|e| e.name == name).expect("entry present")
+}
+
+#[test]
+fn describe_sources_and_synonyms() {
+    let l = load_text(&format!("{MINIMAL}log.retention.hours=24\nssl.keystore.password=secret\n"), &[]).unwrap();
+    let mut dynamic = BTreeMap::new();
+    dynamic.insert("log.segment.bytes".to_string(), "2097152".to_string());
+    let d = l.config.describe(&l.original, &dynamic);
+    assert_eq!(d.len(), BROKER_KEYS.len());
+
+    let e = entry(&d, "log.retention.hours");
+    assert_eq!(e.value.as_deref(), Some("24"));
+    assert_eq!(e.source, ConfigSource::StaticBrokerConfig);
+    assert_eq!(e.config_type, crate::ConfigType::Int);
+    assert!(!e.read_only);
+    assert_eq!(e.synonyms.len(), 2);
+    assert_eq!(e.synonyms[1].source, ConfigSource::DefaultConfig);
+    assert_eq!(e.synonyms[1].value.as_deref(), Some("168"));
+
+    let e = entry(&d, "log.segment.bytes");
+    assert_eq!(e.value.as_deref(), Some("2097152"));
+    assert_eq!(e.source, ConfigSource::DynamicDefaultBrokerConfig);
+    assert_eq!(e.source.code(), 3);
+
+    let e = entry(&d, "num.partitions");
+    assert_eq!(e.value.as_deref(), Some("1"));
+    assert_eq!(e.source, ConfigSource::DefaultConfig);
+    assert!(e.read_only);
+
+    let e = entry(&d, "log.retention.ms");
+    assert_eq!(e.value, None);
+    assert!(e.synonyms.is_empty());
+
+    let e = entry(&d, "ssl.keystore.password");
+    assert!(e.is_sensitive);
+    assert_eq!(e.value, None);
+    assert_eq!(e.source, ConfigSource::StaticBrokerConfig);
+    assert_eq!(e.synonyms[0].value, None);
+
+    let e = entry(&d, "node.id");
+    assert_eq!(e.value.as_deref(), Some("1"));
+    assert_eq!(e.source, ConfigSource::StaticBrokerConfig);
+}
+
+#[test]
+fn describe_embedded_profile_values_are_static() {
+    let c = BrokerConfig::embedded_default();
+    let d = c.describe(&BTreeMap::new(), &BTreeMap::new());
+    let e = entry(&d, "offsets.topic.replication.factor");
+    assert_eq!(e.value.as_deref(), Some("1"));
+    assert_eq!(e.source, ConfigSource::StaticBrokerConfig);
+    assert_eq!(e.synonyms[1].value.as_deref(), Some("3"));
+    let e = entry(&d, "log.dirs");
+    assert_eq!(e.value.as_deref(), Some("./klamm-data"));
+    let e = entry(&d, "num.partitions");
+    assert_eq!(e.source, ConfigSource::DefaultConfig);
+}
+
+#[test]
+fn describe_per_broker_dynamic() {
+    let c = BrokerConfig::embedded_default();
+    let mut per_broker = BTreeMap::new();
+    per_broker.insert("message.max.bytes".to_string(), "5".to_string());
+    let mut cluster = BTreeMap::new();
+    cluster.insert("message.max.bytes".to_string(), "6".to_string());
+    let d = c.describe_layers(&BTreeMap::new(), &per_broker, &cluster);
+    let e = entry(&d, "message.max.bytes");
+    assert_eq!(e.value.as_deref(), Some("5"));
+    assert_eq!(e.source, ConfigSource::DynamicBrokerConfig);
+    let sources: Vec<ConfigSource> = e.synonyms.iter().map(|s| s.source).collect();
+    assert_eq!(
+        sources,
+        vec![ConfigSource::DynamicBrokerConfig, ConfigSource::DynamicDefaultBrokerConfig, ConfigSource::DefaultConfig]
+    );
+}
+
+#[test]
+fn every_reader_key_is_in_the_table() {
+    // build() reads keys by name; a typo there would surface as an "internal" error here.
+    let l = load_text(MINIMAL, &[]).unwrap();
+    assert!(l.config.validate().is_ok());
+}
