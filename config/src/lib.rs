@@ -51,7 +51,10 @@ pub use broker::{
 };
 pub use error::ConfigError;
 pub use schema::{ConfigEntry, ConfigSource, ConfigSynonym, ConfigType};
-pub use topic::{describe_topic_configs, validate_topic_config, TopicConfig};
+pub use topic::{
+    describe_topic_configs, describe_topic_configs_layered, topic_config_names,
+    topic_config_synonyms, validate_topic_config, validate_topic_configs, TopicConfig,
+};
 pub use types::{
     CleanupPolicy, CompressionType, Listener, ProcessRole, QuorumVoter, SecurityProtocol,
     TimestampType,
