@@ -43,7 +43,10 @@ pub enum Defaults {
 pub const EMBEDDED_PROFILE: &[(&str, &str)] = &[
     ("node.id", "1"),
     ("process.roles", "broker,controller"),
-    ("listeners", "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"),
+    (
+        "listeners",
+        "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+    ),
     ("controller.listener.names", "CONTROLLER"),
     ("controller.quorum.voters", "1@127.0.0.1:9093"),
     ("log.dirs", "./klamm-data"),
@@ -251,7 +254,10 @@ impl LoadedConfig {
     /// ones (Kafka precedence: dynamic > static > default, then the synonym rules, so a static
     /// `log.retention.ms` still beats a dynamic `log.retention.hours`, as in Kafka).
     /// Every dynamic key must pass [`validate_broker_dynamic_config`].
-    pub fn with_dynamic(&self, dynamic: &BTreeMap<String, String>) -> Result<BrokerConfig, ConfigError> {
+    pub fn with_dynamic(
+        &self,
+        dynamic: &BTreeMap<String, String>,
+    ) -> Result<BrokerConfig, ConfigError> {
         let mut merged = self.original.clone();
         for (k, v) in dynamic {
             validate_broker_dynamic_config(k, v)?;
@@ -259,6 +265,50 @@ impl LoadedConfig {
         }
         Ok(BrokerConfig::from_map(self.defaults, merged)?.config)
     }
+
+    /// One warning per unknown key, for the binary to log, with a hint when one is likely:
+    /// `unknown configuration "log.retention.hour" (did you mean log.retention.hours?)`.
+    pub fn unknown_key_warnings(&self) -> Vec<String> {
+        self.unknown_keys
+            .iter()
+            .map(|k| match suggest_broker_key(k) {
+                Some(hint) => format!("unknown configuration {k:?} ({hint})"),
+                None => format!("unknown configuration {k:?}"),
+            })
+            .collect()
+    }
+}
+
+/// A hint for an unknown broker key: the broker synonym of a topic key, or a known key within
+/// a small edit distance.
+pub fn suggest_broker_key(key: &str) -> Option<String> {
+    let synonyms = crate::topic::topic_config_synonyms(key);
+    if let Some(first) = synonyms.first() {
+        return Some(format!(
+            "{key} is a topic config; the broker-wide default is {first}"
+        ));
+    }
+    let max = if key.len() > 12 { 2 } else { 1 };
+    BROKER_KEYS
+        .iter()
+        .map(|d| (edit_distance(key, d.name), d.name))
+        .filter(|(d, _)| *d <= max)
+        .min()
+        .map(|(_, name)| format!("did you mean {name}?"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Splits one `--override key=value` argument.
@@ -291,8 +341,9 @@ impl Reader<'_> {
     }
 
     fn value(&self, key: &str) -> Result<Value, ConfigError> {
-        let def = broker_key(key)
-            .ok_or_else(|| ConfigError::Inconsistent(format!("internal: {key} is not in the key table")))?;
+        let def = broker_key(key).ok_or_else(|| {
+            ConfigError::Inconsistent(format!("internal: {key} is not in the key table"))
+        })?;
         match self.raw(key) {
             None => Ok(Value::Null),
             Some(raw) => def
@@ -315,12 +366,16 @@ impl Reader<'_> {
 
     fn i32(&self, key: &str) -> Result<i32, ConfigError> {
         let v = self.int(key)?;
-        i32::try_from(v).map_err(|_| ConfigError::value(key, format!("{v} is out of range for a 32-bit integer")))
+        i32::try_from(v).map_err(|_| {
+            ConfigError::value(key, format!("{v} is out of range for a 32-bit integer"))
+        })
     }
 
     fn i16(&self, key: &str) -> Result<i16, ConfigError> {
         let v = self.int(key)?;
-        i16::try_from(v).map_err(|_| ConfigError::value(key, format!("{v} is out of range for a 16-bit integer")))
+        i16::try_from(v).map_err(|_| {
+            ConfigError::value(key, format!("{v} is out of range for a 16-bit integer"))
+        })
     }
 
     fn bool(&self, key: &str) -> Result<bool, ConfigError> {
@@ -350,7 +405,11 @@ impl Reader<'_> {
             .ok_or_else(|| ConfigError::value(key, "missing required value"))
     }
 
-    fn parsed<T>(&self, key: &str, f: impl Fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+    fn parsed<T>(
+        &self,
+        key: &str,
+        f: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
         let s = self.str(key)?;
         f(&s).map_err(|m| ConfigError::value(key, m))
     }
@@ -391,7 +450,10 @@ impl BrokerConfig {
     }
 
     /// Parses already-merged properties (`original`, as given) over `defaults`.
-    pub fn from_map(defaults: Defaults, original: BTreeMap<String, String>) -> Result<LoadedConfig, ConfigError> {
+    pub fn from_map(
+        defaults: Defaults,
+        original: BTreeMap<String, String>,
+    ) -> Result<LoadedConfig, ConfigError> {
         let mut merged: BTreeMap<String, String> = BTreeMap::new();
         if defaults == Defaults::Embedded {
             for (k, v) in EMBEDDED_PROFILE {
@@ -447,9 +509,13 @@ impl BrokerConfig {
         match r.value("process.roles")? {
             Value::List(items) => {
                 for item in items {
-                    let role = ProcessRole::parse(&item).map_err(|m| ConfigError::value("process.roles", m))?;
+                    let role = ProcessRole::parse(&item)
+                        .map_err(|m| ConfigError::value("process.roles", m))?;
                     if process_roles.contains(&role) {
-                        return Err(ConfigError::value("process.roles", format!("{role} is listed twice")));
+                        return Err(ConfigError::value(
+                            "process.roles",
+                            format!("{role} is listed twice"),
+                        ));
                     }
                     process_roles.push(role);
                 }
@@ -465,7 +531,12 @@ impl BrokerConfig {
         let listeners = r.parsed("listeners", Listener::parse_list)?;
         let controller_listener_names: Vec<String> = r
             .opt_str("controller.listener.names")?
-            .map(|s| split_list(&s).into_iter().map(|n| n.to_ascii_uppercase()).collect())
+            .map(|s| {
+                split_list(&s)
+                    .into_iter()
+                    .map(|n| n.to_ascii_uppercase())
+                    .collect()
+            })
             .unwrap_or_default();
 
         let advertised_listeners = if r.is_set("advertised.listeners") {
@@ -501,13 +572,17 @@ impl BrokerConfig {
             None => r.str("security.inter.broker.protocol")?,
         };
 
-        let controller_quorum_voters = r.parsed("controller.quorum.voters", QuorumVoter::parse_list)?;
+        let controller_quorum_voters =
+            r.parsed("controller.quorum.voters", QuorumVoter::parse_list)?;
 
         let log_dirs_raw = match r.opt_str("log.dirs")? {
             Some(s) => s,
             None => r.str("log.dir")?,
         };
-        let log_dirs: Vec<PathBuf> = split_list(&log_dirs_raw).into_iter().map(PathBuf::from).collect();
+        let log_dirs: Vec<PathBuf> = split_list(&log_dirs_raw)
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
 
         let retention = if let Some(ms) = r.opt_int("log.retention.ms")? {
             ms
@@ -550,7 +625,8 @@ impl BrokerConfig {
             replica_fetch_wait_max_ms: r.i32("replica.fetch.wait.max.ms")?,
             replica_fetch_backoff_ms: r.i32("replica.fetch.backoff.ms")?,
             replica_lag_time_max_ms: r.int("replica.lag.time.max.ms")?,
-            replica_high_watermark_checkpoint_interval_ms: r.int("replica.high.watermark.checkpoint.interval.ms")?,
+            replica_high_watermark_checkpoint_interval_ms: r
+                .int("replica.high.watermark.checkpoint.interval.ms")?,
             log_segment_bytes: r.i32("log.segment.bytes")?,
             log_roll_ms,
             log_retention_ms: if retention < 0 { -1 } else { retention },
@@ -569,7 +645,8 @@ impl BrokerConfig {
             log_preallocate: r.bool("log.preallocate")?,
             log_index_interval_bytes: r.i32("log.index.interval.bytes")?,
             log_index_size_max_bytes: r.i32("log.index.size.max.bytes")?,
-            log_message_timestamp_type: r.parsed("log.message.timestamp.type", TimestampType::parse)?,
+            log_message_timestamp_type: r
+                .parsed("log.message.timestamp.type", TimestampType::parse)?,
             log_message_timestamp_before_max_ms: r.int("log.message.timestamp.before.max.ms")?,
             log_message_timestamp_after_max_ms: r.int("log.message.timestamp.after.max.ms")?,
             log_message_downconversion_enable: r.bool("log.message.downconversion.enable")?,
@@ -584,7 +661,8 @@ impl BrokerConfig {
             group_max_session_timeout_ms: r.i32("group.max.session.timeout.ms")?,
             group_max_size: r.i32("group.max.size")?,
             transaction_state_log_num_partitions: r.i32("transaction.state.log.num.partitions")?,
-            transaction_state_log_replication_factor: r.i16("transaction.state.log.replication.factor")?,
+            transaction_state_log_replication_factor: r
+                .i16("transaction.state.log.replication.factor")?,
             transaction_state_log_min_isr: r.i32("transaction.state.log.min.isr")?,
             transaction_state_log_segment_bytes: r.i32("transaction.state.log.segment.bytes")?,
             transactional_id_expiration_ms: r.i32("transactional.id.expiration.ms")?,
@@ -594,7 +672,8 @@ impl BrokerConfig {
             transaction_remove_expired_transaction_cleanup_interval_ms: r
                 .i32("transaction.remove.expired.transaction.cleanup.interval.ms")?,
             producer_id_expiration_ms: r.i32("producer.id.expiration.ms")?,
-            producer_id_expiration_check_interval_ms: r.i32("producer.id.expiration.check.interval.ms")?,
+            producer_id_expiration_check_interval_ms: r
+                .i32("producer.id.expiration.check.interval.ms")?,
             fetch_max_bytes: r.i32("fetch.max.bytes")?,
             queued_max_requests: r.i32("queued.max.requests")?,
             num_network_threads: r.i32("num.network.threads")?,
@@ -603,10 +682,12 @@ impl BrokerConfig {
             max_connections_per_ip: r.i32("max.connections.per.ip")?,
             connections_max_idle_ms: r.int("connections.max.idle.ms")?,
             unclean_leader_election_enable: r.bool("unclean.leader.election.enable")?,
-            max_incremental_fetch_session_cache_slots: r.i32("max.incremental.fetch.session.cache.slots")?,
+            max_incremental_fetch_session_cache_slots: r
+                .i32("max.incremental.fetch.session.cache.slots")?,
             broker_heartbeat_interval_ms: r.i32("broker.heartbeat.interval.ms")?,
             broker_session_timeout_ms: r.i32("broker.session.timeout.ms")?,
-            controller_quorum_election_timeout_ms: r.i32("controller.quorum.election.timeout.ms")?,
+            controller_quorum_election_timeout_ms: r
+                .i32("controller.quorum.election.timeout.ms")?,
             controller_quorum_fetch_timeout_ms: r.i32("controller.quorum.fetch.timeout.ms")?,
             metadata_log_segment_bytes: r.i32("metadata.log.segment.bytes")?,
             metadata_log_max_record_bytes_between_snapshots: r
@@ -626,7 +707,9 @@ impl BrokerConfig {
 
     /// The security protocol of a listener name, if mapped.
     pub fn security_protocol(&self, listener_name: &str) -> Option<SecurityProtocol> {
-        self.listener_security_protocol_map.get(listener_name).copied()
+        self.listener_security_protocol_map
+            .get(listener_name)
+            .copied()
     }
 
     /// The effective `flush.ms` in ms: `log.flush.interval.ms`, else
@@ -647,10 +730,16 @@ impl BrokerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Inconsistent(m));
         if self.log_dirs.is_empty() {
-            return Err(ConfigError::value("log.dirs", "must list at least one directory"));
+            return Err(ConfigError::value(
+                "log.dirs",
+                "must list at least one directory",
+            ));
         }
         if self.listeners.is_empty() {
-            return Err(ConfigError::value("listeners", "must list at least one listener"));
+            return Err(ConfigError::value(
+                "listeners",
+                "must list at least one listener",
+            ));
         }
         if self.controller_quorum_voters.is_empty() {
             return Err(ConfigError::value(
@@ -664,8 +753,17 @@ impl BrokerConfig {
                 "must be set in KRaft mode, e.g. controller.listener.names=CONTROLLER",
             ));
         }
-        let ids: Vec<String> = self.controller_quorum_voters.iter().map(|v| v.id.to_string()).collect();
-        if self.is_controller() && !self.controller_quorum_voters.iter().any(|v| v.id == self.node_id) {
+        let ids: Vec<String> = self
+            .controller_quorum_voters
+            .iter()
+            .map(|v| v.id.to_string())
+            .collect();
+        if self.is_controller()
+            && !self
+                .controller_quorum_voters
+                .iter()
+                .any(|v| v.id == self.node_id)
+        {
             return bad(format!(
                 "node.id {} must be one of the controller.quorum.voters ids ({}) when process.roles contains controller",
                 self.node_id,
@@ -734,7 +832,11 @@ impl BrokerConfig {
                 .iter()
                 .any(|l| l.name == self.inter_broker_listener_name)
         {
-            let names: Vec<&str> = self.advertised_listeners.iter().map(|l| l.name.as_str()).collect();
+            let names: Vec<&str> = self
+                .advertised_listeners
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect();
             return bad(format!(
                 "inter.broker.listener.name {} must be one of the advertised listeners ({}); set inter.broker.listener.name",
                 self.inter_broker_listener_name,
@@ -764,10 +866,22 @@ impl BrokerConfig {
             "process.roles" => join(self.process_roles.iter().map(|r| r.to_string()).collect()),
             "listeners" => join(self.listeners.iter().map(|l| l.to_string()).collect()),
             "controller.listener.names" => self.controller_listener_names.join(","),
-            "controller.quorum.voters" => join(self.controller_quorum_voters.iter().map(|v| v.to_string()).collect()),
-            "log.dirs" => join(self.log_dirs.iter().map(|p| p.display().to_string()).collect()),
+            "controller.quorum.voters" => join(
+                self.controller_quorum_voters
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect(),
+            ),
+            "log.dirs" => join(
+                self.log_dirs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            ),
             "offsets.topic.replication.factor" => self.offsets_topic_replication_factor.to_string(),
-            "transaction.state.log.replication.factor" => self.transaction_state_log_replication_factor.to_string(),
+            "transaction.state.log.replication.factor" => {
+                self.transaction_state_log_replication_factor.to_string()
+            }
             "transaction.state.log.min.isr" => self.transaction_state_log_min_isr.to_string(),
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms.to_string(),
             _ => return None,
@@ -783,7 +897,11 @@ impl BrokerConfig {
     /// profile that differ from Kafka's defaults are reported as `STATIC_BROKER_CONFIG`.
     /// Synonyms list the same key at each layer where it has a value, highest first. Sensitive
     /// keys have `value: None` everywhere.
-    pub fn describe(&self, original: &BTreeMap<String, String>, dynamic: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+    pub fn describe(
+        &self,
+        original: &BTreeMap<String, String>,
+        dynamic: &BTreeMap<String, String>,
+    ) -> Vec<ConfigEntry> {
         self.describe_layers(original, &BTreeMap::new(), dynamic)
     }
 
@@ -805,7 +923,10 @@ impl BrokerConfig {
                     synonyms.push((v.trim().to_string(), ConfigSource::DynamicBrokerConfig));
                 }
                 if let Some(v) = dynamic_default.get(def.name) {
-                    synonyms.push((v.trim().to_string(), ConfigSource::DynamicDefaultBrokerConfig));
+                    synonyms.push((
+                        v.trim().to_string(),
+                        ConfigSource::DynamicDefaultBrokerConfig,
+                    ));
                 }
                 if let Some(v) = original.get(def.name) {
                     synonyms.push((v.trim().to_string(), ConfigSource::StaticBrokerConfig));
@@ -872,16 +993,22 @@ pub fn validate_broker_dynamic_config(key: &str, value: &str) -> Result<(), Conf
     if !def.dynamic {
         return Err(ConfigError::ReadOnly(key.to_string()));
     }
-    def.parse(value).map(|_| ()).map_err(|bad| ConfigError::InvalidValue {
-        key: key.to_string(),
-        value: value.to_string(),
-        reason: bad.kafka_reason(),
-    })
+    def.parse(value)
+        .map(|_| ())
+        .map_err(|bad| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: bad.kafka_reason(),
+        })
 }
 
 /// The names of the broker keys that may be altered dynamically cluster-wide, sorted.
 pub fn dynamic_broker_keys() -> Vec<&'static str> {
-    BROKER_KEYS.iter().filter(|d| d.dynamic).map(|d| d.name).collect()
+    BROKER_KEYS
+        .iter()
+        .filter(|d| d.dynamic)
+        .map(|d| d.name)
+        .collect()
 }
 
 #[cfg(test)]

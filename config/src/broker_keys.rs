@@ -26,7 +26,8 @@ const fn min(v: i64) -> Check {
 pub(crate) const INT_MAX: &str = "2147483647";
 pub(crate) const LONG_MAX: &str = "9223372036854775807";
 
-const COMPRESSION: Check = Check::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]);
+const COMPRESSION: Check =
+    Check::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]);
 const TIMESTAMP: Check = Check::OneOf(&["CreateTime", "LogAppendTime"]);
 const CLEANUP: Check = Check::ListOf(&["compact", "delete"], false);
 
@@ -36,6 +37,7 @@ pub(crate) const DEFAULT_PROTOCOL_MAP: &str =
     "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL";
 
 /// Every broker key Klamm knows, sorted by name.
+#[rustfmt::skip]
 pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("advertised.listeners", S, None, NONE, "Listeners to publish to clients; defaults to listeners minus controller listeners."),
     Def::new("authorizer.class.name", S, Some(""), NONE, "Authorizer class (accepted, no effect).").no_effect(),
@@ -253,7 +255,9 @@ mod tests {
     #[test]
     fn no_effect_lookup() {
         assert!(is_no_effect("zookeeper.connect"));
-        assert!(is_no_effect("listener.name.plaintext.ssl.keystore.location"));
+        assert!(is_no_effect(
+            "listener.name.plaintext.ssl.keystore.location"
+        ));
         assert!(!is_no_effect("log.retention.ms"));
         assert!(!is_no_effect("made.up.key"));
     }

@@ -46,8 +46,8 @@ mod topic;
 mod types;
 
 pub use broker::{
-    dynamic_broker_keys, parse_override, validate_broker_dynamic_config, BrokerConfig, Defaults,
-    LoadedConfig, EMBEDDED_PROFILE,
+    dynamic_broker_keys, parse_override, suggest_broker_key, validate_broker_dynamic_config,
+    BrokerConfig, Defaults, LoadedConfig, EMBEDDED_PROFILE,
 };
 pub use error::ConfigError;
 pub use schema::{ConfigEntry, ConfigSource, ConfigSynonym, ConfigType};

@@ -223,7 +223,9 @@ mod tests {
 
     #[test]
     fn comments_and_blank_lines() {
-        let m = p("# comment\n! also comment\n   # indented comment\n\n   \nkey=value # not a comment\n");
+        let m = p(
+            "# comment\n! also comment\n   # indented comment\n\n   \nkey=value # not a comment\n",
+        );
         assert_eq!(m.len(), 1);
         assert_eq!(m["key"], "value # not a comment");
     }
@@ -273,7 +275,10 @@ mod tests {
     fn malformed_unicode_escape_reports_line() {
         let err = parse("a=1\n\nb=\\u12G4\n", Path::new("server.properties")).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("server.properties:3: malformed \\uxxxx escape"), "{msg}");
+        assert!(
+            msg.starts_with("server.properties:3: malformed \\uxxxx escape"),
+            "{msg}"
+        );
         let err = parse("k\\u12=1\n", Path::new("x")).unwrap_err();
         assert!(err.to_string().starts_with("x:1:"), "{err}");
     }

@@ -173,14 +173,18 @@ impl Bad {
     pub(crate) fn broker_message(&self, raw: &str) -> String {
         let raw = raw.trim();
         match self {
-            Bad::NotType(ConfigType::Boolean) => format!("{raw:?} is not a boolean (true or false)"),
+            Bad::NotType(ConfigType::Boolean) => {
+                format!("{raw:?} is not a boolean (true or false)")
+            }
             Bad::NotType(ConfigType::Int) if raw.parse::<i128>().is_ok() => {
                 format!("{raw} is out of range for a 32-bit integer")
             }
             Bad::NotType(ConfigType::Short) if raw.parse::<i128>().is_ok() => {
                 format!("{raw} is out of range for a 16-bit integer")
             }
-            Bad::NotType(ConfigType::Int | ConfigType::Short) => format!("{raw:?} is not an integer"),
+            Bad::NotType(ConfigType::Int | ConfigType::Short) => {
+                format!("{raw:?} is not an integer")
+            }
             Bad::NotType(ConfigType::Long) => format!("{raw:?} is not an integer"),
             Bad::NotType(ConfigType::Double) => format!("{raw:?} is not a number"),
             Bad::NotType(t) => format!("{raw:?} is not a valid {}", t.kafka_name()),
@@ -359,8 +363,14 @@ mod tests {
 
     #[test]
     fn typed_parsing() {
-        assert_eq!(parse_typed(ConfigType::Boolean, Check::None, " TRUE "), Ok(Value::Bool(true)));
-        assert_eq!(parse_typed(ConfigType::Int, Check::None, "42"), Ok(Value::Int(42)));
+        assert_eq!(
+            parse_typed(ConfigType::Boolean, Check::None, " TRUE "),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(
+            parse_typed(ConfigType::Int, Check::None, "42"),
+            Ok(Value::Int(42))
+        );
         assert_eq!(
             parse_typed(ConfigType::Int, Check::None, "3000000000"),
             Err(Bad::NotType(ConfigType::Int))
@@ -401,7 +411,10 @@ mod tests {
             Bad::NotType(ConfigType::Long).kafka_reason(),
             "Not a number of type LONG"
         );
-        assert_eq!(Bad::AtLeast(1).broker_message("0"), "must be at least 1, got 0");
+        assert_eq!(
+            Bad::AtLeast(1).broker_message("0"),
+            "must be at least 1, got 0"
+        );
         assert_eq!(
             Bad::NotType(ConfigType::Int).broker_message("abc"),
             "\"abc\" is not an integer"

@@ -93,6 +93,7 @@ const fn min(v: i64) -> Check {
 }
 
 /// Every topic key Klamm accepts, sorted by name.
+#[rustfmt::skip]
 static TOPIC_KEYS: &[TopicKey] = &[
     key(Def::new("cleanup.policy", LI, Some("delete"), Check::ListOf(CleanupPolicy::NAMES, false), "delete (by time/size), compact (by key), or both."), &["log.cleanup.policy"]),
     key(Def::new("compression.gzip.level", I, Some("-1"), NONE, "gzip level (accepted, no effect).").no_effect(), &[]),
@@ -156,17 +157,23 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), ConfigError> 
 
 fn parse_topic_value(key: &str, value: &str) -> Result<(&'static TopicKey, Value), ConfigError> {
     let k = topic_key(key).ok_or_else(|| ConfigError::UnknownTopicKey(key.to_string()))?;
-    let v = k.def.parse(value).map_err(|bad| ConfigError::InvalidValue {
-        key: key.to_string(),
-        value: value.to_string(),
-        reason: bad.kafka_reason(),
-    })?;
+    let v = k
+        .def
+        .parse(value)
+        .map_err(|bad| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: bad.kafka_reason(),
+        })?;
     Ok((k, v))
 }
 
 /// Checks a whole set of topic overrides: each key/value, then the cross-key rule Kafka applies
 /// (`min.compaction.lag.ms` must not exceed `max.compaction.lag.ms`), against `broker` defaults.
-pub fn validate_topic_configs(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+pub fn validate_topic_configs(
+    broker: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
     TopicConfig::resolve(broker, overrides).map(|_| ())
 }
 
@@ -201,7 +208,10 @@ impl TopicConfig {
     }
 
     /// Effective values for a topic: each override (validated) else the broker's synonym value.
-    pub fn resolve(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Result<TopicConfig, ConfigError> {
+    pub fn resolve(
+        broker: &BrokerConfig,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<TopicConfig, ConfigError> {
         let mut t = TopicConfig::from_broker(broker);
         for (k, v) in overrides {
             let (_, value) = parse_topic_value(k, v)?;
@@ -250,7 +260,9 @@ impl TopicConfig {
             "min.insync.replicas" => self.min_insync_replicas = int32(),
             "flush.messages" => self.flush_messages = int(),
             "flush.ms" => self.flush_ms = int(),
-            "compression.type" => self.compression_type = CompressionType::parse(&text()).map_err(bad)?,
+            "compression.type" => {
+                self.compression_type = CompressionType::parse(&text()).map_err(bad)?
+            }
             "message.timestamp.type" => {
                 self.message_timestamp_type = TimestampType::parse(&text()).map_err(bad)?
             }
@@ -318,7 +330,10 @@ impl TopicConfig {
 ///
 /// An override that does not validate (which the broker should never have stored) is reported
 /// as given and otherwise ignored.
-pub fn describe_topic_configs(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+pub fn describe_topic_configs(
+    broker: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<ConfigEntry> {
     describe_impl(broker, None, overrides)
 }
 
@@ -336,9 +351,12 @@ pub fn describe_topic_configs_layered(
     describe_impl(broker, Some((broker_original, broker_dynamic)), overrides)
 }
 
+/// The broker's static and dynamic layers, when known.
+type BrokerLayers<'a> = (&'a BTreeMap<String, String>, &'a BTreeMap<String, String>);
+
 fn describe_impl(
     broker: &BrokerConfig,
-    layers: Option<(&BTreeMap<String, String>, &BTreeMap<String, String>)>,
+    layers: Option<BrokerLayers<'_>>,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<ConfigEntry> {
     let valid: BTreeMap<String, String> = overrides
@@ -346,7 +364,8 @@ fn describe_impl(
         .filter(|(k, v)| validate_topic_config(k, v).is_ok())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let resolved = TopicConfig::resolve(broker, &valid).unwrap_or_else(|_| TopicConfig::from_broker(broker));
+    let resolved =
+        TopicConfig::resolve(broker, &valid).unwrap_or_else(|_| TopicConfig::from_broker(broker));
     let from_broker = TopicConfig::from_broker(broker);
 
     TOPIC_KEYS
@@ -360,16 +379,28 @@ fn describe_impl(
             };
             let mut synonyms = Vec::new();
             if let Some(v) = overrides.get(name) {
-                synonyms.push(syn(name, Some(v.trim().to_string()), ConfigSource::DynamicTopicConfig));
+                synonyms.push(syn(
+                    name,
+                    Some(v.trim().to_string()),
+                    ConfigSource::DynamicTopicConfig,
+                ));
             }
             match layers {
                 Some((original, dynamic)) => {
                     for s in k.synonyms {
                         if let Some(v) = dynamic.get(*s) {
-                            synonyms.push(syn(s, Some(v.trim().to_string()), ConfigSource::DynamicDefaultBrokerConfig));
+                            synonyms.push(syn(
+                                s,
+                                Some(v.trim().to_string()),
+                                ConfigSource::DynamicDefaultBrokerConfig,
+                            ));
                         }
                         if let Some(v) = original.get(*s) {
-                            synonyms.push(syn(s, Some(v.trim().to_string()), ConfigSource::StaticBrokerConfig));
+                            synonyms.push(syn(
+                                s,
+                                Some(v.trim().to_string()),
+                                ConfigSource::StaticBrokerConfig,
+                            ));
                         }
                         if let Some(d) = broker_key(s).and_then(|d| d.default) {
                             synonyms.push(syn(s, Some(d.to_string()), ConfigSource::DefaultConfig));

@@ -409,8 +409,8 @@ mod tests {
 
     #[test]
     fn listeners() {
-        let l = Listener::parse_list("PLAINTEXT://127.0.0.1:9092,controller://127.0.0.1:9093")
-            .unwrap();
+        let l =
+            Listener::parse_list("PLAINTEXT://127.0.0.1:9092,controller://127.0.0.1:9093").unwrap();
         assert_eq!(
             l,
             vec![
@@ -437,13 +437,23 @@ mod tests {
 
     #[test]
     fn listener_errors() {
-        assert!(Listener::parse("127.0.0.1:9092").unwrap_err().contains("NAME://host:port"));
-        assert!(Listener::parse("://h:1").unwrap_err().contains("empty listener name"));
-        assert!(Listener::parse("P://h").unwrap_err().contains("missing :port"));
+        assert!(Listener::parse("127.0.0.1:9092")
+            .unwrap_err()
+            .contains("NAME://host:port"));
+        assert!(Listener::parse("://h:1")
+            .unwrap_err()
+            .contains("empty listener name"));
+        assert!(Listener::parse("P://h")
+            .unwrap_err()
+            .contains("missing :port"));
         assert!(Listener::parse("P://h:99999").unwrap_err().contains("port"));
-        assert!(Listener::parse("P://::1:9092").unwrap_err().contains("brackets"));
+        assert!(Listener::parse("P://::1:9092")
+            .unwrap_err()
+            .contains("brackets"));
         assert!(Listener::parse("P://[::1:9092").unwrap_err().contains("]"));
-        assert!(Listener::parse("P://h/x:1").unwrap_err().contains("invalid host"));
+        assert!(Listener::parse("P://h/x:1")
+            .unwrap_err()
+            .contains("invalid host"));
         assert!(Listener::parse_list("A://:1,a://:2")
             .unwrap_err()
             .contains("more than once"));
@@ -455,10 +465,16 @@ mod tests {
         assert_eq!(v[0].id, 1);
         assert_eq!(v[1].host, "::1");
         assert_eq!(v[1].to_string(), "2@[::1]:9094");
-        assert!(QuorumVoter::parse("x@h:1").unwrap_err().contains("not an integer"));
-        assert!(QuorumVoter::parse("h:1").unwrap_err().contains("id@host:port"));
+        assert!(QuorumVoter::parse("x@h:1")
+            .unwrap_err()
+            .contains("not an integer"));
+        assert!(QuorumVoter::parse("h:1")
+            .unwrap_err()
+            .contains("id@host:port"));
         assert!(QuorumVoter::parse("1@:1").unwrap_err().contains("empty"));
-        assert!(QuorumVoter::parse("-1@h:1").unwrap_err().contains("negative"));
+        assert!(QuorumVoter::parse("-1@h:1")
+            .unwrap_err()
+            .contains("negative"));
         assert!(QuorumVoter::parse_list("1@a:1,1@b:2")
             .unwrap_err()
             .contains("more than once"));
@@ -474,7 +490,10 @@ mod tests {
             assert_eq!(CompressionType::parse(n).unwrap().name(), *n);
         }
         assert!(CompressionType::parse("brotli").is_err());
-        assert_eq!(CleanupPolicy::parse("delete,compact"), Ok(CleanupPolicy::BOTH));
+        assert_eq!(
+            CleanupPolicy::parse("delete,compact"),
+            Ok(CleanupPolicy::BOTH)
+        );
         assert_eq!(CleanupPolicy::BOTH.to_string(), "compact,delete");
         assert!(CleanupPolicy::parse("").is_err());
         assert!(CleanupPolicy::parse("remove").is_err());

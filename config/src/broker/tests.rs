@@ -19,26 +19,37 @@ fn must_load(text: &str, overrides: &[&str]) -> BrokerConfig {
 }
 
 fn must_err(text: &str, overrides: &[&str]) -> String {
-    load_text(text, overrides).expect_err("invalid config").to_string()
+    load_text(text, overrides)
+        .expect_err("invalid config")
+        .to_string()
 }
 
 #[test]
 fn embedded_default_is_single_node() {
     let c = BrokerConfig::embedded_default();
     assert_eq!(c.node_id, 1);
-    assert_eq!(c.process_roles, vec![ProcessRole::Broker, ProcessRole::Controller]);
+    assert_eq!(
+        c.process_roles,
+        vec![ProcessRole::Broker, ProcessRole::Controller]
+    );
     assert_eq!(c.listeners.len(), 2);
     assert_eq!(c.listeners[0].to_string(), "PLAINTEXT://127.0.0.1:9092");
     assert_eq!(c.advertised_listeners, vec![c.listeners[0].clone()]);
     assert_eq!(c.controller_listener_names, vec!["CONTROLLER".to_string()]);
-    assert_eq!(c.controller_quorum_voters[0].to_string(), "1@127.0.0.1:9093");
+    assert_eq!(
+        c.controller_quorum_voters[0].to_string(),
+        "1@127.0.0.1:9093"
+    );
     assert_eq!(c.log_dirs, vec![PathBuf::from("./klamm-data")]);
     assert_eq!(c.offsets_topic_replication_factor, 1);
     assert_eq!(c.transaction_state_log_replication_factor, 1);
     assert_eq!(c.transaction_state_log_min_isr, 1);
     assert_eq!(c.group_initial_rebalance_delay_ms, 0);
     assert_eq!(c.inter_broker_listener_name, "PLAINTEXT");
-    assert_eq!(c.security_protocol("CONTROLLER"), Some(SecurityProtocol::Plaintext));
+    assert_eq!(
+        c.security_protocol("CONTROLLER"),
+        Some(SecurityProtocol::Plaintext)
+    );
     // Everything else is Kafka's default.
     assert_eq!(c.num_partitions, 1);
     assert_eq!(c.log_retention_ms, 604_800_000);
@@ -106,7 +117,10 @@ fn kafka_defaults_with_minimal_file() {
     assert!(!c.unclean_leader_election_enable);
     assert_eq!(c.max_incremental_fetch_session_cache_slots, 1000);
     assert_eq!(c.cluster_id, None);
-    assert_eq!(c.effective_metadata_log_dir(), Some(Path::new("/tmp/kafka-logs")));
+    assert_eq!(
+        c.effective_metadata_log_dir(),
+        Some(Path::new("/tmp/kafka-logs"))
+    );
 }
 
 #[test]
@@ -122,7 +136,10 @@ fn overrides_win_over_file_and_later_overrides_win() {
 #[test]
 fn bad_override_syntax() {
     let e = BrokerConfig::load(None, &["novalue".to_string()]).unwrap_err();
-    assert_eq!(e.to_string(), "invalid override \"novalue\": expected key=value");
+    assert_eq!(
+        e.to_string(),
+        "invalid override \"novalue\": expected key=value"
+    );
     assert!(BrokerConfig::load(None, &["=1".to_string()]).is_err());
     assert_eq!(parse_override("a=b=c").unwrap(), ("a".into(), "b=c".into()));
 }
@@ -138,7 +155,9 @@ fn missing_file_is_io_error() {
 fn syntax_error_carries_file_and_line() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(b"node.id=1\nbad=\\uZZZZ\n").unwrap();
-    let e = BrokerConfig::load(Some(f.path()), &[]).unwrap_err().to_string();
+    let e = BrokerConfig::load(Some(f.path()), &[])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains(&format!("{}:2:", f.path().display())), "{e}");
 }
 
@@ -160,15 +179,23 @@ fn type_errors_name_the_key() {
         must_err(MINIMAL, &["message.max.bytes=3000000000"]),
         "message.max.bytes: 3000000000 is out of range for a 32-bit integer"
     );
-    assert!(must_err(MINIMAL, &["compression.type=brotli"]).starts_with("compression.type: must be one of"));
-    assert!(must_err(MINIMAL, &["log.cleanup.policy=remove"]).starts_with("log.cleanup.policy: must be one of compact, delete"));
+    assert!(must_err(MINIMAL, &["compression.type=brotli"])
+        .starts_with("compression.type: must be one of"));
+    assert!(must_err(MINIMAL, &["log.cleanup.policy=remove"])
+        .starts_with("log.cleanup.policy: must be one of compact, delete"));
     assert!(must_err(MINIMAL, &["log.cleaner.min.cleanable.ratio=2"]).contains("between 0 and 1"));
-    assert!(must_err(MINIMAL, &["default.replication.factor=40000"]).contains("between 1 and 32767"));
+    assert!(
+        must_err(MINIMAL, &["default.replication.factor=40000"]).contains("between 1 and 32767")
+    );
     assert!(must_err(MINIMAL, &["offsets.topic.replication.factor=40000"]).contains("16-bit"));
     // No-effect keys are still type-checked.
-    assert!(must_err(MINIMAL, &["socket.send.buffer.bytes=big"]).starts_with("socket.send.buffer.bytes:"));
+    assert!(must_err(MINIMAL, &["socket.send.buffer.bytes=big"])
+        .starts_with("socket.send.buffer.bytes:"));
     // Values are trimmed like Kafka does.
-    assert_eq!(must_load(MINIMAL, &["num.partitions=  7  "]).num_partitions, 7);
+    assert_eq!(
+        must_load(MINIMAL, &["num.partitions=  7  "]).num_partitions,
+        7
+    );
 }
 
 #[test]
@@ -192,42 +219,88 @@ fn broker_id_synonym() {
 
 #[test]
 fn retention_precedence() {
-    assert_eq!(must_load(MINIMAL, &["log.retention.hours=1"]).log_retention_ms, 3_600_000);
     assert_eq!(
-        must_load(MINIMAL, &["log.retention.hours=1", "log.retention.minutes=2"]).log_retention_ms,
+        must_load(MINIMAL, &["log.retention.hours=1"]).log_retention_ms,
+        3_600_000
+    );
+    assert_eq!(
+        must_load(
+            MINIMAL,
+            &["log.retention.hours=1", "log.retention.minutes=2"]
+        )
+        .log_retention_ms,
         120_000
     );
     assert_eq!(
-        must_load(MINIMAL, &["log.retention.hours=1", "log.retention.minutes=2", "log.retention.ms=5"]).log_retention_ms,
+        must_load(
+            MINIMAL,
+            &[
+                "log.retention.hours=1",
+                "log.retention.minutes=2",
+                "log.retention.ms=5"
+            ]
+        )
+        .log_retention_ms,
         5
     );
-    assert_eq!(must_load(MINIMAL, &["log.retention.ms=-1"]).log_retention_ms, -1);
-    assert_eq!(must_load(MINIMAL, &["log.retention.hours=-5"]).log_retention_ms, -1);
-    assert_eq!(must_load(MINIMAL, &["log.retention.minutes=-1", "log.retention.hours=5"]).log_retention_ms, -1);
+    assert_eq!(
+        must_load(MINIMAL, &["log.retention.ms=-1"]).log_retention_ms,
+        -1
+    );
+    assert_eq!(
+        must_load(MINIMAL, &["log.retention.hours=-5"]).log_retention_ms,
+        -1
+    );
+    assert_eq!(
+        must_load(
+            MINIMAL,
+            &["log.retention.minutes=-1", "log.retention.hours=5"]
+        )
+        .log_retention_ms,
+        -1
+    );
 }
 
 #[test]
 fn roll_precedence() {
-    assert_eq!(must_load(MINIMAL, &["log.roll.hours=2"]).log_roll_ms, 7_200_000);
-    assert_eq!(must_load(MINIMAL, &["log.roll.hours=2", "log.roll.ms=1000"]).log_roll_ms, 1000);
+    assert_eq!(
+        must_load(MINIMAL, &["log.roll.hours=2"]).log_roll_ms,
+        7_200_000
+    );
+    assert_eq!(
+        must_load(MINIMAL, &["log.roll.hours=2", "log.roll.ms=1000"]).log_roll_ms,
+        1000
+    );
     assert!(must_err(MINIMAL, &["log.roll.ms=0"]).starts_with("log.roll.ms: must be at least 1"));
 }
 
 #[test]
 fn log_dir_fallback() {
-    assert_eq!(must_load(MINIMAL, &["log.dir=/data/one"]).log_dirs, vec![PathBuf::from("/data/one")]);
+    assert_eq!(
+        must_load(MINIMAL, &["log.dir=/data/one"]).log_dirs,
+        vec![PathBuf::from("/data/one")]
+    );
     assert_eq!(
         must_load(MINIMAL, &["log.dir=/data/one", "log.dirs=/d1, /d2"]).log_dirs,
         vec![PathBuf::from("/d1"), PathBuf::from("/d2")]
     );
-    assert_eq!(must_err(MINIMAL, &["log.dirs= , "]), "log.dirs: must list at least one directory");
+    assert_eq!(
+        must_err(MINIMAL, &["log.dirs= , "]),
+        "log.dirs: must list at least one directory"
+    );
     let c = must_load(MINIMAL, &["metadata.log.dir=/meta"]);
     assert_eq!(c.effective_metadata_log_dir(), Some(Path::new("/meta")));
 }
 
 #[test]
 fn flush_interval() {
-    let c = must_load(MINIMAL, &["log.flush.interval.ms=1000", "log.flush.interval.messages=10"]);
+    let c = must_load(
+        MINIMAL,
+        &[
+            "log.flush.interval.ms=1000",
+            "log.flush.interval.messages=10",
+        ],
+    );
     assert_eq!(c.log_flush_interval_ms, Some(1000));
     assert_eq!(c.effective_log_flush_interval_ms(), 1000);
     assert_eq!(c.log_flush_interval_messages, 10);
@@ -238,12 +311,18 @@ fn flush_interval() {
 fn listeners_and_protocol_map() {
     let c = must_load(
         MINIMAL,
-        &["listeners=PLAINTEXT://:9092,CONTROLLER://[::1]:9093", "advertised.listeners=PLAINTEXT://broker1.example.com:9092"],
+        &[
+            "listeners=PLAINTEXT://:9092,CONTROLLER://[::1]:9093",
+            "advertised.listeners=PLAINTEXT://broker1.example.com:9092",
+        ],
     );
     assert_eq!(c.listeners[0].host, "");
     assert_eq!(c.listeners[1].host, "::1");
     assert_eq!(c.advertised_listeners[0].host, "broker1.example.com");
-    assert_eq!(c.security_protocol("SASL_SSL"), Some(SecurityProtocol::SaslSsl));
+    assert_eq!(
+        c.security_protocol("SASL_SSL"),
+        Some(SecurityProtocol::SaslSsl)
+    );
 
     let c = must_load(
         MINIMAL,
@@ -255,51 +334,97 @@ fn listeners_and_protocol_map() {
         ],
     );
     assert_eq!(c.inter_broker_listener_name, "INTERNAL");
-    assert_eq!(c.security_protocol("EXTERNAL"), Some(SecurityProtocol::SaslPlaintext));
+    assert_eq!(
+        c.security_protocol("EXTERNAL"),
+        Some(SecurityProtocol::SaslPlaintext)
+    );
     assert_eq!(c.security_protocol("PLAINTEXT"), None);
     assert_eq!(c.advertised_listeners.len(), 2);
 
     let e = must_err(
         MINIMAL,
-        &["listeners=INTERNAL://:9092,CONTROLLER://:9093", "inter.broker.listener.name=INTERNAL"],
+        &[
+            "listeners=INTERNAL://:9092,CONTROLLER://:9093",
+            "inter.broker.listener.name=INTERNAL",
+        ],
     );
-    assert!(e.contains("no security protocol for listener INTERNAL"), "{e}");
-    assert!(must_err(MINIMAL, &["listener.security.protocol.map=PLAINTEXT"]).contains("LISTENER_NAME:PROTOCOL"));
-    assert!(must_err(MINIMAL, &["listener.security.protocol.map=PLAINTEXT:TLS"]).contains("unknown security protocol"));
+    assert!(
+        e.contains("no security protocol for listener INTERNAL"),
+        "{e}"
+    );
+    assert!(
+        must_err(MINIMAL, &["listener.security.protocol.map=PLAINTEXT"])
+            .contains("LISTENER_NAME:PROTOCOL")
+    );
+    assert!(
+        must_err(MINIMAL, &["listener.security.protocol.map=PLAINTEXT:TLS"])
+            .contains("unknown security protocol")
+    );
     assert!(must_err(MINIMAL, &["listeners=PLAINTEXT//:9092"]).starts_with("listeners:"));
     assert!(must_err(MINIMAL, &["listeners="]).starts_with("listeners: must list at least one"));
 }
 
 #[test]
 fn inter_broker_listener_rules() {
-    let e = must_err(MINIMAL, &["inter.broker.listener.name=PLAINTEXT", "security.inter.broker.protocol=PLAINTEXT"]);
+    let e = must_err(
+        MINIMAL,
+        &[
+            "inter.broker.listener.name=PLAINTEXT",
+            "security.inter.broker.protocol=PLAINTEXT",
+        ],
+    );
     assert!(e.contains("only one of"), "{e}");
     let e = must_err(MINIMAL, &["security.inter.broker.protocol=SSL"]);
-    assert!(e.contains("inter.broker.listener.name SSL must be one of the advertised listeners"), "{e}");
+    assert!(
+        e.contains("inter.broker.listener.name SSL must be one of the advertised listeners"),
+        "{e}"
+    );
 }
 
 #[test]
 fn controller_rules() {
     let e = must_err(MINIMAL, &["node.id=2"]);
-    assert!(e.contains("node.id 2 must be one of the controller.quorum.voters ids (1)"), "{e}");
+    assert!(
+        e.contains("node.id 2 must be one of the controller.quorum.voters ids (1)"),
+        "{e}"
+    );
     // A broker-only node need not be a voter, but must not bind the controller listener.
     let e = must_err(MINIMAL, &["node.id=2", "process.roles=broker"]);
     assert!(e.contains("CONTROLLER is a controller listener"), "{e}");
-    let c = must_load(MINIMAL, &["node.id=2", "process.roles=broker", "listeners=PLAINTEXT://:9092"]);
+    let c = must_load(
+        MINIMAL,
+        &[
+            "node.id=2",
+            "process.roles=broker",
+            "listeners=PLAINTEXT://:9092",
+        ],
+    );
     assert!(c.is_broker() && !c.is_controller());
     // Controller-only: only controller listeners.
     let e = must_err(MINIMAL, &["process.roles=controller"]);
     assert!(e.contains("PLAINTEXT is not a controller listener"), "{e}");
-    let c = must_load(MINIMAL, &["process.roles=controller", "listeners=CONTROLLER://:9093"]);
+    let c = must_load(
+        MINIMAL,
+        &["process.roles=controller", "listeners=CONTROLLER://:9093"],
+    );
     assert!(c.is_controller() && !c.is_broker());
     assert!(c.advertised_listeners.is_empty());
     // The controller listener must be bound by a controller.
     let e = must_err(MINIMAL, &["listeners=PLAINTEXT://:9092"]);
-    assert!(e.contains("listener CONTROLLER must appear in listeners"), "{e}");
+    assert!(
+        e.contains("listener CONTROLLER must appear in listeners"),
+        "{e}"
+    );
     let e = must_err(MINIMAL, &["controller.listener.names="]);
-    assert!(e.starts_with("controller.listener.names: must be set"), "{e}");
+    assert!(
+        e.starts_with("controller.listener.names: must be set"),
+        "{e}"
+    );
     let e = must_err(MINIMAL, &["controller.quorum.voters="]);
-    assert!(e.starts_with("controller.quorum.voters: must list every controller"), "{e}");
+    assert!(
+        e.starts_with("controller.quorum.voters: must list every controller"),
+        "{e}"
+    );
     let e = must_err(MINIMAL, &["controller.quorum.voters=1@h:1,1@h:2"]);
     assert!(e.contains("more than once"), "{e}");
 }
@@ -308,13 +433,25 @@ fn controller_rules() {
 fn advertised_listener_rules() {
     let e = must_err(MINIMAL, &["advertised.listeners=OTHER://h:1"]);
     assert!(e.contains("not one of the listeners"), "{e}");
-    let e = must_err(MINIMAL, &["advertised.listeners=PLAINTEXT://h:1,CONTROLLER://h:2"]);
-    assert!(e.contains("must not contain the controller listener"), "{e}");
+    let e = must_err(
+        MINIMAL,
+        &["advertised.listeners=PLAINTEXT://h:1,CONTROLLER://h:2"],
+    );
+    assert!(
+        e.contains("must not contain the controller listener"),
+        "{e}"
+    );
 }
 
 #[test]
 fn group_session_timeouts_consistent() {
-    let e = must_err(MINIMAL, &["group.min.session.timeout.ms=10000", "group.max.session.timeout.ms=5000"]);
+    let e = must_err(
+        MINIMAL,
+        &[
+            "group.min.session.timeout.ms=10000",
+            "group.max.session.timeout.ms=5000",
+        ],
+    );
     assert!(e.contains("must not exceed"), "{e}");
 }
 
@@ -325,7 +462,10 @@ fn unknown_and_ignored_keys() {
         &["another.unknown=x"],
     )
     .unwrap();
-    assert_eq!(l.unknown_keys, vec!["another.unknown", "made.up", "retention.ms"]);
+    assert_eq!(
+        l.unknown_keys,
+        vec!["another.unknown", "made.up", "retention.ms"]
+    );
     assert_eq!(
         l.ignored_keys,
         vec![
@@ -369,17 +509,29 @@ fn dynamic_validation() {
     assert!(validate_broker_dynamic_config("min.insync.replicas", "2").is_ok());
     assert!(validate_broker_dynamic_config("message.max.bytes", "2000000").is_ok());
     assert_eq!(
-        validate_broker_dynamic_config("num.partitions", "3").unwrap_err().to_string(),
+        validate_broker_dynamic_config("num.partitions", "3")
+            .unwrap_err()
+            .to_string(),
         "Cannot update these configs dynamically: num.partitions is read-only"
     );
-    assert!(matches!(validate_broker_dynamic_config("listeners", "PLAINTEXT://:1"), Err(ConfigError::ReadOnly(_))));
-    assert!(matches!(validate_broker_dynamic_config("no.such.key", "1"), Err(ConfigError::UnknownBrokerKey(_))));
+    assert!(matches!(
+        validate_broker_dynamic_config("listeners", "PLAINTEXT://:1"),
+        Err(ConfigError::ReadOnly(_))
+    ));
+    assert!(matches!(
+        validate_broker_dynamic_config("no.such.key", "1"),
+        Err(ConfigError::UnknownBrokerKey(_))
+    ));
     assert_eq!(
-        validate_broker_dynamic_config("log.retention.ms", "abc").unwrap_err().to_string(),
+        validate_broker_dynamic_config("log.retention.ms", "abc")
+            .unwrap_err()
+            .to_string(),
         "Invalid value abc for configuration log.retention.ms: Not a number of type LONG"
     );
     assert_eq!(
-        validate_broker_dynamic_config("min.insync.replicas", "0").unwrap_err().to_string(),
+        validate_broker_dynamic_config("min.insync.replicas", "0")
+            .unwrap_err()
+            .to_string(),
         "Invalid value 0 for configuration min.insync.replicas: Value must be at least 1"
     );
     let keys = dynamic_broker_keys();
@@ -394,19 +546,29 @@ fn with_dynamic_layers_over_static() {
     dynamic.insert("log.retention.hours".to_string(), "1".to_string());
     dynamic.insert("log.segment.bytes".to_string(), "2097152".to_string());
     let c = l.with_dynamic(&dynamic).unwrap();
-    assert_eq!(c.log_retention_ms, 1000, "static log.retention.ms beats dynamic hours");
+    assert_eq!(
+        c.log_retention_ms, 1000,
+        "static log.retention.ms beats dynamic hours"
+    );
     assert_eq!(c.log_segment_bytes, 2_097_152);
     dynamic.insert("num.partitions".to_string(), "3".to_string());
     assert!(l.with_dynamic(&dynamic).is_err());
 }
 
 fn entry<'a>(entries: &'a [ConfigEntry], name: &str) -> &'a ConfigEntry {
-    entries.iter().find(|e| e.name == name).expect("entry present")
+    entries
+        .iter()
+        .find(|e| e.name == name)
+        .expect("entry present")
 }
 
 #[test]
 fn describe_sources_and_synonyms() {
-    let l = load_text(&format!("{MINIMAL}log.retention.hours=24\nssl.keystore.password=secret\n"), &[]).unwrap();
+    let l = load_text(
+        &format!("{MINIMAL}log.retention.hours=24\nssl.keystore.password=secret\n"),
+        &[],
+    )
+    .unwrap();
     let mut dynamic = BTreeMap::new();
     dynamic.insert("log.segment.bytes".to_string(), "2097152".to_string());
     let d = l.config.describe(&l.original, &dynamic);
@@ -474,7 +636,11 @@ fn describe_per_broker_dynamic() {
     let sources: Vec<ConfigSource> = e.synonyms.iter().map(|s| s.source).collect();
     assert_eq!(
         sources,
-        vec![ConfigSource::DynamicBrokerConfig, ConfigSource::DynamicDefaultBrokerConfig, ConfigSource::DefaultConfig]
+        vec![
+            ConfigSource::DynamicBrokerConfig,
+            ConfigSource::DynamicDefaultBrokerConfig,
+            ConfigSource::DefaultConfig
+        ]
     );
 }
 
@@ -483,4 +649,31 @@ fn every_reader_key_is_in_the_table() {
     // build() reads keys by name; a typo there would surface as an "internal" error here.
     let l = load_text(MINIMAL, &[]).unwrap();
     assert!(l.config.validate().is_ok());
+}
+
+#[test]
+fn unknown_key_hints() {
+    let l = load_text(
+        MINIMAL,
+        &[
+            "log.retention.hour=1",
+            "retention.ms=5",
+            "totally.different.thing=1",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        l.unknown_key_warnings(),
+        vec![
+            "unknown configuration \"log.retention.hour\" (did you mean log.retention.hours?)".to_string(),
+            "unknown configuration \"retention.ms\" (retention.ms is a topic config; the broker-wide default is log.retention.ms)".to_string(),
+            "unknown configuration \"totally.different.thing\"".to_string(),
+        ]
+    );
+    assert_eq!(
+        suggest_broker_key("num.partition").as_deref(),
+        Some("did you mean num.partitions?")
+    );
+    assert_eq!(edit_distance("", "ab"), 2);
+    assert_eq!(edit_distance("kitten", "sitting"), 3);
 }

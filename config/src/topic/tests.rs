@@ -5,7 +5,10 @@ use crate::broker_keys::BROKER_KEYS;
 use crate::{BrokerConfig, Defaults};
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn must_broker(pairs: &[(&str, &str)]) -> crate::LoadedConfig {
@@ -13,17 +16,29 @@ fn must_broker(pairs: &[(&str, &str)]) -> crate::LoadedConfig {
 }
 
 fn entry<'a>(entries: &'a [ConfigEntry], name: &str) -> &'a ConfigEntry {
-    entries.iter().find(|e| e.name == name).expect("entry present")
+    entries
+        .iter()
+        .find(|e| e.name == name)
+        .expect("entry present")
 }
 
 #[test]
 fn table_sorted_and_synonyms_known() {
     for w in TOPIC_KEYS.windows(2) {
-        assert!(w[0].def.name < w[1].def.name, "{} >= {}", w[0].def.name, w[1].def.name);
+        assert!(
+            w[0].def.name < w[1].def.name,
+            "{} >= {}",
+            w[0].def.name,
+            w[1].def.name
+        );
     }
     for k in TOPIC_KEYS {
         for s in k.synonyms {
-            assert!(broker_key(s).is_some(), "synonym {s} of {} not a broker key", k.def.name);
+            assert!(
+                broker_key(s).is_some(),
+                "synonym {s} of {} not a broker key",
+                k.def.name
+            );
         }
         if let Some(d) = k.def.default {
             assert!(k.def.parse(d).is_ok(), "default of {} rejected", k.def.name);
@@ -112,7 +127,11 @@ fn resolve_uses_broker_synonyms() {
 
 #[test]
 fn overrides_beat_broker() {
-    let b = must_broker(&[("log.retention.hours", "1"), ("log.cleanup.policy", "compact")]).config;
+    let b = must_broker(&[
+        ("log.retention.hours", "1"),
+        ("log.cleanup.policy", "compact"),
+    ])
+    .config;
     let t = TopicConfig::resolve(
         &b,
         &map(&[
@@ -147,10 +166,22 @@ fn overrides_beat_broker() {
 #[test]
 fn validate_messages_use_kafka_wording() {
     let msg = |k: &str, v: &str| validate_topic_config(k, v).unwrap_err().to_string();
-    assert_eq!(msg("retention.ms", "abc"), "Invalid value abc for configuration retention.ms: Not a number of type LONG");
-    assert_eq!(msg("segment.bytes", "x"), "Invalid value x for configuration segment.bytes: Not a number of type INT");
-    assert_eq!(msg("min.insync.replicas", "0"), "Invalid value 0 for configuration min.insync.replicas: Value must be at least 1");
-    assert_eq!(msg("retention.ms", "-2"), "Invalid value -2 for configuration retention.ms: Value must be at least -1");
+    assert_eq!(
+        msg("retention.ms", "abc"),
+        "Invalid value abc for configuration retention.ms: Not a number of type LONG"
+    );
+    assert_eq!(
+        msg("segment.bytes", "x"),
+        "Invalid value x for configuration segment.bytes: Not a number of type INT"
+    );
+    assert_eq!(
+        msg("min.insync.replicas", "0"),
+        "Invalid value 0 for configuration min.insync.replicas: Value must be at least 1"
+    );
+    assert_eq!(
+        msg("retention.ms", "-2"),
+        "Invalid value -2 for configuration retention.ms: Value must be at least -1"
+    );
     assert_eq!(
         msg("compression.type", "brotli"),
         "Invalid value brotli for configuration compression.type: String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer"
@@ -169,8 +200,14 @@ fn validate_messages_use_kafka_wording() {
         msg("message.timestamp.type", "Now"),
         "Invalid value Now for configuration message.timestamp.type: String must be one of: CreateTime, LogAppendTime"
     );
-    assert!(matches!(validate_topic_config("retention.hours", "1"), Err(ConfigError::UnknownTopicKey(_))));
-    assert_eq!(msg("log.retention.ms", "1"), "Unknown topic config name: log.retention.ms");
+    assert!(matches!(
+        validate_topic_config("retention.hours", "1"),
+        Err(ConfigError::UnknownTopicKey(_))
+    ));
+    assert_eq!(
+        msg("log.retention.ms", "1"),
+        "Unknown topic config name: log.retention.ms"
+    );
     assert!(validate_topic_config("retention.ms", " 1000 ").is_ok());
     assert!(validate_topic_config("message.downconversion.enable", "true").is_ok());
     assert!(validate_topic_config("local.retention.ms", "-2").is_ok());
@@ -181,8 +218,19 @@ fn resolve_rejects_bad_overrides_and_conflicts() {
     let b = BrokerConfig::embedded_default();
     assert!(TopicConfig::resolve(&b, &map(&[("retention.ms", "x")])).is_err());
     assert!(TopicConfig::resolve(&b, &map(&[("nope", "1")])).is_err());
-    let e = validate_topic_configs(&b, &map(&[("min.compaction.lag.ms", "10"), ("max.compaction.lag.ms", "5")])).unwrap_err();
-    assert!(e.to_string().contains("must not exceed max.compaction.lag.ms"), "{e}");
+    let e = validate_topic_configs(
+        &b,
+        &map(&[
+            ("min.compaction.lag.ms", "10"),
+            ("max.compaction.lag.ms", "5"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("must not exceed max.compaction.lag.ms"),
+        "{e}"
+    );
     assert!(validate_topic_configs(&b, &map(&[("min.compaction.lag.ms", "5")])).is_ok());
 }
 
@@ -190,19 +238,48 @@ fn resolve_rejects_bad_overrides_and_conflicts() {
 fn names_and_synonyms() {
     let names = topic_config_names();
     for k in [
-        "retention.ms", "retention.bytes", "segment.bytes", "segment.ms", "segment.index.bytes",
-        "index.interval.bytes", "cleanup.policy", "max.message.bytes", "min.insync.replicas",
-        "flush.messages", "flush.ms", "compression.type", "message.timestamp.type",
-        "message.timestamp.before.max.ms", "message.timestamp.after.max.ms", "min.compaction.lag.ms",
-        "max.compaction.lag.ms", "delete.retention.ms", "min.cleanable.dirty.ratio",
-        "file.delete.delay.ms", "unclean.leader.election.enable", "preallocate",
+        "retention.ms",
+        "retention.bytes",
+        "segment.bytes",
+        "segment.ms",
+        "segment.index.bytes",
+        "index.interval.bytes",
+        "cleanup.policy",
+        "max.message.bytes",
+        "min.insync.replicas",
+        "flush.messages",
+        "flush.ms",
+        "compression.type",
+        "message.timestamp.type",
+        "message.timestamp.before.max.ms",
+        "message.timestamp.after.max.ms",
+        "min.compaction.lag.ms",
+        "max.compaction.lag.ms",
+        "delete.retention.ms",
+        "min.cleanable.dirty.ratio",
+        "file.delete.delay.ms",
+        "unclean.leader.election.enable",
+        "preallocate",
         "message.downconversion.enable",
     ] {
         assert!(names.contains(&k), "{k}");
     }
-    assert_eq!(topic_config_synonyms("retention.ms"), &["log.retention.ms", "log.retention.minutes", "log.retention.hours"]);
-    assert_eq!(topic_config_synonyms("segment.ms"), &["log.roll.ms", "log.roll.hours"]);
-    assert_eq!(topic_config_synonyms("max.message.bytes"), &["message.max.bytes"]);
+    assert_eq!(
+        topic_config_synonyms("retention.ms"),
+        &[
+            "log.retention.ms",
+            "log.retention.minutes",
+            "log.retention.hours"
+        ]
+    );
+    assert_eq!(
+        topic_config_synonyms("segment.ms"),
+        &["log.roll.ms", "log.roll.hours"]
+    );
+    assert_eq!(
+        topic_config_synonyms("max.message.bytes"),
+        &["message.max.bytes"]
+    );
     assert!(topic_config_synonyms("nope").is_empty());
 }
 
@@ -218,7 +295,11 @@ fn describe_defaults() {
     assert!(!e.read_only && !e.is_sensitive);
     assert_eq!(
         e.synonyms,
-        vec![ConfigSynonym { name: "log.retention.hours".into(), value: Some("168".into()), source: ConfigSource::DefaultConfig }]
+        vec![ConfigSynonym {
+            name: "log.retention.hours".into(),
+            value: Some("168".into()),
+            source: ConfigSource::DefaultConfig
+        }]
     );
     let e = entry(&d, "cleanup.policy");
     assert_eq!(e.value.as_deref(), Some("delete"));
@@ -239,15 +320,25 @@ fn describe_defaults() {
 #[test]
 fn describe_override_then_static_then_default() {
     let b = must_broker(&[("log.retention.ms", "1000")]).config;
-    let d = describe_topic_configs(&b, &map(&[("retention.ms", " 5000 "), ("cleanup.policy", "compact")]));
+    let d = describe_topic_configs(
+        &b,
+        &map(&[("retention.ms", " 5000 "), ("cleanup.policy", "compact")]),
+    );
     let e = entry(&d, "retention.ms");
     assert_eq!(e.value.as_deref(), Some("5000"));
     assert_eq!(e.source, ConfigSource::DynamicTopicConfig);
-    let got: Vec<(&str, Option<&str>, i8)> =
-        e.synonyms.iter().map(|s| (s.name.as_str(), s.value.as_deref(), s.source.code())).collect();
+    let got: Vec<(&str, Option<&str>, i8)> = e
+        .synonyms
+        .iter()
+        .map(|s| (s.name.as_str(), s.value.as_deref(), s.source.code()))
+        .collect();
     assert_eq!(
         got,
-        vec![("retention.ms", Some("5000"), 1), ("log.retention.ms", Some("1000"), 4), ("log.retention.hours", Some("168"), 5)]
+        vec![
+            ("retention.ms", Some("5000"), 1),
+            ("log.retention.ms", Some("1000"), 4),
+            ("log.retention.hours", Some("168"), 5)
+        ]
     );
     let e = entry(&d, "cleanup.policy");
     assert_eq!(e.value.as_deref(), Some("compact"));
@@ -270,14 +361,29 @@ fn describe_layered_names_the_keys_set() {
     let e = entry(&d, "retention.ms");
     assert_eq!(e.value.as_deref(), Some("1800000"));
     assert_eq!(e.source, ConfigSource::DynamicDefaultBrokerConfig);
-    let got: Vec<(&str, Option<&str>, ConfigSource)> =
-        e.synonyms.iter().map(|s| (s.name.as_str(), s.value.as_deref(), s.source)).collect();
+    let got: Vec<(&str, Option<&str>, ConfigSource)> = e
+        .synonyms
+        .iter()
+        .map(|s| (s.name.as_str(), s.value.as_deref(), s.source))
+        .collect();
     assert_eq!(
         got,
         vec![
-            ("log.retention.minutes", Some("30"), ConfigSource::DynamicDefaultBrokerConfig),
-            ("log.retention.hours", Some("24"), ConfigSource::StaticBrokerConfig),
-            ("log.retention.hours", Some("168"), ConfigSource::DefaultConfig),
+            (
+                "log.retention.minutes",
+                Some("30"),
+                ConfigSource::DynamicDefaultBrokerConfig
+            ),
+            (
+                "log.retention.hours",
+                Some("24"),
+                ConfigSource::StaticBrokerConfig
+            ),
+            (
+                "log.retention.hours",
+                Some("168"),
+                ConfigSource::DefaultConfig
+            ),
         ]
     );
 }
@@ -285,7 +391,10 @@ fn describe_layered_names_the_keys_set() {
 #[test]
 fn describe_reports_invalid_stored_override_as_given() {
     let b = BrokerConfig::embedded_default();
-    let d = describe_topic_configs(&b, &map(&[("retention.ms", "oops"), ("segment.ms", "1000")]));
+    let d = describe_topic_configs(
+        &b,
+        &map(&[("retention.ms", "oops"), ("segment.ms", "1000")]),
+    );
     assert_eq!(entry(&d, "retention.ms").value.as_deref(), Some("oops"));
     assert_eq!(entry(&d, "segment.ms").value.as_deref(), Some("1000"));
 }
