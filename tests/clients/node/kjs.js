@@ -292,7 +292,9 @@ async function main () {
       results.push({ ok: false, error: errorInfo(e) })
     }
   }
-  process.stdout.write(JSON.stringify({ results }, (k, v) => (typeof v === 'bigint' ? v.toString() : v)) + '\n')
+  const out = JSON.stringify({ results }, (k, v) => (typeof v === 'bigint' ? v.toString() : v)) + '\n'
+  // stdout is a pipe: exit only once the whole (possibly multi-MB) line is written
+  await new Promise(resolve => process.stdout.write(out, resolve))
 }
 
 const hardTimeout = setTimeout(() => {
