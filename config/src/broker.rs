@@ -583,6 +583,19 @@ impl BrokerConfig {
             .into_iter()
             .map(PathBuf::from)
             .collect();
+        for (i, d) in log_dirs.iter().enumerate() {
+            if log_dirs[..i].contains(d) {
+                let key = if r.is_set("log.dirs") {
+                    "log.dirs"
+                } else {
+                    "log.dir"
+                };
+                return Err(ConfigError::value(
+                    key,
+                    format!("{} is listed more than once", d.display()),
+                ));
+            }
+        }
 
         let retention = if let Some(ms) = r.opt_int("log.retention.ms")? {
             ms

@@ -77,6 +77,9 @@ struct TopicKey {
     synonyms: &'static [&'static str],
 }
 
+/// Kafka's internal topic config for segments smaller than `segment.bytes` allows (tests).
+pub const INTERNAL_SEGMENT_BYTES: &str = "internal.segment.bytes";
+
 const fn key(def: Def, synonyms: &'static [&'static str]) -> TopicKey {
     TopicKey { def, synonyms }
 }
@@ -106,6 +109,7 @@ static TOPIC_KEYS: &[TopicKey] = &[
     key(Def::new("flush.ms", L, Some(LONG_MAX), min(0), "Maximum time before an fsync."), &["log.flush.interval.ms", "log.flush.scheduler.interval.ms"]),
     key(Def::new("follower.replication.throttled.replicas", LI, Some(""), NONE, "Replication throttling (accepted, no effect).").no_effect(), &[]),
     key(Def::new("index.interval.bytes", I, Some("4096"), min(0), "Bytes between offset index entries."), &["log.index.interval.bytes"]),
+    key(Def::new(INTERNAL_SEGMENT_BYTES, I, None, min(14), "Segment size below the 1 MiB minimum of segment.bytes; for testing only (internal, not described)."), &[]),
     key(Def::new("leader.replication.throttled.replicas", LI, Some(""), NONE, "Replication throttling (accepted, no effect).").no_effect(), &[]),
     key(Def::new("local.retention.bytes", L, Some("-2"), min(-2), "Tiered storage (accepted, no effect).").no_effect(), &[]),
     key(Def::new("local.retention.ms", L, Some("-2"), min(-2), "Tiered storage (accepted, no effect).").no_effect(), &[]),
@@ -119,10 +123,12 @@ static TOPIC_KEYS: &[TopicKey] = &[
     key(Def::new("min.compaction.lag.ms", L, Some("0"), min(0), "Minimum time a message stays uncompacted."), &["log.cleaner.min.compaction.lag.ms"]),
     key(Def::new("min.insync.replicas", I, Some("1"), min(1), "Minimum ISR size for acks=all produce."), &["min.insync.replicas"]),
     key(Def::new("preallocate", B, Some("false"), NONE, "Preallocate segment files."), &["log.preallocate"]),
+    key(Def::new("remote.log.copy.disable", B, Some("false"), NONE, "Tiered storage (accepted, no effect).").no_effect(), &[]),
+    key(Def::new("remote.log.delete.on.disable", B, Some("false"), NONE, "Tiered storage (accepted, no effect).").no_effect(), &[]),
     key(Def::new("remote.storage.enable", B, Some("false"), NONE, "Tiered storage (accepted, no effect).").no_effect(), &[]),
     key(Def::new("retention.bytes", L, Some("-1"), NONE, "Maximum partition size before old segments are deleted; -1 = unlimited."), &["log.retention.bytes"]),
     key(Def::new("retention.ms", L, Some("604800000"), min(-1), "Maximum age of a segment before deletion; -1 = infinite."), &["log.retention.ms", "log.retention.minutes", "log.retention.hours"]),
-    key(Def::new("segment.bytes", I, Some("1073741824"), min(14), "Maximum segment file size."), &["log.segment.bytes"]),
+    key(Def::new("segment.bytes", I, Some("1073741824"), min(1_048_576), "Maximum segment file size."), &["log.segment.bytes"]),
     key(Def::new("segment.index.bytes", I, Some("10485760"), min(4), "Maximum offset index file size."), &["log.index.size.max.bytes"]),
     key(Def::new("segment.jitter.ms", L, Some("0"), min(0), "Roll jitter (accepted, no effect).").no_effect(), &["log.roll.jitter.ms", "log.roll.jitter.hours"]),
     key(Def::new("segment.ms", L, Some("604800000"), min(1), "Time after which a segment is rolled."), &["log.roll.ms", "log.roll.hours"]),
@@ -136,9 +142,14 @@ fn topic_key(name: &str) -> Option<&'static TopicKey> {
         .map(|i| &TOPIC_KEYS[i])
 }
 
-/// The names of all topic keys Klamm accepts (including those it accepts with no effect), sorted.
+/// The names of all topic keys Klamm accepts (including those it accepts with no effect, but
+/// not the internal `internal.segment.bytes`), sorted.
 pub fn topic_config_names() -> Vec<&'static str> {
-    TOPIC_KEYS.iter().map(|k| k.def.name).collect()
+    TOPIC_KEYS
+        .iter()
+        .map(|k| k.def.name)
+        .filter(|n| *n != INTERNAL_SEGMENT_BYTES)
+        .collect()
 }
 
 /// The broker synonyms of a topic key, in Kafka's precedence order (empty if none or unknown).
@@ -216,6 +227,12 @@ impl TopicConfig {
         for (k, v) in overrides {
             let (_, value) = parse_topic_value(k, v)?;
             t.set(k, value, v)?;
+        }
+        // Kafka's internal test-only override wins over segment.bytes.
+        if let Some(v) = overrides.get(INTERNAL_SEGMENT_BYTES) {
+            if let (_, Value::Int(n)) = parse_topic_value(INTERNAL_SEGMENT_BYTES, v)? {
+                t.segment_bytes = i32::try_from(n).unwrap_or(i32::MAX);
+            }
         }
         if t.min_compaction_lag_ms > t.max_compaction_lag_ms {
             return Err(ConfigError::InvalidValue {
@@ -370,6 +387,7 @@ fn describe_impl(
 
     TOPIC_KEYS
         .iter()
+        .filter(|k| k.def.name != INTERNAL_SEGMENT_BYTES)
         .map(|k| {
             let name = k.def.name;
             let syn = |n: &str, v: Option<String>, s: ConfigSource| ConfigSynonym {

@@ -677,3 +677,19 @@ fn unknown_key_hints() {
     assert_eq!(edit_distance("", "ab"), 2);
     assert_eq!(edit_distance("kitten", "sitting"), 3);
 }
+
+#[test]
+fn log_segment_bytes_minimum_and_duplicate_dirs() {
+    assert_eq!(
+        must_err(MINIMAL, &["log.segment.bytes=1024"]),
+        "log.segment.bytes: must be at least 1048576, got 1024"
+    );
+    assert_eq!(
+        must_err(MINIMAL, &["log.dirs=/a,/b,/a"]),
+        "log.dirs: /a is listed more than once"
+    );
+    assert_eq!(
+        must_err(MINIMAL, &["log.dir=/a,/a"]),
+        "log.dir: /a is listed more than once"
+    );
+}

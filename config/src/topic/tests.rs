@@ -287,7 +287,8 @@ fn names_and_synonyms() {
 fn describe_defaults() {
     let b = BrokerConfig::embedded_default();
     let d = describe_topic_configs(&b, &BTreeMap::new());
-    assert_eq!(d.len(), TOPIC_KEYS.len());
+    assert_eq!(d.len(), TOPIC_KEYS.len() - 1);
+    assert!(d.iter().all(|e| e.name != INTERNAL_SEGMENT_BYTES));
     let e = entry(&d, "retention.ms");
     assert_eq!(e.value.as_deref(), Some("604800000"));
     assert_eq!(e.source, ConfigSource::DefaultConfig);
@@ -397,4 +398,27 @@ fn describe_reports_invalid_stored_override_as_given() {
     );
     assert_eq!(entry(&d, "retention.ms").value.as_deref(), Some("oops"));
     assert_eq!(entry(&d, "segment.ms").value.as_deref(), Some("1000"));
+}
+
+#[test]
+fn segment_bytes_minimum_and_internal_override() {
+    let b = BrokerConfig::embedded_default();
+    assert_eq!(
+        validate_topic_config("segment.bytes", "1024")
+            .unwrap_err()
+            .to_string(),
+        "Invalid value 1024 for configuration segment.bytes: Value must be at least 1048576"
+    );
+    assert!(validate_topic_config(INTERNAL_SEGMENT_BYTES, "1024").is_ok());
+    let t = TopicConfig::resolve(
+        &b,
+        &map(&[
+            (INTERNAL_SEGMENT_BYTES, "1024"),
+            ("segment.bytes", "2097152"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(t.segment_bytes, 1024);
+    assert!(!topic_config_names().contains(&INTERNAL_SEGMENT_BYTES));
+    assert!(validate_topic_config(INTERNAL_SEGMENT_BYTES, "1").is_err());
 }
