@@ -466,7 +466,7 @@ def record_batch(records: list[Record], base_timestamp: int | None = None, *,
                  corrupt_crc: bool = False) -> bytes:
     """Builds one uncompressed record batch (magic 2 layout).
 
-    corrupt_crc=True flips a bit in the payload *after* the CRC was computed,
+    corrupt_crc=True flips a bit in the records *after* the CRC was computed,
     so the stored CRC no longer matches.
     """
     if base_timestamp is None:
@@ -486,8 +486,10 @@ def record_batch(records: list[Record], base_timestamp: int | None = None, *,
     )
     crc = crc32c(after_crc)
     if corrupt_crc:
+        # flip one bit in the middle of the records section (40 header bytes
+        # precede it), i.e. inside a key/value for records with payload
         b = bytearray(after_crc)
-        b[-1] ^= 0x01
+        b[40 + (len(b) - 40) // 2] ^= 0x01
         after_crc = bytes(b)
     batch_length = 4 + 1 + 4 + len(after_crc)  # partitionLeaderEpoch + magic + crc + rest
     return i64(0) + i32(batch_length) + i32(-1) + i8(magic) + u32(crc) + after_crc

@@ -295,8 +295,15 @@ def test_admin_alter_configs_rejects_unknown_and_invalid(broker, topic):
         for f in a.incremental_alter_configs([res]).values():
             f.result(timeout=20)
     assert ei.value.args[0].code() == KafkaError.INVALID_CONFIG
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("no.such.topic.config", "1", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as ei:
+        for f in a.incremental_alter_configs([res]).values():
+            f.result(timeout=20)
+    assert ei.value.args[0].code() == KafkaError.INVALID_CONFIG
     cfg = _describe(broker, ResourceType.TOPIC, topic)
     assert cfg["retention.ms"].value == str(7 * 24 * 3600 * 1000)
+    assert "no.such.topic.config" not in cfg
 
 
 def test_admin_describe_broker_configs_reflect_overrides(broker_factory):
@@ -310,7 +317,15 @@ def test_admin_describe_broker_configs_reflect_overrides(broker_factory):
     create_topic(b, t, partitions=1)
     tcfg = _describe(b, ResourceType.TOPIC, t)
     assert tcfg["retention.ms"].value == "123456789"
-    assert tcfg["retention.ms"].is_default
+    # Kafka reports the synonym it came from: a static broker setting, so not "default"
+    src = tcfg["retention.ms"].source
+    assert getattr(src, "value", src) == ConfigSource.STATIC_BROKER_CONFIG.value
+    assert not tcfg["retention.ms"].is_default
+    # an untouched one is DEFAULT_CONFIG
+    src = tcfg["cleanup.policy"].source
+    assert tcfg["cleanup.policy"].value == "delete"
+    assert getattr(src, "value", src) == ConfigSource.DEFAULT_CONFIG.value
+    assert tcfg["cleanup.policy"].is_default
 
 
 def test_admin_describe_cluster(broker):
