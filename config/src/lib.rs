@@ -52,9 +52,9 @@ pub use broker::{
 pub use error::ConfigError;
 pub use schema::{ConfigEntry, ConfigSource, ConfigSynonym, ConfigType};
 pub use topic::{
-    describe_topic_configs, describe_topic_configs_layered, topic_config_names,
-    topic_config_synonyms, validate_topic_config, validate_topic_configs, TopicConfig,
-    INTERNAL_SEGMENT_BYTES,
+    config_type, describe_topic_configs, describe_topic_configs_layered, is_list_config,
+    topic_config_names, topic_config_synonyms, validate_topic_config, validate_topic_configs,
+    TopicConfig, INTERNAL_SEGMENT_BYTES,
 };
 pub use types::{
     CleanupPolicy, CompressionType, Listener, ProcessRole, QuorumVoter, SecurityProtocol,

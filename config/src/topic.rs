@@ -152,6 +152,19 @@ pub fn topic_config_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// The type of a topic or broker key (topic keys first), `None` if unknown.
+pub fn config_type(name: &str) -> Option<ConfigType> {
+    topic_key(name)
+        .map(|k| k.def.ty)
+        .or_else(|| broker_key(name).map(|d| d.ty))
+}
+
+/// True if `name` is a LIST config (topic or broker), the only kind IncrementalAlterConfigs
+/// APPEND and SUBTRACT may be applied to (e.g. `cleanup.policy`, `log.cleanup.policy`).
+pub fn is_list_config(name: &str) -> bool {
+    config_type(name) == Some(ConfigType::List)
+}
+
 /// The broker synonyms of a topic key, in Kafka's precedence order (empty if none or unknown).
 pub fn topic_config_synonyms(name: &str) -> &'static [&'static str] {
     topic_key(name).map(|k| k.synonyms).unwrap_or(&[])

@@ -422,3 +422,15 @@ fn segment_bytes_minimum_and_internal_override() {
     assert!(!topic_config_names().contains(&INTERNAL_SEGMENT_BYTES));
     assert!(validate_topic_config(INTERNAL_SEGMENT_BYTES, "1").is_err());
 }
+
+#[test]
+fn list_configs() {
+    assert!(is_list_config("cleanup.policy"));
+    assert!(is_list_config("log.cleanup.policy"));
+    assert!(is_list_config("follower.replication.throttled.replicas"));
+    assert!(!is_list_config("retention.ms"));
+    assert!(!is_list_config("nope"));
+    assert_eq!(config_type("compression.type"), Some(ConfigType::String));
+    assert_eq!(config_type("num.partitions"), Some(ConfigType::Int));
+    assert_eq!(config_type("nope"), None);
+}
