@@ -76,6 +76,21 @@ impl Listener {
         })
     }
 
+    /// `host:port` with IPv6 hosts in brackets, e.g. `127.0.0.1:9092`, `[::1]:9092`, `:9092`.
+    pub fn host_port(&self) -> String {
+        format!("{}:{}", bracket(&self.host), self.port)
+    }
+
+    /// The address to bind: like [`Listener::host_port`] but an empty host (all interfaces)
+    /// becomes `0.0.0.0`, so the result parses as a `SocketAddr` when the host is an IP.
+    pub fn bind_address(&self) -> String {
+        if self.host.is_empty() {
+            format!("0.0.0.0:{}", self.port)
+        } else {
+            self.host_port()
+        }
+    }
+
     /// Parses a comma separated list of listeners; duplicated names are rejected.
     pub fn parse_list(s: &str) -> Result<Vec<Listener>, String> {
         let mut out: Vec<Listener> = Vec::new();
@@ -126,6 +141,11 @@ impl QuorumVoter {
             return Err(format!("{s:?}: voter host must not be empty"));
         }
         Ok(QuorumVoter { id, host, port })
+    }
+
+    /// `host:port` with IPv6 hosts in brackets, e.g. `[::1]:9093`.
+    pub fn host_port(&self) -> String {
+        format!("{}:{}", bracket(&self.host), self.port)
     }
 
     /// Parses a comma separated list; duplicated ids are rejected.
@@ -429,7 +449,11 @@ mod tests {
         let v6 = Listener::parse("PLAINTEXT://[::1]:9092").unwrap();
         assert_eq!(v6.host, "::1");
         assert_eq!(v6.to_string(), "PLAINTEXT://[::1]:9092");
+        assert_eq!(v6.host_port(), "[::1]:9092");
+        assert_eq!(v6.bind_address(), "[::1]:9092");
         let any = Listener::parse("PLAINTEXT://:9092").unwrap();
+        assert_eq!(any.bind_address(), "0.0.0.0:9092");
+        assert_eq!(any.host_port(), ":9092");
         assert_eq!(any.host, "");
         assert_eq!(any.port, 9092);
         assert_eq!(Listener::parse("X://host.example.com:0").unwrap().port, 0);
@@ -465,6 +489,8 @@ mod tests {
         assert_eq!(v[0].id, 1);
         assert_eq!(v[1].host, "::1");
         assert_eq!(v[1].to_string(), "2@[::1]:9094");
+        assert_eq!(v[1].host_port(), "[::1]:9094");
+        assert_eq!(v[0].host_port(), "127.0.0.1:9093");
         assert!(QuorumVoter::parse("x@h:1")
             .unwrap_err()
             .contains("not an integer"));
