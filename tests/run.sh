@@ -14,7 +14,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-export KLAMM_BIN=${KLAMM_BIN:-$ROOT/target/release/klamm}
+export KLAMM_BIN=${KLAMM_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/klamm}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 declare -a NAMES=() RESULTS=() TIMES=()

@@ -8,6 +8,7 @@ from $KLAMM_BIN (tests/run.sh sets it to target/release/klamm).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -53,6 +54,27 @@ class BrokerStartError(Exception):
     pass
 
 
+# Every broker process this session started, so none outlives pytest even when
+# it is interrupted (SIGTERM from tests/run.sh's time limit, Ctrl-C).
+_LIVE: set["Broker"] = set()
+
+
+def _kill_live_brokers() -> None:
+    for b in list(_LIVE):
+        b._kill_hard()
+
+
+atexit.register(_kill_live_brokers)
+
+
+def _on_sigterm(signum, frame):
+    _kill_live_brokers()
+    os._exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 class Broker:
     """One klamm process under test (combined broker+controller, node id 1)."""
 
@@ -66,6 +88,7 @@ class Broker:
         self.controller_port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.last_stop_forced = False  # True when stop() had to fall back to SIGKILL
 
     # -- addresses ---------------------------------------------------------
     @property
@@ -121,6 +144,7 @@ class Broker:
                 self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=self.workdir, env={**os.environ, "RUST_BACKTRACE": "1"},
             )
+        _LIVE.add(self)
         deadline = time.monotonic() + READY_TIMEOUT_S
         # 1. the Kafka port accepts connections
         while True:
@@ -150,6 +174,7 @@ class Broker:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """Stops the process we started, by PID: `sig`, then SIGKILL after `timeout`."""
+        self.last_stop_forced = False
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode
         try:
@@ -159,10 +184,14 @@ class Broker:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            self.last_stop_forced = True
             self._kill_hard()
             return self.proc.returncode
+        finally:
+            _LIVE.discard(self)
 
     def _kill_hard(self) -> None:
+        _LIVE.discard(self)
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self.proc.kill()

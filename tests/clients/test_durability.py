@@ -33,6 +33,7 @@ def test_acked_records_topics_and_configs_survive_restart(broker, sig):
 
     # stop right after the acks (kill -9 gives no chance to flush anything that was not durable)
     broker.restart(sig)
+    assert not broker.last_stop_forced, "klamm did not exit within 15 s of SIGTERM"
 
     wait_for_leaders(broker, t1, 3)
     wait_for_leaders(broker, t2, 1)
