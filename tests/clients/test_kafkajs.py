@@ -145,7 +145,8 @@ def test_fetch_topic_offsets_and_by_timestamp(broker, topic):
 def test_delete_topics_and_create_partitions(broker):
     t1, t2 = unique_topic("kjs"), unique_topic("kjs")
     r = run_kjs(broker, [
-        {"op": "createTopics", "topics": [{"topic": t1, "numPartitions": 1}, {"topic": t2, "numPartitions": 2}]},
+        {"op": "createTopics", "topics": [{"topic": t1, "numPartitions": 1, "replicationFactor": 1},
+                                          {"topic": t2, "numPartitions": 2, "replicationFactor": 1}]},
         {"op": "createPartitions", "topicPartitions": [{"topic": t2, "count": 4}]},
         {"op": "fetchTopicMetadata", "topics": [t2]},
         {"op": "produce", "topic": t2, "acks": -1, "messages": [{"value": "in-p3", "partition": 3}]},
