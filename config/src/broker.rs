@@ -69,6 +69,10 @@ pub struct BrokerConfig {
     /// `advertised.listeners`; defaults to `listeners` minus the controller listeners. An empty
     /// host is kept as is (the broker substitutes its own address).
     pub advertised_listeners: Vec<Listener>,
+    /// The controller listeners this node advertises to other controllers: each controller
+    /// listener of `listeners`, replaced by its `advertised.listeners` entry when one is given
+    /// (Kafka 4 allows controller listeners there). Empty unless the node is a controller.
+    pub advertised_controller_listeners: Vec<Listener>,
     /// `listener.security.protocol.map` (listener name → protocol). When not set: each protocol
     /// maps to itself and every controller listener (and `CONTROLLER`) maps to PLAINTEXT.
     pub listener_security_protocol_map: BTreeMap<String, SecurityProtocol>,
@@ -539,15 +543,48 @@ impl BrokerConfig {
             })
             .unwrap_or_default();
 
-        let advertised_listeners = if r.is_set("advertised.listeners") {
-            r.parsed("advertised.listeners", Listener::parse_list)?
+        // Kafka 4 lets combined nodes list their controller listener in advertised.listeners
+        // (KIP-853); it is advertised to controllers only, never to clients.
+        let is_ctrl = |l: &Listener| controller_listener_names.contains(&l.name);
+        let given_advertised = if r.is_set("advertised.listeners") {
+            Some(r.parsed("advertised.listeners", Listener::parse_list)?)
         } else {
-            listeners
-                .iter()
-                .filter(|l| !controller_listener_names.contains(&l.name))
-                .cloned()
-                .collect()
+            None
         };
+        let advertised_listeners: Vec<Listener> = given_advertised
+            .as_ref()
+            .unwrap_or(&listeners)
+            .iter()
+            .filter(|l| !is_ctrl(l))
+            .cloned()
+            .collect();
+        let advertised_controller_listeners: Vec<Listener> = listeners
+            .iter()
+            .filter(|l| is_ctrl(l))
+            .map(|l| {
+                given_advertised
+                    .as_ref()
+                    .and_then(|g| g.iter().find(|a| a.name == l.name))
+                    .unwrap_or(l)
+                    .clone()
+            })
+            .collect();
+        if let Some(g) = &given_advertised {
+            if let Some(a) = g
+                .iter()
+                .find(|a| !listeners.iter().any(|l| l.name == a.name))
+            {
+                let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+                return Err(ConfigError::value(
+                    "advertised.listeners",
+                    format!(
+                        "{} is not one of the listeners ({})",
+                        a.name,
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
 
         let listener_security_protocol_map = if r.is_set("listener.security.protocol.map") {
             r.parsed("listener.security.protocol.map", parse_protocol_map)?
@@ -572,8 +609,15 @@ impl BrokerConfig {
             None => r.str("security.inter.broker.protocol")?,
         };
 
-        let controller_quorum_voters =
+        let mut controller_quorum_voters =
             r.parsed("controller.quorum.voters", QuorumVoter::parse_list)?;
+        let bootstrap = r
+            .opt_str("controller.quorum.bootstrap.servers")?
+            .map(|s| split_list(&s))
+            .unwrap_or_default();
+        if controller_quorum_voters.is_empty() && !bootstrap.is_empty() {
+            controller_quorum_voters = voters_from_bootstrap(node_id, &process_roles, &bootstrap)?;
+        }
 
         let log_dirs_raw = match r.opt_str("log.dirs")? {
             Some(s) => s,
@@ -616,6 +660,7 @@ impl BrokerConfig {
             process_roles,
             listeners,
             advertised_listeners,
+            advertised_controller_listeners,
             listener_security_protocol_map,
             controller_listener_names,
             inter_broker_listener_name,
@@ -757,7 +802,7 @@ impl BrokerConfig {
         if self.controller_quorum_voters.is_empty() {
             return Err(ConfigError::value(
                 "controller.quorum.voters",
-                "must list every controller as id@host:port (controller.quorum.bootstrap.servers is not supported)",
+                "must list every controller as id@host:port (controller.quorum.bootstrap.servers alone is only supported for a single combined node)",
             ));
         }
         if self.controller_listener_names.is_empty() {
@@ -832,9 +877,9 @@ impl BrokerConfig {
                     listener_names.join(", ")
                 ));
             }
-            if self.is_broker() && is_ctrl(&a.name) {
+            if is_ctrl(&a.name) {
                 return bad(format!(
-                    "advertised.listeners must not contain the controller listener {}",
+                    "advertised_listeners must not contain the controller listener {} (it belongs in advertised_controller_listeners)",
                     a.name
                 ));
             }
@@ -975,6 +1020,30 @@ impl BrokerConfig {
             })
             .collect()
     }
+}
+
+/// Kafka 4's sample `server.properties` uses a dynamic quorum (`controller.quorum.bootstrap.servers`,
+/// formatted with `--standalone`) instead of `controller.quorum.voters`. Klamm's quorum is
+/// static, so the one case with an unambiguous answer is supported: a controller whose
+/// bootstrap list has exactly one server is the single voter, at that address.
+fn voters_from_bootstrap(
+    node_id: i32,
+    roles: &[ProcessRole],
+    bootstrap: &[String],
+) -> Result<Vec<QuorumVoter>, ConfigError> {
+    let key = "controller.quorum.bootstrap.servers";
+    let unsupported = || {
+        ConfigError::value(
+            key,
+            "a dynamic quorum is not supported; list the controllers in controller.quorum.voters as id@host:port",
+        )
+    };
+    if bootstrap.len() != 1 || !roles.contains(&ProcessRole::Controller) {
+        return Err(unsupported());
+    }
+    let v = QuorumVoter::parse(&format!("{node_id}@{}", bootstrap[0]))
+        .map_err(|m| ConfigError::value(key, m))?;
+    Ok(vec![v])
 }
 
 fn parse_protocol_map(s: &str) -> Result<BTreeMap<String, SecurityProtocol>, String> {

@@ -54,7 +54,7 @@ pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("controlled.shutdown.enable", B, Some("true"), NONE, "Controlled shutdown (accepted, no effect).").no_effect(),
     Def::new("controller.listener.names", S, None, NONE, "Comma separated names of the listeners used by the controller."),
     Def::new("controller.quorum.append.linger.ms", I, Some("25"), NONE, "Raft append linger (accepted, no effect).").no_effect(),
-    Def::new("controller.quorum.bootstrap.servers", LI, Some(""), NONE, "Dynamic quorum bootstrap (accepted, no effect; use controller.quorum.voters).").no_effect(),
+    Def::new("controller.quorum.bootstrap.servers", LI, Some(""), NONE, "Dynamic quorum bootstrap; only a single combined node is supported (it becomes the one voter), otherwise use controller.quorum.voters."),
     Def::new("controller.quorum.election.backoff.max.ms", I, Some("1000"), NONE, "Raft election backoff (accepted, no effect).").no_effect(),
     Def::new("controller.quorum.election.timeout.ms", I, Some("1000"), min(1), "Raft election timeout."),
     Def::new("controller.quorum.fetch.timeout.ms", I, Some("2000"), min(1), "Raft fetch timeout (leader considered lost)."),

@@ -36,6 +36,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod broker;
 mod broker_keys;

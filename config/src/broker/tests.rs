@@ -35,6 +35,10 @@ fn embedded_default_is_single_node() {
     assert_eq!(c.listeners.len(), 2);
     assert_eq!(c.listeners[0].to_string(), "PLAINTEXT://127.0.0.1:9092");
     assert_eq!(c.advertised_listeners, vec![c.listeners[0].clone()]);
+    assert_eq!(
+        c.advertised_controller_listeners,
+        vec![c.listeners[1].clone()]
+    );
     assert_eq!(c.controller_listener_names, vec!["CONTROLLER".to_string()]);
     assert_eq!(
         c.controller_quorum_voters[0].to_string(),
@@ -433,14 +437,141 @@ fn controller_rules() {
 fn advertised_listener_rules() {
     let e = must_err(MINIMAL, &["advertised.listeners=OTHER://h:1"]);
     assert!(e.contains("not one of the listeners"), "{e}");
-    let e = must_err(
+    // Kafka 4 (KIP-853) allows the controller listener in advertised.listeners of a combined
+    // node: it is advertised to controllers, not to clients.
+    let c = must_load(
         MINIMAL,
         &["advertised.listeners=PLAINTEXT://h:1,CONTROLLER://h:2"],
     );
+    assert_eq!(c.advertised_listeners.len(), 1);
+    assert_eq!(c.advertised_listeners[0].to_string(), "PLAINTEXT://h:1");
+    assert_eq!(
+        c.advertised_controller_listeners[0].to_string(),
+        "CONTROLLER://h:2"
+    );
+    let c = must_load(MINIMAL, &["advertised.listeners=PLAINTEXT://h:1"]);
+    assert_eq!(
+        c.advertised_controller_listeners[0].to_string(),
+        "CONTROLLER://127.0.0.1:9093"
+    );
+    let c = must_load(
+        MINIMAL,
+        &[
+            "node.id=2",
+            "process.roles=broker",
+            "listeners=PLAINTEXT://:9092",
+        ],
+    );
+    assert!(c.advertised_controller_listeners.is_empty());
+    // Broker-only nodes do not bind the controller listener, so cannot advertise it.
+    let e = must_err(
+        MINIMAL,
+        &[
+            "node.id=2",
+            "process.roles=broker",
+            "listeners=PLAINTEXT://:9092",
+            "advertised.listeners=PLAINTEXT://h:1,CONTROLLER://h:2",
+        ],
+    );
+    assert!(e.contains("CONTROLLER is not one of the listeners"), "{e}");
+}
+
+/// Kafka 4.0's shipped `config/server.properties` (KRaft combined, dynamic quorum) loads
+/// with no unknown keys.
+const KAFKA_SAMPLE: &str = r"
+############################# Server Basics #############################
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=localhost:9093
+
+############################# Socket Server Settings #############################
+listeners=PLAINTEXT://:9092,CONTROLLER://:9093
+inter.broker.listener.name=PLAINTEXT
+advertised.listeners=PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+num.network.threads=3
+num.io.threads=8
+socket.send.buffer.bytes=102400
+socket.receive.buffer.bytes=102400
+socket.request.max.bytes=104857600
+
+############################# Log Basics #############################
+log.dirs=/tmp/kraft-combined-logs
+num.partitions=1
+num.recovery.threads.per.data.dir=1
+
+############################# Internal Topic Settings  #############################
+offsets.topic.replication.factor=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+
+############################# Log Retention Policy #############################
+log.retention.hours=168
+log.segment.bytes=1073741824
+log.retention.check.interval.ms=300000
+";
+
+#[test]
+fn kafka_sample_server_properties() {
+    let l = load_text(KAFKA_SAMPLE, &[]).unwrap();
+    assert!(l.unknown_keys.is_empty(), "{:?}", l.unknown_keys);
+    let c = &l.config;
+    assert_eq!(
+        c.controller_quorum_voters,
+        vec![QuorumVoter {
+            id: 1,
+            host: "localhost".into(),
+            port: 9093
+        }]
+    );
+    assert_eq!(
+        c.advertised_listeners[0].to_string(),
+        "PLAINTEXT://localhost:9092"
+    );
+    assert_eq!(
+        c.advertised_controller_listeners[0].to_string(),
+        "CONTROLLER://localhost:9093"
+    );
+    assert_eq!(c.log_dirs, vec![PathBuf::from("/tmp/kraft-combined-logs")]);
+    assert!(l
+        .ignored_keys
+        .contains(&"share.coordinator.state.topic.replication.factor".to_string()));
+}
+
+#[test]
+fn bootstrap_servers_only_for_single_controller() {
+    let no_voters = MINIMAL.replace("controller.quorum.voters=1@127.0.0.1:9093\n", "");
+    assert_ne!(no_voters, MINIMAL);
+    let e = must_err(
+        &no_voters,
+        &["controller.quorum.bootstrap.servers=a:9093,b:9093"],
+    );
     assert!(
-        e.contains("must not contain the controller listener"),
+        e.starts_with("controller.quorum.bootstrap.servers: a dynamic quorum is not supported"),
         "{e}"
     );
+    let e = must_err(
+        &no_voters,
+        &[
+            "controller.quorum.bootstrap.servers=a:9093",
+            "process.roles=broker",
+            "listeners=PLAINTEXT://:9092",
+        ],
+    );
+    assert!(e.starts_with("controller.quorum.bootstrap.servers:"), "{e}");
+    let e = must_err(&no_voters, &["controller.quorum.bootstrap.servers=nohost"]);
+    assert!(e.contains("missing :port"), "{e}");
+    let e = must_err(&no_voters, &[]);
+    assert!(
+        e.starts_with("controller.quorum.voters: must list every controller"),
+        "{e}"
+    );
+    // Explicit voters win over bootstrap servers.
+    let c = must_load(MINIMAL, &["controller.quorum.bootstrap.servers=a:1,b:2"]);
+    assert_eq!(c.controller_quorum_voters[0].host, "127.0.0.1");
 }
 
 #[test]
