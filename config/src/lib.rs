@@ -3,14 +3,18 @@
 //! - [`properties`]: a Java `.properties` parser (`server.properties`).
 //! - [`BrokerConfig`]: broker settings, loaded by [`BrokerConfig::load`] from an optional file
 //!   plus `--override key=value` pairs over Kafka's defaults (or, without a file, over the
-//!   single-node profile of [`BrokerConfig::embedded_default`]), with type checks and
-//!   cross-field validation.
+//!   single-node profile of [`BrokerConfig::embedded_default`], see [`EMBEDDED_PROFILE`]), with
+//!   type checks and cross-field validation. [`LoadedConfig`] also reports unknown keys (with
+//!   hints) and keys Kafka knows but Klamm ignores ("accepted, no effect").
+//! - Dynamic broker configs: [`validate_broker_dynamic_config`], [`LoadedConfig::with_dynamic`],
+//!   and DescribeConfigs on a broker with [`BrokerConfig::describe`].
 //! - [`TopicConfig`]: per-topic settings whose defaults come from broker synonyms
-//!   (`retention.ms` ← `log.retention.ms` / `.minutes` / `.hours`, ...).
-//! - DescribeConfigs support: [`ConfigEntry`], [`ConfigSource`], [`ConfigType`].
+//!   (`retention.ms` ← `log.retention.ms` / `.minutes` / `.hours`, ...):
+//!   [`TopicConfig::resolve`], [`validate_topic_config`], [`describe_topic_configs`].
+//! - DescribeConfigs types: [`ConfigEntry`], [`ConfigSynonym`], [`ConfigSource`], [`ConfigType`].
 //!
 //! The crate is plain data and pure functions; only [`BrokerConfig::load`] reads a file. It
-//! reads no environment variables.
+//! reads no environment variables. All types are `Send + Sync`.
 //!
 //! ```
 //! use std::io::Write;

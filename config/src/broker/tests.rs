@@ -824,3 +824,13 @@ fn log_segment_bytes_minimum_and_duplicate_dirs() {
         "log.dir: /a is listed more than once"
     );
 }
+
+#[test]
+fn protocol_map_parsing() {
+    let m = parse_protocol_map(" a:plaintext , B:SASL_SSL ").unwrap();
+    assert_eq!(m["A"], SecurityProtocol::Plaintext);
+    assert_eq!(m["B"], SecurityProtocol::SaslSsl);
+    assert!(parse_protocol_map(":PLAINTEXT").unwrap_err().contains("empty listener name"));
+    assert!(parse_protocol_map("A:SSL,a:PLAINTEXT").unwrap_err().contains("more than once"));
+    assert!(parse_protocol_map("").unwrap().is_empty());
+}
