@@ -1,1 +1,110 @@
-//! placeholder
+//! Klamm's metadata quorum: a Raft log (openraft 0.9, `storage-v2`) whose state machine is the
+//! [`MetadataImage`].
+//!
+//! # What it owns
+//! Everything the cluster agrees on: the cluster id, broker registrations (endpoints, rack,
+//! broker epoch, fenced), topics with their ids, partitions (replicas, ISR, leader, leader epoch,
+//! partition epoch), topic and dynamic broker configs, and producer-id blocks. The image changes
+//! **only** by applying commands committed to the log, on every node in the same order, so every
+//! voter holds the same image at the same log index. It never sees client requests: the broker
+//! validates requests and proposes [`MetadataCommand`]s.
+//!
+//! openraft types stay inside this crate (its API churns between versions); the public API is
+//! [`MetadataQuorum`], [`MetadataCommand`], [`CommandOutcome`], [`MetadataImage`],
+//! [`RaftError`] and the [`RaftTransport`] trait.
+//!
+//! # Commands
+//! Each command carries its preconditions and [`MetadataImage::apply`] re-checks them when the
+//! entry is applied; a command that fails them is *rejected*: it is still a committed log entry
+//! but changes nothing, and [`MetadataQuorum::propose`] returns [`CommandOutcome::Rejected`]. A
+//! retried command is therefore a no-op.
+//!
+//! | command | effect | rejected when |
+//! |---|---|---|
+//! | `InitializeCluster` | records the cluster id (proposed by `start` on a fresh cluster) | another id is recorded |
+//! | `RegisterBroker` | new registration, fenced, broker epoch = log index | — (same incarnation = no-op, same epoch) |
+//! | `FenceBroker` / `UnfenceBroker` | sets `fenced` | unknown broker, epoch ≠ broker epoch |
+//! | `CreateTopic` | topic + partitions; leader = first replica, ISR = replicas, epochs 0 | name or id exists, bad name, partitions not `0..n`, bad replicas |
+//! | `DeleteTopic` | removes the topic | unknown id |
+//! | `CreatePartitions` | appends partitions `n..` | unknown id, `expected_count` ≠ n, bad numbering/replicas |
+//! | `AlterConfigs` | sets and deletes keys of a topic / broker / cluster default, atomically | unknown topic, a key both set and deleted |
+//! | `AllocateProducerIds` | hands out `[next, next+count)` | `count` ≤ 0, overflow |
+//! | `ChangePartition` | new leader and/or ISR; `leader_epoch` +1 if the leader changed, `partition_epoch` +1 | stale `expected_partition_epoch`, ISR ⊄ replicas, leader ∉ ISR |
+//!
+//! # Persistence
+//! All files live in [`QuorumConfig::data_dir`] and use one framing: a *record* is
+//! `u32 LE length | u32 LE CRC32C(payload) | payload (JSON)`.
+//! - `raft.log`: the log, one record per openraft entry (log id + command), consecutive
+//!   indexes, append-only, **fsynced on every append**. On open every record is validated
+//!   (length, CRC, decodable, consecutive index); the file is cut at the first bad record (a torn
+//!   tail from a crash during an append, which was never acknowledged).
+//! - `vote`: the last vote; `snapshot`: the last snapshot (Raft metadata + the serialized image);
+//!   `purged`: the last log id removed from `raft.log`. Each holds one record and is replaced
+//!   atomically: write `<name>.tmp`, fsync, rename, fsync the directory.
+//! - A snapshot is built every [`QuorumTuning::snapshot_every_entries`] entries (openraft's
+//!   `SnapshotPolicy::LogsSinceLast`), then openraft purges the log below it (keeping
+//!   [`QuorumTuning::entries_kept_after_snapshot`]): the `purged` marker is written first, then
+//!   `raft.log` is rewritten without the purged prefix (temp file + rename).
+//!
+//! This simple format is a first step; a later step may move the log onto `klamm-storage`'s
+//! segmented log (one batch per entry, like Kafka's `__cluster_metadata` partition).
+//!
+//! # How a restart rebuilds the image
+//! [`MetadataQuorum::start`] loads `snapshot` (if any) as the image at the snapshot's log index,
+//! reads `raft.log` (skipping purged entries, cutting a torn tail) and `vote`. The node then
+//! wins the election (single voter) and commits a blank entry of its new term, which commits
+//! every entry in the log; openraft applies them on top of the snapshot image. `start` returns
+//! only once the image is caught up, so topics, ids and configs come back identical (only
+//! `last_applied_index` has moved on by the new term's blank entry).
+//!
+//! # Voters and transport
+//! A fresh cluster is initialized by its lowest voter id (with one voter: this node) and never
+//! again. Voters exchange opaque frames through a [`RaftTransport`]; [`InProcessTransport`]
+//! connects quorums in one process. A single voter sends nothing. `propose` on a follower fails
+//! with [`RaftError::NotLeader`].
+//!
+//! # Example
+//! ```no_run
+//! use std::collections::BTreeMap;
+//! use klamm_raft::{CommandOutcome, MetadataCommand, MetadataQuorum, NewPartition, QuorumConfig};
+//!
+//! # async fn example() -> Result<(), klamm_raft::RaftError> {
+//! let quorum = MetadataQuorum::start(QuorumConfig {
+//!     node_id: 1,
+//!     data_dir: "/var/lib/klamm/__cluster_metadata-0".into(),
+//!     voters: vec![(1, "127.0.0.1:9093".into())],
+//!     cluster_id: None,
+//! })
+//! .await?;
+//! let outcome = quorum
+//!     .propose(MetadataCommand::CreateTopic {
+//!         name: "orders".into(),
+//!         topic_id: [7; 16],
+//!         partitions: vec![NewPartition { partition: 0, replicas: vec![1] }],
+//!         configs: BTreeMap::new(),
+//!     })
+//!     .await?;
+//! assert!(matches!(outcome, CommandOutcome::Applied(_)));
+//! assert_eq!(quorum.image().partition("orders", 0).map(|p| p.leader), Some(1));
+//! quorum.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod command;
+mod error;
+mod file_format;
+mod image;
+mod log_store;
+mod network;
+mod quorum;
+mod state_machine;
+mod types;
+
+pub use command::{
+    AppliedInfo, BrokerEndpoint, CommandOutcome, ConfigResource, MetadataCommand, NewPartition, RejectCode, Rejection,
+};
+pub use error::RaftError;
+pub use image::{generate_cluster_id, BrokerRegistration, MetadataImage, PartitionImage, TopicImage, NO_LEADER};
+pub use network::{InProcessTransport, RaftTransport, RpcHandler, RpcKind, TransportFuture};
+pub use quorum::{MetadataQuorum, QuorumConfig, QuorumTuning};
