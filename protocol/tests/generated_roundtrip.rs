@@ -73,6 +73,12 @@ impl Rng {
     }
 }
 
+fn buf_bytes<T: Encode>(value: &T, v: i16) -> Bytes {
+    let mut b = BytesMut::new();
+    value.encode(&mut b, v).expect("encodes");
+    b.freeze()
+}
+
 fn check<T: Encode + Decode + PartialEq + std::fmt::Debug>(v: i16, g: fn(&mut Rng, i16) -> T) {
     let mut runner = TestRunner::new(Config { cases: 16, failure_persistence: None, ..Config::default() });
     runner
@@ -85,6 +91,19 @@ fn check<T: Encode + Decode + PartialEq + std::fmt::Debug>(v: i16, g: fn(&mut Rn
             let back = T::decode(&mut input, v).map_err(|e| TestCaseError::fail(format!("v{v} decode: {e}")))?;
             prop_assert_eq!(input.len(), 0, "v{} left bytes", v);
             prop_assert_eq!(&back, &value, "v{}", v);
+            // Every strict prefix must fail cleanly (all fields are mandatory),
+            // and a corrupted copy must not panic.
+            let full = buf_bytes(&value, v);
+            for cut in 0..full.len() {
+                let mut p = full.slice(..cut);
+                prop_assert!(T::decode(&mut p, v).is_err(), "v{} prefix {} decoded", v, cut);
+            }
+            if !full.is_empty() {
+                let mut m = full.to_vec();
+                let i = (seed as usize) % m.len();
+                m[i] ^= (seed >> 32) as u8 | 1;
+                let _ = T::decode(&mut Bytes::from(m), v);
+            }
             Ok(())
         })
         .unwrap();
