@@ -1,0 +1,188 @@
+//! Linux process CPU accounting and machine description, from /proc.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::json::Json;
+
+/// Clock ticks per second for /proc/*/stat times. Read once from
+/// `getconf CLK_TCK` (no libc/unsafe needed); if that is unavailable we assume
+/// 100, which is what every mainstream Linux architecture uses (USER_HZ).
+pub fn clk_tck() -> u64 {
+    static TCK: OnceLock<u64> = OnceLock::new();
+    *TCK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// utime + stime of a process (all its threads), in seconds.
+/// `pid` is a number or "self".
+pub fn process_cpu_seconds(pid: &str) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_stat_cpu_ticks(&stat)
+        .map(|ticks| ticks as f64 / clk_tck() as f64)
+        .with_context(|| format!("parsing {path}"))
+}
+
+/// Fields 14 (utime) and 15 (stime) of /proc/PID/stat. The command name
+/// (field 2) is parenthesised and may contain spaces, so split after the last ')'.
+fn parse_stat_cpu_ticks(stat: &str) -> Result<u64> {
+    let rest = &stat[stat.rfind(')').ok_or_else(|| anyhow!("no ')' in stat"))? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state), so field N is fields[N - 3].
+    if fields.len() < 13 {
+        bail!("stat too short: {} fields", fields.len());
+    }
+    let utime: u64 = fields[11].parse().context("utime")?;
+    let stime: u64 = fields[12].parse().context("stime")?;
+    Ok(utime + stime)
+}
+
+/// CPU seconds consumed by a process between two points.
+#[derive(Clone, Copy)]
+pub struct CpuMark {
+    pid: Option<u32>,
+    broker: Option<f64>,
+    client: Option<f64>,
+}
+
+impl CpuMark {
+    pub fn now(broker_pid: Option<u32>) -> CpuMark {
+        CpuMark {
+            pid: broker_pid,
+            broker: broker_pid.and_then(|p| process_cpu_seconds(&p.to_string()).ok()),
+            client: process_cpu_seconds("self").ok(),
+        }
+    }
+
+    /// (broker CPU seconds, this tool's CPU seconds) since `self`.
+    pub fn since(&self) -> (Option<f64>, Option<f64>) {
+        let later = CpuMark::now(self.pid);
+        (
+            match (self.broker, later.broker) {
+                (Some(a), Some(b)) => Some(b - a),
+                _ => None,
+            },
+            match (self.client, later.client) {
+                (Some(a), Some(b)) => Some(b - a),
+                _ => None,
+            },
+        )
+    }
+}
+
+fn read_trim(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+fn cmd_out(cmd: &str, args: &[&str]) -> Option<String> {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+}
+
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu_model: String,
+    pub mem_total_kib: u64,
+    pub kernel: String,
+    pub hostname: String,
+    pub clk_tck: u64,
+}
+
+impl Machine {
+    pub fn detect() -> Machine {
+        let nproc = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let mem_total_kib = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Machine {
+            nproc,
+            cpu_model,
+            mem_total_kib,
+            kernel: read_trim("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into()),
+            hostname: read_trim("/proc/sys/kernel/hostname").unwrap_or_default(),
+            clk_tck: clk_tck(),
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} CPUs ({}), {:.1} GiB RAM, Linux {}",
+            self.nproc,
+            self.cpu_model,
+            self.mem_total_kib as f64 / (1024.0 * 1024.0),
+            self.kernel
+        )
+    }
+
+    pub fn to_json(&self) -> Json {
+        Json::obj()
+            .with("nproc", self.nproc)
+            .with("cpu_model", self.cpu_model.as_str())
+            .with("mem_total_kib", self.mem_total_kib)
+            .with("kernel", self.kernel.as_str())
+            .with("hostname", self.hostname.as_str())
+            .with("clk_tck", self.clk_tck)
+    }
+}
+
+/// `git rev-parse HEAD` of the repository the tool is run from (falls back to
+/// the repository this crate was built from).
+pub fn git_head() -> Option<String> {
+    cmd_out("git", &["rev-parse", "HEAD"]).or_else(|| {
+        cmd_out(
+            "git",
+            &["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"],
+        )
+    })
+}
+
+/// Whether the working tree has uncommitted changes (other crates may be
+/// mid-edit while the figures are taken; recorded for honesty).
+pub fn git_dirty() -> Option<bool> {
+    cmd_out("git", &["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_spaces_in_comm() {
+        let stat = "1234 (my (weird) proc) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 8 0 100 0 0";
+        assert_eq!(parse_stat_cpu_ticks(stat).unwrap(), 325);
+    }
+
+    #[test]
+    fn reads_own_cpu() {
+        assert!(process_cpu_seconds("self").unwrap() >= 0.0);
+    }
+}
