@@ -1,0 +1,71 @@
+//! The few batch header fields storage needs, read from a plain byte slice
+//! (no allocation) when scanning segment files.
+
+use klamm_protocol::records::{CURRENT_MAGIC, LOG_OVERHEAD, MIN_BATCH_LENGTH, RECORD_BATCH_OVERHEAD};
+
+/// Header fields of one batch as laid out on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchHeader {
+    pub base_offset: i64,
+    /// Whole batch size: 12 + batchLength.
+    pub size: u32,
+    pub partition_leader_epoch: i32,
+    pub last_offset_delta: i32,
+    pub max_timestamp: i64,
+    pub records_count: i32,
+}
+
+/// Bytes needed to parse a [`BatchHeader`].
+pub(crate) const HEADER_SIZE: usize = RECORD_BATCH_OVERHEAD;
+
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    i32::from_be_bytes(a)
+}
+
+impl BatchHeader {
+    /// Parses the header at the start of `buf` (needs [`HEADER_SIZE`] bytes).
+    /// Checks magic, the minimum length and that offsets do not overflow;
+    /// not the CRC.
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, &'static str> {
+        if buf.len() < HEADER_SIZE {
+            return Err("short batch header");
+        }
+        if buf[16] as i8 != CURRENT_MAGIC {
+            return Err("magic is not 2");
+        }
+        let batch_length = i32_at(buf, 8);
+        if batch_length < MIN_BATCH_LENGTH {
+            return Err("batch length below minimum");
+        }
+        let base_offset = i64_at(buf, 0);
+        let last_offset_delta = i32_at(buf, 23);
+        if last_offset_delta < 0 {
+            return Err("negative last offset delta");
+        }
+        if base_offset < 0 || base_offset.checked_add(i64::from(last_offset_delta) + 1).is_none() {
+            return Err("offset out of range");
+        }
+        Ok(BatchHeader {
+            base_offset,
+            size: LOG_OVERHEAD as u32 + batch_length as u32,
+            partition_leader_epoch: i32_at(buf, 12),
+            last_offset_delta,
+            max_timestamp: i64_at(buf, 35),
+            records_count: i32_at(buf, 57),
+        })
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+}

@@ -1,0 +1,276 @@
+//! [`LogReader`]: lock-free-for-the-writer reads of a partition log.
+//!
+//! A reader holds an `Arc` to the log's shared state. Each call takes a
+//! snapshot of the segment list (an `Arc<Vec<..>>` cloned under a read lock
+//! that is held only for the clone), then reads with positional reads
+//! (`pread`) below each segment's published end, so it never sees bytes that
+//! are not fully written and never waits for the writer's append.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use klamm_protocol::records::{Compression, RecordBatch, TimestampType};
+
+use crate::batch_header::{BatchHeader, HEADER_SIZE};
+use crate::error::{Error, Result};
+use crate::segment::{read_full, read_lock, write_lock, SegmentShared};
+
+pub(crate) type SegmentList = Arc<Vec<Arc<SegmentShared>>>;
+
+/// State the writer publishes to readers.
+#[derive(Debug)]
+pub(crate) struct LogShared {
+    segments: RwLock<SegmentList>,
+    log_start_offset: AtomicI64,
+    log_end_offset: AtomicI64,
+}
+
+impl LogShared {
+    pub fn new(segments: SegmentList, log_start_offset: i64, log_end_offset: i64) -> LogShared {
+        LogShared {
+            segments: RwLock::new(segments),
+            log_start_offset: AtomicI64::new(log_start_offset),
+            log_end_offset: AtomicI64::new(log_end_offset),
+        }
+    }
+    pub fn publish_segments(&self, segments: SegmentList) {
+        *write_lock(&self.segments) = segments;
+    }
+    pub fn publish_log_end_offset(&self, offset: i64) {
+        self.log_end_offset.store(offset, Ordering::Release);
+    }
+    pub fn publish_log_start_offset(&self, offset: i64) {
+        self.log_start_offset.store(offset, Ordering::Release);
+    }
+    fn snapshot(&self) -> SegmentList {
+        Arc::clone(&read_lock(&self.segments))
+    }
+}
+
+/// The outcome of [`LogReader::read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole batches, ready to send without re-encoding. Empty when nothing
+    /// is readable below the bound.
+    pub bytes: Bytes,
+    /// Base offset of the first returned batch (may be below the requested
+    /// offset: the batch containing it is returned whole).
+    pub first_batch_offset: Option<i64>,
+    /// Offset after the last returned batch, or the requested offset when empty.
+    pub next_offset: i64,
+    /// Log start offset when the read began.
+    pub log_start_offset: i64,
+    /// Log end offset when the read began.
+    pub log_end_offset: i64,
+}
+
+/// A cheap, clonable, `Send + Sync` handle for reading a log while its
+/// writer appends. Obtain one with [`crate::Log::reader`].
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    shared: Arc<LogShared>,
+}
+
+impl LogReader {
+    pub(crate) fn new(shared: Arc<LogShared>) -> LogReader {
+        LogReader { shared }
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.shared.log_start_offset.load(Ordering::Acquire)
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.shared.log_end_offset.load(Ordering::Acquire)
+    }
+
+    /// Reads whole batches starting with the one that contains `start_offset`.
+    ///
+    /// - Batches whose last offset is >= `upper_bound_offset` (high watermark
+    ///   for consumers, log end offset for followers) are not returned.
+    /// - At most `max_bytes` are returned, except that with `min_one_batch`
+    ///   the first batch is returned whole even if larger (KIP-74).
+    /// - One call reads from one segment.
+    /// - `start_offset` below the log start offset or above the log end
+    ///   offset fails with [`Error::OffsetBelowLogStart`] /
+    ///   [`Error::OffsetAboveLogEnd`]; `start_offset == log_end_offset` gives
+    ///   an empty result.
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        upper_bound_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<ReadResult> {
+        let log_end_offset = self.log_end_offset();
+        let log_start_offset = self.log_start_offset();
+        if start_offset < log_start_offset {
+            return Err(Error::OffsetBelowLogStart {
+                offset: start_offset,
+                log_start_offset,
+            });
+        }
+        if start_offset > log_end_offset {
+            return Err(Error::OffsetAboveLogEnd {
+                offset: start_offset,
+                log_end_offset,
+            });
+        }
+        let empty = ReadResult {
+            bytes: Bytes::new(),
+            first_batch_offset: None,
+            next_offset: start_offset,
+            log_start_offset,
+            log_end_offset,
+        };
+        let bound = upper_bound_offset.min(log_end_offset);
+        if start_offset >= bound {
+            return Ok(empty);
+        }
+        let segments = self.shared.snapshot();
+        let first = segments
+            .partition_point(|s| s.base_offset <= start_offset)
+            .saturating_sub(1);
+        for seg in &segments[first..] {
+            if seg.base_offset >= bound {
+                break;
+            }
+            let committed = seg.committed();
+            let Some((pos, header)) = seg.find_batch(start_offset, committed)? else {
+                continue;
+            };
+            if header.last_offset() >= bound {
+                return Ok(empty);
+            }
+            let first_size = header.size as usize;
+            if first_size > max_bytes && !min_one_batch {
+                return Ok(empty);
+            }
+            let available = (committed - pos) as usize;
+            let len = max_bytes.max(first_size).min(available);
+            let chunk = read_full(&seg.file, &seg.log_path, pos, len)?;
+            let (taken, next_offset) = whole_batches(&chunk, bound);
+            if taken == 0 {
+                // Concurrent truncation shortened the file under us.
+                return Ok(empty);
+            }
+            return Ok(ReadResult {
+                bytes: chunk.slice(..taken),
+                first_batch_offset: Some(header.base_offset),
+                next_offset,
+                log_start_offset,
+                log_end_offset,
+            });
+        }
+        Ok(empty)
+    }
+
+    /// Finds the first record with timestamp >= `timestamp` (ListOffsets by
+    /// time): the first batch whose max timestamp is >= `timestamp`, then
+    /// the first record in it at or after that time. Returns (offset,
+    /// record timestamp). For LogAppendTime batches every record has the
+    /// batch's max timestamp; for compressed batches (not decoded yet) the
+    /// batch base offset and max timestamp are returned.
+    pub fn lookup_by_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let log_start_offset = self.log_start_offset();
+        let segments = self.shared.snapshot();
+        for seg in segments.iter() {
+            match seg.max_timestamp() {
+                Some((max, _)) if max >= timestamp => {}
+                _ => continue,
+            }
+            let committed = seg.committed();
+            let scan_from = read_lock(&seg.time_index)
+                .lookup(timestamp)
+                .unwrap_or(seg.base_offset);
+            let Some((mut pos, _)) = seg.find_batch(scan_from, committed)? else {
+                continue;
+            };
+            while let Some(h) = seg.read_header(pos, committed)? {
+                if h.max_timestamp >= timestamp && h.last_offset() >= log_start_offset {
+                    if let Some((offset, ts)) = record_at_or_after(seg, pos, &h, timestamp)? {
+                        return Ok(Some((offset.max(log_start_offset), ts)));
+                    }
+                }
+                pos += u64::from(h.size);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp in the log (ListOffsets -3):
+    /// (offset, timestamp), the earliest such record on ties; `None` if no
+    /// batch carries a timestamp.
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>> {
+        let segments = self.shared.snapshot();
+        let mut best: Option<(&Arc<SegmentShared>, i64, i64)> = None;
+        for seg in segments.iter() {
+            if let Some((ts, offset)) = seg.max_timestamp() {
+                if best.map_or(true, |(_, b, _)| ts > b) {
+                    best = Some((seg, ts, offset));
+                }
+            }
+        }
+        let Some((seg, ts, batch_offset)) = best else {
+            return Ok(None);
+        };
+        let committed = seg.committed();
+        let Some((pos, h)) = seg.find_batch(batch_offset, committed)? else {
+            return Ok(Some((batch_offset, ts)));
+        };
+        Ok(record_at_or_after(seg, pos, &h, ts)?.or(Some((batch_offset, ts))))
+    }
+}
+
+/// Length of the prefix of `chunk` made of whole batches whose last offset
+/// is below `bound`, and the offset after the last of them.
+fn whole_batches(chunk: &[u8], bound: i64) -> (usize, i64) {
+    let mut at = 0usize;
+    let mut next = 0i64;
+    while chunk.len() - at >= HEADER_SIZE {
+        let Ok(h) = BatchHeader::parse(&chunk[at..]) else {
+            break;
+        };
+        if h.last_offset() >= bound || at + h.size as usize > chunk.len() {
+            break;
+        }
+        at += h.size as usize;
+        next = h.next_offset();
+    }
+    (at, next)
+}
+
+/// Within the batch at `pos`, the first record with timestamp >= `timestamp`.
+fn record_at_or_after(
+    seg: &SegmentShared,
+    pos: u64,
+    h: &BatchHeader,
+    timestamp: i64,
+) -> Result<Option<(i64, i64)>> {
+    let Some(batch) = seg.read_batch(pos, h)? else {
+        return Ok(None);
+    };
+    Ok(Some(first_record_at_or_after(&batch, timestamp)))
+}
+
+fn first_record_at_or_after(batch: &RecordBatch, timestamp: i64) -> (i64, i64) {
+    let fallback = (batch.base_offset(), batch.max_timestamp());
+    if batch.compression() != Ok(Compression::None) {
+        return fallback;
+    }
+    let log_append = batch.timestamp_type() == TimestampType::LogAppendTime;
+    for record in batch.records() {
+        let Ok(record) = record else {
+            return fallback;
+        };
+        let ts = if log_append {
+            batch.max_timestamp()
+        } else {
+            record.timestamp(batch.base_timestamp())
+        };
+        if ts >= timestamp {
+            return (record.offset(batch.base_offset()), ts);
+        }
+    }
+    fallback
+}
