@@ -84,7 +84,7 @@ struct Cli {
     partitions: i32,
 
     /// Payload bytes per produce phase (suffixes: KB MB GB = 1e3.., KiB MiB GiB = 2^10..).
-    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+    #[arg(long, default_value = "2GiB", value_parser = parse_size)]
     bytes: u64,
 
     /// Produce for this many seconds instead of a byte count.
@@ -160,6 +160,16 @@ struct Cli {
     /// Keep the scratch dir (spawned broker's data and log) after the run.
     #[arg(long)]
     keep_data: bool,
+
+    /// Before each broker phase, wait (at most this long) until the kernel's
+    /// dirty + writeback page cache is below --settle-dirty, so one phase's
+    /// writeback does not throttle the next. 0 disables.
+    #[arg(long, default_value_t = 30.0)]
+    settle_seconds: f64,
+
+    /// Dirty page-cache threshold for --settle-seconds.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    settle_dirty: u64,
 
     /// Seconds to wait for a spawned broker to listen.
     #[arg(long, default_value_t = 60.0)]
@@ -254,10 +264,42 @@ struct Run {
     scratch: ScratchDir,
     stamp: String,
     phases: Vec<PhaseOutcome>,
+    settles: Vec<Json>,
     broker_died: Option<String>,
 }
 
 impl Run {
+    /// Bounded wait for page-cache writeback before a phase (see --settle-seconds).
+    fn settle(&mut self, phase: &str) {
+        let before = sys::dirty_kib();
+        let start = std::time::Instant::now();
+        let limit = Duration::from_secs_f64(self.cli.settle_seconds.max(0.0));
+        let threshold_kib = self.cli.settle_dirty / 1024;
+        let mut after = before;
+        if self.cli.settle_seconds > 0.0 && before.is_some_and(|d| d > threshold_kib) {
+            eprintln!(
+                "   waiting up to {:?} for dirty page cache ({} MiB) to drop below {} MiB",
+                limit,
+                before.unwrap_or(0) / 1024,
+                threshold_kib / 1024
+            );
+            while start.elapsed() < limit {
+                std::thread::sleep(Duration::from_millis(250));
+                after = sys::dirty_kib();
+                if after.map_or(true, |d| d <= threshold_kib) {
+                    break;
+                }
+            }
+        }
+        self.settles.push(
+            Json::obj()
+                .with("before_phase", phase)
+                .with("dirty_writeback_kib_before", before)
+                .with("dirty_writeback_kib_at_start", after)
+                .with("waited_seconds", start.elapsed().as_secs_f64()),
+        );
+    }
+
     fn max(&self) -> Duration {
         Duration::from_secs_f64(self.cli.max_seconds)
     }
@@ -338,6 +380,7 @@ impl Run {
         }
         let topic = self.topic_name(label);
         eprintln!("== {phase}: topic {topic}");
+        self.settle(&phase);
         let result = (|| -> Result<ProduceResult> {
             kafka::create_topic(
                 &self.bootstrap,
@@ -375,6 +418,7 @@ impl Run {
             return;
         }
         eprintln!("== consume: topic {topic} from offset 0");
+        self.settle("consume");
         let settings = (|| -> Result<ConsumeSettings> {
             Ok(ConsumeSettings {
                 bootstrap: self.bootstrap.clone(),
@@ -514,6 +558,7 @@ fn real_main() -> Result<bool> {
         scratch,
         stamp,
         phases: Vec::new(),
+        settles: Vec::new(),
         broker_died: None,
     };
 
@@ -893,6 +938,8 @@ mod report {
                 .with("max_partition_fetch_bytes", cli.max_partition_fetch_bytes)
                 .with("disk_bytes", cli.disk_bytes)
                 .with("disk_block", cli.disk_block)
+                .with("settle_seconds", cli.settle_seconds)
+                .with("settle_dirty", cli.settle_dirty)
                 .with("producer_config", Json::Arr(cli.producer_config.iter().map(|s| Json::from(s.as_str())).collect()))
                 .with("consumer_config", Json::Arr(cli.consumer_config.iter().map(|s| Json::from(s.as_str())).collect()))
                 .with("broker_override", Json::Arr(cli.broker_override.iter().map(|s| Json::from(s.as_str())).collect()));
@@ -913,6 +960,7 @@ mod report {
                 .with("settings", settings)
                 .with("phases", Json::Arr(phases))
                 .with("targets", Json::Arr(targets))
+                .with("page_cache_settle", Json::Arr(run.settles.clone()))
                 .with("broker_died", run.broker_died.clone())
         }
     }

@@ -154,6 +154,20 @@ impl Machine {
     }
 }
 
+/// Dirty + Writeback page-cache kibibytes from /proc/meminfo.
+pub fn dirty_kib() -> Option<u64> {
+    let mi = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let mut total = 0;
+    let mut found = false;
+    for l in mi.lines() {
+        if l.starts_with("Dirty:") || l.starts_with("Writeback:") {
+            total += l.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+            found = true;
+        }
+    }
+    found.then_some(total)
+}
+
 /// `git rev-parse HEAD` of the repository the tool is run from (falls back to
 /// the repository this crate was built from).
 pub fn git_head() -> Option<String> {
