@@ -58,11 +58,37 @@ pub struct MetadataImage {
     pub last_applied_index: u64,
     pub brokers: BTreeMap<i32, BrokerRegistration>,
     pub topics: BTreeMap<String, TopicImage>,
+    #[serde(with = "map_as_pairs")]
     pub topic_names_by_id: BTreeMap<[u8; 16], String>,
     /// Dynamic broker configs; `None` is the cluster-wide default.
+    #[serde(with = "map_as_pairs")]
     pub broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
     /// First producer id of the next block handed out.
     pub next_producer_id: i64,
+}
+
+/// Serializes a map whose keys are not strings (e.g. `[u8; 16]`, `Option<i32>`) as a sequence
+/// of `(key, value)` pairs, so that formats with string-only map keys (JSON) can carry it.
+mod map_as_pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub(super) fn deserialize<'de, K, V, D>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?.into_iter().collect())
+    }
 }
 
 fn reject(code: RejectCode, message: impl Into<String>) -> CommandOutcome {
@@ -501,6 +527,21 @@ mod tests {
                 r.code
             }
         }
+    }
+
+    #[test]
+    fn image_round_trips_through_json() {
+        let mut img = MetadataImage::default();
+        must_apply(&mut img, 1, create("a", 1, 2));
+        let alter = MetadataCommand::AlterConfigs {
+            resource: ConfigResource::Broker(None),
+            set: BTreeMap::from([("k".to_string(), "v".to_string())]),
+            delete: vec![],
+        };
+        must_apply(&mut img, 2, alter);
+        let json = serde_json::to_string(&img).expect("serialize");
+        let back: MetadataImage = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, img);
     }
 
     #[test]

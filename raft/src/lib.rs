@@ -51,11 +51,11 @@
 //!
 //! # How a restart rebuilds the image
 //! [`MetadataQuorum::start`] loads `snapshot` (if any) as the image at the snapshot's log index,
-//! reads `raft.log` (skipping purged entries, cutting a torn tail) and `vote`. The node then
-//! wins the election (single voter) and commits a blank entry of its new term, which commits
-//! every entry in the log; openraft applies them on top of the snapshot image. `start` returns
-//! only once the image is caught up, so topics, ids and configs come back identical (only
-//! `last_applied_index` has moved on by the new term's blank entry).
+//! reads `raft.log` (skipping purged entries, cutting a torn tail) and `vote`. The node becomes
+//! leader again (single voter) and commits what is in its log; openraft applies those entries on
+//! top of the snapshot image. `start` returns only once the image has applied everything up to
+//! the leader's read index (`ensure_linearizable`), so topics, ids and configs come back
+//! identical (`last_applied_index` may have moved on by a blank entry of a new term).
 //!
 //! # Voters and transport
 //! A fresh cluster is initialized by its lowest voter id (with one voter: this node) and never

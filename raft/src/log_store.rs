@@ -226,6 +226,31 @@ impl LogStore {
         ))
     }
 
+    /// Whether the log holds no entry and never purged one.
+    pub(crate) fn is_empty(&self) -> bool {
+        let mem = lock(&self.mem);
+        mem.entries.is_empty() && mem.last_purged.is_none()
+    }
+
+    /// Whether a vote was ever saved.
+    pub(crate) fn has_vote(&self) -> bool {
+        lock(&self.mem).vote.is_some()
+    }
+
+    /// Forgets the saved vote. Only safe when this node is the only voter: nobody else can have
+    /// seen it.
+    pub(crate) fn reset_vote(&mut self) -> Result<(), RaftError> {
+        let path = self.dir.join(VOTE_FILE);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path, e)),
+        }
+        sync_dir(&self.dir)?;
+        lock(&self.mem).vote = None;
+        Ok(())
+    }
+
     /// Runs blocking file work on the blocking pool.
     async fn blocking<T: Send + 'static>(
         &self,

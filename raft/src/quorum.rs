@@ -15,7 +15,7 @@ use crate::error::RaftError;
 use crate::image::{generate_cluster_id, MetadataImage};
 use crate::log_store::LogStore;
 use crate::network::{InProcessTransport, NetworkFactory, RaftTransport, RpcHandler};
-use crate::state_machine::StateMachine;
+use crate::state_machine::{SnapshotStore, StateMachine};
 use crate::types::{NodeId, Raft};
 
 /// Where this node's metadata log lives and who votes.
@@ -74,6 +74,7 @@ struct Inner {
     raft: Raft,
     image_rx: watch::Receiver<Arc<MetadataImage>>,
     transport: Arc<dyn RaftTransport>,
+    snapshots: Arc<SnapshotStore>,
     propose_timeout: Duration,
     shut_down: AtomicBool,
 }
@@ -112,9 +113,17 @@ impl MetadataQuorum {
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| RaftError::Io { path: cfg.data_dir.clone(), source: e })?;
 
         let dir = cfg.data_dir.clone();
+        let single_voter = voters.len() == 1;
         let (log_store, sm, image_rx, recovery) = tokio::task::spawn_blocking(move || {
-            let (log_store, recovery) = LogStore::open(&dir)?;
+            let (mut log_store, recovery) = LogStore::open(&dir)?;
             let (sm, image_rx) = StateMachine::open(&dir)?;
+            if single_voter && log_store.is_empty() && !sm.has_snapshot() && log_store.has_vote() {
+                // The whole log was lost (e.g. cut before its first entry): a vote without a log
+                // would make openraft treat the node as initialized, yet it has no membership.
+                // With one voter nobody else has seen the vote, so start over cleanly.
+                tracing::warn!(dir = %dir.display(), "metadata log is empty but a vote exists: resetting the vote");
+                log_store.reset_vote()?;
+            }
             Ok::<_, RaftError>((log_store, sm, image_rx, recovery))
         })
         .await
@@ -140,6 +149,7 @@ impl MetadataQuorum {
         .validate()
         .map_err(|e| RaftError::Config(e.to_string()))?;
 
+        let snapshots = sm.snapshot_store();
         let network = NetworkFactory { transport: transport.clone() };
         let raft = Raft::new(node_id as NodeId, Arc::new(config), network, log_store, sm).await.map_err(from_fatal)?;
         transport.serve(node_id, RpcHandler::new(raft.clone()))?;
@@ -149,6 +159,7 @@ impl MetadataQuorum {
                 raft,
                 image_rx,
                 transport,
+                snapshots,
                 propose_timeout: tuning.propose_timeout,
                 shut_down: AtomicBool::new(false),
             }),
@@ -282,7 +293,12 @@ impl MetadataQuorum {
             return Ok(());
         }
         self.inner.transport.unserve(self.inner.node_id);
-        self.inner.raft.shutdown().await.map_err(fatal)?;
+        let stopped = self.inner.raft.shutdown().await.map_err(fatal);
+        // openraft builds snapshots in background tasks that may outlive the core: wait for a
+        // write in progress and refuse later ones, so nothing touches the directory after this.
+        let snapshots = self.inner.snapshots.clone();
+        tokio::task::spawn_blocking(move || snapshots.close()).await.map_err(fatal)?;
+        stopped?;
         tracing::info!(node_id = self.inner.node_id, "metadata quorum stopped");
         Ok(())
     }

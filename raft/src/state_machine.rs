@@ -10,7 +10,8 @@
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftLogId, StorageIOError};
@@ -19,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::command::{AppliedInfo, CommandOutcome};
 use crate::error::RaftError;
-use crate::file_format::{read_record_file, write_record_file};
+use crate::file_format::{read_record_file, tmp_path, write_record_file};
 use crate::image::MetadataImage;
 use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
@@ -32,8 +33,44 @@ struct SnapshotFile {
     image: MetadataImage,
 }
 
-pub(crate) struct StateMachine {
+/// The snapshot file and who may write it. Shared by the state machine, its snapshot builders
+/// (which openraft runs as background tasks) and the quorum handle (which closes it on
+/// shutdown, so that no builder of a stopped node writes afterwards).
+pub(crate) struct SnapshotStore {
     dir: PathBuf,
+    state: Mutex<SnapshotDisk>,
+}
+
+struct SnapshotDisk {
+    /// Last log id of the snapshot on disk.
+    latest: Option<LogId>,
+    closed: bool,
+}
+
+impl SnapshotStore {
+    /// Writes `snapshot` unless a newer one is already on disk (`force` skips that check, for
+    /// snapshots installed from the leader). Writers are serialized.
+    fn save(&self, snapshot: &SnapshotFile, force: bool) -> Result<(), RaftError> {
+        let mut disk = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if disk.closed {
+            return Err(RaftError::ShutDown);
+        }
+        if !force && snapshot.meta.last_log_id < disk.latest {
+            return Ok(());
+        }
+        save_snapshot(&self.dir, snapshot)?;
+        disk.latest = snapshot.meta.last_log_id;
+        Ok(())
+    }
+
+    /// Waits for a write in progress and refuses later ones. Blocking.
+    pub(crate) fn close(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+    }
+}
+
+pub(crate) struct StateMachine {
+    snapshots: Arc<SnapshotStore>,
     image: MetadataImage,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
@@ -73,6 +110,8 @@ impl StateMachine {
     /// Loads the latest snapshot from `dir` (if any). Returns the state machine and the receiver
     /// side of its image watch.
     pub(crate) fn open(dir: &Path) -> Result<(StateMachine, watch::Receiver<Arc<MetadataImage>>), RaftError> {
+        // Leftover of a snapshot write cut short by a crash.
+        let _ = std::fs::remove_file(tmp_path(&dir.join(SNAPSHOT_FILE)));
         let (image, last_applied, last_membership) = match load_snapshot(dir)? {
             Some(snapshot) => {
                 tracing::info!(
@@ -84,8 +123,22 @@ impl StateMachine {
             None => (MetadataImage::default(), None, StoredMembership::default()),
         };
         let (image_tx, image_rx) = watch::channel(Arc::new(image.clone()));
-        let sm = StateMachine { dir: dir.to_path_buf(), image, last_applied, last_membership, image_tx, snapshots_built: 0 };
+        let snapshots = Arc::new(SnapshotStore {
+            dir: dir.to_path_buf(),
+            state: Mutex::new(SnapshotDisk { latest: last_applied, closed: false }),
+        });
+        let sm = StateMachine { snapshots, image, last_applied, last_membership, image_tx, snapshots_built: 0 };
         Ok((sm, image_rx))
+    }
+
+    /// The snapshot store, for closing it on shutdown.
+    pub(crate) fn snapshot_store(&self) -> Arc<SnapshotStore> {
+        self.snapshots.clone()
+    }
+
+    /// Whether the state machine starts from a snapshot.
+    pub(crate) fn has_snapshot(&self) -> bool {
+        self.last_applied.is_some()
     }
 
     fn snapshot_data(image: &MetadataImage) -> Result<Vec<u8>, StorageError> {
@@ -95,7 +148,7 @@ impl StateMachine {
 
 /// Builds a snapshot from a copy of the state taken when openraft asked for a builder.
 pub(crate) struct SnapshotBuilder {
-    dir: PathBuf,
+    snapshots: Arc<SnapshotStore>,
     image: MetadataImage,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
@@ -111,8 +164,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let data = StateMachine::snapshot_data(&self.image)?;
         let file = SnapshotFile { meta: meta.clone(), image: self.image.clone() };
-        let dir = self.dir.clone();
-        blocking(move || save_snapshot(&dir, &file)).await.map_err(snapshot_err)?;
+        let snapshots = self.snapshots.clone();
+        blocking(move || snapshots.save(&file, false)).await.map_err(snapshot_err)?;
         tracing::info!(last_log_index = meta.last_log_id.map(|l| l.index), "metadata log: snapshot written");
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
@@ -165,7 +218,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             None => format!("0-0-{}", self.snapshots_built),
         };
         SnapshotBuilder {
-            dir: self.dir.clone(),
+            snapshots: self.snapshots.clone(),
             image: self.image.clone(),
             last_applied: self.last_applied,
             last_membership: self.last_membership.clone(),
@@ -180,8 +233,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
         let image: MetadataImage = serde_json::from_slice(snapshot.get_ref()).map_err(read_snapshot_err)?;
         let file = SnapshotFile { meta: meta.clone(), image: image.clone() };
-        let dir = self.dir.clone();
-        blocking(move || save_snapshot(&dir, &file)).await.map_err(snapshot_err)?;
+        let snapshots = self.snapshots.clone();
+        blocking(move || snapshots.save(&file, true)).await.map_err(snapshot_err)?;
         tracing::info!(last_log_index = meta.last_log_id.map(|l| l.index), "metadata log: installed snapshot from leader");
         self.image = image;
         self.last_applied = meta.last_log_id;
@@ -191,7 +244,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let dir = self.dir.clone();
+        let dir = self.snapshots.dir.clone();
         let Some(file) = blocking(move || load_snapshot(&dir)).await.map_err(read_snapshot_err)? else {
             return Ok(None);
         };
