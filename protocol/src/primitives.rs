@@ -385,12 +385,69 @@ pub fn put_opt_bytes(
 // Arrays
 // ---------------------------------------------------------------------------
 
-fn get_elems<T>(
-    buf: &mut Bytes,
-    n: usize,
-    field: &'static str,
-    mut f: impl FnMut(&mut Bytes) -> DResult<T>,
-) -> DResult<Vec<T>> {
+/// A type that can be an array element. Implemented for the primitive element
+/// types and, by the generated code, for every message struct. Going through a
+/// trait (instead of a closure per call site) keeps one array reader/writer per
+/// element type, which matters for the crate's compile time.
+pub trait Elem: Sized {
+    /// Reads one element (`flex` selects compact strings/bytes).
+    fn read_elem(buf: &mut Bytes, version: i16, flex: bool, field: &'static str) -> DResult<Self>;
+    /// Writes one element.
+    fn write_elem(&self, buf: &mut BytesMut, version: i16, flex: bool, field: &'static str) -> EResult;
+}
+
+macro_rules! fixed_elem {
+    ($t:ty, $get:ident, $put:ident) => {
+        impl Elem for $t {
+            fn read_elem(buf: &mut Bytes, _: i16, _: bool, field: &'static str) -> DResult<Self> {
+                $get(buf, field)
+            }
+            fn write_elem(&self, buf: &mut BytesMut, _: i16, _: bool, _: &'static str) -> EResult {
+                $put(buf, *self);
+                Ok(())
+            }
+        }
+    };
+}
+
+fixed_elem!(i8, get_i8, put_i8);
+fixed_elem!(i16, get_i16, put_i16);
+fixed_elem!(i32, get_i32, put_i32);
+fixed_elem!(i64, get_i64, put_i64);
+fixed_elem!(u16, get_u16, put_u16);
+fixed_elem!(u32, get_u32, put_u32);
+fixed_elem!(f64, get_f64, put_f64);
+fixed_elem!(bool, get_bool, put_bool);
+
+impl Elem for Uuid {
+    fn read_elem(buf: &mut Bytes, _: i16, _: bool, field: &'static str) -> DResult<Self> {
+        get_uuid(buf, field)
+    }
+    fn write_elem(&self, buf: &mut BytesMut, _: i16, _: bool, _: &'static str) -> EResult {
+        put_uuid(buf, self);
+        Ok(())
+    }
+}
+
+impl Elem for String {
+    fn read_elem(buf: &mut Bytes, _: i16, flex: bool, field: &'static str) -> DResult<Self> {
+        get_string(buf, flex, field)
+    }
+    fn write_elem(&self, buf: &mut BytesMut, _: i16, flex: bool, field: &'static str) -> EResult {
+        put_string(buf, self, flex, field)
+    }
+}
+
+impl Elem for Bytes {
+    fn read_elem(buf: &mut Bytes, _: i16, flex: bool, field: &'static str) -> DResult<Self> {
+        get_bytes(buf, flex, field)
+    }
+    fn write_elem(&self, buf: &mut BytesMut, _: i16, flex: bool, field: &'static str) -> EResult {
+        put_bytes(buf, self, flex, field)
+    }
+}
+
+fn get_elems<T: Elem>(buf: &mut Bytes, n: usize, version: i16, flex: bool, field: &'static str) -> DResult<Vec<T>> {
     // Same guard as Kafka's generated readers: every element takes at least one
     // byte in practice, so a count above the remaining input is bogus. This also
     // bounds the allocation below by the input size.
@@ -399,66 +456,54 @@ fn get_elems<T>(
     }
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
-        v.push(f(buf)?);
+        v.push(T::read_elem(buf, version, flex, field)?);
     }
     Ok(v)
 }
 
 /// Reads an ARRAY / COMPACT_ARRAY; null is an error.
-pub fn get_array<T>(
-    buf: &mut Bytes,
-    flex: bool,
-    field: &'static str,
-    f: impl FnMut(&mut Bytes) -> DResult<T>,
-) -> DResult<Vec<T>> {
+pub fn get_array<T: Elem>(buf: &mut Bytes, version: i16, flex: bool, field: &'static str) -> DResult<Vec<T>> {
     match get_len(buf, flex, true, field)? {
-        Some(n) => get_elems(buf, n, field, f),
+        Some(n) => get_elems(buf, n, version, flex, field),
         None => Err(DecodeError::UnexpectedNull { field }),
     }
 }
 
 /// Reads a nullable array; null is an error unless `nullable`.
-pub fn get_opt_array<T>(
+pub fn get_opt_array<T: Elem>(
     buf: &mut Bytes,
+    version: i16,
     flex: bool,
     nullable: bool,
     field: &'static str,
-    f: impl FnMut(&mut Bytes) -> DResult<T>,
 ) -> DResult<Option<Vec<T>>> {
     let v = match get_len(buf, flex, true, field)? {
-        Some(n) => Some(get_elems(buf, n, field, f)?),
+        Some(n) => Some(get_elems(buf, n, version, flex, field)?),
         None => None,
     };
     null_check(v, nullable, field)
 }
 
 /// Writes an ARRAY / COMPACT_ARRAY.
-pub fn put_array<T>(
-    buf: &mut BytesMut,
-    v: &[T],
-    flex: bool,
-    field: &'static str,
-    mut f: impl FnMut(&mut BytesMut, &T) -> EResult,
-) -> EResult {
+pub fn put_array<T: Elem>(buf: &mut BytesMut, v: &[T], version: i16, flex: bool, field: &'static str) -> EResult {
     put_len(buf, Some(v.len()), flex, true, field)?;
     for e in v {
-        f(buf, e)?;
+        e.write_elem(buf, version, flex, field)?;
     }
     Ok(())
 }
 
 /// Writes a nullable array; `None` fails unless `nullable` at `version`.
-pub fn put_opt_array<T>(
+pub fn put_opt_array<T: Elem>(
     buf: &mut BytesMut,
     v: Option<&[T]>,
+    version: i16,
     flex: bool,
     nullable: bool,
     field: &'static str,
-    version: i16,
-    f: impl FnMut(&mut BytesMut, &T) -> EResult,
 ) -> EResult {
     match v {
-        Some(v) => put_array(buf, v, flex, field, f),
+        Some(v) => put_array(buf, v, version, flex, field),
         None if nullable => put_len(buf, None, flex, true, field),
         None => Err(EncodeError::NullNotAllowed { field, version }),
     }
@@ -469,29 +514,28 @@ pub fn put_opt_array<T>(
 // ---------------------------------------------------------------------------
 
 /// Reads a nullable struct (int8 marker, negative = null).
-pub fn get_opt_struct<T>(
+pub fn get_opt_struct<T: crate::Decode>(
     buf: &mut Bytes,
+    version: i16,
     nullable: bool,
     field: &'static str,
-    f: impl FnOnce(&mut Bytes) -> DResult<T>,
 ) -> DResult<Option<T>> {
-    let v = if get_i8(buf, field)? < 0 { None } else { Some(f(buf)?) };
+    let v = if get_i8(buf, field)? < 0 { None } else { Some(T::decode(buf, version)?) };
     null_check(v, nullable, field)
 }
 
 /// Writes a nullable struct (int8 marker, then the struct).
-pub fn put_opt_struct<T>(
+pub fn put_opt_struct<T: crate::Encode>(
     buf: &mut BytesMut,
     v: Option<&T>,
+    version: i16,
     nullable: bool,
     field: &'static str,
-    version: i16,
-    f: impl FnOnce(&mut BytesMut, &T) -> EResult,
 ) -> EResult {
     match v {
         Some(v) => {
             buf.put_i8(1);
-            f(buf, v)
+            v.encode(buf, version)
         }
         None if nullable => {
             buf.put_i8(-1);
@@ -748,11 +792,11 @@ mod tests {
         assert_eq!(&got[..], &[1, 2]);
         assert_eq!(&b[..], &[3]);
         let mut b = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(get_opt_array(&mut b, false, true, "f", |b| get_i8(b, "e")).unwrap(), None);
+        assert_eq!(get_opt_array::<i8>(&mut b, 0, false, true, "f").unwrap(), None);
         let mut b = Bytes::from_static(&[0x00]);
-        assert_eq!(get_opt_array(&mut b, true, true, "f", |b| get_i8(b, "e")).unwrap(), None);
+        assert_eq!(get_opt_array::<i8>(&mut b, 0, true, true, "f").unwrap(), None);
         let mut b = Bytes::from_static(&[0x01]);
-        assert_eq!(get_array(&mut b, true, "f", |b| get_i8(b, "e")).unwrap(), Vec::<i8>::new());
+        assert_eq!(get_array::<i8>(&mut b, 0, true, "f").unwrap(), Vec::<i8>::new());
     }
 
     #[test]
@@ -773,10 +817,10 @@ mod tests {
     fn huge_array_count_is_rejected_without_allocating() {
         // 2 billion elements announced, 10 bytes present.
         let mut b = Bytes::from_static(&[0x77, 0x35, 0x94, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        let r = get_array(&mut b, false, "f", |b| get_i32(b, "e"));
+        let r = get_array::<i32>(&mut b, 0, false, "f");
         assert!(matches!(r, Err(DecodeError::InvalidLength { .. })));
         let mut b = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x07, 1, 2]);
-        let r = get_array(&mut b, true, "f", |b| get_i8(b, "e"));
+        let r = get_array::<i8>(&mut b, 0, true, "f");
         assert!(matches!(r, Err(DecodeError::InvalidLength { .. })));
     }
 

@@ -245,8 +245,6 @@ fn header_versions() {
     assert_eq!(ApiKey::ApiVersions.response_header_version(4), 0);
     assert_eq!(ApiKey::Fetch.response_header_version(12), 1);
     assert_eq!(ApiKey::Fetch.response_header_version(11), 0);
-    assert_eq!(ApiKey::ControlledShutdown.request_header_version(0), 0);
-    assert_eq!(ApiKey::ControlledShutdown.request_header_version(1), 1);
     assert_eq!(ApiKey::SaslHandshake.request_header_version(1), 1);
     assert_eq!(ApiKey::try_from(18), Ok(ApiKey::ApiVersions));
     assert_eq!(ApiKey::try_from(-5), Err(-5));

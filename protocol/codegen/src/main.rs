@@ -12,10 +12,15 @@
 //! - `<out-dir>/../../tests/generated_roundtrip.rs` (random-value generators and
 //!   a round-trip test for every message and version).
 //!
-//! Which files: every `"type": "request"` / `"response"` JSON (all 88 API pairs
-//! of the spec snapshot; the whole set compiles in well under the 40 s budget),
-//! the two headers and the data schemas ConsumerProtocolSubscription,
-//! ConsumerProtocolAssignment and DefaultPrincipalData.
+//! Which files: the request/response pairs of the client-facing APIs in
+//! `CLIENT_APIS` (the keys 0-75 that a client sends, per the client matrix of
+//! /work/shared/kafka-protocol/API-MATRIX.md), the two headers and the data
+//! schemas ConsumerProtocolSubscription, ConsumerProtocolAssignment and
+//! DefaultPrincipalData. Generating all 88 pairs of the spec snapshot cost
+//! ~55 s of CPU for a debug build of the crate (over the ~40 s budget), so the
+//! ZooKeeper-era controller RPCs (4-7), the KRaft/controller RPCs (52-54, 56,
+//! 58, 59, 62-64, 67, 70, 73, 80-82) and the share-group APIs (76-79, 83-87)
+//! are left out. Adding one back is a one-line change to `CLIENT_APIS`.
 //!
 //! Semantics follow Kafka's own generator (`generator/src/main/java/org/apache/
 //! kafka/message/MessageDataGenerator.java`), with one deliberate difference:
@@ -38,6 +43,23 @@ const DATA_SCHEMAS: &[&str] = &[
     "ConsumerProtocolSubscription",
     "ConsumerProtocolAssignment",
     "DefaultPrincipalData",
+];
+
+/// Client-facing API keys (API-MATRIX.md, "The matrix (client APIs)").
+const CLIENT_APIS: &[i16] = &[
+    0, 1, 2, 3, // Produce, Fetch, ListOffsets, Metadata
+    8, 9, 10, 11, 12, 13, 14, 15, 16, // OffsetCommit .. ListGroups
+    17, 18, // SaslHandshake, ApiVersions
+    19, 20, 21, 22, 23, // CreateTopics, DeleteTopics, DeleteRecords, InitProducerId, OffsetForLeaderEpoch
+    24, 25, 26, 27, 28, // AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, WriteTxnMarkers, TxnOffsetCommit
+    29, 30, 31, // DescribeAcls, CreateAcls, DeleteAcls
+    32, 33, 34, 35, 36, 37, // DescribeConfigs, AlterConfigs, AlterReplicaLogDirs, DescribeLogDirs, SaslAuthenticate, CreatePartitions
+    38, 39, 40, 41, // delegation tokens
+    42, 43, 44, 45, 46, 47, // DeleteGroups, ElectLeaders, IncrementalAlterConfigs, Alter/ListPartitionReassignments, OffsetDelete
+    48, 49, 50, 51, // client quotas, SCRAM credentials
+    55, 57, 60, 61, // DescribeQuorum, UpdateFeatures, DescribeCluster, DescribeProducers
+    65, 66, 68, 69, // DescribeTransactions, ListTransactions, ConsumerGroupHeartbeat, ConsumerGroupDescribe
+    71, 72, 74, 75, // GetTelemetrySubscriptions, PushTelemetry, ListClientMetricsResources, DescribeTopicPartitions
 ];
 
 const VMAX: i16 = i16::MAX;
@@ -515,28 +537,10 @@ fn enc_field(cx: &Ctx, s: &StructDef, f: &Field, fx: &str) -> String {
             format!("put_opt_bytes(buf, {val}.as_deref(), {fx}, {nl}, {n}, v)?;")
         }
         Ty::Bytes | Ty::Records => format!("put_bytes(buf, &{val}, {fx}, {n})?;"),
-        Ty::Struct(_) if f.is_option() => {
-            format!("put_opt_struct(buf, {val}.as_ref(), {nl}, {n}, v, |b, e| e.encode(b, v))?;")
-        }
+        Ty::Struct(_) if f.is_option() => format!("put_opt_struct(buf, {val}.as_ref(), v, {nl}, {n})?;"),
         Ty::Struct(_) => format!("{val}.encode(buf, v)?;"),
-        Ty::Array(e) => {
-            let el = match &**e {
-                t if t.prim_suffix().is_some() => {
-                    format!("{{ put_{}(b, *e); Ok(()) }}", t.prim_suffix().unwrap_or(""))
-                }
-                Ty::Uuid => "{ put_uuid(b, e); Ok(()) }".to_string(),
-                Ty::Str => format!("put_string(b, e, {fx}, {n})"),
-                Ty::Bytes | Ty::Records => format!("put_bytes(b, e, {fx}, {n})"),
-                Ty::Struct(_) => "e.encode(b, v)".to_string(),
-                Ty::Array(_) => "unreachable!()".to_string(),
-                _ => unreachable!(),
-            };
-            if f.is_option() {
-                format!("put_opt_array(buf, {val}.as_deref(), {fx}, {nl}, {n}, v, |b, e| {el})?;")
-            } else {
-                format!("put_array(buf, &{val}, {fx}, {n}, |b, e| {el})?;")
-            }
-        }
+        Ty::Array(_) if f.is_option() => format!("put_opt_array(buf, {val}.as_deref(), v, {fx}, {nl}, {n})?;"),
+        Ty::Array(_) => format!("put_array(buf, &{val}, v, {fx}, {n})?;"),
         _ => unreachable!(),
     }
 }
@@ -552,23 +556,10 @@ fn dec_field(cx: &Ctx, s: &StructDef, f: &Field, fx: &str) -> String {
         Ty::Str => format!("get_string(buf, {fx}, {n})"),
         Ty::Bytes | Ty::Records if f.is_option() => format!("get_opt_bytes(buf, {fx}, {nl}, {n})"),
         Ty::Bytes | Ty::Records => format!("get_bytes(buf, {fx}, {n})"),
-        Ty::Struct(t) if f.is_option() => format!("get_opt_struct(buf, {nl}, {n}, |b| {t}::decode(b, v))"),
+        Ty::Struct(_) if f.is_option() => format!("get_opt_struct(buf, v, {nl}, {n})"),
         Ty::Struct(t) => format!("{t}::decode(buf, v)"),
-        Ty::Array(e) => {
-            let el = match &**e {
-                t if t.prim_suffix().is_some() => format!("get_{}(b, {n})", t.prim_suffix().unwrap_or("")),
-                Ty::Uuid => format!("get_uuid(b, {n})"),
-                Ty::Str => format!("get_string(b, {fx}, {n})"),
-                Ty::Bytes | Ty::Records => format!("get_bytes(b, {fx}, {n})"),
-                Ty::Struct(t) => format!("{t}::decode(b, v)"),
-                _ => "unreachable!()".to_string(),
-            };
-            if f.is_option() {
-                format!("get_opt_array(buf, {fx}, {nl}, {n}, |b| {el})")
-            } else {
-                format!("get_array(buf, {fx}, {n}, |b| {el})")
-            }
-        }
+        Ty::Array(_) if f.is_option() => format!("get_opt_array(buf, v, {fx}, {nl}, {n})"),
+        Ty::Array(_) => format!("get_array(buf, v, {fx}, {n})"),
         _ => unreachable!(),
     }
 }
@@ -737,6 +728,15 @@ fn gen_struct(cx: &Ctx, s: &StructDef, top: bool, out: &mut String) -> Result<()
         }
     }
     out.push_str("        Ok(this)\n    }\n}\n\n");
+    let used_in_array = msg.structs.iter().flat_map(|x| x.fields.iter()).any(|f| matches!(&f.ty, Ty::Array(e) if matches!(&**e, Ty::Struct(n) if *n == s.name)));
+    if !used_in_array {
+        return Ok(());
+    }
+    let _ = writeln!(
+        out,
+        "impl Elem for {n} {{\n    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {{ Self::decode(buf, v) }}\n    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> {{ self.encode(buf, v) }}\n}}\n",
+        n = s.name
+    );
     Ok(())
 }
 
@@ -890,7 +890,7 @@ fn gen_api_key(apis: &[Api], source: &str) -> String {
         let _ = writeln!(out, "            ApiKey::{} => {s},", a.name);
     }
     out.push_str("        }\n    }\n\n");
-    out.push_str("    /// Request header version for `version`: 2 if flexible, else 1; ControlledShutdown v0 uses 0.\n    pub fn request_header_version(self, version: i16) -> i16 {\n        if self == ApiKey::ControlledShutdown && version == 0 {\n            return 0;\n        }\n        match self.first_flexible_version() {\n            Some(f) if version >= f => 2,\n            _ => 1,\n        }\n    }\n\n");
+    out.push_str("    /// Request header version for `version`: 2 if flexible, else 1; ControlledShutdown v0 uses 0.\n    pub fn request_header_version(self, version: i16) -> i16 {\n        // ControlledShutdown (key 7) v0 predates client ids; the key is not\n        // generated any more, but the rule stays for completeness.\n        if self.as_i16() == 7 && version == 0 {\n            return 0;\n        }\n        match self.first_flexible_version() {\n            Some(f) if version >= f => 2,\n            _ => 1,\n        }\n    }\n\n");
     out.push_str("    /// Response header version for `version`: 1 if flexible, else 0. ApiVersions responses\n    /// always use 0 (KIP-511: a client must be able to read the error of any version).\n    pub fn response_header_version(self, version: i16) -> i16 {\n        if self == ApiKey::ApiVersions {\n            return 0;\n        }\n        match self.first_flexible_version() {\n            Some(f) if version >= f => 1,\n            _ => 0,\n        }\n    }\n}\n\n");
     out.push_str("impl TryFrom<i16> for ApiKey {\n    type Error = i16;\n\n    /// Fails with the unknown key itself.\n    fn try_from(k: i16) -> Result<Self, i16> {\n        Ok(match k {\n");
     for a in apis {
@@ -1170,7 +1170,9 @@ fn main() -> Result<()> {
     let mut msgs = Vec::new();
     for p in &paths {
         let m = load(p).with_context(|| format!("loading {}", p.display()))?;
-        let keep = m.kind == "request" || m.kind == "response" || DATA_SCHEMAS.contains(&m.name.as_str());
+        let keep = ((m.kind == "request" || m.kind == "response")
+            && m.api_key.is_some_and(|k| CLIENT_APIS.contains(&k)))
+            || DATA_SCHEMAS.contains(&m.name.as_str());
         if keep {
             msgs.push(m);
         }

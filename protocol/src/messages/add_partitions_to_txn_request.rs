@@ -47,11 +47,11 @@ impl Encode for AddPartitionsToTxnRequest {
         let v = version;
         if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AddPartitionsToTxnRequest", version: v }); }
         let flex = v >= 3;
-        if v >= 4 { put_array(buf, &self.transactions, flex, "AddPartitionsToTxnRequest.transactions", |b, e| e.encode(b, v))?; }
+        if v >= 4 { put_array(buf, &self.transactions, v, flex, "AddPartitionsToTxnRequest.transactions")?; }
         if v <= 3 { put_string(buf, &self.v3_and_below_transactional_id, flex, "AddPartitionsToTxnRequest.v3_and_below_transactional_id")?; }
         if v <= 3 { put_i64(buf, self.v3_and_below_producer_id); }
         if v <= 3 { put_i16(buf, self.v3_and_below_producer_epoch); }
-        if v <= 3 { put_array(buf, &self.v3_and_below_topics, flex, "AddPartitionsToTxnRequest.v3_and_below_topics", |b, e| e.encode(b, v))?; }
+        if v <= 3 { put_array(buf, &self.v3_and_below_topics, v, flex, "AddPartitionsToTxnRequest.v3_and_below_topics")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnRequest")?; }
         Ok(())
     }
@@ -63,11 +63,11 @@ impl Decode for AddPartitionsToTxnRequest {
         if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AddPartitionsToTxnRequest", version: v }); }
         let flex = v >= 3;
         let mut this = Self::default();
-        if v >= 4 { this.transactions = get_array(buf, flex, "AddPartitionsToTxnRequest.transactions", |b| AddPartitionsToTxnTransaction::decode(b, v))?; }
+        if v >= 4 { this.transactions = get_array(buf, v, flex, "AddPartitionsToTxnRequest.transactions")?; }
         if v <= 3 { this.v3_and_below_transactional_id = get_string(buf, flex, "AddPartitionsToTxnRequest.v3_and_below_transactional_id")?; }
         if v <= 3 { this.v3_and_below_producer_id = get_i64(buf, "AddPartitionsToTxnRequest.v3_and_below_producer_id")?; }
         if v <= 3 { this.v3_and_below_producer_epoch = get_i16(buf, "AddPartitionsToTxnRequest.v3_and_below_producer_epoch")?; }
-        if v <= 3 { this.v3_and_below_topics = get_array(buf, flex, "AddPartitionsToTxnRequest.v3_and_below_topics", |b| AddPartitionsToTxnTopic::decode(b, v))?; }
+        if v <= 3 { this.v3_and_below_topics = get_array(buf, v, flex, "AddPartitionsToTxnRequest.v3_and_below_topics")?; }
         if flex { get_unknown_tags(buf, "AddPartitionsToTxnRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -111,7 +111,7 @@ impl Encode for AddPartitionsToTxnTransaction {
         if v >= 4 { put_i64(buf, self.producer_id); }
         if v >= 4 { put_i16(buf, self.producer_epoch); }
         if v >= 4 { put_bool(buf, self.verify_only); }
-        if v >= 4 { put_array(buf, &self.topics, flex, "AddPartitionsToTxnTransaction.topics", |b, e| e.encode(b, v))?; }
+        if v >= 4 { put_array(buf, &self.topics, v, flex, "AddPartitionsToTxnTransaction.topics")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnTransaction")?; }
         Ok(())
     }
@@ -126,10 +126,15 @@ impl Decode for AddPartitionsToTxnTransaction {
         if v >= 4 { this.producer_id = get_i64(buf, "AddPartitionsToTxnTransaction.producer_id")?; }
         if v >= 4 { this.producer_epoch = get_i16(buf, "AddPartitionsToTxnTransaction.producer_epoch")?; }
         if v >= 4 { this.verify_only = get_bool(buf, "AddPartitionsToTxnTransaction.verify_only")?; }
-        if v >= 4 { this.topics = get_array(buf, flex, "AddPartitionsToTxnTransaction.topics", |b| AddPartitionsToTxnTopic::decode(b, v))?; }
+        if v >= 4 { this.topics = get_array(buf, v, flex, "AddPartitionsToTxnTransaction.topics")?; }
         if flex { get_unknown_tags(buf, "AddPartitionsToTxnTransaction", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AddPartitionsToTxnTransaction {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `AddPartitionsToTxnTopic` of `AddPartitionsToTxnRequest`.
@@ -158,7 +163,7 @@ impl Encode for AddPartitionsToTxnTopic {
         let v = version;
         let flex = v >= 3;
         put_string(buf, &self.name, flex, "AddPartitionsToTxnTopic.name")?;
-        put_array(buf, &self.partitions, flex, "AddPartitionsToTxnTopic.partitions", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.partitions, v, flex, "AddPartitionsToTxnTopic.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnTopic")?; }
         Ok(())
     }
@@ -170,9 +175,14 @@ impl Decode for AddPartitionsToTxnTopic {
         let flex = v >= 3;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "AddPartitionsToTxnTopic.name")?;
-        this.partitions = get_array(buf, flex, "AddPartitionsToTxnTopic.partitions", |b| get_i32(b, "AddPartitionsToTxnTopic.partitions"))?;
+        this.partitions = get_array(buf, v, flex, "AddPartitionsToTxnTopic.partitions")?;
         if flex { get_unknown_tags(buf, "AddPartitionsToTxnTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AddPartitionsToTxnTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

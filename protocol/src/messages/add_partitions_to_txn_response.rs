@@ -46,8 +46,8 @@ impl Encode for AddPartitionsToTxnResponse {
         let flex = v >= 3;
         put_i32(buf, self.throttle_time_ms);
         if v >= 4 { put_i16(buf, self.error_code); }
-        if v >= 4 { put_array(buf, &self.results_by_transaction, flex, "AddPartitionsToTxnResponse.results_by_transaction", |b, e| e.encode(b, v))?; }
-        if v <= 3 { put_array(buf, &self.results_by_topic_v3_and_below, flex, "AddPartitionsToTxnResponse.results_by_topic_v3_and_below", |b, e| e.encode(b, v))?; }
+        if v >= 4 { put_array(buf, &self.results_by_transaction, v, flex, "AddPartitionsToTxnResponse.results_by_transaction")?; }
+        if v <= 3 { put_array(buf, &self.results_by_topic_v3_and_below, v, flex, "AddPartitionsToTxnResponse.results_by_topic_v3_and_below")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnResponse")?; }
         Ok(())
     }
@@ -61,8 +61,8 @@ impl Decode for AddPartitionsToTxnResponse {
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "AddPartitionsToTxnResponse.throttle_time_ms")?;
         if v >= 4 { this.error_code = get_i16(buf, "AddPartitionsToTxnResponse.error_code")?; }
-        if v >= 4 { this.results_by_transaction = get_array(buf, flex, "AddPartitionsToTxnResponse.results_by_transaction", |b| AddPartitionsToTxnResult::decode(b, v))?; }
-        if v <= 3 { this.results_by_topic_v3_and_below = get_array(buf, flex, "AddPartitionsToTxnResponse.results_by_topic_v3_and_below", |b| AddPartitionsToTxnTopicResult::decode(b, v))?; }
+        if v >= 4 { this.results_by_transaction = get_array(buf, v, flex, "AddPartitionsToTxnResponse.results_by_transaction")?; }
+        if v <= 3 { this.results_by_topic_v3_and_below = get_array(buf, v, flex, "AddPartitionsToTxnResponse.results_by_topic_v3_and_below")?; }
         if flex { get_unknown_tags(buf, "AddPartitionsToTxnResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -94,7 +94,7 @@ impl Encode for AddPartitionsToTxnResult {
         let v = version;
         let flex = v >= 3;
         if v >= 4 { put_string(buf, &self.transactional_id, flex, "AddPartitionsToTxnResult.transactional_id")?; }
-        if v >= 4 { put_array(buf, &self.topic_results, flex, "AddPartitionsToTxnResult.topic_results", |b, e| e.encode(b, v))?; }
+        if v >= 4 { put_array(buf, &self.topic_results, v, flex, "AddPartitionsToTxnResult.topic_results")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnResult")?; }
         Ok(())
     }
@@ -106,10 +106,15 @@ impl Decode for AddPartitionsToTxnResult {
         let flex = v >= 3;
         let mut this = Self::default();
         if v >= 4 { this.transactional_id = get_string(buf, flex, "AddPartitionsToTxnResult.transactional_id")?; }
-        if v >= 4 { this.topic_results = get_array(buf, flex, "AddPartitionsToTxnResult.topic_results", |b| AddPartitionsToTxnTopicResult::decode(b, v))?; }
+        if v >= 4 { this.topic_results = get_array(buf, v, flex, "AddPartitionsToTxnResult.topic_results")?; }
         if flex { get_unknown_tags(buf, "AddPartitionsToTxnResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AddPartitionsToTxnResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `AddPartitionsToTxnTopicResult` of `AddPartitionsToTxnResponse`.
@@ -138,7 +143,7 @@ impl Encode for AddPartitionsToTxnTopicResult {
         let v = version;
         let flex = v >= 3;
         put_string(buf, &self.name, flex, "AddPartitionsToTxnTopicResult.name")?;
-        put_array(buf, &self.results_by_partition, flex, "AddPartitionsToTxnTopicResult.results_by_partition", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.results_by_partition, v, flex, "AddPartitionsToTxnTopicResult.results_by_partition")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnTopicResult")?; }
         Ok(())
     }
@@ -150,10 +155,15 @@ impl Decode for AddPartitionsToTxnTopicResult {
         let flex = v >= 3;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "AddPartitionsToTxnTopicResult.name")?;
-        this.results_by_partition = get_array(buf, flex, "AddPartitionsToTxnTopicResult.results_by_partition", |b| AddPartitionsToTxnPartitionResult::decode(b, v))?;
+        this.results_by_partition = get_array(buf, v, flex, "AddPartitionsToTxnTopicResult.results_by_partition")?;
         if flex { get_unknown_tags(buf, "AddPartitionsToTxnTopicResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AddPartitionsToTxnTopicResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `AddPartitionsToTxnPartitionResult` of `AddPartitionsToTxnResponse`.
@@ -198,5 +208,10 @@ impl Decode for AddPartitionsToTxnPartitionResult {
         if flex { get_unknown_tags(buf, "AddPartitionsToTxnPartitionResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AddPartitionsToTxnPartitionResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

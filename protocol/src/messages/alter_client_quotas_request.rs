@@ -38,7 +38,7 @@ impl Encode for AlterClientQuotasRequest {
         let v = version;
         if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterClientQuotasRequest", version: v }); }
         let flex = v >= 1;
-        put_array(buf, &self.entries, flex, "AlterClientQuotasRequest.entries", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.entries, v, flex, "AlterClientQuotasRequest.entries")?;
         put_bool(buf, self.validate_only);
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterClientQuotasRequest")?; }
         Ok(())
@@ -51,7 +51,7 @@ impl Decode for AlterClientQuotasRequest {
         if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterClientQuotasRequest", version: v }); }
         let flex = v >= 1;
         let mut this = Self::default();
-        this.entries = get_array(buf, flex, "AlterClientQuotasRequest.entries", |b| EntryData::decode(b, v))?;
+        this.entries = get_array(buf, v, flex, "AlterClientQuotasRequest.entries")?;
         this.validate_only = get_bool(buf, "AlterClientQuotasRequest.validate_only")?;
         if flex { get_unknown_tags(buf, "AlterClientQuotasRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -100,6 +100,11 @@ impl Decode for EntityData {
         if flex { get_unknown_tags(buf, "EntityData", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for EntityData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `OpData` of `AlterClientQuotasRequest`.
@@ -151,6 +156,11 @@ impl Decode for OpData {
     }
 }
 
+impl Elem for OpData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `EntryData` of `AlterClientQuotasRequest`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EntryData {
@@ -176,8 +186,8 @@ impl Encode for EntryData {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 1;
-        put_array(buf, &self.entity, flex, "EntryData.entity", |b, e| e.encode(b, v))?;
-        put_array(buf, &self.ops, flex, "EntryData.ops", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.entity, v, flex, "EntryData.entity")?;
+        put_array(buf, &self.ops, v, flex, "EntryData.ops")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "EntryData")?; }
         Ok(())
     }
@@ -188,10 +198,15 @@ impl Decode for EntryData {
         let v = version;
         let flex = v >= 1;
         let mut this = Self::default();
-        this.entity = get_array(buf, flex, "EntryData.entity", |b| EntityData::decode(b, v))?;
-        this.ops = get_array(buf, flex, "EntryData.ops", |b| OpData::decode(b, v))?;
+        this.entity = get_array(buf, v, flex, "EntryData.entity")?;
+        this.ops = get_array(buf, v, flex, "EntryData.ops")?;
         if flex { get_unknown_tags(buf, "EntryData", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for EntryData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

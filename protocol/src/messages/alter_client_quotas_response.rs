@@ -39,7 +39,7 @@ impl Encode for AlterClientQuotasResponse {
         if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterClientQuotasResponse", version: v }); }
         let flex = v >= 1;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.entries, flex, "AlterClientQuotasResponse.entries", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.entries, v, flex, "AlterClientQuotasResponse.entries")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterClientQuotasResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for AlterClientQuotasResponse {
         let flex = v >= 1;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "AlterClientQuotasResponse.throttle_time_ms")?;
-        this.entries = get_array(buf, flex, "AlterClientQuotasResponse.entries", |b| EntryData::decode(b, v))?;
+        this.entries = get_array(buf, v, flex, "AlterClientQuotasResponse.entries")?;
         if flex { get_unknown_tags(buf, "AlterClientQuotasResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -102,6 +102,11 @@ impl Decode for EntityData {
     }
 }
 
+impl Elem for EntityData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `EntryData` of `AlterClientQuotasResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EntryData {
@@ -132,7 +137,7 @@ impl Encode for EntryData {
         let flex = v >= 1;
         put_i16(buf, self.error_code);
         put_opt_string(buf, self.error_message.as_deref(), flex, true, "EntryData.error_message", v)?;
-        put_array(buf, &self.entity, flex, "EntryData.entity", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.entity, v, flex, "EntryData.entity")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "EntryData")?; }
         Ok(())
     }
@@ -145,9 +150,14 @@ impl Decode for EntryData {
         let mut this = Self::default();
         this.error_code = get_i16(buf, "EntryData.error_code")?;
         this.error_message = get_opt_string(buf, flex, true, "EntryData.error_message")?;
-        this.entity = get_array(buf, flex, "EntryData.entity", |b| EntityData::decode(b, v))?;
+        this.entity = get_array(buf, v, flex, "EntryData.entity")?;
         if flex { get_unknown_tags(buf, "EntryData", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for EntryData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

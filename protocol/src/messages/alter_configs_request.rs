@@ -38,7 +38,7 @@ impl Encode for AlterConfigsRequest {
         let v = version;
         if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterConfigsRequest", version: v }); }
         let flex = v >= 2;
-        put_array(buf, &self.resources, flex, "AlterConfigsRequest.resources", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.resources, v, flex, "AlterConfigsRequest.resources")?;
         put_bool(buf, self.validate_only);
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsRequest")?; }
         Ok(())
@@ -51,7 +51,7 @@ impl Decode for AlterConfigsRequest {
         if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterConfigsRequest", version: v }); }
         let flex = v >= 2;
         let mut this = Self::default();
-        this.resources = get_array(buf, flex, "AlterConfigsRequest.resources", |b| AlterConfigsResource::decode(b, v))?;
+        this.resources = get_array(buf, v, flex, "AlterConfigsRequest.resources")?;
         this.validate_only = get_bool(buf, "AlterConfigsRequest.validate_only")?;
         if flex { get_unknown_tags(buf, "AlterConfigsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -102,6 +102,11 @@ impl Decode for AlterableConfig {
     }
 }
 
+impl Elem for AlterableConfig {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `AlterConfigsResource` of `AlterConfigsRequest`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlterConfigsResource {
@@ -132,7 +137,7 @@ impl Encode for AlterConfigsResource {
         let flex = v >= 2;
         put_i8(buf, self.resource_type);
         put_string(buf, &self.resource_name, flex, "AlterConfigsResource.resource_name")?;
-        put_array(buf, &self.configs, flex, "AlterConfigsResource.configs", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.configs, v, flex, "AlterConfigsResource.configs")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsResource")?; }
         Ok(())
     }
@@ -145,9 +150,14 @@ impl Decode for AlterConfigsResource {
         let mut this = Self::default();
         this.resource_type = get_i8(buf, "AlterConfigsResource.resource_type")?;
         this.resource_name = get_string(buf, flex, "AlterConfigsResource.resource_name")?;
-        this.configs = get_array(buf, flex, "AlterConfigsResource.configs", |b| AlterableConfig::decode(b, v))?;
+        this.configs = get_array(buf, v, flex, "AlterConfigsResource.configs")?;
         if flex { get_unknown_tags(buf, "AlterConfigsResource", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AlterConfigsResource {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -39,7 +39,7 @@ impl Encode for AlterConfigsResponse {
         if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterConfigsResponse", version: v }); }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.responses, flex, "AlterConfigsResponse.responses", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.responses, v, flex, "AlterConfigsResponse.responses")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for AlterConfigsResponse {
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "AlterConfigsResponse.throttle_time_ms")?;
-        this.responses = get_array(buf, flex, "AlterConfigsResponse.responses", |b| AlterConfigsResourceResponse::decode(b, v))?;
+        this.responses = get_array(buf, v, flex, "AlterConfigsResponse.responses")?;
         if flex { get_unknown_tags(buf, "AlterConfigsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -110,5 +110,10 @@ impl Decode for AlterConfigsResourceResponse {
         if flex { get_unknown_tags(buf, "AlterConfigsResourceResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AlterConfigsResourceResponse {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

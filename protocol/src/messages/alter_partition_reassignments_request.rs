@@ -38,7 +38,7 @@ impl Encode for AlterPartitionReassignmentsRequest {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterPartitionReassignmentsRequest", version: v }); }
         put_i32(buf, self.timeout_ms);
-        put_array(buf, &self.topics, true, "AlterPartitionReassignmentsRequest.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, true, "AlterPartitionReassignmentsRequest.topics")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterPartitionReassignmentsRequest")?; }
         Ok(())
     }
@@ -50,7 +50,7 @@ impl Decode for AlterPartitionReassignmentsRequest {
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterPartitionReassignmentsRequest", version: v }); }
         let mut this = Self::default();
         this.timeout_ms = get_i32(buf, "AlterPartitionReassignmentsRequest.timeout_ms")?;
-        this.topics = get_array(buf, true, "AlterPartitionReassignmentsRequest.topics", |b| ReassignableTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, true, "AlterPartitionReassignmentsRequest.topics")?;
         if true { get_unknown_tags(buf, "AlterPartitionReassignmentsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -81,7 +81,7 @@ impl Encode for ReassignablePartition {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_i32(buf, self.partition_index);
-        put_opt_array(buf, self.replicas.as_deref(), true, true, "ReassignablePartition.replicas", v, |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_opt_array(buf, self.replicas.as_deref(), v, true, true, "ReassignablePartition.replicas")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ReassignablePartition")?; }
         Ok(())
     }
@@ -92,10 +92,15 @@ impl Decode for ReassignablePartition {
         let v = version;
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "ReassignablePartition.partition_index")?;
-        this.replicas = get_opt_array(buf, true, true, "ReassignablePartition.replicas", |b| get_i32(b, "ReassignablePartition.replicas"))?;
+        this.replicas = get_opt_array(buf, v, true, true, "ReassignablePartition.replicas")?;
         if true { get_unknown_tags(buf, "ReassignablePartition", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for ReassignablePartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `ReassignableTopic` of `AlterPartitionReassignmentsRequest`.
@@ -123,7 +128,7 @@ impl Encode for ReassignableTopic {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, true, "ReassignableTopic.name")?;
-        put_array(buf, &self.partitions, true, "ReassignableTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, true, "ReassignableTopic.partitions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ReassignableTopic")?; }
         Ok(())
     }
@@ -134,9 +139,14 @@ impl Decode for ReassignableTopic {
         let v = version;
         let mut this = Self::default();
         this.name = get_string(buf, true, "ReassignableTopic.name")?;
-        this.partitions = get_array(buf, true, "ReassignableTopic.partitions", |b| ReassignablePartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, true, "ReassignableTopic.partitions")?;
         if true { get_unknown_tags(buf, "ReassignableTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for ReassignableTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -46,7 +46,7 @@ impl Encode for AlterPartitionReassignmentsResponse {
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
         put_opt_string(buf, self.error_message.as_deref(), true, true, "AlterPartitionReassignmentsResponse.error_message", v)?;
-        put_array(buf, &self.responses, true, "AlterPartitionReassignmentsResponse.responses", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.responses, v, true, "AlterPartitionReassignmentsResponse.responses")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterPartitionReassignmentsResponse")?; }
         Ok(())
     }
@@ -60,7 +60,7 @@ impl Decode for AlterPartitionReassignmentsResponse {
         this.throttle_time_ms = get_i32(buf, "AlterPartitionReassignmentsResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "AlterPartitionReassignmentsResponse.error_code")?;
         this.error_message = get_opt_string(buf, true, true, "AlterPartitionReassignmentsResponse.error_message")?;
-        this.responses = get_array(buf, true, "AlterPartitionReassignmentsResponse.responses", |b| ReassignableTopicResponse::decode(b, v))?;
+        this.responses = get_array(buf, v, true, "AlterPartitionReassignmentsResponse.responses")?;
         if true { get_unknown_tags(buf, "AlterPartitionReassignmentsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -113,6 +113,11 @@ impl Decode for ReassignablePartitionResponse {
     }
 }
 
+impl Elem for ReassignablePartitionResponse {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `ReassignableTopicResponse` of `AlterPartitionReassignmentsResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReassignableTopicResponse {
@@ -138,7 +143,7 @@ impl Encode for ReassignableTopicResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, true, "ReassignableTopicResponse.name")?;
-        put_array(buf, &self.partitions, true, "ReassignableTopicResponse.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, true, "ReassignableTopicResponse.partitions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ReassignableTopicResponse")?; }
         Ok(())
     }
@@ -149,9 +154,14 @@ impl Decode for ReassignableTopicResponse {
         let v = version;
         let mut this = Self::default();
         this.name = get_string(buf, true, "ReassignableTopicResponse.name")?;
-        this.partitions = get_array(buf, true, "ReassignableTopicResponse.partitions", |b| ReassignablePartitionResponse::decode(b, v))?;
+        this.partitions = get_array(buf, v, true, "ReassignableTopicResponse.partitions")?;
         if true { get_unknown_tags(buf, "ReassignableTopicResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for ReassignableTopicResponse {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

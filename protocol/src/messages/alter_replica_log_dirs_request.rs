@@ -35,7 +35,7 @@ impl Encode for AlterReplicaLogDirsRequest {
         let v = version;
         if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterReplicaLogDirsRequest", version: v }); }
         let flex = v >= 2;
-        put_array(buf, &self.dirs, flex, "AlterReplicaLogDirsRequest.dirs", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.dirs, v, flex, "AlterReplicaLogDirsRequest.dirs")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterReplicaLogDirsRequest")?; }
         Ok(())
     }
@@ -47,7 +47,7 @@ impl Decode for AlterReplicaLogDirsRequest {
         if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterReplicaLogDirsRequest", version: v }); }
         let flex = v >= 2;
         let mut this = Self::default();
-        this.dirs = get_array(buf, flex, "AlterReplicaLogDirsRequest.dirs", |b| AlterReplicaLogDir::decode(b, v))?;
+        this.dirs = get_array(buf, v, flex, "AlterReplicaLogDirsRequest.dirs")?;
         if flex { get_unknown_tags(buf, "AlterReplicaLogDirsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -79,7 +79,7 @@ impl Encode for AlterReplicaLogDirTopic {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.name, flex, "AlterReplicaLogDirTopic.name")?;
-        put_array(buf, &self.partitions, flex, "AlterReplicaLogDirTopic.partitions", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.partitions, v, flex, "AlterReplicaLogDirTopic.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterReplicaLogDirTopic")?; }
         Ok(())
     }
@@ -91,10 +91,15 @@ impl Decode for AlterReplicaLogDirTopic {
         let flex = v >= 2;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "AlterReplicaLogDirTopic.name")?;
-        this.partitions = get_array(buf, flex, "AlterReplicaLogDirTopic.partitions", |b| get_i32(b, "AlterReplicaLogDirTopic.partitions"))?;
+        this.partitions = get_array(buf, v, flex, "AlterReplicaLogDirTopic.partitions")?;
         if flex { get_unknown_tags(buf, "AlterReplicaLogDirTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AlterReplicaLogDirTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `AlterReplicaLogDir` of `AlterReplicaLogDirsRequest`.
@@ -123,7 +128,7 @@ impl Encode for AlterReplicaLogDir {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.path, flex, "AlterReplicaLogDir.path")?;
-        put_array(buf, &self.topics, flex, "AlterReplicaLogDir.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "AlterReplicaLogDir.topics")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterReplicaLogDir")?; }
         Ok(())
     }
@@ -135,9 +140,14 @@ impl Decode for AlterReplicaLogDir {
         let flex = v >= 2;
         let mut this = Self::default();
         this.path = get_string(buf, flex, "AlterReplicaLogDir.path")?;
-        this.topics = get_array(buf, flex, "AlterReplicaLogDir.topics", |b| AlterReplicaLogDirTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "AlterReplicaLogDir.topics")?;
         if flex { get_unknown_tags(buf, "AlterReplicaLogDir", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AlterReplicaLogDir {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

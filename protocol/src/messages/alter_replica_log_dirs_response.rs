@@ -39,7 +39,7 @@ impl Encode for AlterReplicaLogDirsResponse {
         if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterReplicaLogDirsResponse", version: v }); }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.results, flex, "AlterReplicaLogDirsResponse.results", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.results, v, flex, "AlterReplicaLogDirsResponse.results")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterReplicaLogDirsResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for AlterReplicaLogDirsResponse {
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "AlterReplicaLogDirsResponse.throttle_time_ms")?;
-        this.results = get_array(buf, flex, "AlterReplicaLogDirsResponse.results", |b| AlterReplicaLogDirTopicResult::decode(b, v))?;
+        this.results = get_array(buf, v, flex, "AlterReplicaLogDirsResponse.results")?;
         if flex { get_unknown_tags(buf, "AlterReplicaLogDirsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -102,6 +102,11 @@ impl Decode for AlterReplicaLogDirPartitionResult {
     }
 }
 
+impl Elem for AlterReplicaLogDirPartitionResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `AlterReplicaLogDirTopicResult` of `AlterReplicaLogDirsResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlterReplicaLogDirTopicResult {
@@ -128,7 +133,7 @@ impl Encode for AlterReplicaLogDirTopicResult {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.topic_name, flex, "AlterReplicaLogDirTopicResult.topic_name")?;
-        put_array(buf, &self.partitions, flex, "AlterReplicaLogDirTopicResult.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "AlterReplicaLogDirTopicResult.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterReplicaLogDirTopicResult")?; }
         Ok(())
     }
@@ -140,9 +145,14 @@ impl Decode for AlterReplicaLogDirTopicResult {
         let flex = v >= 2;
         let mut this = Self::default();
         this.topic_name = get_string(buf, flex, "AlterReplicaLogDirTopicResult.topic_name")?;
-        this.partitions = get_array(buf, flex, "AlterReplicaLogDirTopicResult.partitions", |b| AlterReplicaLogDirPartitionResult::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "AlterReplicaLogDirTopicResult.partitions")?;
         if flex { get_unknown_tags(buf, "AlterReplicaLogDirTopicResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AlterReplicaLogDirTopicResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -37,8 +37,8 @@ impl Encode for AlterUserScramCredentialsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterUserScramCredentialsRequest", version: v }); }
-        put_array(buf, &self.deletions, true, "AlterUserScramCredentialsRequest.deletions", |b, e| e.encode(b, v))?;
-        put_array(buf, &self.upsertions, true, "AlterUserScramCredentialsRequest.upsertions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.deletions, v, true, "AlterUserScramCredentialsRequest.deletions")?;
+        put_array(buf, &self.upsertions, v, true, "AlterUserScramCredentialsRequest.upsertions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterUserScramCredentialsRequest")?; }
         Ok(())
     }
@@ -49,8 +49,8 @@ impl Decode for AlterUserScramCredentialsRequest {
         let v = version;
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterUserScramCredentialsRequest", version: v }); }
         let mut this = Self::default();
-        this.deletions = get_array(buf, true, "AlterUserScramCredentialsRequest.deletions", |b| ScramCredentialDeletion::decode(b, v))?;
-        this.upsertions = get_array(buf, true, "AlterUserScramCredentialsRequest.upsertions", |b| ScramCredentialUpsertion::decode(b, v))?;
+        this.deletions = get_array(buf, v, true, "AlterUserScramCredentialsRequest.deletions")?;
+        this.upsertions = get_array(buf, v, true, "AlterUserScramCredentialsRequest.upsertions")?;
         if true { get_unknown_tags(buf, "AlterUserScramCredentialsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -96,6 +96,11 @@ impl Decode for ScramCredentialDeletion {
         if true { get_unknown_tags(buf, "ScramCredentialDeletion", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for ScramCredentialDeletion {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `ScramCredentialUpsertion` of `AlterUserScramCredentialsRequest`.
@@ -153,5 +158,10 @@ impl Decode for ScramCredentialUpsertion {
         if true { get_unknown_tags(buf, "ScramCredentialUpsertion", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for ScramCredentialUpsertion {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

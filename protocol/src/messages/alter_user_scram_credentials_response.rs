@@ -38,7 +38,7 @@ impl Encode for AlterUserScramCredentialsResponse {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterUserScramCredentialsResponse", version: v }); }
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.results, true, "AlterUserScramCredentialsResponse.results", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.results, v, true, "AlterUserScramCredentialsResponse.results")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterUserScramCredentialsResponse")?; }
         Ok(())
     }
@@ -50,7 +50,7 @@ impl Decode for AlterUserScramCredentialsResponse {
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterUserScramCredentialsResponse", version: v }); }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "AlterUserScramCredentialsResponse.throttle_time_ms")?;
-        this.results = get_array(buf, true, "AlterUserScramCredentialsResponse.results", |b| AlterUserScramCredentialsResult::decode(b, v))?;
+        this.results = get_array(buf, v, true, "AlterUserScramCredentialsResponse.results")?;
         if true { get_unknown_tags(buf, "AlterUserScramCredentialsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -101,5 +101,10 @@ impl Decode for AlterUserScramCredentialsResult {
         if true { get_unknown_tags(buf, "AlterUserScramCredentialsResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AlterUserScramCredentialsResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

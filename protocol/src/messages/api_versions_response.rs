@@ -54,13 +54,13 @@ impl Encode for ApiVersionsResponse {
         if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ApiVersionsResponse", version: v }); }
         let flex = v >= 3;
         put_i16(buf, self.error_code);
-        put_array(buf, &self.api_keys, flex, "ApiVersionsResponse.api_keys", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.api_keys, v, flex, "ApiVersionsResponse.api_keys")?;
         if v >= 1 { put_i32(buf, self.throttle_time_ms); }
         if flex {
             let mut tw = TagWriter::new();
-            if (v >= 3) && (self.supported_features != Vec::new()) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_array(buf, &self.supported_features, flex, "ApiVersionsResponse.supported_features", |b, e| e.encode(b, v))?; } tw.add(0, tb); }
+            if (v >= 3) && (self.supported_features != Vec::new()) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_array(buf, &self.supported_features, v, flex, "ApiVersionsResponse.supported_features")?; } tw.add(0, tb); }
             if (v >= 3) && (self.finalized_features_epoch != -1) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_i64(buf, self.finalized_features_epoch); } tw.add(1, tb); }
-            if (v >= 3) && (self.finalized_features != Vec::new()) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_array(buf, &self.finalized_features, flex, "ApiVersionsResponse.finalized_features", |b, e| e.encode(b, v))?; } tw.add(2, tb); }
+            if (v >= 3) && (self.finalized_features != Vec::new()) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_array(buf, &self.finalized_features, v, flex, "ApiVersionsResponse.finalized_features")?; } tw.add(2, tb); }
             if (v >= 3) && (self.zk_migration_ready != false) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_bool(buf, self.zk_migration_ready); } tw.add(3, tb); }
             tw.finish(buf, &self.unknown_tagged_fields, "ApiVersionsResponse")?;
         }
@@ -75,16 +75,16 @@ impl Decode for ApiVersionsResponse {
         let flex = v >= 3;
         let mut this = Self::default();
         this.error_code = get_i16(buf, "ApiVersionsResponse.error_code")?;
-        this.api_keys = get_array(buf, flex, "ApiVersionsResponse.api_keys", |b| ApiVersion::decode(b, v))?;
+        this.api_keys = get_array(buf, v, flex, "ApiVersionsResponse.api_keys")?;
         if v >= 1 { this.throttle_time_ms = get_i32(buf, "ApiVersionsResponse.throttle_time_ms")?; }
         if flex {
             let mut tr = TagReader::new(buf, "ApiVersionsResponse")?;
             while let Some((tag, mut d)) = tr.next(buf)? {
                 let size = d.len();
                 match tag {
-                    0 if v >= 3 => { { let buf = &mut d; this.supported_features = get_array(buf, flex, "ApiVersionsResponse.supported_features", |b| SupportedFeatureKey::decode(b, v))?; } finish_tag(&d, tag, size, "ApiVersionsResponse")?; }
+                    0 if v >= 3 => { { let buf = &mut d; this.supported_features = get_array(buf, v, flex, "ApiVersionsResponse.supported_features")?; } finish_tag(&d, tag, size, "ApiVersionsResponse")?; }
                     1 if v >= 3 => { { let buf = &mut d; this.finalized_features_epoch = get_i64(buf, "ApiVersionsResponse.finalized_features_epoch")?; } finish_tag(&d, tag, size, "ApiVersionsResponse")?; }
-                    2 if v >= 3 => { { let buf = &mut d; this.finalized_features = get_array(buf, flex, "ApiVersionsResponse.finalized_features", |b| FinalizedFeatureKey::decode(b, v))?; } finish_tag(&d, tag, size, "ApiVersionsResponse")?; }
+                    2 if v >= 3 => { { let buf = &mut d; this.finalized_features = get_array(buf, v, flex, "ApiVersionsResponse.finalized_features")?; } finish_tag(&d, tag, size, "ApiVersionsResponse")?; }
                     3 if v >= 3 => { { let buf = &mut d; this.zk_migration_ready = get_bool(buf, "ApiVersionsResponse.zk_migration_ready")?; } finish_tag(&d, tag, size, "ApiVersionsResponse")?; }
                     _ => this.unknown_tagged_fields.push((tag, d)),
                 }
@@ -143,6 +143,11 @@ impl Decode for ApiVersion {
     }
 }
 
+impl Elem for ApiVersion {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `SupportedFeatureKey` of `ApiVersionsResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SupportedFeatureKey {
@@ -192,6 +197,11 @@ impl Decode for SupportedFeatureKey {
     }
 }
 
+impl Elem for SupportedFeatureKey {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `FinalizedFeatureKey` of `ApiVersionsResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FinalizedFeatureKey {
@@ -239,5 +249,10 @@ impl Decode for FinalizedFeatureKey {
         if flex { get_unknown_tags(buf, "FinalizedFeatureKey", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for FinalizedFeatureKey {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

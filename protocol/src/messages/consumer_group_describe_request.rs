@@ -37,7 +37,7 @@ impl Encode for ConsumerGroupDescribeRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ConsumerGroupDescribeRequest", version: v }); }
-        put_array(buf, &self.group_ids, true, "ConsumerGroupDescribeRequest.group_ids", |b, e| put_string(b, e, true, "ConsumerGroupDescribeRequest.group_ids"))?;
+        put_array(buf, &self.group_ids, v, true, "ConsumerGroupDescribeRequest.group_ids")?;
         put_bool(buf, self.include_authorized_operations);
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ConsumerGroupDescribeRequest")?; }
         Ok(())
@@ -49,7 +49,7 @@ impl Decode for ConsumerGroupDescribeRequest {
         let v = version;
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ConsumerGroupDescribeRequest", version: v }); }
         let mut this = Self::default();
-        this.group_ids = get_array(buf, true, "ConsumerGroupDescribeRequest.group_ids", |b| get_string(b, true, "ConsumerGroupDescribeRequest.group_ids"))?;
+        this.group_ids = get_array(buf, v, true, "ConsumerGroupDescribeRequest.group_ids")?;
         this.include_authorized_operations = get_bool(buf, "ConsumerGroupDescribeRequest.include_authorized_operations")?;
         if true { get_unknown_tags(buf, "ConsumerGroupDescribeRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)

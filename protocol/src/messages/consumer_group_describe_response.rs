@@ -38,7 +38,7 @@ impl Encode for ConsumerGroupDescribeResponse {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ConsumerGroupDescribeResponse", version: v }); }
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.groups, true, "ConsumerGroupDescribeResponse.groups", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.groups, v, true, "ConsumerGroupDescribeResponse.groups")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ConsumerGroupDescribeResponse")?; }
         Ok(())
     }
@@ -50,7 +50,7 @@ impl Decode for ConsumerGroupDescribeResponse {
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ConsumerGroupDescribeResponse", version: v }); }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "ConsumerGroupDescribeResponse.throttle_time_ms")?;
-        this.groups = get_array(buf, true, "ConsumerGroupDescribeResponse.groups", |b| DescribedGroup::decode(b, v))?;
+        this.groups = get_array(buf, v, true, "ConsumerGroupDescribeResponse.groups")?;
         if true { get_unknown_tags(buf, "ConsumerGroupDescribeResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -110,7 +110,7 @@ impl Encode for Member {
         put_i32(buf, self.member_epoch);
         put_string(buf, &self.client_id, true, "Member.client_id")?;
         put_string(buf, &self.client_host, true, "Member.client_host")?;
-        put_array(buf, &self.subscribed_topic_names, true, "Member.subscribed_topic_names", |b, e| put_string(b, e, true, "Member.subscribed_topic_names"))?;
+        put_array(buf, &self.subscribed_topic_names, v, true, "Member.subscribed_topic_names")?;
         put_opt_string(buf, self.subscribed_topic_regex.as_deref(), true, true, "Member.subscribed_topic_regex", v)?;
         self.assignment.encode(buf, v)?;
         self.target_assignment.encode(buf, v)?;
@@ -129,13 +129,18 @@ impl Decode for Member {
         this.member_epoch = get_i32(buf, "Member.member_epoch")?;
         this.client_id = get_string(buf, true, "Member.client_id")?;
         this.client_host = get_string(buf, true, "Member.client_host")?;
-        this.subscribed_topic_names = get_array(buf, true, "Member.subscribed_topic_names", |b| get_string(b, true, "Member.subscribed_topic_names"))?;
+        this.subscribed_topic_names = get_array(buf, v, true, "Member.subscribed_topic_names")?;
         this.subscribed_topic_regex = get_opt_string(buf, true, true, "Member.subscribed_topic_regex")?;
         this.assignment = Assignment::decode(buf, v)?;
         this.target_assignment = Assignment::decode(buf, v)?;
         if true { get_unknown_tags(buf, "Member", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for Member {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `DescribedGroup` of `ConsumerGroupDescribeResponse`.
@@ -190,7 +195,7 @@ impl Encode for DescribedGroup {
         put_i32(buf, self.group_epoch);
         put_i32(buf, self.assignment_epoch);
         put_string(buf, &self.assignor_name, true, "DescribedGroup.assignor_name")?;
-        put_array(buf, &self.members, true, "DescribedGroup.members", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.members, v, true, "DescribedGroup.members")?;
         put_i32(buf, self.authorized_operations);
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribedGroup")?; }
         Ok(())
@@ -208,11 +213,16 @@ impl Decode for DescribedGroup {
         this.group_epoch = get_i32(buf, "DescribedGroup.group_epoch")?;
         this.assignment_epoch = get_i32(buf, "DescribedGroup.assignment_epoch")?;
         this.assignor_name = get_string(buf, true, "DescribedGroup.assignor_name")?;
-        this.members = get_array(buf, true, "DescribedGroup.members", |b| Member::decode(b, v))?;
+        this.members = get_array(buf, v, true, "DescribedGroup.members")?;
         this.authorized_operations = get_i32(buf, "DescribedGroup.authorized_operations")?;
         if true { get_unknown_tags(buf, "DescribedGroup", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribedGroup {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `TopicPartitions` of `ConsumerGroupDescribeResponse`.
@@ -244,7 +254,7 @@ impl Encode for TopicPartitions {
         let v = version;
         put_uuid(buf, &self.topic_id);
         put_string(buf, &self.topic_name, true, "TopicPartitions.topic_name")?;
-        put_array(buf, &self.partitions, true, "TopicPartitions.partitions", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.partitions, v, true, "TopicPartitions.partitions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicPartitions")?; }
         Ok(())
     }
@@ -256,10 +266,15 @@ impl Decode for TopicPartitions {
         let mut this = Self::default();
         this.topic_id = get_uuid(buf, "TopicPartitions.topic_id")?;
         this.topic_name = get_string(buf, true, "TopicPartitions.topic_name")?;
-        this.partitions = get_array(buf, true, "TopicPartitions.partitions", |b| get_i32(b, "TopicPartitions.partitions"))?;
+        this.partitions = get_array(buf, v, true, "TopicPartitions.partitions")?;
         if true { get_unknown_tags(buf, "TopicPartitions", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TopicPartitions {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `Assignment` of `ConsumerGroupDescribeResponse`.
@@ -283,7 +298,7 @@ impl Default for Assignment {
 impl Encode for Assignment {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        put_array(buf, &self.topic_partitions, true, "Assignment.topic_partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topic_partitions, v, true, "Assignment.topic_partitions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "Assignment")?; }
         Ok(())
     }
@@ -293,7 +308,7 @@ impl Decode for Assignment {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
         let mut this = Self::default();
-        this.topic_partitions = get_array(buf, true, "Assignment.topic_partitions", |b| TopicPartitions::decode(b, v))?;
+        this.topic_partitions = get_array(buf, v, true, "Assignment.topic_partitions")?;
         if true { get_unknown_tags(buf, "Assignment", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }

@@ -67,10 +67,10 @@ impl Encode for ConsumerGroupHeartbeatRequest {
         put_opt_string(buf, self.instance_id.as_deref(), true, true, "ConsumerGroupHeartbeatRequest.instance_id", v)?;
         put_opt_string(buf, self.rack_id.as_deref(), true, true, "ConsumerGroupHeartbeatRequest.rack_id", v)?;
         put_i32(buf, self.rebalance_timeout_ms);
-        put_opt_array(buf, self.subscribed_topic_names.as_deref(), true, true, "ConsumerGroupHeartbeatRequest.subscribed_topic_names", v, |b, e| put_string(b, e, true, "ConsumerGroupHeartbeatRequest.subscribed_topic_names"))?;
+        put_opt_array(buf, self.subscribed_topic_names.as_deref(), v, true, true, "ConsumerGroupHeartbeatRequest.subscribed_topic_names")?;
         if v >= 1 { put_opt_string(buf, self.subscribed_topic_regex.as_deref(), true, v >= 1, "ConsumerGroupHeartbeatRequest.subscribed_topic_regex", v)?; }
         put_opt_string(buf, self.server_assignor.as_deref(), true, true, "ConsumerGroupHeartbeatRequest.server_assignor", v)?;
-        put_opt_array(buf, self.topic_partitions.as_deref(), true, true, "ConsumerGroupHeartbeatRequest.topic_partitions", v, |b, e| e.encode(b, v))?;
+        put_opt_array(buf, self.topic_partitions.as_deref(), v, true, true, "ConsumerGroupHeartbeatRequest.topic_partitions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ConsumerGroupHeartbeatRequest")?; }
         Ok(())
     }
@@ -87,10 +87,10 @@ impl Decode for ConsumerGroupHeartbeatRequest {
         this.instance_id = get_opt_string(buf, true, true, "ConsumerGroupHeartbeatRequest.instance_id")?;
         this.rack_id = get_opt_string(buf, true, true, "ConsumerGroupHeartbeatRequest.rack_id")?;
         this.rebalance_timeout_ms = get_i32(buf, "ConsumerGroupHeartbeatRequest.rebalance_timeout_ms")?;
-        this.subscribed_topic_names = get_opt_array(buf, true, true, "ConsumerGroupHeartbeatRequest.subscribed_topic_names", |b| get_string(b, true, "ConsumerGroupHeartbeatRequest.subscribed_topic_names"))?;
+        this.subscribed_topic_names = get_opt_array(buf, v, true, true, "ConsumerGroupHeartbeatRequest.subscribed_topic_names")?;
         if v >= 1 { this.subscribed_topic_regex = get_opt_string(buf, true, v >= 1, "ConsumerGroupHeartbeatRequest.subscribed_topic_regex")?; }
         this.server_assignor = get_opt_string(buf, true, true, "ConsumerGroupHeartbeatRequest.server_assignor")?;
-        this.topic_partitions = get_opt_array(buf, true, true, "ConsumerGroupHeartbeatRequest.topic_partitions", |b| TopicPartitions::decode(b, v))?;
+        this.topic_partitions = get_opt_array(buf, v, true, true, "ConsumerGroupHeartbeatRequest.topic_partitions")?;
         if true { get_unknown_tags(buf, "ConsumerGroupHeartbeatRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -121,7 +121,7 @@ impl Encode for TopicPartitions {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_uuid(buf, &self.topic_id);
-        put_array(buf, &self.partitions, true, "TopicPartitions.partitions", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.partitions, v, true, "TopicPartitions.partitions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicPartitions")?; }
         Ok(())
     }
@@ -132,9 +132,14 @@ impl Decode for TopicPartitions {
         let v = version;
         let mut this = Self::default();
         this.topic_id = get_uuid(buf, "TopicPartitions.topic_id")?;
-        this.partitions = get_array(buf, true, "TopicPartitions.partitions", |b| get_i32(b, "TopicPartitions.partitions"))?;
+        this.partitions = get_array(buf, v, true, "TopicPartitions.partitions")?;
         if true { get_unknown_tags(buf, "TopicPartitions", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TopicPartitions {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -58,7 +58,7 @@ impl Encode for ConsumerGroupHeartbeatResponse {
         put_opt_string(buf, self.member_id.as_deref(), true, true, "ConsumerGroupHeartbeatResponse.member_id", v)?;
         put_i32(buf, self.member_epoch);
         put_i32(buf, self.heartbeat_interval_ms);
-        put_opt_struct(buf, self.assignment.as_ref(), true, "ConsumerGroupHeartbeatResponse.assignment", v, |b, e| e.encode(b, v))?;
+        put_opt_struct(buf, self.assignment.as_ref(), v, true, "ConsumerGroupHeartbeatResponse.assignment")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ConsumerGroupHeartbeatResponse")?; }
         Ok(())
     }
@@ -75,7 +75,7 @@ impl Decode for ConsumerGroupHeartbeatResponse {
         this.member_id = get_opt_string(buf, true, true, "ConsumerGroupHeartbeatResponse.member_id")?;
         this.member_epoch = get_i32(buf, "ConsumerGroupHeartbeatResponse.member_epoch")?;
         this.heartbeat_interval_ms = get_i32(buf, "ConsumerGroupHeartbeatResponse.heartbeat_interval_ms")?;
-        this.assignment = get_opt_struct(buf, true, "ConsumerGroupHeartbeatResponse.assignment", |b| Assignment::decode(b, v))?;
+        this.assignment = get_opt_struct(buf, v, true, "ConsumerGroupHeartbeatResponse.assignment")?;
         if true { get_unknown_tags(buf, "ConsumerGroupHeartbeatResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -102,7 +102,7 @@ impl Default for Assignment {
 impl Encode for Assignment {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        put_array(buf, &self.topic_partitions, true, "Assignment.topic_partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topic_partitions, v, true, "Assignment.topic_partitions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "Assignment")?; }
         Ok(())
     }
@@ -112,7 +112,7 @@ impl Decode for Assignment {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
         let mut this = Self::default();
-        this.topic_partitions = get_array(buf, true, "Assignment.topic_partitions", |b| TopicPartitions::decode(b, v))?;
+        this.topic_partitions = get_array(buf, v, true, "Assignment.topic_partitions")?;
         if true { get_unknown_tags(buf, "Assignment", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -143,7 +143,7 @@ impl Encode for TopicPartitions {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_uuid(buf, &self.topic_id);
-        put_array(buf, &self.partitions, true, "TopicPartitions.partitions", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.partitions, v, true, "TopicPartitions.partitions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicPartitions")?; }
         Ok(())
     }
@@ -154,9 +154,14 @@ impl Decode for TopicPartitions {
         let v = version;
         let mut this = Self::default();
         this.topic_id = get_uuid(buf, "TopicPartitions.topic_id")?;
-        this.partitions = get_array(buf, true, "TopicPartitions.partitions", |b| get_i32(b, "TopicPartitions.partitions"))?;
+        this.partitions = get_array(buf, v, true, "TopicPartitions.partitions")?;
         if true { get_unknown_tags(buf, "TopicPartitions", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TopicPartitions {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

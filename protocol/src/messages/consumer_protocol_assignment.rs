@@ -37,7 +37,7 @@ impl Encode for ConsumerProtocolAssignment {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ConsumerProtocolAssignment", version: v }); }
-        put_array(buf, &self.assigned_partitions, false, "ConsumerProtocolAssignment.assigned_partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.assigned_partitions, v, false, "ConsumerProtocolAssignment.assigned_partitions")?;
         put_opt_bytes(buf, self.user_data.as_deref(), false, true, "ConsumerProtocolAssignment.user_data", v)?;
         Ok(())
     }
@@ -48,7 +48,7 @@ impl Decode for ConsumerProtocolAssignment {
         let v = version;
         if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ConsumerProtocolAssignment", version: v }); }
         let mut this = Self::default();
-        this.assigned_partitions = get_array(buf, false, "ConsumerProtocolAssignment.assigned_partitions", |b| TopicPartition::decode(b, v))?;
+        this.assigned_partitions = get_array(buf, v, false, "ConsumerProtocolAssignment.assigned_partitions")?;
         this.user_data = get_opt_bytes(buf, false, true, "ConsumerProtocolAssignment.user_data")?;
         Ok(this)
     }
@@ -79,7 +79,7 @@ impl Encode for TopicPartition {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.topic, false, "TopicPartition.topic")?;
-        put_array(buf, &self.partitions, false, "TopicPartition.partitions", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.partitions, v, false, "TopicPartition.partitions")?;
         Ok(())
     }
 }
@@ -89,8 +89,13 @@ impl Decode for TopicPartition {
         let v = version;
         let mut this = Self::default();
         this.topic = get_string(buf, false, "TopicPartition.topic")?;
-        this.partitions = get_array(buf, false, "TopicPartition.partitions", |b| get_i32(b, "TopicPartition.partitions"))?;
+        this.partitions = get_array(buf, v, false, "TopicPartition.partitions")?;
         Ok(this)
     }
+}
+
+impl Elem for TopicPartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

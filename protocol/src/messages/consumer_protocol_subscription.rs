@@ -46,9 +46,9 @@ impl Encode for ConsumerProtocolSubscription {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ConsumerProtocolSubscription", version: v }); }
-        put_array(buf, &self.topics, false, "ConsumerProtocolSubscription.topics", |b, e| put_string(b, e, false, "ConsumerProtocolSubscription.topics"))?;
+        put_array(buf, &self.topics, v, false, "ConsumerProtocolSubscription.topics")?;
         put_opt_bytes(buf, self.user_data.as_deref(), false, true, "ConsumerProtocolSubscription.user_data", v)?;
-        if v >= 1 { put_array(buf, &self.owned_partitions, false, "ConsumerProtocolSubscription.owned_partitions", |b, e| e.encode(b, v))?; }
+        if v >= 1 { put_array(buf, &self.owned_partitions, v, false, "ConsumerProtocolSubscription.owned_partitions")?; }
         if v >= 2 { put_i32(buf, self.generation_id); }
         if v >= 3 { put_opt_string(buf, self.rack_id.as_deref(), false, v >= 3, "ConsumerProtocolSubscription.rack_id", v)?; }
         Ok(())
@@ -60,9 +60,9 @@ impl Decode for ConsumerProtocolSubscription {
         let v = version;
         if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ConsumerProtocolSubscription", version: v }); }
         let mut this = Self::default();
-        this.topics = get_array(buf, false, "ConsumerProtocolSubscription.topics", |b| get_string(b, false, "ConsumerProtocolSubscription.topics"))?;
+        this.topics = get_array(buf, v, false, "ConsumerProtocolSubscription.topics")?;
         this.user_data = get_opt_bytes(buf, false, true, "ConsumerProtocolSubscription.user_data")?;
-        if v >= 1 { this.owned_partitions = get_array(buf, false, "ConsumerProtocolSubscription.owned_partitions", |b| TopicPartition::decode(b, v))?; }
+        if v >= 1 { this.owned_partitions = get_array(buf, v, false, "ConsumerProtocolSubscription.owned_partitions")?; }
         if v >= 2 { this.generation_id = get_i32(buf, "ConsumerProtocolSubscription.generation_id")?; }
         if v >= 3 { this.rack_id = get_opt_string(buf, false, v >= 3, "ConsumerProtocolSubscription.rack_id")?; }
         Ok(this)
@@ -94,7 +94,7 @@ impl Encode for TopicPartition {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         if v >= 1 { put_string(buf, &self.topic, false, "TopicPartition.topic")?; }
-        if v >= 1 { put_array(buf, &self.partitions, false, "TopicPartition.partitions", |b, e| { put_i32(b, *e); Ok(()) })?; }
+        if v >= 1 { put_array(buf, &self.partitions, v, false, "TopicPartition.partitions")?; }
         Ok(())
     }
 }
@@ -104,8 +104,13 @@ impl Decode for TopicPartition {
         let v = version;
         let mut this = Self::default();
         if v >= 1 { this.topic = get_string(buf, false, "TopicPartition.topic")?; }
-        if v >= 1 { this.partitions = get_array(buf, false, "TopicPartition.partitions", |b| get_i32(b, "TopicPartition.partitions"))?; }
+        if v >= 1 { this.partitions = get_array(buf, v, false, "TopicPartition.partitions")?; }
         Ok(this)
     }
+}
+
+impl Elem for TopicPartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

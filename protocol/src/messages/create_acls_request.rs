@@ -35,7 +35,7 @@ impl Encode for CreateAclsRequest {
         let v = version;
         if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreateAclsRequest", version: v }); }
         let flex = v >= 2;
-        put_array(buf, &self.creations, flex, "CreateAclsRequest.creations", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.creations, v, flex, "CreateAclsRequest.creations")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateAclsRequest")?; }
         Ok(())
     }
@@ -47,7 +47,7 @@ impl Decode for CreateAclsRequest {
         if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "CreateAclsRequest", version: v }); }
         let flex = v >= 2;
         let mut this = Self::default();
-        this.creations = get_array(buf, flex, "CreateAclsRequest.creations", |b| AclCreation::decode(b, v))?;
+        this.creations = get_array(buf, v, flex, "CreateAclsRequest.creations")?;
         if flex { get_unknown_tags(buf, "CreateAclsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -120,5 +120,10 @@ impl Decode for AclCreation {
         if flex { get_unknown_tags(buf, "AclCreation", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AclCreation {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

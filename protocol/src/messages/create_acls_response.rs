@@ -39,7 +39,7 @@ impl Encode for CreateAclsResponse {
         if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreateAclsResponse", version: v }); }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.results, flex, "CreateAclsResponse.results", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.results, v, flex, "CreateAclsResponse.results")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateAclsResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for CreateAclsResponse {
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "CreateAclsResponse.throttle_time_ms")?;
-        this.results = get_array(buf, flex, "CreateAclsResponse.results", |b| AclCreationResult::decode(b, v))?;
+        this.results = get_array(buf, v, flex, "CreateAclsResponse.results")?;
         if flex { get_unknown_tags(buf, "CreateAclsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -100,5 +100,10 @@ impl Decode for AclCreationResult {
         if flex { get_unknown_tags(buf, "AclCreationResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AclCreationResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -46,7 +46,7 @@ impl Encode for CreateDelegationTokenRequest {
         let flex = v >= 2;
         if v >= 3 { put_opt_string(buf, self.owner_principal_type.as_deref(), flex, v >= 3, "CreateDelegationTokenRequest.owner_principal_type", v)?; }
         if v >= 3 { put_opt_string(buf, self.owner_principal_name.as_deref(), flex, v >= 3, "CreateDelegationTokenRequest.owner_principal_name", v)?; }
-        put_array(buf, &self.renewers, flex, "CreateDelegationTokenRequest.renewers", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.renewers, v, flex, "CreateDelegationTokenRequest.renewers")?;
         put_i64(buf, self.max_lifetime_ms);
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateDelegationTokenRequest")?; }
         Ok(())
@@ -61,7 +61,7 @@ impl Decode for CreateDelegationTokenRequest {
         let mut this = Self::default();
         if v >= 3 { this.owner_principal_type = get_opt_string(buf, flex, v >= 3, "CreateDelegationTokenRequest.owner_principal_type")?; }
         if v >= 3 { this.owner_principal_name = get_opt_string(buf, flex, v >= 3, "CreateDelegationTokenRequest.owner_principal_name")?; }
-        this.renewers = get_array(buf, flex, "CreateDelegationTokenRequest.renewers", |b| CreatableRenewers::decode(b, v))?;
+        this.renewers = get_array(buf, v, flex, "CreateDelegationTokenRequest.renewers")?;
         this.max_lifetime_ms = get_i64(buf, "CreateDelegationTokenRequest.max_lifetime_ms")?;
         if flex { get_unknown_tags(buf, "CreateDelegationTokenRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -110,5 +110,10 @@ impl Decode for CreatableRenewers {
         if flex { get_unknown_tags(buf, "CreatableRenewers", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for CreatableRenewers {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

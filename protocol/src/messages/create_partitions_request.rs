@@ -41,7 +41,7 @@ impl Encode for CreatePartitionsRequest {
         let v = version;
         if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreatePartitionsRequest", version: v }); }
         let flex = v >= 2;
-        put_array(buf, &self.topics, flex, "CreatePartitionsRequest.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "CreatePartitionsRequest.topics")?;
         put_i32(buf, self.timeout_ms);
         put_bool(buf, self.validate_only);
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatePartitionsRequest")?; }
@@ -55,7 +55,7 @@ impl Decode for CreatePartitionsRequest {
         if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "CreatePartitionsRequest", version: v }); }
         let flex = v >= 2;
         let mut this = Self::default();
-        this.topics = get_array(buf, flex, "CreatePartitionsRequest.topics", |b| CreatePartitionsTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "CreatePartitionsRequest.topics")?;
         this.timeout_ms = get_i32(buf, "CreatePartitionsRequest.timeout_ms")?;
         this.validate_only = get_bool(buf, "CreatePartitionsRequest.validate_only")?;
         if flex { get_unknown_tags(buf, "CreatePartitionsRequest", &mut this.unknown_tagged_fields)?; }
@@ -85,7 +85,7 @@ impl Encode for CreatePartitionsAssignment {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 2;
-        put_array(buf, &self.broker_ids, flex, "CreatePartitionsAssignment.broker_ids", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.broker_ids, v, flex, "CreatePartitionsAssignment.broker_ids")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatePartitionsAssignment")?; }
         Ok(())
     }
@@ -96,10 +96,15 @@ impl Decode for CreatePartitionsAssignment {
         let v = version;
         let flex = v >= 2;
         let mut this = Self::default();
-        this.broker_ids = get_array(buf, flex, "CreatePartitionsAssignment.broker_ids", |b| get_i32(b, "CreatePartitionsAssignment.broker_ids"))?;
+        this.broker_ids = get_array(buf, v, flex, "CreatePartitionsAssignment.broker_ids")?;
         if flex { get_unknown_tags(buf, "CreatePartitionsAssignment", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for CreatePartitionsAssignment {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `CreatePartitionsTopic` of `CreatePartitionsRequest`.
@@ -132,7 +137,7 @@ impl Encode for CreatePartitionsTopic {
         let flex = v >= 2;
         put_string(buf, &self.name, flex, "CreatePartitionsTopic.name")?;
         put_i32(buf, self.count);
-        put_opt_array(buf, self.assignments.as_deref(), flex, true, "CreatePartitionsTopic.assignments", v, |b, e| e.encode(b, v))?;
+        put_opt_array(buf, self.assignments.as_deref(), v, flex, true, "CreatePartitionsTopic.assignments")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatePartitionsTopic")?; }
         Ok(())
     }
@@ -145,9 +150,14 @@ impl Decode for CreatePartitionsTopic {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "CreatePartitionsTopic.name")?;
         this.count = get_i32(buf, "CreatePartitionsTopic.count")?;
-        this.assignments = get_opt_array(buf, flex, true, "CreatePartitionsTopic.assignments", |b| CreatePartitionsAssignment::decode(b, v))?;
+        this.assignments = get_opt_array(buf, v, flex, true, "CreatePartitionsTopic.assignments")?;
         if flex { get_unknown_tags(buf, "CreatePartitionsTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for CreatePartitionsTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -39,7 +39,7 @@ impl Encode for CreatePartitionsResponse {
         if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreatePartitionsResponse", version: v }); }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.results, flex, "CreatePartitionsResponse.results", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.results, v, flex, "CreatePartitionsResponse.results")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatePartitionsResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for CreatePartitionsResponse {
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "CreatePartitionsResponse.throttle_time_ms")?;
-        this.results = get_array(buf, flex, "CreatePartitionsResponse.results", |b| CreatePartitionsTopicResult::decode(b, v))?;
+        this.results = get_array(buf, v, flex, "CreatePartitionsResponse.results")?;
         if flex { get_unknown_tags(buf, "CreatePartitionsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -105,5 +105,10 @@ impl Decode for CreatePartitionsTopicResult {
         if flex { get_unknown_tags(buf, "CreatePartitionsTopicResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for CreatePartitionsTopicResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -41,7 +41,7 @@ impl Encode for CreateTopicsRequest {
         let v = version;
         if !(0..=7).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreateTopicsRequest", version: v }); }
         let flex = v >= 5;
-        put_array(buf, &self.topics, flex, "CreateTopicsRequest.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "CreateTopicsRequest.topics")?;
         put_i32(buf, self.timeout_ms);
         if v >= 1 { put_bool(buf, self.validate_only); }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateTopicsRequest")?; }
@@ -55,7 +55,7 @@ impl Decode for CreateTopicsRequest {
         if !(0..=7).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "CreateTopicsRequest", version: v }); }
         let flex = v >= 5;
         let mut this = Self::default();
-        this.topics = get_array(buf, flex, "CreateTopicsRequest.topics", |b| CreatableTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "CreateTopicsRequest.topics")?;
         this.timeout_ms = get_i32(buf, "CreateTopicsRequest.timeout_ms")?;
         if v >= 1 { this.validate_only = get_bool(buf, "CreateTopicsRequest.validate_only")?; }
         if flex { get_unknown_tags(buf, "CreateTopicsRequest", &mut this.unknown_tagged_fields)?; }
@@ -89,7 +89,7 @@ impl Encode for CreatableReplicaAssignment {
         let v = version;
         let flex = v >= 5;
         put_i32(buf, self.partition_index);
-        put_array(buf, &self.broker_ids, flex, "CreatableReplicaAssignment.broker_ids", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.broker_ids, v, flex, "CreatableReplicaAssignment.broker_ids")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatableReplicaAssignment")?; }
         Ok(())
     }
@@ -101,10 +101,15 @@ impl Decode for CreatableReplicaAssignment {
         let flex = v >= 5;
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "CreatableReplicaAssignment.partition_index")?;
-        this.broker_ids = get_array(buf, flex, "CreatableReplicaAssignment.broker_ids", |b| get_i32(b, "CreatableReplicaAssignment.broker_ids"))?;
+        this.broker_ids = get_array(buf, v, flex, "CreatableReplicaAssignment.broker_ids")?;
         if flex { get_unknown_tags(buf, "CreatableReplicaAssignment", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for CreatableReplicaAssignment {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `CreatableTopicConfig` of `CreateTopicsRequest`.
@@ -151,6 +156,11 @@ impl Decode for CreatableTopicConfig {
     }
 }
 
+impl Elem for CreatableTopicConfig {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `CreatableTopic` of `CreateTopicsRequest`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CreatableTopic {
@@ -188,8 +198,8 @@ impl Encode for CreatableTopic {
         put_string(buf, &self.name, flex, "CreatableTopic.name")?;
         put_i32(buf, self.num_partitions);
         put_i16(buf, self.replication_factor);
-        put_array(buf, &self.assignments, flex, "CreatableTopic.assignments", |b, e| e.encode(b, v))?;
-        put_array(buf, &self.configs, flex, "CreatableTopic.configs", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.assignments, v, flex, "CreatableTopic.assignments")?;
+        put_array(buf, &self.configs, v, flex, "CreatableTopic.configs")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatableTopic")?; }
         Ok(())
     }
@@ -203,10 +213,15 @@ impl Decode for CreatableTopic {
         this.name = get_string(buf, flex, "CreatableTopic.name")?;
         this.num_partitions = get_i32(buf, "CreatableTopic.num_partitions")?;
         this.replication_factor = get_i16(buf, "CreatableTopic.replication_factor")?;
-        this.assignments = get_array(buf, flex, "CreatableTopic.assignments", |b| CreatableReplicaAssignment::decode(b, v))?;
-        this.configs = get_array(buf, flex, "CreatableTopic.configs", |b| CreatableTopicConfig::decode(b, v))?;
+        this.assignments = get_array(buf, v, flex, "CreatableTopic.assignments")?;
+        this.configs = get_array(buf, v, flex, "CreatableTopic.configs")?;
         if flex { get_unknown_tags(buf, "CreatableTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for CreatableTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -39,7 +39,7 @@ impl Encode for CreateTopicsResponse {
         if !(0..=7).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreateTopicsResponse", version: v }); }
         let flex = v >= 5;
         if v >= 2 { put_i32(buf, self.throttle_time_ms); }
-        put_array(buf, &self.topics, flex, "CreateTopicsResponse.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "CreateTopicsResponse.topics")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateTopicsResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for CreateTopicsResponse {
         let flex = v >= 5;
         let mut this = Self::default();
         if v >= 2 { this.throttle_time_ms = get_i32(buf, "CreateTopicsResponse.throttle_time_ms")?; }
-        this.topics = get_array(buf, flex, "CreateTopicsResponse.topics", |b| CreatableTopicResult::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "CreateTopicsResponse.topics")?;
         if flex { get_unknown_tags(buf, "CreateTopicsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -117,6 +117,11 @@ impl Decode for CreatableTopicConfigs {
     }
 }
 
+impl Elem for CreatableTopicConfigs {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `CreatableTopicResult` of `CreateTopicsResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CreatableTopicResult {
@@ -166,7 +171,7 @@ impl Encode for CreatableTopicResult {
         if v >= 1 { put_opt_string(buf, self.error_message.as_deref(), flex, true, "CreatableTopicResult.error_message", v)?; }
         if v >= 5 { put_i32(buf, self.num_partitions); }
         if v >= 5 { put_i16(buf, self.replication_factor); }
-        if v >= 5 { put_opt_array(buf, self.configs.as_deref(), flex, v >= 5, "CreatableTopicResult.configs", v, |b, e| e.encode(b, v))?; }
+        if v >= 5 { put_opt_array(buf, self.configs.as_deref(), v, flex, v >= 5, "CreatableTopicResult.configs")?; }
         if flex {
             let mut tw = TagWriter::new();
             if (v >= 5) && (self.topic_config_error_code != 0) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_i16(buf, self.topic_config_error_code); } tw.add(0, tb); }
@@ -187,7 +192,7 @@ impl Decode for CreatableTopicResult {
         if v >= 1 { this.error_message = get_opt_string(buf, flex, true, "CreatableTopicResult.error_message")?; }
         if v >= 5 { this.num_partitions = get_i32(buf, "CreatableTopicResult.num_partitions")?; }
         if v >= 5 { this.replication_factor = get_i16(buf, "CreatableTopicResult.replication_factor")?; }
-        if v >= 5 { this.configs = get_opt_array(buf, flex, v >= 5, "CreatableTopicResult.configs", |b| CreatableTopicConfigs::decode(b, v))?; }
+        if v >= 5 { this.configs = get_opt_array(buf, v, flex, v >= 5, "CreatableTopicResult.configs")?; }
         if flex {
             let mut tr = TagReader::new(buf, "CreatableTopicResult")?;
             while let Some((tag, mut d)) = tr.next(buf)? {
@@ -200,5 +205,10 @@ impl Decode for CreatableTopicResult {
         }
         Ok(this)
     }
+}
+
+impl Elem for CreatableTopicResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -35,7 +35,7 @@ impl Encode for DeleteAclsRequest {
         let v = version;
         if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteAclsRequest", version: v }); }
         let flex = v >= 2;
-        put_array(buf, &self.filters, flex, "DeleteAclsRequest.filters", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.filters, v, flex, "DeleteAclsRequest.filters")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteAclsRequest")?; }
         Ok(())
     }
@@ -47,7 +47,7 @@ impl Decode for DeleteAclsRequest {
         if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DeleteAclsRequest", version: v }); }
         let flex = v >= 2;
         let mut this = Self::default();
-        this.filters = get_array(buf, flex, "DeleteAclsRequest.filters", |b| DeleteAclsFilter::decode(b, v))?;
+        this.filters = get_array(buf, v, flex, "DeleteAclsRequest.filters")?;
         if flex { get_unknown_tags(buf, "DeleteAclsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -120,5 +120,10 @@ impl Decode for DeleteAclsFilter {
         if flex { get_unknown_tags(buf, "DeleteAclsFilter", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DeleteAclsFilter {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -39,7 +39,7 @@ impl Encode for DeleteAclsResponse {
         if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteAclsResponse", version: v }); }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.filter_results, flex, "DeleteAclsResponse.filter_results", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.filter_results, v, flex, "DeleteAclsResponse.filter_results")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteAclsResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for DeleteAclsResponse {
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DeleteAclsResponse.throttle_time_ms")?;
-        this.filter_results = get_array(buf, flex, "DeleteAclsResponse.filter_results", |b| DeleteAclsFilterResult::decode(b, v))?;
+        this.filter_results = get_array(buf, v, flex, "DeleteAclsResponse.filter_results")?;
         if flex { get_unknown_tags(buf, "DeleteAclsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -137,6 +137,11 @@ impl Decode for DeleteAclsMatchingAcl {
     }
 }
 
+impl Elem for DeleteAclsMatchingAcl {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `DeleteAclsFilterResult` of `DeleteAclsResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeleteAclsFilterResult {
@@ -167,7 +172,7 @@ impl Encode for DeleteAclsFilterResult {
         let flex = v >= 2;
         put_i16(buf, self.error_code);
         put_opt_string(buf, self.error_message.as_deref(), flex, true, "DeleteAclsFilterResult.error_message", v)?;
-        put_array(buf, &self.matching_acls, flex, "DeleteAclsFilterResult.matching_acls", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.matching_acls, v, flex, "DeleteAclsFilterResult.matching_acls")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteAclsFilterResult")?; }
         Ok(())
     }
@@ -180,9 +185,14 @@ impl Decode for DeleteAclsFilterResult {
         let mut this = Self::default();
         this.error_code = get_i16(buf, "DeleteAclsFilterResult.error_code")?;
         this.error_message = get_opt_string(buf, flex, true, "DeleteAclsFilterResult.error_message")?;
-        this.matching_acls = get_array(buf, flex, "DeleteAclsFilterResult.matching_acls", |b| DeleteAclsMatchingAcl::decode(b, v))?;
+        this.matching_acls = get_array(buf, v, flex, "DeleteAclsFilterResult.matching_acls")?;
         if flex { get_unknown_tags(buf, "DeleteAclsFilterResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DeleteAclsFilterResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

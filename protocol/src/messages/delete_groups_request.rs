@@ -35,7 +35,7 @@ impl Encode for DeleteGroupsRequest {
         let v = version;
         if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteGroupsRequest", version: v }); }
         let flex = v >= 2;
-        put_array(buf, &self.groups_names, flex, "DeleteGroupsRequest.groups_names", |b, e| put_string(b, e, flex, "DeleteGroupsRequest.groups_names"))?;
+        put_array(buf, &self.groups_names, v, flex, "DeleteGroupsRequest.groups_names")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteGroupsRequest")?; }
         Ok(())
     }
@@ -47,7 +47,7 @@ impl Decode for DeleteGroupsRequest {
         if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DeleteGroupsRequest", version: v }); }
         let flex = v >= 2;
         let mut this = Self::default();
-        this.groups_names = get_array(buf, flex, "DeleteGroupsRequest.groups_names", |b| get_string(b, flex, "DeleteGroupsRequest.groups_names"))?;
+        this.groups_names = get_array(buf, v, flex, "DeleteGroupsRequest.groups_names")?;
         if flex { get_unknown_tags(buf, "DeleteGroupsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }

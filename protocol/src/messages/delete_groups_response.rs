@@ -39,7 +39,7 @@ impl Encode for DeleteGroupsResponse {
         if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteGroupsResponse", version: v }); }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.results, flex, "DeleteGroupsResponse.results", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.results, v, flex, "DeleteGroupsResponse.results")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteGroupsResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for DeleteGroupsResponse {
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DeleteGroupsResponse.throttle_time_ms")?;
-        this.results = get_array(buf, flex, "DeleteGroupsResponse.results", |b| DeletableGroupResult::decode(b, v))?;
+        this.results = get_array(buf, v, flex, "DeleteGroupsResponse.results")?;
         if flex { get_unknown_tags(buf, "DeleteGroupsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -100,5 +100,10 @@ impl Decode for DeletableGroupResult {
         if flex { get_unknown_tags(buf, "DeletableGroupResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DeletableGroupResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -38,7 +38,7 @@ impl Encode for DeleteRecordsRequest {
         let v = version;
         if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteRecordsRequest", version: v }); }
         let flex = v >= 2;
-        put_array(buf, &self.topics, flex, "DeleteRecordsRequest.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "DeleteRecordsRequest.topics")?;
         put_i32(buf, self.timeout_ms);
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsRequest")?; }
         Ok(())
@@ -51,7 +51,7 @@ impl Decode for DeleteRecordsRequest {
         if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DeleteRecordsRequest", version: v }); }
         let flex = v >= 2;
         let mut this = Self::default();
-        this.topics = get_array(buf, flex, "DeleteRecordsRequest.topics", |b| DeleteRecordsTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "DeleteRecordsRequest.topics")?;
         this.timeout_ms = get_i32(buf, "DeleteRecordsRequest.timeout_ms")?;
         if flex { get_unknown_tags(buf, "DeleteRecordsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -102,6 +102,11 @@ impl Decode for DeleteRecordsPartition {
     }
 }
 
+impl Elem for DeleteRecordsPartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `DeleteRecordsTopic` of `DeleteRecordsRequest`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeleteRecordsTopic {
@@ -128,7 +133,7 @@ impl Encode for DeleteRecordsTopic {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.name, flex, "DeleteRecordsTopic.name")?;
-        put_array(buf, &self.partitions, flex, "DeleteRecordsTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "DeleteRecordsTopic.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsTopic")?; }
         Ok(())
     }
@@ -140,9 +145,14 @@ impl Decode for DeleteRecordsTopic {
         let flex = v >= 2;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "DeleteRecordsTopic.name")?;
-        this.partitions = get_array(buf, flex, "DeleteRecordsTopic.partitions", |b| DeleteRecordsPartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "DeleteRecordsTopic.partitions")?;
         if flex { get_unknown_tags(buf, "DeleteRecordsTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DeleteRecordsTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

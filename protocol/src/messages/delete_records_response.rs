@@ -39,7 +39,7 @@ impl Encode for DeleteRecordsResponse {
         if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteRecordsResponse", version: v }); }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.topics, flex, "DeleteRecordsResponse.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "DeleteRecordsResponse.topics")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for DeleteRecordsResponse {
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DeleteRecordsResponse.throttle_time_ms")?;
-        this.topics = get_array(buf, flex, "DeleteRecordsResponse.topics", |b| DeleteRecordsTopicResult::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "DeleteRecordsResponse.topics")?;
         if flex { get_unknown_tags(buf, "DeleteRecordsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -107,6 +107,11 @@ impl Decode for DeleteRecordsPartitionResult {
     }
 }
 
+impl Elem for DeleteRecordsPartitionResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `DeleteRecordsTopicResult` of `DeleteRecordsResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeleteRecordsTopicResult {
@@ -133,7 +138,7 @@ impl Encode for DeleteRecordsTopicResult {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.name, flex, "DeleteRecordsTopicResult.name")?;
-        put_array(buf, &self.partitions, flex, "DeleteRecordsTopicResult.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "DeleteRecordsTopicResult.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsTopicResult")?; }
         Ok(())
     }
@@ -145,9 +150,14 @@ impl Decode for DeleteRecordsTopicResult {
         let flex = v >= 2;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "DeleteRecordsTopicResult.name")?;
-        this.partitions = get_array(buf, flex, "DeleteRecordsTopicResult.partitions", |b| DeleteRecordsPartitionResult::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "DeleteRecordsTopicResult.partitions")?;
         if flex { get_unknown_tags(buf, "DeleteRecordsTopicResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DeleteRecordsTopicResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

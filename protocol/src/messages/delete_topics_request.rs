@@ -41,8 +41,8 @@ impl Encode for DeleteTopicsRequest {
         let v = version;
         if !(0..=6).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteTopicsRequest", version: v }); }
         let flex = v >= 4;
-        if v >= 6 { put_array(buf, &self.topics, flex, "DeleteTopicsRequest.topics", |b, e| e.encode(b, v))?; }
-        if v <= 5 { put_array(buf, &self.topic_names, flex, "DeleteTopicsRequest.topic_names", |b, e| put_string(b, e, flex, "DeleteTopicsRequest.topic_names"))?; }
+        if v >= 6 { put_array(buf, &self.topics, v, flex, "DeleteTopicsRequest.topics")?; }
+        if v <= 5 { put_array(buf, &self.topic_names, v, flex, "DeleteTopicsRequest.topic_names")?; }
         put_i32(buf, self.timeout_ms);
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteTopicsRequest")?; }
         Ok(())
@@ -55,8 +55,8 @@ impl Decode for DeleteTopicsRequest {
         if !(0..=6).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DeleteTopicsRequest", version: v }); }
         let flex = v >= 4;
         let mut this = Self::default();
-        if v >= 6 { this.topics = get_array(buf, flex, "DeleteTopicsRequest.topics", |b| DeleteTopicState::decode(b, v))?; }
-        if v <= 5 { this.topic_names = get_array(buf, flex, "DeleteTopicsRequest.topic_names", |b| get_string(b, flex, "DeleteTopicsRequest.topic_names"))?; }
+        if v >= 6 { this.topics = get_array(buf, v, flex, "DeleteTopicsRequest.topics")?; }
+        if v <= 5 { this.topic_names = get_array(buf, v, flex, "DeleteTopicsRequest.topic_names")?; }
         this.timeout_ms = get_i32(buf, "DeleteTopicsRequest.timeout_ms")?;
         if flex { get_unknown_tags(buf, "DeleteTopicsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -105,5 +105,10 @@ impl Decode for DeleteTopicState {
         if flex { get_unknown_tags(buf, "DeleteTopicState", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DeleteTopicState {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -39,7 +39,7 @@ impl Encode for DeleteTopicsResponse {
         if !(0..=6).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteTopicsResponse", version: v }); }
         let flex = v >= 4;
         if v >= 1 { put_i32(buf, self.throttle_time_ms); }
-        put_array(buf, &self.responses, flex, "DeleteTopicsResponse.responses", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.responses, v, flex, "DeleteTopicsResponse.responses")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteTopicsResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for DeleteTopicsResponse {
         let flex = v >= 4;
         let mut this = Self::default();
         if v >= 1 { this.throttle_time_ms = get_i32(buf, "DeleteTopicsResponse.throttle_time_ms")?; }
-        this.responses = get_array(buf, flex, "DeleteTopicsResponse.responses", |b| DeletableTopicResult::decode(b, v))?;
+        this.responses = get_array(buf, v, flex, "DeleteTopicsResponse.responses")?;
         if flex { get_unknown_tags(buf, "DeleteTopicsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -110,5 +110,10 @@ impl Decode for DeletableTopicResult {
         if flex { get_unknown_tags(buf, "DeletableTopicResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DeletableTopicResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -47,7 +47,7 @@ impl Encode for DescribeAclsResponse {
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
         put_opt_string(buf, self.error_message.as_deref(), flex, true, "DescribeAclsResponse.error_message", v)?;
-        put_array(buf, &self.resources, flex, "DescribeAclsResponse.resources", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.resources, v, flex, "DescribeAclsResponse.resources")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeAclsResponse")?; }
         Ok(())
     }
@@ -62,7 +62,7 @@ impl Decode for DescribeAclsResponse {
         this.throttle_time_ms = get_i32(buf, "DescribeAclsResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "DescribeAclsResponse.error_code")?;
         this.error_message = get_opt_string(buf, flex, true, "DescribeAclsResponse.error_message")?;
-        this.resources = get_array(buf, flex, "DescribeAclsResponse.resources", |b| DescribeAclsResource::decode(b, v))?;
+        this.resources = get_array(buf, v, flex, "DescribeAclsResponse.resources")?;
         if flex { get_unknown_tags(buf, "DescribeAclsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -122,6 +122,11 @@ impl Decode for AclDescription {
     }
 }
 
+impl Elem for AclDescription {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `DescribeAclsResource` of `DescribeAclsResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DescribeAclsResource {
@@ -156,7 +161,7 @@ impl Encode for DescribeAclsResource {
         put_i8(buf, self.resource_type);
         put_string(buf, &self.resource_name, flex, "DescribeAclsResource.resource_name")?;
         if v >= 1 { put_i8(buf, self.pattern_type); }
-        put_array(buf, &self.acls, flex, "DescribeAclsResource.acls", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.acls, v, flex, "DescribeAclsResource.acls")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeAclsResource")?; }
         Ok(())
     }
@@ -170,9 +175,14 @@ impl Decode for DescribeAclsResource {
         this.resource_type = get_i8(buf, "DescribeAclsResource.resource_type")?;
         this.resource_name = get_string(buf, flex, "DescribeAclsResource.resource_name")?;
         if v >= 1 { this.pattern_type = get_i8(buf, "DescribeAclsResource.pattern_type")?; }
-        this.acls = get_array(buf, flex, "DescribeAclsResource.acls", |b| AclDescription::decode(b, v))?;
+        this.acls = get_array(buf, v, flex, "DescribeAclsResource.acls")?;
         if flex { get_unknown_tags(buf, "DescribeAclsResource", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribeAclsResource {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

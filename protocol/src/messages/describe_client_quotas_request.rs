@@ -38,7 +38,7 @@ impl Encode for DescribeClientQuotasRequest {
         let v = version;
         if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeClientQuotasRequest", version: v }); }
         let flex = v >= 1;
-        put_array(buf, &self.components, flex, "DescribeClientQuotasRequest.components", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.components, v, flex, "DescribeClientQuotasRequest.components")?;
         put_bool(buf, self.strict);
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeClientQuotasRequest")?; }
         Ok(())
@@ -51,7 +51,7 @@ impl Decode for DescribeClientQuotasRequest {
         if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeClientQuotasRequest", version: v }); }
         let flex = v >= 1;
         let mut this = Self::default();
-        this.components = get_array(buf, flex, "DescribeClientQuotasRequest.components", |b| ComponentData::decode(b, v))?;
+        this.components = get_array(buf, v, flex, "DescribeClientQuotasRequest.components")?;
         this.strict = get_bool(buf, "DescribeClientQuotasRequest.strict")?;
         if flex { get_unknown_tags(buf, "DescribeClientQuotasRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -105,5 +105,10 @@ impl Decode for ComponentData {
         if flex { get_unknown_tags(buf, "ComponentData", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for ComponentData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

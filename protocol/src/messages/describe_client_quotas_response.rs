@@ -47,7 +47,7 @@ impl Encode for DescribeClientQuotasResponse {
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
         put_opt_string(buf, self.error_message.as_deref(), flex, true, "DescribeClientQuotasResponse.error_message", v)?;
-        put_opt_array(buf, self.entries.as_deref(), flex, true, "DescribeClientQuotasResponse.entries", v, |b, e| e.encode(b, v))?;
+        put_opt_array(buf, self.entries.as_deref(), v, flex, true, "DescribeClientQuotasResponse.entries")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeClientQuotasResponse")?; }
         Ok(())
     }
@@ -62,7 +62,7 @@ impl Decode for DescribeClientQuotasResponse {
         this.throttle_time_ms = get_i32(buf, "DescribeClientQuotasResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "DescribeClientQuotasResponse.error_code")?;
         this.error_message = get_opt_string(buf, flex, true, "DescribeClientQuotasResponse.error_message")?;
-        this.entries = get_opt_array(buf, flex, true, "DescribeClientQuotasResponse.entries", |b| EntryData::decode(b, v))?;
+        this.entries = get_opt_array(buf, v, flex, true, "DescribeClientQuotasResponse.entries")?;
         if flex { get_unknown_tags(buf, "DescribeClientQuotasResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -112,6 +112,11 @@ impl Decode for EntityData {
     }
 }
 
+impl Elem for EntityData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `ValueData` of `DescribeClientQuotasResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValueData {
@@ -156,6 +161,11 @@ impl Decode for ValueData {
     }
 }
 
+impl Elem for ValueData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `EntryData` of `DescribeClientQuotasResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EntryData {
@@ -181,8 +191,8 @@ impl Encode for EntryData {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 1;
-        put_array(buf, &self.entity, flex, "EntryData.entity", |b, e| e.encode(b, v))?;
-        put_array(buf, &self.values, flex, "EntryData.values", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.entity, v, flex, "EntryData.entity")?;
+        put_array(buf, &self.values, v, flex, "EntryData.values")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "EntryData")?; }
         Ok(())
     }
@@ -193,10 +203,15 @@ impl Decode for EntryData {
         let v = version;
         let flex = v >= 1;
         let mut this = Self::default();
-        this.entity = get_array(buf, flex, "EntryData.entity", |b| EntityData::decode(b, v))?;
-        this.values = get_array(buf, flex, "EntryData.values", |b| ValueData::decode(b, v))?;
+        this.entity = get_array(buf, v, flex, "EntryData.entity")?;
+        this.values = get_array(buf, v, flex, "EntryData.values")?;
         if flex { get_unknown_tags(buf, "EntryData", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for EntryData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

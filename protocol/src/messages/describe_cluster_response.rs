@@ -61,7 +61,7 @@ impl Encode for DescribeClusterResponse {
         if v >= 1 { put_i8(buf, self.endpoint_type); }
         put_string(buf, &self.cluster_id, true, "DescribeClusterResponse.cluster_id")?;
         put_i32(buf, self.controller_id);
-        put_array(buf, &self.brokers, true, "DescribeClusterResponse.brokers", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.brokers, v, true, "DescribeClusterResponse.brokers")?;
         put_i32(buf, self.cluster_authorized_operations);
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeClusterResponse")?; }
         Ok(())
@@ -79,7 +79,7 @@ impl Decode for DescribeClusterResponse {
         if v >= 1 { this.endpoint_type = get_i8(buf, "DescribeClusterResponse.endpoint_type")?; }
         this.cluster_id = get_string(buf, true, "DescribeClusterResponse.cluster_id")?;
         this.controller_id = get_i32(buf, "DescribeClusterResponse.controller_id")?;
-        this.brokers = get_array(buf, true, "DescribeClusterResponse.brokers", |b| DescribeClusterBroker::decode(b, v))?;
+        this.brokers = get_array(buf, v, true, "DescribeClusterResponse.brokers")?;
         this.cluster_authorized_operations = get_i32(buf, "DescribeClusterResponse.cluster_authorized_operations")?;
         if true { get_unknown_tags(buf, "DescribeClusterResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -136,5 +136,10 @@ impl Decode for DescribeClusterBroker {
         if true { get_unknown_tags(buf, "DescribeClusterBroker", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribeClusterBroker {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -41,7 +41,7 @@ impl Encode for DescribeConfigsRequest {
         let v = version;
         if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeConfigsRequest", version: v }); }
         let flex = v >= 4;
-        put_array(buf, &self.resources, flex, "DescribeConfigsRequest.resources", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.resources, v, flex, "DescribeConfigsRequest.resources")?;
         if v >= 1 { put_bool(buf, self.include_synonyms); }
         if v >= 3 { put_bool(buf, self.include_documentation); }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsRequest")?; }
@@ -55,7 +55,7 @@ impl Decode for DescribeConfigsRequest {
         if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeConfigsRequest", version: v }); }
         let flex = v >= 4;
         let mut this = Self::default();
-        this.resources = get_array(buf, flex, "DescribeConfigsRequest.resources", |b| DescribeConfigsResource::decode(b, v))?;
+        this.resources = get_array(buf, v, flex, "DescribeConfigsRequest.resources")?;
         if v >= 1 { this.include_synonyms = get_bool(buf, "DescribeConfigsRequest.include_synonyms")?; }
         if v >= 3 { this.include_documentation = get_bool(buf, "DescribeConfigsRequest.include_documentation")?; }
         if flex { get_unknown_tags(buf, "DescribeConfigsRequest", &mut this.unknown_tagged_fields)?; }
@@ -93,7 +93,7 @@ impl Encode for DescribeConfigsResource {
         let flex = v >= 4;
         put_i8(buf, self.resource_type);
         put_string(buf, &self.resource_name, flex, "DescribeConfigsResource.resource_name")?;
-        put_opt_array(buf, self.configuration_keys.as_deref(), flex, true, "DescribeConfigsResource.configuration_keys", v, |b, e| put_string(b, e, flex, "DescribeConfigsResource.configuration_keys"))?;
+        put_opt_array(buf, self.configuration_keys.as_deref(), v, flex, true, "DescribeConfigsResource.configuration_keys")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsResource")?; }
         Ok(())
     }
@@ -106,9 +106,14 @@ impl Decode for DescribeConfigsResource {
         let mut this = Self::default();
         this.resource_type = get_i8(buf, "DescribeConfigsResource.resource_type")?;
         this.resource_name = get_string(buf, flex, "DescribeConfigsResource.resource_name")?;
-        this.configuration_keys = get_opt_array(buf, flex, true, "DescribeConfigsResource.configuration_keys", |b| get_string(b, flex, "DescribeConfigsResource.configuration_keys"))?;
+        this.configuration_keys = get_opt_array(buf, v, flex, true, "DescribeConfigsResource.configuration_keys")?;
         if flex { get_unknown_tags(buf, "DescribeConfigsResource", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribeConfigsResource {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -39,7 +39,7 @@ impl Encode for DescribeConfigsResponse {
         if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeConfigsResponse", version: v }); }
         let flex = v >= 4;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.results, flex, "DescribeConfigsResponse.results", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.results, v, flex, "DescribeConfigsResponse.results")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for DescribeConfigsResponse {
         let flex = v >= 4;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DescribeConfigsResponse.throttle_time_ms")?;
-        this.results = get_array(buf, flex, "DescribeConfigsResponse.results", |b| DescribeConfigsResult::decode(b, v))?;
+        this.results = get_array(buf, v, flex, "DescribeConfigsResponse.results")?;
         if flex { get_unknown_tags(buf, "DescribeConfigsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -107,6 +107,11 @@ impl Decode for DescribeConfigsSynonym {
     }
 }
 
+impl Elem for DescribeConfigsSynonym {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `DescribeConfigsResourceResult` of `DescribeConfigsResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DescribeConfigsResourceResult {
@@ -159,7 +164,7 @@ impl Encode for DescribeConfigsResourceResult {
         if v <= 0 { put_bool(buf, self.is_default); }
         if v >= 1 { put_i8(buf, self.config_source); }
         put_bool(buf, self.is_sensitive);
-        if v >= 1 { put_array(buf, &self.synonyms, flex, "DescribeConfigsResourceResult.synonyms", |b, e| e.encode(b, v))?; }
+        if v >= 1 { put_array(buf, &self.synonyms, v, flex, "DescribeConfigsResourceResult.synonyms")?; }
         if v >= 3 { put_i8(buf, self.config_type); }
         if v >= 3 { put_opt_string(buf, self.documentation.as_deref(), flex, true, "DescribeConfigsResourceResult.documentation", v)?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsResourceResult")?; }
@@ -178,12 +183,17 @@ impl Decode for DescribeConfigsResourceResult {
         if v <= 0 { this.is_default = get_bool(buf, "DescribeConfigsResourceResult.is_default")?; }
         if v >= 1 { this.config_source = get_i8(buf, "DescribeConfigsResourceResult.config_source")?; }
         this.is_sensitive = get_bool(buf, "DescribeConfigsResourceResult.is_sensitive")?;
-        if v >= 1 { this.synonyms = get_array(buf, flex, "DescribeConfigsResourceResult.synonyms", |b| DescribeConfigsSynonym::decode(b, v))?; }
+        if v >= 1 { this.synonyms = get_array(buf, v, flex, "DescribeConfigsResourceResult.synonyms")?; }
         if v >= 3 { this.config_type = get_i8(buf, "DescribeConfigsResourceResult.config_type")?; }
         if v >= 3 { this.documentation = get_opt_string(buf, flex, true, "DescribeConfigsResourceResult.documentation")?; }
         if flex { get_unknown_tags(buf, "DescribeConfigsResourceResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribeConfigsResourceResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `DescribeConfigsResult` of `DescribeConfigsResponse`.
@@ -224,7 +234,7 @@ impl Encode for DescribeConfigsResult {
         put_opt_string(buf, self.error_message.as_deref(), flex, true, "DescribeConfigsResult.error_message", v)?;
         put_i8(buf, self.resource_type);
         put_string(buf, &self.resource_name, flex, "DescribeConfigsResult.resource_name")?;
-        put_array(buf, &self.configs, flex, "DescribeConfigsResult.configs", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.configs, v, flex, "DescribeConfigsResult.configs")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsResult")?; }
         Ok(())
     }
@@ -239,9 +249,14 @@ impl Decode for DescribeConfigsResult {
         this.error_message = get_opt_string(buf, flex, true, "DescribeConfigsResult.error_message")?;
         this.resource_type = get_i8(buf, "DescribeConfigsResult.resource_type")?;
         this.resource_name = get_string(buf, flex, "DescribeConfigsResult.resource_name")?;
-        this.configs = get_array(buf, flex, "DescribeConfigsResult.configs", |b| DescribeConfigsResourceResult::decode(b, v))?;
+        this.configs = get_array(buf, v, flex, "DescribeConfigsResult.configs")?;
         if flex { get_unknown_tags(buf, "DescribeConfigsResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribeConfigsResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -35,7 +35,7 @@ impl Encode for DescribeDelegationTokenRequest {
         let v = version;
         if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeDelegationTokenRequest", version: v }); }
         let flex = v >= 2;
-        put_opt_array(buf, self.owners.as_deref(), flex, true, "DescribeDelegationTokenRequest.owners", v, |b, e| e.encode(b, v))?;
+        put_opt_array(buf, self.owners.as_deref(), v, flex, true, "DescribeDelegationTokenRequest.owners")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeDelegationTokenRequest")?; }
         Ok(())
     }
@@ -47,7 +47,7 @@ impl Decode for DescribeDelegationTokenRequest {
         if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeDelegationTokenRequest", version: v }); }
         let flex = v >= 2;
         let mut this = Self::default();
-        this.owners = get_opt_array(buf, flex, true, "DescribeDelegationTokenRequest.owners", |b| DescribeDelegationTokenOwner::decode(b, v))?;
+        this.owners = get_opt_array(buf, v, flex, true, "DescribeDelegationTokenRequest.owners")?;
         if flex { get_unknown_tags(buf, "DescribeDelegationTokenRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -95,5 +95,10 @@ impl Decode for DescribeDelegationTokenOwner {
         if flex { get_unknown_tags(buf, "DescribeDelegationTokenOwner", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribeDelegationTokenOwner {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

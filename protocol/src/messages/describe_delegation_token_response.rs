@@ -42,7 +42,7 @@ impl Encode for DescribeDelegationTokenResponse {
         if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeDelegationTokenResponse", version: v }); }
         let flex = v >= 2;
         put_i16(buf, self.error_code);
-        put_array(buf, &self.tokens, flex, "DescribeDelegationTokenResponse.tokens", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.tokens, v, flex, "DescribeDelegationTokenResponse.tokens")?;
         put_i32(buf, self.throttle_time_ms);
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeDelegationTokenResponse")?; }
         Ok(())
@@ -56,7 +56,7 @@ impl Decode for DescribeDelegationTokenResponse {
         let flex = v >= 2;
         let mut this = Self::default();
         this.error_code = get_i16(buf, "DescribeDelegationTokenResponse.error_code")?;
-        this.tokens = get_array(buf, flex, "DescribeDelegationTokenResponse.tokens", |b| DescribedDelegationToken::decode(b, v))?;
+        this.tokens = get_array(buf, v, flex, "DescribeDelegationTokenResponse.tokens")?;
         this.throttle_time_ms = get_i32(buf, "DescribeDelegationTokenResponse.throttle_time_ms")?;
         if flex { get_unknown_tags(buf, "DescribeDelegationTokenResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -105,6 +105,11 @@ impl Decode for DescribedDelegationTokenRenewer {
         if flex { get_unknown_tags(buf, "DescribedDelegationTokenRenewer", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribedDelegationTokenRenewer {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `DescribedDelegationToken` of `DescribeDelegationTokenResponse`.
@@ -165,7 +170,7 @@ impl Encode for DescribedDelegationToken {
         put_i64(buf, self.max_timestamp);
         put_string(buf, &self.token_id, flex, "DescribedDelegationToken.token_id")?;
         put_bytes(buf, &self.hmac, flex, "DescribedDelegationToken.hmac")?;
-        put_array(buf, &self.renewers, flex, "DescribedDelegationToken.renewers", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.renewers, v, flex, "DescribedDelegationToken.renewers")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribedDelegationToken")?; }
         Ok(())
     }
@@ -185,9 +190,14 @@ impl Decode for DescribedDelegationToken {
         this.max_timestamp = get_i64(buf, "DescribedDelegationToken.max_timestamp")?;
         this.token_id = get_string(buf, flex, "DescribedDelegationToken.token_id")?;
         this.hmac = get_bytes(buf, flex, "DescribedDelegationToken.hmac")?;
-        this.renewers = get_array(buf, flex, "DescribedDelegationToken.renewers", |b| DescribedDelegationTokenRenewer::decode(b, v))?;
+        this.renewers = get_array(buf, v, flex, "DescribedDelegationToken.renewers")?;
         if flex { get_unknown_tags(buf, "DescribedDelegationToken", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribedDelegationToken {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -38,7 +38,7 @@ impl Encode for DescribeGroupsRequest {
         let v = version;
         if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeGroupsRequest", version: v }); }
         let flex = v >= 5;
-        put_array(buf, &self.groups, flex, "DescribeGroupsRequest.groups", |b, e| put_string(b, e, flex, "DescribeGroupsRequest.groups"))?;
+        put_array(buf, &self.groups, v, flex, "DescribeGroupsRequest.groups")?;
         if v >= 3 { put_bool(buf, self.include_authorized_operations); }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeGroupsRequest")?; }
         Ok(())
@@ -51,7 +51,7 @@ impl Decode for DescribeGroupsRequest {
         if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeGroupsRequest", version: v }); }
         let flex = v >= 5;
         let mut this = Self::default();
-        this.groups = get_array(buf, flex, "DescribeGroupsRequest.groups", |b| get_string(b, flex, "DescribeGroupsRequest.groups"))?;
+        this.groups = get_array(buf, v, flex, "DescribeGroupsRequest.groups")?;
         if v >= 3 { this.include_authorized_operations = get_bool(buf, "DescribeGroupsRequest.include_authorized_operations")?; }
         if flex { get_unknown_tags(buf, "DescribeGroupsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)

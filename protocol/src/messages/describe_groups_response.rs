@@ -39,7 +39,7 @@ impl Encode for DescribeGroupsResponse {
         if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeGroupsResponse", version: v }); }
         let flex = v >= 5;
         if v >= 1 { put_i32(buf, self.throttle_time_ms); }
-        put_array(buf, &self.groups, flex, "DescribeGroupsResponse.groups", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.groups, v, flex, "DescribeGroupsResponse.groups")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeGroupsResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for DescribeGroupsResponse {
         let flex = v >= 5;
         let mut this = Self::default();
         if v >= 1 { this.throttle_time_ms = get_i32(buf, "DescribeGroupsResponse.throttle_time_ms")?; }
-        this.groups = get_array(buf, flex, "DescribeGroupsResponse.groups", |b| DescribedGroup::decode(b, v))?;
+        this.groups = get_array(buf, v, flex, "DescribeGroupsResponse.groups")?;
         if flex { get_unknown_tags(buf, "DescribeGroupsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -122,6 +122,11 @@ impl Decode for DescribedGroupMember {
     }
 }
 
+impl Elem for DescribedGroupMember {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `DescribedGroup` of `DescribeGroupsResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DescribedGroup {
@@ -167,7 +172,7 @@ impl Encode for DescribedGroup {
         put_string(buf, &self.group_state, flex, "DescribedGroup.group_state")?;
         put_string(buf, &self.protocol_type, flex, "DescribedGroup.protocol_type")?;
         put_string(buf, &self.protocol_data, flex, "DescribedGroup.protocol_data")?;
-        put_array(buf, &self.members, flex, "DescribedGroup.members", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.members, v, flex, "DescribedGroup.members")?;
         if v >= 3 { put_i32(buf, self.authorized_operations); }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribedGroup")?; }
         Ok(())
@@ -184,10 +189,15 @@ impl Decode for DescribedGroup {
         this.group_state = get_string(buf, flex, "DescribedGroup.group_state")?;
         this.protocol_type = get_string(buf, flex, "DescribedGroup.protocol_type")?;
         this.protocol_data = get_string(buf, flex, "DescribedGroup.protocol_data")?;
-        this.members = get_array(buf, flex, "DescribedGroup.members", |b| DescribedGroupMember::decode(b, v))?;
+        this.members = get_array(buf, v, flex, "DescribedGroup.members")?;
         if v >= 3 { this.authorized_operations = get_i32(buf, "DescribedGroup.authorized_operations")?; }
         if flex { get_unknown_tags(buf, "DescribedGroup", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribedGroup {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

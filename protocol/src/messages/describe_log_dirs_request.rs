@@ -35,7 +35,7 @@ impl Encode for DescribeLogDirsRequest {
         let v = version;
         if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeLogDirsRequest", version: v }); }
         let flex = v >= 2;
-        put_opt_array(buf, self.topics.as_deref(), flex, true, "DescribeLogDirsRequest.topics", v, |b, e| e.encode(b, v))?;
+        put_opt_array(buf, self.topics.as_deref(), v, flex, true, "DescribeLogDirsRequest.topics")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsRequest")?; }
         Ok(())
     }
@@ -47,7 +47,7 @@ impl Decode for DescribeLogDirsRequest {
         if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeLogDirsRequest", version: v }); }
         let flex = v >= 2;
         let mut this = Self::default();
-        this.topics = get_opt_array(buf, flex, true, "DescribeLogDirsRequest.topics", |b| DescribableLogDirTopic::decode(b, v))?;
+        this.topics = get_opt_array(buf, v, flex, true, "DescribeLogDirsRequest.topics")?;
         if flex { get_unknown_tags(buf, "DescribeLogDirsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -79,7 +79,7 @@ impl Encode for DescribableLogDirTopic {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.topic, flex, "DescribableLogDirTopic.topic")?;
-        put_array(buf, &self.partitions, flex, "DescribableLogDirTopic.partitions", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.partitions, v, flex, "DescribableLogDirTopic.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribableLogDirTopic")?; }
         Ok(())
     }
@@ -91,9 +91,14 @@ impl Decode for DescribableLogDirTopic {
         let flex = v >= 2;
         let mut this = Self::default();
         this.topic = get_string(buf, flex, "DescribableLogDirTopic.topic")?;
-        this.partitions = get_array(buf, flex, "DescribableLogDirTopic.partitions", |b| get_i32(b, "DescribableLogDirTopic.partitions"))?;
+        this.partitions = get_array(buf, v, flex, "DescribableLogDirTopic.partitions")?;
         if flex { get_unknown_tags(buf, "DescribableLogDirTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribableLogDirTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

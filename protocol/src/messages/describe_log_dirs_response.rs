@@ -43,7 +43,7 @@ impl Encode for DescribeLogDirsResponse {
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
         if v >= 3 { put_i16(buf, self.error_code); }
-        put_array(buf, &self.results, flex, "DescribeLogDirsResponse.results", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.results, v, flex, "DescribeLogDirsResponse.results")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsResponse")?; }
         Ok(())
     }
@@ -57,7 +57,7 @@ impl Decode for DescribeLogDirsResponse {
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DescribeLogDirsResponse.throttle_time_ms")?;
         if v >= 3 { this.error_code = get_i16(buf, "DescribeLogDirsResponse.error_code")?; }
-        this.results = get_array(buf, flex, "DescribeLogDirsResponse.results", |b| DescribeLogDirsResult::decode(b, v))?;
+        this.results = get_array(buf, v, flex, "DescribeLogDirsResponse.results")?;
         if flex { get_unknown_tags(buf, "DescribeLogDirsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -117,6 +117,11 @@ impl Decode for DescribeLogDirsPartition {
     }
 }
 
+impl Elem for DescribeLogDirsPartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `DescribeLogDirsTopic` of `DescribeLogDirsResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DescribeLogDirsTopic {
@@ -143,7 +148,7 @@ impl Encode for DescribeLogDirsTopic {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.name, flex, "DescribeLogDirsTopic.name")?;
-        put_array(buf, &self.partitions, flex, "DescribeLogDirsTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "DescribeLogDirsTopic.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsTopic")?; }
         Ok(())
     }
@@ -155,10 +160,15 @@ impl Decode for DescribeLogDirsTopic {
         let flex = v >= 2;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "DescribeLogDirsTopic.name")?;
-        this.partitions = get_array(buf, flex, "DescribeLogDirsTopic.partitions", |b| DescribeLogDirsPartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "DescribeLogDirsTopic.partitions")?;
         if flex { get_unknown_tags(buf, "DescribeLogDirsTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribeLogDirsTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `DescribeLogDirsResult` of `DescribeLogDirsResponse`.
@@ -197,7 +207,7 @@ impl Encode for DescribeLogDirsResult {
         let flex = v >= 2;
         put_i16(buf, self.error_code);
         put_string(buf, &self.log_dir, flex, "DescribeLogDirsResult.log_dir")?;
-        put_array(buf, &self.topics, flex, "DescribeLogDirsResult.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "DescribeLogDirsResult.topics")?;
         if v >= 4 { put_i64(buf, self.total_bytes); }
         if v >= 4 { put_i64(buf, self.usable_bytes); }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsResult")?; }
@@ -212,11 +222,16 @@ impl Decode for DescribeLogDirsResult {
         let mut this = Self::default();
         this.error_code = get_i16(buf, "DescribeLogDirsResult.error_code")?;
         this.log_dir = get_string(buf, flex, "DescribeLogDirsResult.log_dir")?;
-        this.topics = get_array(buf, flex, "DescribeLogDirsResult.topics", |b| DescribeLogDirsTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "DescribeLogDirsResult.topics")?;
         if v >= 4 { this.total_bytes = get_i64(buf, "DescribeLogDirsResult.total_bytes")?; }
         if v >= 4 { this.usable_bytes = get_i64(buf, "DescribeLogDirsResult.usable_bytes")?; }
         if flex { get_unknown_tags(buf, "DescribeLogDirsResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribeLogDirsResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -34,7 +34,7 @@ impl Encode for DescribeProducersRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeProducersRequest", version: v }); }
-        put_array(buf, &self.topics, true, "DescribeProducersRequest.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, true, "DescribeProducersRequest.topics")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeProducersRequest")?; }
         Ok(())
     }
@@ -45,7 +45,7 @@ impl Decode for DescribeProducersRequest {
         let v = version;
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeProducersRequest", version: v }); }
         let mut this = Self::default();
-        this.topics = get_array(buf, true, "DescribeProducersRequest.topics", |b| TopicRequest::decode(b, v))?;
+        this.topics = get_array(buf, v, true, "DescribeProducersRequest.topics")?;
         if true { get_unknown_tags(buf, "DescribeProducersRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -76,7 +76,7 @@ impl Encode for TopicRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, true, "TopicRequest.name")?;
-        put_array(buf, &self.partition_indexes, true, "TopicRequest.partition_indexes", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.partition_indexes, v, true, "TopicRequest.partition_indexes")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicRequest")?; }
         Ok(())
     }
@@ -87,9 +87,14 @@ impl Decode for TopicRequest {
         let v = version;
         let mut this = Self::default();
         this.name = get_string(buf, true, "TopicRequest.name")?;
-        this.partition_indexes = get_array(buf, true, "TopicRequest.partition_indexes", |b| get_i32(b, "TopicRequest.partition_indexes"))?;
+        this.partition_indexes = get_array(buf, v, true, "TopicRequest.partition_indexes")?;
         if true { get_unknown_tags(buf, "TopicRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TopicRequest {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -38,7 +38,7 @@ impl Encode for DescribeProducersResponse {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeProducersResponse", version: v }); }
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.topics, true, "DescribeProducersResponse.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, true, "DescribeProducersResponse.topics")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeProducersResponse")?; }
         Ok(())
     }
@@ -50,7 +50,7 @@ impl Decode for DescribeProducersResponse {
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeProducersResponse", version: v }); }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DescribeProducersResponse.throttle_time_ms")?;
-        this.topics = get_array(buf, true, "DescribeProducersResponse.topics", |b| TopicResponse::decode(b, v))?;
+        this.topics = get_array(buf, v, true, "DescribeProducersResponse.topics")?;
         if true { get_unknown_tags(buf, "DescribeProducersResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -118,6 +118,11 @@ impl Decode for ProducerState {
     }
 }
 
+impl Elem for ProducerState {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `PartitionResponse` of `DescribeProducersResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PartitionResponse {
@@ -151,7 +156,7 @@ impl Encode for PartitionResponse {
         put_i32(buf, self.partition_index);
         put_i16(buf, self.error_code);
         put_opt_string(buf, self.error_message.as_deref(), true, true, "PartitionResponse.error_message", v)?;
-        put_array(buf, &self.active_producers, true, "PartitionResponse.active_producers", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.active_producers, v, true, "PartitionResponse.active_producers")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "PartitionResponse")?; }
         Ok(())
     }
@@ -164,10 +169,15 @@ impl Decode for PartitionResponse {
         this.partition_index = get_i32(buf, "PartitionResponse.partition_index")?;
         this.error_code = get_i16(buf, "PartitionResponse.error_code")?;
         this.error_message = get_opt_string(buf, true, true, "PartitionResponse.error_message")?;
-        this.active_producers = get_array(buf, true, "PartitionResponse.active_producers", |b| ProducerState::decode(b, v))?;
+        this.active_producers = get_array(buf, v, true, "PartitionResponse.active_producers")?;
         if true { get_unknown_tags(buf, "PartitionResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for PartitionResponse {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `TopicResponse` of `DescribeProducersResponse`.
@@ -195,7 +205,7 @@ impl Encode for TopicResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, true, "TopicResponse.name")?;
-        put_array(buf, &self.partitions, true, "TopicResponse.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, true, "TopicResponse.partitions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicResponse")?; }
         Ok(())
     }
@@ -206,9 +216,14 @@ impl Decode for TopicResponse {
         let v = version;
         let mut this = Self::default();
         this.name = get_string(buf, true, "TopicResponse.name")?;
-        this.partitions = get_array(buf, true, "TopicResponse.partitions", |b| PartitionResponse::decode(b, v))?;
+        this.partitions = get_array(buf, v, true, "TopicResponse.partitions")?;
         if true { get_unknown_tags(buf, "TopicResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TopicResponse {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

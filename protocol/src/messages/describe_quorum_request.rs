@@ -34,7 +34,7 @@ impl Encode for DescribeQuorumRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeQuorumRequest", version: v }); }
-        put_array(buf, &self.topics, true, "DescribeQuorumRequest.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, true, "DescribeQuorumRequest.topics")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeQuorumRequest")?; }
         Ok(())
     }
@@ -45,7 +45,7 @@ impl Decode for DescribeQuorumRequest {
         let v = version;
         if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeQuorumRequest", version: v }); }
         let mut this = Self::default();
-        this.topics = get_array(buf, true, "DescribeQuorumRequest.topics", |b| TopicData::decode(b, v))?;
+        this.topics = get_array(buf, v, true, "DescribeQuorumRequest.topics")?;
         if true { get_unknown_tags(buf, "DescribeQuorumRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -88,6 +88,11 @@ impl Decode for PartitionData {
     }
 }
 
+impl Elem for PartitionData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `TopicData` of `DescribeQuorumRequest`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TopicData {
@@ -113,7 +118,7 @@ impl Encode for TopicData {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.topic_name, true, "TopicData.topic_name")?;
-        put_array(buf, &self.partitions, true, "TopicData.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, true, "TopicData.partitions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicData")?; }
         Ok(())
     }
@@ -124,9 +129,14 @@ impl Decode for TopicData {
         let v = version;
         let mut this = Self::default();
         this.topic_name = get_string(buf, true, "TopicData.topic_name")?;
-        this.partitions = get_array(buf, true, "TopicData.partitions", |b| PartitionData::decode(b, v))?;
+        this.partitions = get_array(buf, v, true, "TopicData.partitions")?;
         if true { get_unknown_tags(buf, "TopicData", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TopicData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

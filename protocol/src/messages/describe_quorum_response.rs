@@ -45,8 +45,8 @@ impl Encode for DescribeQuorumResponse {
         if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeQuorumResponse", version: v }); }
         put_i16(buf, self.error_code);
         if v >= 2 { put_opt_string(buf, self.error_message.as_deref(), true, v >= 2, "DescribeQuorumResponse.error_message", v)?; }
-        put_array(buf, &self.topics, true, "DescribeQuorumResponse.topics", |b, e| e.encode(b, v))?;
-        if v >= 2 { put_array(buf, &self.nodes, true, "DescribeQuorumResponse.nodes", |b, e| e.encode(b, v))?; }
+        put_array(buf, &self.topics, v, true, "DescribeQuorumResponse.topics")?;
+        if v >= 2 { put_array(buf, &self.nodes, v, true, "DescribeQuorumResponse.nodes")?; }
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeQuorumResponse")?; }
         Ok(())
     }
@@ -59,8 +59,8 @@ impl Decode for DescribeQuorumResponse {
         let mut this = Self::default();
         this.error_code = get_i16(buf, "DescribeQuorumResponse.error_code")?;
         if v >= 2 { this.error_message = get_opt_string(buf, true, v >= 2, "DescribeQuorumResponse.error_message")?; }
-        this.topics = get_array(buf, true, "DescribeQuorumResponse.topics", |b| TopicData::decode(b, v))?;
-        if v >= 2 { this.nodes = get_array(buf, true, "DescribeQuorumResponse.nodes", |b| Node::decode(b, v))?; }
+        this.topics = get_array(buf, v, true, "DescribeQuorumResponse.topics")?;
+        if v >= 2 { this.nodes = get_array(buf, v, true, "DescribeQuorumResponse.nodes")?; }
         if true { get_unknown_tags(buf, "DescribeQuorumResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -114,8 +114,8 @@ impl Encode for PartitionData {
         put_i32(buf, self.leader_id);
         put_i32(buf, self.leader_epoch);
         put_i64(buf, self.high_watermark);
-        put_array(buf, &self.current_voters, true, "PartitionData.current_voters", |b, e| e.encode(b, v))?;
-        put_array(buf, &self.observers, true, "PartitionData.observers", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.current_voters, v, true, "PartitionData.current_voters")?;
+        put_array(buf, &self.observers, v, true, "PartitionData.observers")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "PartitionData")?; }
         Ok(())
     }
@@ -131,11 +131,16 @@ impl Decode for PartitionData {
         this.leader_id = get_i32(buf, "PartitionData.leader_id")?;
         this.leader_epoch = get_i32(buf, "PartitionData.leader_epoch")?;
         this.high_watermark = get_i64(buf, "PartitionData.high_watermark")?;
-        this.current_voters = get_array(buf, true, "PartitionData.current_voters", |b| ReplicaState::decode(b, v))?;
-        this.observers = get_array(buf, true, "PartitionData.observers", |b| ReplicaState::decode(b, v))?;
+        this.current_voters = get_array(buf, v, true, "PartitionData.current_voters")?;
+        this.observers = get_array(buf, v, true, "PartitionData.observers")?;
         if true { get_unknown_tags(buf, "PartitionData", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for PartitionData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `TopicData` of `DescribeQuorumResponse`.
@@ -163,7 +168,7 @@ impl Encode for TopicData {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.topic_name, true, "TopicData.topic_name")?;
-        put_array(buf, &self.partitions, true, "TopicData.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, true, "TopicData.partitions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicData")?; }
         Ok(())
     }
@@ -174,10 +179,15 @@ impl Decode for TopicData {
         let v = version;
         let mut this = Self::default();
         this.topic_name = get_string(buf, true, "TopicData.topic_name")?;
-        this.partitions = get_array(buf, true, "TopicData.partitions", |b| PartitionData::decode(b, v))?;
+        this.partitions = get_array(buf, v, true, "TopicData.partitions")?;
         if true { get_unknown_tags(buf, "TopicData", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TopicData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `Listener` of `DescribeQuorumResponse`.
@@ -227,6 +237,11 @@ impl Decode for Listener {
     }
 }
 
+impl Elem for Listener {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `Node` of `DescribeQuorumResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
@@ -252,7 +267,7 @@ impl Encode for Node {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         if v >= 2 { put_i32(buf, self.node_id); }
-        if v >= 2 { put_array(buf, &self.listeners, true, "Node.listeners", |b, e| e.encode(b, v))?; }
+        if v >= 2 { put_array(buf, &self.listeners, v, true, "Node.listeners")?; }
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "Node")?; }
         Ok(())
     }
@@ -263,10 +278,15 @@ impl Decode for Node {
         let v = version;
         let mut this = Self::default();
         if v >= 2 { this.node_id = get_i32(buf, "Node.node_id")?; }
-        if v >= 2 { this.listeners = get_array(buf, true, "Node.listeners", |b| Listener::decode(b, v))?; }
+        if v >= 2 { this.listeners = get_array(buf, v, true, "Node.listeners")?; }
         if true { get_unknown_tags(buf, "Node", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for Node {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `ReplicaState` of `DescribeQuorumResponse`.
@@ -324,5 +344,10 @@ impl Decode for ReplicaState {
         if true { get_unknown_tags(buf, "ReplicaState", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for ReplicaState {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

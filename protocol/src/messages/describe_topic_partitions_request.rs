@@ -40,9 +40,9 @@ impl Encode for DescribeTopicPartitionsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeTopicPartitionsRequest", version: v }); }
-        put_array(buf, &self.topics, true, "DescribeTopicPartitionsRequest.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, true, "DescribeTopicPartitionsRequest.topics")?;
         put_i32(buf, self.response_partition_limit);
-        put_opt_struct(buf, self.cursor.as_ref(), true, "DescribeTopicPartitionsRequest.cursor", v, |b, e| e.encode(b, v))?;
+        put_opt_struct(buf, self.cursor.as_ref(), v, true, "DescribeTopicPartitionsRequest.cursor")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeTopicPartitionsRequest")?; }
         Ok(())
     }
@@ -53,9 +53,9 @@ impl Decode for DescribeTopicPartitionsRequest {
         let v = version;
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeTopicPartitionsRequest", version: v }); }
         let mut this = Self::default();
-        this.topics = get_array(buf, true, "DescribeTopicPartitionsRequest.topics", |b| TopicRequest::decode(b, v))?;
+        this.topics = get_array(buf, v, true, "DescribeTopicPartitionsRequest.topics")?;
         this.response_partition_limit = get_i32(buf, "DescribeTopicPartitionsRequest.response_partition_limit")?;
-        this.cursor = get_opt_struct(buf, true, "DescribeTopicPartitionsRequest.cursor", |b| Cursor::decode(b, v))?;
+        this.cursor = get_opt_struct(buf, v, true, "DescribeTopicPartitionsRequest.cursor")?;
         if true { get_unknown_tags(buf, "DescribeTopicPartitionsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -96,6 +96,11 @@ impl Decode for TopicRequest {
         if true { get_unknown_tags(buf, "TopicRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TopicRequest {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `Cursor` of `DescribeTopicPartitionsRequest`.

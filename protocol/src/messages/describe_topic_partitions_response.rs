@@ -41,8 +41,8 @@ impl Encode for DescribeTopicPartitionsResponse {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeTopicPartitionsResponse", version: v }); }
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.topics, true, "DescribeTopicPartitionsResponse.topics", |b, e| e.encode(b, v))?;
-        put_opt_struct(buf, self.next_cursor.as_ref(), true, "DescribeTopicPartitionsResponse.next_cursor", v, |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, true, "DescribeTopicPartitionsResponse.topics")?;
+        put_opt_struct(buf, self.next_cursor.as_ref(), v, true, "DescribeTopicPartitionsResponse.next_cursor")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeTopicPartitionsResponse")?; }
         Ok(())
     }
@@ -54,8 +54,8 @@ impl Decode for DescribeTopicPartitionsResponse {
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeTopicPartitionsResponse", version: v }); }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DescribeTopicPartitionsResponse.throttle_time_ms")?;
-        this.topics = get_array(buf, true, "DescribeTopicPartitionsResponse.topics", |b| DescribeTopicPartitionsResponseTopic::decode(b, v))?;
-        this.next_cursor = get_opt_struct(buf, true, "DescribeTopicPartitionsResponse.next_cursor", |b| Cursor::decode(b, v))?;
+        this.topics = get_array(buf, v, true, "DescribeTopicPartitionsResponse.topics")?;
+        this.next_cursor = get_opt_struct(buf, v, true, "DescribeTopicPartitionsResponse.next_cursor")?;
         if true { get_unknown_tags(buf, "DescribeTopicPartitionsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -110,11 +110,11 @@ impl Encode for DescribeTopicPartitionsResponsePartition {
         put_i32(buf, self.partition_index);
         put_i32(buf, self.leader_id);
         put_i32(buf, self.leader_epoch);
-        put_array(buf, &self.replica_nodes, true, "DescribeTopicPartitionsResponsePartition.replica_nodes", |b, e| { put_i32(b, *e); Ok(()) })?;
-        put_array(buf, &self.isr_nodes, true, "DescribeTopicPartitionsResponsePartition.isr_nodes", |b, e| { put_i32(b, *e); Ok(()) })?;
-        put_opt_array(buf, self.eligible_leader_replicas.as_deref(), true, true, "DescribeTopicPartitionsResponsePartition.eligible_leader_replicas", v, |b, e| { put_i32(b, *e); Ok(()) })?;
-        put_opt_array(buf, self.last_known_elr.as_deref(), true, true, "DescribeTopicPartitionsResponsePartition.last_known_elr", v, |b, e| { put_i32(b, *e); Ok(()) })?;
-        put_array(buf, &self.offline_replicas, true, "DescribeTopicPartitionsResponsePartition.offline_replicas", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.replica_nodes, v, true, "DescribeTopicPartitionsResponsePartition.replica_nodes")?;
+        put_array(buf, &self.isr_nodes, v, true, "DescribeTopicPartitionsResponsePartition.isr_nodes")?;
+        put_opt_array(buf, self.eligible_leader_replicas.as_deref(), v, true, true, "DescribeTopicPartitionsResponsePartition.eligible_leader_replicas")?;
+        put_opt_array(buf, self.last_known_elr.as_deref(), v, true, true, "DescribeTopicPartitionsResponsePartition.last_known_elr")?;
+        put_array(buf, &self.offline_replicas, v, true, "DescribeTopicPartitionsResponsePartition.offline_replicas")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeTopicPartitionsResponsePartition")?; }
         Ok(())
     }
@@ -128,14 +128,19 @@ impl Decode for DescribeTopicPartitionsResponsePartition {
         this.partition_index = get_i32(buf, "DescribeTopicPartitionsResponsePartition.partition_index")?;
         this.leader_id = get_i32(buf, "DescribeTopicPartitionsResponsePartition.leader_id")?;
         this.leader_epoch = get_i32(buf, "DescribeTopicPartitionsResponsePartition.leader_epoch")?;
-        this.replica_nodes = get_array(buf, true, "DescribeTopicPartitionsResponsePartition.replica_nodes", |b| get_i32(b, "DescribeTopicPartitionsResponsePartition.replica_nodes"))?;
-        this.isr_nodes = get_array(buf, true, "DescribeTopicPartitionsResponsePartition.isr_nodes", |b| get_i32(b, "DescribeTopicPartitionsResponsePartition.isr_nodes"))?;
-        this.eligible_leader_replicas = get_opt_array(buf, true, true, "DescribeTopicPartitionsResponsePartition.eligible_leader_replicas", |b| get_i32(b, "DescribeTopicPartitionsResponsePartition.eligible_leader_replicas"))?;
-        this.last_known_elr = get_opt_array(buf, true, true, "DescribeTopicPartitionsResponsePartition.last_known_elr", |b| get_i32(b, "DescribeTopicPartitionsResponsePartition.last_known_elr"))?;
-        this.offline_replicas = get_array(buf, true, "DescribeTopicPartitionsResponsePartition.offline_replicas", |b| get_i32(b, "DescribeTopicPartitionsResponsePartition.offline_replicas"))?;
+        this.replica_nodes = get_array(buf, v, true, "DescribeTopicPartitionsResponsePartition.replica_nodes")?;
+        this.isr_nodes = get_array(buf, v, true, "DescribeTopicPartitionsResponsePartition.isr_nodes")?;
+        this.eligible_leader_replicas = get_opt_array(buf, v, true, true, "DescribeTopicPartitionsResponsePartition.eligible_leader_replicas")?;
+        this.last_known_elr = get_opt_array(buf, v, true, true, "DescribeTopicPartitionsResponsePartition.last_known_elr")?;
+        this.offline_replicas = get_array(buf, v, true, "DescribeTopicPartitionsResponsePartition.offline_replicas")?;
         if true { get_unknown_tags(buf, "DescribeTopicPartitionsResponsePartition", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribeTopicPartitionsResponsePartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `DescribeTopicPartitionsResponseTopic` of `DescribeTopicPartitionsResponse`.
@@ -178,7 +183,7 @@ impl Encode for DescribeTopicPartitionsResponseTopic {
         put_opt_string(buf, self.name.as_deref(), true, true, "DescribeTopicPartitionsResponseTopic.name", v)?;
         put_uuid(buf, &self.topic_id);
         put_bool(buf, self.is_internal);
-        put_array(buf, &self.partitions, true, "DescribeTopicPartitionsResponseTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, true, "DescribeTopicPartitionsResponseTopic.partitions")?;
         put_i32(buf, self.topic_authorized_operations);
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeTopicPartitionsResponseTopic")?; }
         Ok(())
@@ -193,11 +198,16 @@ impl Decode for DescribeTopicPartitionsResponseTopic {
         this.name = get_opt_string(buf, true, true, "DescribeTopicPartitionsResponseTopic.name")?;
         this.topic_id = get_uuid(buf, "DescribeTopicPartitionsResponseTopic.topic_id")?;
         this.is_internal = get_bool(buf, "DescribeTopicPartitionsResponseTopic.is_internal")?;
-        this.partitions = get_array(buf, true, "DescribeTopicPartitionsResponseTopic.partitions", |b| DescribeTopicPartitionsResponsePartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, true, "DescribeTopicPartitionsResponseTopic.partitions")?;
         this.topic_authorized_operations = get_i32(buf, "DescribeTopicPartitionsResponseTopic.topic_authorized_operations")?;
         if true { get_unknown_tags(buf, "DescribeTopicPartitionsResponseTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribeTopicPartitionsResponseTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `Cursor` of `DescribeTopicPartitionsResponse`.

@@ -34,7 +34,7 @@ impl Encode for DescribeTransactionsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeTransactionsRequest", version: v }); }
-        put_array(buf, &self.transactional_ids, true, "DescribeTransactionsRequest.transactional_ids", |b, e| put_string(b, e, true, "DescribeTransactionsRequest.transactional_ids"))?;
+        put_array(buf, &self.transactional_ids, v, true, "DescribeTransactionsRequest.transactional_ids")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeTransactionsRequest")?; }
         Ok(())
     }
@@ -45,7 +45,7 @@ impl Decode for DescribeTransactionsRequest {
         let v = version;
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeTransactionsRequest", version: v }); }
         let mut this = Self::default();
-        this.transactional_ids = get_array(buf, true, "DescribeTransactionsRequest.transactional_ids", |b| get_string(b, true, "DescribeTransactionsRequest.transactional_ids"))?;
+        this.transactional_ids = get_array(buf, v, true, "DescribeTransactionsRequest.transactional_ids")?;
         if true { get_unknown_tags(buf, "DescribeTransactionsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }

@@ -38,7 +38,7 @@ impl Encode for DescribeTransactionsResponse {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeTransactionsResponse", version: v }); }
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.transaction_states, true, "DescribeTransactionsResponse.transaction_states", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.transaction_states, v, true, "DescribeTransactionsResponse.transaction_states")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeTransactionsResponse")?; }
         Ok(())
     }
@@ -50,7 +50,7 @@ impl Decode for DescribeTransactionsResponse {
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeTransactionsResponse", version: v }); }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DescribeTransactionsResponse.throttle_time_ms")?;
-        this.transaction_states = get_array(buf, true, "DescribeTransactionsResponse.transaction_states", |b| TransactionState::decode(b, v))?;
+        this.transaction_states = get_array(buf, v, true, "DescribeTransactionsResponse.transaction_states")?;
         if true { get_unknown_tags(buf, "DescribeTransactionsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -81,7 +81,7 @@ impl Encode for TopicData {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.topic, true, "TopicData.topic")?;
-        put_array(buf, &self.partitions, true, "TopicData.partitions", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.partitions, v, true, "TopicData.partitions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicData")?; }
         Ok(())
     }
@@ -92,10 +92,15 @@ impl Decode for TopicData {
         let v = version;
         let mut this = Self::default();
         this.topic = get_string(buf, true, "TopicData.topic")?;
-        this.partitions = get_array(buf, true, "TopicData.partitions", |b| get_i32(b, "TopicData.partitions"))?;
+        this.partitions = get_array(buf, v, true, "TopicData.partitions")?;
         if true { get_unknown_tags(buf, "TopicData", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TopicData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `TransactionState` of `DescribeTransactionsResponse`.
@@ -147,7 +152,7 @@ impl Encode for TransactionState {
         put_i64(buf, self.transaction_start_time_ms);
         put_i64(buf, self.producer_id);
         put_i16(buf, self.producer_epoch);
-        put_array(buf, &self.topics, true, "TransactionState.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, true, "TransactionState.topics")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TransactionState")?; }
         Ok(())
     }
@@ -164,9 +169,14 @@ impl Decode for TransactionState {
         this.transaction_start_time_ms = get_i64(buf, "TransactionState.transaction_start_time_ms")?;
         this.producer_id = get_i64(buf, "TransactionState.producer_id")?;
         this.producer_epoch = get_i16(buf, "TransactionState.producer_epoch")?;
-        this.topics = get_array(buf, true, "TransactionState.topics", |b| TopicData::decode(b, v))?;
+        this.topics = get_array(buf, v, true, "TransactionState.topics")?;
         if true { get_unknown_tags(buf, "TransactionState", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TransactionState {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -34,7 +34,7 @@ impl Encode for DescribeUserScramCredentialsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeUserScramCredentialsRequest", version: v }); }
-        put_opt_array(buf, self.users.as_deref(), true, true, "DescribeUserScramCredentialsRequest.users", v, |b, e| e.encode(b, v))?;
+        put_opt_array(buf, self.users.as_deref(), v, true, true, "DescribeUserScramCredentialsRequest.users")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeUserScramCredentialsRequest")?; }
         Ok(())
     }
@@ -45,7 +45,7 @@ impl Decode for DescribeUserScramCredentialsRequest {
         let v = version;
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeUserScramCredentialsRequest", version: v }); }
         let mut this = Self::default();
-        this.users = get_opt_array(buf, true, true, "DescribeUserScramCredentialsRequest.users", |b| UserName::decode(b, v))?;
+        this.users = get_opt_array(buf, v, true, true, "DescribeUserScramCredentialsRequest.users")?;
         if true { get_unknown_tags(buf, "DescribeUserScramCredentialsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -86,5 +86,10 @@ impl Decode for UserName {
         if true { get_unknown_tags(buf, "UserName", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for UserName {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -46,7 +46,7 @@ impl Encode for DescribeUserScramCredentialsResponse {
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
         put_opt_string(buf, self.error_message.as_deref(), true, true, "DescribeUserScramCredentialsResponse.error_message", v)?;
-        put_array(buf, &self.results, true, "DescribeUserScramCredentialsResponse.results", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.results, v, true, "DescribeUserScramCredentialsResponse.results")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeUserScramCredentialsResponse")?; }
         Ok(())
     }
@@ -60,7 +60,7 @@ impl Decode for DescribeUserScramCredentialsResponse {
         this.throttle_time_ms = get_i32(buf, "DescribeUserScramCredentialsResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "DescribeUserScramCredentialsResponse.error_code")?;
         this.error_message = get_opt_string(buf, true, true, "DescribeUserScramCredentialsResponse.error_message")?;
-        this.results = get_array(buf, true, "DescribeUserScramCredentialsResponse.results", |b| DescribeUserScramCredentialsResult::decode(b, v))?;
+        this.results = get_array(buf, v, true, "DescribeUserScramCredentialsResponse.results")?;
         if true { get_unknown_tags(buf, "DescribeUserScramCredentialsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -108,6 +108,11 @@ impl Decode for CredentialInfo {
     }
 }
 
+impl Elem for CredentialInfo {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `DescribeUserScramCredentialsResult` of `DescribeUserScramCredentialsResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DescribeUserScramCredentialsResult {
@@ -141,7 +146,7 @@ impl Encode for DescribeUserScramCredentialsResult {
         put_string(buf, &self.user, true, "DescribeUserScramCredentialsResult.user")?;
         put_i16(buf, self.error_code);
         put_opt_string(buf, self.error_message.as_deref(), true, true, "DescribeUserScramCredentialsResult.error_message", v)?;
-        put_array(buf, &self.credential_infos, true, "DescribeUserScramCredentialsResult.credential_infos", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.credential_infos, v, true, "DescribeUserScramCredentialsResult.credential_infos")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeUserScramCredentialsResult")?; }
         Ok(())
     }
@@ -154,9 +159,14 @@ impl Decode for DescribeUserScramCredentialsResult {
         this.user = get_string(buf, true, "DescribeUserScramCredentialsResult.user")?;
         this.error_code = get_i16(buf, "DescribeUserScramCredentialsResult.error_code")?;
         this.error_message = get_opt_string(buf, true, true, "DescribeUserScramCredentialsResult.error_message")?;
-        this.credential_infos = get_array(buf, true, "DescribeUserScramCredentialsResult.credential_infos", |b| CredentialInfo::decode(b, v))?;
+        this.credential_infos = get_array(buf, v, true, "DescribeUserScramCredentialsResult.credential_infos")?;
         if true { get_unknown_tags(buf, "DescribeUserScramCredentialsResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for DescribeUserScramCredentialsResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

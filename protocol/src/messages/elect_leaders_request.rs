@@ -42,7 +42,7 @@ impl Encode for ElectLeadersRequest {
         if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ElectLeadersRequest", version: v }); }
         let flex = v >= 2;
         if v >= 1 { put_i8(buf, self.election_type); }
-        put_opt_array(buf, self.topic_partitions.as_deref(), flex, true, "ElectLeadersRequest.topic_partitions", v, |b, e| e.encode(b, v))?;
+        put_opt_array(buf, self.topic_partitions.as_deref(), v, flex, true, "ElectLeadersRequest.topic_partitions")?;
         put_i32(buf, self.timeout_ms);
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ElectLeadersRequest")?; }
         Ok(())
@@ -56,7 +56,7 @@ impl Decode for ElectLeadersRequest {
         let flex = v >= 2;
         let mut this = Self::default();
         if v >= 1 { this.election_type = get_i8(buf, "ElectLeadersRequest.election_type")?; }
-        this.topic_partitions = get_opt_array(buf, flex, true, "ElectLeadersRequest.topic_partitions", |b| TopicPartitions::decode(b, v))?;
+        this.topic_partitions = get_opt_array(buf, v, flex, true, "ElectLeadersRequest.topic_partitions")?;
         this.timeout_ms = get_i32(buf, "ElectLeadersRequest.timeout_ms")?;
         if flex { get_unknown_tags(buf, "ElectLeadersRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -89,7 +89,7 @@ impl Encode for TopicPartitions {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.topic, flex, "TopicPartitions.topic")?;
-        put_array(buf, &self.partitions, flex, "TopicPartitions.partitions", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.partitions, v, flex, "TopicPartitions.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicPartitions")?; }
         Ok(())
     }
@@ -101,9 +101,14 @@ impl Decode for TopicPartitions {
         let flex = v >= 2;
         let mut this = Self::default();
         this.topic = get_string(buf, flex, "TopicPartitions.topic")?;
-        this.partitions = get_array(buf, flex, "TopicPartitions.partitions", |b| get_i32(b, "TopicPartitions.partitions"))?;
+        this.partitions = get_array(buf, v, flex, "TopicPartitions.partitions")?;
         if flex { get_unknown_tags(buf, "TopicPartitions", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TopicPartitions {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -43,7 +43,7 @@ impl Encode for ElectLeadersResponse {
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
         if v >= 1 { put_i16(buf, self.error_code); }
-        put_array(buf, &self.replica_election_results, flex, "ElectLeadersResponse.replica_election_results", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.replica_election_results, v, flex, "ElectLeadersResponse.replica_election_results")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ElectLeadersResponse")?; }
         Ok(())
     }
@@ -57,7 +57,7 @@ impl Decode for ElectLeadersResponse {
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "ElectLeadersResponse.throttle_time_ms")?;
         if v >= 1 { this.error_code = get_i16(buf, "ElectLeadersResponse.error_code")?; }
-        this.replica_election_results = get_array(buf, flex, "ElectLeadersResponse.replica_election_results", |b| ReplicaElectionResult::decode(b, v))?;
+        this.replica_election_results = get_array(buf, v, flex, "ElectLeadersResponse.replica_election_results")?;
         if flex { get_unknown_tags(buf, "ElectLeadersResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -112,6 +112,11 @@ impl Decode for PartitionResult {
     }
 }
 
+impl Elem for PartitionResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `ReplicaElectionResult` of `ElectLeadersResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReplicaElectionResult {
@@ -138,7 +143,7 @@ impl Encode for ReplicaElectionResult {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.topic, flex, "ReplicaElectionResult.topic")?;
-        put_array(buf, &self.partition_result, flex, "ReplicaElectionResult.partition_result", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partition_result, v, flex, "ReplicaElectionResult.partition_result")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ReplicaElectionResult")?; }
         Ok(())
     }
@@ -150,9 +155,14 @@ impl Decode for ReplicaElectionResult {
         let flex = v >= 2;
         let mut this = Self::default();
         this.topic = get_string(buf, flex, "ReplicaElectionResult.topic")?;
-        this.partition_result = get_array(buf, flex, "ReplicaElectionResult.partition_result", |b| PartitionResult::decode(b, v))?;
+        this.partition_result = get_array(buf, v, flex, "ReplicaElectionResult.partition_result")?;
         if flex { get_unknown_tags(buf, "ReplicaElectionResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for ReplicaElectionResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

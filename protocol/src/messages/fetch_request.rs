@@ -75,8 +75,8 @@ impl Encode for FetchRequest {
         if v >= 4 { put_i8(buf, self.isolation_level); }
         if v >= 7 { put_i32(buf, self.session_id); }
         if v >= 7 { put_i32(buf, self.session_epoch); }
-        put_array(buf, &self.topics, flex, "FetchRequest.topics", |b, e| e.encode(b, v))?;
-        if v >= 7 { put_array(buf, &self.forgotten_topics_data, flex, "FetchRequest.forgotten_topics_data", |b, e| e.encode(b, v))?; }
+        put_array(buf, &self.topics, v, flex, "FetchRequest.topics")?;
+        if v >= 7 { put_array(buf, &self.forgotten_topics_data, v, flex, "FetchRequest.forgotten_topics_data")?; }
         if v >= 11 { put_string(buf, &self.rack_id, flex, "FetchRequest.rack_id")?; }
         if flex {
             let mut tw = TagWriter::new();
@@ -101,8 +101,8 @@ impl Decode for FetchRequest {
         if v >= 4 { this.isolation_level = get_i8(buf, "FetchRequest.isolation_level")?; }
         if v >= 7 { this.session_id = get_i32(buf, "FetchRequest.session_id")?; }
         if v >= 7 { this.session_epoch = get_i32(buf, "FetchRequest.session_epoch")?; }
-        this.topics = get_array(buf, flex, "FetchRequest.topics", |b| FetchTopic::decode(b, v))?;
-        if v >= 7 { this.forgotten_topics_data = get_array(buf, flex, "FetchRequest.forgotten_topics_data", |b| ForgottenTopic::decode(b, v))?; }
+        this.topics = get_array(buf, v, flex, "FetchRequest.topics")?;
+        if v >= 7 { this.forgotten_topics_data = get_array(buf, v, flex, "FetchRequest.forgotten_topics_data")?; }
         if v >= 11 { this.rack_id = get_string(buf, flex, "FetchRequest.rack_id")?; }
         if flex {
             let mut tr = TagReader::new(buf, "FetchRequest")?;
@@ -243,6 +243,11 @@ impl Decode for FetchPartition {
     }
 }
 
+impl Elem for FetchPartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `FetchTopic` of `FetchRequest`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FetchTopic {
@@ -273,7 +278,7 @@ impl Encode for FetchTopic {
         let flex = v >= 12;
         if v <= 12 { put_string(buf, &self.topic, flex, "FetchTopic.topic")?; }
         if v >= 13 { put_uuid(buf, &self.topic_id); }
-        put_array(buf, &self.partitions, flex, "FetchTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "FetchTopic.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "FetchTopic")?; }
         Ok(())
     }
@@ -286,10 +291,15 @@ impl Decode for FetchTopic {
         let mut this = Self::default();
         if v <= 12 { this.topic = get_string(buf, flex, "FetchTopic.topic")?; }
         if v >= 13 { this.topic_id = get_uuid(buf, "FetchTopic.topic_id")?; }
-        this.partitions = get_array(buf, flex, "FetchTopic.partitions", |b| FetchPartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "FetchTopic.partitions")?;
         if flex { get_unknown_tags(buf, "FetchTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for FetchTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `ForgottenTopic` of `FetchRequest`.
@@ -322,7 +332,7 @@ impl Encode for ForgottenTopic {
         let flex = v >= 12;
         if v >= 7 && v <= 12 { put_string(buf, &self.topic, flex, "ForgottenTopic.topic")?; }
         if v >= 13 { put_uuid(buf, &self.topic_id); }
-        if v >= 7 { put_array(buf, &self.partitions, flex, "ForgottenTopic.partitions", |b, e| { put_i32(b, *e); Ok(()) })?; }
+        if v >= 7 { put_array(buf, &self.partitions, v, flex, "ForgottenTopic.partitions")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ForgottenTopic")?; }
         Ok(())
     }
@@ -335,9 +345,14 @@ impl Decode for ForgottenTopic {
         let mut this = Self::default();
         if v >= 7 && v <= 12 { this.topic = get_string(buf, flex, "ForgottenTopic.topic")?; }
         if v >= 13 { this.topic_id = get_uuid(buf, "ForgottenTopic.topic_id")?; }
-        if v >= 7 { this.partitions = get_array(buf, flex, "ForgottenTopic.partitions", |b| get_i32(b, "ForgottenTopic.partitions"))?; }
+        if v >= 7 { this.partitions = get_array(buf, v, flex, "ForgottenTopic.partitions")?; }
         if flex { get_unknown_tags(buf, "ForgottenTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for ForgottenTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -50,10 +50,10 @@ impl Encode for FetchResponse {
         if v >= 1 { put_i32(buf, self.throttle_time_ms); }
         if v >= 7 { put_i16(buf, self.error_code); }
         if v >= 7 { put_i32(buf, self.session_id); }
-        put_array(buf, &self.responses, flex, "FetchResponse.responses", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.responses, v, flex, "FetchResponse.responses")?;
         if flex {
             let mut tw = TagWriter::new();
-            if (v >= 16) && (self.node_endpoints != Vec::new()) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_array(buf, &self.node_endpoints, flex, "FetchResponse.node_endpoints", |b, e| e.encode(b, v))?; } tw.add(0, tb); }
+            if (v >= 16) && (self.node_endpoints != Vec::new()) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_array(buf, &self.node_endpoints, v, flex, "FetchResponse.node_endpoints")?; } tw.add(0, tb); }
             tw.finish(buf, &self.unknown_tagged_fields, "FetchResponse")?;
         }
         Ok(())
@@ -69,13 +69,13 @@ impl Decode for FetchResponse {
         if v >= 1 { this.throttle_time_ms = get_i32(buf, "FetchResponse.throttle_time_ms")?; }
         if v >= 7 { this.error_code = get_i16(buf, "FetchResponse.error_code")?; }
         if v >= 7 { this.session_id = get_i32(buf, "FetchResponse.session_id")?; }
-        this.responses = get_array(buf, flex, "FetchResponse.responses", |b| FetchableTopicResponse::decode(b, v))?;
+        this.responses = get_array(buf, v, flex, "FetchResponse.responses")?;
         if flex {
             let mut tr = TagReader::new(buf, "FetchResponse")?;
             while let Some((tag, mut d)) = tr.next(buf)? {
                 let size = d.len();
                 match tag {
-                    0 if v >= 16 => { { let buf = &mut d; this.node_endpoints = get_array(buf, flex, "FetchResponse.node_endpoints", |b| NodeEndpoint::decode(b, v))?; } finish_tag(&d, tag, size, "FetchResponse")?; }
+                    0 if v >= 16 => { { let buf = &mut d; this.node_endpoints = get_array(buf, v, flex, "FetchResponse.node_endpoints")?; } finish_tag(&d, tag, size, "FetchResponse")?; }
                     _ => this.unknown_tagged_fields.push((tag, d)),
                 }
             }
@@ -260,6 +260,11 @@ impl Decode for AbortedTransaction {
     }
 }
 
+impl Elem for AbortedTransaction {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `PartitionData` of `FetchResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PartitionData {
@@ -317,7 +322,7 @@ impl Encode for PartitionData {
         put_i64(buf, self.high_watermark);
         if v >= 4 { put_i64(buf, self.last_stable_offset); }
         if v >= 5 { put_i64(buf, self.log_start_offset); }
-        if v >= 4 { put_opt_array(buf, self.aborted_transactions.as_deref(), flex, v >= 4, "PartitionData.aborted_transactions", v, |b, e| e.encode(b, v))?; }
+        if v >= 4 { put_opt_array(buf, self.aborted_transactions.as_deref(), v, flex, v >= 4, "PartitionData.aborted_transactions")?; }
         if v >= 11 { put_i32(buf, self.preferred_read_replica); }
         put_opt_bytes(buf, self.records.as_deref(), flex, true, "PartitionData.records", v)?;
         if flex {
@@ -341,7 +346,7 @@ impl Decode for PartitionData {
         this.high_watermark = get_i64(buf, "PartitionData.high_watermark")?;
         if v >= 4 { this.last_stable_offset = get_i64(buf, "PartitionData.last_stable_offset")?; }
         if v >= 5 { this.log_start_offset = get_i64(buf, "PartitionData.log_start_offset")?; }
-        if v >= 4 { this.aborted_transactions = get_opt_array(buf, flex, v >= 4, "PartitionData.aborted_transactions", |b| AbortedTransaction::decode(b, v))?; }
+        if v >= 4 { this.aborted_transactions = get_opt_array(buf, v, flex, v >= 4, "PartitionData.aborted_transactions")?; }
         if v >= 11 { this.preferred_read_replica = get_i32(buf, "PartitionData.preferred_read_replica")?; }
         this.records = get_opt_bytes(buf, flex, true, "PartitionData.records")?;
         if flex {
@@ -358,6 +363,11 @@ impl Decode for PartitionData {
         }
         Ok(this)
     }
+}
+
+impl Elem for PartitionData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `FetchableTopicResponse` of `FetchResponse`.
@@ -390,7 +400,7 @@ impl Encode for FetchableTopicResponse {
         let flex = v >= 12;
         if v <= 12 { put_string(buf, &self.topic, flex, "FetchableTopicResponse.topic")?; }
         if v >= 13 { put_uuid(buf, &self.topic_id); }
-        put_array(buf, &self.partitions, flex, "FetchableTopicResponse.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "FetchableTopicResponse.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "FetchableTopicResponse")?; }
         Ok(())
     }
@@ -403,10 +413,15 @@ impl Decode for FetchableTopicResponse {
         let mut this = Self::default();
         if v <= 12 { this.topic = get_string(buf, flex, "FetchableTopicResponse.topic")?; }
         if v >= 13 { this.topic_id = get_uuid(buf, "FetchableTopicResponse.topic_id")?; }
-        this.partitions = get_array(buf, flex, "FetchableTopicResponse.partitions", |b| PartitionData::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "FetchableTopicResponse.partitions")?;
         if flex { get_unknown_tags(buf, "FetchableTopicResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for FetchableTopicResponse {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `NodeEndpoint` of `FetchResponse`.
@@ -461,5 +476,10 @@ impl Decode for NodeEndpoint {
         if flex { get_unknown_tags(buf, "NodeEndpoint", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for NodeEndpoint {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

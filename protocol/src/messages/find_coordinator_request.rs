@@ -43,7 +43,7 @@ impl Encode for FindCoordinatorRequest {
         let flex = v >= 3;
         if v <= 3 { put_string(buf, &self.key, flex, "FindCoordinatorRequest.key")?; }
         if v >= 1 { put_i8(buf, self.key_type); }
-        if v >= 4 { put_array(buf, &self.coordinator_keys, flex, "FindCoordinatorRequest.coordinator_keys", |b, e| put_string(b, e, flex, "FindCoordinatorRequest.coordinator_keys"))?; }
+        if v >= 4 { put_array(buf, &self.coordinator_keys, v, flex, "FindCoordinatorRequest.coordinator_keys")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "FindCoordinatorRequest")?; }
         Ok(())
     }
@@ -57,7 +57,7 @@ impl Decode for FindCoordinatorRequest {
         let mut this = Self::default();
         if v <= 3 { this.key = get_string(buf, flex, "FindCoordinatorRequest.key")?; }
         if v >= 1 { this.key_type = get_i8(buf, "FindCoordinatorRequest.key_type")?; }
-        if v >= 4 { this.coordinator_keys = get_array(buf, flex, "FindCoordinatorRequest.coordinator_keys", |b| get_string(b, flex, "FindCoordinatorRequest.coordinator_keys"))?; }
+        if v >= 4 { this.coordinator_keys = get_array(buf, v, flex, "FindCoordinatorRequest.coordinator_keys")?; }
         if flex { get_unknown_tags(buf, "FindCoordinatorRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }

@@ -59,7 +59,7 @@ impl Encode for FindCoordinatorResponse {
         if v <= 3 { put_i32(buf, self.node_id); }
         if v <= 3 { put_string(buf, &self.host, flex, "FindCoordinatorResponse.host")?; }
         if v <= 3 { put_i32(buf, self.port); }
-        if v >= 4 { put_array(buf, &self.coordinators, flex, "FindCoordinatorResponse.coordinators", |b, e| e.encode(b, v))?; }
+        if v >= 4 { put_array(buf, &self.coordinators, v, flex, "FindCoordinatorResponse.coordinators")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "FindCoordinatorResponse")?; }
         Ok(())
     }
@@ -77,7 +77,7 @@ impl Decode for FindCoordinatorResponse {
         if v <= 3 { this.node_id = get_i32(buf, "FindCoordinatorResponse.node_id")?; }
         if v <= 3 { this.host = get_string(buf, flex, "FindCoordinatorResponse.host")?; }
         if v <= 3 { this.port = get_i32(buf, "FindCoordinatorResponse.port")?; }
-        if v >= 4 { this.coordinators = get_array(buf, flex, "FindCoordinatorResponse.coordinators", |b| Coordinator::decode(b, v))?; }
+        if v >= 4 { this.coordinators = get_array(buf, v, flex, "FindCoordinatorResponse.coordinators")?; }
         if flex { get_unknown_tags(buf, "FindCoordinatorResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -145,5 +145,10 @@ impl Decode for Coordinator {
         if flex { get_unknown_tags(buf, "Coordinator", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for Coordinator {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -62,11 +62,11 @@ impl Encode for GetTelemetrySubscriptionsResponse {
         put_i16(buf, self.error_code);
         put_uuid(buf, &self.client_instance_id);
         put_i32(buf, self.subscription_id);
-        put_array(buf, &self.accepted_compression_types, true, "GetTelemetrySubscriptionsResponse.accepted_compression_types", |b, e| { put_i8(b, *e); Ok(()) })?;
+        put_array(buf, &self.accepted_compression_types, v, true, "GetTelemetrySubscriptionsResponse.accepted_compression_types")?;
         put_i32(buf, self.push_interval_ms);
         put_i32(buf, self.telemetry_max_bytes);
         put_bool(buf, self.delta_temporality);
-        put_array(buf, &self.requested_metrics, true, "GetTelemetrySubscriptionsResponse.requested_metrics", |b, e| put_string(b, e, true, "GetTelemetrySubscriptionsResponse.requested_metrics"))?;
+        put_array(buf, &self.requested_metrics, v, true, "GetTelemetrySubscriptionsResponse.requested_metrics")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "GetTelemetrySubscriptionsResponse")?; }
         Ok(())
     }
@@ -81,11 +81,11 @@ impl Decode for GetTelemetrySubscriptionsResponse {
         this.error_code = get_i16(buf, "GetTelemetrySubscriptionsResponse.error_code")?;
         this.client_instance_id = get_uuid(buf, "GetTelemetrySubscriptionsResponse.client_instance_id")?;
         this.subscription_id = get_i32(buf, "GetTelemetrySubscriptionsResponse.subscription_id")?;
-        this.accepted_compression_types = get_array(buf, true, "GetTelemetrySubscriptionsResponse.accepted_compression_types", |b| get_i8(b, "GetTelemetrySubscriptionsResponse.accepted_compression_types"))?;
+        this.accepted_compression_types = get_array(buf, v, true, "GetTelemetrySubscriptionsResponse.accepted_compression_types")?;
         this.push_interval_ms = get_i32(buf, "GetTelemetrySubscriptionsResponse.push_interval_ms")?;
         this.telemetry_max_bytes = get_i32(buf, "GetTelemetrySubscriptionsResponse.telemetry_max_bytes")?;
         this.delta_temporality = get_bool(buf, "GetTelemetrySubscriptionsResponse.delta_temporality")?;
-        this.requested_metrics = get_array(buf, true, "GetTelemetrySubscriptionsResponse.requested_metrics", |b| get_string(b, true, "GetTelemetrySubscriptionsResponse.requested_metrics"))?;
+        this.requested_metrics = get_array(buf, v, true, "GetTelemetrySubscriptionsResponse.requested_metrics")?;
         if true { get_unknown_tags(buf, "GetTelemetrySubscriptionsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }

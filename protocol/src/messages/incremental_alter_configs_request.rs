@@ -38,7 +38,7 @@ impl Encode for IncrementalAlterConfigsRequest {
         let v = version;
         if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "IncrementalAlterConfigsRequest", version: v }); }
         let flex = v >= 1;
-        put_array(buf, &self.resources, flex, "IncrementalAlterConfigsRequest.resources", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.resources, v, flex, "IncrementalAlterConfigsRequest.resources")?;
         put_bool(buf, self.validate_only);
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "IncrementalAlterConfigsRequest")?; }
         Ok(())
@@ -51,7 +51,7 @@ impl Decode for IncrementalAlterConfigsRequest {
         if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "IncrementalAlterConfigsRequest", version: v }); }
         let flex = v >= 1;
         let mut this = Self::default();
-        this.resources = get_array(buf, flex, "IncrementalAlterConfigsRequest.resources", |b| AlterConfigsResource::decode(b, v))?;
+        this.resources = get_array(buf, v, flex, "IncrementalAlterConfigsRequest.resources")?;
         this.validate_only = get_bool(buf, "IncrementalAlterConfigsRequest.validate_only")?;
         if flex { get_unknown_tags(buf, "IncrementalAlterConfigsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -107,6 +107,11 @@ impl Decode for AlterableConfig {
     }
 }
 
+impl Elem for AlterableConfig {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `AlterConfigsResource` of `IncrementalAlterConfigsRequest`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlterConfigsResource {
@@ -137,7 +142,7 @@ impl Encode for AlterConfigsResource {
         let flex = v >= 1;
         put_i8(buf, self.resource_type);
         put_string(buf, &self.resource_name, flex, "AlterConfigsResource.resource_name")?;
-        put_array(buf, &self.configs, flex, "AlterConfigsResource.configs", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.configs, v, flex, "AlterConfigsResource.configs")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsResource")?; }
         Ok(())
     }
@@ -150,9 +155,14 @@ impl Decode for AlterConfigsResource {
         let mut this = Self::default();
         this.resource_type = get_i8(buf, "AlterConfigsResource.resource_type")?;
         this.resource_name = get_string(buf, flex, "AlterConfigsResource.resource_name")?;
-        this.configs = get_array(buf, flex, "AlterConfigsResource.configs", |b| AlterableConfig::decode(b, v))?;
+        this.configs = get_array(buf, v, flex, "AlterConfigsResource.configs")?;
         if flex { get_unknown_tags(buf, "AlterConfigsResource", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AlterConfigsResource {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -39,7 +39,7 @@ impl Encode for IncrementalAlterConfigsResponse {
         if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "IncrementalAlterConfigsResponse", version: v }); }
         let flex = v >= 1;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.responses, flex, "IncrementalAlterConfigsResponse.responses", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.responses, v, flex, "IncrementalAlterConfigsResponse.responses")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "IncrementalAlterConfigsResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for IncrementalAlterConfigsResponse {
         let flex = v >= 1;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "IncrementalAlterConfigsResponse.throttle_time_ms")?;
-        this.responses = get_array(buf, flex, "IncrementalAlterConfigsResponse.responses", |b| AlterConfigsResourceResponse::decode(b, v))?;
+        this.responses = get_array(buf, v, flex, "IncrementalAlterConfigsResponse.responses")?;
         if flex { get_unknown_tags(buf, "IncrementalAlterConfigsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -110,5 +110,10 @@ impl Decode for AlterConfigsResourceResponse {
         if flex { get_unknown_tags(buf, "AlterConfigsResourceResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for AlterConfigsResourceResponse {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

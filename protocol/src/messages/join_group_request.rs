@@ -62,7 +62,7 @@ impl Encode for JoinGroupRequest {
         put_string(buf, &self.member_id, flex, "JoinGroupRequest.member_id")?;
         if v >= 5 { put_opt_string(buf, self.group_instance_id.as_deref(), flex, v >= 5, "JoinGroupRequest.group_instance_id", v)?; }
         put_string(buf, &self.protocol_type, flex, "JoinGroupRequest.protocol_type")?;
-        put_array(buf, &self.protocols, flex, "JoinGroupRequest.protocols", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.protocols, v, flex, "JoinGroupRequest.protocols")?;
         if v >= 8 { put_opt_string(buf, self.reason.as_deref(), flex, v >= 8, "JoinGroupRequest.reason", v)?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "JoinGroupRequest")?; }
         Ok(())
@@ -81,7 +81,7 @@ impl Decode for JoinGroupRequest {
         this.member_id = get_string(buf, flex, "JoinGroupRequest.member_id")?;
         if v >= 5 { this.group_instance_id = get_opt_string(buf, flex, v >= 5, "JoinGroupRequest.group_instance_id")?; }
         this.protocol_type = get_string(buf, flex, "JoinGroupRequest.protocol_type")?;
-        this.protocols = get_array(buf, flex, "JoinGroupRequest.protocols", |b| JoinGroupRequestProtocol::decode(b, v))?;
+        this.protocols = get_array(buf, v, flex, "JoinGroupRequest.protocols")?;
         if v >= 8 { this.reason = get_opt_string(buf, flex, v >= 8, "JoinGroupRequest.reason")?; }
         if flex { get_unknown_tags(buf, "JoinGroupRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -130,5 +130,10 @@ impl Decode for JoinGroupRequestProtocol {
         if flex { get_unknown_tags(buf, "JoinGroupRequestProtocol", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for JoinGroupRequestProtocol {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -67,7 +67,7 @@ impl Encode for JoinGroupResponse {
         put_string(buf, &self.leader, flex, "JoinGroupResponse.leader")?;
         if v >= 9 { put_bool(buf, self.skip_assignment); }
         put_string(buf, &self.member_id, flex, "JoinGroupResponse.member_id")?;
-        put_array(buf, &self.members, flex, "JoinGroupResponse.members", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.members, v, flex, "JoinGroupResponse.members")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "JoinGroupResponse")?; }
         Ok(())
     }
@@ -87,7 +87,7 @@ impl Decode for JoinGroupResponse {
         this.leader = get_string(buf, flex, "JoinGroupResponse.leader")?;
         if v >= 9 { this.skip_assignment = get_bool(buf, "JoinGroupResponse.skip_assignment")?; }
         this.member_id = get_string(buf, flex, "JoinGroupResponse.member_id")?;
-        this.members = get_array(buf, flex, "JoinGroupResponse.members", |b| JoinGroupResponseMember::decode(b, v))?;
+        this.members = get_array(buf, v, flex, "JoinGroupResponse.members")?;
         if flex { get_unknown_tags(buf, "JoinGroupResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -140,5 +140,10 @@ impl Decode for JoinGroupResponseMember {
         if flex { get_unknown_tags(buf, "JoinGroupResponseMember", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for JoinGroupResponseMember {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -43,7 +43,7 @@ impl Encode for LeaveGroupRequest {
         let flex = v >= 4;
         put_string(buf, &self.group_id, flex, "LeaveGroupRequest.group_id")?;
         if v <= 2 { put_string(buf, &self.member_id, flex, "LeaveGroupRequest.member_id")?; }
-        if v >= 3 { put_array(buf, &self.members, flex, "LeaveGroupRequest.members", |b, e| e.encode(b, v))?; }
+        if v >= 3 { put_array(buf, &self.members, v, flex, "LeaveGroupRequest.members")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "LeaveGroupRequest")?; }
         Ok(())
     }
@@ -57,7 +57,7 @@ impl Decode for LeaveGroupRequest {
         let mut this = Self::default();
         this.group_id = get_string(buf, flex, "LeaveGroupRequest.group_id")?;
         if v <= 2 { this.member_id = get_string(buf, flex, "LeaveGroupRequest.member_id")?; }
-        if v >= 3 { this.members = get_array(buf, flex, "LeaveGroupRequest.members", |b| MemberIdentity::decode(b, v))?; }
+        if v >= 3 { this.members = get_array(buf, v, flex, "LeaveGroupRequest.members")?; }
         if flex { get_unknown_tags(buf, "LeaveGroupRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -110,5 +110,10 @@ impl Decode for MemberIdentity {
         if flex { get_unknown_tags(buf, "MemberIdentity", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for MemberIdentity {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -43,7 +43,7 @@ impl Encode for LeaveGroupResponse {
         let flex = v >= 4;
         if v >= 1 { put_i32(buf, self.throttle_time_ms); }
         put_i16(buf, self.error_code);
-        if v >= 3 { put_array(buf, &self.members, flex, "LeaveGroupResponse.members", |b, e| e.encode(b, v))?; }
+        if v >= 3 { put_array(buf, &self.members, v, flex, "LeaveGroupResponse.members")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "LeaveGroupResponse")?; }
         Ok(())
     }
@@ -57,7 +57,7 @@ impl Decode for LeaveGroupResponse {
         let mut this = Self::default();
         if v >= 1 { this.throttle_time_ms = get_i32(buf, "LeaveGroupResponse.throttle_time_ms")?; }
         this.error_code = get_i16(buf, "LeaveGroupResponse.error_code")?;
-        if v >= 3 { this.members = get_array(buf, flex, "LeaveGroupResponse.members", |b| MemberResponse::decode(b, v))?; }
+        if v >= 3 { this.members = get_array(buf, v, flex, "LeaveGroupResponse.members")?; }
         if flex { get_unknown_tags(buf, "LeaveGroupResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -110,5 +110,10 @@ impl Decode for MemberResponse {
         if flex { get_unknown_tags(buf, "MemberResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for MemberResponse {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

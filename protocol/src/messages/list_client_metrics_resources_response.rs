@@ -42,7 +42,7 @@ impl Encode for ListClientMetricsResourcesResponse {
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListClientMetricsResourcesResponse", version: v }); }
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        put_array(buf, &self.client_metrics_resources, true, "ListClientMetricsResourcesResponse.client_metrics_resources", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.client_metrics_resources, v, true, "ListClientMetricsResourcesResponse.client_metrics_resources")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListClientMetricsResourcesResponse")?; }
         Ok(())
     }
@@ -55,7 +55,7 @@ impl Decode for ListClientMetricsResourcesResponse {
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "ListClientMetricsResourcesResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "ListClientMetricsResourcesResponse.error_code")?;
-        this.client_metrics_resources = get_array(buf, true, "ListClientMetricsResourcesResponse.client_metrics_resources", |b| ClientMetricsResource::decode(b, v))?;
+        this.client_metrics_resources = get_array(buf, v, true, "ListClientMetricsResourcesResponse.client_metrics_resources")?;
         if true { get_unknown_tags(buf, "ListClientMetricsResourcesResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -96,5 +96,10 @@ impl Decode for ClientMetricsResource {
         if true { get_unknown_tags(buf, "ClientMetricsResource", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for ClientMetricsResource {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -38,8 +38,8 @@ impl Encode for ListGroupsRequest {
         let v = version;
         if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListGroupsRequest", version: v }); }
         let flex = v >= 3;
-        if v >= 4 { put_array(buf, &self.states_filter, flex, "ListGroupsRequest.states_filter", |b, e| put_string(b, e, flex, "ListGroupsRequest.states_filter"))?; }
-        if v >= 5 { put_array(buf, &self.types_filter, flex, "ListGroupsRequest.types_filter", |b, e| put_string(b, e, flex, "ListGroupsRequest.types_filter"))?; }
+        if v >= 4 { put_array(buf, &self.states_filter, v, flex, "ListGroupsRequest.states_filter")?; }
+        if v >= 5 { put_array(buf, &self.types_filter, v, flex, "ListGroupsRequest.types_filter")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListGroupsRequest")?; }
         Ok(())
     }
@@ -51,8 +51,8 @@ impl Decode for ListGroupsRequest {
         if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ListGroupsRequest", version: v }); }
         let flex = v >= 3;
         let mut this = Self::default();
-        if v >= 4 { this.states_filter = get_array(buf, flex, "ListGroupsRequest.states_filter", |b| get_string(b, flex, "ListGroupsRequest.states_filter"))?; }
-        if v >= 5 { this.types_filter = get_array(buf, flex, "ListGroupsRequest.types_filter", |b| get_string(b, flex, "ListGroupsRequest.types_filter"))?; }
+        if v >= 4 { this.states_filter = get_array(buf, v, flex, "ListGroupsRequest.states_filter")?; }
+        if v >= 5 { this.types_filter = get_array(buf, v, flex, "ListGroupsRequest.types_filter")?; }
         if flex { get_unknown_tags(buf, "ListGroupsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }

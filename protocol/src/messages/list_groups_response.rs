@@ -43,7 +43,7 @@ impl Encode for ListGroupsResponse {
         let flex = v >= 3;
         if v >= 1 { put_i32(buf, self.throttle_time_ms); }
         put_i16(buf, self.error_code);
-        put_array(buf, &self.groups, flex, "ListGroupsResponse.groups", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.groups, v, flex, "ListGroupsResponse.groups")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListGroupsResponse")?; }
         Ok(())
     }
@@ -57,7 +57,7 @@ impl Decode for ListGroupsResponse {
         let mut this = Self::default();
         if v >= 1 { this.throttle_time_ms = get_i32(buf, "ListGroupsResponse.throttle_time_ms")?; }
         this.error_code = get_i16(buf, "ListGroupsResponse.error_code")?;
-        this.groups = get_array(buf, flex, "ListGroupsResponse.groups", |b| ListedGroup::decode(b, v))?;
+        this.groups = get_array(buf, v, flex, "ListGroupsResponse.groups")?;
         if flex { get_unknown_tags(buf, "ListGroupsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -115,5 +115,10 @@ impl Decode for ListedGroup {
         if flex { get_unknown_tags(buf, "ListedGroup", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for ListedGroup {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

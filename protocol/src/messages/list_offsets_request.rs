@@ -46,7 +46,7 @@ impl Encode for ListOffsetsRequest {
         let flex = v >= 6;
         put_i32(buf, self.replica_id);
         if v >= 2 { put_i8(buf, self.isolation_level); }
-        put_array(buf, &self.topics, flex, "ListOffsetsRequest.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "ListOffsetsRequest.topics")?;
         if v >= 10 { put_i32(buf, self.timeout_ms); }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListOffsetsRequest")?; }
         Ok(())
@@ -61,7 +61,7 @@ impl Decode for ListOffsetsRequest {
         let mut this = Self::default();
         this.replica_id = get_i32(buf, "ListOffsetsRequest.replica_id")?;
         if v >= 2 { this.isolation_level = get_i8(buf, "ListOffsetsRequest.isolation_level")?; }
-        this.topics = get_array(buf, flex, "ListOffsetsRequest.topics", |b| ListOffsetsTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "ListOffsetsRequest.topics")?;
         if v >= 10 { this.timeout_ms = get_i32(buf, "ListOffsetsRequest.timeout_ms")?; }
         if flex { get_unknown_tags(buf, "ListOffsetsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -122,6 +122,11 @@ impl Decode for ListOffsetsPartition {
     }
 }
 
+impl Elem for ListOffsetsPartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `ListOffsetsTopic` of `ListOffsetsRequest`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ListOffsetsTopic {
@@ -148,7 +153,7 @@ impl Encode for ListOffsetsTopic {
         let v = version;
         let flex = v >= 6;
         put_string(buf, &self.name, flex, "ListOffsetsTopic.name")?;
-        put_array(buf, &self.partitions, flex, "ListOffsetsTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "ListOffsetsTopic.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListOffsetsTopic")?; }
         Ok(())
     }
@@ -160,9 +165,14 @@ impl Decode for ListOffsetsTopic {
         let flex = v >= 6;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "ListOffsetsTopic.name")?;
-        this.partitions = get_array(buf, flex, "ListOffsetsTopic.partitions", |b| ListOffsetsPartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "ListOffsetsTopic.partitions")?;
         if flex { get_unknown_tags(buf, "ListOffsetsTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for ListOffsetsTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -38,7 +38,7 @@ impl Encode for ListPartitionReassignmentsRequest {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListPartitionReassignmentsRequest", version: v }); }
         put_i32(buf, self.timeout_ms);
-        put_opt_array(buf, self.topics.as_deref(), true, true, "ListPartitionReassignmentsRequest.topics", v, |b, e| e.encode(b, v))?;
+        put_opt_array(buf, self.topics.as_deref(), v, true, true, "ListPartitionReassignmentsRequest.topics")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListPartitionReassignmentsRequest")?; }
         Ok(())
     }
@@ -50,7 +50,7 @@ impl Decode for ListPartitionReassignmentsRequest {
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ListPartitionReassignmentsRequest", version: v }); }
         let mut this = Self::default();
         this.timeout_ms = get_i32(buf, "ListPartitionReassignmentsRequest.timeout_ms")?;
-        this.topics = get_opt_array(buf, true, true, "ListPartitionReassignmentsRequest.topics", |b| ListPartitionReassignmentsTopics::decode(b, v))?;
+        this.topics = get_opt_array(buf, v, true, true, "ListPartitionReassignmentsRequest.topics")?;
         if true { get_unknown_tags(buf, "ListPartitionReassignmentsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -81,7 +81,7 @@ impl Encode for ListPartitionReassignmentsTopics {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, true, "ListPartitionReassignmentsTopics.name")?;
-        put_array(buf, &self.partition_indexes, true, "ListPartitionReassignmentsTopics.partition_indexes", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.partition_indexes, v, true, "ListPartitionReassignmentsTopics.partition_indexes")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListPartitionReassignmentsTopics")?; }
         Ok(())
     }
@@ -92,9 +92,14 @@ impl Decode for ListPartitionReassignmentsTopics {
         let v = version;
         let mut this = Self::default();
         this.name = get_string(buf, true, "ListPartitionReassignmentsTopics.name")?;
-        this.partition_indexes = get_array(buf, true, "ListPartitionReassignmentsTopics.partition_indexes", |b| get_i32(b, "ListPartitionReassignmentsTopics.partition_indexes"))?;
+        this.partition_indexes = get_array(buf, v, true, "ListPartitionReassignmentsTopics.partition_indexes")?;
         if true { get_unknown_tags(buf, "ListPartitionReassignmentsTopics", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for ListPartitionReassignmentsTopics {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

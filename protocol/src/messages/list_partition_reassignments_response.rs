@@ -46,7 +46,7 @@ impl Encode for ListPartitionReassignmentsResponse {
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
         put_opt_string(buf, self.error_message.as_deref(), true, true, "ListPartitionReassignmentsResponse.error_message", v)?;
-        put_array(buf, &self.topics, true, "ListPartitionReassignmentsResponse.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, true, "ListPartitionReassignmentsResponse.topics")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListPartitionReassignmentsResponse")?; }
         Ok(())
     }
@@ -60,7 +60,7 @@ impl Decode for ListPartitionReassignmentsResponse {
         this.throttle_time_ms = get_i32(buf, "ListPartitionReassignmentsResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "ListPartitionReassignmentsResponse.error_code")?;
         this.error_message = get_opt_string(buf, true, true, "ListPartitionReassignmentsResponse.error_message")?;
-        this.topics = get_array(buf, true, "ListPartitionReassignmentsResponse.topics", |b| OngoingTopicReassignment::decode(b, v))?;
+        this.topics = get_array(buf, v, true, "ListPartitionReassignmentsResponse.topics")?;
         if true { get_unknown_tags(buf, "ListPartitionReassignmentsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -97,9 +97,9 @@ impl Encode for OngoingPartitionReassignment {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_i32(buf, self.partition_index);
-        put_array(buf, &self.replicas, true, "OngoingPartitionReassignment.replicas", |b, e| { put_i32(b, *e); Ok(()) })?;
-        put_array(buf, &self.adding_replicas, true, "OngoingPartitionReassignment.adding_replicas", |b, e| { put_i32(b, *e); Ok(()) })?;
-        put_array(buf, &self.removing_replicas, true, "OngoingPartitionReassignment.removing_replicas", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.replicas, v, true, "OngoingPartitionReassignment.replicas")?;
+        put_array(buf, &self.adding_replicas, v, true, "OngoingPartitionReassignment.adding_replicas")?;
+        put_array(buf, &self.removing_replicas, v, true, "OngoingPartitionReassignment.removing_replicas")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "OngoingPartitionReassignment")?; }
         Ok(())
     }
@@ -110,12 +110,17 @@ impl Decode for OngoingPartitionReassignment {
         let v = version;
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "OngoingPartitionReassignment.partition_index")?;
-        this.replicas = get_array(buf, true, "OngoingPartitionReassignment.replicas", |b| get_i32(b, "OngoingPartitionReassignment.replicas"))?;
-        this.adding_replicas = get_array(buf, true, "OngoingPartitionReassignment.adding_replicas", |b| get_i32(b, "OngoingPartitionReassignment.adding_replicas"))?;
-        this.removing_replicas = get_array(buf, true, "OngoingPartitionReassignment.removing_replicas", |b| get_i32(b, "OngoingPartitionReassignment.removing_replicas"))?;
+        this.replicas = get_array(buf, v, true, "OngoingPartitionReassignment.replicas")?;
+        this.adding_replicas = get_array(buf, v, true, "OngoingPartitionReassignment.adding_replicas")?;
+        this.removing_replicas = get_array(buf, v, true, "OngoingPartitionReassignment.removing_replicas")?;
         if true { get_unknown_tags(buf, "OngoingPartitionReassignment", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for OngoingPartitionReassignment {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `OngoingTopicReassignment` of `ListPartitionReassignmentsResponse`.
@@ -143,7 +148,7 @@ impl Encode for OngoingTopicReassignment {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, true, "OngoingTopicReassignment.name")?;
-        put_array(buf, &self.partitions, true, "OngoingTopicReassignment.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, true, "OngoingTopicReassignment.partitions")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "OngoingTopicReassignment")?; }
         Ok(())
     }
@@ -154,9 +159,14 @@ impl Decode for OngoingTopicReassignment {
         let v = version;
         let mut this = Self::default();
         this.name = get_string(buf, true, "OngoingTopicReassignment.name")?;
-        this.partitions = get_array(buf, true, "OngoingTopicReassignment.partitions", |b| OngoingPartitionReassignment::decode(b, v))?;
+        this.partitions = get_array(buf, v, true, "OngoingTopicReassignment.partitions")?;
         if true { get_unknown_tags(buf, "OngoingTopicReassignment", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for OngoingTopicReassignment {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

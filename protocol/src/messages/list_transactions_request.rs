@@ -40,8 +40,8 @@ impl Encode for ListTransactionsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListTransactionsRequest", version: v }); }
-        put_array(buf, &self.state_filters, true, "ListTransactionsRequest.state_filters", |b, e| put_string(b, e, true, "ListTransactionsRequest.state_filters"))?;
-        put_array(buf, &self.producer_id_filters, true, "ListTransactionsRequest.producer_id_filters", |b, e| { put_i64(b, *e); Ok(()) })?;
+        put_array(buf, &self.state_filters, v, true, "ListTransactionsRequest.state_filters")?;
+        put_array(buf, &self.producer_id_filters, v, true, "ListTransactionsRequest.producer_id_filters")?;
         if v >= 1 { put_i64(buf, self.duration_filter); }
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListTransactionsRequest")?; }
         Ok(())
@@ -53,8 +53,8 @@ impl Decode for ListTransactionsRequest {
         let v = version;
         if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ListTransactionsRequest", version: v }); }
         let mut this = Self::default();
-        this.state_filters = get_array(buf, true, "ListTransactionsRequest.state_filters", |b| get_string(b, true, "ListTransactionsRequest.state_filters"))?;
-        this.producer_id_filters = get_array(buf, true, "ListTransactionsRequest.producer_id_filters", |b| get_i64(b, "ListTransactionsRequest.producer_id_filters"))?;
+        this.state_filters = get_array(buf, v, true, "ListTransactionsRequest.state_filters")?;
+        this.producer_id_filters = get_array(buf, v, true, "ListTransactionsRequest.producer_id_filters")?;
         if v >= 1 { this.duration_filter = get_i64(buf, "ListTransactionsRequest.duration_filter")?; }
         if true { get_unknown_tags(buf, "ListTransactionsRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)

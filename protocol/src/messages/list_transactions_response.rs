@@ -45,8 +45,8 @@ impl Encode for ListTransactionsResponse {
         if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListTransactionsResponse", version: v }); }
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        put_array(buf, &self.unknown_state_filters, true, "ListTransactionsResponse.unknown_state_filters", |b, e| put_string(b, e, true, "ListTransactionsResponse.unknown_state_filters"))?;
-        put_array(buf, &self.transaction_states, true, "ListTransactionsResponse.transaction_states", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.unknown_state_filters, v, true, "ListTransactionsResponse.unknown_state_filters")?;
+        put_array(buf, &self.transaction_states, v, true, "ListTransactionsResponse.transaction_states")?;
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListTransactionsResponse")?; }
         Ok(())
     }
@@ -59,8 +59,8 @@ impl Decode for ListTransactionsResponse {
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "ListTransactionsResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "ListTransactionsResponse.error_code")?;
-        this.unknown_state_filters = get_array(buf, true, "ListTransactionsResponse.unknown_state_filters", |b| get_string(b, true, "ListTransactionsResponse.unknown_state_filters"))?;
-        this.transaction_states = get_array(buf, true, "ListTransactionsResponse.transaction_states", |b| TransactionState::decode(b, v))?;
+        this.unknown_state_filters = get_array(buf, v, true, "ListTransactionsResponse.unknown_state_filters")?;
+        this.transaction_states = get_array(buf, v, true, "ListTransactionsResponse.transaction_states")?;
         if true { get_unknown_tags(buf, "ListTransactionsResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -111,5 +111,10 @@ impl Decode for TransactionState {
         if true { get_unknown_tags(buf, "TransactionState", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TransactionState {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -44,7 +44,7 @@ impl Encode for MetadataRequest {
         let v = version;
         if !(0..=12).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "MetadataRequest", version: v }); }
         let flex = v >= 9;
-        put_opt_array(buf, self.topics.as_deref(), flex, v >= 1, "MetadataRequest.topics", v, |b, e| e.encode(b, v))?;
+        put_opt_array(buf, self.topics.as_deref(), v, flex, v >= 1, "MetadataRequest.topics")?;
         if v >= 4 { put_bool(buf, self.allow_auto_topic_creation); }
         if v >= 8 && v <= 10 { put_bool(buf, self.include_cluster_authorized_operations); }
         if v >= 8 { put_bool(buf, self.include_topic_authorized_operations); }
@@ -59,7 +59,7 @@ impl Decode for MetadataRequest {
         if !(0..=12).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "MetadataRequest", version: v }); }
         let flex = v >= 9;
         let mut this = Self::default();
-        this.topics = get_opt_array(buf, flex, v >= 1, "MetadataRequest.topics", |b| MetadataRequestTopic::decode(b, v))?;
+        this.topics = get_opt_array(buf, v, flex, v >= 1, "MetadataRequest.topics")?;
         if v >= 4 { this.allow_auto_topic_creation = get_bool(buf, "MetadataRequest.allow_auto_topic_creation")?; }
         if v >= 8 && v <= 10 { this.include_cluster_authorized_operations = get_bool(buf, "MetadataRequest.include_cluster_authorized_operations")?; }
         if v >= 8 { this.include_topic_authorized_operations = get_bool(buf, "MetadataRequest.include_topic_authorized_operations")?; }
@@ -110,5 +110,10 @@ impl Decode for MetadataRequestTopic {
         if flex { get_unknown_tags(buf, "MetadataRequestTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for MetadataRequestTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -51,10 +51,10 @@ impl Encode for MetadataResponse {
         if !(0..=12).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "MetadataResponse", version: v }); }
         let flex = v >= 9;
         if v >= 3 { put_i32(buf, self.throttle_time_ms); }
-        put_array(buf, &self.brokers, flex, "MetadataResponse.brokers", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.brokers, v, flex, "MetadataResponse.brokers")?;
         if v >= 2 { put_opt_string(buf, self.cluster_id.as_deref(), flex, v >= 2, "MetadataResponse.cluster_id", v)?; }
         if v >= 1 { put_i32(buf, self.controller_id); }
-        put_array(buf, &self.topics, flex, "MetadataResponse.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "MetadataResponse.topics")?;
         if v >= 8 && v <= 10 { put_i32(buf, self.cluster_authorized_operations); }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataResponse")?; }
         Ok(())
@@ -68,10 +68,10 @@ impl Decode for MetadataResponse {
         let flex = v >= 9;
         let mut this = Self::default();
         if v >= 3 { this.throttle_time_ms = get_i32(buf, "MetadataResponse.throttle_time_ms")?; }
-        this.brokers = get_array(buf, flex, "MetadataResponse.brokers", |b| MetadataResponseBroker::decode(b, v))?;
+        this.brokers = get_array(buf, v, flex, "MetadataResponse.brokers")?;
         if v >= 2 { this.cluster_id = get_opt_string(buf, flex, v >= 2, "MetadataResponse.cluster_id")?; }
         if v >= 1 { this.controller_id = get_i32(buf, "MetadataResponse.controller_id")?; }
-        this.topics = get_array(buf, flex, "MetadataResponse.topics", |b| MetadataResponseTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "MetadataResponse.topics")?;
         if v >= 8 && v <= 10 { this.cluster_authorized_operations = get_i32(buf, "MetadataResponse.cluster_authorized_operations")?; }
         if flex { get_unknown_tags(buf, "MetadataResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -132,6 +132,11 @@ impl Decode for MetadataResponseBroker {
     }
 }
 
+impl Elem for MetadataResponseBroker {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `MetadataResponsePartition` of `MetadataResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetadataResponsePartition {
@@ -176,9 +181,9 @@ impl Encode for MetadataResponsePartition {
         put_i32(buf, self.partition_index);
         put_i32(buf, self.leader_id);
         if v >= 7 { put_i32(buf, self.leader_epoch); }
-        put_array(buf, &self.replica_nodes, flex, "MetadataResponsePartition.replica_nodes", |b, e| { put_i32(b, *e); Ok(()) })?;
-        put_array(buf, &self.isr_nodes, flex, "MetadataResponsePartition.isr_nodes", |b, e| { put_i32(b, *e); Ok(()) })?;
-        if v >= 5 { put_array(buf, &self.offline_replicas, flex, "MetadataResponsePartition.offline_replicas", |b, e| { put_i32(b, *e); Ok(()) })?; }
+        put_array(buf, &self.replica_nodes, v, flex, "MetadataResponsePartition.replica_nodes")?;
+        put_array(buf, &self.isr_nodes, v, flex, "MetadataResponsePartition.isr_nodes")?;
+        if v >= 5 { put_array(buf, &self.offline_replicas, v, flex, "MetadataResponsePartition.offline_replicas")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataResponsePartition")?; }
         Ok(())
     }
@@ -193,12 +198,17 @@ impl Decode for MetadataResponsePartition {
         this.partition_index = get_i32(buf, "MetadataResponsePartition.partition_index")?;
         this.leader_id = get_i32(buf, "MetadataResponsePartition.leader_id")?;
         if v >= 7 { this.leader_epoch = get_i32(buf, "MetadataResponsePartition.leader_epoch")?; }
-        this.replica_nodes = get_array(buf, flex, "MetadataResponsePartition.replica_nodes", |b| get_i32(b, "MetadataResponsePartition.replica_nodes"))?;
-        this.isr_nodes = get_array(buf, flex, "MetadataResponsePartition.isr_nodes", |b| get_i32(b, "MetadataResponsePartition.isr_nodes"))?;
-        if v >= 5 { this.offline_replicas = get_array(buf, flex, "MetadataResponsePartition.offline_replicas", |b| get_i32(b, "MetadataResponsePartition.offline_replicas"))?; }
+        this.replica_nodes = get_array(buf, v, flex, "MetadataResponsePartition.replica_nodes")?;
+        this.isr_nodes = get_array(buf, v, flex, "MetadataResponsePartition.isr_nodes")?;
+        if v >= 5 { this.offline_replicas = get_array(buf, v, flex, "MetadataResponsePartition.offline_replicas")?; }
         if flex { get_unknown_tags(buf, "MetadataResponsePartition", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for MetadataResponsePartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `MetadataResponseTopic` of `MetadataResponse`.
@@ -242,7 +252,7 @@ impl Encode for MetadataResponseTopic {
         put_opt_string(buf, self.name.as_deref(), flex, v >= 12, "MetadataResponseTopic.name", v)?;
         if v >= 10 { put_uuid(buf, &self.topic_id); }
         if v >= 1 { put_bool(buf, self.is_internal); }
-        put_array(buf, &self.partitions, flex, "MetadataResponseTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "MetadataResponseTopic.partitions")?;
         if v >= 8 { put_i32(buf, self.topic_authorized_operations); }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataResponseTopic")?; }
         Ok(())
@@ -258,10 +268,15 @@ impl Decode for MetadataResponseTopic {
         this.name = get_opt_string(buf, flex, v >= 12, "MetadataResponseTopic.name")?;
         if v >= 10 { this.topic_id = get_uuid(buf, "MetadataResponseTopic.topic_id")?; }
         if v >= 1 { this.is_internal = get_bool(buf, "MetadataResponseTopic.is_internal")?; }
-        this.partitions = get_array(buf, flex, "MetadataResponseTopic.partitions", |b| MetadataResponsePartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "MetadataResponseTopic.partitions")?;
         if v >= 8 { this.topic_authorized_operations = get_i32(buf, "MetadataResponseTopic.topic_authorized_operations")?; }
         if flex { get_unknown_tags(buf, "MetadataResponseTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for MetadataResponseTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

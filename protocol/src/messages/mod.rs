@@ -21,42 +21,24 @@ pub mod add_offsets_to_txn_request;
 pub mod add_offsets_to_txn_response;
 pub mod add_partitions_to_txn_request;
 pub mod add_partitions_to_txn_response;
-pub mod add_raft_voter_request;
-pub mod add_raft_voter_response;
-pub mod allocate_producer_ids_request;
-pub mod allocate_producer_ids_response;
 pub mod alter_client_quotas_request;
 pub mod alter_client_quotas_response;
 pub mod alter_configs_request;
 pub mod alter_configs_response;
 pub mod alter_partition_reassignments_request;
 pub mod alter_partition_reassignments_response;
-pub mod alter_partition_request;
-pub mod alter_partition_response;
 pub mod alter_replica_log_dirs_request;
 pub mod alter_replica_log_dirs_response;
 pub mod alter_user_scram_credentials_request;
 pub mod alter_user_scram_credentials_response;
 pub mod api_versions_request;
 pub mod api_versions_response;
-pub mod assign_replicas_to_dirs_request;
-pub mod assign_replicas_to_dirs_response;
-pub mod begin_quorum_epoch_request;
-pub mod begin_quorum_epoch_response;
-pub mod broker_heartbeat_request;
-pub mod broker_heartbeat_response;
-pub mod broker_registration_request;
-pub mod broker_registration_response;
 pub mod consumer_group_describe_request;
 pub mod consumer_group_describe_response;
 pub mod consumer_group_heartbeat_request;
 pub mod consumer_group_heartbeat_response;
 pub mod consumer_protocol_assignment;
 pub mod consumer_protocol_subscription;
-pub mod controlled_shutdown_request;
-pub mod controlled_shutdown_response;
-pub mod controller_registration_request;
-pub mod controller_registration_response;
 pub mod create_acls_request;
 pub mod create_acls_response;
 pub mod create_delegation_token_request;
@@ -72,8 +54,6 @@ pub mod delete_groups_request;
 pub mod delete_groups_response;
 pub mod delete_records_request;
 pub mod delete_records_response;
-pub mod delete_share_group_state_request;
-pub mod delete_share_group_state_response;
 pub mod delete_topics_request;
 pub mod delete_topics_response;
 pub mod describe_acls_request;
@@ -102,18 +82,12 @@ pub mod describe_user_scram_credentials_request;
 pub mod describe_user_scram_credentials_response;
 pub mod elect_leaders_request;
 pub mod elect_leaders_response;
-pub mod end_quorum_epoch_request;
-pub mod end_quorum_epoch_response;
 pub mod end_txn_request;
 pub mod end_txn_response;
-pub mod envelope_request;
-pub mod envelope_response;
 pub mod expire_delegation_token_request;
 pub mod expire_delegation_token_response;
 pub mod fetch_request;
 pub mod fetch_response;
-pub mod fetch_snapshot_request;
-pub mod fetch_snapshot_response;
 pub mod find_coordinator_request;
 pub mod find_coordinator_response;
 pub mod get_telemetry_subscriptions_request;
@@ -124,12 +98,8 @@ pub mod incremental_alter_configs_request;
 pub mod incremental_alter_configs_response;
 pub mod init_producer_id_request;
 pub mod init_producer_id_response;
-pub mod initialize_share_group_state_request;
-pub mod initialize_share_group_state_response;
 pub mod join_group_request;
 pub mod join_group_response;
-pub mod leader_and_isr_request;
-pub mod leader_and_isr_response;
 pub mod leave_group_request;
 pub mod leave_group_response;
 pub mod list_client_metrics_resources_request;
@@ -156,12 +126,6 @@ pub mod produce_request;
 pub mod produce_response;
 pub mod push_telemetry_request;
 pub mod push_telemetry_response;
-pub mod read_share_group_state_request;
-pub mod read_share_group_state_response;
-pub mod read_share_group_state_summary_request;
-pub mod read_share_group_state_summary_response;
-pub mod remove_raft_voter_request;
-pub mod remove_raft_voter_response;
 pub mod renew_delegation_token_request;
 pub mod renew_delegation_token_response;
 pub mod request_header;
@@ -170,32 +134,12 @@ pub mod sasl_authenticate_request;
 pub mod sasl_authenticate_response;
 pub mod sasl_handshake_request;
 pub mod sasl_handshake_response;
-pub mod share_acknowledge_request;
-pub mod share_acknowledge_response;
-pub mod share_fetch_request;
-pub mod share_fetch_response;
-pub mod share_group_describe_request;
-pub mod share_group_describe_response;
-pub mod share_group_heartbeat_request;
-pub mod share_group_heartbeat_response;
-pub mod stop_replica_request;
-pub mod stop_replica_response;
 pub mod sync_group_request;
 pub mod sync_group_response;
 pub mod txn_offset_commit_request;
 pub mod txn_offset_commit_response;
-pub mod unregister_broker_request;
-pub mod unregister_broker_response;
 pub mod update_features_request;
 pub mod update_features_response;
-pub mod update_metadata_request;
-pub mod update_metadata_response;
-pub mod update_raft_voter_request;
-pub mod update_raft_voter_response;
-pub mod vote_request;
-pub mod vote_response;
-pub mod write_share_group_state_request;
-pub mod write_share_group_state_response;
 pub mod write_txn_markers_request;
 pub mod write_txn_markers_response;
 
@@ -203,42 +147,24 @@ pub use add_offsets_to_txn_request::AddOffsetsToTxnRequest;
 pub use add_offsets_to_txn_response::AddOffsetsToTxnResponse;
 pub use add_partitions_to_txn_request::AddPartitionsToTxnRequest;
 pub use add_partitions_to_txn_response::AddPartitionsToTxnResponse;
-pub use add_raft_voter_request::AddRaftVoterRequest;
-pub use add_raft_voter_response::AddRaftVoterResponse;
-pub use allocate_producer_ids_request::AllocateProducerIdsRequest;
-pub use allocate_producer_ids_response::AllocateProducerIdsResponse;
 pub use alter_client_quotas_request::AlterClientQuotasRequest;
 pub use alter_client_quotas_response::AlterClientQuotasResponse;
 pub use alter_configs_request::AlterConfigsRequest;
 pub use alter_configs_response::AlterConfigsResponse;
 pub use alter_partition_reassignments_request::AlterPartitionReassignmentsRequest;
 pub use alter_partition_reassignments_response::AlterPartitionReassignmentsResponse;
-pub use alter_partition_request::AlterPartitionRequest;
-pub use alter_partition_response::AlterPartitionResponse;
 pub use alter_replica_log_dirs_request::AlterReplicaLogDirsRequest;
 pub use alter_replica_log_dirs_response::AlterReplicaLogDirsResponse;
 pub use alter_user_scram_credentials_request::AlterUserScramCredentialsRequest;
 pub use alter_user_scram_credentials_response::AlterUserScramCredentialsResponse;
 pub use api_versions_request::ApiVersionsRequest;
 pub use api_versions_response::ApiVersionsResponse;
-pub use assign_replicas_to_dirs_request::AssignReplicasToDirsRequest;
-pub use assign_replicas_to_dirs_response::AssignReplicasToDirsResponse;
-pub use begin_quorum_epoch_request::BeginQuorumEpochRequest;
-pub use begin_quorum_epoch_response::BeginQuorumEpochResponse;
-pub use broker_heartbeat_request::BrokerHeartbeatRequest;
-pub use broker_heartbeat_response::BrokerHeartbeatResponse;
-pub use broker_registration_request::BrokerRegistrationRequest;
-pub use broker_registration_response::BrokerRegistrationResponse;
 pub use consumer_group_describe_request::ConsumerGroupDescribeRequest;
 pub use consumer_group_describe_response::ConsumerGroupDescribeResponse;
 pub use consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest;
 pub use consumer_group_heartbeat_response::ConsumerGroupHeartbeatResponse;
 pub use consumer_protocol_assignment::ConsumerProtocolAssignment;
 pub use consumer_protocol_subscription::ConsumerProtocolSubscription;
-pub use controlled_shutdown_request::ControlledShutdownRequest;
-pub use controlled_shutdown_response::ControlledShutdownResponse;
-pub use controller_registration_request::ControllerRegistrationRequest;
-pub use controller_registration_response::ControllerRegistrationResponse;
 pub use create_acls_request::CreateAclsRequest;
 pub use create_acls_response::CreateAclsResponse;
 pub use create_delegation_token_request::CreateDelegationTokenRequest;
@@ -254,8 +180,6 @@ pub use delete_groups_request::DeleteGroupsRequest;
 pub use delete_groups_response::DeleteGroupsResponse;
 pub use delete_records_request::DeleteRecordsRequest;
 pub use delete_records_response::DeleteRecordsResponse;
-pub use delete_share_group_state_request::DeleteShareGroupStateRequest;
-pub use delete_share_group_state_response::DeleteShareGroupStateResponse;
 pub use delete_topics_request::DeleteTopicsRequest;
 pub use delete_topics_response::DeleteTopicsResponse;
 pub use describe_acls_request::DescribeAclsRequest;
@@ -284,18 +208,12 @@ pub use describe_user_scram_credentials_request::DescribeUserScramCredentialsReq
 pub use describe_user_scram_credentials_response::DescribeUserScramCredentialsResponse;
 pub use elect_leaders_request::ElectLeadersRequest;
 pub use elect_leaders_response::ElectLeadersResponse;
-pub use end_quorum_epoch_request::EndQuorumEpochRequest;
-pub use end_quorum_epoch_response::EndQuorumEpochResponse;
 pub use end_txn_request::EndTxnRequest;
 pub use end_txn_response::EndTxnResponse;
-pub use envelope_request::EnvelopeRequest;
-pub use envelope_response::EnvelopeResponse;
 pub use expire_delegation_token_request::ExpireDelegationTokenRequest;
 pub use expire_delegation_token_response::ExpireDelegationTokenResponse;
 pub use fetch_request::FetchRequest;
 pub use fetch_response::FetchResponse;
-pub use fetch_snapshot_request::FetchSnapshotRequest;
-pub use fetch_snapshot_response::FetchSnapshotResponse;
 pub use find_coordinator_request::FindCoordinatorRequest;
 pub use find_coordinator_response::FindCoordinatorResponse;
 pub use get_telemetry_subscriptions_request::GetTelemetrySubscriptionsRequest;
@@ -306,12 +224,8 @@ pub use incremental_alter_configs_request::IncrementalAlterConfigsRequest;
 pub use incremental_alter_configs_response::IncrementalAlterConfigsResponse;
 pub use init_producer_id_request::InitProducerIdRequest;
 pub use init_producer_id_response::InitProducerIdResponse;
-pub use initialize_share_group_state_request::InitializeShareGroupStateRequest;
-pub use initialize_share_group_state_response::InitializeShareGroupStateResponse;
 pub use join_group_request::JoinGroupRequest;
 pub use join_group_response::JoinGroupResponse;
-pub use leader_and_isr_request::LeaderAndIsrRequest;
-pub use leader_and_isr_response::LeaderAndIsrResponse;
 pub use leave_group_request::LeaveGroupRequest;
 pub use leave_group_response::LeaveGroupResponse;
 pub use list_client_metrics_resources_request::ListClientMetricsResourcesRequest;
@@ -338,12 +252,6 @@ pub use produce_request::ProduceRequest;
 pub use produce_response::ProduceResponse;
 pub use push_telemetry_request::PushTelemetryRequest;
 pub use push_telemetry_response::PushTelemetryResponse;
-pub use read_share_group_state_request::ReadShareGroupStateRequest;
-pub use read_share_group_state_response::ReadShareGroupStateResponse;
-pub use read_share_group_state_summary_request::ReadShareGroupStateSummaryRequest;
-pub use read_share_group_state_summary_response::ReadShareGroupStateSummaryResponse;
-pub use remove_raft_voter_request::RemoveRaftVoterRequest;
-pub use remove_raft_voter_response::RemoveRaftVoterResponse;
 pub use renew_delegation_token_request::RenewDelegationTokenRequest;
 pub use renew_delegation_token_response::RenewDelegationTokenResponse;
 pub use request_header::RequestHeader;
@@ -352,32 +260,12 @@ pub use sasl_authenticate_request::SaslAuthenticateRequest;
 pub use sasl_authenticate_response::SaslAuthenticateResponse;
 pub use sasl_handshake_request::SaslHandshakeRequest;
 pub use sasl_handshake_response::SaslHandshakeResponse;
-pub use share_acknowledge_request::ShareAcknowledgeRequest;
-pub use share_acknowledge_response::ShareAcknowledgeResponse;
-pub use share_fetch_request::ShareFetchRequest;
-pub use share_fetch_response::ShareFetchResponse;
-pub use share_group_describe_request::ShareGroupDescribeRequest;
-pub use share_group_describe_response::ShareGroupDescribeResponse;
-pub use share_group_heartbeat_request::ShareGroupHeartbeatRequest;
-pub use share_group_heartbeat_response::ShareGroupHeartbeatResponse;
-pub use stop_replica_request::StopReplicaRequest;
-pub use stop_replica_response::StopReplicaResponse;
 pub use sync_group_request::SyncGroupRequest;
 pub use sync_group_response::SyncGroupResponse;
 pub use txn_offset_commit_request::TxnOffsetCommitRequest;
 pub use txn_offset_commit_response::TxnOffsetCommitResponse;
-pub use unregister_broker_request::UnregisterBrokerRequest;
-pub use unregister_broker_response::UnregisterBrokerResponse;
 pub use update_features_request::UpdateFeaturesRequest;
 pub use update_features_response::UpdateFeaturesResponse;
-pub use update_metadata_request::UpdateMetadataRequest;
-pub use update_metadata_response::UpdateMetadataResponse;
-pub use update_raft_voter_request::UpdateRaftVoterRequest;
-pub use update_raft_voter_response::UpdateRaftVoterResponse;
-pub use vote_request::VoteRequest;
-pub use vote_response::VoteResponse;
-pub use write_share_group_state_request::WriteShareGroupStateRequest;
-pub use write_share_group_state_response::WriteShareGroupStateResponse;
 pub use write_txn_markers_request::WriteTxnMarkersRequest;
 pub use write_txn_markers_response::WriteTxnMarkersResponse;
 
@@ -399,26 +287,6 @@ impl Request for ListOffsetsRequest {
 impl Request for MetadataRequest {
     const API_KEY: ApiKey = ApiKey::Metadata;
     type Response = MetadataResponse;
-}
-
-impl Request for LeaderAndIsrRequest {
-    const API_KEY: ApiKey = ApiKey::LeaderAndIsr;
-    type Response = LeaderAndIsrResponse;
-}
-
-impl Request for StopReplicaRequest {
-    const API_KEY: ApiKey = ApiKey::StopReplica;
-    type Response = StopReplicaResponse;
-}
-
-impl Request for UpdateMetadataRequest {
-    const API_KEY: ApiKey = ApiKey::UpdateMetadata;
-    type Response = UpdateMetadataResponse;
-}
-
-impl Request for ControlledShutdownRequest {
-    const API_KEY: ApiKey = ApiKey::ControlledShutdown;
-    type Response = ControlledShutdownResponse;
 }
 
 impl Request for OffsetCommitRequest {
@@ -641,44 +509,14 @@ impl Request for AlterUserScramCredentialsRequest {
     type Response = AlterUserScramCredentialsResponse;
 }
 
-impl Request for VoteRequest {
-    const API_KEY: ApiKey = ApiKey::Vote;
-    type Response = VoteResponse;
-}
-
-impl Request for BeginQuorumEpochRequest {
-    const API_KEY: ApiKey = ApiKey::BeginQuorumEpoch;
-    type Response = BeginQuorumEpochResponse;
-}
-
-impl Request for EndQuorumEpochRequest {
-    const API_KEY: ApiKey = ApiKey::EndQuorumEpoch;
-    type Response = EndQuorumEpochResponse;
-}
-
 impl Request for DescribeQuorumRequest {
     const API_KEY: ApiKey = ApiKey::DescribeQuorum;
     type Response = DescribeQuorumResponse;
 }
 
-impl Request for AlterPartitionRequest {
-    const API_KEY: ApiKey = ApiKey::AlterPartition;
-    type Response = AlterPartitionResponse;
-}
-
 impl Request for UpdateFeaturesRequest {
     const API_KEY: ApiKey = ApiKey::UpdateFeatures;
     type Response = UpdateFeaturesResponse;
-}
-
-impl Request for EnvelopeRequest {
-    const API_KEY: ApiKey = ApiKey::Envelope;
-    type Response = EnvelopeResponse;
-}
-
-impl Request for FetchSnapshotRequest {
-    const API_KEY: ApiKey = ApiKey::FetchSnapshot;
-    type Response = FetchSnapshotResponse;
 }
 
 impl Request for DescribeClusterRequest {
@@ -691,21 +529,6 @@ impl Request for DescribeProducersRequest {
     type Response = DescribeProducersResponse;
 }
 
-impl Request for BrokerRegistrationRequest {
-    const API_KEY: ApiKey = ApiKey::BrokerRegistration;
-    type Response = BrokerRegistrationResponse;
-}
-
-impl Request for BrokerHeartbeatRequest {
-    const API_KEY: ApiKey = ApiKey::BrokerHeartbeat;
-    type Response = BrokerHeartbeatResponse;
-}
-
-impl Request for UnregisterBrokerRequest {
-    const API_KEY: ApiKey = ApiKey::UnregisterBroker;
-    type Response = UnregisterBrokerResponse;
-}
-
 impl Request for DescribeTransactionsRequest {
     const API_KEY: ApiKey = ApiKey::DescribeTransactions;
     type Response = DescribeTransactionsResponse;
@@ -714,11 +537,6 @@ impl Request for DescribeTransactionsRequest {
 impl Request for ListTransactionsRequest {
     const API_KEY: ApiKey = ApiKey::ListTransactions;
     type Response = ListTransactionsResponse;
-}
-
-impl Request for AllocateProducerIdsRequest {
-    const API_KEY: ApiKey = ApiKey::AllocateProducerIds;
-    type Response = AllocateProducerIdsResponse;
 }
 
 impl Request for ConsumerGroupHeartbeatRequest {
@@ -731,11 +549,6 @@ impl Request for ConsumerGroupDescribeRequest {
     type Response = ConsumerGroupDescribeResponse;
 }
 
-impl Request for ControllerRegistrationRequest {
-    const API_KEY: ApiKey = ApiKey::ControllerRegistration;
-    type Response = ControllerRegistrationResponse;
-}
-
 impl Request for GetTelemetrySubscriptionsRequest {
     const API_KEY: ApiKey = ApiKey::GetTelemetrySubscriptions;
     type Response = GetTelemetrySubscriptionsResponse;
@@ -744,11 +557,6 @@ impl Request for GetTelemetrySubscriptionsRequest {
 impl Request for PushTelemetryRequest {
     const API_KEY: ApiKey = ApiKey::PushTelemetry;
     type Response = PushTelemetryResponse;
-}
-
-impl Request for AssignReplicasToDirsRequest {
-    const API_KEY: ApiKey = ApiKey::AssignReplicasToDirs;
-    type Response = AssignReplicasToDirsResponse;
 }
 
 impl Request for ListClientMetricsResourcesRequest {
@@ -761,66 +569,6 @@ impl Request for DescribeTopicPartitionsRequest {
     type Response = DescribeTopicPartitionsResponse;
 }
 
-impl Request for ShareGroupHeartbeatRequest {
-    const API_KEY: ApiKey = ApiKey::ShareGroupHeartbeat;
-    type Response = ShareGroupHeartbeatResponse;
-}
-
-impl Request for ShareGroupDescribeRequest {
-    const API_KEY: ApiKey = ApiKey::ShareGroupDescribe;
-    type Response = ShareGroupDescribeResponse;
-}
-
-impl Request for ShareFetchRequest {
-    const API_KEY: ApiKey = ApiKey::ShareFetch;
-    type Response = ShareFetchResponse;
-}
-
-impl Request for ShareAcknowledgeRequest {
-    const API_KEY: ApiKey = ApiKey::ShareAcknowledge;
-    type Response = ShareAcknowledgeResponse;
-}
-
-impl Request for AddRaftVoterRequest {
-    const API_KEY: ApiKey = ApiKey::AddRaftVoter;
-    type Response = AddRaftVoterResponse;
-}
-
-impl Request for RemoveRaftVoterRequest {
-    const API_KEY: ApiKey = ApiKey::RemoveRaftVoter;
-    type Response = RemoveRaftVoterResponse;
-}
-
-impl Request for UpdateRaftVoterRequest {
-    const API_KEY: ApiKey = ApiKey::UpdateRaftVoter;
-    type Response = UpdateRaftVoterResponse;
-}
-
-impl Request for InitializeShareGroupStateRequest {
-    const API_KEY: ApiKey = ApiKey::InitializeShareGroupState;
-    type Response = InitializeShareGroupStateResponse;
-}
-
-impl Request for ReadShareGroupStateRequest {
-    const API_KEY: ApiKey = ApiKey::ReadShareGroupState;
-    type Response = ReadShareGroupStateResponse;
-}
-
-impl Request for WriteShareGroupStateRequest {
-    const API_KEY: ApiKey = ApiKey::WriteShareGroupState;
-    type Response = WriteShareGroupStateResponse;
-}
-
-impl Request for DeleteShareGroupStateRequest {
-    const API_KEY: ApiKey = ApiKey::DeleteShareGroupState;
-    type Response = DeleteShareGroupStateResponse;
-}
-
-impl Request for ReadShareGroupStateSummaryRequest {
-    const API_KEY: ApiKey = ApiKey::ReadShareGroupStateSummary;
-    type Response = ReadShareGroupStateSummaryResponse;
-}
-
 /// Any request body, tagged by API.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RequestKind {
@@ -828,10 +576,6 @@ pub enum RequestKind {
     Fetch(FetchRequest),
     ListOffsets(ListOffsetsRequest),
     Metadata(MetadataRequest),
-    LeaderAndIsr(LeaderAndIsrRequest),
-    StopReplica(StopReplicaRequest),
-    UpdateMetadata(UpdateMetadataRequest),
-    ControlledShutdown(ControlledShutdownRequest),
     OffsetCommit(OffsetCommitRequest),
     OffsetFetch(OffsetFetchRequest),
     FindCoordinator(FindCoordinatorRequest),
@@ -876,42 +620,18 @@ pub enum RequestKind {
     AlterClientQuotas(AlterClientQuotasRequest),
     DescribeUserScramCredentials(DescribeUserScramCredentialsRequest),
     AlterUserScramCredentials(AlterUserScramCredentialsRequest),
-    Vote(VoteRequest),
-    BeginQuorumEpoch(BeginQuorumEpochRequest),
-    EndQuorumEpoch(EndQuorumEpochRequest),
     DescribeQuorum(DescribeQuorumRequest),
-    AlterPartition(AlterPartitionRequest),
     UpdateFeatures(UpdateFeaturesRequest),
-    Envelope(EnvelopeRequest),
-    FetchSnapshot(FetchSnapshotRequest),
     DescribeCluster(DescribeClusterRequest),
     DescribeProducers(DescribeProducersRequest),
-    BrokerRegistration(BrokerRegistrationRequest),
-    BrokerHeartbeat(BrokerHeartbeatRequest),
-    UnregisterBroker(UnregisterBrokerRequest),
     DescribeTransactions(DescribeTransactionsRequest),
     ListTransactions(ListTransactionsRequest),
-    AllocateProducerIds(AllocateProducerIdsRequest),
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
     ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
-    ControllerRegistration(ControllerRegistrationRequest),
     GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest),
     PushTelemetry(PushTelemetryRequest),
-    AssignReplicasToDirs(AssignReplicasToDirsRequest),
     ListClientMetricsResources(ListClientMetricsResourcesRequest),
     DescribeTopicPartitions(DescribeTopicPartitionsRequest),
-    ShareGroupHeartbeat(ShareGroupHeartbeatRequest),
-    ShareGroupDescribe(ShareGroupDescribeRequest),
-    ShareFetch(ShareFetchRequest),
-    ShareAcknowledge(ShareAcknowledgeRequest),
-    AddRaftVoter(AddRaftVoterRequest),
-    RemoveRaftVoter(RemoveRaftVoterRequest),
-    UpdateRaftVoter(UpdateRaftVoterRequest),
-    InitializeShareGroupState(InitializeShareGroupStateRequest),
-    ReadShareGroupState(ReadShareGroupStateRequest),
-    WriteShareGroupState(WriteShareGroupStateRequest),
-    DeleteShareGroupState(DeleteShareGroupStateRequest),
-    ReadShareGroupStateSummary(ReadShareGroupStateSummaryRequest),
 }
 
 impl RequestKind {
@@ -922,10 +642,6 @@ impl RequestKind {
             ApiKey::Fetch => Self::Fetch(FetchRequest::decode(buf, version)?),
             ApiKey::ListOffsets => Self::ListOffsets(ListOffsetsRequest::decode(buf, version)?),
             ApiKey::Metadata => Self::Metadata(MetadataRequest::decode(buf, version)?),
-            ApiKey::LeaderAndIsr => Self::LeaderAndIsr(LeaderAndIsrRequest::decode(buf, version)?),
-            ApiKey::StopReplica => Self::StopReplica(StopReplicaRequest::decode(buf, version)?),
-            ApiKey::UpdateMetadata => Self::UpdateMetadata(UpdateMetadataRequest::decode(buf, version)?),
-            ApiKey::ControlledShutdown => Self::ControlledShutdown(ControlledShutdownRequest::decode(buf, version)?),
             ApiKey::OffsetCommit => Self::OffsetCommit(OffsetCommitRequest::decode(buf, version)?),
             ApiKey::OffsetFetch => Self::OffsetFetch(OffsetFetchRequest::decode(buf, version)?),
             ApiKey::FindCoordinator => Self::FindCoordinator(FindCoordinatorRequest::decode(buf, version)?),
@@ -970,42 +686,18 @@ impl RequestKind {
             ApiKey::AlterClientQuotas => Self::AlterClientQuotas(AlterClientQuotasRequest::decode(buf, version)?),
             ApiKey::DescribeUserScramCredentials => Self::DescribeUserScramCredentials(DescribeUserScramCredentialsRequest::decode(buf, version)?),
             ApiKey::AlterUserScramCredentials => Self::AlterUserScramCredentials(AlterUserScramCredentialsRequest::decode(buf, version)?),
-            ApiKey::Vote => Self::Vote(VoteRequest::decode(buf, version)?),
-            ApiKey::BeginQuorumEpoch => Self::BeginQuorumEpoch(BeginQuorumEpochRequest::decode(buf, version)?),
-            ApiKey::EndQuorumEpoch => Self::EndQuorumEpoch(EndQuorumEpochRequest::decode(buf, version)?),
             ApiKey::DescribeQuorum => Self::DescribeQuorum(DescribeQuorumRequest::decode(buf, version)?),
-            ApiKey::AlterPartition => Self::AlterPartition(AlterPartitionRequest::decode(buf, version)?),
             ApiKey::UpdateFeatures => Self::UpdateFeatures(UpdateFeaturesRequest::decode(buf, version)?),
-            ApiKey::Envelope => Self::Envelope(EnvelopeRequest::decode(buf, version)?),
-            ApiKey::FetchSnapshot => Self::FetchSnapshot(FetchSnapshotRequest::decode(buf, version)?),
             ApiKey::DescribeCluster => Self::DescribeCluster(DescribeClusterRequest::decode(buf, version)?),
             ApiKey::DescribeProducers => Self::DescribeProducers(DescribeProducersRequest::decode(buf, version)?),
-            ApiKey::BrokerRegistration => Self::BrokerRegistration(BrokerRegistrationRequest::decode(buf, version)?),
-            ApiKey::BrokerHeartbeat => Self::BrokerHeartbeat(BrokerHeartbeatRequest::decode(buf, version)?),
-            ApiKey::UnregisterBroker => Self::UnregisterBroker(UnregisterBrokerRequest::decode(buf, version)?),
             ApiKey::DescribeTransactions => Self::DescribeTransactions(DescribeTransactionsRequest::decode(buf, version)?),
             ApiKey::ListTransactions => Self::ListTransactions(ListTransactionsRequest::decode(buf, version)?),
-            ApiKey::AllocateProducerIds => Self::AllocateProducerIds(AllocateProducerIdsRequest::decode(buf, version)?),
             ApiKey::ConsumerGroupHeartbeat => Self::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::decode(buf, version)?),
             ApiKey::ConsumerGroupDescribe => Self::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::decode(buf, version)?),
-            ApiKey::ControllerRegistration => Self::ControllerRegistration(ControllerRegistrationRequest::decode(buf, version)?),
             ApiKey::GetTelemetrySubscriptions => Self::GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest::decode(buf, version)?),
             ApiKey::PushTelemetry => Self::PushTelemetry(PushTelemetryRequest::decode(buf, version)?),
-            ApiKey::AssignReplicasToDirs => Self::AssignReplicasToDirs(AssignReplicasToDirsRequest::decode(buf, version)?),
             ApiKey::ListClientMetricsResources => Self::ListClientMetricsResources(ListClientMetricsResourcesRequest::decode(buf, version)?),
             ApiKey::DescribeTopicPartitions => Self::DescribeTopicPartitions(DescribeTopicPartitionsRequest::decode(buf, version)?),
-            ApiKey::ShareGroupHeartbeat => Self::ShareGroupHeartbeat(ShareGroupHeartbeatRequest::decode(buf, version)?),
-            ApiKey::ShareGroupDescribe => Self::ShareGroupDescribe(ShareGroupDescribeRequest::decode(buf, version)?),
-            ApiKey::ShareFetch => Self::ShareFetch(ShareFetchRequest::decode(buf, version)?),
-            ApiKey::ShareAcknowledge => Self::ShareAcknowledge(ShareAcknowledgeRequest::decode(buf, version)?),
-            ApiKey::AddRaftVoter => Self::AddRaftVoter(AddRaftVoterRequest::decode(buf, version)?),
-            ApiKey::RemoveRaftVoter => Self::RemoveRaftVoter(RemoveRaftVoterRequest::decode(buf, version)?),
-            ApiKey::UpdateRaftVoter => Self::UpdateRaftVoter(UpdateRaftVoterRequest::decode(buf, version)?),
-            ApiKey::InitializeShareGroupState => Self::InitializeShareGroupState(InitializeShareGroupStateRequest::decode(buf, version)?),
-            ApiKey::ReadShareGroupState => Self::ReadShareGroupState(ReadShareGroupStateRequest::decode(buf, version)?),
-            ApiKey::WriteShareGroupState => Self::WriteShareGroupState(WriteShareGroupStateRequest::decode(buf, version)?),
-            ApiKey::DeleteShareGroupState => Self::DeleteShareGroupState(DeleteShareGroupStateRequest::decode(buf, version)?),
-            ApiKey::ReadShareGroupStateSummary => Self::ReadShareGroupStateSummary(ReadShareGroupStateSummaryRequest::decode(buf, version)?),
         })
     }
 
@@ -1016,10 +708,6 @@ impl RequestKind {
             Self::Fetch(m) => m.encode(buf, version),
             Self::ListOffsets(m) => m.encode(buf, version),
             Self::Metadata(m) => m.encode(buf, version),
-            Self::LeaderAndIsr(m) => m.encode(buf, version),
-            Self::StopReplica(m) => m.encode(buf, version),
-            Self::UpdateMetadata(m) => m.encode(buf, version),
-            Self::ControlledShutdown(m) => m.encode(buf, version),
             Self::OffsetCommit(m) => m.encode(buf, version),
             Self::OffsetFetch(m) => m.encode(buf, version),
             Self::FindCoordinator(m) => m.encode(buf, version),
@@ -1064,42 +752,18 @@ impl RequestKind {
             Self::AlterClientQuotas(m) => m.encode(buf, version),
             Self::DescribeUserScramCredentials(m) => m.encode(buf, version),
             Self::AlterUserScramCredentials(m) => m.encode(buf, version),
-            Self::Vote(m) => m.encode(buf, version),
-            Self::BeginQuorumEpoch(m) => m.encode(buf, version),
-            Self::EndQuorumEpoch(m) => m.encode(buf, version),
             Self::DescribeQuorum(m) => m.encode(buf, version),
-            Self::AlterPartition(m) => m.encode(buf, version),
             Self::UpdateFeatures(m) => m.encode(buf, version),
-            Self::Envelope(m) => m.encode(buf, version),
-            Self::FetchSnapshot(m) => m.encode(buf, version),
             Self::DescribeCluster(m) => m.encode(buf, version),
             Self::DescribeProducers(m) => m.encode(buf, version),
-            Self::BrokerRegistration(m) => m.encode(buf, version),
-            Self::BrokerHeartbeat(m) => m.encode(buf, version),
-            Self::UnregisterBroker(m) => m.encode(buf, version),
             Self::DescribeTransactions(m) => m.encode(buf, version),
             Self::ListTransactions(m) => m.encode(buf, version),
-            Self::AllocateProducerIds(m) => m.encode(buf, version),
             Self::ConsumerGroupHeartbeat(m) => m.encode(buf, version),
             Self::ConsumerGroupDescribe(m) => m.encode(buf, version),
-            Self::ControllerRegistration(m) => m.encode(buf, version),
             Self::GetTelemetrySubscriptions(m) => m.encode(buf, version),
             Self::PushTelemetry(m) => m.encode(buf, version),
-            Self::AssignReplicasToDirs(m) => m.encode(buf, version),
             Self::ListClientMetricsResources(m) => m.encode(buf, version),
             Self::DescribeTopicPartitions(m) => m.encode(buf, version),
-            Self::ShareGroupHeartbeat(m) => m.encode(buf, version),
-            Self::ShareGroupDescribe(m) => m.encode(buf, version),
-            Self::ShareFetch(m) => m.encode(buf, version),
-            Self::ShareAcknowledge(m) => m.encode(buf, version),
-            Self::AddRaftVoter(m) => m.encode(buf, version),
-            Self::RemoveRaftVoter(m) => m.encode(buf, version),
-            Self::UpdateRaftVoter(m) => m.encode(buf, version),
-            Self::InitializeShareGroupState(m) => m.encode(buf, version),
-            Self::ReadShareGroupState(m) => m.encode(buf, version),
-            Self::WriteShareGroupState(m) => m.encode(buf, version),
-            Self::DeleteShareGroupState(m) => m.encode(buf, version),
-            Self::ReadShareGroupStateSummary(m) => m.encode(buf, version),
         }
     }
 
@@ -1110,10 +774,6 @@ impl RequestKind {
             Self::Fetch(_) => ApiKey::Fetch,
             Self::ListOffsets(_) => ApiKey::ListOffsets,
             Self::Metadata(_) => ApiKey::Metadata,
-            Self::LeaderAndIsr(_) => ApiKey::LeaderAndIsr,
-            Self::StopReplica(_) => ApiKey::StopReplica,
-            Self::UpdateMetadata(_) => ApiKey::UpdateMetadata,
-            Self::ControlledShutdown(_) => ApiKey::ControlledShutdown,
             Self::OffsetCommit(_) => ApiKey::OffsetCommit,
             Self::OffsetFetch(_) => ApiKey::OffsetFetch,
             Self::FindCoordinator(_) => ApiKey::FindCoordinator,
@@ -1158,42 +818,18 @@ impl RequestKind {
             Self::AlterClientQuotas(_) => ApiKey::AlterClientQuotas,
             Self::DescribeUserScramCredentials(_) => ApiKey::DescribeUserScramCredentials,
             Self::AlterUserScramCredentials(_) => ApiKey::AlterUserScramCredentials,
-            Self::Vote(_) => ApiKey::Vote,
-            Self::BeginQuorumEpoch(_) => ApiKey::BeginQuorumEpoch,
-            Self::EndQuorumEpoch(_) => ApiKey::EndQuorumEpoch,
             Self::DescribeQuorum(_) => ApiKey::DescribeQuorum,
-            Self::AlterPartition(_) => ApiKey::AlterPartition,
             Self::UpdateFeatures(_) => ApiKey::UpdateFeatures,
-            Self::Envelope(_) => ApiKey::Envelope,
-            Self::FetchSnapshot(_) => ApiKey::FetchSnapshot,
             Self::DescribeCluster(_) => ApiKey::DescribeCluster,
             Self::DescribeProducers(_) => ApiKey::DescribeProducers,
-            Self::BrokerRegistration(_) => ApiKey::BrokerRegistration,
-            Self::BrokerHeartbeat(_) => ApiKey::BrokerHeartbeat,
-            Self::UnregisterBroker(_) => ApiKey::UnregisterBroker,
             Self::DescribeTransactions(_) => ApiKey::DescribeTransactions,
             Self::ListTransactions(_) => ApiKey::ListTransactions,
-            Self::AllocateProducerIds(_) => ApiKey::AllocateProducerIds,
             Self::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
             Self::ConsumerGroupDescribe(_) => ApiKey::ConsumerGroupDescribe,
-            Self::ControllerRegistration(_) => ApiKey::ControllerRegistration,
             Self::GetTelemetrySubscriptions(_) => ApiKey::GetTelemetrySubscriptions,
             Self::PushTelemetry(_) => ApiKey::PushTelemetry,
-            Self::AssignReplicasToDirs(_) => ApiKey::AssignReplicasToDirs,
             Self::ListClientMetricsResources(_) => ApiKey::ListClientMetricsResources,
             Self::DescribeTopicPartitions(_) => ApiKey::DescribeTopicPartitions,
-            Self::ShareGroupHeartbeat(_) => ApiKey::ShareGroupHeartbeat,
-            Self::ShareGroupDescribe(_) => ApiKey::ShareGroupDescribe,
-            Self::ShareFetch(_) => ApiKey::ShareFetch,
-            Self::ShareAcknowledge(_) => ApiKey::ShareAcknowledge,
-            Self::AddRaftVoter(_) => ApiKey::AddRaftVoter,
-            Self::RemoveRaftVoter(_) => ApiKey::RemoveRaftVoter,
-            Self::UpdateRaftVoter(_) => ApiKey::UpdateRaftVoter,
-            Self::InitializeShareGroupState(_) => ApiKey::InitializeShareGroupState,
-            Self::ReadShareGroupState(_) => ApiKey::ReadShareGroupState,
-            Self::WriteShareGroupState(_) => ApiKey::WriteShareGroupState,
-            Self::DeleteShareGroupState(_) => ApiKey::DeleteShareGroupState,
-            Self::ReadShareGroupStateSummary(_) => ApiKey::ReadShareGroupStateSummary,
         }
     }
 }
@@ -1219,30 +855,6 @@ impl From<ListOffsetsRequest> for RequestKind {
 impl From<MetadataRequest> for RequestKind {
     fn from(m: MetadataRequest) -> Self {
         Self::Metadata(m)
-    }
-}
-
-impl From<LeaderAndIsrRequest> for RequestKind {
-    fn from(m: LeaderAndIsrRequest) -> Self {
-        Self::LeaderAndIsr(m)
-    }
-}
-
-impl From<StopReplicaRequest> for RequestKind {
-    fn from(m: StopReplicaRequest) -> Self {
-        Self::StopReplica(m)
-    }
-}
-
-impl From<UpdateMetadataRequest> for RequestKind {
-    fn from(m: UpdateMetadataRequest) -> Self {
-        Self::UpdateMetadata(m)
-    }
-}
-
-impl From<ControlledShutdownRequest> for RequestKind {
-    fn from(m: ControlledShutdownRequest) -> Self {
-        Self::ControlledShutdown(m)
     }
 }
 
@@ -1510,51 +1122,15 @@ impl From<AlterUserScramCredentialsRequest> for RequestKind {
     }
 }
 
-impl From<VoteRequest> for RequestKind {
-    fn from(m: VoteRequest) -> Self {
-        Self::Vote(m)
-    }
-}
-
-impl From<BeginQuorumEpochRequest> for RequestKind {
-    fn from(m: BeginQuorumEpochRequest) -> Self {
-        Self::BeginQuorumEpoch(m)
-    }
-}
-
-impl From<EndQuorumEpochRequest> for RequestKind {
-    fn from(m: EndQuorumEpochRequest) -> Self {
-        Self::EndQuorumEpoch(m)
-    }
-}
-
 impl From<DescribeQuorumRequest> for RequestKind {
     fn from(m: DescribeQuorumRequest) -> Self {
         Self::DescribeQuorum(m)
     }
 }
 
-impl From<AlterPartitionRequest> for RequestKind {
-    fn from(m: AlterPartitionRequest) -> Self {
-        Self::AlterPartition(m)
-    }
-}
-
 impl From<UpdateFeaturesRequest> for RequestKind {
     fn from(m: UpdateFeaturesRequest) -> Self {
         Self::UpdateFeatures(m)
-    }
-}
-
-impl From<EnvelopeRequest> for RequestKind {
-    fn from(m: EnvelopeRequest) -> Self {
-        Self::Envelope(m)
-    }
-}
-
-impl From<FetchSnapshotRequest> for RequestKind {
-    fn from(m: FetchSnapshotRequest) -> Self {
-        Self::FetchSnapshot(m)
     }
 }
 
@@ -1570,24 +1146,6 @@ impl From<DescribeProducersRequest> for RequestKind {
     }
 }
 
-impl From<BrokerRegistrationRequest> for RequestKind {
-    fn from(m: BrokerRegistrationRequest) -> Self {
-        Self::BrokerRegistration(m)
-    }
-}
-
-impl From<BrokerHeartbeatRequest> for RequestKind {
-    fn from(m: BrokerHeartbeatRequest) -> Self {
-        Self::BrokerHeartbeat(m)
-    }
-}
-
-impl From<UnregisterBrokerRequest> for RequestKind {
-    fn from(m: UnregisterBrokerRequest) -> Self {
-        Self::UnregisterBroker(m)
-    }
-}
-
 impl From<DescribeTransactionsRequest> for RequestKind {
     fn from(m: DescribeTransactionsRequest) -> Self {
         Self::DescribeTransactions(m)
@@ -1597,12 +1155,6 @@ impl From<DescribeTransactionsRequest> for RequestKind {
 impl From<ListTransactionsRequest> for RequestKind {
     fn from(m: ListTransactionsRequest) -> Self {
         Self::ListTransactions(m)
-    }
-}
-
-impl From<AllocateProducerIdsRequest> for RequestKind {
-    fn from(m: AllocateProducerIdsRequest) -> Self {
-        Self::AllocateProducerIds(m)
     }
 }
 
@@ -1618,12 +1170,6 @@ impl From<ConsumerGroupDescribeRequest> for RequestKind {
     }
 }
 
-impl From<ControllerRegistrationRequest> for RequestKind {
-    fn from(m: ControllerRegistrationRequest) -> Self {
-        Self::ControllerRegistration(m)
-    }
-}
-
 impl From<GetTelemetrySubscriptionsRequest> for RequestKind {
     fn from(m: GetTelemetrySubscriptionsRequest) -> Self {
         Self::GetTelemetrySubscriptions(m)
@@ -1633,12 +1179,6 @@ impl From<GetTelemetrySubscriptionsRequest> for RequestKind {
 impl From<PushTelemetryRequest> for RequestKind {
     fn from(m: PushTelemetryRequest) -> Self {
         Self::PushTelemetry(m)
-    }
-}
-
-impl From<AssignReplicasToDirsRequest> for RequestKind {
-    fn from(m: AssignReplicasToDirsRequest) -> Self {
-        Self::AssignReplicasToDirs(m)
     }
 }
 
@@ -1654,78 +1194,6 @@ impl From<DescribeTopicPartitionsRequest> for RequestKind {
     }
 }
 
-impl From<ShareGroupHeartbeatRequest> for RequestKind {
-    fn from(m: ShareGroupHeartbeatRequest) -> Self {
-        Self::ShareGroupHeartbeat(m)
-    }
-}
-
-impl From<ShareGroupDescribeRequest> for RequestKind {
-    fn from(m: ShareGroupDescribeRequest) -> Self {
-        Self::ShareGroupDescribe(m)
-    }
-}
-
-impl From<ShareFetchRequest> for RequestKind {
-    fn from(m: ShareFetchRequest) -> Self {
-        Self::ShareFetch(m)
-    }
-}
-
-impl From<ShareAcknowledgeRequest> for RequestKind {
-    fn from(m: ShareAcknowledgeRequest) -> Self {
-        Self::ShareAcknowledge(m)
-    }
-}
-
-impl From<AddRaftVoterRequest> for RequestKind {
-    fn from(m: AddRaftVoterRequest) -> Self {
-        Self::AddRaftVoter(m)
-    }
-}
-
-impl From<RemoveRaftVoterRequest> for RequestKind {
-    fn from(m: RemoveRaftVoterRequest) -> Self {
-        Self::RemoveRaftVoter(m)
-    }
-}
-
-impl From<UpdateRaftVoterRequest> for RequestKind {
-    fn from(m: UpdateRaftVoterRequest) -> Self {
-        Self::UpdateRaftVoter(m)
-    }
-}
-
-impl From<InitializeShareGroupStateRequest> for RequestKind {
-    fn from(m: InitializeShareGroupStateRequest) -> Self {
-        Self::InitializeShareGroupState(m)
-    }
-}
-
-impl From<ReadShareGroupStateRequest> for RequestKind {
-    fn from(m: ReadShareGroupStateRequest) -> Self {
-        Self::ReadShareGroupState(m)
-    }
-}
-
-impl From<WriteShareGroupStateRequest> for RequestKind {
-    fn from(m: WriteShareGroupStateRequest) -> Self {
-        Self::WriteShareGroupState(m)
-    }
-}
-
-impl From<DeleteShareGroupStateRequest> for RequestKind {
-    fn from(m: DeleteShareGroupStateRequest) -> Self {
-        Self::DeleteShareGroupState(m)
-    }
-}
-
-impl From<ReadShareGroupStateSummaryRequest> for RequestKind {
-    fn from(m: ReadShareGroupStateSummaryRequest) -> Self {
-        Self::ReadShareGroupStateSummary(m)
-    }
-}
-
 /// Any response body, tagged by API.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ResponseKind {
@@ -1733,10 +1201,6 @@ pub enum ResponseKind {
     Fetch(FetchResponse),
     ListOffsets(ListOffsetsResponse),
     Metadata(MetadataResponse),
-    LeaderAndIsr(LeaderAndIsrResponse),
-    StopReplica(StopReplicaResponse),
-    UpdateMetadata(UpdateMetadataResponse),
-    ControlledShutdown(ControlledShutdownResponse),
     OffsetCommit(OffsetCommitResponse),
     OffsetFetch(OffsetFetchResponse),
     FindCoordinator(FindCoordinatorResponse),
@@ -1781,42 +1245,18 @@ pub enum ResponseKind {
     AlterClientQuotas(AlterClientQuotasResponse),
     DescribeUserScramCredentials(DescribeUserScramCredentialsResponse),
     AlterUserScramCredentials(AlterUserScramCredentialsResponse),
-    Vote(VoteResponse),
-    BeginQuorumEpoch(BeginQuorumEpochResponse),
-    EndQuorumEpoch(EndQuorumEpochResponse),
     DescribeQuorum(DescribeQuorumResponse),
-    AlterPartition(AlterPartitionResponse),
     UpdateFeatures(UpdateFeaturesResponse),
-    Envelope(EnvelopeResponse),
-    FetchSnapshot(FetchSnapshotResponse),
     DescribeCluster(DescribeClusterResponse),
     DescribeProducers(DescribeProducersResponse),
-    BrokerRegistration(BrokerRegistrationResponse),
-    BrokerHeartbeat(BrokerHeartbeatResponse),
-    UnregisterBroker(UnregisterBrokerResponse),
     DescribeTransactions(DescribeTransactionsResponse),
     ListTransactions(ListTransactionsResponse),
-    AllocateProducerIds(AllocateProducerIdsResponse),
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
     ConsumerGroupDescribe(ConsumerGroupDescribeResponse),
-    ControllerRegistration(ControllerRegistrationResponse),
     GetTelemetrySubscriptions(GetTelemetrySubscriptionsResponse),
     PushTelemetry(PushTelemetryResponse),
-    AssignReplicasToDirs(AssignReplicasToDirsResponse),
     ListClientMetricsResources(ListClientMetricsResourcesResponse),
     DescribeTopicPartitions(DescribeTopicPartitionsResponse),
-    ShareGroupHeartbeat(ShareGroupHeartbeatResponse),
-    ShareGroupDescribe(ShareGroupDescribeResponse),
-    ShareFetch(ShareFetchResponse),
-    ShareAcknowledge(ShareAcknowledgeResponse),
-    AddRaftVoter(AddRaftVoterResponse),
-    RemoveRaftVoter(RemoveRaftVoterResponse),
-    UpdateRaftVoter(UpdateRaftVoterResponse),
-    InitializeShareGroupState(InitializeShareGroupStateResponse),
-    ReadShareGroupState(ReadShareGroupStateResponse),
-    WriteShareGroupState(WriteShareGroupStateResponse),
-    DeleteShareGroupState(DeleteShareGroupStateResponse),
-    ReadShareGroupStateSummary(ReadShareGroupStateSummaryResponse),
 }
 
 impl ResponseKind {
@@ -1827,10 +1267,6 @@ impl ResponseKind {
             ApiKey::Fetch => Self::Fetch(FetchResponse::decode(buf, version)?),
             ApiKey::ListOffsets => Self::ListOffsets(ListOffsetsResponse::decode(buf, version)?),
             ApiKey::Metadata => Self::Metadata(MetadataResponse::decode(buf, version)?),
-            ApiKey::LeaderAndIsr => Self::LeaderAndIsr(LeaderAndIsrResponse::decode(buf, version)?),
-            ApiKey::StopReplica => Self::StopReplica(StopReplicaResponse::decode(buf, version)?),
-            ApiKey::UpdateMetadata => Self::UpdateMetadata(UpdateMetadataResponse::decode(buf, version)?),
-            ApiKey::ControlledShutdown => Self::ControlledShutdown(ControlledShutdownResponse::decode(buf, version)?),
             ApiKey::OffsetCommit => Self::OffsetCommit(OffsetCommitResponse::decode(buf, version)?),
             ApiKey::OffsetFetch => Self::OffsetFetch(OffsetFetchResponse::decode(buf, version)?),
             ApiKey::FindCoordinator => Self::FindCoordinator(FindCoordinatorResponse::decode(buf, version)?),
@@ -1875,42 +1311,18 @@ impl ResponseKind {
             ApiKey::AlterClientQuotas => Self::AlterClientQuotas(AlterClientQuotasResponse::decode(buf, version)?),
             ApiKey::DescribeUserScramCredentials => Self::DescribeUserScramCredentials(DescribeUserScramCredentialsResponse::decode(buf, version)?),
             ApiKey::AlterUserScramCredentials => Self::AlterUserScramCredentials(AlterUserScramCredentialsResponse::decode(buf, version)?),
-            ApiKey::Vote => Self::Vote(VoteResponse::decode(buf, version)?),
-            ApiKey::BeginQuorumEpoch => Self::BeginQuorumEpoch(BeginQuorumEpochResponse::decode(buf, version)?),
-            ApiKey::EndQuorumEpoch => Self::EndQuorumEpoch(EndQuorumEpochResponse::decode(buf, version)?),
             ApiKey::DescribeQuorum => Self::DescribeQuorum(DescribeQuorumResponse::decode(buf, version)?),
-            ApiKey::AlterPartition => Self::AlterPartition(AlterPartitionResponse::decode(buf, version)?),
             ApiKey::UpdateFeatures => Self::UpdateFeatures(UpdateFeaturesResponse::decode(buf, version)?),
-            ApiKey::Envelope => Self::Envelope(EnvelopeResponse::decode(buf, version)?),
-            ApiKey::FetchSnapshot => Self::FetchSnapshot(FetchSnapshotResponse::decode(buf, version)?),
             ApiKey::DescribeCluster => Self::DescribeCluster(DescribeClusterResponse::decode(buf, version)?),
             ApiKey::DescribeProducers => Self::DescribeProducers(DescribeProducersResponse::decode(buf, version)?),
-            ApiKey::BrokerRegistration => Self::BrokerRegistration(BrokerRegistrationResponse::decode(buf, version)?),
-            ApiKey::BrokerHeartbeat => Self::BrokerHeartbeat(BrokerHeartbeatResponse::decode(buf, version)?),
-            ApiKey::UnregisterBroker => Self::UnregisterBroker(UnregisterBrokerResponse::decode(buf, version)?),
             ApiKey::DescribeTransactions => Self::DescribeTransactions(DescribeTransactionsResponse::decode(buf, version)?),
             ApiKey::ListTransactions => Self::ListTransactions(ListTransactionsResponse::decode(buf, version)?),
-            ApiKey::AllocateProducerIds => Self::AllocateProducerIds(AllocateProducerIdsResponse::decode(buf, version)?),
             ApiKey::ConsumerGroupHeartbeat => Self::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse::decode(buf, version)?),
             ApiKey::ConsumerGroupDescribe => Self::ConsumerGroupDescribe(ConsumerGroupDescribeResponse::decode(buf, version)?),
-            ApiKey::ControllerRegistration => Self::ControllerRegistration(ControllerRegistrationResponse::decode(buf, version)?),
             ApiKey::GetTelemetrySubscriptions => Self::GetTelemetrySubscriptions(GetTelemetrySubscriptionsResponse::decode(buf, version)?),
             ApiKey::PushTelemetry => Self::PushTelemetry(PushTelemetryResponse::decode(buf, version)?),
-            ApiKey::AssignReplicasToDirs => Self::AssignReplicasToDirs(AssignReplicasToDirsResponse::decode(buf, version)?),
             ApiKey::ListClientMetricsResources => Self::ListClientMetricsResources(ListClientMetricsResourcesResponse::decode(buf, version)?),
             ApiKey::DescribeTopicPartitions => Self::DescribeTopicPartitions(DescribeTopicPartitionsResponse::decode(buf, version)?),
-            ApiKey::ShareGroupHeartbeat => Self::ShareGroupHeartbeat(ShareGroupHeartbeatResponse::decode(buf, version)?),
-            ApiKey::ShareGroupDescribe => Self::ShareGroupDescribe(ShareGroupDescribeResponse::decode(buf, version)?),
-            ApiKey::ShareFetch => Self::ShareFetch(ShareFetchResponse::decode(buf, version)?),
-            ApiKey::ShareAcknowledge => Self::ShareAcknowledge(ShareAcknowledgeResponse::decode(buf, version)?),
-            ApiKey::AddRaftVoter => Self::AddRaftVoter(AddRaftVoterResponse::decode(buf, version)?),
-            ApiKey::RemoveRaftVoter => Self::RemoveRaftVoter(RemoveRaftVoterResponse::decode(buf, version)?),
-            ApiKey::UpdateRaftVoter => Self::UpdateRaftVoter(UpdateRaftVoterResponse::decode(buf, version)?),
-            ApiKey::InitializeShareGroupState => Self::InitializeShareGroupState(InitializeShareGroupStateResponse::decode(buf, version)?),
-            ApiKey::ReadShareGroupState => Self::ReadShareGroupState(ReadShareGroupStateResponse::decode(buf, version)?),
-            ApiKey::WriteShareGroupState => Self::WriteShareGroupState(WriteShareGroupStateResponse::decode(buf, version)?),
-            ApiKey::DeleteShareGroupState => Self::DeleteShareGroupState(DeleteShareGroupStateResponse::decode(buf, version)?),
-            ApiKey::ReadShareGroupStateSummary => Self::ReadShareGroupStateSummary(ReadShareGroupStateSummaryResponse::decode(buf, version)?),
         })
     }
 
@@ -1921,10 +1333,6 @@ impl ResponseKind {
             Self::Fetch(m) => m.encode(buf, version),
             Self::ListOffsets(m) => m.encode(buf, version),
             Self::Metadata(m) => m.encode(buf, version),
-            Self::LeaderAndIsr(m) => m.encode(buf, version),
-            Self::StopReplica(m) => m.encode(buf, version),
-            Self::UpdateMetadata(m) => m.encode(buf, version),
-            Self::ControlledShutdown(m) => m.encode(buf, version),
             Self::OffsetCommit(m) => m.encode(buf, version),
             Self::OffsetFetch(m) => m.encode(buf, version),
             Self::FindCoordinator(m) => m.encode(buf, version),
@@ -1969,42 +1377,18 @@ impl ResponseKind {
             Self::AlterClientQuotas(m) => m.encode(buf, version),
             Self::DescribeUserScramCredentials(m) => m.encode(buf, version),
             Self::AlterUserScramCredentials(m) => m.encode(buf, version),
-            Self::Vote(m) => m.encode(buf, version),
-            Self::BeginQuorumEpoch(m) => m.encode(buf, version),
-            Self::EndQuorumEpoch(m) => m.encode(buf, version),
             Self::DescribeQuorum(m) => m.encode(buf, version),
-            Self::AlterPartition(m) => m.encode(buf, version),
             Self::UpdateFeatures(m) => m.encode(buf, version),
-            Self::Envelope(m) => m.encode(buf, version),
-            Self::FetchSnapshot(m) => m.encode(buf, version),
             Self::DescribeCluster(m) => m.encode(buf, version),
             Self::DescribeProducers(m) => m.encode(buf, version),
-            Self::BrokerRegistration(m) => m.encode(buf, version),
-            Self::BrokerHeartbeat(m) => m.encode(buf, version),
-            Self::UnregisterBroker(m) => m.encode(buf, version),
             Self::DescribeTransactions(m) => m.encode(buf, version),
             Self::ListTransactions(m) => m.encode(buf, version),
-            Self::AllocateProducerIds(m) => m.encode(buf, version),
             Self::ConsumerGroupHeartbeat(m) => m.encode(buf, version),
             Self::ConsumerGroupDescribe(m) => m.encode(buf, version),
-            Self::ControllerRegistration(m) => m.encode(buf, version),
             Self::GetTelemetrySubscriptions(m) => m.encode(buf, version),
             Self::PushTelemetry(m) => m.encode(buf, version),
-            Self::AssignReplicasToDirs(m) => m.encode(buf, version),
             Self::ListClientMetricsResources(m) => m.encode(buf, version),
             Self::DescribeTopicPartitions(m) => m.encode(buf, version),
-            Self::ShareGroupHeartbeat(m) => m.encode(buf, version),
-            Self::ShareGroupDescribe(m) => m.encode(buf, version),
-            Self::ShareFetch(m) => m.encode(buf, version),
-            Self::ShareAcknowledge(m) => m.encode(buf, version),
-            Self::AddRaftVoter(m) => m.encode(buf, version),
-            Self::RemoveRaftVoter(m) => m.encode(buf, version),
-            Self::UpdateRaftVoter(m) => m.encode(buf, version),
-            Self::InitializeShareGroupState(m) => m.encode(buf, version),
-            Self::ReadShareGroupState(m) => m.encode(buf, version),
-            Self::WriteShareGroupState(m) => m.encode(buf, version),
-            Self::DeleteShareGroupState(m) => m.encode(buf, version),
-            Self::ReadShareGroupStateSummary(m) => m.encode(buf, version),
         }
     }
 
@@ -2015,10 +1399,6 @@ impl ResponseKind {
             Self::Fetch(_) => ApiKey::Fetch,
             Self::ListOffsets(_) => ApiKey::ListOffsets,
             Self::Metadata(_) => ApiKey::Metadata,
-            Self::LeaderAndIsr(_) => ApiKey::LeaderAndIsr,
-            Self::StopReplica(_) => ApiKey::StopReplica,
-            Self::UpdateMetadata(_) => ApiKey::UpdateMetadata,
-            Self::ControlledShutdown(_) => ApiKey::ControlledShutdown,
             Self::OffsetCommit(_) => ApiKey::OffsetCommit,
             Self::OffsetFetch(_) => ApiKey::OffsetFetch,
             Self::FindCoordinator(_) => ApiKey::FindCoordinator,
@@ -2063,42 +1443,18 @@ impl ResponseKind {
             Self::AlterClientQuotas(_) => ApiKey::AlterClientQuotas,
             Self::DescribeUserScramCredentials(_) => ApiKey::DescribeUserScramCredentials,
             Self::AlterUserScramCredentials(_) => ApiKey::AlterUserScramCredentials,
-            Self::Vote(_) => ApiKey::Vote,
-            Self::BeginQuorumEpoch(_) => ApiKey::BeginQuorumEpoch,
-            Self::EndQuorumEpoch(_) => ApiKey::EndQuorumEpoch,
             Self::DescribeQuorum(_) => ApiKey::DescribeQuorum,
-            Self::AlterPartition(_) => ApiKey::AlterPartition,
             Self::UpdateFeatures(_) => ApiKey::UpdateFeatures,
-            Self::Envelope(_) => ApiKey::Envelope,
-            Self::FetchSnapshot(_) => ApiKey::FetchSnapshot,
             Self::DescribeCluster(_) => ApiKey::DescribeCluster,
             Self::DescribeProducers(_) => ApiKey::DescribeProducers,
-            Self::BrokerRegistration(_) => ApiKey::BrokerRegistration,
-            Self::BrokerHeartbeat(_) => ApiKey::BrokerHeartbeat,
-            Self::UnregisterBroker(_) => ApiKey::UnregisterBroker,
             Self::DescribeTransactions(_) => ApiKey::DescribeTransactions,
             Self::ListTransactions(_) => ApiKey::ListTransactions,
-            Self::AllocateProducerIds(_) => ApiKey::AllocateProducerIds,
             Self::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
             Self::ConsumerGroupDescribe(_) => ApiKey::ConsumerGroupDescribe,
-            Self::ControllerRegistration(_) => ApiKey::ControllerRegistration,
             Self::GetTelemetrySubscriptions(_) => ApiKey::GetTelemetrySubscriptions,
             Self::PushTelemetry(_) => ApiKey::PushTelemetry,
-            Self::AssignReplicasToDirs(_) => ApiKey::AssignReplicasToDirs,
             Self::ListClientMetricsResources(_) => ApiKey::ListClientMetricsResources,
             Self::DescribeTopicPartitions(_) => ApiKey::DescribeTopicPartitions,
-            Self::ShareGroupHeartbeat(_) => ApiKey::ShareGroupHeartbeat,
-            Self::ShareGroupDescribe(_) => ApiKey::ShareGroupDescribe,
-            Self::ShareFetch(_) => ApiKey::ShareFetch,
-            Self::ShareAcknowledge(_) => ApiKey::ShareAcknowledge,
-            Self::AddRaftVoter(_) => ApiKey::AddRaftVoter,
-            Self::RemoveRaftVoter(_) => ApiKey::RemoveRaftVoter,
-            Self::UpdateRaftVoter(_) => ApiKey::UpdateRaftVoter,
-            Self::InitializeShareGroupState(_) => ApiKey::InitializeShareGroupState,
-            Self::ReadShareGroupState(_) => ApiKey::ReadShareGroupState,
-            Self::WriteShareGroupState(_) => ApiKey::WriteShareGroupState,
-            Self::DeleteShareGroupState(_) => ApiKey::DeleteShareGroupState,
-            Self::ReadShareGroupStateSummary(_) => ApiKey::ReadShareGroupStateSummary,
         }
     }
 }
@@ -2124,30 +1480,6 @@ impl From<ListOffsetsResponse> for ResponseKind {
 impl From<MetadataResponse> for ResponseKind {
     fn from(m: MetadataResponse) -> Self {
         Self::Metadata(m)
-    }
-}
-
-impl From<LeaderAndIsrResponse> for ResponseKind {
-    fn from(m: LeaderAndIsrResponse) -> Self {
-        Self::LeaderAndIsr(m)
-    }
-}
-
-impl From<StopReplicaResponse> for ResponseKind {
-    fn from(m: StopReplicaResponse) -> Self {
-        Self::StopReplica(m)
-    }
-}
-
-impl From<UpdateMetadataResponse> for ResponseKind {
-    fn from(m: UpdateMetadataResponse) -> Self {
-        Self::UpdateMetadata(m)
-    }
-}
-
-impl From<ControlledShutdownResponse> for ResponseKind {
-    fn from(m: ControlledShutdownResponse) -> Self {
-        Self::ControlledShutdown(m)
     }
 }
 
@@ -2415,51 +1747,15 @@ impl From<AlterUserScramCredentialsResponse> for ResponseKind {
     }
 }
 
-impl From<VoteResponse> for ResponseKind {
-    fn from(m: VoteResponse) -> Self {
-        Self::Vote(m)
-    }
-}
-
-impl From<BeginQuorumEpochResponse> for ResponseKind {
-    fn from(m: BeginQuorumEpochResponse) -> Self {
-        Self::BeginQuorumEpoch(m)
-    }
-}
-
-impl From<EndQuorumEpochResponse> for ResponseKind {
-    fn from(m: EndQuorumEpochResponse) -> Self {
-        Self::EndQuorumEpoch(m)
-    }
-}
-
 impl From<DescribeQuorumResponse> for ResponseKind {
     fn from(m: DescribeQuorumResponse) -> Self {
         Self::DescribeQuorum(m)
     }
 }
 
-impl From<AlterPartitionResponse> for ResponseKind {
-    fn from(m: AlterPartitionResponse) -> Self {
-        Self::AlterPartition(m)
-    }
-}
-
 impl From<UpdateFeaturesResponse> for ResponseKind {
     fn from(m: UpdateFeaturesResponse) -> Self {
         Self::UpdateFeatures(m)
-    }
-}
-
-impl From<EnvelopeResponse> for ResponseKind {
-    fn from(m: EnvelopeResponse) -> Self {
-        Self::Envelope(m)
-    }
-}
-
-impl From<FetchSnapshotResponse> for ResponseKind {
-    fn from(m: FetchSnapshotResponse) -> Self {
-        Self::FetchSnapshot(m)
     }
 }
 
@@ -2475,24 +1771,6 @@ impl From<DescribeProducersResponse> for ResponseKind {
     }
 }
 
-impl From<BrokerRegistrationResponse> for ResponseKind {
-    fn from(m: BrokerRegistrationResponse) -> Self {
-        Self::BrokerRegistration(m)
-    }
-}
-
-impl From<BrokerHeartbeatResponse> for ResponseKind {
-    fn from(m: BrokerHeartbeatResponse) -> Self {
-        Self::BrokerHeartbeat(m)
-    }
-}
-
-impl From<UnregisterBrokerResponse> for ResponseKind {
-    fn from(m: UnregisterBrokerResponse) -> Self {
-        Self::UnregisterBroker(m)
-    }
-}
-
 impl From<DescribeTransactionsResponse> for ResponseKind {
     fn from(m: DescribeTransactionsResponse) -> Self {
         Self::DescribeTransactions(m)
@@ -2502,12 +1780,6 @@ impl From<DescribeTransactionsResponse> for ResponseKind {
 impl From<ListTransactionsResponse> for ResponseKind {
     fn from(m: ListTransactionsResponse) -> Self {
         Self::ListTransactions(m)
-    }
-}
-
-impl From<AllocateProducerIdsResponse> for ResponseKind {
-    fn from(m: AllocateProducerIdsResponse) -> Self {
-        Self::AllocateProducerIds(m)
     }
 }
 
@@ -2523,12 +1795,6 @@ impl From<ConsumerGroupDescribeResponse> for ResponseKind {
     }
 }
 
-impl From<ControllerRegistrationResponse> for ResponseKind {
-    fn from(m: ControllerRegistrationResponse) -> Self {
-        Self::ControllerRegistration(m)
-    }
-}
-
 impl From<GetTelemetrySubscriptionsResponse> for ResponseKind {
     fn from(m: GetTelemetrySubscriptionsResponse) -> Self {
         Self::GetTelemetrySubscriptions(m)
@@ -2541,12 +1807,6 @@ impl From<PushTelemetryResponse> for ResponseKind {
     }
 }
 
-impl From<AssignReplicasToDirsResponse> for ResponseKind {
-    fn from(m: AssignReplicasToDirsResponse) -> Self {
-        Self::AssignReplicasToDirs(m)
-    }
-}
-
 impl From<ListClientMetricsResourcesResponse> for ResponseKind {
     fn from(m: ListClientMetricsResourcesResponse) -> Self {
         Self::ListClientMetricsResources(m)
@@ -2556,78 +1816,6 @@ impl From<ListClientMetricsResourcesResponse> for ResponseKind {
 impl From<DescribeTopicPartitionsResponse> for ResponseKind {
     fn from(m: DescribeTopicPartitionsResponse) -> Self {
         Self::DescribeTopicPartitions(m)
-    }
-}
-
-impl From<ShareGroupHeartbeatResponse> for ResponseKind {
-    fn from(m: ShareGroupHeartbeatResponse) -> Self {
-        Self::ShareGroupHeartbeat(m)
-    }
-}
-
-impl From<ShareGroupDescribeResponse> for ResponseKind {
-    fn from(m: ShareGroupDescribeResponse) -> Self {
-        Self::ShareGroupDescribe(m)
-    }
-}
-
-impl From<ShareFetchResponse> for ResponseKind {
-    fn from(m: ShareFetchResponse) -> Self {
-        Self::ShareFetch(m)
-    }
-}
-
-impl From<ShareAcknowledgeResponse> for ResponseKind {
-    fn from(m: ShareAcknowledgeResponse) -> Self {
-        Self::ShareAcknowledge(m)
-    }
-}
-
-impl From<AddRaftVoterResponse> for ResponseKind {
-    fn from(m: AddRaftVoterResponse) -> Self {
-        Self::AddRaftVoter(m)
-    }
-}
-
-impl From<RemoveRaftVoterResponse> for ResponseKind {
-    fn from(m: RemoveRaftVoterResponse) -> Self {
-        Self::RemoveRaftVoter(m)
-    }
-}
-
-impl From<UpdateRaftVoterResponse> for ResponseKind {
-    fn from(m: UpdateRaftVoterResponse) -> Self {
-        Self::UpdateRaftVoter(m)
-    }
-}
-
-impl From<InitializeShareGroupStateResponse> for ResponseKind {
-    fn from(m: InitializeShareGroupStateResponse) -> Self {
-        Self::InitializeShareGroupState(m)
-    }
-}
-
-impl From<ReadShareGroupStateResponse> for ResponseKind {
-    fn from(m: ReadShareGroupStateResponse) -> Self {
-        Self::ReadShareGroupState(m)
-    }
-}
-
-impl From<WriteShareGroupStateResponse> for ResponseKind {
-    fn from(m: WriteShareGroupStateResponse) -> Self {
-        Self::WriteShareGroupState(m)
-    }
-}
-
-impl From<DeleteShareGroupStateResponse> for ResponseKind {
-    fn from(m: DeleteShareGroupStateResponse) -> Self {
-        Self::DeleteShareGroupState(m)
-    }
-}
-
-impl From<ReadShareGroupStateSummaryResponse> for ResponseKind {
-    fn from(m: ReadShareGroupStateSummaryResponse) -> Self {
-        Self::ReadShareGroupStateSummary(m)
     }
 }
 

@@ -55,7 +55,7 @@ impl Encode for OffsetCommitRequest {
         if v >= 1 { put_string(buf, &self.member_id, flex, "OffsetCommitRequest.member_id")?; }
         if v >= 7 { put_opt_string(buf, self.group_instance_id.as_deref(), flex, v >= 7, "OffsetCommitRequest.group_instance_id", v)?; }
         if v >= 2 && v <= 4 { put_i64(buf, self.retention_time_ms); }
-        put_array(buf, &self.topics, flex, "OffsetCommitRequest.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "OffsetCommitRequest.topics")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetCommitRequest")?; }
         Ok(())
     }
@@ -72,7 +72,7 @@ impl Decode for OffsetCommitRequest {
         if v >= 1 { this.member_id = get_string(buf, flex, "OffsetCommitRequest.member_id")?; }
         if v >= 7 { this.group_instance_id = get_opt_string(buf, flex, v >= 7, "OffsetCommitRequest.group_instance_id")?; }
         if v >= 2 && v <= 4 { this.retention_time_ms = get_i64(buf, "OffsetCommitRequest.retention_time_ms")?; }
-        this.topics = get_array(buf, flex, "OffsetCommitRequest.topics", |b| OffsetCommitRequestTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "OffsetCommitRequest.topics")?;
         if flex { get_unknown_tags(buf, "OffsetCommitRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -137,6 +137,11 @@ impl Decode for OffsetCommitRequestPartition {
     }
 }
 
+impl Elem for OffsetCommitRequestPartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `OffsetCommitRequestTopic` of `OffsetCommitRequest`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OffsetCommitRequestTopic {
@@ -163,7 +168,7 @@ impl Encode for OffsetCommitRequestTopic {
         let v = version;
         let flex = v >= 8;
         put_string(buf, &self.name, flex, "OffsetCommitRequestTopic.name")?;
-        put_array(buf, &self.partitions, flex, "OffsetCommitRequestTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "OffsetCommitRequestTopic.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetCommitRequestTopic")?; }
         Ok(())
     }
@@ -175,9 +180,14 @@ impl Decode for OffsetCommitRequestTopic {
         let flex = v >= 8;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "OffsetCommitRequestTopic.name")?;
-        this.partitions = get_array(buf, flex, "OffsetCommitRequestTopic.partitions", |b| OffsetCommitRequestPartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "OffsetCommitRequestTopic.partitions")?;
         if flex { get_unknown_tags(buf, "OffsetCommitRequestTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for OffsetCommitRequestTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -39,7 +39,7 @@ impl Encode for OffsetCommitResponse {
         if !(0..=9).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetCommitResponse", version: v }); }
         let flex = v >= 8;
         if v >= 3 { put_i32(buf, self.throttle_time_ms); }
-        put_array(buf, &self.topics, flex, "OffsetCommitResponse.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "OffsetCommitResponse.topics")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetCommitResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for OffsetCommitResponse {
         let flex = v >= 8;
         let mut this = Self::default();
         if v >= 3 { this.throttle_time_ms = get_i32(buf, "OffsetCommitResponse.throttle_time_ms")?; }
-        this.topics = get_array(buf, flex, "OffsetCommitResponse.topics", |b| OffsetCommitResponseTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "OffsetCommitResponse.topics")?;
         if flex { get_unknown_tags(buf, "OffsetCommitResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -102,6 +102,11 @@ impl Decode for OffsetCommitResponsePartition {
     }
 }
 
+impl Elem for OffsetCommitResponsePartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `OffsetCommitResponseTopic` of `OffsetCommitResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OffsetCommitResponseTopic {
@@ -128,7 +133,7 @@ impl Encode for OffsetCommitResponseTopic {
         let v = version;
         let flex = v >= 8;
         put_string(buf, &self.name, flex, "OffsetCommitResponseTopic.name")?;
-        put_array(buf, &self.partitions, flex, "OffsetCommitResponseTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "OffsetCommitResponseTopic.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetCommitResponseTopic")?; }
         Ok(())
     }
@@ -140,9 +145,14 @@ impl Decode for OffsetCommitResponseTopic {
         let flex = v >= 8;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "OffsetCommitResponseTopic.name")?;
-        this.partitions = get_array(buf, flex, "OffsetCommitResponseTopic.partitions", |b| OffsetCommitResponsePartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "OffsetCommitResponseTopic.partitions")?;
         if flex { get_unknown_tags(buf, "OffsetCommitResponseTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for OffsetCommitResponseTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -38,7 +38,7 @@ impl Encode for OffsetDeleteRequest {
         let v = version;
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetDeleteRequest", version: v }); }
         put_string(buf, &self.group_id, false, "OffsetDeleteRequest.group_id")?;
-        put_array(buf, &self.topics, false, "OffsetDeleteRequest.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, false, "OffsetDeleteRequest.topics")?;
         Ok(())
     }
 }
@@ -49,7 +49,7 @@ impl Decode for OffsetDeleteRequest {
         if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "OffsetDeleteRequest", version: v }); }
         let mut this = Self::default();
         this.group_id = get_string(buf, false, "OffsetDeleteRequest.group_id")?;
-        this.topics = get_array(buf, false, "OffsetDeleteRequest.topics", |b| OffsetDeleteRequestTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, false, "OffsetDeleteRequest.topics")?;
         Ok(this)
     }
 }
@@ -89,6 +89,11 @@ impl Decode for OffsetDeleteRequestPartition {
     }
 }
 
+impl Elem for OffsetDeleteRequestPartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `OffsetDeleteRequestTopic` of `OffsetDeleteRequest`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OffsetDeleteRequestTopic {
@@ -114,7 +119,7 @@ impl Encode for OffsetDeleteRequestTopic {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, false, "OffsetDeleteRequestTopic.name")?;
-        put_array(buf, &self.partitions, false, "OffsetDeleteRequestTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, false, "OffsetDeleteRequestTopic.partitions")?;
         Ok(())
     }
 }
@@ -124,8 +129,13 @@ impl Decode for OffsetDeleteRequestTopic {
         let v = version;
         let mut this = Self::default();
         this.name = get_string(buf, false, "OffsetDeleteRequestTopic.name")?;
-        this.partitions = get_array(buf, false, "OffsetDeleteRequestTopic.partitions", |b| OffsetDeleteRequestPartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, false, "OffsetDeleteRequestTopic.partitions")?;
         Ok(this)
     }
+}
+
+impl Elem for OffsetDeleteRequestTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -42,7 +42,7 @@ impl Encode for OffsetDeleteResponse {
         if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetDeleteResponse", version: v }); }
         put_i16(buf, self.error_code);
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.topics, false, "OffsetDeleteResponse.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, false, "OffsetDeleteResponse.topics")?;
         Ok(())
     }
 }
@@ -54,7 +54,7 @@ impl Decode for OffsetDeleteResponse {
         let mut this = Self::default();
         this.error_code = get_i16(buf, "OffsetDeleteResponse.error_code")?;
         this.throttle_time_ms = get_i32(buf, "OffsetDeleteResponse.throttle_time_ms")?;
-        this.topics = get_array(buf, false, "OffsetDeleteResponse.topics", |b| OffsetDeleteResponseTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, false, "OffsetDeleteResponse.topics")?;
         Ok(this)
     }
 }
@@ -99,6 +99,11 @@ impl Decode for OffsetDeleteResponsePartition {
     }
 }
 
+impl Elem for OffsetDeleteResponsePartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `OffsetDeleteResponseTopic` of `OffsetDeleteResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OffsetDeleteResponseTopic {
@@ -124,7 +129,7 @@ impl Encode for OffsetDeleteResponseTopic {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, false, "OffsetDeleteResponseTopic.name")?;
-        put_array(buf, &self.partitions, false, "OffsetDeleteResponseTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, false, "OffsetDeleteResponseTopic.partitions")?;
         Ok(())
     }
 }
@@ -134,8 +139,13 @@ impl Decode for OffsetDeleteResponseTopic {
         let v = version;
         let mut this = Self::default();
         this.name = get_string(buf, false, "OffsetDeleteResponseTopic.name")?;
-        this.partitions = get_array(buf, false, "OffsetDeleteResponseTopic.partitions", |b| OffsetDeleteResponsePartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, false, "OffsetDeleteResponseTopic.partitions")?;
         Ok(this)
     }
+}
+
+impl Elem for OffsetDeleteResponseTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

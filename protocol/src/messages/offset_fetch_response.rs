@@ -45,9 +45,9 @@ impl Encode for OffsetFetchResponse {
         if !(0..=9).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetFetchResponse", version: v }); }
         let flex = v >= 6;
         if v >= 3 { put_i32(buf, self.throttle_time_ms); }
-        if v <= 7 { put_array(buf, &self.topics, flex, "OffsetFetchResponse.topics", |b, e| e.encode(b, v))?; }
+        if v <= 7 { put_array(buf, &self.topics, v, flex, "OffsetFetchResponse.topics")?; }
         if v >= 2 && v <= 7 { put_i16(buf, self.error_code); }
-        if v >= 8 { put_array(buf, &self.groups, flex, "OffsetFetchResponse.groups", |b, e| e.encode(b, v))?; }
+        if v >= 8 { put_array(buf, &self.groups, v, flex, "OffsetFetchResponse.groups")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchResponse")?; }
         Ok(())
     }
@@ -60,9 +60,9 @@ impl Decode for OffsetFetchResponse {
         let flex = v >= 6;
         let mut this = Self::default();
         if v >= 3 { this.throttle_time_ms = get_i32(buf, "OffsetFetchResponse.throttle_time_ms")?; }
-        if v <= 7 { this.topics = get_array(buf, flex, "OffsetFetchResponse.topics", |b| OffsetFetchResponseTopic::decode(b, v))?; }
+        if v <= 7 { this.topics = get_array(buf, v, flex, "OffsetFetchResponse.topics")?; }
         if v >= 2 && v <= 7 { this.error_code = get_i16(buf, "OffsetFetchResponse.error_code")?; }
-        if v >= 8 { this.groups = get_array(buf, flex, "OffsetFetchResponse.groups", |b| OffsetFetchResponseGroup::decode(b, v))?; }
+        if v >= 8 { this.groups = get_array(buf, v, flex, "OffsetFetchResponse.groups")?; }
         if flex { get_unknown_tags(buf, "OffsetFetchResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -127,6 +127,11 @@ impl Decode for OffsetFetchResponsePartition {
     }
 }
 
+impl Elem for OffsetFetchResponsePartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `OffsetFetchResponseTopic` of `OffsetFetchResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OffsetFetchResponseTopic {
@@ -153,7 +158,7 @@ impl Encode for OffsetFetchResponseTopic {
         let v = version;
         let flex = v >= 6;
         if v <= 7 { put_string(buf, &self.name, flex, "OffsetFetchResponseTopic.name")?; }
-        if v <= 7 { put_array(buf, &self.partitions, flex, "OffsetFetchResponseTopic.partitions", |b, e| e.encode(b, v))?; }
+        if v <= 7 { put_array(buf, &self.partitions, v, flex, "OffsetFetchResponseTopic.partitions")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchResponseTopic")?; }
         Ok(())
     }
@@ -165,10 +170,15 @@ impl Decode for OffsetFetchResponseTopic {
         let flex = v >= 6;
         let mut this = Self::default();
         if v <= 7 { this.name = get_string(buf, flex, "OffsetFetchResponseTopic.name")?; }
-        if v <= 7 { this.partitions = get_array(buf, flex, "OffsetFetchResponseTopic.partitions", |b| OffsetFetchResponsePartition::decode(b, v))?; }
+        if v <= 7 { this.partitions = get_array(buf, v, flex, "OffsetFetchResponseTopic.partitions")?; }
         if flex { get_unknown_tags(buf, "OffsetFetchResponseTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for OffsetFetchResponseTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `OffsetFetchResponsePartitions` of `OffsetFetchResponse`.
@@ -230,6 +240,11 @@ impl Decode for OffsetFetchResponsePartitions {
     }
 }
 
+impl Elem for OffsetFetchResponsePartitions {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `OffsetFetchResponseTopics` of `OffsetFetchResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OffsetFetchResponseTopics {
@@ -256,7 +271,7 @@ impl Encode for OffsetFetchResponseTopics {
         let v = version;
         let flex = v >= 6;
         if v >= 8 { put_string(buf, &self.name, flex, "OffsetFetchResponseTopics.name")?; }
-        if v >= 8 { put_array(buf, &self.partitions, flex, "OffsetFetchResponseTopics.partitions", |b, e| e.encode(b, v))?; }
+        if v >= 8 { put_array(buf, &self.partitions, v, flex, "OffsetFetchResponseTopics.partitions")?; }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchResponseTopics")?; }
         Ok(())
     }
@@ -268,10 +283,15 @@ impl Decode for OffsetFetchResponseTopics {
         let flex = v >= 6;
         let mut this = Self::default();
         if v >= 8 { this.name = get_string(buf, flex, "OffsetFetchResponseTopics.name")?; }
-        if v >= 8 { this.partitions = get_array(buf, flex, "OffsetFetchResponseTopics.partitions", |b| OffsetFetchResponsePartitions::decode(b, v))?; }
+        if v >= 8 { this.partitions = get_array(buf, v, flex, "OffsetFetchResponseTopics.partitions")?; }
         if flex { get_unknown_tags(buf, "OffsetFetchResponseTopics", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for OffsetFetchResponseTopics {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `OffsetFetchResponseGroup` of `OffsetFetchResponse`.
@@ -303,7 +323,7 @@ impl Encode for OffsetFetchResponseGroup {
         let v = version;
         let flex = v >= 6;
         if v >= 8 { put_string(buf, &self.group_id, flex, "OffsetFetchResponseGroup.group_id")?; }
-        if v >= 8 { put_array(buf, &self.topics, flex, "OffsetFetchResponseGroup.topics", |b, e| e.encode(b, v))?; }
+        if v >= 8 { put_array(buf, &self.topics, v, flex, "OffsetFetchResponseGroup.topics")?; }
         if v >= 8 { put_i16(buf, self.error_code); }
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchResponseGroup")?; }
         Ok(())
@@ -316,10 +336,15 @@ impl Decode for OffsetFetchResponseGroup {
         let flex = v >= 6;
         let mut this = Self::default();
         if v >= 8 { this.group_id = get_string(buf, flex, "OffsetFetchResponseGroup.group_id")?; }
-        if v >= 8 { this.topics = get_array(buf, flex, "OffsetFetchResponseGroup.topics", |b| OffsetFetchResponseTopics::decode(b, v))?; }
+        if v >= 8 { this.topics = get_array(buf, v, flex, "OffsetFetchResponseGroup.topics")?; }
         if v >= 8 { this.error_code = get_i16(buf, "OffsetFetchResponseGroup.error_code")?; }
         if flex { get_unknown_tags(buf, "OffsetFetchResponseGroup", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for OffsetFetchResponseGroup {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -39,7 +39,7 @@ impl Encode for OffsetForLeaderEpochRequest {
         if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetForLeaderEpochRequest", version: v }); }
         let flex = v >= 4;
         if v >= 3 { put_i32(buf, self.replica_id); }
-        put_array(buf, &self.topics, flex, "OffsetForLeaderEpochRequest.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "OffsetForLeaderEpochRequest.topics")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetForLeaderEpochRequest")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for OffsetForLeaderEpochRequest {
         let flex = v >= 4;
         let mut this = Self::default();
         if v >= 3 { this.replica_id = get_i32(buf, "OffsetForLeaderEpochRequest.replica_id")?; }
-        this.topics = get_array(buf, flex, "OffsetForLeaderEpochRequest.topics", |b| OffsetForLeaderTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "OffsetForLeaderEpochRequest.topics")?;
         if flex { get_unknown_tags(buf, "OffsetForLeaderEpochRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -107,6 +107,11 @@ impl Decode for OffsetForLeaderPartition {
     }
 }
 
+impl Elem for OffsetForLeaderPartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `OffsetForLeaderTopic` of `OffsetForLeaderEpochRequest`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OffsetForLeaderTopic {
@@ -133,7 +138,7 @@ impl Encode for OffsetForLeaderTopic {
         let v = version;
         let flex = v >= 4;
         put_string(buf, &self.topic, flex, "OffsetForLeaderTopic.topic")?;
-        put_array(buf, &self.partitions, flex, "OffsetForLeaderTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "OffsetForLeaderTopic.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetForLeaderTopic")?; }
         Ok(())
     }
@@ -145,9 +150,14 @@ impl Decode for OffsetForLeaderTopic {
         let flex = v >= 4;
         let mut this = Self::default();
         this.topic = get_string(buf, flex, "OffsetForLeaderTopic.topic")?;
-        this.partitions = get_array(buf, flex, "OffsetForLeaderTopic.partitions", |b| OffsetForLeaderPartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "OffsetForLeaderTopic.partitions")?;
         if flex { get_unknown_tags(buf, "OffsetForLeaderTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for OffsetForLeaderTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -39,7 +39,7 @@ impl Encode for OffsetForLeaderEpochResponse {
         if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetForLeaderEpochResponse", version: v }); }
         let flex = v >= 4;
         if v >= 2 { put_i32(buf, self.throttle_time_ms); }
-        put_array(buf, &self.topics, flex, "OffsetForLeaderEpochResponse.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "OffsetForLeaderEpochResponse.topics")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetForLeaderEpochResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for OffsetForLeaderEpochResponse {
         let flex = v >= 4;
         let mut this = Self::default();
         if v >= 2 { this.throttle_time_ms = get_i32(buf, "OffsetForLeaderEpochResponse.throttle_time_ms")?; }
-        this.topics = get_array(buf, flex, "OffsetForLeaderEpochResponse.topics", |b| OffsetForLeaderTopicResult::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "OffsetForLeaderEpochResponse.topics")?;
         if flex { get_unknown_tags(buf, "OffsetForLeaderEpochResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -112,6 +112,11 @@ impl Decode for EpochEndOffset {
     }
 }
 
+impl Elem for EpochEndOffset {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `OffsetForLeaderTopicResult` of `OffsetForLeaderEpochResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OffsetForLeaderTopicResult {
@@ -138,7 +143,7 @@ impl Encode for OffsetForLeaderTopicResult {
         let v = version;
         let flex = v >= 4;
         put_string(buf, &self.topic, flex, "OffsetForLeaderTopicResult.topic")?;
-        put_array(buf, &self.partitions, flex, "OffsetForLeaderTopicResult.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "OffsetForLeaderTopicResult.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetForLeaderTopicResult")?; }
         Ok(())
     }
@@ -150,9 +155,14 @@ impl Decode for OffsetForLeaderTopicResult {
         let flex = v >= 4;
         let mut this = Self::default();
         this.topic = get_string(buf, flex, "OffsetForLeaderTopicResult.topic")?;
-        this.partitions = get_array(buf, flex, "OffsetForLeaderTopicResult.partitions", |b| EpochEndOffset::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "OffsetForLeaderTopicResult.partitions")?;
         if flex { get_unknown_tags(buf, "OffsetForLeaderTopicResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for OffsetForLeaderTopicResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

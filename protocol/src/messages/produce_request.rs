@@ -47,7 +47,7 @@ impl Encode for ProduceRequest {
         if v >= 3 { put_opt_string(buf, self.transactional_id.as_deref(), flex, v >= 3, "ProduceRequest.transactional_id", v)?; }
         put_i16(buf, self.acks);
         put_i32(buf, self.timeout_ms);
-        put_array(buf, &self.topic_data, flex, "ProduceRequest.topic_data", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topic_data, v, flex, "ProduceRequest.topic_data")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ProduceRequest")?; }
         Ok(())
     }
@@ -62,7 +62,7 @@ impl Decode for ProduceRequest {
         if v >= 3 { this.transactional_id = get_opt_string(buf, flex, v >= 3, "ProduceRequest.transactional_id")?; }
         this.acks = get_i16(buf, "ProduceRequest.acks")?;
         this.timeout_ms = get_i32(buf, "ProduceRequest.timeout_ms")?;
-        this.topic_data = get_array(buf, flex, "ProduceRequest.topic_data", |b| TopicProduceData::decode(b, v))?;
+        this.topic_data = get_array(buf, v, flex, "ProduceRequest.topic_data")?;
         if flex { get_unknown_tags(buf, "ProduceRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -112,6 +112,11 @@ impl Decode for PartitionProduceData {
     }
 }
 
+impl Elem for PartitionProduceData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `TopicProduceData` of `ProduceRequest`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TopicProduceData {
@@ -138,7 +143,7 @@ impl Encode for TopicProduceData {
         let v = version;
         let flex = v >= 9;
         put_string(buf, &self.name, flex, "TopicProduceData.name")?;
-        put_array(buf, &self.partition_data, flex, "TopicProduceData.partition_data", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partition_data, v, flex, "TopicProduceData.partition_data")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicProduceData")?; }
         Ok(())
     }
@@ -150,9 +155,14 @@ impl Decode for TopicProduceData {
         let flex = v >= 9;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "TopicProduceData.name")?;
-        this.partition_data = get_array(buf, flex, "TopicProduceData.partition_data", |b| PartitionProduceData::decode(b, v))?;
+        this.partition_data = get_array(buf, v, flex, "TopicProduceData.partition_data")?;
         if flex { get_unknown_tags(buf, "TopicProduceData", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TopicProduceData {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

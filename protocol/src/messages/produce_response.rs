@@ -41,11 +41,11 @@ impl Encode for ProduceResponse {
         let v = version;
         if !(0..=11).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ProduceResponse", version: v }); }
         let flex = v >= 9;
-        put_array(buf, &self.responses, flex, "ProduceResponse.responses", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.responses, v, flex, "ProduceResponse.responses")?;
         if v >= 1 { put_i32(buf, self.throttle_time_ms); }
         if flex {
             let mut tw = TagWriter::new();
-            if (v >= 10) && (self.node_endpoints != Vec::new()) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_array(buf, &self.node_endpoints, flex, "ProduceResponse.node_endpoints", |b, e| e.encode(b, v))?; } tw.add(0, tb); }
+            if (v >= 10) && (self.node_endpoints != Vec::new()) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_array(buf, &self.node_endpoints, v, flex, "ProduceResponse.node_endpoints")?; } tw.add(0, tb); }
             tw.finish(buf, &self.unknown_tagged_fields, "ProduceResponse")?;
         }
         Ok(())
@@ -58,14 +58,14 @@ impl Decode for ProduceResponse {
         if !(0..=11).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ProduceResponse", version: v }); }
         let flex = v >= 9;
         let mut this = Self::default();
-        this.responses = get_array(buf, flex, "ProduceResponse.responses", |b| TopicProduceResponse::decode(b, v))?;
+        this.responses = get_array(buf, v, flex, "ProduceResponse.responses")?;
         if v >= 1 { this.throttle_time_ms = get_i32(buf, "ProduceResponse.throttle_time_ms")?; }
         if flex {
             let mut tr = TagReader::new(buf, "ProduceResponse")?;
             while let Some((tag, mut d)) = tr.next(buf)? {
                 let size = d.len();
                 match tag {
-                    0 if v >= 10 => { { let buf = &mut d; this.node_endpoints = get_array(buf, flex, "ProduceResponse.node_endpoints", |b| NodeEndpoint::decode(b, v))?; } finish_tag(&d, tag, size, "ProduceResponse")?; }
+                    0 if v >= 10 => { { let buf = &mut d; this.node_endpoints = get_array(buf, v, flex, "ProduceResponse.node_endpoints")?; } finish_tag(&d, tag, size, "ProduceResponse")?; }
                     _ => this.unknown_tagged_fields.push((tag, d)),
                 }
             }
@@ -116,6 +116,11 @@ impl Decode for BatchIndexAndErrorMessage {
         if flex { get_unknown_tags(buf, "BatchIndexAndErrorMessage", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for BatchIndexAndErrorMessage {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `LeaderIdAndEpoch` of `ProduceResponse`.
@@ -210,7 +215,7 @@ impl Encode for PartitionProduceResponse {
         put_i64(buf, self.base_offset);
         if v >= 2 { put_i64(buf, self.log_append_time_ms); }
         if v >= 5 { put_i64(buf, self.log_start_offset); }
-        if v >= 8 { put_array(buf, &self.record_errors, flex, "PartitionProduceResponse.record_errors", |b, e| e.encode(b, v))?; }
+        if v >= 8 { put_array(buf, &self.record_errors, v, flex, "PartitionProduceResponse.record_errors")?; }
         if v >= 8 { put_opt_string(buf, self.error_message.as_deref(), flex, v >= 8, "PartitionProduceResponse.error_message", v)?; }
         if flex {
             let mut tw = TagWriter::new();
@@ -231,7 +236,7 @@ impl Decode for PartitionProduceResponse {
         this.base_offset = get_i64(buf, "PartitionProduceResponse.base_offset")?;
         if v >= 2 { this.log_append_time_ms = get_i64(buf, "PartitionProduceResponse.log_append_time_ms")?; }
         if v >= 5 { this.log_start_offset = get_i64(buf, "PartitionProduceResponse.log_start_offset")?; }
-        if v >= 8 { this.record_errors = get_array(buf, flex, "PartitionProduceResponse.record_errors", |b| BatchIndexAndErrorMessage::decode(b, v))?; }
+        if v >= 8 { this.record_errors = get_array(buf, v, flex, "PartitionProduceResponse.record_errors")?; }
         if v >= 8 { this.error_message = get_opt_string(buf, flex, v >= 8, "PartitionProduceResponse.error_message")?; }
         if flex {
             let mut tr = TagReader::new(buf, "PartitionProduceResponse")?;
@@ -245,6 +250,11 @@ impl Decode for PartitionProduceResponse {
         }
         Ok(this)
     }
+}
+
+impl Elem for PartitionProduceResponse {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `TopicProduceResponse` of `ProduceResponse`.
@@ -273,7 +283,7 @@ impl Encode for TopicProduceResponse {
         let v = version;
         let flex = v >= 9;
         put_string(buf, &self.name, flex, "TopicProduceResponse.name")?;
-        put_array(buf, &self.partition_responses, flex, "TopicProduceResponse.partition_responses", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partition_responses, v, flex, "TopicProduceResponse.partition_responses")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicProduceResponse")?; }
         Ok(())
     }
@@ -285,10 +295,15 @@ impl Decode for TopicProduceResponse {
         let flex = v >= 9;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "TopicProduceResponse.name")?;
-        this.partition_responses = get_array(buf, flex, "TopicProduceResponse.partition_responses", |b| PartitionProduceResponse::decode(b, v))?;
+        this.partition_responses = get_array(buf, v, flex, "TopicProduceResponse.partition_responses")?;
         if flex { get_unknown_tags(buf, "TopicProduceResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TopicProduceResponse {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `NodeEndpoint` of `ProduceResponse`.
@@ -343,5 +358,10 @@ impl Decode for NodeEndpoint {
         if flex { get_unknown_tags(buf, "NodeEndpoint", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for NodeEndpoint {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -38,7 +38,7 @@ impl Encode for SaslHandshakeResponse {
         let v = version;
         if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "SaslHandshakeResponse", version: v }); }
         put_i16(buf, self.error_code);
-        put_array(buf, &self.mechanisms, false, "SaslHandshakeResponse.mechanisms", |b, e| put_string(b, e, false, "SaslHandshakeResponse.mechanisms"))?;
+        put_array(buf, &self.mechanisms, v, false, "SaslHandshakeResponse.mechanisms")?;
         Ok(())
     }
 }
@@ -49,7 +49,7 @@ impl Decode for SaslHandshakeResponse {
         if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "SaslHandshakeResponse", version: v }); }
         let mut this = Self::default();
         this.error_code = get_i16(buf, "SaslHandshakeResponse.error_code")?;
-        this.mechanisms = get_array(buf, false, "SaslHandshakeResponse.mechanisms", |b| get_string(b, false, "SaslHandshakeResponse.mechanisms"))?;
+        this.mechanisms = get_array(buf, v, false, "SaslHandshakeResponse.mechanisms")?;
         Ok(this)
     }
 }

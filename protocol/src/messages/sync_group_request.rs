@@ -59,7 +59,7 @@ impl Encode for SyncGroupRequest {
         if v >= 3 { put_opt_string(buf, self.group_instance_id.as_deref(), flex, v >= 3, "SyncGroupRequest.group_instance_id", v)?; }
         if v >= 5 { put_opt_string(buf, self.protocol_type.as_deref(), flex, v >= 5, "SyncGroupRequest.protocol_type", v)?; }
         if v >= 5 { put_opt_string(buf, self.protocol_name.as_deref(), flex, v >= 5, "SyncGroupRequest.protocol_name", v)?; }
-        put_array(buf, &self.assignments, flex, "SyncGroupRequest.assignments", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.assignments, v, flex, "SyncGroupRequest.assignments")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "SyncGroupRequest")?; }
         Ok(())
     }
@@ -77,7 +77,7 @@ impl Decode for SyncGroupRequest {
         if v >= 3 { this.group_instance_id = get_opt_string(buf, flex, v >= 3, "SyncGroupRequest.group_instance_id")?; }
         if v >= 5 { this.protocol_type = get_opt_string(buf, flex, v >= 5, "SyncGroupRequest.protocol_type")?; }
         if v >= 5 { this.protocol_name = get_opt_string(buf, flex, v >= 5, "SyncGroupRequest.protocol_name")?; }
-        this.assignments = get_array(buf, flex, "SyncGroupRequest.assignments", |b| SyncGroupRequestAssignment::decode(b, v))?;
+        this.assignments = get_array(buf, v, flex, "SyncGroupRequest.assignments")?;
         if flex { get_unknown_tags(buf, "SyncGroupRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -125,5 +125,10 @@ impl Decode for SyncGroupRequestAssignment {
         if flex { get_unknown_tags(buf, "SyncGroupRequestAssignment", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for SyncGroupRequestAssignment {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

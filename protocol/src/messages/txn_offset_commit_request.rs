@@ -63,7 +63,7 @@ impl Encode for TxnOffsetCommitRequest {
         if v >= 3 { put_i32(buf, self.generation_id); }
         if v >= 3 { put_string(buf, &self.member_id, flex, "TxnOffsetCommitRequest.member_id")?; }
         if v >= 3 { put_opt_string(buf, self.group_instance_id.as_deref(), flex, v >= 3, "TxnOffsetCommitRequest.group_instance_id", v)?; }
-        put_array(buf, &self.topics, flex, "TxnOffsetCommitRequest.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "TxnOffsetCommitRequest.topics")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TxnOffsetCommitRequest")?; }
         Ok(())
     }
@@ -82,7 +82,7 @@ impl Decode for TxnOffsetCommitRequest {
         if v >= 3 { this.generation_id = get_i32(buf, "TxnOffsetCommitRequest.generation_id")?; }
         if v >= 3 { this.member_id = get_string(buf, flex, "TxnOffsetCommitRequest.member_id")?; }
         if v >= 3 { this.group_instance_id = get_opt_string(buf, flex, v >= 3, "TxnOffsetCommitRequest.group_instance_id")?; }
-        this.topics = get_array(buf, flex, "TxnOffsetCommitRequest.topics", |b| TxnOffsetCommitRequestTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "TxnOffsetCommitRequest.topics")?;
         if flex { get_unknown_tags(buf, "TxnOffsetCommitRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -142,6 +142,11 @@ impl Decode for TxnOffsetCommitRequestPartition {
     }
 }
 
+impl Elem for TxnOffsetCommitRequestPartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `TxnOffsetCommitRequestTopic` of `TxnOffsetCommitRequest`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TxnOffsetCommitRequestTopic {
@@ -168,7 +173,7 @@ impl Encode for TxnOffsetCommitRequestTopic {
         let v = version;
         let flex = v >= 3;
         put_string(buf, &self.name, flex, "TxnOffsetCommitRequestTopic.name")?;
-        put_array(buf, &self.partitions, flex, "TxnOffsetCommitRequestTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "TxnOffsetCommitRequestTopic.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TxnOffsetCommitRequestTopic")?; }
         Ok(())
     }
@@ -180,9 +185,14 @@ impl Decode for TxnOffsetCommitRequestTopic {
         let flex = v >= 3;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "TxnOffsetCommitRequestTopic.name")?;
-        this.partitions = get_array(buf, flex, "TxnOffsetCommitRequestTopic.partitions", |b| TxnOffsetCommitRequestPartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "TxnOffsetCommitRequestTopic.partitions")?;
         if flex { get_unknown_tags(buf, "TxnOffsetCommitRequestTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TxnOffsetCommitRequestTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -39,7 +39,7 @@ impl Encode for TxnOffsetCommitResponse {
         if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "TxnOffsetCommitResponse", version: v }); }
         let flex = v >= 3;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.topics, flex, "TxnOffsetCommitResponse.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "TxnOffsetCommitResponse.topics")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TxnOffsetCommitResponse")?; }
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Decode for TxnOffsetCommitResponse {
         let flex = v >= 3;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "TxnOffsetCommitResponse.throttle_time_ms")?;
-        this.topics = get_array(buf, flex, "TxnOffsetCommitResponse.topics", |b| TxnOffsetCommitResponseTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "TxnOffsetCommitResponse.topics")?;
         if flex { get_unknown_tags(buf, "TxnOffsetCommitResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -102,6 +102,11 @@ impl Decode for TxnOffsetCommitResponsePartition {
     }
 }
 
+impl Elem for TxnOffsetCommitResponsePartition {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `TxnOffsetCommitResponseTopic` of `TxnOffsetCommitResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TxnOffsetCommitResponseTopic {
@@ -128,7 +133,7 @@ impl Encode for TxnOffsetCommitResponseTopic {
         let v = version;
         let flex = v >= 3;
         put_string(buf, &self.name, flex, "TxnOffsetCommitResponseTopic.name")?;
-        put_array(buf, &self.partitions, flex, "TxnOffsetCommitResponseTopic.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "TxnOffsetCommitResponseTopic.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TxnOffsetCommitResponseTopic")?; }
         Ok(())
     }
@@ -140,9 +145,14 @@ impl Decode for TxnOffsetCommitResponseTopic {
         let flex = v >= 3;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "TxnOffsetCommitResponseTopic.name")?;
-        this.partitions = get_array(buf, flex, "TxnOffsetCommitResponseTopic.partitions", |b| TxnOffsetCommitResponsePartition::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "TxnOffsetCommitResponseTopic.partitions")?;
         if flex { get_unknown_tags(buf, "TxnOffsetCommitResponseTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for TxnOffsetCommitResponseTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -41,7 +41,7 @@ impl Encode for UpdateFeaturesRequest {
         let v = version;
         if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "UpdateFeaturesRequest", version: v }); }
         put_i32(buf, self.timeout_ms);
-        put_array(buf, &self.feature_updates, true, "UpdateFeaturesRequest.feature_updates", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.feature_updates, v, true, "UpdateFeaturesRequest.feature_updates")?;
         if v >= 1 { put_bool(buf, self.validate_only); }
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "UpdateFeaturesRequest")?; }
         Ok(())
@@ -54,7 +54,7 @@ impl Decode for UpdateFeaturesRequest {
         if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "UpdateFeaturesRequest", version: v }); }
         let mut this = Self::default();
         this.timeout_ms = get_i32(buf, "UpdateFeaturesRequest.timeout_ms")?;
-        this.feature_updates = get_array(buf, true, "UpdateFeaturesRequest.feature_updates", |b| FeatureUpdateKey::decode(b, v))?;
+        this.feature_updates = get_array(buf, v, true, "UpdateFeaturesRequest.feature_updates")?;
         if v >= 1 { this.validate_only = get_bool(buf, "UpdateFeaturesRequest.validate_only")?; }
         if true { get_unknown_tags(buf, "UpdateFeaturesRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
@@ -111,5 +111,10 @@ impl Decode for FeatureUpdateKey {
         if true { get_unknown_tags(buf, "FeatureUpdateKey", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for FeatureUpdateKey {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

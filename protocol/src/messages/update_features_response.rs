@@ -46,7 +46,7 @@ impl Encode for UpdateFeaturesResponse {
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
         put_opt_string(buf, self.error_message.as_deref(), true, true, "UpdateFeaturesResponse.error_message", v)?;
-        if v <= 1 { put_array(buf, &self.results, true, "UpdateFeaturesResponse.results", |b, e| e.encode(b, v))?; }
+        if v <= 1 { put_array(buf, &self.results, v, true, "UpdateFeaturesResponse.results")?; }
         if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "UpdateFeaturesResponse")?; }
         Ok(())
     }
@@ -60,7 +60,7 @@ impl Decode for UpdateFeaturesResponse {
         this.throttle_time_ms = get_i32(buf, "UpdateFeaturesResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "UpdateFeaturesResponse.error_code")?;
         this.error_message = get_opt_string(buf, true, true, "UpdateFeaturesResponse.error_message")?;
-        if v <= 1 { this.results = get_array(buf, true, "UpdateFeaturesResponse.results", |b| UpdatableFeatureResult::decode(b, v))?; }
+        if v <= 1 { this.results = get_array(buf, v, true, "UpdateFeaturesResponse.results")?; }
         if true { get_unknown_tags(buf, "UpdateFeaturesResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -111,5 +111,10 @@ impl Decode for UpdatableFeatureResult {
         if true { get_unknown_tags(buf, "UpdatableFeatureResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for UpdatableFeatureResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -35,7 +35,7 @@ impl Encode for WriteTxnMarkersRequest {
         let v = version;
         if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "WriteTxnMarkersRequest", version: v }); }
         let flex = v >= 1;
-        put_array(buf, &self.markers, flex, "WriteTxnMarkersRequest.markers", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.markers, v, flex, "WriteTxnMarkersRequest.markers")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "WriteTxnMarkersRequest")?; }
         Ok(())
     }
@@ -47,7 +47,7 @@ impl Decode for WriteTxnMarkersRequest {
         if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "WriteTxnMarkersRequest", version: v }); }
         let flex = v >= 1;
         let mut this = Self::default();
-        this.markers = get_array(buf, flex, "WriteTxnMarkersRequest.markers", |b| WritableTxnMarker::decode(b, v))?;
+        this.markers = get_array(buf, v, flex, "WriteTxnMarkersRequest.markers")?;
         if flex { get_unknown_tags(buf, "WriteTxnMarkersRequest", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -79,7 +79,7 @@ impl Encode for WritableTxnMarkerTopic {
         let v = version;
         let flex = v >= 1;
         put_string(buf, &self.name, flex, "WritableTxnMarkerTopic.name")?;
-        put_array(buf, &self.partition_indexes, flex, "WritableTxnMarkerTopic.partition_indexes", |b, e| { put_i32(b, *e); Ok(()) })?;
+        put_array(buf, &self.partition_indexes, v, flex, "WritableTxnMarkerTopic.partition_indexes")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "WritableTxnMarkerTopic")?; }
         Ok(())
     }
@@ -91,10 +91,15 @@ impl Decode for WritableTxnMarkerTopic {
         let flex = v >= 1;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "WritableTxnMarkerTopic.name")?;
-        this.partition_indexes = get_array(buf, flex, "WritableTxnMarkerTopic.partition_indexes", |b| get_i32(b, "WritableTxnMarkerTopic.partition_indexes"))?;
+        this.partition_indexes = get_array(buf, v, flex, "WritableTxnMarkerTopic.partition_indexes")?;
         if flex { get_unknown_tags(buf, "WritableTxnMarkerTopic", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for WritableTxnMarkerTopic {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `WritableTxnMarker` of `WriteTxnMarkersRequest`.
@@ -134,7 +139,7 @@ impl Encode for WritableTxnMarker {
         put_i64(buf, self.producer_id);
         put_i16(buf, self.producer_epoch);
         put_bool(buf, self.transaction_result);
-        put_array(buf, &self.topics, flex, "WritableTxnMarker.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "WritableTxnMarker.topics")?;
         put_i32(buf, self.coordinator_epoch);
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "WritableTxnMarker")?; }
         Ok(())
@@ -149,10 +154,15 @@ impl Decode for WritableTxnMarker {
         this.producer_id = get_i64(buf, "WritableTxnMarker.producer_id")?;
         this.producer_epoch = get_i16(buf, "WritableTxnMarker.producer_epoch")?;
         this.transaction_result = get_bool(buf, "WritableTxnMarker.transaction_result")?;
-        this.topics = get_array(buf, flex, "WritableTxnMarker.topics", |b| WritableTxnMarkerTopic::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "WritableTxnMarker.topics")?;
         this.coordinator_epoch = get_i32(buf, "WritableTxnMarker.coordinator_epoch")?;
         if flex { get_unknown_tags(buf, "WritableTxnMarker", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for WritableTxnMarker {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 

@@ -35,7 +35,7 @@ impl Encode for WriteTxnMarkersResponse {
         let v = version;
         if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "WriteTxnMarkersResponse", version: v }); }
         let flex = v >= 1;
-        put_array(buf, &self.markers, flex, "WriteTxnMarkersResponse.markers", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.markers, v, flex, "WriteTxnMarkersResponse.markers")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "WriteTxnMarkersResponse")?; }
         Ok(())
     }
@@ -47,7 +47,7 @@ impl Decode for WriteTxnMarkersResponse {
         if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "WriteTxnMarkersResponse", version: v }); }
         let flex = v >= 1;
         let mut this = Self::default();
-        this.markers = get_array(buf, flex, "WriteTxnMarkersResponse.markers", |b| WritableTxnMarkerResult::decode(b, v))?;
+        this.markers = get_array(buf, v, flex, "WriteTxnMarkersResponse.markers")?;
         if flex { get_unknown_tags(buf, "WriteTxnMarkersResponse", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
@@ -97,6 +97,11 @@ impl Decode for WritableTxnMarkerPartitionResult {
     }
 }
 
+impl Elem for WritableTxnMarkerPartitionResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+}
+
 /// Nested struct `WritableTxnMarkerTopicResult` of `WriteTxnMarkersResponse`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WritableTxnMarkerTopicResult {
@@ -123,7 +128,7 @@ impl Encode for WritableTxnMarkerTopicResult {
         let v = version;
         let flex = v >= 1;
         put_string(buf, &self.name, flex, "WritableTxnMarkerTopicResult.name")?;
-        put_array(buf, &self.partitions, flex, "WritableTxnMarkerTopicResult.partitions", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.partitions, v, flex, "WritableTxnMarkerTopicResult.partitions")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "WritableTxnMarkerTopicResult")?; }
         Ok(())
     }
@@ -135,10 +140,15 @@ impl Decode for WritableTxnMarkerTopicResult {
         let flex = v >= 1;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "WritableTxnMarkerTopicResult.name")?;
-        this.partitions = get_array(buf, flex, "WritableTxnMarkerTopicResult.partitions", |b| WritableTxnMarkerPartitionResult::decode(b, v))?;
+        this.partitions = get_array(buf, v, flex, "WritableTxnMarkerTopicResult.partitions")?;
         if flex { get_unknown_tags(buf, "WritableTxnMarkerTopicResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for WritableTxnMarkerTopicResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
 /// Nested struct `WritableTxnMarkerResult` of `WriteTxnMarkersResponse`.
@@ -167,7 +177,7 @@ impl Encode for WritableTxnMarkerResult {
         let v = version;
         let flex = v >= 1;
         put_i64(buf, self.producer_id);
-        put_array(buf, &self.topics, flex, "WritableTxnMarkerResult.topics", |b, e| e.encode(b, v))?;
+        put_array(buf, &self.topics, v, flex, "WritableTxnMarkerResult.topics")?;
         if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "WritableTxnMarkerResult")?; }
         Ok(())
     }
@@ -179,9 +189,14 @@ impl Decode for WritableTxnMarkerResult {
         let flex = v >= 1;
         let mut this = Self::default();
         this.producer_id = get_i64(buf, "WritableTxnMarkerResult.producer_id")?;
-        this.topics = get_array(buf, flex, "WritableTxnMarkerResult.topics", |b| WritableTxnMarkerTopicResult::decode(b, v))?;
+        this.topics = get_array(buf, v, flex, "WritableTxnMarkerResult.topics")?;
         if flex { get_unknown_tags(buf, "WritableTxnMarkerResult", &mut this.unknown_tagged_fields)?; }
         Ok(this)
     }
+}
+
+impl Elem for WritableTxnMarkerResult {
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
+    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
 }
 
