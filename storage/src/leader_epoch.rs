@@ -43,9 +43,10 @@ impl LeaderEpochCache {
                     let (Ok(epoch), start_offset) = (i32::try_from(r[0]), r[1]) else {
                         continue;
                     };
-                    let ordered = entries
-                        .last()
-                        .map_or(true, |l| epoch > l.epoch && start_offset > l.start_offset);
+                    let ordered = match entries.last() {
+                        None => true,
+                        Some(l) => epoch > l.epoch && start_offset > l.start_offset,
+                    };
                     if epoch >= 0 && start_offset >= 0 && ordered {
                         entries.push(EpochEntry { epoch, start_offset });
                     }

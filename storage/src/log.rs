@@ -227,8 +227,8 @@ impl Log {
         let mut log_start_offset = checkpoint_start
             .unwrap_or(0)
             .max(segments.first().map_or(0, Segment::base_offset));
-        let recovered_end = segments.last().map(Segment::next_offset);
-        if recovered_end.map_or(true, |end| end < log_start_offset) {
+        let recovered_end = segments.last().map_or(-1, Segment::next_offset);
+        if recovered_end < log_start_offset {
             // No data at or above the log start offset survived.
             for seg in segments.drain(..) {
                 seg.delete_files()?;
@@ -414,12 +414,7 @@ impl Log {
         let mut at = 0usize;
         while at < batches.len() {
             let h = BatchHeader::parse(&batches[at..]).expect("framing was checked");
-            if h.partition_leader_epoch >= 0
-                && self
-                    .epochs
-                    .latest_epoch()
-                    .map_or(true, |l| h.partition_leader_epoch > l)
-            {
+            if h.partition_leader_epoch > self.epochs.latest_epoch().unwrap_or(-1) {
                 self.epochs.assign(h.partition_leader_epoch, h.base_offset)?;
             }
             at += h.size as usize;

@@ -206,7 +206,7 @@ impl LogReader {
         let mut best: Option<(&Arc<SegmentShared>, i64, i64)> = None;
         for seg in segments.iter() {
             if let Some((ts, offset)) = seg.max_timestamp() {
-                if best.map_or(true, |(_, b, _)| ts > b) {
+                if ts > best.map_or(-1, |(_, b, _)| b) {
                     best = Some((seg, ts, offset));
                 }
             }

@@ -371,8 +371,9 @@ impl Segment {
                 .map_err(Error::io("truncate segment", &seg.shared.log_path))?;
             seg.dirty = true;
         }
-        if let Some(h) = seg.first_batch_max_timestamp()? {
-            seg.first_batch_time_ms = Some(h);
+        // Like Kafka, a reopened segment ages from its first batch's timestamp.
+        if let Some(ts) = seg.first_batch_max_timestamp()?.filter(|&ts| ts >= 0) {
+            seg.first_batch_time_ms = Some(ts);
         }
         Ok((seg, stop))
     }
