@@ -451,7 +451,7 @@ pub fn produce(s: &ProduceSettings) -> Result<ProduceResult> {
         match producer.send(record) {
             Ok(()) => {
                 sent += 1;
-                if sent % 256 == 0 {
+                if sent & 255 == 0 {
                     producer.poll(Duration::ZERO);
                 }
             }

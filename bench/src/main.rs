@@ -201,7 +201,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
         u => return Err(format!("unknown size unit {u:?} in {s:?}")),
     };
     let v = n * mult;
-    if !(v >= 1.0 && v < 1e18) {
+    if !(1.0..1e18).contains(&v) {
         return Err(format!("size {s:?} out of range"));
     }
     Ok(v as u64)
@@ -251,7 +251,7 @@ fn utc_now() -> String {
 /// One row of the report.
 enum PhaseOutcome {
     Disk(disk::DiskResult),
-    Produce(String, ProduceResult),
+    Produce(String, Box<ProduceResult>),
     Consume(ConsumeResult),
     Failed(String, String),
 }
@@ -286,7 +286,7 @@ impl Run {
             while start.elapsed() < limit {
                 std::thread::sleep(Duration::from_millis(250));
                 after = sys::dirty_kib();
-                if after.map_or(true, |d| d <= threshold_kib) {
+                if !matches!(after, Some(d) if d > threshold_kib) {
                     break;
                 }
             }
@@ -400,7 +400,7 @@ impl Run {
                     r.records_failed
                 );
                 let ok = r.records_acked > 0;
-                self.phases.push(PhaseOutcome::Produce(phase, r));
+                self.phases.push(PhaseOutcome::Produce(phase, Box::new(r)));
                 ok.then_some(topic)
             }
             Err(e) => {
