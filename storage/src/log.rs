@@ -580,14 +580,16 @@ impl Log {
             self.roll()?;
         }
         let count = count.min(self.segments.len() - 1);
+        // Publish the new log start before the shorter segment list, so a
+        // reader that sees the new list also sees the new start.
+        let first_base = self.segments[count].base_offset();
+        if first_base > self.log_start_offset {
+            self.set_log_start_offset(first_base)?;
+        }
         for seg in self.segments.drain(..count) {
             seg.delete_files()?;
         }
         self.publish_segments();
-        let first_base = self.segments[0].base_offset();
-        if first_base > self.log_start_offset {
-            self.set_log_start_offset(first_base)?;
-        }
         info!(dir = %self.dir.display(), count, log_start_offset = self.log_start_offset, "deleted segments");
         Ok(count)
     }

@@ -128,6 +128,14 @@ impl LogReader {
             return Ok(empty);
         }
         let segments = self.shared.snapshot();
+        // The writer publishes a higher log start before dropping segments.
+        let log_start_offset = self.log_start_offset();
+        if start_offset < log_start_offset {
+            return Err(Error::OffsetBelowLogStart {
+                offset: start_offset,
+                log_start_offset,
+            });
+        }
         let first = segments
             .partition_point(|s| s.base_offset <= start_offset)
             .saturating_sub(1);
