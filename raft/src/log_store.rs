@@ -368,3 +368,112 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn entry(index: u64) -> Entry {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank }
+    }
+
+    /// Writes entries `indexes` as the log file, the way `append` frames them.
+    fn must_write_log(dir: &Path, indexes: impl IntoIterator<Item = u64>) -> Vec<u64> {
+        let mut buf = Vec::new();
+        let mut ends = Vec::new();
+        for i in indexes {
+            buf.extend_from_slice(&encode_record(&serde_json::to_vec(&entry(i)).expect("encode")));
+            ends.push(buf.len() as u64);
+        }
+        fs::write(dir.join(LOG_FILE), &buf).expect("write log");
+        ends
+    }
+
+    async fn indexes(store: &mut LogStore) -> Vec<u64> {
+        store.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id.index).collect()
+    }
+
+    #[tokio::test]
+    async fn open_cuts_torn_tail_at_every_byte() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ends = must_write_log(dir.path(), 0..5);
+        let full = fs::read(dir.path().join(LOG_FILE)).expect("read");
+        for cut in 0..=full.len() {
+            fs::write(dir.path().join(LOG_FILE), &full[..cut]).expect("write");
+            let (mut store, recovery) = LogStore::open(dir.path()).expect("open");
+            let complete = ends.iter().filter(|end| **end <= cut as u64).count() as u64;
+            assert_eq!(indexes(&mut store).await, (0..complete).collect::<Vec<_>>(), "cut at {cut}");
+            let kept = if complete == 0 { 0 } else { ends[complete as usize - 1] };
+            assert_eq!(recovery.truncated_bytes, cut as u64 - kept);
+            assert_eq!(fs::metadata(dir.path().join(LOG_FILE)).expect("stat").len(), kept);
+        }
+    }
+
+    #[tokio::test]
+    async fn open_cuts_at_corruption_and_index_gaps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ends = must_write_log(dir.path(), [0, 1, 2, 5, 6]);
+        let (mut store, recovery) = LogStore::open(dir.path()).expect("open");
+        assert_eq!(indexes(&mut store).await, vec![0, 1, 2]);
+        assert_eq!(recovery.truncated_bytes, ends[4] - ends[2]);
+
+        let ends = must_write_log(dir.path(), 0..4);
+        let mut bytes = fs::read(dir.path().join(LOG_FILE)).expect("read");
+        bytes[ends[1] as usize + 10] ^= 0xff; // inside entry 2's payload
+        fs::write(dir.path().join(LOG_FILE), &bytes).expect("write");
+        let (mut store, _) = LogStore::open(dir.path()).expect("open");
+        assert_eq!(indexes(&mut store).await, vec![0, 1]);
+    }
+
+    #[tokio::test]
+    async fn truncate_and_purge_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        must_write_log(dir.path(), 0..10);
+        let (mut store, _) = LogStore::open(dir.path()).expect("open");
+        store.truncate(entry(8).log_id).await.expect("truncate");
+        store.purge(entry(3).log_id).await.expect("purge");
+        assert_eq!(indexes(&mut store).await, vec![4, 5, 6, 7]);
+        let state = store.get_log_state().await.expect("state");
+        assert_eq!((state.last_purged_log_id.map(|l| l.index), state.last_log_id.map(|l| l.index)), (Some(3), Some(7)));
+        drop(store);
+
+        let (mut store, recovery) = LogStore::open(dir.path()).expect("reopen");
+        assert_eq!(recovery.truncated_bytes, 0);
+        assert_eq!(indexes(&mut store).await, vec![4, 5, 6, 7]);
+        // Purging past the end leaves an empty log whose last id is the purged one.
+        store.purge(entry(12).log_id).await.expect("purge");
+        let state = store.get_log_state().await.expect("state");
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(12));
+        assert_eq!(fs::metadata(dir.path().join(LOG_FILE)).expect("stat").len(), 0);
+    }
+
+    #[tokio::test]
+    async fn stale_prefix_after_crash_in_purge_is_dropped() {
+        // The purge marker was written but the crash came before the log was rewritten.
+        let dir = tempfile::tempdir().expect("tempdir");
+        must_write_log(dir.path(), 0..6);
+        let marker = serde_json::to_vec(&Some(entry(2).log_id)).expect("encode");
+        write_record_file(&dir.path().join(PURGED_FILE), &marker).expect("marker");
+        let (mut store, _) = LogStore::open(dir.path()).expect("open");
+        assert_eq!(indexes(&mut store).await, vec![3, 4, 5]);
+        drop(store);
+        let (mut store, recovery) = LogStore::open(dir.path()).expect("reopen");
+        assert_eq!((indexes(&mut store).await, recovery.truncated_bytes), (vec![3, 4, 5], 0));
+    }
+
+    #[tokio::test]
+    async fn vote_is_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) = LogStore::open(dir.path()).expect("open");
+        assert_eq!(store.read_vote().await.expect("vote"), None);
+        let vote = Vote::new(3, 1);
+        store.save_vote(&vote).await.expect("save");
+        drop(store);
+        let (mut store, _) = LogStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.read_vote().await.expect("vote"), Some(vote));
+        fs::write(dir.path().join(VOTE_FILE), b"junk").expect("write");
+        assert!(matches!(LogStore::open(dir.path()), Err(RaftError::Corrupt { .. })));
+    }
+}

@@ -141,8 +141,8 @@ impl StateMachine {
         self.last_applied.is_some()
     }
 
-    fn snapshot_data(image: &MetadataImage) -> Result<Vec<u8>, StorageError> {
-        serde_json::to_vec(image).map_err(snapshot_err)
+    fn snapshot_data(image: &MetadataImage) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(image)
     }
 }
 
@@ -162,7 +162,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.last_membership.clone(),
             snapshot_id: self.snapshot_id.clone(),
         };
-        let data = StateMachine::snapshot_data(&self.image)?;
+        let data = StateMachine::snapshot_data(&self.image).map_err(snapshot_err)?;
         let file = SnapshotFile { meta: meta.clone(), image: self.image.clone() };
         let snapshots = self.snapshots.clone();
         blocking(move || snapshots.save(&file, false)).await.map_err(snapshot_err)?;
@@ -248,7 +248,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some(file) = blocking(move || load_snapshot(&dir)).await.map_err(read_snapshot_err)? else {
             return Ok(None);
         };
-        let data = StateMachine::snapshot_data(&file.image)?;
+        let data = StateMachine::snapshot_data(&file.image).map_err(read_snapshot_err)?;
         Ok(Some(Snapshot { meta: file.meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }
