@@ -684,6 +684,28 @@ impl Log {
         self.flush_at(now)
     }
 
+    /// The time-based half of the flush policy for quiet partitions: fsyncs
+    /// when `flush_ms` has passed since the last flush and something is
+    /// unflushed. (Appends check the same deadline, but a partition that
+    /// stops receiving writes would otherwise never reach it.)
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<bool> {
+        let due = self.config.flush_ms.is_some_and(|ms| now_ms.saturating_sub(self.last_flush_ms) >= ms);
+        if due && self.segments.iter().any(|s| s.is_dirty()) {
+            self.flush_at(now_ms)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Replaces the settings (a topic config change). Takes effect for the
+    /// next append: a smaller `segment_bytes` rolls at the next append that
+    /// would exceed it; existing segments are not rewritten.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
     fn flush_at(&mut self, now_ms: i64) -> Result<()> {
         for seg in self.segments.iter_mut().filter(|s| s.is_dirty()) {
             seg.flush()?;

@@ -656,3 +656,11 @@ fn throughput() {
     let secs = start.elapsed().as_secs_f64();
     println!("read: {:.0} MB/s (1 MiB fetches)", read as f64 / secs / 1e6);
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync_clone<T: Send + Sync + Clone>() {}
+    fn send<T: Send>() {}
+    send_sync_clone::<LogReader>();
+    send::<Log>();
+}
