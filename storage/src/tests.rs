@@ -431,7 +431,19 @@ fn flush_policy_and_config_validation() {
         log.append(&mut must_batch(1, 1, 0), i * 7).unwrap();
     }
     log.flush().unwrap();
+    let timed = LogConfig { flush_ms: Some(100), ..small_config() };
+    let mut quiet = must_open(&dir.path().join("quiet"), timed);
+    quiet.append(&mut must_batch(1, 1, 0), 10).unwrap();
+    assert!(!quiet.flush_if_due(50).unwrap());
+    assert!(quiet.flush_if_due(100).unwrap());
+    assert!(!quiet.flush_if_due(500).unwrap()); // nothing dirty
+    let smaller = LogConfig { segment_bytes: 100, ..small_config() };
+    log.set_config(smaller).unwrap();
+    let segments = log.segment_count();
+    log.append(&mut must_batch(1, 100, 0), 61).unwrap();
+    assert_eq!(log.segment_count(), segments + 1);
     let bad = LogConfig { segment_bytes: 10, ..LogConfig::default() };
+    assert!(log.set_config(bad.clone()).is_err());
     assert!(matches!(Log::open(dir.path().join("x"), bad, 0), Err(Error::InvalidConfig(_))));
 }
 
