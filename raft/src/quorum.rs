@@ -63,10 +63,23 @@ impl Default for QuorumTuning {
     }
 }
 
-/// A handle to this node's metadata quorum. Cheap to clone; all clones share one Raft node.
+/// A handle to this node's metadata quorum. Cheap to clone (`Send + Sync`); all clones share
+/// one Raft node. Call [`MetadataQuorum::shutdown`] before dropping the last clone: openraft's
+/// tasks keep running (and keep the files open) until then.
 #[derive(Clone)]
 pub struct MetadataQuorum {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for MetadataQuorum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataQuorum")
+            .field("node_id", &self.inner.node_id)
+            .field("leader_id", &self.leader_id())
+            .field("last_applied_index", &self.inner.image_rx.borrow().last_applied_index)
+            .field("shut_down", &self.inner.shut_down.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 struct Inner {
@@ -243,6 +256,11 @@ impl MetadataQuorum {
 
     /// Proposes `cmd` and returns once it is committed and applied; the image watch already
     /// shows its effect then. A command whose preconditions failed is `Ok(Rejected)`.
+    ///
+    /// Errors: [`RaftError::NotLeader`] on a follower (nothing was proposed);
+    /// [`RaftError::Timeout`] after [`QuorumTuning::propose_timeout`], in which case the command
+    /// may still commit later (commands carry preconditions, so re-proposing is safe);
+    /// [`RaftError::ShutDown`] after `shutdown`; `Storage`/`Fatal` when the node failed.
     pub async fn propose(&self, cmd: MetadataCommand) -> Result<CommandOutcome, RaftError> {
         if self.inner.shut_down.load(Ordering::Acquire) {
             return Err(RaftError::ShutDown);
