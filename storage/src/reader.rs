@@ -143,8 +143,13 @@ impl LogReader {
             if seg.base_offset >= bound {
                 break;
             }
-            let committed = seg.committed();
-            let Some((pos, header)) = seg.find_batch(start_offset, committed)? else {
+            let (generation, committed) = seg.state();
+            let found = match seg.find_batch(start_offset, committed) {
+                // A truncation raced with us: report nothing rather than an error.
+                Err(_) if seg.generation() != generation => return Ok(empty),
+                other => other?,
+            };
+            let Some((pos, header)) = found else {
                 continue;
             };
             if header.last_offset() >= bound {
@@ -157,6 +162,11 @@ impl LogReader {
             let available = (committed - pos) as usize;
             let len = max_bytes.max(first_size).min(available);
             let chunk = read_full(&seg.file, &seg.log_path, pos, len)?;
+            if seg.generation() != generation {
+                // The segment was truncated while we read; the bytes may mix
+                // old and new data. The caller retries with fresh state.
+                return Ok(empty);
+            }
             let (taken, next_offset) = whole_batches(&chunk, bound);
             if taken == 0 {
                 // Concurrent truncation shortened the file under us.

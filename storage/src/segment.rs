@@ -57,7 +57,12 @@ pub(crate) struct SegmentShared {
     pub base_offset: i64,
     pub log_path: PathBuf,
     pub file: File,
-    committed: AtomicU64,
+    /// `generation << 32 | committed`: `committed` is the end of the whole
+    /// batches readers may read (positions fit in u32); `generation` is bumped
+    /// by every truncation, in the same store that lowers `committed`, so a
+    /// reader that loads both at once and re-checks the generation after its
+    /// read can tell whether the bytes it read may have been replaced.
+    state: AtomicU64,
     pub offset_index: RwLock<OffsetIndex>,
     pub time_index: RwLock<TimeIndex>,
     max_timestamp: AtomicI64,
@@ -65,9 +70,30 @@ pub(crate) struct SegmentShared {
 }
 
 impl SegmentShared {
+    /// (generation, committed) read together; see the field doc.
+    pub fn state(&self) -> (u64, u64) {
+        let s = self.state.load(Ordering::SeqCst);
+        (s >> 32, s & 0xffff_ffff)
+    }
     /// Bytes of whole batches readers may read.
     pub fn committed(&self) -> u64 {
-        self.committed.load(Ordering::Acquire)
+        self.state().1
+    }
+    /// Truncation counter; see the field doc.
+    pub fn generation(&self) -> u64 {
+        self.state().0
+    }
+    /// Writer: publishes a new end of whole batches (same generation).
+    fn publish_committed(&self, committed: u64) {
+        assert!(committed <= u64::from(u32::MAX), "segment position beyond u32");
+        let generation = self.generation();
+        self.state.store((generation << 32) | committed, Ordering::SeqCst);
+    }
+    /// Writer: lowers the end for a truncation, bumping the generation.
+    fn publish_truncation(&self, committed: u64) {
+        assert!(committed <= u64::from(u32::MAX), "segment position beyond u32");
+        let generation = (self.generation() + 1) & 0xffff_ffff;
+        self.state.store((generation << 32) | committed, Ordering::SeqCst);
     }
     /// Largest batch max timestamp in the segment and the base offset of the
     /// first batch that has it; `None` if no batch carries a timestamp.
@@ -240,7 +266,7 @@ impl Segment {
                 base_offset,
                 log_path,
                 file,
-                committed: AtomicU64::new(0),
+                state: AtomicU64::new(0),
                 offset_index: RwLock::new(offset_index),
                 time_index: RwLock::new(time_index),
                 max_timestamp: AtomicI64::new(-1),
@@ -300,7 +326,7 @@ impl Segment {
         let mut seg = Segment::from_parts(base_offset, log_path, file, oi, ti);
         seg.sealed = true;
         seg.size = file_len;
-        seg.shared.committed.store(file_len, Ordering::Release);
+        seg.shared.publish_committed(file_len);
         // Walk the headers after the last index entry to find the end offset
         // and to check that the file ends on a batch boundary.
         let (start_offset, start_pos) = read_lock(&seg.shared.offset_index)
@@ -406,7 +432,7 @@ impl Segment {
             |pos, h| headers.push((pos, *h)),
         )?;
         self.size = valid_end;
-        self.shared.committed.store(valid_end, Ordering::Release);
+        self.shared.publish_committed(valid_end);
         for (pos, h) in headers {
             self.index_batch(pos, &h, config);
         }
@@ -496,7 +522,7 @@ impl Segment {
         if self.first_batch_time_ms.is_none() {
             self.first_batch_time_ms = Some(now_ms);
         }
-        self.shared.committed.store(self.size, Ordering::Release);
+        self.shared.publish_committed(self.size);
         let mut at = 0usize;
         while at < buf.len() {
             let h = BatchHeader::parse(&buf[at..]).expect("append input was checked");
@@ -513,7 +539,7 @@ impl Segment {
         let Some((pos, h)) = self.shared.find_batch(offset, self.size)? else {
             return Ok(None);
         };
-        self.shared.committed.store(pos, Ordering::Release);
+        self.shared.publish_truncation(pos);
         self.shared
             .file
             .set_len(pos)

@@ -676,3 +676,55 @@ fn handles_are_send_and_sync() {
     send_sync_clone::<LogReader>();
     send::<Log>();
 }
+
+#[test]
+fn reader_racing_truncation_and_retention_sees_only_valid_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { segment_bytes: 16 * 1024, ..small_config() };
+    let mut log = must_open(dir.path(), config);
+    let reader = log.reader();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            let mut i = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (start, end) = (reader.log_start_offset(), reader.log_end_offset());
+                if end <= start {
+                    continue;
+                }
+                i = (i * 7919 + 13) % 1_000_003;
+                let target = start + i % (end - start);
+                match reader.read(target, 4096, end, true) {
+                    Ok(r) => {
+                        let mut prev = -1;
+                        for b in iter_batches(r.bytes.clone()) {
+                            let b = b.expect("whole batches");
+                            b.validate().expect("never a torn or mixed batch");
+                            assert!(b.base_offset() > prev);
+                            prev = b.last_offset();
+                        }
+                        reads += 1;
+                    }
+                    Err(e) => assert!(e.is_offset_out_of_range(), "{e}"),
+                }
+            }
+            reads
+        })
+    };
+    for round in 0..300i64 {
+        for _ in 0..5 {
+            log.append(&mut must_batch(3, 200 + (round % 7) as usize * 50, round), round).unwrap();
+        }
+        if round % 3 == 0 {
+            let leo = log.log_end_offset();
+            log.truncate_to(leo - 4).unwrap();
+        }
+        if round % 50 == 49 {
+            log.apply_retention(None, Some(64 * 1024), round).unwrap();
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(handle.join().unwrap() > 0);
+}
