@@ -39,8 +39,11 @@
 //! Sync` and reads without the writer: it snapshots the segment list (an
 //! `Arc` cloned under a briefly held lock) and reads with `pread` below each
 //! segment's published end, which the writer advances only after the bytes
-//! are written. Segment files deleted by retention stay readable by readers
-//! that still hold them (unix unlink semantics).
+//! are written. A truncation bumps a per-segment generation in the same
+//! atomic store that lowers the end; a read that overlaps a truncation
+//! returns nothing rather than bytes that may have been replaced. Segment
+//! files deleted by retention stay readable by readers that still hold them
+//! (unix unlink semantics).
 //!
 //! # Flush policy
 //!
