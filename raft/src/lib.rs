@@ -63,6 +63,13 @@
 //! connects quorums in one process. A single voter sends nothing. `propose` on a follower fails
 //! with [`RaftError::NotLeader`].
 //!
+//! # Not yet
+//! TCP transport and multi-controller operation beyond the in-process test (followers'
+//! `start` only waits for a known leader); brokers pulling deltas from remote controllers;
+//! ACLs, SCRAM credentials, quotas and feature levels in the image; the log on
+//! `klamm-storage`. Each applied batch clones the image for the watch, which is fine for
+//! thousands of partitions, not for millions.
+//!
 //! # Example
 //! ```no_run
 //! use std::collections::BTreeMap;

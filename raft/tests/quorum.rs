@@ -34,8 +34,13 @@ async fn must_start(dir: &Path, snapshot_every_entries: u64) -> MetadataQuorum {
 
 async fn must_apply(q: &MetadataQuorum, cmd: MetadataCommand) -> klamm_raft::AppliedInfo {
     let name = cmd.name();
+    let watch = q.subscribe();
     match q.propose(cmd).await.expect("propose") {
-        CommandOutcome::Applied(info) => info,
+        CommandOutcome::Applied(info) => {
+            // The watch is updated before `propose` returns.
+            assert!(watch.borrow().last_applied_index >= info.log_index, "{name}: watch lags behind");
+            info
+        }
         CommandOutcome::Rejected(r) => panic!("{name} rejected: {r}"),
     }
 }
