@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::hist::Histogram;
 use crate::json::Json;
-use crate::sys::CpuMark;
+use crate::sys::{CpuMark, CpuUsage};
 
 /// librdkafka log lines and global errors: printed to stderr (the first few,
 /// then only counted) and remembered for the report.
@@ -312,6 +312,7 @@ pub struct ProduceResult {
     pub hist: Histogram,
     pub broker_cpu_s: Option<f64>,
     pub client_cpu_s: Option<f64>,
+    pub usage: CpuUsage,
 }
 
 impl ProduceResult {
@@ -373,6 +374,7 @@ impl ProduceResult {
             .with("broker_cpu_seconds", self.broker_cpu_s)
             .with("broker_cpu_seconds_per_gb", self.broker_cpu_s_per_gb())
             .with("client_cpu_seconds", self.client_cpu_s)
+            .with("cpu", self.usage.to_json())
     }
 }
 
@@ -471,7 +473,7 @@ pub fn produce(s: &ProduceSettings) -> Result<ProduceResult> {
         producer.poll(Duration::from_millis(50));
     }
     let unacked = producer.in_flight_count().max(0) as u64;
-    let (broker_cpu_s, client_cpu_s) = cpu.since();
+    let usage = cpu.since();
     if unacked > 0 {
         eprintln!(
             "warning: {unacked} records still unacknowledged {:?} after sending stopped; purging",
@@ -498,8 +500,9 @@ pub fn produce(s: &ProduceSettings) -> Result<ProduceResult> {
         send_seconds,
         seconds: last.saturating_sub(start_ns) as f64 / 1e9,
         hist: stats.hist.clone(),
-        broker_cpu_s,
-        client_cpu_s,
+        broker_cpu_s: usage.broker_s,
+        client_cpu_s: usage.client_s,
+        usage,
     };
     drop(stats);
     Ok(result)
@@ -560,6 +563,7 @@ pub struct ConsumeResult {
     pub first_record_seconds: Option<f64>,
     pub broker_cpu_s: Option<f64>,
     pub client_cpu_s: Option<f64>,
+    pub usage: CpuUsage,
 }
 
 impl ConsumeResult {
@@ -602,6 +606,7 @@ impl ConsumeResult {
             .with("broker_cpu_seconds", self.broker_cpu_s)
             .with("broker_cpu_seconds_per_gb_read", self.broker_cpu_s_per_gb())
             .with("client_cpu_seconds", self.client_cpu_s)
+            .with("cpu", self.usage.to_json())
     }
 }
 
@@ -680,7 +685,7 @@ pub fn consume(s: &ConsumeSettings) -> Result<ConsumeResult> {
     if remaining > 0 {
         last_record = Instant::now();
     }
-    let (broker_cpu_s, client_cpu_s) = cpu.since();
+    let usage = cpu.since();
     let ctx = consumer.context();
     Ok(ConsumeResult {
         settings: s.clone(),
@@ -695,7 +700,8 @@ pub fn consume(s: &ConsumeSettings) -> Result<ConsumeResult> {
         complete: remaining == 0,
         seconds: last_record.duration_since(start).as_secs_f64(),
         first_record_seconds: first_record,
-        broker_cpu_s,
-        client_cpu_s,
+        broker_cpu_s: usage.broker_s,
+        client_cpu_s: usage.client_s,
+        usage,
     })
 }

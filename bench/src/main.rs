@@ -797,6 +797,9 @@ mod report {
                         if let Some(c) = r.client_cpu_s {
                             notes.push(format!("client CPU {c:.1} s"));
                         }
+                        if let Some(b) = r.usage.machine_busy_pct(self.machine.nproc) {
+                            notes.push(format!("machine {b:.0}% busy"));
+                        }
                         let _ = writeln!(
                             o,
                             "{:<18} {:>9.1} {:>11.0} {:>9.2} {:>9.2} {:>9.2} {:>9} {:>9} {:>9.2}  {}",
@@ -822,6 +825,9 @@ mod report {
                         }
                         if let Some(c) = r.client_cpu_s {
                             notes.push(format!("client CPU {c:.1} s"));
+                        }
+                        if let Some(b) = r.usage.machine_busy_pct(self.machine.nproc) {
+                            notes.push(format!("machine {b:.0}% busy"));
                         }
                         let _ = writeln!(
                             o,

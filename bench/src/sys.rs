@@ -48,36 +48,87 @@ fn parse_stat_cpu_ticks(stat: &str) -> Result<u64> {
     Ok(utime + stime)
 }
 
-/// CPU seconds consumed by a process between two points.
+/// Busy (non-idle, non-iowait) CPU seconds of the whole machine, all cores,
+/// from the first line of /proc/stat.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 5 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal [guest guest_nice]
+    // (guest time is already included in user/nice).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v[3] + v[4];
+    Some((total - idle) as f64 / clk_tck() as f64)
+}
+
+/// CPU consumed between two points: by the broker process, by this tool, and
+/// by the whole machine.
 #[derive(Clone, Copy)]
 pub struct CpuMark {
     pid: Option<u32>,
+    at: std::time::Instant,
     broker: Option<f64>,
     client: Option<f64>,
+    machine: Option<f64>,
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct CpuUsage {
+    pub broker_s: Option<f64>,
+    pub client_s: Option<f64>,
+    pub machine_busy_s: Option<f64>,
+    pub wall_s: f64,
+}
+
+impl CpuUsage {
+    /// Share of all cores busy over the interval, in percent.
+    pub fn machine_busy_pct(&self, nproc: usize) -> Option<f64> {
+        self.machine_busy_s
+            .map(|b| 100.0 * b / (self.wall_s.max(1e-9) * nproc.max(1) as f64))
+    }
+
+    pub fn to_json(&self) -> Json {
+        let nproc = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Json::obj()
+            .with("wall_seconds", self.wall_s)
+            .with("broker_cpu_seconds", self.broker_s)
+            .with("client_cpu_seconds", self.client_s)
+            .with("machine_busy_cpu_seconds", self.machine_busy_s)
+            .with("machine_busy_percent", self.machine_busy_pct(nproc))
+    }
 }
 
 impl CpuMark {
     pub fn now(broker_pid: Option<u32>) -> CpuMark {
         CpuMark {
             pid: broker_pid,
+            at: std::time::Instant::now(),
             broker: broker_pid.and_then(|p| process_cpu_seconds(&p.to_string()).ok()),
             client: process_cpu_seconds("self").ok(),
+            machine: machine_busy_seconds(),
         }
     }
 
-    /// (broker CPU seconds, this tool's CPU seconds) since `self`.
-    pub fn since(&self) -> (Option<f64>, Option<f64>) {
+    pub fn since(&self) -> CpuUsage {
         let later = CpuMark::now(self.pid);
-        (
-            match (self.broker, later.broker) {
-                (Some(a), Some(b)) => Some(b - a),
-                _ => None,
-            },
-            match (self.client, later.client) {
-                (Some(a), Some(b)) => Some(b - a),
-                _ => None,
-            },
-        )
+        let diff = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        CpuUsage {
+            broker_s: diff(self.broker, later.broker),
+            client_s: diff(self.client, later.client),
+            machine_busy_s: diff(self.machine, later.machine),
+            wall_s: later.at.duration_since(self.at).as_secs_f64(),
+        }
     }
 }
 
@@ -102,6 +153,8 @@ pub struct Machine {
     pub kernel: String,
     pub hostname: String,
     pub clk_tck: u64,
+    /// /proc/loadavg when the run started (other work on the machine skews figures).
+    pub loadavg: String,
 }
 
 impl Machine {
@@ -130,16 +183,18 @@ impl Machine {
             kernel: read_trim("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into()),
             hostname: read_trim("/proc/sys/kernel/hostname").unwrap_or_default(),
             clk_tck: clk_tck(),
+            loadavg: read_trim("/proc/loadavg").unwrap_or_default(),
         }
     }
 
     pub fn summary(&self) -> String {
         format!(
-            "{} CPUs ({}), {:.1} GiB RAM, Linux {}",
+            "{} CPUs ({}), {:.1} GiB RAM, Linux {}; loadavg at start {}",
             self.nproc,
             self.cpu_model,
             self.mem_total_kib as f64 / (1024.0 * 1024.0),
-            self.kernel
+            self.kernel,
+            self.loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
         )
     }
 
@@ -151,6 +206,7 @@ impl Machine {
             .with("kernel", self.kernel.as_str())
             .with("hostname", self.hostname.as_str())
             .with("clk_tck", self.clk_tck)
+            .with("loadavg_at_start", self.loadavg.as_str())
     }
 }
 
