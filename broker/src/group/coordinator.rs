@@ -1,0 +1,665 @@
+//! The async owner of the groups: one tokio task per `__consumer_offsets`
+//! partition led by this broker.
+//!
+//! Each task owns a [`Shard`] (no shared state, no lock): handlers send it
+//! [`Command`]s over a bounded mpsc inbox with a oneshot for the answer.
+//! JoinGroup and SyncGroup answers are parked (their oneshots kept by waiter
+//! id) until the rebalance completes, so one group's rebalance never blocks
+//! another's requests. Timers are the shard's next deadline, slept on inside
+//! the task's `select!` loop. Records are appended to the partition before
+//! the answer that depends on them is sent (acks=-1 semantics); on start (and
+//! when leadership of a partition arrives later) the task replays the
+//! partition and, until that is done, requests get COORDINATOR_LOAD_IN_PROGRESS.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use klamm_protocol::ErrorCode;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use super::hash::partition_for;
+use super::offsets::{CommitRequest, CommittedOffset};
+use super::persistence::{self, OffsetsLog};
+use super::state::{Effect, GroupConfig, GroupState, JoinRequest, JoinResult, LeavingMember, Shard, StoreReason, SyncRequest, SyncResult, Waiter};
+use super::OFFSETS_TOPIC;
+use crate::replica::Partition;
+
+const INBOX: usize = 1024;
+
+/// Offsets of one group as OffsetFetch returns them.
+pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+/// One member as DescribeGroups shows it.
+#[derive(Clone, Debug)]
+pub struct MemberSummary {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+/// DescribeGroups' view of a group (Kafka's `GroupSummary`).
+#[derive(Clone, Debug)]
+pub struct GroupSummary {
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberSummary>,
+}
+
+impl GroupSummary {
+    pub fn dead() -> GroupSummary {
+        GroupSummary { state: GroupState::Dead, protocol_type: String::new(), protocol: String::new(), members: Vec::new() }
+    }
+}
+
+/// ListGroups' view of a group.
+#[derive(Clone, Debug)]
+pub struct ListedGroupInfo {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+type Reply<T> = oneshot::Sender<T>;
+
+enum Command {
+    Join(JoinRequest, Reply<JoinResult>),
+    Sync(SyncRequest, Reply<SyncResult>),
+    Heartbeat { group_id: String, member_id: String, group_instance_id: Option<String>, generation_id: i32, reply: Reply<ErrorCode> },
+    Leave { group_id: String, members: Vec<LeavingMember>, reply: Reply<(ErrorCode, Vec<ErrorCode>)> },
+    Commit(CommitRequest, Reply<Vec<ErrorCode>>),
+    Fetch { group_id: String, topics: Option<Vec<(String, Vec<i32>)>>, reply: Reply<FetchedOffsets> },
+    Describe { group_id: String, reply: Reply<GroupSummary> },
+    List { reply: Reply<Vec<ListedGroupInfo>> },
+    DeleteGroup { group_id: String, reply: Reply<ErrorCode> },
+    DeleteOffsets { group_id: String, partitions: Vec<(String, i32)>, reply: Reply<Result<Vec<ErrorCode>, ErrorCode>> },
+}
+
+#[derive(Clone)]
+struct ShardHandle {
+    tx: mpsc::Sender<Command>,
+    loaded: Arc<AtomicBool>,
+}
+
+struct Entry {
+    handle: ShardHandle,
+    /// Dropping it stops the task.
+    _stop: oneshot::Sender<()>,
+    /// The local partition the shard writes to (None: a test log).
+    partition: Option<Arc<Partition>>,
+}
+
+/// The group coordinator of one broker.
+pub struct GroupCoordinator {
+    node_id: i32,
+    config: GroupConfig,
+    configured_partitions: i32,
+    retention_check_ms: u64,
+    shards: RwLock<HashMap<i32, Entry>>,
+    /// Partition count of the existing offsets topic (0 = not created yet).
+    topic_partitions: std::sync::atomic::AtomicI32,
+}
+
+impl GroupCoordinator {
+    pub fn new(node_id: i32, broker: &klamm_config::BrokerConfig) -> GroupCoordinator {
+        let config = GroupConfig {
+            min_session_timeout_ms: broker.group_min_session_timeout_ms,
+            max_session_timeout_ms: broker.group_max_session_timeout_ms,
+            max_size: broker.group_max_size,
+            initial_rebalance_delay_ms: broker.group_initial_rebalance_delay_ms,
+            offset_metadata_max_bytes: 4096,
+            offsets_retention_ms: broker.offsets_retention_minutes as i64 * 60_000,
+        };
+        Self::with_config(node_id, config, broker.offsets_topic_num_partitions, broker.offsets_retention_check_interval_ms)
+    }
+
+    pub fn with_config(node_id: i32, config: GroupConfig, num_partitions: i32, retention_check_ms: i64) -> GroupCoordinator {
+        GroupCoordinator {
+            node_id,
+            config,
+            configured_partitions: num_partitions.max(1),
+            retention_check_ms: retention_check_ms.max(1000) as u64,
+            shards: RwLock::new(HashMap::new()),
+            topic_partitions: std::sync::atomic::AtomicI32::new(0),
+        }
+    }
+
+    /// Starts the shard of offsets partition `p` over `log` (tests, or a
+    /// partition found by [`GroupCoordinator::sync_leadership`]).
+    pub fn host_partition(&self, p: i32, log: Arc<dyn OffsetsLog>) {
+        let mut shards = self.shards.write().expect("shards lock poisoned");
+        self.spawn_shard(&mut shards, p, log, None);
+    }
+
+    /// Stops the shard of offsets partition `p` (leadership lost).
+    pub fn release_partition(&self, p: i32) {
+        self.shards.write().expect("shards lock poisoned").remove(&p);
+    }
+
+    fn spawn_shard(&self, shards: &mut HashMap<i32, Entry>, p: i32, log: Arc<dyn OffsetsLog>, partition: Option<Arc<Partition>>) {
+        let (tx, rx) = mpsc::channel(INBOX);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let loaded = Arc::new(AtomicBool::new(false));
+        let task = ShardTask::new(p, self.config.clone(), log);
+        tokio::spawn(task.run(rx, stop_rx, loaded.clone(), self.retention_check_ms));
+        shards.insert(p, Entry { handle: ShardHandle { tx, loaded }, _stop: stop_tx, partition });
+    }
+
+    pub fn group_config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// The offsets partition owning `group_id` (Kafka's `partitionFor`): the
+    /// existing topic's partition count, else `offsets.topic.num.partitions`.
+    pub fn partition_for(&self, group_id: &str) -> i32 {
+        let n = self.topic_partitions.load(Ordering::Acquire);
+        partition_for(group_id, if n > 0 { n } else { self.configured_partitions })
+    }
+
+    pub fn partition_for_image(&self, image: &klamm_raft::MetadataImage, group_id: &str) -> i32 {
+        let n = image.topic(OFFSETS_TOPIC).map(|t| t.partitions.len() as i32).unwrap_or(0);
+        partition_for(group_id, if n > 0 { n } else { self.configured_partitions })
+    }
+
+    /// Starts/stops shard tasks so that exactly the offsets partitions led
+    /// here (and open locally) have one. Idempotent.
+    pub fn sync_leadership(&self, image: &klamm_raft::MetadataImage, replicas: &crate::replica::ReplicaManager) {
+        let topic = image.topic(OFFSETS_TOPIC);
+        self.topic_partitions.store(topic.map(|t| t.partitions.len() as i32).unwrap_or(0), Ordering::Release);
+        let mut wanted: HashMap<i32, Arc<Partition>> = HashMap::new();
+        if let Some(t) = topic {
+            for p in t.partitions.values() {
+                if p.leader == self.node_id {
+                    if let Some(local) = replicas.get(OFFSETS_TOPIC, p.partition) {
+                        wanted.insert(p.partition, local);
+                    }
+                }
+            }
+        }
+        let mut shards = self.shards.write().expect("shards lock poisoned");
+        shards.retain(|p, e| {
+            let keep = match (&e.partition, wanted.get(p)) {
+                (Some(current), Some(w)) => Arc::ptr_eq(w, current),
+                _ => false,
+            };
+            if !keep {
+                info!(partition = p, "no longer coordinator for offsets partition");
+            }
+            keep
+        });
+        for (p, partition) in wanted {
+            if shards.contains_key(&p) {
+                continue;
+            }
+            info!(partition = p, "becoming coordinator for offsets partition; loading");
+            let log: Arc<dyn OffsetsLog> = Arc::new(PartitionLog { partition: partition.clone() });
+            self.spawn_shard(&mut shards, p, log, Some(partition));
+        }
+    }
+
+    /// Follows the metadata image and keeps the shards in step.
+    pub async fn run(broker: Arc<crate::server::Broker>, mut shutdown: watch::Receiver<bool>) {
+        let groups = &broker.groups;
+        let mut images = broker.quorum.subscribe();
+        loop {
+            let image = images.borrow_and_update().clone();
+            groups.sync_leadership(&image, &broker.replicas);
+            tokio::select! {
+                changed = images.changed() => if changed.is_err() { break },
+                _ = shutdown.changed() => if *shutdown.borrow() { break },
+                // Local partitions are opened right after an image change.
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        groups.shards.write().expect("shards lock poisoned").clear();
+    }
+
+    fn route(&self, group_id: &str) -> Result<ShardHandle, ErrorCode> {
+        let p = self.partition_for(group_id);
+        let shards = self.shards.read().expect("shards lock poisoned");
+        let entry = shards.get(&p).ok_or(ErrorCode::NOT_COORDINATOR)?;
+        if !entry.handle.loaded.load(Ordering::Acquire) {
+            return Err(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
+        }
+        Ok(entry.handle.clone())
+    }
+
+    /// Whether this broker coordinates `group_id` (NONE), or why not.
+    pub fn check(&self, group_id: &str) -> ErrorCode {
+        match self.route(group_id) {
+            Ok(_) => ErrorCode::NONE,
+            Err(e) => e,
+        }
+    }
+
+    async fn ask<T>(&self, group_id: &str, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ErrorCode> {
+        let handle = self.route(group_id)?;
+        let (tx, rx) = oneshot::channel();
+        handle.tx.send(make(tx)).await.map_err(|_| ErrorCode::NOT_COORDINATOR)?;
+        rx.await.map_err(|_| ErrorCode::NOT_COORDINATOR)
+    }
+
+    pub async fn join(&self, req: JoinRequest) -> JoinResult {
+        let member = req.member_id.clone();
+        self.ask(&req.group_id.clone(), |r| Command::Join(req, r)).await.unwrap_or_else(|e| JoinResult::error(&member, e))
+    }
+
+    pub async fn sync(&self, req: SyncRequest) -> SyncResult {
+        self.ask(&req.group_id.clone(), |r| Command::Sync(req, r)).await.unwrap_or_else(SyncResult::error)
+    }
+
+    pub async fn heartbeat(&self, group_id: &str, member_id: &str, group_instance_id: Option<String>, generation_id: i32) -> ErrorCode {
+        let cmd = |reply| Command::Heartbeat {
+            group_id: group_id.to_string(),
+            member_id: member_id.to_string(),
+            group_instance_id,
+            generation_id,
+            reply,
+        };
+        match self.ask(group_id, cmd).await {
+            Ok(e) => e,
+            // Kafka answers heartbeats blindly while the group is loading.
+            Err(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS) => ErrorCode::NONE,
+            Err(e) => e,
+        }
+    }
+
+    pub async fn leave(&self, group_id: &str, members: Vec<LeavingMember>) -> (ErrorCode, Vec<ErrorCode>) {
+        self.ask(group_id, |reply| Command::Leave { group_id: group_id.to_string(), members, reply })
+            .await
+            .unwrap_or_else(|e| (e, Vec::new()))
+    }
+
+    pub async fn commit(&self, req: CommitRequest) -> Vec<ErrorCode> {
+        let n = req.offsets.len();
+        self.ask(&req.group_id.clone(), |r| Command::Commit(req, r)).await.unwrap_or_else(|e| vec![e; n])
+    }
+
+    pub async fn fetch(&self, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Result<FetchedOffsets, ErrorCode> {
+        self.ask(group_id, |reply| Command::Fetch { group_id: group_id.to_string(), topics, reply }).await
+    }
+
+    pub async fn describe(&self, group_id: &str) -> Result<GroupSummary, ErrorCode> {
+        self.ask(group_id, |reply| Command::Describe { group_id: group_id.to_string(), reply }).await
+    }
+
+    /// Every group of every loaded shard; COORDINATOR_LOAD_IN_PROGRESS if
+    /// some shard is still loading (with the groups of the others).
+    pub async fn list(&self) -> (ErrorCode, Vec<ListedGroupInfo>) {
+        let handles: Vec<ShardHandle> = self.shards.read().expect("shards lock poisoned").values().map(|e| e.handle.clone()).collect();
+        let mut error = ErrorCode::NONE;
+        let mut out = Vec::new();
+        for h in handles {
+            if !h.loaded.load(Ordering::Acquire) {
+                error = ErrorCode::COORDINATOR_LOAD_IN_PROGRESS;
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            if h.tx.send(Command::List { reply: tx }).await.is_err() {
+                continue;
+            }
+            if let Ok(groups) = rx.await {
+                out.extend(groups);
+            }
+        }
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        (error, out)
+    }
+
+    pub async fn delete_group(&self, group_id: &str) -> ErrorCode {
+        self.ask(group_id, |reply| Command::DeleteGroup { group_id: group_id.to_string(), reply }).await.unwrap_or_else(|e| e)
+    }
+
+    pub async fn delete_offsets(&self, group_id: &str, partitions: Vec<(String, i32)>) -> Result<Vec<ErrorCode>, ErrorCode> {
+        self.ask(group_id, |reply| Command::DeleteOffsets { group_id: group_id.to_string(), partitions, reply }).await?
+    }
+}
+
+/// [`OffsetsLog`] over a local partition of `__consumer_offsets`.
+pub struct PartitionLog {
+    pub partition: Arc<Partition>,
+}
+
+impl OffsetsLog for PartitionLog {
+    fn append(&self, batch: Bytes) -> Result<i64, ErrorCode> {
+        // Single-replica partitions advance the high watermark on append;
+        // with followers the write is acknowledged once it is in the log.
+        self.partition
+            .append_from_client(&batch, 9, crate::clock::now_ms())
+            .map(|r| r.base_offset)
+            .map_err(|e| e.code)
+    }
+    fn start_offset(&self) -> i64 {
+        self.partition.view().log_start_offset
+    }
+    fn end_offset(&self) -> i64 {
+        self.partition.view().high_watermark
+    }
+    fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, ErrorCode> {
+        let hw = self.partition.view().high_watermark;
+        self.partition.reader().read(offset, max_bytes, hw, true).map(|r| r.bytes).map_err(|e| {
+            warn!(error = %e, "reading __consumer_offsets failed");
+            ErrorCode::KAFKA_STORAGE_ERROR
+        })
+    }
+}
+
+/// Kafka's mapping of append errors for group metadata (`storeGroup`).
+pub fn group_store_error(e: ErrorCode) -> ErrorCode {
+    match e {
+        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION | ErrorCode::NOT_ENOUGH_REPLICAS | ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND => {
+            ErrorCode::COORDINATOR_NOT_AVAILABLE
+        }
+        ErrorCode::NOT_LEADER_OR_FOLLOWER | ErrorCode::KAFKA_STORAGE_ERROR => ErrorCode::NOT_COORDINATOR,
+        ErrorCode::REQUEST_TIMED_OUT => ErrorCode::REBALANCE_IN_PROGRESS,
+        ErrorCode::MESSAGE_TOO_LARGE | ErrorCode::RECORD_LIST_TOO_LARGE | ErrorCode::INVALID_FETCH_SIZE => ErrorCode::UNKNOWN_SERVER_ERROR,
+        other => other,
+    }
+}
+
+/// Kafka's mapping of append errors for offset commits (`storeOffsets`).
+pub fn offset_store_error(e: ErrorCode) -> ErrorCode {
+    match e {
+        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION | ErrorCode::NOT_ENOUGH_REPLICAS | ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND => {
+            ErrorCode::COORDINATOR_NOT_AVAILABLE
+        }
+        ErrorCode::NOT_LEADER_OR_FOLLOWER | ErrorCode::KAFKA_STORAGE_ERROR => ErrorCode::NOT_COORDINATOR,
+        ErrorCode::MESSAGE_TOO_LARGE | ErrorCode::RECORD_LIST_TOO_LARGE | ErrorCode::INVALID_FETCH_SIZE => ErrorCode::INVALID_COMMIT_OFFSET_SIZE,
+        other => other,
+    }
+}
+
+/// The single owner of one offsets partition's groups.
+pub struct ShardTask {
+    partition: i32,
+    shard: Shard,
+    log: Arc<dyn OffsetsLog>,
+    joins: HashMap<Waiter, Reply<JoinResult>>,
+    syncs: HashMap<Waiter, Reply<SyncResult>>,
+    next_waiter: Waiter,
+}
+
+impl ShardTask {
+    pub fn new(partition: i32, config: GroupConfig, log: Arc<dyn OffsetsLog>) -> ShardTask {
+        ShardTask { partition, shard: Shard::new(config), log, joins: HashMap::new(), syncs: HashMap::new(), next_waiter: 0 }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut stop: oneshot::Receiver<()>, loaded: Arc<AtomicBool>, retention_check_ms: u64) {
+        // Load (replay) the partition; requests meanwhile get LOAD_IN_PROGRESS.
+        loop {
+            let log = self.log.clone();
+            let result = tokio::task::spawn_blocking(move || persistence::load(&*log, crate::clock::now_ms())).await;
+            match result {
+                Ok(Ok(groups)) => {
+                    info!(partition = self.partition, groups = groups.len(), "offsets partition loaded");
+                    self.shard.groups = groups;
+                    break;
+                }
+                Ok(Err(e)) => warn!(partition = self.partition, error = ?e, "loading offsets partition failed; retrying"),
+                Err(e) => warn!(partition = self.partition, error = %e, "loading offsets partition panicked; retrying"),
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        loaded.store(true, Ordering::Release);
+        let mut retention = tokio::time::interval(Duration::from_millis(retention_check_ms));
+        retention.tick().await;
+        loop {
+            let now = crate::clock::now_ms();
+            let wait = match self.shard.next_deadline() {
+                Some(d) => Duration::from_millis((d - now).clamp(0, 3_600_000) as u64),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = &mut stop => break,
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
+                _ = tokio::time::sleep(wait) => {
+                    let fx = self.shard.tick(crate::clock::now_ms());
+                    self.process(fx);
+                }
+                _ = retention.tick() => self.expire_offsets(),
+            }
+        }
+        // Leadership moved: parked callers go look for the new coordinator.
+        for (_, tx) in self.joins.drain() {
+            let _ = tx.send(JoinResult::error("", ErrorCode::NOT_COORDINATOR));
+        }
+        for (_, tx) in self.syncs.drain() {
+            let _ = tx.send(SyncResult::error(ErrorCode::NOT_COORDINATOR));
+        }
+        debug!(partition = self.partition, "coordinator shard stopped");
+    }
+
+    fn waiter(&mut self) -> Waiter {
+        self.next_waiter += 1;
+        self.next_waiter
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        let now = crate::clock::now_ms();
+        match cmd {
+            Command::Join(req, reply) => {
+                let w = self.waiter();
+                self.joins.insert(w, reply);
+                let fx = self.shard.join(req, w, now);
+                self.process(fx);
+            }
+            Command::Sync(req, reply) => {
+                let w = self.waiter();
+                self.syncs.insert(w, reply);
+                let fx = self.shard.sync(req, w, now);
+                self.process(fx);
+            }
+            Command::Heartbeat { group_id, member_id, group_instance_id, generation_id, reply } => {
+                let e = self.shard.heartbeat(&group_id, &member_id, group_instance_id.as_deref(), generation_id, now);
+                let _ = reply.send(e);
+            }
+            Command::Leave { group_id, members, reply } => {
+                let (top, errors, fx) = self.shard.leave(&group_id, &members, now);
+                self.process(fx);
+                let _ = reply.send((top, errors));
+            }
+            Command::Commit(req, reply) => {
+                let _ = reply.send(self.commit(&req, now));
+            }
+            Command::Fetch { group_id, topics, reply } => {
+                let _ = reply.send(self.shard.fetch_offsets(&group_id, topics.as_deref()));
+            }
+            Command::Describe { group_id, reply } => {
+                let _ = reply.send(self.describe(&group_id));
+            }
+            Command::List { reply } => {
+                let groups = self
+                    .shard
+                    .groups
+                    .values()
+                    .map(|g| ListedGroupInfo {
+                        group_id: g.group_id.clone(),
+                        protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                        state: g.state,
+                    })
+                    .collect();
+                let _ = reply.send(groups);
+            }
+            Command::DeleteGroup { group_id, reply } => {
+                let _ = reply.send(self.delete_group(&group_id, now));
+            }
+            Command::DeleteOffsets { group_id, partitions, reply } => {
+                let _ = reply.send(self.delete_offsets(&group_id, &partitions, now));
+            }
+        }
+    }
+
+    /// Delivers effects in order; group records are written before the
+    /// answers that follow them.
+    fn process(&mut self, fx: Vec<Effect>) {
+        let mut queue: VecDeque<Effect> = fx.into();
+        while let Some(e) = queue.pop_front() {
+            match e {
+                Effect::Join(w, r) => {
+                    if let Some(tx) = self.joins.remove(&w) {
+                        let _ = tx.send(r);
+                    }
+                }
+                Effect::Sync(w, r) => {
+                    if let Some(tx) = self.syncs.remove(&w) {
+                        let _ = tx.send(r);
+                    }
+                }
+                Effect::StoreGroup { group_id, generation_id, reason } => {
+                    let result = self.store_group(&group_id);
+                    if reason == StoreReason::Assignment {
+                        let code = match result {
+                            Ok(()) => ErrorCode::NONE,
+                            Err(e) => group_store_error(e),
+                        };
+                        let more = self.shard.assignment_stored(&group_id, generation_id, code, crate::clock::now_ms());
+                        queue.extend(more);
+                    } else if let Err(e) = result {
+                        warn!(group = %group_id, error = ?e, "storing group metadata failed");
+                    }
+                }
+            }
+        }
+    }
+
+    fn append(&self, records: &[(Bytes, Option<Bytes>)]) -> Result<i64, ErrorCode> {
+        if records.is_empty() {
+            return Ok(-1);
+        }
+        self.log.append(persistence::build_batch(records, crate::clock::now_ms()))
+    }
+
+    fn store_group(&self, group_id: &str) -> Result<(), ErrorCode> {
+        let Some(group) = self.shard.group(group_id) else { return Ok(()) };
+        let value = persistence::group_value(group, &self.shard.assignment_to_store(group_id));
+        self.append(&[(persistence::group_key(group_id), Some(value))]).map(|_| ())
+    }
+
+    fn commit(&mut self, req: &CommitRequest, now: i64) -> Vec<ErrorCode> {
+        let existed = self.shard.group(&req.group_id).is_some();
+        let plan = self.shard.prepare_commit(req, now);
+        if plan.accepted.is_empty() {
+            return plan.errors;
+        }
+        let records: Vec<(Bytes, Option<Bytes>)> = plan
+            .accepted
+            .iter()
+            .map(|(i, v)| {
+                let o = &req.offsets[*i];
+                (persistence::offset_key(&req.group_id, &o.topic, o.partition), Some(persistence::offset_value(v)))
+            })
+            .collect();
+        match self.append(&records) {
+            Ok(_) => {
+                self.shard.apply_commit(req, &plan);
+                plan.errors
+            }
+            Err(e) => {
+                let e = offset_store_error(e);
+                warn!(group = %req.group_id, error = ?e, "storing offsets failed");
+                if !existed {
+                    // The group was created for this commit only.
+                    if self.shard.group(&req.group_id).is_some_and(|g| g.offsets.is_empty() && g.members.is_empty()) {
+                        self.shard.groups.remove(&req.group_id);
+                    }
+                }
+                plan.errors.iter().map(|c| if *c == ErrorCode::NONE { e } else { *c }).collect()
+            }
+        }
+    }
+
+    fn describe(&self, group_id: &str) -> GroupSummary {
+        let Some(g) = self.shard.group(group_id) else { return GroupSummary::dead() };
+        let stable = g.is(GroupState::Stable);
+        let protocol = g.summary_protocol();
+        GroupSummary {
+            state: g.state,
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: protocol.clone(),
+            members: g
+                .members
+                .iter()
+                .map(|m| MemberSummary {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: if stable {
+                        m.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, v)| v.clone()).unwrap_or_default()
+                    } else {
+                        Bytes::new()
+                    },
+                    assignment: if stable { m.assignment.clone() } else { Bytes::new() },
+                })
+                .collect(),
+        }
+    }
+
+    fn delete_group(&mut self, group_id: &str, _now: i64) -> ErrorCode {
+        let backup = self.shard.group(group_id).cloned();
+        match self.shard.delete_group(group_id) {
+            Err(e) => e,
+            Ok(offsets) => {
+                let mut records: Vec<(Bytes, Option<Bytes>)> =
+                    offsets.iter().map(|(t, p)| (persistence::offset_key(group_id, t, *p), None)).collect();
+                records.push((persistence::group_key(group_id), None));
+                match self.append(&records) {
+                    Ok(_) => ErrorCode::NONE,
+                    Err(e) => {
+                        // Not written: keep the group.
+                        if let Some(g) = backup {
+                            self.shard.groups.insert(group_id.to_string(), g);
+                        }
+                        group_store_error(e)
+                    }
+                }
+            }
+        }
+    }
+
+    fn delete_offsets(&mut self, group_id: &str, partitions: &[(String, i32)], _now: i64) -> Result<Vec<ErrorCode>, ErrorCode> {
+        let backup = self.shard.group(group_id).map(|g| g.offsets.clone());
+        let (errors, removed) = self.shard.delete_offsets(group_id, partitions)?;
+        let records: Vec<(Bytes, Option<Bytes>)> = removed.iter().map(|(t, p)| (persistence::offset_key(group_id, t, *p), None)).collect();
+        if let Err(e) = self.append(&records) {
+            if let (Some(g), Some(offsets)) = (self.shard.groups.get_mut(group_id), backup) {
+                g.offsets = offsets;
+            }
+            return Err(group_store_error(e));
+        }
+        Ok(errors)
+    }
+
+    fn expire_offsets(&mut self) {
+        let expired = self.shard.expire_offsets(crate::clock::now_ms());
+        if expired.is_empty() {
+            return;
+        }
+        let mut records = Vec::new();
+        for (group, partitions, gone) in &expired {
+            for (t, p) in partitions {
+                records.push((persistence::offset_key(group, t, *p), None));
+            }
+            if *gone {
+                records.push((persistence::group_key(group), None));
+            }
+        }
+        info!(partition = self.partition, groups = expired.len(), offsets = records.len(), "expired committed offsets");
+        if let Err(e) = self.append(&records) {
+            warn!(partition = self.partition, error = ?e, "writing offset tombstones failed");
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! OffsetCommit (key 8), v0-9. Partitions of unknown topics get
+//! UNKNOWN_TOPIC_OR_PARTITION; the rest go to the group's coordinator, which
+//! answers once the offsets are written to `__consumer_offsets`.
+
+use klamm_protocol::messages::offset_commit_response::{OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use klamm_protocol::messages::OffsetCommitRequest;
+use klamm_protocol::ErrorCode;
+
+use super::RequestContext;
+use crate::group::offsets::{CommitRequest, OffsetToCommit};
+
+pub async fn handle(ctx: &RequestContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    let v = ctx.api_version;
+    let image = ctx.broker.quorum.image();
+    // Response skeleton in request order; `slots` maps each committed offset to its cell.
+    let mut topics: Vec<OffsetCommitResponseTopic> = Vec::with_capacity(request.topics.len());
+    let mut offsets = Vec::new();
+    let mut slots = Vec::new();
+    for (ti, t) in request.topics.iter().enumerate() {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let known = image.partition(&t.name, p.partition_index).is_some();
+            let code = if known { ErrorCode::NONE } else { ErrorCode::UNKNOWN_TOPIC_OR_PARTITION };
+            if known {
+                offsets.push(OffsetToCommit {
+                    topic: t.name.clone(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: if v >= 6 { p.committed_leader_epoch } else { -1 },
+                    metadata: p.committed_metadata.clone(),
+                });
+                slots.push((ti, pi));
+            }
+            partitions.push(OffsetCommitResponsePartition { partition_index: p.partition_index, error_code: code.code(), ..Default::default() });
+        }
+        topics.push(OffsetCommitResponseTopic { name: t.name.clone(), partitions, ..Default::default() });
+    }
+    if !offsets.is_empty() {
+        let req = CommitRequest {
+            group_id: request.group_id.clone(),
+            // v0 has neither generation nor member: a standalone commit.
+            generation_id: if v >= 1 { request.generation_id_or_member_epoch } else { -1 },
+            member_id: if v >= 1 { request.member_id.clone() } else { String::new() },
+            group_instance_id: if v >= 7 { request.group_instance_id.clone() } else { None },
+            offsets,
+        };
+        let errors = ctx.broker.groups.commit(req).await;
+        for ((ti, pi), e) in slots.into_iter().zip(errors) {
+            topics[ti].partitions[pi].error_code = e.code();
+        }
+    }
+    OffsetCommitResponse { throttle_time_ms: 0, topics, ..Default::default() }
+}
