@@ -1,0 +1,214 @@
+//! Fetch (key 1) for consumers: whole batches below the high watermark (or
+//! the last stable offset under read_committed), long-polling until
+//! `min_bytes` are ready or `max_wait_ms` passes.
+//!
+//! - Sizes: `max_bytes` bounds the response and `partition_max_bytes` each
+//!   partition, except that the first partition with data always gets at
+//!   least one whole batch (KIP-74), so a consumer can pass a large batch.
+//! - Fetch sessions (KIP-227) are declined: every response carries
+//!   session id 0, which every client treats as "keep sending full fetches".
+//! - Errors are per partition and make the response return at once, as in
+//!   Kafka's DelayedFetch.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use klamm_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use klamm_protocol::messages::FetchRequest;
+use klamm_protocol::{ErrorCode, Uuid};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::RequestContext;
+use crate::replica::{Partition, PartitionView};
+
+/// Kafka caps the wait a client may ask for at the request timeout; we cap it
+/// so a confused client cannot park a connection for hours.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
+
+struct Target {
+    topic: String,
+    topic_id: Uuid,
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: i32,
+    current_leader_epoch: i32,
+    local: Result<Arc<Partition>, ErrorCode>,
+}
+
+pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchResponse {
+    let version = ctx.api_version;
+    let mut response = FetchResponse { throttle_time_ms: 0, session_id: 0, ..Default::default() };
+    if request.session_id != 0 {
+        // We never hand out sessions, so any id is unknown.
+        response.error_code = ErrorCode::FETCH_SESSION_ID_NOT_FOUND.code();
+        return response;
+    }
+    if request.session_epoch != -1 && request.session_epoch != 0 {
+        response.error_code = ErrorCode::INVALID_FETCH_SESSION_EPOCH.code();
+        return response;
+    }
+
+    let targets = resolve(ctx, &request);
+    let read_committed = request.isolation_level == 1;
+    let max_bytes = if version >= 3 { request.max_bytes.max(0) as i64 } else { i64::MAX };
+    let min_bytes = request.min_bytes.max(0) as i64;
+    let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + wait;
+
+    // Subscribe before the first read so no append between read and wait is missed.
+    let mut watchers: Vec<watch::Receiver<PartitionView>> = targets
+        .iter()
+        .filter_map(|t| t.local.as_ref().ok().map(|p| p.subscribe()))
+        .collect();
+    loop {
+        for w in watchers.iter_mut() {
+            w.borrow_and_update();
+        }
+        let (topics, bytes, any_error) = read_all(&targets, version, read_committed, max_bytes);
+        if bytes >= min_bytes || any_error || Instant::now() >= deadline || watchers.is_empty() {
+            response.responses = topics;
+            return response;
+        }
+        if !wait_for_change(&mut watchers, deadline).await {
+            // Deadline passed: one last read so data that arrived is not left behind.
+            let (topics, _, _) = read_all(&targets, version, read_committed, max_bytes);
+            response.responses = topics;
+            return response;
+        }
+    }
+}
+
+fn resolve(ctx: &RequestContext, request: &FetchRequest) -> Vec<Target> {
+    let broker = &ctx.broker;
+    let image = broker.quorum.image();
+    let mut targets = Vec::new();
+    for t in &request.topics {
+        let (name, id, topic_error) = if ctx.api_version >= 13 {
+            match image.topic_by_id(&t.topic_id.0) {
+                Some(topic) => (topic.name.clone(), t.topic_id, None),
+                None => (String::new(), t.topic_id, Some(ErrorCode::UNKNOWN_TOPIC_ID)),
+            }
+        } else {
+            match image.topic(&t.topic) {
+                Some(topic) => (t.topic.clone(), Uuid(topic.topic_id), None),
+                None => (t.topic.clone(), Uuid::ZERO, Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)),
+            }
+        };
+        for p in &t.partitions {
+            let local = match topic_error {
+                Some(code) => Err(code),
+                None => match image.partition(&name, p.partition) {
+                    None => Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
+                    Some(meta) if meta.leader != broker.node_id => Err(ErrorCode::NOT_LEADER_OR_FOLLOWER),
+                    Some(_) => broker.replicas.get(&name, p.partition).ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER),
+                },
+            };
+            targets.push(Target {
+                topic: if ctx.api_version >= 13 { String::new() } else { name.clone() },
+                topic_id: id,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: p.partition_max_bytes,
+                current_leader_epoch: p.current_leader_epoch,
+                local,
+            });
+        }
+    }
+    targets
+}
+
+/// Reads every target once; returns the response topics, the bytes of record
+/// data included and whether any partition carries an error.
+fn read_all(targets: &[Target], version: i16, read_committed: bool, max_bytes: i64) -> (Vec<FetchableTopicResponse>, i64, bool) {
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut total: i64 = 0;
+    let mut any_error = false;
+    for t in targets {
+        let mut data = PartitionData {
+            partition_index: t.partition,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            preferred_read_replica: -1,
+            aborted_transactions: if read_committed { Some(Vec::new()) } else { None },
+            records: Some(Bytes::new()),
+            ..Default::default()
+        };
+        match &t.local {
+            Err(code) => {
+                data.error_code = code.code();
+                any_error = true;
+            }
+            Ok(partition) => {
+                let view = partition.view();
+                data.high_watermark = view.high_watermark;
+                data.last_stable_offset = view.last_stable_offset;
+                data.log_start_offset = view.log_start_offset;
+                let epoch_error = if version >= 9 && t.current_leader_epoch >= 0 {
+                    if t.current_leader_epoch < view.leader_epoch {
+                        Some(ErrorCode::FENCED_LEADER_EPOCH)
+                    } else if t.current_leader_epoch > view.leader_epoch {
+                        Some(ErrorCode::UNKNOWN_LEADER_EPOCH)
+                    } else {
+                        None
+                    }
+                } else {
+                    None
+                };
+                if let Some(code) = epoch_error {
+                    data.error_code = code.code();
+                    any_error = true;
+                } else if t.fetch_offset < view.log_start_offset || t.fetch_offset > view.log_end_offset {
+                    data.error_code = ErrorCode::OFFSET_OUT_OF_RANGE.code();
+                    any_error = true;
+                } else {
+                    let bound = if read_committed { view.last_stable_offset } else { view.high_watermark };
+                    let remaining = (max_bytes - total).max(0);
+                    let limit = remaining.min(t.partition_max_bytes.max(0) as i64);
+                    let min_one = total == 0;
+                    if t.fetch_offset < bound && (limit > 0 || min_one) {
+                        match partition.reader().read(t.fetch_offset, limit as usize, bound, min_one) {
+                            Ok(read) => {
+                                total += read.bytes.len() as i64;
+                                data.records = Some(read.bytes);
+                            }
+                            Err(e) => {
+                                tracing::warn!(topic = %partition.topic, partition = t.partition, error = %e, "fetch read failed");
+                                data.error_code = ErrorCode::KAFKA_STORAGE_ERROR.code();
+                                any_error = true;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let same_topic = topics.last().map_or(false, |last| last.topic == t.topic && last.topic_id == t.topic_id);
+        if !same_topic {
+            topics.push(FetchableTopicResponse { topic: t.topic.clone(), topic_id: t.topic_id, partitions: Vec::new(), ..Default::default() });
+        }
+        topics.last_mut().expect("pushed above").partitions.push(data);
+    }
+    (topics, total, any_error)
+}
+
+/// Waits until any watched partition publishes a change; false at the deadline.
+async fn wait_for_change(watchers: &mut [watch::Receiver<PartitionView>], deadline: Instant) -> bool {
+    let mut futures: Vec<Pin<Box<dyn Future<Output = bool> + Send + '_>>> = watchers
+        .iter_mut()
+        .map(|w| Box::pin(async move { w.changed().await.is_ok() }) as Pin<Box<dyn Future<Output = bool> + Send + '_>>)
+        .collect();
+    let any = std::future::poll_fn(|cx| {
+        for f in futures.iter_mut() {
+            if let Poll::Ready(ok) = f.as_mut().poll(cx) {
+                return Poll::Ready(ok);
+            }
+        }
+        Poll::Pending
+    });
+    tokio::time::timeout_at(deadline, any).await.unwrap_or(false)
+}

@@ -1,0 +1,151 @@
+//! Metadata (key 3): brokers, cluster id, controller and topic/partition
+//! leadership, with auto topic creation when `auto.create.topics.enable`.
+
+use klamm_protocol::messages::metadata_response::{
+    MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use klamm_protocol::messages::MetadataRequest;
+use klamm_protocol::{ErrorCode, Uuid};
+use klamm_raft::{MetadataImage, TopicImage, NO_LEADER};
+
+use super::create_topics::{create_topic, TopicSpec};
+use super::RequestContext;
+use crate::topics::{is_internal, validate_topic_name};
+
+pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
+    let broker = &ctx.broker;
+    let mut image = broker.quorum.image();
+
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let requested: Option<Vec<(Option<String>, Uuid)>> = match request.topics {
+        None => None,
+        Some(t) if t.is_empty() && ctx.api_version == 0 => None,
+        Some(t) => Some(t.into_iter().map(|t| (t.name, t.topic_id)).collect()),
+    };
+    let allow_auto_create = (ctx.api_version < 4 || request.allow_auto_topic_creation)
+        && broker.config.auto_create_topics_enable;
+
+    let mut topics = Vec::new();
+    match requested {
+        None => {
+            for topic in image.topics.values() {
+                topics.push(topic_metadata(&image, topic));
+            }
+        }
+        Some(list) => {
+            for (name, topic_id) in list {
+                let name = match name {
+                    Some(n) => n,
+                    None => {
+                        // v12+ lookup by id.
+                        match image.topic_by_id(&topic_id.0) {
+                            Some(t) => topics.push(topic_metadata(&image, t)),
+                            None => topics.push(MetadataResponseTopic {
+                                error_code: ErrorCode::UNKNOWN_TOPIC_ID.code(),
+                                name: None,
+                                topic_id,
+                                ..Default::default()
+                            }),
+                        }
+                        continue;
+                    }
+                };
+                if let Some(t) = image.topic(&name) {
+                    topics.push(topic_metadata(&image, t));
+                    continue;
+                }
+                if validate_topic_name(&name).is_err() {
+                    topics.push(error_topic(name, ErrorCode::INVALID_TOPIC_EXCEPTION));
+                    continue;
+                }
+                if !allow_auto_create || is_internal(&name) {
+                    topics.push(error_topic(name, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION));
+                    continue;
+                }
+                let spec = TopicSpec::with_defaults(&broker.config, name.clone());
+                match create_topic(broker, spec, false).await {
+                    Ok(_) => {
+                        image = broker.quorum.image();
+                        match image.topic(&name) {
+                            Some(t) => topics.push(topic_metadata(&image, t)),
+                            None => topics.push(error_topic(name, ErrorCode::LEADER_NOT_AVAILABLE)),
+                        }
+                    }
+                    // Another client created it between our check and the proposal.
+                    Err((code, _)) if code == ErrorCode::TOPIC_ALREADY_EXISTS => {
+                        image = broker.quorum.image();
+                        match image.topic(&name) {
+                            Some(t) => topics.push(topic_metadata(&image, t)),
+                            None => topics.push(error_topic(name, ErrorCode::LEADER_NOT_AVAILABLE)),
+                        }
+                    }
+                    Err((code, _)) => topics.push(error_topic(name, code)),
+                }
+            }
+        }
+    }
+
+    MetadataResponse {
+        throttle_time_ms: 0,
+        brokers: brokers(ctx, &image),
+        cluster_id: Some(image.cluster_id.clone()),
+        // KRaft brokers report a live broker as the "controller" to clients.
+        controller_id: broker.node_id,
+        topics,
+        ..Default::default()
+    }
+}
+
+fn error_topic(name: String, code: ErrorCode) -> MetadataResponseTopic {
+    MetadataResponseTopic { error_code: code.code(), name: Some(name), ..Default::default() }
+}
+
+/// Unfenced brokers with their endpoint on the listener the request came in on.
+pub fn brokers(ctx: &RequestContext, image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .unfenced_brokers()
+        .filter_map(|b| {
+            let ep = b.endpoints.iter().find(|e| e.listener == ctx.listener).or_else(|| b.endpoints.first())?;
+            Some(MetadataResponseBroker {
+                node_id: b.node_id,
+                host: ep.host.clone(),
+                port: ep.port as i32,
+                rack: b.rack.clone(),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+pub fn topic_metadata(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .values()
+        .map(|p| {
+            let offline: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| image.broker(*r).map(|b| b.fenced).unwrap_or(true))
+                .collect();
+            MetadataResponsePartition {
+                error_code: if p.leader == NO_LEADER { ErrorCode::LEADER_NOT_AVAILABLE.code() } else { 0 },
+                partition_index: p.partition,
+                leader_id: p.leader,
+                leader_epoch: p.leader_epoch,
+                replica_nodes: p.replicas.clone(),
+                isr_nodes: p.isr.clone(),
+                offline_replicas: offline,
+                ..Default::default()
+            }
+        })
+        .collect();
+    MetadataResponseTopic {
+        error_code: 0,
+        name: Some(topic.name.clone()),
+        topic_id: Uuid(topic.topic_id),
+        is_internal: is_internal(&topic.name),
+        partitions,
+        ..Default::default()
+    }
+}

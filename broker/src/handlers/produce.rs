@@ -1,0 +1,97 @@
+//! Produce (key 0): validate, append, acknowledge per `acks`.
+//!
+//! Versions 0-2 are advertised (librdkafka < 2.11.1 enables compression only
+//! when it sees Produce v0) but refused by closing the connection, as Kafka 4
+//! does: they would carry message formats v0/v1, which Klamm never stores.
+
+use klamm_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use klamm_protocol::messages::ProduceRequest;
+use klamm_protocol::ErrorCode;
+
+use super::{Outcome, RequestContext};
+use crate::replica::PartitionError;
+
+/// First Produce version that carries record batch v2.
+const FIRST_SERVED_VERSION: i16 = 3;
+
+pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
+    if ctx.api_version < FIRST_SERVED_VERSION {
+        return Outcome::Close("produce v0-2 (message format v0/v1) is not served");
+    }
+    let acks = request.acks;
+    let broker = &ctx.broker;
+    let image = broker.quorum.image();
+    let now = crate::clock::now_ms();
+    let mut any_error = false;
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
+        for pd in topic.partition_data {
+            let result = if !matches!(acks, -1 | 0 | 1) {
+                Err(PartitionError::code(ErrorCode::INVALID_REQUIRED_ACKS))
+            } else {
+                produce_one(ctx, &image, &topic.name, pd.index, pd.records.as_ref(), acks, now)
+            };
+            let mut response = PartitionProduceResponse { index: pd.index, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, ..Default::default() };
+            match result {
+                Ok(r) => {
+                    response.base_offset = r.base_offset;
+                    response.log_append_time_ms = r.log_append_time_ms;
+                    response.log_start_offset = r.log_start_offset;
+                }
+                Err(e) => {
+                    any_error = true;
+                    if e.code != ErrorCode::NONE {
+                        tracing::debug!(topic = %topic.name, partition = pd.index, error = e.code.name(), message = e.message.as_deref().unwrap_or(""), "produce rejected");
+                    }
+                    response.error_code = e.code.code();
+                    response.error_message = e.message;
+                }
+            }
+            partition_responses.push(response);
+        }
+        responses.push(TopicProduceResponse { name: topic.name, partition_responses, ..Default::default() });
+    }
+    if acks == 0 {
+        // Kafka closes the connection when an acks=0 produce fails, so the
+        // producer notices and refreshes its metadata.
+        return if any_error { Outcome::Close("acks=0 produce failed") } else { Outcome::NoResponse };
+    }
+    ProduceResponse { responses, throttle_time_ms: 0, ..Default::default() }.into()
+}
+
+fn produce_one(
+    ctx: &RequestContext,
+    image: &klamm_raft::MetadataImage,
+    topic: &str,
+    partition: i32,
+    records: Option<&bytes::Bytes>,
+    acks: i16,
+    now: i64,
+) -> Result<crate::replica::AppendResult, PartitionError> {
+    let broker = &ctx.broker;
+    let Some(meta) = image.partition(topic, partition) else {
+        return Err(PartitionError::code(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION));
+    };
+    if meta.leader != broker.node_id {
+        return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
+    }
+    let Some(local) = broker.replicas.get(topic, partition) else {
+        // Assigned here but not opened yet (metadata just changed).
+        return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
+    };
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return Err(PartitionError::new(ErrorCode::INVALID_RECORD, "Produce request carries no records"));
+    };
+    if acks == -1 {
+        let min_isr = local.config().min_insync_replicas;
+        let isr = local.isr_len();
+        if (isr as i64) < min_isr as i64 {
+            return Err(PartitionError::new(
+                ErrorCode::NOT_ENOUGH_REPLICAS,
+                format!("The size of the current ISR {isr} is insufficient to satisfy the min.isr requirement of {min_isr}"),
+            ));
+        }
+    }
+    local.append_from_client(records, ctx.api_version, now)
+}

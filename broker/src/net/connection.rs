@@ -1,0 +1,181 @@
+//! One client connection: framing, header decoding, dispatch, ordered replies.
+//!
+//! Kafka's rules that this module enforces (see NOTES.md in the protocol notes):
+//! - a frame is `int32 size` + `size` bytes; a size above
+//!   `socket.request.max.bytes` (or below what a header needs) closes the
+//!   connection without a response;
+//! - an unknown API key, or a version outside the advertised range of any API
+//!   other than ApiVersions, closes the connection;
+//! - an ApiVersions request at a version newer than ours gets a v0-format
+//!   UNSUPPORTED_VERSION response listing the ApiVersions range (KIP-511);
+//! - a body that does not decode closes the connection;
+//! - requests are handled one at a time and answered in order; acks=0 produce
+//!   requests get no response at all.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use klamm_protocol::header::decode_request_header;
+use klamm_protocol::messages::RequestKind;
+use klamm_protocol::ApiKey;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, Instrument};
+
+use crate::handlers::{self, Outcome, RequestContext};
+use crate::server::Broker;
+
+/// Responses waiting for the writer task; bounded so a client that stops
+/// reading eventually stops the reader too (back-pressure instead of memory).
+const WRITE_QUEUE_DEPTH: usize = 64;
+
+/// Smallest possible request: api_key + api_version + correlation_id + client_id length.
+const MIN_FRAME_BYTES: i32 = 10;
+
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: String,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let span = tracing::debug_span!("connection", %peer, listener = %listener);
+    serve_inner(stream, peer, listener, broker, shutdown).instrument(span).await
+}
+
+async fn serve_inner(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: String,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (read_half, mut write_half) = stream.into_split();
+    let mut reader = BufReader::with_capacity(256 * 1024, read_half);
+    let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE_DEPTH);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if write_half.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = write_half.shutdown().await;
+    });
+
+    let max_frame = broker.config.socket_request_max_bytes;
+    loop {
+        let size = tokio::select! {
+            r = reader.read_i32() => match r {
+                Ok(size) => size,
+                Err(_) => break, // EOF or reset: the client went away.
+            },
+            _ = shutdown.changed() => break,
+        };
+        if size < MIN_FRAME_BYTES || size > max_frame {
+            debug!(size, max_frame, "closing connection: frame size out of bounds");
+            break;
+        }
+        let mut buf = BytesMut::zeroed(size as usize);
+        if reader.read_exact(&mut buf).await.is_err() {
+            break;
+        }
+        let mut frame = buf.freeze();
+        match handle_frame(&broker, &listener, peer, &mut frame).await {
+            FrameResult::Reply(bytes) => {
+                if tx.send(bytes).await.is_err() {
+                    break;
+                }
+            }
+            FrameResult::Silent => {}
+            FrameResult::Close(reason) => {
+                debug!(reason, "closing connection");
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+enum FrameResult {
+    Reply(Bytes),
+    Silent,
+    Close(&'static str),
+}
+
+async fn handle_frame(
+    broker: &Arc<Broker>,
+    listener: &str,
+    peer: SocketAddr,
+    frame: &mut Bytes,
+) -> FrameResult {
+    let (header, api_key) = match decode_request_header(frame) {
+        Ok(h) => h,
+        Err(_) => return FrameResult::Close("undecodable request header"),
+    };
+    let Some(api_key) = api_key else {
+        return FrameResult::Close("unknown api key");
+    };
+    let version = header.request_api_version;
+    let correlation_id = header.correlation_id;
+
+    if api_key == ApiKey::ApiVersions && !handlers::is_supported(api_key, version) {
+        // KIP-511: answer in the v0 format with UNSUPPORTED_VERSION and our range.
+        return FrameResult::Reply(handlers::api_versions::unsupported_version_response(correlation_id));
+    }
+    if !handlers::is_supported(api_key, version) {
+        return FrameResult::Close("unsupported api version");
+    }
+    let request = match RequestKind::decode(api_key, version, frame) {
+        Ok(r) => r,
+        Err(_) => return FrameResult::Close("undecodable request body"),
+    };
+    let span = tracing::debug_span!(
+        "request",
+        api_key = api_key.name(),
+        api_version = version,
+        correlation_id,
+        client_id = header.client_id.as_deref().unwrap_or("")
+    );
+    let ctx = RequestContext {
+        broker: broker.clone(),
+        api_key,
+        api_version: version,
+        correlation_id,
+        client_id: header.client_id.clone().unwrap_or_default(),
+        listener: listener.to_string(),
+        peer,
+    };
+    match handlers::handle(&ctx, request).instrument(span).await {
+        Outcome::Respond(response) => match encode_response(api_key, version, correlation_id, &response) {
+            Ok(bytes) => FrameResult::Reply(bytes),
+            Err(e) => {
+                tracing::error!(error = %e, api_key = api_key.name(), version, "failed to encode response");
+                FrameResult::Close("response encoding failed")
+            }
+        },
+        Outcome::NoResponse => FrameResult::Silent,
+        Outcome::Close(reason) => FrameResult::Close(reason),
+    }
+}
+
+/// Frames a response: size, response header (v0 or v1 by the API's rule), body.
+pub fn encode_response(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &klamm_protocol::messages::ResponseKind,
+) -> Result<Bytes, klamm_protocol::EncodeError> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0); // size, patched below
+    buf.put_i32(correlation_id);
+    if api_key.response_header_version(version) >= 1 {
+        buf.put_u8(0); // empty tagged-field section
+    }
+    body.encode(&mut buf, version)?;
+    let size = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf.freeze())
+}

@@ -1,0 +1,72 @@
+//! Accepting connections on a Kafka listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, info, warn};
+
+use crate::server::Broker;
+
+/// A bound listener socket together with its Kafka listener name.
+pub struct BoundListener {
+    pub name: String,
+    pub socket: TcpListener,
+    pub local_addr: SocketAddr,
+}
+
+impl BoundListener {
+    pub async fn bind(name: &str, host: &str, port: u16) -> std::io::Result<BoundListener> {
+        let host = if host.is_empty() { "0.0.0.0" } else { host };
+        let socket = TcpListener::bind((host, port)).await?;
+        let local_addr = socket.local_addr()?;
+        Ok(BoundListener { name: name.to_string(), socket, local_addr })
+    }
+}
+
+/// Accepts connections until `shutdown` flips to true. Each connection gets its
+/// own task; the number of live connections is capped by `max.connections`.
+pub async fn serve_listener(
+    listener: BoundListener,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(broker.config.max_connections.clamp(1, 1 << 20) as usize));
+    info!(listener = %listener.name, addr = %listener.local_addr, "accepting Kafka connections");
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { break; }
+            }
+            accepted = listener.socket.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Typically EMFILE: back off briefly instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let permit = match limit.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        warn!(%peer, "connection limit reached, closing new connection");
+                        drop(stream);
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let broker = broker.clone();
+                let listener_name = listener.name.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    crate::net::connection::serve(stream, peer, listener_name, broker, shutdown).await;
+                    drop(permit);
+                    debug!(%peer, "connection closed");
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Periodic partition work: retention (`log.retention.check.interval.ms`) and
+//! the time-based flush policy (`flush.ms`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::server::Broker;
+
+/// How often flush deadlines are checked; retention runs on its own interval.
+const TICK: Duration = Duration::from_millis(200);
+
+pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let retention_every = broker.config.log_retention_check_interval_ms.max(100);
+    let mut last_retention = crate::clock::now_ms();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = shutdown.changed() => if *shutdown.borrow() { return },
+        }
+        let now = crate::clock::now_ms();
+        let partitions = broker.replicas.all();
+        let run_retention = now - last_retention >= retention_every;
+        if run_retention {
+            last_retention = now;
+        }
+        // Disk work off the async threads.
+        let _ = tokio::task::spawn_blocking(move || {
+            for p in partitions {
+                p.maintain(now, run_retention);
+            }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,284 @@
+//! Idempotent-producer state of one partition (Kafka's ProducerStateManager).
+//!
+//! For every producer id that wrote to the partition we keep its epoch and the
+//! metadata of its last [`BATCHES_TO_RETAIN`] batches. A batch is checked
+//! before it is appended:
+//! - a retry of one of the retained batches (same epoch, same first and last
+//!   sequence) is a duplicate and is answered with the offsets it got the
+//!   first time, without appending again;
+//! - an older epoch is fenced (INVALID_PRODUCER_EPOCH);
+//! - a newer epoch must start at sequence 0, unless we know nothing of the
+//!   producer (its state may have been removed by retention);
+//! - within an epoch the first sequence must follow the last one
+//!   (wrapping at i32::MAX), else OUT_OF_ORDER_SEQUENCE_NUMBER.
+//!
+//! The state is rebuilt after a restart by replaying batch headers from the log
+//! ([`ProducerStateTable::replay`]), so retries that straddle a restart are still
+//! deduplicated.
+
+use std::collections::{HashMap, VecDeque};
+
+use klamm_protocol::ErrorCode;
+
+/// Kafka keeps the last five batches per producer (`NUM_BATCHES_TO_RETAIN`),
+/// which is why clients cap in-flight requests at five with idempotence.
+pub const BATCHES_TO_RETAIN: usize = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchMetadata {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    pub batches: VecDeque<BatchMetadata>,
+    pub last_timestamp: i64,
+}
+
+impl ProducerEntry {
+    fn last_seq(&self) -> Option<i32> {
+        self.batches.back().map(|b| b.last_seq)
+    }
+}
+
+/// The header fields of an incoming batch that producer checks look at.
+#[derive(Clone, Copy, Debug)]
+pub struct IncomingBatch {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub last_offset_delta: i32,
+    pub max_timestamp: i64,
+}
+
+impl IncomingBatch {
+    pub fn last_sequence(&self) -> i32 {
+        // Sequences wrap to 0 after i32::MAX.
+        let last = self.base_sequence as i64 + self.last_offset_delta as i64;
+        if last > i32::MAX as i64 {
+            (last - i32::MAX as i64 - 1) as i32
+        } else {
+            last as i32
+        }
+    }
+}
+
+/// The outcome of checking a batch against the producer state.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    Accept,
+    /// Already appended: answer with these offsets, append nothing.
+    Duplicate(BatchMetadata),
+    Reject(ErrorCode, String),
+}
+
+#[derive(Default, Debug)]
+pub struct ProducerStateTable {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+fn in_sequence(last_seq: i32, next_seq: i32) -> bool {
+    next_seq as i64 == last_seq as i64 + 1 || (next_seq == 0 && last_seq == i32::MAX)
+}
+
+impl ProducerStateTable {
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
+    /// Checks a batch from a client. Batches without a producer id are not
+    /// idempotent and always accepted.
+    pub fn check(&self, batch: &IncomingBatch) -> SequenceCheck {
+        if batch.producer_id < 0 {
+            return SequenceCheck::Accept;
+        }
+        let Some(entry) = self.producers.get(&batch.producer_id) else {
+            // Unknown producer: accept any sequence (its state may have been
+            // removed by retention), as Kafka does since KIP-360.
+            return SequenceCheck::Accept;
+        };
+        if batch.producer_epoch < entry.epoch {
+            return SequenceCheck::Reject(
+                ErrorCode::INVALID_PRODUCER_EPOCH,
+                format!(
+                    "Epoch of producer {} is {}, which is smaller than the last seen epoch {}",
+                    batch.producer_id, batch.producer_epoch, entry.epoch
+                ),
+            );
+        }
+        if batch.producer_epoch == entry.epoch {
+            let last_seq = batch.last_sequence();
+            if let Some(dup) = entry
+                .batches
+                .iter()
+                .find(|b| b.first_seq == batch.base_sequence && b.last_seq == last_seq)
+            {
+                return SequenceCheck::Duplicate(*dup);
+            }
+            match entry.last_seq() {
+                Some(last) if !in_sequence(last, batch.base_sequence) => SequenceCheck::Reject(
+                    ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                    format!(
+                        "Out of order sequence number for producer {} at epoch {}: {} (incoming seq. number), {} (current end sequence number)",
+                        batch.producer_id, batch.producer_epoch, batch.base_sequence, last
+                    ),
+                ),
+                _ => SequenceCheck::Accept,
+            }
+        } else if batch.base_sequence != 0 {
+            SequenceCheck::Reject(
+                ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                format!(
+                    "Invalid sequence number for new epoch of producer {}: {} (request epoch), {} (seq. number), {} (current producer epoch)",
+                    batch.producer_id, batch.producer_epoch, batch.base_sequence, entry.epoch
+                ),
+            )
+        } else {
+            SequenceCheck::Accept
+        }
+    }
+
+    /// Records an appended batch (from a client append or a log replay).
+    pub fn record(&mut self, batch: &IncomingBatch, first_offset: i64) {
+        if batch.producer_id < 0 {
+            return;
+        }
+        let entry = self.producers.entry(batch.producer_id).or_default();
+        if batch.producer_epoch != entry.epoch {
+            entry.epoch = batch.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.batches.push_back(BatchMetadata {
+            first_seq: batch.base_sequence,
+            last_seq: batch.last_sequence(),
+            first_offset,
+            last_offset: first_offset + batch.last_offset_delta as i64,
+            max_timestamp: batch.max_timestamp,
+        });
+        while entry.batches.len() > BATCHES_TO_RETAIN {
+            entry.batches.pop_front();
+        }
+        entry.last_timestamp = entry.last_timestamp.max(batch.max_timestamp);
+    }
+
+    /// Replays one batch header read back from the log after a restart.
+    pub fn replay(&mut self, batch: &IncomingBatch, first_offset: i64) {
+        self.record(batch, first_offset)
+    }
+
+    /// Forgets everything at or above `offset` (after a log truncation) by
+    /// dropping producers whose retained batches reach that far; they are
+    /// re-learned from the next batch, which is then accepted as unknown.
+    pub fn truncate_to(&mut self, offset: i64) {
+        self.producers.retain(|_, e| {
+            e.batches.retain(|b| b.last_offset < offset);
+            !e.batches.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(pid: i64, epoch: i16, seq: i32, n: i32) -> IncomingBatch {
+        IncomingBatch { producer_id: pid, producer_epoch: epoch, base_sequence: seq, last_offset_delta: n - 1, max_timestamp: 0 }
+    }
+
+    #[test]
+    fn non_idempotent_batches_always_accepted() {
+        let t = ProducerStateTable::default();
+        assert_eq!(t.check(&batch(-1, -1, -1, 3)), SequenceCheck::Accept);
+    }
+
+    #[test]
+    fn in_order_batches_accepted_and_retry_deduplicated() {
+        let mut t = ProducerStateTable::default();
+        let b0 = batch(7, 0, 0, 10);
+        assert_eq!(t.check(&b0), SequenceCheck::Accept);
+        t.record(&b0, 100);
+        let b1 = batch(7, 0, 10, 5);
+        assert_eq!(t.check(&b1), SequenceCheck::Accept);
+        t.record(&b1, 110);
+        match t.check(&b0) {
+            SequenceCheck::Duplicate(m) => assert_eq!((m.first_offset, m.last_offset), (100, 109)),
+            other => panic!("expected duplicate, got {other:?}"),
+        }
+        match t.check(&b1) {
+            SequenceCheck::Duplicate(m) => assert_eq!((m.first_offset, m.last_offset), (110, 114)),
+            other => panic!("expected duplicate, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn gap_is_out_of_order() {
+        let mut t = ProducerStateTable::default();
+        t.record(&batch(7, 0, 0, 10), 0);
+        match t.check(&batch(7, 0, 11, 1)) {
+            SequenceCheck::Reject(code, _) => assert_eq!(code, ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_last_five_batches_are_deduplicated() {
+        let mut t = ProducerStateTable::default();
+        for i in 0..7 {
+            t.record(&batch(1, 0, i, 1), i as i64);
+        }
+        // Batch 0 and 1 fell out of the window: a retry of them is out of order now.
+        assert!(matches!(t.check(&batch(1, 0, 1, 1)), SequenceCheck::Reject(..)));
+        assert!(matches!(t.check(&batch(1, 0, 2, 1)), SequenceCheck::Duplicate(_)));
+    }
+
+    #[test]
+    fn epochs_fence_and_restart_sequences() {
+        let mut t = ProducerStateTable::default();
+        t.record(&batch(1, 3, 0, 5), 0);
+        assert!(matches!(t.check(&batch(1, 2, 5, 1)), SequenceCheck::Reject(c, _) if c == ErrorCode::INVALID_PRODUCER_EPOCH));
+        assert!(matches!(t.check(&batch(1, 4, 5, 1)), SequenceCheck::Reject(c, _) if c == ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(t.check(&batch(1, 4, 0, 1)), SequenceCheck::Accept);
+    }
+
+    #[test]
+    fn unknown_producer_accepts_any_sequence() {
+        let t = ProducerStateTable::default();
+        assert_eq!(t.check(&batch(9, 0, 42, 1)), SequenceCheck::Accept);
+    }
+
+    #[test]
+    fn sequence_wraps_at_i32_max() {
+        let mut t = ProducerStateTable::default();
+        let b = batch(1, 0, i32::MAX - 1, 2);
+        assert_eq!(b.last_sequence(), i32::MAX);
+        t.record(&b, 0);
+        assert_eq!(t.check(&batch(1, 0, 0, 1)), SequenceCheck::Accept);
+        let wrapping = batch(1, 0, i32::MAX, 3);
+        assert_eq!(wrapping.last_sequence(), 1);
+    }
+
+    #[test]
+    fn truncation_forgets_batches_above() {
+        let mut t = ProducerStateTable::default();
+        t.record(&batch(1, 0, 0, 5), 0);
+        t.record(&batch(1, 0, 5, 5), 5);
+        t.truncate_to(5);
+        assert_eq!(t.get(1).unwrap().batches.len(), 1);
+        t.truncate_to(0);
+        assert!(t.get(1).is_none());
+    }
+}
