@@ -41,7 +41,9 @@ pub enum DecodeError {
     #[error("unknown api key {0}")]
     UnknownApiKey(i16),
     /// Tagged fields must appear once each, in strictly ascending order.
-    #[error("tagged field {tag} out of order or duplicated in {message} (previous tag {previous})")]
+    #[error(
+        "tagged field {tag} out of order or duplicated in {message} (previous tag {previous})"
+    )]
     TagOrder {
         message: &'static str,
         tag: u32,

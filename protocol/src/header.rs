@@ -24,7 +24,9 @@ pub use crate::messages::response_header::ResponseHeader;
 /// logging before the connection is closed. A known key at a version outside the
 /// spec range uses the flexible rule too (an ApiVersions v5 request gets header
 /// v2), because the broker must still answer it.
-pub fn decode_request_header(buf: &mut Bytes) -> Result<(RequestHeader, Option<ApiKey>), DecodeError> {
+pub fn decode_request_header(
+    buf: &mut Bytes,
+) -> Result<(RequestHeader, Option<ApiKey>), DecodeError> {
     if buf.len() < 4 {
         return Err(DecodeError::Truncated {
             field: "RequestHeader",

@@ -221,7 +221,9 @@ pub fn varlong_len(v: i64) -> usize {
 fn get_len(buf: &mut Bytes, flex: bool, wide: bool, field: &'static str) -> DResult<Option<usize>> {
     let len: i64 = if flex {
         i64::from(read_unsigned_varint(buf).map_err(|e| match e {
-            DecodeError::Truncated { needed, remaining, .. } => DecodeError::Truncated {
+            DecodeError::Truncated {
+                needed, remaining, ..
+            } => DecodeError::Truncated {
                 field,
                 needed,
                 remaining,
@@ -242,9 +244,19 @@ fn get_len(buf: &mut Bytes, flex: bool, wide: bool, field: &'static str) -> DRes
 
 /// Writes a length prefix (`None` = null), checking it fits the prefix.
 #[inline]
-fn put_len(buf: &mut BytesMut, len: Option<usize>, flex: bool, wide: bool, field: &'static str) -> EResult {
+fn put_len(
+    buf: &mut BytesMut,
+    len: Option<usize>,
+    flex: bool,
+    wide: bool,
+    field: &'static str,
+) -> EResult {
     // Kafka caps compact lengths at Int32.MAX too (they become Java array sizes).
-    let max = if wide || flex { i32::MAX as usize } else { i16::MAX as usize };
+    let max = if wide || flex {
+        i32::MAX as usize
+    } else {
+        i16::MAX as usize
+    };
     match len {
         Some(l) if l > max => Err(EncodeError::TooLong { field, len: l }),
         Some(l) if flex => {
@@ -306,7 +318,12 @@ pub fn get_string(buf: &mut Bytes, flex: bool, field: &'static str) -> DResult<S
 }
 
 /// Reads a NULLABLE_STRING / COMPACT_NULLABLE_STRING; null is an error unless `nullable`.
-pub fn get_opt_string(buf: &mut Bytes, flex: bool, nullable: bool, field: &'static str) -> DResult<Option<String>> {
+pub fn get_opt_string(
+    buf: &mut Bytes,
+    flex: bool,
+    nullable: bool,
+    field: &'static str,
+) -> DResult<Option<String>> {
     let v = match get_len(buf, flex, false, field)? {
         Some(l) => Some(to_string(take(buf, l, field)?, field)?),
         None => None,
@@ -350,7 +367,12 @@ pub fn get_bytes(buf: &mut Bytes, flex: bool, field: &'static str) -> DResult<By
 }
 
 /// Reads NULLABLE_BYTES / COMPACT_NULLABLE_BYTES (also RECORDS / COMPACT_RECORDS).
-pub fn get_opt_bytes(buf: &mut Bytes, flex: bool, nullable: bool, field: &'static str) -> DResult<Option<Bytes>> {
+pub fn get_opt_bytes(
+    buf: &mut Bytes,
+    flex: bool,
+    nullable: bool,
+    field: &'static str,
+) -> DResult<Option<Bytes>> {
     let v = match get_len(buf, flex, true, field)? {
         Some(l) => Some(take(buf, l, field)?),
         None => None,
@@ -393,7 +415,13 @@ pub trait Elem: Sized {
     /// Reads one element (`flex` selects compact strings/bytes).
     fn read_elem(buf: &mut Bytes, version: i16, flex: bool, field: &'static str) -> DResult<Self>;
     /// Writes one element.
-    fn write_elem(&self, buf: &mut BytesMut, version: i16, flex: bool, field: &'static str) -> EResult;
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        version: i16,
+        flex: bool,
+        field: &'static str,
+    ) -> EResult;
 }
 
 macro_rules! fixed_elem {
@@ -447,12 +475,21 @@ impl Elem for Bytes {
     }
 }
 
-fn get_elems<T: Elem>(buf: &mut Bytes, n: usize, version: i16, flex: bool, field: &'static str) -> DResult<Vec<T>> {
+fn get_elems<T: Elem>(
+    buf: &mut Bytes,
+    n: usize,
+    version: i16,
+    flex: bool,
+    field: &'static str,
+) -> DResult<Vec<T>> {
     // Same guard as Kafka's generated readers: every element takes at least one
     // byte in practice, so a count above the remaining input is bogus. This also
     // bounds the allocation below by the input size.
     if n > buf.remaining() {
-        return Err(DecodeError::InvalidLength { field, len: n as i64 });
+        return Err(DecodeError::InvalidLength {
+            field,
+            len: n as i64,
+        });
     }
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
@@ -462,7 +499,12 @@ fn get_elems<T: Elem>(buf: &mut Bytes, n: usize, version: i16, flex: bool, field
 }
 
 /// Reads an ARRAY / COMPACT_ARRAY; null is an error.
-pub fn get_array<T: Elem>(buf: &mut Bytes, version: i16, flex: bool, field: &'static str) -> DResult<Vec<T>> {
+pub fn get_array<T: Elem>(
+    buf: &mut Bytes,
+    version: i16,
+    flex: bool,
+    field: &'static str,
+) -> DResult<Vec<T>> {
     match get_len(buf, flex, true, field)? {
         Some(n) => get_elems(buf, n, version, flex, field),
         None => Err(DecodeError::UnexpectedNull { field }),
@@ -485,7 +527,13 @@ pub fn get_opt_array<T: Elem>(
 }
 
 /// Writes an ARRAY / COMPACT_ARRAY.
-pub fn put_array<T: Elem>(buf: &mut BytesMut, v: &[T], version: i16, flex: bool, field: &'static str) -> EResult {
+pub fn put_array<T: Elem>(
+    buf: &mut BytesMut,
+    v: &[T],
+    version: i16,
+    flex: bool,
+    field: &'static str,
+) -> EResult {
     put_len(buf, Some(v.len()), flex, true, field)?;
     for e in v {
         e.write_elem(buf, version, flex, field)?;
@@ -520,7 +568,11 @@ pub fn get_opt_struct<T: crate::Decode>(
     nullable: bool,
     field: &'static str,
 ) -> DResult<Option<T>> {
-    let v = if get_i8(buf, field)? < 0 { None } else { Some(T::decode(buf, version)?) };
+    let v = if get_i8(buf, field)? < 0 {
+        None
+    } else {
+        Some(T::decode(buf, version)?)
+    };
     null_check(v, nullable, field)
 }
 
@@ -608,7 +660,11 @@ pub fn finish_tag(data: &Bytes, tag: u32, size: usize, message: &'static str) ->
 
 /// Reads a whole tag section of a struct without known tagged fields, keeping
 /// every entry in `unknown`.
-pub fn get_unknown_tags(buf: &mut Bytes, message: &'static str, unknown: &mut Vec<(u32, Bytes)>) -> DResult<()> {
+pub fn get_unknown_tags(
+    buf: &mut Bytes,
+    message: &'static str,
+    unknown: &mut Vec<(u32, Bytes)>,
+) -> DResult<()> {
     let mut r = TagReader::new(buf, message)?;
     while let Some(t) = r.next(buf)? {
         unknown.push(t);
@@ -635,7 +691,12 @@ impl TagWriter {
     }
 
     /// Writes the section: count, then `tag, size, bytes` in ascending tag order.
-    pub fn finish(mut self, buf: &mut BytesMut, unknown: &[(u32, Bytes)], message: &'static str) -> EResult {
+    pub fn finish(
+        mut self,
+        buf: &mut BytesMut,
+        unknown: &[(u32, Bytes)],
+        message: &'static str,
+    ) -> EResult {
         if self.fields.is_empty() {
             return put_unknown_tags(buf, unknown, message);
         }
@@ -648,7 +709,10 @@ fn write_tags(buf: &mut BytesMut, fields: &mut [(u32, Bytes)], message: &'static
     fields.sort_by_key(|f| f.0);
     for w in fields.windows(2) {
         if w[0].0 == w[1].0 {
-            return Err(EncodeError::DuplicateTag { message, tag: w[0].0 });
+            return Err(EncodeError::DuplicateTag {
+                message,
+                tag: w[0].0,
+            });
         }
     }
     write_unsigned_varint(buf, fields.len() as u32);
@@ -661,7 +725,11 @@ fn write_tags(buf: &mut BytesMut, fields: &mut [(u32, Bytes)], message: &'static
 }
 
 /// Writes a tag section holding only `unknown` fields (the common case: a single 0 byte).
-pub fn put_unknown_tags(buf: &mut BytesMut, unknown: &[(u32, Bytes)], message: &'static str) -> EResult {
+pub fn put_unknown_tags(
+    buf: &mut BytesMut,
+    unknown: &[(u32, Bytes)],
+    message: &'static str,
+) -> EResult {
     if unknown.is_empty() {
         buf.put_u8(0);
         return Ok(());
@@ -687,7 +755,19 @@ mod tests {
         assert_eq!(uv(128), [0x80, 0x01]);
         assert_eq!(uv(300), [0xac, 0x02]);
         assert_eq!(uv(u32::MAX), [0xff, 0xff, 0xff, 0xff, 0x0f]);
-        for v in [0u32, 1, 127, 128, 16383, 16384, 2097151, 2097152, 268435455, 268435456, u32::MAX] {
+        for v in [
+            0u32,
+            1,
+            127,
+            128,
+            16383,
+            16384,
+            2097151,
+            2097152,
+            268435455,
+            268435456,
+            u32::MAX,
+        ] {
             let enc = uv(v);
             assert_eq!(enc.len(), unsigned_varint_len(v), "{v}");
             let mut b = Bytes::from(enc);
@@ -700,13 +780,22 @@ mod tests {
     fn unsigned_varint_errors() {
         // 6 bytes: too long.
         let mut b = Bytes::from_static(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x00]);
-        assert!(matches!(read_unsigned_varint(&mut b), Err(DecodeError::VarintTooLong { .. })));
+        assert!(matches!(
+            read_unsigned_varint(&mut b),
+            Err(DecodeError::VarintTooLong { .. })
+        ));
         // 5th byte overflowing 32 bits.
         let mut b = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x10]);
-        assert!(matches!(read_unsigned_varint(&mut b), Err(DecodeError::VarintTooLong { .. })));
+        assert!(matches!(
+            read_unsigned_varint(&mut b),
+            Err(DecodeError::VarintTooLong { .. })
+        ));
         // Truncated.
         let mut b = Bytes::from_static(&[0x80, 0x80]);
-        assert!(matches!(read_unsigned_varint(&mut b), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            read_unsigned_varint(&mut b),
+            Err(DecodeError::Truncated { .. })
+        ));
         let mut b = Bytes::new();
         assert!(read_unsigned_varint(&mut b).is_err());
     }
@@ -737,7 +826,15 @@ mod tests {
 
     #[test]
     fn zigzag_varlong_edges() {
-        for v in [0i64, -1, 1, i64::from(i32::MIN), i64::from(i32::MAX), i64::MAX, i64::MIN] {
+        for v in [
+            0i64,
+            -1,
+            1,
+            i64::from(i32::MIN),
+            i64::from(i32::MAX),
+            i64::MAX,
+            i64::MIN,
+        ] {
             let mut b = BytesMut::new();
             write_varlong(&mut b, v);
             assert_eq!(b.len(), varlong_len(v));
@@ -747,14 +844,27 @@ mod tests {
         }
         let mut b = BytesMut::new();
         write_varlong(&mut b, i64::MIN);
-        assert_eq!(&b[..], &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        assert_eq!(
+            &b[..],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]
+        );
         // 11 bytes: too long; 10th byte > 1: overflow.
         let mut r = Bytes::from_static(&[0x80; 11]);
-        assert!(matches!(read_varlong(&mut r), Err(DecodeError::VarintTooLong { .. })));
-        let mut r = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]);
-        assert!(matches!(read_varlong(&mut r), Err(DecodeError::VarintTooLong { .. })));
+        assert!(matches!(
+            read_varlong(&mut r),
+            Err(DecodeError::VarintTooLong { .. })
+        ));
+        let mut r =
+            Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]);
+        assert!(matches!(
+            read_varlong(&mut r),
+            Err(DecodeError::VarintTooLong { .. })
+        ));
         let mut r = Bytes::from_static(&[0xff, 0xff]);
-        assert!(matches!(read_varlong(&mut r), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            read_varlong(&mut r),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -762,7 +872,10 @@ mod tests {
         let mut b = Bytes::from_static(&[0x00]);
         assert_eq!(get_opt_string(&mut b, true, true, "f").unwrap(), None);
         let mut b = Bytes::from_static(&[0x00]);
-        assert_eq!(get_string(&mut b, true, "f"), Err(DecodeError::UnexpectedNull { field: "f" }));
+        assert_eq!(
+            get_string(&mut b, true, "f"),
+            Err(DecodeError::UnexpectedNull { field: "f" })
+        );
         let mut b = Bytes::from_static(&[0x00]);
         assert!(get_opt_string(&mut b, true, false, "f").is_err());
         let mut b = Bytes::from_static(&[0x01]);
@@ -784,7 +897,10 @@ mod tests {
         let mut b = Bytes::from_static(&[0xff, 0xff]);
         assert_eq!(get_opt_string(&mut b, false, true, "f").unwrap(), None);
         let mut b = Bytes::from_static(&[0xff, 0xfe]);
-        assert!(matches!(get_opt_string(&mut b, false, true, "f"), Err(DecodeError::InvalidLength { .. })));
+        assert!(matches!(
+            get_opt_string(&mut b, false, true, "f"),
+            Err(DecodeError::InvalidLength { .. })
+        ));
         let mut b = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]);
         assert_eq!(get_opt_bytes(&mut b, false, true, "f").unwrap(), None);
         let mut b = Bytes::from_static(&[0x00, 0x00, 0x00, 0x02, 1, 2, 3]);
@@ -792,19 +908,34 @@ mod tests {
         assert_eq!(&got[..], &[1, 2]);
         assert_eq!(&b[..], &[3]);
         let mut b = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(get_opt_array::<i8>(&mut b, 0, false, true, "f").unwrap(), None);
+        assert_eq!(
+            get_opt_array::<i8>(&mut b, 0, false, true, "f").unwrap(),
+            None
+        );
         let mut b = Bytes::from_static(&[0x00]);
-        assert_eq!(get_opt_array::<i8>(&mut b, 0, true, true, "f").unwrap(), None);
+        assert_eq!(
+            get_opt_array::<i8>(&mut b, 0, true, true, "f").unwrap(),
+            None
+        );
         let mut b = Bytes::from_static(&[0x01]);
-        assert_eq!(get_array::<i8>(&mut b, 0, true, "f").unwrap(), Vec::<i8>::new());
+        assert_eq!(
+            get_array::<i8>(&mut b, 0, true, "f").unwrap(),
+            Vec::<i8>::new()
+        );
     }
 
     #[test]
     fn truncated_inputs() {
         let mut b = Bytes::from_static(&[0x00, 0x05, b'a']);
-        assert!(matches!(get_string(&mut b, false, "f"), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            get_string(&mut b, false, "f"),
+            Err(DecodeError::Truncated { .. })
+        ));
         let mut b = Bytes::from_static(&[0x00, 0x00, 0x00]);
-        assert!(matches!(get_i32(&mut b, "f"), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            get_i32(&mut b, "f"),
+            Err(DecodeError::Truncated { .. })
+        ));
         let mut b = Bytes::from_static(&[1, 2, 3]);
         assert!(get_uuid(&mut b, "f").is_err());
         let mut b = Bytes::from_static(&[0x00, 0x00, 0x00, 0x09, 1]);
@@ -827,7 +958,10 @@ mod tests {
     #[test]
     fn invalid_utf8_is_rejected() {
         let mut b = Bytes::from_static(&[0x00, 0x02, 0xc3, 0x28]);
-        assert_eq!(get_string(&mut b, false, "f"), Err(DecodeError::InvalidUtf8 { field: "f" }));
+        assert_eq!(
+            get_string(&mut b, false, "f"),
+            Err(DecodeError::InvalidUtf8 { field: "f" })
+        );
     }
 
     #[test]
@@ -837,7 +971,8 @@ mod tests {
         let mut d = BytesMut::new();
         put_i32(&mut d, 7);
         w.add(3, d);
-        w.finish(&mut out, &[(1, Bytes::from_static(b"x"))], "m").unwrap();
+        w.finish(&mut out, &[(1, Bytes::from_static(b"x"))], "m")
+            .unwrap();
         assert_eq!(&out[..], &[2, 1, 1, b'x', 3, 4, 0, 0, 0, 7]);
 
         let mut inp = out.freeze();
@@ -848,13 +983,21 @@ mod tests {
 
         // Out of order and duplicate tags are rejected.
         let mut bad = Bytes::from_static(&[2, 3, 0, 1, 0]);
-        assert!(matches!(get_unknown_tags(&mut bad, "m", &mut Vec::new()), Err(DecodeError::TagOrder { .. })));
+        assert!(matches!(
+            get_unknown_tags(&mut bad, "m", &mut Vec::new()),
+            Err(DecodeError::TagOrder { .. })
+        ));
         let mut bad = Bytes::from_static(&[2, 1, 0, 1, 0]);
-        assert!(matches!(get_unknown_tags(&mut bad, "m", &mut Vec::new()), Err(DecodeError::TagOrder { .. })));
+        assert!(matches!(
+            get_unknown_tags(&mut bad, "m", &mut Vec::new()),
+            Err(DecodeError::TagOrder { .. })
+        ));
         // Encoding a duplicate is an error.
         let mut w = TagWriter::new();
         w.add(1, BytesMut::new());
-        assert!(w.finish(&mut BytesMut::new(), &[(1, Bytes::new())], "m").is_err());
+        assert!(w
+            .finish(&mut BytesMut::new(), &[(1, Bytes::new())], "m")
+            .is_err());
         // Size larger than the input.
         let mut bad = Bytes::from_static(&[1, 0, 5, 1]);
         assert!(get_unknown_tags(&mut bad, "m", &mut Vec::new()).is_err());

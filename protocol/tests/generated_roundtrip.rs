@@ -11,6 +11,8 @@
 //! would make this file slow to compile); proptest drives the seeds, so a
 //! failure prints the seed that reproduces it.
 
+#![allow(clippy::all, non_snake_case)]
+
 use bytes::{Bytes, BytesMut};
 use klamm_protocol::{Decode, Encode, Uuid};
 use proptest::prelude::*;
@@ -23,7 +25,10 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng { s: seed ^ 0x9e37_79b9_7f4a_7c15, depth: 0 }
+        Rng {
+            s: seed ^ 0x9e37_79b9_7f4a_7c15,
+            depth: 0,
+        }
     }
     /// splitmix64
     pub fn next(&mut self) -> u64 {
@@ -44,10 +49,15 @@ impl Rng {
     }
     pub fn string(&mut self) -> String {
         const CHARS: &[char] = &['a', 'Z', '0', '-', '.', ' ', 'é', '日', '🦀'];
-        (0..self.below(6)).map(|_| CHARS[self.below(CHARS.len() as u64) as usize]).collect()
+        (0..self.below(6))
+            .map(|_| CHARS[self.below(CHARS.len() as u64) as usize])
+            .collect()
     }
     pub fn bytes(&mut self) -> Bytes {
-        (0..self.below(6)).map(|_| self.next() as u8).collect::<Vec<u8>>().into()
+        (0..self.below(6))
+            .map(|_| self.next() as u8)
+            .collect::<Vec<u8>>()
+            .into()
     }
     pub fn uuid(&mut self) -> [u8; 16] {
         let mut b = [0u8; 16];
@@ -59,7 +69,11 @@ impl Rng {
         (0..self.below(3)).map(|_| f(self)).collect()
     }
     pub fn opt<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> Option<T> {
-        if self.below(4) == 0 { None } else { Some(f(self)) }
+        if self.below(4) == 0 {
+            None
+        } else {
+            Some(f(self))
+        }
     }
     /// Unknown tagged fields, above every tag the spec uses, ascending.
     pub fn tags(&mut self) -> Vec<(u32, Bytes)> {
@@ -80,15 +94,22 @@ fn buf_bytes<T: Encode>(value: &T, v: i16) -> Bytes {
 }
 
 fn check<T: Encode + Decode + PartialEq + std::fmt::Debug>(v: i16, g: fn(&mut Rng, i16) -> T) {
-    let mut runner = TestRunner::new(Config { cases: 16, failure_persistence: None, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: 16,
+        failure_persistence: None,
+        ..Config::default()
+    });
     runner
         .run(&any::<u64>(), |seed| {
             let mut r = Rng::new(seed);
             let value = g(&mut r, v);
             let mut buf = BytesMut::new();
-            value.encode(&mut buf, v).map_err(|e| TestCaseError::fail(format!("v{v} encode: {e}")))?;
+            value
+                .encode(&mut buf, v)
+                .map_err(|e| TestCaseError::fail(format!("v{v} encode: {e}")))?;
             let mut input = buf.freeze();
-            let back = T::decode(&mut input, v).map_err(|e| TestCaseError::fail(format!("v{v} decode: {e}")))?;
+            let back = T::decode(&mut input, v)
+                .map_err(|e| TestCaseError::fail(format!("v{v} decode: {e}")))?;
             prop_assert_eq!(input.len(), 0, "v{} left bytes", v);
             prop_assert_eq!(&back, &value, "v{}", v);
             // Every strict prefix must fail cleanly (all fields are mandatory),
@@ -96,7 +117,12 @@ fn check<T: Encode + Decode + PartialEq + std::fmt::Debug>(v: i16, g: fn(&mut Rn
             let full = buf_bytes(&value, v);
             for cut in 0..full.len() {
                 let mut p = full.slice(..cut);
-                prop_assert!(T::decode(&mut p, v).is_err(), "v{} prefix {} decoded", v, cut);
+                prop_assert!(
+                    T::decode(&mut p, v).is_err(),
+                    "v{} prefix {} decoded",
+                    v,
+                    cut
+                );
             }
             if !full.is_empty() {
                 let mut m = full.to_vec();
@@ -115,13 +141,17 @@ mod add_offsets_to_txn_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AddOffsetsToTxnRequest(r: &mut Rng, v: i16) -> AddOffsetsToTxnRequest {
         let mut x = AddOffsetsToTxnRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.transactional_id = r.string();
         x.producer_id = r.next() as i64;
         x.producer_epoch = r.next() as i16;
         x.group_id = r.string();
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -141,11 +171,15 @@ mod add_offsets_to_txn_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AddOffsetsToTxnResponse(r: &mut Rng, v: i16) -> AddOffsetsToTxnResponse {
         let mut x = AddOffsetsToTxnResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -165,14 +199,28 @@ mod add_partitions_to_txn_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AddPartitionsToTxnRequest(r: &mut Rng, v: i16) -> AddPartitionsToTxnRequest {
         let mut x = AddPartitionsToTxnRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 4 { x.transactions = r.vec(|r| gen_AddPartitionsToTxnTransaction(r, v)); }
-        if v <= 3 { x.v3_and_below_transactional_id = r.string(); }
-        if v <= 3 { x.v3_and_below_producer_id = r.next() as i64; }
-        if v <= 3 { x.v3_and_below_producer_epoch = r.next() as i16; }
-        if v <= 3 { x.v3_and_below_topics = r.vec(|r| gen_AddPartitionsToTxnTopic(r, v)); }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.transactions = r.vec(|r| gen_AddPartitionsToTxnTransaction(r, v));
+        }
+        if v <= 3 {
+            x.v3_and_below_transactional_id = r.string();
+        }
+        if v <= 3 {
+            x.v3_and_below_producer_id = r.next() as i64;
+        }
+        if v <= 3 {
+            x.v3_and_below_producer_epoch = r.next() as i16;
+        }
+        if v <= 3 {
+            x.v3_and_below_topics = r.vec(|r| gen_AddPartitionsToTxnTopic(r, v));
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -180,14 +228,28 @@ mod add_partitions_to_txn_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AddPartitionsToTxnTransaction(r: &mut Rng, v: i16) -> AddPartitionsToTxnTransaction {
         let mut x = AddPartitionsToTxnTransaction::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 4 { x.transactional_id = r.string(); }
-        if v >= 4 { x.producer_id = r.next() as i64; }
-        if v >= 4 { x.producer_epoch = r.next() as i16; }
-        if v >= 4 { x.verify_only = r.bool(); }
-        if v >= 4 { x.topics = r.vec(|r| gen_AddPartitionsToTxnTopic(r, v)); }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.transactional_id = r.string();
+        }
+        if v >= 4 {
+            x.producer_id = r.next() as i64;
+        }
+        if v >= 4 {
+            x.producer_epoch = r.next() as i16;
+        }
+        if v >= 4 {
+            x.verify_only = r.bool();
+        }
+        if v >= 4 {
+            x.topics = r.vec(|r| gen_AddPartitionsToTxnTopic(r, v));
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -195,11 +257,15 @@ mod add_partitions_to_txn_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AddPartitionsToTxnTopic(r: &mut Rng, v: i16) -> AddPartitionsToTxnTopic {
         let mut x = AddPartitionsToTxnTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| r.next() as i32);
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -219,13 +285,23 @@ mod add_partitions_to_txn_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AddPartitionsToTxnResponse(r: &mut Rng, v: i16) -> AddPartitionsToTxnResponse {
         let mut x = AddPartitionsToTxnResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
-        if v >= 4 { x.error_code = r.next() as i16; }
-        if v >= 4 { x.results_by_transaction = r.vec(|r| gen_AddPartitionsToTxnResult(r, v)); }
-        if v <= 3 { x.results_by_topic_v3_and_below = r.vec(|r| gen_AddPartitionsToTxnTopicResult(r, v)); }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.error_code = r.next() as i16;
+        }
+        if v >= 4 {
+            x.results_by_transaction = r.vec(|r| gen_AddPartitionsToTxnResult(r, v));
+        }
+        if v <= 3 {
+            x.results_by_topic_v3_and_below = r.vec(|r| gen_AddPartitionsToTxnTopicResult(r, v));
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -233,11 +309,19 @@ mod add_partitions_to_txn_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AddPartitionsToTxnResult(r: &mut Rng, v: i16) -> AddPartitionsToTxnResult {
         let mut x = AddPartitionsToTxnResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 4 { x.transactional_id = r.string(); }
-        if v >= 4 { x.topic_results = r.vec(|r| gen_AddPartitionsToTxnTopicResult(r, v)); }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.transactional_id = r.string();
+        }
+        if v >= 4 {
+            x.topic_results = r.vec(|r| gen_AddPartitionsToTxnTopicResult(r, v));
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -245,23 +329,34 @@ mod add_partitions_to_txn_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AddPartitionsToTxnTopicResult(r: &mut Rng, v: i16) -> AddPartitionsToTxnTopicResult {
         let mut x = AddPartitionsToTxnTopicResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.results_by_partition = r.vec(|r| gen_AddPartitionsToTxnPartitionResult(r, v));
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_AddPartitionsToTxnPartitionResult(r: &mut Rng, v: i16) -> AddPartitionsToTxnPartitionResult {
+    pub fn gen_AddPartitionsToTxnPartitionResult(
+        r: &mut Rng,
+        v: i16,
+    ) -> AddPartitionsToTxnPartitionResult {
         let mut x = AddPartitionsToTxnPartitionResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.partition_error_code = r.next() as i16;
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -281,11 +376,15 @@ mod alter_client_quotas_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterClientQuotasRequest(r: &mut Rng, v: i16) -> AlterClientQuotasRequest {
         let mut x = AlterClientQuotasRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.entries = r.vec(|r| gen_EntryData(r, v));
         x.validate_only = r.bool();
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -293,11 +392,15 @@ mod alter_client_quotas_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_EntityData(r: &mut Rng, v: i16) -> EntityData {
         let mut x = EntityData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.entity_type = r.string();
         x.entity_name = r.opt(|r| r.string());
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -305,12 +408,16 @@ mod alter_client_quotas_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OpData(r: &mut Rng, v: i16) -> OpData {
         let mut x = OpData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.key = r.string();
         x.value = r.f64();
         x.remove = r.bool();
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -318,11 +425,15 @@ mod alter_client_quotas_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_EntryData(r: &mut Rng, v: i16) -> EntryData {
         let mut x = EntryData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.entity = r.vec(|r| gen_EntityData(r, v));
         x.ops = r.vec(|r| gen_OpData(r, v));
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -342,11 +453,15 @@ mod alter_client_quotas_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterClientQuotasResponse(r: &mut Rng, v: i16) -> AlterClientQuotasResponse {
         let mut x = AlterClientQuotasResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.entries = r.vec(|r| gen_EntryData(r, v));
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -354,11 +469,15 @@ mod alter_client_quotas_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_EntityData(r: &mut Rng, v: i16) -> EntityData {
         let mut x = EntityData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.entity_type = r.string();
         x.entity_name = r.opt(|r| r.string());
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -366,12 +485,16 @@ mod alter_client_quotas_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_EntryData(r: &mut Rng, v: i16) -> EntryData {
         let mut x = EntryData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.entity = r.vec(|r| gen_EntityData(r, v));
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -391,11 +514,15 @@ mod alter_configs_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterConfigsRequest(r: &mut Rng, v: i16) -> AlterConfigsRequest {
         let mut x = AlterConfigsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.resources = r.vec(|r| gen_AlterConfigsResource(r, v));
         x.validate_only = r.bool();
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -403,11 +530,15 @@ mod alter_configs_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterableConfig(r: &mut Rng, v: i16) -> AlterableConfig {
         let mut x = AlterableConfig::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.value = r.opt(|r| r.string());
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -415,12 +546,16 @@ mod alter_configs_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterConfigsResource(r: &mut Rng, v: i16) -> AlterConfigsResource {
         let mut x = AlterConfigsResource::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.resource_type = r.next() as i8;
         x.resource_name = r.string();
         x.configs = r.vec(|r| gen_AlterableConfig(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -440,11 +575,15 @@ mod alter_configs_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterConfigsResponse(r: &mut Rng, v: i16) -> AlterConfigsResponse {
         let mut x = AlterConfigsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.responses = r.vec(|r| gen_AlterConfigsResourceResponse(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -452,13 +591,17 @@ mod alter_configs_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterConfigsResourceResponse(r: &mut Rng, v: i16) -> AlterConfigsResourceResponse {
         let mut x = AlterConfigsResourceResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.resource_type = r.next() as i8;
         x.resource_name = r.string();
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -476,13 +619,20 @@ mod alter_partition_reassignments_request {
     use klamm_protocol::messages::alter_partition_reassignments_request::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_AlterPartitionReassignmentsRequest(r: &mut Rng, v: i16) -> AlterPartitionReassignmentsRequest {
+    pub fn gen_AlterPartitionReassignmentsRequest(
+        r: &mut Rng,
+        v: i16,
+    ) -> AlterPartitionReassignmentsRequest {
         let mut x = AlterPartitionReassignmentsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.timeout_ms = r.next() as i32;
         x.topics = r.vec(|r| gen_ReassignableTopic(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -490,11 +640,15 @@ mod alter_partition_reassignments_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ReassignablePartition(r: &mut Rng, v: i16) -> ReassignablePartition {
         let mut x = ReassignablePartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.replicas = r.opt(|r| r.vec(|r| r.next() as i32));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -502,11 +656,15 @@ mod alter_partition_reassignments_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ReassignableTopic(r: &mut Rng, v: i16) -> ReassignableTopic {
         let mut x = ReassignableTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_ReassignablePartition(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -524,15 +682,22 @@ mod alter_partition_reassignments_response {
     use klamm_protocol::messages::alter_partition_reassignments_response::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_AlterPartitionReassignmentsResponse(r: &mut Rng, v: i16) -> AlterPartitionReassignmentsResponse {
+    pub fn gen_AlterPartitionReassignmentsResponse(
+        r: &mut Rng,
+        v: i16,
+    ) -> AlterPartitionReassignmentsResponse {
         let mut x = AlterPartitionReassignmentsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.responses = r.vec(|r| gen_ReassignableTopicResponse(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -540,12 +705,16 @@ mod alter_partition_reassignments_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ReassignablePartitionResponse(r: &mut Rng, v: i16) -> ReassignablePartitionResponse {
         let mut x = ReassignablePartitionResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -553,11 +722,15 @@ mod alter_partition_reassignments_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ReassignableTopicResponse(r: &mut Rng, v: i16) -> ReassignableTopicResponse {
         let mut x = ReassignableTopicResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_ReassignablePartitionResponse(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -577,10 +750,14 @@ mod alter_replica_log_dirs_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterReplicaLogDirsRequest(r: &mut Rng, v: i16) -> AlterReplicaLogDirsRequest {
         let mut x = AlterReplicaLogDirsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.dirs = r.vec(|r| gen_AlterReplicaLogDir(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -588,11 +765,15 @@ mod alter_replica_log_dirs_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterReplicaLogDirTopic(r: &mut Rng, v: i16) -> AlterReplicaLogDirTopic {
         let mut x = AlterReplicaLogDirTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| r.next() as i32);
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -600,11 +781,15 @@ mod alter_replica_log_dirs_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterReplicaLogDir(r: &mut Rng, v: i16) -> AlterReplicaLogDir {
         let mut x = AlterReplicaLogDir::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.path = r.string();
         x.topics = r.vec(|r| gen_AlterReplicaLogDirTopic(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -624,23 +809,34 @@ mod alter_replica_log_dirs_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterReplicaLogDirsResponse(r: &mut Rng, v: i16) -> AlterReplicaLogDirsResponse {
         let mut x = AlterReplicaLogDirsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.results = r.vec(|r| gen_AlterReplicaLogDirTopicResult(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_AlterReplicaLogDirPartitionResult(r: &mut Rng, v: i16) -> AlterReplicaLogDirPartitionResult {
+    pub fn gen_AlterReplicaLogDirPartitionResult(
+        r: &mut Rng,
+        v: i16,
+    ) -> AlterReplicaLogDirPartitionResult {
         let mut x = AlterReplicaLogDirPartitionResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.error_code = r.next() as i16;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -648,11 +844,15 @@ mod alter_replica_log_dirs_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterReplicaLogDirTopicResult(r: &mut Rng, v: i16) -> AlterReplicaLogDirTopicResult {
         let mut x = AlterReplicaLogDirTopicResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic_name = r.string();
         x.partitions = r.vec(|r| gen_AlterReplicaLogDirPartitionResult(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -670,13 +870,20 @@ mod alter_user_scram_credentials_request {
     use klamm_protocol::messages::alter_user_scram_credentials_request::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_AlterUserScramCredentialsRequest(r: &mut Rng, v: i16) -> AlterUserScramCredentialsRequest {
+    pub fn gen_AlterUserScramCredentialsRequest(
+        r: &mut Rng,
+        v: i16,
+    ) -> AlterUserScramCredentialsRequest {
         let mut x = AlterUserScramCredentialsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.deletions = r.vec(|r| gen_ScramCredentialDeletion(r, v));
         x.upsertions = r.vec(|r| gen_ScramCredentialUpsertion(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -684,11 +891,15 @@ mod alter_user_scram_credentials_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ScramCredentialDeletion(r: &mut Rng, v: i16) -> ScramCredentialDeletion {
         let mut x = ScramCredentialDeletion::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.mechanism = r.next() as i8;
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -696,14 +907,18 @@ mod alter_user_scram_credentials_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ScramCredentialUpsertion(r: &mut Rng, v: i16) -> ScramCredentialUpsertion {
         let mut x = ScramCredentialUpsertion::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.mechanism = r.next() as i8;
         x.iterations = r.next() as i32;
         x.salt = r.bytes();
         x.salted_password = r.bytes();
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -721,26 +936,40 @@ mod alter_user_scram_credentials_response {
     use klamm_protocol::messages::alter_user_scram_credentials_response::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_AlterUserScramCredentialsResponse(r: &mut Rng, v: i16) -> AlterUserScramCredentialsResponse {
+    pub fn gen_AlterUserScramCredentialsResponse(
+        r: &mut Rng,
+        v: i16,
+    ) -> AlterUserScramCredentialsResponse {
         let mut x = AlterUserScramCredentialsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.results = r.vec(|r| gen_AlterUserScramCredentialsResult(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_AlterUserScramCredentialsResult(r: &mut Rng, v: i16) -> AlterUserScramCredentialsResult {
+    pub fn gen_AlterUserScramCredentialsResult(
+        r: &mut Rng,
+        v: i16,
+    ) -> AlterUserScramCredentialsResult {
         let mut x = AlterUserScramCredentialsResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.user = r.string();
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -760,11 +989,19 @@ mod api_versions_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ApiVersionsRequest(r: &mut Rng, v: i16) -> ApiVersionsRequest {
         let mut x = ApiVersionsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 3 { x.client_software_name = r.string(); }
-        if v >= 3 { x.client_software_version = r.string(); }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.client_software_name = r.string();
+        }
+        if v >= 3 {
+            x.client_software_version = r.string();
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -784,16 +1021,30 @@ mod api_versions_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ApiVersionsResponse(r: &mut Rng, v: i16) -> ApiVersionsResponse {
         let mut x = ApiVersionsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.api_keys = r.vec(|r| gen_ApiVersion(r, v));
-        if v >= 1 { x.throttle_time_ms = r.next() as i32; }
-        if v >= 3 { x.supported_features = r.vec(|r| gen_SupportedFeatureKey(r, v)); }
-        if v >= 3 { x.finalized_features_epoch = r.next() as i64; }
-        if v >= 3 { x.finalized_features = r.vec(|r| gen_FinalizedFeatureKey(r, v)); }
-        if v >= 3 { x.zk_migration_ready = r.bool(); }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.throttle_time_ms = r.next() as i32;
+        }
+        if v >= 3 {
+            x.supported_features = r.vec(|r| gen_SupportedFeatureKey(r, v));
+        }
+        if v >= 3 {
+            x.finalized_features_epoch = r.next() as i64;
+        }
+        if v >= 3 {
+            x.finalized_features = r.vec(|r| gen_FinalizedFeatureKey(r, v));
+        }
+        if v >= 3 {
+            x.zk_migration_ready = r.bool();
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -801,12 +1052,16 @@ mod api_versions_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ApiVersion(r: &mut Rng, v: i16) -> ApiVersion {
         let mut x = ApiVersion::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.api_key = r.next() as i16;
         x.min_version = r.next() as i16;
         x.max_version = r.next() as i16;
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -814,12 +1069,22 @@ mod api_versions_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_SupportedFeatureKey(r: &mut Rng, v: i16) -> SupportedFeatureKey {
         let mut x = SupportedFeatureKey::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 3 { x.name = r.string(); }
-        if v >= 3 { x.min_version = r.next() as i16; }
-        if v >= 3 { x.max_version = r.next() as i16; }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.name = r.string();
+        }
+        if v >= 3 {
+            x.min_version = r.next() as i16;
+        }
+        if v >= 3 {
+            x.max_version = r.next() as i16;
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -827,12 +1092,22 @@ mod api_versions_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_FinalizedFeatureKey(r: &mut Rng, v: i16) -> FinalizedFeatureKey {
         let mut x = FinalizedFeatureKey::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 3 { x.name = r.string(); }
-        if v >= 3 { x.max_version_level = r.next() as i16; }
-        if v >= 3 { x.min_version_level = r.next() as i16; }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.name = r.string();
+        }
+        if v >= 3 {
+            x.max_version_level = r.next() as i16;
+        }
+        if v >= 3 {
+            x.min_version_level = r.next() as i16;
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -852,11 +1127,15 @@ mod consumer_group_describe_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ConsumerGroupDescribeRequest(r: &mut Rng, v: i16) -> ConsumerGroupDescribeRequest {
         let mut x = ConsumerGroupDescribeRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.group_ids = r.vec(|r| r.string());
         x.include_authorized_operations = r.bool();
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -876,11 +1155,15 @@ mod consumer_group_describe_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ConsumerGroupDescribeResponse(r: &mut Rng, v: i16) -> ConsumerGroupDescribeResponse {
         let mut x = ConsumerGroupDescribeResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.groups = r.vec(|r| gen_DescribedGroup(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -888,7 +1171,9 @@ mod consumer_group_describe_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_Member(r: &mut Rng, v: i16) -> Member {
         let mut x = Member::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.member_id = r.string();
         x.instance_id = r.opt(|r| r.string());
@@ -900,7 +1185,9 @@ mod consumer_group_describe_response {
         x.subscribed_topic_regex = r.opt(|r| r.string());
         x.assignment = gen_Assignment(r, v);
         x.target_assignment = gen_Assignment(r, v);
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -908,7 +1195,9 @@ mod consumer_group_describe_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribedGroup(r: &mut Rng, v: i16) -> DescribedGroup {
         let mut x = DescribedGroup::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
@@ -919,7 +1208,9 @@ mod consumer_group_describe_response {
         x.assignor_name = r.string();
         x.members = r.vec(|r| gen_Member(r, v));
         x.authorized_operations = r.next() as i32;
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -927,12 +1218,16 @@ mod consumer_group_describe_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicPartitions(r: &mut Rng, v: i16) -> TopicPartitions {
         let mut x = TopicPartitions::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic_id = Uuid(r.uuid());
         x.topic_name = r.string();
         x.partitions = r.vec(|r| r.next() as i32);
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -940,10 +1235,14 @@ mod consumer_group_describe_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_Assignment(r: &mut Rng, v: i16) -> Assignment {
         let mut x = Assignment::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic_partitions = r.vec(|r| gen_TopicPartitions(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -963,7 +1262,9 @@ mod consumer_group_heartbeat_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ConsumerGroupHeartbeatRequest(r: &mut Rng, v: i16) -> ConsumerGroupHeartbeatRequest {
         let mut x = ConsumerGroupHeartbeatRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.group_id = r.string();
         x.member_id = r.string();
@@ -972,10 +1273,18 @@ mod consumer_group_heartbeat_request {
         x.rack_id = r.opt(|r| r.string());
         x.rebalance_timeout_ms = r.next() as i32;
         x.subscribed_topic_names = r.opt(|r| r.vec(|r| r.string()));
-        if v >= 1 { x.subscribed_topic_regex = if v >= 1 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
+        if v >= 1 {
+            x.subscribed_topic_regex = if v >= 1 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
         x.server_assignor = r.opt(|r| r.string());
         x.topic_partitions = r.opt(|r| r.vec(|r| gen_TopicPartitions(r, v)));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -983,11 +1292,15 @@ mod consumer_group_heartbeat_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicPartitions(r: &mut Rng, v: i16) -> TopicPartitions {
         let mut x = TopicPartitions::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic_id = Uuid(r.uuid());
         x.partitions = r.vec(|r| r.next() as i32);
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1005,9 +1318,14 @@ mod consumer_group_heartbeat_response {
     use klamm_protocol::messages::consumer_group_heartbeat_response::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_ConsumerGroupHeartbeatResponse(r: &mut Rng, v: i16) -> ConsumerGroupHeartbeatResponse {
+    pub fn gen_ConsumerGroupHeartbeatResponse(
+        r: &mut Rng,
+        v: i16,
+    ) -> ConsumerGroupHeartbeatResponse {
         let mut x = ConsumerGroupHeartbeatResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
@@ -1016,7 +1334,9 @@ mod consumer_group_heartbeat_response {
         x.member_epoch = r.next() as i32;
         x.heartbeat_interval_ms = r.next() as i32;
         x.assignment = r.opt(|r| gen_Assignment(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1024,10 +1344,14 @@ mod consumer_group_heartbeat_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_Assignment(r: &mut Rng, v: i16) -> Assignment {
         let mut x = Assignment::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic_partitions = r.vec(|r| gen_TopicPartitions(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1035,11 +1359,15 @@ mod consumer_group_heartbeat_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicPartitions(r: &mut Rng, v: i16) -> TopicPartitions {
         let mut x = TopicPartitions::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic_id = Uuid(r.uuid());
         x.partitions = r.vec(|r| r.next() as i32);
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1059,7 +1387,9 @@ mod consumer_protocol_assignment {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ConsumerProtocolAssignment(r: &mut Rng, v: i16) -> ConsumerProtocolAssignment {
         let mut x = ConsumerProtocolAssignment::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.assigned_partitions = r.vec(|r| gen_TopicPartition(r, v));
         x.user_data = r.opt(|r| r.bytes());
@@ -1070,7 +1400,9 @@ mod consumer_protocol_assignment {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicPartition(r: &mut Rng, v: i16) -> TopicPartition {
         let mut x = TopicPartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic = r.string();
         x.partitions = r.vec(|r| r.next() as i32);
@@ -1093,13 +1425,25 @@ mod consumer_protocol_subscription {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ConsumerProtocolSubscription(r: &mut Rng, v: i16) -> ConsumerProtocolSubscription {
         let mut x = ConsumerProtocolSubscription::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topics = r.vec(|r| r.string());
         x.user_data = r.opt(|r| r.bytes());
-        if v >= 1 { x.owned_partitions = r.vec(|r| gen_TopicPartition(r, v)); }
-        if v >= 2 { x.generation_id = r.next() as i32; }
-        if v >= 3 { x.rack_id = if v >= 3 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
+        if v >= 1 {
+            x.owned_partitions = r.vec(|r| gen_TopicPartition(r, v));
+        }
+        if v >= 2 {
+            x.generation_id = r.next() as i32;
+        }
+        if v >= 3 {
+            x.rack_id = if v >= 3 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
         r.depth -= 1;
         x
     }
@@ -1107,10 +1451,16 @@ mod consumer_protocol_subscription {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicPartition(r: &mut Rng, v: i16) -> TopicPartition {
         let mut x = TopicPartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 1 { x.topic = r.string(); }
-        if v >= 1 { x.partitions = r.vec(|r| r.next() as i32); }
+        if v >= 1 {
+            x.topic = r.string();
+        }
+        if v >= 1 {
+            x.partitions = r.vec(|r| r.next() as i32);
+        }
         r.depth -= 1;
         x
     }
@@ -1130,10 +1480,14 @@ mod create_acls_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreateAclsRequest(r: &mut Rng, v: i16) -> CreateAclsRequest {
         let mut x = CreateAclsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.creations = r.vec(|r| gen_AclCreation(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1141,16 +1495,22 @@ mod create_acls_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AclCreation(r: &mut Rng, v: i16) -> AclCreation {
         let mut x = AclCreation::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.resource_type = r.next() as i8;
         x.resource_name = r.string();
-        if v >= 1 { x.resource_pattern_type = r.next() as i8; }
+        if v >= 1 {
+            x.resource_pattern_type = r.next() as i8;
+        }
         x.principal = r.string();
         x.host = r.string();
         x.operation = r.next() as i8;
         x.permission_type = r.next() as i8;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1170,11 +1530,15 @@ mod create_acls_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreateAclsResponse(r: &mut Rng, v: i16) -> CreateAclsResponse {
         let mut x = CreateAclsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.results = r.vec(|r| gen_AclCreationResult(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1182,11 +1546,15 @@ mod create_acls_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AclCreationResult(r: &mut Rng, v: i16) -> AclCreationResult {
         let mut x = AclCreationResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1206,13 +1574,29 @@ mod create_delegation_token_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreateDelegationTokenRequest(r: &mut Rng, v: i16) -> CreateDelegationTokenRequest {
         let mut x = CreateDelegationTokenRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 3 { x.owner_principal_type = if v >= 3 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 3 { x.owner_principal_name = if v >= 3 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
+        if v >= 3 {
+            x.owner_principal_type = if v >= 3 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 3 {
+            x.owner_principal_name = if v >= 3 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
         x.renewers = r.vec(|r| gen_CreatableRenewers(r, v));
         x.max_lifetime_ms = r.next() as i64;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1220,11 +1604,15 @@ mod create_delegation_token_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreatableRenewers(r: &mut Rng, v: i16) -> CreatableRenewers {
         let mut x = CreatableRenewers::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.principal_type = r.string();
         x.principal_name = r.string();
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1244,20 +1632,28 @@ mod create_delegation_token_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreateDelegationTokenResponse(r: &mut Rng, v: i16) -> CreateDelegationTokenResponse {
         let mut x = CreateDelegationTokenResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.principal_type = r.string();
         x.principal_name = r.string();
-        if v >= 3 { x.token_requester_principal_type = r.string(); }
-        if v >= 3 { x.token_requester_principal_name = r.string(); }
+        if v >= 3 {
+            x.token_requester_principal_type = r.string();
+        }
+        if v >= 3 {
+            x.token_requester_principal_name = r.string();
+        }
         x.issue_timestamp_ms = r.next() as i64;
         x.expiry_timestamp_ms = r.next() as i64;
         x.max_timestamp_ms = r.next() as i64;
         x.token_id = r.string();
         x.hmac = r.bytes();
         x.throttle_time_ms = r.next() as i32;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1277,12 +1673,16 @@ mod create_partitions_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreatePartitionsRequest(r: &mut Rng, v: i16) -> CreatePartitionsRequest {
         let mut x = CreatePartitionsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topics = r.vec(|r| gen_CreatePartitionsTopic(r, v));
         x.timeout_ms = r.next() as i32;
         x.validate_only = r.bool();
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1290,10 +1690,14 @@ mod create_partitions_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreatePartitionsAssignment(r: &mut Rng, v: i16) -> CreatePartitionsAssignment {
         let mut x = CreatePartitionsAssignment::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.broker_ids = r.vec(|r| r.next() as i32);
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1301,12 +1705,16 @@ mod create_partitions_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreatePartitionsTopic(r: &mut Rng, v: i16) -> CreatePartitionsTopic {
         let mut x = CreatePartitionsTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.count = r.next() as i32;
         x.assignments = r.opt(|r| r.vec(|r| gen_CreatePartitionsAssignment(r, v)));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1326,11 +1734,15 @@ mod create_partitions_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreatePartitionsResponse(r: &mut Rng, v: i16) -> CreatePartitionsResponse {
         let mut x = CreatePartitionsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.results = r.vec(|r| gen_CreatePartitionsTopicResult(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1338,12 +1750,16 @@ mod create_partitions_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreatePartitionsTopicResult(r: &mut Rng, v: i16) -> CreatePartitionsTopicResult {
         let mut x = CreatePartitionsTopicResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1363,12 +1779,18 @@ mod create_topics_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreateTopicsRequest(r: &mut Rng, v: i16) -> CreateTopicsRequest {
         let mut x = CreateTopicsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topics = r.vec(|r| gen_CreatableTopic(r, v));
         x.timeout_ms = r.next() as i32;
-        if v >= 1 { x.validate_only = r.bool(); }
-        if v >= 5 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.validate_only = r.bool();
+        }
+        if v >= 5 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1376,11 +1798,15 @@ mod create_topics_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreatableReplicaAssignment(r: &mut Rng, v: i16) -> CreatableReplicaAssignment {
         let mut x = CreatableReplicaAssignment::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.broker_ids = r.vec(|r| r.next() as i32);
-        if v >= 5 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 5 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1388,11 +1814,15 @@ mod create_topics_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreatableTopicConfig(r: &mut Rng, v: i16) -> CreatableTopicConfig {
         let mut x = CreatableTopicConfig::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.value = r.opt(|r| r.string());
-        if v >= 5 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 5 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1400,14 +1830,18 @@ mod create_topics_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreatableTopic(r: &mut Rng, v: i16) -> CreatableTopic {
         let mut x = CreatableTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.num_partitions = r.next() as i32;
         x.replication_factor = r.next() as i16;
         x.assignments = r.vec(|r| gen_CreatableReplicaAssignment(r, v));
         x.configs = r.vec(|r| gen_CreatableTopicConfig(r, v));
-        if v >= 5 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 5 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1427,11 +1861,17 @@ mod create_topics_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreateTopicsResponse(r: &mut Rng, v: i16) -> CreateTopicsResponse {
         let mut x = CreateTopicsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 2 { x.throttle_time_ms = r.next() as i32; }
+        if v >= 2 {
+            x.throttle_time_ms = r.next() as i32;
+        }
         x.topics = r.vec(|r| gen_CreatableTopicResult(r, v));
-        if v >= 5 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 5 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1439,14 +1879,32 @@ mod create_topics_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreatableTopicConfigs(r: &mut Rng, v: i16) -> CreatableTopicConfigs {
         let mut x = CreatableTopicConfigs::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 5 { x.name = r.string(); }
-        if v >= 5 { x.value = if v >= 5 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 5 { x.read_only = r.bool(); }
-        if v >= 5 { x.config_source = r.next() as i8; }
-        if v >= 5 { x.is_sensitive = r.bool(); }
-        if v >= 5 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 5 {
+            x.name = r.string();
+        }
+        if v >= 5 {
+            x.value = if v >= 5 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 5 {
+            x.read_only = r.bool();
+        }
+        if v >= 5 {
+            x.config_source = r.next() as i8;
+        }
+        if v >= 5 {
+            x.is_sensitive = r.bool();
+        }
+        if v >= 5 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1454,17 +1912,37 @@ mod create_topics_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CreatableTopicResult(r: &mut Rng, v: i16) -> CreatableTopicResult {
         let mut x = CreatableTopicResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
-        if v >= 7 { x.topic_id = Uuid(r.uuid()); }
+        if v >= 7 {
+            x.topic_id = Uuid(r.uuid());
+        }
         x.error_code = r.next() as i16;
-        if v >= 1 { x.error_message = r.opt(|r| r.string()); }
-        if v >= 5 { x.topic_config_error_code = r.next() as i16; }
-        if v >= 5 { x.num_partitions = r.next() as i32; }
-        if v >= 5 { x.replication_factor = r.next() as i16; }
-        if v >= 5 { x.configs = if v >= 5 { r.opt(|r| r.vec(|r| gen_CreatableTopicConfigs(r, v))) } else { Some(r.vec(|r| gen_CreatableTopicConfigs(r, v))) }; }
-        if v >= 5 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.error_message = r.opt(|r| r.string());
+        }
+        if v >= 5 {
+            x.topic_config_error_code = r.next() as i16;
+        }
+        if v >= 5 {
+            x.num_partitions = r.next() as i32;
+        }
+        if v >= 5 {
+            x.replication_factor = r.next() as i16;
+        }
+        if v >= 5 {
+            x.configs = if v >= 5 {
+                r.opt(|r| r.vec(|r| gen_CreatableTopicConfigs(r, v)))
+            } else {
+                Some(r.vec(|r| gen_CreatableTopicConfigs(r, v)))
+            };
+        }
+        if v >= 5 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1484,12 +1962,16 @@ mod default_principal_data {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DefaultPrincipalData(r: &mut Rng, v: i16) -> DefaultPrincipalData {
         let mut x = DefaultPrincipalData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.r#type = r.string();
         x.name = r.string();
         x.token_authenticated = r.bool();
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1509,10 +1991,14 @@ mod delete_acls_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteAclsRequest(r: &mut Rng, v: i16) -> DeleteAclsRequest {
         let mut x = DeleteAclsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.filters = r.vec(|r| gen_DeleteAclsFilter(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1520,16 +2006,22 @@ mod delete_acls_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteAclsFilter(r: &mut Rng, v: i16) -> DeleteAclsFilter {
         let mut x = DeleteAclsFilter::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.resource_type_filter = r.next() as i8;
         x.resource_name_filter = r.opt(|r| r.string());
-        if v >= 1 { x.pattern_type_filter = r.next() as i8; }
+        if v >= 1 {
+            x.pattern_type_filter = r.next() as i8;
+        }
         x.principal_filter = r.opt(|r| r.string());
         x.host_filter = r.opt(|r| r.string());
         x.operation = r.next() as i8;
         x.permission_type = r.next() as i8;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1549,11 +2041,15 @@ mod delete_acls_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteAclsResponse(r: &mut Rng, v: i16) -> DeleteAclsResponse {
         let mut x = DeleteAclsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.filter_results = r.vec(|r| gen_DeleteAclsFilterResult(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1561,18 +2057,24 @@ mod delete_acls_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteAclsMatchingAcl(r: &mut Rng, v: i16) -> DeleteAclsMatchingAcl {
         let mut x = DeleteAclsMatchingAcl::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.resource_type = r.next() as i8;
         x.resource_name = r.string();
-        if v >= 1 { x.pattern_type = r.next() as i8; }
+        if v >= 1 {
+            x.pattern_type = r.next() as i8;
+        }
         x.principal = r.string();
         x.host = r.string();
         x.operation = r.next() as i8;
         x.permission_type = r.next() as i8;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1580,12 +2082,16 @@ mod delete_acls_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteAclsFilterResult(r: &mut Rng, v: i16) -> DeleteAclsFilterResult {
         let mut x = DeleteAclsFilterResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.matching_acls = r.vec(|r| gen_DeleteAclsMatchingAcl(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1605,10 +2111,14 @@ mod delete_groups_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteGroupsRequest(r: &mut Rng, v: i16) -> DeleteGroupsRequest {
         let mut x = DeleteGroupsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.groups_names = r.vec(|r| r.string());
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1628,11 +2138,15 @@ mod delete_groups_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteGroupsResponse(r: &mut Rng, v: i16) -> DeleteGroupsResponse {
         let mut x = DeleteGroupsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.results = r.vec(|r| gen_DeletableGroupResult(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1640,11 +2154,15 @@ mod delete_groups_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeletableGroupResult(r: &mut Rng, v: i16) -> DeletableGroupResult {
         let mut x = DeletableGroupResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.group_id = r.string();
         x.error_code = r.next() as i16;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1664,11 +2182,15 @@ mod delete_records_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteRecordsRequest(r: &mut Rng, v: i16) -> DeleteRecordsRequest {
         let mut x = DeleteRecordsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topics = r.vec(|r| gen_DeleteRecordsTopic(r, v));
         x.timeout_ms = r.next() as i32;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1676,11 +2198,15 @@ mod delete_records_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteRecordsPartition(r: &mut Rng, v: i16) -> DeleteRecordsPartition {
         let mut x = DeleteRecordsPartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.offset = r.next() as i64;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1688,11 +2214,15 @@ mod delete_records_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteRecordsTopic(r: &mut Rng, v: i16) -> DeleteRecordsTopic {
         let mut x = DeleteRecordsTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_DeleteRecordsPartition(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1712,11 +2242,15 @@ mod delete_records_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteRecordsResponse(r: &mut Rng, v: i16) -> DeleteRecordsResponse {
         let mut x = DeleteRecordsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.topics = r.vec(|r| gen_DeleteRecordsTopicResult(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1724,12 +2258,16 @@ mod delete_records_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteRecordsPartitionResult(r: &mut Rng, v: i16) -> DeleteRecordsPartitionResult {
         let mut x = DeleteRecordsPartitionResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.low_watermark = r.next() as i64;
         x.error_code = r.next() as i16;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1737,11 +2275,15 @@ mod delete_records_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteRecordsTopicResult(r: &mut Rng, v: i16) -> DeleteRecordsTopicResult {
         let mut x = DeleteRecordsTopicResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_DeleteRecordsPartitionResult(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1761,12 +2303,20 @@ mod delete_topics_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteTopicsRequest(r: &mut Rng, v: i16) -> DeleteTopicsRequest {
         let mut x = DeleteTopicsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 6 { x.topics = r.vec(|r| gen_DeleteTopicState(r, v)); }
-        if v <= 5 { x.topic_names = r.vec(|r| r.string()); }
+        if v >= 6 {
+            x.topics = r.vec(|r| gen_DeleteTopicState(r, v));
+        }
+        if v <= 5 {
+            x.topic_names = r.vec(|r| r.string());
+        }
         x.timeout_ms = r.next() as i32;
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1774,11 +2324,23 @@ mod delete_topics_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteTopicState(r: &mut Rng, v: i16) -> DeleteTopicState {
         let mut x = DeleteTopicState::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 6 { x.name = if v >= 6 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 6 { x.topic_id = Uuid(r.uuid()); }
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 6 {
+            x.name = if v >= 6 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 6 {
+            x.topic_id = Uuid(r.uuid());
+        }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1798,11 +2360,17 @@ mod delete_topics_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeleteTopicsResponse(r: &mut Rng, v: i16) -> DeleteTopicsResponse {
         let mut x = DeleteTopicsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 1 { x.throttle_time_ms = r.next() as i32; }
+        if v >= 1 {
+            x.throttle_time_ms = r.next() as i32;
+        }
         x.responses = r.vec(|r| gen_DeletableTopicResult(r, v));
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1810,13 +2378,29 @@ mod delete_topics_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DeletableTopicResult(r: &mut Rng, v: i16) -> DeletableTopicResult {
         let mut x = DeletableTopicResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        x.name = if v >= 6 { r.opt(|r| r.string()) } else { Some(r.string()) };
-        if v >= 6 { x.topic_id = Uuid(r.uuid()); }
+        x.name = if v >= 6 {
+            r.opt(|r| r.string())
+        } else {
+            Some(r.string())
+        };
+        if v >= 6 {
+            x.topic_id = Uuid(r.uuid());
+        }
         x.error_code = r.next() as i16;
-        if v >= 5 { x.error_message = if v >= 5 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 5 {
+            x.error_message = if v >= 5 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1836,16 +2420,22 @@ mod describe_acls_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeAclsRequest(r: &mut Rng, v: i16) -> DescribeAclsRequest {
         let mut x = DescribeAclsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.resource_type_filter = r.next() as i8;
         x.resource_name_filter = r.opt(|r| r.string());
-        if v >= 1 { x.pattern_type_filter = r.next() as i8; }
+        if v >= 1 {
+            x.pattern_type_filter = r.next() as i8;
+        }
         x.principal_filter = r.opt(|r| r.string());
         x.host_filter = r.opt(|r| r.string());
         x.operation = r.next() as i8;
         x.permission_type = r.next() as i8;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1865,13 +2455,17 @@ mod describe_acls_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeAclsResponse(r: &mut Rng, v: i16) -> DescribeAclsResponse {
         let mut x = DescribeAclsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.resources = r.vec(|r| gen_DescribeAclsResource(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1879,13 +2473,17 @@ mod describe_acls_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AclDescription(r: &mut Rng, v: i16) -> AclDescription {
         let mut x = AclDescription::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.principal = r.string();
         x.host = r.string();
         x.operation = r.next() as i8;
         x.permission_type = r.next() as i8;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1893,13 +2491,19 @@ mod describe_acls_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeAclsResource(r: &mut Rng, v: i16) -> DescribeAclsResource {
         let mut x = DescribeAclsResource::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.resource_type = r.next() as i8;
         x.resource_name = r.string();
-        if v >= 1 { x.pattern_type = r.next() as i8; }
+        if v >= 1 {
+            x.pattern_type = r.next() as i8;
+        }
         x.acls = r.vec(|r| gen_AclDescription(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1919,11 +2523,15 @@ mod describe_client_quotas_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeClientQuotasRequest(r: &mut Rng, v: i16) -> DescribeClientQuotasRequest {
         let mut x = DescribeClientQuotasRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.components = r.vec(|r| gen_ComponentData(r, v));
         x.strict = r.bool();
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1931,12 +2539,16 @@ mod describe_client_quotas_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ComponentData(r: &mut Rng, v: i16) -> ComponentData {
         let mut x = ComponentData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.entity_type = r.string();
         x.match_type = r.next() as i8;
         x.r#match = r.opt(|r| r.string());
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1956,13 +2568,17 @@ mod describe_client_quotas_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeClientQuotasResponse(r: &mut Rng, v: i16) -> DescribeClientQuotasResponse {
         let mut x = DescribeClientQuotasResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.entries = r.opt(|r| r.vec(|r| gen_EntryData(r, v)));
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1970,11 +2586,15 @@ mod describe_client_quotas_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_EntityData(r: &mut Rng, v: i16) -> EntityData {
         let mut x = EntityData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.entity_type = r.string();
         x.entity_name = r.opt(|r| r.string());
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1982,11 +2602,15 @@ mod describe_client_quotas_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ValueData(r: &mut Rng, v: i16) -> ValueData {
         let mut x = ValueData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.key = r.string();
         x.value = r.f64();
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -1994,11 +2618,15 @@ mod describe_client_quotas_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_EntryData(r: &mut Rng, v: i16) -> EntryData {
         let mut x = EntryData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.entity = r.vec(|r| gen_EntityData(r, v));
         x.values = r.vec(|r| gen_ValueData(r, v));
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2018,11 +2646,17 @@ mod describe_cluster_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeClusterRequest(r: &mut Rng, v: i16) -> DescribeClusterRequest {
         let mut x = DescribeClusterRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.include_cluster_authorized_operations = r.bool();
-        if v >= 1 { x.endpoint_type = r.next() as i8; }
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.endpoint_type = r.next() as i8;
+        }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2042,17 +2676,23 @@ mod describe_cluster_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeClusterResponse(r: &mut Rng, v: i16) -> DescribeClusterResponse {
         let mut x = DescribeClusterResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
-        if v >= 1 { x.endpoint_type = r.next() as i8; }
+        if v >= 1 {
+            x.endpoint_type = r.next() as i8;
+        }
         x.cluster_id = r.string();
         x.controller_id = r.next() as i32;
         x.brokers = r.vec(|r| gen_DescribeClusterBroker(r, v));
         x.cluster_authorized_operations = r.next() as i32;
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2060,13 +2700,17 @@ mod describe_cluster_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeClusterBroker(r: &mut Rng, v: i16) -> DescribeClusterBroker {
         let mut x = DescribeClusterBroker::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.broker_id = r.next() as i32;
         x.host = r.string();
         x.port = r.next() as i32;
         x.rack = r.opt(|r| r.string());
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2086,12 +2730,20 @@ mod describe_configs_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeConfigsRequest(r: &mut Rng, v: i16) -> DescribeConfigsRequest {
         let mut x = DescribeConfigsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.resources = r.vec(|r| gen_DescribeConfigsResource(r, v));
-        if v >= 1 { x.include_synonyms = r.bool(); }
-        if v >= 3 { x.include_documentation = r.bool(); }
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.include_synonyms = r.bool();
+        }
+        if v >= 3 {
+            x.include_documentation = r.bool();
+        }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2099,12 +2751,16 @@ mod describe_configs_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeConfigsResource(r: &mut Rng, v: i16) -> DescribeConfigsResource {
         let mut x = DescribeConfigsResource::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.resource_type = r.next() as i8;
         x.resource_name = r.string();
         x.configuration_keys = r.opt(|r| r.vec(|r| r.string()));
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2124,11 +2780,15 @@ mod describe_configs_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeConfigsResponse(r: &mut Rng, v: i16) -> DescribeConfigsResponse {
         let mut x = DescribeConfigsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.results = r.vec(|r| gen_DescribeConfigsResult(r, v));
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2136,12 +2796,22 @@ mod describe_configs_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeConfigsSynonym(r: &mut Rng, v: i16) -> DescribeConfigsSynonym {
         let mut x = DescribeConfigsSynonym::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 1 { x.name = r.string(); }
-        if v >= 1 { x.value = r.opt(|r| r.string()); }
-        if v >= 1 { x.source = r.next() as i8; }
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.name = r.string();
+        }
+        if v >= 1 {
+            x.value = r.opt(|r| r.string());
+        }
+        if v >= 1 {
+            x.source = r.next() as i8;
+        }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2149,18 +2819,32 @@ mod describe_configs_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeConfigsResourceResult(r: &mut Rng, v: i16) -> DescribeConfigsResourceResult {
         let mut x = DescribeConfigsResourceResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.value = r.opt(|r| r.string());
         x.read_only = r.bool();
-        if v <= 0 { x.is_default = r.bool(); }
-        if v >= 1 { x.config_source = r.next() as i8; }
+        if v <= 0 {
+            x.is_default = r.bool();
+        }
+        if v >= 1 {
+            x.config_source = r.next() as i8;
+        }
         x.is_sensitive = r.bool();
-        if v >= 1 { x.synonyms = r.vec(|r| gen_DescribeConfigsSynonym(r, v)); }
-        if v >= 3 { x.config_type = r.next() as i8; }
-        if v >= 3 { x.documentation = r.opt(|r| r.string()); }
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.synonyms = r.vec(|r| gen_DescribeConfigsSynonym(r, v));
+        }
+        if v >= 3 {
+            x.config_type = r.next() as i8;
+        }
+        if v >= 3 {
+            x.documentation = r.opt(|r| r.string());
+        }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2168,14 +2852,18 @@ mod describe_configs_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeConfigsResult(r: &mut Rng, v: i16) -> DescribeConfigsResult {
         let mut x = DescribeConfigsResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.resource_type = r.next() as i8;
         x.resource_name = r.string();
         x.configs = r.vec(|r| gen_DescribeConfigsResourceResult(r, v));
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2193,12 +2881,19 @@ mod describe_delegation_token_request {
     use klamm_protocol::messages::describe_delegation_token_request::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_DescribeDelegationTokenRequest(r: &mut Rng, v: i16) -> DescribeDelegationTokenRequest {
+    pub fn gen_DescribeDelegationTokenRequest(
+        r: &mut Rng,
+        v: i16,
+    ) -> DescribeDelegationTokenRequest {
         let mut x = DescribeDelegationTokenRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.owners = r.opt(|r| r.vec(|r| gen_DescribeDelegationTokenOwner(r, v)));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2206,11 +2901,15 @@ mod describe_delegation_token_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeDelegationTokenOwner(r: &mut Rng, v: i16) -> DescribeDelegationTokenOwner {
         let mut x = DescribeDelegationTokenOwner::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.principal_type = r.string();
         x.principal_name = r.string();
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2228,26 +2927,40 @@ mod describe_delegation_token_response {
     use klamm_protocol::messages::describe_delegation_token_response::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_DescribeDelegationTokenResponse(r: &mut Rng, v: i16) -> DescribeDelegationTokenResponse {
+    pub fn gen_DescribeDelegationTokenResponse(
+        r: &mut Rng,
+        v: i16,
+    ) -> DescribeDelegationTokenResponse {
         let mut x = DescribeDelegationTokenResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.tokens = r.vec(|r| gen_DescribedDelegationToken(r, v));
         x.throttle_time_ms = r.next() as i32;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_DescribedDelegationTokenRenewer(r: &mut Rng, v: i16) -> DescribedDelegationTokenRenewer {
+    pub fn gen_DescribedDelegationTokenRenewer(
+        r: &mut Rng,
+        v: i16,
+    ) -> DescribedDelegationTokenRenewer {
         let mut x = DescribedDelegationTokenRenewer::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.principal_type = r.string();
         x.principal_name = r.string();
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2255,19 +2968,27 @@ mod describe_delegation_token_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribedDelegationToken(r: &mut Rng, v: i16) -> DescribedDelegationToken {
         let mut x = DescribedDelegationToken::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.principal_type = r.string();
         x.principal_name = r.string();
-        if v >= 3 { x.token_requester_principal_type = r.string(); }
-        if v >= 3 { x.token_requester_principal_name = r.string(); }
+        if v >= 3 {
+            x.token_requester_principal_type = r.string();
+        }
+        if v >= 3 {
+            x.token_requester_principal_name = r.string();
+        }
         x.issue_timestamp = r.next() as i64;
         x.expiry_timestamp = r.next() as i64;
         x.max_timestamp = r.next() as i64;
         x.token_id = r.string();
         x.hmac = r.bytes();
         x.renewers = r.vec(|r| gen_DescribedDelegationTokenRenewer(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2287,11 +3008,17 @@ mod describe_groups_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeGroupsRequest(r: &mut Rng, v: i16) -> DescribeGroupsRequest {
         let mut x = DescribeGroupsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.groups = r.vec(|r| r.string());
-        if v >= 3 { x.include_authorized_operations = r.bool(); }
-        if v >= 5 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.include_authorized_operations = r.bool();
+        }
+        if v >= 5 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2311,11 +3038,17 @@ mod describe_groups_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeGroupsResponse(r: &mut Rng, v: i16) -> DescribeGroupsResponse {
         let mut x = DescribeGroupsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 1 { x.throttle_time_ms = r.next() as i32; }
+        if v >= 1 {
+            x.throttle_time_ms = r.next() as i32;
+        }
         x.groups = r.vec(|r| gen_DescribedGroup(r, v));
-        if v >= 5 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 5 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2323,15 +3056,25 @@ mod describe_groups_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribedGroupMember(r: &mut Rng, v: i16) -> DescribedGroupMember {
         let mut x = DescribedGroupMember::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.member_id = r.string();
-        if v >= 4 { x.group_instance_id = if v >= 4 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
+        if v >= 4 {
+            x.group_instance_id = if v >= 4 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
         x.client_id = r.string();
         x.client_host = r.string();
         x.member_metadata = r.bytes();
         x.member_assignment = r.bytes();
-        if v >= 5 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 5 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2339,7 +3082,9 @@ mod describe_groups_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribedGroup(r: &mut Rng, v: i16) -> DescribedGroup {
         let mut x = DescribedGroup::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.group_id = r.string();
@@ -2347,8 +3092,12 @@ mod describe_groups_response {
         x.protocol_type = r.string();
         x.protocol_data = r.string();
         x.members = r.vec(|r| gen_DescribedGroupMember(r, v));
-        if v >= 3 { x.authorized_operations = r.next() as i32; }
-        if v >= 5 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.authorized_operations = r.next() as i32;
+        }
+        if v >= 5 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2368,10 +3117,14 @@ mod describe_log_dirs_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeLogDirsRequest(r: &mut Rng, v: i16) -> DescribeLogDirsRequest {
         let mut x = DescribeLogDirsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topics = r.opt(|r| r.vec(|r| gen_DescribableLogDirTopic(r, v)));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2379,11 +3132,15 @@ mod describe_log_dirs_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribableLogDirTopic(r: &mut Rng, v: i16) -> DescribableLogDirTopic {
         let mut x = DescribableLogDirTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic = r.string();
         x.partitions = r.vec(|r| r.next() as i32);
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2403,12 +3160,18 @@ mod describe_log_dirs_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeLogDirsResponse(r: &mut Rng, v: i16) -> DescribeLogDirsResponse {
         let mut x = DescribeLogDirsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
-        if v >= 3 { x.error_code = r.next() as i16; }
+        if v >= 3 {
+            x.error_code = r.next() as i16;
+        }
         x.results = r.vec(|r| gen_DescribeLogDirsResult(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2416,13 +3179,17 @@ mod describe_log_dirs_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeLogDirsPartition(r: &mut Rng, v: i16) -> DescribeLogDirsPartition {
         let mut x = DescribeLogDirsPartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.partition_size = r.next() as i64;
         x.offset_lag = r.next() as i64;
         x.is_future_key = r.bool();
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2430,11 +3197,15 @@ mod describe_log_dirs_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeLogDirsTopic(r: &mut Rng, v: i16) -> DescribeLogDirsTopic {
         let mut x = DescribeLogDirsTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_DescribeLogDirsPartition(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2442,14 +3213,22 @@ mod describe_log_dirs_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeLogDirsResult(r: &mut Rng, v: i16) -> DescribeLogDirsResult {
         let mut x = DescribeLogDirsResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.log_dir = r.string();
         x.topics = r.vec(|r| gen_DescribeLogDirsTopic(r, v));
-        if v >= 4 { x.total_bytes = r.next() as i64; }
-        if v >= 4 { x.usable_bytes = r.next() as i64; }
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.total_bytes = r.next() as i64;
+        }
+        if v >= 4 {
+            x.usable_bytes = r.next() as i64;
+        }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2469,10 +3248,14 @@ mod describe_producers_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeProducersRequest(r: &mut Rng, v: i16) -> DescribeProducersRequest {
         let mut x = DescribeProducersRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topics = r.vec(|r| gen_TopicRequest(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2480,11 +3263,15 @@ mod describe_producers_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicRequest(r: &mut Rng, v: i16) -> TopicRequest {
         let mut x = TopicRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partition_indexes = r.vec(|r| r.next() as i32);
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2504,11 +3291,15 @@ mod describe_producers_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeProducersResponse(r: &mut Rng, v: i16) -> DescribeProducersResponse {
         let mut x = DescribeProducersResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.topics = r.vec(|r| gen_TopicResponse(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2516,7 +3307,9 @@ mod describe_producers_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ProducerState(r: &mut Rng, v: i16) -> ProducerState {
         let mut x = ProducerState::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.producer_id = r.next() as i64;
         x.producer_epoch = r.next() as i32;
@@ -2524,7 +3317,9 @@ mod describe_producers_response {
         x.last_timestamp = r.next() as i64;
         x.coordinator_epoch = r.next() as i32;
         x.current_txn_start_offset = r.next() as i64;
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2532,13 +3327,17 @@ mod describe_producers_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_PartitionResponse(r: &mut Rng, v: i16) -> PartitionResponse {
         let mut x = PartitionResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.active_producers = r.vec(|r| gen_ProducerState(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2546,11 +3345,15 @@ mod describe_producers_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicResponse(r: &mut Rng, v: i16) -> TopicResponse {
         let mut x = TopicResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_PartitionResponse(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2570,10 +3373,14 @@ mod describe_quorum_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeQuorumRequest(r: &mut Rng, v: i16) -> DescribeQuorumRequest {
         let mut x = DescribeQuorumRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topics = r.vec(|r| gen_TopicData(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2581,10 +3388,14 @@ mod describe_quorum_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_PartitionData(r: &mut Rng, v: i16) -> PartitionData {
         let mut x = PartitionData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2592,11 +3403,15 @@ mod describe_quorum_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicData(r: &mut Rng, v: i16) -> TopicData {
         let mut x = TopicData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic_name = r.string();
         x.partitions = r.vec(|r| gen_PartitionData(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2616,13 +3431,25 @@ mod describe_quorum_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeQuorumResponse(r: &mut Rng, v: i16) -> DescribeQuorumResponse {
         let mut x = DescribeQuorumResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
-        if v >= 2 { x.error_message = if v >= 2 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
+        if v >= 2 {
+            x.error_message = if v >= 2 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
         x.topics = r.vec(|r| gen_TopicData(r, v));
-        if v >= 2 { x.nodes = r.vec(|r| gen_Node(r, v)); }
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.nodes = r.vec(|r| gen_Node(r, v));
+        }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2630,17 +3457,27 @@ mod describe_quorum_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_PartitionData(r: &mut Rng, v: i16) -> PartitionData {
         let mut x = PartitionData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.error_code = r.next() as i16;
-        if v >= 2 { x.error_message = if v >= 2 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
+        if v >= 2 {
+            x.error_message = if v >= 2 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
         x.leader_id = r.next() as i32;
         x.leader_epoch = r.next() as i32;
         x.high_watermark = r.next() as i64;
         x.current_voters = r.vec(|r| gen_ReplicaState(r, v));
         x.observers = r.vec(|r| gen_ReplicaState(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2648,11 +3485,15 @@ mod describe_quorum_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicData(r: &mut Rng, v: i16) -> TopicData {
         let mut x = TopicData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic_name = r.string();
         x.partitions = r.vec(|r| gen_PartitionData(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2660,12 +3501,22 @@ mod describe_quorum_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_Listener(r: &mut Rng, v: i16) -> Listener {
         let mut x = Listener::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 2 { x.name = r.string(); }
-        if v >= 2 { x.host = r.string(); }
-        if v >= 2 { x.port = r.next() as u16; }
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.name = r.string();
+        }
+        if v >= 2 {
+            x.host = r.string();
+        }
+        if v >= 2 {
+            x.port = r.next() as u16;
+        }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2673,11 +3524,19 @@ mod describe_quorum_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_Node(r: &mut Rng, v: i16) -> Node {
         let mut x = Node::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 2 { x.node_id = r.next() as i32; }
-        if v >= 2 { x.listeners = r.vec(|r| gen_Listener(r, v)); }
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.node_id = r.next() as i32;
+        }
+        if v >= 2 {
+            x.listeners = r.vec(|r| gen_Listener(r, v));
+        }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2685,14 +3544,24 @@ mod describe_quorum_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ReplicaState(r: &mut Rng, v: i16) -> ReplicaState {
         let mut x = ReplicaState::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.replica_id = r.next() as i32;
-        if v >= 2 { x.replica_directory_id = Uuid(r.uuid()); }
+        if v >= 2 {
+            x.replica_directory_id = Uuid(r.uuid());
+        }
         x.log_end_offset = r.next() as i64;
-        if v >= 1 { x.last_fetch_timestamp = r.next() as i64; }
-        if v >= 1 { x.last_caught_up_timestamp = r.next() as i64; }
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.last_fetch_timestamp = r.next() as i64;
+        }
+        if v >= 1 {
+            x.last_caught_up_timestamp = r.next() as i64;
+        }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2710,14 +3579,21 @@ mod describe_topic_partitions_request {
     use klamm_protocol::messages::describe_topic_partitions_request::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_DescribeTopicPartitionsRequest(r: &mut Rng, v: i16) -> DescribeTopicPartitionsRequest {
+    pub fn gen_DescribeTopicPartitionsRequest(
+        r: &mut Rng,
+        v: i16,
+    ) -> DescribeTopicPartitionsRequest {
         let mut x = DescribeTopicPartitionsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topics = r.vec(|r| gen_TopicRequest(r, v));
         x.response_partition_limit = r.next() as i32;
         x.cursor = r.opt(|r| gen_Cursor(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2725,10 +3601,14 @@ mod describe_topic_partitions_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicRequest(r: &mut Rng, v: i16) -> TopicRequest {
         let mut x = TopicRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2736,11 +3616,15 @@ mod describe_topic_partitions_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_Cursor(r: &mut Rng, v: i16) -> Cursor {
         let mut x = Cursor::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic_name = r.string();
         x.partition_index = r.next() as i32;
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2758,22 +3642,34 @@ mod describe_topic_partitions_response {
     use klamm_protocol::messages::describe_topic_partitions_response::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_DescribeTopicPartitionsResponse(r: &mut Rng, v: i16) -> DescribeTopicPartitionsResponse {
+    pub fn gen_DescribeTopicPartitionsResponse(
+        r: &mut Rng,
+        v: i16,
+    ) -> DescribeTopicPartitionsResponse {
         let mut x = DescribeTopicPartitionsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.topics = r.vec(|r| gen_DescribeTopicPartitionsResponseTopic(r, v));
         x.next_cursor = r.opt(|r| gen_Cursor(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_DescribeTopicPartitionsResponsePartition(r: &mut Rng, v: i16) -> DescribeTopicPartitionsResponsePartition {
+    pub fn gen_DescribeTopicPartitionsResponsePartition(
+        r: &mut Rng,
+        v: i16,
+    ) -> DescribeTopicPartitionsResponsePartition {
         let mut x = DescribeTopicPartitionsResponsePartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.partition_index = r.next() as i32;
@@ -2784,15 +3680,22 @@ mod describe_topic_partitions_response {
         x.eligible_leader_replicas = r.opt(|r| r.vec(|r| r.next() as i32));
         x.last_known_elr = r.opt(|r| r.vec(|r| r.next() as i32));
         x.offline_replicas = r.vec(|r| r.next() as i32);
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_DescribeTopicPartitionsResponseTopic(r: &mut Rng, v: i16) -> DescribeTopicPartitionsResponseTopic {
+    pub fn gen_DescribeTopicPartitionsResponseTopic(
+        r: &mut Rng,
+        v: i16,
+    ) -> DescribeTopicPartitionsResponseTopic {
         let mut x = DescribeTopicPartitionsResponseTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.name = r.opt(|r| r.string());
@@ -2800,7 +3703,9 @@ mod describe_topic_partitions_response {
         x.is_internal = r.bool();
         x.partitions = r.vec(|r| gen_DescribeTopicPartitionsResponsePartition(r, v));
         x.topic_authorized_operations = r.next() as i32;
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2808,11 +3713,15 @@ mod describe_topic_partitions_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_Cursor(r: &mut Rng, v: i16) -> Cursor {
         let mut x = Cursor::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic_name = r.string();
         x.partition_index = r.next() as i32;
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2832,10 +3741,14 @@ mod describe_transactions_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeTransactionsRequest(r: &mut Rng, v: i16) -> DescribeTransactionsRequest {
         let mut x = DescribeTransactionsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.transactional_ids = r.vec(|r| r.string());
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2855,11 +3768,15 @@ mod describe_transactions_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_DescribeTransactionsResponse(r: &mut Rng, v: i16) -> DescribeTransactionsResponse {
         let mut x = DescribeTransactionsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.transaction_states = r.vec(|r| gen_TransactionState(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2867,11 +3784,15 @@ mod describe_transactions_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicData(r: &mut Rng, v: i16) -> TopicData {
         let mut x = TopicData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic = r.string();
         x.partitions = r.vec(|r| r.next() as i32);
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2879,7 +3800,9 @@ mod describe_transactions_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TransactionState(r: &mut Rng, v: i16) -> TransactionState {
         let mut x = TransactionState::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.transactional_id = r.string();
@@ -2889,7 +3812,9 @@ mod describe_transactions_response {
         x.producer_id = r.next() as i64;
         x.producer_epoch = r.next() as i16;
         x.topics = r.vec(|r| gen_TopicData(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2907,12 +3832,19 @@ mod describe_user_scram_credentials_request {
     use klamm_protocol::messages::describe_user_scram_credentials_request::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_DescribeUserScramCredentialsRequest(r: &mut Rng, v: i16) -> DescribeUserScramCredentialsRequest {
+    pub fn gen_DescribeUserScramCredentialsRequest(
+        r: &mut Rng,
+        v: i16,
+    ) -> DescribeUserScramCredentialsRequest {
         let mut x = DescribeUserScramCredentialsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.users = r.opt(|r| r.vec(|r| gen_UserName(r, v)));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2920,10 +3852,14 @@ mod describe_user_scram_credentials_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_UserName(r: &mut Rng, v: i16) -> UserName {
         let mut x = UserName::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2941,15 +3877,22 @@ mod describe_user_scram_credentials_response {
     use klamm_protocol::messages::describe_user_scram_credentials_response::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_DescribeUserScramCredentialsResponse(r: &mut Rng, v: i16) -> DescribeUserScramCredentialsResponse {
+    pub fn gen_DescribeUserScramCredentialsResponse(
+        r: &mut Rng,
+        v: i16,
+    ) -> DescribeUserScramCredentialsResponse {
         let mut x = DescribeUserScramCredentialsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.results = r.vec(|r| gen_DescribeUserScramCredentialsResult(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2957,25 +3900,36 @@ mod describe_user_scram_credentials_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_CredentialInfo(r: &mut Rng, v: i16) -> CredentialInfo {
         let mut x = CredentialInfo::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.mechanism = r.next() as i8;
         x.iterations = r.next() as i32;
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_DescribeUserScramCredentialsResult(r: &mut Rng, v: i16) -> DescribeUserScramCredentialsResult {
+    pub fn gen_DescribeUserScramCredentialsResult(
+        r: &mut Rng,
+        v: i16,
+    ) -> DescribeUserScramCredentialsResult {
         let mut x = DescribeUserScramCredentialsResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.user = r.string();
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.credential_infos = r.vec(|r| gen_CredentialInfo(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -2995,12 +3949,18 @@ mod elect_leaders_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ElectLeadersRequest(r: &mut Rng, v: i16) -> ElectLeadersRequest {
         let mut x = ElectLeadersRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 1 { x.election_type = r.next() as i8; }
+        if v >= 1 {
+            x.election_type = r.next() as i8;
+        }
         x.topic_partitions = r.opt(|r| r.vec(|r| gen_TopicPartitions(r, v)));
         x.timeout_ms = r.next() as i32;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3008,11 +3968,15 @@ mod elect_leaders_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicPartitions(r: &mut Rng, v: i16) -> TopicPartitions {
         let mut x = TopicPartitions::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic = r.string();
         x.partitions = r.vec(|r| r.next() as i32);
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3032,12 +3996,18 @@ mod elect_leaders_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ElectLeadersResponse(r: &mut Rng, v: i16) -> ElectLeadersResponse {
         let mut x = ElectLeadersResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
-        if v >= 1 { x.error_code = r.next() as i16; }
+        if v >= 1 {
+            x.error_code = r.next() as i16;
+        }
         x.replica_election_results = r.vec(|r| gen_ReplicaElectionResult(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3045,12 +4015,16 @@ mod elect_leaders_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_PartitionResult(r: &mut Rng, v: i16) -> PartitionResult {
         let mut x = PartitionResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_id = r.next() as i32;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3058,11 +4032,15 @@ mod elect_leaders_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ReplicaElectionResult(r: &mut Rng, v: i16) -> ReplicaElectionResult {
         let mut x = ReplicaElectionResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic = r.string();
         x.partition_result = r.vec(|r| gen_PartitionResult(r, v));
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3082,13 +4060,17 @@ mod end_txn_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_EndTxnRequest(r: &mut Rng, v: i16) -> EndTxnRequest {
         let mut x = EndTxnRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.transactional_id = r.string();
         x.producer_id = r.next() as i64;
         x.producer_epoch = r.next() as i16;
         x.committed = r.bool();
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3108,13 +4090,21 @@ mod end_txn_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_EndTxnResponse(r: &mut Rng, v: i16) -> EndTxnResponse {
         let mut x = EndTxnResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
-        if v >= 5 { x.producer_id = r.next() as i64; }
-        if v >= 5 { x.producer_epoch = r.next() as i16; }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 5 {
+            x.producer_id = r.next() as i64;
+        }
+        if v >= 5 {
+            x.producer_epoch = r.next() as i16;
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3134,11 +4124,15 @@ mod expire_delegation_token_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ExpireDelegationTokenRequest(r: &mut Rng, v: i16) -> ExpireDelegationTokenRequest {
         let mut x = ExpireDelegationTokenRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.hmac = r.bytes();
         x.expiry_time_period_ms = r.next() as i64;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3158,12 +4152,16 @@ mod expire_delegation_token_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ExpireDelegationTokenResponse(r: &mut Rng, v: i16) -> ExpireDelegationTokenResponse {
         let mut x = ExpireDelegationTokenResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.expiry_timestamp_ms = r.next() as i64;
         x.throttle_time_ms = r.next() as i32;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3183,21 +4181,47 @@ mod fetch_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_FetchRequest(r: &mut Rng, v: i16) -> FetchRequest {
         let mut x = FetchRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 12 { x.cluster_id = if v >= 12 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v <= 14 { x.replica_id = r.next() as i32; }
-        if v >= 15 { x.replica_state = gen_ReplicaState(r, v); }
+        if v >= 12 {
+            x.cluster_id = if v >= 12 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v <= 14 {
+            x.replica_id = r.next() as i32;
+        }
+        if v >= 15 {
+            x.replica_state = gen_ReplicaState(r, v);
+        }
         x.max_wait_ms = r.next() as i32;
         x.min_bytes = r.next() as i32;
-        if v >= 3 { x.max_bytes = r.next() as i32; }
-        if v >= 4 { x.isolation_level = r.next() as i8; }
-        if v >= 7 { x.session_id = r.next() as i32; }
-        if v >= 7 { x.session_epoch = r.next() as i32; }
+        if v >= 3 {
+            x.max_bytes = r.next() as i32;
+        }
+        if v >= 4 {
+            x.isolation_level = r.next() as i8;
+        }
+        if v >= 7 {
+            x.session_id = r.next() as i32;
+        }
+        if v >= 7 {
+            x.session_epoch = r.next() as i32;
+        }
         x.topics = r.vec(|r| gen_FetchTopic(r, v));
-        if v >= 7 { x.forgotten_topics_data = r.vec(|r| gen_ForgottenTopic(r, v)); }
-        if v >= 11 { x.rack_id = r.string(); }
-        if v >= 12 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 7 {
+            x.forgotten_topics_data = r.vec(|r| gen_ForgottenTopic(r, v));
+        }
+        if v >= 11 {
+            x.rack_id = r.string();
+        }
+        if v >= 12 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3205,11 +4229,19 @@ mod fetch_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ReplicaState(r: &mut Rng, v: i16) -> ReplicaState {
         let mut x = ReplicaState::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 15 { x.replica_id = r.next() as i32; }
-        if v >= 15 { x.replica_epoch = r.next() as i64; }
-        if v >= 12 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 15 {
+            x.replica_id = r.next() as i32;
+        }
+        if v >= 15 {
+            x.replica_epoch = r.next() as i64;
+        }
+        if v >= 12 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3217,16 +4249,28 @@ mod fetch_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_FetchPartition(r: &mut Rng, v: i16) -> FetchPartition {
         let mut x = FetchPartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition = r.next() as i32;
-        if v >= 9 { x.current_leader_epoch = r.next() as i32; }
+        if v >= 9 {
+            x.current_leader_epoch = r.next() as i32;
+        }
         x.fetch_offset = r.next() as i64;
-        if v >= 12 { x.last_fetched_epoch = r.next() as i32; }
-        if v >= 5 { x.log_start_offset = r.next() as i64; }
+        if v >= 12 {
+            x.last_fetched_epoch = r.next() as i32;
+        }
+        if v >= 5 {
+            x.log_start_offset = r.next() as i64;
+        }
         x.partition_max_bytes = r.next() as i32;
-        if v >= 17 { x.replica_directory_id = Uuid(r.uuid()); }
-        if v >= 12 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 17 {
+            x.replica_directory_id = Uuid(r.uuid());
+        }
+        if v >= 12 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3234,12 +4278,20 @@ mod fetch_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_FetchTopic(r: &mut Rng, v: i16) -> FetchTopic {
         let mut x = FetchTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v <= 12 { x.topic = r.string(); }
-        if v >= 13 { x.topic_id = Uuid(r.uuid()); }
+        if v <= 12 {
+            x.topic = r.string();
+        }
+        if v >= 13 {
+            x.topic_id = Uuid(r.uuid());
+        }
         x.partitions = r.vec(|r| gen_FetchPartition(r, v));
-        if v >= 12 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 12 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3247,12 +4299,22 @@ mod fetch_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ForgottenTopic(r: &mut Rng, v: i16) -> ForgottenTopic {
         let mut x = ForgottenTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 7 && v <= 12 { x.topic = r.string(); }
-        if v >= 13 { x.topic_id = Uuid(r.uuid()); }
-        if v >= 7 { x.partitions = r.vec(|r| r.next() as i32); }
-        if v >= 12 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 7 && v <= 12 {
+            x.topic = r.string();
+        }
+        if v >= 13 {
+            x.topic_id = Uuid(r.uuid());
+        }
+        if v >= 7 {
+            x.partitions = r.vec(|r| r.next() as i32);
+        }
+        if v >= 12 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3272,14 +4334,26 @@ mod fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_FetchResponse(r: &mut Rng, v: i16) -> FetchResponse {
         let mut x = FetchResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 1 { x.throttle_time_ms = r.next() as i32; }
-        if v >= 7 { x.error_code = r.next() as i16; }
-        if v >= 7 { x.session_id = r.next() as i32; }
+        if v >= 1 {
+            x.throttle_time_ms = r.next() as i32;
+        }
+        if v >= 7 {
+            x.error_code = r.next() as i16;
+        }
+        if v >= 7 {
+            x.session_id = r.next() as i32;
+        }
         x.responses = r.vec(|r| gen_FetchableTopicResponse(r, v));
-        if v >= 16 { x.node_endpoints = r.vec(|r| gen_NodeEndpoint(r, v)); }
-        if v >= 12 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 16 {
+            x.node_endpoints = r.vec(|r| gen_NodeEndpoint(r, v));
+        }
+        if v >= 12 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3287,11 +4361,19 @@ mod fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_EpochEndOffset(r: &mut Rng, v: i16) -> EpochEndOffset {
         let mut x = EpochEndOffset::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 12 { x.epoch = r.next() as i32; }
-        if v >= 12 { x.end_offset = r.next() as i64; }
-        if v >= 12 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 12 {
+            x.epoch = r.next() as i32;
+        }
+        if v >= 12 {
+            x.end_offset = r.next() as i64;
+        }
+        if v >= 12 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3299,11 +4381,19 @@ mod fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_LeaderIdAndEpoch(r: &mut Rng, v: i16) -> LeaderIdAndEpoch {
         let mut x = LeaderIdAndEpoch::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 12 { x.leader_id = r.next() as i32; }
-        if v >= 12 { x.leader_epoch = r.next() as i32; }
-        if v >= 12 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 12 {
+            x.leader_id = r.next() as i32;
+        }
+        if v >= 12 {
+            x.leader_epoch = r.next() as i32;
+        }
+        if v >= 12 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3311,11 +4401,15 @@ mod fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_SnapshotId(r: &mut Rng, v: i16) -> SnapshotId {
         let mut x = SnapshotId::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.end_offset = r.next() as i64;
         x.epoch = r.next() as i32;
-        if v >= 12 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 12 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3323,11 +4417,19 @@ mod fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AbortedTransaction(r: &mut Rng, v: i16) -> AbortedTransaction {
         let mut x = AbortedTransaction::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 4 { x.producer_id = r.next() as i64; }
-        if v >= 4 { x.first_offset = r.next() as i64; }
-        if v >= 12 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.producer_id = r.next() as i64;
+        }
+        if v >= 4 {
+            x.first_offset = r.next() as i64;
+        }
+        if v >= 12 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3335,20 +4437,42 @@ mod fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_PartitionData(r: &mut Rng, v: i16) -> PartitionData {
         let mut x = PartitionData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.error_code = r.next() as i16;
         x.high_watermark = r.next() as i64;
-        if v >= 4 { x.last_stable_offset = r.next() as i64; }
-        if v >= 5 { x.log_start_offset = r.next() as i64; }
-        if v >= 12 { x.diverging_epoch = gen_EpochEndOffset(r, v); }
-        if v >= 12 { x.current_leader = gen_LeaderIdAndEpoch(r, v); }
-        if v >= 12 { x.snapshot_id = gen_SnapshotId(r, v); }
-        if v >= 4 { x.aborted_transactions = if v >= 4 { r.opt(|r| r.vec(|r| gen_AbortedTransaction(r, v))) } else { Some(r.vec(|r| gen_AbortedTransaction(r, v))) }; }
-        if v >= 11 { x.preferred_read_replica = r.next() as i32; }
+        if v >= 4 {
+            x.last_stable_offset = r.next() as i64;
+        }
+        if v >= 5 {
+            x.log_start_offset = r.next() as i64;
+        }
+        if v >= 12 {
+            x.diverging_epoch = gen_EpochEndOffset(r, v);
+        }
+        if v >= 12 {
+            x.current_leader = gen_LeaderIdAndEpoch(r, v);
+        }
+        if v >= 12 {
+            x.snapshot_id = gen_SnapshotId(r, v);
+        }
+        if v >= 4 {
+            x.aborted_transactions = if v >= 4 {
+                r.opt(|r| r.vec(|r| gen_AbortedTransaction(r, v)))
+            } else {
+                Some(r.vec(|r| gen_AbortedTransaction(r, v)))
+            };
+        }
+        if v >= 11 {
+            x.preferred_read_replica = r.next() as i32;
+        }
         x.records = r.opt(|r| r.bytes());
-        if v >= 12 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 12 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3356,12 +4480,20 @@ mod fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_FetchableTopicResponse(r: &mut Rng, v: i16) -> FetchableTopicResponse {
         let mut x = FetchableTopicResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v <= 12 { x.topic = r.string(); }
-        if v >= 13 { x.topic_id = Uuid(r.uuid()); }
+        if v <= 12 {
+            x.topic = r.string();
+        }
+        if v >= 13 {
+            x.topic_id = Uuid(r.uuid());
+        }
         x.partitions = r.vec(|r| gen_PartitionData(r, v));
-        if v >= 12 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 12 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3369,13 +4501,29 @@ mod fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_NodeEndpoint(r: &mut Rng, v: i16) -> NodeEndpoint {
         let mut x = NodeEndpoint::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 16 { x.node_id = r.next() as i32; }
-        if v >= 16 { x.host = r.string(); }
-        if v >= 16 { x.port = r.next() as i32; }
-        if v >= 16 { x.rack = if v >= 16 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 12 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 16 {
+            x.node_id = r.next() as i32;
+        }
+        if v >= 16 {
+            x.host = r.string();
+        }
+        if v >= 16 {
+            x.port = r.next() as i32;
+        }
+        if v >= 16 {
+            x.rack = if v >= 16 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 12 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3395,12 +4543,22 @@ mod find_coordinator_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_FindCoordinatorRequest(r: &mut Rng, v: i16) -> FindCoordinatorRequest {
         let mut x = FindCoordinatorRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v <= 3 { x.key = r.string(); }
-        if v >= 1 { x.key_type = r.next() as i8; }
-        if v >= 4 { x.coordinator_keys = r.vec(|r| r.string()); }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v <= 3 {
+            x.key = r.string();
+        }
+        if v >= 1 {
+            x.key_type = r.next() as i8;
+        }
+        if v >= 4 {
+            x.coordinator_keys = r.vec(|r| r.string());
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3420,16 +4578,38 @@ mod find_coordinator_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_FindCoordinatorResponse(r: &mut Rng, v: i16) -> FindCoordinatorResponse {
         let mut x = FindCoordinatorResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 1 { x.throttle_time_ms = r.next() as i32; }
-        if v <= 3 { x.error_code = r.next() as i16; }
-        if v >= 1 && v <= 3 { x.error_message = if v >= 1 && v <= 3 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v <= 3 { x.node_id = r.next() as i32; }
-        if v <= 3 { x.host = r.string(); }
-        if v <= 3 { x.port = r.next() as i32; }
-        if v >= 4 { x.coordinators = r.vec(|r| gen_Coordinator(r, v)); }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.throttle_time_ms = r.next() as i32;
+        }
+        if v <= 3 {
+            x.error_code = r.next() as i16;
+        }
+        if v >= 1 && v <= 3 {
+            x.error_message = if v >= 1 && v <= 3 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v <= 3 {
+            x.node_id = r.next() as i32;
+        }
+        if v <= 3 {
+            x.host = r.string();
+        }
+        if v <= 3 {
+            x.port = r.next() as i32;
+        }
+        if v >= 4 {
+            x.coordinators = r.vec(|r| gen_Coordinator(r, v));
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3437,15 +4617,35 @@ mod find_coordinator_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_Coordinator(r: &mut Rng, v: i16) -> Coordinator {
         let mut x = Coordinator::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 4 { x.key = r.string(); }
-        if v >= 4 { x.node_id = r.next() as i32; }
-        if v >= 4 { x.host = r.string(); }
-        if v >= 4 { x.port = r.next() as i32; }
-        if v >= 4 { x.error_code = r.next() as i16; }
-        if v >= 4 { x.error_message = if v >= 4 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.key = r.string();
+        }
+        if v >= 4 {
+            x.node_id = r.next() as i32;
+        }
+        if v >= 4 {
+            x.host = r.string();
+        }
+        if v >= 4 {
+            x.port = r.next() as i32;
+        }
+        if v >= 4 {
+            x.error_code = r.next() as i16;
+        }
+        if v >= 4 {
+            x.error_message = if v >= 4 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3463,12 +4663,19 @@ mod get_telemetry_subscriptions_request {
     use klamm_protocol::messages::get_telemetry_subscriptions_request::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_GetTelemetrySubscriptionsRequest(r: &mut Rng, v: i16) -> GetTelemetrySubscriptionsRequest {
+    pub fn gen_GetTelemetrySubscriptionsRequest(
+        r: &mut Rng,
+        v: i16,
+    ) -> GetTelemetrySubscriptionsRequest {
         let mut x = GetTelemetrySubscriptionsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.client_instance_id = Uuid(r.uuid());
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3486,9 +4693,14 @@ mod get_telemetry_subscriptions_response {
     use klamm_protocol::messages::get_telemetry_subscriptions_response::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_GetTelemetrySubscriptionsResponse(r: &mut Rng, v: i16) -> GetTelemetrySubscriptionsResponse {
+    pub fn gen_GetTelemetrySubscriptionsResponse(
+        r: &mut Rng,
+        v: i16,
+    ) -> GetTelemetrySubscriptionsResponse {
         let mut x = GetTelemetrySubscriptionsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
@@ -3499,7 +4711,9 @@ mod get_telemetry_subscriptions_response {
         x.telemetry_max_bytes = r.next() as i32;
         x.delta_temporality = r.bool();
         x.requested_metrics = r.vec(|r| r.string());
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3519,13 +4733,23 @@ mod heartbeat_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_HeartbeatRequest(r: &mut Rng, v: i16) -> HeartbeatRequest {
         let mut x = HeartbeatRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.group_id = r.string();
         x.generation_id = r.next() as i32;
         x.member_id = r.string();
-        if v >= 3 { x.group_instance_id = if v >= 3 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.group_instance_id = if v >= 3 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3545,11 +4769,17 @@ mod heartbeat_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_HeartbeatResponse(r: &mut Rng, v: i16) -> HeartbeatResponse {
         let mut x = HeartbeatResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 1 { x.throttle_time_ms = r.next() as i32; }
+        if v >= 1 {
+            x.throttle_time_ms = r.next() as i32;
+        }
         x.error_code = r.next() as i16;
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3567,13 +4797,20 @@ mod incremental_alter_configs_request {
     use klamm_protocol::messages::incremental_alter_configs_request::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_IncrementalAlterConfigsRequest(r: &mut Rng, v: i16) -> IncrementalAlterConfigsRequest {
+    pub fn gen_IncrementalAlterConfigsRequest(
+        r: &mut Rng,
+        v: i16,
+    ) -> IncrementalAlterConfigsRequest {
         let mut x = IncrementalAlterConfigsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.resources = r.vec(|r| gen_AlterConfigsResource(r, v));
         x.validate_only = r.bool();
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3581,12 +4818,16 @@ mod incremental_alter_configs_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterableConfig(r: &mut Rng, v: i16) -> AlterableConfig {
         let mut x = AlterableConfig::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.config_operation = r.next() as i8;
         x.value = r.opt(|r| r.string());
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3594,12 +4835,16 @@ mod incremental_alter_configs_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterConfigsResource(r: &mut Rng, v: i16) -> AlterConfigsResource {
         let mut x = AlterConfigsResource::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.resource_type = r.next() as i8;
         x.resource_name = r.string();
         x.configs = r.vec(|r| gen_AlterableConfig(r, v));
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3617,13 +4862,20 @@ mod incremental_alter_configs_response {
     use klamm_protocol::messages::incremental_alter_configs_response::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_IncrementalAlterConfigsResponse(r: &mut Rng, v: i16) -> IncrementalAlterConfigsResponse {
+    pub fn gen_IncrementalAlterConfigsResponse(
+        r: &mut Rng,
+        v: i16,
+    ) -> IncrementalAlterConfigsResponse {
         let mut x = IncrementalAlterConfigsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.responses = r.vec(|r| gen_AlterConfigsResourceResponse(r, v));
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3631,13 +4883,17 @@ mod incremental_alter_configs_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_AlterConfigsResourceResponse(r: &mut Rng, v: i16) -> AlterConfigsResourceResponse {
         let mut x = AlterConfigsResourceResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.resource_type = r.next() as i8;
         x.resource_name = r.string();
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3657,13 +4913,21 @@ mod init_producer_id_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_InitProducerIdRequest(r: &mut Rng, v: i16) -> InitProducerIdRequest {
         let mut x = InitProducerIdRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.transactional_id = r.opt(|r| r.string());
         x.transaction_timeout_ms = r.next() as i32;
-        if v >= 3 { x.producer_id = r.next() as i64; }
-        if v >= 3 { x.producer_epoch = r.next() as i16; }
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.producer_id = r.next() as i64;
+        }
+        if v >= 3 {
+            x.producer_epoch = r.next() as i16;
+        }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3683,13 +4947,17 @@ mod init_producer_id_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_InitProducerIdResponse(r: &mut Rng, v: i16) -> InitProducerIdResponse {
         let mut x = InitProducerIdResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
         x.producer_id = r.next() as i64;
         x.producer_epoch = r.next() as i16;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3709,17 +4977,35 @@ mod join_group_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_JoinGroupRequest(r: &mut Rng, v: i16) -> JoinGroupRequest {
         let mut x = JoinGroupRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.group_id = r.string();
         x.session_timeout_ms = r.next() as i32;
-        if v >= 1 { x.rebalance_timeout_ms = r.next() as i32; }
+        if v >= 1 {
+            x.rebalance_timeout_ms = r.next() as i32;
+        }
         x.member_id = r.string();
-        if v >= 5 { x.group_instance_id = if v >= 5 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
+        if v >= 5 {
+            x.group_instance_id = if v >= 5 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
         x.protocol_type = r.string();
         x.protocols = r.vec(|r| gen_JoinGroupRequestProtocol(r, v));
-        if v >= 8 { x.reason = if v >= 8 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.reason = if v >= 8 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3727,11 +5013,15 @@ mod join_group_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_JoinGroupRequestProtocol(r: &mut Rng, v: i16) -> JoinGroupRequestProtocol {
         let mut x = JoinGroupRequestProtocol::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.metadata = r.bytes();
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3751,18 +5041,36 @@ mod join_group_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_JoinGroupResponse(r: &mut Rng, v: i16) -> JoinGroupResponse {
         let mut x = JoinGroupResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 2 { x.throttle_time_ms = r.next() as i32; }
+        if v >= 2 {
+            x.throttle_time_ms = r.next() as i32;
+        }
         x.error_code = r.next() as i16;
         x.generation_id = r.next() as i32;
-        if v >= 7 { x.protocol_type = if v >= 7 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        x.protocol_name = if v >= 7 { r.opt(|r| r.string()) } else { Some(r.string()) };
+        if v >= 7 {
+            x.protocol_type = if v >= 7 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        x.protocol_name = if v >= 7 {
+            r.opt(|r| r.string())
+        } else {
+            Some(r.string())
+        };
         x.leader = r.string();
-        if v >= 9 { x.skip_assignment = r.bool(); }
+        if v >= 9 {
+            x.skip_assignment = r.bool();
+        }
         x.member_id = r.string();
         x.members = r.vec(|r| gen_JoinGroupResponseMember(r, v));
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3770,12 +5078,22 @@ mod join_group_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_JoinGroupResponseMember(r: &mut Rng, v: i16) -> JoinGroupResponseMember {
         let mut x = JoinGroupResponseMember::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.member_id = r.string();
-        if v >= 5 { x.group_instance_id = if v >= 5 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
+        if v >= 5 {
+            x.group_instance_id = if v >= 5 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
         x.metadata = r.bytes();
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3795,12 +5113,20 @@ mod leave_group_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_LeaveGroupRequest(r: &mut Rng, v: i16) -> LeaveGroupRequest {
         let mut x = LeaveGroupRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.group_id = r.string();
-        if v <= 2 { x.member_id = r.string(); }
-        if v >= 3 { x.members = r.vec(|r| gen_MemberIdentity(r, v)); }
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v <= 2 {
+            x.member_id = r.string();
+        }
+        if v >= 3 {
+            x.members = r.vec(|r| gen_MemberIdentity(r, v));
+        }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3808,12 +5134,30 @@ mod leave_group_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_MemberIdentity(r: &mut Rng, v: i16) -> MemberIdentity {
         let mut x = MemberIdentity::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 3 { x.member_id = r.string(); }
-        if v >= 3 { x.group_instance_id = if v >= 3 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 5 { x.reason = if v >= 5 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.member_id = r.string();
+        }
+        if v >= 3 {
+            x.group_instance_id = if v >= 3 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 5 {
+            x.reason = if v >= 5 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3833,12 +5177,20 @@ mod leave_group_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_LeaveGroupResponse(r: &mut Rng, v: i16) -> LeaveGroupResponse {
         let mut x = LeaveGroupResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 1 { x.throttle_time_ms = r.next() as i32; }
+        if v >= 1 {
+            x.throttle_time_ms = r.next() as i32;
+        }
         x.error_code = r.next() as i16;
-        if v >= 3 { x.members = r.vec(|r| gen_MemberResponse(r, v)); }
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.members = r.vec(|r| gen_MemberResponse(r, v));
+        }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3846,12 +5198,26 @@ mod leave_group_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_MemberResponse(r: &mut Rng, v: i16) -> MemberResponse {
         let mut x = MemberResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 3 { x.member_id = r.string(); }
-        if v >= 3 { x.group_instance_id = if v >= 3 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 3 { x.error_code = r.next() as i16; }
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.member_id = r.string();
+        }
+        if v >= 3 {
+            x.group_instance_id = if v >= 3 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 3 {
+            x.error_code = r.next() as i16;
+        }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3869,11 +5235,18 @@ mod list_client_metrics_resources_request {
     use klamm_protocol::messages::list_client_metrics_resources_request::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_ListClientMetricsResourcesRequest(r: &mut Rng, v: i16) -> ListClientMetricsResourcesRequest {
+    pub fn gen_ListClientMetricsResourcesRequest(
+        r: &mut Rng,
+        v: i16,
+    ) -> ListClientMetricsResourcesRequest {
         let mut x = ListClientMetricsResourcesRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3891,14 +5264,21 @@ mod list_client_metrics_resources_response {
     use klamm_protocol::messages::list_client_metrics_resources_response::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_ListClientMetricsResourcesResponse(r: &mut Rng, v: i16) -> ListClientMetricsResourcesResponse {
+    pub fn gen_ListClientMetricsResourcesResponse(
+        r: &mut Rng,
+        v: i16,
+    ) -> ListClientMetricsResourcesResponse {
         let mut x = ListClientMetricsResourcesResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
         x.client_metrics_resources = r.vec(|r| gen_ClientMetricsResource(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3906,10 +5286,14 @@ mod list_client_metrics_resources_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ClientMetricsResource(r: &mut Rng, v: i16) -> ClientMetricsResource {
         let mut x = ClientMetricsResource::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3929,11 +5313,19 @@ mod list_groups_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ListGroupsRequest(r: &mut Rng, v: i16) -> ListGroupsRequest {
         let mut x = ListGroupsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 4 { x.states_filter = r.vec(|r| r.string()); }
-        if v >= 5 { x.types_filter = r.vec(|r| r.string()); }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.states_filter = r.vec(|r| r.string());
+        }
+        if v >= 5 {
+            x.types_filter = r.vec(|r| r.string());
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3953,12 +5345,18 @@ mod list_groups_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ListGroupsResponse(r: &mut Rng, v: i16) -> ListGroupsResponse {
         let mut x = ListGroupsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 1 { x.throttle_time_ms = r.next() as i32; }
+        if v >= 1 {
+            x.throttle_time_ms = r.next() as i32;
+        }
         x.error_code = r.next() as i16;
         x.groups = r.vec(|r| gen_ListedGroup(r, v));
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3966,13 +5364,21 @@ mod list_groups_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ListedGroup(r: &mut Rng, v: i16) -> ListedGroup {
         let mut x = ListedGroup::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.group_id = r.string();
         x.protocol_type = r.string();
-        if v >= 4 { x.group_state = r.string(); }
-        if v >= 5 { x.group_type = r.string(); }
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.group_state = r.string();
+        }
+        if v >= 5 {
+            x.group_type = r.string();
+        }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -3992,13 +5398,21 @@ mod list_offsets_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ListOffsetsRequest(r: &mut Rng, v: i16) -> ListOffsetsRequest {
         let mut x = ListOffsetsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.replica_id = r.next() as i32;
-        if v >= 2 { x.isolation_level = r.next() as i8; }
+        if v >= 2 {
+            x.isolation_level = r.next() as i8;
+        }
         x.topics = r.vec(|r| gen_ListOffsetsTopic(r, v));
-        if v >= 10 { x.timeout_ms = r.next() as i32; }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 10 {
+            x.timeout_ms = r.next() as i32;
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4006,13 +5420,21 @@ mod list_offsets_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ListOffsetsPartition(r: &mut Rng, v: i16) -> ListOffsetsPartition {
         let mut x = ListOffsetsPartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
-        if v >= 4 { x.current_leader_epoch = r.next() as i32; }
+        if v >= 4 {
+            x.current_leader_epoch = r.next() as i32;
+        }
         x.timestamp = r.next() as i64;
-        if v <= 0 { x.max_num_offsets = r.next() as i32; }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v <= 0 {
+            x.max_num_offsets = r.next() as i32;
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4020,11 +5442,15 @@ mod list_offsets_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ListOffsetsTopic(r: &mut Rng, v: i16) -> ListOffsetsTopic {
         let mut x = ListOffsetsTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_ListOffsetsPartition(r, v));
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4044,11 +5470,17 @@ mod list_offsets_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ListOffsetsResponse(r: &mut Rng, v: i16) -> ListOffsetsResponse {
         let mut x = ListOffsetsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 2 { x.throttle_time_ms = r.next() as i32; }
+        if v >= 2 {
+            x.throttle_time_ms = r.next() as i32;
+        }
         x.topics = r.vec(|r| gen_ListOffsetsTopicResponse(r, v));
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4056,15 +5488,27 @@ mod list_offsets_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ListOffsetsPartitionResponse(r: &mut Rng, v: i16) -> ListOffsetsPartitionResponse {
         let mut x = ListOffsetsPartitionResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.error_code = r.next() as i16;
-        if v <= 0 { x.old_style_offsets = r.vec(|r| r.next() as i64); }
-        if v >= 1 { x.timestamp = r.next() as i64; }
-        if v >= 1 { x.offset = r.next() as i64; }
-        if v >= 4 { x.leader_epoch = r.next() as i32; }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v <= 0 {
+            x.old_style_offsets = r.vec(|r| r.next() as i64);
+        }
+        if v >= 1 {
+            x.timestamp = r.next() as i64;
+        }
+        if v >= 1 {
+            x.offset = r.next() as i64;
+        }
+        if v >= 4 {
+            x.leader_epoch = r.next() as i32;
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4072,11 +5516,15 @@ mod list_offsets_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ListOffsetsTopicResponse(r: &mut Rng, v: i16) -> ListOffsetsTopicResponse {
         let mut x = ListOffsetsTopicResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_ListOffsetsPartitionResponse(r, v));
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4094,25 +5542,39 @@ mod list_partition_reassignments_request {
     use klamm_protocol::messages::list_partition_reassignments_request::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_ListPartitionReassignmentsRequest(r: &mut Rng, v: i16) -> ListPartitionReassignmentsRequest {
+    pub fn gen_ListPartitionReassignmentsRequest(
+        r: &mut Rng,
+        v: i16,
+    ) -> ListPartitionReassignmentsRequest {
         let mut x = ListPartitionReassignmentsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.timeout_ms = r.next() as i32;
         x.topics = r.opt(|r| r.vec(|r| gen_ListPartitionReassignmentsTopics(r, v)));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_ListPartitionReassignmentsTopics(r: &mut Rng, v: i16) -> ListPartitionReassignmentsTopics {
+    pub fn gen_ListPartitionReassignmentsTopics(
+        r: &mut Rng,
+        v: i16,
+    ) -> ListPartitionReassignmentsTopics {
         let mut x = ListPartitionReassignmentsTopics::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partition_indexes = r.vec(|r| r.next() as i32);
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4130,15 +5592,22 @@ mod list_partition_reassignments_response {
     use klamm_protocol::messages::list_partition_reassignments_response::*;
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_ListPartitionReassignmentsResponse(r: &mut Rng, v: i16) -> ListPartitionReassignmentsResponse {
+    pub fn gen_ListPartitionReassignmentsResponse(
+        r: &mut Rng,
+        v: i16,
+    ) -> ListPartitionReassignmentsResponse {
         let mut x = ListPartitionReassignmentsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.topics = r.vec(|r| gen_OngoingTopicReassignment(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4146,13 +5615,17 @@ mod list_partition_reassignments_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OngoingPartitionReassignment(r: &mut Rng, v: i16) -> OngoingPartitionReassignment {
         let mut x = OngoingPartitionReassignment::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.replicas = r.vec(|r| r.next() as i32);
         x.adding_replicas = r.vec(|r| r.next() as i32);
         x.removing_replicas = r.vec(|r| r.next() as i32);
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4160,11 +5633,15 @@ mod list_partition_reassignments_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OngoingTopicReassignment(r: &mut Rng, v: i16) -> OngoingTopicReassignment {
         let mut x = OngoingTopicReassignment::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_OngoingPartitionReassignment(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4184,12 +5661,18 @@ mod list_transactions_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ListTransactionsRequest(r: &mut Rng, v: i16) -> ListTransactionsRequest {
         let mut x = ListTransactionsRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.state_filters = r.vec(|r| r.string());
         x.producer_id_filters = r.vec(|r| r.next() as i64);
-        if v >= 1 { x.duration_filter = r.next() as i64; }
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.duration_filter = r.next() as i64;
+        }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4209,13 +5692,17 @@ mod list_transactions_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ListTransactionsResponse(r: &mut Rng, v: i16) -> ListTransactionsResponse {
         let mut x = ListTransactionsResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
         x.unknown_state_filters = r.vec(|r| r.string());
         x.transaction_states = r.vec(|r| gen_TransactionState(r, v));
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4223,12 +5710,16 @@ mod list_transactions_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TransactionState(r: &mut Rng, v: i16) -> TransactionState {
         let mut x = TransactionState::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.transactional_id = r.string();
         x.producer_id = r.next() as i64;
         x.transaction_state = r.string();
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4248,13 +5739,27 @@ mod metadata_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_MetadataRequest(r: &mut Rng, v: i16) -> MetadataRequest {
         let mut x = MetadataRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        x.topics = if v >= 1 { r.opt(|r| r.vec(|r| gen_MetadataRequestTopic(r, v))) } else { Some(r.vec(|r| gen_MetadataRequestTopic(r, v))) };
-        if v >= 4 { x.allow_auto_topic_creation = r.bool(); }
-        if v >= 8 && v <= 10 { x.include_cluster_authorized_operations = r.bool(); }
-        if v >= 8 { x.include_topic_authorized_operations = r.bool(); }
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        x.topics = if v >= 1 {
+            r.opt(|r| r.vec(|r| gen_MetadataRequestTopic(r, v)))
+        } else {
+            Some(r.vec(|r| gen_MetadataRequestTopic(r, v)))
+        };
+        if v >= 4 {
+            x.allow_auto_topic_creation = r.bool();
+        }
+        if v >= 8 && v <= 10 {
+            x.include_cluster_authorized_operations = r.bool();
+        }
+        if v >= 8 {
+            x.include_topic_authorized_operations = r.bool();
+        }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4262,11 +5767,21 @@ mod metadata_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_MetadataRequestTopic(r: &mut Rng, v: i16) -> MetadataRequestTopic {
         let mut x = MetadataRequestTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 10 { x.topic_id = Uuid(r.uuid()); }
-        x.name = if v >= 10 { r.opt(|r| r.string()) } else { Some(r.string()) };
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 10 {
+            x.topic_id = Uuid(r.uuid());
+        }
+        x.name = if v >= 10 {
+            r.opt(|r| r.string())
+        } else {
+            Some(r.string())
+        };
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4286,15 +5801,31 @@ mod metadata_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_MetadataResponse(r: &mut Rng, v: i16) -> MetadataResponse {
         let mut x = MetadataResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 3 { x.throttle_time_ms = r.next() as i32; }
+        if v >= 3 {
+            x.throttle_time_ms = r.next() as i32;
+        }
         x.brokers = r.vec(|r| gen_MetadataResponseBroker(r, v));
-        if v >= 2 { x.cluster_id = if v >= 2 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 1 { x.controller_id = r.next() as i32; }
+        if v >= 2 {
+            x.cluster_id = if v >= 2 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 1 {
+            x.controller_id = r.next() as i32;
+        }
         x.topics = r.vec(|r| gen_MetadataResponseTopic(r, v));
-        if v >= 8 && v <= 10 { x.cluster_authorized_operations = r.next() as i32; }
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 && v <= 10 {
+            x.cluster_authorized_operations = r.next() as i32;
+        }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4302,13 +5833,23 @@ mod metadata_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_MetadataResponseBroker(r: &mut Rng, v: i16) -> MetadataResponseBroker {
         let mut x = MetadataResponseBroker::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.node_id = r.next() as i32;
         x.host = r.string();
         x.port = r.next() as i32;
-        if v >= 1 { x.rack = if v >= 1 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.rack = if v >= 1 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4316,16 +5857,24 @@ mod metadata_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_MetadataResponsePartition(r: &mut Rng, v: i16) -> MetadataResponsePartition {
         let mut x = MetadataResponsePartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.partition_index = r.next() as i32;
         x.leader_id = r.next() as i32;
-        if v >= 7 { x.leader_epoch = r.next() as i32; }
+        if v >= 7 {
+            x.leader_epoch = r.next() as i32;
+        }
         x.replica_nodes = r.vec(|r| r.next() as i32);
         x.isr_nodes = r.vec(|r| r.next() as i32);
-        if v >= 5 { x.offline_replicas = r.vec(|r| r.next() as i32); }
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 5 {
+            x.offline_replicas = r.vec(|r| r.next() as i32);
+        }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4333,15 +5882,29 @@ mod metadata_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_MetadataResponseTopic(r: &mut Rng, v: i16) -> MetadataResponseTopic {
         let mut x = MetadataResponseTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
-        x.name = if v >= 12 { r.opt(|r| r.string()) } else { Some(r.string()) };
-        if v >= 10 { x.topic_id = Uuid(r.uuid()); }
-        if v >= 1 { x.is_internal = r.bool(); }
+        x.name = if v >= 12 {
+            r.opt(|r| r.string())
+        } else {
+            Some(r.string())
+        };
+        if v >= 10 {
+            x.topic_id = Uuid(r.uuid());
+        }
+        if v >= 1 {
+            x.is_internal = r.bool();
+        }
         x.partitions = r.vec(|r| gen_MetadataResponsePartition(r, v));
-        if v >= 8 { x.topic_authorized_operations = r.next() as i32; }
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.topic_authorized_operations = r.next() as i32;
+        }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4361,15 +5924,31 @@ mod offset_commit_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetCommitRequest(r: &mut Rng, v: i16) -> OffsetCommitRequest {
         let mut x = OffsetCommitRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.group_id = r.string();
-        if v >= 1 { x.generation_id_or_member_epoch = r.next() as i32; }
-        if v >= 1 { x.member_id = r.string(); }
-        if v >= 7 { x.group_instance_id = if v >= 7 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 2 && v <= 4 { x.retention_time_ms = r.next() as i64; }
+        if v >= 1 {
+            x.generation_id_or_member_epoch = r.next() as i32;
+        }
+        if v >= 1 {
+            x.member_id = r.string();
+        }
+        if v >= 7 {
+            x.group_instance_id = if v >= 7 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 2 && v <= 4 {
+            x.retention_time_ms = r.next() as i64;
+        }
         x.topics = r.vec(|r| gen_OffsetCommitRequestTopic(r, v));
-        if v >= 8 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4377,14 +5956,22 @@ mod offset_commit_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetCommitRequestPartition(r: &mut Rng, v: i16) -> OffsetCommitRequestPartition {
         let mut x = OffsetCommitRequestPartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.committed_offset = r.next() as i64;
-        if v >= 6 { x.committed_leader_epoch = r.next() as i32; }
-        if v == 1 { x.commit_timestamp = r.next() as i64; }
+        if v >= 6 {
+            x.committed_leader_epoch = r.next() as i32;
+        }
+        if v == 1 {
+            x.commit_timestamp = r.next() as i64;
+        }
         x.committed_metadata = r.opt(|r| r.string());
-        if v >= 8 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4392,11 +5979,15 @@ mod offset_commit_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetCommitRequestTopic(r: &mut Rng, v: i16) -> OffsetCommitRequestTopic {
         let mut x = OffsetCommitRequestTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_OffsetCommitRequestPartition(r, v));
-        if v >= 8 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4416,11 +6007,17 @@ mod offset_commit_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetCommitResponse(r: &mut Rng, v: i16) -> OffsetCommitResponse {
         let mut x = OffsetCommitResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 3 { x.throttle_time_ms = r.next() as i32; }
+        if v >= 3 {
+            x.throttle_time_ms = r.next() as i32;
+        }
         x.topics = r.vec(|r| gen_OffsetCommitResponseTopic(r, v));
-        if v >= 8 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4428,11 +6025,15 @@ mod offset_commit_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetCommitResponsePartition(r: &mut Rng, v: i16) -> OffsetCommitResponsePartition {
         let mut x = OffsetCommitResponsePartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.error_code = r.next() as i16;
-        if v >= 8 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4440,11 +6041,15 @@ mod offset_commit_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetCommitResponseTopic(r: &mut Rng, v: i16) -> OffsetCommitResponseTopic {
         let mut x = OffsetCommitResponseTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_OffsetCommitResponsePartition(r, v));
-        if v >= 8 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4464,7 +6069,9 @@ mod offset_delete_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetDeleteRequest(r: &mut Rng, v: i16) -> OffsetDeleteRequest {
         let mut x = OffsetDeleteRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.group_id = r.string();
         x.topics = r.vec(|r| gen_OffsetDeleteRequestTopic(r, v));
@@ -4475,7 +6082,9 @@ mod offset_delete_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetDeleteRequestPartition(r: &mut Rng, v: i16) -> OffsetDeleteRequestPartition {
         let mut x = OffsetDeleteRequestPartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         r.depth -= 1;
@@ -4485,7 +6094,9 @@ mod offset_delete_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetDeleteRequestTopic(r: &mut Rng, v: i16) -> OffsetDeleteRequestTopic {
         let mut x = OffsetDeleteRequestTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_OffsetDeleteRequestPartition(r, v));
@@ -4508,7 +6119,9 @@ mod offset_delete_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetDeleteResponse(r: &mut Rng, v: i16) -> OffsetDeleteResponse {
         let mut x = OffsetDeleteResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.throttle_time_ms = r.next() as i32;
@@ -4520,7 +6133,9 @@ mod offset_delete_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetDeleteResponsePartition(r: &mut Rng, v: i16) -> OffsetDeleteResponsePartition {
         let mut x = OffsetDeleteResponsePartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.error_code = r.next() as i16;
@@ -4531,7 +6146,9 @@ mod offset_delete_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetDeleteResponseTopic(r: &mut Rng, v: i16) -> OffsetDeleteResponseTopic {
         let mut x = OffsetDeleteResponseTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_OffsetDeleteResponsePartition(r, v));
@@ -4554,13 +6171,29 @@ mod offset_fetch_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetFetchRequest(r: &mut Rng, v: i16) -> OffsetFetchRequest {
         let mut x = OffsetFetchRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v <= 7 { x.group_id = r.string(); }
-        if v <= 7 { x.topics = if v >= 2 && v <= 7 { r.opt(|r| r.vec(|r| gen_OffsetFetchRequestTopic(r, v))) } else { Some(r.vec(|r| gen_OffsetFetchRequestTopic(r, v))) }; }
-        if v >= 8 { x.groups = r.vec(|r| gen_OffsetFetchRequestGroup(r, v)); }
-        if v >= 7 { x.require_stable = r.bool(); }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v <= 7 {
+            x.group_id = r.string();
+        }
+        if v <= 7 {
+            x.topics = if v >= 2 && v <= 7 {
+                r.opt(|r| r.vec(|r| gen_OffsetFetchRequestTopic(r, v)))
+            } else {
+                Some(r.vec(|r| gen_OffsetFetchRequestTopic(r, v)))
+            };
+        }
+        if v >= 8 {
+            x.groups = r.vec(|r| gen_OffsetFetchRequestGroup(r, v));
+        }
+        if v >= 7 {
+            x.require_stable = r.bool();
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4568,11 +6201,19 @@ mod offset_fetch_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetFetchRequestTopic(r: &mut Rng, v: i16) -> OffsetFetchRequestTopic {
         let mut x = OffsetFetchRequestTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v <= 7 { x.name = r.string(); }
-        if v <= 7 { x.partition_indexes = r.vec(|r| r.next() as i32); }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v <= 7 {
+            x.name = r.string();
+        }
+        if v <= 7 {
+            x.partition_indexes = r.vec(|r| r.next() as i32);
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4580,11 +6221,19 @@ mod offset_fetch_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetFetchRequestTopics(r: &mut Rng, v: i16) -> OffsetFetchRequestTopics {
         let mut x = OffsetFetchRequestTopics::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 8 { x.name = r.string(); }
-        if v >= 8 { x.partition_indexes = r.vec(|r| r.next() as i32); }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.name = r.string();
+        }
+        if v >= 8 {
+            x.partition_indexes = r.vec(|r| r.next() as i32);
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4592,13 +6241,33 @@ mod offset_fetch_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetFetchRequestGroup(r: &mut Rng, v: i16) -> OffsetFetchRequestGroup {
         let mut x = OffsetFetchRequestGroup::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 8 { x.group_id = r.string(); }
-        if v >= 9 { x.member_id = if v >= 9 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 9 { x.member_epoch = r.next() as i32; }
-        if v >= 8 { x.topics = if v >= 8 { r.opt(|r| r.vec(|r| gen_OffsetFetchRequestTopics(r, v))) } else { Some(r.vec(|r| gen_OffsetFetchRequestTopics(r, v))) }; }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.group_id = r.string();
+        }
+        if v >= 9 {
+            x.member_id = if v >= 9 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 9 {
+            x.member_epoch = r.next() as i32;
+        }
+        if v >= 8 {
+            x.topics = if v >= 8 {
+                r.opt(|r| r.vec(|r| gen_OffsetFetchRequestTopics(r, v)))
+            } else {
+                Some(r.vec(|r| gen_OffsetFetchRequestTopics(r, v)))
+            };
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4618,13 +6287,25 @@ mod offset_fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetFetchResponse(r: &mut Rng, v: i16) -> OffsetFetchResponse {
         let mut x = OffsetFetchResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 3 { x.throttle_time_ms = r.next() as i32; }
-        if v <= 7 { x.topics = r.vec(|r| gen_OffsetFetchResponseTopic(r, v)); }
-        if v >= 2 && v <= 7 { x.error_code = r.next() as i16; }
-        if v >= 8 { x.groups = r.vec(|r| gen_OffsetFetchResponseGroup(r, v)); }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.throttle_time_ms = r.next() as i32;
+        }
+        if v <= 7 {
+            x.topics = r.vec(|r| gen_OffsetFetchResponseTopic(r, v));
+        }
+        if v >= 2 && v <= 7 {
+            x.error_code = r.next() as i16;
+        }
+        if v >= 8 {
+            x.groups = r.vec(|r| gen_OffsetFetchResponseGroup(r, v));
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4632,14 +6313,32 @@ mod offset_fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetFetchResponsePartition(r: &mut Rng, v: i16) -> OffsetFetchResponsePartition {
         let mut x = OffsetFetchResponsePartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v <= 7 { x.partition_index = r.next() as i32; }
-        if v <= 7 { x.committed_offset = r.next() as i64; }
-        if v >= 5 && v <= 7 { x.committed_leader_epoch = r.next() as i32; }
-        if v <= 7 { x.metadata = if v <= 7 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v <= 7 { x.error_code = r.next() as i16; }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v <= 7 {
+            x.partition_index = r.next() as i32;
+        }
+        if v <= 7 {
+            x.committed_offset = r.next() as i64;
+        }
+        if v >= 5 && v <= 7 {
+            x.committed_leader_epoch = r.next() as i32;
+        }
+        if v <= 7 {
+            x.metadata = if v <= 7 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v <= 7 {
+            x.error_code = r.next() as i16;
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4647,11 +6346,19 @@ mod offset_fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetFetchResponseTopic(r: &mut Rng, v: i16) -> OffsetFetchResponseTopic {
         let mut x = OffsetFetchResponseTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v <= 7 { x.name = r.string(); }
-        if v <= 7 { x.partitions = r.vec(|r| gen_OffsetFetchResponsePartition(r, v)); }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v <= 7 {
+            x.name = r.string();
+        }
+        if v <= 7 {
+            x.partitions = r.vec(|r| gen_OffsetFetchResponsePartition(r, v));
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4659,14 +6366,32 @@ mod offset_fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetFetchResponsePartitions(r: &mut Rng, v: i16) -> OffsetFetchResponsePartitions {
         let mut x = OffsetFetchResponsePartitions::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 8 { x.partition_index = r.next() as i32; }
-        if v >= 8 { x.committed_offset = r.next() as i64; }
-        if v >= 8 { x.committed_leader_epoch = r.next() as i32; }
-        if v >= 8 { x.metadata = if v >= 8 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 8 { x.error_code = r.next() as i16; }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.partition_index = r.next() as i32;
+        }
+        if v >= 8 {
+            x.committed_offset = r.next() as i64;
+        }
+        if v >= 8 {
+            x.committed_leader_epoch = r.next() as i32;
+        }
+        if v >= 8 {
+            x.metadata = if v >= 8 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 8 {
+            x.error_code = r.next() as i16;
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4674,11 +6399,19 @@ mod offset_fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetFetchResponseTopics(r: &mut Rng, v: i16) -> OffsetFetchResponseTopics {
         let mut x = OffsetFetchResponseTopics::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 8 { x.name = r.string(); }
-        if v >= 8 { x.partitions = r.vec(|r| gen_OffsetFetchResponsePartitions(r, v)); }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.name = r.string();
+        }
+        if v >= 8 {
+            x.partitions = r.vec(|r| gen_OffsetFetchResponsePartitions(r, v));
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4686,12 +6419,22 @@ mod offset_fetch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetFetchResponseGroup(r: &mut Rng, v: i16) -> OffsetFetchResponseGroup {
         let mut x = OffsetFetchResponseGroup::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 8 { x.group_id = r.string(); }
-        if v >= 8 { x.topics = r.vec(|r| gen_OffsetFetchResponseTopics(r, v)); }
-        if v >= 8 { x.error_code = r.next() as i16; }
-        if v >= 6 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.group_id = r.string();
+        }
+        if v >= 8 {
+            x.topics = r.vec(|r| gen_OffsetFetchResponseTopics(r, v));
+        }
+        if v >= 8 {
+            x.error_code = r.next() as i16;
+        }
+        if v >= 6 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4711,11 +6454,17 @@ mod offset_for_leader_epoch_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetForLeaderEpochRequest(r: &mut Rng, v: i16) -> OffsetForLeaderEpochRequest {
         let mut x = OffsetForLeaderEpochRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 3 { x.replica_id = r.next() as i32; }
+        if v >= 3 {
+            x.replica_id = r.next() as i32;
+        }
         x.topics = r.vec(|r| gen_OffsetForLeaderTopic(r, v));
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4723,12 +6472,18 @@ mod offset_for_leader_epoch_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetForLeaderPartition(r: &mut Rng, v: i16) -> OffsetForLeaderPartition {
         let mut x = OffsetForLeaderPartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition = r.next() as i32;
-        if v >= 2 { x.current_leader_epoch = r.next() as i32; }
+        if v >= 2 {
+            x.current_leader_epoch = r.next() as i32;
+        }
         x.leader_epoch = r.next() as i32;
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4736,11 +6491,15 @@ mod offset_for_leader_epoch_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetForLeaderTopic(r: &mut Rng, v: i16) -> OffsetForLeaderTopic {
         let mut x = OffsetForLeaderTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic = r.string();
         x.partitions = r.vec(|r| gen_OffsetForLeaderPartition(r, v));
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4760,11 +6519,17 @@ mod offset_for_leader_epoch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetForLeaderEpochResponse(r: &mut Rng, v: i16) -> OffsetForLeaderEpochResponse {
         let mut x = OffsetForLeaderEpochResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 2 { x.throttle_time_ms = r.next() as i32; }
+        if v >= 2 {
+            x.throttle_time_ms = r.next() as i32;
+        }
         x.topics = r.vec(|r| gen_OffsetForLeaderTopicResult(r, v));
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4772,13 +6537,19 @@ mod offset_for_leader_epoch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_EpochEndOffset(r: &mut Rng, v: i16) -> EpochEndOffset {
         let mut x = EpochEndOffset::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.partition = r.next() as i32;
-        if v >= 1 { x.leader_epoch = r.next() as i32; }
+        if v >= 1 {
+            x.leader_epoch = r.next() as i32;
+        }
         x.end_offset = r.next() as i64;
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4786,11 +6557,15 @@ mod offset_for_leader_epoch_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_OffsetForLeaderTopicResult(r: &mut Rng, v: i16) -> OffsetForLeaderTopicResult {
         let mut x = OffsetForLeaderTopicResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.topic = r.string();
         x.partitions = r.vec(|r| gen_EpochEndOffset(r, v));
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4810,13 +6585,23 @@ mod produce_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ProduceRequest(r: &mut Rng, v: i16) -> ProduceRequest {
         let mut x = ProduceRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 3 { x.transactional_id = if v >= 3 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
+        if v >= 3 {
+            x.transactional_id = if v >= 3 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
         x.acks = r.next() as i16;
         x.timeout_ms = r.next() as i32;
         x.topic_data = r.vec(|r| gen_TopicProduceData(r, v));
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4824,11 +6609,15 @@ mod produce_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_PartitionProduceData(r: &mut Rng, v: i16) -> PartitionProduceData {
         let mut x = PartitionProduceData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.index = r.next() as i32;
         x.records = r.opt(|r| r.bytes());
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4836,11 +6625,15 @@ mod produce_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicProduceData(r: &mut Rng, v: i16) -> TopicProduceData {
         let mut x = TopicProduceData::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partition_data = r.vec(|r| gen_PartitionProduceData(r, v));
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4860,12 +6653,20 @@ mod produce_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ProduceResponse(r: &mut Rng, v: i16) -> ProduceResponse {
         let mut x = ProduceResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.responses = r.vec(|r| gen_TopicProduceResponse(r, v));
-        if v >= 1 { x.throttle_time_ms = r.next() as i32; }
-        if v >= 10 { x.node_endpoints = r.vec(|r| gen_NodeEndpoint(r, v)); }
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.throttle_time_ms = r.next() as i32;
+        }
+        if v >= 10 {
+            x.node_endpoints = r.vec(|r| gen_NodeEndpoint(r, v));
+        }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4873,11 +6674,23 @@ mod produce_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_BatchIndexAndErrorMessage(r: &mut Rng, v: i16) -> BatchIndexAndErrorMessage {
         let mut x = BatchIndexAndErrorMessage::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 8 { x.batch_index = r.next() as i32; }
-        if v >= 8 { x.batch_index_error_message = if v >= 8 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 8 {
+            x.batch_index = r.next() as i32;
+        }
+        if v >= 8 {
+            x.batch_index_error_message = if v >= 8 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4885,11 +6698,19 @@ mod produce_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_LeaderIdAndEpoch(r: &mut Rng, v: i16) -> LeaderIdAndEpoch {
         let mut x = LeaderIdAndEpoch::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 10 { x.leader_id = r.next() as i32; }
-        if v >= 10 { x.leader_epoch = r.next() as i32; }
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 10 {
+            x.leader_id = r.next() as i32;
+        }
+        if v >= 10 {
+            x.leader_epoch = r.next() as i32;
+        }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4897,17 +6718,35 @@ mod produce_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_PartitionProduceResponse(r: &mut Rng, v: i16) -> PartitionProduceResponse {
         let mut x = PartitionProduceResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.index = r.next() as i32;
         x.error_code = r.next() as i16;
         x.base_offset = r.next() as i64;
-        if v >= 2 { x.log_append_time_ms = r.next() as i64; }
-        if v >= 5 { x.log_start_offset = r.next() as i64; }
-        if v >= 8 { x.record_errors = r.vec(|r| gen_BatchIndexAndErrorMessage(r, v)); }
-        if v >= 8 { x.error_message = if v >= 8 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 10 { x.current_leader = gen_LeaderIdAndEpoch(r, v); }
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.log_append_time_ms = r.next() as i64;
+        }
+        if v >= 5 {
+            x.log_start_offset = r.next() as i64;
+        }
+        if v >= 8 {
+            x.record_errors = r.vec(|r| gen_BatchIndexAndErrorMessage(r, v));
+        }
+        if v >= 8 {
+            x.error_message = if v >= 8 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 10 {
+            x.current_leader = gen_LeaderIdAndEpoch(r, v);
+        }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4915,11 +6754,15 @@ mod produce_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TopicProduceResponse(r: &mut Rng, v: i16) -> TopicProduceResponse {
         let mut x = TopicProduceResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partition_responses = r.vec(|r| gen_PartitionProduceResponse(r, v));
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4927,13 +6770,29 @@ mod produce_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_NodeEndpoint(r: &mut Rng, v: i16) -> NodeEndpoint {
         let mut x = NodeEndpoint::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 10 { x.node_id = r.next() as i32; }
-        if v >= 10 { x.host = r.string(); }
-        if v >= 10 { x.port = r.next() as i32; }
-        if v >= 10 { x.rack = if v >= 10 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 9 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 10 {
+            x.node_id = r.next() as i32;
+        }
+        if v >= 10 {
+            x.host = r.string();
+        }
+        if v >= 10 {
+            x.port = r.next() as i32;
+        }
+        if v >= 10 {
+            x.rack = if v >= 10 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 9 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4953,14 +6812,18 @@ mod push_telemetry_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_PushTelemetryRequest(r: &mut Rng, v: i16) -> PushTelemetryRequest {
         let mut x = PushTelemetryRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.client_instance_id = Uuid(r.uuid());
         x.subscription_id = r.next() as i32;
         x.terminating = r.bool();
         x.compression_type = r.next() as i8;
         x.metrics = r.bytes();
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -4980,11 +6843,15 @@ mod push_telemetry_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_PushTelemetryResponse(r: &mut Rng, v: i16) -> PushTelemetryResponse {
         let mut x = PushTelemetryResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5004,11 +6871,15 @@ mod renew_delegation_token_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_RenewDelegationTokenRequest(r: &mut Rng, v: i16) -> RenewDelegationTokenRequest {
         let mut x = RenewDelegationTokenRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.hmac = r.bytes();
         x.renew_period_ms = r.next() as i64;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5028,12 +6899,16 @@ mod renew_delegation_token_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_RenewDelegationTokenResponse(r: &mut Rng, v: i16) -> RenewDelegationTokenResponse {
         let mut x = RenewDelegationTokenResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.expiry_timestamp_ms = r.next() as i64;
         x.throttle_time_ms = r.next() as i32;
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5053,13 +6928,23 @@ mod request_header {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_RequestHeader(r: &mut Rng, v: i16) -> RequestHeader {
         let mut x = RequestHeader::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.request_api_key = r.next() as i16;
         x.request_api_version = r.next() as i16;
         x.correlation_id = r.next() as i32;
-        if v >= 1 { x.client_id = if v >= 1 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.client_id = if v >= 1 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5079,10 +6964,14 @@ mod response_header {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_ResponseHeader(r: &mut Rng, v: i16) -> ResponseHeader {
         let mut x = ResponseHeader::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.correlation_id = r.next() as i32;
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5102,10 +6991,14 @@ mod sasl_authenticate_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_SaslAuthenticateRequest(r: &mut Rng, v: i16) -> SaslAuthenticateRequest {
         let mut x = SaslAuthenticateRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.auth_bytes = r.bytes();
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5125,13 +7018,19 @@ mod sasl_authenticate_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_SaslAuthenticateResponse(r: &mut Rng, v: i16) -> SaslAuthenticateResponse {
         let mut x = SaslAuthenticateResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
         x.auth_bytes = r.bytes();
-        if v >= 1 { x.session_lifetime_ms = r.next() as i64; }
-        if v >= 2 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.session_lifetime_ms = r.next() as i64;
+        }
+        if v >= 2 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5151,7 +7050,9 @@ mod sasl_handshake_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_SaslHandshakeRequest(r: &mut Rng, v: i16) -> SaslHandshakeRequest {
         let mut x = SaslHandshakeRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.mechanism = r.string();
         r.depth -= 1;
@@ -5173,7 +7074,9 @@ mod sasl_handshake_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_SaslHandshakeResponse(r: &mut Rng, v: i16) -> SaslHandshakeResponse {
         let mut x = SaslHandshakeResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.error_code = r.next() as i16;
         x.mechanisms = r.vec(|r| r.string());
@@ -5196,16 +7099,38 @@ mod sync_group_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_SyncGroupRequest(r: &mut Rng, v: i16) -> SyncGroupRequest {
         let mut x = SyncGroupRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.group_id = r.string();
         x.generation_id = r.next() as i32;
         x.member_id = r.string();
-        if v >= 3 { x.group_instance_id = if v >= 3 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 5 { x.protocol_type = if v >= 5 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 5 { x.protocol_name = if v >= 5 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
+        if v >= 3 {
+            x.group_instance_id = if v >= 3 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 5 {
+            x.protocol_type = if v >= 5 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 5 {
+            x.protocol_name = if v >= 5 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
         x.assignments = r.vec(|r| gen_SyncGroupRequestAssignment(r, v));
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5213,11 +7138,15 @@ mod sync_group_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_SyncGroupRequestAssignment(r: &mut Rng, v: i16) -> SyncGroupRequestAssignment {
         let mut x = SyncGroupRequestAssignment::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.member_id = r.string();
         x.assignment = r.bytes();
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5237,14 +7166,32 @@ mod sync_group_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_SyncGroupResponse(r: &mut Rng, v: i16) -> SyncGroupResponse {
         let mut x = SyncGroupResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
-        if v >= 1 { x.throttle_time_ms = r.next() as i32; }
+        if v >= 1 {
+            x.throttle_time_ms = r.next() as i32;
+        }
         x.error_code = r.next() as i16;
-        if v >= 5 { x.protocol_type = if v >= 5 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
-        if v >= 5 { x.protocol_name = if v >= 5 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
+        if v >= 5 {
+            x.protocol_type = if v >= 5 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
+        if v >= 5 {
+            x.protocol_name = if v >= 5 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
         x.assignment = r.bytes();
-        if v >= 4 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 4 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5264,31 +7211,54 @@ mod txn_offset_commit_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TxnOffsetCommitRequest(r: &mut Rng, v: i16) -> TxnOffsetCommitRequest {
         let mut x = TxnOffsetCommitRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.transactional_id = r.string();
         x.group_id = r.string();
         x.producer_id = r.next() as i64;
         x.producer_epoch = r.next() as i16;
-        if v >= 3 { x.generation_id = r.next() as i32; }
-        if v >= 3 { x.member_id = r.string(); }
-        if v >= 3 { x.group_instance_id = if v >= 3 { r.opt(|r| r.string()) } else { Some(r.string()) }; }
+        if v >= 3 {
+            x.generation_id = r.next() as i32;
+        }
+        if v >= 3 {
+            x.member_id = r.string();
+        }
+        if v >= 3 {
+            x.group_instance_id = if v >= 3 {
+                r.opt(|r| r.string())
+            } else {
+                Some(r.string())
+            };
+        }
         x.topics = r.vec(|r| gen_TxnOffsetCommitRequestTopic(r, v));
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_TxnOffsetCommitRequestPartition(r: &mut Rng, v: i16) -> TxnOffsetCommitRequestPartition {
+    pub fn gen_TxnOffsetCommitRequestPartition(
+        r: &mut Rng,
+        v: i16,
+    ) -> TxnOffsetCommitRequestPartition {
         let mut x = TxnOffsetCommitRequestPartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.committed_offset = r.next() as i64;
-        if v >= 2 { x.committed_leader_epoch = r.next() as i32; }
+        if v >= 2 {
+            x.committed_leader_epoch = r.next() as i32;
+        }
         x.committed_metadata = r.opt(|r| r.string());
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5296,11 +7266,15 @@ mod txn_offset_commit_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TxnOffsetCommitRequestTopic(r: &mut Rng, v: i16) -> TxnOffsetCommitRequestTopic {
         let mut x = TxnOffsetCommitRequestTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_TxnOffsetCommitRequestPartition(r, v));
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5320,23 +7294,34 @@ mod txn_offset_commit_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TxnOffsetCommitResponse(r: &mut Rng, v: i16) -> TxnOffsetCommitResponse {
         let mut x = TxnOffsetCommitResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.topics = r.vec(|r| gen_TxnOffsetCommitResponseTopic(r, v));
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_TxnOffsetCommitResponsePartition(r: &mut Rng, v: i16) -> TxnOffsetCommitResponsePartition {
+    pub fn gen_TxnOffsetCommitResponsePartition(
+        r: &mut Rng,
+        v: i16,
+    ) -> TxnOffsetCommitResponsePartition {
         let mut x = TxnOffsetCommitResponsePartition::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.error_code = r.next() as i16;
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5344,11 +7329,15 @@ mod txn_offset_commit_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_TxnOffsetCommitResponseTopic(r: &mut Rng, v: i16) -> TxnOffsetCommitResponseTopic {
         let mut x = TxnOffsetCommitResponseTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_TxnOffsetCommitResponsePartition(r, v));
-        if v >= 3 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 3 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5368,12 +7357,18 @@ mod update_features_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_UpdateFeaturesRequest(r: &mut Rng, v: i16) -> UpdateFeaturesRequest {
         let mut x = UpdateFeaturesRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.timeout_ms = r.next() as i32;
         x.feature_updates = r.vec(|r| gen_FeatureUpdateKey(r, v));
-        if v >= 1 { x.validate_only = r.bool(); }
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.validate_only = r.bool();
+        }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5381,13 +7376,21 @@ mod update_features_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_FeatureUpdateKey(r: &mut Rng, v: i16) -> FeatureUpdateKey {
         let mut x = FeatureUpdateKey::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.feature = r.string();
         x.max_version_level = r.next() as i16;
-        if v <= 0 { x.allow_downgrade = r.bool(); }
-        if v >= 1 { x.upgrade_type = r.next() as i8; }
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if v <= 0 {
+            x.allow_downgrade = r.bool();
+        }
+        if v >= 1 {
+            x.upgrade_type = r.next() as i8;
+        }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5407,13 +7410,19 @@ mod update_features_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_UpdateFeaturesResponse(r: &mut Rng, v: i16) -> UpdateFeaturesResponse {
         let mut x = UpdateFeaturesResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.throttle_time_ms = r.next() as i32;
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
-        if v <= 1 { x.results = r.vec(|r| gen_UpdatableFeatureResult(r, v)); }
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if v <= 1 {
+            x.results = r.vec(|r| gen_UpdatableFeatureResult(r, v));
+        }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5421,12 +7430,16 @@ mod update_features_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_UpdatableFeatureResult(r: &mut Rng, v: i16) -> UpdatableFeatureResult {
         let mut x = UpdatableFeatureResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.feature = r.string();
         x.error_code = r.next() as i16;
         x.error_message = r.opt(|r| r.string());
-        if true { x.unknown_tagged_fields = r.tags(); }
+        if true {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5446,10 +7459,14 @@ mod write_txn_markers_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_WriteTxnMarkersRequest(r: &mut Rng, v: i16) -> WriteTxnMarkersRequest {
         let mut x = WriteTxnMarkersRequest::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.markers = r.vec(|r| gen_WritableTxnMarker(r, v));
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5457,11 +7474,15 @@ mod write_txn_markers_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_WritableTxnMarkerTopic(r: &mut Rng, v: i16) -> WritableTxnMarkerTopic {
         let mut x = WritableTxnMarkerTopic::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partition_indexes = r.vec(|r| r.next() as i32);
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5469,14 +7490,18 @@ mod write_txn_markers_request {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_WritableTxnMarker(r: &mut Rng, v: i16) -> WritableTxnMarker {
         let mut x = WritableTxnMarker::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.producer_id = r.next() as i64;
         x.producer_epoch = r.next() as i16;
         x.transaction_result = r.bool();
         x.topics = r.vec(|r| gen_WritableTxnMarkerTopic(r, v));
         x.coordinator_epoch = r.next() as i32;
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5496,22 +7521,33 @@ mod write_txn_markers_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_WriteTxnMarkersResponse(r: &mut Rng, v: i16) -> WriteTxnMarkersResponse {
         let mut x = WriteTxnMarkersResponse::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.markers = r.vec(|r| gen_WritableTxnMarkerResult(r, v));
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
 
     #[allow(unused_variables, unused_mut, non_snake_case)]
-    pub fn gen_WritableTxnMarkerPartitionResult(r: &mut Rng, v: i16) -> WritableTxnMarkerPartitionResult {
+    pub fn gen_WritableTxnMarkerPartitionResult(
+        r: &mut Rng,
+        v: i16,
+    ) -> WritableTxnMarkerPartitionResult {
         let mut x = WritableTxnMarkerPartitionResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.partition_index = r.next() as i32;
         x.error_code = r.next() as i16;
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5519,11 +7555,15 @@ mod write_txn_markers_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_WritableTxnMarkerTopicResult(r: &mut Rng, v: i16) -> WritableTxnMarkerTopicResult {
         let mut x = WritableTxnMarkerTopicResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.name = r.string();
         x.partitions = r.vec(|r| gen_WritableTxnMarkerPartitionResult(r, v));
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5531,11 +7571,15 @@ mod write_txn_markers_response {
     #[allow(unused_variables, unused_mut, non_snake_case)]
     pub fn gen_WritableTxnMarkerResult(r: &mut Rng, v: i16) -> WritableTxnMarkerResult {
         let mut x = WritableTxnMarkerResult::default();
-        if r.depth > 3 { return x; }
+        if r.depth > 3 {
+            return x;
+        }
         r.depth += 1;
         x.producer_id = r.next() as i64;
         x.topics = r.vec(|r| gen_WritableTxnMarkerTopicResult(r, v));
-        if v >= 1 { x.unknown_tagged_fields = r.tags(); }
+        if v >= 1 {
+            x.unknown_tagged_fields = r.tags();
+        }
         r.depth -= 1;
         x
     }
@@ -5547,4 +7591,3 @@ mod write_txn_markers_response {
         }
     }
 }
-

@@ -22,7 +22,9 @@ fn roundtrip_request(frame: &[u8], expect_key: ApiKey) -> (RequestHeader, Reques
     assert!(buf.is_empty(), "{} bytes left", buf.len());
 
     let mut out = BytesMut::new();
-    header.encode(&mut out, key.request_header_version(version)).unwrap();
+    header
+        .encode(&mut out, key.request_header_version(version))
+        .unwrap();
     body.encode(&mut out, version).unwrap();
     assert_eq!(&out[..], frame, "re-encoding differs");
     (header, body)
@@ -41,7 +43,10 @@ fn api_versions_request_v0() {
     let (h, body) = roundtrip_request(&frame, ApiKey::ApiVersions);
     assert_eq!(h.correlation_id, 1);
     assert_eq!(h.client_id.as_deref(), Some("abc"));
-    assert_eq!(body, RequestKind::ApiVersions(ApiVersionsRequest::default()));
+    assert_eq!(
+        body,
+        RequestKind::ApiVersions(ApiVersionsRequest::default())
+    );
 }
 
 #[test]
@@ -59,7 +64,9 @@ fn api_versions_request_v3() {
     let (h, body) = roundtrip_request(&frame, ApiKey::ApiVersions);
     assert_eq!(h.correlation_id, 7);
     assert_eq!(h.client_id.as_deref(), Some("rdkafka"));
-    let RequestKind::ApiVersions(r) = body else { panic!("wrong kind") };
+    let RequestKind::ApiVersions(r) = body else {
+        panic!("wrong kind")
+    };
     assert_eq!(r.client_software_name, "librdkafka");
     assert_eq!(r.client_software_version, "2.0.2");
 }
@@ -77,21 +84,39 @@ fn metadata_request_v1() {
     ];
     let (h, body) = roundtrip_request(&frame, ApiKey::Metadata);
     assert_eq!(h.client_id, None);
-    let RequestKind::Metadata(r) = body else { panic!("wrong kind") };
-    let names: Vec<_> = r.topics.unwrap().into_iter().map(|t| t.name.unwrap()).collect();
+    let RequestKind::Metadata(r) = body else {
+        panic!("wrong kind")
+    };
+    let names: Vec<_> = r
+        .topics
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.unwrap())
+        .collect();
     assert_eq!(names, ["a", "foo"]);
 
     // A null topic array (all topics) is legal from v1.
     #[rustfmt::skip]
     let all = [0x00, 0x03, 0x00, 0x01, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
     let (_, body) = roundtrip_request(&all, ApiKey::Metadata);
-    let RequestKind::Metadata(r) = body else { panic!("wrong kind") };
+    let RequestKind::Metadata(r) = body else {
+        panic!("wrong kind")
+    };
     assert_eq!(r.topics, None);
     // ... but not in v0 (topics is not nullable there).
     let mut v0 = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]);
-    assert!(matches!(MetadataRequest::decode(&mut v0, 0), Err(DecodeError::UnexpectedNull { .. })));
-    let null_topics = MetadataRequest { topics: None, ..Default::default() };
-    assert!(matches!(null_topics.encode(&mut BytesMut::new(), 0), Err(EncodeError::NullNotAllowed { .. })));
+    assert!(matches!(
+        MetadataRequest::decode(&mut v0, 0),
+        Err(DecodeError::UnexpectedNull { .. })
+    ));
+    let null_topics = MetadataRequest {
+        topics: None,
+        ..Default::default()
+    };
+    assert!(matches!(
+        null_topics.encode(&mut BytesMut::new(), 0),
+        Err(EncodeError::NullNotAllowed { .. })
+    ));
 }
 
 #[test]
@@ -150,7 +175,9 @@ fn produce_request_v9() {
         0x00,                               // body tags
     ];
     let (_, body) = roundtrip_request(&frame, ApiKey::Produce);
-    let RequestKind::Produce(p) = body else { panic!("wrong kind") };
+    let RequestKind::Produce(p) = body else {
+        panic!("wrong kind")
+    };
     assert_eq!(p.transactional_id.as_deref(), Some("tx"));
     assert_eq!(p.acks, 1);
     let records = p.topic_data[0].partition_data[0].records.clone().unwrap();
@@ -164,7 +191,11 @@ fn records_are_zero_copy_slices() {
         acks: 1,
         topic_data: vec![TopicProduceData {
             name: "t".into(),
-            partition_data: vec![PartitionProduceData { index: 0, records: Some(Bytes::from(vec![7u8; 100])), ..Default::default() }],
+            partition_data: vec![PartitionProduceData {
+                index: 0,
+                records: Some(Bytes::from(vec![7u8; 100])),
+                ..Default::default()
+            }],
             ..Default::default()
         }],
         ..Default::default()
@@ -173,17 +204,28 @@ fn records_are_zero_copy_slices() {
     let input = frame.freeze();
     let mut buf = input.clone();
     let back = ProduceRequest::decode(&mut buf, 9).unwrap();
-    let rec = back.topic_data[0].partition_data[0].records.clone().unwrap();
+    let rec = back.topic_data[0].partition_data[0]
+        .records
+        .clone()
+        .unwrap();
     let start = input.as_ptr() as usize;
     let p = rec.as_ptr() as usize;
-    assert!(p >= start && p + rec.len() <= start + input.len(), "records were copied");
+    assert!(
+        p >= start && p + rec.len() <= start + input.len(),
+        "records were copied"
+    );
 }
 
 #[test]
 fn api_versions_response_v3_with_tagged_fields() {
     let resp = ApiVersionsResponse {
         error_code: 0,
-        api_keys: vec![ApiVersion { api_key: 18, min_version: 0, max_version: 4, ..Default::default() }],
+        api_keys: vec![ApiVersion {
+            api_key: 18,
+            min_version: 0,
+            max_version: 4,
+            ..Default::default()
+        }],
         finalized_features_epoch: 5,
         finalized_features: vec![FinalizedFeatureKey {
             name: "tv".into(),
@@ -228,12 +270,17 @@ fn api_versions_response_v3_with_tagged_fields() {
 
 #[test]
 fn response_headers() {
-    let h = ResponseHeader { correlation_id: 9, ..Default::default() };
+    let h = ResponseHeader {
+        correlation_id: 9,
+        ..Default::default()
+    };
     let mut out = BytesMut::new();
-    h.encode(&mut out, ApiKey::ApiVersions.response_header_version(3)).unwrap();
+    h.encode(&mut out, ApiKey::ApiVersions.response_header_version(3))
+        .unwrap();
     assert_eq!(&out[..], &[0, 0, 0, 9]);
     let mut out = BytesMut::new();
-    h.encode(&mut out, ApiKey::Produce.response_header_version(9)).unwrap();
+    h.encode(&mut out, ApiKey::Produce.response_header_version(9))
+        .unwrap();
     assert_eq!(&out[..], &[0, 0, 0, 9, 0]);
 }
 
@@ -289,7 +336,10 @@ fn unknown_tags_survive_and_order_is_checked() {
     req.encode(&mut out, 12).unwrap();
     // Tag section at the end: 2 fields, tag 0 = compact "c1", tag 5 = "xyz".
     let tail = &out[out.len() - 11..];
-    assert_eq!(tail, &[0x02, 0x00, 0x03, 0x03, b'c', b'1', 0x05, 0x03, b'x', b'y', b'z']);
+    assert_eq!(
+        tail,
+        &[0x02, 0x00, 0x03, 0x03, b'c', b'1', 0x05, 0x03, b'x', b'y', b'z']
+    );
     let mut b = out.freeze();
     let back = FetchRequest::decode(&mut b, 12).unwrap();
     assert_eq!(back, req);
@@ -300,7 +350,10 @@ fn unknown_tags_survive_and_order_is_checked() {
         unknown_tagged_fields: vec![(0, Bytes::new())],
         ..Default::default()
     };
-    assert!(matches!(dup.encode(&mut BytesMut::new(), 12), Err(EncodeError::DuplicateTag { .. })));
+    assert!(matches!(
+        dup.encode(&mut BytesMut::new(), 12),
+        Err(EncodeError::DuplicateTag { .. })
+    ));
 }
 
 #[test]
@@ -310,7 +363,10 @@ fn misc_types() {
     assert_eq!(ErrorCode(6).name(), "NOT_LEADER_OR_FOLLOWER");
     assert!(ErrorCode::NOT_LEADER_OR_FOLLOWER.is_retriable());
     assert!(!ErrorCode::REBALANCE_IN_PROGRESS.is_retriable());
-    assert_eq!(ErrorCode::UNSUPPORTED_VERSION.to_string(), "UNSUPPORTED_VERSION (35)");
+    assert_eq!(
+        ErrorCode::UNSUPPORTED_VERSION.to_string(),
+        "UNSUPPORTED_VERSION (35)"
+    );
     assert!(Uuid::ZERO.is_zero());
     // Defaults come from the JSON.
     let t = MetadataRequestTopic::default();

@@ -4,7 +4,13 @@
 
 //! `AddOffsetsToTxnRequest` (AddOffsetsToTxnRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,25 @@ impl Default for AddOffsetsToTxnRequest {
 impl Encode for AddOffsetsToTxnRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AddOffsetsToTxnRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AddOffsetsToTxnRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
-        put_string(buf, &self.transactional_id, flex, "AddOffsetsToTxnRequest.transactional_id")?;
+        put_string(
+            buf,
+            &self.transactional_id,
+            flex,
+            "AddOffsetsToTxnRequest.transactional_id",
+        )?;
         put_i64(buf, self.producer_id);
         put_i16(buf, self.producer_epoch);
         put_string(buf, &self.group_id, flex, "AddOffsetsToTxnRequest.group_id")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddOffsetsToTxnRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AddOffsetsToTxnRequest")?;
+        }
         Ok(())
     }
 }
@@ -56,15 +74,25 @@ impl Encode for AddOffsetsToTxnRequest {
 impl Decode for AddOffsetsToTxnRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AddOffsetsToTxnRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AddOffsetsToTxnRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
         this.transactional_id = get_string(buf, flex, "AddOffsetsToTxnRequest.transactional_id")?;
         this.producer_id = get_i64(buf, "AddOffsetsToTxnRequest.producer_id")?;
         this.producer_epoch = get_i16(buf, "AddOffsetsToTxnRequest.producer_epoch")?;
         this.group_id = get_string(buf, flex, "AddOffsetsToTxnRequest.group_id")?;
-        if flex { get_unknown_tags(buf, "AddOffsetsToTxnRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AddOffsetsToTxnRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `AddOffsetsToTxnResponse` (AddOffsetsToTxnResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,18 @@ impl Default for AddOffsetsToTxnResponse {
 impl Encode for AddOffsetsToTxnResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AddOffsetsToTxnResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AddOffsetsToTxnResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddOffsetsToTxnResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AddOffsetsToTxnResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,13 +61,23 @@ impl Encode for AddOffsetsToTxnResponse {
 impl Decode for AddOffsetsToTxnResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AddOffsetsToTxnResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AddOffsetsToTxnResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "AddOffsetsToTxnResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "AddOffsetsToTxnResponse.error_code")?;
-        if flex { get_unknown_tags(buf, "AddOffsetsToTxnResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AddOffsetsToTxnResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `AddPartitionsToTxnRequest` (AddPartitionsToTxnRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -45,14 +51,52 @@ impl Default for AddPartitionsToTxnRequest {
 impl Encode for AddPartitionsToTxnRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AddPartitionsToTxnRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AddPartitionsToTxnRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
-        if v >= 4 { put_array(buf, &self.transactions, v, flex, "AddPartitionsToTxnRequest.transactions")?; }
-        if v <= 3 { put_string(buf, &self.v3_and_below_transactional_id, flex, "AddPartitionsToTxnRequest.v3_and_below_transactional_id")?; }
-        if v <= 3 { put_i64(buf, self.v3_and_below_producer_id); }
-        if v <= 3 { put_i16(buf, self.v3_and_below_producer_epoch); }
-        if v <= 3 { put_array(buf, &self.v3_and_below_topics, v, flex, "AddPartitionsToTxnRequest.v3_and_below_topics")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnRequest")?; }
+        if v >= 4 {
+            put_array(
+                buf,
+                &self.transactions,
+                v,
+                flex,
+                "AddPartitionsToTxnRequest.transactions",
+            )?;
+        }
+        if v <= 3 {
+            put_string(
+                buf,
+                &self.v3_and_below_transactional_id,
+                flex,
+                "AddPartitionsToTxnRequest.v3_and_below_transactional_id",
+            )?;
+        }
+        if v <= 3 {
+            put_i64(buf, self.v3_and_below_producer_id);
+        }
+        if v <= 3 {
+            put_i16(buf, self.v3_and_below_producer_epoch);
+        }
+        if v <= 3 {
+            put_array(
+                buf,
+                &self.v3_and_below_topics,
+                v,
+                flex,
+                "AddPartitionsToTxnRequest.v3_and_below_topics",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AddPartitionsToTxnRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -60,15 +104,47 @@ impl Encode for AddPartitionsToTxnRequest {
 impl Decode for AddPartitionsToTxnRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AddPartitionsToTxnRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AddPartitionsToTxnRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
-        if v >= 4 { this.transactions = get_array(buf, v, flex, "AddPartitionsToTxnRequest.transactions")?; }
-        if v <= 3 { this.v3_and_below_transactional_id = get_string(buf, flex, "AddPartitionsToTxnRequest.v3_and_below_transactional_id")?; }
-        if v <= 3 { this.v3_and_below_producer_id = get_i64(buf, "AddPartitionsToTxnRequest.v3_and_below_producer_id")?; }
-        if v <= 3 { this.v3_and_below_producer_epoch = get_i16(buf, "AddPartitionsToTxnRequest.v3_and_below_producer_epoch")?; }
-        if v <= 3 { this.v3_and_below_topics = get_array(buf, v, flex, "AddPartitionsToTxnRequest.v3_and_below_topics")?; }
-        if flex { get_unknown_tags(buf, "AddPartitionsToTxnRequest", &mut this.unknown_tagged_fields)?; }
+        if v >= 4 {
+            this.transactions = get_array(buf, v, flex, "AddPartitionsToTxnRequest.transactions")?;
+        }
+        if v <= 3 {
+            this.v3_and_below_transactional_id = get_string(
+                buf,
+                flex,
+                "AddPartitionsToTxnRequest.v3_and_below_transactional_id",
+            )?;
+        }
+        if v <= 3 {
+            this.v3_and_below_producer_id =
+                get_i64(buf, "AddPartitionsToTxnRequest.v3_and_below_producer_id")?;
+        }
+        if v <= 3 {
+            this.v3_and_below_producer_epoch =
+                get_i16(buf, "AddPartitionsToTxnRequest.v3_and_below_producer_epoch")?;
+        }
+        if v <= 3 {
+            this.v3_and_below_topics = get_array(
+                buf,
+                v,
+                flex,
+                "AddPartitionsToTxnRequest.v3_and_below_topics",
+            )?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AddPartitionsToTxnRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -107,12 +183,39 @@ impl Encode for AddPartitionsToTxnTransaction {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 3;
-        if v >= 4 { put_string(buf, &self.transactional_id, flex, "AddPartitionsToTxnTransaction.transactional_id")?; }
-        if v >= 4 { put_i64(buf, self.producer_id); }
-        if v >= 4 { put_i16(buf, self.producer_epoch); }
-        if v >= 4 { put_bool(buf, self.verify_only); }
-        if v >= 4 { put_array(buf, &self.topics, v, flex, "AddPartitionsToTxnTransaction.topics")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnTransaction")?; }
+        if v >= 4 {
+            put_string(
+                buf,
+                &self.transactional_id,
+                flex,
+                "AddPartitionsToTxnTransaction.transactional_id",
+            )?;
+        }
+        if v >= 4 {
+            put_i64(buf, self.producer_id);
+        }
+        if v >= 4 {
+            put_i16(buf, self.producer_epoch);
+        }
+        if v >= 4 {
+            put_bool(buf, self.verify_only);
+        }
+        if v >= 4 {
+            put_array(
+                buf,
+                &self.topics,
+                v,
+                flex,
+                "AddPartitionsToTxnTransaction.topics",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AddPartitionsToTxnTransaction",
+            )?;
+        }
         Ok(())
     }
 }
@@ -122,19 +225,46 @@ impl Decode for AddPartitionsToTxnTransaction {
         let v = version;
         let flex = v >= 3;
         let mut this = Self::default();
-        if v >= 4 { this.transactional_id = get_string(buf, flex, "AddPartitionsToTxnTransaction.transactional_id")?; }
-        if v >= 4 { this.producer_id = get_i64(buf, "AddPartitionsToTxnTransaction.producer_id")?; }
-        if v >= 4 { this.producer_epoch = get_i16(buf, "AddPartitionsToTxnTransaction.producer_epoch")?; }
-        if v >= 4 { this.verify_only = get_bool(buf, "AddPartitionsToTxnTransaction.verify_only")?; }
-        if v >= 4 { this.topics = get_array(buf, v, flex, "AddPartitionsToTxnTransaction.topics")?; }
-        if flex { get_unknown_tags(buf, "AddPartitionsToTxnTransaction", &mut this.unknown_tagged_fields)?; }
+        if v >= 4 {
+            this.transactional_id =
+                get_string(buf, flex, "AddPartitionsToTxnTransaction.transactional_id")?;
+        }
+        if v >= 4 {
+            this.producer_id = get_i64(buf, "AddPartitionsToTxnTransaction.producer_id")?;
+        }
+        if v >= 4 {
+            this.producer_epoch = get_i16(buf, "AddPartitionsToTxnTransaction.producer_epoch")?;
+        }
+        if v >= 4 {
+            this.verify_only = get_bool(buf, "AddPartitionsToTxnTransaction.verify_only")?;
+        }
+        if v >= 4 {
+            this.topics = get_array(buf, v, flex, "AddPartitionsToTxnTransaction.topics")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AddPartitionsToTxnTransaction",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AddPartitionsToTxnTransaction {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `AddPartitionsToTxnTopic` of `AddPartitionsToTxnRequest`.
@@ -163,8 +293,16 @@ impl Encode for AddPartitionsToTxnTopic {
         let v = version;
         let flex = v >= 3;
         put_string(buf, &self.name, flex, "AddPartitionsToTxnTopic.name")?;
-        put_array(buf, &self.partitions, v, flex, "AddPartitionsToTxnTopic.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnTopic")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "AddPartitionsToTxnTopic.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnTopic")?;
+        }
         Ok(())
     }
 }
@@ -176,13 +314,28 @@ impl Decode for AddPartitionsToTxnTopic {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "AddPartitionsToTxnTopic.name")?;
         this.partitions = get_array(buf, v, flex, "AddPartitionsToTxnTopic.partitions")?;
-        if flex { get_unknown_tags(buf, "AddPartitionsToTxnTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AddPartitionsToTxnTopic",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AddPartitionsToTxnTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

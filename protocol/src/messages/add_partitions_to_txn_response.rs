@@ -4,7 +4,13 @@
 
 //! `AddPartitionsToTxnResponse` (AddPartitionsToTxnResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,42 @@ impl Default for AddPartitionsToTxnResponse {
 impl Encode for AddPartitionsToTxnResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AddPartitionsToTxnResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AddPartitionsToTxnResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         put_i32(buf, self.throttle_time_ms);
-        if v >= 4 { put_i16(buf, self.error_code); }
-        if v >= 4 { put_array(buf, &self.results_by_transaction, v, flex, "AddPartitionsToTxnResponse.results_by_transaction")?; }
-        if v <= 3 { put_array(buf, &self.results_by_topic_v3_and_below, v, flex, "AddPartitionsToTxnResponse.results_by_topic_v3_and_below")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnResponse")?; }
+        if v >= 4 {
+            put_i16(buf, self.error_code);
+        }
+        if v >= 4 {
+            put_array(
+                buf,
+                &self.results_by_transaction,
+                v,
+                flex,
+                "AddPartitionsToTxnResponse.results_by_transaction",
+            )?;
+        }
+        if v <= 3 {
+            put_array(
+                buf,
+                &self.results_by_topic_v3_and_below,
+                v,
+                flex,
+                "AddPartitionsToTxnResponse.results_by_topic_v3_and_below",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AddPartitionsToTxnResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -56,14 +91,41 @@ impl Encode for AddPartitionsToTxnResponse {
 impl Decode for AddPartitionsToTxnResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AddPartitionsToTxnResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AddPartitionsToTxnResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "AddPartitionsToTxnResponse.throttle_time_ms")?;
-        if v >= 4 { this.error_code = get_i16(buf, "AddPartitionsToTxnResponse.error_code")?; }
-        if v >= 4 { this.results_by_transaction = get_array(buf, v, flex, "AddPartitionsToTxnResponse.results_by_transaction")?; }
-        if v <= 3 { this.results_by_topic_v3_and_below = get_array(buf, v, flex, "AddPartitionsToTxnResponse.results_by_topic_v3_and_below")?; }
-        if flex { get_unknown_tags(buf, "AddPartitionsToTxnResponse", &mut this.unknown_tagged_fields)?; }
+        if v >= 4 {
+            this.error_code = get_i16(buf, "AddPartitionsToTxnResponse.error_code")?;
+        }
+        if v >= 4 {
+            this.results_by_transaction = get_array(
+                buf,
+                v,
+                flex,
+                "AddPartitionsToTxnResponse.results_by_transaction",
+            )?;
+        }
+        if v <= 3 {
+            this.results_by_topic_v3_and_below = get_array(
+                buf,
+                v,
+                flex,
+                "AddPartitionsToTxnResponse.results_by_topic_v3_and_below",
+            )?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AddPartitionsToTxnResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -93,9 +155,26 @@ impl Encode for AddPartitionsToTxnResult {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 3;
-        if v >= 4 { put_string(buf, &self.transactional_id, flex, "AddPartitionsToTxnResult.transactional_id")?; }
-        if v >= 4 { put_array(buf, &self.topic_results, v, flex, "AddPartitionsToTxnResult.topic_results")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnResult")?; }
+        if v >= 4 {
+            put_string(
+                buf,
+                &self.transactional_id,
+                flex,
+                "AddPartitionsToTxnResult.transactional_id",
+            )?;
+        }
+        if v >= 4 {
+            put_array(
+                buf,
+                &self.topic_results,
+                v,
+                flex,
+                "AddPartitionsToTxnResult.topic_results",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnResult")?;
+        }
         Ok(())
     }
 }
@@ -105,16 +184,37 @@ impl Decode for AddPartitionsToTxnResult {
         let v = version;
         let flex = v >= 3;
         let mut this = Self::default();
-        if v >= 4 { this.transactional_id = get_string(buf, flex, "AddPartitionsToTxnResult.transactional_id")?; }
-        if v >= 4 { this.topic_results = get_array(buf, v, flex, "AddPartitionsToTxnResult.topic_results")?; }
-        if flex { get_unknown_tags(buf, "AddPartitionsToTxnResult", &mut this.unknown_tagged_fields)?; }
+        if v >= 4 {
+            this.transactional_id =
+                get_string(buf, flex, "AddPartitionsToTxnResult.transactional_id")?;
+        }
+        if v >= 4 {
+            this.topic_results = get_array(buf, v, flex, "AddPartitionsToTxnResult.topic_results")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AddPartitionsToTxnResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AddPartitionsToTxnResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `AddPartitionsToTxnTopicResult` of `AddPartitionsToTxnResponse`.
@@ -143,8 +243,20 @@ impl Encode for AddPartitionsToTxnTopicResult {
         let v = version;
         let flex = v >= 3;
         put_string(buf, &self.name, flex, "AddPartitionsToTxnTopicResult.name")?;
-        put_array(buf, &self.results_by_partition, v, flex, "AddPartitionsToTxnTopicResult.results_by_partition")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnTopicResult")?; }
+        put_array(
+            buf,
+            &self.results_by_partition,
+            v,
+            flex,
+            "AddPartitionsToTxnTopicResult.results_by_partition",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AddPartitionsToTxnTopicResult",
+            )?;
+        }
         Ok(())
     }
 }
@@ -155,15 +267,36 @@ impl Decode for AddPartitionsToTxnTopicResult {
         let flex = v >= 3;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "AddPartitionsToTxnTopicResult.name")?;
-        this.results_by_partition = get_array(buf, v, flex, "AddPartitionsToTxnTopicResult.results_by_partition")?;
-        if flex { get_unknown_tags(buf, "AddPartitionsToTxnTopicResult", &mut this.unknown_tagged_fields)?; }
+        this.results_by_partition = get_array(
+            buf,
+            v,
+            flex,
+            "AddPartitionsToTxnTopicResult.results_by_partition",
+        )?;
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AddPartitionsToTxnTopicResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AddPartitionsToTxnTopicResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `AddPartitionsToTxnPartitionResult` of `AddPartitionsToTxnResponse`.
@@ -193,7 +326,13 @@ impl Encode for AddPartitionsToTxnPartitionResult {
         let flex = v >= 3;
         put_i32(buf, self.partition_index);
         put_i16(buf, self.partition_error_code);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AddPartitionsToTxnPartitionResult")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AddPartitionsToTxnPartitionResult",
+            )?;
+        }
         Ok(())
     }
 }
@@ -204,14 +343,32 @@ impl Decode for AddPartitionsToTxnPartitionResult {
         let flex = v >= 3;
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "AddPartitionsToTxnPartitionResult.partition_index")?;
-        this.partition_error_code = get_i16(buf, "AddPartitionsToTxnPartitionResult.partition_error_code")?;
-        if flex { get_unknown_tags(buf, "AddPartitionsToTxnPartitionResult", &mut this.unknown_tagged_fields)?; }
+        this.partition_error_code = get_i16(
+            buf,
+            "AddPartitionsToTxnPartitionResult.partition_error_code",
+        )?;
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AddPartitionsToTxnPartitionResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AddPartitionsToTxnPartitionResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

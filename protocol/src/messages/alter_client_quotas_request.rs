@@ -4,7 +4,13 @@
 
 //! `AlterClientQuotasRequest` (AlterClientQuotasRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,24 @@ impl Default for AlterClientQuotasRequest {
 impl Encode for AlterClientQuotasRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterClientQuotasRequest", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AlterClientQuotasRequest",
+                version: v,
+            });
+        }
         let flex = v >= 1;
-        put_array(buf, &self.entries, v, flex, "AlterClientQuotasRequest.entries")?;
+        put_array(
+            buf,
+            &self.entries,
+            v,
+            flex,
+            "AlterClientQuotasRequest.entries",
+        )?;
         put_bool(buf, self.validate_only);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterClientQuotasRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterClientQuotasRequest")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +67,23 @@ impl Encode for AlterClientQuotasRequest {
 impl Decode for AlterClientQuotasRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterClientQuotasRequest", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AlterClientQuotasRequest",
+                version: v,
+            });
+        }
         let flex = v >= 1;
         let mut this = Self::default();
         this.entries = get_array(buf, v, flex, "AlterClientQuotasRequest.entries")?;
         this.validate_only = get_bool(buf, "AlterClientQuotasRequest.validate_only")?;
-        if flex { get_unknown_tags(buf, "AlterClientQuotasRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AlterClientQuotasRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -84,8 +114,17 @@ impl Encode for EntityData {
         let v = version;
         let flex = v >= 1;
         put_string(buf, &self.entity_type, flex, "EntityData.entity_type")?;
-        put_opt_string(buf, self.entity_name.as_deref(), flex, true, "EntityData.entity_name", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "EntityData")?; }
+        put_opt_string(
+            buf,
+            self.entity_name.as_deref(),
+            flex,
+            true,
+            "EntityData.entity_name",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "EntityData")?;
+        }
         Ok(())
     }
 }
@@ -97,14 +136,26 @@ impl Decode for EntityData {
         let mut this = Self::default();
         this.entity_type = get_string(buf, flex, "EntityData.entity_type")?;
         this.entity_name = get_opt_string(buf, flex, true, "EntityData.entity_name")?;
-        if flex { get_unknown_tags(buf, "EntityData", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "EntityData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for EntityData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OpData` of `AlterClientQuotasRequest`.
@@ -138,7 +189,9 @@ impl Encode for OpData {
         put_string(buf, &self.key, flex, "OpData.key")?;
         put_f64(buf, self.value);
         put_bool(buf, self.remove);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OpData")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OpData")?;
+        }
         Ok(())
     }
 }
@@ -151,14 +204,26 @@ impl Decode for OpData {
         this.key = get_string(buf, flex, "OpData.key")?;
         this.value = get_f64(buf, "OpData.value")?;
         this.remove = get_bool(buf, "OpData.remove")?;
-        if flex { get_unknown_tags(buf, "OpData", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "OpData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OpData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `EntryData` of `AlterClientQuotasRequest`.
@@ -188,7 +253,9 @@ impl Encode for EntryData {
         let flex = v >= 1;
         put_array(buf, &self.entity, v, flex, "EntryData.entity")?;
         put_array(buf, &self.ops, v, flex, "EntryData.ops")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "EntryData")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "EntryData")?;
+        }
         Ok(())
     }
 }
@@ -200,13 +267,24 @@ impl Decode for EntryData {
         let mut this = Self::default();
         this.entity = get_array(buf, v, flex, "EntryData.entity")?;
         this.ops = get_array(buf, v, flex, "EntryData.ops")?;
-        if flex { get_unknown_tags(buf, "EntryData", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "EntryData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for EntryData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `AlterClientQuotasResponse` (AlterClientQuotasResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,28 @@ impl Default for AlterClientQuotasResponse {
 impl Encode for AlterClientQuotasResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterClientQuotasResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AlterClientQuotasResponse",
+                version: v,
+            });
+        }
         let flex = v >= 1;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.entries, v, flex, "AlterClientQuotasResponse.entries")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterClientQuotasResponse")?; }
+        put_array(
+            buf,
+            &self.entries,
+            v,
+            flex,
+            "AlterClientQuotasResponse.entries",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AlterClientQuotasResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -48,12 +71,23 @@ impl Encode for AlterClientQuotasResponse {
 impl Decode for AlterClientQuotasResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterClientQuotasResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AlterClientQuotasResponse",
+                version: v,
+            });
+        }
         let flex = v >= 1;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "AlterClientQuotasResponse.throttle_time_ms")?;
         this.entries = get_array(buf, v, flex, "AlterClientQuotasResponse.entries")?;
-        if flex { get_unknown_tags(buf, "AlterClientQuotasResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AlterClientQuotasResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -84,8 +118,17 @@ impl Encode for EntityData {
         let v = version;
         let flex = v >= 1;
         put_string(buf, &self.entity_type, flex, "EntityData.entity_type")?;
-        put_opt_string(buf, self.entity_name.as_deref(), flex, true, "EntityData.entity_name", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "EntityData")?; }
+        put_opt_string(
+            buf,
+            self.entity_name.as_deref(),
+            flex,
+            true,
+            "EntityData.entity_name",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "EntityData")?;
+        }
         Ok(())
     }
 }
@@ -97,14 +140,26 @@ impl Decode for EntityData {
         let mut this = Self::default();
         this.entity_type = get_string(buf, flex, "EntityData.entity_type")?;
         this.entity_name = get_opt_string(buf, flex, true, "EntityData.entity_name")?;
-        if flex { get_unknown_tags(buf, "EntityData", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "EntityData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for EntityData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `EntryData` of `AlterClientQuotasResponse`.
@@ -136,9 +191,18 @@ impl Encode for EntryData {
         let v = version;
         let flex = v >= 1;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), flex, true, "EntryData.error_message", v)?;
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            flex,
+            true,
+            "EntryData.error_message",
+            v,
+        )?;
         put_array(buf, &self.entity, v, flex, "EntryData.entity")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "EntryData")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "EntryData")?;
+        }
         Ok(())
     }
 }
@@ -151,13 +215,24 @@ impl Decode for EntryData {
         this.error_code = get_i16(buf, "EntryData.error_code")?;
         this.error_message = get_opt_string(buf, flex, true, "EntryData.error_message")?;
         this.entity = get_array(buf, v, flex, "EntryData.entity")?;
-        if flex { get_unknown_tags(buf, "EntryData", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "EntryData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for EntryData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `AlterConfigsRequest` (AlterConfigsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,24 @@ impl Default for AlterConfigsRequest {
 impl Encode for AlterConfigsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterConfigsRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AlterConfigsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
-        put_array(buf, &self.resources, v, flex, "AlterConfigsRequest.resources")?;
+        put_array(
+            buf,
+            &self.resources,
+            v,
+            flex,
+            "AlterConfigsRequest.resources",
+        )?;
         put_bool(buf, self.validate_only);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsRequest")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +67,19 @@ impl Encode for AlterConfigsRequest {
 impl Decode for AlterConfigsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterConfigsRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AlterConfigsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.resources = get_array(buf, v, flex, "AlterConfigsRequest.resources")?;
         this.validate_only = get_bool(buf, "AlterConfigsRequest.validate_only")?;
-        if flex { get_unknown_tags(buf, "AlterConfigsRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "AlterConfigsRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -84,8 +110,17 @@ impl Encode for AlterableConfig {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.name, flex, "AlterableConfig.name")?;
-        put_opt_string(buf, self.value.as_deref(), flex, true, "AlterableConfig.value", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterableConfig")?; }
+        put_opt_string(
+            buf,
+            self.value.as_deref(),
+            flex,
+            true,
+            "AlterableConfig.value",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterableConfig")?;
+        }
         Ok(())
     }
 }
@@ -97,14 +132,26 @@ impl Decode for AlterableConfig {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "AlterableConfig.name")?;
         this.value = get_opt_string(buf, flex, true, "AlterableConfig.value")?;
-        if flex { get_unknown_tags(buf, "AlterableConfig", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "AlterableConfig", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AlterableConfig {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `AlterConfigsResource` of `AlterConfigsRequest`.
@@ -136,9 +183,16 @@ impl Encode for AlterConfigsResource {
         let v = version;
         let flex = v >= 2;
         put_i8(buf, self.resource_type);
-        put_string(buf, &self.resource_name, flex, "AlterConfigsResource.resource_name")?;
+        put_string(
+            buf,
+            &self.resource_name,
+            flex,
+            "AlterConfigsResource.resource_name",
+        )?;
         put_array(buf, &self.configs, v, flex, "AlterConfigsResource.configs")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsResource")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsResource")?;
+        }
         Ok(())
     }
 }
@@ -151,13 +205,24 @@ impl Decode for AlterConfigsResource {
         this.resource_type = get_i8(buf, "AlterConfigsResource.resource_type")?;
         this.resource_name = get_string(buf, flex, "AlterConfigsResource.resource_name")?;
         this.configs = get_array(buf, v, flex, "AlterConfigsResource.configs")?;
-        if flex { get_unknown_tags(buf, "AlterConfigsResource", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "AlterConfigsResource", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AlterConfigsResource {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

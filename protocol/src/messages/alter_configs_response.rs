@@ -4,7 +4,13 @@
 
 //! `AlterConfigsResponse` (AlterConfigsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,24 @@ impl Default for AlterConfigsResponse {
 impl Encode for AlterConfigsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterConfigsResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AlterConfigsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.responses, v, flex, "AlterConfigsResponse.responses")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsResponse")?; }
+        put_array(
+            buf,
+            &self.responses,
+            v,
+            flex,
+            "AlterConfigsResponse.responses",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +67,19 @@ impl Encode for AlterConfigsResponse {
 impl Decode for AlterConfigsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterConfigsResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AlterConfigsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "AlterConfigsResponse.throttle_time_ms")?;
         this.responses = get_array(buf, v, flex, "AlterConfigsResponse.responses")?;
-        if flex { get_unknown_tags(buf, "AlterConfigsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "AlterConfigsResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -90,10 +116,28 @@ impl Encode for AlterConfigsResourceResponse {
         let v = version;
         let flex = v >= 2;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), flex, true, "AlterConfigsResourceResponse.error_message", v)?;
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            flex,
+            true,
+            "AlterConfigsResourceResponse.error_message",
+            v,
+        )?;
         put_i8(buf, self.resource_type);
-        put_string(buf, &self.resource_name, flex, "AlterConfigsResourceResponse.resource_name")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsResourceResponse")?; }
+        put_string(
+            buf,
+            &self.resource_name,
+            flex,
+            "AlterConfigsResourceResponse.resource_name",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AlterConfigsResourceResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -104,16 +148,36 @@ impl Decode for AlterConfigsResourceResponse {
         let flex = v >= 2;
         let mut this = Self::default();
         this.error_code = get_i16(buf, "AlterConfigsResourceResponse.error_code")?;
-        this.error_message = get_opt_string(buf, flex, true, "AlterConfigsResourceResponse.error_message")?;
+        this.error_message = get_opt_string(
+            buf,
+            flex,
+            true,
+            "AlterConfigsResourceResponse.error_message",
+        )?;
         this.resource_type = get_i8(buf, "AlterConfigsResourceResponse.resource_type")?;
         this.resource_name = get_string(buf, flex, "AlterConfigsResourceResponse.resource_name")?;
-        if flex { get_unknown_tags(buf, "AlterConfigsResourceResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AlterConfigsResourceResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AlterConfigsResourceResponse {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `AlterPartitionReassignmentsRequest` (AlterPartitionReassignmentsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,10 +42,27 @@ impl Default for AlterPartitionReassignmentsRequest {
 impl Encode for AlterPartitionReassignmentsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterPartitionReassignmentsRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AlterPartitionReassignmentsRequest",
+                version: v,
+            });
+        }
         put_i32(buf, self.timeout_ms);
-        put_array(buf, &self.topics, v, true, "AlterPartitionReassignmentsRequest.topics")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterPartitionReassignmentsRequest")?; }
+        put_array(
+            buf,
+            &self.topics,
+            v,
+            true,
+            "AlterPartitionReassignmentsRequest.topics",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AlterPartitionReassignmentsRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -47,11 +70,22 @@ impl Encode for AlterPartitionReassignmentsRequest {
 impl Decode for AlterPartitionReassignmentsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterPartitionReassignmentsRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AlterPartitionReassignmentsRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.timeout_ms = get_i32(buf, "AlterPartitionReassignmentsRequest.timeout_ms")?;
         this.topics = get_array(buf, v, true, "AlterPartitionReassignmentsRequest.topics")?;
-        if true { get_unknown_tags(buf, "AlterPartitionReassignmentsRequest", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "AlterPartitionReassignmentsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -81,8 +115,17 @@ impl Encode for ReassignablePartition {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_i32(buf, self.partition_index);
-        put_opt_array(buf, self.replicas.as_deref(), v, true, true, "ReassignablePartition.replicas")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ReassignablePartition")?; }
+        put_opt_array(
+            buf,
+            self.replicas.as_deref(),
+            v,
+            true,
+            true,
+            "ReassignablePartition.replicas",
+        )?;
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ReassignablePartition")?;
+        }
         Ok(())
     }
 }
@@ -93,14 +136,30 @@ impl Decode for ReassignablePartition {
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "ReassignablePartition.partition_index")?;
         this.replicas = get_opt_array(buf, v, true, true, "ReassignablePartition.replicas")?;
-        if true { get_unknown_tags(buf, "ReassignablePartition", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "ReassignablePartition",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ReassignablePartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `ReassignableTopic` of `AlterPartitionReassignmentsRequest`.
@@ -128,8 +187,16 @@ impl Encode for ReassignableTopic {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, true, "ReassignableTopic.name")?;
-        put_array(buf, &self.partitions, v, true, "ReassignableTopic.partitions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ReassignableTopic")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            true,
+            "ReassignableTopic.partitions",
+        )?;
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ReassignableTopic")?;
+        }
         Ok(())
     }
 }
@@ -140,13 +207,24 @@ impl Decode for ReassignableTopic {
         let mut this = Self::default();
         this.name = get_string(buf, true, "ReassignableTopic.name")?;
         this.partitions = get_array(buf, v, true, "ReassignableTopic.partitions")?;
-        if true { get_unknown_tags(buf, "ReassignableTopic", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "ReassignableTopic", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ReassignableTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

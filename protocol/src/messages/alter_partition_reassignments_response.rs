@@ -4,7 +4,13 @@
 
 //! `AlterPartitionReassignmentsResponse` (AlterPartitionReassignmentsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,12 +48,36 @@ impl Default for AlterPartitionReassignmentsResponse {
 impl Encode for AlterPartitionReassignmentsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterPartitionReassignmentsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AlterPartitionReassignmentsResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), true, true, "AlterPartitionReassignmentsResponse.error_message", v)?;
-        put_array(buf, &self.responses, v, true, "AlterPartitionReassignmentsResponse.responses")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterPartitionReassignmentsResponse")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            true,
+            true,
+            "AlterPartitionReassignmentsResponse.error_message",
+            v,
+        )?;
+        put_array(
+            buf,
+            &self.responses,
+            v,
+            true,
+            "AlterPartitionReassignmentsResponse.responses",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AlterPartitionReassignmentsResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -55,13 +85,35 @@ impl Encode for AlterPartitionReassignmentsResponse {
 impl Decode for AlterPartitionReassignmentsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterPartitionReassignmentsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AlterPartitionReassignmentsResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
-        this.throttle_time_ms = get_i32(buf, "AlterPartitionReassignmentsResponse.throttle_time_ms")?;
+        this.throttle_time_ms =
+            get_i32(buf, "AlterPartitionReassignmentsResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "AlterPartitionReassignmentsResponse.error_code")?;
-        this.error_message = get_opt_string(buf, true, true, "AlterPartitionReassignmentsResponse.error_message")?;
-        this.responses = get_array(buf, v, true, "AlterPartitionReassignmentsResponse.responses")?;
-        if true { get_unknown_tags(buf, "AlterPartitionReassignmentsResponse", &mut this.unknown_tagged_fields)?; }
+        this.error_message = get_opt_string(
+            buf,
+            true,
+            true,
+            "AlterPartitionReassignmentsResponse.error_message",
+        )?;
+        this.responses = get_array(
+            buf,
+            v,
+            true,
+            "AlterPartitionReassignmentsResponse.responses",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "AlterPartitionReassignmentsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -95,8 +147,21 @@ impl Encode for ReassignablePartitionResponse {
         let v = version;
         put_i32(buf, self.partition_index);
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), true, true, "ReassignablePartitionResponse.error_message", v)?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ReassignablePartitionResponse")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            true,
+            true,
+            "ReassignablePartitionResponse.error_message",
+            v,
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "ReassignablePartitionResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -107,15 +172,36 @@ impl Decode for ReassignablePartitionResponse {
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "ReassignablePartitionResponse.partition_index")?;
         this.error_code = get_i16(buf, "ReassignablePartitionResponse.error_code")?;
-        this.error_message = get_opt_string(buf, true, true, "ReassignablePartitionResponse.error_message")?;
-        if true { get_unknown_tags(buf, "ReassignablePartitionResponse", &mut this.unknown_tagged_fields)?; }
+        this.error_message = get_opt_string(
+            buf,
+            true,
+            true,
+            "ReassignablePartitionResponse.error_message",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "ReassignablePartitionResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ReassignablePartitionResponse {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `ReassignableTopicResponse` of `AlterPartitionReassignmentsResponse`.
@@ -143,8 +229,20 @@ impl Encode for ReassignableTopicResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, true, "ReassignableTopicResponse.name")?;
-        put_array(buf, &self.partitions, v, true, "ReassignableTopicResponse.partitions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ReassignableTopicResponse")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            true,
+            "ReassignableTopicResponse.partitions",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "ReassignableTopicResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -155,13 +253,28 @@ impl Decode for ReassignableTopicResponse {
         let mut this = Self::default();
         this.name = get_string(buf, true, "ReassignableTopicResponse.name")?;
         this.partitions = get_array(buf, v, true, "ReassignableTopicResponse.partitions")?;
-        if true { get_unknown_tags(buf, "ReassignableTopicResponse", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "ReassignableTopicResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ReassignableTopicResponse {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `AlterReplicaLogDirsRequest` (AlterReplicaLogDirsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,10 +39,21 @@ impl Default for AlterReplicaLogDirsRequest {
 impl Encode for AlterReplicaLogDirsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterReplicaLogDirsRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AlterReplicaLogDirsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_array(buf, &self.dirs, v, flex, "AlterReplicaLogDirsRequest.dirs")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterReplicaLogDirsRequest")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AlterReplicaLogDirsRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -44,11 +61,22 @@ impl Encode for AlterReplicaLogDirsRequest {
 impl Decode for AlterReplicaLogDirsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterReplicaLogDirsRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AlterReplicaLogDirsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.dirs = get_array(buf, v, flex, "AlterReplicaLogDirsRequest.dirs")?;
-        if flex { get_unknown_tags(buf, "AlterReplicaLogDirsRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AlterReplicaLogDirsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -79,8 +107,16 @@ impl Encode for AlterReplicaLogDirTopic {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.name, flex, "AlterReplicaLogDirTopic.name")?;
-        put_array(buf, &self.partitions, v, flex, "AlterReplicaLogDirTopic.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterReplicaLogDirTopic")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "AlterReplicaLogDirTopic.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterReplicaLogDirTopic")?;
+        }
         Ok(())
     }
 }
@@ -92,14 +128,30 @@ impl Decode for AlterReplicaLogDirTopic {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "AlterReplicaLogDirTopic.name")?;
         this.partitions = get_array(buf, v, flex, "AlterReplicaLogDirTopic.partitions")?;
-        if flex { get_unknown_tags(buf, "AlterReplicaLogDirTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AlterReplicaLogDirTopic",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AlterReplicaLogDirTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `AlterReplicaLogDir` of `AlterReplicaLogDirsRequest`.
@@ -129,7 +181,9 @@ impl Encode for AlterReplicaLogDir {
         let flex = v >= 2;
         put_string(buf, &self.path, flex, "AlterReplicaLogDir.path")?;
         put_array(buf, &self.topics, v, flex, "AlterReplicaLogDir.topics")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterReplicaLogDir")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterReplicaLogDir")?;
+        }
         Ok(())
     }
 }
@@ -141,13 +195,24 @@ impl Decode for AlterReplicaLogDir {
         let mut this = Self::default();
         this.path = get_string(buf, flex, "AlterReplicaLogDir.path")?;
         this.topics = get_array(buf, v, flex, "AlterReplicaLogDir.topics")?;
-        if flex { get_unknown_tags(buf, "AlterReplicaLogDir", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "AlterReplicaLogDir", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AlterReplicaLogDir {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `AlterReplicaLogDirsResponse` (AlterReplicaLogDirsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,28 @@ impl Default for AlterReplicaLogDirsResponse {
 impl Encode for AlterReplicaLogDirsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterReplicaLogDirsResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AlterReplicaLogDirsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.results, v, flex, "AlterReplicaLogDirsResponse.results")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterReplicaLogDirsResponse")?; }
+        put_array(
+            buf,
+            &self.results,
+            v,
+            flex,
+            "AlterReplicaLogDirsResponse.results",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AlterReplicaLogDirsResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -48,12 +71,23 @@ impl Encode for AlterReplicaLogDirsResponse {
 impl Decode for AlterReplicaLogDirsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterReplicaLogDirsResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AlterReplicaLogDirsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "AlterReplicaLogDirsResponse.throttle_time_ms")?;
         this.results = get_array(buf, v, flex, "AlterReplicaLogDirsResponse.results")?;
-        if flex { get_unknown_tags(buf, "AlterReplicaLogDirsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AlterReplicaLogDirsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -85,7 +119,13 @@ impl Encode for AlterReplicaLogDirPartitionResult {
         let flex = v >= 2;
         put_i32(buf, self.partition_index);
         put_i16(buf, self.error_code);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterReplicaLogDirPartitionResult")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AlterReplicaLogDirPartitionResult",
+            )?;
+        }
         Ok(())
     }
 }
@@ -97,14 +137,30 @@ impl Decode for AlterReplicaLogDirPartitionResult {
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "AlterReplicaLogDirPartitionResult.partition_index")?;
         this.error_code = get_i16(buf, "AlterReplicaLogDirPartitionResult.error_code")?;
-        if flex { get_unknown_tags(buf, "AlterReplicaLogDirPartitionResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AlterReplicaLogDirPartitionResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AlterReplicaLogDirPartitionResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `AlterReplicaLogDirTopicResult` of `AlterReplicaLogDirsResponse`.
@@ -132,9 +188,26 @@ impl Encode for AlterReplicaLogDirTopicResult {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 2;
-        put_string(buf, &self.topic_name, flex, "AlterReplicaLogDirTopicResult.topic_name")?;
-        put_array(buf, &self.partitions, v, flex, "AlterReplicaLogDirTopicResult.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterReplicaLogDirTopicResult")?; }
+        put_string(
+            buf,
+            &self.topic_name,
+            flex,
+            "AlterReplicaLogDirTopicResult.topic_name",
+        )?;
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "AlterReplicaLogDirTopicResult.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AlterReplicaLogDirTopicResult",
+            )?;
+        }
         Ok(())
     }
 }
@@ -146,13 +219,28 @@ impl Decode for AlterReplicaLogDirTopicResult {
         let mut this = Self::default();
         this.topic_name = get_string(buf, flex, "AlterReplicaLogDirTopicResult.topic_name")?;
         this.partitions = get_array(buf, v, flex, "AlterReplicaLogDirTopicResult.partitions")?;
-        if flex { get_unknown_tags(buf, "AlterReplicaLogDirTopicResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AlterReplicaLogDirTopicResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AlterReplicaLogDirTopicResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

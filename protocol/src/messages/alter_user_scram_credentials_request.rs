@@ -4,7 +4,13 @@
 
 //! `AlterUserScramCredentialsRequest` (AlterUserScramCredentialsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,10 +42,33 @@ impl Default for AlterUserScramCredentialsRequest {
 impl Encode for AlterUserScramCredentialsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterUserScramCredentialsRequest", version: v }); }
-        put_array(buf, &self.deletions, v, true, "AlterUserScramCredentialsRequest.deletions")?;
-        put_array(buf, &self.upsertions, v, true, "AlterUserScramCredentialsRequest.upsertions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterUserScramCredentialsRequest")?; }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AlterUserScramCredentialsRequest",
+                version: v,
+            });
+        }
+        put_array(
+            buf,
+            &self.deletions,
+            v,
+            true,
+            "AlterUserScramCredentialsRequest.deletions",
+        )?;
+        put_array(
+            buf,
+            &self.upsertions,
+            v,
+            true,
+            "AlterUserScramCredentialsRequest.upsertions",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AlterUserScramCredentialsRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -47,11 +76,22 @@ impl Encode for AlterUserScramCredentialsRequest {
 impl Decode for AlterUserScramCredentialsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterUserScramCredentialsRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AlterUserScramCredentialsRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.deletions = get_array(buf, v, true, "AlterUserScramCredentialsRequest.deletions")?;
         this.upsertions = get_array(buf, v, true, "AlterUserScramCredentialsRequest.upsertions")?;
-        if true { get_unknown_tags(buf, "AlterUserScramCredentialsRequest", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "AlterUserScramCredentialsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -82,7 +122,9 @@ impl Encode for ScramCredentialDeletion {
         let v = version;
         put_string(buf, &self.name, true, "ScramCredentialDeletion.name")?;
         put_i8(buf, self.mechanism);
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ScramCredentialDeletion")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ScramCredentialDeletion")?;
+        }
         Ok(())
     }
 }
@@ -93,14 +135,30 @@ impl Decode for ScramCredentialDeletion {
         let mut this = Self::default();
         this.name = get_string(buf, true, "ScramCredentialDeletion.name")?;
         this.mechanism = get_i8(buf, "ScramCredentialDeletion.mechanism")?;
-        if true { get_unknown_tags(buf, "ScramCredentialDeletion", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "ScramCredentialDeletion",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ScramCredentialDeletion {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `ScramCredentialUpsertion` of `AlterUserScramCredentialsRequest`.
@@ -140,8 +198,15 @@ impl Encode for ScramCredentialUpsertion {
         put_i8(buf, self.mechanism);
         put_i32(buf, self.iterations);
         put_bytes(buf, &self.salt, true, "ScramCredentialUpsertion.salt")?;
-        put_bytes(buf, &self.salted_password, true, "ScramCredentialUpsertion.salted_password")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ScramCredentialUpsertion")?; }
+        put_bytes(
+            buf,
+            &self.salted_password,
+            true,
+            "ScramCredentialUpsertion.salted_password",
+        )?;
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ScramCredentialUpsertion")?;
+        }
         Ok(())
     }
 }
@@ -155,13 +220,28 @@ impl Decode for ScramCredentialUpsertion {
         this.iterations = get_i32(buf, "ScramCredentialUpsertion.iterations")?;
         this.salt = get_bytes(buf, true, "ScramCredentialUpsertion.salt")?;
         this.salted_password = get_bytes(buf, true, "ScramCredentialUpsertion.salted_password")?;
-        if true { get_unknown_tags(buf, "ScramCredentialUpsertion", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "ScramCredentialUpsertion",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ScramCredentialUpsertion {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `AlterUserScramCredentialsResponse` (AlterUserScramCredentialsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,10 +42,27 @@ impl Default for AlterUserScramCredentialsResponse {
 impl Encode for AlterUserScramCredentialsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "AlterUserScramCredentialsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "AlterUserScramCredentialsResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.results, v, true, "AlterUserScramCredentialsResponse.results")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterUserScramCredentialsResponse")?; }
+        put_array(
+            buf,
+            &self.results,
+            v,
+            true,
+            "AlterUserScramCredentialsResponse.results",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AlterUserScramCredentialsResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -47,11 +70,22 @@ impl Encode for AlterUserScramCredentialsResponse {
 impl Decode for AlterUserScramCredentialsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "AlterUserScramCredentialsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "AlterUserScramCredentialsResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "AlterUserScramCredentialsResponse.throttle_time_ms")?;
         this.results = get_array(buf, v, true, "AlterUserScramCredentialsResponse.results")?;
-        if true { get_unknown_tags(buf, "AlterUserScramCredentialsResponse", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "AlterUserScramCredentialsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -83,10 +117,28 @@ impl Default for AlterUserScramCredentialsResult {
 impl Encode for AlterUserScramCredentialsResult {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        put_string(buf, &self.user, true, "AlterUserScramCredentialsResult.user")?;
+        put_string(
+            buf,
+            &self.user,
+            true,
+            "AlterUserScramCredentialsResult.user",
+        )?;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), true, true, "AlterUserScramCredentialsResult.error_message", v)?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterUserScramCredentialsResult")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            true,
+            true,
+            "AlterUserScramCredentialsResult.error_message",
+            v,
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AlterUserScramCredentialsResult",
+            )?;
+        }
         Ok(())
     }
 }
@@ -97,14 +149,34 @@ impl Decode for AlterUserScramCredentialsResult {
         let mut this = Self::default();
         this.user = get_string(buf, true, "AlterUserScramCredentialsResult.user")?;
         this.error_code = get_i16(buf, "AlterUserScramCredentialsResult.error_code")?;
-        this.error_message = get_opt_string(buf, true, true, "AlterUserScramCredentialsResult.error_message")?;
-        if true { get_unknown_tags(buf, "AlterUserScramCredentialsResult", &mut this.unknown_tagged_fields)?; }
+        this.error_message = get_opt_string(
+            buf,
+            true,
+            true,
+            "AlterUserScramCredentialsResult.error_message",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "AlterUserScramCredentialsResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AlterUserScramCredentialsResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

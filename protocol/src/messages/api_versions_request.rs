@@ -4,7 +4,13 @@
 
 //! `ApiVersionsRequest` (ApiVersionsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,32 @@ impl Default for ApiVersionsRequest {
 impl Encode for ApiVersionsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ApiVersionsRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ApiVersionsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
-        if v >= 3 { put_string(buf, &self.client_software_name, flex, "ApiVersionsRequest.client_software_name")?; }
-        if v >= 3 { put_string(buf, &self.client_software_version, flex, "ApiVersionsRequest.client_software_version")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ApiVersionsRequest")?; }
+        if v >= 3 {
+            put_string(
+                buf,
+                &self.client_software_name,
+                flex,
+                "ApiVersionsRequest.client_software_name",
+            )?;
+        }
+        if v >= 3 {
+            put_string(
+                buf,
+                &self.client_software_version,
+                flex,
+                "ApiVersionsRequest.client_software_version",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ApiVersionsRequest")?;
+        }
         Ok(())
     }
 }
@@ -48,13 +75,25 @@ impl Encode for ApiVersionsRequest {
 impl Decode for ApiVersionsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ApiVersionsRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ApiVersionsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
-        if v >= 3 { this.client_software_name = get_string(buf, flex, "ApiVersionsRequest.client_software_name")?; }
-        if v >= 3 { this.client_software_version = get_string(buf, flex, "ApiVersionsRequest.client_software_version")?; }
-        if flex { get_unknown_tags(buf, "ApiVersionsRequest", &mut this.unknown_tagged_fields)?; }
+        if v >= 3 {
+            this.client_software_name =
+                get_string(buf, flex, "ApiVersionsRequest.client_software_name")?;
+        }
+        if v >= 3 {
+            this.client_software_version =
+                get_string(buf, flex, "ApiVersionsRequest.client_software_version")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "ApiVersionsRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `ApiVersionsResponse` (ApiVersionsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -51,17 +57,64 @@ impl Default for ApiVersionsResponse {
 impl Encode for ApiVersionsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ApiVersionsResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ApiVersionsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         put_i16(buf, self.error_code);
         put_array(buf, &self.api_keys, v, flex, "ApiVersionsResponse.api_keys")?;
-        if v >= 1 { put_i32(buf, self.throttle_time_ms); }
+        if v >= 1 {
+            put_i32(buf, self.throttle_time_ms);
+        }
         if flex {
             let mut tw = TagWriter::new();
-            if (v >= 3) && (self.supported_features != Vec::new()) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_array(buf, &self.supported_features, v, flex, "ApiVersionsResponse.supported_features")?; } tw.add(0, tb); }
-            if (v >= 3) && (self.finalized_features_epoch != -1) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_i64(buf, self.finalized_features_epoch); } tw.add(1, tb); }
-            if (v >= 3) && (self.finalized_features != Vec::new()) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_array(buf, &self.finalized_features, v, flex, "ApiVersionsResponse.finalized_features")?; } tw.add(2, tb); }
-            if (v >= 3) && (self.zk_migration_ready != false) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_bool(buf, self.zk_migration_ready); } tw.add(3, tb); }
+            if (v >= 3) && (self.supported_features != Vec::new()) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    put_array(
+                        buf,
+                        &self.supported_features,
+                        v,
+                        flex,
+                        "ApiVersionsResponse.supported_features",
+                    )?;
+                }
+                tw.add(0, tb);
+            }
+            if (v >= 3) && (self.finalized_features_epoch != -1) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    put_i64(buf, self.finalized_features_epoch);
+                }
+                tw.add(1, tb);
+            }
+            if (v >= 3) && (self.finalized_features != Vec::new()) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    put_array(
+                        buf,
+                        &self.finalized_features,
+                        v,
+                        flex,
+                        "ApiVersionsResponse.finalized_features",
+                    )?;
+                }
+                tw.add(2, tb);
+            }
+            if (v >= 3) && (self.zk_migration_ready != false) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    put_bool(buf, self.zk_migration_ready);
+                }
+                tw.add(3, tb);
+            }
             tw.finish(buf, &self.unknown_tagged_fields, "ApiVersionsResponse")?;
         }
         Ok(())
@@ -71,21 +124,56 @@ impl Encode for ApiVersionsResponse {
 impl Decode for ApiVersionsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ApiVersionsResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ApiVersionsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
         this.error_code = get_i16(buf, "ApiVersionsResponse.error_code")?;
         this.api_keys = get_array(buf, v, flex, "ApiVersionsResponse.api_keys")?;
-        if v >= 1 { this.throttle_time_ms = get_i32(buf, "ApiVersionsResponse.throttle_time_ms")?; }
+        if v >= 1 {
+            this.throttle_time_ms = get_i32(buf, "ApiVersionsResponse.throttle_time_ms")?;
+        }
         if flex {
             let mut tr = TagReader::new(buf, "ApiVersionsResponse")?;
             while let Some((tag, mut d)) = tr.next(buf)? {
                 let size = d.len();
                 match tag {
-                    0 if v >= 3 => { { let buf = &mut d; this.supported_features = get_array(buf, v, flex, "ApiVersionsResponse.supported_features")?; } finish_tag(&d, tag, size, "ApiVersionsResponse")?; }
-                    1 if v >= 3 => { { let buf = &mut d; this.finalized_features_epoch = get_i64(buf, "ApiVersionsResponse.finalized_features_epoch")?; } finish_tag(&d, tag, size, "ApiVersionsResponse")?; }
-                    2 if v >= 3 => { { let buf = &mut d; this.finalized_features = get_array(buf, v, flex, "ApiVersionsResponse.finalized_features")?; } finish_tag(&d, tag, size, "ApiVersionsResponse")?; }
-                    3 if v >= 3 => { { let buf = &mut d; this.zk_migration_ready = get_bool(buf, "ApiVersionsResponse.zk_migration_ready")?; } finish_tag(&d, tag, size, "ApiVersionsResponse")?; }
+                    0 if v >= 3 => {
+                        {
+                            let buf = &mut d;
+                            this.supported_features =
+                                get_array(buf, v, flex, "ApiVersionsResponse.supported_features")?;
+                        }
+                        finish_tag(&d, tag, size, "ApiVersionsResponse")?;
+                    }
+                    1 if v >= 3 => {
+                        {
+                            let buf = &mut d;
+                            this.finalized_features_epoch =
+                                get_i64(buf, "ApiVersionsResponse.finalized_features_epoch")?;
+                        }
+                        finish_tag(&d, tag, size, "ApiVersionsResponse")?;
+                    }
+                    2 if v >= 3 => {
+                        {
+                            let buf = &mut d;
+                            this.finalized_features =
+                                get_array(buf, v, flex, "ApiVersionsResponse.finalized_features")?;
+                        }
+                        finish_tag(&d, tag, size, "ApiVersionsResponse")?;
+                    }
+                    3 if v >= 3 => {
+                        {
+                            let buf = &mut d;
+                            this.zk_migration_ready =
+                                get_bool(buf, "ApiVersionsResponse.zk_migration_ready")?;
+                        }
+                        finish_tag(&d, tag, size, "ApiVersionsResponse")?;
+                    }
                     _ => this.unknown_tagged_fields.push((tag, d)),
                 }
             }
@@ -125,7 +213,9 @@ impl Encode for ApiVersion {
         put_i16(buf, self.api_key);
         put_i16(buf, self.min_version);
         put_i16(buf, self.max_version);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ApiVersion")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ApiVersion")?;
+        }
         Ok(())
     }
 }
@@ -138,14 +228,26 @@ impl Decode for ApiVersion {
         this.api_key = get_i16(buf, "ApiVersion.api_key")?;
         this.min_version = get_i16(buf, "ApiVersion.min_version")?;
         this.max_version = get_i16(buf, "ApiVersion.max_version")?;
-        if flex { get_unknown_tags(buf, "ApiVersion", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "ApiVersion", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ApiVersion {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `SupportedFeatureKey` of `ApiVersionsResponse`.
@@ -176,10 +278,18 @@ impl Encode for SupportedFeatureKey {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 3;
-        if v >= 3 { put_string(buf, &self.name, flex, "SupportedFeatureKey.name")?; }
-        if v >= 3 { put_i16(buf, self.min_version); }
-        if v >= 3 { put_i16(buf, self.max_version); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "SupportedFeatureKey")?; }
+        if v >= 3 {
+            put_string(buf, &self.name, flex, "SupportedFeatureKey.name")?;
+        }
+        if v >= 3 {
+            put_i16(buf, self.min_version);
+        }
+        if v >= 3 {
+            put_i16(buf, self.max_version);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "SupportedFeatureKey")?;
+        }
         Ok(())
     }
 }
@@ -189,17 +299,35 @@ impl Decode for SupportedFeatureKey {
         let v = version;
         let flex = v >= 3;
         let mut this = Self::default();
-        if v >= 3 { this.name = get_string(buf, flex, "SupportedFeatureKey.name")?; }
-        if v >= 3 { this.min_version = get_i16(buf, "SupportedFeatureKey.min_version")?; }
-        if v >= 3 { this.max_version = get_i16(buf, "SupportedFeatureKey.max_version")?; }
-        if flex { get_unknown_tags(buf, "SupportedFeatureKey", &mut this.unknown_tagged_fields)?; }
+        if v >= 3 {
+            this.name = get_string(buf, flex, "SupportedFeatureKey.name")?;
+        }
+        if v >= 3 {
+            this.min_version = get_i16(buf, "SupportedFeatureKey.min_version")?;
+        }
+        if v >= 3 {
+            this.max_version = get_i16(buf, "SupportedFeatureKey.max_version")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "SupportedFeatureKey", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for SupportedFeatureKey {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `FinalizedFeatureKey` of `ApiVersionsResponse`.
@@ -230,10 +358,18 @@ impl Encode for FinalizedFeatureKey {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 3;
-        if v >= 3 { put_string(buf, &self.name, flex, "FinalizedFeatureKey.name")?; }
-        if v >= 3 { put_i16(buf, self.max_version_level); }
-        if v >= 3 { put_i16(buf, self.min_version_level); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "FinalizedFeatureKey")?; }
+        if v >= 3 {
+            put_string(buf, &self.name, flex, "FinalizedFeatureKey.name")?;
+        }
+        if v >= 3 {
+            put_i16(buf, self.max_version_level);
+        }
+        if v >= 3 {
+            put_i16(buf, self.min_version_level);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "FinalizedFeatureKey")?;
+        }
         Ok(())
     }
 }
@@ -243,16 +379,33 @@ impl Decode for FinalizedFeatureKey {
         let v = version;
         let flex = v >= 3;
         let mut this = Self::default();
-        if v >= 3 { this.name = get_string(buf, flex, "FinalizedFeatureKey.name")?; }
-        if v >= 3 { this.max_version_level = get_i16(buf, "FinalizedFeatureKey.max_version_level")?; }
-        if v >= 3 { this.min_version_level = get_i16(buf, "FinalizedFeatureKey.min_version_level")?; }
-        if flex { get_unknown_tags(buf, "FinalizedFeatureKey", &mut this.unknown_tagged_fields)?; }
+        if v >= 3 {
+            this.name = get_string(buf, flex, "FinalizedFeatureKey.name")?;
+        }
+        if v >= 3 {
+            this.max_version_level = get_i16(buf, "FinalizedFeatureKey.max_version_level")?;
+        }
+        if v >= 3 {
+            this.min_version_level = get_i16(buf, "FinalizedFeatureKey.min_version_level")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "FinalizedFeatureKey", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for FinalizedFeatureKey {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

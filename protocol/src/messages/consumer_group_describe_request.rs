@@ -4,7 +4,13 @@
 
 //! `ConsumerGroupDescribeRequest` (ConsumerGroupDescribeRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,10 +42,27 @@ impl Default for ConsumerGroupDescribeRequest {
 impl Encode for ConsumerGroupDescribeRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ConsumerGroupDescribeRequest", version: v }); }
-        put_array(buf, &self.group_ids, v, true, "ConsumerGroupDescribeRequest.group_ids")?;
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ConsumerGroupDescribeRequest",
+                version: v,
+            });
+        }
+        put_array(
+            buf,
+            &self.group_ids,
+            v,
+            true,
+            "ConsumerGroupDescribeRequest.group_ids",
+        )?;
         put_bool(buf, self.include_authorized_operations);
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ConsumerGroupDescribeRequest")?; }
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "ConsumerGroupDescribeRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -47,12 +70,25 @@ impl Encode for ConsumerGroupDescribeRequest {
 impl Decode for ConsumerGroupDescribeRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ConsumerGroupDescribeRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ConsumerGroupDescribeRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.group_ids = get_array(buf, v, true, "ConsumerGroupDescribeRequest.group_ids")?;
-        this.include_authorized_operations = get_bool(buf, "ConsumerGroupDescribeRequest.include_authorized_operations")?;
-        if true { get_unknown_tags(buf, "ConsumerGroupDescribeRequest", &mut this.unknown_tagged_fields)?; }
+        this.include_authorized_operations = get_bool(
+            buf,
+            "ConsumerGroupDescribeRequest.include_authorized_operations",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "ConsumerGroupDescribeRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

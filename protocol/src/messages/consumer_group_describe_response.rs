@@ -4,7 +4,13 @@
 
 //! `ConsumerGroupDescribeResponse` (ConsumerGroupDescribeResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,10 +42,27 @@ impl Default for ConsumerGroupDescribeResponse {
 impl Encode for ConsumerGroupDescribeResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ConsumerGroupDescribeResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ConsumerGroupDescribeResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.groups, v, true, "ConsumerGroupDescribeResponse.groups")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ConsumerGroupDescribeResponse")?; }
+        put_array(
+            buf,
+            &self.groups,
+            v,
+            true,
+            "ConsumerGroupDescribeResponse.groups",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "ConsumerGroupDescribeResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -47,11 +70,22 @@ impl Encode for ConsumerGroupDescribeResponse {
 impl Decode for ConsumerGroupDescribeResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ConsumerGroupDescribeResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ConsumerGroupDescribeResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "ConsumerGroupDescribeResponse.throttle_time_ms")?;
         this.groups = get_array(buf, v, true, "ConsumerGroupDescribeResponse.groups")?;
-        if true { get_unknown_tags(buf, "ConsumerGroupDescribeResponse", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "ConsumerGroupDescribeResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -105,16 +139,45 @@ impl Encode for Member {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.member_id, true, "Member.member_id")?;
-        put_opt_string(buf, self.instance_id.as_deref(), true, true, "Member.instance_id", v)?;
-        put_opt_string(buf, self.rack_id.as_deref(), true, true, "Member.rack_id", v)?;
+        put_opt_string(
+            buf,
+            self.instance_id.as_deref(),
+            true,
+            true,
+            "Member.instance_id",
+            v,
+        )?;
+        put_opt_string(
+            buf,
+            self.rack_id.as_deref(),
+            true,
+            true,
+            "Member.rack_id",
+            v,
+        )?;
         put_i32(buf, self.member_epoch);
         put_string(buf, &self.client_id, true, "Member.client_id")?;
         put_string(buf, &self.client_host, true, "Member.client_host")?;
-        put_array(buf, &self.subscribed_topic_names, v, true, "Member.subscribed_topic_names")?;
-        put_opt_string(buf, self.subscribed_topic_regex.as_deref(), true, true, "Member.subscribed_topic_regex", v)?;
+        put_array(
+            buf,
+            &self.subscribed_topic_names,
+            v,
+            true,
+            "Member.subscribed_topic_names",
+        )?;
+        put_opt_string(
+            buf,
+            self.subscribed_topic_regex.as_deref(),
+            true,
+            true,
+            "Member.subscribed_topic_regex",
+            v,
+        )?;
         self.assignment.encode(buf, v)?;
         self.target_assignment.encode(buf, v)?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "Member")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "Member")?;
+        }
         Ok(())
     }
 }
@@ -130,17 +193,30 @@ impl Decode for Member {
         this.client_id = get_string(buf, true, "Member.client_id")?;
         this.client_host = get_string(buf, true, "Member.client_host")?;
         this.subscribed_topic_names = get_array(buf, v, true, "Member.subscribed_topic_names")?;
-        this.subscribed_topic_regex = get_opt_string(buf, true, true, "Member.subscribed_topic_regex")?;
+        this.subscribed_topic_regex =
+            get_opt_string(buf, true, true, "Member.subscribed_topic_regex")?;
         this.assignment = Assignment::decode(buf, v)?;
         this.target_assignment = Assignment::decode(buf, v)?;
-        if true { get_unknown_tags(buf, "Member", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "Member", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for Member {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `DescribedGroup` of `ConsumerGroupDescribeResponse`.
@@ -189,15 +265,29 @@ impl Encode for DescribedGroup {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), true, true, "DescribedGroup.error_message", v)?;
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            true,
+            true,
+            "DescribedGroup.error_message",
+            v,
+        )?;
         put_string(buf, &self.group_id, true, "DescribedGroup.group_id")?;
         put_string(buf, &self.group_state, true, "DescribedGroup.group_state")?;
         put_i32(buf, self.group_epoch);
         put_i32(buf, self.assignment_epoch);
-        put_string(buf, &self.assignor_name, true, "DescribedGroup.assignor_name")?;
+        put_string(
+            buf,
+            &self.assignor_name,
+            true,
+            "DescribedGroup.assignor_name",
+        )?;
         put_array(buf, &self.members, v, true, "DescribedGroup.members")?;
         put_i32(buf, self.authorized_operations);
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribedGroup")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribedGroup")?;
+        }
         Ok(())
     }
 }
@@ -215,14 +305,26 @@ impl Decode for DescribedGroup {
         this.assignor_name = get_string(buf, true, "DescribedGroup.assignor_name")?;
         this.members = get_array(buf, v, true, "DescribedGroup.members")?;
         this.authorized_operations = get_i32(buf, "DescribedGroup.authorized_operations")?;
-        if true { get_unknown_tags(buf, "DescribedGroup", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "DescribedGroup", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribedGroup {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `TopicPartitions` of `ConsumerGroupDescribeResponse`.
@@ -255,7 +357,9 @@ impl Encode for TopicPartitions {
         put_uuid(buf, &self.topic_id);
         put_string(buf, &self.topic_name, true, "TopicPartitions.topic_name")?;
         put_array(buf, &self.partitions, v, true, "TopicPartitions.partitions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicPartitions")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicPartitions")?;
+        }
         Ok(())
     }
 }
@@ -267,14 +371,26 @@ impl Decode for TopicPartitions {
         this.topic_id = get_uuid(buf, "TopicPartitions.topic_id")?;
         this.topic_name = get_string(buf, true, "TopicPartitions.topic_name")?;
         this.partitions = get_array(buf, v, true, "TopicPartitions.partitions")?;
-        if true { get_unknown_tags(buf, "TopicPartitions", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "TopicPartitions", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TopicPartitions {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `Assignment` of `ConsumerGroupDescribeResponse`.
@@ -298,8 +414,16 @@ impl Default for Assignment {
 impl Encode for Assignment {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        put_array(buf, &self.topic_partitions, v, true, "Assignment.topic_partitions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "Assignment")?; }
+        put_array(
+            buf,
+            &self.topic_partitions,
+            v,
+            true,
+            "Assignment.topic_partitions",
+        )?;
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "Assignment")?;
+        }
         Ok(())
     }
 }
@@ -309,8 +433,9 @@ impl Decode for Assignment {
         let v = version;
         let mut this = Self::default();
         this.topic_partitions = get_array(buf, v, true, "Assignment.topic_partitions")?;
-        if true { get_unknown_tags(buf, "Assignment", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "Assignment", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `ConsumerGroupHeartbeatRequest` (ConsumerGroupHeartbeatRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -60,18 +66,83 @@ impl Default for ConsumerGroupHeartbeatRequest {
 impl Encode for ConsumerGroupHeartbeatRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ConsumerGroupHeartbeatRequest", version: v }); }
-        put_string(buf, &self.group_id, true, "ConsumerGroupHeartbeatRequest.group_id")?;
-        put_string(buf, &self.member_id, true, "ConsumerGroupHeartbeatRequest.member_id")?;
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ConsumerGroupHeartbeatRequest",
+                version: v,
+            });
+        }
+        put_string(
+            buf,
+            &self.group_id,
+            true,
+            "ConsumerGroupHeartbeatRequest.group_id",
+        )?;
+        put_string(
+            buf,
+            &self.member_id,
+            true,
+            "ConsumerGroupHeartbeatRequest.member_id",
+        )?;
         put_i32(buf, self.member_epoch);
-        put_opt_string(buf, self.instance_id.as_deref(), true, true, "ConsumerGroupHeartbeatRequest.instance_id", v)?;
-        put_opt_string(buf, self.rack_id.as_deref(), true, true, "ConsumerGroupHeartbeatRequest.rack_id", v)?;
+        put_opt_string(
+            buf,
+            self.instance_id.as_deref(),
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.instance_id",
+            v,
+        )?;
+        put_opt_string(
+            buf,
+            self.rack_id.as_deref(),
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.rack_id",
+            v,
+        )?;
         put_i32(buf, self.rebalance_timeout_ms);
-        put_opt_array(buf, self.subscribed_topic_names.as_deref(), v, true, true, "ConsumerGroupHeartbeatRequest.subscribed_topic_names")?;
-        if v >= 1 { put_opt_string(buf, self.subscribed_topic_regex.as_deref(), true, v >= 1, "ConsumerGroupHeartbeatRequest.subscribed_topic_regex", v)?; }
-        put_opt_string(buf, self.server_assignor.as_deref(), true, true, "ConsumerGroupHeartbeatRequest.server_assignor", v)?;
-        put_opt_array(buf, self.topic_partitions.as_deref(), v, true, true, "ConsumerGroupHeartbeatRequest.topic_partitions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ConsumerGroupHeartbeatRequest")?; }
+        put_opt_array(
+            buf,
+            self.subscribed_topic_names.as_deref(),
+            v,
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.subscribed_topic_names",
+        )?;
+        if v >= 1 {
+            put_opt_string(
+                buf,
+                self.subscribed_topic_regex.as_deref(),
+                true,
+                v >= 1,
+                "ConsumerGroupHeartbeatRequest.subscribed_topic_regex",
+                v,
+            )?;
+        }
+        put_opt_string(
+            buf,
+            self.server_assignor.as_deref(),
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.server_assignor",
+            v,
+        )?;
+        put_opt_array(
+            buf,
+            self.topic_partitions.as_deref(),
+            v,
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.topic_partitions",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "ConsumerGroupHeartbeatRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -79,19 +150,56 @@ impl Encode for ConsumerGroupHeartbeatRequest {
 impl Decode for ConsumerGroupHeartbeatRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ConsumerGroupHeartbeatRequest", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ConsumerGroupHeartbeatRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.group_id = get_string(buf, true, "ConsumerGroupHeartbeatRequest.group_id")?;
         this.member_id = get_string(buf, true, "ConsumerGroupHeartbeatRequest.member_id")?;
         this.member_epoch = get_i32(buf, "ConsumerGroupHeartbeatRequest.member_epoch")?;
-        this.instance_id = get_opt_string(buf, true, true, "ConsumerGroupHeartbeatRequest.instance_id")?;
+        this.instance_id =
+            get_opt_string(buf, true, true, "ConsumerGroupHeartbeatRequest.instance_id")?;
         this.rack_id = get_opt_string(buf, true, true, "ConsumerGroupHeartbeatRequest.rack_id")?;
-        this.rebalance_timeout_ms = get_i32(buf, "ConsumerGroupHeartbeatRequest.rebalance_timeout_ms")?;
-        this.subscribed_topic_names = get_opt_array(buf, v, true, true, "ConsumerGroupHeartbeatRequest.subscribed_topic_names")?;
-        if v >= 1 { this.subscribed_topic_regex = get_opt_string(buf, true, v >= 1, "ConsumerGroupHeartbeatRequest.subscribed_topic_regex")?; }
-        this.server_assignor = get_opt_string(buf, true, true, "ConsumerGroupHeartbeatRequest.server_assignor")?;
-        this.topic_partitions = get_opt_array(buf, v, true, true, "ConsumerGroupHeartbeatRequest.topic_partitions")?;
-        if true { get_unknown_tags(buf, "ConsumerGroupHeartbeatRequest", &mut this.unknown_tagged_fields)?; }
+        this.rebalance_timeout_ms =
+            get_i32(buf, "ConsumerGroupHeartbeatRequest.rebalance_timeout_ms")?;
+        this.subscribed_topic_names = get_opt_array(
+            buf,
+            v,
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.subscribed_topic_names",
+        )?;
+        if v >= 1 {
+            this.subscribed_topic_regex = get_opt_string(
+                buf,
+                true,
+                v >= 1,
+                "ConsumerGroupHeartbeatRequest.subscribed_topic_regex",
+            )?;
+        }
+        this.server_assignor = get_opt_string(
+            buf,
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.server_assignor",
+        )?;
+        this.topic_partitions = get_opt_array(
+            buf,
+            v,
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.topic_partitions",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "ConsumerGroupHeartbeatRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -122,7 +230,9 @@ impl Encode for TopicPartitions {
         let v = version;
         put_uuid(buf, &self.topic_id);
         put_array(buf, &self.partitions, v, true, "TopicPartitions.partitions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicPartitions")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicPartitions")?;
+        }
         Ok(())
     }
 }
@@ -133,13 +243,24 @@ impl Decode for TopicPartitions {
         let mut this = Self::default();
         this.topic_id = get_uuid(buf, "TopicPartitions.topic_id")?;
         this.partitions = get_array(buf, v, true, "TopicPartitions.partitions")?;
-        if true { get_unknown_tags(buf, "TopicPartitions", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "TopicPartitions", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TopicPartitions {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `ConsumerGroupHeartbeatResponse` (ConsumerGroupHeartbeatResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -51,15 +57,46 @@ impl Default for ConsumerGroupHeartbeatResponse {
 impl Encode for ConsumerGroupHeartbeatResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ConsumerGroupHeartbeatResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ConsumerGroupHeartbeatResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), true, true, "ConsumerGroupHeartbeatResponse.error_message", v)?;
-        put_opt_string(buf, self.member_id.as_deref(), true, true, "ConsumerGroupHeartbeatResponse.member_id", v)?;
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            true,
+            true,
+            "ConsumerGroupHeartbeatResponse.error_message",
+            v,
+        )?;
+        put_opt_string(
+            buf,
+            self.member_id.as_deref(),
+            true,
+            true,
+            "ConsumerGroupHeartbeatResponse.member_id",
+            v,
+        )?;
         put_i32(buf, self.member_epoch);
         put_i32(buf, self.heartbeat_interval_ms);
-        put_opt_struct(buf, self.assignment.as_ref(), v, true, "ConsumerGroupHeartbeatResponse.assignment")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ConsumerGroupHeartbeatResponse")?; }
+        put_opt_struct(
+            buf,
+            self.assignment.as_ref(),
+            v,
+            true,
+            "ConsumerGroupHeartbeatResponse.assignment",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "ConsumerGroupHeartbeatResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -67,16 +104,35 @@ impl Encode for ConsumerGroupHeartbeatResponse {
 impl Decode for ConsumerGroupHeartbeatResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ConsumerGroupHeartbeatResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ConsumerGroupHeartbeatResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "ConsumerGroupHeartbeatResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "ConsumerGroupHeartbeatResponse.error_code")?;
-        this.error_message = get_opt_string(buf, true, true, "ConsumerGroupHeartbeatResponse.error_message")?;
-        this.member_id = get_opt_string(buf, true, true, "ConsumerGroupHeartbeatResponse.member_id")?;
+        this.error_message = get_opt_string(
+            buf,
+            true,
+            true,
+            "ConsumerGroupHeartbeatResponse.error_message",
+        )?;
+        this.member_id =
+            get_opt_string(buf, true, true, "ConsumerGroupHeartbeatResponse.member_id")?;
         this.member_epoch = get_i32(buf, "ConsumerGroupHeartbeatResponse.member_epoch")?;
-        this.heartbeat_interval_ms = get_i32(buf, "ConsumerGroupHeartbeatResponse.heartbeat_interval_ms")?;
-        this.assignment = get_opt_struct(buf, v, true, "ConsumerGroupHeartbeatResponse.assignment")?;
-        if true { get_unknown_tags(buf, "ConsumerGroupHeartbeatResponse", &mut this.unknown_tagged_fields)?; }
+        this.heartbeat_interval_ms =
+            get_i32(buf, "ConsumerGroupHeartbeatResponse.heartbeat_interval_ms")?;
+        this.assignment =
+            get_opt_struct(buf, v, true, "ConsumerGroupHeartbeatResponse.assignment")?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "ConsumerGroupHeartbeatResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -102,8 +158,16 @@ impl Default for Assignment {
 impl Encode for Assignment {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        put_array(buf, &self.topic_partitions, v, true, "Assignment.topic_partitions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "Assignment")?; }
+        put_array(
+            buf,
+            &self.topic_partitions,
+            v,
+            true,
+            "Assignment.topic_partitions",
+        )?;
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "Assignment")?;
+        }
         Ok(())
     }
 }
@@ -113,7 +177,9 @@ impl Decode for Assignment {
         let v = version;
         let mut this = Self::default();
         this.topic_partitions = get_array(buf, v, true, "Assignment.topic_partitions")?;
-        if true { get_unknown_tags(buf, "Assignment", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "Assignment", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -144,7 +210,9 @@ impl Encode for TopicPartitions {
         let v = version;
         put_uuid(buf, &self.topic_id);
         put_array(buf, &self.partitions, v, true, "TopicPartitions.partitions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicPartitions")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicPartitions")?;
+        }
         Ok(())
     }
 }
@@ -155,13 +223,24 @@ impl Decode for TopicPartitions {
         let mut this = Self::default();
         this.topic_id = get_uuid(buf, "TopicPartitions.topic_id")?;
         this.partitions = get_array(buf, v, true, "TopicPartitions.partitions")?;
-        if true { get_unknown_tags(buf, "TopicPartitions", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "TopicPartitions", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TopicPartitions {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `ConsumerProtocolAssignment` (ConsumerProtocolAssignment.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,9 +42,27 @@ impl Default for ConsumerProtocolAssignment {
 impl Encode for ConsumerProtocolAssignment {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ConsumerProtocolAssignment", version: v }); }
-        put_array(buf, &self.assigned_partitions, v, false, "ConsumerProtocolAssignment.assigned_partitions")?;
-        put_opt_bytes(buf, self.user_data.as_deref(), false, true, "ConsumerProtocolAssignment.user_data", v)?;
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ConsumerProtocolAssignment",
+                version: v,
+            });
+        }
+        put_array(
+            buf,
+            &self.assigned_partitions,
+            v,
+            false,
+            "ConsumerProtocolAssignment.assigned_partitions",
+        )?;
+        put_opt_bytes(
+            buf,
+            self.user_data.as_deref(),
+            false,
+            true,
+            "ConsumerProtocolAssignment.user_data",
+            v,
+        )?;
         Ok(())
     }
 }
@@ -46,9 +70,19 @@ impl Encode for ConsumerProtocolAssignment {
 impl Decode for ConsumerProtocolAssignment {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ConsumerProtocolAssignment", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ConsumerProtocolAssignment",
+                version: v,
+            });
+        }
         let mut this = Self::default();
-        this.assigned_partitions = get_array(buf, v, false, "ConsumerProtocolAssignment.assigned_partitions")?;
+        this.assigned_partitions = get_array(
+            buf,
+            v,
+            false,
+            "ConsumerProtocolAssignment.assigned_partitions",
+        )?;
         this.user_data = get_opt_bytes(buf, false, true, "ConsumerProtocolAssignment.user_data")?;
         Ok(this)
     }
@@ -95,7 +129,16 @@ impl Decode for TopicPartition {
 }
 
 impl Elem for TopicPartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

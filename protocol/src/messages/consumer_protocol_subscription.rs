@@ -4,7 +4,13 @@
 
 //! `ConsumerProtocolSubscription` (ConsumerProtocolSubscription.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -45,12 +51,49 @@ impl Default for ConsumerProtocolSubscription {
 impl Encode for ConsumerProtocolSubscription {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ConsumerProtocolSubscription", version: v }); }
-        put_array(buf, &self.topics, v, false, "ConsumerProtocolSubscription.topics")?;
-        put_opt_bytes(buf, self.user_data.as_deref(), false, true, "ConsumerProtocolSubscription.user_data", v)?;
-        if v >= 1 { put_array(buf, &self.owned_partitions, v, false, "ConsumerProtocolSubscription.owned_partitions")?; }
-        if v >= 2 { put_i32(buf, self.generation_id); }
-        if v >= 3 { put_opt_string(buf, self.rack_id.as_deref(), false, v >= 3, "ConsumerProtocolSubscription.rack_id", v)?; }
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ConsumerProtocolSubscription",
+                version: v,
+            });
+        }
+        put_array(
+            buf,
+            &self.topics,
+            v,
+            false,
+            "ConsumerProtocolSubscription.topics",
+        )?;
+        put_opt_bytes(
+            buf,
+            self.user_data.as_deref(),
+            false,
+            true,
+            "ConsumerProtocolSubscription.user_data",
+            v,
+        )?;
+        if v >= 1 {
+            put_array(
+                buf,
+                &self.owned_partitions,
+                v,
+                false,
+                "ConsumerProtocolSubscription.owned_partitions",
+            )?;
+        }
+        if v >= 2 {
+            put_i32(buf, self.generation_id);
+        }
+        if v >= 3 {
+            put_opt_string(
+                buf,
+                self.rack_id.as_deref(),
+                false,
+                v >= 3,
+                "ConsumerProtocolSubscription.rack_id",
+                v,
+            )?;
+        }
         Ok(())
     }
 }
@@ -58,13 +101,30 @@ impl Encode for ConsumerProtocolSubscription {
 impl Decode for ConsumerProtocolSubscription {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ConsumerProtocolSubscription", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ConsumerProtocolSubscription",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.topics = get_array(buf, v, false, "ConsumerProtocolSubscription.topics")?;
         this.user_data = get_opt_bytes(buf, false, true, "ConsumerProtocolSubscription.user_data")?;
-        if v >= 1 { this.owned_partitions = get_array(buf, v, false, "ConsumerProtocolSubscription.owned_partitions")?; }
-        if v >= 2 { this.generation_id = get_i32(buf, "ConsumerProtocolSubscription.generation_id")?; }
-        if v >= 3 { this.rack_id = get_opt_string(buf, false, v >= 3, "ConsumerProtocolSubscription.rack_id")?; }
+        if v >= 1 {
+            this.owned_partitions = get_array(
+                buf,
+                v,
+                false,
+                "ConsumerProtocolSubscription.owned_partitions",
+            )?;
+        }
+        if v >= 2 {
+            this.generation_id = get_i32(buf, "ConsumerProtocolSubscription.generation_id")?;
+        }
+        if v >= 3 {
+            this.rack_id =
+                get_opt_string(buf, false, v >= 3, "ConsumerProtocolSubscription.rack_id")?;
+        }
         Ok(this)
     }
 }
@@ -93,8 +153,12 @@ impl Default for TopicPartition {
 impl Encode for TopicPartition {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if v >= 1 { put_string(buf, &self.topic, false, "TopicPartition.topic")?; }
-        if v >= 1 { put_array(buf, &self.partitions, v, false, "TopicPartition.partitions")?; }
+        if v >= 1 {
+            put_string(buf, &self.topic, false, "TopicPartition.topic")?;
+        }
+        if v >= 1 {
+            put_array(buf, &self.partitions, v, false, "TopicPartition.partitions")?;
+        }
         Ok(())
     }
 }
@@ -103,14 +167,27 @@ impl Decode for TopicPartition {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
         let mut this = Self::default();
-        if v >= 1 { this.topic = get_string(buf, false, "TopicPartition.topic")?; }
-        if v >= 1 { this.partitions = get_array(buf, v, false, "TopicPartition.partitions")?; }
+        if v >= 1 {
+            this.topic = get_string(buf, false, "TopicPartition.topic")?;
+        }
+        if v >= 1 {
+            this.partitions = get_array(buf, v, false, "TopicPartition.partitions")?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TopicPartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `CreateAclsRequest` (CreateAclsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,10 +39,17 @@ impl Default for CreateAclsRequest {
 impl Encode for CreateAclsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreateAclsRequest", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "CreateAclsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_array(buf, &self.creations, v, flex, "CreateAclsRequest.creations")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateAclsRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateAclsRequest")?;
+        }
         Ok(())
     }
 }
@@ -44,11 +57,18 @@ impl Encode for CreateAclsRequest {
 impl Decode for CreateAclsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "CreateAclsRequest", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "CreateAclsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.creations = get_array(buf, v, flex, "CreateAclsRequest.creations")?;
-        if flex { get_unknown_tags(buf, "CreateAclsRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "CreateAclsRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -95,12 +115,16 @@ impl Encode for AclCreation {
         let flex = v >= 2;
         put_i8(buf, self.resource_type);
         put_string(buf, &self.resource_name, flex, "AclCreation.resource_name")?;
-        if v >= 1 { put_i8(buf, self.resource_pattern_type); }
+        if v >= 1 {
+            put_i8(buf, self.resource_pattern_type);
+        }
         put_string(buf, &self.principal, flex, "AclCreation.principal")?;
         put_string(buf, &self.host, flex, "AclCreation.host")?;
         put_i8(buf, self.operation);
         put_i8(buf, self.permission_type);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AclCreation")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AclCreation")?;
+        }
         Ok(())
     }
 }
@@ -112,18 +136,31 @@ impl Decode for AclCreation {
         let mut this = Self::default();
         this.resource_type = get_i8(buf, "AclCreation.resource_type")?;
         this.resource_name = get_string(buf, flex, "AclCreation.resource_name")?;
-        if v >= 1 { this.resource_pattern_type = get_i8(buf, "AclCreation.resource_pattern_type")?; }
+        if v >= 1 {
+            this.resource_pattern_type = get_i8(buf, "AclCreation.resource_pattern_type")?;
+        }
         this.principal = get_string(buf, flex, "AclCreation.principal")?;
         this.host = get_string(buf, flex, "AclCreation.host")?;
         this.operation = get_i8(buf, "AclCreation.operation")?;
         this.permission_type = get_i8(buf, "AclCreation.permission_type")?;
-        if flex { get_unknown_tags(buf, "AclCreation", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "AclCreation", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AclCreation {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `CreateAclsResponse` (CreateAclsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,18 @@ impl Default for CreateAclsResponse {
 impl Encode for CreateAclsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreateAclsResponse", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "CreateAclsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
         put_array(buf, &self.results, v, flex, "CreateAclsResponse.results")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateAclsResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateAclsResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +61,19 @@ impl Encode for CreateAclsResponse {
 impl Decode for CreateAclsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "CreateAclsResponse", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "CreateAclsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "CreateAclsResponse.throttle_time_ms")?;
         this.results = get_array(buf, v, flex, "CreateAclsResponse.results")?;
-        if flex { get_unknown_tags(buf, "CreateAclsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "CreateAclsResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -84,8 +104,17 @@ impl Encode for AclCreationResult {
         let v = version;
         let flex = v >= 2;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), flex, true, "AclCreationResult.error_message", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AclCreationResult")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            flex,
+            true,
+            "AclCreationResult.error_message",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AclCreationResult")?;
+        }
         Ok(())
     }
 }
@@ -97,13 +126,24 @@ impl Decode for AclCreationResult {
         let mut this = Self::default();
         this.error_code = get_i16(buf, "AclCreationResult.error_code")?;
         this.error_message = get_opt_string(buf, flex, true, "AclCreationResult.error_message")?;
-        if flex { get_unknown_tags(buf, "AclCreationResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "AclCreationResult", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AclCreationResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `CreateDelegationTokenRequest` (CreateDelegationTokenRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,48 @@ impl Default for CreateDelegationTokenRequest {
 impl Encode for CreateDelegationTokenRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreateDelegationTokenRequest", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "CreateDelegationTokenRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
-        if v >= 3 { put_opt_string(buf, self.owner_principal_type.as_deref(), flex, v >= 3, "CreateDelegationTokenRequest.owner_principal_type", v)?; }
-        if v >= 3 { put_opt_string(buf, self.owner_principal_name.as_deref(), flex, v >= 3, "CreateDelegationTokenRequest.owner_principal_name", v)?; }
-        put_array(buf, &self.renewers, v, flex, "CreateDelegationTokenRequest.renewers")?;
+        if v >= 3 {
+            put_opt_string(
+                buf,
+                self.owner_principal_type.as_deref(),
+                flex,
+                v >= 3,
+                "CreateDelegationTokenRequest.owner_principal_type",
+                v,
+            )?;
+        }
+        if v >= 3 {
+            put_opt_string(
+                buf,
+                self.owner_principal_name.as_deref(),
+                flex,
+                v >= 3,
+                "CreateDelegationTokenRequest.owner_principal_name",
+                v,
+            )?;
+        }
+        put_array(
+            buf,
+            &self.renewers,
+            v,
+            flex,
+            "CreateDelegationTokenRequest.renewers",
+        )?;
         put_i64(buf, self.max_lifetime_ms);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateDelegationTokenRequest")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "CreateDelegationTokenRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -56,14 +97,39 @@ impl Encode for CreateDelegationTokenRequest {
 impl Decode for CreateDelegationTokenRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "CreateDelegationTokenRequest", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "CreateDelegationTokenRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
-        if v >= 3 { this.owner_principal_type = get_opt_string(buf, flex, v >= 3, "CreateDelegationTokenRequest.owner_principal_type")?; }
-        if v >= 3 { this.owner_principal_name = get_opt_string(buf, flex, v >= 3, "CreateDelegationTokenRequest.owner_principal_name")?; }
+        if v >= 3 {
+            this.owner_principal_type = get_opt_string(
+                buf,
+                flex,
+                v >= 3,
+                "CreateDelegationTokenRequest.owner_principal_type",
+            )?;
+        }
+        if v >= 3 {
+            this.owner_principal_name = get_opt_string(
+                buf,
+                flex,
+                v >= 3,
+                "CreateDelegationTokenRequest.owner_principal_name",
+            )?;
+        }
         this.renewers = get_array(buf, v, flex, "CreateDelegationTokenRequest.renewers")?;
         this.max_lifetime_ms = get_i64(buf, "CreateDelegationTokenRequest.max_lifetime_ms")?;
-        if flex { get_unknown_tags(buf, "CreateDelegationTokenRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "CreateDelegationTokenRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -93,9 +159,21 @@ impl Encode for CreatableRenewers {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 2;
-        put_string(buf, &self.principal_type, flex, "CreatableRenewers.principal_type")?;
-        put_string(buf, &self.principal_name, flex, "CreatableRenewers.principal_name")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatableRenewers")?; }
+        put_string(
+            buf,
+            &self.principal_type,
+            flex,
+            "CreatableRenewers.principal_type",
+        )?;
+        put_string(
+            buf,
+            &self.principal_name,
+            flex,
+            "CreatableRenewers.principal_name",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatableRenewers")?;
+        }
         Ok(())
     }
 }
@@ -107,13 +185,24 @@ impl Decode for CreatableRenewers {
         let mut this = Self::default();
         this.principal_type = get_string(buf, flex, "CreatableRenewers.principal_type")?;
         this.principal_name = get_string(buf, flex, "CreatableRenewers.principal_name")?;
-        if flex { get_unknown_tags(buf, "CreatableRenewers", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "CreatableRenewers", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for CreatableRenewers {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

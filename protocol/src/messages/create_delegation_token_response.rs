@@ -4,7 +4,13 @@
 
 //! `CreateDelegationTokenResponse` (CreateDelegationTokenResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -63,20 +69,60 @@ impl Default for CreateDelegationTokenResponse {
 impl Encode for CreateDelegationTokenResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreateDelegationTokenResponse", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "CreateDelegationTokenResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i16(buf, self.error_code);
-        put_string(buf, &self.principal_type, flex, "CreateDelegationTokenResponse.principal_type")?;
-        put_string(buf, &self.principal_name, flex, "CreateDelegationTokenResponse.principal_name")?;
-        if v >= 3 { put_string(buf, &self.token_requester_principal_type, flex, "CreateDelegationTokenResponse.token_requester_principal_type")?; }
-        if v >= 3 { put_string(buf, &self.token_requester_principal_name, flex, "CreateDelegationTokenResponse.token_requester_principal_name")?; }
+        put_string(
+            buf,
+            &self.principal_type,
+            flex,
+            "CreateDelegationTokenResponse.principal_type",
+        )?;
+        put_string(
+            buf,
+            &self.principal_name,
+            flex,
+            "CreateDelegationTokenResponse.principal_name",
+        )?;
+        if v >= 3 {
+            put_string(
+                buf,
+                &self.token_requester_principal_type,
+                flex,
+                "CreateDelegationTokenResponse.token_requester_principal_type",
+            )?;
+        }
+        if v >= 3 {
+            put_string(
+                buf,
+                &self.token_requester_principal_name,
+                flex,
+                "CreateDelegationTokenResponse.token_requester_principal_name",
+            )?;
+        }
         put_i64(buf, self.issue_timestamp_ms);
         put_i64(buf, self.expiry_timestamp_ms);
         put_i64(buf, self.max_timestamp_ms);
-        put_string(buf, &self.token_id, flex, "CreateDelegationTokenResponse.token_id")?;
+        put_string(
+            buf,
+            &self.token_id,
+            flex,
+            "CreateDelegationTokenResponse.token_id",
+        )?;
         put_bytes(buf, &self.hmac, flex, "CreateDelegationTokenResponse.hmac")?;
         put_i32(buf, self.throttle_time_ms);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateDelegationTokenResponse")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "CreateDelegationTokenResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -84,22 +130,47 @@ impl Encode for CreateDelegationTokenResponse {
 impl Decode for CreateDelegationTokenResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "CreateDelegationTokenResponse", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "CreateDelegationTokenResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.error_code = get_i16(buf, "CreateDelegationTokenResponse.error_code")?;
-        this.principal_type = get_string(buf, flex, "CreateDelegationTokenResponse.principal_type")?;
-        this.principal_name = get_string(buf, flex, "CreateDelegationTokenResponse.principal_name")?;
-        if v >= 3 { this.token_requester_principal_type = get_string(buf, flex, "CreateDelegationTokenResponse.token_requester_principal_type")?; }
-        if v >= 3 { this.token_requester_principal_name = get_string(buf, flex, "CreateDelegationTokenResponse.token_requester_principal_name")?; }
+        this.principal_type =
+            get_string(buf, flex, "CreateDelegationTokenResponse.principal_type")?;
+        this.principal_name =
+            get_string(buf, flex, "CreateDelegationTokenResponse.principal_name")?;
+        if v >= 3 {
+            this.token_requester_principal_type = get_string(
+                buf,
+                flex,
+                "CreateDelegationTokenResponse.token_requester_principal_type",
+            )?;
+        }
+        if v >= 3 {
+            this.token_requester_principal_name = get_string(
+                buf,
+                flex,
+                "CreateDelegationTokenResponse.token_requester_principal_name",
+            )?;
+        }
         this.issue_timestamp_ms = get_i64(buf, "CreateDelegationTokenResponse.issue_timestamp_ms")?;
-        this.expiry_timestamp_ms = get_i64(buf, "CreateDelegationTokenResponse.expiry_timestamp_ms")?;
+        this.expiry_timestamp_ms =
+            get_i64(buf, "CreateDelegationTokenResponse.expiry_timestamp_ms")?;
         this.max_timestamp_ms = get_i64(buf, "CreateDelegationTokenResponse.max_timestamp_ms")?;
         this.token_id = get_string(buf, flex, "CreateDelegationTokenResponse.token_id")?;
         this.hmac = get_bytes(buf, flex, "CreateDelegationTokenResponse.hmac")?;
         this.throttle_time_ms = get_i32(buf, "CreateDelegationTokenResponse.throttle_time_ms")?;
-        if flex { get_unknown_tags(buf, "CreateDelegationTokenResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "CreateDelegationTokenResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `CreatePartitionsRequest` (CreatePartitionsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,12 +45,19 @@ impl Default for CreatePartitionsRequest {
 impl Encode for CreatePartitionsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreatePartitionsRequest", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "CreatePartitionsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_array(buf, &self.topics, v, flex, "CreatePartitionsRequest.topics")?;
         put_i32(buf, self.timeout_ms);
         put_bool(buf, self.validate_only);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatePartitionsRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatePartitionsRequest")?;
+        }
         Ok(())
     }
 }
@@ -52,13 +65,24 @@ impl Encode for CreatePartitionsRequest {
 impl Decode for CreatePartitionsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "CreatePartitionsRequest", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "CreatePartitionsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.topics = get_array(buf, v, flex, "CreatePartitionsRequest.topics")?;
         this.timeout_ms = get_i32(buf, "CreatePartitionsRequest.timeout_ms")?;
         this.validate_only = get_bool(buf, "CreatePartitionsRequest.validate_only")?;
-        if flex { get_unknown_tags(buf, "CreatePartitionsRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "CreatePartitionsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -85,8 +109,20 @@ impl Encode for CreatePartitionsAssignment {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 2;
-        put_array(buf, &self.broker_ids, v, flex, "CreatePartitionsAssignment.broker_ids")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatePartitionsAssignment")?; }
+        put_array(
+            buf,
+            &self.broker_ids,
+            v,
+            flex,
+            "CreatePartitionsAssignment.broker_ids",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "CreatePartitionsAssignment",
+            )?;
+        }
         Ok(())
     }
 }
@@ -97,14 +133,30 @@ impl Decode for CreatePartitionsAssignment {
         let flex = v >= 2;
         let mut this = Self::default();
         this.broker_ids = get_array(buf, v, flex, "CreatePartitionsAssignment.broker_ids")?;
-        if flex { get_unknown_tags(buf, "CreatePartitionsAssignment", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "CreatePartitionsAssignment",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for CreatePartitionsAssignment {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `CreatePartitionsTopic` of `CreatePartitionsRequest`.
@@ -137,8 +189,17 @@ impl Encode for CreatePartitionsTopic {
         let flex = v >= 2;
         put_string(buf, &self.name, flex, "CreatePartitionsTopic.name")?;
         put_i32(buf, self.count);
-        put_opt_array(buf, self.assignments.as_deref(), v, flex, true, "CreatePartitionsTopic.assignments")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatePartitionsTopic")?; }
+        put_opt_array(
+            buf,
+            self.assignments.as_deref(),
+            v,
+            flex,
+            true,
+            "CreatePartitionsTopic.assignments",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatePartitionsTopic")?;
+        }
         Ok(())
     }
 }
@@ -151,13 +212,28 @@ impl Decode for CreatePartitionsTopic {
         this.name = get_string(buf, flex, "CreatePartitionsTopic.name")?;
         this.count = get_i32(buf, "CreatePartitionsTopic.count")?;
         this.assignments = get_opt_array(buf, v, flex, true, "CreatePartitionsTopic.assignments")?;
-        if flex { get_unknown_tags(buf, "CreatePartitionsTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "CreatePartitionsTopic",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for CreatePartitionsTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `CreatePartitionsResponse` (CreatePartitionsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,24 @@ impl Default for CreatePartitionsResponse {
 impl Encode for CreatePartitionsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreatePartitionsResponse", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "CreatePartitionsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.results, v, flex, "CreatePartitionsResponse.results")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatePartitionsResponse")?; }
+        put_array(
+            buf,
+            &self.results,
+            v,
+            flex,
+            "CreatePartitionsResponse.results",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatePartitionsResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +67,23 @@ impl Encode for CreatePartitionsResponse {
 impl Decode for CreatePartitionsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "CreatePartitionsResponse", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "CreatePartitionsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "CreatePartitionsResponse.throttle_time_ms")?;
         this.results = get_array(buf, v, flex, "CreatePartitionsResponse.results")?;
-        if flex { get_unknown_tags(buf, "CreatePartitionsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "CreatePartitionsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -88,8 +118,21 @@ impl Encode for CreatePartitionsTopicResult {
         let flex = v >= 2;
         put_string(buf, &self.name, flex, "CreatePartitionsTopicResult.name")?;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), flex, true, "CreatePartitionsTopicResult.error_message", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatePartitionsTopicResult")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            flex,
+            true,
+            "CreatePartitionsTopicResult.error_message",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "CreatePartitionsTopicResult",
+            )?;
+        }
         Ok(())
     }
 }
@@ -101,14 +144,30 @@ impl Decode for CreatePartitionsTopicResult {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "CreatePartitionsTopicResult.name")?;
         this.error_code = get_i16(buf, "CreatePartitionsTopicResult.error_code")?;
-        this.error_message = get_opt_string(buf, flex, true, "CreatePartitionsTopicResult.error_message")?;
-        if flex { get_unknown_tags(buf, "CreatePartitionsTopicResult", &mut this.unknown_tagged_fields)?; }
+        this.error_message =
+            get_opt_string(buf, flex, true, "CreatePartitionsTopicResult.error_message")?;
+        if flex {
+            get_unknown_tags(
+                buf,
+                "CreatePartitionsTopicResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for CreatePartitionsTopicResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `CreateTopicsRequest` (CreateTopicsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,12 +45,21 @@ impl Default for CreateTopicsRequest {
 impl Encode for CreateTopicsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=7).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreateTopicsRequest", version: v }); }
+        if !(0..=7).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "CreateTopicsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 5;
         put_array(buf, &self.topics, v, flex, "CreateTopicsRequest.topics")?;
         put_i32(buf, self.timeout_ms);
-        if v >= 1 { put_bool(buf, self.validate_only); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateTopicsRequest")?; }
+        if v >= 1 {
+            put_bool(buf, self.validate_only);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateTopicsRequest")?;
+        }
         Ok(())
     }
 }
@@ -52,13 +67,22 @@ impl Encode for CreateTopicsRequest {
 impl Decode for CreateTopicsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=7).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "CreateTopicsRequest", version: v }); }
+        if !(0..=7).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "CreateTopicsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 5;
         let mut this = Self::default();
         this.topics = get_array(buf, v, flex, "CreateTopicsRequest.topics")?;
         this.timeout_ms = get_i32(buf, "CreateTopicsRequest.timeout_ms")?;
-        if v >= 1 { this.validate_only = get_bool(buf, "CreateTopicsRequest.validate_only")?; }
-        if flex { get_unknown_tags(buf, "CreateTopicsRequest", &mut this.unknown_tagged_fields)?; }
+        if v >= 1 {
+            this.validate_only = get_bool(buf, "CreateTopicsRequest.validate_only")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "CreateTopicsRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -89,8 +113,20 @@ impl Encode for CreatableReplicaAssignment {
         let v = version;
         let flex = v >= 5;
         put_i32(buf, self.partition_index);
-        put_array(buf, &self.broker_ids, v, flex, "CreatableReplicaAssignment.broker_ids")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatableReplicaAssignment")?; }
+        put_array(
+            buf,
+            &self.broker_ids,
+            v,
+            flex,
+            "CreatableReplicaAssignment.broker_ids",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "CreatableReplicaAssignment",
+            )?;
+        }
         Ok(())
     }
 }
@@ -102,14 +138,30 @@ impl Decode for CreatableReplicaAssignment {
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "CreatableReplicaAssignment.partition_index")?;
         this.broker_ids = get_array(buf, v, flex, "CreatableReplicaAssignment.broker_ids")?;
-        if flex { get_unknown_tags(buf, "CreatableReplicaAssignment", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "CreatableReplicaAssignment",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for CreatableReplicaAssignment {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `CreatableTopicConfig` of `CreateTopicsRequest`.
@@ -138,8 +190,17 @@ impl Encode for CreatableTopicConfig {
         let v = version;
         let flex = v >= 5;
         put_string(buf, &self.name, flex, "CreatableTopicConfig.name")?;
-        put_opt_string(buf, self.value.as_deref(), flex, true, "CreatableTopicConfig.value", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatableTopicConfig")?; }
+        put_opt_string(
+            buf,
+            self.value.as_deref(),
+            flex,
+            true,
+            "CreatableTopicConfig.value",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatableTopicConfig")?;
+        }
         Ok(())
     }
 }
@@ -151,14 +212,26 @@ impl Decode for CreatableTopicConfig {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "CreatableTopicConfig.name")?;
         this.value = get_opt_string(buf, flex, true, "CreatableTopicConfig.value")?;
-        if flex { get_unknown_tags(buf, "CreatableTopicConfig", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "CreatableTopicConfig", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for CreatableTopicConfig {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `CreatableTopic` of `CreateTopicsRequest`.
@@ -198,9 +271,17 @@ impl Encode for CreatableTopic {
         put_string(buf, &self.name, flex, "CreatableTopic.name")?;
         put_i32(buf, self.num_partitions);
         put_i16(buf, self.replication_factor);
-        put_array(buf, &self.assignments, v, flex, "CreatableTopic.assignments")?;
+        put_array(
+            buf,
+            &self.assignments,
+            v,
+            flex,
+            "CreatableTopic.assignments",
+        )?;
         put_array(buf, &self.configs, v, flex, "CreatableTopic.configs")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatableTopic")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatableTopic")?;
+        }
         Ok(())
     }
 }
@@ -215,13 +296,24 @@ impl Decode for CreatableTopic {
         this.replication_factor = get_i16(buf, "CreatableTopic.replication_factor")?;
         this.assignments = get_array(buf, v, flex, "CreatableTopic.assignments")?;
         this.configs = get_array(buf, v, flex, "CreatableTopic.configs")?;
-        if flex { get_unknown_tags(buf, "CreatableTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "CreatableTopic", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for CreatableTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `CreateTopicsResponse` (CreateTopicsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,20 @@ impl Default for CreateTopicsResponse {
 impl Encode for CreateTopicsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=7).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "CreateTopicsResponse", version: v }); }
+        if !(0..=7).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "CreateTopicsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 5;
-        if v >= 2 { put_i32(buf, self.throttle_time_ms); }
+        if v >= 2 {
+            put_i32(buf, self.throttle_time_ms);
+        }
         put_array(buf, &self.topics, v, flex, "CreateTopicsResponse.topics")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateTopicsResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "CreateTopicsResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +63,21 @@ impl Encode for CreateTopicsResponse {
 impl Decode for CreateTopicsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=7).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "CreateTopicsResponse", version: v }); }
+        if !(0..=7).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "CreateTopicsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 5;
         let mut this = Self::default();
-        if v >= 2 { this.throttle_time_ms = get_i32(buf, "CreateTopicsResponse.throttle_time_ms")?; }
+        if v >= 2 {
+            this.throttle_time_ms = get_i32(buf, "CreateTopicsResponse.throttle_time_ms")?;
+        }
         this.topics = get_array(buf, v, flex, "CreateTopicsResponse.topics")?;
-        if flex { get_unknown_tags(buf, "CreateTopicsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "CreateTopicsResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -92,12 +116,31 @@ impl Encode for CreatableTopicConfigs {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 5;
-        if v >= 5 { put_string(buf, &self.name, flex, "CreatableTopicConfigs.name")?; }
-        if v >= 5 { put_opt_string(buf, self.value.as_deref(), flex, v >= 5, "CreatableTopicConfigs.value", v)?; }
-        if v >= 5 { put_bool(buf, self.read_only); }
-        if v >= 5 { put_i8(buf, self.config_source); }
-        if v >= 5 { put_bool(buf, self.is_sensitive); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatableTopicConfigs")?; }
+        if v >= 5 {
+            put_string(buf, &self.name, flex, "CreatableTopicConfigs.name")?;
+        }
+        if v >= 5 {
+            put_opt_string(
+                buf,
+                self.value.as_deref(),
+                flex,
+                v >= 5,
+                "CreatableTopicConfigs.value",
+                v,
+            )?;
+        }
+        if v >= 5 {
+            put_bool(buf, self.read_only);
+        }
+        if v >= 5 {
+            put_i8(buf, self.config_source);
+        }
+        if v >= 5 {
+            put_bool(buf, self.is_sensitive);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "CreatableTopicConfigs")?;
+        }
         Ok(())
     }
 }
@@ -107,19 +150,45 @@ impl Decode for CreatableTopicConfigs {
         let v = version;
         let flex = v >= 5;
         let mut this = Self::default();
-        if v >= 5 { this.name = get_string(buf, flex, "CreatableTopicConfigs.name")?; }
-        if v >= 5 { this.value = get_opt_string(buf, flex, v >= 5, "CreatableTopicConfigs.value")?; }
-        if v >= 5 { this.read_only = get_bool(buf, "CreatableTopicConfigs.read_only")?; }
-        if v >= 5 { this.config_source = get_i8(buf, "CreatableTopicConfigs.config_source")?; }
-        if v >= 5 { this.is_sensitive = get_bool(buf, "CreatableTopicConfigs.is_sensitive")?; }
-        if flex { get_unknown_tags(buf, "CreatableTopicConfigs", &mut this.unknown_tagged_fields)?; }
+        if v >= 5 {
+            this.name = get_string(buf, flex, "CreatableTopicConfigs.name")?;
+        }
+        if v >= 5 {
+            this.value = get_opt_string(buf, flex, v >= 5, "CreatableTopicConfigs.value")?;
+        }
+        if v >= 5 {
+            this.read_only = get_bool(buf, "CreatableTopicConfigs.read_only")?;
+        }
+        if v >= 5 {
+            this.config_source = get_i8(buf, "CreatableTopicConfigs.config_source")?;
+        }
+        if v >= 5 {
+            this.is_sensitive = get_bool(buf, "CreatableTopicConfigs.is_sensitive")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "CreatableTopicConfigs",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for CreatableTopicConfigs {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `CreatableTopicResult` of `CreateTopicsResponse`.
@@ -166,15 +235,46 @@ impl Encode for CreatableTopicResult {
         let v = version;
         let flex = v >= 5;
         put_string(buf, &self.name, flex, "CreatableTopicResult.name")?;
-        if v >= 7 { put_uuid(buf, &self.topic_id); }
+        if v >= 7 {
+            put_uuid(buf, &self.topic_id);
+        }
         put_i16(buf, self.error_code);
-        if v >= 1 { put_opt_string(buf, self.error_message.as_deref(), flex, true, "CreatableTopicResult.error_message", v)?; }
-        if v >= 5 { put_i32(buf, self.num_partitions); }
-        if v >= 5 { put_i16(buf, self.replication_factor); }
-        if v >= 5 { put_opt_array(buf, self.configs.as_deref(), v, flex, v >= 5, "CreatableTopicResult.configs")?; }
+        if v >= 1 {
+            put_opt_string(
+                buf,
+                self.error_message.as_deref(),
+                flex,
+                true,
+                "CreatableTopicResult.error_message",
+                v,
+            )?;
+        }
+        if v >= 5 {
+            put_i32(buf, self.num_partitions);
+        }
+        if v >= 5 {
+            put_i16(buf, self.replication_factor);
+        }
+        if v >= 5 {
+            put_opt_array(
+                buf,
+                self.configs.as_deref(),
+                v,
+                flex,
+                v >= 5,
+                "CreatableTopicResult.configs",
+            )?;
+        }
         if flex {
             let mut tw = TagWriter::new();
-            if (v >= 5) && (self.topic_config_error_code != 0) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_i16(buf, self.topic_config_error_code); } tw.add(0, tb); }
+            if (v >= 5) && (self.topic_config_error_code != 0) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    put_i16(buf, self.topic_config_error_code);
+                }
+                tw.add(0, tb);
+            }
             tw.finish(buf, &self.unknown_tagged_fields, "CreatableTopicResult")?;
         }
         Ok(())
@@ -187,18 +287,36 @@ impl Decode for CreatableTopicResult {
         let flex = v >= 5;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "CreatableTopicResult.name")?;
-        if v >= 7 { this.topic_id = get_uuid(buf, "CreatableTopicResult.topic_id")?; }
+        if v >= 7 {
+            this.topic_id = get_uuid(buf, "CreatableTopicResult.topic_id")?;
+        }
         this.error_code = get_i16(buf, "CreatableTopicResult.error_code")?;
-        if v >= 1 { this.error_message = get_opt_string(buf, flex, true, "CreatableTopicResult.error_message")?; }
-        if v >= 5 { this.num_partitions = get_i32(buf, "CreatableTopicResult.num_partitions")?; }
-        if v >= 5 { this.replication_factor = get_i16(buf, "CreatableTopicResult.replication_factor")?; }
-        if v >= 5 { this.configs = get_opt_array(buf, v, flex, v >= 5, "CreatableTopicResult.configs")?; }
+        if v >= 1 {
+            this.error_message =
+                get_opt_string(buf, flex, true, "CreatableTopicResult.error_message")?;
+        }
+        if v >= 5 {
+            this.num_partitions = get_i32(buf, "CreatableTopicResult.num_partitions")?;
+        }
+        if v >= 5 {
+            this.replication_factor = get_i16(buf, "CreatableTopicResult.replication_factor")?;
+        }
+        if v >= 5 {
+            this.configs = get_opt_array(buf, v, flex, v >= 5, "CreatableTopicResult.configs")?;
+        }
         if flex {
             let mut tr = TagReader::new(buf, "CreatableTopicResult")?;
             while let Some((tag, mut d)) = tr.next(buf)? {
                 let size = d.len();
                 match tag {
-                    0 if v >= 5 => { { let buf = &mut d; this.topic_config_error_code = get_i16(buf, "CreatableTopicResult.topic_config_error_code")?; } finish_tag(&d, tag, size, "CreatableTopicResult")?; }
+                    0 if v >= 5 => {
+                        {
+                            let buf = &mut d;
+                            this.topic_config_error_code =
+                                get_i16(buf, "CreatableTopicResult.topic_config_error_code")?;
+                        }
+                        finish_tag(&d, tag, size, "CreatableTopicResult")?;
+                    }
                     _ => this.unknown_tagged_fields.push((tag, d)),
                 }
             }
@@ -208,7 +326,16 @@ impl Decode for CreatableTopicResult {
 }
 
 impl Elem for CreatableTopicResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

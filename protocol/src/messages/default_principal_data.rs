@@ -4,7 +4,13 @@
 
 //! `DefaultPrincipalData` (DefaultPrincipalData.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,11 +45,18 @@ impl Default for DefaultPrincipalData {
 impl Encode for DefaultPrincipalData {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DefaultPrincipalData", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DefaultPrincipalData",
+                version: v,
+            });
+        }
         put_string(buf, &self.r#type, true, "DefaultPrincipalData.type")?;
         put_string(buf, &self.name, true, "DefaultPrincipalData.name")?;
         put_bool(buf, self.token_authenticated);
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DefaultPrincipalData")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DefaultPrincipalData")?;
+        }
         Ok(())
     }
 }
@@ -51,13 +64,19 @@ impl Encode for DefaultPrincipalData {
 impl Decode for DefaultPrincipalData {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DefaultPrincipalData", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DefaultPrincipalData",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.r#type = get_string(buf, true, "DefaultPrincipalData.type")?;
         this.name = get_string(buf, true, "DefaultPrincipalData.name")?;
         this.token_authenticated = get_bool(buf, "DefaultPrincipalData.token_authenticated")?;
-        if true { get_unknown_tags(buf, "DefaultPrincipalData", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "DefaultPrincipalData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

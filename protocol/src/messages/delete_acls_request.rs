@@ -4,7 +4,13 @@
 
 //! `DeleteAclsRequest` (DeleteAclsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,10 +39,17 @@ impl Default for DeleteAclsRequest {
 impl Encode for DeleteAclsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteAclsRequest", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DeleteAclsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_array(buf, &self.filters, v, flex, "DeleteAclsRequest.filters")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteAclsRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteAclsRequest")?;
+        }
         Ok(())
     }
 }
@@ -44,11 +57,18 @@ impl Encode for DeleteAclsRequest {
 impl Decode for DeleteAclsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DeleteAclsRequest", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DeleteAclsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.filters = get_array(buf, v, flex, "DeleteAclsRequest.filters")?;
-        if flex { get_unknown_tags(buf, "DeleteAclsRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DeleteAclsRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -94,13 +114,38 @@ impl Encode for DeleteAclsFilter {
         let v = version;
         let flex = v >= 2;
         put_i8(buf, self.resource_type_filter);
-        put_opt_string(buf, self.resource_name_filter.as_deref(), flex, true, "DeleteAclsFilter.resource_name_filter", v)?;
-        if v >= 1 { put_i8(buf, self.pattern_type_filter); }
-        put_opt_string(buf, self.principal_filter.as_deref(), flex, true, "DeleteAclsFilter.principal_filter", v)?;
-        put_opt_string(buf, self.host_filter.as_deref(), flex, true, "DeleteAclsFilter.host_filter", v)?;
+        put_opt_string(
+            buf,
+            self.resource_name_filter.as_deref(),
+            flex,
+            true,
+            "DeleteAclsFilter.resource_name_filter",
+            v,
+        )?;
+        if v >= 1 {
+            put_i8(buf, self.pattern_type_filter);
+        }
+        put_opt_string(
+            buf,
+            self.principal_filter.as_deref(),
+            flex,
+            true,
+            "DeleteAclsFilter.principal_filter",
+            v,
+        )?;
+        put_opt_string(
+            buf,
+            self.host_filter.as_deref(),
+            flex,
+            true,
+            "DeleteAclsFilter.host_filter",
+            v,
+        )?;
         put_i8(buf, self.operation);
         put_i8(buf, self.permission_type);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteAclsFilter")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteAclsFilter")?;
+        }
         Ok(())
     }
 }
@@ -111,19 +156,34 @@ impl Decode for DeleteAclsFilter {
         let flex = v >= 2;
         let mut this = Self::default();
         this.resource_type_filter = get_i8(buf, "DeleteAclsFilter.resource_type_filter")?;
-        this.resource_name_filter = get_opt_string(buf, flex, true, "DeleteAclsFilter.resource_name_filter")?;
-        if v >= 1 { this.pattern_type_filter = get_i8(buf, "DeleteAclsFilter.pattern_type_filter")?; }
-        this.principal_filter = get_opt_string(buf, flex, true, "DeleteAclsFilter.principal_filter")?;
+        this.resource_name_filter =
+            get_opt_string(buf, flex, true, "DeleteAclsFilter.resource_name_filter")?;
+        if v >= 1 {
+            this.pattern_type_filter = get_i8(buf, "DeleteAclsFilter.pattern_type_filter")?;
+        }
+        this.principal_filter =
+            get_opt_string(buf, flex, true, "DeleteAclsFilter.principal_filter")?;
         this.host_filter = get_opt_string(buf, flex, true, "DeleteAclsFilter.host_filter")?;
         this.operation = get_i8(buf, "DeleteAclsFilter.operation")?;
         this.permission_type = get_i8(buf, "DeleteAclsFilter.permission_type")?;
-        if flex { get_unknown_tags(buf, "DeleteAclsFilter", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DeleteAclsFilter", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DeleteAclsFilter {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

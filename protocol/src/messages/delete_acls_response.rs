@@ -4,7 +4,13 @@
 
 //! `DeleteAclsResponse` (DeleteAclsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,24 @@ impl Default for DeleteAclsResponse {
 impl Encode for DeleteAclsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteAclsResponse", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DeleteAclsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.filter_results, v, flex, "DeleteAclsResponse.filter_results")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteAclsResponse")?; }
+        put_array(
+            buf,
+            &self.filter_results,
+            v,
+            flex,
+            "DeleteAclsResponse.filter_results",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteAclsResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +67,19 @@ impl Encode for DeleteAclsResponse {
 impl Decode for DeleteAclsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DeleteAclsResponse", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DeleteAclsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DeleteAclsResponse.throttle_time_ms")?;
         this.filter_results = get_array(buf, v, flex, "DeleteAclsResponse.filter_results")?;
-        if flex { get_unknown_tags(buf, "DeleteAclsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DeleteAclsResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -105,15 +131,36 @@ impl Encode for DeleteAclsMatchingAcl {
         let v = version;
         let flex = v >= 2;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), flex, true, "DeleteAclsMatchingAcl.error_message", v)?;
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            flex,
+            true,
+            "DeleteAclsMatchingAcl.error_message",
+            v,
+        )?;
         put_i8(buf, self.resource_type);
-        put_string(buf, &self.resource_name, flex, "DeleteAclsMatchingAcl.resource_name")?;
-        if v >= 1 { put_i8(buf, self.pattern_type); }
-        put_string(buf, &self.principal, flex, "DeleteAclsMatchingAcl.principal")?;
+        put_string(
+            buf,
+            &self.resource_name,
+            flex,
+            "DeleteAclsMatchingAcl.resource_name",
+        )?;
+        if v >= 1 {
+            put_i8(buf, self.pattern_type);
+        }
+        put_string(
+            buf,
+            &self.principal,
+            flex,
+            "DeleteAclsMatchingAcl.principal",
+        )?;
         put_string(buf, &self.host, flex, "DeleteAclsMatchingAcl.host")?;
         put_i8(buf, self.operation);
         put_i8(buf, self.permission_type);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteAclsMatchingAcl")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteAclsMatchingAcl")?;
+        }
         Ok(())
     }
 }
@@ -124,22 +171,41 @@ impl Decode for DeleteAclsMatchingAcl {
         let flex = v >= 2;
         let mut this = Self::default();
         this.error_code = get_i16(buf, "DeleteAclsMatchingAcl.error_code")?;
-        this.error_message = get_opt_string(buf, flex, true, "DeleteAclsMatchingAcl.error_message")?;
+        this.error_message =
+            get_opt_string(buf, flex, true, "DeleteAclsMatchingAcl.error_message")?;
         this.resource_type = get_i8(buf, "DeleteAclsMatchingAcl.resource_type")?;
         this.resource_name = get_string(buf, flex, "DeleteAclsMatchingAcl.resource_name")?;
-        if v >= 1 { this.pattern_type = get_i8(buf, "DeleteAclsMatchingAcl.pattern_type")?; }
+        if v >= 1 {
+            this.pattern_type = get_i8(buf, "DeleteAclsMatchingAcl.pattern_type")?;
+        }
         this.principal = get_string(buf, flex, "DeleteAclsMatchingAcl.principal")?;
         this.host = get_string(buf, flex, "DeleteAclsMatchingAcl.host")?;
         this.operation = get_i8(buf, "DeleteAclsMatchingAcl.operation")?;
         this.permission_type = get_i8(buf, "DeleteAclsMatchingAcl.permission_type")?;
-        if flex { get_unknown_tags(buf, "DeleteAclsMatchingAcl", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DeleteAclsMatchingAcl",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DeleteAclsMatchingAcl {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `DeleteAclsFilterResult` of `DeleteAclsResponse`.
@@ -171,9 +237,24 @@ impl Encode for DeleteAclsFilterResult {
         let v = version;
         let flex = v >= 2;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), flex, true, "DeleteAclsFilterResult.error_message", v)?;
-        put_array(buf, &self.matching_acls, v, flex, "DeleteAclsFilterResult.matching_acls")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteAclsFilterResult")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            flex,
+            true,
+            "DeleteAclsFilterResult.error_message",
+            v,
+        )?;
+        put_array(
+            buf,
+            &self.matching_acls,
+            v,
+            flex,
+            "DeleteAclsFilterResult.matching_acls",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteAclsFilterResult")?;
+        }
         Ok(())
     }
 }
@@ -184,15 +265,31 @@ impl Decode for DeleteAclsFilterResult {
         let flex = v >= 2;
         let mut this = Self::default();
         this.error_code = get_i16(buf, "DeleteAclsFilterResult.error_code")?;
-        this.error_message = get_opt_string(buf, flex, true, "DeleteAclsFilterResult.error_message")?;
+        this.error_message =
+            get_opt_string(buf, flex, true, "DeleteAclsFilterResult.error_message")?;
         this.matching_acls = get_array(buf, v, flex, "DeleteAclsFilterResult.matching_acls")?;
-        if flex { get_unknown_tags(buf, "DeleteAclsFilterResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DeleteAclsFilterResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DeleteAclsFilterResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

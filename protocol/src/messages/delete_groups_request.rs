@@ -4,7 +4,13 @@
 
 //! `DeleteGroupsRequest` (DeleteGroupsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,10 +39,23 @@ impl Default for DeleteGroupsRequest {
 impl Encode for DeleteGroupsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteGroupsRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DeleteGroupsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
-        put_array(buf, &self.groups_names, v, flex, "DeleteGroupsRequest.groups_names")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteGroupsRequest")?; }
+        put_array(
+            buf,
+            &self.groups_names,
+            v,
+            flex,
+            "DeleteGroupsRequest.groups_names",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteGroupsRequest")?;
+        }
         Ok(())
     }
 }
@@ -44,12 +63,18 @@ impl Encode for DeleteGroupsRequest {
 impl Decode for DeleteGroupsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DeleteGroupsRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DeleteGroupsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.groups_names = get_array(buf, v, flex, "DeleteGroupsRequest.groups_names")?;
-        if flex { get_unknown_tags(buf, "DeleteGroupsRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DeleteGroupsRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

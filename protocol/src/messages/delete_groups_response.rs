@@ -4,7 +4,13 @@
 
 //! `DeleteGroupsResponse` (DeleteGroupsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,18 @@ impl Default for DeleteGroupsResponse {
 impl Encode for DeleteGroupsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteGroupsResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DeleteGroupsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
         put_array(buf, &self.results, v, flex, "DeleteGroupsResponse.results")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteGroupsResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteGroupsResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +61,19 @@ impl Encode for DeleteGroupsResponse {
 impl Decode for DeleteGroupsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DeleteGroupsResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DeleteGroupsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DeleteGroupsResponse.throttle_time_ms")?;
         this.results = get_array(buf, v, flex, "DeleteGroupsResponse.results")?;
-        if flex { get_unknown_tags(buf, "DeleteGroupsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DeleteGroupsResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -85,7 +105,9 @@ impl Encode for DeletableGroupResult {
         let flex = v >= 2;
         put_string(buf, &self.group_id, flex, "DeletableGroupResult.group_id")?;
         put_i16(buf, self.error_code);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeletableGroupResult")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeletableGroupResult")?;
+        }
         Ok(())
     }
 }
@@ -97,13 +119,24 @@ impl Decode for DeletableGroupResult {
         let mut this = Self::default();
         this.group_id = get_string(buf, flex, "DeletableGroupResult.group_id")?;
         this.error_code = get_i16(buf, "DeletableGroupResult.error_code")?;
-        if flex { get_unknown_tags(buf, "DeletableGroupResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DeletableGroupResult", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DeletableGroupResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DeleteRecordsRequest` (DeleteRecordsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,18 @@ impl Default for DeleteRecordsRequest {
 impl Encode for DeleteRecordsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteRecordsRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DeleteRecordsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_array(buf, &self.topics, v, flex, "DeleteRecordsRequest.topics")?;
         put_i32(buf, self.timeout_ms);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsRequest")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +61,19 @@ impl Encode for DeleteRecordsRequest {
 impl Decode for DeleteRecordsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DeleteRecordsRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DeleteRecordsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.topics = get_array(buf, v, flex, "DeleteRecordsRequest.topics")?;
         this.timeout_ms = get_i32(buf, "DeleteRecordsRequest.timeout_ms")?;
-        if flex { get_unknown_tags(buf, "DeleteRecordsRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DeleteRecordsRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -85,7 +105,9 @@ impl Encode for DeleteRecordsPartition {
         let flex = v >= 2;
         put_i32(buf, self.partition_index);
         put_i64(buf, self.offset);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsPartition")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsPartition")?;
+        }
         Ok(())
     }
 }
@@ -97,14 +119,30 @@ impl Decode for DeleteRecordsPartition {
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "DeleteRecordsPartition.partition_index")?;
         this.offset = get_i64(buf, "DeleteRecordsPartition.offset")?;
-        if flex { get_unknown_tags(buf, "DeleteRecordsPartition", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DeleteRecordsPartition",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DeleteRecordsPartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `DeleteRecordsTopic` of `DeleteRecordsRequest`.
@@ -133,8 +171,16 @@ impl Encode for DeleteRecordsTopic {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.name, flex, "DeleteRecordsTopic.name")?;
-        put_array(buf, &self.partitions, v, flex, "DeleteRecordsTopic.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsTopic")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "DeleteRecordsTopic.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsTopic")?;
+        }
         Ok(())
     }
 }
@@ -146,13 +192,24 @@ impl Decode for DeleteRecordsTopic {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "DeleteRecordsTopic.name")?;
         this.partitions = get_array(buf, v, flex, "DeleteRecordsTopic.partitions")?;
-        if flex { get_unknown_tags(buf, "DeleteRecordsTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DeleteRecordsTopic", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DeleteRecordsTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DeleteRecordsResponse` (DeleteRecordsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,18 @@ impl Default for DeleteRecordsResponse {
 impl Encode for DeleteRecordsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteRecordsResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DeleteRecordsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
         put_array(buf, &self.topics, v, flex, "DeleteRecordsResponse.topics")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +61,23 @@ impl Encode for DeleteRecordsResponse {
 impl Decode for DeleteRecordsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DeleteRecordsResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DeleteRecordsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DeleteRecordsResponse.throttle_time_ms")?;
         this.topics = get_array(buf, v, flex, "DeleteRecordsResponse.topics")?;
-        if flex { get_unknown_tags(buf, "DeleteRecordsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DeleteRecordsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -89,7 +113,13 @@ impl Encode for DeleteRecordsPartitionResult {
         put_i32(buf, self.partition_index);
         put_i64(buf, self.low_watermark);
         put_i16(buf, self.error_code);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsPartitionResult")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DeleteRecordsPartitionResult",
+            )?;
+        }
         Ok(())
     }
 }
@@ -102,14 +132,30 @@ impl Decode for DeleteRecordsPartitionResult {
         this.partition_index = get_i32(buf, "DeleteRecordsPartitionResult.partition_index")?;
         this.low_watermark = get_i64(buf, "DeleteRecordsPartitionResult.low_watermark")?;
         this.error_code = get_i16(buf, "DeleteRecordsPartitionResult.error_code")?;
-        if flex { get_unknown_tags(buf, "DeleteRecordsPartitionResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DeleteRecordsPartitionResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DeleteRecordsPartitionResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `DeleteRecordsTopicResult` of `DeleteRecordsResponse`.
@@ -138,8 +184,16 @@ impl Encode for DeleteRecordsTopicResult {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.name, flex, "DeleteRecordsTopicResult.name")?;
-        put_array(buf, &self.partitions, v, flex, "DeleteRecordsTopicResult.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsTopicResult")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "DeleteRecordsTopicResult.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteRecordsTopicResult")?;
+        }
         Ok(())
     }
 }
@@ -151,13 +205,28 @@ impl Decode for DeleteRecordsTopicResult {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "DeleteRecordsTopicResult.name")?;
         this.partitions = get_array(buf, v, flex, "DeleteRecordsTopicResult.partitions")?;
-        if flex { get_unknown_tags(buf, "DeleteRecordsTopicResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DeleteRecordsTopicResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DeleteRecordsTopicResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DeleteTopicsRequest` (DeleteTopicsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,12 +45,29 @@ impl Default for DeleteTopicsRequest {
 impl Encode for DeleteTopicsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=6).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteTopicsRequest", version: v }); }
+        if !(0..=6).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DeleteTopicsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 4;
-        if v >= 6 { put_array(buf, &self.topics, v, flex, "DeleteTopicsRequest.topics")?; }
-        if v <= 5 { put_array(buf, &self.topic_names, v, flex, "DeleteTopicsRequest.topic_names")?; }
+        if v >= 6 {
+            put_array(buf, &self.topics, v, flex, "DeleteTopicsRequest.topics")?;
+        }
+        if v <= 5 {
+            put_array(
+                buf,
+                &self.topic_names,
+                v,
+                flex,
+                "DeleteTopicsRequest.topic_names",
+            )?;
+        }
         put_i32(buf, self.timeout_ms);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteTopicsRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteTopicsRequest")?;
+        }
         Ok(())
     }
 }
@@ -52,13 +75,24 @@ impl Encode for DeleteTopicsRequest {
 impl Decode for DeleteTopicsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=6).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DeleteTopicsRequest", version: v }); }
+        if !(0..=6).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DeleteTopicsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         let mut this = Self::default();
-        if v >= 6 { this.topics = get_array(buf, v, flex, "DeleteTopicsRequest.topics")?; }
-        if v <= 5 { this.topic_names = get_array(buf, v, flex, "DeleteTopicsRequest.topic_names")?; }
+        if v >= 6 {
+            this.topics = get_array(buf, v, flex, "DeleteTopicsRequest.topics")?;
+        }
+        if v <= 5 {
+            this.topic_names = get_array(buf, v, flex, "DeleteTopicsRequest.topic_names")?;
+        }
         this.timeout_ms = get_i32(buf, "DeleteTopicsRequest.timeout_ms")?;
-        if flex { get_unknown_tags(buf, "DeleteTopicsRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DeleteTopicsRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -88,9 +122,22 @@ impl Encode for DeleteTopicState {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 4;
-        if v >= 6 { put_opt_string(buf, self.name.as_deref(), flex, v >= 6, "DeleteTopicState.name", v)?; }
-        if v >= 6 { put_uuid(buf, &self.topic_id); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteTopicState")?; }
+        if v >= 6 {
+            put_opt_string(
+                buf,
+                self.name.as_deref(),
+                flex,
+                v >= 6,
+                "DeleteTopicState.name",
+                v,
+            )?;
+        }
+        if v >= 6 {
+            put_uuid(buf, &self.topic_id);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteTopicState")?;
+        }
         Ok(())
     }
 }
@@ -100,15 +147,30 @@ impl Decode for DeleteTopicState {
         let v = version;
         let flex = v >= 4;
         let mut this = Self::default();
-        if v >= 6 { this.name = get_opt_string(buf, flex, v >= 6, "DeleteTopicState.name")?; }
-        if v >= 6 { this.topic_id = get_uuid(buf, "DeleteTopicState.topic_id")?; }
-        if flex { get_unknown_tags(buf, "DeleteTopicState", &mut this.unknown_tagged_fields)?; }
+        if v >= 6 {
+            this.name = get_opt_string(buf, flex, v >= 6, "DeleteTopicState.name")?;
+        }
+        if v >= 6 {
+            this.topic_id = get_uuid(buf, "DeleteTopicState.topic_id")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "DeleteTopicState", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DeleteTopicState {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

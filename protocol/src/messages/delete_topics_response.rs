@@ -4,7 +4,13 @@
 
 //! `DeleteTopicsResponse` (DeleteTopicsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,26 @@ impl Default for DeleteTopicsResponse {
 impl Encode for DeleteTopicsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=6).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DeleteTopicsResponse", version: v }); }
+        if !(0..=6).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DeleteTopicsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 4;
-        if v >= 1 { put_i32(buf, self.throttle_time_ms); }
-        put_array(buf, &self.responses, v, flex, "DeleteTopicsResponse.responses")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteTopicsResponse")?; }
+        if v >= 1 {
+            put_i32(buf, self.throttle_time_ms);
+        }
+        put_array(
+            buf,
+            &self.responses,
+            v,
+            flex,
+            "DeleteTopicsResponse.responses",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeleteTopicsResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +69,21 @@ impl Encode for DeleteTopicsResponse {
 impl Decode for DeleteTopicsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=6).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DeleteTopicsResponse", version: v }); }
+        if !(0..=6).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DeleteTopicsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         let mut this = Self::default();
-        if v >= 1 { this.throttle_time_ms = get_i32(buf, "DeleteTopicsResponse.throttle_time_ms")?; }
+        if v >= 1 {
+            this.throttle_time_ms = get_i32(buf, "DeleteTopicsResponse.throttle_time_ms")?;
+        }
         this.responses = get_array(buf, v, flex, "DeleteTopicsResponse.responses")?;
-        if flex { get_unknown_tags(buf, "DeleteTopicsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DeleteTopicsResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -89,11 +119,31 @@ impl Encode for DeletableTopicResult {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 4;
-        put_opt_string(buf, self.name.as_deref(), flex, v >= 6, "DeletableTopicResult.name", v)?;
-        if v >= 6 { put_uuid(buf, &self.topic_id); }
+        put_opt_string(
+            buf,
+            self.name.as_deref(),
+            flex,
+            v >= 6,
+            "DeletableTopicResult.name",
+            v,
+        )?;
+        if v >= 6 {
+            put_uuid(buf, &self.topic_id);
+        }
         put_i16(buf, self.error_code);
-        if v >= 5 { put_opt_string(buf, self.error_message.as_deref(), flex, v >= 5, "DeletableTopicResult.error_message", v)?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DeletableTopicResult")?; }
+        if v >= 5 {
+            put_opt_string(
+                buf,
+                self.error_message.as_deref(),
+                flex,
+                v >= 5,
+                "DeletableTopicResult.error_message",
+                v,
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DeletableTopicResult")?;
+        }
         Ok(())
     }
 }
@@ -104,16 +154,32 @@ impl Decode for DeletableTopicResult {
         let flex = v >= 4;
         let mut this = Self::default();
         this.name = get_opt_string(buf, flex, v >= 6, "DeletableTopicResult.name")?;
-        if v >= 6 { this.topic_id = get_uuid(buf, "DeletableTopicResult.topic_id")?; }
+        if v >= 6 {
+            this.topic_id = get_uuid(buf, "DeletableTopicResult.topic_id")?;
+        }
         this.error_code = get_i16(buf, "DeletableTopicResult.error_code")?;
-        if v >= 5 { this.error_message = get_opt_string(buf, flex, v >= 5, "DeletableTopicResult.error_message")?; }
-        if flex { get_unknown_tags(buf, "DeletableTopicResult", &mut this.unknown_tagged_fields)?; }
+        if v >= 5 {
+            this.error_message =
+                get_opt_string(buf, flex, v >= 5, "DeletableTopicResult.error_message")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "DeletableTopicResult", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DeletableTopicResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

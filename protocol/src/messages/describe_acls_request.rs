@@ -4,7 +4,13 @@
 
 //! `DescribeAclsRequest` (DescribeAclsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -51,16 +57,46 @@ impl Default for DescribeAclsRequest {
 impl Encode for DescribeAclsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeAclsRequest", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeAclsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i8(buf, self.resource_type_filter);
-        put_opt_string(buf, self.resource_name_filter.as_deref(), flex, true, "DescribeAclsRequest.resource_name_filter", v)?;
-        if v >= 1 { put_i8(buf, self.pattern_type_filter); }
-        put_opt_string(buf, self.principal_filter.as_deref(), flex, true, "DescribeAclsRequest.principal_filter", v)?;
-        put_opt_string(buf, self.host_filter.as_deref(), flex, true, "DescribeAclsRequest.host_filter", v)?;
+        put_opt_string(
+            buf,
+            self.resource_name_filter.as_deref(),
+            flex,
+            true,
+            "DescribeAclsRequest.resource_name_filter",
+            v,
+        )?;
+        if v >= 1 {
+            put_i8(buf, self.pattern_type_filter);
+        }
+        put_opt_string(
+            buf,
+            self.principal_filter.as_deref(),
+            flex,
+            true,
+            "DescribeAclsRequest.principal_filter",
+            v,
+        )?;
+        put_opt_string(
+            buf,
+            self.host_filter.as_deref(),
+            flex,
+            true,
+            "DescribeAclsRequest.host_filter",
+            v,
+        )?;
         put_i8(buf, self.operation);
         put_i8(buf, self.permission_type);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeAclsRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeAclsRequest")?;
+        }
         Ok(())
     }
 }
@@ -68,18 +104,28 @@ impl Encode for DescribeAclsRequest {
 impl Decode for DescribeAclsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeAclsRequest", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeAclsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.resource_type_filter = get_i8(buf, "DescribeAclsRequest.resource_type_filter")?;
-        this.resource_name_filter = get_opt_string(buf, flex, true, "DescribeAclsRequest.resource_name_filter")?;
-        if v >= 1 { this.pattern_type_filter = get_i8(buf, "DescribeAclsRequest.pattern_type_filter")?; }
-        this.principal_filter = get_opt_string(buf, flex, true, "DescribeAclsRequest.principal_filter")?;
+        this.resource_name_filter =
+            get_opt_string(buf, flex, true, "DescribeAclsRequest.resource_name_filter")?;
+        if v >= 1 {
+            this.pattern_type_filter = get_i8(buf, "DescribeAclsRequest.pattern_type_filter")?;
+        }
+        this.principal_filter =
+            get_opt_string(buf, flex, true, "DescribeAclsRequest.principal_filter")?;
         this.host_filter = get_opt_string(buf, flex, true, "DescribeAclsRequest.host_filter")?;
         this.operation = get_i8(buf, "DescribeAclsRequest.operation")?;
         this.permission_type = get_i8(buf, "DescribeAclsRequest.permission_type")?;
-        if flex { get_unknown_tags(buf, "DescribeAclsRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DescribeAclsRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DescribeAclsResponse` (DescribeAclsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,33 @@ impl Default for DescribeAclsResponse {
 impl Encode for DescribeAclsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeAclsResponse", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeAclsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), flex, true, "DescribeAclsResponse.error_message", v)?;
-        put_array(buf, &self.resources, v, flex, "DescribeAclsResponse.resources")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeAclsResponse")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            flex,
+            true,
+            "DescribeAclsResponse.error_message",
+            v,
+        )?;
+        put_array(
+            buf,
+            &self.resources,
+            v,
+            flex,
+            "DescribeAclsResponse.resources",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeAclsResponse")?;
+        }
         Ok(())
     }
 }
@@ -56,14 +82,21 @@ impl Encode for DescribeAclsResponse {
 impl Decode for DescribeAclsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeAclsResponse", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeAclsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DescribeAclsResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "DescribeAclsResponse.error_code")?;
         this.error_message = get_opt_string(buf, flex, true, "DescribeAclsResponse.error_message")?;
         this.resources = get_array(buf, v, flex, "DescribeAclsResponse.resources")?;
-        if flex { get_unknown_tags(buf, "DescribeAclsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DescribeAclsResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -103,7 +136,9 @@ impl Encode for AclDescription {
         put_string(buf, &self.host, flex, "AclDescription.host")?;
         put_i8(buf, self.operation);
         put_i8(buf, self.permission_type);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AclDescription")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AclDescription")?;
+        }
         Ok(())
     }
 }
@@ -117,14 +152,26 @@ impl Decode for AclDescription {
         this.host = get_string(buf, flex, "AclDescription.host")?;
         this.operation = get_i8(buf, "AclDescription.operation")?;
         this.permission_type = get_i8(buf, "AclDescription.permission_type")?;
-        if flex { get_unknown_tags(buf, "AclDescription", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "AclDescription", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AclDescription {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `DescribeAclsResource` of `DescribeAclsResponse`.
@@ -159,10 +206,19 @@ impl Encode for DescribeAclsResource {
         let v = version;
         let flex = v >= 2;
         put_i8(buf, self.resource_type);
-        put_string(buf, &self.resource_name, flex, "DescribeAclsResource.resource_name")?;
-        if v >= 1 { put_i8(buf, self.pattern_type); }
+        put_string(
+            buf,
+            &self.resource_name,
+            flex,
+            "DescribeAclsResource.resource_name",
+        )?;
+        if v >= 1 {
+            put_i8(buf, self.pattern_type);
+        }
         put_array(buf, &self.acls, v, flex, "DescribeAclsResource.acls")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeAclsResource")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeAclsResource")?;
+        }
         Ok(())
     }
 }
@@ -174,15 +230,28 @@ impl Decode for DescribeAclsResource {
         let mut this = Self::default();
         this.resource_type = get_i8(buf, "DescribeAclsResource.resource_type")?;
         this.resource_name = get_string(buf, flex, "DescribeAclsResource.resource_name")?;
-        if v >= 1 { this.pattern_type = get_i8(buf, "DescribeAclsResource.pattern_type")?; }
+        if v >= 1 {
+            this.pattern_type = get_i8(buf, "DescribeAclsResource.pattern_type")?;
+        }
         this.acls = get_array(buf, v, flex, "DescribeAclsResource.acls")?;
-        if flex { get_unknown_tags(buf, "DescribeAclsResource", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DescribeAclsResource", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribeAclsResource {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DescribeClientQuotasRequest` (DescribeClientQuotasRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,28 @@ impl Default for DescribeClientQuotasRequest {
 impl Encode for DescribeClientQuotasRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeClientQuotasRequest", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeClientQuotasRequest",
+                version: v,
+            });
+        }
         let flex = v >= 1;
-        put_array(buf, &self.components, v, flex, "DescribeClientQuotasRequest.components")?;
+        put_array(
+            buf,
+            &self.components,
+            v,
+            flex,
+            "DescribeClientQuotasRequest.components",
+        )?;
         put_bool(buf, self.strict);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeClientQuotasRequest")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeClientQuotasRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -48,12 +71,23 @@ impl Encode for DescribeClientQuotasRequest {
 impl Decode for DescribeClientQuotasRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeClientQuotasRequest", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeClientQuotasRequest",
+                version: v,
+            });
+        }
         let flex = v >= 1;
         let mut this = Self::default();
         this.components = get_array(buf, v, flex, "DescribeClientQuotasRequest.components")?;
         this.strict = get_bool(buf, "DescribeClientQuotasRequest.strict")?;
-        if flex { get_unknown_tags(buf, "DescribeClientQuotasRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeClientQuotasRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -88,8 +122,17 @@ impl Encode for ComponentData {
         let flex = v >= 1;
         put_string(buf, &self.entity_type, flex, "ComponentData.entity_type")?;
         put_i8(buf, self.match_type);
-        put_opt_string(buf, self.r#match.as_deref(), flex, true, "ComponentData.match", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ComponentData")?; }
+        put_opt_string(
+            buf,
+            self.r#match.as_deref(),
+            flex,
+            true,
+            "ComponentData.match",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ComponentData")?;
+        }
         Ok(())
     }
 }
@@ -102,13 +145,24 @@ impl Decode for ComponentData {
         this.entity_type = get_string(buf, flex, "ComponentData.entity_type")?;
         this.match_type = get_i8(buf, "ComponentData.match_type")?;
         this.r#match = get_opt_string(buf, flex, true, "ComponentData.match")?;
-        if flex { get_unknown_tags(buf, "ComponentData", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "ComponentData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ComponentData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DescribeClientQuotasResponse` (DescribeClientQuotasResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,38 @@ impl Default for DescribeClientQuotasResponse {
 impl Encode for DescribeClientQuotasResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeClientQuotasResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeClientQuotasResponse",
+                version: v,
+            });
+        }
         let flex = v >= 1;
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), flex, true, "DescribeClientQuotasResponse.error_message", v)?;
-        put_opt_array(buf, self.entries.as_deref(), v, flex, true, "DescribeClientQuotasResponse.entries")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeClientQuotasResponse")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            flex,
+            true,
+            "DescribeClientQuotasResponse.error_message",
+            v,
+        )?;
+        put_opt_array(
+            buf,
+            self.entries.as_deref(),
+            v,
+            flex,
+            true,
+            "DescribeClientQuotasResponse.entries",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeClientQuotasResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -56,14 +87,30 @@ impl Encode for DescribeClientQuotasResponse {
 impl Decode for DescribeClientQuotasResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeClientQuotasResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeClientQuotasResponse",
+                version: v,
+            });
+        }
         let flex = v >= 1;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DescribeClientQuotasResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "DescribeClientQuotasResponse.error_code")?;
-        this.error_message = get_opt_string(buf, flex, true, "DescribeClientQuotasResponse.error_message")?;
+        this.error_message = get_opt_string(
+            buf,
+            flex,
+            true,
+            "DescribeClientQuotasResponse.error_message",
+        )?;
         this.entries = get_opt_array(buf, v, flex, true, "DescribeClientQuotasResponse.entries")?;
-        if flex { get_unknown_tags(buf, "DescribeClientQuotasResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeClientQuotasResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -94,8 +141,17 @@ impl Encode for EntityData {
         let v = version;
         let flex = v >= 1;
         put_string(buf, &self.entity_type, flex, "EntityData.entity_type")?;
-        put_opt_string(buf, self.entity_name.as_deref(), flex, true, "EntityData.entity_name", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "EntityData")?; }
+        put_opt_string(
+            buf,
+            self.entity_name.as_deref(),
+            flex,
+            true,
+            "EntityData.entity_name",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "EntityData")?;
+        }
         Ok(())
     }
 }
@@ -107,14 +163,26 @@ impl Decode for EntityData {
         let mut this = Self::default();
         this.entity_type = get_string(buf, flex, "EntityData.entity_type")?;
         this.entity_name = get_opt_string(buf, flex, true, "EntityData.entity_name")?;
-        if flex { get_unknown_tags(buf, "EntityData", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "EntityData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for EntityData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `ValueData` of `DescribeClientQuotasResponse`.
@@ -144,7 +212,9 @@ impl Encode for ValueData {
         let flex = v >= 1;
         put_string(buf, &self.key, flex, "ValueData.key")?;
         put_f64(buf, self.value);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ValueData")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ValueData")?;
+        }
         Ok(())
     }
 }
@@ -156,14 +226,26 @@ impl Decode for ValueData {
         let mut this = Self::default();
         this.key = get_string(buf, flex, "ValueData.key")?;
         this.value = get_f64(buf, "ValueData.value")?;
-        if flex { get_unknown_tags(buf, "ValueData", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "ValueData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ValueData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `EntryData` of `DescribeClientQuotasResponse`.
@@ -193,7 +275,9 @@ impl Encode for EntryData {
         let flex = v >= 1;
         put_array(buf, &self.entity, v, flex, "EntryData.entity")?;
         put_array(buf, &self.values, v, flex, "EntryData.values")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "EntryData")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "EntryData")?;
+        }
         Ok(())
     }
 }
@@ -205,13 +289,24 @@ impl Decode for EntryData {
         let mut this = Self::default();
         this.entity = get_array(buf, v, flex, "EntryData.entity")?;
         this.values = get_array(buf, v, flex, "EntryData.values")?;
-        if flex { get_unknown_tags(buf, "EntryData", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "EntryData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for EntryData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DescribeClusterRequest` (DescribeClusterRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,10 +42,19 @@ impl Default for DescribeClusterRequest {
 impl Encode for DescribeClusterRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeClusterRequest", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeClusterRequest",
+                version: v,
+            });
+        }
         put_bool(buf, self.include_cluster_authorized_operations);
-        if v >= 1 { put_i8(buf, self.endpoint_type); }
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeClusterRequest")?; }
+        if v >= 1 {
+            put_i8(buf, self.endpoint_type);
+        }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeClusterRequest")?;
+        }
         Ok(())
     }
 }
@@ -47,12 +62,27 @@ impl Encode for DescribeClusterRequest {
 impl Decode for DescribeClusterRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeClusterRequest", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeClusterRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
-        this.include_cluster_authorized_operations = get_bool(buf, "DescribeClusterRequest.include_cluster_authorized_operations")?;
-        if v >= 1 { this.endpoint_type = get_i8(buf, "DescribeClusterRequest.endpoint_type")?; }
-        if true { get_unknown_tags(buf, "DescribeClusterRequest", &mut this.unknown_tagged_fields)?; }
+        this.include_cluster_authorized_operations = get_bool(
+            buf,
+            "DescribeClusterRequest.include_cluster_authorized_operations",
+        )?;
+        if v >= 1 {
+            this.endpoint_type = get_i8(buf, "DescribeClusterRequest.endpoint_type")?;
+        }
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeClusterRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DescribeClusterResponse` (DescribeClusterResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -54,16 +60,43 @@ impl Default for DescribeClusterResponse {
 impl Encode for DescribeClusterResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeClusterResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeClusterResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), true, true, "DescribeClusterResponse.error_message", v)?;
-        if v >= 1 { put_i8(buf, self.endpoint_type); }
-        put_string(buf, &self.cluster_id, true, "DescribeClusterResponse.cluster_id")?;
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            true,
+            true,
+            "DescribeClusterResponse.error_message",
+            v,
+        )?;
+        if v >= 1 {
+            put_i8(buf, self.endpoint_type);
+        }
+        put_string(
+            buf,
+            &self.cluster_id,
+            true,
+            "DescribeClusterResponse.cluster_id",
+        )?;
         put_i32(buf, self.controller_id);
-        put_array(buf, &self.brokers, v, true, "DescribeClusterResponse.brokers")?;
+        put_array(
+            buf,
+            &self.brokers,
+            v,
+            true,
+            "DescribeClusterResponse.brokers",
+        )?;
         put_i32(buf, self.cluster_authorized_operations);
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeClusterResponse")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeClusterResponse")?;
+        }
         Ok(())
     }
 }
@@ -71,17 +104,32 @@ impl Encode for DescribeClusterResponse {
 impl Decode for DescribeClusterResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeClusterResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeClusterResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DescribeClusterResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "DescribeClusterResponse.error_code")?;
-        this.error_message = get_opt_string(buf, true, true, "DescribeClusterResponse.error_message")?;
-        if v >= 1 { this.endpoint_type = get_i8(buf, "DescribeClusterResponse.endpoint_type")?; }
+        this.error_message =
+            get_opt_string(buf, true, true, "DescribeClusterResponse.error_message")?;
+        if v >= 1 {
+            this.endpoint_type = get_i8(buf, "DescribeClusterResponse.endpoint_type")?;
+        }
         this.cluster_id = get_string(buf, true, "DescribeClusterResponse.cluster_id")?;
         this.controller_id = get_i32(buf, "DescribeClusterResponse.controller_id")?;
         this.brokers = get_array(buf, v, true, "DescribeClusterResponse.brokers")?;
-        this.cluster_authorized_operations = get_i32(buf, "DescribeClusterResponse.cluster_authorized_operations")?;
-        if true { get_unknown_tags(buf, "DescribeClusterResponse", &mut this.unknown_tagged_fields)?; }
+        this.cluster_authorized_operations =
+            get_i32(buf, "DescribeClusterResponse.cluster_authorized_operations")?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeClusterResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -119,8 +167,17 @@ impl Encode for DescribeClusterBroker {
         put_i32(buf, self.broker_id);
         put_string(buf, &self.host, true, "DescribeClusterBroker.host")?;
         put_i32(buf, self.port);
-        put_opt_string(buf, self.rack.as_deref(), true, true, "DescribeClusterBroker.rack", v)?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeClusterBroker")?; }
+        put_opt_string(
+            buf,
+            self.rack.as_deref(),
+            true,
+            true,
+            "DescribeClusterBroker.rack",
+            v,
+        )?;
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeClusterBroker")?;
+        }
         Ok(())
     }
 }
@@ -133,13 +190,28 @@ impl Decode for DescribeClusterBroker {
         this.host = get_string(buf, true, "DescribeClusterBroker.host")?;
         this.port = get_i32(buf, "DescribeClusterBroker.port")?;
         this.rack = get_opt_string(buf, true, true, "DescribeClusterBroker.rack")?;
-        if true { get_unknown_tags(buf, "DescribeClusterBroker", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeClusterBroker",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribeClusterBroker {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DescribeConfigsRequest` (DescribeConfigsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,12 +45,29 @@ impl Default for DescribeConfigsRequest {
 impl Encode for DescribeConfigsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeConfigsRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeConfigsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 4;
-        put_array(buf, &self.resources, v, flex, "DescribeConfigsRequest.resources")?;
-        if v >= 1 { put_bool(buf, self.include_synonyms); }
-        if v >= 3 { put_bool(buf, self.include_documentation); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsRequest")?; }
+        put_array(
+            buf,
+            &self.resources,
+            v,
+            flex,
+            "DescribeConfigsRequest.resources",
+        )?;
+        if v >= 1 {
+            put_bool(buf, self.include_synonyms);
+        }
+        if v >= 3 {
+            put_bool(buf, self.include_documentation);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsRequest")?;
+        }
         Ok(())
     }
 }
@@ -52,13 +75,29 @@ impl Encode for DescribeConfigsRequest {
 impl Decode for DescribeConfigsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeConfigsRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeConfigsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         let mut this = Self::default();
         this.resources = get_array(buf, v, flex, "DescribeConfigsRequest.resources")?;
-        if v >= 1 { this.include_synonyms = get_bool(buf, "DescribeConfigsRequest.include_synonyms")?; }
-        if v >= 3 { this.include_documentation = get_bool(buf, "DescribeConfigsRequest.include_documentation")?; }
-        if flex { get_unknown_tags(buf, "DescribeConfigsRequest", &mut this.unknown_tagged_fields)?; }
+        if v >= 1 {
+            this.include_synonyms = get_bool(buf, "DescribeConfigsRequest.include_synonyms")?;
+        }
+        if v >= 3 {
+            this.include_documentation =
+                get_bool(buf, "DescribeConfigsRequest.include_documentation")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeConfigsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -92,9 +131,23 @@ impl Encode for DescribeConfigsResource {
         let v = version;
         let flex = v >= 4;
         put_i8(buf, self.resource_type);
-        put_string(buf, &self.resource_name, flex, "DescribeConfigsResource.resource_name")?;
-        put_opt_array(buf, self.configuration_keys.as_deref(), v, flex, true, "DescribeConfigsResource.configuration_keys")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsResource")?; }
+        put_string(
+            buf,
+            &self.resource_name,
+            flex,
+            "DescribeConfigsResource.resource_name",
+        )?;
+        put_opt_array(
+            buf,
+            self.configuration_keys.as_deref(),
+            v,
+            flex,
+            true,
+            "DescribeConfigsResource.configuration_keys",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsResource")?;
+        }
         Ok(())
     }
 }
@@ -106,14 +159,35 @@ impl Decode for DescribeConfigsResource {
         let mut this = Self::default();
         this.resource_type = get_i8(buf, "DescribeConfigsResource.resource_type")?;
         this.resource_name = get_string(buf, flex, "DescribeConfigsResource.resource_name")?;
-        this.configuration_keys = get_opt_array(buf, v, flex, true, "DescribeConfigsResource.configuration_keys")?;
-        if flex { get_unknown_tags(buf, "DescribeConfigsResource", &mut this.unknown_tagged_fields)?; }
+        this.configuration_keys = get_opt_array(
+            buf,
+            v,
+            flex,
+            true,
+            "DescribeConfigsResource.configuration_keys",
+        )?;
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeConfigsResource",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribeConfigsResource {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DescribeConfigsResponse` (DescribeConfigsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,24 @@ impl Default for DescribeConfigsResponse {
 impl Encode for DescribeConfigsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeConfigsResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeConfigsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.results, v, flex, "DescribeConfigsResponse.results")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsResponse")?; }
+        put_array(
+            buf,
+            &self.results,
+            v,
+            flex,
+            "DescribeConfigsResponse.results",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +67,23 @@ impl Encode for DescribeConfigsResponse {
 impl Decode for DescribeConfigsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeConfigsResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeConfigsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DescribeConfigsResponse.throttle_time_ms")?;
         this.results = get_array(buf, v, flex, "DescribeConfigsResponse.results")?;
-        if flex { get_unknown_tags(buf, "DescribeConfigsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeConfigsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -86,10 +116,25 @@ impl Encode for DescribeConfigsSynonym {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 4;
-        if v >= 1 { put_string(buf, &self.name, flex, "DescribeConfigsSynonym.name")?; }
-        if v >= 1 { put_opt_string(buf, self.value.as_deref(), flex, true, "DescribeConfigsSynonym.value", v)?; }
-        if v >= 1 { put_i8(buf, self.source); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsSynonym")?; }
+        if v >= 1 {
+            put_string(buf, &self.name, flex, "DescribeConfigsSynonym.name")?;
+        }
+        if v >= 1 {
+            put_opt_string(
+                buf,
+                self.value.as_deref(),
+                flex,
+                true,
+                "DescribeConfigsSynonym.value",
+                v,
+            )?;
+        }
+        if v >= 1 {
+            put_i8(buf, self.source);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsSynonym")?;
+        }
         Ok(())
     }
 }
@@ -99,17 +144,39 @@ impl Decode for DescribeConfigsSynonym {
         let v = version;
         let flex = v >= 4;
         let mut this = Self::default();
-        if v >= 1 { this.name = get_string(buf, flex, "DescribeConfigsSynonym.name")?; }
-        if v >= 1 { this.value = get_opt_string(buf, flex, true, "DescribeConfigsSynonym.value")?; }
-        if v >= 1 { this.source = get_i8(buf, "DescribeConfigsSynonym.source")?; }
-        if flex { get_unknown_tags(buf, "DescribeConfigsSynonym", &mut this.unknown_tagged_fields)?; }
+        if v >= 1 {
+            this.name = get_string(buf, flex, "DescribeConfigsSynonym.name")?;
+        }
+        if v >= 1 {
+            this.value = get_opt_string(buf, flex, true, "DescribeConfigsSynonym.value")?;
+        }
+        if v >= 1 {
+            this.source = get_i8(buf, "DescribeConfigsSynonym.source")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeConfigsSynonym",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribeConfigsSynonym {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `DescribeConfigsResourceResult` of `DescribeConfigsResponse`.
@@ -159,15 +226,51 @@ impl Encode for DescribeConfigsResourceResult {
         let v = version;
         let flex = v >= 4;
         put_string(buf, &self.name, flex, "DescribeConfigsResourceResult.name")?;
-        put_opt_string(buf, self.value.as_deref(), flex, true, "DescribeConfigsResourceResult.value", v)?;
+        put_opt_string(
+            buf,
+            self.value.as_deref(),
+            flex,
+            true,
+            "DescribeConfigsResourceResult.value",
+            v,
+        )?;
         put_bool(buf, self.read_only);
-        if v <= 0 { put_bool(buf, self.is_default); }
-        if v >= 1 { put_i8(buf, self.config_source); }
+        if v <= 0 {
+            put_bool(buf, self.is_default);
+        }
+        if v >= 1 {
+            put_i8(buf, self.config_source);
+        }
         put_bool(buf, self.is_sensitive);
-        if v >= 1 { put_array(buf, &self.synonyms, v, flex, "DescribeConfigsResourceResult.synonyms")?; }
-        if v >= 3 { put_i8(buf, self.config_type); }
-        if v >= 3 { put_opt_string(buf, self.documentation.as_deref(), flex, true, "DescribeConfigsResourceResult.documentation", v)?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsResourceResult")?; }
+        if v >= 1 {
+            put_array(
+                buf,
+                &self.synonyms,
+                v,
+                flex,
+                "DescribeConfigsResourceResult.synonyms",
+            )?;
+        }
+        if v >= 3 {
+            put_i8(buf, self.config_type);
+        }
+        if v >= 3 {
+            put_opt_string(
+                buf,
+                self.documentation.as_deref(),
+                flex,
+                true,
+                "DescribeConfigsResourceResult.documentation",
+                v,
+            )?;
+        }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeConfigsResourceResult",
+            )?;
+        }
         Ok(())
     }
 }
@@ -180,20 +283,51 @@ impl Decode for DescribeConfigsResourceResult {
         this.name = get_string(buf, flex, "DescribeConfigsResourceResult.name")?;
         this.value = get_opt_string(buf, flex, true, "DescribeConfigsResourceResult.value")?;
         this.read_only = get_bool(buf, "DescribeConfigsResourceResult.read_only")?;
-        if v <= 0 { this.is_default = get_bool(buf, "DescribeConfigsResourceResult.is_default")?; }
-        if v >= 1 { this.config_source = get_i8(buf, "DescribeConfigsResourceResult.config_source")?; }
+        if v <= 0 {
+            this.is_default = get_bool(buf, "DescribeConfigsResourceResult.is_default")?;
+        }
+        if v >= 1 {
+            this.config_source = get_i8(buf, "DescribeConfigsResourceResult.config_source")?;
+        }
         this.is_sensitive = get_bool(buf, "DescribeConfigsResourceResult.is_sensitive")?;
-        if v >= 1 { this.synonyms = get_array(buf, v, flex, "DescribeConfigsResourceResult.synonyms")?; }
-        if v >= 3 { this.config_type = get_i8(buf, "DescribeConfigsResourceResult.config_type")?; }
-        if v >= 3 { this.documentation = get_opt_string(buf, flex, true, "DescribeConfigsResourceResult.documentation")?; }
-        if flex { get_unknown_tags(buf, "DescribeConfigsResourceResult", &mut this.unknown_tagged_fields)?; }
+        if v >= 1 {
+            this.synonyms = get_array(buf, v, flex, "DescribeConfigsResourceResult.synonyms")?;
+        }
+        if v >= 3 {
+            this.config_type = get_i8(buf, "DescribeConfigsResourceResult.config_type")?;
+        }
+        if v >= 3 {
+            this.documentation = get_opt_string(
+                buf,
+                flex,
+                true,
+                "DescribeConfigsResourceResult.documentation",
+            )?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeConfigsResourceResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribeConfigsResourceResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `DescribeConfigsResult` of `DescribeConfigsResponse`.
@@ -231,11 +365,25 @@ impl Encode for DescribeConfigsResult {
         let v = version;
         let flex = v >= 4;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), flex, true, "DescribeConfigsResult.error_message", v)?;
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            flex,
+            true,
+            "DescribeConfigsResult.error_message",
+            v,
+        )?;
         put_i8(buf, self.resource_type);
-        put_string(buf, &self.resource_name, flex, "DescribeConfigsResult.resource_name")?;
+        put_string(
+            buf,
+            &self.resource_name,
+            flex,
+            "DescribeConfigsResult.resource_name",
+        )?;
         put_array(buf, &self.configs, v, flex, "DescribeConfigsResult.configs")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsResult")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeConfigsResult")?;
+        }
         Ok(())
     }
 }
@@ -246,17 +394,33 @@ impl Decode for DescribeConfigsResult {
         let flex = v >= 4;
         let mut this = Self::default();
         this.error_code = get_i16(buf, "DescribeConfigsResult.error_code")?;
-        this.error_message = get_opt_string(buf, flex, true, "DescribeConfigsResult.error_message")?;
+        this.error_message =
+            get_opt_string(buf, flex, true, "DescribeConfigsResult.error_message")?;
         this.resource_type = get_i8(buf, "DescribeConfigsResult.resource_type")?;
         this.resource_name = get_string(buf, flex, "DescribeConfigsResult.resource_name")?;
         this.configs = get_array(buf, v, flex, "DescribeConfigsResult.configs")?;
-        if flex { get_unknown_tags(buf, "DescribeConfigsResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeConfigsResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribeConfigsResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DescribeDelegationTokenRequest` (DescribeDelegationTokenRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,10 +39,28 @@ impl Default for DescribeDelegationTokenRequest {
 impl Encode for DescribeDelegationTokenRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeDelegationTokenRequest", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeDelegationTokenRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
-        put_opt_array(buf, self.owners.as_deref(), v, flex, true, "DescribeDelegationTokenRequest.owners")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeDelegationTokenRequest")?; }
+        put_opt_array(
+            buf,
+            self.owners.as_deref(),
+            v,
+            flex,
+            true,
+            "DescribeDelegationTokenRequest.owners",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeDelegationTokenRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -44,11 +68,22 @@ impl Encode for DescribeDelegationTokenRequest {
 impl Decode for DescribeDelegationTokenRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeDelegationTokenRequest", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeDelegationTokenRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.owners = get_opt_array(buf, v, flex, true, "DescribeDelegationTokenRequest.owners")?;
-        if flex { get_unknown_tags(buf, "DescribeDelegationTokenRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeDelegationTokenRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -78,9 +113,25 @@ impl Encode for DescribeDelegationTokenOwner {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 2;
-        put_string(buf, &self.principal_type, flex, "DescribeDelegationTokenOwner.principal_type")?;
-        put_string(buf, &self.principal_name, flex, "DescribeDelegationTokenOwner.principal_name")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeDelegationTokenOwner")?; }
+        put_string(
+            buf,
+            &self.principal_type,
+            flex,
+            "DescribeDelegationTokenOwner.principal_type",
+        )?;
+        put_string(
+            buf,
+            &self.principal_name,
+            flex,
+            "DescribeDelegationTokenOwner.principal_name",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeDelegationTokenOwner",
+            )?;
+        }
         Ok(())
     }
 }
@@ -92,13 +143,28 @@ impl Decode for DescribeDelegationTokenOwner {
         let mut this = Self::default();
         this.principal_type = get_string(buf, flex, "DescribeDelegationTokenOwner.principal_type")?;
         this.principal_name = get_string(buf, flex, "DescribeDelegationTokenOwner.principal_name")?;
-        if flex { get_unknown_tags(buf, "DescribeDelegationTokenOwner", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeDelegationTokenOwner",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribeDelegationTokenOwner {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DescribeDelegationTokenResponse` (DescribeDelegationTokenResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,12 +45,29 @@ impl Default for DescribeDelegationTokenResponse {
 impl Encode for DescribeDelegationTokenResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeDelegationTokenResponse", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeDelegationTokenResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i16(buf, self.error_code);
-        put_array(buf, &self.tokens, v, flex, "DescribeDelegationTokenResponse.tokens")?;
+        put_array(
+            buf,
+            &self.tokens,
+            v,
+            flex,
+            "DescribeDelegationTokenResponse.tokens",
+        )?;
         put_i32(buf, self.throttle_time_ms);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeDelegationTokenResponse")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeDelegationTokenResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -52,13 +75,24 @@ impl Encode for DescribeDelegationTokenResponse {
 impl Decode for DescribeDelegationTokenResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=3).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeDelegationTokenResponse", version: v }); }
+        if !(0..=3).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeDelegationTokenResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.error_code = get_i16(buf, "DescribeDelegationTokenResponse.error_code")?;
         this.tokens = get_array(buf, v, flex, "DescribeDelegationTokenResponse.tokens")?;
         this.throttle_time_ms = get_i32(buf, "DescribeDelegationTokenResponse.throttle_time_ms")?;
-        if flex { get_unknown_tags(buf, "DescribeDelegationTokenResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeDelegationTokenResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -88,9 +122,25 @@ impl Encode for DescribedDelegationTokenRenewer {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 2;
-        put_string(buf, &self.principal_type, flex, "DescribedDelegationTokenRenewer.principal_type")?;
-        put_string(buf, &self.principal_name, flex, "DescribedDelegationTokenRenewer.principal_name")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribedDelegationTokenRenewer")?; }
+        put_string(
+            buf,
+            &self.principal_type,
+            flex,
+            "DescribedDelegationTokenRenewer.principal_type",
+        )?;
+        put_string(
+            buf,
+            &self.principal_name,
+            flex,
+            "DescribedDelegationTokenRenewer.principal_name",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribedDelegationTokenRenewer",
+            )?;
+        }
         Ok(())
     }
 }
@@ -100,16 +150,34 @@ impl Decode for DescribedDelegationTokenRenewer {
         let v = version;
         let flex = v >= 2;
         let mut this = Self::default();
-        this.principal_type = get_string(buf, flex, "DescribedDelegationTokenRenewer.principal_type")?;
-        this.principal_name = get_string(buf, flex, "DescribedDelegationTokenRenewer.principal_name")?;
-        if flex { get_unknown_tags(buf, "DescribedDelegationTokenRenewer", &mut this.unknown_tagged_fields)?; }
+        this.principal_type =
+            get_string(buf, flex, "DescribedDelegationTokenRenewer.principal_type")?;
+        this.principal_name =
+            get_string(buf, flex, "DescribedDelegationTokenRenewer.principal_name")?;
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribedDelegationTokenRenewer",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribedDelegationTokenRenewer {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `DescribedDelegationToken` of `DescribeDelegationTokenResponse`.
@@ -161,17 +229,54 @@ impl Encode for DescribedDelegationToken {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 2;
-        put_string(buf, &self.principal_type, flex, "DescribedDelegationToken.principal_type")?;
-        put_string(buf, &self.principal_name, flex, "DescribedDelegationToken.principal_name")?;
-        if v >= 3 { put_string(buf, &self.token_requester_principal_type, flex, "DescribedDelegationToken.token_requester_principal_type")?; }
-        if v >= 3 { put_string(buf, &self.token_requester_principal_name, flex, "DescribedDelegationToken.token_requester_principal_name")?; }
+        put_string(
+            buf,
+            &self.principal_type,
+            flex,
+            "DescribedDelegationToken.principal_type",
+        )?;
+        put_string(
+            buf,
+            &self.principal_name,
+            flex,
+            "DescribedDelegationToken.principal_name",
+        )?;
+        if v >= 3 {
+            put_string(
+                buf,
+                &self.token_requester_principal_type,
+                flex,
+                "DescribedDelegationToken.token_requester_principal_type",
+            )?;
+        }
+        if v >= 3 {
+            put_string(
+                buf,
+                &self.token_requester_principal_name,
+                flex,
+                "DescribedDelegationToken.token_requester_principal_name",
+            )?;
+        }
         put_i64(buf, self.issue_timestamp);
         put_i64(buf, self.expiry_timestamp);
         put_i64(buf, self.max_timestamp);
-        put_string(buf, &self.token_id, flex, "DescribedDelegationToken.token_id")?;
+        put_string(
+            buf,
+            &self.token_id,
+            flex,
+            "DescribedDelegationToken.token_id",
+        )?;
         put_bytes(buf, &self.hmac, flex, "DescribedDelegationToken.hmac")?;
-        put_array(buf, &self.renewers, v, flex, "DescribedDelegationToken.renewers")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribedDelegationToken")?; }
+        put_array(
+            buf,
+            &self.renewers,
+            v,
+            flex,
+            "DescribedDelegationToken.renewers",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribedDelegationToken")?;
+        }
         Ok(())
     }
 }
@@ -183,21 +288,48 @@ impl Decode for DescribedDelegationToken {
         let mut this = Self::default();
         this.principal_type = get_string(buf, flex, "DescribedDelegationToken.principal_type")?;
         this.principal_name = get_string(buf, flex, "DescribedDelegationToken.principal_name")?;
-        if v >= 3 { this.token_requester_principal_type = get_string(buf, flex, "DescribedDelegationToken.token_requester_principal_type")?; }
-        if v >= 3 { this.token_requester_principal_name = get_string(buf, flex, "DescribedDelegationToken.token_requester_principal_name")?; }
+        if v >= 3 {
+            this.token_requester_principal_type = get_string(
+                buf,
+                flex,
+                "DescribedDelegationToken.token_requester_principal_type",
+            )?;
+        }
+        if v >= 3 {
+            this.token_requester_principal_name = get_string(
+                buf,
+                flex,
+                "DescribedDelegationToken.token_requester_principal_name",
+            )?;
+        }
         this.issue_timestamp = get_i64(buf, "DescribedDelegationToken.issue_timestamp")?;
         this.expiry_timestamp = get_i64(buf, "DescribedDelegationToken.expiry_timestamp")?;
         this.max_timestamp = get_i64(buf, "DescribedDelegationToken.max_timestamp")?;
         this.token_id = get_string(buf, flex, "DescribedDelegationToken.token_id")?;
         this.hmac = get_bytes(buf, flex, "DescribedDelegationToken.hmac")?;
         this.renewers = get_array(buf, v, flex, "DescribedDelegationToken.renewers")?;
-        if flex { get_unknown_tags(buf, "DescribedDelegationToken", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribedDelegationToken",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribedDelegationToken {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

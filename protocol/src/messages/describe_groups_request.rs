@@ -4,7 +4,13 @@
 
 //! `DescribeGroupsRequest` (DescribeGroupsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,20 @@ impl Default for DescribeGroupsRequest {
 impl Encode for DescribeGroupsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeGroupsRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeGroupsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 5;
         put_array(buf, &self.groups, v, flex, "DescribeGroupsRequest.groups")?;
-        if v >= 3 { put_bool(buf, self.include_authorized_operations); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeGroupsRequest")?; }
+        if v >= 3 {
+            put_bool(buf, self.include_authorized_operations);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeGroupsRequest")?;
+        }
         Ok(())
     }
 }
@@ -48,13 +63,26 @@ impl Encode for DescribeGroupsRequest {
 impl Decode for DescribeGroupsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeGroupsRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeGroupsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 5;
         let mut this = Self::default();
         this.groups = get_array(buf, v, flex, "DescribeGroupsRequest.groups")?;
-        if v >= 3 { this.include_authorized_operations = get_bool(buf, "DescribeGroupsRequest.include_authorized_operations")?; }
-        if flex { get_unknown_tags(buf, "DescribeGroupsRequest", &mut this.unknown_tagged_fields)?; }
+        if v >= 3 {
+            this.include_authorized_operations =
+                get_bool(buf, "DescribeGroupsRequest.include_authorized_operations")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeGroupsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

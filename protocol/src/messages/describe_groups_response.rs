@@ -4,7 +4,13 @@
 
 //! `DescribeGroupsResponse` (DescribeGroupsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,20 @@ impl Default for DescribeGroupsResponse {
 impl Encode for DescribeGroupsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeGroupsResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeGroupsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 5;
-        if v >= 1 { put_i32(buf, self.throttle_time_ms); }
+        if v >= 1 {
+            put_i32(buf, self.throttle_time_ms);
+        }
         put_array(buf, &self.groups, v, flex, "DescribeGroupsResponse.groups")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeGroupsResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeGroupsResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +63,25 @@ impl Encode for DescribeGroupsResponse {
 impl Decode for DescribeGroupsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeGroupsResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeGroupsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 5;
         let mut this = Self::default();
-        if v >= 1 { this.throttle_time_ms = get_i32(buf, "DescribeGroupsResponse.throttle_time_ms")?; }
+        if v >= 1 {
+            this.throttle_time_ms = get_i32(buf, "DescribeGroupsResponse.throttle_time_ms")?;
+        }
         this.groups = get_array(buf, v, flex, "DescribeGroupsResponse.groups")?;
-        if flex { get_unknown_tags(buf, "DescribeGroupsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeGroupsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -96,12 +124,38 @@ impl Encode for DescribedGroupMember {
         let v = version;
         let flex = v >= 5;
         put_string(buf, &self.member_id, flex, "DescribedGroupMember.member_id")?;
-        if v >= 4 { put_opt_string(buf, self.group_instance_id.as_deref(), flex, v >= 4, "DescribedGroupMember.group_instance_id", v)?; }
+        if v >= 4 {
+            put_opt_string(
+                buf,
+                self.group_instance_id.as_deref(),
+                flex,
+                v >= 4,
+                "DescribedGroupMember.group_instance_id",
+                v,
+            )?;
+        }
         put_string(buf, &self.client_id, flex, "DescribedGroupMember.client_id")?;
-        put_string(buf, &self.client_host, flex, "DescribedGroupMember.client_host")?;
-        put_bytes(buf, &self.member_metadata, flex, "DescribedGroupMember.member_metadata")?;
-        put_bytes(buf, &self.member_assignment, flex, "DescribedGroupMember.member_assignment")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribedGroupMember")?; }
+        put_string(
+            buf,
+            &self.client_host,
+            flex,
+            "DescribedGroupMember.client_host",
+        )?;
+        put_bytes(
+            buf,
+            &self.member_metadata,
+            flex,
+            "DescribedGroupMember.member_metadata",
+        )?;
+        put_bytes(
+            buf,
+            &self.member_assignment,
+            flex,
+            "DescribedGroupMember.member_assignment",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribedGroupMember")?;
+        }
         Ok(())
     }
 }
@@ -112,19 +166,34 @@ impl Decode for DescribedGroupMember {
         let flex = v >= 5;
         let mut this = Self::default();
         this.member_id = get_string(buf, flex, "DescribedGroupMember.member_id")?;
-        if v >= 4 { this.group_instance_id = get_opt_string(buf, flex, v >= 4, "DescribedGroupMember.group_instance_id")?; }
+        if v >= 4 {
+            this.group_instance_id =
+                get_opt_string(buf, flex, v >= 4, "DescribedGroupMember.group_instance_id")?;
+        }
         this.client_id = get_string(buf, flex, "DescribedGroupMember.client_id")?;
         this.client_host = get_string(buf, flex, "DescribedGroupMember.client_host")?;
         this.member_metadata = get_bytes(buf, flex, "DescribedGroupMember.member_metadata")?;
         this.member_assignment = get_bytes(buf, flex, "DescribedGroupMember.member_assignment")?;
-        if flex { get_unknown_tags(buf, "DescribedGroupMember", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DescribedGroupMember", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribedGroupMember {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `DescribedGroup` of `DescribeGroupsResponse`.
@@ -170,11 +239,25 @@ impl Encode for DescribedGroup {
         put_i16(buf, self.error_code);
         put_string(buf, &self.group_id, flex, "DescribedGroup.group_id")?;
         put_string(buf, &self.group_state, flex, "DescribedGroup.group_state")?;
-        put_string(buf, &self.protocol_type, flex, "DescribedGroup.protocol_type")?;
-        put_string(buf, &self.protocol_data, flex, "DescribedGroup.protocol_data")?;
+        put_string(
+            buf,
+            &self.protocol_type,
+            flex,
+            "DescribedGroup.protocol_type",
+        )?;
+        put_string(
+            buf,
+            &self.protocol_data,
+            flex,
+            "DescribedGroup.protocol_data",
+        )?;
         put_array(buf, &self.members, v, flex, "DescribedGroup.members")?;
-        if v >= 3 { put_i32(buf, self.authorized_operations); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribedGroup")?; }
+        if v >= 3 {
+            put_i32(buf, self.authorized_operations);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribedGroup")?;
+        }
         Ok(())
     }
 }
@@ -190,14 +273,27 @@ impl Decode for DescribedGroup {
         this.protocol_type = get_string(buf, flex, "DescribedGroup.protocol_type")?;
         this.protocol_data = get_string(buf, flex, "DescribedGroup.protocol_data")?;
         this.members = get_array(buf, v, flex, "DescribedGroup.members")?;
-        if v >= 3 { this.authorized_operations = get_i32(buf, "DescribedGroup.authorized_operations")?; }
-        if flex { get_unknown_tags(buf, "DescribedGroup", &mut this.unknown_tagged_fields)?; }
+        if v >= 3 {
+            this.authorized_operations = get_i32(buf, "DescribedGroup.authorized_operations")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "DescribedGroup", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribedGroup {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

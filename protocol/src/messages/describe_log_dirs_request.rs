@@ -4,7 +4,13 @@
 
 //! `DescribeLogDirsRequest` (DescribeLogDirsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,10 +39,24 @@ impl Default for DescribeLogDirsRequest {
 impl Encode for DescribeLogDirsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeLogDirsRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeLogDirsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
-        put_opt_array(buf, self.topics.as_deref(), v, flex, true, "DescribeLogDirsRequest.topics")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsRequest")?; }
+        put_opt_array(
+            buf,
+            self.topics.as_deref(),
+            v,
+            flex,
+            true,
+            "DescribeLogDirsRequest.topics",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsRequest")?;
+        }
         Ok(())
     }
 }
@@ -44,11 +64,22 @@ impl Encode for DescribeLogDirsRequest {
 impl Decode for DescribeLogDirsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeLogDirsRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeLogDirsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.topics = get_opt_array(buf, v, flex, true, "DescribeLogDirsRequest.topics")?;
-        if flex { get_unknown_tags(buf, "DescribeLogDirsRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeLogDirsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -79,8 +110,16 @@ impl Encode for DescribableLogDirTopic {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.topic, flex, "DescribableLogDirTopic.topic")?;
-        put_array(buf, &self.partitions, v, flex, "DescribableLogDirTopic.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribableLogDirTopic")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "DescribableLogDirTopic.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribableLogDirTopic")?;
+        }
         Ok(())
     }
 }
@@ -92,13 +131,28 @@ impl Decode for DescribableLogDirTopic {
         let mut this = Self::default();
         this.topic = get_string(buf, flex, "DescribableLogDirTopic.topic")?;
         this.partitions = get_array(buf, v, flex, "DescribableLogDirTopic.partitions")?;
-        if flex { get_unknown_tags(buf, "DescribableLogDirTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribableLogDirTopic",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribableLogDirTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

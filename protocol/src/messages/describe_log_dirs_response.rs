@@ -4,7 +4,13 @@
 
 //! `DescribeLogDirsResponse` (DescribeLogDirsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,12 +45,27 @@ impl Default for DescribeLogDirsResponse {
 impl Encode for DescribeLogDirsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeLogDirsResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeLogDirsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
-        if v >= 3 { put_i16(buf, self.error_code); }
-        put_array(buf, &self.results, v, flex, "DescribeLogDirsResponse.results")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsResponse")?; }
+        if v >= 3 {
+            put_i16(buf, self.error_code);
+        }
+        put_array(
+            buf,
+            &self.results,
+            v,
+            flex,
+            "DescribeLogDirsResponse.results",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsResponse")?;
+        }
         Ok(())
     }
 }
@@ -52,13 +73,26 @@ impl Encode for DescribeLogDirsResponse {
 impl Decode for DescribeLogDirsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeLogDirsResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeLogDirsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DescribeLogDirsResponse.throttle_time_ms")?;
-        if v >= 3 { this.error_code = get_i16(buf, "DescribeLogDirsResponse.error_code")?; }
+        if v >= 3 {
+            this.error_code = get_i16(buf, "DescribeLogDirsResponse.error_code")?;
+        }
         this.results = get_array(buf, v, flex, "DescribeLogDirsResponse.results")?;
-        if flex { get_unknown_tags(buf, "DescribeLogDirsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeLogDirsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -98,7 +132,9 @@ impl Encode for DescribeLogDirsPartition {
         put_i64(buf, self.partition_size);
         put_i64(buf, self.offset_lag);
         put_bool(buf, self.is_future_key);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsPartition")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsPartition")?;
+        }
         Ok(())
     }
 }
@@ -112,14 +148,30 @@ impl Decode for DescribeLogDirsPartition {
         this.partition_size = get_i64(buf, "DescribeLogDirsPartition.partition_size")?;
         this.offset_lag = get_i64(buf, "DescribeLogDirsPartition.offset_lag")?;
         this.is_future_key = get_bool(buf, "DescribeLogDirsPartition.is_future_key")?;
-        if flex { get_unknown_tags(buf, "DescribeLogDirsPartition", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeLogDirsPartition",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribeLogDirsPartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `DescribeLogDirsTopic` of `DescribeLogDirsResponse`.
@@ -148,8 +200,16 @@ impl Encode for DescribeLogDirsTopic {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.name, flex, "DescribeLogDirsTopic.name")?;
-        put_array(buf, &self.partitions, v, flex, "DescribeLogDirsTopic.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsTopic")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "DescribeLogDirsTopic.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsTopic")?;
+        }
         Ok(())
     }
 }
@@ -161,14 +221,26 @@ impl Decode for DescribeLogDirsTopic {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "DescribeLogDirsTopic.name")?;
         this.partitions = get_array(buf, v, flex, "DescribeLogDirsTopic.partitions")?;
-        if flex { get_unknown_tags(buf, "DescribeLogDirsTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "DescribeLogDirsTopic", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribeLogDirsTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `DescribeLogDirsResult` of `DescribeLogDirsResponse`.
@@ -208,9 +280,15 @@ impl Encode for DescribeLogDirsResult {
         put_i16(buf, self.error_code);
         put_string(buf, &self.log_dir, flex, "DescribeLogDirsResult.log_dir")?;
         put_array(buf, &self.topics, v, flex, "DescribeLogDirsResult.topics")?;
-        if v >= 4 { put_i64(buf, self.total_bytes); }
-        if v >= 4 { put_i64(buf, self.usable_bytes); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsResult")?; }
+        if v >= 4 {
+            put_i64(buf, self.total_bytes);
+        }
+        if v >= 4 {
+            put_i64(buf, self.usable_bytes);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeLogDirsResult")?;
+        }
         Ok(())
     }
 }
@@ -223,15 +301,34 @@ impl Decode for DescribeLogDirsResult {
         this.error_code = get_i16(buf, "DescribeLogDirsResult.error_code")?;
         this.log_dir = get_string(buf, flex, "DescribeLogDirsResult.log_dir")?;
         this.topics = get_array(buf, v, flex, "DescribeLogDirsResult.topics")?;
-        if v >= 4 { this.total_bytes = get_i64(buf, "DescribeLogDirsResult.total_bytes")?; }
-        if v >= 4 { this.usable_bytes = get_i64(buf, "DescribeLogDirsResult.usable_bytes")?; }
-        if flex { get_unknown_tags(buf, "DescribeLogDirsResult", &mut this.unknown_tagged_fields)?; }
+        if v >= 4 {
+            this.total_bytes = get_i64(buf, "DescribeLogDirsResult.total_bytes")?;
+        }
+        if v >= 4 {
+            this.usable_bytes = get_i64(buf, "DescribeLogDirsResult.usable_bytes")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "DescribeLogDirsResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribeLogDirsResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DescribeProducersRequest` (DescribeProducersRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,9 +39,22 @@ impl Default for DescribeProducersRequest {
 impl Encode for DescribeProducersRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeProducersRequest", version: v }); }
-        put_array(buf, &self.topics, v, true, "DescribeProducersRequest.topics")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeProducersRequest")?; }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeProducersRequest",
+                version: v,
+            });
+        }
+        put_array(
+            buf,
+            &self.topics,
+            v,
+            true,
+            "DescribeProducersRequest.topics",
+        )?;
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeProducersRequest")?;
+        }
         Ok(())
     }
 }
@@ -43,10 +62,21 @@ impl Encode for DescribeProducersRequest {
 impl Decode for DescribeProducersRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeProducersRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeProducersRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.topics = get_array(buf, v, true, "DescribeProducersRequest.topics")?;
-        if true { get_unknown_tags(buf, "DescribeProducersRequest", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeProducersRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -76,8 +106,16 @@ impl Encode for TopicRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, true, "TopicRequest.name")?;
-        put_array(buf, &self.partition_indexes, v, true, "TopicRequest.partition_indexes")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicRequest")?; }
+        put_array(
+            buf,
+            &self.partition_indexes,
+            v,
+            true,
+            "TopicRequest.partition_indexes",
+        )?;
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicRequest")?;
+        }
         Ok(())
     }
 }
@@ -88,13 +126,24 @@ impl Decode for TopicRequest {
         let mut this = Self::default();
         this.name = get_string(buf, true, "TopicRequest.name")?;
         this.partition_indexes = get_array(buf, v, true, "TopicRequest.partition_indexes")?;
-        if true { get_unknown_tags(buf, "TopicRequest", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "TopicRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TopicRequest {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DescribeProducersResponse` (DescribeProducersResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,10 +42,27 @@ impl Default for DescribeProducersResponse {
 impl Encode for DescribeProducersResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeProducersResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeProducersResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.topics, v, true, "DescribeProducersResponse.topics")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeProducersResponse")?; }
+        put_array(
+            buf,
+            &self.topics,
+            v,
+            true,
+            "DescribeProducersResponse.topics",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeProducersResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -47,11 +70,22 @@ impl Encode for DescribeProducersResponse {
 impl Decode for DescribeProducersResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeProducersResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeProducersResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DescribeProducersResponse.throttle_time_ms")?;
         this.topics = get_array(buf, v, true, "DescribeProducersResponse.topics")?;
-        if true { get_unknown_tags(buf, "DescribeProducersResponse", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeProducersResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -98,7 +132,9 @@ impl Encode for ProducerState {
         put_i64(buf, self.last_timestamp);
         put_i32(buf, self.coordinator_epoch);
         put_i64(buf, self.current_txn_start_offset);
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ProducerState")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ProducerState")?;
+        }
         Ok(())
     }
 }
@@ -113,14 +149,26 @@ impl Decode for ProducerState {
         this.last_timestamp = get_i64(buf, "ProducerState.last_timestamp")?;
         this.coordinator_epoch = get_i32(buf, "ProducerState.coordinator_epoch")?;
         this.current_txn_start_offset = get_i64(buf, "ProducerState.current_txn_start_offset")?;
-        if true { get_unknown_tags(buf, "ProducerState", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "ProducerState", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ProducerState {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `PartitionResponse` of `DescribeProducersResponse`.
@@ -155,9 +203,24 @@ impl Encode for PartitionResponse {
         let v = version;
         put_i32(buf, self.partition_index);
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), true, true, "PartitionResponse.error_message", v)?;
-        put_array(buf, &self.active_producers, v, true, "PartitionResponse.active_producers")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "PartitionResponse")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            true,
+            true,
+            "PartitionResponse.error_message",
+            v,
+        )?;
+        put_array(
+            buf,
+            &self.active_producers,
+            v,
+            true,
+            "PartitionResponse.active_producers",
+        )?;
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "PartitionResponse")?;
+        }
         Ok(())
     }
 }
@@ -170,14 +233,26 @@ impl Decode for PartitionResponse {
         this.error_code = get_i16(buf, "PartitionResponse.error_code")?;
         this.error_message = get_opt_string(buf, true, true, "PartitionResponse.error_message")?;
         this.active_producers = get_array(buf, v, true, "PartitionResponse.active_producers")?;
-        if true { get_unknown_tags(buf, "PartitionResponse", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "PartitionResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for PartitionResponse {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `TopicResponse` of `DescribeProducersResponse`.
@@ -206,7 +281,9 @@ impl Encode for TopicResponse {
         let v = version;
         put_string(buf, &self.name, true, "TopicResponse.name")?;
         put_array(buf, &self.partitions, v, true, "TopicResponse.partitions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicResponse")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicResponse")?;
+        }
         Ok(())
     }
 }
@@ -217,13 +294,24 @@ impl Decode for TopicResponse {
         let mut this = Self::default();
         this.name = get_string(buf, true, "TopicResponse.name")?;
         this.partitions = get_array(buf, v, true, "TopicResponse.partitions")?;
-        if true { get_unknown_tags(buf, "TopicResponse", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "TopicResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TopicResponse {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DescribeQuorumRequest` (DescribeQuorumRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,9 +39,16 @@ impl Default for DescribeQuorumRequest {
 impl Encode for DescribeQuorumRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeQuorumRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeQuorumRequest",
+                version: v,
+            });
+        }
         put_array(buf, &self.topics, v, true, "DescribeQuorumRequest.topics")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeQuorumRequest")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeQuorumRequest")?;
+        }
         Ok(())
     }
 }
@@ -43,10 +56,21 @@ impl Encode for DescribeQuorumRequest {
 impl Decode for DescribeQuorumRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeQuorumRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeQuorumRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.topics = get_array(buf, v, true, "DescribeQuorumRequest.topics")?;
-        if true { get_unknown_tags(buf, "DescribeQuorumRequest", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeQuorumRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -73,7 +97,9 @@ impl Encode for PartitionData {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_i32(buf, self.partition_index);
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "PartitionData")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "PartitionData")?;
+        }
         Ok(())
     }
 }
@@ -83,14 +109,26 @@ impl Decode for PartitionData {
         let v = version;
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "PartitionData.partition_index")?;
-        if true { get_unknown_tags(buf, "PartitionData", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "PartitionData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for PartitionData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `TopicData` of `DescribeQuorumRequest`.
@@ -119,7 +157,9 @@ impl Encode for TopicData {
         let v = version;
         put_string(buf, &self.topic_name, true, "TopicData.topic_name")?;
         put_array(buf, &self.partitions, v, true, "TopicData.partitions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicData")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicData")?;
+        }
         Ok(())
     }
 }
@@ -130,13 +170,24 @@ impl Decode for TopicData {
         let mut this = Self::default();
         this.topic_name = get_string(buf, true, "TopicData.topic_name")?;
         this.partitions = get_array(buf, v, true, "TopicData.partitions")?;
-        if true { get_unknown_tags(buf, "TopicData", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "TopicData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TopicData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

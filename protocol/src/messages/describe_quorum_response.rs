@@ -4,7 +4,13 @@
 
 //! `DescribeQuorumResponse` (DescribeQuorumResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,12 +48,30 @@ impl Default for DescribeQuorumResponse {
 impl Encode for DescribeQuorumResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeQuorumResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeQuorumResponse",
+                version: v,
+            });
+        }
         put_i16(buf, self.error_code);
-        if v >= 2 { put_opt_string(buf, self.error_message.as_deref(), true, v >= 2, "DescribeQuorumResponse.error_message", v)?; }
+        if v >= 2 {
+            put_opt_string(
+                buf,
+                self.error_message.as_deref(),
+                true,
+                v >= 2,
+                "DescribeQuorumResponse.error_message",
+                v,
+            )?;
+        }
         put_array(buf, &self.topics, v, true, "DescribeQuorumResponse.topics")?;
-        if v >= 2 { put_array(buf, &self.nodes, v, true, "DescribeQuorumResponse.nodes")?; }
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeQuorumResponse")?; }
+        if v >= 2 {
+            put_array(buf, &self.nodes, v, true, "DescribeQuorumResponse.nodes")?;
+        }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeQuorumResponse")?;
+        }
         Ok(())
     }
 }
@@ -55,13 +79,29 @@ impl Encode for DescribeQuorumResponse {
 impl Decode for DescribeQuorumResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeQuorumResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeQuorumResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.error_code = get_i16(buf, "DescribeQuorumResponse.error_code")?;
-        if v >= 2 { this.error_message = get_opt_string(buf, true, v >= 2, "DescribeQuorumResponse.error_message")?; }
+        if v >= 2 {
+            this.error_message =
+                get_opt_string(buf, true, v >= 2, "DescribeQuorumResponse.error_message")?;
+        }
         this.topics = get_array(buf, v, true, "DescribeQuorumResponse.topics")?;
-        if v >= 2 { this.nodes = get_array(buf, v, true, "DescribeQuorumResponse.nodes")?; }
-        if true { get_unknown_tags(buf, "DescribeQuorumResponse", &mut this.unknown_tagged_fields)?; }
+        if v >= 2 {
+            this.nodes = get_array(buf, v, true, "DescribeQuorumResponse.nodes")?;
+        }
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeQuorumResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -110,13 +150,30 @@ impl Encode for PartitionData {
         let v = version;
         put_i32(buf, self.partition_index);
         put_i16(buf, self.error_code);
-        if v >= 2 { put_opt_string(buf, self.error_message.as_deref(), true, v >= 2, "PartitionData.error_message", v)?; }
+        if v >= 2 {
+            put_opt_string(
+                buf,
+                self.error_message.as_deref(),
+                true,
+                v >= 2,
+                "PartitionData.error_message",
+                v,
+            )?;
+        }
         put_i32(buf, self.leader_id);
         put_i32(buf, self.leader_epoch);
         put_i64(buf, self.high_watermark);
-        put_array(buf, &self.current_voters, v, true, "PartitionData.current_voters")?;
+        put_array(
+            buf,
+            &self.current_voters,
+            v,
+            true,
+            "PartitionData.current_voters",
+        )?;
         put_array(buf, &self.observers, v, true, "PartitionData.observers")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "PartitionData")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "PartitionData")?;
+        }
         Ok(())
     }
 }
@@ -127,20 +184,34 @@ impl Decode for PartitionData {
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "PartitionData.partition_index")?;
         this.error_code = get_i16(buf, "PartitionData.error_code")?;
-        if v >= 2 { this.error_message = get_opt_string(buf, true, v >= 2, "PartitionData.error_message")?; }
+        if v >= 2 {
+            this.error_message = get_opt_string(buf, true, v >= 2, "PartitionData.error_message")?;
+        }
         this.leader_id = get_i32(buf, "PartitionData.leader_id")?;
         this.leader_epoch = get_i32(buf, "PartitionData.leader_epoch")?;
         this.high_watermark = get_i64(buf, "PartitionData.high_watermark")?;
         this.current_voters = get_array(buf, v, true, "PartitionData.current_voters")?;
         this.observers = get_array(buf, v, true, "PartitionData.observers")?;
-        if true { get_unknown_tags(buf, "PartitionData", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "PartitionData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for PartitionData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `TopicData` of `DescribeQuorumResponse`.
@@ -169,7 +240,9 @@ impl Encode for TopicData {
         let v = version;
         put_string(buf, &self.topic_name, true, "TopicData.topic_name")?;
         put_array(buf, &self.partitions, v, true, "TopicData.partitions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicData")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicData")?;
+        }
         Ok(())
     }
 }
@@ -180,14 +253,26 @@ impl Decode for TopicData {
         let mut this = Self::default();
         this.topic_name = get_string(buf, true, "TopicData.topic_name")?;
         this.partitions = get_array(buf, v, true, "TopicData.partitions")?;
-        if true { get_unknown_tags(buf, "TopicData", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "TopicData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TopicData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `Listener` of `DescribeQuorumResponse`.
@@ -217,10 +302,18 @@ impl Default for Listener {
 impl Encode for Listener {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if v >= 2 { put_string(buf, &self.name, true, "Listener.name")?; }
-        if v >= 2 { put_string(buf, &self.host, true, "Listener.host")?; }
-        if v >= 2 { put_u16(buf, self.port); }
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "Listener")?; }
+        if v >= 2 {
+            put_string(buf, &self.name, true, "Listener.name")?;
+        }
+        if v >= 2 {
+            put_string(buf, &self.host, true, "Listener.host")?;
+        }
+        if v >= 2 {
+            put_u16(buf, self.port);
+        }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "Listener")?;
+        }
         Ok(())
     }
 }
@@ -229,17 +322,35 @@ impl Decode for Listener {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
         let mut this = Self::default();
-        if v >= 2 { this.name = get_string(buf, true, "Listener.name")?; }
-        if v >= 2 { this.host = get_string(buf, true, "Listener.host")?; }
-        if v >= 2 { this.port = get_u16(buf, "Listener.port")?; }
-        if true { get_unknown_tags(buf, "Listener", &mut this.unknown_tagged_fields)?; }
+        if v >= 2 {
+            this.name = get_string(buf, true, "Listener.name")?;
+        }
+        if v >= 2 {
+            this.host = get_string(buf, true, "Listener.host")?;
+        }
+        if v >= 2 {
+            this.port = get_u16(buf, "Listener.port")?;
+        }
+        if true {
+            get_unknown_tags(buf, "Listener", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for Listener {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `Node` of `DescribeQuorumResponse`.
@@ -266,9 +377,15 @@ impl Default for Node {
 impl Encode for Node {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if v >= 2 { put_i32(buf, self.node_id); }
-        if v >= 2 { put_array(buf, &self.listeners, v, true, "Node.listeners")?; }
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "Node")?; }
+        if v >= 2 {
+            put_i32(buf, self.node_id);
+        }
+        if v >= 2 {
+            put_array(buf, &self.listeners, v, true, "Node.listeners")?;
+        }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "Node")?;
+        }
         Ok(())
     }
 }
@@ -277,16 +394,32 @@ impl Decode for Node {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
         let mut this = Self::default();
-        if v >= 2 { this.node_id = get_i32(buf, "Node.node_id")?; }
-        if v >= 2 { this.listeners = get_array(buf, v, true, "Node.listeners")?; }
-        if true { get_unknown_tags(buf, "Node", &mut this.unknown_tagged_fields)?; }
+        if v >= 2 {
+            this.node_id = get_i32(buf, "Node.node_id")?;
+        }
+        if v >= 2 {
+            this.listeners = get_array(buf, v, true, "Node.listeners")?;
+        }
+        if true {
+            get_unknown_tags(buf, "Node", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for Node {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `ReplicaState` of `DescribeQuorumResponse`.
@@ -323,11 +456,19 @@ impl Encode for ReplicaState {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_i32(buf, self.replica_id);
-        if v >= 2 { put_uuid(buf, &self.replica_directory_id); }
+        if v >= 2 {
+            put_uuid(buf, &self.replica_directory_id);
+        }
         put_i64(buf, self.log_end_offset);
-        if v >= 1 { put_i64(buf, self.last_fetch_timestamp); }
-        if v >= 1 { put_i64(buf, self.last_caught_up_timestamp); }
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ReplicaState")?; }
+        if v >= 1 {
+            put_i64(buf, self.last_fetch_timestamp);
+        }
+        if v >= 1 {
+            put_i64(buf, self.last_caught_up_timestamp);
+        }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ReplicaState")?;
+        }
         Ok(())
     }
 }
@@ -337,17 +478,34 @@ impl Decode for ReplicaState {
         let v = version;
         let mut this = Self::default();
         this.replica_id = get_i32(buf, "ReplicaState.replica_id")?;
-        if v >= 2 { this.replica_directory_id = get_uuid(buf, "ReplicaState.replica_directory_id")?; }
+        if v >= 2 {
+            this.replica_directory_id = get_uuid(buf, "ReplicaState.replica_directory_id")?;
+        }
         this.log_end_offset = get_i64(buf, "ReplicaState.log_end_offset")?;
-        if v >= 1 { this.last_fetch_timestamp = get_i64(buf, "ReplicaState.last_fetch_timestamp")?; }
-        if v >= 1 { this.last_caught_up_timestamp = get_i64(buf, "ReplicaState.last_caught_up_timestamp")?; }
-        if true { get_unknown_tags(buf, "ReplicaState", &mut this.unknown_tagged_fields)?; }
+        if v >= 1 {
+            this.last_fetch_timestamp = get_i64(buf, "ReplicaState.last_fetch_timestamp")?;
+        }
+        if v >= 1 {
+            this.last_caught_up_timestamp = get_i64(buf, "ReplicaState.last_caught_up_timestamp")?;
+        }
+        if true {
+            get_unknown_tags(buf, "ReplicaState", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ReplicaState {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

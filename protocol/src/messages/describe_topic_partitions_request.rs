@@ -4,7 +4,13 @@
 
 //! `DescribeTopicPartitionsRequest` (DescribeTopicPartitionsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,11 +45,34 @@ impl Default for DescribeTopicPartitionsRequest {
 impl Encode for DescribeTopicPartitionsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeTopicPartitionsRequest", version: v }); }
-        put_array(buf, &self.topics, v, true, "DescribeTopicPartitionsRequest.topics")?;
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeTopicPartitionsRequest",
+                version: v,
+            });
+        }
+        put_array(
+            buf,
+            &self.topics,
+            v,
+            true,
+            "DescribeTopicPartitionsRequest.topics",
+        )?;
         put_i32(buf, self.response_partition_limit);
-        put_opt_struct(buf, self.cursor.as_ref(), v, true, "DescribeTopicPartitionsRequest.cursor")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeTopicPartitionsRequest")?; }
+        put_opt_struct(
+            buf,
+            self.cursor.as_ref(),
+            v,
+            true,
+            "DescribeTopicPartitionsRequest.cursor",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeTopicPartitionsRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -51,12 +80,26 @@ impl Encode for DescribeTopicPartitionsRequest {
 impl Decode for DescribeTopicPartitionsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeTopicPartitionsRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeTopicPartitionsRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.topics = get_array(buf, v, true, "DescribeTopicPartitionsRequest.topics")?;
-        this.response_partition_limit = get_i32(buf, "DescribeTopicPartitionsRequest.response_partition_limit")?;
+        this.response_partition_limit = get_i32(
+            buf,
+            "DescribeTopicPartitionsRequest.response_partition_limit",
+        )?;
         this.cursor = get_opt_struct(buf, v, true, "DescribeTopicPartitionsRequest.cursor")?;
-        if true { get_unknown_tags(buf, "DescribeTopicPartitionsRequest", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeTopicPartitionsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -83,7 +126,9 @@ impl Encode for TopicRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, true, "TopicRequest.name")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicRequest")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicRequest")?;
+        }
         Ok(())
     }
 }
@@ -93,14 +138,26 @@ impl Decode for TopicRequest {
         let v = version;
         let mut this = Self::default();
         this.name = get_string(buf, true, "TopicRequest.name")?;
-        if true { get_unknown_tags(buf, "TopicRequest", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "TopicRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TopicRequest {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `Cursor` of `DescribeTopicPartitionsRequest`.
@@ -129,7 +186,9 @@ impl Encode for Cursor {
         let v = version;
         put_string(buf, &self.topic_name, true, "Cursor.topic_name")?;
         put_i32(buf, self.partition_index);
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "Cursor")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "Cursor")?;
+        }
         Ok(())
     }
 }
@@ -140,8 +199,9 @@ impl Decode for Cursor {
         let mut this = Self::default();
         this.topic_name = get_string(buf, true, "Cursor.topic_name")?;
         this.partition_index = get_i32(buf, "Cursor.partition_index")?;
-        if true { get_unknown_tags(buf, "Cursor", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "Cursor", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

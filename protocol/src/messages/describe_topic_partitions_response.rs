@@ -4,7 +4,13 @@
 
 //! `DescribeTopicPartitionsResponse` (DescribeTopicPartitionsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,11 +45,34 @@ impl Default for DescribeTopicPartitionsResponse {
 impl Encode for DescribeTopicPartitionsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeTopicPartitionsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeTopicPartitionsResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.topics, v, true, "DescribeTopicPartitionsResponse.topics")?;
-        put_opt_struct(buf, self.next_cursor.as_ref(), v, true, "DescribeTopicPartitionsResponse.next_cursor")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeTopicPartitionsResponse")?; }
+        put_array(
+            buf,
+            &self.topics,
+            v,
+            true,
+            "DescribeTopicPartitionsResponse.topics",
+        )?;
+        put_opt_struct(
+            buf,
+            self.next_cursor.as_ref(),
+            v,
+            true,
+            "DescribeTopicPartitionsResponse.next_cursor",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeTopicPartitionsResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -51,12 +80,24 @@ impl Encode for DescribeTopicPartitionsResponse {
 impl Decode for DescribeTopicPartitionsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeTopicPartitionsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeTopicPartitionsResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DescribeTopicPartitionsResponse.throttle_time_ms")?;
         this.topics = get_array(buf, v, true, "DescribeTopicPartitionsResponse.topics")?;
-        this.next_cursor = get_opt_struct(buf, v, true, "DescribeTopicPartitionsResponse.next_cursor")?;
-        if true { get_unknown_tags(buf, "DescribeTopicPartitionsResponse", &mut this.unknown_tagged_fields)?; }
+        this.next_cursor =
+            get_opt_struct(buf, v, true, "DescribeTopicPartitionsResponse.next_cursor")?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeTopicPartitionsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -110,12 +151,50 @@ impl Encode for DescribeTopicPartitionsResponsePartition {
         put_i32(buf, self.partition_index);
         put_i32(buf, self.leader_id);
         put_i32(buf, self.leader_epoch);
-        put_array(buf, &self.replica_nodes, v, true, "DescribeTopicPartitionsResponsePartition.replica_nodes")?;
-        put_array(buf, &self.isr_nodes, v, true, "DescribeTopicPartitionsResponsePartition.isr_nodes")?;
-        put_opt_array(buf, self.eligible_leader_replicas.as_deref(), v, true, true, "DescribeTopicPartitionsResponsePartition.eligible_leader_replicas")?;
-        put_opt_array(buf, self.last_known_elr.as_deref(), v, true, true, "DescribeTopicPartitionsResponsePartition.last_known_elr")?;
-        put_array(buf, &self.offline_replicas, v, true, "DescribeTopicPartitionsResponsePartition.offline_replicas")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeTopicPartitionsResponsePartition")?; }
+        put_array(
+            buf,
+            &self.replica_nodes,
+            v,
+            true,
+            "DescribeTopicPartitionsResponsePartition.replica_nodes",
+        )?;
+        put_array(
+            buf,
+            &self.isr_nodes,
+            v,
+            true,
+            "DescribeTopicPartitionsResponsePartition.isr_nodes",
+        )?;
+        put_opt_array(
+            buf,
+            self.eligible_leader_replicas.as_deref(),
+            v,
+            true,
+            true,
+            "DescribeTopicPartitionsResponsePartition.eligible_leader_replicas",
+        )?;
+        put_opt_array(
+            buf,
+            self.last_known_elr.as_deref(),
+            v,
+            true,
+            true,
+            "DescribeTopicPartitionsResponsePartition.last_known_elr",
+        )?;
+        put_array(
+            buf,
+            &self.offline_replicas,
+            v,
+            true,
+            "DescribeTopicPartitionsResponsePartition.offline_replicas",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeTopicPartitionsResponsePartition",
+            )?;
+        }
         Ok(())
     }
 }
@@ -125,22 +204,68 @@ impl Decode for DescribeTopicPartitionsResponsePartition {
         let v = version;
         let mut this = Self::default();
         this.error_code = get_i16(buf, "DescribeTopicPartitionsResponsePartition.error_code")?;
-        this.partition_index = get_i32(buf, "DescribeTopicPartitionsResponsePartition.partition_index")?;
+        this.partition_index = get_i32(
+            buf,
+            "DescribeTopicPartitionsResponsePartition.partition_index",
+        )?;
         this.leader_id = get_i32(buf, "DescribeTopicPartitionsResponsePartition.leader_id")?;
         this.leader_epoch = get_i32(buf, "DescribeTopicPartitionsResponsePartition.leader_epoch")?;
-        this.replica_nodes = get_array(buf, v, true, "DescribeTopicPartitionsResponsePartition.replica_nodes")?;
-        this.isr_nodes = get_array(buf, v, true, "DescribeTopicPartitionsResponsePartition.isr_nodes")?;
-        this.eligible_leader_replicas = get_opt_array(buf, v, true, true, "DescribeTopicPartitionsResponsePartition.eligible_leader_replicas")?;
-        this.last_known_elr = get_opt_array(buf, v, true, true, "DescribeTopicPartitionsResponsePartition.last_known_elr")?;
-        this.offline_replicas = get_array(buf, v, true, "DescribeTopicPartitionsResponsePartition.offline_replicas")?;
-        if true { get_unknown_tags(buf, "DescribeTopicPartitionsResponsePartition", &mut this.unknown_tagged_fields)?; }
+        this.replica_nodes = get_array(
+            buf,
+            v,
+            true,
+            "DescribeTopicPartitionsResponsePartition.replica_nodes",
+        )?;
+        this.isr_nodes = get_array(
+            buf,
+            v,
+            true,
+            "DescribeTopicPartitionsResponsePartition.isr_nodes",
+        )?;
+        this.eligible_leader_replicas = get_opt_array(
+            buf,
+            v,
+            true,
+            true,
+            "DescribeTopicPartitionsResponsePartition.eligible_leader_replicas",
+        )?;
+        this.last_known_elr = get_opt_array(
+            buf,
+            v,
+            true,
+            true,
+            "DescribeTopicPartitionsResponsePartition.last_known_elr",
+        )?;
+        this.offline_replicas = get_array(
+            buf,
+            v,
+            true,
+            "DescribeTopicPartitionsResponsePartition.offline_replicas",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeTopicPartitionsResponsePartition",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribeTopicPartitionsResponsePartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `DescribeTopicPartitionsResponseTopic` of `DescribeTopicPartitionsResponse`.
@@ -180,12 +305,31 @@ impl Encode for DescribeTopicPartitionsResponseTopic {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.name.as_deref(), true, true, "DescribeTopicPartitionsResponseTopic.name", v)?;
+        put_opt_string(
+            buf,
+            self.name.as_deref(),
+            true,
+            true,
+            "DescribeTopicPartitionsResponseTopic.name",
+            v,
+        )?;
         put_uuid(buf, &self.topic_id);
         put_bool(buf, self.is_internal);
-        put_array(buf, &self.partitions, v, true, "DescribeTopicPartitionsResponseTopic.partitions")?;
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            true,
+            "DescribeTopicPartitionsResponseTopic.partitions",
+        )?;
         put_i32(buf, self.topic_authorized_operations);
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeTopicPartitionsResponseTopic")?; }
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeTopicPartitionsResponseTopic",
+            )?;
+        }
         Ok(())
     }
 }
@@ -198,16 +342,40 @@ impl Decode for DescribeTopicPartitionsResponseTopic {
         this.name = get_opt_string(buf, true, true, "DescribeTopicPartitionsResponseTopic.name")?;
         this.topic_id = get_uuid(buf, "DescribeTopicPartitionsResponseTopic.topic_id")?;
         this.is_internal = get_bool(buf, "DescribeTopicPartitionsResponseTopic.is_internal")?;
-        this.partitions = get_array(buf, v, true, "DescribeTopicPartitionsResponseTopic.partitions")?;
-        this.topic_authorized_operations = get_i32(buf, "DescribeTopicPartitionsResponseTopic.topic_authorized_operations")?;
-        if true { get_unknown_tags(buf, "DescribeTopicPartitionsResponseTopic", &mut this.unknown_tagged_fields)?; }
+        this.partitions = get_array(
+            buf,
+            v,
+            true,
+            "DescribeTopicPartitionsResponseTopic.partitions",
+        )?;
+        this.topic_authorized_operations = get_i32(
+            buf,
+            "DescribeTopicPartitionsResponseTopic.topic_authorized_operations",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeTopicPartitionsResponseTopic",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribeTopicPartitionsResponseTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `Cursor` of `DescribeTopicPartitionsResponse`.
@@ -236,7 +404,9 @@ impl Encode for Cursor {
         let v = version;
         put_string(buf, &self.topic_name, true, "Cursor.topic_name")?;
         put_i32(buf, self.partition_index);
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "Cursor")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "Cursor")?;
+        }
         Ok(())
     }
 }
@@ -247,8 +417,9 @@ impl Decode for Cursor {
         let mut this = Self::default();
         this.topic_name = get_string(buf, true, "Cursor.topic_name")?;
         this.partition_index = get_i32(buf, "Cursor.partition_index")?;
-        if true { get_unknown_tags(buf, "Cursor", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "Cursor", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

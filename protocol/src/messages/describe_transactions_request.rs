@@ -4,7 +4,13 @@
 
 //! `DescribeTransactionsRequest` (DescribeTransactionsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,9 +39,26 @@ impl Default for DescribeTransactionsRequest {
 impl Encode for DescribeTransactionsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeTransactionsRequest", version: v }); }
-        put_array(buf, &self.transactional_ids, v, true, "DescribeTransactionsRequest.transactional_ids")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeTransactionsRequest")?; }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeTransactionsRequest",
+                version: v,
+            });
+        }
+        put_array(
+            buf,
+            &self.transactional_ids,
+            v,
+            true,
+            "DescribeTransactionsRequest.transactional_ids",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeTransactionsRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -43,11 +66,26 @@ impl Encode for DescribeTransactionsRequest {
 impl Decode for DescribeTransactionsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeTransactionsRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeTransactionsRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
-        this.transactional_ids = get_array(buf, v, true, "DescribeTransactionsRequest.transactional_ids")?;
-        if true { get_unknown_tags(buf, "DescribeTransactionsRequest", &mut this.unknown_tagged_fields)?; }
+        this.transactional_ids = get_array(
+            buf,
+            v,
+            true,
+            "DescribeTransactionsRequest.transactional_ids",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeTransactionsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

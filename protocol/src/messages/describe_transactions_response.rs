@@ -4,7 +4,13 @@
 
 //! `DescribeTransactionsResponse` (DescribeTransactionsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,10 +42,27 @@ impl Default for DescribeTransactionsResponse {
 impl Encode for DescribeTransactionsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeTransactionsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeTransactionsResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.transaction_states, v, true, "DescribeTransactionsResponse.transaction_states")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeTransactionsResponse")?; }
+        put_array(
+            buf,
+            &self.transaction_states,
+            v,
+            true,
+            "DescribeTransactionsResponse.transaction_states",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeTransactionsResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -47,11 +70,27 @@ impl Encode for DescribeTransactionsResponse {
 impl Decode for DescribeTransactionsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeTransactionsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeTransactionsResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "DescribeTransactionsResponse.throttle_time_ms")?;
-        this.transaction_states = get_array(buf, v, true, "DescribeTransactionsResponse.transaction_states")?;
-        if true { get_unknown_tags(buf, "DescribeTransactionsResponse", &mut this.unknown_tagged_fields)?; }
+        this.transaction_states = get_array(
+            buf,
+            v,
+            true,
+            "DescribeTransactionsResponse.transaction_states",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeTransactionsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -82,7 +121,9 @@ impl Encode for TopicData {
         let v = version;
         put_string(buf, &self.topic, true, "TopicData.topic")?;
         put_array(buf, &self.partitions, v, true, "TopicData.partitions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicData")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicData")?;
+        }
         Ok(())
     }
 }
@@ -93,14 +134,26 @@ impl Decode for TopicData {
         let mut this = Self::default();
         this.topic = get_string(buf, true, "TopicData.topic")?;
         this.partitions = get_array(buf, v, true, "TopicData.partitions")?;
-        if true { get_unknown_tags(buf, "TopicData", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "TopicData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TopicData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `TransactionState` of `DescribeTransactionsResponse`.
@@ -146,14 +199,26 @@ impl Encode for TransactionState {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_i16(buf, self.error_code);
-        put_string(buf, &self.transactional_id, true, "TransactionState.transactional_id")?;
-        put_string(buf, &self.transaction_state, true, "TransactionState.transaction_state")?;
+        put_string(
+            buf,
+            &self.transactional_id,
+            true,
+            "TransactionState.transactional_id",
+        )?;
+        put_string(
+            buf,
+            &self.transaction_state,
+            true,
+            "TransactionState.transaction_state",
+        )?;
         put_i32(buf, self.transaction_timeout_ms);
         put_i64(buf, self.transaction_start_time_ms);
         put_i64(buf, self.producer_id);
         put_i16(buf, self.producer_epoch);
         put_array(buf, &self.topics, v, true, "TransactionState.topics")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TransactionState")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TransactionState")?;
+        }
         Ok(())
     }
 }
@@ -166,17 +231,29 @@ impl Decode for TransactionState {
         this.transactional_id = get_string(buf, true, "TransactionState.transactional_id")?;
         this.transaction_state = get_string(buf, true, "TransactionState.transaction_state")?;
         this.transaction_timeout_ms = get_i32(buf, "TransactionState.transaction_timeout_ms")?;
-        this.transaction_start_time_ms = get_i64(buf, "TransactionState.transaction_start_time_ms")?;
+        this.transaction_start_time_ms =
+            get_i64(buf, "TransactionState.transaction_start_time_ms")?;
         this.producer_id = get_i64(buf, "TransactionState.producer_id")?;
         this.producer_epoch = get_i16(buf, "TransactionState.producer_epoch")?;
         this.topics = get_array(buf, v, true, "TransactionState.topics")?;
-        if true { get_unknown_tags(buf, "TransactionState", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "TransactionState", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TransactionState {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

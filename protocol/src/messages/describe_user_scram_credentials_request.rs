@@ -4,7 +4,13 @@
 
 //! `DescribeUserScramCredentialsRequest` (DescribeUserScramCredentialsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,9 +39,27 @@ impl Default for DescribeUserScramCredentialsRequest {
 impl Encode for DescribeUserScramCredentialsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeUserScramCredentialsRequest", version: v }); }
-        put_opt_array(buf, self.users.as_deref(), v, true, true, "DescribeUserScramCredentialsRequest.users")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeUserScramCredentialsRequest")?; }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeUserScramCredentialsRequest",
+                version: v,
+            });
+        }
+        put_opt_array(
+            buf,
+            self.users.as_deref(),
+            v,
+            true,
+            true,
+            "DescribeUserScramCredentialsRequest.users",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeUserScramCredentialsRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -43,10 +67,27 @@ impl Encode for DescribeUserScramCredentialsRequest {
 impl Decode for DescribeUserScramCredentialsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeUserScramCredentialsRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeUserScramCredentialsRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
-        this.users = get_opt_array(buf, v, true, true, "DescribeUserScramCredentialsRequest.users")?;
-        if true { get_unknown_tags(buf, "DescribeUserScramCredentialsRequest", &mut this.unknown_tagged_fields)?; }
+        this.users = get_opt_array(
+            buf,
+            v,
+            true,
+            true,
+            "DescribeUserScramCredentialsRequest.users",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeUserScramCredentialsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -73,7 +114,9 @@ impl Encode for UserName {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, true, "UserName.name")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "UserName")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "UserName")?;
+        }
         Ok(())
     }
 }
@@ -83,13 +126,24 @@ impl Decode for UserName {
         let v = version;
         let mut this = Self::default();
         this.name = get_string(buf, true, "UserName.name")?;
-        if true { get_unknown_tags(buf, "UserName", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "UserName", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for UserName {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `DescribeUserScramCredentialsResponse` (DescribeUserScramCredentialsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,12 +48,36 @@ impl Default for DescribeUserScramCredentialsResponse {
 impl Encode for DescribeUserScramCredentialsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "DescribeUserScramCredentialsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "DescribeUserScramCredentialsResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), true, true, "DescribeUserScramCredentialsResponse.error_message", v)?;
-        put_array(buf, &self.results, v, true, "DescribeUserScramCredentialsResponse.results")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeUserScramCredentialsResponse")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            true,
+            true,
+            "DescribeUserScramCredentialsResponse.error_message",
+            v,
+        )?;
+        put_array(
+            buf,
+            &self.results,
+            v,
+            true,
+            "DescribeUserScramCredentialsResponse.results",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeUserScramCredentialsResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -55,13 +85,30 @@ impl Encode for DescribeUserScramCredentialsResponse {
 impl Decode for DescribeUserScramCredentialsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "DescribeUserScramCredentialsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "DescribeUserScramCredentialsResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
-        this.throttle_time_ms = get_i32(buf, "DescribeUserScramCredentialsResponse.throttle_time_ms")?;
+        this.throttle_time_ms =
+            get_i32(buf, "DescribeUserScramCredentialsResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "DescribeUserScramCredentialsResponse.error_code")?;
-        this.error_message = get_opt_string(buf, true, true, "DescribeUserScramCredentialsResponse.error_message")?;
+        this.error_message = get_opt_string(
+            buf,
+            true,
+            true,
+            "DescribeUserScramCredentialsResponse.error_message",
+        )?;
         this.results = get_array(buf, v, true, "DescribeUserScramCredentialsResponse.results")?;
-        if true { get_unknown_tags(buf, "DescribeUserScramCredentialsResponse", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeUserScramCredentialsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -92,7 +139,9 @@ impl Encode for CredentialInfo {
         let v = version;
         put_i8(buf, self.mechanism);
         put_i32(buf, self.iterations);
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "CredentialInfo")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "CredentialInfo")?;
+        }
         Ok(())
     }
 }
@@ -103,14 +152,26 @@ impl Decode for CredentialInfo {
         let mut this = Self::default();
         this.mechanism = get_i8(buf, "CredentialInfo.mechanism")?;
         this.iterations = get_i32(buf, "CredentialInfo.iterations")?;
-        if true { get_unknown_tags(buf, "CredentialInfo", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "CredentialInfo", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for CredentialInfo {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `DescribeUserScramCredentialsResult` of `DescribeUserScramCredentialsResponse`.
@@ -143,11 +204,35 @@ impl Default for DescribeUserScramCredentialsResult {
 impl Encode for DescribeUserScramCredentialsResult {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        put_string(buf, &self.user, true, "DescribeUserScramCredentialsResult.user")?;
+        put_string(
+            buf,
+            &self.user,
+            true,
+            "DescribeUserScramCredentialsResult.user",
+        )?;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), true, true, "DescribeUserScramCredentialsResult.error_message", v)?;
-        put_array(buf, &self.credential_infos, v, true, "DescribeUserScramCredentialsResult.credential_infos")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "DescribeUserScramCredentialsResult")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            true,
+            true,
+            "DescribeUserScramCredentialsResult.error_message",
+            v,
+        )?;
+        put_array(
+            buf,
+            &self.credential_infos,
+            v,
+            true,
+            "DescribeUserScramCredentialsResult.credential_infos",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "DescribeUserScramCredentialsResult",
+            )?;
+        }
         Ok(())
     }
 }
@@ -158,15 +243,40 @@ impl Decode for DescribeUserScramCredentialsResult {
         let mut this = Self::default();
         this.user = get_string(buf, true, "DescribeUserScramCredentialsResult.user")?;
         this.error_code = get_i16(buf, "DescribeUserScramCredentialsResult.error_code")?;
-        this.error_message = get_opt_string(buf, true, true, "DescribeUserScramCredentialsResult.error_message")?;
-        this.credential_infos = get_array(buf, v, true, "DescribeUserScramCredentialsResult.credential_infos")?;
-        if true { get_unknown_tags(buf, "DescribeUserScramCredentialsResult", &mut this.unknown_tagged_fields)?; }
+        this.error_message = get_opt_string(
+            buf,
+            true,
+            true,
+            "DescribeUserScramCredentialsResult.error_message",
+        )?;
+        this.credential_infos = get_array(
+            buf,
+            v,
+            true,
+            "DescribeUserScramCredentialsResult.credential_infos",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "DescribeUserScramCredentialsResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for DescribeUserScramCredentialsResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

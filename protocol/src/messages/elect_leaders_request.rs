@@ -4,7 +4,13 @@
 
 //! `ElectLeadersRequest` (ElectLeadersRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,12 +45,28 @@ impl Default for ElectLeadersRequest {
 impl Encode for ElectLeadersRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ElectLeadersRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ElectLeadersRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
-        if v >= 1 { put_i8(buf, self.election_type); }
-        put_opt_array(buf, self.topic_partitions.as_deref(), v, flex, true, "ElectLeadersRequest.topic_partitions")?;
+        if v >= 1 {
+            put_i8(buf, self.election_type);
+        }
+        put_opt_array(
+            buf,
+            self.topic_partitions.as_deref(),
+            v,
+            flex,
+            true,
+            "ElectLeadersRequest.topic_partitions",
+        )?;
         put_i32(buf, self.timeout_ms);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ElectLeadersRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ElectLeadersRequest")?;
+        }
         Ok(())
     }
 }
@@ -52,13 +74,23 @@ impl Encode for ElectLeadersRequest {
 impl Decode for ElectLeadersRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ElectLeadersRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ElectLeadersRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
-        if v >= 1 { this.election_type = get_i8(buf, "ElectLeadersRequest.election_type")?; }
-        this.topic_partitions = get_opt_array(buf, v, flex, true, "ElectLeadersRequest.topic_partitions")?;
+        if v >= 1 {
+            this.election_type = get_i8(buf, "ElectLeadersRequest.election_type")?;
+        }
+        this.topic_partitions =
+            get_opt_array(buf, v, flex, true, "ElectLeadersRequest.topic_partitions")?;
         this.timeout_ms = get_i32(buf, "ElectLeadersRequest.timeout_ms")?;
-        if flex { get_unknown_tags(buf, "ElectLeadersRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "ElectLeadersRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -90,7 +122,9 @@ impl Encode for TopicPartitions {
         let flex = v >= 2;
         put_string(buf, &self.topic, flex, "TopicPartitions.topic")?;
         put_array(buf, &self.partitions, v, flex, "TopicPartitions.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicPartitions")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicPartitions")?;
+        }
         Ok(())
     }
 }
@@ -102,13 +136,24 @@ impl Decode for TopicPartitions {
         let mut this = Self::default();
         this.topic = get_string(buf, flex, "TopicPartitions.topic")?;
         this.partitions = get_array(buf, v, flex, "TopicPartitions.partitions")?;
-        if flex { get_unknown_tags(buf, "TopicPartitions", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "TopicPartitions", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TopicPartitions {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

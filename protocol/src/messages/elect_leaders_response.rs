@@ -4,7 +4,13 @@
 
 //! `ElectLeadersResponse` (ElectLeadersResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,12 +45,27 @@ impl Default for ElectLeadersResponse {
 impl Encode for ElectLeadersResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ElectLeadersResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ElectLeadersResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
-        if v >= 1 { put_i16(buf, self.error_code); }
-        put_array(buf, &self.replica_election_results, v, flex, "ElectLeadersResponse.replica_election_results")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ElectLeadersResponse")?; }
+        if v >= 1 {
+            put_i16(buf, self.error_code);
+        }
+        put_array(
+            buf,
+            &self.replica_election_results,
+            v,
+            flex,
+            "ElectLeadersResponse.replica_election_results",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ElectLeadersResponse")?;
+        }
         Ok(())
     }
 }
@@ -52,13 +73,27 @@ impl Encode for ElectLeadersResponse {
 impl Decode for ElectLeadersResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ElectLeadersResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ElectLeadersResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "ElectLeadersResponse.throttle_time_ms")?;
-        if v >= 1 { this.error_code = get_i16(buf, "ElectLeadersResponse.error_code")?; }
-        this.replica_election_results = get_array(buf, v, flex, "ElectLeadersResponse.replica_election_results")?;
-        if flex { get_unknown_tags(buf, "ElectLeadersResponse", &mut this.unknown_tagged_fields)?; }
+        if v >= 1 {
+            this.error_code = get_i16(buf, "ElectLeadersResponse.error_code")?;
+        }
+        this.replica_election_results = get_array(
+            buf,
+            v,
+            flex,
+            "ElectLeadersResponse.replica_election_results",
+        )?;
+        if flex {
+            get_unknown_tags(buf, "ElectLeadersResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -93,8 +128,17 @@ impl Encode for PartitionResult {
         let flex = v >= 2;
         put_i32(buf, self.partition_id);
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), flex, true, "PartitionResult.error_message", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "PartitionResult")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            flex,
+            true,
+            "PartitionResult.error_message",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "PartitionResult")?;
+        }
         Ok(())
     }
 }
@@ -107,14 +151,26 @@ impl Decode for PartitionResult {
         this.partition_id = get_i32(buf, "PartitionResult.partition_id")?;
         this.error_code = get_i16(buf, "PartitionResult.error_code")?;
         this.error_message = get_opt_string(buf, flex, true, "PartitionResult.error_message")?;
-        if flex { get_unknown_tags(buf, "PartitionResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "PartitionResult", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for PartitionResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `ReplicaElectionResult` of `ElectLeadersResponse`.
@@ -143,8 +199,16 @@ impl Encode for ReplicaElectionResult {
         let v = version;
         let flex = v >= 2;
         put_string(buf, &self.topic, flex, "ReplicaElectionResult.topic")?;
-        put_array(buf, &self.partition_result, v, flex, "ReplicaElectionResult.partition_result")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ReplicaElectionResult")?; }
+        put_array(
+            buf,
+            &self.partition_result,
+            v,
+            flex,
+            "ReplicaElectionResult.partition_result",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ReplicaElectionResult")?;
+        }
         Ok(())
     }
 }
@@ -156,13 +220,28 @@ impl Decode for ReplicaElectionResult {
         let mut this = Self::default();
         this.topic = get_string(buf, flex, "ReplicaElectionResult.topic")?;
         this.partition_result = get_array(buf, v, flex, "ReplicaElectionResult.partition_result")?;
-        if flex { get_unknown_tags(buf, "ReplicaElectionResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "ReplicaElectionResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ReplicaElectionResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

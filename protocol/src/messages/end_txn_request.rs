@@ -4,7 +4,13 @@
 
 //! `EndTxnRequest` (EndTxnRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,25 @@ impl Default for EndTxnRequest {
 impl Encode for EndTxnRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "EndTxnRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "EndTxnRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
-        put_string(buf, &self.transactional_id, flex, "EndTxnRequest.transactional_id")?;
+        put_string(
+            buf,
+            &self.transactional_id,
+            flex,
+            "EndTxnRequest.transactional_id",
+        )?;
         put_i64(buf, self.producer_id);
         put_i16(buf, self.producer_epoch);
         put_bool(buf, self.committed);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "EndTxnRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "EndTxnRequest")?;
+        }
         Ok(())
     }
 }
@@ -56,15 +74,21 @@ impl Encode for EndTxnRequest {
 impl Decode for EndTxnRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "EndTxnRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "EndTxnRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
         this.transactional_id = get_string(buf, flex, "EndTxnRequest.transactional_id")?;
         this.producer_id = get_i64(buf, "EndTxnRequest.producer_id")?;
         this.producer_epoch = get_i16(buf, "EndTxnRequest.producer_epoch")?;
         this.committed = get_bool(buf, "EndTxnRequest.committed")?;
-        if flex { get_unknown_tags(buf, "EndTxnRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "EndTxnRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

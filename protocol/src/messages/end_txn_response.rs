@@ -4,7 +4,13 @@
 
 //! `EndTxnResponse` (EndTxnResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,24 @@ impl Default for EndTxnResponse {
 impl Encode for EndTxnResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "EndTxnResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "EndTxnResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        if v >= 5 { put_i64(buf, self.producer_id); }
-        if v >= 5 { put_i16(buf, self.producer_epoch); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "EndTxnResponse")?; }
+        if v >= 5 {
+            put_i64(buf, self.producer_id);
+        }
+        if v >= 5 {
+            put_i16(buf, self.producer_epoch);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "EndTxnResponse")?;
+        }
         Ok(())
     }
 }
@@ -56,15 +73,25 @@ impl Encode for EndTxnResponse {
 impl Decode for EndTxnResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "EndTxnResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "EndTxnResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "EndTxnResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "EndTxnResponse.error_code")?;
-        if v >= 5 { this.producer_id = get_i64(buf, "EndTxnResponse.producer_id")?; }
-        if v >= 5 { this.producer_epoch = get_i16(buf, "EndTxnResponse.producer_epoch")?; }
-        if flex { get_unknown_tags(buf, "EndTxnResponse", &mut this.unknown_tagged_fields)?; }
+        if v >= 5 {
+            this.producer_id = get_i64(buf, "EndTxnResponse.producer_id")?;
+        }
+        if v >= 5 {
+            this.producer_epoch = get_i16(buf, "EndTxnResponse.producer_epoch")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "EndTxnResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `ExpireDelegationTokenRequest` (ExpireDelegationTokenRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,22 @@ impl Default for ExpireDelegationTokenRequest {
 impl Encode for ExpireDelegationTokenRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ExpireDelegationTokenRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ExpireDelegationTokenRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_bytes(buf, &self.hmac, flex, "ExpireDelegationTokenRequest.hmac")?;
         put_i64(buf, self.expiry_time_period_ms);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ExpireDelegationTokenRequest")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "ExpireDelegationTokenRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -48,13 +65,24 @@ impl Encode for ExpireDelegationTokenRequest {
 impl Decode for ExpireDelegationTokenRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ExpireDelegationTokenRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ExpireDelegationTokenRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.hmac = get_bytes(buf, flex, "ExpireDelegationTokenRequest.hmac")?;
-        this.expiry_time_period_ms = get_i64(buf, "ExpireDelegationTokenRequest.expiry_time_period_ms")?;
-        if flex { get_unknown_tags(buf, "ExpireDelegationTokenRequest", &mut this.unknown_tagged_fields)?; }
+        this.expiry_time_period_ms =
+            get_i64(buf, "ExpireDelegationTokenRequest.expiry_time_period_ms")?;
+        if flex {
+            get_unknown_tags(
+                buf,
+                "ExpireDelegationTokenRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

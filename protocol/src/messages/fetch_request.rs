@@ -4,7 +4,13 @@
 
 //! `FetchRequest` (FetchRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -66,22 +72,68 @@ impl Default for FetchRequest {
 impl Encode for FetchRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=17).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "FetchRequest", version: v }); }
+        if !(0..=17).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "FetchRequest",
+                version: v,
+            });
+        }
         let flex = v >= 12;
-        if v <= 14 { put_i32(buf, self.replica_id); }
+        if v <= 14 {
+            put_i32(buf, self.replica_id);
+        }
         put_i32(buf, self.max_wait_ms);
         put_i32(buf, self.min_bytes);
-        if v >= 3 { put_i32(buf, self.max_bytes); }
-        if v >= 4 { put_i8(buf, self.isolation_level); }
-        if v >= 7 { put_i32(buf, self.session_id); }
-        if v >= 7 { put_i32(buf, self.session_epoch); }
+        if v >= 3 {
+            put_i32(buf, self.max_bytes);
+        }
+        if v >= 4 {
+            put_i8(buf, self.isolation_level);
+        }
+        if v >= 7 {
+            put_i32(buf, self.session_id);
+        }
+        if v >= 7 {
+            put_i32(buf, self.session_epoch);
+        }
         put_array(buf, &self.topics, v, flex, "FetchRequest.topics")?;
-        if v >= 7 { put_array(buf, &self.forgotten_topics_data, v, flex, "FetchRequest.forgotten_topics_data")?; }
-        if v >= 11 { put_string(buf, &self.rack_id, flex, "FetchRequest.rack_id")?; }
+        if v >= 7 {
+            put_array(
+                buf,
+                &self.forgotten_topics_data,
+                v,
+                flex,
+                "FetchRequest.forgotten_topics_data",
+            )?;
+        }
+        if v >= 11 {
+            put_string(buf, &self.rack_id, flex, "FetchRequest.rack_id")?;
+        }
         if flex {
             let mut tw = TagWriter::new();
-            if (v >= 12) && (self.cluster_id != None) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_opt_string(buf, self.cluster_id.as_deref(), flex, v >= 12, "FetchRequest.cluster_id", v)?; } tw.add(0, tb); }
-            if (v >= 15) && (self.replica_state != ReplicaState::default()) { let mut tb = BytesMut::new(); { let buf = &mut tb; self.replica_state.encode(buf, v)?; } tw.add(1, tb); }
+            if (v >= 12) && (self.cluster_id != None) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    put_opt_string(
+                        buf,
+                        self.cluster_id.as_deref(),
+                        flex,
+                        v >= 12,
+                        "FetchRequest.cluster_id",
+                        v,
+                    )?;
+                }
+                tw.add(0, tb);
+            }
+            if (v >= 15) && (self.replica_state != ReplicaState::default()) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    self.replica_state.encode(buf, v)?;
+                }
+                tw.add(1, tb);
+            }
             tw.finish(buf, &self.unknown_tagged_fields, "FetchRequest")?;
         }
         Ok(())
@@ -91,26 +143,59 @@ impl Encode for FetchRequest {
 impl Decode for FetchRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=17).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "FetchRequest", version: v }); }
+        if !(0..=17).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "FetchRequest",
+                version: v,
+            });
+        }
         let flex = v >= 12;
         let mut this = Self::default();
-        if v <= 14 { this.replica_id = get_i32(buf, "FetchRequest.replica_id")?; }
+        if v <= 14 {
+            this.replica_id = get_i32(buf, "FetchRequest.replica_id")?;
+        }
         this.max_wait_ms = get_i32(buf, "FetchRequest.max_wait_ms")?;
         this.min_bytes = get_i32(buf, "FetchRequest.min_bytes")?;
-        if v >= 3 { this.max_bytes = get_i32(buf, "FetchRequest.max_bytes")?; }
-        if v >= 4 { this.isolation_level = get_i8(buf, "FetchRequest.isolation_level")?; }
-        if v >= 7 { this.session_id = get_i32(buf, "FetchRequest.session_id")?; }
-        if v >= 7 { this.session_epoch = get_i32(buf, "FetchRequest.session_epoch")?; }
+        if v >= 3 {
+            this.max_bytes = get_i32(buf, "FetchRequest.max_bytes")?;
+        }
+        if v >= 4 {
+            this.isolation_level = get_i8(buf, "FetchRequest.isolation_level")?;
+        }
+        if v >= 7 {
+            this.session_id = get_i32(buf, "FetchRequest.session_id")?;
+        }
+        if v >= 7 {
+            this.session_epoch = get_i32(buf, "FetchRequest.session_epoch")?;
+        }
         this.topics = get_array(buf, v, flex, "FetchRequest.topics")?;
-        if v >= 7 { this.forgotten_topics_data = get_array(buf, v, flex, "FetchRequest.forgotten_topics_data")?; }
-        if v >= 11 { this.rack_id = get_string(buf, flex, "FetchRequest.rack_id")?; }
+        if v >= 7 {
+            this.forgotten_topics_data =
+                get_array(buf, v, flex, "FetchRequest.forgotten_topics_data")?;
+        }
+        if v >= 11 {
+            this.rack_id = get_string(buf, flex, "FetchRequest.rack_id")?;
+        }
         if flex {
             let mut tr = TagReader::new(buf, "FetchRequest")?;
             while let Some((tag, mut d)) = tr.next(buf)? {
                 let size = d.len();
                 match tag {
-                    0 if v >= 12 => { { let buf = &mut d; this.cluster_id = get_opt_string(buf, flex, v >= 12, "FetchRequest.cluster_id")?; } finish_tag(&d, tag, size, "FetchRequest")?; }
-                    1 if v >= 15 => { { let buf = &mut d; this.replica_state = ReplicaState::decode(buf, v)?; } finish_tag(&d, tag, size, "FetchRequest")?; }
+                    0 if v >= 12 => {
+                        {
+                            let buf = &mut d;
+                            this.cluster_id =
+                                get_opt_string(buf, flex, v >= 12, "FetchRequest.cluster_id")?;
+                        }
+                        finish_tag(&d, tag, size, "FetchRequest")?;
+                    }
+                    1 if v >= 15 => {
+                        {
+                            let buf = &mut d;
+                            this.replica_state = ReplicaState::decode(buf, v)?;
+                        }
+                        finish_tag(&d, tag, size, "FetchRequest")?;
+                    }
                     _ => this.unknown_tagged_fields.push((tag, d)),
                 }
             }
@@ -144,9 +229,15 @@ impl Encode for ReplicaState {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 12;
-        if v >= 15 { put_i32(buf, self.replica_id); }
-        if v >= 15 { put_i64(buf, self.replica_epoch); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ReplicaState")?; }
+        if v >= 15 {
+            put_i32(buf, self.replica_id);
+        }
+        if v >= 15 {
+            put_i64(buf, self.replica_epoch);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ReplicaState")?;
+        }
         Ok(())
     }
 }
@@ -156,9 +247,15 @@ impl Decode for ReplicaState {
         let v = version;
         let flex = v >= 12;
         let mut this = Self::default();
-        if v >= 15 { this.replica_id = get_i32(buf, "ReplicaState.replica_id")?; }
-        if v >= 15 { this.replica_epoch = get_i64(buf, "ReplicaState.replica_epoch")?; }
-        if flex { get_unknown_tags(buf, "ReplicaState", &mut this.unknown_tagged_fields)?; }
+        if v >= 15 {
+            this.replica_id = get_i32(buf, "ReplicaState.replica_id")?;
+        }
+        if v >= 15 {
+            this.replica_epoch = get_i64(buf, "ReplicaState.replica_epoch")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "ReplicaState", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -204,14 +301,27 @@ impl Encode for FetchPartition {
         let v = version;
         let flex = v >= 12;
         put_i32(buf, self.partition);
-        if v >= 9 { put_i32(buf, self.current_leader_epoch); }
+        if v >= 9 {
+            put_i32(buf, self.current_leader_epoch);
+        }
         put_i64(buf, self.fetch_offset);
-        if v >= 12 { put_i32(buf, self.last_fetched_epoch); }
-        if v >= 5 { put_i64(buf, self.log_start_offset); }
+        if v >= 12 {
+            put_i32(buf, self.last_fetched_epoch);
+        }
+        if v >= 5 {
+            put_i64(buf, self.log_start_offset);
+        }
         put_i32(buf, self.partition_max_bytes);
         if flex {
             let mut tw = TagWriter::new();
-            if (v >= 17) && (self.replica_directory_id != Uuid::ZERO) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_uuid(buf, &self.replica_directory_id); } tw.add(0, tb); }
+            if (v >= 17) && (self.replica_directory_id != Uuid::ZERO) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    put_uuid(buf, &self.replica_directory_id);
+                }
+                tw.add(0, tb);
+            }
             tw.finish(buf, &self.unknown_tagged_fields, "FetchPartition")?;
         }
         Ok(())
@@ -224,17 +334,30 @@ impl Decode for FetchPartition {
         let flex = v >= 12;
         let mut this = Self::default();
         this.partition = get_i32(buf, "FetchPartition.partition")?;
-        if v >= 9 { this.current_leader_epoch = get_i32(buf, "FetchPartition.current_leader_epoch")?; }
+        if v >= 9 {
+            this.current_leader_epoch = get_i32(buf, "FetchPartition.current_leader_epoch")?;
+        }
         this.fetch_offset = get_i64(buf, "FetchPartition.fetch_offset")?;
-        if v >= 12 { this.last_fetched_epoch = get_i32(buf, "FetchPartition.last_fetched_epoch")?; }
-        if v >= 5 { this.log_start_offset = get_i64(buf, "FetchPartition.log_start_offset")?; }
+        if v >= 12 {
+            this.last_fetched_epoch = get_i32(buf, "FetchPartition.last_fetched_epoch")?;
+        }
+        if v >= 5 {
+            this.log_start_offset = get_i64(buf, "FetchPartition.log_start_offset")?;
+        }
         this.partition_max_bytes = get_i32(buf, "FetchPartition.partition_max_bytes")?;
         if flex {
             let mut tr = TagReader::new(buf, "FetchPartition")?;
             while let Some((tag, mut d)) = tr.next(buf)? {
                 let size = d.len();
                 match tag {
-                    0 if v >= 17 => { { let buf = &mut d; this.replica_directory_id = get_uuid(buf, "FetchPartition.replica_directory_id")?; } finish_tag(&d, tag, size, "FetchPartition")?; }
+                    0 if v >= 17 => {
+                        {
+                            let buf = &mut d;
+                            this.replica_directory_id =
+                                get_uuid(buf, "FetchPartition.replica_directory_id")?;
+                        }
+                        finish_tag(&d, tag, size, "FetchPartition")?;
+                    }
                     _ => this.unknown_tagged_fields.push((tag, d)),
                 }
             }
@@ -244,8 +367,18 @@ impl Decode for FetchPartition {
 }
 
 impl Elem for FetchPartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `FetchTopic` of `FetchRequest`.
@@ -276,10 +409,16 @@ impl Encode for FetchTopic {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 12;
-        if v <= 12 { put_string(buf, &self.topic, flex, "FetchTopic.topic")?; }
-        if v >= 13 { put_uuid(buf, &self.topic_id); }
+        if v <= 12 {
+            put_string(buf, &self.topic, flex, "FetchTopic.topic")?;
+        }
+        if v >= 13 {
+            put_uuid(buf, &self.topic_id);
+        }
         put_array(buf, &self.partitions, v, flex, "FetchTopic.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "FetchTopic")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "FetchTopic")?;
+        }
         Ok(())
     }
 }
@@ -289,17 +428,33 @@ impl Decode for FetchTopic {
         let v = version;
         let flex = v >= 12;
         let mut this = Self::default();
-        if v <= 12 { this.topic = get_string(buf, flex, "FetchTopic.topic")?; }
-        if v >= 13 { this.topic_id = get_uuid(buf, "FetchTopic.topic_id")?; }
+        if v <= 12 {
+            this.topic = get_string(buf, flex, "FetchTopic.topic")?;
+        }
+        if v >= 13 {
+            this.topic_id = get_uuid(buf, "FetchTopic.topic_id")?;
+        }
         this.partitions = get_array(buf, v, flex, "FetchTopic.partitions")?;
-        if flex { get_unknown_tags(buf, "FetchTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "FetchTopic", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for FetchTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `ForgottenTopic` of `FetchRequest`.
@@ -330,10 +485,18 @@ impl Encode for ForgottenTopic {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 12;
-        if v >= 7 && v <= 12 { put_string(buf, &self.topic, flex, "ForgottenTopic.topic")?; }
-        if v >= 13 { put_uuid(buf, &self.topic_id); }
-        if v >= 7 { put_array(buf, &self.partitions, v, flex, "ForgottenTopic.partitions")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ForgottenTopic")?; }
+        if v >= 7 && v <= 12 {
+            put_string(buf, &self.topic, flex, "ForgottenTopic.topic")?;
+        }
+        if v >= 13 {
+            put_uuid(buf, &self.topic_id);
+        }
+        if v >= 7 {
+            put_array(buf, &self.partitions, v, flex, "ForgottenTopic.partitions")?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ForgottenTopic")?;
+        }
         Ok(())
     }
 }
@@ -343,16 +506,33 @@ impl Decode for ForgottenTopic {
         let v = version;
         let flex = v >= 12;
         let mut this = Self::default();
-        if v >= 7 && v <= 12 { this.topic = get_string(buf, flex, "ForgottenTopic.topic")?; }
-        if v >= 13 { this.topic_id = get_uuid(buf, "ForgottenTopic.topic_id")?; }
-        if v >= 7 { this.partitions = get_array(buf, v, flex, "ForgottenTopic.partitions")?; }
-        if flex { get_unknown_tags(buf, "ForgottenTopic", &mut this.unknown_tagged_fields)?; }
+        if v >= 7 && v <= 12 {
+            this.topic = get_string(buf, flex, "ForgottenTopic.topic")?;
+        }
+        if v >= 13 {
+            this.topic_id = get_uuid(buf, "ForgottenTopic.topic_id")?;
+        }
+        if v >= 7 {
+            this.partitions = get_array(buf, v, flex, "ForgottenTopic.partitions")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "ForgottenTopic", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ForgottenTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `FetchResponse` (FetchResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -45,15 +51,39 @@ impl Default for FetchResponse {
 impl Encode for FetchResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=17).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "FetchResponse", version: v }); }
+        if !(0..=17).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "FetchResponse",
+                version: v,
+            });
+        }
         let flex = v >= 12;
-        if v >= 1 { put_i32(buf, self.throttle_time_ms); }
-        if v >= 7 { put_i16(buf, self.error_code); }
-        if v >= 7 { put_i32(buf, self.session_id); }
+        if v >= 1 {
+            put_i32(buf, self.throttle_time_ms);
+        }
+        if v >= 7 {
+            put_i16(buf, self.error_code);
+        }
+        if v >= 7 {
+            put_i32(buf, self.session_id);
+        }
         put_array(buf, &self.responses, v, flex, "FetchResponse.responses")?;
         if flex {
             let mut tw = TagWriter::new();
-            if (v >= 16) && (self.node_endpoints != Vec::new()) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_array(buf, &self.node_endpoints, v, flex, "FetchResponse.node_endpoints")?; } tw.add(0, tb); }
+            if (v >= 16) && (self.node_endpoints != Vec::new()) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    put_array(
+                        buf,
+                        &self.node_endpoints,
+                        v,
+                        flex,
+                        "FetchResponse.node_endpoints",
+                    )?;
+                }
+                tw.add(0, tb);
+            }
             tw.finish(buf, &self.unknown_tagged_fields, "FetchResponse")?;
         }
         Ok(())
@@ -63,19 +93,37 @@ impl Encode for FetchResponse {
 impl Decode for FetchResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=17).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "FetchResponse", version: v }); }
+        if !(0..=17).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "FetchResponse",
+                version: v,
+            });
+        }
         let flex = v >= 12;
         let mut this = Self::default();
-        if v >= 1 { this.throttle_time_ms = get_i32(buf, "FetchResponse.throttle_time_ms")?; }
-        if v >= 7 { this.error_code = get_i16(buf, "FetchResponse.error_code")?; }
-        if v >= 7 { this.session_id = get_i32(buf, "FetchResponse.session_id")?; }
+        if v >= 1 {
+            this.throttle_time_ms = get_i32(buf, "FetchResponse.throttle_time_ms")?;
+        }
+        if v >= 7 {
+            this.error_code = get_i16(buf, "FetchResponse.error_code")?;
+        }
+        if v >= 7 {
+            this.session_id = get_i32(buf, "FetchResponse.session_id")?;
+        }
         this.responses = get_array(buf, v, flex, "FetchResponse.responses")?;
         if flex {
             let mut tr = TagReader::new(buf, "FetchResponse")?;
             while let Some((tag, mut d)) = tr.next(buf)? {
                 let size = d.len();
                 match tag {
-                    0 if v >= 16 => { { let buf = &mut d; this.node_endpoints = get_array(buf, v, flex, "FetchResponse.node_endpoints")?; } finish_tag(&d, tag, size, "FetchResponse")?; }
+                    0 if v >= 16 => {
+                        {
+                            let buf = &mut d;
+                            this.node_endpoints =
+                                get_array(buf, v, flex, "FetchResponse.node_endpoints")?;
+                        }
+                        finish_tag(&d, tag, size, "FetchResponse")?;
+                    }
                     _ => this.unknown_tagged_fields.push((tag, d)),
                 }
             }
@@ -109,9 +157,15 @@ impl Encode for EpochEndOffset {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 12;
-        if v >= 12 { put_i32(buf, self.epoch); }
-        if v >= 12 { put_i64(buf, self.end_offset); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "EpochEndOffset")?; }
+        if v >= 12 {
+            put_i32(buf, self.epoch);
+        }
+        if v >= 12 {
+            put_i64(buf, self.end_offset);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "EpochEndOffset")?;
+        }
         Ok(())
     }
 }
@@ -121,9 +175,15 @@ impl Decode for EpochEndOffset {
         let v = version;
         let flex = v >= 12;
         let mut this = Self::default();
-        if v >= 12 { this.epoch = get_i32(buf, "EpochEndOffset.epoch")?; }
-        if v >= 12 { this.end_offset = get_i64(buf, "EpochEndOffset.end_offset")?; }
-        if flex { get_unknown_tags(buf, "EpochEndOffset", &mut this.unknown_tagged_fields)?; }
+        if v >= 12 {
+            this.epoch = get_i32(buf, "EpochEndOffset.epoch")?;
+        }
+        if v >= 12 {
+            this.end_offset = get_i64(buf, "EpochEndOffset.end_offset")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "EpochEndOffset", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -153,9 +213,15 @@ impl Encode for LeaderIdAndEpoch {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 12;
-        if v >= 12 { put_i32(buf, self.leader_id); }
-        if v >= 12 { put_i32(buf, self.leader_epoch); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "LeaderIdAndEpoch")?; }
+        if v >= 12 {
+            put_i32(buf, self.leader_id);
+        }
+        if v >= 12 {
+            put_i32(buf, self.leader_epoch);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "LeaderIdAndEpoch")?;
+        }
         Ok(())
     }
 }
@@ -165,9 +231,15 @@ impl Decode for LeaderIdAndEpoch {
         let v = version;
         let flex = v >= 12;
         let mut this = Self::default();
-        if v >= 12 { this.leader_id = get_i32(buf, "LeaderIdAndEpoch.leader_id")?; }
-        if v >= 12 { this.leader_epoch = get_i32(buf, "LeaderIdAndEpoch.leader_epoch")?; }
-        if flex { get_unknown_tags(buf, "LeaderIdAndEpoch", &mut this.unknown_tagged_fields)?; }
+        if v >= 12 {
+            this.leader_id = get_i32(buf, "LeaderIdAndEpoch.leader_id")?;
+        }
+        if v >= 12 {
+            this.leader_epoch = get_i32(buf, "LeaderIdAndEpoch.leader_epoch")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "LeaderIdAndEpoch", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -199,7 +271,9 @@ impl Encode for SnapshotId {
         let flex = v >= 12;
         put_i64(buf, self.end_offset);
         put_i32(buf, self.epoch);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "SnapshotId")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "SnapshotId")?;
+        }
         Ok(())
     }
 }
@@ -211,7 +285,9 @@ impl Decode for SnapshotId {
         let mut this = Self::default();
         this.end_offset = get_i64(buf, "SnapshotId.end_offset")?;
         this.epoch = get_i32(buf, "SnapshotId.epoch")?;
-        if flex { get_unknown_tags(buf, "SnapshotId", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "SnapshotId", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -241,9 +317,15 @@ impl Encode for AbortedTransaction {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 12;
-        if v >= 4 { put_i64(buf, self.producer_id); }
-        if v >= 4 { put_i64(buf, self.first_offset); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AbortedTransaction")?; }
+        if v >= 4 {
+            put_i64(buf, self.producer_id);
+        }
+        if v >= 4 {
+            put_i64(buf, self.first_offset);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AbortedTransaction")?;
+        }
         Ok(())
     }
 }
@@ -253,16 +335,32 @@ impl Decode for AbortedTransaction {
         let v = version;
         let flex = v >= 12;
         let mut this = Self::default();
-        if v >= 4 { this.producer_id = get_i64(buf, "AbortedTransaction.producer_id")?; }
-        if v >= 4 { this.first_offset = get_i64(buf, "AbortedTransaction.first_offset")?; }
-        if flex { get_unknown_tags(buf, "AbortedTransaction", &mut this.unknown_tagged_fields)?; }
+        if v >= 4 {
+            this.producer_id = get_i64(buf, "AbortedTransaction.producer_id")?;
+        }
+        if v >= 4 {
+            this.first_offset = get_i64(buf, "AbortedTransaction.first_offset")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "AbortedTransaction", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AbortedTransaction {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `PartitionData` of `FetchResponse`.
@@ -320,16 +418,59 @@ impl Encode for PartitionData {
         put_i32(buf, self.partition_index);
         put_i16(buf, self.error_code);
         put_i64(buf, self.high_watermark);
-        if v >= 4 { put_i64(buf, self.last_stable_offset); }
-        if v >= 5 { put_i64(buf, self.log_start_offset); }
-        if v >= 4 { put_opt_array(buf, self.aborted_transactions.as_deref(), v, flex, v >= 4, "PartitionData.aborted_transactions")?; }
-        if v >= 11 { put_i32(buf, self.preferred_read_replica); }
-        put_opt_bytes(buf, self.records.as_deref(), flex, true, "PartitionData.records", v)?;
+        if v >= 4 {
+            put_i64(buf, self.last_stable_offset);
+        }
+        if v >= 5 {
+            put_i64(buf, self.log_start_offset);
+        }
+        if v >= 4 {
+            put_opt_array(
+                buf,
+                self.aborted_transactions.as_deref(),
+                v,
+                flex,
+                v >= 4,
+                "PartitionData.aborted_transactions",
+            )?;
+        }
+        if v >= 11 {
+            put_i32(buf, self.preferred_read_replica);
+        }
+        put_opt_bytes(
+            buf,
+            self.records.as_deref(),
+            flex,
+            true,
+            "PartitionData.records",
+            v,
+        )?;
         if flex {
             let mut tw = TagWriter::new();
-            if (v >= 12) && (self.diverging_epoch != EpochEndOffset::default()) { let mut tb = BytesMut::new(); { let buf = &mut tb; self.diverging_epoch.encode(buf, v)?; } tw.add(0, tb); }
-            if (v >= 12) && (self.current_leader != LeaderIdAndEpoch::default()) { let mut tb = BytesMut::new(); { let buf = &mut tb; self.current_leader.encode(buf, v)?; } tw.add(1, tb); }
-            if (v >= 12) && (self.snapshot_id != SnapshotId::default()) { let mut tb = BytesMut::new(); { let buf = &mut tb; self.snapshot_id.encode(buf, v)?; } tw.add(2, tb); }
+            if (v >= 12) && (self.diverging_epoch != EpochEndOffset::default()) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    self.diverging_epoch.encode(buf, v)?;
+                }
+                tw.add(0, tb);
+            }
+            if (v >= 12) && (self.current_leader != LeaderIdAndEpoch::default()) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    self.current_leader.encode(buf, v)?;
+                }
+                tw.add(1, tb);
+            }
+            if (v >= 12) && (self.snapshot_id != SnapshotId::default()) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    self.snapshot_id.encode(buf, v)?;
+                }
+                tw.add(2, tb);
+            }
             tw.finish(buf, &self.unknown_tagged_fields, "PartitionData")?;
         }
         Ok(())
@@ -344,19 +485,46 @@ impl Decode for PartitionData {
         this.partition_index = get_i32(buf, "PartitionData.partition_index")?;
         this.error_code = get_i16(buf, "PartitionData.error_code")?;
         this.high_watermark = get_i64(buf, "PartitionData.high_watermark")?;
-        if v >= 4 { this.last_stable_offset = get_i64(buf, "PartitionData.last_stable_offset")?; }
-        if v >= 5 { this.log_start_offset = get_i64(buf, "PartitionData.log_start_offset")?; }
-        if v >= 4 { this.aborted_transactions = get_opt_array(buf, v, flex, v >= 4, "PartitionData.aborted_transactions")?; }
-        if v >= 11 { this.preferred_read_replica = get_i32(buf, "PartitionData.preferred_read_replica")?; }
+        if v >= 4 {
+            this.last_stable_offset = get_i64(buf, "PartitionData.last_stable_offset")?;
+        }
+        if v >= 5 {
+            this.log_start_offset = get_i64(buf, "PartitionData.log_start_offset")?;
+        }
+        if v >= 4 {
+            this.aborted_transactions =
+                get_opt_array(buf, v, flex, v >= 4, "PartitionData.aborted_transactions")?;
+        }
+        if v >= 11 {
+            this.preferred_read_replica = get_i32(buf, "PartitionData.preferred_read_replica")?;
+        }
         this.records = get_opt_bytes(buf, flex, true, "PartitionData.records")?;
         if flex {
             let mut tr = TagReader::new(buf, "PartitionData")?;
             while let Some((tag, mut d)) = tr.next(buf)? {
                 let size = d.len();
                 match tag {
-                    0 if v >= 12 => { { let buf = &mut d; this.diverging_epoch = EpochEndOffset::decode(buf, v)?; } finish_tag(&d, tag, size, "PartitionData")?; }
-                    1 if v >= 12 => { { let buf = &mut d; this.current_leader = LeaderIdAndEpoch::decode(buf, v)?; } finish_tag(&d, tag, size, "PartitionData")?; }
-                    2 if v >= 12 => { { let buf = &mut d; this.snapshot_id = SnapshotId::decode(buf, v)?; } finish_tag(&d, tag, size, "PartitionData")?; }
+                    0 if v >= 12 => {
+                        {
+                            let buf = &mut d;
+                            this.diverging_epoch = EpochEndOffset::decode(buf, v)?;
+                        }
+                        finish_tag(&d, tag, size, "PartitionData")?;
+                    }
+                    1 if v >= 12 => {
+                        {
+                            let buf = &mut d;
+                            this.current_leader = LeaderIdAndEpoch::decode(buf, v)?;
+                        }
+                        finish_tag(&d, tag, size, "PartitionData")?;
+                    }
+                    2 if v >= 12 => {
+                        {
+                            let buf = &mut d;
+                            this.snapshot_id = SnapshotId::decode(buf, v)?;
+                        }
+                        finish_tag(&d, tag, size, "PartitionData")?;
+                    }
                     _ => this.unknown_tagged_fields.push((tag, d)),
                 }
             }
@@ -366,8 +534,18 @@ impl Decode for PartitionData {
 }
 
 impl Elem for PartitionData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `FetchableTopicResponse` of `FetchResponse`.
@@ -398,10 +576,22 @@ impl Encode for FetchableTopicResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 12;
-        if v <= 12 { put_string(buf, &self.topic, flex, "FetchableTopicResponse.topic")?; }
-        if v >= 13 { put_uuid(buf, &self.topic_id); }
-        put_array(buf, &self.partitions, v, flex, "FetchableTopicResponse.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "FetchableTopicResponse")?; }
+        if v <= 12 {
+            put_string(buf, &self.topic, flex, "FetchableTopicResponse.topic")?;
+        }
+        if v >= 13 {
+            put_uuid(buf, &self.topic_id);
+        }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "FetchableTopicResponse.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "FetchableTopicResponse")?;
+        }
         Ok(())
     }
 }
@@ -411,17 +601,37 @@ impl Decode for FetchableTopicResponse {
         let v = version;
         let flex = v >= 12;
         let mut this = Self::default();
-        if v <= 12 { this.topic = get_string(buf, flex, "FetchableTopicResponse.topic")?; }
-        if v >= 13 { this.topic_id = get_uuid(buf, "FetchableTopicResponse.topic_id")?; }
+        if v <= 12 {
+            this.topic = get_string(buf, flex, "FetchableTopicResponse.topic")?;
+        }
+        if v >= 13 {
+            this.topic_id = get_uuid(buf, "FetchableTopicResponse.topic_id")?;
+        }
         this.partitions = get_array(buf, v, flex, "FetchableTopicResponse.partitions")?;
-        if flex { get_unknown_tags(buf, "FetchableTopicResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "FetchableTopicResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for FetchableTopicResponse {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `NodeEndpoint` of `FetchResponse`.
@@ -455,11 +665,28 @@ impl Encode for NodeEndpoint {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 12;
-        if v >= 16 { put_i32(buf, self.node_id); }
-        if v >= 16 { put_string(buf, &self.host, flex, "NodeEndpoint.host")?; }
-        if v >= 16 { put_i32(buf, self.port); }
-        if v >= 16 { put_opt_string(buf, self.rack.as_deref(), flex, v >= 16, "NodeEndpoint.rack", v)?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "NodeEndpoint")?; }
+        if v >= 16 {
+            put_i32(buf, self.node_id);
+        }
+        if v >= 16 {
+            put_string(buf, &self.host, flex, "NodeEndpoint.host")?;
+        }
+        if v >= 16 {
+            put_i32(buf, self.port);
+        }
+        if v >= 16 {
+            put_opt_string(
+                buf,
+                self.rack.as_deref(),
+                flex,
+                v >= 16,
+                "NodeEndpoint.rack",
+                v,
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "NodeEndpoint")?;
+        }
         Ok(())
     }
 }
@@ -469,17 +696,36 @@ impl Decode for NodeEndpoint {
         let v = version;
         let flex = v >= 12;
         let mut this = Self::default();
-        if v >= 16 { this.node_id = get_i32(buf, "NodeEndpoint.node_id")?; }
-        if v >= 16 { this.host = get_string(buf, flex, "NodeEndpoint.host")?; }
-        if v >= 16 { this.port = get_i32(buf, "NodeEndpoint.port")?; }
-        if v >= 16 { this.rack = get_opt_string(buf, flex, v >= 16, "NodeEndpoint.rack")?; }
-        if flex { get_unknown_tags(buf, "NodeEndpoint", &mut this.unknown_tagged_fields)?; }
+        if v >= 16 {
+            this.node_id = get_i32(buf, "NodeEndpoint.node_id")?;
+        }
+        if v >= 16 {
+            this.host = get_string(buf, flex, "NodeEndpoint.host")?;
+        }
+        if v >= 16 {
+            this.port = get_i32(buf, "NodeEndpoint.port")?;
+        }
+        if v >= 16 {
+            this.rack = get_opt_string(buf, flex, v >= 16, "NodeEndpoint.rack")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "NodeEndpoint", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for NodeEndpoint {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

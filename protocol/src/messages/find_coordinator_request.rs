@@ -4,7 +4,13 @@
 
 //! `FindCoordinatorRequest` (FindCoordinatorRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,12 +45,31 @@ impl Default for FindCoordinatorRequest {
 impl Encode for FindCoordinatorRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=6).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "FindCoordinatorRequest", version: v }); }
+        if !(0..=6).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "FindCoordinatorRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
-        if v <= 3 { put_string(buf, &self.key, flex, "FindCoordinatorRequest.key")?; }
-        if v >= 1 { put_i8(buf, self.key_type); }
-        if v >= 4 { put_array(buf, &self.coordinator_keys, v, flex, "FindCoordinatorRequest.coordinator_keys")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "FindCoordinatorRequest")?; }
+        if v <= 3 {
+            put_string(buf, &self.key, flex, "FindCoordinatorRequest.key")?;
+        }
+        if v >= 1 {
+            put_i8(buf, self.key_type);
+        }
+        if v >= 4 {
+            put_array(
+                buf,
+                &self.coordinator_keys,
+                v,
+                flex,
+                "FindCoordinatorRequest.coordinator_keys",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "FindCoordinatorRequest")?;
+        }
         Ok(())
     }
 }
@@ -52,14 +77,31 @@ impl Encode for FindCoordinatorRequest {
 impl Decode for FindCoordinatorRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=6).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "FindCoordinatorRequest", version: v }); }
+        if !(0..=6).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "FindCoordinatorRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
-        if v <= 3 { this.key = get_string(buf, flex, "FindCoordinatorRequest.key")?; }
-        if v >= 1 { this.key_type = get_i8(buf, "FindCoordinatorRequest.key_type")?; }
-        if v >= 4 { this.coordinator_keys = get_array(buf, v, flex, "FindCoordinatorRequest.coordinator_keys")?; }
-        if flex { get_unknown_tags(buf, "FindCoordinatorRequest", &mut this.unknown_tagged_fields)?; }
+        if v <= 3 {
+            this.key = get_string(buf, flex, "FindCoordinatorRequest.key")?;
+        }
+        if v >= 1 {
+            this.key_type = get_i8(buf, "FindCoordinatorRequest.key_type")?;
+        }
+        if v >= 4 {
+            this.coordinator_keys =
+                get_array(buf, v, flex, "FindCoordinatorRequest.coordinator_keys")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "FindCoordinatorRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

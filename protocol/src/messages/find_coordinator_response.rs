@@ -4,7 +4,13 @@
 
 //! `FindCoordinatorResponse` (FindCoordinatorResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -51,16 +57,50 @@ impl Default for FindCoordinatorResponse {
 impl Encode for FindCoordinatorResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=6).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "FindCoordinatorResponse", version: v }); }
+        if !(0..=6).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "FindCoordinatorResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
-        if v >= 1 { put_i32(buf, self.throttle_time_ms); }
-        if v <= 3 { put_i16(buf, self.error_code); }
-        if v >= 1 && v <= 3 { put_opt_string(buf, self.error_message.as_deref(), flex, v >= 1 && v <= 3, "FindCoordinatorResponse.error_message", v)?; }
-        if v <= 3 { put_i32(buf, self.node_id); }
-        if v <= 3 { put_string(buf, &self.host, flex, "FindCoordinatorResponse.host")?; }
-        if v <= 3 { put_i32(buf, self.port); }
-        if v >= 4 { put_array(buf, &self.coordinators, v, flex, "FindCoordinatorResponse.coordinators")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "FindCoordinatorResponse")?; }
+        if v >= 1 {
+            put_i32(buf, self.throttle_time_ms);
+        }
+        if v <= 3 {
+            put_i16(buf, self.error_code);
+        }
+        if v >= 1 && v <= 3 {
+            put_opt_string(
+                buf,
+                self.error_message.as_deref(),
+                flex,
+                v >= 1 && v <= 3,
+                "FindCoordinatorResponse.error_message",
+                v,
+            )?;
+        }
+        if v <= 3 {
+            put_i32(buf, self.node_id);
+        }
+        if v <= 3 {
+            put_string(buf, &self.host, flex, "FindCoordinatorResponse.host")?;
+        }
+        if v <= 3 {
+            put_i32(buf, self.port);
+        }
+        if v >= 4 {
+            put_array(
+                buf,
+                &self.coordinators,
+                v,
+                flex,
+                "FindCoordinatorResponse.coordinators",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "FindCoordinatorResponse")?;
+        }
         Ok(())
     }
 }
@@ -68,17 +108,47 @@ impl Encode for FindCoordinatorResponse {
 impl Decode for FindCoordinatorResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=6).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "FindCoordinatorResponse", version: v }); }
+        if !(0..=6).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "FindCoordinatorResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
-        if v >= 1 { this.throttle_time_ms = get_i32(buf, "FindCoordinatorResponse.throttle_time_ms")?; }
-        if v <= 3 { this.error_code = get_i16(buf, "FindCoordinatorResponse.error_code")?; }
-        if v >= 1 && v <= 3 { this.error_message = get_opt_string(buf, flex, v >= 1 && v <= 3, "FindCoordinatorResponse.error_message")?; }
-        if v <= 3 { this.node_id = get_i32(buf, "FindCoordinatorResponse.node_id")?; }
-        if v <= 3 { this.host = get_string(buf, flex, "FindCoordinatorResponse.host")?; }
-        if v <= 3 { this.port = get_i32(buf, "FindCoordinatorResponse.port")?; }
-        if v >= 4 { this.coordinators = get_array(buf, v, flex, "FindCoordinatorResponse.coordinators")?; }
-        if flex { get_unknown_tags(buf, "FindCoordinatorResponse", &mut this.unknown_tagged_fields)?; }
+        if v >= 1 {
+            this.throttle_time_ms = get_i32(buf, "FindCoordinatorResponse.throttle_time_ms")?;
+        }
+        if v <= 3 {
+            this.error_code = get_i16(buf, "FindCoordinatorResponse.error_code")?;
+        }
+        if v >= 1 && v <= 3 {
+            this.error_message = get_opt_string(
+                buf,
+                flex,
+                v >= 1 && v <= 3,
+                "FindCoordinatorResponse.error_message",
+            )?;
+        }
+        if v <= 3 {
+            this.node_id = get_i32(buf, "FindCoordinatorResponse.node_id")?;
+        }
+        if v <= 3 {
+            this.host = get_string(buf, flex, "FindCoordinatorResponse.host")?;
+        }
+        if v <= 3 {
+            this.port = get_i32(buf, "FindCoordinatorResponse.port")?;
+        }
+        if v >= 4 {
+            this.coordinators = get_array(buf, v, flex, "FindCoordinatorResponse.coordinators")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "FindCoordinatorResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -120,13 +190,34 @@ impl Encode for Coordinator {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 3;
-        if v >= 4 { put_string(buf, &self.key, flex, "Coordinator.key")?; }
-        if v >= 4 { put_i32(buf, self.node_id); }
-        if v >= 4 { put_string(buf, &self.host, flex, "Coordinator.host")?; }
-        if v >= 4 { put_i32(buf, self.port); }
-        if v >= 4 { put_i16(buf, self.error_code); }
-        if v >= 4 { put_opt_string(buf, self.error_message.as_deref(), flex, v >= 4, "Coordinator.error_message", v)?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "Coordinator")?; }
+        if v >= 4 {
+            put_string(buf, &self.key, flex, "Coordinator.key")?;
+        }
+        if v >= 4 {
+            put_i32(buf, self.node_id);
+        }
+        if v >= 4 {
+            put_string(buf, &self.host, flex, "Coordinator.host")?;
+        }
+        if v >= 4 {
+            put_i32(buf, self.port);
+        }
+        if v >= 4 {
+            put_i16(buf, self.error_code);
+        }
+        if v >= 4 {
+            put_opt_string(
+                buf,
+                self.error_message.as_deref(),
+                flex,
+                v >= 4,
+                "Coordinator.error_message",
+                v,
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "Coordinator")?;
+        }
         Ok(())
     }
 }
@@ -136,19 +227,42 @@ impl Decode for Coordinator {
         let v = version;
         let flex = v >= 3;
         let mut this = Self::default();
-        if v >= 4 { this.key = get_string(buf, flex, "Coordinator.key")?; }
-        if v >= 4 { this.node_id = get_i32(buf, "Coordinator.node_id")?; }
-        if v >= 4 { this.host = get_string(buf, flex, "Coordinator.host")?; }
-        if v >= 4 { this.port = get_i32(buf, "Coordinator.port")?; }
-        if v >= 4 { this.error_code = get_i16(buf, "Coordinator.error_code")?; }
-        if v >= 4 { this.error_message = get_opt_string(buf, flex, v >= 4, "Coordinator.error_message")?; }
-        if flex { get_unknown_tags(buf, "Coordinator", &mut this.unknown_tagged_fields)?; }
+        if v >= 4 {
+            this.key = get_string(buf, flex, "Coordinator.key")?;
+        }
+        if v >= 4 {
+            this.node_id = get_i32(buf, "Coordinator.node_id")?;
+        }
+        if v >= 4 {
+            this.host = get_string(buf, flex, "Coordinator.host")?;
+        }
+        if v >= 4 {
+            this.port = get_i32(buf, "Coordinator.port")?;
+        }
+        if v >= 4 {
+            this.error_code = get_i16(buf, "Coordinator.error_code")?;
+        }
+        if v >= 4 {
+            this.error_message = get_opt_string(buf, flex, v >= 4, "Coordinator.error_message")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "Coordinator", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for Coordinator {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

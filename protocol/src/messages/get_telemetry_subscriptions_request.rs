@@ -4,7 +4,13 @@
 
 //! `GetTelemetrySubscriptionsRequest` (GetTelemetrySubscriptionsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,9 +39,20 @@ impl Default for GetTelemetrySubscriptionsRequest {
 impl Encode for GetTelemetrySubscriptionsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "GetTelemetrySubscriptionsRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "GetTelemetrySubscriptionsRequest",
+                version: v,
+            });
+        }
         put_uuid(buf, &self.client_instance_id);
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "GetTelemetrySubscriptionsRequest")?; }
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "GetTelemetrySubscriptionsRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -43,11 +60,22 @@ impl Encode for GetTelemetrySubscriptionsRequest {
 impl Decode for GetTelemetrySubscriptionsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "GetTelemetrySubscriptionsRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "GetTelemetrySubscriptionsRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
-        this.client_instance_id = get_uuid(buf, "GetTelemetrySubscriptionsRequest.client_instance_id")?;
-        if true { get_unknown_tags(buf, "GetTelemetrySubscriptionsRequest", &mut this.unknown_tagged_fields)?; }
+        this.client_instance_id =
+            get_uuid(buf, "GetTelemetrySubscriptionsRequest.client_instance_id")?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "GetTelemetrySubscriptionsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

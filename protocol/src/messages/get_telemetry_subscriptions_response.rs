@@ -4,7 +4,13 @@
 
 //! `GetTelemetrySubscriptionsResponse` (GetTelemetrySubscriptionsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -57,17 +63,40 @@ impl Default for GetTelemetrySubscriptionsResponse {
 impl Encode for GetTelemetrySubscriptionsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "GetTelemetrySubscriptionsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "GetTelemetrySubscriptionsResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
         put_uuid(buf, &self.client_instance_id);
         put_i32(buf, self.subscription_id);
-        put_array(buf, &self.accepted_compression_types, v, true, "GetTelemetrySubscriptionsResponse.accepted_compression_types")?;
+        put_array(
+            buf,
+            &self.accepted_compression_types,
+            v,
+            true,
+            "GetTelemetrySubscriptionsResponse.accepted_compression_types",
+        )?;
         put_i32(buf, self.push_interval_ms);
         put_i32(buf, self.telemetry_max_bytes);
         put_bool(buf, self.delta_temporality);
-        put_array(buf, &self.requested_metrics, v, true, "GetTelemetrySubscriptionsResponse.requested_metrics")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "GetTelemetrySubscriptionsResponse")?; }
+        put_array(
+            buf,
+            &self.requested_metrics,
+            v,
+            true,
+            "GetTelemetrySubscriptionsResponse.requested_metrics",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "GetTelemetrySubscriptionsResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -75,19 +104,42 @@ impl Encode for GetTelemetrySubscriptionsResponse {
 impl Decode for GetTelemetrySubscriptionsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "GetTelemetrySubscriptionsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "GetTelemetrySubscriptionsResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "GetTelemetrySubscriptionsResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "GetTelemetrySubscriptionsResponse.error_code")?;
-        this.client_instance_id = get_uuid(buf, "GetTelemetrySubscriptionsResponse.client_instance_id")?;
+        this.client_instance_id =
+            get_uuid(buf, "GetTelemetrySubscriptionsResponse.client_instance_id")?;
         this.subscription_id = get_i32(buf, "GetTelemetrySubscriptionsResponse.subscription_id")?;
-        this.accepted_compression_types = get_array(buf, v, true, "GetTelemetrySubscriptionsResponse.accepted_compression_types")?;
+        this.accepted_compression_types = get_array(
+            buf,
+            v,
+            true,
+            "GetTelemetrySubscriptionsResponse.accepted_compression_types",
+        )?;
         this.push_interval_ms = get_i32(buf, "GetTelemetrySubscriptionsResponse.push_interval_ms")?;
-        this.telemetry_max_bytes = get_i32(buf, "GetTelemetrySubscriptionsResponse.telemetry_max_bytes")?;
-        this.delta_temporality = get_bool(buf, "GetTelemetrySubscriptionsResponse.delta_temporality")?;
-        this.requested_metrics = get_array(buf, v, true, "GetTelemetrySubscriptionsResponse.requested_metrics")?;
-        if true { get_unknown_tags(buf, "GetTelemetrySubscriptionsResponse", &mut this.unknown_tagged_fields)?; }
+        this.telemetry_max_bytes =
+            get_i32(buf, "GetTelemetrySubscriptionsResponse.telemetry_max_bytes")?;
+        this.delta_temporality =
+            get_bool(buf, "GetTelemetrySubscriptionsResponse.delta_temporality")?;
+        this.requested_metrics = get_array(
+            buf,
+            v,
+            true,
+            "GetTelemetrySubscriptionsResponse.requested_metrics",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "GetTelemetrySubscriptionsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `HeartbeatRequest` (HeartbeatRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,29 @@ impl Default for HeartbeatRequest {
 impl Encode for HeartbeatRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "HeartbeatRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "HeartbeatRequest",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         put_string(buf, &self.group_id, flex, "HeartbeatRequest.group_id")?;
         put_i32(buf, self.generation_id);
         put_string(buf, &self.member_id, flex, "HeartbeatRequest.member_id")?;
-        if v >= 3 { put_opt_string(buf, self.group_instance_id.as_deref(), flex, v >= 3, "HeartbeatRequest.group_instance_id", v)?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "HeartbeatRequest")?; }
+        if v >= 3 {
+            put_opt_string(
+                buf,
+                self.group_instance_id.as_deref(),
+                flex,
+                v >= 3,
+                "HeartbeatRequest.group_instance_id",
+                v,
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "HeartbeatRequest")?;
+        }
         Ok(())
     }
 }
@@ -56,15 +78,24 @@ impl Encode for HeartbeatRequest {
 impl Decode for HeartbeatRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "HeartbeatRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "HeartbeatRequest",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         let mut this = Self::default();
         this.group_id = get_string(buf, flex, "HeartbeatRequest.group_id")?;
         this.generation_id = get_i32(buf, "HeartbeatRequest.generation_id")?;
         this.member_id = get_string(buf, flex, "HeartbeatRequest.member_id")?;
-        if v >= 3 { this.group_instance_id = get_opt_string(buf, flex, v >= 3, "HeartbeatRequest.group_instance_id")?; }
-        if flex { get_unknown_tags(buf, "HeartbeatRequest", &mut this.unknown_tagged_fields)?; }
+        if v >= 3 {
+            this.group_instance_id =
+                get_opt_string(buf, flex, v >= 3, "HeartbeatRequest.group_instance_id")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "HeartbeatRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `HeartbeatResponse` (HeartbeatResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,20 @@ impl Default for HeartbeatResponse {
 impl Encode for HeartbeatResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "HeartbeatResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "HeartbeatResponse",
+                version: v,
+            });
+        }
         let flex = v >= 4;
-        if v >= 1 { put_i32(buf, self.throttle_time_ms); }
+        if v >= 1 {
+            put_i32(buf, self.throttle_time_ms);
+        }
         put_i16(buf, self.error_code);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "HeartbeatResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "HeartbeatResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,13 +63,21 @@ impl Encode for HeartbeatResponse {
 impl Decode for HeartbeatResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "HeartbeatResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "HeartbeatResponse",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         let mut this = Self::default();
-        if v >= 1 { this.throttle_time_ms = get_i32(buf, "HeartbeatResponse.throttle_time_ms")?; }
+        if v >= 1 {
+            this.throttle_time_ms = get_i32(buf, "HeartbeatResponse.throttle_time_ms")?;
+        }
         this.error_code = get_i16(buf, "HeartbeatResponse.error_code")?;
-        if flex { get_unknown_tags(buf, "HeartbeatResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "HeartbeatResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

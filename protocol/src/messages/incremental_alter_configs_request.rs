@@ -4,7 +4,13 @@
 
 //! `IncrementalAlterConfigsRequest` (IncrementalAlterConfigsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,28 @@ impl Default for IncrementalAlterConfigsRequest {
 impl Encode for IncrementalAlterConfigsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "IncrementalAlterConfigsRequest", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "IncrementalAlterConfigsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 1;
-        put_array(buf, &self.resources, v, flex, "IncrementalAlterConfigsRequest.resources")?;
+        put_array(
+            buf,
+            &self.resources,
+            v,
+            flex,
+            "IncrementalAlterConfigsRequest.resources",
+        )?;
         put_bool(buf, self.validate_only);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "IncrementalAlterConfigsRequest")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "IncrementalAlterConfigsRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -48,12 +71,23 @@ impl Encode for IncrementalAlterConfigsRequest {
 impl Decode for IncrementalAlterConfigsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "IncrementalAlterConfigsRequest", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "IncrementalAlterConfigsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 1;
         let mut this = Self::default();
         this.resources = get_array(buf, v, flex, "IncrementalAlterConfigsRequest.resources")?;
         this.validate_only = get_bool(buf, "IncrementalAlterConfigsRequest.validate_only")?;
-        if flex { get_unknown_tags(buf, "IncrementalAlterConfigsRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "IncrementalAlterConfigsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -88,8 +122,17 @@ impl Encode for AlterableConfig {
         let flex = v >= 1;
         put_string(buf, &self.name, flex, "AlterableConfig.name")?;
         put_i8(buf, self.config_operation);
-        put_opt_string(buf, self.value.as_deref(), flex, true, "AlterableConfig.value", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterableConfig")?; }
+        put_opt_string(
+            buf,
+            self.value.as_deref(),
+            flex,
+            true,
+            "AlterableConfig.value",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterableConfig")?;
+        }
         Ok(())
     }
 }
@@ -102,14 +145,26 @@ impl Decode for AlterableConfig {
         this.name = get_string(buf, flex, "AlterableConfig.name")?;
         this.config_operation = get_i8(buf, "AlterableConfig.config_operation")?;
         this.value = get_opt_string(buf, flex, true, "AlterableConfig.value")?;
-        if flex { get_unknown_tags(buf, "AlterableConfig", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "AlterableConfig", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AlterableConfig {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `AlterConfigsResource` of `IncrementalAlterConfigsRequest`.
@@ -141,9 +196,16 @@ impl Encode for AlterConfigsResource {
         let v = version;
         let flex = v >= 1;
         put_i8(buf, self.resource_type);
-        put_string(buf, &self.resource_name, flex, "AlterConfigsResource.resource_name")?;
+        put_string(
+            buf,
+            &self.resource_name,
+            flex,
+            "AlterConfigsResource.resource_name",
+        )?;
         put_array(buf, &self.configs, v, flex, "AlterConfigsResource.configs")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsResource")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsResource")?;
+        }
         Ok(())
     }
 }
@@ -156,13 +218,24 @@ impl Decode for AlterConfigsResource {
         this.resource_type = get_i8(buf, "AlterConfigsResource.resource_type")?;
         this.resource_name = get_string(buf, flex, "AlterConfigsResource.resource_name")?;
         this.configs = get_array(buf, v, flex, "AlterConfigsResource.configs")?;
-        if flex { get_unknown_tags(buf, "AlterConfigsResource", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "AlterConfigsResource", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AlterConfigsResource {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

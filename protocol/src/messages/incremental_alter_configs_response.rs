@@ -4,7 +4,13 @@
 
 //! `IncrementalAlterConfigsResponse` (IncrementalAlterConfigsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,28 @@ impl Default for IncrementalAlterConfigsResponse {
 impl Encode for IncrementalAlterConfigsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "IncrementalAlterConfigsResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "IncrementalAlterConfigsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 1;
         put_i32(buf, self.throttle_time_ms);
-        put_array(buf, &self.responses, v, flex, "IncrementalAlterConfigsResponse.responses")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "IncrementalAlterConfigsResponse")?; }
+        put_array(
+            buf,
+            &self.responses,
+            v,
+            flex,
+            "IncrementalAlterConfigsResponse.responses",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "IncrementalAlterConfigsResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -48,12 +71,23 @@ impl Encode for IncrementalAlterConfigsResponse {
 impl Decode for IncrementalAlterConfigsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "IncrementalAlterConfigsResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "IncrementalAlterConfigsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 1;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "IncrementalAlterConfigsResponse.throttle_time_ms")?;
         this.responses = get_array(buf, v, flex, "IncrementalAlterConfigsResponse.responses")?;
-        if flex { get_unknown_tags(buf, "IncrementalAlterConfigsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "IncrementalAlterConfigsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -90,10 +124,28 @@ impl Encode for AlterConfigsResourceResponse {
         let v = version;
         let flex = v >= 1;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), flex, true, "AlterConfigsResourceResponse.error_message", v)?;
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            flex,
+            true,
+            "AlterConfigsResourceResponse.error_message",
+            v,
+        )?;
         put_i8(buf, self.resource_type);
-        put_string(buf, &self.resource_name, flex, "AlterConfigsResourceResponse.resource_name")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "AlterConfigsResourceResponse")?; }
+        put_string(
+            buf,
+            &self.resource_name,
+            flex,
+            "AlterConfigsResourceResponse.resource_name",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "AlterConfigsResourceResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -104,16 +156,36 @@ impl Decode for AlterConfigsResourceResponse {
         let flex = v >= 1;
         let mut this = Self::default();
         this.error_code = get_i16(buf, "AlterConfigsResourceResponse.error_code")?;
-        this.error_message = get_opt_string(buf, flex, true, "AlterConfigsResourceResponse.error_message")?;
+        this.error_message = get_opt_string(
+            buf,
+            flex,
+            true,
+            "AlterConfigsResourceResponse.error_message",
+        )?;
         this.resource_type = get_i8(buf, "AlterConfigsResourceResponse.resource_type")?;
         this.resource_name = get_string(buf, flex, "AlterConfigsResourceResponse.resource_name")?;
-        if flex { get_unknown_tags(buf, "AlterConfigsResourceResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "AlterConfigsResourceResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for AlterConfigsResourceResponse {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

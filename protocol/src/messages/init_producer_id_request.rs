@@ -4,7 +4,13 @@
 
 //! `InitProducerIdRequest` (InitProducerIdRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,31 @@ impl Default for InitProducerIdRequest {
 impl Encode for InitProducerIdRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "InitProducerIdRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "InitProducerIdRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
-        put_opt_string(buf, self.transactional_id.as_deref(), flex, true, "InitProducerIdRequest.transactional_id", v)?;
+        put_opt_string(
+            buf,
+            self.transactional_id.as_deref(),
+            flex,
+            true,
+            "InitProducerIdRequest.transactional_id",
+            v,
+        )?;
         put_i32(buf, self.transaction_timeout_ms);
-        if v >= 3 { put_i64(buf, self.producer_id); }
-        if v >= 3 { put_i16(buf, self.producer_epoch); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "InitProducerIdRequest")?; }
+        if v >= 3 {
+            put_i64(buf, self.producer_id);
+        }
+        if v >= 3 {
+            put_i16(buf, self.producer_epoch);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "InitProducerIdRequest")?;
+        }
         Ok(())
     }
 }
@@ -56,15 +80,30 @@ impl Encode for InitProducerIdRequest {
 impl Decode for InitProducerIdRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "InitProducerIdRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "InitProducerIdRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
-        this.transactional_id = get_opt_string(buf, flex, true, "InitProducerIdRequest.transactional_id")?;
+        this.transactional_id =
+            get_opt_string(buf, flex, true, "InitProducerIdRequest.transactional_id")?;
         this.transaction_timeout_ms = get_i32(buf, "InitProducerIdRequest.transaction_timeout_ms")?;
-        if v >= 3 { this.producer_id = get_i64(buf, "InitProducerIdRequest.producer_id")?; }
-        if v >= 3 { this.producer_epoch = get_i16(buf, "InitProducerIdRequest.producer_epoch")?; }
-        if flex { get_unknown_tags(buf, "InitProducerIdRequest", &mut this.unknown_tagged_fields)?; }
+        if v >= 3 {
+            this.producer_id = get_i64(buf, "InitProducerIdRequest.producer_id")?;
+        }
+        if v >= 3 {
+            this.producer_epoch = get_i16(buf, "InitProducerIdRequest.producer_epoch")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "InitProducerIdRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `InitProducerIdResponse` (InitProducerIdResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,20 @@ impl Default for InitProducerIdResponse {
 impl Encode for InitProducerIdResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "InitProducerIdResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "InitProducerIdResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
         put_i64(buf, self.producer_id);
         put_i16(buf, self.producer_epoch);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "InitProducerIdResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "InitProducerIdResponse")?;
+        }
         Ok(())
     }
 }
@@ -56,15 +69,25 @@ impl Encode for InitProducerIdResponse {
 impl Decode for InitProducerIdResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "InitProducerIdResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "InitProducerIdResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "InitProducerIdResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "InitProducerIdResponse.error_code")?;
         this.producer_id = get_i64(buf, "InitProducerIdResponse.producer_id")?;
         this.producer_epoch = get_i16(buf, "InitProducerIdResponse.producer_epoch")?;
-        if flex { get_unknown_tags(buf, "InitProducerIdResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "InitProducerIdResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

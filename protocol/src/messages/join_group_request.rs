@@ -4,7 +4,13 @@
 
 //! `JoinGroupRequest` (JoinGroupRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -54,17 +60,49 @@ impl Default for JoinGroupRequest {
 impl Encode for JoinGroupRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=9).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "JoinGroupRequest", version: v }); }
+        if !(0..=9).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "JoinGroupRequest",
+                version: v,
+            });
+        }
         let flex = v >= 6;
         put_string(buf, &self.group_id, flex, "JoinGroupRequest.group_id")?;
         put_i32(buf, self.session_timeout_ms);
-        if v >= 1 { put_i32(buf, self.rebalance_timeout_ms); }
+        if v >= 1 {
+            put_i32(buf, self.rebalance_timeout_ms);
+        }
         put_string(buf, &self.member_id, flex, "JoinGroupRequest.member_id")?;
-        if v >= 5 { put_opt_string(buf, self.group_instance_id.as_deref(), flex, v >= 5, "JoinGroupRequest.group_instance_id", v)?; }
-        put_string(buf, &self.protocol_type, flex, "JoinGroupRequest.protocol_type")?;
+        if v >= 5 {
+            put_opt_string(
+                buf,
+                self.group_instance_id.as_deref(),
+                flex,
+                v >= 5,
+                "JoinGroupRequest.group_instance_id",
+                v,
+            )?;
+        }
+        put_string(
+            buf,
+            &self.protocol_type,
+            flex,
+            "JoinGroupRequest.protocol_type",
+        )?;
         put_array(buf, &self.protocols, v, flex, "JoinGroupRequest.protocols")?;
-        if v >= 8 { put_opt_string(buf, self.reason.as_deref(), flex, v >= 8, "JoinGroupRequest.reason", v)?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "JoinGroupRequest")?; }
+        if v >= 8 {
+            put_opt_string(
+                buf,
+                self.reason.as_deref(),
+                flex,
+                v >= 8,
+                "JoinGroupRequest.reason",
+                v,
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "JoinGroupRequest")?;
+        }
         Ok(())
     }
 }
@@ -72,18 +110,32 @@ impl Encode for JoinGroupRequest {
 impl Decode for JoinGroupRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=9).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "JoinGroupRequest", version: v }); }
+        if !(0..=9).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "JoinGroupRequest",
+                version: v,
+            });
+        }
         let flex = v >= 6;
         let mut this = Self::default();
         this.group_id = get_string(buf, flex, "JoinGroupRequest.group_id")?;
         this.session_timeout_ms = get_i32(buf, "JoinGroupRequest.session_timeout_ms")?;
-        if v >= 1 { this.rebalance_timeout_ms = get_i32(buf, "JoinGroupRequest.rebalance_timeout_ms")?; }
+        if v >= 1 {
+            this.rebalance_timeout_ms = get_i32(buf, "JoinGroupRequest.rebalance_timeout_ms")?;
+        }
         this.member_id = get_string(buf, flex, "JoinGroupRequest.member_id")?;
-        if v >= 5 { this.group_instance_id = get_opt_string(buf, flex, v >= 5, "JoinGroupRequest.group_instance_id")?; }
+        if v >= 5 {
+            this.group_instance_id =
+                get_opt_string(buf, flex, v >= 5, "JoinGroupRequest.group_instance_id")?;
+        }
         this.protocol_type = get_string(buf, flex, "JoinGroupRequest.protocol_type")?;
         this.protocols = get_array(buf, v, flex, "JoinGroupRequest.protocols")?;
-        if v >= 8 { this.reason = get_opt_string(buf, flex, v >= 8, "JoinGroupRequest.reason")?; }
-        if flex { get_unknown_tags(buf, "JoinGroupRequest", &mut this.unknown_tagged_fields)?; }
+        if v >= 8 {
+            this.reason = get_opt_string(buf, flex, v >= 8, "JoinGroupRequest.reason")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "JoinGroupRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -114,8 +166,15 @@ impl Encode for JoinGroupRequestProtocol {
         let v = version;
         let flex = v >= 6;
         put_string(buf, &self.name, flex, "JoinGroupRequestProtocol.name")?;
-        put_bytes(buf, &self.metadata, flex, "JoinGroupRequestProtocol.metadata")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "JoinGroupRequestProtocol")?; }
+        put_bytes(
+            buf,
+            &self.metadata,
+            flex,
+            "JoinGroupRequestProtocol.metadata",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "JoinGroupRequestProtocol")?;
+        }
         Ok(())
     }
 }
@@ -127,13 +186,28 @@ impl Decode for JoinGroupRequestProtocol {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "JoinGroupRequestProtocol.name")?;
         this.metadata = get_bytes(buf, flex, "JoinGroupRequestProtocol.metadata")?;
-        if flex { get_unknown_tags(buf, "JoinGroupRequestProtocol", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "JoinGroupRequestProtocol",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for JoinGroupRequestProtocol {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `JoinGroupResponse` (JoinGroupResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -57,18 +63,45 @@ impl Default for JoinGroupResponse {
 impl Encode for JoinGroupResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=9).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "JoinGroupResponse", version: v }); }
+        if !(0..=9).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "JoinGroupResponse",
+                version: v,
+            });
+        }
         let flex = v >= 6;
-        if v >= 2 { put_i32(buf, self.throttle_time_ms); }
+        if v >= 2 {
+            put_i32(buf, self.throttle_time_ms);
+        }
         put_i16(buf, self.error_code);
         put_i32(buf, self.generation_id);
-        if v >= 7 { put_opt_string(buf, self.protocol_type.as_deref(), flex, v >= 7, "JoinGroupResponse.protocol_type", v)?; }
-        put_opt_string(buf, self.protocol_name.as_deref(), flex, v >= 7, "JoinGroupResponse.protocol_name", v)?;
+        if v >= 7 {
+            put_opt_string(
+                buf,
+                self.protocol_type.as_deref(),
+                flex,
+                v >= 7,
+                "JoinGroupResponse.protocol_type",
+                v,
+            )?;
+        }
+        put_opt_string(
+            buf,
+            self.protocol_name.as_deref(),
+            flex,
+            v >= 7,
+            "JoinGroupResponse.protocol_name",
+            v,
+        )?;
         put_string(buf, &self.leader, flex, "JoinGroupResponse.leader")?;
-        if v >= 9 { put_bool(buf, self.skip_assignment); }
+        if v >= 9 {
+            put_bool(buf, self.skip_assignment);
+        }
         put_string(buf, &self.member_id, flex, "JoinGroupResponse.member_id")?;
         put_array(buf, &self.members, v, flex, "JoinGroupResponse.members")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "JoinGroupResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "JoinGroupResponse")?;
+        }
         Ok(())
     }
 }
@@ -76,19 +109,33 @@ impl Encode for JoinGroupResponse {
 impl Decode for JoinGroupResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=9).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "JoinGroupResponse", version: v }); }
+        if !(0..=9).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "JoinGroupResponse",
+                version: v,
+            });
+        }
         let flex = v >= 6;
         let mut this = Self::default();
-        if v >= 2 { this.throttle_time_ms = get_i32(buf, "JoinGroupResponse.throttle_time_ms")?; }
+        if v >= 2 {
+            this.throttle_time_ms = get_i32(buf, "JoinGroupResponse.throttle_time_ms")?;
+        }
         this.error_code = get_i16(buf, "JoinGroupResponse.error_code")?;
         this.generation_id = get_i32(buf, "JoinGroupResponse.generation_id")?;
-        if v >= 7 { this.protocol_type = get_opt_string(buf, flex, v >= 7, "JoinGroupResponse.protocol_type")?; }
+        if v >= 7 {
+            this.protocol_type =
+                get_opt_string(buf, flex, v >= 7, "JoinGroupResponse.protocol_type")?;
+        }
         this.protocol_name = get_opt_string(buf, flex, v >= 7, "JoinGroupResponse.protocol_name")?;
         this.leader = get_string(buf, flex, "JoinGroupResponse.leader")?;
-        if v >= 9 { this.skip_assignment = get_bool(buf, "JoinGroupResponse.skip_assignment")?; }
+        if v >= 9 {
+            this.skip_assignment = get_bool(buf, "JoinGroupResponse.skip_assignment")?;
+        }
         this.member_id = get_string(buf, flex, "JoinGroupResponse.member_id")?;
         this.members = get_array(buf, v, flex, "JoinGroupResponse.members")?;
-        if flex { get_unknown_tags(buf, "JoinGroupResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "JoinGroupResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -121,10 +168,31 @@ impl Encode for JoinGroupResponseMember {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 6;
-        put_string(buf, &self.member_id, flex, "JoinGroupResponseMember.member_id")?;
-        if v >= 5 { put_opt_string(buf, self.group_instance_id.as_deref(), flex, v >= 5, "JoinGroupResponseMember.group_instance_id", v)?; }
-        put_bytes(buf, &self.metadata, flex, "JoinGroupResponseMember.metadata")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "JoinGroupResponseMember")?; }
+        put_string(
+            buf,
+            &self.member_id,
+            flex,
+            "JoinGroupResponseMember.member_id",
+        )?;
+        if v >= 5 {
+            put_opt_string(
+                buf,
+                self.group_instance_id.as_deref(),
+                flex,
+                v >= 5,
+                "JoinGroupResponseMember.group_instance_id",
+                v,
+            )?;
+        }
+        put_bytes(
+            buf,
+            &self.metadata,
+            flex,
+            "JoinGroupResponseMember.metadata",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "JoinGroupResponseMember")?;
+        }
         Ok(())
     }
 }
@@ -135,15 +203,37 @@ impl Decode for JoinGroupResponseMember {
         let flex = v >= 6;
         let mut this = Self::default();
         this.member_id = get_string(buf, flex, "JoinGroupResponseMember.member_id")?;
-        if v >= 5 { this.group_instance_id = get_opt_string(buf, flex, v >= 5, "JoinGroupResponseMember.group_instance_id")?; }
+        if v >= 5 {
+            this.group_instance_id = get_opt_string(
+                buf,
+                flex,
+                v >= 5,
+                "JoinGroupResponseMember.group_instance_id",
+            )?;
+        }
         this.metadata = get_bytes(buf, flex, "JoinGroupResponseMember.metadata")?;
-        if flex { get_unknown_tags(buf, "JoinGroupResponseMember", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "JoinGroupResponseMember",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for JoinGroupResponseMember {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `LeaveGroupRequest` (LeaveGroupRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,12 +45,23 @@ impl Default for LeaveGroupRequest {
 impl Encode for LeaveGroupRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "LeaveGroupRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "LeaveGroupRequest",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         put_string(buf, &self.group_id, flex, "LeaveGroupRequest.group_id")?;
-        if v <= 2 { put_string(buf, &self.member_id, flex, "LeaveGroupRequest.member_id")?; }
-        if v >= 3 { put_array(buf, &self.members, v, flex, "LeaveGroupRequest.members")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "LeaveGroupRequest")?; }
+        if v <= 2 {
+            put_string(buf, &self.member_id, flex, "LeaveGroupRequest.member_id")?;
+        }
+        if v >= 3 {
+            put_array(buf, &self.members, v, flex, "LeaveGroupRequest.members")?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "LeaveGroupRequest")?;
+        }
         Ok(())
     }
 }
@@ -52,13 +69,24 @@ impl Encode for LeaveGroupRequest {
 impl Decode for LeaveGroupRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "LeaveGroupRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "LeaveGroupRequest",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         let mut this = Self::default();
         this.group_id = get_string(buf, flex, "LeaveGroupRequest.group_id")?;
-        if v <= 2 { this.member_id = get_string(buf, flex, "LeaveGroupRequest.member_id")?; }
-        if v >= 3 { this.members = get_array(buf, v, flex, "LeaveGroupRequest.members")?; }
-        if flex { get_unknown_tags(buf, "LeaveGroupRequest", &mut this.unknown_tagged_fields)?; }
+        if v <= 2 {
+            this.member_id = get_string(buf, flex, "LeaveGroupRequest.member_id")?;
+        }
+        if v >= 3 {
+            this.members = get_array(buf, v, flex, "LeaveGroupRequest.members")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "LeaveGroupRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -91,10 +119,32 @@ impl Encode for MemberIdentity {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 4;
-        if v >= 3 { put_string(buf, &self.member_id, flex, "MemberIdentity.member_id")?; }
-        if v >= 3 { put_opt_string(buf, self.group_instance_id.as_deref(), flex, v >= 3, "MemberIdentity.group_instance_id", v)?; }
-        if v >= 5 { put_opt_string(buf, self.reason.as_deref(), flex, v >= 5, "MemberIdentity.reason", v)?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "MemberIdentity")?; }
+        if v >= 3 {
+            put_string(buf, &self.member_id, flex, "MemberIdentity.member_id")?;
+        }
+        if v >= 3 {
+            put_opt_string(
+                buf,
+                self.group_instance_id.as_deref(),
+                flex,
+                v >= 3,
+                "MemberIdentity.group_instance_id",
+                v,
+            )?;
+        }
+        if v >= 5 {
+            put_opt_string(
+                buf,
+                self.reason.as_deref(),
+                flex,
+                v >= 5,
+                "MemberIdentity.reason",
+                v,
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "MemberIdentity")?;
+        }
         Ok(())
     }
 }
@@ -104,16 +154,34 @@ impl Decode for MemberIdentity {
         let v = version;
         let flex = v >= 4;
         let mut this = Self::default();
-        if v >= 3 { this.member_id = get_string(buf, flex, "MemberIdentity.member_id")?; }
-        if v >= 3 { this.group_instance_id = get_opt_string(buf, flex, v >= 3, "MemberIdentity.group_instance_id")?; }
-        if v >= 5 { this.reason = get_opt_string(buf, flex, v >= 5, "MemberIdentity.reason")?; }
-        if flex { get_unknown_tags(buf, "MemberIdentity", &mut this.unknown_tagged_fields)?; }
+        if v >= 3 {
+            this.member_id = get_string(buf, flex, "MemberIdentity.member_id")?;
+        }
+        if v >= 3 {
+            this.group_instance_id =
+                get_opt_string(buf, flex, v >= 3, "MemberIdentity.group_instance_id")?;
+        }
+        if v >= 5 {
+            this.reason = get_opt_string(buf, flex, v >= 5, "MemberIdentity.reason")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "MemberIdentity", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for MemberIdentity {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

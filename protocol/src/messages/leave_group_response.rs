@@ -4,7 +4,13 @@
 
 //! `LeaveGroupResponse` (LeaveGroupResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,12 +45,23 @@ impl Default for LeaveGroupResponse {
 impl Encode for LeaveGroupResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "LeaveGroupResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "LeaveGroupResponse",
+                version: v,
+            });
+        }
         let flex = v >= 4;
-        if v >= 1 { put_i32(buf, self.throttle_time_ms); }
+        if v >= 1 {
+            put_i32(buf, self.throttle_time_ms);
+        }
         put_i16(buf, self.error_code);
-        if v >= 3 { put_array(buf, &self.members, v, flex, "LeaveGroupResponse.members")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "LeaveGroupResponse")?; }
+        if v >= 3 {
+            put_array(buf, &self.members, v, flex, "LeaveGroupResponse.members")?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "LeaveGroupResponse")?;
+        }
         Ok(())
     }
 }
@@ -52,13 +69,24 @@ impl Encode for LeaveGroupResponse {
 impl Decode for LeaveGroupResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "LeaveGroupResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "LeaveGroupResponse",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         let mut this = Self::default();
-        if v >= 1 { this.throttle_time_ms = get_i32(buf, "LeaveGroupResponse.throttle_time_ms")?; }
+        if v >= 1 {
+            this.throttle_time_ms = get_i32(buf, "LeaveGroupResponse.throttle_time_ms")?;
+        }
         this.error_code = get_i16(buf, "LeaveGroupResponse.error_code")?;
-        if v >= 3 { this.members = get_array(buf, v, flex, "LeaveGroupResponse.members")?; }
-        if flex { get_unknown_tags(buf, "LeaveGroupResponse", &mut this.unknown_tagged_fields)?; }
+        if v >= 3 {
+            this.members = get_array(buf, v, flex, "LeaveGroupResponse.members")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "LeaveGroupResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -91,10 +119,25 @@ impl Encode for MemberResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 4;
-        if v >= 3 { put_string(buf, &self.member_id, flex, "MemberResponse.member_id")?; }
-        if v >= 3 { put_opt_string(buf, self.group_instance_id.as_deref(), flex, v >= 3, "MemberResponse.group_instance_id", v)?; }
-        if v >= 3 { put_i16(buf, self.error_code); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "MemberResponse")?; }
+        if v >= 3 {
+            put_string(buf, &self.member_id, flex, "MemberResponse.member_id")?;
+        }
+        if v >= 3 {
+            put_opt_string(
+                buf,
+                self.group_instance_id.as_deref(),
+                flex,
+                v >= 3,
+                "MemberResponse.group_instance_id",
+                v,
+            )?;
+        }
+        if v >= 3 {
+            put_i16(buf, self.error_code);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "MemberResponse")?;
+        }
         Ok(())
     }
 }
@@ -104,16 +147,34 @@ impl Decode for MemberResponse {
         let v = version;
         let flex = v >= 4;
         let mut this = Self::default();
-        if v >= 3 { this.member_id = get_string(buf, flex, "MemberResponse.member_id")?; }
-        if v >= 3 { this.group_instance_id = get_opt_string(buf, flex, v >= 3, "MemberResponse.group_instance_id")?; }
-        if v >= 3 { this.error_code = get_i16(buf, "MemberResponse.error_code")?; }
-        if flex { get_unknown_tags(buf, "MemberResponse", &mut this.unknown_tagged_fields)?; }
+        if v >= 3 {
+            this.member_id = get_string(buf, flex, "MemberResponse.member_id")?;
+        }
+        if v >= 3 {
+            this.group_instance_id =
+                get_opt_string(buf, flex, v >= 3, "MemberResponse.group_instance_id")?;
+        }
+        if v >= 3 {
+            this.error_code = get_i16(buf, "MemberResponse.error_code")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "MemberResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for MemberResponse {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `ListClientMetricsResourcesRequest` (ListClientMetricsResourcesRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -30,8 +36,19 @@ impl Default for ListClientMetricsResourcesRequest {
 impl Encode for ListClientMetricsResourcesRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListClientMetricsResourcesRequest", version: v }); }
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListClientMetricsResourcesRequest")?; }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ListClientMetricsResourcesRequest",
+                version: v,
+            });
+        }
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "ListClientMetricsResourcesRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -39,10 +56,20 @@ impl Encode for ListClientMetricsResourcesRequest {
 impl Decode for ListClientMetricsResourcesRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ListClientMetricsResourcesRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ListClientMetricsResourcesRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
-        if true { get_unknown_tags(buf, "ListClientMetricsResourcesRequest", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "ListClientMetricsResourcesRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `ListClientMetricsResourcesResponse` (ListClientMetricsResourcesResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,11 +45,28 @@ impl Default for ListClientMetricsResourcesResponse {
 impl Encode for ListClientMetricsResourcesResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListClientMetricsResourcesResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ListClientMetricsResourcesResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        put_array(buf, &self.client_metrics_resources, v, true, "ListClientMetricsResourcesResponse.client_metrics_resources")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListClientMetricsResourcesResponse")?; }
+        put_array(
+            buf,
+            &self.client_metrics_resources,
+            v,
+            true,
+            "ListClientMetricsResourcesResponse.client_metrics_resources",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "ListClientMetricsResourcesResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -51,12 +74,29 @@ impl Encode for ListClientMetricsResourcesResponse {
 impl Decode for ListClientMetricsResourcesResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ListClientMetricsResourcesResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ListClientMetricsResourcesResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
-        this.throttle_time_ms = get_i32(buf, "ListClientMetricsResourcesResponse.throttle_time_ms")?;
+        this.throttle_time_ms =
+            get_i32(buf, "ListClientMetricsResourcesResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "ListClientMetricsResourcesResponse.error_code")?;
-        this.client_metrics_resources = get_array(buf, v, true, "ListClientMetricsResourcesResponse.client_metrics_resources")?;
-        if true { get_unknown_tags(buf, "ListClientMetricsResourcesResponse", &mut this.unknown_tagged_fields)?; }
+        this.client_metrics_resources = get_array(
+            buf,
+            v,
+            true,
+            "ListClientMetricsResourcesResponse.client_metrics_resources",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "ListClientMetricsResourcesResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -83,7 +123,9 @@ impl Encode for ClientMetricsResource {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, true, "ClientMetricsResource.name")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ClientMetricsResource")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ClientMetricsResource")?;
+        }
         Ok(())
     }
 }
@@ -93,13 +135,28 @@ impl Decode for ClientMetricsResource {
         let v = version;
         let mut this = Self::default();
         this.name = get_string(buf, true, "ClientMetricsResource.name")?;
-        if true { get_unknown_tags(buf, "ClientMetricsResource", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "ClientMetricsResource",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ClientMetricsResource {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

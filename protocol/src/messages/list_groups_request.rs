@@ -4,7 +4,13 @@
 
 //! `ListGroupsRequest` (ListGroupsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,34 @@ impl Default for ListGroupsRequest {
 impl Encode for ListGroupsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListGroupsRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ListGroupsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
-        if v >= 4 { put_array(buf, &self.states_filter, v, flex, "ListGroupsRequest.states_filter")?; }
-        if v >= 5 { put_array(buf, &self.types_filter, v, flex, "ListGroupsRequest.types_filter")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListGroupsRequest")?; }
+        if v >= 4 {
+            put_array(
+                buf,
+                &self.states_filter,
+                v,
+                flex,
+                "ListGroupsRequest.states_filter",
+            )?;
+        }
+        if v >= 5 {
+            put_array(
+                buf,
+                &self.types_filter,
+                v,
+                flex,
+                "ListGroupsRequest.types_filter",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ListGroupsRequest")?;
+        }
         Ok(())
     }
 }
@@ -48,13 +77,23 @@ impl Encode for ListGroupsRequest {
 impl Decode for ListGroupsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ListGroupsRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ListGroupsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
-        if v >= 4 { this.states_filter = get_array(buf, v, flex, "ListGroupsRequest.states_filter")?; }
-        if v >= 5 { this.types_filter = get_array(buf, v, flex, "ListGroupsRequest.types_filter")?; }
-        if flex { get_unknown_tags(buf, "ListGroupsRequest", &mut this.unknown_tagged_fields)?; }
+        if v >= 4 {
+            this.states_filter = get_array(buf, v, flex, "ListGroupsRequest.states_filter")?;
+        }
+        if v >= 5 {
+            this.types_filter = get_array(buf, v, flex, "ListGroupsRequest.types_filter")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "ListGroupsRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

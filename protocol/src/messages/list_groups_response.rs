@@ -4,7 +4,13 @@
 
 //! `ListGroupsResponse` (ListGroupsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,12 +45,21 @@ impl Default for ListGroupsResponse {
 impl Encode for ListGroupsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListGroupsResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ListGroupsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
-        if v >= 1 { put_i32(buf, self.throttle_time_ms); }
+        if v >= 1 {
+            put_i32(buf, self.throttle_time_ms);
+        }
         put_i16(buf, self.error_code);
         put_array(buf, &self.groups, v, flex, "ListGroupsResponse.groups")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListGroupsResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ListGroupsResponse")?;
+        }
         Ok(())
     }
 }
@@ -52,13 +67,22 @@ impl Encode for ListGroupsResponse {
 impl Decode for ListGroupsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ListGroupsResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ListGroupsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
-        if v >= 1 { this.throttle_time_ms = get_i32(buf, "ListGroupsResponse.throttle_time_ms")?; }
+        if v >= 1 {
+            this.throttle_time_ms = get_i32(buf, "ListGroupsResponse.throttle_time_ms")?;
+        }
         this.error_code = get_i16(buf, "ListGroupsResponse.error_code")?;
         this.groups = get_array(buf, v, flex, "ListGroupsResponse.groups")?;
-        if flex { get_unknown_tags(buf, "ListGroupsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "ListGroupsResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -96,9 +120,15 @@ impl Encode for ListedGroup {
         let flex = v >= 3;
         put_string(buf, &self.group_id, flex, "ListedGroup.group_id")?;
         put_string(buf, &self.protocol_type, flex, "ListedGroup.protocol_type")?;
-        if v >= 4 { put_string(buf, &self.group_state, flex, "ListedGroup.group_state")?; }
-        if v >= 5 { put_string(buf, &self.group_type, flex, "ListedGroup.group_type")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListedGroup")?; }
+        if v >= 4 {
+            put_string(buf, &self.group_state, flex, "ListedGroup.group_state")?;
+        }
+        if v >= 5 {
+            put_string(buf, &self.group_type, flex, "ListedGroup.group_type")?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ListedGroup")?;
+        }
         Ok(())
     }
 }
@@ -110,15 +140,30 @@ impl Decode for ListedGroup {
         let mut this = Self::default();
         this.group_id = get_string(buf, flex, "ListedGroup.group_id")?;
         this.protocol_type = get_string(buf, flex, "ListedGroup.protocol_type")?;
-        if v >= 4 { this.group_state = get_string(buf, flex, "ListedGroup.group_state")?; }
-        if v >= 5 { this.group_type = get_string(buf, flex, "ListedGroup.group_type")?; }
-        if flex { get_unknown_tags(buf, "ListedGroup", &mut this.unknown_tagged_fields)?; }
+        if v >= 4 {
+            this.group_state = get_string(buf, flex, "ListedGroup.group_state")?;
+        }
+        if v >= 5 {
+            this.group_type = get_string(buf, flex, "ListedGroup.group_type")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "ListedGroup", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ListedGroup {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `ListOffsetsRequest` (ListOffsetsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,24 @@ impl Default for ListOffsetsRequest {
 impl Encode for ListOffsetsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=10).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListOffsetsRequest", version: v }); }
+        if !(0..=10).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ListOffsetsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 6;
         put_i32(buf, self.replica_id);
-        if v >= 2 { put_i8(buf, self.isolation_level); }
+        if v >= 2 {
+            put_i8(buf, self.isolation_level);
+        }
         put_array(buf, &self.topics, v, flex, "ListOffsetsRequest.topics")?;
-        if v >= 10 { put_i32(buf, self.timeout_ms); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListOffsetsRequest")?; }
+        if v >= 10 {
+            put_i32(buf, self.timeout_ms);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ListOffsetsRequest")?;
+        }
         Ok(())
     }
 }
@@ -56,14 +73,25 @@ impl Encode for ListOffsetsRequest {
 impl Decode for ListOffsetsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=10).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ListOffsetsRequest", version: v }); }
+        if !(0..=10).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ListOffsetsRequest",
+                version: v,
+            });
+        }
         let flex = v >= 6;
         let mut this = Self::default();
         this.replica_id = get_i32(buf, "ListOffsetsRequest.replica_id")?;
-        if v >= 2 { this.isolation_level = get_i8(buf, "ListOffsetsRequest.isolation_level")?; }
+        if v >= 2 {
+            this.isolation_level = get_i8(buf, "ListOffsetsRequest.isolation_level")?;
+        }
         this.topics = get_array(buf, v, flex, "ListOffsetsRequest.topics")?;
-        if v >= 10 { this.timeout_ms = get_i32(buf, "ListOffsetsRequest.timeout_ms")?; }
-        if flex { get_unknown_tags(buf, "ListOffsetsRequest", &mut this.unknown_tagged_fields)?; }
+        if v >= 10 {
+            this.timeout_ms = get_i32(buf, "ListOffsetsRequest.timeout_ms")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "ListOffsetsRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -100,10 +128,16 @@ impl Encode for ListOffsetsPartition {
         let v = version;
         let flex = v >= 6;
         put_i32(buf, self.partition_index);
-        if v >= 4 { put_i32(buf, self.current_leader_epoch); }
+        if v >= 4 {
+            put_i32(buf, self.current_leader_epoch);
+        }
         put_i64(buf, self.timestamp);
-        if v <= 0 { put_i32(buf, self.max_num_offsets); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListOffsetsPartition")?; }
+        if v <= 0 {
+            put_i32(buf, self.max_num_offsets);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ListOffsetsPartition")?;
+        }
         Ok(())
     }
 }
@@ -114,17 +148,33 @@ impl Decode for ListOffsetsPartition {
         let flex = v >= 6;
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "ListOffsetsPartition.partition_index")?;
-        if v >= 4 { this.current_leader_epoch = get_i32(buf, "ListOffsetsPartition.current_leader_epoch")?; }
+        if v >= 4 {
+            this.current_leader_epoch = get_i32(buf, "ListOffsetsPartition.current_leader_epoch")?;
+        }
         this.timestamp = get_i64(buf, "ListOffsetsPartition.timestamp")?;
-        if v <= 0 { this.max_num_offsets = get_i32(buf, "ListOffsetsPartition.max_num_offsets")?; }
-        if flex { get_unknown_tags(buf, "ListOffsetsPartition", &mut this.unknown_tagged_fields)?; }
+        if v <= 0 {
+            this.max_num_offsets = get_i32(buf, "ListOffsetsPartition.max_num_offsets")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "ListOffsetsPartition", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ListOffsetsPartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `ListOffsetsTopic` of `ListOffsetsRequest`.
@@ -153,8 +203,16 @@ impl Encode for ListOffsetsTopic {
         let v = version;
         let flex = v >= 6;
         put_string(buf, &self.name, flex, "ListOffsetsTopic.name")?;
-        put_array(buf, &self.partitions, v, flex, "ListOffsetsTopic.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListOffsetsTopic")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "ListOffsetsTopic.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ListOffsetsTopic")?;
+        }
         Ok(())
     }
 }
@@ -166,13 +224,24 @@ impl Decode for ListOffsetsTopic {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "ListOffsetsTopic.name")?;
         this.partitions = get_array(buf, v, flex, "ListOffsetsTopic.partitions")?;
-        if flex { get_unknown_tags(buf, "ListOffsetsTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "ListOffsetsTopic", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ListOffsetsTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

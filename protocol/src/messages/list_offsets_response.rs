@@ -4,7 +4,13 @@
 
 //! `ListOffsetsResponse` (ListOffsetsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,20 @@ impl Default for ListOffsetsResponse {
 impl Encode for ListOffsetsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=10).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListOffsetsResponse", version: v }); }
+        if !(0..=10).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ListOffsetsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 6;
-        if v >= 2 { put_i32(buf, self.throttle_time_ms); }
+        if v >= 2 {
+            put_i32(buf, self.throttle_time_ms);
+        }
         put_array(buf, &self.topics, v, flex, "ListOffsetsResponse.topics")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListOffsetsResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ListOffsetsResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +63,21 @@ impl Encode for ListOffsetsResponse {
 impl Decode for ListOffsetsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=10).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ListOffsetsResponse", version: v }); }
+        if !(0..=10).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ListOffsetsResponse",
+                version: v,
+            });
+        }
         let flex = v >= 6;
         let mut this = Self::default();
-        if v >= 2 { this.throttle_time_ms = get_i32(buf, "ListOffsetsResponse.throttle_time_ms")?; }
+        if v >= 2 {
+            this.throttle_time_ms = get_i32(buf, "ListOffsetsResponse.throttle_time_ms")?;
+        }
         this.topics = get_array(buf, v, flex, "ListOffsetsResponse.topics")?;
-        if flex { get_unknown_tags(buf, "ListOffsetsResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "ListOffsetsResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -97,11 +121,31 @@ impl Encode for ListOffsetsPartitionResponse {
         let flex = v >= 6;
         put_i32(buf, self.partition_index);
         put_i16(buf, self.error_code);
-        if v <= 0 { put_array(buf, &self.old_style_offsets, v, flex, "ListOffsetsPartitionResponse.old_style_offsets")?; }
-        if v >= 1 { put_i64(buf, self.timestamp); }
-        if v >= 1 { put_i64(buf, self.offset); }
-        if v >= 4 { put_i32(buf, self.leader_epoch); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListOffsetsPartitionResponse")?; }
+        if v <= 0 {
+            put_array(
+                buf,
+                &self.old_style_offsets,
+                v,
+                flex,
+                "ListOffsetsPartitionResponse.old_style_offsets",
+            )?;
+        }
+        if v >= 1 {
+            put_i64(buf, self.timestamp);
+        }
+        if v >= 1 {
+            put_i64(buf, self.offset);
+        }
+        if v >= 4 {
+            put_i32(buf, self.leader_epoch);
+        }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "ListOffsetsPartitionResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -113,18 +157,47 @@ impl Decode for ListOffsetsPartitionResponse {
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "ListOffsetsPartitionResponse.partition_index")?;
         this.error_code = get_i16(buf, "ListOffsetsPartitionResponse.error_code")?;
-        if v <= 0 { this.old_style_offsets = get_array(buf, v, flex, "ListOffsetsPartitionResponse.old_style_offsets")?; }
-        if v >= 1 { this.timestamp = get_i64(buf, "ListOffsetsPartitionResponse.timestamp")?; }
-        if v >= 1 { this.offset = get_i64(buf, "ListOffsetsPartitionResponse.offset")?; }
-        if v >= 4 { this.leader_epoch = get_i32(buf, "ListOffsetsPartitionResponse.leader_epoch")?; }
-        if flex { get_unknown_tags(buf, "ListOffsetsPartitionResponse", &mut this.unknown_tagged_fields)?; }
+        if v <= 0 {
+            this.old_style_offsets = get_array(
+                buf,
+                v,
+                flex,
+                "ListOffsetsPartitionResponse.old_style_offsets",
+            )?;
+        }
+        if v >= 1 {
+            this.timestamp = get_i64(buf, "ListOffsetsPartitionResponse.timestamp")?;
+        }
+        if v >= 1 {
+            this.offset = get_i64(buf, "ListOffsetsPartitionResponse.offset")?;
+        }
+        if v >= 4 {
+            this.leader_epoch = get_i32(buf, "ListOffsetsPartitionResponse.leader_epoch")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "ListOffsetsPartitionResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ListOffsetsPartitionResponse {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `ListOffsetsTopicResponse` of `ListOffsetsResponse`.
@@ -153,8 +226,16 @@ impl Encode for ListOffsetsTopicResponse {
         let v = version;
         let flex = v >= 6;
         put_string(buf, &self.name, flex, "ListOffsetsTopicResponse.name")?;
-        put_array(buf, &self.partitions, v, flex, "ListOffsetsTopicResponse.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListOffsetsTopicResponse")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "ListOffsetsTopicResponse.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ListOffsetsTopicResponse")?;
+        }
         Ok(())
     }
 }
@@ -166,13 +247,28 @@ impl Decode for ListOffsetsTopicResponse {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "ListOffsetsTopicResponse.name")?;
         this.partitions = get_array(buf, v, flex, "ListOffsetsTopicResponse.partitions")?;
-        if flex { get_unknown_tags(buf, "ListOffsetsTopicResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "ListOffsetsTopicResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ListOffsetsTopicResponse {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `ListPartitionReassignmentsRequest` (ListPartitionReassignmentsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,10 +42,28 @@ impl Default for ListPartitionReassignmentsRequest {
 impl Encode for ListPartitionReassignmentsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListPartitionReassignmentsRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ListPartitionReassignmentsRequest",
+                version: v,
+            });
+        }
         put_i32(buf, self.timeout_ms);
-        put_opt_array(buf, self.topics.as_deref(), v, true, true, "ListPartitionReassignmentsRequest.topics")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListPartitionReassignmentsRequest")?; }
+        put_opt_array(
+            buf,
+            self.topics.as_deref(),
+            v,
+            true,
+            true,
+            "ListPartitionReassignmentsRequest.topics",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "ListPartitionReassignmentsRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -47,11 +71,28 @@ impl Encode for ListPartitionReassignmentsRequest {
 impl Decode for ListPartitionReassignmentsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ListPartitionReassignmentsRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ListPartitionReassignmentsRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.timeout_ms = get_i32(buf, "ListPartitionReassignmentsRequest.timeout_ms")?;
-        this.topics = get_opt_array(buf, v, true, true, "ListPartitionReassignmentsRequest.topics")?;
-        if true { get_unknown_tags(buf, "ListPartitionReassignmentsRequest", &mut this.unknown_tagged_fields)?; }
+        this.topics = get_opt_array(
+            buf,
+            v,
+            true,
+            true,
+            "ListPartitionReassignmentsRequest.topics",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "ListPartitionReassignmentsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -80,9 +121,26 @@ impl Default for ListPartitionReassignmentsTopics {
 impl Encode for ListPartitionReassignmentsTopics {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        put_string(buf, &self.name, true, "ListPartitionReassignmentsTopics.name")?;
-        put_array(buf, &self.partition_indexes, v, true, "ListPartitionReassignmentsTopics.partition_indexes")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListPartitionReassignmentsTopics")?; }
+        put_string(
+            buf,
+            &self.name,
+            true,
+            "ListPartitionReassignmentsTopics.name",
+        )?;
+        put_array(
+            buf,
+            &self.partition_indexes,
+            v,
+            true,
+            "ListPartitionReassignmentsTopics.partition_indexes",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "ListPartitionReassignmentsTopics",
+            )?;
+        }
         Ok(())
     }
 }
@@ -92,14 +150,34 @@ impl Decode for ListPartitionReassignmentsTopics {
         let v = version;
         let mut this = Self::default();
         this.name = get_string(buf, true, "ListPartitionReassignmentsTopics.name")?;
-        this.partition_indexes = get_array(buf, v, true, "ListPartitionReassignmentsTopics.partition_indexes")?;
-        if true { get_unknown_tags(buf, "ListPartitionReassignmentsTopics", &mut this.unknown_tagged_fields)?; }
+        this.partition_indexes = get_array(
+            buf,
+            v,
+            true,
+            "ListPartitionReassignmentsTopics.partition_indexes",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "ListPartitionReassignmentsTopics",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for ListPartitionReassignmentsTopics {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `ListPartitionReassignmentsResponse` (ListPartitionReassignmentsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,12 +48,36 @@ impl Default for ListPartitionReassignmentsResponse {
 impl Encode for ListPartitionReassignmentsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListPartitionReassignmentsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ListPartitionReassignmentsResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), true, true, "ListPartitionReassignmentsResponse.error_message", v)?;
-        put_array(buf, &self.topics, v, true, "ListPartitionReassignmentsResponse.topics")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListPartitionReassignmentsResponse")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            true,
+            true,
+            "ListPartitionReassignmentsResponse.error_message",
+            v,
+        )?;
+        put_array(
+            buf,
+            &self.topics,
+            v,
+            true,
+            "ListPartitionReassignmentsResponse.topics",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "ListPartitionReassignmentsResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -55,13 +85,30 @@ impl Encode for ListPartitionReassignmentsResponse {
 impl Decode for ListPartitionReassignmentsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ListPartitionReassignmentsResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ListPartitionReassignmentsResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
-        this.throttle_time_ms = get_i32(buf, "ListPartitionReassignmentsResponse.throttle_time_ms")?;
+        this.throttle_time_ms =
+            get_i32(buf, "ListPartitionReassignmentsResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "ListPartitionReassignmentsResponse.error_code")?;
-        this.error_message = get_opt_string(buf, true, true, "ListPartitionReassignmentsResponse.error_message")?;
+        this.error_message = get_opt_string(
+            buf,
+            true,
+            true,
+            "ListPartitionReassignmentsResponse.error_message",
+        )?;
         this.topics = get_array(buf, v, true, "ListPartitionReassignmentsResponse.topics")?;
-        if true { get_unknown_tags(buf, "ListPartitionReassignmentsResponse", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "ListPartitionReassignmentsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -97,10 +144,34 @@ impl Encode for OngoingPartitionReassignment {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_i32(buf, self.partition_index);
-        put_array(buf, &self.replicas, v, true, "OngoingPartitionReassignment.replicas")?;
-        put_array(buf, &self.adding_replicas, v, true, "OngoingPartitionReassignment.adding_replicas")?;
-        put_array(buf, &self.removing_replicas, v, true, "OngoingPartitionReassignment.removing_replicas")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "OngoingPartitionReassignment")?; }
+        put_array(
+            buf,
+            &self.replicas,
+            v,
+            true,
+            "OngoingPartitionReassignment.replicas",
+        )?;
+        put_array(
+            buf,
+            &self.adding_replicas,
+            v,
+            true,
+            "OngoingPartitionReassignment.adding_replicas",
+        )?;
+        put_array(
+            buf,
+            &self.removing_replicas,
+            v,
+            true,
+            "OngoingPartitionReassignment.removing_replicas",
+        )?;
+        if true {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "OngoingPartitionReassignment",
+            )?;
+        }
         Ok(())
     }
 }
@@ -111,16 +182,38 @@ impl Decode for OngoingPartitionReassignment {
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "OngoingPartitionReassignment.partition_index")?;
         this.replicas = get_array(buf, v, true, "OngoingPartitionReassignment.replicas")?;
-        this.adding_replicas = get_array(buf, v, true, "OngoingPartitionReassignment.adding_replicas")?;
-        this.removing_replicas = get_array(buf, v, true, "OngoingPartitionReassignment.removing_replicas")?;
-        if true { get_unknown_tags(buf, "OngoingPartitionReassignment", &mut this.unknown_tagged_fields)?; }
+        this.adding_replicas =
+            get_array(buf, v, true, "OngoingPartitionReassignment.adding_replicas")?;
+        this.removing_replicas = get_array(
+            buf,
+            v,
+            true,
+            "OngoingPartitionReassignment.removing_replicas",
+        )?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "OngoingPartitionReassignment",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OngoingPartitionReassignment {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OngoingTopicReassignment` of `ListPartitionReassignmentsResponse`.
@@ -148,8 +241,16 @@ impl Encode for OngoingTopicReassignment {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, true, "OngoingTopicReassignment.name")?;
-        put_array(buf, &self.partitions, v, true, "OngoingTopicReassignment.partitions")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "OngoingTopicReassignment")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            true,
+            "OngoingTopicReassignment.partitions",
+        )?;
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OngoingTopicReassignment")?;
+        }
         Ok(())
     }
 }
@@ -160,13 +261,28 @@ impl Decode for OngoingTopicReassignment {
         let mut this = Self::default();
         this.name = get_string(buf, true, "OngoingTopicReassignment.name")?;
         this.partitions = get_array(buf, v, true, "OngoingTopicReassignment.partitions")?;
-        if true { get_unknown_tags(buf, "OngoingTopicReassignment", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "OngoingTopicReassignment",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OngoingTopicReassignment {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

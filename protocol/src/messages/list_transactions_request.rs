@@ -4,7 +4,13 @@
 
 //! `ListTransactionsRequest` (ListTransactionsRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,11 +45,32 @@ impl Default for ListTransactionsRequest {
 impl Encode for ListTransactionsRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListTransactionsRequest", version: v }); }
-        put_array(buf, &self.state_filters, v, true, "ListTransactionsRequest.state_filters")?;
-        put_array(buf, &self.producer_id_filters, v, true, "ListTransactionsRequest.producer_id_filters")?;
-        if v >= 1 { put_i64(buf, self.duration_filter); }
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListTransactionsRequest")?; }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ListTransactionsRequest",
+                version: v,
+            });
+        }
+        put_array(
+            buf,
+            &self.state_filters,
+            v,
+            true,
+            "ListTransactionsRequest.state_filters",
+        )?;
+        put_array(
+            buf,
+            &self.producer_id_filters,
+            v,
+            true,
+            "ListTransactionsRequest.producer_id_filters",
+        )?;
+        if v >= 1 {
+            put_i64(buf, self.duration_filter);
+        }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ListTransactionsRequest")?;
+        }
         Ok(())
     }
 }
@@ -51,13 +78,26 @@ impl Encode for ListTransactionsRequest {
 impl Decode for ListTransactionsRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ListTransactionsRequest", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ListTransactionsRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.state_filters = get_array(buf, v, true, "ListTransactionsRequest.state_filters")?;
-        this.producer_id_filters = get_array(buf, v, true, "ListTransactionsRequest.producer_id_filters")?;
-        if v >= 1 { this.duration_filter = get_i64(buf, "ListTransactionsRequest.duration_filter")?; }
-        if true { get_unknown_tags(buf, "ListTransactionsRequest", &mut this.unknown_tagged_fields)?; }
+        this.producer_id_filters =
+            get_array(buf, v, true, "ListTransactionsRequest.producer_id_filters")?;
+        if v >= 1 {
+            this.duration_filter = get_i64(buf, "ListTransactionsRequest.duration_filter")?;
+        }
+        if true {
+            get_unknown_tags(
+                buf,
+                "ListTransactionsRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

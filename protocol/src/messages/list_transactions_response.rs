@@ -4,7 +4,13 @@
 
 //! `ListTransactionsResponse` (ListTransactionsResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,12 +48,31 @@ impl Default for ListTransactionsResponse {
 impl Encode for ListTransactionsResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ListTransactionsResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ListTransactionsResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        put_array(buf, &self.unknown_state_filters, v, true, "ListTransactionsResponse.unknown_state_filters")?;
-        put_array(buf, &self.transaction_states, v, true, "ListTransactionsResponse.transaction_states")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "ListTransactionsResponse")?; }
+        put_array(
+            buf,
+            &self.unknown_state_filters,
+            v,
+            true,
+            "ListTransactionsResponse.unknown_state_filters",
+        )?;
+        put_array(
+            buf,
+            &self.transaction_states,
+            v,
+            true,
+            "ListTransactionsResponse.transaction_states",
+        )?;
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ListTransactionsResponse")?;
+        }
         Ok(())
     }
 }
@@ -55,13 +80,30 @@ impl Encode for ListTransactionsResponse {
 impl Decode for ListTransactionsResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ListTransactionsResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ListTransactionsResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "ListTransactionsResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "ListTransactionsResponse.error_code")?;
-        this.unknown_state_filters = get_array(buf, v, true, "ListTransactionsResponse.unknown_state_filters")?;
-        this.transaction_states = get_array(buf, v, true, "ListTransactionsResponse.transaction_states")?;
-        if true { get_unknown_tags(buf, "ListTransactionsResponse", &mut this.unknown_tagged_fields)?; }
+        this.unknown_state_filters = get_array(
+            buf,
+            v,
+            true,
+            "ListTransactionsResponse.unknown_state_filters",
+        )?;
+        this.transaction_states =
+            get_array(buf, v, true, "ListTransactionsResponse.transaction_states")?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "ListTransactionsResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -93,10 +135,22 @@ impl Default for TransactionState {
 impl Encode for TransactionState {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        put_string(buf, &self.transactional_id, true, "TransactionState.transactional_id")?;
+        put_string(
+            buf,
+            &self.transactional_id,
+            true,
+            "TransactionState.transactional_id",
+        )?;
         put_i64(buf, self.producer_id);
-        put_string(buf, &self.transaction_state, true, "TransactionState.transaction_state")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "TransactionState")?; }
+        put_string(
+            buf,
+            &self.transaction_state,
+            true,
+            "TransactionState.transaction_state",
+        )?;
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TransactionState")?;
+        }
         Ok(())
     }
 }
@@ -108,13 +162,24 @@ impl Decode for TransactionState {
         this.transactional_id = get_string(buf, true, "TransactionState.transactional_id")?;
         this.producer_id = get_i64(buf, "TransactionState.producer_id")?;
         this.transaction_state = get_string(buf, true, "TransactionState.transaction_state")?;
-        if true { get_unknown_tags(buf, "TransactionState", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "TransactionState", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TransactionState {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `MetadataRequest` (MetadataRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,33 @@ impl Default for MetadataRequest {
 impl Encode for MetadataRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=12).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "MetadataRequest", version: v }); }
+        if !(0..=12).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "MetadataRequest",
+                version: v,
+            });
+        }
         let flex = v >= 9;
-        put_opt_array(buf, self.topics.as_deref(), v, flex, v >= 1, "MetadataRequest.topics")?;
-        if v >= 4 { put_bool(buf, self.allow_auto_topic_creation); }
-        if v >= 8 && v <= 10 { put_bool(buf, self.include_cluster_authorized_operations); }
-        if v >= 8 { put_bool(buf, self.include_topic_authorized_operations); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataRequest")?; }
+        put_opt_array(
+            buf,
+            self.topics.as_deref(),
+            v,
+            flex,
+            v >= 1,
+            "MetadataRequest.topics",
+        )?;
+        if v >= 4 {
+            put_bool(buf, self.allow_auto_topic_creation);
+        }
+        if v >= 8 && v <= 10 {
+            put_bool(buf, self.include_cluster_authorized_operations);
+        }
+        if v >= 8 {
+            put_bool(buf, self.include_topic_authorized_operations);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataRequest")?;
+        }
         Ok(())
     }
 }
@@ -56,14 +82,30 @@ impl Encode for MetadataRequest {
 impl Decode for MetadataRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=12).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "MetadataRequest", version: v }); }
+        if !(0..=12).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "MetadataRequest",
+                version: v,
+            });
+        }
         let flex = v >= 9;
         let mut this = Self::default();
         this.topics = get_opt_array(buf, v, flex, v >= 1, "MetadataRequest.topics")?;
-        if v >= 4 { this.allow_auto_topic_creation = get_bool(buf, "MetadataRequest.allow_auto_topic_creation")?; }
-        if v >= 8 && v <= 10 { this.include_cluster_authorized_operations = get_bool(buf, "MetadataRequest.include_cluster_authorized_operations")?; }
-        if v >= 8 { this.include_topic_authorized_operations = get_bool(buf, "MetadataRequest.include_topic_authorized_operations")?; }
-        if flex { get_unknown_tags(buf, "MetadataRequest", &mut this.unknown_tagged_fields)?; }
+        if v >= 4 {
+            this.allow_auto_topic_creation =
+                get_bool(buf, "MetadataRequest.allow_auto_topic_creation")?;
+        }
+        if v >= 8 && v <= 10 {
+            this.include_cluster_authorized_operations =
+                get_bool(buf, "MetadataRequest.include_cluster_authorized_operations")?;
+        }
+        if v >= 8 {
+            this.include_topic_authorized_operations =
+                get_bool(buf, "MetadataRequest.include_topic_authorized_operations")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "MetadataRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -93,9 +135,20 @@ impl Encode for MetadataRequestTopic {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 9;
-        if v >= 10 { put_uuid(buf, &self.topic_id); }
-        put_opt_string(buf, self.name.as_deref(), flex, v >= 10, "MetadataRequestTopic.name", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataRequestTopic")?; }
+        if v >= 10 {
+            put_uuid(buf, &self.topic_id);
+        }
+        put_opt_string(
+            buf,
+            self.name.as_deref(),
+            flex,
+            v >= 10,
+            "MetadataRequestTopic.name",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataRequestTopic")?;
+        }
         Ok(())
     }
 }
@@ -105,15 +158,28 @@ impl Decode for MetadataRequestTopic {
         let v = version;
         let flex = v >= 9;
         let mut this = Self::default();
-        if v >= 10 { this.topic_id = get_uuid(buf, "MetadataRequestTopic.topic_id")?; }
+        if v >= 10 {
+            this.topic_id = get_uuid(buf, "MetadataRequestTopic.topic_id")?;
+        }
         this.name = get_opt_string(buf, flex, v >= 10, "MetadataRequestTopic.name")?;
-        if flex { get_unknown_tags(buf, "MetadataRequestTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "MetadataRequestTopic", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for MetadataRequestTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `MetadataResponse` (MetadataResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -48,15 +54,37 @@ impl Default for MetadataResponse {
 impl Encode for MetadataResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=12).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "MetadataResponse", version: v }); }
+        if !(0..=12).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "MetadataResponse",
+                version: v,
+            });
+        }
         let flex = v >= 9;
-        if v >= 3 { put_i32(buf, self.throttle_time_ms); }
+        if v >= 3 {
+            put_i32(buf, self.throttle_time_ms);
+        }
         put_array(buf, &self.brokers, v, flex, "MetadataResponse.brokers")?;
-        if v >= 2 { put_opt_string(buf, self.cluster_id.as_deref(), flex, v >= 2, "MetadataResponse.cluster_id", v)?; }
-        if v >= 1 { put_i32(buf, self.controller_id); }
+        if v >= 2 {
+            put_opt_string(
+                buf,
+                self.cluster_id.as_deref(),
+                flex,
+                v >= 2,
+                "MetadataResponse.cluster_id",
+                v,
+            )?;
+        }
+        if v >= 1 {
+            put_i32(buf, self.controller_id);
+        }
         put_array(buf, &self.topics, v, flex, "MetadataResponse.topics")?;
-        if v >= 8 && v <= 10 { put_i32(buf, self.cluster_authorized_operations); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataResponse")?; }
+        if v >= 8 && v <= 10 {
+            put_i32(buf, self.cluster_authorized_operations);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataResponse")?;
+        }
         Ok(())
     }
 }
@@ -64,16 +92,32 @@ impl Encode for MetadataResponse {
 impl Decode for MetadataResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=12).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "MetadataResponse", version: v }); }
+        if !(0..=12).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "MetadataResponse",
+                version: v,
+            });
+        }
         let flex = v >= 9;
         let mut this = Self::default();
-        if v >= 3 { this.throttle_time_ms = get_i32(buf, "MetadataResponse.throttle_time_ms")?; }
+        if v >= 3 {
+            this.throttle_time_ms = get_i32(buf, "MetadataResponse.throttle_time_ms")?;
+        }
         this.brokers = get_array(buf, v, flex, "MetadataResponse.brokers")?;
-        if v >= 2 { this.cluster_id = get_opt_string(buf, flex, v >= 2, "MetadataResponse.cluster_id")?; }
-        if v >= 1 { this.controller_id = get_i32(buf, "MetadataResponse.controller_id")?; }
+        if v >= 2 {
+            this.cluster_id = get_opt_string(buf, flex, v >= 2, "MetadataResponse.cluster_id")?;
+        }
+        if v >= 1 {
+            this.controller_id = get_i32(buf, "MetadataResponse.controller_id")?;
+        }
         this.topics = get_array(buf, v, flex, "MetadataResponse.topics")?;
-        if v >= 8 && v <= 10 { this.cluster_authorized_operations = get_i32(buf, "MetadataResponse.cluster_authorized_operations")?; }
-        if flex { get_unknown_tags(buf, "MetadataResponse", &mut this.unknown_tagged_fields)?; }
+        if v >= 8 && v <= 10 {
+            this.cluster_authorized_operations =
+                get_i32(buf, "MetadataResponse.cluster_authorized_operations")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "MetadataResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -112,8 +156,19 @@ impl Encode for MetadataResponseBroker {
         put_i32(buf, self.node_id);
         put_string(buf, &self.host, flex, "MetadataResponseBroker.host")?;
         put_i32(buf, self.port);
-        if v >= 1 { put_opt_string(buf, self.rack.as_deref(), flex, v >= 1, "MetadataResponseBroker.rack", v)?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataResponseBroker")?; }
+        if v >= 1 {
+            put_opt_string(
+                buf,
+                self.rack.as_deref(),
+                flex,
+                v >= 1,
+                "MetadataResponseBroker.rack",
+                v,
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataResponseBroker")?;
+        }
         Ok(())
     }
 }
@@ -126,15 +181,33 @@ impl Decode for MetadataResponseBroker {
         this.node_id = get_i32(buf, "MetadataResponseBroker.node_id")?;
         this.host = get_string(buf, flex, "MetadataResponseBroker.host")?;
         this.port = get_i32(buf, "MetadataResponseBroker.port")?;
-        if v >= 1 { this.rack = get_opt_string(buf, flex, v >= 1, "MetadataResponseBroker.rack")?; }
-        if flex { get_unknown_tags(buf, "MetadataResponseBroker", &mut this.unknown_tagged_fields)?; }
+        if v >= 1 {
+            this.rack = get_opt_string(buf, flex, v >= 1, "MetadataResponseBroker.rack")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "MetadataResponseBroker",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for MetadataResponseBroker {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `MetadataResponsePartition` of `MetadataResponse`.
@@ -180,11 +253,39 @@ impl Encode for MetadataResponsePartition {
         put_i16(buf, self.error_code);
         put_i32(buf, self.partition_index);
         put_i32(buf, self.leader_id);
-        if v >= 7 { put_i32(buf, self.leader_epoch); }
-        put_array(buf, &self.replica_nodes, v, flex, "MetadataResponsePartition.replica_nodes")?;
-        put_array(buf, &self.isr_nodes, v, flex, "MetadataResponsePartition.isr_nodes")?;
-        if v >= 5 { put_array(buf, &self.offline_replicas, v, flex, "MetadataResponsePartition.offline_replicas")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataResponsePartition")?; }
+        if v >= 7 {
+            put_i32(buf, self.leader_epoch);
+        }
+        put_array(
+            buf,
+            &self.replica_nodes,
+            v,
+            flex,
+            "MetadataResponsePartition.replica_nodes",
+        )?;
+        put_array(
+            buf,
+            &self.isr_nodes,
+            v,
+            flex,
+            "MetadataResponsePartition.isr_nodes",
+        )?;
+        if v >= 5 {
+            put_array(
+                buf,
+                &self.offline_replicas,
+                v,
+                flex,
+                "MetadataResponsePartition.offline_replicas",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "MetadataResponsePartition",
+            )?;
+        }
         Ok(())
     }
 }
@@ -197,18 +298,39 @@ impl Decode for MetadataResponsePartition {
         this.error_code = get_i16(buf, "MetadataResponsePartition.error_code")?;
         this.partition_index = get_i32(buf, "MetadataResponsePartition.partition_index")?;
         this.leader_id = get_i32(buf, "MetadataResponsePartition.leader_id")?;
-        if v >= 7 { this.leader_epoch = get_i32(buf, "MetadataResponsePartition.leader_epoch")?; }
+        if v >= 7 {
+            this.leader_epoch = get_i32(buf, "MetadataResponsePartition.leader_epoch")?;
+        }
         this.replica_nodes = get_array(buf, v, flex, "MetadataResponsePartition.replica_nodes")?;
         this.isr_nodes = get_array(buf, v, flex, "MetadataResponsePartition.isr_nodes")?;
-        if v >= 5 { this.offline_replicas = get_array(buf, v, flex, "MetadataResponsePartition.offline_replicas")?; }
-        if flex { get_unknown_tags(buf, "MetadataResponsePartition", &mut this.unknown_tagged_fields)?; }
+        if v >= 5 {
+            this.offline_replicas =
+                get_array(buf, v, flex, "MetadataResponsePartition.offline_replicas")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "MetadataResponsePartition",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for MetadataResponsePartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `MetadataResponseTopic` of `MetadataResponse`.
@@ -249,12 +371,33 @@ impl Encode for MetadataResponseTopic {
         let v = version;
         let flex = v >= 9;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.name.as_deref(), flex, v >= 12, "MetadataResponseTopic.name", v)?;
-        if v >= 10 { put_uuid(buf, &self.topic_id); }
-        if v >= 1 { put_bool(buf, self.is_internal); }
-        put_array(buf, &self.partitions, v, flex, "MetadataResponseTopic.partitions")?;
-        if v >= 8 { put_i32(buf, self.topic_authorized_operations); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataResponseTopic")?; }
+        put_opt_string(
+            buf,
+            self.name.as_deref(),
+            flex,
+            v >= 12,
+            "MetadataResponseTopic.name",
+            v,
+        )?;
+        if v >= 10 {
+            put_uuid(buf, &self.topic_id);
+        }
+        if v >= 1 {
+            put_bool(buf, self.is_internal);
+        }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "MetadataResponseTopic.partitions",
+        )?;
+        if v >= 8 {
+            put_i32(buf, self.topic_authorized_operations);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "MetadataResponseTopic")?;
+        }
         Ok(())
     }
 }
@@ -266,17 +409,39 @@ impl Decode for MetadataResponseTopic {
         let mut this = Self::default();
         this.error_code = get_i16(buf, "MetadataResponseTopic.error_code")?;
         this.name = get_opt_string(buf, flex, v >= 12, "MetadataResponseTopic.name")?;
-        if v >= 10 { this.topic_id = get_uuid(buf, "MetadataResponseTopic.topic_id")?; }
-        if v >= 1 { this.is_internal = get_bool(buf, "MetadataResponseTopic.is_internal")?; }
+        if v >= 10 {
+            this.topic_id = get_uuid(buf, "MetadataResponseTopic.topic_id")?;
+        }
+        if v >= 1 {
+            this.is_internal = get_bool(buf, "MetadataResponseTopic.is_internal")?;
+        }
         this.partitions = get_array(buf, v, flex, "MetadataResponseTopic.partitions")?;
-        if v >= 8 { this.topic_authorized_operations = get_i32(buf, "MetadataResponseTopic.topic_authorized_operations")?; }
-        if flex { get_unknown_tags(buf, "MetadataResponseTopic", &mut this.unknown_tagged_fields)?; }
+        if v >= 8 {
+            this.topic_authorized_operations =
+                get_i32(buf, "MetadataResponseTopic.topic_authorized_operations")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "MetadataResponseTopic",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for MetadataResponseTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -644,60 +644,136 @@ impl RequestKind {
             ApiKey::Metadata => Self::Metadata(MetadataRequest::decode(buf, version)?),
             ApiKey::OffsetCommit => Self::OffsetCommit(OffsetCommitRequest::decode(buf, version)?),
             ApiKey::OffsetFetch => Self::OffsetFetch(OffsetFetchRequest::decode(buf, version)?),
-            ApiKey::FindCoordinator => Self::FindCoordinator(FindCoordinatorRequest::decode(buf, version)?),
+            ApiKey::FindCoordinator => {
+                Self::FindCoordinator(FindCoordinatorRequest::decode(buf, version)?)
+            }
             ApiKey::JoinGroup => Self::JoinGroup(JoinGroupRequest::decode(buf, version)?),
             ApiKey::Heartbeat => Self::Heartbeat(HeartbeatRequest::decode(buf, version)?),
             ApiKey::LeaveGroup => Self::LeaveGroup(LeaveGroupRequest::decode(buf, version)?),
             ApiKey::SyncGroup => Self::SyncGroup(SyncGroupRequest::decode(buf, version)?),
-            ApiKey::DescribeGroups => Self::DescribeGroups(DescribeGroupsRequest::decode(buf, version)?),
+            ApiKey::DescribeGroups => {
+                Self::DescribeGroups(DescribeGroupsRequest::decode(buf, version)?)
+            }
             ApiKey::ListGroups => Self::ListGroups(ListGroupsRequest::decode(buf, version)?),
-            ApiKey::SaslHandshake => Self::SaslHandshake(SaslHandshakeRequest::decode(buf, version)?),
+            ApiKey::SaslHandshake => {
+                Self::SaslHandshake(SaslHandshakeRequest::decode(buf, version)?)
+            }
             ApiKey::ApiVersions => Self::ApiVersions(ApiVersionsRequest::decode(buf, version)?),
             ApiKey::CreateTopics => Self::CreateTopics(CreateTopicsRequest::decode(buf, version)?),
             ApiKey::DeleteTopics => Self::DeleteTopics(DeleteTopicsRequest::decode(buf, version)?),
-            ApiKey::DeleteRecords => Self::DeleteRecords(DeleteRecordsRequest::decode(buf, version)?),
-            ApiKey::InitProducerId => Self::InitProducerId(InitProducerIdRequest::decode(buf, version)?),
-            ApiKey::OffsetForLeaderEpoch => Self::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::decode(buf, version)?),
-            ApiKey::AddPartitionsToTxn => Self::AddPartitionsToTxn(AddPartitionsToTxnRequest::decode(buf, version)?),
-            ApiKey::AddOffsetsToTxn => Self::AddOffsetsToTxn(AddOffsetsToTxnRequest::decode(buf, version)?),
+            ApiKey::DeleteRecords => {
+                Self::DeleteRecords(DeleteRecordsRequest::decode(buf, version)?)
+            }
+            ApiKey::InitProducerId => {
+                Self::InitProducerId(InitProducerIdRequest::decode(buf, version)?)
+            }
+            ApiKey::OffsetForLeaderEpoch => {
+                Self::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::decode(buf, version)?)
+            }
+            ApiKey::AddPartitionsToTxn => {
+                Self::AddPartitionsToTxn(AddPartitionsToTxnRequest::decode(buf, version)?)
+            }
+            ApiKey::AddOffsetsToTxn => {
+                Self::AddOffsetsToTxn(AddOffsetsToTxnRequest::decode(buf, version)?)
+            }
             ApiKey::EndTxn => Self::EndTxn(EndTxnRequest::decode(buf, version)?),
-            ApiKey::WriteTxnMarkers => Self::WriteTxnMarkers(WriteTxnMarkersRequest::decode(buf, version)?),
-            ApiKey::TxnOffsetCommit => Self::TxnOffsetCommit(TxnOffsetCommitRequest::decode(buf, version)?),
+            ApiKey::WriteTxnMarkers => {
+                Self::WriteTxnMarkers(WriteTxnMarkersRequest::decode(buf, version)?)
+            }
+            ApiKey::TxnOffsetCommit => {
+                Self::TxnOffsetCommit(TxnOffsetCommitRequest::decode(buf, version)?)
+            }
             ApiKey::DescribeAcls => Self::DescribeAcls(DescribeAclsRequest::decode(buf, version)?),
             ApiKey::CreateAcls => Self::CreateAcls(CreateAclsRequest::decode(buf, version)?),
             ApiKey::DeleteAcls => Self::DeleteAcls(DeleteAclsRequest::decode(buf, version)?),
-            ApiKey::DescribeConfigs => Self::DescribeConfigs(DescribeConfigsRequest::decode(buf, version)?),
+            ApiKey::DescribeConfigs => {
+                Self::DescribeConfigs(DescribeConfigsRequest::decode(buf, version)?)
+            }
             ApiKey::AlterConfigs => Self::AlterConfigs(AlterConfigsRequest::decode(buf, version)?),
-            ApiKey::AlterReplicaLogDirs => Self::AlterReplicaLogDirs(AlterReplicaLogDirsRequest::decode(buf, version)?),
-            ApiKey::DescribeLogDirs => Self::DescribeLogDirs(DescribeLogDirsRequest::decode(buf, version)?),
-            ApiKey::SaslAuthenticate => Self::SaslAuthenticate(SaslAuthenticateRequest::decode(buf, version)?),
-            ApiKey::CreatePartitions => Self::CreatePartitions(CreatePartitionsRequest::decode(buf, version)?),
-            ApiKey::CreateDelegationToken => Self::CreateDelegationToken(CreateDelegationTokenRequest::decode(buf, version)?),
-            ApiKey::RenewDelegationToken => Self::RenewDelegationToken(RenewDelegationTokenRequest::decode(buf, version)?),
-            ApiKey::ExpireDelegationToken => Self::ExpireDelegationToken(ExpireDelegationTokenRequest::decode(buf, version)?),
-            ApiKey::DescribeDelegationToken => Self::DescribeDelegationToken(DescribeDelegationTokenRequest::decode(buf, version)?),
+            ApiKey::AlterReplicaLogDirs => {
+                Self::AlterReplicaLogDirs(AlterReplicaLogDirsRequest::decode(buf, version)?)
+            }
+            ApiKey::DescribeLogDirs => {
+                Self::DescribeLogDirs(DescribeLogDirsRequest::decode(buf, version)?)
+            }
+            ApiKey::SaslAuthenticate => {
+                Self::SaslAuthenticate(SaslAuthenticateRequest::decode(buf, version)?)
+            }
+            ApiKey::CreatePartitions => {
+                Self::CreatePartitions(CreatePartitionsRequest::decode(buf, version)?)
+            }
+            ApiKey::CreateDelegationToken => {
+                Self::CreateDelegationToken(CreateDelegationTokenRequest::decode(buf, version)?)
+            }
+            ApiKey::RenewDelegationToken => {
+                Self::RenewDelegationToken(RenewDelegationTokenRequest::decode(buf, version)?)
+            }
+            ApiKey::ExpireDelegationToken => {
+                Self::ExpireDelegationToken(ExpireDelegationTokenRequest::decode(buf, version)?)
+            }
+            ApiKey::DescribeDelegationToken => {
+                Self::DescribeDelegationToken(DescribeDelegationTokenRequest::decode(buf, version)?)
+            }
             ApiKey::DeleteGroups => Self::DeleteGroups(DeleteGroupsRequest::decode(buf, version)?),
             ApiKey::ElectLeaders => Self::ElectLeaders(ElectLeadersRequest::decode(buf, version)?),
-            ApiKey::IncrementalAlterConfigs => Self::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::decode(buf, version)?),
-            ApiKey::AlterPartitionReassignments => Self::AlterPartitionReassignments(AlterPartitionReassignmentsRequest::decode(buf, version)?),
-            ApiKey::ListPartitionReassignments => Self::ListPartitionReassignments(ListPartitionReassignmentsRequest::decode(buf, version)?),
+            ApiKey::IncrementalAlterConfigs => {
+                Self::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::decode(buf, version)?)
+            }
+            ApiKey::AlterPartitionReassignments => Self::AlterPartitionReassignments(
+                AlterPartitionReassignmentsRequest::decode(buf, version)?,
+            ),
+            ApiKey::ListPartitionReassignments => Self::ListPartitionReassignments(
+                ListPartitionReassignmentsRequest::decode(buf, version)?,
+            ),
             ApiKey::OffsetDelete => Self::OffsetDelete(OffsetDeleteRequest::decode(buf, version)?),
-            ApiKey::DescribeClientQuotas => Self::DescribeClientQuotas(DescribeClientQuotasRequest::decode(buf, version)?),
-            ApiKey::AlterClientQuotas => Self::AlterClientQuotas(AlterClientQuotasRequest::decode(buf, version)?),
-            ApiKey::DescribeUserScramCredentials => Self::DescribeUserScramCredentials(DescribeUserScramCredentialsRequest::decode(buf, version)?),
-            ApiKey::AlterUserScramCredentials => Self::AlterUserScramCredentials(AlterUserScramCredentialsRequest::decode(buf, version)?),
-            ApiKey::DescribeQuorum => Self::DescribeQuorum(DescribeQuorumRequest::decode(buf, version)?),
-            ApiKey::UpdateFeatures => Self::UpdateFeatures(UpdateFeaturesRequest::decode(buf, version)?),
-            ApiKey::DescribeCluster => Self::DescribeCluster(DescribeClusterRequest::decode(buf, version)?),
-            ApiKey::DescribeProducers => Self::DescribeProducers(DescribeProducersRequest::decode(buf, version)?),
-            ApiKey::DescribeTransactions => Self::DescribeTransactions(DescribeTransactionsRequest::decode(buf, version)?),
-            ApiKey::ListTransactions => Self::ListTransactions(ListTransactionsRequest::decode(buf, version)?),
-            ApiKey::ConsumerGroupHeartbeat => Self::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::decode(buf, version)?),
-            ApiKey::ConsumerGroupDescribe => Self::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::decode(buf, version)?),
-            ApiKey::GetTelemetrySubscriptions => Self::GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest::decode(buf, version)?),
-            ApiKey::PushTelemetry => Self::PushTelemetry(PushTelemetryRequest::decode(buf, version)?),
-            ApiKey::ListClientMetricsResources => Self::ListClientMetricsResources(ListClientMetricsResourcesRequest::decode(buf, version)?),
-            ApiKey::DescribeTopicPartitions => Self::DescribeTopicPartitions(DescribeTopicPartitionsRequest::decode(buf, version)?),
+            ApiKey::DescribeClientQuotas => {
+                Self::DescribeClientQuotas(DescribeClientQuotasRequest::decode(buf, version)?)
+            }
+            ApiKey::AlterClientQuotas => {
+                Self::AlterClientQuotas(AlterClientQuotasRequest::decode(buf, version)?)
+            }
+            ApiKey::DescribeUserScramCredentials => Self::DescribeUserScramCredentials(
+                DescribeUserScramCredentialsRequest::decode(buf, version)?,
+            ),
+            ApiKey::AlterUserScramCredentials => Self::AlterUserScramCredentials(
+                AlterUserScramCredentialsRequest::decode(buf, version)?,
+            ),
+            ApiKey::DescribeQuorum => {
+                Self::DescribeQuorum(DescribeQuorumRequest::decode(buf, version)?)
+            }
+            ApiKey::UpdateFeatures => {
+                Self::UpdateFeatures(UpdateFeaturesRequest::decode(buf, version)?)
+            }
+            ApiKey::DescribeCluster => {
+                Self::DescribeCluster(DescribeClusterRequest::decode(buf, version)?)
+            }
+            ApiKey::DescribeProducers => {
+                Self::DescribeProducers(DescribeProducersRequest::decode(buf, version)?)
+            }
+            ApiKey::DescribeTransactions => {
+                Self::DescribeTransactions(DescribeTransactionsRequest::decode(buf, version)?)
+            }
+            ApiKey::ListTransactions => {
+                Self::ListTransactions(ListTransactionsRequest::decode(buf, version)?)
+            }
+            ApiKey::ConsumerGroupHeartbeat => {
+                Self::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::decode(buf, version)?)
+            }
+            ApiKey::ConsumerGroupDescribe => {
+                Self::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::decode(buf, version)?)
+            }
+            ApiKey::GetTelemetrySubscriptions => Self::GetTelemetrySubscriptions(
+                GetTelemetrySubscriptionsRequest::decode(buf, version)?,
+            ),
+            ApiKey::PushTelemetry => {
+                Self::PushTelemetry(PushTelemetryRequest::decode(buf, version)?)
+            }
+            ApiKey::ListClientMetricsResources => Self::ListClientMetricsResources(
+                ListClientMetricsResourcesRequest::decode(buf, version)?,
+            ),
+            ApiKey::DescribeTopicPartitions => {
+                Self::DescribeTopicPartitions(DescribeTopicPartitionsRequest::decode(buf, version)?)
+            }
         })
     }
 
@@ -1269,60 +1345,136 @@ impl ResponseKind {
             ApiKey::Metadata => Self::Metadata(MetadataResponse::decode(buf, version)?),
             ApiKey::OffsetCommit => Self::OffsetCommit(OffsetCommitResponse::decode(buf, version)?),
             ApiKey::OffsetFetch => Self::OffsetFetch(OffsetFetchResponse::decode(buf, version)?),
-            ApiKey::FindCoordinator => Self::FindCoordinator(FindCoordinatorResponse::decode(buf, version)?),
+            ApiKey::FindCoordinator => {
+                Self::FindCoordinator(FindCoordinatorResponse::decode(buf, version)?)
+            }
             ApiKey::JoinGroup => Self::JoinGroup(JoinGroupResponse::decode(buf, version)?),
             ApiKey::Heartbeat => Self::Heartbeat(HeartbeatResponse::decode(buf, version)?),
             ApiKey::LeaveGroup => Self::LeaveGroup(LeaveGroupResponse::decode(buf, version)?),
             ApiKey::SyncGroup => Self::SyncGroup(SyncGroupResponse::decode(buf, version)?),
-            ApiKey::DescribeGroups => Self::DescribeGroups(DescribeGroupsResponse::decode(buf, version)?),
+            ApiKey::DescribeGroups => {
+                Self::DescribeGroups(DescribeGroupsResponse::decode(buf, version)?)
+            }
             ApiKey::ListGroups => Self::ListGroups(ListGroupsResponse::decode(buf, version)?),
-            ApiKey::SaslHandshake => Self::SaslHandshake(SaslHandshakeResponse::decode(buf, version)?),
+            ApiKey::SaslHandshake => {
+                Self::SaslHandshake(SaslHandshakeResponse::decode(buf, version)?)
+            }
             ApiKey::ApiVersions => Self::ApiVersions(ApiVersionsResponse::decode(buf, version)?),
             ApiKey::CreateTopics => Self::CreateTopics(CreateTopicsResponse::decode(buf, version)?),
             ApiKey::DeleteTopics => Self::DeleteTopics(DeleteTopicsResponse::decode(buf, version)?),
-            ApiKey::DeleteRecords => Self::DeleteRecords(DeleteRecordsResponse::decode(buf, version)?),
-            ApiKey::InitProducerId => Self::InitProducerId(InitProducerIdResponse::decode(buf, version)?),
-            ApiKey::OffsetForLeaderEpoch => Self::OffsetForLeaderEpoch(OffsetForLeaderEpochResponse::decode(buf, version)?),
-            ApiKey::AddPartitionsToTxn => Self::AddPartitionsToTxn(AddPartitionsToTxnResponse::decode(buf, version)?),
-            ApiKey::AddOffsetsToTxn => Self::AddOffsetsToTxn(AddOffsetsToTxnResponse::decode(buf, version)?),
+            ApiKey::DeleteRecords => {
+                Self::DeleteRecords(DeleteRecordsResponse::decode(buf, version)?)
+            }
+            ApiKey::InitProducerId => {
+                Self::InitProducerId(InitProducerIdResponse::decode(buf, version)?)
+            }
+            ApiKey::OffsetForLeaderEpoch => {
+                Self::OffsetForLeaderEpoch(OffsetForLeaderEpochResponse::decode(buf, version)?)
+            }
+            ApiKey::AddPartitionsToTxn => {
+                Self::AddPartitionsToTxn(AddPartitionsToTxnResponse::decode(buf, version)?)
+            }
+            ApiKey::AddOffsetsToTxn => {
+                Self::AddOffsetsToTxn(AddOffsetsToTxnResponse::decode(buf, version)?)
+            }
             ApiKey::EndTxn => Self::EndTxn(EndTxnResponse::decode(buf, version)?),
-            ApiKey::WriteTxnMarkers => Self::WriteTxnMarkers(WriteTxnMarkersResponse::decode(buf, version)?),
-            ApiKey::TxnOffsetCommit => Self::TxnOffsetCommit(TxnOffsetCommitResponse::decode(buf, version)?),
+            ApiKey::WriteTxnMarkers => {
+                Self::WriteTxnMarkers(WriteTxnMarkersResponse::decode(buf, version)?)
+            }
+            ApiKey::TxnOffsetCommit => {
+                Self::TxnOffsetCommit(TxnOffsetCommitResponse::decode(buf, version)?)
+            }
             ApiKey::DescribeAcls => Self::DescribeAcls(DescribeAclsResponse::decode(buf, version)?),
             ApiKey::CreateAcls => Self::CreateAcls(CreateAclsResponse::decode(buf, version)?),
             ApiKey::DeleteAcls => Self::DeleteAcls(DeleteAclsResponse::decode(buf, version)?),
-            ApiKey::DescribeConfigs => Self::DescribeConfigs(DescribeConfigsResponse::decode(buf, version)?),
+            ApiKey::DescribeConfigs => {
+                Self::DescribeConfigs(DescribeConfigsResponse::decode(buf, version)?)
+            }
             ApiKey::AlterConfigs => Self::AlterConfigs(AlterConfigsResponse::decode(buf, version)?),
-            ApiKey::AlterReplicaLogDirs => Self::AlterReplicaLogDirs(AlterReplicaLogDirsResponse::decode(buf, version)?),
-            ApiKey::DescribeLogDirs => Self::DescribeLogDirs(DescribeLogDirsResponse::decode(buf, version)?),
-            ApiKey::SaslAuthenticate => Self::SaslAuthenticate(SaslAuthenticateResponse::decode(buf, version)?),
-            ApiKey::CreatePartitions => Self::CreatePartitions(CreatePartitionsResponse::decode(buf, version)?),
-            ApiKey::CreateDelegationToken => Self::CreateDelegationToken(CreateDelegationTokenResponse::decode(buf, version)?),
-            ApiKey::RenewDelegationToken => Self::RenewDelegationToken(RenewDelegationTokenResponse::decode(buf, version)?),
-            ApiKey::ExpireDelegationToken => Self::ExpireDelegationToken(ExpireDelegationTokenResponse::decode(buf, version)?),
-            ApiKey::DescribeDelegationToken => Self::DescribeDelegationToken(DescribeDelegationTokenResponse::decode(buf, version)?),
+            ApiKey::AlterReplicaLogDirs => {
+                Self::AlterReplicaLogDirs(AlterReplicaLogDirsResponse::decode(buf, version)?)
+            }
+            ApiKey::DescribeLogDirs => {
+                Self::DescribeLogDirs(DescribeLogDirsResponse::decode(buf, version)?)
+            }
+            ApiKey::SaslAuthenticate => {
+                Self::SaslAuthenticate(SaslAuthenticateResponse::decode(buf, version)?)
+            }
+            ApiKey::CreatePartitions => {
+                Self::CreatePartitions(CreatePartitionsResponse::decode(buf, version)?)
+            }
+            ApiKey::CreateDelegationToken => {
+                Self::CreateDelegationToken(CreateDelegationTokenResponse::decode(buf, version)?)
+            }
+            ApiKey::RenewDelegationToken => {
+                Self::RenewDelegationToken(RenewDelegationTokenResponse::decode(buf, version)?)
+            }
+            ApiKey::ExpireDelegationToken => {
+                Self::ExpireDelegationToken(ExpireDelegationTokenResponse::decode(buf, version)?)
+            }
+            ApiKey::DescribeDelegationToken => Self::DescribeDelegationToken(
+                DescribeDelegationTokenResponse::decode(buf, version)?,
+            ),
             ApiKey::DeleteGroups => Self::DeleteGroups(DeleteGroupsResponse::decode(buf, version)?),
             ApiKey::ElectLeaders => Self::ElectLeaders(ElectLeadersResponse::decode(buf, version)?),
-            ApiKey::IncrementalAlterConfigs => Self::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::decode(buf, version)?),
-            ApiKey::AlterPartitionReassignments => Self::AlterPartitionReassignments(AlterPartitionReassignmentsResponse::decode(buf, version)?),
-            ApiKey::ListPartitionReassignments => Self::ListPartitionReassignments(ListPartitionReassignmentsResponse::decode(buf, version)?),
+            ApiKey::IncrementalAlterConfigs => Self::IncrementalAlterConfigs(
+                IncrementalAlterConfigsResponse::decode(buf, version)?,
+            ),
+            ApiKey::AlterPartitionReassignments => Self::AlterPartitionReassignments(
+                AlterPartitionReassignmentsResponse::decode(buf, version)?,
+            ),
+            ApiKey::ListPartitionReassignments => Self::ListPartitionReassignments(
+                ListPartitionReassignmentsResponse::decode(buf, version)?,
+            ),
             ApiKey::OffsetDelete => Self::OffsetDelete(OffsetDeleteResponse::decode(buf, version)?),
-            ApiKey::DescribeClientQuotas => Self::DescribeClientQuotas(DescribeClientQuotasResponse::decode(buf, version)?),
-            ApiKey::AlterClientQuotas => Self::AlterClientQuotas(AlterClientQuotasResponse::decode(buf, version)?),
-            ApiKey::DescribeUserScramCredentials => Self::DescribeUserScramCredentials(DescribeUserScramCredentialsResponse::decode(buf, version)?),
-            ApiKey::AlterUserScramCredentials => Self::AlterUserScramCredentials(AlterUserScramCredentialsResponse::decode(buf, version)?),
-            ApiKey::DescribeQuorum => Self::DescribeQuorum(DescribeQuorumResponse::decode(buf, version)?),
-            ApiKey::UpdateFeatures => Self::UpdateFeatures(UpdateFeaturesResponse::decode(buf, version)?),
-            ApiKey::DescribeCluster => Self::DescribeCluster(DescribeClusterResponse::decode(buf, version)?),
-            ApiKey::DescribeProducers => Self::DescribeProducers(DescribeProducersResponse::decode(buf, version)?),
-            ApiKey::DescribeTransactions => Self::DescribeTransactions(DescribeTransactionsResponse::decode(buf, version)?),
-            ApiKey::ListTransactions => Self::ListTransactions(ListTransactionsResponse::decode(buf, version)?),
-            ApiKey::ConsumerGroupHeartbeat => Self::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse::decode(buf, version)?),
-            ApiKey::ConsumerGroupDescribe => Self::ConsumerGroupDescribe(ConsumerGroupDescribeResponse::decode(buf, version)?),
-            ApiKey::GetTelemetrySubscriptions => Self::GetTelemetrySubscriptions(GetTelemetrySubscriptionsResponse::decode(buf, version)?),
-            ApiKey::PushTelemetry => Self::PushTelemetry(PushTelemetryResponse::decode(buf, version)?),
-            ApiKey::ListClientMetricsResources => Self::ListClientMetricsResources(ListClientMetricsResourcesResponse::decode(buf, version)?),
-            ApiKey::DescribeTopicPartitions => Self::DescribeTopicPartitions(DescribeTopicPartitionsResponse::decode(buf, version)?),
+            ApiKey::DescribeClientQuotas => {
+                Self::DescribeClientQuotas(DescribeClientQuotasResponse::decode(buf, version)?)
+            }
+            ApiKey::AlterClientQuotas => {
+                Self::AlterClientQuotas(AlterClientQuotasResponse::decode(buf, version)?)
+            }
+            ApiKey::DescribeUserScramCredentials => Self::DescribeUserScramCredentials(
+                DescribeUserScramCredentialsResponse::decode(buf, version)?,
+            ),
+            ApiKey::AlterUserScramCredentials => Self::AlterUserScramCredentials(
+                AlterUserScramCredentialsResponse::decode(buf, version)?,
+            ),
+            ApiKey::DescribeQuorum => {
+                Self::DescribeQuorum(DescribeQuorumResponse::decode(buf, version)?)
+            }
+            ApiKey::UpdateFeatures => {
+                Self::UpdateFeatures(UpdateFeaturesResponse::decode(buf, version)?)
+            }
+            ApiKey::DescribeCluster => {
+                Self::DescribeCluster(DescribeClusterResponse::decode(buf, version)?)
+            }
+            ApiKey::DescribeProducers => {
+                Self::DescribeProducers(DescribeProducersResponse::decode(buf, version)?)
+            }
+            ApiKey::DescribeTransactions => {
+                Self::DescribeTransactions(DescribeTransactionsResponse::decode(buf, version)?)
+            }
+            ApiKey::ListTransactions => {
+                Self::ListTransactions(ListTransactionsResponse::decode(buf, version)?)
+            }
+            ApiKey::ConsumerGroupHeartbeat => {
+                Self::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse::decode(buf, version)?)
+            }
+            ApiKey::ConsumerGroupDescribe => {
+                Self::ConsumerGroupDescribe(ConsumerGroupDescribeResponse::decode(buf, version)?)
+            }
+            ApiKey::GetTelemetrySubscriptions => Self::GetTelemetrySubscriptions(
+                GetTelemetrySubscriptionsResponse::decode(buf, version)?,
+            ),
+            ApiKey::PushTelemetry => {
+                Self::PushTelemetry(PushTelemetryResponse::decode(buf, version)?)
+            }
+            ApiKey::ListClientMetricsResources => Self::ListClientMetricsResources(
+                ListClientMetricsResourcesResponse::decode(buf, version)?,
+            ),
+            ApiKey::DescribeTopicPartitions => Self::DescribeTopicPartitions(
+                DescribeTopicPartitionsResponse::decode(buf, version)?,
+            ),
         })
     }
 
@@ -1818,4 +1970,3 @@ impl From<DescribeTopicPartitionsResponse> for ResponseKind {
         Self::DescribeTopicPartitions(m)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `OffsetCommitRequest` (OffsetCommitRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -48,15 +54,37 @@ impl Default for OffsetCommitRequest {
 impl Encode for OffsetCommitRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=9).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetCommitRequest", version: v }); }
+        if !(0..=9).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "OffsetCommitRequest",
+                version: v,
+            });
+        }
         let flex = v >= 8;
         put_string(buf, &self.group_id, flex, "OffsetCommitRequest.group_id")?;
-        if v >= 1 { put_i32(buf, self.generation_id_or_member_epoch); }
-        if v >= 1 { put_string(buf, &self.member_id, flex, "OffsetCommitRequest.member_id")?; }
-        if v >= 7 { put_opt_string(buf, self.group_instance_id.as_deref(), flex, v >= 7, "OffsetCommitRequest.group_instance_id", v)?; }
-        if v >= 2 && v <= 4 { put_i64(buf, self.retention_time_ms); }
+        if v >= 1 {
+            put_i32(buf, self.generation_id_or_member_epoch);
+        }
+        if v >= 1 {
+            put_string(buf, &self.member_id, flex, "OffsetCommitRequest.member_id")?;
+        }
+        if v >= 7 {
+            put_opt_string(
+                buf,
+                self.group_instance_id.as_deref(),
+                flex,
+                v >= 7,
+                "OffsetCommitRequest.group_instance_id",
+                v,
+            )?;
+        }
+        if v >= 2 && v <= 4 {
+            put_i64(buf, self.retention_time_ms);
+        }
         put_array(buf, &self.topics, v, flex, "OffsetCommitRequest.topics")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetCommitRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetCommitRequest")?;
+        }
         Ok(())
     }
 }
@@ -64,16 +92,33 @@ impl Encode for OffsetCommitRequest {
 impl Decode for OffsetCommitRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=9).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "OffsetCommitRequest", version: v }); }
+        if !(0..=9).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "OffsetCommitRequest",
+                version: v,
+            });
+        }
         let flex = v >= 8;
         let mut this = Self::default();
         this.group_id = get_string(buf, flex, "OffsetCommitRequest.group_id")?;
-        if v >= 1 { this.generation_id_or_member_epoch = get_i32(buf, "OffsetCommitRequest.generation_id_or_member_epoch")?; }
-        if v >= 1 { this.member_id = get_string(buf, flex, "OffsetCommitRequest.member_id")?; }
-        if v >= 7 { this.group_instance_id = get_opt_string(buf, flex, v >= 7, "OffsetCommitRequest.group_instance_id")?; }
-        if v >= 2 && v <= 4 { this.retention_time_ms = get_i64(buf, "OffsetCommitRequest.retention_time_ms")?; }
+        if v >= 1 {
+            this.generation_id_or_member_epoch =
+                get_i32(buf, "OffsetCommitRequest.generation_id_or_member_epoch")?;
+        }
+        if v >= 1 {
+            this.member_id = get_string(buf, flex, "OffsetCommitRequest.member_id")?;
+        }
+        if v >= 7 {
+            this.group_instance_id =
+                get_opt_string(buf, flex, v >= 7, "OffsetCommitRequest.group_instance_id")?;
+        }
+        if v >= 2 && v <= 4 {
+            this.retention_time_ms = get_i64(buf, "OffsetCommitRequest.retention_time_ms")?;
+        }
         this.topics = get_array(buf, v, flex, "OffsetCommitRequest.topics")?;
-        if flex { get_unknown_tags(buf, "OffsetCommitRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "OffsetCommitRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -114,10 +159,27 @@ impl Encode for OffsetCommitRequestPartition {
         let flex = v >= 8;
         put_i32(buf, self.partition_index);
         put_i64(buf, self.committed_offset);
-        if v >= 6 { put_i32(buf, self.committed_leader_epoch); }
-        if v == 1 { put_i64(buf, self.commit_timestamp); }
-        put_opt_string(buf, self.committed_metadata.as_deref(), flex, true, "OffsetCommitRequestPartition.committed_metadata", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetCommitRequestPartition")?; }
+        if v >= 6 {
+            put_i32(buf, self.committed_leader_epoch);
+        }
+        if v == 1 {
+            put_i64(buf, self.commit_timestamp);
+        }
+        put_opt_string(
+            buf,
+            self.committed_metadata.as_deref(),
+            flex,
+            true,
+            "OffsetCommitRequestPartition.committed_metadata",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "OffsetCommitRequestPartition",
+            )?;
+        }
         Ok(())
     }
 }
@@ -129,17 +191,43 @@ impl Decode for OffsetCommitRequestPartition {
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "OffsetCommitRequestPartition.partition_index")?;
         this.committed_offset = get_i64(buf, "OffsetCommitRequestPartition.committed_offset")?;
-        if v >= 6 { this.committed_leader_epoch = get_i32(buf, "OffsetCommitRequestPartition.committed_leader_epoch")?; }
-        if v == 1 { this.commit_timestamp = get_i64(buf, "OffsetCommitRequestPartition.commit_timestamp")?; }
-        this.committed_metadata = get_opt_string(buf, flex, true, "OffsetCommitRequestPartition.committed_metadata")?;
-        if flex { get_unknown_tags(buf, "OffsetCommitRequestPartition", &mut this.unknown_tagged_fields)?; }
+        if v >= 6 {
+            this.committed_leader_epoch =
+                get_i32(buf, "OffsetCommitRequestPartition.committed_leader_epoch")?;
+        }
+        if v == 1 {
+            this.commit_timestamp = get_i64(buf, "OffsetCommitRequestPartition.commit_timestamp")?;
+        }
+        this.committed_metadata = get_opt_string(
+            buf,
+            flex,
+            true,
+            "OffsetCommitRequestPartition.committed_metadata",
+        )?;
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetCommitRequestPartition",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetCommitRequestPartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OffsetCommitRequestTopic` of `OffsetCommitRequest`.
@@ -168,8 +256,16 @@ impl Encode for OffsetCommitRequestTopic {
         let v = version;
         let flex = v >= 8;
         put_string(buf, &self.name, flex, "OffsetCommitRequestTopic.name")?;
-        put_array(buf, &self.partitions, v, flex, "OffsetCommitRequestTopic.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetCommitRequestTopic")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "OffsetCommitRequestTopic.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetCommitRequestTopic")?;
+        }
         Ok(())
     }
 }
@@ -181,13 +277,28 @@ impl Decode for OffsetCommitRequestTopic {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "OffsetCommitRequestTopic.name")?;
         this.partitions = get_array(buf, v, flex, "OffsetCommitRequestTopic.partitions")?;
-        if flex { get_unknown_tags(buf, "OffsetCommitRequestTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetCommitRequestTopic",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetCommitRequestTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

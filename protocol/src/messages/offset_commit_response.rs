@@ -4,7 +4,13 @@
 
 //! `OffsetCommitResponse` (OffsetCommitResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,20 @@ impl Default for OffsetCommitResponse {
 impl Encode for OffsetCommitResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=9).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetCommitResponse", version: v }); }
+        if !(0..=9).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "OffsetCommitResponse",
+                version: v,
+            });
+        }
         let flex = v >= 8;
-        if v >= 3 { put_i32(buf, self.throttle_time_ms); }
+        if v >= 3 {
+            put_i32(buf, self.throttle_time_ms);
+        }
         put_array(buf, &self.topics, v, flex, "OffsetCommitResponse.topics")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetCommitResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetCommitResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +63,21 @@ impl Encode for OffsetCommitResponse {
 impl Decode for OffsetCommitResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=9).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "OffsetCommitResponse", version: v }); }
+        if !(0..=9).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "OffsetCommitResponse",
+                version: v,
+            });
+        }
         let flex = v >= 8;
         let mut this = Self::default();
-        if v >= 3 { this.throttle_time_ms = get_i32(buf, "OffsetCommitResponse.throttle_time_ms")?; }
+        if v >= 3 {
+            this.throttle_time_ms = get_i32(buf, "OffsetCommitResponse.throttle_time_ms")?;
+        }
         this.topics = get_array(buf, v, flex, "OffsetCommitResponse.topics")?;
-        if flex { get_unknown_tags(buf, "OffsetCommitResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "OffsetCommitResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -85,7 +109,13 @@ impl Encode for OffsetCommitResponsePartition {
         let flex = v >= 8;
         put_i32(buf, self.partition_index);
         put_i16(buf, self.error_code);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetCommitResponsePartition")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "OffsetCommitResponsePartition",
+            )?;
+        }
         Ok(())
     }
 }
@@ -97,14 +127,30 @@ impl Decode for OffsetCommitResponsePartition {
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "OffsetCommitResponsePartition.partition_index")?;
         this.error_code = get_i16(buf, "OffsetCommitResponsePartition.error_code")?;
-        if flex { get_unknown_tags(buf, "OffsetCommitResponsePartition", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetCommitResponsePartition",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetCommitResponsePartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OffsetCommitResponseTopic` of `OffsetCommitResponse`.
@@ -133,8 +179,20 @@ impl Encode for OffsetCommitResponseTopic {
         let v = version;
         let flex = v >= 8;
         put_string(buf, &self.name, flex, "OffsetCommitResponseTopic.name")?;
-        put_array(buf, &self.partitions, v, flex, "OffsetCommitResponseTopic.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetCommitResponseTopic")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "OffsetCommitResponseTopic.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "OffsetCommitResponseTopic",
+            )?;
+        }
         Ok(())
     }
 }
@@ -146,13 +204,28 @@ impl Decode for OffsetCommitResponseTopic {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "OffsetCommitResponseTopic.name")?;
         this.partitions = get_array(buf, v, flex, "OffsetCommitResponseTopic.partitions")?;
-        if flex { get_unknown_tags(buf, "OffsetCommitResponseTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetCommitResponseTopic",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetCommitResponseTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `OffsetDeleteRequest` (OffsetDeleteRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,7 +42,12 @@ impl Default for OffsetDeleteRequest {
 impl Encode for OffsetDeleteRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetDeleteRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "OffsetDeleteRequest",
+                version: v,
+            });
+        }
         put_string(buf, &self.group_id, false, "OffsetDeleteRequest.group_id")?;
         put_array(buf, &self.topics, v, false, "OffsetDeleteRequest.topics")?;
         Ok(())
@@ -46,7 +57,12 @@ impl Encode for OffsetDeleteRequest {
 impl Decode for OffsetDeleteRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "OffsetDeleteRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "OffsetDeleteRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.group_id = get_string(buf, false, "OffsetDeleteRequest.group_id")?;
         this.topics = get_array(buf, v, false, "OffsetDeleteRequest.topics")?;
@@ -90,8 +106,18 @@ impl Decode for OffsetDeleteRequestPartition {
 }
 
 impl Elem for OffsetDeleteRequestPartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OffsetDeleteRequestTopic` of `OffsetDeleteRequest`.
@@ -119,7 +145,13 @@ impl Encode for OffsetDeleteRequestTopic {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, false, "OffsetDeleteRequestTopic.name")?;
-        put_array(buf, &self.partitions, v, false, "OffsetDeleteRequestTopic.partitions")?;
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            false,
+            "OffsetDeleteRequestTopic.partitions",
+        )?;
         Ok(())
     }
 }
@@ -135,7 +167,16 @@ impl Decode for OffsetDeleteRequestTopic {
 }
 
 impl Elem for OffsetDeleteRequestTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `OffsetDeleteResponse` (OffsetDeleteResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,7 +45,12 @@ impl Default for OffsetDeleteResponse {
 impl Encode for OffsetDeleteResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetDeleteResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "OffsetDeleteResponse",
+                version: v,
+            });
+        }
         put_i16(buf, self.error_code);
         put_i32(buf, self.throttle_time_ms);
         put_array(buf, &self.topics, v, false, "OffsetDeleteResponse.topics")?;
@@ -50,7 +61,12 @@ impl Encode for OffsetDeleteResponse {
 impl Decode for OffsetDeleteResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "OffsetDeleteResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "OffsetDeleteResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.error_code = get_i16(buf, "OffsetDeleteResponse.error_code")?;
         this.throttle_time_ms = get_i32(buf, "OffsetDeleteResponse.throttle_time_ms")?;
@@ -100,8 +116,18 @@ impl Decode for OffsetDeleteResponsePartition {
 }
 
 impl Elem for OffsetDeleteResponsePartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OffsetDeleteResponseTopic` of `OffsetDeleteResponse`.
@@ -129,7 +155,13 @@ impl Encode for OffsetDeleteResponseTopic {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         put_string(buf, &self.name, false, "OffsetDeleteResponseTopic.name")?;
-        put_array(buf, &self.partitions, v, false, "OffsetDeleteResponseTopic.partitions")?;
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            false,
+            "OffsetDeleteResponseTopic.partitions",
+        )?;
         Ok(())
     }
 }
@@ -145,7 +177,16 @@ impl Decode for OffsetDeleteResponseTopic {
 }
 
 impl Elem for OffsetDeleteResponseTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

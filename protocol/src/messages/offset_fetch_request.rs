@@ -4,7 +4,13 @@
 
 //! `OffsetFetchRequest` (OffsetFetchRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,35 @@ impl Default for OffsetFetchRequest {
 impl Encode for OffsetFetchRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=9).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetFetchRequest", version: v }); }
+        if !(0..=9).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "OffsetFetchRequest",
+                version: v,
+            });
+        }
         let flex = v >= 6;
-        if v <= 7 { put_string(buf, &self.group_id, flex, "OffsetFetchRequest.group_id")?; }
-        if v <= 7 { put_opt_array(buf, self.topics.as_deref(), v, flex, v >= 2 && v <= 7, "OffsetFetchRequest.topics")?; }
-        if v >= 8 { put_array(buf, &self.groups, v, flex, "OffsetFetchRequest.groups")?; }
-        if v >= 7 { put_bool(buf, self.require_stable); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchRequest")?; }
+        if v <= 7 {
+            put_string(buf, &self.group_id, flex, "OffsetFetchRequest.group_id")?;
+        }
+        if v <= 7 {
+            put_opt_array(
+                buf,
+                self.topics.as_deref(),
+                v,
+                flex,
+                v >= 2 && v <= 7,
+                "OffsetFetchRequest.topics",
+            )?;
+        }
+        if v >= 8 {
+            put_array(buf, &self.groups, v, flex, "OffsetFetchRequest.groups")?;
+        }
+        if v >= 7 {
+            put_bool(buf, self.require_stable);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchRequest")?;
+        }
         Ok(())
     }
 }
@@ -56,14 +84,30 @@ impl Encode for OffsetFetchRequest {
 impl Decode for OffsetFetchRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=9).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "OffsetFetchRequest", version: v }); }
+        if !(0..=9).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "OffsetFetchRequest",
+                version: v,
+            });
+        }
         let flex = v >= 6;
         let mut this = Self::default();
-        if v <= 7 { this.group_id = get_string(buf, flex, "OffsetFetchRequest.group_id")?; }
-        if v <= 7 { this.topics = get_opt_array(buf, v, flex, v >= 2 && v <= 7, "OffsetFetchRequest.topics")?; }
-        if v >= 8 { this.groups = get_array(buf, v, flex, "OffsetFetchRequest.groups")?; }
-        if v >= 7 { this.require_stable = get_bool(buf, "OffsetFetchRequest.require_stable")?; }
-        if flex { get_unknown_tags(buf, "OffsetFetchRequest", &mut this.unknown_tagged_fields)?; }
+        if v <= 7 {
+            this.group_id = get_string(buf, flex, "OffsetFetchRequest.group_id")?;
+        }
+        if v <= 7 {
+            this.topics =
+                get_opt_array(buf, v, flex, v >= 2 && v <= 7, "OffsetFetchRequest.topics")?;
+        }
+        if v >= 8 {
+            this.groups = get_array(buf, v, flex, "OffsetFetchRequest.groups")?;
+        }
+        if v >= 7 {
+            this.require_stable = get_bool(buf, "OffsetFetchRequest.require_stable")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "OffsetFetchRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -93,9 +137,21 @@ impl Encode for OffsetFetchRequestTopic {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 6;
-        if v <= 7 { put_string(buf, &self.name, flex, "OffsetFetchRequestTopic.name")?; }
-        if v <= 7 { put_array(buf, &self.partition_indexes, v, flex, "OffsetFetchRequestTopic.partition_indexes")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchRequestTopic")?; }
+        if v <= 7 {
+            put_string(buf, &self.name, flex, "OffsetFetchRequestTopic.name")?;
+        }
+        if v <= 7 {
+            put_array(
+                buf,
+                &self.partition_indexes,
+                v,
+                flex,
+                "OffsetFetchRequestTopic.partition_indexes",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchRequestTopic")?;
+        }
         Ok(())
     }
 }
@@ -105,16 +161,37 @@ impl Decode for OffsetFetchRequestTopic {
         let v = version;
         let flex = v >= 6;
         let mut this = Self::default();
-        if v <= 7 { this.name = get_string(buf, flex, "OffsetFetchRequestTopic.name")?; }
-        if v <= 7 { this.partition_indexes = get_array(buf, v, flex, "OffsetFetchRequestTopic.partition_indexes")?; }
-        if flex { get_unknown_tags(buf, "OffsetFetchRequestTopic", &mut this.unknown_tagged_fields)?; }
+        if v <= 7 {
+            this.name = get_string(buf, flex, "OffsetFetchRequestTopic.name")?;
+        }
+        if v <= 7 {
+            this.partition_indexes =
+                get_array(buf, v, flex, "OffsetFetchRequestTopic.partition_indexes")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetFetchRequestTopic",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetFetchRequestTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OffsetFetchRequestTopics` of `OffsetFetchRequest`.
@@ -142,9 +219,21 @@ impl Encode for OffsetFetchRequestTopics {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 6;
-        if v >= 8 { put_string(buf, &self.name, flex, "OffsetFetchRequestTopics.name")?; }
-        if v >= 8 { put_array(buf, &self.partition_indexes, v, flex, "OffsetFetchRequestTopics.partition_indexes")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchRequestTopics")?; }
+        if v >= 8 {
+            put_string(buf, &self.name, flex, "OffsetFetchRequestTopics.name")?;
+        }
+        if v >= 8 {
+            put_array(
+                buf,
+                &self.partition_indexes,
+                v,
+                flex,
+                "OffsetFetchRequestTopics.partition_indexes",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchRequestTopics")?;
+        }
         Ok(())
     }
 }
@@ -154,16 +243,37 @@ impl Decode for OffsetFetchRequestTopics {
         let v = version;
         let flex = v >= 6;
         let mut this = Self::default();
-        if v >= 8 { this.name = get_string(buf, flex, "OffsetFetchRequestTopics.name")?; }
-        if v >= 8 { this.partition_indexes = get_array(buf, v, flex, "OffsetFetchRequestTopics.partition_indexes")?; }
-        if flex { get_unknown_tags(buf, "OffsetFetchRequestTopics", &mut this.unknown_tagged_fields)?; }
+        if v >= 8 {
+            this.name = get_string(buf, flex, "OffsetFetchRequestTopics.name")?;
+        }
+        if v >= 8 {
+            this.partition_indexes =
+                get_array(buf, v, flex, "OffsetFetchRequestTopics.partition_indexes")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetFetchRequestTopics",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetFetchRequestTopics {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OffsetFetchRequestGroup` of `OffsetFetchRequest`.
@@ -197,11 +307,40 @@ impl Encode for OffsetFetchRequestGroup {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 6;
-        if v >= 8 { put_string(buf, &self.group_id, flex, "OffsetFetchRequestGroup.group_id")?; }
-        if v >= 9 { put_opt_string(buf, self.member_id.as_deref(), flex, v >= 9, "OffsetFetchRequestGroup.member_id", v)?; }
-        if v >= 9 { put_i32(buf, self.member_epoch); }
-        if v >= 8 { put_opt_array(buf, self.topics.as_deref(), v, flex, v >= 8, "OffsetFetchRequestGroup.topics")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchRequestGroup")?; }
+        if v >= 8 {
+            put_string(
+                buf,
+                &self.group_id,
+                flex,
+                "OffsetFetchRequestGroup.group_id",
+            )?;
+        }
+        if v >= 9 {
+            put_opt_string(
+                buf,
+                self.member_id.as_deref(),
+                flex,
+                v >= 9,
+                "OffsetFetchRequestGroup.member_id",
+                v,
+            )?;
+        }
+        if v >= 9 {
+            put_i32(buf, self.member_epoch);
+        }
+        if v >= 8 {
+            put_opt_array(
+                buf,
+                self.topics.as_deref(),
+                v,
+                flex,
+                v >= 8,
+                "OffsetFetchRequestGroup.topics",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchRequestGroup")?;
+        }
         Ok(())
     }
 }
@@ -211,17 +350,41 @@ impl Decode for OffsetFetchRequestGroup {
         let v = version;
         let flex = v >= 6;
         let mut this = Self::default();
-        if v >= 8 { this.group_id = get_string(buf, flex, "OffsetFetchRequestGroup.group_id")?; }
-        if v >= 9 { this.member_id = get_opt_string(buf, flex, v >= 9, "OffsetFetchRequestGroup.member_id")?; }
-        if v >= 9 { this.member_epoch = get_i32(buf, "OffsetFetchRequestGroup.member_epoch")?; }
-        if v >= 8 { this.topics = get_opt_array(buf, v, flex, v >= 8, "OffsetFetchRequestGroup.topics")?; }
-        if flex { get_unknown_tags(buf, "OffsetFetchRequestGroup", &mut this.unknown_tagged_fields)?; }
+        if v >= 8 {
+            this.group_id = get_string(buf, flex, "OffsetFetchRequestGroup.group_id")?;
+        }
+        if v >= 9 {
+            this.member_id =
+                get_opt_string(buf, flex, v >= 9, "OffsetFetchRequestGroup.member_id")?;
+        }
+        if v >= 9 {
+            this.member_epoch = get_i32(buf, "OffsetFetchRequestGroup.member_epoch")?;
+        }
+        if v >= 8 {
+            this.topics = get_opt_array(buf, v, flex, v >= 8, "OffsetFetchRequestGroup.topics")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetFetchRequestGroup",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetFetchRequestGroup {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

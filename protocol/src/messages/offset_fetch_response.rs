@@ -4,7 +4,13 @@
 
 //! `OffsetFetchResponse` (OffsetFetchResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,28 @@ impl Default for OffsetFetchResponse {
 impl Encode for OffsetFetchResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=9).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetFetchResponse", version: v }); }
+        if !(0..=9).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "OffsetFetchResponse",
+                version: v,
+            });
+        }
         let flex = v >= 6;
-        if v >= 3 { put_i32(buf, self.throttle_time_ms); }
-        if v <= 7 { put_array(buf, &self.topics, v, flex, "OffsetFetchResponse.topics")?; }
-        if v >= 2 && v <= 7 { put_i16(buf, self.error_code); }
-        if v >= 8 { put_array(buf, &self.groups, v, flex, "OffsetFetchResponse.groups")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchResponse")?; }
+        if v >= 3 {
+            put_i32(buf, self.throttle_time_ms);
+        }
+        if v <= 7 {
+            put_array(buf, &self.topics, v, flex, "OffsetFetchResponse.topics")?;
+        }
+        if v >= 2 && v <= 7 {
+            put_i16(buf, self.error_code);
+        }
+        if v >= 8 {
+            put_array(buf, &self.groups, v, flex, "OffsetFetchResponse.groups")?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchResponse")?;
+        }
         Ok(())
     }
 }
@@ -56,14 +77,29 @@ impl Encode for OffsetFetchResponse {
 impl Decode for OffsetFetchResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=9).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "OffsetFetchResponse", version: v }); }
+        if !(0..=9).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "OffsetFetchResponse",
+                version: v,
+            });
+        }
         let flex = v >= 6;
         let mut this = Self::default();
-        if v >= 3 { this.throttle_time_ms = get_i32(buf, "OffsetFetchResponse.throttle_time_ms")?; }
-        if v <= 7 { this.topics = get_array(buf, v, flex, "OffsetFetchResponse.topics")?; }
-        if v >= 2 && v <= 7 { this.error_code = get_i16(buf, "OffsetFetchResponse.error_code")?; }
-        if v >= 8 { this.groups = get_array(buf, v, flex, "OffsetFetchResponse.groups")?; }
-        if flex { get_unknown_tags(buf, "OffsetFetchResponse", &mut this.unknown_tagged_fields)?; }
+        if v >= 3 {
+            this.throttle_time_ms = get_i32(buf, "OffsetFetchResponse.throttle_time_ms")?;
+        }
+        if v <= 7 {
+            this.topics = get_array(buf, v, flex, "OffsetFetchResponse.topics")?;
+        }
+        if v >= 2 && v <= 7 {
+            this.error_code = get_i16(buf, "OffsetFetchResponse.error_code")?;
+        }
+        if v >= 8 {
+            this.groups = get_array(buf, v, flex, "OffsetFetchResponse.groups")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "OffsetFetchResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -102,12 +138,35 @@ impl Encode for OffsetFetchResponsePartition {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 6;
-        if v <= 7 { put_i32(buf, self.partition_index); }
-        if v <= 7 { put_i64(buf, self.committed_offset); }
-        if v >= 5 && v <= 7 { put_i32(buf, self.committed_leader_epoch); }
-        if v <= 7 { put_opt_string(buf, self.metadata.as_deref(), flex, v <= 7, "OffsetFetchResponsePartition.metadata", v)?; }
-        if v <= 7 { put_i16(buf, self.error_code); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchResponsePartition")?; }
+        if v <= 7 {
+            put_i32(buf, self.partition_index);
+        }
+        if v <= 7 {
+            put_i64(buf, self.committed_offset);
+        }
+        if v >= 5 && v <= 7 {
+            put_i32(buf, self.committed_leader_epoch);
+        }
+        if v <= 7 {
+            put_opt_string(
+                buf,
+                self.metadata.as_deref(),
+                flex,
+                v <= 7,
+                "OffsetFetchResponsePartition.metadata",
+                v,
+            )?;
+        }
+        if v <= 7 {
+            put_i16(buf, self.error_code);
+        }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "OffsetFetchResponsePartition",
+            )?;
+        }
         Ok(())
     }
 }
@@ -117,19 +176,47 @@ impl Decode for OffsetFetchResponsePartition {
         let v = version;
         let flex = v >= 6;
         let mut this = Self::default();
-        if v <= 7 { this.partition_index = get_i32(buf, "OffsetFetchResponsePartition.partition_index")?; }
-        if v <= 7 { this.committed_offset = get_i64(buf, "OffsetFetchResponsePartition.committed_offset")?; }
-        if v >= 5 && v <= 7 { this.committed_leader_epoch = get_i32(buf, "OffsetFetchResponsePartition.committed_leader_epoch")?; }
-        if v <= 7 { this.metadata = get_opt_string(buf, flex, v <= 7, "OffsetFetchResponsePartition.metadata")?; }
-        if v <= 7 { this.error_code = get_i16(buf, "OffsetFetchResponsePartition.error_code")?; }
-        if flex { get_unknown_tags(buf, "OffsetFetchResponsePartition", &mut this.unknown_tagged_fields)?; }
+        if v <= 7 {
+            this.partition_index = get_i32(buf, "OffsetFetchResponsePartition.partition_index")?;
+        }
+        if v <= 7 {
+            this.committed_offset = get_i64(buf, "OffsetFetchResponsePartition.committed_offset")?;
+        }
+        if v >= 5 && v <= 7 {
+            this.committed_leader_epoch =
+                get_i32(buf, "OffsetFetchResponsePartition.committed_leader_epoch")?;
+        }
+        if v <= 7 {
+            this.metadata =
+                get_opt_string(buf, flex, v <= 7, "OffsetFetchResponsePartition.metadata")?;
+        }
+        if v <= 7 {
+            this.error_code = get_i16(buf, "OffsetFetchResponsePartition.error_code")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetFetchResponsePartition",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetFetchResponsePartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OffsetFetchResponseTopic` of `OffsetFetchResponse`.
@@ -157,9 +244,21 @@ impl Encode for OffsetFetchResponseTopic {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 6;
-        if v <= 7 { put_string(buf, &self.name, flex, "OffsetFetchResponseTopic.name")?; }
-        if v <= 7 { put_array(buf, &self.partitions, v, flex, "OffsetFetchResponseTopic.partitions")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchResponseTopic")?; }
+        if v <= 7 {
+            put_string(buf, &self.name, flex, "OffsetFetchResponseTopic.name")?;
+        }
+        if v <= 7 {
+            put_array(
+                buf,
+                &self.partitions,
+                v,
+                flex,
+                "OffsetFetchResponseTopic.partitions",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchResponseTopic")?;
+        }
         Ok(())
     }
 }
@@ -169,16 +268,36 @@ impl Decode for OffsetFetchResponseTopic {
         let v = version;
         let flex = v >= 6;
         let mut this = Self::default();
-        if v <= 7 { this.name = get_string(buf, flex, "OffsetFetchResponseTopic.name")?; }
-        if v <= 7 { this.partitions = get_array(buf, v, flex, "OffsetFetchResponseTopic.partitions")?; }
-        if flex { get_unknown_tags(buf, "OffsetFetchResponseTopic", &mut this.unknown_tagged_fields)?; }
+        if v <= 7 {
+            this.name = get_string(buf, flex, "OffsetFetchResponseTopic.name")?;
+        }
+        if v <= 7 {
+            this.partitions = get_array(buf, v, flex, "OffsetFetchResponseTopic.partitions")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetFetchResponseTopic",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetFetchResponseTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OffsetFetchResponsePartitions` of `OffsetFetchResponse`.
@@ -215,12 +334,35 @@ impl Encode for OffsetFetchResponsePartitions {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 6;
-        if v >= 8 { put_i32(buf, self.partition_index); }
-        if v >= 8 { put_i64(buf, self.committed_offset); }
-        if v >= 8 { put_i32(buf, self.committed_leader_epoch); }
-        if v >= 8 { put_opt_string(buf, self.metadata.as_deref(), flex, v >= 8, "OffsetFetchResponsePartitions.metadata", v)?; }
-        if v >= 8 { put_i16(buf, self.error_code); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchResponsePartitions")?; }
+        if v >= 8 {
+            put_i32(buf, self.partition_index);
+        }
+        if v >= 8 {
+            put_i64(buf, self.committed_offset);
+        }
+        if v >= 8 {
+            put_i32(buf, self.committed_leader_epoch);
+        }
+        if v >= 8 {
+            put_opt_string(
+                buf,
+                self.metadata.as_deref(),
+                flex,
+                v >= 8,
+                "OffsetFetchResponsePartitions.metadata",
+                v,
+            )?;
+        }
+        if v >= 8 {
+            put_i16(buf, self.error_code);
+        }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "OffsetFetchResponsePartitions",
+            )?;
+        }
         Ok(())
     }
 }
@@ -230,19 +372,47 @@ impl Decode for OffsetFetchResponsePartitions {
         let v = version;
         let flex = v >= 6;
         let mut this = Self::default();
-        if v >= 8 { this.partition_index = get_i32(buf, "OffsetFetchResponsePartitions.partition_index")?; }
-        if v >= 8 { this.committed_offset = get_i64(buf, "OffsetFetchResponsePartitions.committed_offset")?; }
-        if v >= 8 { this.committed_leader_epoch = get_i32(buf, "OffsetFetchResponsePartitions.committed_leader_epoch")?; }
-        if v >= 8 { this.metadata = get_opt_string(buf, flex, v >= 8, "OffsetFetchResponsePartitions.metadata")?; }
-        if v >= 8 { this.error_code = get_i16(buf, "OffsetFetchResponsePartitions.error_code")?; }
-        if flex { get_unknown_tags(buf, "OffsetFetchResponsePartitions", &mut this.unknown_tagged_fields)?; }
+        if v >= 8 {
+            this.partition_index = get_i32(buf, "OffsetFetchResponsePartitions.partition_index")?;
+        }
+        if v >= 8 {
+            this.committed_offset = get_i64(buf, "OffsetFetchResponsePartitions.committed_offset")?;
+        }
+        if v >= 8 {
+            this.committed_leader_epoch =
+                get_i32(buf, "OffsetFetchResponsePartitions.committed_leader_epoch")?;
+        }
+        if v >= 8 {
+            this.metadata =
+                get_opt_string(buf, flex, v >= 8, "OffsetFetchResponsePartitions.metadata")?;
+        }
+        if v >= 8 {
+            this.error_code = get_i16(buf, "OffsetFetchResponsePartitions.error_code")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetFetchResponsePartitions",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetFetchResponsePartitions {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OffsetFetchResponseTopics` of `OffsetFetchResponse`.
@@ -270,9 +440,25 @@ impl Encode for OffsetFetchResponseTopics {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 6;
-        if v >= 8 { put_string(buf, &self.name, flex, "OffsetFetchResponseTopics.name")?; }
-        if v >= 8 { put_array(buf, &self.partitions, v, flex, "OffsetFetchResponseTopics.partitions")?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchResponseTopics")?; }
+        if v >= 8 {
+            put_string(buf, &self.name, flex, "OffsetFetchResponseTopics.name")?;
+        }
+        if v >= 8 {
+            put_array(
+                buf,
+                &self.partitions,
+                v,
+                flex,
+                "OffsetFetchResponseTopics.partitions",
+            )?;
+        }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "OffsetFetchResponseTopics",
+            )?;
+        }
         Ok(())
     }
 }
@@ -282,16 +468,36 @@ impl Decode for OffsetFetchResponseTopics {
         let v = version;
         let flex = v >= 6;
         let mut this = Self::default();
-        if v >= 8 { this.name = get_string(buf, flex, "OffsetFetchResponseTopics.name")?; }
-        if v >= 8 { this.partitions = get_array(buf, v, flex, "OffsetFetchResponseTopics.partitions")?; }
-        if flex { get_unknown_tags(buf, "OffsetFetchResponseTopics", &mut this.unknown_tagged_fields)?; }
+        if v >= 8 {
+            this.name = get_string(buf, flex, "OffsetFetchResponseTopics.name")?;
+        }
+        if v >= 8 {
+            this.partitions = get_array(buf, v, flex, "OffsetFetchResponseTopics.partitions")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetFetchResponseTopics",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetFetchResponseTopics {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OffsetFetchResponseGroup` of `OffsetFetchResponse`.
@@ -322,10 +528,29 @@ impl Encode for OffsetFetchResponseGroup {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 6;
-        if v >= 8 { put_string(buf, &self.group_id, flex, "OffsetFetchResponseGroup.group_id")?; }
-        if v >= 8 { put_array(buf, &self.topics, v, flex, "OffsetFetchResponseGroup.topics")?; }
-        if v >= 8 { put_i16(buf, self.error_code); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchResponseGroup")?; }
+        if v >= 8 {
+            put_string(
+                buf,
+                &self.group_id,
+                flex,
+                "OffsetFetchResponseGroup.group_id",
+            )?;
+        }
+        if v >= 8 {
+            put_array(
+                buf,
+                &self.topics,
+                v,
+                flex,
+                "OffsetFetchResponseGroup.topics",
+            )?;
+        }
+        if v >= 8 {
+            put_i16(buf, self.error_code);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetFetchResponseGroup")?;
+        }
         Ok(())
     }
 }
@@ -335,16 +560,37 @@ impl Decode for OffsetFetchResponseGroup {
         let v = version;
         let flex = v >= 6;
         let mut this = Self::default();
-        if v >= 8 { this.group_id = get_string(buf, flex, "OffsetFetchResponseGroup.group_id")?; }
-        if v >= 8 { this.topics = get_array(buf, v, flex, "OffsetFetchResponseGroup.topics")?; }
-        if v >= 8 { this.error_code = get_i16(buf, "OffsetFetchResponseGroup.error_code")?; }
-        if flex { get_unknown_tags(buf, "OffsetFetchResponseGroup", &mut this.unknown_tagged_fields)?; }
+        if v >= 8 {
+            this.group_id = get_string(buf, flex, "OffsetFetchResponseGroup.group_id")?;
+        }
+        if v >= 8 {
+            this.topics = get_array(buf, v, flex, "OffsetFetchResponseGroup.topics")?;
+        }
+        if v >= 8 {
+            this.error_code = get_i16(buf, "OffsetFetchResponseGroup.error_code")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetFetchResponseGroup",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetFetchResponseGroup {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `OffsetForLeaderEpochRequest` (OffsetForLeaderEpochRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,30 @@ impl Default for OffsetForLeaderEpochRequest {
 impl Encode for OffsetForLeaderEpochRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetForLeaderEpochRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "OffsetForLeaderEpochRequest",
+                version: v,
+            });
+        }
         let flex = v >= 4;
-        if v >= 3 { put_i32(buf, self.replica_id); }
-        put_array(buf, &self.topics, v, flex, "OffsetForLeaderEpochRequest.topics")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetForLeaderEpochRequest")?; }
+        if v >= 3 {
+            put_i32(buf, self.replica_id);
+        }
+        put_array(
+            buf,
+            &self.topics,
+            v,
+            flex,
+            "OffsetForLeaderEpochRequest.topics",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "OffsetForLeaderEpochRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -48,12 +73,25 @@ impl Encode for OffsetForLeaderEpochRequest {
 impl Decode for OffsetForLeaderEpochRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "OffsetForLeaderEpochRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "OffsetForLeaderEpochRequest",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         let mut this = Self::default();
-        if v >= 3 { this.replica_id = get_i32(buf, "OffsetForLeaderEpochRequest.replica_id")?; }
+        if v >= 3 {
+            this.replica_id = get_i32(buf, "OffsetForLeaderEpochRequest.replica_id")?;
+        }
         this.topics = get_array(buf, v, flex, "OffsetForLeaderEpochRequest.topics")?;
-        if flex { get_unknown_tags(buf, "OffsetForLeaderEpochRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetForLeaderEpochRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -87,9 +125,13 @@ impl Encode for OffsetForLeaderPartition {
         let v = version;
         let flex = v >= 4;
         put_i32(buf, self.partition);
-        if v >= 2 { put_i32(buf, self.current_leader_epoch); }
+        if v >= 2 {
+            put_i32(buf, self.current_leader_epoch);
+        }
         put_i32(buf, self.leader_epoch);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetForLeaderPartition")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetForLeaderPartition")?;
+        }
         Ok(())
     }
 }
@@ -100,16 +142,35 @@ impl Decode for OffsetForLeaderPartition {
         let flex = v >= 4;
         let mut this = Self::default();
         this.partition = get_i32(buf, "OffsetForLeaderPartition.partition")?;
-        if v >= 2 { this.current_leader_epoch = get_i32(buf, "OffsetForLeaderPartition.current_leader_epoch")?; }
+        if v >= 2 {
+            this.current_leader_epoch =
+                get_i32(buf, "OffsetForLeaderPartition.current_leader_epoch")?;
+        }
         this.leader_epoch = get_i32(buf, "OffsetForLeaderPartition.leader_epoch")?;
-        if flex { get_unknown_tags(buf, "OffsetForLeaderPartition", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetForLeaderPartition",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetForLeaderPartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OffsetForLeaderTopic` of `OffsetForLeaderEpochRequest`.
@@ -138,8 +199,16 @@ impl Encode for OffsetForLeaderTopic {
         let v = version;
         let flex = v >= 4;
         put_string(buf, &self.topic, flex, "OffsetForLeaderTopic.topic")?;
-        put_array(buf, &self.partitions, v, flex, "OffsetForLeaderTopic.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetForLeaderTopic")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "OffsetForLeaderTopic.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetForLeaderTopic")?;
+        }
         Ok(())
     }
 }
@@ -151,13 +220,24 @@ impl Decode for OffsetForLeaderTopic {
         let mut this = Self::default();
         this.topic = get_string(buf, flex, "OffsetForLeaderTopic.topic")?;
         this.partitions = get_array(buf, v, flex, "OffsetForLeaderTopic.partitions")?;
-        if flex { get_unknown_tags(buf, "OffsetForLeaderTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "OffsetForLeaderTopic", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetForLeaderTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `OffsetForLeaderEpochResponse` (OffsetForLeaderEpochResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,30 @@ impl Default for OffsetForLeaderEpochResponse {
 impl Encode for OffsetForLeaderEpochResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "OffsetForLeaderEpochResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "OffsetForLeaderEpochResponse",
+                version: v,
+            });
+        }
         let flex = v >= 4;
-        if v >= 2 { put_i32(buf, self.throttle_time_ms); }
-        put_array(buf, &self.topics, v, flex, "OffsetForLeaderEpochResponse.topics")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetForLeaderEpochResponse")?; }
+        if v >= 2 {
+            put_i32(buf, self.throttle_time_ms);
+        }
+        put_array(
+            buf,
+            &self.topics,
+            v,
+            flex,
+            "OffsetForLeaderEpochResponse.topics",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "OffsetForLeaderEpochResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -48,12 +73,25 @@ impl Encode for OffsetForLeaderEpochResponse {
 impl Decode for OffsetForLeaderEpochResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "OffsetForLeaderEpochResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "OffsetForLeaderEpochResponse",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         let mut this = Self::default();
-        if v >= 2 { this.throttle_time_ms = get_i32(buf, "OffsetForLeaderEpochResponse.throttle_time_ms")?; }
+        if v >= 2 {
+            this.throttle_time_ms = get_i32(buf, "OffsetForLeaderEpochResponse.throttle_time_ms")?;
+        }
         this.topics = get_array(buf, v, flex, "OffsetForLeaderEpochResponse.topics")?;
-        if flex { get_unknown_tags(buf, "OffsetForLeaderEpochResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetForLeaderEpochResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -91,9 +129,13 @@ impl Encode for EpochEndOffset {
         let flex = v >= 4;
         put_i16(buf, self.error_code);
         put_i32(buf, self.partition);
-        if v >= 1 { put_i32(buf, self.leader_epoch); }
+        if v >= 1 {
+            put_i32(buf, self.leader_epoch);
+        }
         put_i64(buf, self.end_offset);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "EpochEndOffset")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "EpochEndOffset")?;
+        }
         Ok(())
     }
 }
@@ -105,16 +147,30 @@ impl Decode for EpochEndOffset {
         let mut this = Self::default();
         this.error_code = get_i16(buf, "EpochEndOffset.error_code")?;
         this.partition = get_i32(buf, "EpochEndOffset.partition")?;
-        if v >= 1 { this.leader_epoch = get_i32(buf, "EpochEndOffset.leader_epoch")?; }
+        if v >= 1 {
+            this.leader_epoch = get_i32(buf, "EpochEndOffset.leader_epoch")?;
+        }
         this.end_offset = get_i64(buf, "EpochEndOffset.end_offset")?;
-        if flex { get_unknown_tags(buf, "EpochEndOffset", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "EpochEndOffset", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for EpochEndOffset {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `OffsetForLeaderTopicResult` of `OffsetForLeaderEpochResponse`.
@@ -143,8 +199,20 @@ impl Encode for OffsetForLeaderTopicResult {
         let v = version;
         let flex = v >= 4;
         put_string(buf, &self.topic, flex, "OffsetForLeaderTopicResult.topic")?;
-        put_array(buf, &self.partitions, v, flex, "OffsetForLeaderTopicResult.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "OffsetForLeaderTopicResult")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "OffsetForLeaderTopicResult.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "OffsetForLeaderTopicResult",
+            )?;
+        }
         Ok(())
     }
 }
@@ -156,13 +224,28 @@ impl Decode for OffsetForLeaderTopicResult {
         let mut this = Self::default();
         this.topic = get_string(buf, flex, "OffsetForLeaderTopicResult.topic")?;
         this.partitions = get_array(buf, v, flex, "OffsetForLeaderTopicResult.partitions")?;
-        if flex { get_unknown_tags(buf, "OffsetForLeaderTopicResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "OffsetForLeaderTopicResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for OffsetForLeaderTopicResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

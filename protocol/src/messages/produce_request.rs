@@ -4,7 +4,13 @@
 
 //! `ProduceRequest` (ProduceRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,29 @@ impl Default for ProduceRequest {
 impl Encode for ProduceRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=11).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ProduceRequest", version: v }); }
+        if !(0..=11).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ProduceRequest",
+                version: v,
+            });
+        }
         let flex = v >= 9;
-        if v >= 3 { put_opt_string(buf, self.transactional_id.as_deref(), flex, v >= 3, "ProduceRequest.transactional_id", v)?; }
+        if v >= 3 {
+            put_opt_string(
+                buf,
+                self.transactional_id.as_deref(),
+                flex,
+                v >= 3,
+                "ProduceRequest.transactional_id",
+                v,
+            )?;
+        }
         put_i16(buf, self.acks);
         put_i32(buf, self.timeout_ms);
         put_array(buf, &self.topic_data, v, flex, "ProduceRequest.topic_data")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ProduceRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ProduceRequest")?;
+        }
         Ok(())
     }
 }
@@ -56,14 +78,24 @@ impl Encode for ProduceRequest {
 impl Decode for ProduceRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=11).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ProduceRequest", version: v }); }
+        if !(0..=11).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ProduceRequest",
+                version: v,
+            });
+        }
         let flex = v >= 9;
         let mut this = Self::default();
-        if v >= 3 { this.transactional_id = get_opt_string(buf, flex, v >= 3, "ProduceRequest.transactional_id")?; }
+        if v >= 3 {
+            this.transactional_id =
+                get_opt_string(buf, flex, v >= 3, "ProduceRequest.transactional_id")?;
+        }
         this.acks = get_i16(buf, "ProduceRequest.acks")?;
         this.timeout_ms = get_i32(buf, "ProduceRequest.timeout_ms")?;
         this.topic_data = get_array(buf, v, flex, "ProduceRequest.topic_data")?;
-        if flex { get_unknown_tags(buf, "ProduceRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "ProduceRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -94,8 +126,17 @@ impl Encode for PartitionProduceData {
         let v = version;
         let flex = v >= 9;
         put_i32(buf, self.index);
-        put_opt_bytes(buf, self.records.as_deref(), flex, true, "PartitionProduceData.records", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "PartitionProduceData")?; }
+        put_opt_bytes(
+            buf,
+            self.records.as_deref(),
+            flex,
+            true,
+            "PartitionProduceData.records",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "PartitionProduceData")?;
+        }
         Ok(())
     }
 }
@@ -107,14 +148,26 @@ impl Decode for PartitionProduceData {
         let mut this = Self::default();
         this.index = get_i32(buf, "PartitionProduceData.index")?;
         this.records = get_opt_bytes(buf, flex, true, "PartitionProduceData.records")?;
-        if flex { get_unknown_tags(buf, "PartitionProduceData", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "PartitionProduceData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for PartitionProduceData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `TopicProduceData` of `ProduceRequest`.
@@ -143,8 +196,16 @@ impl Encode for TopicProduceData {
         let v = version;
         let flex = v >= 9;
         put_string(buf, &self.name, flex, "TopicProduceData.name")?;
-        put_array(buf, &self.partition_data, v, flex, "TopicProduceData.partition_data")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicProduceData")?; }
+        put_array(
+            buf,
+            &self.partition_data,
+            v,
+            flex,
+            "TopicProduceData.partition_data",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicProduceData")?;
+        }
         Ok(())
     }
 }
@@ -156,13 +217,24 @@ impl Decode for TopicProduceData {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "TopicProduceData.name")?;
         this.partition_data = get_array(buf, v, flex, "TopicProduceData.partition_data")?;
-        if flex { get_unknown_tags(buf, "TopicProduceData", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "TopicProduceData", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TopicProduceData {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `ProduceResponse` (ProduceResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,13 +45,33 @@ impl Default for ProduceResponse {
 impl Encode for ProduceResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=11).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ProduceResponse", version: v }); }
+        if !(0..=11).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ProduceResponse",
+                version: v,
+            });
+        }
         let flex = v >= 9;
         put_array(buf, &self.responses, v, flex, "ProduceResponse.responses")?;
-        if v >= 1 { put_i32(buf, self.throttle_time_ms); }
+        if v >= 1 {
+            put_i32(buf, self.throttle_time_ms);
+        }
         if flex {
             let mut tw = TagWriter::new();
-            if (v >= 10) && (self.node_endpoints != Vec::new()) { let mut tb = BytesMut::new(); { let buf = &mut tb; put_array(buf, &self.node_endpoints, v, flex, "ProduceResponse.node_endpoints")?; } tw.add(0, tb); }
+            if (v >= 10) && (self.node_endpoints != Vec::new()) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    put_array(
+                        buf,
+                        &self.node_endpoints,
+                        v,
+                        flex,
+                        "ProduceResponse.node_endpoints",
+                    )?;
+                }
+                tw.add(0, tb);
+            }
             tw.finish(buf, &self.unknown_tagged_fields, "ProduceResponse")?;
         }
         Ok(())
@@ -55,17 +81,31 @@ impl Encode for ProduceResponse {
 impl Decode for ProduceResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=11).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ProduceResponse", version: v }); }
+        if !(0..=11).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ProduceResponse",
+                version: v,
+            });
+        }
         let flex = v >= 9;
         let mut this = Self::default();
         this.responses = get_array(buf, v, flex, "ProduceResponse.responses")?;
-        if v >= 1 { this.throttle_time_ms = get_i32(buf, "ProduceResponse.throttle_time_ms")?; }
+        if v >= 1 {
+            this.throttle_time_ms = get_i32(buf, "ProduceResponse.throttle_time_ms")?;
+        }
         if flex {
             let mut tr = TagReader::new(buf, "ProduceResponse")?;
             while let Some((tag, mut d)) = tr.next(buf)? {
                 let size = d.len();
                 match tag {
-                    0 if v >= 10 => { { let buf = &mut d; this.node_endpoints = get_array(buf, v, flex, "ProduceResponse.node_endpoints")?; } finish_tag(&d, tag, size, "ProduceResponse")?; }
+                    0 if v >= 10 => {
+                        {
+                            let buf = &mut d;
+                            this.node_endpoints =
+                                get_array(buf, v, flex, "ProduceResponse.node_endpoints")?;
+                        }
+                        finish_tag(&d, tag, size, "ProduceResponse")?;
+                    }
                     _ => this.unknown_tagged_fields.push((tag, d)),
                 }
             }
@@ -99,9 +139,26 @@ impl Encode for BatchIndexAndErrorMessage {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 9;
-        if v >= 8 { put_i32(buf, self.batch_index); }
-        if v >= 8 { put_opt_string(buf, self.batch_index_error_message.as_deref(), flex, v >= 8, "BatchIndexAndErrorMessage.batch_index_error_message", v)?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "BatchIndexAndErrorMessage")?; }
+        if v >= 8 {
+            put_i32(buf, self.batch_index);
+        }
+        if v >= 8 {
+            put_opt_string(
+                buf,
+                self.batch_index_error_message.as_deref(),
+                flex,
+                v >= 8,
+                "BatchIndexAndErrorMessage.batch_index_error_message",
+                v,
+            )?;
+        }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "BatchIndexAndErrorMessage",
+            )?;
+        }
         Ok(())
     }
 }
@@ -111,16 +168,41 @@ impl Decode for BatchIndexAndErrorMessage {
         let v = version;
         let flex = v >= 9;
         let mut this = Self::default();
-        if v >= 8 { this.batch_index = get_i32(buf, "BatchIndexAndErrorMessage.batch_index")?; }
-        if v >= 8 { this.batch_index_error_message = get_opt_string(buf, flex, v >= 8, "BatchIndexAndErrorMessage.batch_index_error_message")?; }
-        if flex { get_unknown_tags(buf, "BatchIndexAndErrorMessage", &mut this.unknown_tagged_fields)?; }
+        if v >= 8 {
+            this.batch_index = get_i32(buf, "BatchIndexAndErrorMessage.batch_index")?;
+        }
+        if v >= 8 {
+            this.batch_index_error_message = get_opt_string(
+                buf,
+                flex,
+                v >= 8,
+                "BatchIndexAndErrorMessage.batch_index_error_message",
+            )?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "BatchIndexAndErrorMessage",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for BatchIndexAndErrorMessage {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `LeaderIdAndEpoch` of `ProduceResponse`.
@@ -148,9 +230,15 @@ impl Encode for LeaderIdAndEpoch {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 9;
-        if v >= 10 { put_i32(buf, self.leader_id); }
-        if v >= 10 { put_i32(buf, self.leader_epoch); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "LeaderIdAndEpoch")?; }
+        if v >= 10 {
+            put_i32(buf, self.leader_id);
+        }
+        if v >= 10 {
+            put_i32(buf, self.leader_epoch);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "LeaderIdAndEpoch")?;
+        }
         Ok(())
     }
 }
@@ -160,9 +248,15 @@ impl Decode for LeaderIdAndEpoch {
         let v = version;
         let flex = v >= 9;
         let mut this = Self::default();
-        if v >= 10 { this.leader_id = get_i32(buf, "LeaderIdAndEpoch.leader_id")?; }
-        if v >= 10 { this.leader_epoch = get_i32(buf, "LeaderIdAndEpoch.leader_epoch")?; }
-        if flex { get_unknown_tags(buf, "LeaderIdAndEpoch", &mut this.unknown_tagged_fields)?; }
+        if v >= 10 {
+            this.leader_id = get_i32(buf, "LeaderIdAndEpoch.leader_id")?;
+        }
+        if v >= 10 {
+            this.leader_epoch = get_i32(buf, "LeaderIdAndEpoch.leader_epoch")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "LeaderIdAndEpoch", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -213,13 +307,41 @@ impl Encode for PartitionProduceResponse {
         put_i32(buf, self.index);
         put_i16(buf, self.error_code);
         put_i64(buf, self.base_offset);
-        if v >= 2 { put_i64(buf, self.log_append_time_ms); }
-        if v >= 5 { put_i64(buf, self.log_start_offset); }
-        if v >= 8 { put_array(buf, &self.record_errors, v, flex, "PartitionProduceResponse.record_errors")?; }
-        if v >= 8 { put_opt_string(buf, self.error_message.as_deref(), flex, v >= 8, "PartitionProduceResponse.error_message", v)?; }
+        if v >= 2 {
+            put_i64(buf, self.log_append_time_ms);
+        }
+        if v >= 5 {
+            put_i64(buf, self.log_start_offset);
+        }
+        if v >= 8 {
+            put_array(
+                buf,
+                &self.record_errors,
+                v,
+                flex,
+                "PartitionProduceResponse.record_errors",
+            )?;
+        }
+        if v >= 8 {
+            put_opt_string(
+                buf,
+                self.error_message.as_deref(),
+                flex,
+                v >= 8,
+                "PartitionProduceResponse.error_message",
+                v,
+            )?;
+        }
         if flex {
             let mut tw = TagWriter::new();
-            if (v >= 10) && (self.current_leader != LeaderIdAndEpoch::default()) { let mut tb = BytesMut::new(); { let buf = &mut tb; self.current_leader.encode(buf, v)?; } tw.add(0, tb); }
+            if (v >= 10) && (self.current_leader != LeaderIdAndEpoch::default()) {
+                let mut tb = BytesMut::new();
+                {
+                    let buf = &mut tb;
+                    self.current_leader.encode(buf, v)?;
+                }
+                tw.add(0, tb);
+            }
             tw.finish(buf, &self.unknown_tagged_fields, "PartitionProduceResponse")?;
         }
         Ok(())
@@ -234,16 +356,31 @@ impl Decode for PartitionProduceResponse {
         this.index = get_i32(buf, "PartitionProduceResponse.index")?;
         this.error_code = get_i16(buf, "PartitionProduceResponse.error_code")?;
         this.base_offset = get_i64(buf, "PartitionProduceResponse.base_offset")?;
-        if v >= 2 { this.log_append_time_ms = get_i64(buf, "PartitionProduceResponse.log_append_time_ms")?; }
-        if v >= 5 { this.log_start_offset = get_i64(buf, "PartitionProduceResponse.log_start_offset")?; }
-        if v >= 8 { this.record_errors = get_array(buf, v, flex, "PartitionProduceResponse.record_errors")?; }
-        if v >= 8 { this.error_message = get_opt_string(buf, flex, v >= 8, "PartitionProduceResponse.error_message")?; }
+        if v >= 2 {
+            this.log_append_time_ms = get_i64(buf, "PartitionProduceResponse.log_append_time_ms")?;
+        }
+        if v >= 5 {
+            this.log_start_offset = get_i64(buf, "PartitionProduceResponse.log_start_offset")?;
+        }
+        if v >= 8 {
+            this.record_errors = get_array(buf, v, flex, "PartitionProduceResponse.record_errors")?;
+        }
+        if v >= 8 {
+            this.error_message =
+                get_opt_string(buf, flex, v >= 8, "PartitionProduceResponse.error_message")?;
+        }
         if flex {
             let mut tr = TagReader::new(buf, "PartitionProduceResponse")?;
             while let Some((tag, mut d)) = tr.next(buf)? {
                 let size = d.len();
                 match tag {
-                    0 if v >= 10 => { { let buf = &mut d; this.current_leader = LeaderIdAndEpoch::decode(buf, v)?; } finish_tag(&d, tag, size, "PartitionProduceResponse")?; }
+                    0 if v >= 10 => {
+                        {
+                            let buf = &mut d;
+                            this.current_leader = LeaderIdAndEpoch::decode(buf, v)?;
+                        }
+                        finish_tag(&d, tag, size, "PartitionProduceResponse")?;
+                    }
                     _ => this.unknown_tagged_fields.push((tag, d)),
                 }
             }
@@ -253,8 +390,18 @@ impl Decode for PartitionProduceResponse {
 }
 
 impl Elem for PartitionProduceResponse {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `TopicProduceResponse` of `ProduceResponse`.
@@ -283,8 +430,16 @@ impl Encode for TopicProduceResponse {
         let v = version;
         let flex = v >= 9;
         put_string(buf, &self.name, flex, "TopicProduceResponse.name")?;
-        put_array(buf, &self.partition_responses, v, flex, "TopicProduceResponse.partition_responses")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicProduceResponse")?; }
+        put_array(
+            buf,
+            &self.partition_responses,
+            v,
+            flex,
+            "TopicProduceResponse.partition_responses",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TopicProduceResponse")?;
+        }
         Ok(())
     }
 }
@@ -295,15 +450,28 @@ impl Decode for TopicProduceResponse {
         let flex = v >= 9;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "TopicProduceResponse.name")?;
-        this.partition_responses = get_array(buf, v, flex, "TopicProduceResponse.partition_responses")?;
-        if flex { get_unknown_tags(buf, "TopicProduceResponse", &mut this.unknown_tagged_fields)?; }
+        this.partition_responses =
+            get_array(buf, v, flex, "TopicProduceResponse.partition_responses")?;
+        if flex {
+            get_unknown_tags(buf, "TopicProduceResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TopicProduceResponse {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `NodeEndpoint` of `ProduceResponse`.
@@ -337,11 +505,28 @@ impl Encode for NodeEndpoint {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 9;
-        if v >= 10 { put_i32(buf, self.node_id); }
-        if v >= 10 { put_string(buf, &self.host, flex, "NodeEndpoint.host")?; }
-        if v >= 10 { put_i32(buf, self.port); }
-        if v >= 10 { put_opt_string(buf, self.rack.as_deref(), flex, v >= 10, "NodeEndpoint.rack", v)?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "NodeEndpoint")?; }
+        if v >= 10 {
+            put_i32(buf, self.node_id);
+        }
+        if v >= 10 {
+            put_string(buf, &self.host, flex, "NodeEndpoint.host")?;
+        }
+        if v >= 10 {
+            put_i32(buf, self.port);
+        }
+        if v >= 10 {
+            put_opt_string(
+                buf,
+                self.rack.as_deref(),
+                flex,
+                v >= 10,
+                "NodeEndpoint.rack",
+                v,
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "NodeEndpoint")?;
+        }
         Ok(())
     }
 }
@@ -351,17 +536,36 @@ impl Decode for NodeEndpoint {
         let v = version;
         let flex = v >= 9;
         let mut this = Self::default();
-        if v >= 10 { this.node_id = get_i32(buf, "NodeEndpoint.node_id")?; }
-        if v >= 10 { this.host = get_string(buf, flex, "NodeEndpoint.host")?; }
-        if v >= 10 { this.port = get_i32(buf, "NodeEndpoint.port")?; }
-        if v >= 10 { this.rack = get_opt_string(buf, flex, v >= 10, "NodeEndpoint.rack")?; }
-        if flex { get_unknown_tags(buf, "NodeEndpoint", &mut this.unknown_tagged_fields)?; }
+        if v >= 10 {
+            this.node_id = get_i32(buf, "NodeEndpoint.node_id")?;
+        }
+        if v >= 10 {
+            this.host = get_string(buf, flex, "NodeEndpoint.host")?;
+        }
+        if v >= 10 {
+            this.port = get_i32(buf, "NodeEndpoint.port")?;
+        }
+        if v >= 10 {
+            this.rack = get_opt_string(buf, flex, v >= 10, "NodeEndpoint.rack")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "NodeEndpoint", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for NodeEndpoint {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `PushTelemetryRequest` (PushTelemetryRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -45,13 +51,20 @@ impl Default for PushTelemetryRequest {
 impl Encode for PushTelemetryRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "PushTelemetryRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "PushTelemetryRequest",
+                version: v,
+            });
+        }
         put_uuid(buf, &self.client_instance_id);
         put_i32(buf, self.subscription_id);
         put_bool(buf, self.terminating);
         put_i8(buf, self.compression_type);
         put_bytes(buf, &self.metrics, true, "PushTelemetryRequest.metrics")?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "PushTelemetryRequest")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "PushTelemetryRequest")?;
+        }
         Ok(())
     }
 }
@@ -59,15 +72,21 @@ impl Encode for PushTelemetryRequest {
 impl Decode for PushTelemetryRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "PushTelemetryRequest", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "PushTelemetryRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.client_instance_id = get_uuid(buf, "PushTelemetryRequest.client_instance_id")?;
         this.subscription_id = get_i32(buf, "PushTelemetryRequest.subscription_id")?;
         this.terminating = get_bool(buf, "PushTelemetryRequest.terminating")?;
         this.compression_type = get_i8(buf, "PushTelemetryRequest.compression_type")?;
         this.metrics = get_bytes(buf, true, "PushTelemetryRequest.metrics")?;
-        if true { get_unknown_tags(buf, "PushTelemetryRequest", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(buf, "PushTelemetryRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

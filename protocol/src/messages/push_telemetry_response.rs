@@ -4,7 +4,13 @@
 
 //! `PushTelemetryResponse` (PushTelemetryResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,10 +42,17 @@ impl Default for PushTelemetryResponse {
 impl Encode for PushTelemetryResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "PushTelemetryResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "PushTelemetryResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "PushTelemetryResponse")?; }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "PushTelemetryResponse")?;
+        }
         Ok(())
     }
 }
@@ -47,12 +60,22 @@ impl Encode for PushTelemetryResponse {
 impl Decode for PushTelemetryResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=0).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "PushTelemetryResponse", version: v }); }
+        if !(0..=0).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "PushTelemetryResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "PushTelemetryResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "PushTelemetryResponse.error_code")?;
-        if true { get_unknown_tags(buf, "PushTelemetryResponse", &mut this.unknown_tagged_fields)?; }
+        if true {
+            get_unknown_tags(
+                buf,
+                "PushTelemetryResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

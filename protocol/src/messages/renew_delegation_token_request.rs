@@ -4,7 +4,13 @@
 
 //! `RenewDelegationTokenRequest` (RenewDelegationTokenRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,22 @@ impl Default for RenewDelegationTokenRequest {
 impl Encode for RenewDelegationTokenRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "RenewDelegationTokenRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "RenewDelegationTokenRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_bytes(buf, &self.hmac, flex, "RenewDelegationTokenRequest.hmac")?;
         put_i64(buf, self.renew_period_ms);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "RenewDelegationTokenRequest")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "RenewDelegationTokenRequest",
+            )?;
+        }
         Ok(())
     }
 }
@@ -48,13 +65,23 @@ impl Encode for RenewDelegationTokenRequest {
 impl Decode for RenewDelegationTokenRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "RenewDelegationTokenRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "RenewDelegationTokenRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.hmac = get_bytes(buf, flex, "RenewDelegationTokenRequest.hmac")?;
         this.renew_period_ms = get_i64(buf, "RenewDelegationTokenRequest.renew_period_ms")?;
-        if flex { get_unknown_tags(buf, "RenewDelegationTokenRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "RenewDelegationTokenRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

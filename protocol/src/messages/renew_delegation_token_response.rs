@@ -4,7 +4,13 @@
 
 //! `RenewDelegationTokenResponse` (RenewDelegationTokenResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,12 +45,23 @@ impl Default for RenewDelegationTokenResponse {
 impl Encode for RenewDelegationTokenResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "RenewDelegationTokenResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "RenewDelegationTokenResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i16(buf, self.error_code);
         put_i64(buf, self.expiry_timestamp_ms);
         put_i32(buf, self.throttle_time_ms);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "RenewDelegationTokenResponse")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "RenewDelegationTokenResponse",
+            )?;
+        }
         Ok(())
     }
 }
@@ -52,14 +69,25 @@ impl Encode for RenewDelegationTokenResponse {
 impl Decode for RenewDelegationTokenResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "RenewDelegationTokenResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "RenewDelegationTokenResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.error_code = get_i16(buf, "RenewDelegationTokenResponse.error_code")?;
-        this.expiry_timestamp_ms = get_i64(buf, "RenewDelegationTokenResponse.expiry_timestamp_ms")?;
+        this.expiry_timestamp_ms =
+            get_i64(buf, "RenewDelegationTokenResponse.expiry_timestamp_ms")?;
         this.throttle_time_ms = get_i32(buf, "RenewDelegationTokenResponse.throttle_time_ms")?;
-        if flex { get_unknown_tags(buf, "RenewDelegationTokenResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "RenewDelegationTokenResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `RequestHeader` (RequestHeader.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,29 @@ impl Default for RequestHeader {
 impl Encode for RequestHeader {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "RequestHeader", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "RequestHeader",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i16(buf, self.request_api_key);
         put_i16(buf, self.request_api_version);
         put_i32(buf, self.correlation_id);
-        if v >= 1 { put_opt_string(buf, self.client_id.as_deref(), false, v >= 1, "RequestHeader.client_id", v)?; }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "RequestHeader")?; }
+        if v >= 1 {
+            put_opt_string(
+                buf,
+                self.client_id.as_deref(),
+                false,
+                v >= 1,
+                "RequestHeader.client_id",
+                v,
+            )?;
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "RequestHeader")?;
+        }
         Ok(())
     }
 }
@@ -56,15 +78,23 @@ impl Encode for RequestHeader {
 impl Decode for RequestHeader {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "RequestHeader", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "RequestHeader",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.request_api_key = get_i16(buf, "RequestHeader.request_api_key")?;
         this.request_api_version = get_i16(buf, "RequestHeader.request_api_version")?;
         this.correlation_id = get_i32(buf, "RequestHeader.correlation_id")?;
-        if v >= 1 { this.client_id = get_opt_string(buf, false, v >= 1, "RequestHeader.client_id")?; }
-        if flex { get_unknown_tags(buf, "RequestHeader", &mut this.unknown_tagged_fields)?; }
+        if v >= 1 {
+            this.client_id = get_opt_string(buf, false, v >= 1, "RequestHeader.client_id")?;
+        }
+        if flex {
+            get_unknown_tags(buf, "RequestHeader", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `ResponseHeader` (ResponseHeader.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,10 +39,17 @@ impl Default for ResponseHeader {
 impl Encode for ResponseHeader {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "ResponseHeader", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "ResponseHeader",
+                version: v,
+            });
+        }
         let flex = v >= 1;
         put_i32(buf, self.correlation_id);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "ResponseHeader")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "ResponseHeader")?;
+        }
         Ok(())
     }
 }
@@ -44,12 +57,18 @@ impl Encode for ResponseHeader {
 impl Decode for ResponseHeader {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "ResponseHeader", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "ResponseHeader",
+                version: v,
+            });
+        }
         let flex = v >= 1;
         let mut this = Self::default();
         this.correlation_id = get_i32(buf, "ResponseHeader.correlation_id")?;
-        if flex { get_unknown_tags(buf, "ResponseHeader", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "ResponseHeader", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `SaslAuthenticateRequest` (SaslAuthenticateRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,10 +39,22 @@ impl Default for SaslAuthenticateRequest {
 impl Encode for SaslAuthenticateRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "SaslAuthenticateRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "SaslAuthenticateRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
-        put_bytes(buf, &self.auth_bytes, flex, "SaslAuthenticateRequest.auth_bytes")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "SaslAuthenticateRequest")?; }
+        put_bytes(
+            buf,
+            &self.auth_bytes,
+            flex,
+            "SaslAuthenticateRequest.auth_bytes",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "SaslAuthenticateRequest")?;
+        }
         Ok(())
     }
 }
@@ -44,12 +62,22 @@ impl Encode for SaslAuthenticateRequest {
 impl Decode for SaslAuthenticateRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "SaslAuthenticateRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "SaslAuthenticateRequest",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.auth_bytes = get_bytes(buf, flex, "SaslAuthenticateRequest.auth_bytes")?;
-        if flex { get_unknown_tags(buf, "SaslAuthenticateRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "SaslAuthenticateRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

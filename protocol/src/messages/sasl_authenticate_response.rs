@@ -4,7 +4,13 @@
 
 //! `SaslAuthenticateResponse` (SaslAuthenticateResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,13 +48,34 @@ impl Default for SaslAuthenticateResponse {
 impl Encode for SaslAuthenticateResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "SaslAuthenticateResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "SaslAuthenticateResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), flex, true, "SaslAuthenticateResponse.error_message", v)?;
-        put_bytes(buf, &self.auth_bytes, flex, "SaslAuthenticateResponse.auth_bytes")?;
-        if v >= 1 { put_i64(buf, self.session_lifetime_ms); }
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "SaslAuthenticateResponse")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            flex,
+            true,
+            "SaslAuthenticateResponse.error_message",
+            v,
+        )?;
+        put_bytes(
+            buf,
+            &self.auth_bytes,
+            flex,
+            "SaslAuthenticateResponse.auth_bytes",
+        )?;
+        if v >= 1 {
+            put_i64(buf, self.session_lifetime_ms);
+        }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "SaslAuthenticateResponse")?;
+        }
         Ok(())
     }
 }
@@ -56,15 +83,29 @@ impl Encode for SaslAuthenticateResponse {
 impl Decode for SaslAuthenticateResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "SaslAuthenticateResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "SaslAuthenticateResponse",
+                version: v,
+            });
+        }
         let flex = v >= 2;
         let mut this = Self::default();
         this.error_code = get_i16(buf, "SaslAuthenticateResponse.error_code")?;
-        this.error_message = get_opt_string(buf, flex, true, "SaslAuthenticateResponse.error_message")?;
+        this.error_message =
+            get_opt_string(buf, flex, true, "SaslAuthenticateResponse.error_message")?;
         this.auth_bytes = get_bytes(buf, flex, "SaslAuthenticateResponse.auth_bytes")?;
-        if v >= 1 { this.session_lifetime_ms = get_i64(buf, "SaslAuthenticateResponse.session_lifetime_ms")?; }
-        if flex { get_unknown_tags(buf, "SaslAuthenticateResponse", &mut this.unknown_tagged_fields)?; }
+        if v >= 1 {
+            this.session_lifetime_ms =
+                get_i64(buf, "SaslAuthenticateResponse.session_lifetime_ms")?;
+        }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "SaslAuthenticateResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `SaslHandshakeRequest` (SaslHandshakeRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,8 +39,18 @@ impl Default for SaslHandshakeRequest {
 impl Encode for SaslHandshakeRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "SaslHandshakeRequest", version: v }); }
-        put_string(buf, &self.mechanism, false, "SaslHandshakeRequest.mechanism")?;
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "SaslHandshakeRequest",
+                version: v,
+            });
+        }
+        put_string(
+            buf,
+            &self.mechanism,
+            false,
+            "SaslHandshakeRequest.mechanism",
+        )?;
         Ok(())
     }
 }
@@ -42,10 +58,14 @@ impl Encode for SaslHandshakeRequest {
 impl Decode for SaslHandshakeRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "SaslHandshakeRequest", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "SaslHandshakeRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.mechanism = get_string(buf, false, "SaslHandshakeRequest.mechanism")?;
         Ok(this)
     }
 }
-

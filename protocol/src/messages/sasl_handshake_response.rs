@@ -4,7 +4,13 @@
 
 //! `SaslHandshakeResponse` (SaslHandshakeResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,9 +42,20 @@ impl Default for SaslHandshakeResponse {
 impl Encode for SaslHandshakeResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "SaslHandshakeResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "SaslHandshakeResponse",
+                version: v,
+            });
+        }
         put_i16(buf, self.error_code);
-        put_array(buf, &self.mechanisms, v, false, "SaslHandshakeResponse.mechanisms")?;
+        put_array(
+            buf,
+            &self.mechanisms,
+            v,
+            false,
+            "SaslHandshakeResponse.mechanisms",
+        )?;
         Ok(())
     }
 }
@@ -46,11 +63,15 @@ impl Encode for SaslHandshakeResponse {
 impl Decode for SaslHandshakeResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "SaslHandshakeResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "SaslHandshakeResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.error_code = get_i16(buf, "SaslHandshakeResponse.error_code")?;
         this.mechanisms = get_array(buf, v, false, "SaslHandshakeResponse.mechanisms")?;
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `SyncGroupRequest` (SyncGroupRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -51,16 +57,56 @@ impl Default for SyncGroupRequest {
 impl Encode for SyncGroupRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "SyncGroupRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "SyncGroupRequest",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         put_string(buf, &self.group_id, flex, "SyncGroupRequest.group_id")?;
         put_i32(buf, self.generation_id);
         put_string(buf, &self.member_id, flex, "SyncGroupRequest.member_id")?;
-        if v >= 3 { put_opt_string(buf, self.group_instance_id.as_deref(), flex, v >= 3, "SyncGroupRequest.group_instance_id", v)?; }
-        if v >= 5 { put_opt_string(buf, self.protocol_type.as_deref(), flex, v >= 5, "SyncGroupRequest.protocol_type", v)?; }
-        if v >= 5 { put_opt_string(buf, self.protocol_name.as_deref(), flex, v >= 5, "SyncGroupRequest.protocol_name", v)?; }
-        put_array(buf, &self.assignments, v, flex, "SyncGroupRequest.assignments")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "SyncGroupRequest")?; }
+        if v >= 3 {
+            put_opt_string(
+                buf,
+                self.group_instance_id.as_deref(),
+                flex,
+                v >= 3,
+                "SyncGroupRequest.group_instance_id",
+                v,
+            )?;
+        }
+        if v >= 5 {
+            put_opt_string(
+                buf,
+                self.protocol_type.as_deref(),
+                flex,
+                v >= 5,
+                "SyncGroupRequest.protocol_type",
+                v,
+            )?;
+        }
+        if v >= 5 {
+            put_opt_string(
+                buf,
+                self.protocol_name.as_deref(),
+                flex,
+                v >= 5,
+                "SyncGroupRequest.protocol_name",
+                v,
+            )?;
+        }
+        put_array(
+            buf,
+            &self.assignments,
+            v,
+            flex,
+            "SyncGroupRequest.assignments",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "SyncGroupRequest")?;
+        }
         Ok(())
     }
 }
@@ -68,17 +114,33 @@ impl Encode for SyncGroupRequest {
 impl Decode for SyncGroupRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "SyncGroupRequest", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "SyncGroupRequest",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         let mut this = Self::default();
         this.group_id = get_string(buf, flex, "SyncGroupRequest.group_id")?;
         this.generation_id = get_i32(buf, "SyncGroupRequest.generation_id")?;
         this.member_id = get_string(buf, flex, "SyncGroupRequest.member_id")?;
-        if v >= 3 { this.group_instance_id = get_opt_string(buf, flex, v >= 3, "SyncGroupRequest.group_instance_id")?; }
-        if v >= 5 { this.protocol_type = get_opt_string(buf, flex, v >= 5, "SyncGroupRequest.protocol_type")?; }
-        if v >= 5 { this.protocol_name = get_opt_string(buf, flex, v >= 5, "SyncGroupRequest.protocol_name")?; }
+        if v >= 3 {
+            this.group_instance_id =
+                get_opt_string(buf, flex, v >= 3, "SyncGroupRequest.group_instance_id")?;
+        }
+        if v >= 5 {
+            this.protocol_type =
+                get_opt_string(buf, flex, v >= 5, "SyncGroupRequest.protocol_type")?;
+        }
+        if v >= 5 {
+            this.protocol_name =
+                get_opt_string(buf, flex, v >= 5, "SyncGroupRequest.protocol_name")?;
+        }
         this.assignments = get_array(buf, v, flex, "SyncGroupRequest.assignments")?;
-        if flex { get_unknown_tags(buf, "SyncGroupRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "SyncGroupRequest", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
@@ -108,9 +170,25 @@ impl Encode for SyncGroupRequestAssignment {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
         let flex = v >= 4;
-        put_string(buf, &self.member_id, flex, "SyncGroupRequestAssignment.member_id")?;
-        put_bytes(buf, &self.assignment, flex, "SyncGroupRequestAssignment.assignment")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "SyncGroupRequestAssignment")?; }
+        put_string(
+            buf,
+            &self.member_id,
+            flex,
+            "SyncGroupRequestAssignment.member_id",
+        )?;
+        put_bytes(
+            buf,
+            &self.assignment,
+            flex,
+            "SyncGroupRequestAssignment.assignment",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "SyncGroupRequestAssignment",
+            )?;
+        }
         Ok(())
     }
 }
@@ -122,13 +200,28 @@ impl Decode for SyncGroupRequestAssignment {
         let mut this = Self::default();
         this.member_id = get_string(buf, flex, "SyncGroupRequestAssignment.member_id")?;
         this.assignment = get_bytes(buf, flex, "SyncGroupRequestAssignment.assignment")?;
-        if flex { get_unknown_tags(buf, "SyncGroupRequestAssignment", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "SyncGroupRequestAssignment",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for SyncGroupRequestAssignment {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `SyncGroupResponse` (SyncGroupResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -45,14 +51,41 @@ impl Default for SyncGroupResponse {
 impl Encode for SyncGroupResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "SyncGroupResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "SyncGroupResponse",
+                version: v,
+            });
+        }
         let flex = v >= 4;
-        if v >= 1 { put_i32(buf, self.throttle_time_ms); }
+        if v >= 1 {
+            put_i32(buf, self.throttle_time_ms);
+        }
         put_i16(buf, self.error_code);
-        if v >= 5 { put_opt_string(buf, self.protocol_type.as_deref(), flex, v >= 5, "SyncGroupResponse.protocol_type", v)?; }
-        if v >= 5 { put_opt_string(buf, self.protocol_name.as_deref(), flex, v >= 5, "SyncGroupResponse.protocol_name", v)?; }
+        if v >= 5 {
+            put_opt_string(
+                buf,
+                self.protocol_type.as_deref(),
+                flex,
+                v >= 5,
+                "SyncGroupResponse.protocol_type",
+                v,
+            )?;
+        }
+        if v >= 5 {
+            put_opt_string(
+                buf,
+                self.protocol_name.as_deref(),
+                flex,
+                v >= 5,
+                "SyncGroupResponse.protocol_name",
+                v,
+            )?;
+        }
         put_bytes(buf, &self.assignment, flex, "SyncGroupResponse.assignment")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "SyncGroupResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "SyncGroupResponse")?;
+        }
         Ok(())
     }
 }
@@ -60,16 +93,30 @@ impl Encode for SyncGroupResponse {
 impl Decode for SyncGroupResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=5).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "SyncGroupResponse", version: v }); }
+        if !(0..=5).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "SyncGroupResponse",
+                version: v,
+            });
+        }
         let flex = v >= 4;
         let mut this = Self::default();
-        if v >= 1 { this.throttle_time_ms = get_i32(buf, "SyncGroupResponse.throttle_time_ms")?; }
+        if v >= 1 {
+            this.throttle_time_ms = get_i32(buf, "SyncGroupResponse.throttle_time_ms")?;
+        }
         this.error_code = get_i16(buf, "SyncGroupResponse.error_code")?;
-        if v >= 5 { this.protocol_type = get_opt_string(buf, flex, v >= 5, "SyncGroupResponse.protocol_type")?; }
-        if v >= 5 { this.protocol_name = get_opt_string(buf, flex, v >= 5, "SyncGroupResponse.protocol_name")?; }
+        if v >= 5 {
+            this.protocol_type =
+                get_opt_string(buf, flex, v >= 5, "SyncGroupResponse.protocol_type")?;
+        }
+        if v >= 5 {
+            this.protocol_name =
+                get_opt_string(buf, flex, v >= 5, "SyncGroupResponse.protocol_name")?;
+        }
         this.assignment = get_bytes(buf, flex, "SyncGroupResponse.assignment")?;
-        if flex { get_unknown_tags(buf, "SyncGroupResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "SyncGroupResponse", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
-

@@ -4,7 +4,13 @@
 
 //! `TxnOffsetCommitRequest` (TxnOffsetCommitRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -54,17 +60,47 @@ impl Default for TxnOffsetCommitRequest {
 impl Encode for TxnOffsetCommitRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "TxnOffsetCommitRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "TxnOffsetCommitRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
-        put_string(buf, &self.transactional_id, flex, "TxnOffsetCommitRequest.transactional_id")?;
+        put_string(
+            buf,
+            &self.transactional_id,
+            flex,
+            "TxnOffsetCommitRequest.transactional_id",
+        )?;
         put_string(buf, &self.group_id, flex, "TxnOffsetCommitRequest.group_id")?;
         put_i64(buf, self.producer_id);
         put_i16(buf, self.producer_epoch);
-        if v >= 3 { put_i32(buf, self.generation_id); }
-        if v >= 3 { put_string(buf, &self.member_id, flex, "TxnOffsetCommitRequest.member_id")?; }
-        if v >= 3 { put_opt_string(buf, self.group_instance_id.as_deref(), flex, v >= 3, "TxnOffsetCommitRequest.group_instance_id", v)?; }
+        if v >= 3 {
+            put_i32(buf, self.generation_id);
+        }
+        if v >= 3 {
+            put_string(
+                buf,
+                &self.member_id,
+                flex,
+                "TxnOffsetCommitRequest.member_id",
+            )?;
+        }
+        if v >= 3 {
+            put_opt_string(
+                buf,
+                self.group_instance_id.as_deref(),
+                flex,
+                v >= 3,
+                "TxnOffsetCommitRequest.group_instance_id",
+                v,
+            )?;
+        }
         put_array(buf, &self.topics, v, flex, "TxnOffsetCommitRequest.topics")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TxnOffsetCommitRequest")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TxnOffsetCommitRequest")?;
+        }
         Ok(())
     }
 }
@@ -72,18 +108,40 @@ impl Encode for TxnOffsetCommitRequest {
 impl Decode for TxnOffsetCommitRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "TxnOffsetCommitRequest", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "TxnOffsetCommitRequest",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
         this.transactional_id = get_string(buf, flex, "TxnOffsetCommitRequest.transactional_id")?;
         this.group_id = get_string(buf, flex, "TxnOffsetCommitRequest.group_id")?;
         this.producer_id = get_i64(buf, "TxnOffsetCommitRequest.producer_id")?;
         this.producer_epoch = get_i16(buf, "TxnOffsetCommitRequest.producer_epoch")?;
-        if v >= 3 { this.generation_id = get_i32(buf, "TxnOffsetCommitRequest.generation_id")?; }
-        if v >= 3 { this.member_id = get_string(buf, flex, "TxnOffsetCommitRequest.member_id")?; }
-        if v >= 3 { this.group_instance_id = get_opt_string(buf, flex, v >= 3, "TxnOffsetCommitRequest.group_instance_id")?; }
+        if v >= 3 {
+            this.generation_id = get_i32(buf, "TxnOffsetCommitRequest.generation_id")?;
+        }
+        if v >= 3 {
+            this.member_id = get_string(buf, flex, "TxnOffsetCommitRequest.member_id")?;
+        }
+        if v >= 3 {
+            this.group_instance_id = get_opt_string(
+                buf,
+                flex,
+                v >= 3,
+                "TxnOffsetCommitRequest.group_instance_id",
+            )?;
+        }
         this.topics = get_array(buf, v, flex, "TxnOffsetCommitRequest.topics")?;
-        if flex { get_unknown_tags(buf, "TxnOffsetCommitRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "TxnOffsetCommitRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -121,9 +179,24 @@ impl Encode for TxnOffsetCommitRequestPartition {
         let flex = v >= 3;
         put_i32(buf, self.partition_index);
         put_i64(buf, self.committed_offset);
-        if v >= 2 { put_i32(buf, self.committed_leader_epoch); }
-        put_opt_string(buf, self.committed_metadata.as_deref(), flex, true, "TxnOffsetCommitRequestPartition.committed_metadata", v)?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TxnOffsetCommitRequestPartition")?; }
+        if v >= 2 {
+            put_i32(buf, self.committed_leader_epoch);
+        }
+        put_opt_string(
+            buf,
+            self.committed_metadata.as_deref(),
+            flex,
+            true,
+            "TxnOffsetCommitRequestPartition.committed_metadata",
+            v,
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "TxnOffsetCommitRequestPartition",
+            )?;
+        }
         Ok(())
     }
 }
@@ -135,16 +208,42 @@ impl Decode for TxnOffsetCommitRequestPartition {
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "TxnOffsetCommitRequestPartition.partition_index")?;
         this.committed_offset = get_i64(buf, "TxnOffsetCommitRequestPartition.committed_offset")?;
-        if v >= 2 { this.committed_leader_epoch = get_i32(buf, "TxnOffsetCommitRequestPartition.committed_leader_epoch")?; }
-        this.committed_metadata = get_opt_string(buf, flex, true, "TxnOffsetCommitRequestPartition.committed_metadata")?;
-        if flex { get_unknown_tags(buf, "TxnOffsetCommitRequestPartition", &mut this.unknown_tagged_fields)?; }
+        if v >= 2 {
+            this.committed_leader_epoch = get_i32(
+                buf,
+                "TxnOffsetCommitRequestPartition.committed_leader_epoch",
+            )?;
+        }
+        this.committed_metadata = get_opt_string(
+            buf,
+            flex,
+            true,
+            "TxnOffsetCommitRequestPartition.committed_metadata",
+        )?;
+        if flex {
+            get_unknown_tags(
+                buf,
+                "TxnOffsetCommitRequestPartition",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TxnOffsetCommitRequestPartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `TxnOffsetCommitRequestTopic` of `TxnOffsetCommitRequest`.
@@ -173,8 +272,20 @@ impl Encode for TxnOffsetCommitRequestTopic {
         let v = version;
         let flex = v >= 3;
         put_string(buf, &self.name, flex, "TxnOffsetCommitRequestTopic.name")?;
-        put_array(buf, &self.partitions, v, flex, "TxnOffsetCommitRequestTopic.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TxnOffsetCommitRequestTopic")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "TxnOffsetCommitRequestTopic.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "TxnOffsetCommitRequestTopic",
+            )?;
+        }
         Ok(())
     }
 }
@@ -186,13 +297,28 @@ impl Decode for TxnOffsetCommitRequestTopic {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "TxnOffsetCommitRequestTopic.name")?;
         this.partitions = get_array(buf, v, flex, "TxnOffsetCommitRequestTopic.partitions")?;
-        if flex { get_unknown_tags(buf, "TxnOffsetCommitRequestTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "TxnOffsetCommitRequestTopic",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TxnOffsetCommitRequestTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

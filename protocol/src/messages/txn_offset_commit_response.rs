@@ -4,7 +4,13 @@
 
 //! `TxnOffsetCommitResponse` (TxnOffsetCommitResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +42,18 @@ impl Default for TxnOffsetCommitResponse {
 impl Encode for TxnOffsetCommitResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "TxnOffsetCommitResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "TxnOffsetCommitResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         put_i32(buf, self.throttle_time_ms);
         put_array(buf, &self.topics, v, flex, "TxnOffsetCommitResponse.topics")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TxnOffsetCommitResponse")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "TxnOffsetCommitResponse")?;
+        }
         Ok(())
     }
 }
@@ -48,12 +61,23 @@ impl Encode for TxnOffsetCommitResponse {
 impl Decode for TxnOffsetCommitResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=4).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "TxnOffsetCommitResponse", version: v }); }
+        if !(0..=4).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "TxnOffsetCommitResponse",
+                version: v,
+            });
+        }
         let flex = v >= 3;
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "TxnOffsetCommitResponse.throttle_time_ms")?;
         this.topics = get_array(buf, v, flex, "TxnOffsetCommitResponse.topics")?;
-        if flex { get_unknown_tags(buf, "TxnOffsetCommitResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "TxnOffsetCommitResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -85,7 +109,13 @@ impl Encode for TxnOffsetCommitResponsePartition {
         let flex = v >= 3;
         put_i32(buf, self.partition_index);
         put_i16(buf, self.error_code);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TxnOffsetCommitResponsePartition")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "TxnOffsetCommitResponsePartition",
+            )?;
+        }
         Ok(())
     }
 }
@@ -97,14 +127,30 @@ impl Decode for TxnOffsetCommitResponsePartition {
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "TxnOffsetCommitResponsePartition.partition_index")?;
         this.error_code = get_i16(buf, "TxnOffsetCommitResponsePartition.error_code")?;
-        if flex { get_unknown_tags(buf, "TxnOffsetCommitResponsePartition", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "TxnOffsetCommitResponsePartition",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TxnOffsetCommitResponsePartition {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `TxnOffsetCommitResponseTopic` of `TxnOffsetCommitResponse`.
@@ -133,8 +179,20 @@ impl Encode for TxnOffsetCommitResponseTopic {
         let v = version;
         let flex = v >= 3;
         put_string(buf, &self.name, flex, "TxnOffsetCommitResponseTopic.name")?;
-        put_array(buf, &self.partitions, v, flex, "TxnOffsetCommitResponseTopic.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "TxnOffsetCommitResponseTopic")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "TxnOffsetCommitResponseTopic.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "TxnOffsetCommitResponseTopic",
+            )?;
+        }
         Ok(())
     }
 }
@@ -146,13 +204,28 @@ impl Decode for TxnOffsetCommitResponseTopic {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "TxnOffsetCommitResponseTopic.name")?;
         this.partitions = get_array(buf, v, flex, "TxnOffsetCommitResponseTopic.partitions")?;
-        if flex { get_unknown_tags(buf, "TxnOffsetCommitResponseTopic", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "TxnOffsetCommitResponseTopic",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for TxnOffsetCommitResponseTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `UpdateFeaturesRequest` (UpdateFeaturesRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -39,11 +45,26 @@ impl Default for UpdateFeaturesRequest {
 impl Encode for UpdateFeaturesRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "UpdateFeaturesRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "UpdateFeaturesRequest",
+                version: v,
+            });
+        }
         put_i32(buf, self.timeout_ms);
-        put_array(buf, &self.feature_updates, v, true, "UpdateFeaturesRequest.feature_updates")?;
-        if v >= 1 { put_bool(buf, self.validate_only); }
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "UpdateFeaturesRequest")?; }
+        put_array(
+            buf,
+            &self.feature_updates,
+            v,
+            true,
+            "UpdateFeaturesRequest.feature_updates",
+        )?;
+        if v >= 1 {
+            put_bool(buf, self.validate_only);
+        }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "UpdateFeaturesRequest")?;
+        }
         Ok(())
     }
 }
@@ -51,12 +72,25 @@ impl Encode for UpdateFeaturesRequest {
 impl Decode for UpdateFeaturesRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "UpdateFeaturesRequest", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "UpdateFeaturesRequest",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.timeout_ms = get_i32(buf, "UpdateFeaturesRequest.timeout_ms")?;
         this.feature_updates = get_array(buf, v, true, "UpdateFeaturesRequest.feature_updates")?;
-        if v >= 1 { this.validate_only = get_bool(buf, "UpdateFeaturesRequest.validate_only")?; }
-        if true { get_unknown_tags(buf, "UpdateFeaturesRequest", &mut this.unknown_tagged_fields)?; }
+        if v >= 1 {
+            this.validate_only = get_bool(buf, "UpdateFeaturesRequest.validate_only")?;
+        }
+        if true {
+            get_unknown_tags(
+                buf,
+                "UpdateFeaturesRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -93,9 +127,15 @@ impl Encode for FeatureUpdateKey {
         let v = version;
         put_string(buf, &self.feature, true, "FeatureUpdateKey.feature")?;
         put_i16(buf, self.max_version_level);
-        if v <= 0 { put_bool(buf, self.allow_downgrade); }
-        if v >= 1 { put_i8(buf, self.upgrade_type); }
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "FeatureUpdateKey")?; }
+        if v <= 0 {
+            put_bool(buf, self.allow_downgrade);
+        }
+        if v >= 1 {
+            put_i8(buf, self.upgrade_type);
+        }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "FeatureUpdateKey")?;
+        }
         Ok(())
     }
 }
@@ -106,15 +146,30 @@ impl Decode for FeatureUpdateKey {
         let mut this = Self::default();
         this.feature = get_string(buf, true, "FeatureUpdateKey.feature")?;
         this.max_version_level = get_i16(buf, "FeatureUpdateKey.max_version_level")?;
-        if v <= 0 { this.allow_downgrade = get_bool(buf, "FeatureUpdateKey.allow_downgrade")?; }
-        if v >= 1 { this.upgrade_type = get_i8(buf, "FeatureUpdateKey.upgrade_type")?; }
-        if true { get_unknown_tags(buf, "FeatureUpdateKey", &mut this.unknown_tagged_fields)?; }
+        if v <= 0 {
+            this.allow_downgrade = get_bool(buf, "FeatureUpdateKey.allow_downgrade")?;
+        }
+        if v >= 1 {
+            this.upgrade_type = get_i8(buf, "FeatureUpdateKey.upgrade_type")?;
+        }
+        if true {
+            get_unknown_tags(buf, "FeatureUpdateKey", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for FeatureUpdateKey {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

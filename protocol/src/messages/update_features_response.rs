@@ -4,7 +4,13 @@
 
 //! `UpdateFeaturesResponse` (UpdateFeaturesResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,12 +48,34 @@ impl Default for UpdateFeaturesResponse {
 impl Encode for UpdateFeaturesResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "UpdateFeaturesResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "UpdateFeaturesResponse",
+                version: v,
+            });
+        }
         put_i32(buf, self.throttle_time_ms);
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), true, true, "UpdateFeaturesResponse.error_message", v)?;
-        if v <= 1 { put_array(buf, &self.results, v, true, "UpdateFeaturesResponse.results")?; }
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "UpdateFeaturesResponse")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            true,
+            true,
+            "UpdateFeaturesResponse.error_message",
+            v,
+        )?;
+        if v <= 1 {
+            put_array(
+                buf,
+                &self.results,
+                v,
+                true,
+                "UpdateFeaturesResponse.results",
+            )?;
+        }
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "UpdateFeaturesResponse")?;
+        }
         Ok(())
     }
 }
@@ -55,13 +83,27 @@ impl Encode for UpdateFeaturesResponse {
 impl Decode for UpdateFeaturesResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=2).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "UpdateFeaturesResponse", version: v }); }
+        if !(0..=2).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "UpdateFeaturesResponse",
+                version: v,
+            });
+        }
         let mut this = Self::default();
         this.throttle_time_ms = get_i32(buf, "UpdateFeaturesResponse.throttle_time_ms")?;
         this.error_code = get_i16(buf, "UpdateFeaturesResponse.error_code")?;
-        this.error_message = get_opt_string(buf, true, true, "UpdateFeaturesResponse.error_message")?;
-        if v <= 1 { this.results = get_array(buf, v, true, "UpdateFeaturesResponse.results")?; }
-        if true { get_unknown_tags(buf, "UpdateFeaturesResponse", &mut this.unknown_tagged_fields)?; }
+        this.error_message =
+            get_opt_string(buf, true, true, "UpdateFeaturesResponse.error_message")?;
+        if v <= 1 {
+            this.results = get_array(buf, v, true, "UpdateFeaturesResponse.results")?;
+        }
+        if true {
+            get_unknown_tags(
+                buf,
+                "UpdateFeaturesResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -95,8 +137,17 @@ impl Encode for UpdatableFeatureResult {
         let v = version;
         put_string(buf, &self.feature, true, "UpdatableFeatureResult.feature")?;
         put_i16(buf, self.error_code);
-        put_opt_string(buf, self.error_message.as_deref(), true, true, "UpdatableFeatureResult.error_message", v)?;
-        if true { put_unknown_tags(buf, &self.unknown_tagged_fields, "UpdatableFeatureResult")?; }
+        put_opt_string(
+            buf,
+            self.error_message.as_deref(),
+            true,
+            true,
+            "UpdatableFeatureResult.error_message",
+            v,
+        )?;
+        if true {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "UpdatableFeatureResult")?;
+        }
         Ok(())
     }
 }
@@ -107,14 +158,30 @@ impl Decode for UpdatableFeatureResult {
         let mut this = Self::default();
         this.feature = get_string(buf, true, "UpdatableFeatureResult.feature")?;
         this.error_code = get_i16(buf, "UpdatableFeatureResult.error_code")?;
-        this.error_message = get_opt_string(buf, true, true, "UpdatableFeatureResult.error_message")?;
-        if true { get_unknown_tags(buf, "UpdatableFeatureResult", &mut this.unknown_tagged_fields)?; }
+        this.error_message =
+            get_opt_string(buf, true, true, "UpdatableFeatureResult.error_message")?;
+        if true {
+            get_unknown_tags(
+                buf,
+                "UpdatableFeatureResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for UpdatableFeatureResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

@@ -4,7 +4,13 @@
 
 //! `WriteTxnMarkersRequest` (WriteTxnMarkersRequest.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,10 +39,23 @@ impl Default for WriteTxnMarkersRequest {
 impl Encode for WriteTxnMarkersRequest {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "WriteTxnMarkersRequest", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "WriteTxnMarkersRequest",
+                version: v,
+            });
+        }
         let flex = v >= 1;
-        put_array(buf, &self.markers, v, flex, "WriteTxnMarkersRequest.markers")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "WriteTxnMarkersRequest")?; }
+        put_array(
+            buf,
+            &self.markers,
+            v,
+            flex,
+            "WriteTxnMarkersRequest.markers",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "WriteTxnMarkersRequest")?;
+        }
         Ok(())
     }
 }
@@ -44,11 +63,22 @@ impl Encode for WriteTxnMarkersRequest {
 impl Decode for WriteTxnMarkersRequest {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "WriteTxnMarkersRequest", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "WriteTxnMarkersRequest",
+                version: v,
+            });
+        }
         let flex = v >= 1;
         let mut this = Self::default();
         this.markers = get_array(buf, v, flex, "WriteTxnMarkersRequest.markers")?;
-        if flex { get_unknown_tags(buf, "WriteTxnMarkersRequest", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "WriteTxnMarkersRequest",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -79,8 +109,16 @@ impl Encode for WritableTxnMarkerTopic {
         let v = version;
         let flex = v >= 1;
         put_string(buf, &self.name, flex, "WritableTxnMarkerTopic.name")?;
-        put_array(buf, &self.partition_indexes, v, flex, "WritableTxnMarkerTopic.partition_indexes")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "WritableTxnMarkerTopic")?; }
+        put_array(
+            buf,
+            &self.partition_indexes,
+            v,
+            flex,
+            "WritableTxnMarkerTopic.partition_indexes",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "WritableTxnMarkerTopic")?;
+        }
         Ok(())
     }
 }
@@ -91,15 +129,32 @@ impl Decode for WritableTxnMarkerTopic {
         let flex = v >= 1;
         let mut this = Self::default();
         this.name = get_string(buf, flex, "WritableTxnMarkerTopic.name")?;
-        this.partition_indexes = get_array(buf, v, flex, "WritableTxnMarkerTopic.partition_indexes")?;
-        if flex { get_unknown_tags(buf, "WritableTxnMarkerTopic", &mut this.unknown_tagged_fields)?; }
+        this.partition_indexes =
+            get_array(buf, v, flex, "WritableTxnMarkerTopic.partition_indexes")?;
+        if flex {
+            get_unknown_tags(
+                buf,
+                "WritableTxnMarkerTopic",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for WritableTxnMarkerTopic {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `WritableTxnMarker` of `WriteTxnMarkersRequest`.
@@ -141,7 +196,9 @@ impl Encode for WritableTxnMarker {
         put_bool(buf, self.transaction_result);
         put_array(buf, &self.topics, v, flex, "WritableTxnMarker.topics")?;
         put_i32(buf, self.coordinator_epoch);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "WritableTxnMarker")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "WritableTxnMarker")?;
+        }
         Ok(())
     }
 }
@@ -156,13 +213,24 @@ impl Decode for WritableTxnMarker {
         this.transaction_result = get_bool(buf, "WritableTxnMarker.transaction_result")?;
         this.topics = get_array(buf, v, flex, "WritableTxnMarker.topics")?;
         this.coordinator_epoch = get_i32(buf, "WritableTxnMarker.coordinator_epoch")?;
-        if flex { get_unknown_tags(buf, "WritableTxnMarker", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(buf, "WritableTxnMarker", &mut this.unknown_tagged_fields)?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for WritableTxnMarker {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-

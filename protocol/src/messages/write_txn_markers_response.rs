@@ -4,7 +4,13 @@
 
 //! `WriteTxnMarkersResponse` (WriteTxnMarkersResponse.json) and its nested structs.
 
-#![allow(unused_variables, unused_mut, unused_imports, unused_parens, clippy::all)]
+#![allow(
+    unused_variables,
+    unused_mut,
+    unused_imports,
+    unused_parens,
+    clippy::all
+)]
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,10 +39,23 @@ impl Default for WriteTxnMarkersResponse {
 impl Encode for WriteTxnMarkersResponse {
     fn encode(&self, buf: &mut BytesMut, version: i16) -> Result<(), EncodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(EncodeError::UnsupportedVersion { message: "WriteTxnMarkersResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(EncodeError::UnsupportedVersion {
+                message: "WriteTxnMarkersResponse",
+                version: v,
+            });
+        }
         let flex = v >= 1;
-        put_array(buf, &self.markers, v, flex, "WriteTxnMarkersResponse.markers")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "WriteTxnMarkersResponse")?; }
+        put_array(
+            buf,
+            &self.markers,
+            v,
+            flex,
+            "WriteTxnMarkersResponse.markers",
+        )?;
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "WriteTxnMarkersResponse")?;
+        }
         Ok(())
     }
 }
@@ -44,11 +63,22 @@ impl Encode for WriteTxnMarkersResponse {
 impl Decode for WriteTxnMarkersResponse {
     fn decode(buf: &mut Bytes, version: i16) -> Result<Self, DecodeError> {
         let v = version;
-        if !(0..=1).contains(&v) { return Err(DecodeError::UnsupportedVersion { message: "WriteTxnMarkersResponse", version: v }); }
+        if !(0..=1).contains(&v) {
+            return Err(DecodeError::UnsupportedVersion {
+                message: "WriteTxnMarkersResponse",
+                version: v,
+            });
+        }
         let flex = v >= 1;
         let mut this = Self::default();
         this.markers = get_array(buf, v, flex, "WriteTxnMarkersResponse.markers")?;
-        if flex { get_unknown_tags(buf, "WriteTxnMarkersResponse", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "WriteTxnMarkersResponse",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
@@ -80,7 +110,13 @@ impl Encode for WritableTxnMarkerPartitionResult {
         let flex = v >= 1;
         put_i32(buf, self.partition_index);
         put_i16(buf, self.error_code);
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "WritableTxnMarkerPartitionResult")?; }
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "WritableTxnMarkerPartitionResult",
+            )?;
+        }
         Ok(())
     }
 }
@@ -92,14 +128,30 @@ impl Decode for WritableTxnMarkerPartitionResult {
         let mut this = Self::default();
         this.partition_index = get_i32(buf, "WritableTxnMarkerPartitionResult.partition_index")?;
         this.error_code = get_i16(buf, "WritableTxnMarkerPartitionResult.error_code")?;
-        if flex { get_unknown_tags(buf, "WritableTxnMarkerPartitionResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "WritableTxnMarkerPartitionResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for WritableTxnMarkerPartitionResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `WritableTxnMarkerTopicResult` of `WriteTxnMarkersResponse`.
@@ -128,8 +180,20 @@ impl Encode for WritableTxnMarkerTopicResult {
         let v = version;
         let flex = v >= 1;
         put_string(buf, &self.name, flex, "WritableTxnMarkerTopicResult.name")?;
-        put_array(buf, &self.partitions, v, flex, "WritableTxnMarkerTopicResult.partitions")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "WritableTxnMarkerTopicResult")?; }
+        put_array(
+            buf,
+            &self.partitions,
+            v,
+            flex,
+            "WritableTxnMarkerTopicResult.partitions",
+        )?;
+        if flex {
+            put_unknown_tags(
+                buf,
+                &self.unknown_tagged_fields,
+                "WritableTxnMarkerTopicResult",
+            )?;
+        }
         Ok(())
     }
 }
@@ -141,14 +205,30 @@ impl Decode for WritableTxnMarkerTopicResult {
         let mut this = Self::default();
         this.name = get_string(buf, flex, "WritableTxnMarkerTopicResult.name")?;
         this.partitions = get_array(buf, v, flex, "WritableTxnMarkerTopicResult.partitions")?;
-        if flex { get_unknown_tags(buf, "WritableTxnMarkerTopicResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "WritableTxnMarkerTopicResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for WritableTxnMarkerTopicResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
 
 /// Nested struct `WritableTxnMarkerResult` of `WriteTxnMarkersResponse`.
@@ -178,7 +258,9 @@ impl Encode for WritableTxnMarkerResult {
         let flex = v >= 1;
         put_i64(buf, self.producer_id);
         put_array(buf, &self.topics, v, flex, "WritableTxnMarkerResult.topics")?;
-        if flex { put_unknown_tags(buf, &self.unknown_tagged_fields, "WritableTxnMarkerResult")?; }
+        if flex {
+            put_unknown_tags(buf, &self.unknown_tagged_fields, "WritableTxnMarkerResult")?;
+        }
         Ok(())
     }
 }
@@ -190,13 +272,28 @@ impl Decode for WritableTxnMarkerResult {
         let mut this = Self::default();
         this.producer_id = get_i64(buf, "WritableTxnMarkerResult.producer_id")?;
         this.topics = get_array(buf, v, flex, "WritableTxnMarkerResult.topics")?;
-        if flex { get_unknown_tags(buf, "WritableTxnMarkerResult", &mut this.unknown_tagged_fields)?; }
+        if flex {
+            get_unknown_tags(
+                buf,
+                "WritableTxnMarkerResult",
+                &mut this.unknown_tagged_fields,
+            )?;
+        }
         Ok(this)
     }
 }
 
 impl Elem for WritableTxnMarkerResult {
-    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> { Self::decode(buf, v) }
-    fn write_elem(&self, buf: &mut BytesMut, v: i16, _: bool, _: &'static str) -> Result<(), EncodeError> { self.encode(buf, v) }
+    fn read_elem(buf: &mut Bytes, v: i16, _: bool, _: &'static str) -> Result<Self, DecodeError> {
+        Self::decode(buf, v)
+    }
+    fn write_elem(
+        &self,
+        buf: &mut BytesMut,
+        v: i16,
+        _: bool,
+        _: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.encode(buf, v)
+    }
 }
-
