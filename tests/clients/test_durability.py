@@ -14,7 +14,8 @@ N = 2000
 
 
 def _describe_topic(broker, topic) -> dict:
-    fs = admin(broker).describe_configs([ConfigResource(ResourceType.TOPIC, topic)], request_timeout=15)
+    a = admin(broker)  # keep the client alive until the future resolves
+    fs = a.describe_configs([ConfigResource(ResourceType.TOPIC, topic)], request_timeout=15)
     return list(fs.values())[0].result(timeout=20)
 
 
@@ -71,7 +72,8 @@ def test_deleted_topic_stays_deleted_after_restart(broker):
     create_topic(broker, keep, partitions=1)
     create_topic(broker, gone, partitions=1)
     produce_ok(broker, gone, [{"value": b"x", "partition": 0}])
-    admin(broker).delete_topics([gone], operation_timeout=15)[gone].result(timeout=20)
+    a = admin(broker)  # keep the client alive until the future resolves
+    a.delete_topics([gone], operation_timeout=15)[gone].result(timeout=20)
     broker.restart(signal.SIGTERM)
     md = admin(broker).list_topics(timeout=10)
     assert keep in md.topics
