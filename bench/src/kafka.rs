@@ -558,6 +558,7 @@ pub struct ConsumeResult {
     pub client_events: u64,
     pub first_client_event: Option<String>,
     pub complete: bool,
+    pub coordinator_ready: bool,
     /// Assign to last record.
     pub seconds: f64,
     pub first_record_seconds: Option<f64>,
@@ -595,6 +596,7 @@ impl ConsumeResult {
             .with("records", self.records)
             .with("bytes", self.bytes)
             .with("complete", self.complete)
+            .with("group_coordinator_ready_before_timing", self.coordinator_ready)
             .with("errors", self.errors)
             .with("first_error", self.first_error.clone())
             .with("client_error_events", self.client_events)
@@ -645,6 +647,17 @@ pub fn consume(s: &ConsumeSettings) -> Result<ConsumeResult> {
         tpl.add_partition_offset(&s.topic, p, Offset::Beginning)?;
     }
     let mut remaining: usize = high.values().filter(|&&h| h > 0).count();
+
+    // Warm-up outside the timed window: with a group.id librdkafka looks up
+    // the group coordinator, which on a fresh broker creates
+    // __consumer_offsets. An OffsetFetch waits for that (bounded).
+    let coordinator_ready = match consumer.committed_offsets(tpl.clone(), Duration::from_secs(30)) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("   warning: group coordinator not ready ({e}); timing anyway");
+            false
+        }
+    };
 
     let cpu = CpuMark::now(s.broker_pid);
     let start = Instant::now();
@@ -698,6 +711,7 @@ pub fn consume(s: &ConsumeSettings) -> Result<ConsumeResult> {
         client_events: ctx.events.count(),
         first_client_event: ctx.events.first(),
         complete: remaining == 0,
+        coordinator_ready,
         seconds: last_record.duration_since(start).as_secs_f64(),
         first_record_seconds: first_record,
         broker_cpu_s: usage.broker_s,

@@ -161,15 +161,11 @@ struct Cli {
     #[arg(long)]
     keep_data: bool,
 
-    /// Before each broker phase, wait (at most this long) until the kernel's
-    /// dirty + writeback page cache is below --settle-dirty, so one phase's
-    /// writeback does not throttle the next. 0 disables.
-    #[arg(long, default_value_t = 30.0)]
+    /// Before each broker phase, flush the data filesystem with `sync -f`,
+    /// waiting at most this long, so one phase's writeback does not throttle
+    /// or overlap the next. 0 disables.
+    #[arg(long, default_value_t = 60.0)]
     settle_seconds: f64,
-
-    /// Dirty page-cache threshold for --settle-seconds.
-    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
-    settle_dirty: u64,
 
     /// Seconds to wait for a spawned broker to listen.
     #[arg(long, default_value_t = 60.0)]
@@ -269,34 +265,47 @@ struct Run {
 }
 
 impl Run {
-    /// Bounded wait for page-cache writeback before a phase (see --settle-seconds).
+    /// Before a phase: flush the scratch dir's filesystem (`sync -f`, bounded
+    /// by --settle-seconds) so the previous phase's dirty pages neither
+    /// throttle nor get written back during this one.
     fn settle(&mut self, phase: &str) {
         let before = sys::dirty_kib();
         let start = std::time::Instant::now();
         let limit = Duration::from_secs_f64(self.cli.settle_seconds.max(0.0));
-        let threshold_kib = self.cli.settle_dirty / 1024;
-        let mut after = before;
-        if self.cli.settle_seconds > 0.0 && before.is_some_and(|d| d > threshold_kib) {
-            eprintln!(
-                "   waiting up to {:?} for dirty page cache ({} MiB) to drop below {} MiB",
-                limit,
-                before.unwrap_or(0) / 1024,
-                threshold_kib / 1024
-            );
-            while start.elapsed() < limit {
-                std::thread::sleep(Duration::from_millis(250));
-                after = sys::dirty_kib();
-                if !matches!(after, Some(d) if d > threshold_kib) {
-                    break;
-                }
+        let mut outcome = "disabled".to_string();
+        if self.cli.settle_seconds > 0.0 {
+            outcome = match std::process::Command::new("sync")
+                .arg("--file-system")
+                .arg(&self.scratch.path)
+                .spawn()
+            {
+                Err(e) => format!("could not run sync: {e}"),
+                Ok(mut child) => loop {
+                    match child.try_wait() {
+                        Ok(Some(st)) if st.success() => break "synced".to_string(),
+                        Ok(Some(st)) => break format!("sync failed: {st}"),
+                        Ok(None) if start.elapsed() >= limit => {
+                            // Only the sync process we started.
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            break format!("sync still running after {limit:?}; killed");
+                        }
+                        Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                        Err(e) => break format!("waiting for sync: {e}"),
+                    }
+                },
+            };
+            if outcome != "synced" {
+                eprintln!("   settle: {outcome}");
             }
         }
         self.settles.push(
             Json::obj()
                 .with("before_phase", phase)
                 .with("dirty_writeback_kib_before", before)
-                .with("dirty_writeback_kib_at_start", after)
-                .with("waited_seconds", start.elapsed().as_secs_f64()),
+                .with("dirty_writeback_kib_at_start", sys::dirty_kib())
+                .with("sync_seconds", start.elapsed().as_secs_f64())
+                .with("outcome", outcome),
         );
     }
 
@@ -945,7 +954,6 @@ mod report {
                 .with("disk_bytes", cli.disk_bytes)
                 .with("disk_block", cli.disk_block)
                 .with("settle_seconds", cli.settle_seconds)
-                .with("settle_dirty", cli.settle_dirty)
                 .with("producer_config", Json::Arr(cli.producer_config.iter().map(|s| Json::from(s.as_str())).collect()))
                 .with("consumer_config", Json::Arr(cli.consumer_config.iter().map(|s| Json::from(s.as_str())).collect()))
                 .with("broker_override", Json::Arr(cli.broker_override.iter().map(|s| Json::from(s.as_str())).collect()));
