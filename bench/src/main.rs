@@ -804,7 +804,8 @@ mod report {
                             notes.push("stopped at --max-seconds".into());
                         }
                         if let Some(c) = r.client_cpu_s {
-                            notes.push(format!("client CPU {c:.1} s"));
+                            let gb = r.bytes_acked as f64 / 1e9;
+                            notes.push(format!("client CPU {c:.1} s ({:.2} s/GB)", c / gb.max(1e-9)));
                         }
                         if let Some(b) = r.usage.machine_busy_pct(self.machine.nproc) {
                             notes.push(format!("machine {b:.0}% busy"));
@@ -833,7 +834,8 @@ mod report {
                             notes.push(format!("{} errors ({})", r.errors, r.first_error.clone().unwrap_or_default()));
                         }
                         if let Some(c) = r.client_cpu_s {
-                            notes.push(format!("client CPU {c:.1} s"));
+                            let gb = r.bytes as f64 / 1e9;
+                            notes.push(format!("client CPU {c:.1} s ({:.2} s/GB)", c / gb.max(1e-9)));
                         }
                         if let Some(b) = r.usage.machine_busy_pct(self.machine.nproc) {
                             notes.push(format!("machine {b:.0}% busy"));
