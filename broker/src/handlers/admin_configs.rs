@@ -89,7 +89,11 @@ pub fn describe(ctx: &RequestContext, request: DescribeConfigsRequest) -> Descri
                 Ok(entries) => {
                     result.configs = entries
                         .into_iter()
-                        .filter(|e| r.configuration_keys.as_ref().map_or(true, |keys| keys.contains(&e.name)))
+                        .filter(|e| match &r.configuration_keys {
+                            // Kafka describes everything for a null or an empty key list.
+                            Some(keys) if !keys.is_empty() => keys.contains(&e.name),
+                            _ => true,
+                        })
                         .map(|e| DescribeConfigsResourceResult {
                             name: e.name.clone(),
                             value: if e.is_sensitive { None } else { e.value.clone() },

@@ -9,17 +9,18 @@ use super::RequestContext;
 use crate::topics::{place_replicas, rejection_error_code, validate_assignment};
 
 pub async fn handle(ctx: &RequestContext, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
-    let broker = &ctx.broker;
     let mut results = Vec::with_capacity(request.topics.len());
     for t in request.topics {
-        let outcome = grow(ctx, &t.name, t.count, t.assignments.map(|a| a.into_iter().map(|x| x.broker_ids).collect()), request.validate_only).await;
+        // An empty list is treated like null (automatic placement): some
+        // codecs default the nullable array to empty rather than null.
+        let assignment = t.assignments.filter(|a| !a.is_empty()).map(|a| a.into_iter().map(|x| x.broker_ids).collect());
+        let outcome = grow(ctx, &t.name, t.count, assignment, request.validate_only).await;
         let (code, message) = match outcome {
             Ok(()) => (ErrorCode::NONE, None),
             Err((c, m)) => (c, Some(m)),
         };
         results.push(CreatePartitionsTopicResult { name: t.name, error_code: code.code(), error_message: message, ..Default::default() });
     }
-    let _ = broker;
     CreatePartitionsResponse { throttle_time_ms: 0, results, ..Default::default() }
 }
 

@@ -14,6 +14,11 @@ use super::RequestContext;
 
 pub async fn handle(ctx: &RequestContext, request: InitProducerIdRequest) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse { throttle_time_ms: 0, producer_id: -1, producer_epoch: -1, ..Default::default() };
+    if request.transactional_id.as_deref() == Some("") {
+        // Kafka's transaction coordinator refuses an empty transactional id.
+        response.error_code = ErrorCode::INVALID_REQUEST.code();
+        return response;
+    }
     if request.transactional_id.is_some() {
         response.error_code = ErrorCode::COORDINATOR_NOT_AVAILABLE.code();
         return response;
