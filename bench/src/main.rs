@@ -167,6 +167,12 @@ struct Cli {
     #[arg(long, default_value_t = 60.0)]
     settle_seconds: f64,
 
+    /// Before starting, wait at most this long for the machine to be quiet
+    /// (all cores < 25 % busy for 3 s in a row, from /proc/stat), so other
+    /// work does not skew the figures. 0: don't wait.
+    #[arg(long, default_value_t = 0.0)]
+    wait_idle_seconds: f64,
+
     /// Seconds to wait for a spawned broker to listen.
     #[arg(long, default_value_t = 60.0)]
     startup_seconds: f64,
@@ -242,6 +248,41 @@ fn utc_now() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Bounded wait for a quiet machine (see --wait-idle-seconds). Returns
+/// (seconds waited, found quiet, last 1 s busy %).
+fn wait_for_idle(max_s: f64) -> Option<(f64, bool, f64)> {
+    if max_s.is_nan() || max_s <= 0.0 {
+        return None;
+    }
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    let start = std::time::Instant::now();
+    let mut quiet_in_a_row = 0;
+    let mut last_pct = f64::NAN;
+    eprintln!("waiting up to {max_s} s for the machine to be idle");
+    while start.elapsed().as_secs_f64() < max_s {
+        let a = sys::machine_busy_seconds();
+        let t = std::time::Instant::now();
+        std::thread::sleep(Duration::from_secs(1));
+        let b = sys::machine_busy_seconds();
+        let (Some(a), Some(b)) = (a, b) else {
+            return Some((start.elapsed().as_secs_f64(), false, f64::NAN));
+        };
+        last_pct = 100.0 * (b - a) / (t.elapsed().as_secs_f64() * nproc);
+        if last_pct < 25.0 {
+            quiet_in_a_row += 1;
+            if quiet_in_a_row >= 3 {
+                return Some((start.elapsed().as_secs_f64(), true, last_pct));
+            }
+        } else {
+            quiet_in_a_row = 0;
+        }
+    }
+    eprintln!("machine still busy ({last_pct:.0}% over the last second); starting anyway");
+    Some((start.elapsed().as_secs_f64(), false, last_pct))
 }
 
 /// One row of the report.
@@ -507,6 +548,7 @@ fn real_main() -> Result<bool> {
         }
     }
 
+    let idle_wait = wait_for_idle(cli.wait_idle_seconds);
     let started_at = utc_now();
     let machine = sys::Machine::detect();
     let git_head = sys::git_head();
@@ -604,6 +646,7 @@ fn real_main() -> Result<bool> {
     }
 
     let report = report::Report {
+        idle_wait,
         started_at: &started_at,
         machine: &machine,
         git_head: git_head.as_deref(),
@@ -635,6 +678,7 @@ mod report {
     use std::fmt::Write as _;
 
     pub struct Report<'a> {
+        pub idle_wait: Option<(f64, bool, f64)>,
         pub started_at: &'a str,
         pub machine: &'a sys::Machine,
         pub git_head: Option<&'a str>,
@@ -735,6 +779,13 @@ mod report {
             let mut o = String::new();
             let _ = writeln!(o, "\nklamm-bench {:?} — {}", cli.mode, self.started_at);
             let _ = writeln!(o, "machine:  {}", self.machine.summary());
+            if let Some((waited, quiet, pct)) = self.idle_wait {
+                let _ = writeln!(
+                    o,
+                    "idle:     {} after waiting {waited:.0} s (last second {pct:.0}% busy)",
+                    if quiet { "machine was quiet" } else { "machine was NOT quiet" }
+                );
+            }
             let _ = writeln!(
                 o,
                 "commit:   {}{}",
@@ -956,6 +1007,7 @@ mod report {
                 .with("disk_bytes", cli.disk_bytes)
                 .with("disk_block", cli.disk_block)
                 .with("settle_seconds", cli.settle_seconds)
+                .with("wait_idle_seconds", cli.wait_idle_seconds)
                 .with("producer_config", Json::Arr(cli.producer_config.iter().map(|s| Json::from(s.as_str())).collect()))
                 .with("consumer_config", Json::Arr(cli.consumer_config.iter().map(|s| Json::from(s.as_str())).collect()))
                 .with("broker_override", Json::Arr(cli.broker_override.iter().map(|s| Json::from(s.as_str())).collect()));
@@ -972,6 +1024,16 @@ mod report {
                         .with("dirty", self.git_dirty),
                 )
                 .with("machine", self.machine.to_json())
+                .with(
+                    "wait_idle",
+                    match self.idle_wait {
+                        Some((w, q, p)) => Json::obj()
+                            .with("waited_seconds", w)
+                            .with("quiet", q)
+                            .with("last_busy_percent", p),
+                        None => Json::Null,
+                    },
+                )
                 .with("broker", broker)
                 .with("settings", settings)
                 .with("phases", Json::Arr(phases))
