@@ -163,11 +163,12 @@ async fn idempotent_producer_many_partitions_no_duplicates() {
     let values: Vec<String> = (0..n).map(|i| format!("{i}")).collect();
     let mut futures = Vec::new();
     for i in 0..n {
-        futures.push(p.send(FutureRecord::to("idem").key(&keys[i]).payload(&values[i]), TIMEOUT));
+        // send_result enqueues now (send() would enqueue only when awaited).
+        futures.push(p.send_result(FutureRecord::to("idem").key(&keys[i]).payload(&values[i])).map_err(|(e, _)| e).expect("enqueued"));
     }
     let mut per_partition: Vec<Vec<i64>> = vec![Vec::new(); 3];
     for f in futures {
-        let d = f.await.map_err(|(e, _)| e).expect("delivered");
+        let d = f.await.expect("not cancelled").map_err(|(e, _)| e).expect("delivered");
         per_partition[d.partition as usize].push(d.offset);
     }
     let c = consumer(&bootstrap);
