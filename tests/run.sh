@@ -52,8 +52,8 @@ skip() {
 
 setup_ok=0
 build_ok=0
-step setup 900 bash tests/setup.sh && setup_ok=1
-step build 1500 cargo build --release -p klamm-broker && build_ok=1
+step setup 600 bash tests/setup.sh && setup_ok=1
+step build 1200 cargo build --release -p klamm-broker && build_ok=1
 if [[ $build_ok -eq 1 && ! -x $KLAMM_BIN ]]; then
     echo "build succeeded but $KLAMM_BIN is missing"
     build_ok=0
@@ -61,13 +61,13 @@ if [[ $build_ok -eq 1 && ! -x $KLAMM_BIN ]]; then
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then
-    step rust-tests 1500 cargo nextest run --workspace --no-fail-fast
+    step rust-tests 2100 cargo nextest run --workspace --no-fail-fast
 else
-    step rust-tests 1500 cargo test --workspace --no-fail-fast
+    step rust-tests 2100 cargo test --workspace --no-fail-fast
 fi
 
 if [[ $setup_ok -eq 1 && $build_ok -eq 1 ]]; then
-    step client-tests 1200 tests/.venv/bin/pytest -q tests/clients -p no:cacheprovider --timeout 300 -rfEs
+    step client-tests 900 tests/.venv/bin/pytest -q tests/clients -p no:cacheprovider --timeout 300 -rfEs
 else
     skip client-tests "needs a successful setup and build"
 fi
