@@ -187,3 +187,68 @@ async fn routing_errors() {
     assert_eq!(r.error, ErrorCode::NOT_COORDINATOR);
     assert_eq!(c.check(&here), ErrorCode::NOT_COORDINATOR);
 }
+
+/// A log whose replay takes a while, to observe COORDINATOR_LOAD_IN_PROGRESS.
+struct SlowLog {
+    inner: MemLog,
+    delay: Duration,
+}
+
+impl OffsetsLog for SlowLog {
+    fn append(&self, batch: Bytes) -> Result<i64, ErrorCode> {
+        self.inner.append(batch)
+    }
+    fn start_offset(&self) -> i64 {
+        self.inner.start_offset()
+    }
+    fn end_offset(&self) -> i64 {
+        self.inner.end_offset()
+    }
+    fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, ErrorCode> {
+        std::thread::sleep(self.delay);
+        self.inner.read(offset, max_bytes)
+    }
+}
+
+#[tokio::test]
+async fn load_in_progress_until_replayed() {
+    let inner = MemLog::default();
+    let batch = super::persistence::build_batch(
+        &[(
+            super::persistence::offset_key("g", "t", 0),
+            Some(super::persistence::offset_value(&super::offsets::CommittedOffset {
+                offset: 8,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: 1,
+                expire_timestamp_ms: None,
+            })),
+        )],
+        1,
+    );
+    inner.append(batch).unwrap();
+    let c = GroupCoordinator::with_config(1, config(), 1, 600_000);
+    c.host_partition(0, Arc::new(SlowLog { inner, delay: Duration::from_millis(300) }));
+    assert_eq!(c.check("g"), ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
+    assert_eq!(c.fetch("g", None).await.unwrap_err(), ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
+    assert_eq!(c.join(join("g", "")).await.error, ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
+    assert_eq!(c.commit(CommitRequest { group_id: "g".into(), generation_id: -1, member_id: String::new(), group_instance_id: None, offsets: vec![OffsetToCommit { topic: "t".into(), partition: 0, offset: 1, leader_epoch: -1, metadata: None }] }).await, vec![ErrorCode::COORDINATOR_LOAD_IN_PROGRESS]);
+    // Kafka answers heartbeats blindly while loading.
+    assert_eq!(c.heartbeat("g", "m", None, 1).await, ErrorCode::NONE);
+    let (e, _) = c.list().await;
+    assert_eq!(e, ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(c.check("g"), ErrorCode::NONE);
+    assert_eq!(c.fetch("g", None).await.unwrap()[0].1[0].1.as_ref().unwrap().offset, 8);
+}
+
+#[test]
+fn append_errors_map_like_kafka() {
+    use super::coordinator::{group_store_error, offset_store_error};
+    assert_eq!(offset_store_error(ErrorCode::MESSAGE_TOO_LARGE), ErrorCode::INVALID_COMMIT_OFFSET_SIZE);
+    assert_eq!(offset_store_error(ErrorCode::NOT_ENOUGH_REPLICAS), ErrorCode::COORDINATOR_NOT_AVAILABLE);
+    assert_eq!(offset_store_error(ErrorCode::KAFKA_STORAGE_ERROR), ErrorCode::NOT_COORDINATOR);
+    assert_eq!(group_store_error(ErrorCode::RECORD_LIST_TOO_LARGE), ErrorCode::UNKNOWN_SERVER_ERROR);
+    assert_eq!(group_store_error(ErrorCode::REQUEST_TIMED_OUT), ErrorCode::REBALANCE_IN_PROGRESS);
+    assert_eq!(group_store_error(ErrorCode::NOT_LEADER_OR_FOLLOWER), ErrorCode::NOT_COORDINATOR);
+}
