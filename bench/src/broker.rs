@@ -101,6 +101,8 @@ impl SpawnedBroker {
 
         let child = Command::new(binary)
             .args(&args)
+            // Plain log file (tracing-subscriber honours NO_COLOR).
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -162,7 +164,7 @@ impl SpawnedBroker {
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let text = strip_ansi(&std::fs::read_to_string(&self.log_path).unwrap_or_default());
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -196,6 +198,25 @@ impl Drop for SpawnedBroker {
     }
 }
 
+/// Drop ANSI escape sequences (ESC '[' ... final letter) from log text.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Refuse anything but loopback: this tool generates heavy load and must only
 /// ever point at a broker on the same machine.
 pub fn check_loopback(bootstrap: &str) -> Result<()> {
@@ -215,6 +236,11 @@ pub fn check_loopback(bootstrap: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strips_ansi() {
+        assert_eq!(strip_ansi("\u{1b}[2mtime\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m x"), "time  INFO x");
+    }
 
     #[test]
     fn loopback_only() {

@@ -849,7 +849,7 @@ mod report {
                             notes.push(format!("{} failed ({})", r.records_failed, r.first_failure.clone().unwrap_or_default()));
                         }
                         if r.records_unacked > 0 {
-                            notes.push(format!("{} unacked at drain deadline", r.records_unacked));
+                            notes.push(format!("{} unacked at drain deadline (purged)", r.records_unacked));
                         }
                         if r.stopped_by == "max-seconds" {
                             notes.push("stopped at --max-seconds".into());
