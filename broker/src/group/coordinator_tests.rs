@@ -115,6 +115,7 @@ async fn offsets_and_groups_survive_a_restart() {
         generation_id: generation,
         member_id: member.into(),
         group_instance_id: None,
+        retention_time_ms: -1,
         offsets: vec![OffsetToCommit { topic: "t".into(), partition: 0, offset, leader_epoch: 4, metadata: Some("hello".into()) }],
     };
     assert_eq!(c.commit(commit(&a, 1, 17)).await, vec![ErrorCode::NONE]);
@@ -171,7 +172,7 @@ async fn routing_errors() {
     assert_eq!(c.check(&here), ErrorCode::NONE);
     assert_eq!(c.check(&there), ErrorCode::NOT_COORDINATOR);
     assert_eq!(c.fetch(&there, None).await.unwrap_err(), ErrorCode::NOT_COORDINATOR);
-    assert_eq!(c.commit(CommitRequest { group_id: there.clone(), generation_id: -1, member_id: String::new(), group_instance_id: None, offsets: vec![] }).await, Vec::<ErrorCode>::new());
+    assert_eq!(c.commit(CommitRequest { group_id: there.clone(), generation_id: -1, member_id: String::new(), group_instance_id: None, retention_time_ms: -1, offsets: vec![] }).await, Vec::<ErrorCode>::new());
     // Losing leadership answers parked joins with NOT_COORDINATOR.
     let c = Arc::new(c);
     let c2 = c.clone();
@@ -232,7 +233,7 @@ async fn load_in_progress_until_replayed() {
     assert_eq!(c.check("g"), ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
     assert_eq!(c.fetch("g", None).await.unwrap_err(), ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
     assert_eq!(c.join(join("g", "")).await.error, ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
-    assert_eq!(c.commit(CommitRequest { group_id: "g".into(), generation_id: -1, member_id: String::new(), group_instance_id: None, offsets: vec![OffsetToCommit { topic: "t".into(), partition: 0, offset: 1, leader_epoch: -1, metadata: None }] }).await, vec![ErrorCode::COORDINATOR_LOAD_IN_PROGRESS]);
+    assert_eq!(c.commit(CommitRequest { group_id: "g".into(), generation_id: -1, member_id: String::new(), group_instance_id: None, retention_time_ms: -1, offsets: vec![OffsetToCommit { topic: "t".into(), partition: 0, offset: 1, leader_epoch: -1, metadata: None }] }).await, vec![ErrorCode::COORDINATOR_LOAD_IN_PROGRESS]);
     // Kafka answers heartbeats blindly while loading.
     assert_eq!(c.heartbeat("g", "m", None, 1).await, ErrorCode::NONE);
     let (e, _) = c.list().await;

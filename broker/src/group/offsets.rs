@@ -39,6 +39,9 @@ pub struct CommitRequest {
     pub generation_id: i32,
     pub member_id: String,
     pub group_instance_id: Option<String>,
+    /// OffsetCommit v2-4 `retention_time_ms` (-1 = broker default): an
+    /// explicit retention gives the offset an expire timestamp (value v1).
+    pub retention_time_ms: i64,
     pub offsets: Vec<OffsetToCommit>,
 }
 
@@ -95,7 +98,7 @@ impl Shard {
                     leader_epoch: o.leader_epoch,
                     metadata,
                     commit_timestamp_ms: now_ms,
-                    expire_timestamp_ms: None,
+                    expire_timestamp_ms: (req.retention_time_ms >= 0).then(|| now_ms.saturating_add(req.retention_time_ms)),
                 },
             ));
         }

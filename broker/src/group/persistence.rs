@@ -6,8 +6,9 @@
 //! - key version 0/1: offset commit key `group string, topic string, partition int32`
 //!   (Kafka writes version 1);
 //! - key version 2: group metadata key `group string`;
-//! - offset commit value v3: `offset int64, leader_epoch int32, metadata string, commit_timestamp int64`
-//!   (v0-v1 are read too);
+//! - offset commit value v3: `offset int64, leader_epoch int32, metadata string, commit_timestamp int64`,
+//!   or v1 (`offset, metadata, commit_timestamp, expire_timestamp`) for an
+//!   OffsetCommit v2-4 with an explicit retention time, as Kafka does (v0-v3 are read);
 //! - group metadata value v3: `protocol_type string, generation int32, protocol nullable string,
 //!   leader nullable string, current_state_timestamp int64, members [member_id string,
 //!   group_instance_id nullable string, client_id string, client_host string, rebalance_timeout int32,
@@ -156,6 +157,15 @@ pub fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
 
 pub fn offset_value(o: &CommittedOffset) -> Bytes {
     let mut b = BytesMut::new();
+    if let Some(expire) = o.expire_timestamp_ms {
+        // Kafka keeps value v1 for offsets with an explicit retention.
+        b.put_i16(1);
+        b.put_i64(o.offset);
+        put_str(&mut b, &o.metadata);
+        b.put_i64(o.commit_timestamp_ms);
+        b.put_i64(expire);
+        return b.freeze();
+    }
     b.put_i16(3);
     b.put_i64(o.offset);
     b.put_i32(o.leader_epoch);

@@ -657,6 +657,7 @@ fn commit(member: &str, generation: i32, offset: i64) -> CommitRequest {
         generation_id: generation,
         member_id: member.into(),
         group_instance_id: None,
+        retention_time_ms: -1,
         offsets: vec![OffsetToCommit { topic: "t".into(), partition: 0, offset, leader_epoch: -1, metadata: Some("meta".into()) }],
     }
 }
@@ -765,6 +766,23 @@ fn offsets_retention_for_empty_groups() {
     s.apply_commit(&req, &plan);
     assert!(s.expire_offsets(30_999).is_empty());
     assert_eq!(s.expire_offsets(31_000).len(), 1);
+    // An explicit retention (OffsetCommit v2-4) gives an expire timestamp,
+    // stored as value v1.
+    let (a, _) = {
+        let mut s2 = shard(0);
+        let ab = stable_two(&mut s2);
+        s = s2;
+        ab
+    };
+    let mut req = commit(&a, 2, 4);
+    req.retention_time_ms = 500;
+    let plan = s.prepare_commit(&req, 40_000);
+    assert_eq!(plan.accepted[0].1.expire_timestamp_ms, Some(40_500));
+    let v = persistence::offset_value(&plan.accepted[0].1);
+    assert_eq!(&v[..2], &[0, 1]);
+    assert_eq!(persistence::decode_offset_value(&v), Some(plan.accepted[0].1.clone()));
+    s.apply_commit(&req, &plan);
+    assert!(s.expire_offsets(40_499).is_empty());
 }
 
 // ----- record formats and loading -----

@@ -42,6 +42,7 @@ pub async fn handle(ctx: &RequestContext, request: OffsetCommitRequest) -> Offse
             generation_id: if v >= 1 { request.generation_id_or_member_epoch } else { -1 },
             member_id: if v >= 1 { request.member_id.clone() } else { String::new() },
             group_instance_id: if v >= 7 { request.group_instance_id.clone() } else { None },
+            retention_time_ms: if (2..=4).contains(&v) { request.retention_time_ms } else { -1 },
             offsets,
         };
         let errors = ctx.broker.groups.commit(req).await;
