@@ -113,6 +113,20 @@ def test_kafka_python_admin_views(broker, topic):
         assert group in str(groups)
         offsets = kadmin.list_group_offsets(group)[group]
         assert {(tp.topic, tp.partition): om.offset for tp, om in offsets.items()} == {(topic, 0): 1}
+        # A standalone commit (no membership: generation -1, empty member id)
+        # creates an Empty group; both groups come back from one multi-group
+        # OffsetFetch (v8+).
+        solo = unique_topic("solo")
+        s = _consumer(broker, solo)
+        try:
+            s.commit(offsets=[TopicPartition(topic, 0, 1, metadata="standalone")], asynchronous=False)
+        finally:
+            s.close()
+        both = kadmin.list_group_offsets({group: None, solo: None})
+        # (confluent-kafka sends the metadata with its C string terminator; the broker keeps the bytes it got)
+        assert {g: {(tp.topic, tp.partition): (om.offset, om.metadata.rstrip("\x00")) for tp, om in o.items()}
+                for g, o in both.items()} == {
+            group: {(topic, 0): (1, "")}, solo: {(topic, 0): (1, "standalone")}}
     finally:
         c.close()
         kadmin.close()

@@ -315,6 +315,21 @@ def test_confluent_static_membership_restart_without_rebalance(group_broker, top
     assert len(desc.members) == 2
     assert sorted(m.group_instance_id for m in desc.members) == ["inst-a", "inst-b"]
     a2.close()
+    # Closing a static member does not leave the group; an admin removes it by
+    # group.instance.id (batched LeaveGroup v3+, one error per member) and the
+    # other member gets its partitions before the 10 s session timeout.
+    from kafka import KafkaAdminClient
+    from kafka.admin import MemberToRemove
+    kadmin = KafkaAdminClient(bootstrap_servers=group_broker.bootstrap, request_timeout_ms=20000)
+    try:
+        res = kadmin.remove_group_members(group, [MemberToRemove(group_instance_id="inst-a"),
+                                                  MemberToRemove(group_instance_id="inst-zz")])
+        names = {(m if isinstance(m, str) else m.group_instance_id): (e.__name__ if isinstance(e, type) else type(e).__name__)
+                 for m, e in res.items()}
+        assert names == {"inst-a": "NoError", "inst-zz": "UnknownMemberIdError"}, res
+    finally:
+        kadmin.close()
+    wait_until(lambda: len(b.assigned) == 4, 8, what="b owns every partition after the admin removal")
     b.close()
 
 
