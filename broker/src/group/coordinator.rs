@@ -329,8 +329,9 @@ pub struct PartitionLog {
 
 impl OffsetsLog for PartitionLog {
     fn append(&self, batch: Bytes) -> Result<i64, ErrorCode> {
-        // Single-replica partitions advance the high watermark on append;
-        // with followers the write is acknowledged once it is in the log.
+        // Single-replica partitions advance the high watermark on append.
+        // TODO(replication): with followers, answer only once the high
+        // watermark passes the batch (acks=-1); today the leader's append is it.
         self.partition
             .append_from_client(&batch, 9, crate::clock::now_ms())
             .map(|r| r.base_offset)
@@ -339,12 +340,14 @@ impl OffsetsLog for PartitionLog {
     fn start_offset(&self) -> i64 {
         self.partition.view().log_start_offset
     }
+    /// Kafka loads a coordinator partition up to its log end offset
+    /// (`GroupMetadataManager.doLoadGroupsAndOffsets`), not the high watermark.
     fn end_offset(&self) -> i64 {
-        self.partition.view().high_watermark
+        self.partition.view().log_end_offset
     }
     fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, ErrorCode> {
-        let hw = self.partition.view().high_watermark;
-        self.partition.reader().read(offset, max_bytes, hw, true).map(|r| r.bytes).map_err(|e| {
+        let leo = self.partition.view().log_end_offset;
+        self.partition.reader().read(offset, max_bytes, leo, true).map(|r| r.bytes).map_err(|e| {
             warn!(error = %e, "reading __consumer_offsets failed");
             ErrorCode::KAFKA_STORAGE_ERROR
         })
