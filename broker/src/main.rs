@@ -35,8 +35,8 @@ fn main() -> anyhow::Result<()> {
     let loaded = klamm_config::BrokerConfig::load(cli.config.as_deref(), &cli.overrides)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("load configuration")?;
-    for key in &loaded.unknown_keys {
-        warn!(key = %key, "unknown configuration key ignored");
+    for warning in loaded.unknown_key_warnings() {
+        warn!("{warning}: ignored");
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("start tokio runtime")?;
     runtime.block_on(async move {
-        let running = klamm_broker::server::start(loaded.config, loaded.original).await?;
+        let running = klamm_broker::server::start(loaded).await?;
         wait_for_signal().await;
         info!("shutting down");
         running.shutdown().await

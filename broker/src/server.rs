@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use klamm_config::BrokerConfig;
+use klamm_config::{BrokerConfig, LoadedConfig};
 use klamm_raft::{BrokerEndpoint, MetadataCommand, MetadataQuorum, QuorumConfig};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -61,7 +61,9 @@ fn metadata_dir(config: &BrokerConfig) -> PathBuf {
 }
 
 /// Starts a broker with `config`; returns once it accepts connections.
-pub async fn start(config: BrokerConfig, static_config: BTreeMap<String, String>) -> anyhow::Result<RunningBroker> {
+pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
+    let config = loaded.config.clone();
+    let static_config = loaded.original.clone();
     let log_dir = config.log_dirs.first().cloned().context("log.dirs is empty")?;
     std::fs::create_dir_all(&log_dir).with_context(|| format!("create log dir {}", log_dir.display()))?;
     let log_dir = log_dir.canonicalize().unwrap_or(log_dir);
@@ -102,7 +104,7 @@ pub async fn start(config: BrokerConfig, static_config: BTreeMap<String, String>
         .map_err(|r| anyhow::anyhow!("broker registration rejected: {r}"))?;
     let broker_epoch = registration.broker_epoch.unwrap_or_default();
 
-    let replicas = ReplicaManager::open(config.node_id, log_dir.clone(), config.clone(), &quorum.image())
+    let replicas = ReplicaManager::open(config.node_id, log_dir.clone(), loaded, &quorum.image())
         .context("open partition logs")?;
 
     quorum

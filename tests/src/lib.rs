@@ -48,7 +48,7 @@ impl TestBroker {
         ];
         all.extend(overrides.iter().map(|s| s.to_string()));
         let loaded = klamm_config::BrokerConfig::load(None, &all).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let running = start(loaded.config, loaded.original).await?;
+        let running = start(loaded).await?;
         let addr = running
             .broker
             .bound

@@ -171,7 +171,9 @@ async fn replace_configs(
         .await
         .map_err(|e| (ErrorCode::REQUEST_TIMED_OUT, format!("metadata log unavailable: {e}")))?;
     outcome.into_result().map_err(|r| (rejection_error_code(r.code), r.message))?;
-    ctx.broker.replicas.refresh_configs(&ctx.broker.quorum.image());
+    if let Err(e) = ctx.broker.replicas.reconcile(&ctx.broker.quorum.image()) {
+        tracing::warn!(error = %e, "applying changed configs to local partitions failed");
+    }
     Ok(())
 }
 

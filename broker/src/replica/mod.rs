@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use klamm_config::{BrokerConfig, TopicConfig};
+use klamm_config::{BrokerConfig, LoadedConfig, TopicConfig};
 use klamm_raft::MetadataImage;
 use tracing::{info, warn};
 
@@ -31,7 +31,10 @@ const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 pub struct ReplicaManager {
     node_id: i32,
     log_dir: PathBuf,
-    broker_config: BrokerConfig,
+    loaded: LoadedConfig,
+    /// Static config with the dynamic broker configs of the image layered on
+    /// top: the defaults that topics without an override inherit.
+    effective: RwLock<(BTreeMap<String, String>, Arc<BrokerConfig>)>,
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
     /// Serialises reconciliation (opening and deleting logs is not idempotent
     /// under concurrency).
@@ -61,11 +64,13 @@ fn write_partition_metadata(dir: &Path, topic_id: &[u8; 16]) -> std::io::Result<
 impl ReplicaManager {
     /// Opens every partition of `image` hosted on this node and removes
     /// partition directories that no longer belong to any topic.
-    pub fn open(node_id: i32, log_dir: PathBuf, broker_config: BrokerConfig, image: &MetadataImage) -> anyhow::Result<ReplicaManager> {
+    pub fn open(node_id: i32, log_dir: PathBuf, loaded: LoadedConfig, image: &MetadataImage) -> anyhow::Result<ReplicaManager> {
+        let effective = RwLock::new((BTreeMap::new(), Arc::new(loaded.config.clone())));
         let manager = ReplicaManager {
             node_id,
             log_dir,
-            broker_config,
+            loaded,
+            effective,
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
         };
@@ -82,12 +87,41 @@ impl ReplicaManager {
         self.partitions.read().expect("partitions lock poisoned").values().cloned().collect()
     }
 
+    /// The broker config topics inherit from: static, then dynamic broker configs.
+    pub fn effective_broker_config(&self) -> Arc<BrokerConfig> {
+        self.effective.read().expect("config lock poisoned").1.clone()
+    }
+
+    /// Re-layers the dynamic broker configs of `image` (cluster default, then
+    /// this node's) when they changed; returns true if they did.
+    fn update_dynamic_configs(&self, image: &MetadataImage) -> bool {
+        let mut dynamic = image.broker_configs.get(&None).cloned().unwrap_or_default();
+        if let Some(own) = image.broker_configs.get(&Some(self.node_id)) {
+            dynamic.extend(own.clone());
+        }
+        if self.effective.read().expect("config lock poisoned").0 == dynamic {
+            return false;
+        }
+        match self.loaded.with_dynamic(&dynamic) {
+            Ok(config) => {
+                info!(keys = ?dynamic.keys().collect::<Vec<_>>(), "dynamic broker configs applied");
+                *self.effective.write().expect("config lock poisoned") = (dynamic, Arc::new(config));
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "ignoring invalid dynamic broker configs");
+                false
+            }
+        }
+    }
+
     fn topic_config(&self, configs: &BTreeMap<String, String>) -> Arc<TopicConfig> {
-        match TopicConfig::resolve(&self.broker_config, configs) {
+        let broker = self.effective_broker_config();
+        match TopicConfig::resolve(&broker, configs) {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 warn!(error = %e, "invalid stored topic config, using broker defaults");
-                Arc::new(TopicConfig::resolve(&self.broker_config, &BTreeMap::new()).expect("broker defaults are valid"))
+                Arc::new(TopicConfig::from_broker(&broker))
             }
         }
     }
@@ -95,6 +129,9 @@ impl ReplicaManager {
     /// Brings local partitions in line with `image`.
     pub fn reconcile(&self, image: &MetadataImage) -> anyhow::Result<()> {
         let _guard = self.reconcile_lock.lock().expect("reconcile lock poisoned");
+        if self.update_dynamic_configs(image) {
+            self.refresh_configs(image);
+        }
         let now = crate::clock::now_ms();
         // Remove partitions whose topic is gone (or was re-created with a new id).
         let stale: Vec<Arc<Partition>> = {
