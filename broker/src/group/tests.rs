@@ -493,6 +493,37 @@ fn pending_member_expires() {
 
 #[test]
 fn new_member_join_times_out() {
+    // Kafka's NewMemberJoinTimeoutMs (5 min): with a 10 min rebalance timeout,
+    // a new member stuck in a rebalance is dropped after 5 min.
+    let mut s = shard(0);
+    let mut r = jreq("", None, protos(&["range"]), false);
+    r.rebalance_timeout_ms = 600_000;
+    let fx = s.join(r.clone(), 1, 0);
+    let a = join_of(&fx, 1).unwrap().member_id;
+    s.sync(sreq(&a, 1, vec![]), 2, 0);
+    s.assignment_stored("g", 1, ErrorCode::NONE, 0);
+    // A newcomer joins; `a` keeps heartbeating but never rejoins.
+    let fx = s.join(r, 3, 1000);
+    assert!(fx.is_empty());
+    let mut t = 1000;
+    let mut expired = None;
+    while t < 400_000 {
+        t += 5000;
+        assert_eq!(s.heartbeat("g", &a, None, 1, t), ErrorCode::REBALANCE_IN_PROGRESS);
+        let fx = s.tick(t);
+        if let Some(r) = join_of(&fx, 3) {
+            expired = Some((t, r));
+            break;
+        }
+    }
+    let (at, r) = expired.expect("the new member timed out");
+    assert_eq!(r.error, ErrorCode::UNKNOWN_MEMBER_ID);
+    assert!((301_000..=306_000).contains(&at), "expired at {at}");
+    assert_eq!(s.group("g").unwrap().members.len(), 1);
+}
+
+#[test]
+fn join_completes_with_the_newcomer_when_old_members_are_silent() {
     let mut s = shard(0);
     let (a, _b) = stable_two(&mut s);
     // A third member joins; the others never rejoin, and nobody heartbeats.
