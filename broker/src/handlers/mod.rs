@@ -92,6 +92,38 @@ pub fn is_supported(key: ApiKey, version: i16) -> bool {
     matches!(supported_range(key), Some((min, max)) if version >= min && version <= max)
 }
 
+/// The README's table of served APIs, generated from [`SUPPORTED`] (a test
+/// keeps README.md in step with it).
+pub fn supported_api_table() -> String {
+    let mut out = String::from("| key | API | versions |\n|---|---|---|\n");
+    let mut apis: Vec<&SupportedApi> = SUPPORTED.iter().collect();
+    apis.sort_by_key(|a| a.key.as_i16());
+    for a in apis {
+        out.push_str(&format!("| {} | {} | {}-{} |\n", a.key.as_i16(), a.key.name(), a.min_version, a.max_version));
+    }
+    out
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[test]
+    fn readme_lists_the_supported_apis() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("read README.md");
+        let table = supported_api_table();
+        assert!(readme.contains(&table), "README.md's API table is stale; replace it with:\n{table}");
+    }
+
+    #[test]
+    fn every_supported_range_is_within_the_spec() {
+        for a in SUPPORTED {
+            let (min, max) = a.key.spec_versions();
+            assert!(a.min_version >= min && a.max_version <= max && a.min_version <= a.max_version, "{:?}", a.key);
+        }
+    }
+}
+
 /// Everything a handler may need to know about the request it serves.
 pub struct RequestContext {
     pub broker: Arc<Broker>,
