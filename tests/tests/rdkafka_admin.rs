@@ -90,6 +90,24 @@ async fn create_describe_alter_grow_delete() {
     let cfg = d[0].as_ref().unwrap();
     assert!(cfg.get("log.retention.hours").is_some() || cfg.get("log.retention.ms").is_some());
 
+    // A dynamic broker config becomes the default of topics without an override.
+    let r = a
+        .alter_configs(&[AlterConfig::new(ResourceSpecifier::Broker(1)).set("log.retention.ms", "7200000")], &opts)
+        .await
+        .unwrap();
+    assert!(r[0].is_ok(), "{:?}", r[0]);
+    let r = a
+        .create_topics(&[NewTopic::new("inherits", 1, TopicReplication::Fixed(1))], &opts)
+        .await
+        .unwrap();
+    assert!(r[0].is_ok());
+    let d = a.describe_configs(&[ResourceSpecifier::Topic("inherits")], &opts).await.unwrap();
+    let retention = d[0].as_ref().unwrap().get("retention.ms").expect("retention.ms");
+    assert_eq!(retention.value.as_deref(), Some("7200000"));
+    assert_ne!(retention.source, ConfigSource::Default);
+    let d = a.describe_configs(&[ResourceSpecifier::Broker(1)], &opts).await.unwrap();
+    assert_eq!(d[0].as_ref().unwrap().get("log.retention.ms").and_then(|e| e.value.clone()).as_deref(), Some("7200000"));
+
     // CreatePartitions: grow to 5, shrinking is refused.
     let r = a.create_partitions(&[NewPartitions::new("orders_raw", 5)], &opts).await.unwrap();
     assert!(r[0].is_ok(), "{:?}", r[0]);

@@ -74,9 +74,9 @@ pub fn describe(ctx: &RequestContext, request: DescribeConfigsRequest) -> Descri
                     ConfigResource::Topic(name) => {
                         let topic = image.topic(&name).expect("checked by resource()");
                         klamm_config::describe_topic_configs_layered(
-                            &ctx.broker.config,
+                            &ctx.broker.replicas.effective_broker_config(),
                             &ctx.broker.static_config,
-                            &dynamic_broker_configs(&image, None),
+                            &dynamic_broker_configs(&image, Some(ctx.broker.node_id)),
                             &topic.configs,
                         )
                     }

@@ -77,11 +77,9 @@ async fn serve_inner(
             debug!(size, max_frame, "closing connection: frame size out of bounds");
             break;
         }
-        let mut buf = BytesMut::zeroed(size as usize);
-        if reader.read_exact(&mut buf).await.is_err() {
+        let Some(mut frame) = read_frame_body(&mut reader, size as usize).await else {
             break;
-        }
-        let mut frame = buf.freeze();
+        };
         match handle_frame(&broker, &listener, peer, &mut frame).await {
             FrameResult::Reply(bytes) => {
                 if tx.send(bytes).await.is_err() {
@@ -97,6 +95,20 @@ async fn serve_inner(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Reads exactly `size` bytes into a fresh buffer without zero-filling it
+/// first; None if the connection ends early.
+async fn read_frame_body<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, size: usize) -> Option<Bytes> {
+    let mut buf = BytesMut::with_capacity(size);
+    let mut limited = reader.take(size as u64);
+    while buf.len() < size {
+        match limited.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+    Some(buf.freeze())
 }
 
 enum FrameResult {
@@ -168,7 +180,7 @@ pub fn encode_response(
     correlation_id: i32,
     body: &klamm_protocol::messages::ResponseKind,
 ) -> Result<Bytes, klamm_protocol::EncodeError> {
-    let mut buf = BytesMut::with_capacity(256);
+    let mut buf = BytesMut::with_capacity(256 + records_size(body));
     buf.put_i32(0); // size, patched below
     buf.put_i32(correlation_id);
     if api_key.response_header_version(version) >= 1 {
@@ -178,4 +190,18 @@ pub fn encode_response(
     let size = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.freeze())
+}
+
+/// Bytes of record data a response carries, so the output buffer is sized
+/// once instead of growing (and copying) while a large fetch is encoded.
+fn records_size(body: &klamm_protocol::messages::ResponseKind) -> usize {
+    match body {
+        klamm_protocol::messages::ResponseKind::Fetch(f) => f
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()) + 128)
+            .sum(),
+        _ => 0,
+    }
 }
