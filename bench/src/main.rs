@@ -289,7 +289,7 @@ fn wait_for_idle(max_s: f64) -> Option<(f64, bool, f64)> {
 enum PhaseOutcome {
     Disk(disk::DiskResult),
     Produce(String, Box<ProduceResult>),
-    Consume(ConsumeResult),
+    Consume(Box<ConsumeResult>),
     Failed(String, String),
 }
 
@@ -490,7 +490,7 @@ impl Run {
                     r.records,
                     r.expected_records
                 );
-                self.phases.push(PhaseOutcome::Consume(r));
+                self.phases.push(PhaseOutcome::Consume(Box::new(r)));
             }
             Err(e) => {
                 eprintln!("   failed: {e:#}");

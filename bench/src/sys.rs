@@ -93,7 +93,7 @@ impl CpuUsage {
             .map(|b| 100.0 * b / (self.wall_s.max(1e-9) * nproc.max(1) as f64))
     }
 
-    pub fn to_json(&self) -> Json {
+    pub fn to_json(self) -> Json {
         let nproc = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
