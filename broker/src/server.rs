@@ -21,6 +21,8 @@ use tracing::{info, warn};
 use crate::net::{serve_listener, BoundListener};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::replica::ReplicaManager;
+use crate::topics::rejection_error_code;
+use klamm_protocol::ErrorCode;
 
 /// State shared by every connection and background task of one broker.
 pub struct Broker {
@@ -36,6 +38,28 @@ pub struct Broker {
     pub groups: crate::group::GroupCoordinator,
     /// The Kafka listeners actually bound (ports resolved), by listener name.
     pub bound: Vec<(String, SocketAddr)>,
+}
+
+impl Broker {
+    /// Proposes a metadata command and, once it is committed and applied,
+    /// brings the local partitions in line, so that what an admin handler
+    /// answers already holds on this broker. A rejection maps to Kafka's
+    /// error code.
+    pub async fn apply_metadata(&self, command: MetadataCommand) -> Result<(), (ErrorCode, String)> {
+        let outcome = self
+            .quorum
+            .propose(command)
+            .await
+            .map_err(|e| (ErrorCode::REQUEST_TIMED_OUT, format!("metadata log unavailable: {e}")))?;
+        outcome.into_result().map_err(|r| (rejection_error_code(r.code), r.message))?;
+        // The change is committed whatever happens locally; a local failure
+        // (a log that cannot be opened) is the partition's problem, reported
+        // by produce and fetch, as in Kafka where the controller answers.
+        if let Err(e) = self.replicas.reconcile(&self.quorum.image()) {
+            warn!(error = %e, "applying metadata to local partitions failed");
+        }
+        Ok(())
+    }
 }
 
 /// A running broker; dropping it does not stop it, call [`RunningBroker::shutdown`].

@@ -15,7 +15,6 @@ use klamm_protocol::ErrorCode;
 use klamm_raft::{ConfigResource, MetadataCommand, MetadataImage};
 
 use super::RequestContext;
-use crate::topics::rejection_error_code;
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
@@ -164,17 +163,7 @@ async fn replace_configs(
     if set.is_empty() && delete.is_empty() {
         return Ok(());
     }
-    let outcome = ctx
-        .broker
-        .quorum
-        .propose(MetadataCommand::AlterConfigs { resource: res, set, delete })
-        .await
-        .map_err(|e| (ErrorCode::REQUEST_TIMED_OUT, format!("metadata log unavailable: {e}")))?;
-    outcome.into_result().map_err(|r| (rejection_error_code(r.code), r.message))?;
-    if let Err(e) = ctx.broker.replicas.reconcile(&ctx.broker.quorum.image()) {
-        tracing::warn!(error = %e, "applying changed configs to local partitions failed");
-    }
-    Ok(())
+    ctx.broker.apply_metadata(MetadataCommand::AlterConfigs { resource: res, set, delete }).await
 }
 
 pub async fn alter(ctx: &RequestContext, request: AlterConfigsRequest) -> AlterConfigsResponse {

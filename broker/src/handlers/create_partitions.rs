@@ -6,7 +6,7 @@ use klamm_protocol::ErrorCode;
 use klamm_raft::{MetadataCommand, NewPartition};
 
 use super::RequestContext;
-use crate::topics::{place_replicas, rejection_error_code, validate_assignment};
+use crate::topics::{place_replicas, validate_assignment};
 
 pub async fn handle(ctx: &RequestContext, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
@@ -59,15 +59,5 @@ async fn grow(
         return Ok(());
     }
     let topic_id = topic.topic_id;
-    let outcome = broker
-        .quorum
-        .propose(MetadataCommand::CreatePartitions { topic_id, expected_count: current, new_partitions })
-        .await
-        .map_err(|e| (ErrorCode::REQUEST_TIMED_OUT, format!("metadata log unavailable: {e}")))?;
-    outcome.into_result().map_err(|r| (rejection_error_code(r.code), r.message))?;
-    broker
-        .replicas
-        .reconcile(&broker.quorum.image())
-        .map_err(|e| (ErrorCode::KAFKA_STORAGE_ERROR, format!("creating partition logs failed: {e}")))?;
-    Ok(())
+    broker.apply_metadata(MetadataCommand::CreatePartitions { topic_id, expected_count: current, new_partitions }).await
 }

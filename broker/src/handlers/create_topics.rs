@@ -11,7 +11,7 @@ use klamm_raft::{MetadataCommand, NewPartition};
 
 use super::RequestContext;
 use crate::server::Broker;
-use crate::topics::{place_replicas, rejection_error_code, validate_assignment, validate_topic_name};
+use crate::topics::{place_replicas, validate_assignment, validate_topic_name};
 
 /// What to create: partitions and replication come either as counts or as an
 /// explicit assignment.
@@ -82,16 +82,9 @@ pub async fn create_topic(broker: &Arc<Broker>, spec: TopicSpec, validate_only: 
     if validate_only {
         return Ok(topic_id);
     }
-    let outcome = broker
-        .quorum
-        .propose(MetadataCommand::CreateTopic { name: spec.name.clone(), topic_id, partitions, configs: spec.configs })
-        .await
-        .map_err(|e| (ErrorCode::REQUEST_TIMED_OUT, format!("metadata log unavailable: {e}")))?;
-    outcome.into_result().map_err(|r| (rejection_error_code(r.code), r.message))?;
     broker
-        .replicas
-        .reconcile(&broker.quorum.image())
-        .map_err(|e| (ErrorCode::KAFKA_STORAGE_ERROR, format!("creating partition logs failed: {e}")))?;
+        .apply_metadata(MetadataCommand::CreateTopic { name: spec.name.clone(), topic_id, partitions, configs: spec.configs })
+        .await?;
     Ok(topic_id)
 }
 

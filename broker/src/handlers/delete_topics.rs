@@ -6,7 +6,6 @@ use klamm_protocol::{ErrorCode, Uuid};
 use klamm_raft::MetadataCommand;
 
 use super::RequestContext;
-use crate::topics::rejection_error_code;
 
 pub async fn handle(ctx: &RequestContext, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let broker = &ctx.broker;
@@ -38,19 +37,9 @@ pub async fn handle(ctx: &RequestContext, request: DeleteTopicsRequest) -> Delet
             continue;
         }
         let topic_id = topic.topic_id;
-        match broker.quorum.propose(MetadataCommand::DeleteTopic { topic_id }).await {
-            Ok(outcome) => {
-                if let Err(r) = outcome.into_result() {
-                    result.error_code = rejection_error_code(r.code).code();
-                    result.error_message = Some(r.message);
-                } else if let Err(e) = broker.replicas.reconcile(&broker.quorum.image()) {
-                    tracing::warn!(error = %e, "removing deleted partitions failed");
-                }
-            }
-            Err(e) => {
-                result.error_code = ErrorCode::REQUEST_TIMED_OUT.code();
-                result.error_message = Some(format!("metadata log unavailable: {e}"));
-            }
+        if let Err((code, message)) = broker.apply_metadata(MetadataCommand::DeleteTopic { topic_id }).await {
+            result.error_code = code.code();
+            result.error_message = Some(message);
         }
         responses.push(result);
     }
