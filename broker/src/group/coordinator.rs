@@ -333,7 +333,7 @@ impl OffsetsLog for PartitionLog {
         // TODO(replication): with followers, answer only once the high
         // watermark passes the batch (acks=-1); today the leader's append is it.
         self.partition
-            .append_from_client(&batch, 9, crate::clock::now_ms())
+            .append_from_client(batch, 9, crate::clock::now_ms())
             .map(|r| r.base_offset)
             .map_err(|e| e.code)
     }

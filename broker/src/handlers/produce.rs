@@ -30,7 +30,7 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
             let result = if !matches!(acks, -1 | 0 | 1) {
                 Err(PartitionError::code(ErrorCode::INVALID_REQUIRED_ACKS))
             } else {
-                produce_one(ctx, &image, &topic.name, pd.index, pd.records.as_ref(), acks, now)
+                produce_one(ctx, &image, &topic.name, pd.index, pd.records, acks, now)
             };
             let mut response = PartitionProduceResponse { index: pd.index, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, ..Default::default() };
             match result {
@@ -65,7 +65,7 @@ fn produce_one(
     image: &klamm_raft::MetadataImage,
     topic: &str,
     partition: i32,
-    records: Option<&bytes::Bytes>,
+    records: Option<bytes::Bytes>,
     acks: i16,
     now: i64,
 ) -> Result<crate::replica::AppendResult, PartitionError> {

@@ -77,10 +77,10 @@ async fn serve_inner(
             debug!(size, max_frame, "closing connection: frame size out of bounds");
             break;
         }
-        let Some(mut frame) = read_frame_body(&mut reader, size as usize).await else {
+        let Some(frame) = read_frame_body(&mut reader, size as usize).await else {
             break;
         };
-        match handle_frame(&broker, &listener, peer, &mut frame).await {
+        match handle_frame(&broker, &listener, peer, frame).await {
             FrameResult::Reply(bytes) => {
                 if tx.send(bytes).await.is_err() {
                     break;
@@ -121,9 +121,9 @@ async fn handle_frame(
     broker: &Arc<Broker>,
     listener: &str,
     peer: SocketAddr,
-    frame: &mut Bytes,
+    mut frame: Bytes,
 ) -> FrameResult {
-    let (header, api_key) = match decode_request_header(frame) {
+    let (header, api_key) = match decode_request_header(&mut frame) {
         Ok(h) => h,
         Err(_) => return FrameResult::Close("undecodable request header"),
     };
@@ -140,10 +140,13 @@ async fn handle_frame(
     if !handlers::is_supported(api_key, version) {
         return FrameResult::Close("unsupported api version");
     }
-    let request = match RequestKind::decode(api_key, version, frame) {
+    let request = match RequestKind::decode(api_key, version, &mut frame) {
         Ok(r) => r,
         Err(_) => return FrameResult::Close("undecodable request body"),
     };
+    // Let go of the frame: a produce request's records are then the only
+    // reference to their bytes and can be stamped in place (no copy).
+    drop(frame);
     let span = tracing::debug_span!(
         "request",
         api_key = api_key.name(),

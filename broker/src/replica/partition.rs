@@ -161,9 +161,9 @@ impl Partition {
     }
 
     /// Validates and appends one client batch (Produce v3+ carries exactly one).
-    pub fn append_from_client(&self, records: &Bytes, api_version: i16, now_ms: i64) -> Result<AppendResult, PartitionError> {
+    pub fn append_from_client(&self, records: Bytes, api_version: i16, now_ms: i64) -> Result<AppendResult, PartitionError> {
         let config = self.config();
-        let (batch, rest) = RecordBatch::parse(records.clone())
+        let (batch, rest) = RecordBatch::parse(records)
             .map_err(|e| PartitionError::new(records_error_code(&e), format!("invalid record batch: {e}")))?;
         if !rest.is_empty() {
             return Err(PartitionError::new(ErrorCode::INVALID_RECORD, "Produce requests must carry exactly one record batch per partition"));
@@ -195,6 +195,16 @@ impl Partition {
             max_timestamp: batch.max_timestamp(),
         };
         let log_append_time = config.message_timestamp_type == klamm_config::TimestampType::LogAppendTime;
+        let client_timestamp_type = batch.timestamp_type();
+        drop(rest);
+        // The batch is stamped (base offset, leader epoch, maybe append time)
+        // before it is written. When the request's buffer is ours alone, that
+        // happens in place; otherwise (several partitions in one request share
+        // it) on one copy. The records themselves are never re-encoded.
+        let mut bytes = match batch.into_bytes().try_into_mut() {
+            Ok(unique) => unique,
+            Err(shared) => BytesMut::from(shared.as_ref()),
+        };
 
         let mut guard = self.writer.lock().expect("writer lock poisoned");
         let writer = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
@@ -211,10 +221,8 @@ impl Partition {
             SequenceCheck::Reject(code, message) => return Err(PartitionError::new(code, message)),
         }
 
-        // One copy of the batch so we can stamp it; its records stay untouched.
-        let mut bytes = BytesMut::from(batch.as_bytes().as_ref());
         let leader_epoch = self.view.borrow().leader_epoch;
-        let append_time = if log_append_time && batch.timestamp_type() != TimestampType::LogAppendTime {
+        let append_time = if log_append_time && client_timestamp_type != TimestampType::LogAppendTime {
             records::set_log_append_time(&mut bytes, now_ms).map_err(|e| PartitionError::new(ErrorCode::INVALID_RECORD, e.to_string()))?;
             now_ms
         } else if log_append_time {
