@@ -121,21 +121,19 @@ pub async fn handle(ctx: &RequestContext, request: CreateTopicsRequest) -> Creat
             results.push(result);
             continue;
         }
+        let mut assignment: Vec<_> = t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.clone())).collect();
+        assignment.sort_by_key(|(p, _)| *p);
+        if assignment.iter().enumerate().any(|(i, (p, _))| *p != i as i32) {
+            result.error_code = ErrorCode::INVALID_REPLICA_ASSIGNMENT.code();
+            result.error_message = Some("Partitions should be a consecutive 0-based integer sequence".into());
+            results.push(result);
+            continue;
+        }
         let spec = TopicSpec {
             name: t.name.clone(),
             num_partitions: t.num_partitions,
             replication_factor: t.replication_factor,
-            assignment: {
-                let mut a: Vec<_> = t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.clone())).collect();
-                a.sort_by_key(|(p, _)| *p);
-                if a.iter().enumerate().any(|(i, (p, _))| *p != i as i32) {
-                    result.error_code = ErrorCode::INVALID_REPLICA_ASSIGNMENT.code();
-                    result.error_message = Some("Partitions should be a consecutive 0-based integer sequence".into());
-                    results.push(result);
-                    continue;
-                }
-                a.into_iter().map(|(_, b)| b).collect()
-            },
+            assignment: assignment.into_iter().map(|(_, brokers)| brokers).collect(),
             configs: configs.clone(),
         };
         let partitions_requested = if !spec.assignment.is_empty() { spec.assignment.len() as i32 } else if spec.num_partitions == -1 { broker.config.num_partitions } else { spec.num_partitions };
