@@ -4,6 +4,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::batch::TimestampType;
+use super::compression::{compress, Compression};
 use super::record::Record;
 use super::varint::{write_varint, write_varlong};
 use super::{RecordsError, CRC_START, CURRENT_MAGIC, LOG_OVERHEAD, RECORD_BATCH_OVERHEAD};
@@ -35,6 +36,7 @@ pub struct RecordBatchBuilder {
     control: bool,
     timestamp_type: TimestampType,
     last_offset_delta: Option<i32>,
+    compression: Compression,
     records: Vec<PendingRecord>,
 }
 
@@ -51,8 +53,15 @@ impl RecordBatchBuilder {
             control: false,
             timestamp_type: TimestampType::CreateTime,
             last_offset_delta: None,
+            compression: Compression::None,
             records: Vec::new(),
         }
+    }
+
+    /// Compresses the records section with `codec` (attributes bits 0-2).
+    pub fn compression(mut self, codec: Compression) -> Self {
+        self.compression = codec;
+        self
     }
 
     pub fn partition_leader_epoch(mut self, epoch: i32) -> Self {
@@ -179,7 +188,12 @@ impl RecordBatchBuilder {
             out.extend_from_slice(&body);
         }
 
-        let mut attributes: u16 = 0;
+        if self.compression != Compression::None {
+            let compressed = compress(self.compression, &out[RECORD_BATCH_OVERHEAD..]);
+            out.truncate(RECORD_BATCH_OVERHEAD);
+            out.extend_from_slice(&compressed);
+        }
+        let mut attributes: u16 = self.compression.bits();
         if self.timestamp_type == TimestampType::LogAppendTime {
             attributes |= 0x08;
         }

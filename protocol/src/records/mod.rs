@@ -53,7 +53,7 @@ pub use batch::{
 pub use builder::{
     build_end_txn_marker, ControlRecordType, EndTransactionMarker, RecordBatchBuilder,
 };
-pub use compression::{decompress, Compression};
+pub use compression::{compress, decompress, decompress_bounded, Compression};
 pub use record::{Record, Records};
 
 /// Bytes before `partitionLeaderEpoch`: baseOffset + batchLength (`Records.LOG_OVERHEAD`).
@@ -102,6 +102,9 @@ pub enum RecordsError {
     /// The codec is valid but not (yet) supported by this build.
     #[error("unsupported compression {0:?}")]
     UnsupportedCompression(Compression),
+    /// A compressed batch inflates past the allowed size (or the codec stream is damaged).
+    #[error("decompressed records exceed {limit} bytes")]
+    DecompressedTooLarge { limit: usize },
 }
 
 impl RecordsError {
