@@ -388,12 +388,79 @@ def test_kcat_balanced_consumer_commits_and_resumes(group_broker, topic):
 # kafka-python
 
 
-# Known defect, tracked in the issue note: in about half of the runs the first
-# kafka-python member keeps its old assignment after the second joins, and a
-# LeaveGroup on the coordinator connection times out (a request queued behind a
-# parked JoinGroup). Marked non-strict xfail so the defect is visible in every
-# run without blocking CI; remove the mark when the coordinator is fixed.
-@pytest.mark.xfail(strict=False, reason="known defect: kafka-python rebalance sometimes leaves overlapping assignments")
+class _PollingMember:
+    """One kafka-python group member polled continuously from its own thread,
+    as an application runs a consumer.
+
+    Why a thread each: kafka-python 3.0.x drops the result of a JoinGroup/
+    SyncGroup round that completes while no poll() is waiting for it (the next
+    poll sees the finished join task and sends a fresh JoinGroup). Polling two
+    consumers alternately from one thread makes the leader's join land between
+    its polls every time, and since a leader's rejoin forces a rebalance (in
+    Kafka as here) the group never settles. Commands (commit, close) run on the
+    member's own thread because KafkaConsumer is not thread-safe."""
+
+    def __init__(self, name, make):
+        self.name = name
+        self.records = []
+        self.assignment: set[int] = set()
+        self._make = make
+        self._commands: list = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"kp-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        consumer = self._make()
+        try:
+            deadline = time.monotonic() + 240
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                for recs in consumer.poll(timeout_ms=200).values():
+                    with self._lock:
+                        self.records += recs
+                with self._lock:
+                    self.assignment = {tp.partition for tp in consumer.assignment()}
+                    commands, self._commands = self._commands, []
+                for command, done in commands:
+                    try:
+                        done.append(("ok", command(consumer)))
+                    except BaseException as e:  # handed back to the caller
+                        done.append(("err", e))
+        except BaseException as e:
+            self.error = e
+        finally:
+            consumer.close()
+
+    def call(self, command, timeout=60.0):
+        """Runs command(consumer) on the member's thread and returns its result."""
+        done: list = []
+        with self._lock:
+            self._commands.append((command, done))
+        deadline = time.monotonic() + timeout
+        while not done and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.05)
+        assert done, f"{self.name}: command did not run (error: {self.error!r})"
+        status, value = done[0]
+        if status == "err":
+            raise value
+        return value
+
+    def current_assignment(self) -> set[int]:
+        with self._lock:
+            return set(self.assignment)
+
+    def values(self) -> list[bytes]:
+        with self._lock:
+            return [r.value for r in self.records]
+
+    def stop(self, timeout=30.0):
+        self._stop.set()
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"{self.name}: consumer did not close within {timeout}s"
+
+
 def test_kafka_python_two_members_rebalance(group_broker, topic):
     create_topic(group_broker, topic, partitions=4)
     _seed(group_broker, topic, 40, 4)
@@ -404,45 +471,33 @@ def test_kafka_python_two_members_rebalance(group_broker, topic):
                              auto_offset_reset="earliest", enable_auto_commit=False, session_timeout_ms=10000,
                              heartbeat_interval_ms=500, request_timeout_ms=20000)
 
-    got: dict[str, list] = {"c1": [], "c2": []}
-    c1 = consumer()
+    c1 = _PollingMember("c1", consumer)
     c2 = None
     try:
-        deadline = time.monotonic() + 60
-        while len({tp.partition for tp in c1.assignment()}) < 4 and time.monotonic() < deadline:
-            for recs in c1.poll(timeout_ms=200).values():
-                got["c1"] += recs
-        assert len(c1.assignment()) == 4
-        c1.commit()
-        c2 = consumer()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            for name, c in (("c1", c1), ("c2", c2)):
-                for recs in c.poll(timeout_ms=100).values():
-                    got[name] += recs
-            a1 = {tp.partition for tp in c1.assignment()}
-            a2 = {tp.partition for tp in c2.assignment()}
-            if a1 and a2 and not (a1 & a2) and a1 | a2 == {0, 1, 2, 3}:
-                break
-        else:
-            raise AssertionError(f"no balanced assignment: {c1.assignment()} {c2.assignment()}")
-        c2.commit()
-        c2.close()
+        wait_until(lambda: c1.current_assignment() == {0, 1, 2, 3}, 60, what="c1 owns all four partitions")
+        wait_until(lambda: len(set(c1.values())) == 40, 30, what="c1 read the 40 seeded records")
+        c1.call(lambda c: c.commit())
+        c2 = _PollingMember("c2", consumer)
+
+        def balanced():
+            a1, a2 = c1.current_assignment(), c2.current_assignment()
+            return bool(a1) and bool(a2) and not (a1 & a2) and a1 | a2 == {0, 1, 2, 3}
+        wait_until(balanced, 60, what="two members split the four partitions")
+        # Committed offsets are resumed, so c2 reads nothing that c1 committed.
+        _seed(group_broker, topic, 8, 4, prefix="w")
+        wait_until(lambda: len({v for v in c1.values() + c2.values() if v.startswith(b"w")}) == 8, 30,
+                   what="the members read the 8 new records between them")
+        assert not any(v.startswith(b"v") for v in c2.values()), "c2 re-read records c1 had committed"
+        c2.call(lambda c: c.commit())
+        c2.stop()  # close() sends LeaveGroup: c1 gets everything back without waiting for a session timeout
         c2 = None
-        deadline = time.monotonic() + 60
-        while len(c1.assignment()) < 4 and time.monotonic() < deadline:
-            for recs in c1.poll(timeout_ms=200).values():
-                got["c1"] += recs
-        assert len(c1.assignment()) == 4
-        deadline = time.monotonic() + 30
-        while len({r.value for r in got["c1"] + got["c2"]}) < 40 and time.monotonic() < deadline:
-            for recs in c1.poll(timeout_ms=200).values():
-                got["c1"] += recs
-        c1.commit()
-        assert {r.value for r in got["c1"] + got["c2"]} == {f"v{i}".encode() for i in range(40)}
-        committed = {p: c1.committed(__import__("kafka").TopicPartition(topic, p)) for p in range(4)}
-        assert committed == {0: 10, 1: 10, 2: 10, 3: 10}
+        wait_until(lambda: c1.current_assignment() == {0, 1, 2, 3}, 30, what="c1 owns all four partitions again")
+        c1.call(lambda c: c.commit())
+        from kafka import TopicPartition as KpTopicPartition
+        committed = c1.call(lambda c: {p: c.committed(KpTopicPartition(topic, p)) for p in range(4)})
+        assert committed == {0: 12, 1: 12, 2: 12, 3: 12}
+        assert c1.error is None
     finally:
-        c1.close()
         if c2 is not None:
-            c2.close()
+            c2.stop()
+        c1.stop()
