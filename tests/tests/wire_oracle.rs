@@ -250,6 +250,27 @@ async fn every_advertised_version_decodes_with_an_independent_codec() {
         assert_eq!(r.brokers.len(), 1);
     }
 
+    // DeleteRecords: offset -1 (the high watermark) on an existing partition,
+    // an offset past the high watermark, and an unknown topic.
+    for v in versions::<DeleteRecordsRequest>(&advertised) {
+        use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+        let req = DeleteRecordsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+            DeleteRecordsTopic::default().with_name(topic("oracle-create-2")).with_partitions(vec![
+                DeleteRecordsPartition::default().with_partition_index(0).with_offset(-1),
+                DeleteRecordsPartition::default().with_partition_index(1).with_offset(1_000_000),
+            ]),
+            DeleteRecordsTopic::default()
+                .with_name(topic("oracle-no-such-topic"))
+                .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(0)]),
+        ]);
+        let r = c.call(&req, v).await;
+        assert_eq!(r.topics.len(), 2, "DeleteRecords v{v}");
+        let p = &r.topics[0].partitions;
+        assert_eq!((p[0].error_code, p[1].error_code), (0, 1), "DeleteRecords v{v}: {p:?}");
+        assert!(p[0].low_watermark >= 0);
+        assert_eq!(r.topics[1].partitions[0].error_code, 3, "DeleteRecords v{v} unknown topic");
+    }
+
     // DeleteTopics: by name (v1-5) and by id (v6).
     for v in versions::<DeleteTopicsRequest>(&advertised) {
         let name = format!("oracle-create-{}", 2 + (v - 1).min(5));

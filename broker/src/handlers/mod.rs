@@ -18,6 +18,7 @@ pub mod admin_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod delete_groups;
 pub mod describe_cluster;
@@ -62,6 +63,7 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::AlterConfigs, 0, 2),
@@ -160,6 +162,7 @@ pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::Fetch(r) => fetch::handle(ctx, r).await.into(),
         RequestKind::ListOffsets(r) => list_offsets::handle(ctx, r).into(),
         RequestKind::CreateTopics(r) => create_topics::handle(ctx, r).await.into(),
+        RequestKind::DeleteRecords(r) => delete_records::handle(ctx, r).await.into(),
         RequestKind::DeleteTopics(r) => delete_topics::handle(ctx, r).await.into(),
         RequestKind::CreatePartitions(r) => create_partitions::handle(ctx, r).await.into(),
         RequestKind::DescribeConfigs(r) => admin_configs::describe(ctx, r).into(),

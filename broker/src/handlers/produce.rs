@@ -4,7 +4,7 @@
 //! when it sees Produce v0) but refused by closing the connection, as Kafka 4
 //! does: they would carry message formats v0/v1, which Klamm never stores.
 
-use klamm_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use klamm_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use klamm_protocol::messages::ProduceRequest;
 use klamm_protocol::ErrorCode;
 
@@ -46,6 +46,15 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
                     }
                     response.error_code = e.code.code();
                     response.error_message = e.message;
+                    response.record_errors = e
+                        .record_errors
+                        .into_iter()
+                        .map(|(batch_index, message)| BatchIndexAndErrorMessage {
+                            batch_index,
+                            batch_index_error_message: Some(message),
+                            ..Default::default()
+                        })
+                        .collect();
                 }
             }
             partition_responses.push(response);

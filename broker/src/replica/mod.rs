@@ -14,6 +14,7 @@ pub mod maintenance;
 pub mod partition;
 pub mod producer_state;
 pub mod storage_adapter;
+pub mod validation;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -158,6 +159,10 @@ impl ReplicaManager {
                 }
                 if let Some(existing) = self.get(&topic.name, p.partition) {
                     existing.set_leadership(p.leader_epoch, p.isr.clone());
+                    // A topic config change (AlterConfigs) takes effect on the live partition.
+                    if *existing.config() != *config {
+                        existing.set_config(config.clone());
+                    }
                     continue;
                 }
                 let dir = partition_dir(&self.log_dir, &topic.name, p.partition);

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use klamm_config::TopicConfig;
-use klamm_protocol::records::{self, Compression, RecordBatch, RecordsError, TimestampType};
+use klamm_protocol::records::{self, Compression, RecordBatch, TimestampType};
 use klamm_protocol::ErrorCode;
 use klamm_storage::{Log, LogReader};
 use tokio::sync::watch;
@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use super::producer_state::{IncomingBatch, ProducerStateTable, SequenceCheck};
 use super::storage_adapter::{self, log_config};
+use super::validation::{self, records_error_code, StoreAs};
 
 /// What readers may see of a partition, published after every change.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,14 +38,16 @@ pub struct PartitionView {
 pub struct PartitionError {
     pub code: ErrorCode,
     pub message: Option<String>,
+    /// Produce v8+: (index of the record in its batch, why it was rejected).
+    pub record_errors: Vec<(i32, String)>,
 }
 
 impl PartitionError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        PartitionError { code, message: Some(message.into()) }
+        PartitionError { code, message: Some(message.into()), record_errors: Vec::new() }
     }
     pub fn code(code: ErrorCode) -> Self {
-        PartitionError { code, message: None }
+        PartitionError { code, message: None, record_errors: Vec::new() }
     }
 }
 
@@ -73,14 +76,6 @@ pub struct Partition {
     reader: LogReader,
     view: watch::Sender<PartitionView>,
     config: RwLock<Arc<TopicConfig>>,
-}
-
-fn records_error_code(e: &RecordsError) -> ErrorCode {
-    match e {
-        RecordsError::CrcMismatch { .. } => ErrorCode::CORRUPT_MESSAGE,
-        RecordsError::UnknownCompression(_) | RecordsError::UnsupportedCompression(_) => ErrorCode::UNSUPPORTED_COMPRESSION_TYPE,
-        _ => ErrorCode::INVALID_RECORD,
-    }
 }
 
 impl Partition {
@@ -174,7 +169,7 @@ impl Partition {
                 format!("The record batch size {} bytes exceeds max.message.bytes {}", batch.size(), config.max_message_bytes),
             ));
         }
-        batch.validate().map_err(|e| PartitionError::new(records_error_code(&e), e.to_string()))?;
+        batch.validate_header().map_err(|e| PartitionError::new(records_error_code(&e), e.to_string()))?;
         if batch.compression().ok() == Some(Compression::Zstd) && api_version < 7 {
             return Err(PartitionError::new(ErrorCode::UNSUPPORTED_COMPRESSION_TYPE, "ZStandard compression needs Produce v7 or later"));
         }
@@ -187,6 +182,18 @@ impl Partition {
         if batch.records_count() == 0 {
             return Err(PartitionError::new(ErrorCode::INVALID_RECORD, "Record batch must contain at least one record"));
         }
+        let store_as = validation::validate_records(&batch, &config, now_ms, &format!("{}-{}", self.topic, self.index))?;
+        let batch = match store_as {
+            StoreAs::AsProduced => batch,
+            StoreAs::Recompressed(codec) => {
+                let inflate_limit = usize::try_from(config.max_message_bytes.max(0)).unwrap_or(usize::MAX);
+                let bytes = records::recompress_batch(&batch, codec, inflate_limit)
+                    .map_err(|e| PartitionError::new(records_error_code(&e), e.to_string()))?;
+                let (recompressed, _) = RecordBatch::parse(bytes)
+                    .map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, format!("recompressed batch unreadable: {e}")))?;
+                recompressed
+            }
+        };
         let incoming = IncomingBatch {
             producer_id: batch.producer_id(),
             producer_epoch: batch.producer_epoch(),
@@ -248,6 +255,33 @@ impl Partition {
             }
         });
         Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: append_time, log_start_offset: log_start })
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (-1: the high
+    /// watermark) and returns the new log start offset (low watermark).
+    pub fn delete_records(&self, offset: i64) -> Result<i64, ErrorCode> {
+        if !self.config().cleanup_policy.delete {
+            return Err(ErrorCode::POLICY_VIOLATION);
+        }
+        let mut guard = self.writer.lock().expect("writer lock poisoned");
+        let writer = guard.as_mut().ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER)?;
+        let high_watermark = self.view.borrow().high_watermark;
+        let target = if offset == -1 { high_watermark } else { offset };
+        if target < 0 || target > high_watermark {
+            return Err(ErrorCode::OFFSET_OUT_OF_RANGE);
+        }
+        if let Err(e) = writer.log.advance_log_start_offset(target) {
+            warn!(topic = %self.topic, partition = self.index, error = %e, "DeleteRecords failed");
+            return Err(ErrorCode::KAFKA_STORAGE_ERROR);
+        }
+        let log_start = writer.log.log_start_offset();
+        drop(guard);
+        self.view.send_if_modified(|v| {
+            let changed = v.log_start_offset != log_start;
+            v.log_start_offset = log_start;
+            changed
+        });
+        Ok(log_start)
     }
 
     /// Runs retention and the time-based flush policy; called periodically.

@@ -42,6 +42,8 @@ mod builder;
 mod compression;
 mod record;
 mod varint;
+mod interim;
+pub use interim::recompress_batch;
 
 #[cfg(test)]
 mod tests;
