@@ -40,6 +40,7 @@
 mod batch;
 mod builder;
 mod compression;
+mod recompress;
 mod record;
 mod varint;
 
@@ -54,6 +55,7 @@ pub use builder::{
     build_end_txn_marker, ControlRecordType, EndTransactionMarker, RecordBatchBuilder,
 };
 pub use compression::{compress, decompress, decompress_bounded, Compression};
+pub use recompress::recompress_batch;
 pub use record::{Record, Records};
 
 /// Bytes before `partitionLeaderEpoch`: baseOffset + batchLength (`Records.LOG_OVERHEAD`).
@@ -102,14 +104,23 @@ pub enum RecordsError {
     /// The codec is valid but not (yet) supported by this build.
     #[error("unsupported compression {0:?}")]
     UnsupportedCompression(Compression),
-    /// A compressed batch inflates past the allowed size (or the codec stream is damaged).
+    /// A compressed batch inflates past the allowed size (a decompression bomb,
+    /// or simply more than the caller is willing to hold).
     #[error("decompressed records exceed {limit} bytes")]
     DecompressedTooLarge { limit: usize },
+    /// The compressed records section is not a valid stream of its codec
+    /// (bad magic, truncated, checksum mismatch, invalid data).
+    #[error("corrupt {codec:?} stream: {reason}")]
+    CorruptCompressed { codec: Compression, reason: String },
 }
 
 impl RecordsError {
     /// True for errors that mean "the bytes are damaged" (Kafka's CORRUPT_MESSAGE),
     /// false for invalid-but-intact input (wrong magic, unsupported codec).
+    ///
+    /// [`RecordsError::CorruptCompressed`] is damage; so is
+    /// [`RecordsError::DecompressedTooLarge`], since no legitimate producer
+    /// sends a batch that inflates past the broker's limit.
     pub fn is_corrupt(&self) -> bool {
         !matches!(
             self,
