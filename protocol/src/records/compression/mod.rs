@@ -54,6 +54,9 @@ mod lz4;
 mod snappy;
 mod zstd;
 
+#[cfg(test)]
+pub(crate) mod tests;
+
 use std::io::{self, Read};
 
 use bytes::Bytes;
@@ -191,6 +194,8 @@ fn read_bounded<R: Read>(
                 };
             }
             let grown = len.saturating_mul(2).max(MIN_READ_BUFFER).min(limit);
+            // Exact, or Vec's own amortised doubling could overshoot the limit.
+            buf.reserve_exact(grown - len);
             buf.resize(grown, 0);
         }
         match read_retrying(&mut reader, &mut buf[len..]) {

@@ -33,42 +33,84 @@ pub(super) fn decode(input: &[u8], limit: usize) -> Result<Vec<u8>, RecordsError
 /// Walks `[i32 BE length][raw block]` chunks after the 16-byte header. The
 /// version fields are not checked (no reader checks them and only version 1
 /// exists); a partial chunk length or a chunk running past the end is damage.
+///
+/// Two passes: the first adds up the chunks' declared lengths so the output
+/// is allocated once, at its exact size, and a bomb is refused before any
+/// allocation; the second decodes.
 fn decode_xerial(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), RecordsError> {
     if input.len() < XERIAL_HEADER_LEN {
         return Err(corrupt(Compression::Snappy, "truncated xerial header"));
     }
-    let mut rest = &input[XERIAL_HEADER_LEN..];
-    while !rest.is_empty() {
-        let Some((len_bytes, tail)) = rest.split_first_chunk::<4>() else {
-            return Err(corrupt(Compression::Snappy, "truncated xerial chunk length"));
-        };
-        let len = u32::from_be_bytes(*len_bytes) as usize;
-        if len > tail.len() {
-            return Err(corrupt(
-                Compression::Snappy,
-                format!("xerial chunk of {len} bytes, {} left", tail.len()),
-            ));
+    let chunks = || XerialChunks {
+        rest: &input[XERIAL_HEADER_LEN..],
+    };
+    let mut total = 0usize;
+    for chunk in chunks() {
+        total = total.saturating_add(declared_len(chunk?)?);
+        if total > limit {
+            return Err(RecordsError::DecompressedTooLarge { limit });
         }
-        let (block, after) = tail.split_at(len);
-        decode_block(block, limit, out)?;
-        rest = after;
+    }
+    out.reserve_exact(total);
+    for chunk in chunks() {
+        decode_block(chunk?, limit, out)?;
     }
     Ok(())
 }
 
+/// The raw blocks of a xerial stream (after its header).
+struct XerialChunks<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for XerialChunks<'a> {
+    type Item = Result<&'a [u8], RecordsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let Some((len_bytes, tail)) = self.rest.split_first_chunk::<4>() else {
+            self.rest = &[];
+            return Some(Err(corrupt(Compression::Snappy, "truncated xerial chunk length")));
+        };
+        let len = u32::from_be_bytes(*len_bytes) as usize;
+        if len > tail.len() {
+            self.rest = &[];
+            return Some(Err(corrupt(
+                Compression::Snappy,
+                format!("xerial chunk of {len} bytes, {} left", tail.len()),
+            )));
+        }
+        let (block, after) = tail.split_at(len);
+        self.rest = after;
+        Some(Ok(block))
+    }
+}
+
+/// The uncompressed length a raw block declares in its varint prefix.
+fn declared_len(block: &[u8]) -> Result<usize, RecordsError> {
+    decompress_len(block).map_err(|e| corrupt(Compression::Snappy, e.to_string()))
+}
+
 /// Appends one raw snappy block to `out`, refusing it *before* allocating if
-/// its declared length would take `out` past `limit`.
+/// its declared length would take `out` past `limit`. Grows `out` exactly,
+/// never by doubling, so its capacity stays within the limit too.
 fn decode_block(block: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), RecordsError> {
-    let len = decompress_len(block).map_err(|e| corrupt(Compression::Snappy, e.to_string()))?;
+    let len = declared_len(block)?;
     if len > limit.saturating_sub(out.len()) {
         return Err(RecordsError::DecompressedTooLarge { limit });
     }
     let start = out.len();
+    out.reserve_exact(len);
     out.resize(start + len, 0);
-    // snap checks that the block produces exactly the declared length.
-    Decoder::new()
+    let written = Decoder::new()
         .decompress(block, &mut out[start..])
         .map_err(|e| corrupt(Compression::Snappy, e.to_string()))?;
+    // snap already insists on the declared length; belt and braces.
+    if written != len {
+        return Err(corrupt(Compression::Snappy, "block shorter than its declared length"));
+    }
     Ok(())
 }
 
