@@ -45,6 +45,8 @@ mod record;
 mod varint;
 
 #[cfg(test)]
+mod codec_tests;
+#[cfg(test)]
 mod tests;
 
 pub use batch::{
