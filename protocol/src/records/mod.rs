@@ -1,5 +1,5 @@
-//! Record batch v2 (magic 2): a zero-copy view, a builder, and the in-place
-//! stamping the broker does on append.
+//! Record batch v2 (magic 2): a zero-copy view, a builder, the in-place
+//! stamping the broker does on append, and the compression codecs.
 //!
 //! # Layout
 //!
@@ -34,6 +34,15 @@
 //! let values: Vec<_> = batch.records().map(|r| r.unwrap().value.unwrap()).collect();
 //! assert_eq!(values, vec![&b"v"[..], &b"w"[..]]);
 //! ```
+//!
+//! # Compression
+//!
+//! The records section of a batch may be compressed (attributes bits 0-2);
+//! `compression/` owns the codecs and their framing choices.
+//! [`RecordBatch::records`] decompresses transparently; untrusted batches go
+//! through [`RecordBatch::records_bounded`], which refuses decompression
+//! bombs. [`recompress_batch`] re-encodes a batch for a topic whose
+//! `compression.type` differs from the producer's codec.
 //!
 //! All types are plain data (`Send + Sync`); nothing here does I/O.
 

@@ -46,8 +46,9 @@
 //! buffer geometrically but never past the limit and probes a single byte
 //! before declaring the output too large; snappy's declared block lengths
 //! are checked against the remaining budget *before* allocating. Codec
-//! working memory is separate and bounded by a constant (gzip 32 KiB window,
-//! lz4 at most two 4 MiB blocks plus a 64 KiB window, zstd its window).
+//! working memory is separate and bounded by a constant that does not
+//! depend on the claimed output: gzip a 32 KiB window, lz4 at most
+//! 3 × 4 MiB + 64 KiB (linked 4 MiB blocks), zstd its window (above).
 
 mod gzip;
 mod lz4;
