@@ -305,10 +305,19 @@ impl RecordBatch {
     }
 
     /// Iterates the records. Uncompressed batches are sliced zero-copy;
-    /// compressed ones go through [`super::decompress`], which currently
-    /// yields [`RecordsError::UnsupportedCompression`] as the single item.
+    /// compressed ones are decompressed in full first (without a size limit:
+    /// use [`RecordBatch::records_bounded`] for untrusted input). A codec
+    /// error is the single item.
     pub fn records(&self) -> Records {
         Records::new(self)
+    }
+
+    /// Like [`RecordBatch::records`], but a compressed batch whose records
+    /// inflate past `max_bytes` yields [`RecordsError::DecompressedTooLarge`]
+    /// (as the single item) without that much ever being allocated. This is
+    /// how the broker validates a produced compressed batch.
+    pub fn records_bounded(&self, max_bytes: usize) -> Records {
+        Records::new_bounded(self, max_bytes)
     }
 }
 

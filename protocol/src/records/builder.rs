@@ -1,5 +1,5 @@
-//! [`RecordBatchBuilder`] for uncompressed batches, and control records
-//! (transaction markers).
+//! [`RecordBatchBuilder`] (uncompressed or with any codec), and control
+//! records (transaction markers).
 
 use bytes::{Bytes, BytesMut};
 
@@ -18,7 +18,8 @@ struct PendingRecord {
     headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
-/// Builds one uncompressed magic-2 batch with a correct CRC.
+/// Builds one magic-2 batch with a correct CRC, uncompressed unless
+/// [`RecordBatchBuilder::compression`] picks a codec.
 ///
 /// Used by tests, internal topics and the admin CLI; producers' batches are
 /// never re-encoded by the broker. Records get offset deltas 0, 1, 2, ...

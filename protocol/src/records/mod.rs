@@ -1,5 +1,5 @@
-//! Record batch v2 (magic 2): a zero-copy view, a builder, and the in-place
-//! stamping the broker does on append.
+//! Record batch v2 (magic 2): a zero-copy view, a builder, the in-place
+//! stamping the broker does on append, and the compression codecs.
 //!
 //! # Layout
 //!
@@ -35,16 +35,26 @@
 //! assert_eq!(values, vec![&b"v"[..], &b"w"[..]]);
 //! ```
 //!
+//! # Compression
+//!
+//! The records section of a batch may be compressed (attributes bits 0-2);
+//! `compression/` owns the codecs and their framing choices.
+//! [`RecordBatch::records`] decompresses transparently; untrusted batches go
+//! through [`RecordBatch::records_bounded`], which refuses decompression
+//! bombs. [`recompress_batch`] re-encodes a batch for a topic whose
+//! `compression.type` differs from the producer's codec.
+//!
 //! All types are plain data (`Send + Sync`); nothing here does I/O.
 
 mod batch;
 mod builder;
 mod compression;
+mod recompress;
 mod record;
 mod varint;
-mod interim;
-pub use interim::recompress_batch;
 
+#[cfg(test)]
+mod codec_tests;
 #[cfg(test)]
 mod tests;
 
@@ -56,6 +66,7 @@ pub use builder::{
     build_end_txn_marker, ControlRecordType, EndTransactionMarker, RecordBatchBuilder,
 };
 pub use compression::{compress, decompress, decompress_bounded, Compression};
+pub use recompress::recompress_batch;
 pub use record::{Record, Records};
 
 /// Bytes before `partitionLeaderEpoch`: baseOffset + batchLength (`Records.LOG_OVERHEAD`).
@@ -104,14 +115,23 @@ pub enum RecordsError {
     /// The codec is valid but not (yet) supported by this build.
     #[error("unsupported compression {0:?}")]
     UnsupportedCompression(Compression),
-    /// A compressed batch inflates past the allowed size (or the codec stream is damaged).
+    /// A compressed batch inflates past the allowed size (a decompression bomb,
+    /// or simply more than the caller is willing to hold).
     #[error("decompressed records exceed {limit} bytes")]
     DecompressedTooLarge { limit: usize },
+    /// The compressed records section is not a valid stream of its codec
+    /// (bad magic, truncated, checksum mismatch, invalid data).
+    #[error("corrupt {codec:?} stream: {reason}")]
+    CorruptCompressed { codec: Compression, reason: String },
 }
 
 impl RecordsError {
     /// True for errors that mean "the bytes are damaged" (Kafka's CORRUPT_MESSAGE),
     /// false for invalid-but-intact input (wrong magic, unsupported codec).
+    ///
+    /// [`RecordsError::CorruptCompressed`] is damage; so is
+    /// [`RecordsError::DecompressedTooLarge`], since no legitimate producer
+    /// sends a batch that inflates past the broker's limit.
     pub fn is_corrupt(&self) -> bool {
         !matches!(
             self,

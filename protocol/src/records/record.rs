@@ -3,9 +3,26 @@
 use bytes::Bytes;
 
 use super::batch::RecordBatch;
-use super::compression::{decompress, Compression};
+use super::compression::{decompress_bounded, Compression};
 use super::varint::{read_varint, read_varlong};
 use super::RecordsError;
+
+/// The uncompressed records section of `batch`: sliced zero-copy when the
+/// batch is uncompressed, decompressed with an output limit of `max_bytes`
+/// otherwise.
+///
+/// A compressed batch declaring zero records with an *empty* section has no
+/// records (Kafka's own readers never look at the section of an empty
+/// batch); every codec's framing is non-empty, so any other empty section is
+/// reported as corrupt by the codec.
+pub(crate) fn records_section(batch: &RecordBatch, max_bytes: usize) -> Result<Bytes, RecordsError> {
+    let payload = batch.records_payload();
+    match batch.compression()? {
+        Compression::None => Ok(payload),
+        _ if payload.is_empty() && batch.records_count() == 0 => Ok(payload),
+        codec => decompress_bounded(codec, payload, max_bytes),
+    }
+}
 
 /// One record, with key, value and header values sliced zero-copy from the
 /// batch bytes (header keys are copied into `String`s).
@@ -56,22 +73,33 @@ pub struct Records {
 
 impl Records {
     pub(crate) fn new(batch: &RecordBatch) -> Records {
-        let payload_and_error = match batch.compression() {
-            Ok(Compression::None) => (batch.records_payload(), None),
-            Ok(codec) => match decompress(codec, batch.records_payload()) {
-                Ok(payload) => (payload, None),
-                Err(e) => (Bytes::new(), Some(e)),
-            },
+        Records::new_bounded(batch, usize::MAX)
+    }
+
+    /// Like [`Records::new`], decompressing with an output limit of
+    /// `max_bytes` (ignored for uncompressed batches).
+    pub(crate) fn new_bounded(batch: &RecordBatch, max_bytes: usize) -> Records {
+        let (payload, pending_error) = match records_section(batch, max_bytes) {
+            Ok(payload) => (payload, None),
             Err(e) => (Bytes::new(), Some(e)),
         };
+        Records::from_section(payload, batch, pending_error)
+    }
+
+    /// Iterates an already decompressed records section of `batch`.
+    pub(crate) fn from_section(
+        payload: Bytes,
+        batch: &RecordBatch,
+        pending_error: Option<RecordsError>,
+    ) -> Records {
         Records {
-            payload: payload_and_error.0,
+            payload,
             pos: 0,
             index: 0,
             count: batch.records_count(),
             last_offset_delta: batch.last_offset_delta(),
             previous_delta: None,
-            pending_error: payload_and_error.1,
+            pending_error,
             done: false,
         }
     }

@@ -154,18 +154,21 @@ fn legacy_message_short_length_reports_magic() {
 }
 
 #[test]
-fn compressed_batch_reports_unsupported() {
+fn plain_records_flagged_gzip_are_corrupt() {
     let mut buf = BytesMut::from(&must_sample()[..]);
-    buf[22] |= 1; // gzip
+    buf[22] |= 1; // gzip, but the section is plain records
     let crc = crc32c::crc32c(&buf[21..]);
     buf[17..21].copy_from_slice(&crc.to_be_bytes());
     let (b, _) = RecordBatch::parse(buf.freeze()).unwrap();
     b.validate().unwrap(); // header is valid; records are not walked
     let items: Vec<_> = b.records().collect();
-    assert_eq!(
-        items,
-        vec![Err(RecordsError::UnsupportedCompression(Compression::Gzip))]
-    );
+    assert_eq!(items.len(), 1);
+    match &items[0] {
+        Err(e @ RecordsError::CorruptCompressed { codec: Compression::Gzip, .. }) => {
+            assert!(e.is_corrupt())
+        }
+        other => panic!("expected a corrupt gzip stream, got {other:?}"),
+    }
 }
 
 #[test]
