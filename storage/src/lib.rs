@@ -74,6 +74,7 @@
 
 mod batch_header;
 mod checkpoint;
+mod cleaner;
 mod config;
 mod error;
 mod index_file;
@@ -86,7 +87,10 @@ mod time_index;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod cleaner_tests;
 
+pub use cleaner::{CompactionParams, CompactionStats, CLEANER_OFFSET_CHECKPOINT};
 pub use config::LogConfig;
 pub use error::{Error, Result};
 pub use leader_epoch::{EpochEntry, LEADER_EPOCH_CHECKPOINT, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};

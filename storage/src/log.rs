@@ -110,13 +110,16 @@ fn frame(buf: &[u8], min_base: Option<i64>) -> Result<Framing> {
 /// task). Readers use [`Log::reader`], which needs no access to the `Log`.
 #[derive(Debug)]
 pub struct Log {
-    dir: PathBuf,
-    config: LogConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
     /// Ordered by base offset; never empty; the last one is active.
-    segments: Vec<Segment>,
+    pub(crate) segments: Vec<Segment>,
     shared: Arc<LogShared>,
-    log_start_offset: i64,
-    log_end_offset: i64,
+    pub(crate) log_start_offset: i64,
+    pub(crate) log_end_offset: i64,
+    /// The cleaner state as last persisted in `cleaner-offset-checkpoint`
+    /// (first dirty offset not clamped; see `cleaner.rs`).
+    pub(crate) cleaner: crate::cleaner::CleanerCheckpoint,
     epochs: LeaderEpochCache,
     unflushed_offsets: u64,
     last_flush_ms: i64,
@@ -180,6 +183,9 @@ impl Log {
                 None
             }
         };
+        // A compaction interrupted by a crash leaves `.cleaned` / `.swap`
+        // files; settle them first so the listing sees one file per segment.
+        crate::cleaner::complete_interrupted_swaps(&dir)?;
         let bases = list_segment_bases(&dir)?;
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
         let last = bases.len().saturating_sub(1);
@@ -254,6 +260,12 @@ impl Log {
             log_start_offset,
             log_end_offset,
         ));
+        let cleaner = crate::cleaner::read_cleaner_checkpoint(&dir).unwrap_or(
+            crate::cleaner::CleanerCheckpoint {
+                first_dirty_offset: log_start_offset,
+                min_delete_horizon: -1,
+            },
+        );
         let log = Log {
             dir,
             config,
@@ -261,6 +273,7 @@ impl Log {
             shared,
             log_start_offset,
             log_end_offset,
+            cleaner,
             epochs,
             unflushed_offsets: 0,
             last_flush_ms: now_ms,
@@ -290,7 +303,7 @@ impl Log {
         )
     }
 
-    fn publish_segments(&self) {
+    pub(crate) fn publish_segments(&self) {
         self.shared.publish_segments(Arc::new(
             self.segments.iter().map(|s| Arc::clone(&s.shared)).collect(),
         ));
@@ -540,6 +553,7 @@ impl Log {
             return self.truncate_fully_and_start_at(offset);
         }
         self.set_log_end_offset(new_end);
+        self.lower_cleaner_checkpoint(new_end)?;
         self.epochs.truncate_from_end(new_end)?;
         info!(dir = %self.dir.display(), offset, log_end_offset = new_end, "truncated log");
         Ok(())
@@ -564,6 +578,7 @@ impl Log {
         self.log_start_offset = offset;
         self.shared.publish_log_start_offset(offset);
         self.write_log_start_checkpoint()?;
+        self.lower_cleaner_checkpoint(offset)?;
         self.epochs.clear()?;
         info!(dir = %self.dir.display(), offset, "truncated fully");
         Ok(())
@@ -595,7 +610,7 @@ impl Log {
     }
 
     /// Upper offset bound (exclusive) of segment `i`'s data.
-    fn segment_end(&self, i: usize) -> i64 {
+    pub(crate) fn segment_end(&self, i: usize) -> i64 {
         self.segments
             .get(i + 1)
             .map_or(self.log_end_offset, Segment::base_offset)
@@ -652,8 +667,10 @@ impl Log {
         high_watermark: i64,
     ) -> Result<usize> {
         let n = self.segments.len();
+        // An empty sealed segment (compaction can leave the first segment
+        // empty) is deletable: skipping it would block retention forever.
         let deletable = |log: &Log, i: usize| {
-            !log.segments[i].is_empty() && log.segment_end(i) <= high_watermark
+            (!log.segments[i].is_empty() || i + 1 < n) && log.segment_end(i) <= high_watermark
         };
         let mut count = 0;
         if let Some(ms) = retention_ms {
