@@ -704,7 +704,7 @@ enum Decision {
 struct Removed {
     records: u64,
     tombstones: u64,
-    undecodable: bool,
+    undecodable: u64,
 }
 
 struct Filter<'a> {
@@ -730,7 +730,7 @@ impl Filter<'_> {
                     warn!(offset = batch.base_offset(), error = %e, "cleaner keeps an undecodable batch verbatim");
                 }
                 self.tombstone_removal = false;
-                removed.undecodable = true;
+                removed.undecodable += 1;
                 return Decision::Keep;
             }
         };
@@ -991,12 +991,14 @@ impl Log {
         // segments (most of the clean part) cost a read and no write.
         let tombstone_removal = filter.tombstone_removal;
         let mut changes = false;
+        let mut dry = Removed::default();
         for_each_batch(&shared, size, |batch| {
-            changes = !matches!(filter.decide(&batch, &mut Removed::default()), Decision::Keep);
+            changes = !matches!(filter.decide(&batch, &mut dry), Decision::Keep);
             Ok(!changes)
         })?;
         if !changes {
             stats.bytes_after += size;
+            stats.undecodable_batches += dry.undecodable;
             return Ok(false);
         }
         filter.tombstone_removal = tombstone_removal;
@@ -1017,7 +1019,7 @@ impl Log {
             };
             stats.records_removed += removed.records;
             stats.tombstones_removed += removed.tombstones;
-            stats.undecodable_batches += u64::from(removed.undecodable);
+            stats.undecodable_batches += removed.undecodable;
             if let Some(b) = bytes {
                 out.write_all(&b).map_err(Error::io("write cleaned segment", &cleaned))?;
                 written += b.len() as u64;

@@ -510,6 +510,103 @@ fn concurrent_readers_see_valid_data_during_compaction() {
     assert!(handle.join().unwrap() > 0);
 }
 
+#[test]
+fn undecodable_batches_are_kept_and_stop_tombstone_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    // A batch claiming gzip (which the protocol crate cannot decode yet):
+    // the cleaner cannot see its keys, so it must keep it verbatim.
+    let mut fake = RecordBatchBuilder::new(0).record(1, Some(b"a"), Some(b"old")).build().to_vec();
+    fake[22] |= 0x01;
+    let crc = crc32c::crc32c(&fake[21..]);
+    fake[17..21].copy_from_slice(&crc.to_be_bytes());
+    log.append(&mut fake, 0).unwrap(); // 0
+    log.roll().unwrap();
+    put(&mut log, &[("a", None)], 2); // 1
+    put(&mut log, &[("b", Some("b"))], 3); // 2
+    log.roll().unwrap();
+    put(&mut log, &[("c", Some("c"))], 4); // active
+    let fake_bytes = batches(&log)[0].as_bytes().clone();
+    let st = log.compact(&params(), i64::MAX, 0).unwrap();
+    assert_eq!(st.undecodable_batches, 1);
+    let st = log.compact(&params(), i64::MAX, 10_000).unwrap();
+    assert_eq!(st.tombstones_removed, 0, "a's older value may hide in the undecodable batch");
+    let bs = batches(&log);
+    assert_eq!(bs[0].as_bytes(), &fake_bytes);
+    assert!(bs.iter().any(|b| b.base_offset() == 1 && b.has_delete_horizon()));
+}
+
+#[test]
+fn log_append_time_batches_keep_their_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    let mut b = RecordBatchBuilder::new(0)
+        .timestamp_type(TimestampType::LogAppendTime)
+        .record(5, Some(b"a"), Some(b"1"))
+        .record(6, Some(b"b"), None)
+        .build()
+        .to_vec();
+    klamm_protocol::records::set_log_append_time(&mut b, 1000).unwrap();
+    log.append(&mut b, 0).unwrap(); // 0, 1
+    put(&mut log, &[("a", Some("2"))], 7); // 2
+    log.roll().unwrap();
+    put(&mut log, &[("z", Some("z"))], 8);
+    log.compact(&params(), i64::MAX, 50).unwrap();
+    let b0 = &batches(&log)[0];
+    assert_eq!(b0.timestamp_type(), TimestampType::LogAppendTime);
+    assert_eq!(b0.max_timestamp(), 1000);
+    assert!(b0.has_delete_horizon());
+    assert_eq!(b0.base_timestamp(), 1050);
+    assert_eq!(b0.records_count(), 1);
+    assert_eq!(b0.last_offset_delta(), 1);
+    let r = b0.records().next().unwrap().unwrap();
+    assert_eq!((r.offset(b0.base_offset()), r.timestamp(b0.base_timestamp())), (1, 6));
+}
+
+#[test]
+fn offset_map_bound_limits_a_pass_and_the_next_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    put(&mut log, &[("k0", Some("a")), ("k1", Some("a"))], 1); // 0, 1
+    log.roll().unwrap();
+    put(&mut log, &[("k0", Some("b"))], 2); // 2
+    log.roll().unwrap();
+    put(&mut log, &[("k1", Some("b"))], 3); // 3
+    log.roll().unwrap();
+    put(&mut log, &[("z", Some("z"))], 4); // active
+    let tiny = CompactionParams {
+        max_offset_map_bytes: 1,
+        ..params()
+    };
+    let st = log.compact(&tiny, i64::MAX, 100).unwrap();
+    assert_eq!((st.cleaned_up_to, st.records_removed), (2, 0));
+    let st = log.compact(&tiny, i64::MAX, 100).unwrap();
+    assert_eq!((st.cleaned_up_to, st.records_removed), (3, 1));
+    let st = log.compact(&tiny, i64::MAX, 100).unwrap();
+    assert_eq!((st.cleaned_up_to, st.records_removed), (4, 1));
+    assert_eq!(
+        kv(&records(&log)),
+        vec![s("k0", Some("b"), 2), s("k1", Some("b"), 3), s("z", Some("z"), 4)]
+    );
+    assert_eq!(log.segment_base_offsets()[0], 0, "the emptied first segment stays");
+    assert_eq!(log.log_start_offset(), 0);
+}
+
+#[test]
+fn invalid_params_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    for bad in [
+        CompactionParams { delete_retention_ms: -1, ..params() },
+        CompactionParams { min_cleanable_dirty_ratio: f64::NAN, ..params() },
+        CompactionParams { min_cleanable_dirty_ratio: 1.5, ..params() },
+        CompactionParams { max_compaction_lag_ms: Some(0), ..params() },
+        CompactionParams { max_offset_map_bytes: 0, ..params() },
+    ] {
+        assert!(matches!(log.compact(&bad, i64::MAX, 0), Err(crate::Error::InvalidConfig(_))));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Crash safety with failpoints
 
@@ -716,16 +813,54 @@ enum Op {
     /// Compact with `now` advanced by this much and an upper bound this far
     /// below the log end (0 = log end).
     Compact { advance: i64, below_end: i64 },
+    /// Compact, failing (as a crash) at the `nth` time `STEPS[step]` is
+    /// reached, then reopen.
+    CrashCompact { advance: i64, step: usize, nth: u32 },
+    /// truncate_to(log end - n).
+    Truncate(i64),
     Reopen,
 }
+
+const STEPS: [Step; 7] = [
+    Step::CleanedWritten,
+    Step::SwapRenamed,
+    Step::OldIndexesRemoved,
+    Step::LogReplaced,
+    Step::SegmentReopened,
+    Step::EmptyLogRemoved,
+    Step::BeforeCheckpoint,
+];
 
 fn arb_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         5 => proptest::collection::vec((0u8..6, proptest::bool::weighted(0.8)), 1..5).prop_map(Op::Append),
         2 => Just(Op::Roll),
         2 => (0i64..1500, prop_oneof![Just(0i64), 0i64..6]).prop_map(|(advance, below_end)| Op::Compact { advance, below_end }),
+        1 => (0i64..1500, 0..STEPS.len(), 0u32..3).prop_map(|(advance, step, nth)| Op::CrashCompact { advance, step, nth }),
+        1 => (1i64..4).prop_map(Op::Truncate),
         1 => Just(Op::Reopen),
     ]
+}
+
+/// What must hold after any pass, finished or crashed: every record is an
+/// original one, unchanged; every key's latest record is present, except a
+/// tombstone dropped after its retention, and then no record of the key is.
+fn check_invariants(after: &[Rec], original: &BTreeMap<i64, Rec>, now: i64) -> Result<(), TestCaseError> {
+    for r in after {
+        prop_assert_eq!(Some(r), original.get(&r.0), "not an original record");
+    }
+    let mut latest: BTreeMap<Vec<u8>, &Rec> = BTreeMap::new();
+    for r in original.values() {
+        latest.insert(r.1.clone().unwrap(), r);
+    }
+    for (key, r) in &latest {
+        if !after.contains(r) {
+            prop_assert!(r.2.is_none(), "latest value {:?} missing", r);
+            prop_assert!(now - r.3 >= params().delete_retention_ms, "tombstone {:?} dropped early", r);
+            prop_assert!(!after.iter().any(|a| a.1.as_ref() == Some(key)), "older record of a removed tombstone's key survives");
+        }
+    }
+    Ok(())
 }
 
 proptest! {
@@ -760,6 +895,26 @@ proptest! {
                     drop(log);
                     log = open(dir.path());
                 }
+                Op::Truncate(n) => {
+                    log.truncate_to((log.log_end_offset() - n).max(0)).unwrap();
+                    prop_assert!(log.cleaner_checkpoint() <= log.log_end_offset());
+                    // Records compaction removed because of a now truncated
+                    // later record are legitimately gone (a follower truncating
+                    // to its leader would refetch them): the log as it is
+                    // becomes the model's baseline.
+                    original = records(&log).into_iter().map(|r| (r.0, r)).collect();
+                }
+                Op::CrashCompact { advance, step, nth } => {
+                    now += advance;
+                    failpoint::arm(STEPS[step], nth);
+                    let result = log.compact(&params(), log.log_end_offset(), now);
+                    failpoint::disarm();
+                    if result.is_err() {
+                        drop(log);
+                        log = open(dir.path());
+                    }
+                    check_invariants(&records(&log), &original, now)?;
+                }
                 Op::Compact { advance, below_end } => {
                     now += advance;
                     let before = records(&log);
@@ -767,26 +922,9 @@ proptest! {
                     let st = log.compact(&params(), bound, now).unwrap();
                     prop_assert!(st.cleaned_up_to <= bound.max(st.first_dirty_offset));
                     let after = records(&log);
-                    // Survivors are original records, unchanged, at their offsets.
+                    check_invariants(&after, &original, now)?;
                     for r in &after {
-                        prop_assert_eq!(Some(r), original.get(&r.0));
                         prop_assert!(before.contains(r));
-                    }
-                    // Every key's latest record is present, except a tombstone
-                    // the cleaner may drop once its horizon (>= delete retention
-                    // after it was first cleaned) passed; then no older record
-                    // of the key is left either.
-                    let mut latest: BTreeMap<Vec<u8>, &Rec> = BTreeMap::new();
-                    for r in original.values() {
-                        latest.insert(r.1.clone().unwrap(), r);
-                    }
-                    for (key, r) in &latest {
-                        if r.2.is_some() || r.0 >= st.cleaned_up_to {
-                            prop_assert!(after.contains(r), "latest {:?} missing", r);
-                        } else if !after.contains(r) {
-                            prop_assert!(now - r.3 >= params().delete_retention_ms);
-                            prop_assert!(!after.iter().any(|a| a.1.as_ref() == Some(key)), "older record of a removed tombstone's key survives");
-                        }
                     }
                     // Nothing below the cleaned offset has a later record of
                     // its key below that offset.

@@ -266,7 +266,7 @@ impl Log {
                 min_delete_horizon: -1,
             },
         );
-        let log = Log {
+        let mut log = Log {
             dir,
             config,
             segments,
@@ -281,6 +281,9 @@ impl Log {
         if checkpoint_start != Some(log_start_offset) {
             log.write_log_start_checkpoint()?;
         }
+        // Recovery may have cut the log below the cleaner checkpoint; data
+        // appended there later was never cleaned.
+        log.lower_cleaner_checkpoint(log_end_offset)?;
         if clean {
             std::fs::remove_file(&marker).map_err(Error::io("remove clean marker", &marker))?;
             sync_dir(&log.dir)?;
