@@ -761,8 +761,13 @@ impl Filter<'_> {
             }
         }
         if kept_tombstone {
+            // A horizon already passed here means removal is blocked (see
+            // `tombstone_removal`); recording it would make the scheduler
+            // ask for a pass that cannot make progress, again and again.
             let h = horizon.unwrap_or_else(|| self.now_ms.saturating_add(self.params.delete_retention_ms));
-            self.min_horizon = Some(self.min_horizon.map_or(h, |m| m.min(h)));
+            if h > self.now_ms {
+                self.min_horizon = Some(self.min_horizon.map_or(h, |m| m.min(h)));
+            }
         }
         if kept.len() == total && (!kept_tombstone || horizon.is_some()) {
             return Decision::Keep;
@@ -816,7 +821,11 @@ impl Log {
     pub(crate) fn lower_cleaner_checkpoint(&mut self, offset: i64) -> Result<()> {
         if self.cleaner.first_dirty_offset > offset {
             self.cleaner.first_dirty_offset = offset;
-            write_cleaner_checkpoint(&self.dir, self.cleaner)?;
+            // Without a file (never compacted) the default on open is the
+            // log start offset, which is already safe: no file to create.
+            if self.dir.join(CLEANER_OFFSET_CHECKPOINT).exists() {
+                write_cleaner_checkpoint(&self.dir, self.cleaner)?;
+            }
         }
         Ok(())
     }

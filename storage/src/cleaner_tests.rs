@@ -607,6 +607,44 @@ fn invalid_params_are_rejected() {
     }
 }
 
+#[test]
+fn batches_larger_than_the_read_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    let big = "x".repeat(5 << 20);
+    put(&mut log, &[("small", Some("1"))], 1); // 0
+    put(&mut log, &[("big", Some(&big))], 2); // 1
+    put(&mut log, &[("big2", Some(&big))], 3); // 2
+    log.roll().unwrap();
+    put(&mut log, &[("big", Some("short"))], 4); // 3
+    log.roll().unwrap();
+    put(&mut log, &[("z", Some("z"))], 5);
+    let st = log.compact(&params(), i64::MAX, 100).unwrap();
+    assert_eq!(st.records_removed, 1);
+    let recs = records(&log);
+    assert_eq!(recs.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 2, 3, 4]);
+    assert_eq!(recs[1].2.as_deref().map(<[u8]>::len), Some(5 << 20));
+}
+
+#[test]
+fn blocked_tombstone_removal_does_not_keep_asking_for_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    let mut fake = RecordBatchBuilder::new(0).record(1, Some(b"a"), Some(b"old")).build().to_vec();
+    fake[22] |= 0x01; // claims gzip: undecodable today
+    let crc = crc32c::crc32c(&fake[21..]);
+    fake[17..21].copy_from_slice(&crc.to_be_bytes());
+    log.append(&mut fake, 0).unwrap();
+    put(&mut log, &[("a", None)], 2);
+    log.roll().unwrap();
+    put(&mut log, &[("z", Some("z"))], 3);
+    log.compact(&params(), i64::MAX, 0).unwrap();
+    assert!(log.needs_compaction(&params(), i64::MAX, 5_000).unwrap());
+    let st = log.compact(&params(), i64::MAX, 5_000).unwrap();
+    assert_eq!(st.tombstones_removed, 0);
+    assert!(!log.needs_compaction(&params(), i64::MAX, 6_000).unwrap());
+}
+
 // ---------------------------------------------------------------------------
 // Crash safety with failpoints
 
