@@ -78,6 +78,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -178,6 +179,9 @@ pub struct CompactionStats {
     pub batches_removed: u64,
     /// Batches kept verbatim because they could not be decoded.
     pub undecodable_batches: u64,
+    /// The log changed (truncation, retention) while the job ran, so its
+    /// output was discarded; nothing was changed.
+    pub aborted: bool,
     /// Distinct keys in the offset map.
     pub keys_in_map: usize,
     /// First dirty offset before the pass.
@@ -589,13 +593,24 @@ struct Producers {
 }
 
 impl Producers {
-    fn scan(segments: &[Segment]) -> Result<Producers> {
+    /// Walks the batch headers of every segment. The last one is the
+    /// active segment, which may be truncated meanwhile (the job runs beside
+    /// the writer): a read problem there just ends the scan, which is
+    /// conservative (a producer's last batch kept needlessly; a transaction
+    /// looks open, so it neither supersedes nor is removed).
+    fn scan(segments: &[(Arc<SegmentShared>, u64)]) -> Result<Producers> {
         let mut p = Producers::default();
-        for seg in segments {
-            let shared = &seg.shared;
-            let end = seg.size();
+        for (n, (shared, end)) in segments.iter().enumerate() {
+            let (shared, end) = (shared, *end);
+            let active = n + 1 == segments.len();
             let mut pos = 0u64;
-            while let Some(h) = shared.read_header(pos, end)? {
+            loop {
+                let h = match shared.read_header(pos, end) {
+                    Ok(Some(h)) => h,
+                    Ok(None) => break,
+                    Err(_) if active => break,
+                    Err(e) => return Err(e),
+                };
                 if h.producer_id >= 0 {
                     p.last_batch.insert(h.producer_id, h.base_offset);
                     if h.is_control() && h.is_transactional() {
@@ -614,7 +629,7 @@ impl Producers {
                 }
                 pos += u64::from(h.size);
             }
-            if pos != end {
+            if pos != end && !active {
                 return Err(corrupt(shared, pos, "unreadable batch header"));
             }
         }
@@ -925,55 +940,126 @@ impl Log {
     /// stay valid throughout. On error the log is still valid on disk; the
     /// in-memory segment list may be stale for the segment being swapped,
     /// so reopen the log after an I/O error.
+    ///
+    /// This is [`Log::begin_compaction`] + [`CompactionJob::run`] +
+    /// [`Log::finish_compaction`] in one call, holding `&mut self`
+    /// throughout; use the three steps to keep appending while the heavy
+    /// part runs.
     pub fn compact(&mut self, params: &CompactionParams, upper_bound_offset: i64, now_ms: i64) -> Result<CompactionStats> {
+        match self.begin_compaction(params, upper_bound_offset, now_ms)? {
+            Some(job) => {
+                let prepared = job.run()?;
+                self.finish_compaction(prepared)
+            }
+            None => {
+                let first_dirty = self.cleaner_checkpoint();
+                Ok(CompactionStats {
+                    first_dirty_offset: first_dirty,
+                    cleaned_up_to: first_dirty,
+                    ..CompactionStats::default()
+                })
+            }
+        }
+    }
+
+    /// Step 1 of a pass: snapshots what to clean (cheap, no I/O). `None`
+    /// when nothing is cleanable or a job of this log is still in flight
+    /// (one at a time: two jobs would write the same `.cleaned` files).
+    /// The job holds only shared segment handles, so the log can keep
+    /// taking appends, retention and truncation while it runs; see
+    /// [`Log::finish_compaction`] for what happens then.
+    pub fn begin_compaction(
+        &self,
+        params: &CompactionParams,
+        upper_bound_offset: i64,
+        now_ms: i64,
+    ) -> Result<Option<CompactionJob>> {
         params.validate()?;
         let c = self.cleanable(params, upper_bound_offset, now_ms);
-        let mut stats = CompactionStats {
-            first_dirty_offset: c.first_dirty,
-            cleaned_up_to: c.first_dirty,
-            ..CompactionStats::default()
-        };
         if c.end_seg == 0 {
+            return Ok(None);
+        }
+        if self.compaction_running.swap(true, Ordering::AcqRel) {
+            return Ok(None);
+        }
+        let guard = JobGuard(Arc::clone(&self.compaction_running));
+        Ok(Some(CompactionJob {
+            dir: self.dir.clone(),
+            params: params.clone(),
+            now_ms,
+            segments: self
+                .segments
+                .iter()
+                .map(|s| (Arc::clone(&s.shared), s.size()))
+                .collect(),
+            log_end_offset: self.log_end_offset,
+            first_dirty: c.first_dirty,
+            first_dirty_seg: c.first_dirty_seg.unwrap_or(c.end_seg),
+            end_seg: c.end_seg,
+            truncations: self.truncations,
+            guard,
+        }))
+    }
+
+    /// Step 3 of a pass: swaps the cleaned segments in (oldest first, see
+    /// "Crash safety") and writes the checkpoint. Quick: renames, fsyncs and
+    /// an index rebuild per rewritten segment.
+    ///
+    /// If the log was truncated since [`Log::begin_compaction`], or one of
+    /// the job's segments is gone or moved (retention deleted segments), the
+    /// job's output no longer fits the log: it is discarded and the returned
+    /// stats say `aborted` (the next pass redoes the work).
+    pub fn finish_compaction(&mut self, mut prepared: PreparedCompaction) -> Result<CompactionStats> {
+        let fits = prepared.truncations == self.truncations
+            && prepared.planned.len() < self.segments.len()
+            && prepared
+                .planned
+                .iter()
+                .zip(&self.segments)
+                .all(|(p, s)| Arc::ptr_eq(p, &s.shared));
+        if !fits {
+            let mut stats = std::mem::take(&mut prepared.stats);
+            stats.aborted = true;
+            stats.segments_cleaned = 0;
+            stats.cleaned_up_to = stats.first_dirty_offset;
+            info!(dir = %self.dir.display(), "log changed under a compaction job; discarding its output");
             return Ok(stats);
         }
-        let producers = Producers::scan(&self.segments)?;
-        let mut map = OffsetMap::default();
-        // With nothing dirty the pass still runs over the clean segments, to
-        // drop tombstones whose delete horizon has passed.
-        let first_dirty_seg = c.first_dirty_seg.unwrap_or(c.end_seg);
-        let mut end_seg = c.end_seg;
-        for i in first_dirty_seg..c.end_seg {
-            if i > first_dirty_seg && map.bytes >= params.max_offset_map_bytes {
-                end_seg = i;
-                break;
+        let outputs = std::mem::take(&mut prepared.outputs.0);
+        let mut deleted = 0usize;
+        for out in outputs {
+            // Earlier deletions shift the positions.
+            let i = out.position - deleted;
+            let base = self.segments[i].base_offset();
+            if out.delete {
+                // Nothing survived: drop the segment; its offset range becomes
+                // a gap after the previous segment (allowed, like a
+                // follower's copy of a compacted log). The first segment is
+                // never deleted (the log start offset must not move).
+                remove_if_exists(&out.cleaned)?;
+                let seg = self.segments.remove(i);
+                self.publish_segments();
+                remove_if_exists(&seg.shared.log_path)?;
+                failpoint!(EmptyLogRemoved, self.dir);
+                seg.delete_files()?;
+                sync_dir(&self.dir)?;
+                deleted += 1;
+                prepared.stats.segments_deleted += 1;
+                continue;
             }
-            let seg = &self.segments[i];
-            map.add_segment(&seg.shared, seg.size(), c.first_dirty, &producers, params.max_decompressed_batch_bytes)?;
-        }
-        let end_offset = self.segment_end(end_seg - 1).max(c.first_dirty);
-        stats.keys_in_map = map.map.len();
-        let mut filter = Filter {
-            map: &map,
-            producers: &producers,
-            params,
-            now_ms,
-            tombstone_removal: true,
-            min_horizon: None,
-        };
-        // Oldest first (see "Crash safety"); a deleted segment shifts the rest.
-        let mut i = 0usize;
-        for _ in 0..end_seg {
-            if !self.clean_segment(i, &mut filter, &mut stats)? {
-                i += 1;
-            }
+            let swap = self.dir.join(format!("{}.swap", file_name(base, "log")));
+            std::fs::rename(&out.cleaned, &swap).map_err(Error::io("rename cleaned segment", &swap))?;
+            sync_dir(&self.dir)?;
+            failpoint!(SwapRenamed, self.dir);
+            self.replace_with_swap(i, &swap)?;
         }
         failpoint!(BeforeCheckpoint, self.dir);
+        let stats = std::mem::take(&mut prepared.stats);
         self.cleaner = CleanerCheckpoint {
-            first_dirty_offset: end_offset,
-            min_delete_horizon: filter.min_horizon.unwrap_or(-1),
+            first_dirty_offset: stats.cleaned_up_to,
+            min_delete_horizon: prepared.min_horizon.unwrap_or(-1),
         };
         write_cleaner_checkpoint(&self.dir, self.cleaner)?;
-        stats.cleaned_up_to = end_offset;
         info!(
             dir = %self.dir.display(),
             segments = stats.segments_scanned,
@@ -982,90 +1068,10 @@ impl Log {
             bytes_after = stats.bytes_after,
             records_removed = stats.records_removed,
             tombstones_removed = stats.tombstones_removed,
-            cleaned_up_to = end_offset,
+            cleaned_up_to = stats.cleaned_up_to,
             "compacted log"
         );
         Ok(stats)
-    }
-
-    /// Filters segment `i`; returns whether it was deleted (emptied).
-    fn clean_segment(&mut self, i: usize, filter: &mut Filter<'_>, stats: &mut CompactionStats) -> Result<bool> {
-        let shared = Arc::clone(&self.segments[i].shared);
-        let size = self.segments[i].size();
-        let base = shared.base_offset;
-        stats.segments_scanned += 1;
-        stats.bytes_before += size;
-
-        // Dry run: stop at the first batch that would change, so unchanged
-        // segments (most of the clean part) cost a read and no write.
-        let tombstone_removal = filter.tombstone_removal;
-        let mut changes = false;
-        let mut dry = Removed::default();
-        for_each_batch(&shared, size, |batch| {
-            changes = !matches!(filter.decide(&batch, &mut dry), Decision::Keep);
-            Ok(!changes)
-        })?;
-        if !changes {
-            stats.bytes_after += size;
-            stats.undecodable_batches += dry.undecodable;
-            return Ok(false);
-        }
-        filter.tombstone_removal = tombstone_removal;
-
-        let cleaned = self.dir.join(format!("{}.cleaned", file_name(base, "log")));
-        let file = File::create(&cleaned).map_err(Error::io("create cleaned segment", &cleaned))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        let mut written = 0u64;
-        for_each_batch(&shared, size, |batch| {
-            let mut removed = Removed::default();
-            let bytes = match filter.decide(&batch, &mut removed) {
-                Decision::Keep => Some(batch.into_bytes()),
-                Decision::Rewrite(b) => Some(b),
-                Decision::Drop => {
-                    stats.batches_removed += 1;
-                    None
-                }
-            };
-            stats.records_removed += removed.records;
-            stats.tombstones_removed += removed.tombstones;
-            stats.undecodable_batches += removed.undecodable;
-            if let Some(b) = bytes {
-                out.write_all(&b).map_err(Error::io("write cleaned segment", &cleaned))?;
-                written += b.len() as u64;
-            }
-            Ok(true)
-        })?;
-        let file = out
-            .into_inner()
-            .map_err(|e| Error::io("write cleaned segment", &cleaned)(e.into_error()))?;
-        file.sync_all().map_err(Error::io("fsync cleaned segment", &cleaned))?;
-        drop(file);
-        failpoint!(CleanedWritten, self.dir);
-        stats.segments_cleaned += 1;
-        stats.bytes_after += written;
-
-        if written == 0 && i > 0 {
-            // Nothing survived: drop the segment; its offset range becomes a
-            // gap after the previous segment (allowed, like a follower's
-            // copy of a compacted log). The first segment is kept, empty, so
-            // the log start offset does not move.
-            remove_if_exists(&cleaned)?;
-            let seg = self.segments.remove(i);
-            self.publish_segments();
-            remove_if_exists(&seg.shared.log_path)?;
-            failpoint!(EmptyLogRemoved, self.dir);
-            seg.delete_files()?;
-            sync_dir(&self.dir)?;
-            stats.segments_deleted += 1;
-            return Ok(true);
-        }
-
-        let swap = self.dir.join(format!("{}.swap", file_name(base, "log")));
-        std::fs::rename(&cleaned, &swap).map_err(Error::io("rename cleaned segment", &swap))?;
-        sync_dir(&self.dir)?;
-        failpoint!(SwapRenamed, self.dir);
-        self.replace_with_swap(i, &swap)?;
-        Ok(false)
     }
 
     /// Steps 3-5 of the swap protocol for segment `i`.
@@ -1096,5 +1102,201 @@ impl Log {
         self.segments[i] = seg;
         self.publish_segments();
         Ok(())
+    }
+}
+
+/// Clears the log's "job in flight" flag when the job (or its prepared
+/// output) is finished or dropped.
+#[derive(Debug)]
+struct JobGuard(Arc<AtomicBool>);
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The heavy part of a compaction pass, detached from the [`Log`]: from
+/// [`Log::begin_compaction`], run with [`CompactionJob::run`] (on any
+/// thread), applied with [`Log::finish_compaction`].
+#[derive(Debug)]
+pub struct CompactionJob {
+    dir: PathBuf,
+    params: CompactionParams,
+    now_ms: i64,
+    /// Every segment at begin (the last one active) and its size then.
+    segments: Vec<(Arc<SegmentShared>, u64)>,
+    log_end_offset: i64,
+    first_dirty: i64,
+    first_dirty_seg: usize,
+    end_seg: usize,
+    truncations: u64,
+    guard: JobGuard,
+}
+
+/// One segment's compaction output, not yet swapped in.
+#[derive(Debug)]
+struct Output {
+    /// Index of the source segment in the job's snapshot.
+    position: usize,
+    cleaned: PathBuf,
+    /// Nothing survived and the segment is not the first: delete it.
+    delete: bool,
+}
+
+/// `.cleaned` files not swapped in yet; deleted if dropped unused.
+#[derive(Debug, Default)]
+struct Outputs(Vec<Output>);
+
+impl Drop for Outputs {
+    fn drop(&mut self) {
+        for out in &self.0 {
+            if let Err(e) = remove_if_exists(&out.cleaned) {
+                warn!(error = %e, "could not remove unused compaction output");
+            }
+        }
+    }
+}
+
+/// A finished [`CompactionJob`]: cleaned segment files waiting for
+/// [`Log::finish_compaction`]. Dropping it deletes them.
+#[derive(Debug)]
+pub struct PreparedCompaction {
+    /// The job's segments `[0, end)`, to check they are still the log's.
+    planned: Vec<Arc<SegmentShared>>,
+    outputs: Outputs,
+    stats: CompactionStats,
+    min_horizon: Option<i64>,
+    truncations: u64,
+    _guard: JobGuard,
+}
+
+impl PreparedCompaction {
+    /// The statistics the pass will report if it is applied.
+    pub fn stats(&self) -> &CompactionStats {
+        &self.stats
+    }
+}
+
+impl CompactionJob {
+    /// Step 2 of a pass: builds the offset map and writes a `.cleaned` file
+    /// for every segment whose content changes. Reads only the job's
+    /// snapshot of segments; touches nothing the log or its readers use.
+    pub fn run(self) -> Result<PreparedCompaction> {
+        let mut stats = CompactionStats {
+            first_dirty_offset: self.first_dirty,
+            cleaned_up_to: self.first_dirty,
+            ..CompactionStats::default()
+        };
+        let producers = Producers::scan(&self.segments)?;
+        let mut map = OffsetMap::default();
+        // With nothing dirty the pass still runs over the clean segments, to
+        // drop tombstones whose delete horizon has passed.
+        let mut end_seg = self.end_seg;
+        for i in self.first_dirty_seg..self.end_seg {
+            if i > self.first_dirty_seg && map.bytes >= self.params.max_offset_map_bytes {
+                end_seg = i;
+                break;
+            }
+            let (shared, size) = &self.segments[i];
+            map.add_segment(shared, *size, self.first_dirty, &producers, self.params.max_decompressed_batch_bytes)?;
+        }
+        // `end_seg` < the segment count: the active segment is never in range.
+        let end_offset = self
+            .segments
+            .get(end_seg)
+            .map_or(self.log_end_offset, |(s, _)| s.base_offset)
+            .max(self.first_dirty);
+        stats.keys_in_map = map.map.len();
+        let mut filter = Filter {
+            map: &map,
+            producers: &producers,
+            params: &self.params,
+            now_ms: self.now_ms,
+            tombstone_removal: true,
+            min_horizon: None,
+        };
+        let mut outputs = Outputs::default();
+        for i in 0..end_seg {
+            if let Some(out) = self.clean_segment(i, &mut filter, &mut stats)? {
+                outputs.0.push(out);
+            }
+        }
+        stats.cleaned_up_to = end_offset;
+        let min_horizon = filter.min_horizon;
+        Ok(PreparedCompaction {
+            planned: self.segments[..end_seg].iter().map(|(s, _)| Arc::clone(s)).collect(),
+            outputs,
+            stats,
+            min_horizon,
+            truncations: self.truncations,
+            _guard: self.guard,
+        })
+    }
+
+    /// Filters snapshot segment `i` into a `.cleaned` file if it changes.
+    fn clean_segment(&self, i: usize, filter: &mut Filter<'_>, stats: &mut CompactionStats) -> Result<Option<Output>> {
+        let (shared, size) = &self.segments[i];
+        let (shared, size) = (Arc::clone(shared), *size);
+        let base = shared.base_offset;
+        stats.segments_scanned += 1;
+        stats.bytes_before += size;
+
+        // Dry run: stop at the first batch that would change, so unchanged
+        // segments (most of the clean part) cost a read and no write.
+        let tombstone_removal = filter.tombstone_removal;
+        let mut changes = false;
+        let mut dry = Removed::default();
+        for_each_batch(&shared, size, |batch| {
+            changes = !matches!(filter.decide(&batch, &mut dry), Decision::Keep);
+            Ok(!changes)
+        })?;
+        if !changes {
+            stats.bytes_after += size;
+            stats.undecodable_batches += dry.undecodable;
+            return Ok(None);
+        }
+        filter.tombstone_removal = tombstone_removal;
+
+        let cleaned = self.dir.join(format!("{}.cleaned", file_name(base, "log")));
+        // Registered first so an error below removes the partial file.
+        let mut pending = Outputs(vec![Output {
+            position: i,
+            cleaned: cleaned.clone(),
+            delete: false,
+        }]);
+        let file = File::create(&cleaned).map_err(Error::io("create cleaned segment", &cleaned))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut written = 0u64;
+        for_each_batch(&shared, size, |batch| {
+            let mut removed = Removed::default();
+            let bytes = match filter.decide(&batch, &mut removed) {
+                Decision::Keep => Some(batch.into_bytes()),
+                Decision::Rewrite(b) => Some(b),
+                Decision::Drop => {
+                    stats.batches_removed += 1;
+                    None
+                }
+            };
+            stats.records_removed += removed.records;
+            stats.tombstones_removed += removed.tombstones;
+            stats.undecodable_batches += removed.undecodable;
+            if let Some(b) = bytes {
+                out.write_all(&b).map_err(Error::io("write cleaned segment", &cleaned))?;
+                written += b.len() as u64;
+            }
+            Ok(true)
+        })?;
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io("write cleaned segment", &cleaned)(e.into_error()))?;
+        file.sync_all().map_err(Error::io("fsync cleaned segment", &cleaned))?;
+        drop(file);
+        failpoint!(CleanedWritten, self.dir);
+        stats.segments_cleaned += 1;
+        stats.bytes_after += written;
+        let mut output = pending.0.pop().expect("registered above");
+        output.delete = written == 0 && i > 0;
+        Ok(Some(output))
     }
 }

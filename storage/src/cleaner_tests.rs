@@ -645,6 +645,78 @@ fn blocked_tombstone_removal_does_not_keep_asking_for_passes() {
     assert!(!log.needs_compaction(&params(), i64::MAX, 6_000).unwrap());
 }
 
+fn cleaned_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap"))
+        .collect()
+}
+
+#[test]
+fn job_runs_beside_appends_and_is_discarded_when_the_log_changes() {
+    fn build(dir: &Path) -> Log {
+        let mut log = open(dir);
+        for i in 0..4 {
+            put(&mut log, &[("k", Some(&format!("v{i}"))), (&format!("u{i}"), Some("u"))], i);
+            log.roll().unwrap();
+        }
+        put(&mut log, &[("active", Some("x"))], 10);
+        log
+    }
+    fn handles_are_send<T: Send>(_: &T) {}
+
+    // Appends (and a roll) while the job runs on another thread.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = build(dir.path());
+    let job = log.begin_compaction(&params(), i64::MAX, 100).unwrap().unwrap();
+    handles_are_send(&job);
+    assert!(log.begin_compaction(&params(), i64::MAX, 100).unwrap().is_none(), "one job at a time");
+    let worker = std::thread::spawn(move || job.run());
+    for i in 0..20 {
+        put(&mut log, &[("k", Some(&format!("late{i}")))], 20 + i);
+        if i == 10 {
+            log.roll().unwrap();
+        }
+    }
+    let prepared = worker.join().unwrap().unwrap();
+    assert_eq!(prepared.stats().records_removed, 3);
+    let st = log.finish_compaction(prepared).unwrap();
+    assert!(!st.aborted);
+    assert_eq!(st.cleaned_up_to, 8);
+    let recs = kv(&records(&log));
+    assert_eq!(recs.iter().filter(|r| r.1 == "k").count(), 21, "k3 plus the 20 late values");
+    assert_eq!(recs.last().unwrap(), &s("k", Some("late19"), 28));
+    assert!(cleaned_files(dir.path()).is_empty());
+
+    // Retention deletes a planned segment meanwhile: the output is discarded.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = build(dir.path());
+    let before = records(&log);
+    let prepared = log.begin_compaction(&params(), i64::MAX, 100).unwrap().unwrap().run().unwrap();
+    assert!(!cleaned_files(dir.path()).is_empty());
+    assert_eq!(log.delete_segments_before(2).unwrap(), 1);
+    let st = log.finish_compaction(prepared).unwrap();
+    assert!(st.aborted);
+    assert!(cleaned_files(dir.path()).is_empty());
+    assert_eq!(records(&log), before[2..].to_vec());
+    assert_eq!(log.cleaner_checkpoint(), 2, "checkpoint only clamped by the new log start");
+
+    // A truncation meanwhile: discarded too.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = build(dir.path());
+    let prepared = log.begin_compaction(&params(), i64::MAX, 100).unwrap().unwrap().run().unwrap();
+    log.truncate_to(7).unwrap();
+    assert!(log.finish_compaction(prepared).unwrap().aborted);
+
+    // A dropped job or output frees the slot and removes its files.
+    let prepared = log.begin_compaction(&params(), i64::MAX, 100).unwrap().unwrap().run().unwrap();
+    drop(prepared);
+    assert!(cleaned_files(dir.path()).is_empty());
+    let st = log.compact(&params(), i64::MAX, 100).unwrap();
+    assert!(!st.aborted && st.records_removed > 0);
+}
+
 // ---------------------------------------------------------------------------
 // Crash safety with failpoints
 

@@ -106,7 +106,9 @@ mod tests;
 #[cfg(test)]
 mod cleaner_tests;
 
-pub use cleaner::{CompactionParams, CompactionStats, CLEANER_OFFSET_CHECKPOINT};
+pub use cleaner::{
+    CompactionJob, CompactionParams, CompactionStats, PreparedCompaction, CLEANER_OFFSET_CHECKPOINT,
+};
 pub use config::LogConfig;
 pub use error::{Error, Result};
 pub use leader_epoch::{EpochEntry, LEADER_EPOCH_CHECKPOINT, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};

@@ -120,6 +120,11 @@ pub struct Log {
     /// The cleaner state as last persisted in `cleaner-offset-checkpoint`
     /// (first dirty offset not clamped; see `cleaner.rs`).
     pub(crate) cleaner: crate::cleaner::CleanerCheckpoint,
+    /// Set while a compaction job of this log is in flight.
+    pub(crate) compaction_running: Arc<std::sync::atomic::AtomicBool>,
+    /// Bumped by every truncation, so a compaction job that ran meanwhile
+    /// can tell its output no longer fits.
+    pub(crate) truncations: u64,
     epochs: LeaderEpochCache,
     unflushed_offsets: u64,
     last_flush_ms: i64,
@@ -274,6 +279,8 @@ impl Log {
             log_start_offset,
             log_end_offset,
             cleaner,
+            compaction_running: Arc::default(),
+            truncations: 0,
             epochs,
             unflushed_offsets: 0,
             last_flush_ms: now_ms,
@@ -533,6 +540,7 @@ impl Log {
         if offset >= self.log_end_offset {
             return Ok(());
         }
+        self.truncations += 1;
         if offset < self.log_start_offset {
             return self.truncate_fully_and_start_at(offset);
         }
@@ -571,6 +579,7 @@ impl Log {
                 reason: "negative offset",
             });
         }
+        self.truncations += 1;
         for seg in self.segments.drain(..) {
             seg.delete_files()?;
         }
