@@ -1,8 +1,19 @@
 //! Log compaction (Kafka's log cleaner, `cleanup.policy=compact`).
 //!
+//! # API
+//!
+//! [`Log::needs_compaction`] / [`Log::dirty_ratio`] are the scheduler's cheap
+//! checks. [`Log::compact`] runs a pass holding `&mut Log`. To keep appending
+//! during the heavy part, split it: [`Log::begin_compaction`] (`&self`,
+//! snapshot, no I/O) → [`CompactionJob::run`] (any thread; reads the
+//! snapshot's segments and writes `.cleaned` files, borrows nothing) →
+//! [`Log::finish_compaction`] (`&mut self`; swaps, rebuilds indexes, writes
+//! the checkpoint). If the log was truncated or lost a planned segment to
+//! retention in between, finish discards the output (`stats.aborted`).
+//!
 //! # What a pass does
 //!
-//! [`Log::compact`] works on whole sealed segments:
+//! A pass works on whole sealed segments:
 //!
 //! 1. **Cleanable range.** Segments `[0, end)` where `end` is the first
 //!    segment that is the active one, ends above the caller's upper bound
@@ -1018,16 +1029,22 @@ impl Log {
                 .zip(&self.segments)
                 .all(|(p, s)| Arc::ptr_eq(p, &s.shared));
         if !fits {
-            let mut stats = std::mem::take(&mut prepared.stats);
-            stats.aborted = true;
-            stats.segments_cleaned = 0;
-            stats.cleaned_up_to = stats.first_dirty_offset;
             info!(dir = %self.dir.display(), "log changed under a compaction job; discarding its output");
-            return Ok(stats);
+            // Dropping `prepared` removes its files; report that nothing changed.
+            let first_dirty = self.cleaner_checkpoint();
+            return Ok(CompactionStats {
+                aborted: true,
+                first_dirty_offset: first_dirty,
+                cleaned_up_to: first_dirty,
+                ..CompactionStats::default()
+            });
         }
-        let outputs = std::mem::take(&mut prepared.outputs.0);
+        // Taken as `Outputs` so that after an error the files not swapped in
+        // yet are removed when it drops.
+        let mut outputs = std::mem::take(&mut prepared.outputs);
         let mut deleted = 0usize;
-        for out in outputs {
+        while !outputs.0.is_empty() {
+            let out = &outputs.0[0];
             // Earlier deletions shift the positions.
             let i = out.position - deleted;
             let base = self.segments[i].base_offset();
@@ -1045,10 +1062,12 @@ impl Log {
                 sync_dir(&self.dir)?;
                 deleted += 1;
                 prepared.stats.segments_deleted += 1;
+                outputs.0.remove(0);
                 continue;
             }
             let swap = self.dir.join(format!("{}.swap", file_name(base, "log")));
             std::fs::rename(&out.cleaned, &swap).map_err(Error::io("rename cleaned segment", &swap))?;
+            outputs.0.remove(0);
             sync_dir(&self.dir)?;
             failpoint!(SwapRenamed, self.dir);
             self.replace_with_swap(i, &swap)?;
