@@ -13,6 +13,12 @@ pub(crate) struct BatchHeader {
     pub last_offset_delta: i32,
     pub max_timestamp: i64,
     pub records_count: i32,
+    /// Batch attributes (codec, timestamp type, transactional, control,
+    /// delete horizon); the cleaner needs them without decoding records.
+    pub attributes: u16,
+    /// Producer id (-1 when not idempotent); the cleaner keeps the last batch
+    /// of every producer so producer state can be rebuilt.
+    pub producer_id: i64,
 }
 
 /// Bytes needed to parse a [`BatchHeader`].
@@ -59,6 +65,8 @@ impl BatchHeader {
             last_offset_delta,
             max_timestamp: i64_at(buf, 35),
             records_count: i32_at(buf, 57),
+            attributes: u16::from_be_bytes([buf[21], buf[22]]),
+            producer_id: i64_at(buf, 43),
         })
     }
 
@@ -67,5 +75,11 @@ impl BatchHeader {
     }
     pub fn next_offset(&self) -> i64 {
         self.last_offset() + 1
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
     }
 }

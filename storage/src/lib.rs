@@ -17,7 +17,9 @@
 //! - `log-start-offset-checkpoint` and `leader-epoch-checkpoint` (text:
 //!   version `0`, entry count, one entry per line);
 //! - `.klamm-clean-shutdown`, written by [`Log::close`] and removed by
-//!   [`Log::open`].
+//!   [`Log::open`];
+//! - `cleaner-offset-checkpoint` (compacted topics): the log cleaner's first
+//!   dirty offset and earliest pending delete horizon, with a CRC-32C.
 //!
 //! Index files are memory-mapped and preallocated to
 //! `max_index_bytes` while their segment is active, and trimmed to their
@@ -32,6 +34,20 @@
 //! segments), and rebuilds indexes that were recovered, missing or
 //! inconsistent. It never panics on bad disk data.
 //!
+//! # Compaction
+//!
+//! [`Log::compact`] is Kafka's log cleaner for `cleanup.policy=compact`: it
+//! keeps the latest record per key (offsets unchanged) in the sealed
+//! segments below a caller-given bound, honours `min.compaction.lag.ms`,
+//! removes tombstones `delete.retention.ms` after first cleaning them
+//! (KIP-534 delete horizon), removes aborted transactional data, and keeps
+//! control batches and each producer's last batch. [`Log::needs_compaction`]
+//! and [`Log::dirty_ratio`] are the cheap scheduler checks. Rewritten
+//! segments are swapped in through `<base>.log.cleaned` → `<base>.log.swap` →
+//! `<base>.log`, and [`Log::open`] completes or rolls back an interrupted
+//! swap, so a crash leaves every segment with its old or its new content.
+//! See `cleaner.rs` and FORMAT.md.
+//!
 //! # Thread safety
 //!
 //! [`Log`] has one owner (the partition's writer) and takes `&mut self` for
@@ -42,8 +58,8 @@
 //! are written. A truncation bumps a per-segment generation in the same
 //! atomic store that lowers the end; a read that overlaps a truncation
 //! returns nothing rather than bytes that may have been replaced. Segment
-//! files deleted by retention stay readable by readers that still hold them
-//! (unix unlink semantics).
+//! files deleted by retention or replaced by compaction stay readable by
+//! readers that still hold them (unix unlink semantics).
 //!
 //! # Flush policy
 //!
@@ -74,6 +90,7 @@
 
 mod batch_header;
 mod checkpoint;
+mod cleaner;
 mod config;
 mod error;
 mod index_file;
@@ -86,7 +103,12 @@ mod time_index;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod cleaner_tests;
 
+pub use cleaner::{
+    CompactionJob, CompactionParams, CompactionStats, PreparedCompaction, CLEANER_OFFSET_CHECKPOINT,
+};
 pub use config::LogConfig;
 pub use error::{Error, Result};
 pub use leader_epoch::{EpochEntry, LEADER_EPOCH_CHECKPOINT, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};

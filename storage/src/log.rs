@@ -110,13 +110,21 @@ fn frame(buf: &[u8], min_base: Option<i64>) -> Result<Framing> {
 /// task). Readers use [`Log::reader`], which needs no access to the `Log`.
 #[derive(Debug)]
 pub struct Log {
-    dir: PathBuf,
-    config: LogConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
     /// Ordered by base offset; never empty; the last one is active.
-    segments: Vec<Segment>,
+    pub(crate) segments: Vec<Segment>,
     shared: Arc<LogShared>,
-    log_start_offset: i64,
-    log_end_offset: i64,
+    pub(crate) log_start_offset: i64,
+    pub(crate) log_end_offset: i64,
+    /// The cleaner state as last persisted in `cleaner-offset-checkpoint`
+    /// (first dirty offset not clamped; see `cleaner.rs`).
+    pub(crate) cleaner: crate::cleaner::CleanerCheckpoint,
+    /// Set while a compaction job of this log is in flight.
+    pub(crate) compaction_running: Arc<std::sync::atomic::AtomicBool>,
+    /// Bumped by every truncation, so a compaction job that ran meanwhile
+    /// can tell its output no longer fits.
+    pub(crate) truncations: u64,
     epochs: LeaderEpochCache,
     unflushed_offsets: u64,
     last_flush_ms: i64,
@@ -180,6 +188,9 @@ impl Log {
                 None
             }
         };
+        // A compaction interrupted by a crash leaves `.cleaned` / `.swap`
+        // files; settle them first so the listing sees one file per segment.
+        crate::cleaner::complete_interrupted_swaps(&dir)?;
         let bases = list_segment_bases(&dir)?;
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
         let last = bases.len().saturating_sub(1);
@@ -254,13 +265,22 @@ impl Log {
             log_start_offset,
             log_end_offset,
         ));
-        let log = Log {
+        let cleaner = crate::cleaner::read_cleaner_checkpoint(&dir).unwrap_or(
+            crate::cleaner::CleanerCheckpoint {
+                first_dirty_offset: log_start_offset,
+                min_delete_horizon: -1,
+            },
+        );
+        let mut log = Log {
             dir,
             config,
             segments,
             shared,
             log_start_offset,
             log_end_offset,
+            cleaner,
+            compaction_running: Arc::default(),
+            truncations: 0,
             epochs,
             unflushed_offsets: 0,
             last_flush_ms: now_ms,
@@ -268,6 +288,9 @@ impl Log {
         if checkpoint_start != Some(log_start_offset) {
             log.write_log_start_checkpoint()?;
         }
+        // Recovery may have cut the log below the cleaner checkpoint; data
+        // appended there later was never cleaned.
+        log.lower_cleaner_checkpoint(log_end_offset)?;
         if clean {
             std::fs::remove_file(&marker).map_err(Error::io("remove clean marker", &marker))?;
             sync_dir(&log.dir)?;
@@ -290,7 +313,7 @@ impl Log {
         )
     }
 
-    fn publish_segments(&self) {
+    pub(crate) fn publish_segments(&self) {
         self.shared.publish_segments(Arc::new(
             self.segments.iter().map(|s| Arc::clone(&s.shared)).collect(),
         ));
@@ -517,6 +540,7 @@ impl Log {
         if offset >= self.log_end_offset {
             return Ok(());
         }
+        self.truncations += 1;
         if offset < self.log_start_offset {
             return self.truncate_fully_and_start_at(offset);
         }
@@ -540,6 +564,7 @@ impl Log {
             return self.truncate_fully_and_start_at(offset);
         }
         self.set_log_end_offset(new_end);
+        self.lower_cleaner_checkpoint(new_end)?;
         self.epochs.truncate_from_end(new_end)?;
         info!(dir = %self.dir.display(), offset, log_end_offset = new_end, "truncated log");
         Ok(())
@@ -554,6 +579,7 @@ impl Log {
                 reason: "negative offset",
             });
         }
+        self.truncations += 1;
         for seg in self.segments.drain(..) {
             seg.delete_files()?;
         }
@@ -564,6 +590,7 @@ impl Log {
         self.log_start_offset = offset;
         self.shared.publish_log_start_offset(offset);
         self.write_log_start_checkpoint()?;
+        self.lower_cleaner_checkpoint(offset)?;
         self.epochs.clear()?;
         info!(dir = %self.dir.display(), offset, "truncated fully");
         Ok(())
@@ -595,7 +622,7 @@ impl Log {
     }
 
     /// Upper offset bound (exclusive) of segment `i`'s data.
-    fn segment_end(&self, i: usize) -> i64 {
+    pub(crate) fn segment_end(&self, i: usize) -> i64 {
         self.segments
             .get(i + 1)
             .map_or(self.log_end_offset, Segment::base_offset)
@@ -652,8 +679,10 @@ impl Log {
         high_watermark: i64,
     ) -> Result<usize> {
         let n = self.segments.len();
+        // An empty sealed segment (compaction can leave the first segment
+        // empty) is deletable: skipping it would block retention forever.
         let deletable = |log: &Log, i: usize| {
-            !log.segments[i].is_empty() && log.segment_end(i) <= high_watermark
+            (!log.segments[i].is_empty() || i + 1 < n) && log.segment_end(i) <= high_watermark
         };
         let mut count = 0;
         if let Some(ms) = retention_ms {
