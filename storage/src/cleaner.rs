@@ -790,8 +790,10 @@ impl Filter<'_> {
             // A horizon already passed here means removal is blocked (see
             // `tombstone_removal`); recording it would make the scheduler
             // ask for a pass that cannot make progress, again and again.
+            // A horizon this pass assigns is always recorded, even when
+            // delete.retention.ms is 0 (h == now): the next pass removes it.
             let h = horizon.unwrap_or_else(|| self.now_ms.saturating_add(self.params.delete_retention_ms));
-            if h > self.now_ms {
+            if horizon.is_none() || h > self.now_ms {
                 self.min_horizon = Some(self.min_horizon.map_or(h, |m| m.min(h)));
             }
         }
