@@ -153,6 +153,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(follow_metadata(broker.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::replica::maintenance::run(broker.clone(), shutdown_rx.clone()));
+    tasks.spawn(crate::replica::cleaner::run(broker.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::group::GroupCoordinator::run(broker.clone(), shutdown_rx.clone()));
     for l in bound_listeners {
         info!(listener = %l.name, addr = %l.local_addr, "listening");

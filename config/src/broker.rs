@@ -142,6 +142,8 @@ pub struct BrokerConfig {
     pub log_cleanup_policy: CleanupPolicy,
     /// `log.cleaner.enable` (default true).
     pub log_cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms` (default 15000): how often the cleaner looks for dirty logs.
+    pub log_cleaner_backoff_ms: i64,
     /// `log.cleaner.min.compaction.lag.ms` (default 0).
     pub log_cleaner_min_compaction_lag_ms: i64,
     /// `log.cleaner.max.compaction.lag.ms` (default i64::MAX).
@@ -695,6 +697,7 @@ impl BrokerConfig {
             log_flush_scheduler_interval_ms: r.int("log.flush.scheduler.interval.ms")?,
             log_cleanup_policy: r.parsed("log.cleanup.policy", CleanupPolicy::parse)?,
             log_cleaner_enable: r.bool("log.cleaner.enable")?,
+            log_cleaner_backoff_ms: r.int("log.cleaner.backoff.ms")?,
             log_cleaner_min_compaction_lag_ms: r.int("log.cleaner.min.compaction.lag.ms")?,
             log_cleaner_max_compaction_lag_ms: r.int("log.cleaner.max.compaction.lag.ms")?,
             log_cleaner_delete_retention_ms: r.int("log.cleaner.delete.retention.ms")?,

@@ -79,7 +79,7 @@ pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("leader.imbalance.per.broker.percentage", I, Some("10"), NONE, "Preferred leader check (accepted, no effect).").no_effect(),
     Def::new("listener.security.protocol.map", S, Some(DEFAULT_PROTOCOL_MAP), NONE, "Listener name to security protocol."),
     Def::new("listeners", S, Some("PLAINTEXT://:9092"), NONE, "Comma separated NAME://host:port the node binds."),
-    Def::new("log.cleaner.backoff.ms", L, Some("15000"), NONE, "Cleaner sleep when idle (accepted, no effect).").dynamic().no_effect(),
+    Def::new("log.cleaner.backoff.ms", L, Some("15000"), min(0), "How often the cleaner looks for logs to compact.").dynamic(),
     Def::new("log.cleaner.dedupe.buffer.size", L, Some("134217728"), NONE, "Cleaner memory (accepted, no effect).").dynamic().no_effect(),
     Def::new("log.cleaner.delete.retention.ms", L, Some("86400000"), min(0), "How long tombstones are kept in compacted logs.").dynamic(),
     Def::new("log.cleaner.enable", B, Some("true"), NONE, "Run the log cleaner."),

@@ -10,6 +10,7 @@
 //! `partition.metadata` file naming the topic id, so a directory left behind
 //! by a deleted topic of the same name is recognised and wiped.
 
+pub mod cleaner;
 pub mod maintenance;
 pub mod partition;
 pub mod producer_state;
@@ -40,6 +41,8 @@ pub struct ReplicaManager {
     /// Serialises reconciliation (opening and deleting logs is not idempotent
     /// under concurrency).
     reconcile_lock: Mutex<()>,
+    /// What the log cleaner removed since start (metrics).
+    pub cleaner_totals: cleaner::CleanerTotals,
 }
 
 fn partition_dir(log_dir: &Path, topic: &str, partition: i32) -> PathBuf {
@@ -74,6 +77,7 @@ impl ReplicaManager {
             effective,
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
+            cleaner_totals: cleaner::CleanerTotals::default(),
         };
         manager.reconcile(image)?;
         manager.remove_orphans();

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use klamm_config::TopicConfig;
 use klamm_protocol::records::{self, Compression, RecordBatch, TimestampType};
 use klamm_protocol::ErrorCode;
-use klamm_storage::{Log, LogReader};
+use klamm_storage::{CompactionStats, Log, LogReader};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -282,6 +282,61 @@ impl Partition {
             changed
         });
         Ok(log_start)
+    }
+
+    /// One compaction pass if the log is dirty enough (compacted topics;
+    /// called by the cleaner task on a blocking thread). The offset map and
+    /// the rewritten segments are built without the writer lock, so appends
+    /// continue; only planning and the final swap take it.
+    pub fn compact_if_dirty(&self, now_ms: i64) -> Option<CompactionStats> {
+        let params = storage_adapter::compaction_params(&self.config());
+        // Never past what consumers may read (the last stable offset once
+        // transactions exist).
+        let upper_bound = self.view.borrow().last_stable_offset;
+        let job = {
+            let guard = self.writer.lock().expect("writer lock poisoned");
+            let writer = guard.as_ref()?;
+            match writer.log.needs_compaction(&params, upper_bound, now_ms) {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    warn!(topic = %self.topic, partition = self.index, error = %e, "cleaner could not assess the log");
+                    return None;
+                }
+            }
+            match writer.log.begin_compaction(&params, upper_bound, now_ms) {
+                Ok(Some(job)) => job,
+                Ok(None) => return None,
+                Err(e) => {
+                    warn!(topic = %self.topic, partition = self.index, error = %e, "cleaner could not plan a pass");
+                    return None;
+                }
+            }
+        };
+        let prepared = match job.run() {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(topic = %self.topic, partition = self.index, error = %e, "compaction pass failed");
+                return None;
+            }
+        };
+        let mut guard = self.writer.lock().expect("writer lock poisoned");
+        let writer = guard.as_mut()?;
+        let stats = match writer.log.finish_compaction(prepared) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(topic = %self.topic, partition = self.index, error = %e, "finishing compaction failed");
+                return None;
+            }
+        };
+        let log_start = writer.log.log_start_offset();
+        drop(guard);
+        self.view.send_if_modified(|v| {
+            let changed = v.log_start_offset != log_start;
+            v.log_start_offset = log_start;
+            changed
+        });
+        (!stats.aborted).then_some(stats)
     }
 
     /// Runs retention and the time-based flush policy; called periodically.

@@ -3,7 +3,7 @@
 
 use klamm_config::TopicConfig;
 use klamm_protocol::records::iter_batches;
-use klamm_storage::{LogConfig, LogReader};
+use klamm_storage::{CompactionParams, LogConfig, LogReader};
 use tracing::warn;
 
 use super::producer_state::{IncomingBatch, ProducerStateTable};
@@ -19,6 +19,22 @@ pub fn log_config(config: &TopicConfig) -> LogConfig {
         flush_messages: if config.flush_messages <= 0 || config.flush_messages == i64::MAX { None } else { Some(config.flush_messages as u64) },
         flush_ms: if config.flush_ms < 0 || config.flush_ms == i64::MAX { None } else { Some(config.flush_ms) },
         flush_on_roll: true,
+    }
+}
+
+/// Maps a resolved topic config onto the cleaner's settings. Kafka's
+/// "never" (Long.MAX_VALUE) for max.compaction.lag.ms becomes `None`; a
+/// compressed batch may inflate up to max.message.bytes (at least 1 MiB) when
+/// the cleaner reads it.
+pub fn compaction_params(config: &TopicConfig) -> CompactionParams {
+    CompactionParams {
+        delete_retention_ms: config.delete_retention_ms.max(0),
+        min_compaction_lag_ms: config.min_compaction_lag_ms.max(0),
+        max_compaction_lag_ms: (config.max_compaction_lag_ms > 0 && config.max_compaction_lag_ms != i64::MAX)
+            .then_some(config.max_compaction_lag_ms),
+        min_cleanable_dirty_ratio: config.min_cleanable_dirty_ratio.clamp(0.0, 1.0),
+        max_decompressed_batch_bytes: usize::try_from(config.max_message_bytes.max(1 << 20)).unwrap_or(usize::MAX),
+        ..CompactionParams::default()
     }
 }
 
