@@ -4,7 +4,7 @@
 #   - kcat from Debian (1.7.1, linking librdkafka 2.0.2), only if kcat is missing;
 #   - a Python venv at tests/.venv with the pinned packages of
 #     tests/clients/requirements.txt (confluent-kafka, kafka-python, pytest, ...);
-#   - kafkajs 2.2.4 into tests/clients/node/node_modules (from package-lock.json).
+#   - kafkajs 2.2.4 and its snappy/lz4 codec packages into tests/clients/node/node_modules (from package-lock.json).
 # Idempotent: each step is skipped when what it installs is already there.
 # Network steps are retried a bounded number of times.
 set -euo pipefail
@@ -64,13 +64,13 @@ fi
 STAMP=$VENV/.klamm-requirements.sha256
 WANT=$(sha256sum "$REQS" | cut -d' ' -f1)
 if [[ -f $STAMP && $(cat "$STAMP") == "$WANT" ]] &&
-    "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest, pytest_timeout, crc32c' 2>/dev/null; then
+    "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest, pytest_timeout, crc32c, snappy, lz4.frame, zstandard' 2>/dev/null; then
     log "python packages up to date"
 else
     log "installing python packages from $REQS"
     export PIP_DISABLE_PIP_VERSION_CHECK=1
     retry 3 "$VENV/bin/python" -m pip install -q --timeout 60 -r "$REQS"
-    "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest, pytest_timeout, crc32c'
+    "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest, pytest_timeout, crc32c, snappy, lz4.frame, zstandard'
     echo "$WANT" >"$STAMP"
 fi
 
@@ -78,10 +78,11 @@ fi
 have_kafkajs() {
     [[ -f $NODE_DIR/node_modules/kafkajs/package.json ]] &&
         node -e 'process.exit(require(process.argv[1]).version === "2.2.4" ? 0 : 1)' \
-            "$NODE_DIR/node_modules/kafkajs/package.json"
+            "$NODE_DIR/node_modules/kafkajs/package.json" &&
+        [[ -f $NODE_DIR/node_modules/kafkajs-snappy/package.json && -f $NODE_DIR/node_modules/kafkajs-lz4/package.json ]]
 }
 if have_kafkajs; then
-    log "kafkajs 2.2.4 present"
+    log "kafkajs 2.2.4 and its snappy/lz4 codecs present"
 else
     log "installing kafkajs into $NODE_DIR"
     if [[ -f $NODE_DIR/package-lock.json ]]; then
@@ -89,7 +90,7 @@ else
     else
         (cd "$NODE_DIR" && retry 3 npm install --no-audit --no-fund --loglevel=error)
     fi
-    have_kafkajs || { log "kafkajs 2.2.4 missing after npm"; exit 1; }
+    have_kafkajs || { log "kafkajs 2.2.4 or its codecs missing after npm"; exit 1; }
 fi
 
 log "ok: kcat $(kcat -V 2>&1 | head -n1 | tr -s ' ' | cut -c1-80); python $("$VENV/bin/python" -c 'import confluent_kafka, kafka; print("confluent-kafka", confluent_kafka.__version__, "librdkafka", confluent_kafka.libversion()[0], "kafka-python", kafka.__version__)'); kafkajs 2.2.4"

@@ -463,8 +463,11 @@ def encode_record(offset_delta: int, rec: Record) -> bytes:
 def record_batch(records: list[Record], base_timestamp: int | None = None, *,
                  magic: int = 2, attributes: int = 0, producer_id: int = -1,
                  producer_epoch: int = -1, base_sequence: int = -1,
-                 corrupt_crc: bool = False) -> bytes:
-    """Builds one uncompressed record batch (magic 2 layout).
+                 corrupt_crc: bool = False, codec: int = 0) -> bytes:
+    """Builds one record batch (magic 2 layout), uncompressed or with the
+    records section compressed by `codec` (1 gzip, 2 snappy in the xerial
+    framing the Java client writes, 3 lz4 frame, 4 zstd) using the Python
+    codec libraries, an encoder independent of the broker's.
 
     corrupt_crc=True flips a bit in the records *after* the CRC was computed,
     so the stored CRC no longer matches.
@@ -472,6 +475,9 @@ def record_batch(records: list[Record], base_timestamp: int | None = None, *,
     if base_timestamp is None:
         base_timestamp = int(time.time() * 1000)
     recs = b"".join(encode_record(i, r) for i, r in enumerate(records))
+    if codec:
+        recs = compress_records(codec, recs)
+        attributes = (attributes & ~0x07) | codec
     max_ts = base_timestamp + max((r.timestamp_delta for r in records), default=0)
     after_crc = (
         i16(attributes)
@@ -493,6 +499,22 @@ def record_batch(records: list[Record], base_timestamp: int | None = None, *,
         after_crc = bytes(b)
     batch_length = 4 + 1 + 4 + len(after_crc)  # partitionLeaderEpoch + magic + crc + rest
     return i64(0) + i32(batch_length) + i32(-1) + i8(magic) + u32(crc) + after_crc
+
+
+def compress_records(codec: int, data: bytes) -> bytes:
+    if codec == 1:
+        import gzip
+        return gzip.compress(data)
+    if codec == 2:
+        from kafka.codec import snappy_encode
+        return snappy_encode(data, xerial_compatible=True)
+    if codec == 3:
+        import lz4.frame
+        return lz4.frame.compress(data)
+    if codec == 4:
+        import zstandard
+        return zstandard.ZstdCompressor().compress(data)
+    raise ValueError(f"unknown codec {codec}")
 
 
 def parse_record_batch_header(batch: bytes) -> dict:
@@ -521,17 +543,26 @@ class ProducePartitionResult:
 
 
 def produce_v3(conn: Conn, topic: str, partition: int, records: bytes | None,
-               acks: int = -1, timeout_ms: int = 10000) -> dict[str, list[ProducePartitionResult]]:
+               acks: int = -1, timeout_ms: int = 10000, version: int = 3) -> dict[str, list[ProducePartitionResult]]:
+    """Produce v3-v8 (same request layout; zstd needs v7+). Responses of v5+
+    carry the log start offset and v8 per-record errors, read and dropped."""
+    assert 3 <= version <= 8
     body = (
         string(None)  # transactional_id
         + i16(acks)
         + i32(timeout_ms)
         + array([string(topic) + array([i32(partition) + nbytes(records)])])
     )
-    r = conn.request(PRODUCE, 3, body)
+    r = conn.request(PRODUCE, version, body)
 
     def part(rr: Reader) -> ProducePartitionResult:
-        return ProducePartitionResult(rr.i32(), rr.i16(), rr.i64(), rr.i64())
+        result = ProducePartitionResult(rr.i32(), rr.i16(), rr.i64(), rr.i64())
+        if version >= 5:
+            rr.i64()  # log_start_offset
+        if version >= 8:
+            rr.array(lambda e: (e.i32(), e.string()))  # record_errors
+            rr.string()  # error_message
+        return result
 
     topics = r.array(lambda rr: (rr.string(), rr.array(part))) or []
     r.i32()  # throttle_time_ms

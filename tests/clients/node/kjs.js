@@ -11,7 +11,19 @@
 // UTF-8; null stays null. Messages read back always carry b64 keys/values.
 'use strict'
 
-const { Kafka, logLevel, ConfigResourceTypes, CompressionTypes } = require('kafkajs')
+const { Kafka, logLevel, ConfigResourceTypes, CompressionTypes, CompressionCodecs } = require('kafkajs')
+const SnappyCodec = require('kafkajs-snappy')
+const LZ4Codec = require('kafkajs-lz4')
+
+// kafkajs has gzip built in; snappy and lz4 come from their codec packages.
+CompressionCodecs[CompressionTypes.Snappy] = SnappyCodec
+CompressionCodecs[CompressionTypes.LZ4] = new LZ4Codec().codec
+const COMPRESSION = {
+  none: CompressionTypes.None,
+  gzip: CompressionTypes.GZIP,
+  snappy: CompressionTypes.Snappy,
+  lz4: CompressionTypes.LZ4,
+}
 const Cluster = require('kafkajs/src/cluster')
 const { createLogger } = require('kafkajs/src/loggers')
 const defaultSocketFactory = require('kafkajs/src/network/socketFactory')
@@ -251,7 +263,7 @@ async function runStep (kafka, brokers, step) {
             topic: step.topic,
             acks: step.acks === undefined ? -1 : step.acks,
             timeout: step.timeout || 30000,
-            compression: CompressionTypes.None,
+            compression: COMPRESSION[step.compression || 'none'],
             messages: toMessages(batch),
           })
           results.push(r)
