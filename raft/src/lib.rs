@@ -101,17 +101,23 @@
 mod command;
 mod error;
 mod file_format;
+mod follower;
 mod image;
 mod log_store;
 mod network;
 mod quorum;
 mod state_machine;
+mod transport_tcp;
 mod types;
+mod voters;
 
 pub use command::{
     AppliedInfo, BrokerEndpoint, CommandOutcome, ConfigResource, MetadataCommand, NewPartition, RejectCode, Rejection,
 };
 pub use error::RaftError;
+pub use follower::{FollowerConfig, MetadataFollower};
 pub use image::{generate_cluster_id, BrokerRegistration, MetadataImage, PartitionImage, TopicImage, NO_LEADER};
 pub use network::{InProcessTransport, RaftTransport, RpcHandler, RpcKind, TransportFuture};
 pub use quorum::{MetadataQuorum, QuorumConfig, QuorumTuning};
+pub use transport_tcp::{TcpTransport, TcpTransportConfig};
+pub use voters::parse_quorum_voters;
