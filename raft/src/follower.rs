@@ -234,7 +234,7 @@ async fn poll(
                 tracing::debug!(controller = target, failures, "metadata follower: fetch failed: {e}");
                 target = next_id(&ids, target);
                 // Back off only once every controller failed in a row.
-                if failures as usize % ids.len() == 0 {
+                if (failures as usize).checked_rem(ids.len()) == Some(0) {
                     let rounds = (failures as usize / ids.len()).min(5) as u32;
                     let pause = Duration::from_millis(50u64 << rounds).min(cfg.max_backoff);
                     tokio::select! {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, Fatal, InitializeError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, InitializeError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
@@ -250,8 +250,15 @@ impl MetadataQuorum {
                 Err(openraft::error::RaftError::Fatal(e)) => return Err(from_fatal(e)),
             }
         }
-
         let single = voters.len() == 1;
+        if initialized && single {
+            // A restarted single voter would otherwise sit out a whole election timeout before
+            // electing itself; nobody else can be leader, so start the election now.
+            if let Err(e) = raft.trigger().elect().await {
+                tracing::debug!(error = %e, "metadata quorum: could not trigger an election");
+            }
+        }
+
         let wait = async {
             let mut metrics = raft.metrics();
             loop {
@@ -260,20 +267,29 @@ impl MetadataQuorum {
                     if let Err(e) = &m.running_state {
                         return Err(from_fatal(e.clone()));
                     }
-                    let ready = if single { m.state == ServerState::Leader } else { m.current_leader.is_some() };
+                    // A restarted voter may name itself leader (from its persisted vote) before
+                    // it has won an election in this run: only the `Leader` state counts then.
+                    let ready = match m.current_leader {
+                        Some(leader) if leader == me => m.state == ServerState::Leader,
+                        Some(_) => !single,
+                        None => false,
+                    };
                     if ready {
                         break;
                     }
                 }
                 metrics.changed().await.map_err(|_| RaftError::ShutDown)?;
             }
-            if single || raft.current_leader().await == Some(me) {
+            if raft.metrics().borrow().state == ServerState::Leader {
                 // Waits until the leader's first entry of its term is committed and applied, so
-                // the image reflects everything in the log.
-                raft.ensure_linearizable().await.map_err(|e| match e {
-                    openraft::error::RaftError::Fatal(f) => from_fatal(f),
-                    openraft::error::RaftError::APIError(e) => fatal(e),
-                })?;
+                // the image reflects everything in the log. Losing the leadership meanwhile is
+                // fine: the cluster-id step below waits for the image anyway.
+                match raft.ensure_linearizable().await {
+                    Ok(_) => {}
+                    Err(openraft::error::RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {}
+                    Err(openraft::error::RaftError::APIError(e)) => return Err(fatal(e)),
+                    Err(openraft::error::RaftError::Fatal(f)) => return Err(from_fatal(f)),
+                }
             }
             Ok(())
         };
