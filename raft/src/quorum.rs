@@ -140,17 +140,26 @@ impl MetadataQuorum {
         } else {
             InProcessTransport::new()
         };
-        let started = MetadataQuorum::start_with(cfg, QuorumTuning::default(), transport.clone()).await;
+        MetadataQuorum::start_with(cfg, QuorumTuning::default(), transport).await
+    }
+
+    /// [`MetadataQuorum::start`] with explicit timing and transport. The quorum owns the
+    /// transport from here on: [`MetadataQuorum::shutdown`] (or a failed start) closes it.
+    pub async fn start_with(
+        cfg: QuorumConfig,
+        tuning: QuorumTuning,
+        transport: Arc<dyn RaftTransport>,
+    ) -> Result<MetadataQuorum, RaftError> {
+        let started = MetadataQuorum::open_and_bootstrap(cfg, tuning, transport.clone()).await;
         if started.is_err() {
-            // start_with closes it only once the Raft node exists; earlier failures (e.g. an
-            // unreadable log) would leave the listener behind.
+            // Failures before the Raft node exists (e.g. an unreadable log) would otherwise
+            // leave a listener behind.
             transport.close().await;
         }
         started
     }
 
-    /// [`MetadataQuorum::start`] with explicit timing and transport.
-    pub async fn start_with(
+    async fn open_and_bootstrap(
         cfg: QuorumConfig,
         tuning: QuorumTuning,
         transport: Arc<dyn RaftTransport>,

@@ -83,7 +83,7 @@ impl Default for TcpTransportConfig {
             snapshot_timeout: Duration::from_secs(60),
             long_timeout: Duration::from_secs(70),
             backoff_initial: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(1),
             max_in_flight_per_connection: 64,
         }
     }
