@@ -169,10 +169,9 @@ impl MetadataFollower {
                 }
                 Ok(ForwardReply::NotLeader { leader }) => {
                     last_error = format!("controller {target} is not the leader (it names {leader:?})");
+                    // Follow the hint after the usual pause: two controllers naming each
+                    // other during an election must not turn this into a busy loop.
                     hint = leader.filter(|l| *l != target);
-                    if hint.is_some() {
-                        continue;
-                    }
                 }
                 Ok(ForwardReply::Failed(message)) => last_error = format!("controller {target} failed: {message}"),
                 Err(e) => last_error = format!("controller {target}: {e}"),
