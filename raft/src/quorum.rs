@@ -293,11 +293,18 @@ impl MetadataQuorum {
                 // Waits until the leader's first entry of its term is committed and applied, so
                 // the image reflects everything in the log. Losing the leadership meanwhile is
                 // fine: the cluster-id step below waits for the image anyway.
-                match raft.ensure_linearizable().await {
-                    Ok(_) => {}
-                    Err(openraft::error::RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {}
-                    Err(openraft::error::RaftError::APIError(e)) => return Err(fatal(e)),
-                    Err(openraft::error::RaftError::Fatal(f)) => return Err(from_fatal(f)),
+                // "Quorum not enough" is transient while the peers' connections come up (they
+                // may be backing off after this node was unreachable): retry within the bound.
+                loop {
+                    match raft.ensure_linearizable().await {
+                        Ok(_) => break,
+                        Err(openraft::error::RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => break,
+                        Err(openraft::error::RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                            tracing::debug!(error = %e, "metadata quorum: leadership not confirmed yet");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(openraft::error::RaftError::Fatal(f)) => return Err(from_fatal(f)),
+                    }
                 }
             }
             Ok(())
