@@ -72,6 +72,8 @@ pub struct TcpTransportConfig {
     pub backoff_max: Duration,
     /// Requests of one incoming connection handled at once; further frames wait (backpressure).
     pub max_in_flight_per_connection: usize,
+    /// Incoming connections served at once; further ones are closed right after accept.
+    pub max_incoming_connections: usize,
 }
 
 impl Default for TcpTransportConfig {
@@ -85,6 +87,7 @@ impl Default for TcpTransportConfig {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
             max_in_flight_per_connection: 64,
+            max_incoming_connections: 256,
         }
     }
 }
@@ -195,8 +198,14 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max_payload: usize) ->
     }
     let mut header = [0u8; HEADER_LEN];
     reader.read_exact(&mut header).await.map_err(|e| e.to_string())?;
-    let mut payload = vec![0u8; len - HEADER_LEN];
-    reader.read_exact(&mut payload).await.map_err(|e| e.to_string())?;
+    // Grow the buffer as bytes arrive instead of trusting the length prefix up front: a peer
+    // announcing a maximal frame and then trickling bytes must not pin that much memory.
+    let payload_len = len - HEADER_LEN;
+    let mut payload = Vec::with_capacity(payload_len.min(64 << 10));
+    (&mut *reader).take(payload_len as u64).read_to_end(&mut payload).await.map_err(|e| e.to_string())?;
+    if payload.len() != payload_len {
+        return Err(format!("stream ended inside a frame ({} of {payload_len} payload bytes)", payload.len()));
+    }
     let mut id = [0u8; 8];
     id.copy_from_slice(&header[2..]);
     Ok(Some(Frame { kind: header[0], status: header[1], id: u64::from_be_bytes(id), payload: Bytes::from(payload) }))
@@ -435,6 +444,7 @@ async fn client_reader<R: AsyncRead + Unpin>(
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     let mut shutdown = shared.shutdown_tx.subscribe();
+    let connections = Arc::new(Semaphore::new(shared.cfg.max_incoming_connections.max(1)));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -442,8 +452,16 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         };
         match accepted {
             Ok((stream, remote)) => {
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    tracing::warn!(%remote, "metadata transport: too many incoming connections, closing this one");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                let task = tokio::spawn(serve_connection(shared.clone(), stream, remote));
+                let serve = serve_connection(shared.clone(), stream, remote);
+                let task = tokio::spawn(async move {
+                    serve.await;
+                    drop(permit);
+                });
                 shared.track(task);
             }
             Err(e) => {
