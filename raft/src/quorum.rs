@@ -44,7 +44,15 @@ pub struct QuorumTuning {
     pub entries_kept_after_snapshot: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
+    /// Also openraft's timeout of one AppendEntries.
     pub heartbeat_interval_ms: u64,
+    /// Timeout of one InstallSnapshot chunk (including, for the last one, installing the
+    /// snapshot on the receiver). openraft's default (200 ms) is too tight for a multi-megabyte
+    /// image, and a chunk that always times out would keep a lagging voter behind forever.
+    pub install_snapshot_timeout_ms: u64,
+    /// Size of one InstallSnapshot chunk (before JSON encoding, which can make it ~4x larger);
+    /// must stay well below [`TcpTransportConfig::max_frame_bytes`].
+    pub snapshot_chunk_bytes: u64,
     /// Bound on `start` waiting for a leader and a caught-up image.
     pub start_timeout: Duration,
     /// Bound on one `propose`, including forwarding to the leader and waiting for one.
@@ -64,6 +72,8 @@ impl Default for QuorumTuning {
             election_timeout_min_ms: 600,
             election_timeout_max_ms: 1200,
             heartbeat_interval_ms: 120,
+            install_snapshot_timeout_ms: 10_000,
+            snapshot_chunk_bytes: 1 << 20,
             start_timeout: Duration::from_secs(30),
             propose_timeout: Duration::from_secs(10),
             propose_attempts: 20,
@@ -197,6 +207,8 @@ impl MetadataQuorum {
             election_timeout_min: tuning.election_timeout_min_ms,
             election_timeout_max: tuning.election_timeout_max_ms,
             heartbeat_interval: tuning.heartbeat_interval_ms,
+            install_snapshot_timeout: tuning.install_snapshot_timeout_ms,
+            snapshot_max_chunk_size: tuning.snapshot_chunk_bytes.max(1),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_every_entries),
             max_in_snapshot_log_to_keep: tuning.entries_kept_after_snapshot,
             purge_batch_size: 1,

@@ -21,6 +21,8 @@ fn tuning(snapshot_every_entries: u64) -> QuorumTuning {
         election_timeout_min_ms: 150,
         election_timeout_max_ms: 300,
         heartbeat_interval_ms: 50,
+        install_snapshot_timeout_ms: 10_000,
+        snapshot_chunk_bytes: 1 << 20,
         start_timeout: Duration::from_secs(10),
         propose_timeout: Duration::from_secs(10),
         propose_attempts: 20,

@@ -24,6 +24,8 @@ fn tuning(snapshot_every_entries: u64, propose_timeout: Duration) -> QuorumTunin
         election_timeout_min_ms: 400,
         election_timeout_max_ms: 800,
         heartbeat_interval_ms: 80,
+        install_snapshot_timeout_ms: 10_000,
+        snapshot_chunk_bytes: 1 << 20,
         start_timeout: Duration::from_secs(20),
         propose_timeout,
         propose_attempts: 50,
@@ -229,7 +231,10 @@ async fn three_voters_elect_forward_and_converge() {
 async fn failover_and_restarted_leader_catches_up_via_snapshot() {
     // A snapshot every 5 entries, nothing kept below it: the new leader purges what the stopped
     // one lacks, so only InstallSnapshot can bring it back.
-    let mut cluster = Cluster::start(3, tuning(5, Duration::from_secs(10))).await;
+    let mut tuning = tuning(5, Duration::from_secs(10));
+    // Tiny chunks: the snapshot crosses the bulk connection in many InstallSnapshot frames.
+    tuning.snapshot_chunk_bytes = 200;
+    let mut cluster = Cluster::start(3, tuning).await;
     let old_leader = cluster.agreed_leader().await;
     let last_index_before = must_apply(&cluster.nodes[&old_leader], create_topic("before")).await;
     cluster.all_have("before").await;
