@@ -91,10 +91,12 @@ impl MetadataFollower {
         if cfg.controllers.is_empty() {
             return Err(RaftError::Config("a metadata follower needs at least one controller".into()));
         }
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| RaftError::Config("MetadataFollower::start must run inside a Tokio runtime".into()))?;
         let (image_tx, image_rx) = watch::channel(Arc::new(MetadataImage::default()));
         let (leader_tx, leader_rx) = watch::channel(None);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let poller = tokio::spawn(poll(cfg.clone(), transport.clone(), image_tx, leader_tx, stop_rx));
+        let poller = runtime.spawn(poll(cfg.clone(), transport.clone(), image_tx, leader_tx, stop_rx));
         Ok(MetadataFollower {
             inner: Arc::new(FollowerInner {
                 cfg,
@@ -249,4 +251,35 @@ async fn poll(
 fn next_id(ids: &[i32], current: i32) -> i32 {
     let position = ids.iter().position(|id| *id == current).unwrap_or(0);
     ids[(position + 1) % ids.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_rejects_bad_setups_without_panicking() {
+        let one = BTreeMap::from([(1, "127.0.0.1:9093".to_string())]);
+        // Outside a runtime.
+        assert!(matches!(MetadataFollower::start(FollowerConfig::new(one)), Err(RaftError::Config(_))));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            assert!(matches!(MetadataFollower::start(FollowerConfig::new(BTreeMap::new())), Err(RaftError::Config(_))));
+        });
+    }
+
+    #[tokio::test]
+    async fn propose_without_reachable_controllers_times_out_with_a_reason() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let mut cfg = FollowerConfig::new(BTreeMap::from([(1, format!("127.0.0.1:{port}"))]));
+        cfg.propose_timeout = Duration::from_millis(500);
+        let follower = MetadataFollower::start(cfg).expect("start");
+        let result = follower.propose(MetadataCommand::InitializeCluster { cluster_id: "x".into() }).await;
+        match result {
+            Err(RaftError::Timeout(message)) => assert!(message.contains("controller 1"), "{message}"),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert_eq!(follower.image().last_applied_index, 0);
+        follower.shutdown().await;
+    }
 }

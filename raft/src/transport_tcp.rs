@@ -232,7 +232,9 @@ impl TcpTransport {
         TcpTransport::new(cfg, None)
     }
 
-    fn new(cfg: TcpTransportConfig, local_addr: Option<SocketAddr>) -> Arc<TcpTransport> {
+    fn new(mut cfg: TcpTransportConfig, local_addr: Option<SocketAddr>) -> Arc<TcpTransport> {
+        // The length prefix is a u32 that also counts the header.
+        cfg.max_frame_bytes = cfg.max_frame_bytes.min(u32::MAX as usize - HEADER_LEN);
         let (shutdown_tx, _) = watch::channel(false);
         Arc::new(TcpTransport {
             shared: Arc::new(Shared {
