@@ -159,6 +159,7 @@ mod command;
 mod error;
 mod file_format;
 mod follower;
+mod frame;
 mod image;
 mod log_store;
 mod network;
