@@ -330,17 +330,32 @@ impl MetadataQuorum {
         // this node was configured with a different id. A follower's image may merely lag, so
         // either way wait until the id shows up locally: that also means the follower has caught
         // up with the log at least that far.
+        //
+        // A restarted voter may still believe in a leader that is gone (its view comes from the
+        // persisted vote) until a new one is elected, so a single propose can time out; retry
+        // within `start_timeout`. Re-proposing is harmless: the same id again is a no-op, another
+        // id is rejected.
         if self.image().cluster_id.is_empty() {
+            let deadline = Instant::now() + timeout;
             let cluster_id = cfg.cluster_id.clone().unwrap_or_else(generate_cluster_id);
-            let index = match self.propose(MetadataCommand::InitializeCluster { cluster_id: cluster_id.clone() }).await? {
-                CommandOutcome::Applied(info) => {
-                    tracing::info!(%cluster_id, "metadata quorum: cluster id recorded");
-                    info.log_index
+            let index = loop {
+                match self.propose(MetadataCommand::InitializeCluster { cluster_id: cluster_id.clone() }).await {
+                    Ok(CommandOutcome::Applied(info)) => {
+                        tracing::info!(%cluster_id, "metadata quorum: cluster id recorded");
+                        break info.log_index;
+                    }
+                    Ok(CommandOutcome::Rejected(r)) if r.code == RejectCode::ClusterIdMismatch => break 0,
+                    Ok(CommandOutcome::Rejected(r)) => return Err(RaftError::Config(r.to_string())),
+                    Err(RaftError::Timeout(why)) if Instant::now() < deadline && self.image().cluster_id.is_empty() => {
+                        tracing::info!("metadata quorum: cluster id not recorded yet, retrying: {why}");
+                    }
+                    // The image caught up meanwhile (the id was already in the log).
+                    Err(RaftError::Timeout(_)) if !self.image().cluster_id.is_empty() => break 0,
+                    Err(e) => return Err(e),
                 }
-                CommandOutcome::Rejected(r) if r.code == RejectCode::ClusterIdMismatch => 0,
-                CommandOutcome::Rejected(r) => return Err(RaftError::Config(r.to_string())),
             };
-            self.wait_for_image(|image| image.last_applied_index >= index && !image.cluster_id.is_empty(), timeout).await?;
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            self.wait_for_image(|image| image.last_applied_index >= index && !image.cluster_id.is_empty(), remaining).await?;
         }
         let stored = self.image().cluster_id.clone();
         if let Some(configured) = &cfg.cluster_id {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use klamm_raft::{
     CommandOutcome, FollowerConfig, MetadataCommand, MetadataFollower, MetadataQuorum, NewPartition, QuorumConfig,
-    QuorumTuning, RaftError, TcpTransport, TcpTransportConfig,
+    QuorumTuning, RaftError, RaftTransport, RpcHandler, RpcKind, TcpTransport, TcpTransportConfig, TransportFuture,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -444,6 +444,99 @@ async fn start_listens_on_the_own_voter_address_and_whole_cluster_restarts() {
     }
     must_apply(&nodes[2], create_topic("after-restart")).await;
     for node in &nodes {
+        node.shutdown().await.expect("shutdown");
+    }
+}
+
+/// A [`TcpTransport`] whose sends fail while the sender or the target is in `cut`: a network
+/// partition without touching the sockets.
+struct Partitionable {
+    node_id: i32,
+    inner: Arc<TcpTransport>,
+    cut: Arc<std::sync::Mutex<std::collections::BTreeSet<i32>>>,
+}
+
+impl RaftTransport for Partitionable {
+    fn send(&self, target: i32, address: &str, kind: RpcKind, request: bytes::Bytes) -> TransportFuture {
+        let cut = self.cut.lock().expect("lock");
+        if cut.contains(&self.node_id) || cut.contains(&target) {
+            return Box::pin(async move { Err(RaftError::Transport(format!("partitioned from {target}"))) });
+        }
+        self.inner.send(target, address, kind, request)
+    }
+
+    fn serve(&self, node_id: i32, handler: RpcHandler) -> Result<(), RaftError> {
+        self.inner.serve(node_id, handler)
+    }
+
+    fn unserve(&self, node_id: i32) {
+        self.inner.unserve(node_id)
+    }
+
+    fn close(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.inner.close()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_off_voter_catches_up_via_snapshot_while_running() {
+    let mut tuning = tuning(5, Duration::from_secs(10));
+    tuning.snapshot_chunk_bytes = 300;
+    let cut = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let mut transports = Vec::new();
+    for _ in 0..3 {
+        transports.push(bind("127.0.0.1:0").await);
+    }
+    let voters: Vec<(i32, String)> =
+        transports.iter().enumerate().map(|(i, t)| (i as i32 + 1, t.local_addr().expect("bound").to_string())).collect();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let starts: Vec<_> = transports
+        .into_iter()
+        .enumerate()
+        .map(|(i, inner)| {
+            let node_id = i as i32 + 1;
+            let cfg = QuorumConfig { node_id, data_dir: dirs[i].path().to_path_buf(), voters: voters.clone(), cluster_id: None };
+            let transport = Arc::new(Partitionable { node_id, inner, cut: cut.clone() });
+            let tuning = tuning.clone();
+            tokio::spawn(async move { MetadataQuorum::start_with(cfg, tuning, transport).await })
+        })
+        .collect();
+    let mut nodes = BTreeMap::new();
+    for (i, start) in starts.into_iter().enumerate() {
+        nodes.insert(i as i32 + 1, start.await.expect("join").expect("start"));
+    }
+    let leader = loop {
+        if let Some(l) = nodes[&1].leader_id().filter(|l| nodes.values().all(|n| n.leader_id() == Some(*l))) {
+            break l;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let lagging = *nodes.keys().find(|id| **id != leader).expect("a follower");
+    let before = nodes[&lagging].image().last_applied_index;
+    cut.lock().expect("lock").insert(lagging);
+
+    // The remaining majority commits, snapshots and purges what the cut-off voter lacks.
+    let majority: Vec<i32> = nodes.keys().copied().filter(|id| *id != lagging).collect();
+    let mut last = 0;
+    for i in 0..20 {
+        let node = &nodes[&majority[i % 2]];
+        last = must_apply(node, create_topic(&format!("while-cut-{i}"))).await;
+    }
+    for id in &majority {
+        let dir = dirs[(*id - 1) as usize].path().to_path_buf();
+        wait_until("the majority to purge past the cut-off voter", || {
+            let dir = dir.clone();
+            async move { purged_index(&dir).is_some_and(|p| p > before + 1) }
+        })
+        .await;
+    }
+    assert!(nodes[&lagging].image().topic("while-cut-0").is_none(), "the cut-off voter saw an entry");
+
+    cut.lock().expect("lock").clear();
+    let node = &nodes[&lagging];
+    wait_until("the reconnected voter to catch up", || async { node.image().last_applied_index >= last }).await;
+    assert!(node.image().topic("while-cut-19").is_some());
+    for node in nodes.values() {
         node.shutdown().await.expect("shutdown");
     }
 }
