@@ -99,7 +99,10 @@
 //! `follower` module docs). [`MetadataFollower::propose`] forwards like a voter does.
 //!
 //! # Not yet
-//! Membership changes (adding/removing voters at runtime); TLS/SASL on the controller
+//! Membership changes (adding/removing voters at runtime; openraft dials the addresses stored
+//! in the log's membership, so changing a voter's address in the config alone does not move
+//! it); `start` with several voters fails if no majority forms within `start_timeout` (30 s by
+//! default) instead of waiting indefinitely like Kafka's controllers; TLS/SASL on the controller
 //! connections; incremental (delta) fetches for followers; ACLs, SCRAM credentials, quotas and
 //! feature levels in the image; the log on `klamm-storage`. Each applied batch clones the image
 //! for the watch, and a follower fetch ships the whole image, which is fine for thousands of
