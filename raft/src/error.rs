@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 /// Errors of the metadata quorum.
 ///
-/// `NotLeader` is an API error (retry against the leader); `Storage`, `Corrupt` and `Fatal` mean
-/// the quorum on this node cannot continue and the process should stop.
+/// `Timeout` and `Transport` are transient (retry later); `Storage`, `Corrupt` and `Fatal` mean
+/// the quorum on this node cannot continue and the process should stop. `NotLeader` is no longer
+/// returned by `propose`, which forwards to the leader; it stays for callers matching on it.
 #[derive(Debug, thiserror::Error)]
 pub enum RaftError {
     /// This node is not the Raft leader; `leader` is the current leader if known.

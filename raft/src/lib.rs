@@ -10,8 +10,9 @@
 //! validates requests and proposes [`MetadataCommand`]s.
 //!
 //! openraft types stay inside this crate (its API churns between versions); the public API is
-//! [`MetadataQuorum`], [`MetadataCommand`], [`CommandOutcome`], [`MetadataImage`],
-//! [`RaftError`] and the [`RaftTransport`] trait.
+//! [`MetadataQuorum`] (a voter), [`MetadataFollower`] (a broker-only node),
+//! [`MetadataCommand`], [`CommandOutcome`], [`MetadataImage`], [`RaftError`],
+//! [`parse_quorum_voters`], the [`RaftTransport`] trait and its [`TcpTransport`].
 //!
 //! # Commands
 //! Each command carries its preconditions and [`MetadataImage::apply`] re-checks them when the
@@ -51,24 +52,61 @@
 //!
 //! # How a restart rebuilds the image
 //! [`MetadataQuorum::start`] loads `snapshot` (if any) as the image at the snapshot's log index,
-//! reads `raft.log` (skipping purged entries, cutting a torn tail) and `vote`. The node becomes
-//! leader again (single voter) and commits what is in its log; openraft applies those entries on
-//! top of the snapshot image. `start` returns only once the image has applied everything up to
-//! the leader's read index (`ensure_linearizable`), so topics, ids and configs come back
-//! identical (`last_applied_index` may have moved on by a blank entry of a new term).
+//! reads `raft.log` (skipping purged entries, cutting a torn tail) and `vote`. A single voter
+//! becomes leader again at once and commits what is in its log; openraft applies those entries
+//! on top of the snapshot image, and `start` returns only once the image has applied everything
+//! up to the leader's read index (`ensure_linearizable`), so topics, ids and configs come back
+//! identical (`last_applied_index` may have moved on by a blank entry of a new term). A voter of
+//! a larger quorum rejoins as a follower; the leader sends it the entries it lacks, or, when
+//! those were purged below a snapshot, the snapshot itself (InstallSnapshot), which replaces the
+//! restarted voter's image and log.
 //!
-//! # Voters and transport
-//! A fresh cluster is initialized by its lowest voter id (with one voter: this node) and never
-//! again. Voters exchange opaque frames through a [`RaftTransport`]; [`InProcessTransport`]
-//! connects quorums in one process. A single voter sends nothing. `propose` on a follower fails
-//! with [`RaftError::NotLeader`].
+//! # Several voters
+//! `controller.quorum.voters` ([`parse_quorum_voters`]) goes into [`QuorumConfig::voters`]; every
+//! voter gets the same list. With more than one voter, [`MetadataQuorum::start`] listens on its
+//! own entry with a [`TcpTransport`]; start the voters concurrently (a leader needs a majority,
+//! and `start` waits for one, bounded by [`QuorumTuning::start_timeout`]). Timing defaults suit
+//! a local network: heartbeat 120 ms, election timeout randomized in 600..1200 ms.
+//!
+//! **Bootstrap.** On first start (empty log, no vote) *every* voter calls openraft's `initialize`
+//! with the configured voter set. That writes the identical membership entry at log index 0 on
+//! each of them, so the order of starts does not matter and a voter that already received the
+//! entry (or voted) from another answers "not allowed", which counts as done. Then every voter
+//! whose image has no cluster id proposes `InitializeCluster`; the first to commit wins and
+//! `start` waits until this node's image shows it. Changing the voter set of an existing
+//! cluster (openraft membership changes) is not supported yet: the list must stay the same.
+//!
+//! **Transport.** [`RaftTransport`] carries opaque frames (JSON-encoded openraft messages and
+//! Klamm's own requests) by [`RpcKind`]. [`TcpTransport`] frames them as `u32 BE length | kind |
+//! status | u64 request id | payload`, with a bounded frame size, pipelined requests matched by
+//! id, a separate connection per peer for InstallSnapshot (a big chunk must not delay
+//! heartbeats), per-request timeouts and reconnects with capped backoff; malformed input closes
+//! only the offending connection. Details in the `transport_tcp` module.
+//! [`InProcessTransport`] connects quorums inside one process (tests).
+//!
+//! **Forwarding.** Brokers call [`MetadataQuorum::propose`] on whichever controller they run
+//! with. A follower forwards the command to the leader it knows ([`RpcKind::Forward`]); the
+//! receiver only writes it if it leads (no forwarding chains), otherwise it answers with its
+//! leader and the sender retries there, a bounded number of times within
+//! [`QuorumTuning::propose_timeout`]. Because a retry after a transport error may commit a
+//! command twice, commands carry their preconditions (see above).
+//!
+//! **Broker-only nodes.** A `process.roles=broker` node runs a [`MetadataFollower`] instead of a
+//! voter: it long-polls a controller ([`RpcKind::FetchImage`]) for the committed image once it
+//! is newer than its own and publishes it on a watch channel, moving to the leader named in each
+//! reply and to the next controller on failure. It keeps no log and needs no membership change,
+//! unlike an openraft learner; the price is shipping the whole image per change (see
+//! `follower` module docs). [`MetadataFollower::propose`] forwards like a voter does.
 //!
 //! # Not yet
-//! TCP transport and multi-controller operation beyond the in-process test (followers'
-//! `start` only waits for a known leader); brokers pulling deltas from remote controllers;
-//! ACLs, SCRAM credentials, quotas and feature levels in the image; the log on
-//! `klamm-storage`. Each applied batch clones the image for the watch, which is fine for
-//! thousands of partitions, not for millions.
+//! Membership changes (adding/removing voters at runtime; openraft dials the addresses stored
+//! in the log's membership, so changing a voter's address in the config alone does not move
+//! it); `start` with several voters fails if no majority forms within `start_timeout` (30 s by
+//! default) instead of waiting indefinitely like Kafka's controllers; TLS/SASL on the controller
+//! connections; incremental (delta) fetches for followers; ACLs, SCRAM credentials, quotas and
+//! feature levels in the image; the log on `klamm-storage`. Each applied batch clones the image
+//! for the watch, and a follower fetch ships the whole image, which is fine for thousands of
+//! partitions, not for millions.
 //!
 //! # Example
 //! ```no_run
@@ -97,21 +135,50 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Three controllers (one process each, same voter list) and a broker-only node:
+//! ```no_run
+//! use klamm_raft::{parse_quorum_voters, FollowerConfig, MetadataFollower, MetadataQuorum, QuorumConfig};
+//!
+//! # async fn example(node_id: i32) -> Result<(), klamm_raft::RaftError> {
+//! let voters = parse_quorum_voters("1@127.0.0.1:9093,2@127.0.0.1:9094,3@127.0.0.1:9095")?;
+//! // On controller `node_id` (listens on its own voter address):
+//! let quorum = MetadataQuorum::start(QuorumConfig {
+//!     node_id,
+//!     data_dir: format!("/var/lib/klamm-{node_id}/__cluster_metadata-0").into(),
+//!     voters: voters.clone().into_iter().collect(),
+//!     cluster_id: None,
+//! })
+//! .await?;
+//! // On a broker-only node:
+//! let follower = MetadataFollower::start(FollowerConfig::new(voters))?;
+//! let images = follower.subscribe();
+//! # drop((quorum, images));
+//! # Ok(())
+//! # }
+//! ```
 
 mod command;
 mod error;
 mod file_format;
+mod follower;
+mod frame;
 mod image;
 mod log_store;
 mod network;
 mod quorum;
 mod state_machine;
+mod transport_tcp;
 mod types;
+mod voters;
 
 pub use command::{
     AppliedInfo, BrokerEndpoint, CommandOutcome, ConfigResource, MetadataCommand, NewPartition, RejectCode, Rejection,
 };
 pub use error::RaftError;
+pub use follower::{FollowerConfig, MetadataFollower};
 pub use image::{generate_cluster_id, BrokerRegistration, MetadataImage, PartitionImage, TopicImage, NO_LEADER};
 pub use network::{InProcessTransport, RaftTransport, RpcHandler, RpcKind, TransportFuture};
 pub use quorum::{MetadataQuorum, QuorumConfig, QuorumTuning};
+pub use transport_tcp::{TcpTransport, TcpTransportConfig};
+pub use voters::parse_quorum_voters;

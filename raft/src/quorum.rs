@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, Fatal, InitializeError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, InitializeError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
@@ -14,7 +14,8 @@ use crate::command::{CommandOutcome, MetadataCommand, RejectCode};
 use crate::error::RaftError;
 use crate::image::{generate_cluster_id, MetadataImage};
 use crate::log_store::LogStore;
-use crate::network::{InProcessTransport, NetworkFactory, RaftTransport, RpcHandler};
+use crate::network::{send_forward, ForwardReply, InProcessTransport, NetworkFactory, RaftTransport, RpcHandler};
+use crate::transport_tcp::{TcpTransport, TcpTransportConfig};
 use crate::state_machine::{SnapshotStore, StateMachine};
 use crate::types::{NodeId, Raft};
 
@@ -25,8 +26,9 @@ pub struct QuorumConfig {
     pub node_id: i32,
     /// Directory of the metadata log, e.g. `<log.dirs[0]>/__cluster_metadata-0`.
     pub data_dir: PathBuf,
-    /// The voters as `(node id, host:port)` (`controller.quorum.voters`). Empty means "this node
-    /// alone".
+    /// The voters as `(node id, host:port)` (`controller.quorum.voters`, see
+    /// [`crate::parse_quorum_voters`]). Empty means "this node alone". Every voter must be
+    /// started with the same list: on a fresh cluster each one initializes this membership.
     pub voters: Vec<(i32, String)>,
     /// The cluster id to use on a fresh cluster, and to check against on later starts. `None`
     /// generates one on the first start.
@@ -42,11 +44,22 @@ pub struct QuorumTuning {
     pub entries_kept_after_snapshot: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
+    /// Also openraft's timeout of one AppendEntries.
     pub heartbeat_interval_ms: u64,
+    /// Timeout of one InstallSnapshot chunk (including, for the last one, installing the
+    /// snapshot on the receiver). openraft's default (200 ms) is too tight for a multi-megabyte
+    /// image, and a chunk that always times out would keep a lagging voter behind forever.
+    pub install_snapshot_timeout_ms: u64,
+    /// Size of one InstallSnapshot chunk (before JSON encoding, which can make it ~4x larger);
+    /// must stay well below [`TcpTransportConfig::max_frame_bytes`].
+    pub snapshot_chunk_bytes: u64,
     /// Bound on `start` waiting for a leader and a caught-up image.
     pub start_timeout: Duration,
-    /// Bound on one `propose`.
+    /// Bound on one `propose`, including forwarding to the leader and waiting for one.
     pub propose_timeout: Duration,
+    /// Attempts of one `propose` across leader changes (each ends in a write on the leader, a
+    /// "not the leader" answer or a transport error) before it gives up.
+    pub propose_attempts: u32,
 }
 
 impl Default for QuorumTuning {
@@ -54,11 +67,16 @@ impl Default for QuorumTuning {
         QuorumTuning {
             snapshot_every_entries: 1000,
             entries_kept_after_snapshot: 100,
-            election_timeout_min_ms: 150,
-            election_timeout_max_ms: 300,
-            heartbeat_interval_ms: 50,
-            start_timeout: Duration::from_secs(10),
+            // Local-network values: a heartbeat well below the election timeout, and a wide
+            // randomization range so that two voters rarely time out together.
+            election_timeout_min_ms: 600,
+            election_timeout_max_ms: 1200,
+            heartbeat_interval_ms: 120,
+            install_snapshot_timeout_ms: 10_000,
+            snapshot_chunk_bytes: 1 << 20,
+            start_timeout: Duration::from_secs(30),
             propose_timeout: Duration::from_secs(10),
+            propose_attempts: 20,
         }
     }
 }
@@ -87,8 +105,11 @@ struct Inner {
     raft: Raft,
     image_rx: watch::Receiver<Arc<MetadataImage>>,
     transport: Arc<dyn RaftTransport>,
+    /// Voter id -> `host:port`, to address forwarded proposals.
+    voters: BTreeMap<i32, String>,
     snapshots: Arc<SnapshotStore>,
     propose_timeout: Duration,
+    propose_attempts: u32,
     shut_down: AtomicBool,
 }
 
@@ -109,14 +130,46 @@ fn to_i32(id: NodeId) -> Option<i32> {
 }
 
 impl MetadataQuorum {
-    /// Opens the log in `cfg.data_dir`, replays it, initializes a fresh single-voter cluster and
-    /// waits (bounded) until this node leads and its image is caught up.
+    /// Opens the log in `cfg.data_dir`, replays it, initializes the membership on a fresh
+    /// cluster and waits (bounded by [`QuorumTuning::start_timeout`]) until a leader is known and
+    /// the cluster id is in this node's image.
+    ///
+    /// With one voter nothing is sent over the network. With several, this node listens on its
+    /// own entry of `cfg.voters` with a [`TcpTransport`] (default [`TcpTransportConfig`]); a
+    /// leader needs a majority, so start the voters concurrently (separate processes) rather
+    /// than one after the other.
     pub async fn start(cfg: QuorumConfig) -> Result<MetadataQuorum, RaftError> {
-        MetadataQuorum::start_with(cfg, QuorumTuning::default(), InProcessTransport::new()).await
+        let transport: Arc<dyn RaftTransport> = if cfg.voters.len() > 1 {
+            let own = cfg
+                .voters
+                .iter()
+                .find(|(id, _)| *id == cfg.node_id)
+                .map(|(_, address)| address.clone())
+                .ok_or_else(|| RaftError::Config(format!("node {} is not among the voters {:?}", cfg.node_id, cfg.voters)))?;
+            TcpTransport::bind(&own, TcpTransportConfig::default()).await?
+        } else {
+            InProcessTransport::new()
+        };
+        MetadataQuorum::start_with(cfg, QuorumTuning::default(), transport).await
     }
 
-    /// [`MetadataQuorum::start`] with explicit timing and transport.
+    /// [`MetadataQuorum::start`] with explicit timing and transport. The quorum owns the
+    /// transport from here on: [`MetadataQuorum::shutdown`] (or a failed start) closes it.
     pub async fn start_with(
+        cfg: QuorumConfig,
+        tuning: QuorumTuning,
+        transport: Arc<dyn RaftTransport>,
+    ) -> Result<MetadataQuorum, RaftError> {
+        let started = MetadataQuorum::open_and_bootstrap(cfg, tuning, transport.clone()).await;
+        if started.is_err() {
+            // Failures before the Raft node exists (e.g. an unreadable log) would otherwise
+            // leave a listener behind.
+            transport.close().await;
+        }
+        started
+    }
+
+    async fn open_and_bootstrap(
         cfg: QuorumConfig,
         tuning: QuorumTuning,
         transport: Arc<dyn RaftTransport>,
@@ -154,6 +207,8 @@ impl MetadataQuorum {
             election_timeout_min: tuning.election_timeout_min_ms,
             election_timeout_max: tuning.election_timeout_max_ms,
             heartbeat_interval: tuning.heartbeat_interval_ms,
+            install_snapshot_timeout: tuning.install_snapshot_timeout_ms,
+            snapshot_max_chunk_size: tuning.snapshot_chunk_bytes.max(1),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_every_entries),
             max_in_snapshot_log_to_keep: tuning.entries_kept_after_snapshot,
             purge_batch_size: 1,
@@ -165,18 +220,27 @@ impl MetadataQuorum {
         let snapshots = sm.snapshot_store();
         let network = NetworkFactory { transport: transport.clone() };
         let raft = Raft::new(node_id as NodeId, Arc::new(config), network, log_store, sm).await.map_err(from_fatal)?;
-        transport.serve(node_id, RpcHandler::new(raft.clone()))?;
+        let voter_addresses = voters
+            .iter()
+            .filter_map(|(id, node)| Some((to_i32(*id)?, node.addr.clone())))
+            .collect();
         let quorum = MetadataQuorum {
             inner: Arc::new(Inner {
                 node_id,
-                raft,
-                image_rx,
-                transport,
+                raft: raft.clone(),
+                image_rx: image_rx.clone(),
+                transport: transport.clone(),
+                voters: voter_addresses,
                 snapshots,
                 propose_timeout: tuning.propose_timeout,
+                propose_attempts: tuning.propose_attempts.max(1),
                 shut_down: AtomicBool::new(false),
             }),
         };
+        if let Err(e) = transport.serve(node_id, RpcHandler::new(raft, image_rx)) {
+            let _ = quorum.shutdown().await;
+            return Err(e);
+        }
         match quorum.bootstrap(&cfg, &voters, tuning.start_timeout).await {
             Ok(()) => Ok(quorum),
             Err(e) => {
@@ -192,8 +256,13 @@ impl MetadataQuorum {
         let raft = &self.inner.raft;
         let me = cfg.node_id as NodeId;
         let initialized = raft.is_initialized().await.map_err(from_fatal)?;
-        // The lowest voter id initializes a fresh cluster; with one voter that is this node.
-        if !initialized && voters.keys().next() == Some(&me) {
+        // Every voter of a fresh cluster initializes the same membership (the configured voter
+        // list). openraft writes it as the identical entry at index 0 on each of them, so it
+        // does not matter who does it first or whether a voter joins late; a node that has
+        // meanwhile received that entry (or a vote) from another voter answers `NotAllowed`,
+        // which is success here. Waiting for "the lowest id" instead would leave the cluster
+        // unformed while that one voter is down.
+        if !initialized {
             tracing::info!(node_id = cfg.node_id, voters = voters.len(), "metadata quorum: initializing membership");
             match raft.initialize(voters.clone()).await {
                 Ok(()) => {}
@@ -202,8 +271,15 @@ impl MetadataQuorum {
                 Err(openraft::error::RaftError::Fatal(e)) => return Err(from_fatal(e)),
             }
         }
-
         let single = voters.len() == 1;
+        if initialized && single {
+            // A restarted single voter would otherwise sit out a whole election timeout before
+            // electing itself; nobody else can be leader, so start the election now.
+            if let Err(e) = raft.trigger().elect().await {
+                tracing::debug!(error = %e, "metadata quorum: could not trigger an election");
+            }
+        }
+
         let wait = async {
             let mut metrics = raft.metrics();
             loop {
@@ -212,20 +288,36 @@ impl MetadataQuorum {
                     if let Err(e) = &m.running_state {
                         return Err(from_fatal(e.clone()));
                     }
-                    let ready = if single { m.state == ServerState::Leader } else { m.current_leader.is_some() };
+                    // A restarted voter may name itself leader (from its persisted vote) before
+                    // it has won an election in this run: only the `Leader` state counts then.
+                    let ready = match m.current_leader {
+                        Some(leader) if leader == me => m.state == ServerState::Leader,
+                        Some(_) => !single,
+                        None => false,
+                    };
                     if ready {
                         break;
                     }
                 }
                 metrics.changed().await.map_err(|_| RaftError::ShutDown)?;
             }
-            if single || raft.current_leader().await == Some(me) {
+            if raft.metrics().borrow().state == ServerState::Leader {
                 // Waits until the leader's first entry of its term is committed and applied, so
-                // the image reflects everything in the log.
-                raft.ensure_linearizable().await.map_err(|e| match e {
-                    openraft::error::RaftError::Fatal(f) => from_fatal(f),
-                    openraft::error::RaftError::APIError(e) => fatal(e),
-                })?;
+                // the image reflects everything in the log. Losing the leadership meanwhile is
+                // fine: the cluster-id step below waits for the image anyway.
+                // "Quorum not enough" is transient while the peers' connections come up (they
+                // may be backing off after this node was unreachable): retry within the bound.
+                loop {
+                    match raft.ensure_linearizable().await {
+                        Ok(_) => break,
+                        Err(openraft::error::RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => break,
+                        Err(openraft::error::RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                            tracing::debug!(error = %e, "metadata quorum: leadership not confirmed yet");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(openraft::error::RaftError::Fatal(f)) => return Err(from_fatal(f)),
+                    }
+                }
             }
             Ok(())
         };
@@ -233,19 +325,40 @@ impl MetadataQuorum {
             .await
             .map_err(|_| RaftError::Timeout(format!("no metadata leader elected within {timeout:?}")))??;
 
-        let stored = self.image().cluster_id.clone();
-        if stored.is_empty() {
-            if self.leader_id() == Some(cfg.node_id) {
-                let cluster_id = cfg.cluster_id.clone().unwrap_or_else(generate_cluster_id);
-                match self.propose(MetadataCommand::InitializeCluster { cluster_id: cluster_id.clone() }).await? {
-                    CommandOutcome::Applied(_) => tracing::info!(%cluster_id, "metadata quorum: cluster id recorded"),
-                    CommandOutcome::Rejected(r) if r.code == RejectCode::ClusterIdMismatch => {
-                        return Err(RaftError::ClusterIdMismatch { stored: self.image().cluster_id.clone(), configured: cluster_id })
+        // Any voter whose image has no cluster id proposes one (forwarded to the leader). The
+        // first committed id wins; later ones are rejected as mismatches, which only matters when
+        // this node was configured with a different id. A follower's image may merely lag, so
+        // either way wait until the id shows up locally: that also means the follower has caught
+        // up with the log at least that far.
+        //
+        // A restarted voter may still believe in a leader that is gone (its view comes from the
+        // persisted vote) until a new one is elected, so a single propose can time out; retry
+        // within `start_timeout`. Re-proposing is harmless: the same id again is a no-op, another
+        // id is rejected.
+        if self.image().cluster_id.is_empty() {
+            let deadline = Instant::now() + timeout;
+            let cluster_id = cfg.cluster_id.clone().unwrap_or_else(generate_cluster_id);
+            let index = loop {
+                match self.propose(MetadataCommand::InitializeCluster { cluster_id: cluster_id.clone() }).await {
+                    Ok(CommandOutcome::Applied(info)) => {
+                        tracing::info!(%cluster_id, "metadata quorum: cluster id recorded");
+                        break info.log_index;
                     }
-                    CommandOutcome::Rejected(r) => return Err(RaftError::Config(r.to_string())),
+                    Ok(CommandOutcome::Rejected(r)) if r.code == RejectCode::ClusterIdMismatch => break 0,
+                    Ok(CommandOutcome::Rejected(r)) => return Err(RaftError::Config(r.to_string())),
+                    Err(RaftError::Timeout(why)) if Instant::now() < deadline && self.image().cluster_id.is_empty() => {
+                        tracing::info!("metadata quorum: cluster id not recorded yet, retrying: {why}");
+                    }
+                    // The image caught up meanwhile (the id was already in the log).
+                    Err(RaftError::Timeout(_)) if !self.image().cluster_id.is_empty() => break 0,
+                    Err(e) => return Err(e),
                 }
-            }
-        } else if let Some(configured) = &cfg.cluster_id {
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            self.wait_for_image(|image| image.last_applied_index >= index && !image.cluster_id.is_empty(), remaining).await?;
+        }
+        let stored = self.image().cluster_id.clone();
+        if let Some(configured) = &cfg.cluster_id {
             if *configured != stored {
                 return Err(RaftError::ClusterIdMismatch { stored, configured: configured.clone() });
             }
@@ -254,30 +367,84 @@ impl MetadataQuorum {
         Ok(())
     }
 
-    /// Proposes `cmd` and returns once it is committed and applied; the image watch already
-    /// shows its effect then. A command whose preconditions failed is `Ok(Rejected)`.
-    ///
-    /// Errors: [`RaftError::NotLeader`] on a follower (nothing was proposed);
-    /// [`RaftError::Timeout`] after [`QuorumTuning::propose_timeout`], in which case the command
-    /// may still commit later (commands carry preconditions, so re-proposing is safe);
-    /// [`RaftError::ShutDown`] after `shutdown`; `Storage`/`Fatal` when the node failed.
-    pub async fn propose(&self, cmd: MetadataCommand) -> Result<CommandOutcome, RaftError> {
-        if self.inner.shut_down.load(Ordering::Acquire) {
-            return Err(RaftError::ShutDown);
-        }
-        let name = cmd.name();
-        let write = self.inner.raft.client_write(cmd);
-        let result = tokio::time::timeout(self.inner.propose_timeout, write)
-            .await
-            .map_err(|_| RaftError::Timeout(format!("{name} not committed within {:?}", self.inner.propose_timeout)))?;
-        match result {
-            Ok(response) => Ok(response.data),
-            Err(openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(RaftError::NotLeader { leader: f.leader_id.and_then(to_i32) })
+    /// Waits (bounded) until the local image satisfies `ready`.
+    async fn wait_for_image(&self, ready: impl Fn(&MetadataImage) -> bool, timeout: Duration) -> Result<(), RaftError> {
+        let mut rx = self.inner.image_rx.clone();
+        let wait = async {
+            loop {
+                if ready(&rx.borrow_and_update()) {
+                    return Ok(());
+                }
+                rx.changed().await.map_err(|_| RaftError::ShutDown)?;
             }
-            Err(openraft::error::RaftError::APIError(e)) => Err(fatal(e)),
-            Err(openraft::error::RaftError::Fatal(e)) => Err(from_fatal(e)),
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| RaftError::Timeout(format!("metadata image did not catch up within {timeout:?}")))?
+    }
+
+    /// Proposes `cmd` and returns once it is committed and applied on the leader. On the leader
+    /// the image watch already shows its effect then; a follower applies it shortly after. A
+    /// command whose preconditions failed is `Ok(Rejected)`.
+    ///
+    /// On a follower the command is forwarded to the leader ([`crate::RpcKind::Forward`]). Up to
+    /// [`QuorumTuning::propose_attempts`] attempts are made within
+    /// [`QuorumTuning::propose_timeout`], waiting for a leader when none is known and following
+    /// "not the leader" answers. A transport error after the request may have reached the leader
+    /// is retried as well, so a command can be committed twice; commands carry preconditions,
+    /// which makes the second copy a rejected no-op (except `AllocateProducerIds`, which then
+    /// wastes one block).
+    ///
+    /// Errors: [`RaftError::Timeout`] when no leader was reachable or the command was not
+    /// committed in time (it may still commit later); [`RaftError::ShutDown`] after `shutdown`;
+    /// `Storage`/`Fatal` when the node failed.
+    pub async fn propose(&self, cmd: MetadataCommand) -> Result<CommandOutcome, RaftError> {
+        let name = cmd.name();
+        let timeout = self.inner.propose_timeout;
+        let deadline = Instant::now() + timeout;
+        let me = self.inner.node_id;
+        let mut last_error = "no metadata leader known".to_string();
+        for attempt in 0..self.inner.propose_attempts {
+            if self.inner.shut_down.load(Ordering::Acquire) {
+                return Err(RaftError::ShutDown);
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            match self.leader_id() {
+                Some(leader) if leader == me => {
+                    match tokio::time::timeout(remaining, self.inner.raft.client_write(cmd.clone())).await {
+                        Err(_) => return Err(RaftError::Timeout(format!("{name} not committed within {timeout:?}"))),
+                        Ok(Ok(response)) => return Ok(response.data),
+                        Ok(Err(openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                            last_error = format!("node {me} lost the leadership");
+                        }
+                        Ok(Err(openraft::error::RaftError::APIError(e))) => return Err(fatal(e)),
+                        Ok(Err(openraft::error::RaftError::Fatal(e))) => return Err(from_fatal(e)),
+                    }
+                }
+                Some(leader) => match self.inner.voters.get(&leader) {
+                    None => last_error = format!("leader {leader} is not a configured voter"),
+                    Some(address) => match send_forward(&*self.inner.transport, leader, address, &cmd, remaining).await {
+                        Ok(ForwardReply::Done(outcome)) => return Ok(outcome),
+                        Ok(ForwardReply::Timeout) => {
+                            return Err(RaftError::Timeout(format!("{name} not committed by leader {leader} within {timeout:?}")))
+                        }
+                        Ok(ForwardReply::NotLeader { leader: hint }) => {
+                            last_error = format!("node {leader} is no longer the leader (it names {hint:?})");
+                        }
+                        Ok(ForwardReply::Failed(message)) => last_error = format!("leader {leader} failed: {message}"),
+                        Err(e) => last_error = format!("forwarding to leader {leader}: {e}"),
+                    },
+                },
+                None => {}
+            }
+            // Give the election (or the reconnect) time: 50, 100, 200, 400, 400... ms.
+            let pause = Duration::from_millis(50u64 << attempt.min(3));
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
+        Err(RaftError::Timeout(format!("{name} not committed within {timeout:?}: {last_error}")))
     }
 
     /// The current image.
@@ -312,6 +479,7 @@ impl MetadataQuorum {
         }
         self.inner.transport.unserve(self.inner.node_id);
         let stopped = self.inner.raft.shutdown().await.map_err(fatal);
+        self.inner.transport.close().await;
         // openraft builds snapshots in background tasks that may outlive the core: wait for a
         // write in progress and refuse later ones, so nothing touches the directory after this.
         let snapshots = self.inner.snapshots.clone();

@@ -21,8 +21,11 @@ fn tuning(snapshot_every_entries: u64) -> QuorumTuning {
         election_timeout_min_ms: 150,
         election_timeout_max_ms: 300,
         heartbeat_interval_ms: 50,
+        install_snapshot_timeout_ms: 10_000,
+        snapshot_chunk_bytes: 1 << 20,
         start_timeout: Duration::from_secs(10),
         propose_timeout: Duration::from_secs(10),
+        propose_attempts: 20,
     }
 }
 
@@ -346,11 +349,16 @@ async fn three_voters_in_process() {
     let leader_id = nodes[0].leader_id().expect("a leader");
     let leader = nodes.iter().find(|n| n.node_id() == leader_id).expect("leader node").clone();
     let follower = nodes.iter().find(|n| n.node_id() != leader_id).expect("follower").clone();
+    // A follower forwards the proposal to the leader.
     match follower.propose(create_topic("x", 1, 1)).await {
-        Err(RaftError::NotLeader { leader }) => assert_eq!(leader, Some(leader_id)),
-        other => panic!("expected NotLeader, got {other:?}"),
+        Ok(CommandOutcome::Applied(_)) => {}
+        other => panic!("expected the forwarded create to apply, got {other:?}"),
     }
-    must_apply(&leader, create_topic("x", 1, 1)).await;
+    // The same command again, now on the leader: rejected by its precondition.
+    match leader.propose(create_topic("x", 1, 1)).await {
+        Ok(CommandOutcome::Rejected(r)) => assert_eq!(r.code, RejectCode::TopicAlreadyExists),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
     // Followers apply it shortly after.
     let deadline = Instant::now() + Duration::from_secs(5);
     for node in &nodes {
