@@ -178,6 +178,8 @@ pub struct BrokerConfig {
     pub offsets_topic_segment_bytes: i32,
     /// `offsets.retention.minutes` (default 10080).
     pub offsets_retention_minutes: i32,
+    /// `offset.metadata.max.bytes` (default 4096).
+    pub offset_metadata_max_bytes: i32,
     /// `offsets.retention.check.interval.ms` (default 600000).
     pub offsets_retention_check_interval_ms: i64,
     /// `group.initial.rebalance.delay.ms` (default 3000; embedded 0).
@@ -716,6 +718,7 @@ impl BrokerConfig {
             offsets_topic_replication_factor: r.i16("offsets.topic.replication.factor")?,
             offsets_topic_segment_bytes: r.i32("offsets.topic.segment.bytes")?,
             offsets_retention_minutes: r.i32("offsets.retention.minutes")?,
+            offset_metadata_max_bytes: r.i32("offset.metadata.max.bytes")?,
             offsets_retention_check_interval_ms: r.int("offsets.retention.check.interval.ms")?,
             group_initial_rebalance_delay_ms: r.i32("group.initial.rebalance.delay.ms")?,
             group_min_session_timeout_ms: r.i32("group.min.session.timeout.ms")?,

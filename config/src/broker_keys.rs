@@ -140,6 +140,7 @@ pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("num.recovery.threads.per.data.dir", I, Some("2"), min(1), "Recovery threads (accepted, no effect).").dynamic().no_effect(),
     Def::new("num.replica.alter.log.dirs.threads", I, None, NONE, "Log dir movers (accepted, no effect).").no_effect(),
     Def::new("num.replica.fetchers", I, Some("1"), NONE, "Replica fetcher threads (accepted, no effect).").dynamic().no_effect(),
+    Def::new("offset.metadata.max.bytes", I, Some("4096"), min(0), "Largest metadata string stored with a committed offset."),
     Def::new("offsets.commit.timeout.ms", I, Some("5000"), min(1), "Offset commit timeout (accepted, no effect).").no_effect(),
     Def::new("offsets.load.buffer.size", I, Some("5242880"), min(1), "Offset load buffer (accepted, no effect).").no_effect(),
     Def::new("offsets.retention.check.interval.ms", L, Some("600000"), min(1), "How often stale offsets are expired."),

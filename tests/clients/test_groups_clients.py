@@ -91,3 +91,28 @@ def test_kafka_python_group_consumer(group_broker, topic):
     finally:
         c.close()
     assert sorted(r.value for r in out) == sorted(f"v{i}".encode() for i in range(30))
+
+
+def test_offset_metadata_limit_follows_broker_config(broker_factory, topic):
+    """offset.metadata.max.bytes: longer commit metadata gets
+    OFFSET_METADATA_TOO_LARGE, shorter metadata comes back on fetch."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+    broker = broker_factory({"offset.metadata.max.bytes": "64"})
+    create_topic(broker, topic)
+    produce_ok(broker, topic, [{"value": b"v%d" % i} for i in range(3)])
+    group = unique_topic("g-meta")
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        errors = []
+        try:
+            result = c.commit(offsets=[TopicPartition(topic, 0, 2, metadata="m" * 100)], asynchronous=False)
+            errors = [tp.error for tp in result if tp.error is not None]
+        except KafkaException as e:
+            errors = [e.args[0]]
+        assert errors and errors[0].code() == KafkaError.OFFSET_METADATA_TOO_LARGE, errors
+        # (librdkafka sends the metadata string with its NUL terminator, so stay below the limit.)
+        c.commit(offsets=[TopicPartition(topic, 0, 2, metadata="m" * 40)], asynchronous=False)
+        committed = c.committed([TopicPartition(topic, 0)], timeout=20)
+        assert committed[0].offset == 2 and committed[0].metadata == "m" * 40
+    finally:
+        c.close()

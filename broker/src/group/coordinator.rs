@@ -114,7 +114,7 @@ impl GroupCoordinator {
             max_session_timeout_ms: broker.group_max_session_timeout_ms,
             max_size: broker.group_max_size,
             initial_rebalance_delay_ms: broker.group_initial_rebalance_delay_ms,
-            offset_metadata_max_bytes: 4096,
+            offset_metadata_max_bytes: broker.offset_metadata_max_bytes.max(0) as usize,
             offsets_retention_ms: broker.offsets_retention_minutes as i64 * 60_000,
         };
         Self::with_config(node_id, config, broker.offsets_topic_num_partitions, broker.offsets_retention_check_interval_ms)

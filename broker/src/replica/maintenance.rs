@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::Ordering;
+
 use tokio::sync::watch;
+use tracing::info;
 
 use crate::server::Broker;
 
@@ -26,9 +29,14 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             last_retention = now;
         }
         // Disk work off the async threads.
+        let b = broker.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for p in partitions {
-                p.maintain(now, run_retention);
+                let deleted = p.maintain(now, run_retention);
+                if deleted > 0 {
+                    b.replicas.retention_segments_deleted.fetch_add(deleted as u64, Ordering::Relaxed);
+                    info!(topic = %p.topic, partition = p.index, segments = deleted, "retention deleted segments");
+                }
             }
         })
         .await;

@@ -43,6 +43,8 @@ pub struct ReplicaManager {
     reconcile_lock: Mutex<()>,
     /// What the log cleaner removed since start (metrics).
     pub cleaner_totals: cleaner::CleanerTotals,
+    /// Segments retention (time or size) deleted since start (metrics).
+    pub retention_segments_deleted: std::sync::atomic::AtomicU64,
 }
 
 fn partition_dir(log_dir: &Path, topic: &str, partition: i32) -> PathBuf {
@@ -78,6 +80,7 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
             cleaner_totals: cleaner::CleanerTotals::default(),
+            retention_segments_deleted: std::sync::atomic::AtomicU64::new(0),
         };
         manager.reconcile(image)?;
         manager.remove_orphans();

@@ -340,16 +340,18 @@ impl Partition {
     }
 
     /// Runs retention and the time-based flush policy; called periodically.
-    pub fn maintain(&self, now_ms: i64, run_retention: bool) {
+    /// Returns how many segments retention deleted.
+    pub fn maintain(&self, now_ms: i64, run_retention: bool) -> usize {
         let config = self.config();
         let mut guard = self.writer.lock().expect("writer lock poisoned");
-        let Some(writer) = guard.as_mut() else { return };
+        let Some(writer) = guard.as_mut() else { return 0 };
+        let mut deleted = 0;
         if run_retention && config.cleanup_policy.delete {
             let retention_ms = (config.retention_ms >= 0).then_some(config.retention_ms);
             let retention_bytes = (config.retention_bytes >= 0).then_some(config.retention_bytes as u64);
             let high_watermark = self.view.borrow().high_watermark;
             match writer.log.apply_retention_bounded(retention_ms, retention_bytes, now_ms, high_watermark) {
-                Ok(_) => {}
+                Ok(n) => deleted = n,
                 Err(e) => warn!(topic = %self.topic, partition = self.index, error = %e, "retention failed"),
             }
         }
@@ -366,6 +368,7 @@ impl Partition {
                 false
             }
         });
+        deleted
     }
 
     /// Flushes and closes the log cleanly; further appends fail.
