@@ -262,6 +262,8 @@ pub struct ProduceSettings {
     pub batch_size: u64,
     pub batch_num_messages: u64,
     pub compression: String,
+    /// What the record values look like (matters for compression).
+    pub payload: PayloadKind,
     /// Stop after this many payload bytes ...
     pub total_bytes: u64,
     /// ... or after this long, if set (then `total_bytes` is ignored) ...
@@ -393,18 +395,52 @@ fn wait_for_deliveries(producer: &BaseProducer<LatencyContext>) {
     std::thread::sleep(Duration::from_micros(500));
 }
 
-/// Payload source: a pseudo-random buffer; record i uses a window starting at
-/// a varying offset so consecutive records differ.
-fn payload_buffer(record_size: usize) -> Vec<u8> {
-    let mut buf = vec![0u8; record_size + 4096];
+/// What record values contain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PayloadKind {
+    /// Pseudo-random bytes: incompressible, the worst case for codecs.
+    Random,
+    /// JSON order events with varying ids and amounts, compressible like
+    /// real application records (a codec typically gets 3-6x on it).
+    Json,
+}
+
+/// Payload source: a buffer of `record_size + 4096` bytes; record i uses a
+/// window starting at a varying offset so consecutive records differ.
+fn payload_buffer(record_size: usize, kind: PayloadKind) -> Vec<u8> {
+    let len = record_size + 4096;
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    for b in buf.iter_mut() {
+    let mut next = move || {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        *b = (x >> 32) as u8;
+        x
+    };
+    match kind {
+        PayloadKind::Random => (0..len).map(|_| (next() >> 32) as u8).collect(),
+        PayloadKind::Json => {
+            let mut buf = Vec::with_capacity(len + 256);
+            let statuses = ["created", "paid", "packed", "shipped", "delivered"];
+            let mut i = 0u64;
+            while buf.len() < len {
+                let r = next();
+                let event = format!(
+                    "{{\"order_id\":\"ord-{:08}\",\"user_id\":\"user-{:05}\",\"status\":\"{}\",\"amount_cents\":{},\"currency\":\"EUR\",\"items\":[{{\"sku\":\"SKU-{:04}\",\"qty\":{}}}],\"ts\":{}}}\n",
+                    i,
+                    r % 50_000,
+                    statuses[(r >> 20) as usize % statuses.len()],
+                    (r >> 8) % 100_000,
+                    (r >> 32) % 5_000,
+                    1 + (r >> 40) % 4,
+                    1_795_000_000_000u64 + i * 37
+                );
+                buf.extend_from_slice(event.as_bytes());
+                i += 1;
+            }
+            buf.truncate(len);
+            buf
+        }
     }
-    buf
 }
 
 pub fn produce(s: &ProduceSettings) -> Result<ProduceResult> {
@@ -428,7 +464,7 @@ pub fn produce(s: &ProduceSettings) -> Result<ProduceResult> {
     // Connect and learn the leader before the clock starts.
     wait_for_leaders(&producer, &s.topic, s.partitions, Duration::from_secs(30))?;
 
-    let payload = payload_buffer(s.record_size);
+    let payload = payload_buffer(s.record_size, s.payload);
     let n_target: u64 = if s.duration.is_some() {
         u64::MAX
     } else {

@@ -120,6 +120,11 @@ struct Cli {
     #[arg(long, default_value = "none")]
     compression: String,
 
+    /// Record values: `random` (incompressible) or `json` (order events,
+    /// compressible like application data; use it with --compression).
+    #[arg(long, value_enum, default_value_t = kafka::PayloadKind::Random)]
+    payload: kafka::PayloadKind,
+
     /// Extra librdkafka producer property (repeatable), applied last.
     #[arg(long, value_name = "KEY=VALUE")]
     producer_config: Vec<String>,
@@ -390,6 +395,7 @@ impl Run {
             batch_size: self.cli.batch_size,
             batch_num_messages: self.cli.batch_num_messages,
             compression: self.cli.compression.clone(),
+            payload: self.cli.payload,
             total_bytes: self.cli.bytes,
             duration: self.cli.duration.map(Duration::from_secs_f64),
             max: self.max(),
@@ -809,13 +815,14 @@ mod report {
                 };
                 let _ = writeln!(
                     o,
-                    "settings: {} partition(s), {} B records, linger.ms={}, batch.size={}, batch.num.messages={}, compression={}, {} per produce phase, max {} s per phase{}",
+                    "settings: {} partition(s), {} B records, linger.ms={}, batch.size={}, batch.num.messages={}, compression={}, payload={:?}, {} per produce phase, max {} s per phase{}",
                     cli.partitions,
                     cli.record_size,
                     cli.linger_ms,
                     cli.batch_size,
                     cli.batch_num_messages,
                     cli.compression,
+                    cli.payload,
                     amount,
                     cli.max_seconds,
                     cli.rate_mbps.map(|r| format!(", throttled to {r} MB/s")).unwrap_or_default()
