@@ -25,7 +25,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use klamm_config::{BrokerConfig, LoadedConfig};
-use klamm_raft::{BrokerEndpoint, FollowerConfig, MetadataCommand, MetadataFollower, MetadataQuorum, QuorumConfig, NO_LEADER};
+use klamm_raft::{
+    BrokerEndpoint, FollowerConfig, MetadataCommand, MetadataFollower, MetadataQuorum, QuorumConfig, QuorumTuning,
+    TcpTransport, TcpTransportConfig, NO_LEADER,
+};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -222,14 +225,28 @@ async fn start_quorum(config: &BrokerConfig) -> anyhow::Result<MetadataQuorum> {
             config.node_id
         );
     }
-    MetadataQuorum::start(QuorumConfig {
+    let single_controller_only = voters.len() == 1 && !config.is_broker();
+    let own_address = voters.iter().find(|(id, _)| *id == config.node_id).map(|(_, a)| a.clone());
+    let quorum_config = QuorumConfig {
         node_id: config.node_id,
         data_dir: metadata_dir(config),
         voters,
         cluster_id: config.cluster_id.clone(),
-    })
-    .await
-    .context("start metadata quorum")
+    };
+    match own_address {
+        // A lone voter normally talks to nobody (the embedded single node stays off the
+        // network, as before), but a controller-only node exists to serve broker-only nodes:
+        // it must listen on its controller listener even without other voters.
+        Some(address) if single_controller_only => {
+            let transport = TcpTransport::bind(&address, TcpTransportConfig::default())
+                .await
+                .with_context(|| format!("bind controller listener {address}"))?;
+            MetadataQuorum::start_with(quorum_config, QuorumTuning::default(), transport)
+                .await
+                .context("start metadata quorum")
+        }
+        _ => MetadataQuorum::start(quorum_config).await.context("start metadata quorum"),
+    }
 }
 
 fn metadata_dir(config: &BrokerConfig) -> PathBuf {

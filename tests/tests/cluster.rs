@@ -131,3 +131,63 @@ async fn three_nodes_one_cluster() {
 
     cluster.stop().await.expect("stop cluster");
 }
+
+/// `process.roles=controller` (one voter, no Kafka listener) with two
+/// `process.roles=broker` nodes following it: both brokers register, topics
+/// spread over them, and produce/consume works on each leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controller_only_with_broker_only_nodes() {
+    use klamm_broker::server::{start, start_node, RunningNode};
+    let ctrl_port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let voters = format!("controller.quorum.voters=9@127.0.0.1:{ctrl_port}");
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let load = |props: Vec<String>| klamm_config::BrokerConfig::load(None, &props).expect("config");
+    let controller = start_node(load(vec![
+        "node.id=9".into(),
+        "process.roles=controller".into(),
+        format!("listeners=CONTROLLER://127.0.0.1:{ctrl_port}"),
+        "controller.listener.names=CONTROLLER".into(),
+        voters.clone(),
+        format!("log.dirs={}", dirs[0].path().display()),
+    ]))
+    .await
+    .expect("start controller");
+    assert!(matches!(controller, RunningNode::Controller(_)));
+    let mut brokers = Vec::new();
+    for (i, dir) in dirs[1..].iter().enumerate() {
+        let b = start(load(vec![
+            format!("node.id={}", i + 1),
+            "process.roles=broker".into(),
+            "listeners=PLAINTEXT://127.0.0.1:0".into(),
+            "controller.listener.names=CONTROLLER".into(),
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
+            voters.clone(),
+            format!("log.dirs={}", dir.path().display()),
+        ]))
+        .await
+        .expect("start broker-only node");
+        brokers.push(b);
+    }
+    let bootstrap: Vec<String> = brokers.iter().map(|b| b.broker.bound[0].1.to_string()).collect();
+    let a = admin(&bootstrap.join(","));
+    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let r = a.create_topics(&[NewTopic::new("t4", 4, TopicReplication::Fixed(1))], &opts).await.expect("create");
+    assert!(r[0].is_ok(), "{:?}", r[0]);
+    for bs in &bootstrap {
+        let md = admin(bs).inner().fetch_metadata(Some("t4"), TIMEOUT).expect("metadata");
+        let ids: BTreeSet<i32> = md.brokers().iter().map(|b| b.id()).collect();
+        assert_eq!(ids, BTreeSet::from([1, 2]), "controller-only node 9 is no broker");
+        let leaders: BTreeSet<i32> = md.topics()[0].partitions().iter().map(|p| p.leader()).collect();
+        assert_eq!(leaders, BTreeSet::from([1, 2]));
+    }
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap[0]).set("message.timeout.ms", "20000").create().expect("producer");
+    for p in 0..4 {
+        let rec = FutureRecord::<(), _>::to("t4").partition(p).payload("v");
+        producer.send(rec, TIMEOUT).await.map_err(|(e, _)| e).expect("produce");
+    }
+    for b in brokers {
+        b.shutdown().await.expect("stop broker");
+    }
+    controller.shutdown().await.expect("stop controller");
+}
