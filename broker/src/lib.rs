@@ -3,18 +3,23 @@
 //! - [`net`]: listeners and connections (framing, headers, ordered replies);
 //! - [`handlers`]: one module per Kafka API, plus the registry of served versions;
 //! - [`replica`]: the partitions hosted here (log, producer state, high watermark);
-//! - [`server`]: start-up, shared state, shutdown;
+//! - [`server`]: start-up by `process.roles`, shared state, shutdown;
+//! - [`metadata`]: the metadata source (quorum voter or follower of the controllers);
+//! - [`controller`]: the active controller's broker fencing and leader election;
 //! - [`producer_ids`]: producer-id blocks for idempotent producers;
 //! - [`topics`]: topic-name rules and replica placement used by the admin APIs;
 //! - [`clock`]: the only place that reads wall-clock time.
 //!
 //! Metadata (topics, partitions, configs, brokers) lives in the Raft-backed
 //! image of `klamm-raft`; handlers read immutable snapshots of it and change it
-//! only by proposing commands.
+//! only by proposing commands, through [`metadata::MetadataSource`] whether this
+//! node votes or follows the controllers.
 
 pub mod clock;
+pub mod controller;
 pub mod group;
 pub mod handlers;
+pub mod metadata;
 pub mod net;
 pub mod producer_ids;
 pub mod replica;

@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("start tokio runtime")?;
     runtime.block_on(async move {
-        let running = klamm_broker::server::start(loaded).await?;
+        let running = klamm_broker::server::start_node(loaded).await?;
         wait_for_signal().await;
         info!("shutting down");
         running.shutdown().await

@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use klamm_raft::{MetadataCommand, MetadataQuorum};
+use klamm_raft::MetadataCommand;
 
 /// How many ids one metadata-log entry reserves (Kafka uses 1000 too).
 pub const BLOCK_SIZE: i64 = 1000;
@@ -34,7 +34,7 @@ impl ProducerIdAllocator {
         }
     }
 
-    pub async fn next(&self, quorum: &MetadataQuorum) -> anyhow::Result<i64> {
+    pub async fn next(&self, quorum: &crate::metadata::MetadataSource) -> anyhow::Result<i64> {
         if let Some(id) = self.take() {
             return Ok(id);
         }

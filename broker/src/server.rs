@@ -1,23 +1,38 @@
-//! Broker start-up, the shared [`Broker`] state and shutdown.
+//! Node start-up by `process.roles`, the shared [`Broker`] state and shutdown.
 //!
-//! Start-up order: open the metadata quorum (which replays the metadata log),
-//! register this broker through the log and unfence it, open the logs of the
-//! partitions this node hosts, then bind the Kafka listeners. A task follows
-//! the metadata image and creates or deletes local partitions as topics come
-//! and go. Shutdown stops the listeners, closes every log cleanly (so the next
-//! start skips full recovery) and stops the quorum.
+//! [`start_node`] picks what to run:
+//! - `broker,controller` (the embedded single node too): a voter of the metadata quorum
+//!   ([`MetadataSource::Voter`]) that also serves Kafka clients;
+//! - `controller`: a voter only ([`RunningController`]): no Kafka listener, no partitions;
+//! - `broker`: a [`MetadataSource::Follower`] of the controllers in `controller.quorum.voters`.
+//!
+//! Every voter also runs the [`crate::controller`] task, which acts only while this node is
+//! the active controller (fencing brokers that stopped answering, electing leaders).
+//!
+//! Broker start-up order: start the metadata source (a voter replays the metadata log),
+//! bind the Kafka listeners (so the registration carries the real ports), register this
+//! broker through the log, open the logs of the partitions this node hosts, unfence it. A task
+//! follows the metadata image and creates or deletes local partitions as topics come and go.
+//! Shutdown stops the listeners, fences this broker when other brokers exist (so clients are
+//! told at once that its partitions are leaderless instead of after the session timeout),
+//! closes every log cleanly (so the next start skips full recovery) and stops the quorum.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use klamm_config::{BrokerConfig, LoadedConfig};
-use klamm_raft::{BrokerEndpoint, MetadataCommand, MetadataQuorum, QuorumConfig};
+use klamm_raft::{
+    BrokerEndpoint, FollowerConfig, MetadataCommand, MetadataFollower, MetadataQuorum, QuorumConfig, QuorumTuning,
+    TcpTransport, TcpTransportConfig, NO_LEADER,
+};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::metadata::MetadataSource;
 use crate::net::{serve_listener, BoundListener};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::replica::ReplicaManager;
@@ -31,7 +46,10 @@ pub struct Broker {
     /// The key/value pairs the operator gave (file + overrides), reported by
     /// DescribeConfigs as static broker configs.
     pub static_config: BTreeMap<String, String>,
-    pub quorum: MetadataQuorum,
+    /// The metadata image and proposals (a quorum voter or a follower of the controllers).
+    pub metadata: MetadataSource,
+    /// The broker epoch of this broker's registration.
+    pub broker_epoch: i64,
     pub replicas: ReplicaManager,
     pub producer_ids: ProducerIdAllocator,
     /// The consumer-group coordinator (shards of `__consumer_offsets` led here).
@@ -47,7 +65,7 @@ impl Broker {
     /// error code.
     pub async fn apply_metadata(&self, command: MetadataCommand) -> Result<(), (ErrorCode, String)> {
         let outcome = self
-            .quorum
+            .metadata
             .propose(command)
             .await
             .map_err(|e| (ErrorCode::REQUEST_TIMED_OUT, format!("metadata log unavailable: {e}")))?;
@@ -55,7 +73,7 @@ impl Broker {
         // The change is committed whatever happens locally; a local failure
         // (a log that cannot be opened) is the partition's problem, reported
         // by produce and fetch, as in Kafka where the controller answers.
-        if let Err(e) = self.replicas.reconcile(&self.quorum.image()) {
+        if let Err(e) = self.replicas.reconcile(&self.metadata.image()) {
             warn!(error = %e, "applying metadata to local partitions failed");
         }
         Ok(())
@@ -73,10 +91,161 @@ impl RunningBroker {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.shutdown_tx.send(true);
         while self.tasks.join_next().await.is_some() {}
+        // Bounded: with the quorum going down too (a whole cluster stopping) nobody may commit.
+        if tokio::time::timeout(Duration::from_secs(3), fence_self(&self.broker)).await.is_err() {
+            warn!("fencing this broker on shutdown timed out; the controller fences it after the session timeout");
+        }
         self.broker.replicas.close_all();
-        self.broker.quorum.shutdown().await.context("stop metadata quorum")?;
+        self.broker.metadata.shutdown().await.context("stop metadata quorum")?;
         info!("broker stopped");
         Ok(())
+    }
+}
+
+/// On a clean shutdown of a multi-broker cluster: fence this broker and take leadership away
+/// from its partitions (replication factor 1 has no other replica to take over: leader -1),
+/// so clients see LEADER_NOT_AVAILABLE right away. A single node skips this, so that it
+/// restarts exactly as it stopped.
+async fn fence_self(broker: &Broker) {
+    let image = broker.metadata.image();
+    if image.brokers.keys().all(|id| *id == broker.node_id) {
+        return;
+    }
+    let fence = MetadataCommand::FenceBroker { node_id: broker.node_id, epoch: broker.broker_epoch };
+    if let Err(e) = broker.metadata.propose(fence).await {
+        warn!(error = %e, "fencing this broker on shutdown failed");
+        return;
+    }
+    for topic in image.topics.values() {
+        for p in topic.partitions.values().filter(|p| p.leader == broker.node_id) {
+            let change = MetadataCommand::ChangePartition {
+                topic_id: topic.topic_id,
+                partition: p.partition,
+                expected_partition_epoch: p.partition_epoch,
+                leader: Some(NO_LEADER),
+                isr: None,
+            };
+            if let Err(e) = broker.metadata.propose(change).await {
+                warn!(error = %e, topic = %topic.name, partition = p.partition, "giving up leadership failed");
+                return;
+            }
+        }
+    }
+}
+
+/// A controller-only node (`process.roles=controller`): a quorum voter and nothing else.
+pub struct RunningController {
+    pub quorum: MetadataQuorum,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl RunningController {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown_tx.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        self.quorum.shutdown().await.context("stop metadata quorum")?;
+        info!("controller stopped");
+        Ok(())
+    }
+}
+
+/// What [`start_node`] started, by `process.roles`.
+pub enum RunningNode {
+    Broker(RunningBroker),
+    Controller(RunningController),
+}
+
+impl RunningNode {
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        match self {
+            RunningNode::Broker(b) => b.shutdown().await,
+            RunningNode::Controller(c) => c.shutdown().await,
+        }
+    }
+}
+
+/// Starts what `process.roles` asks for: a broker (combined with a controller or not) or a
+/// controller only.
+pub async fn start_node(loaded: LoadedConfig) -> anyhow::Result<RunningNode> {
+    if loaded.config.is_broker() {
+        return Ok(RunningNode::Broker(start(loaded).await?));
+    }
+    let config = loaded.config;
+    let log_dir = prepare_log_dir(&config)?;
+    info!(node_id = config.node_id, data = %log_dir.display(), "starting klamm controller");
+    let quorum = start_quorum(&config).await?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&config), shutdown_rx));
+    info!(voters = ?quorum_voters(&config), "controller running");
+    Ok(RunningNode::Controller(RunningController { quorum, shutdown_tx, tasks }))
+}
+
+fn controller_settings(config: &BrokerConfig) -> crate::controller::Settings {
+    crate::controller::Settings {
+        session_timeout: Duration::from_millis(config.broker_session_timeout_ms.max(1) as u64),
+        ..Default::default()
+    }
+}
+
+fn quorum_voters(config: &BrokerConfig) -> Vec<(i32, String)> {
+    config.controller_quorum_voters.iter().map(|v| (v.id, v.host_port())).collect()
+}
+
+fn prepare_log_dir(config: &BrokerConfig) -> anyhow::Result<PathBuf> {
+    let log_dir = config.log_dirs.first().cloned().context("log.dirs is empty")?;
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("create log dir {}", log_dir.display()))?;
+    Ok(log_dir.canonicalize().unwrap_or(log_dir))
+}
+
+/// Starts this node's voter, after checking that its entry in `controller.quorum.voters`
+/// is the controller listener it is configured with (the quorum binds the voter address,
+/// so a mismatch would silently listen somewhere else than `listeners` says).
+async fn start_quorum(config: &BrokerConfig) -> anyhow::Result<MetadataQuorum> {
+    let voters = quorum_voters(config);
+    if let Some(own) = config.controller_quorum_voters.iter().find(|v| v.id == config.node_id) {
+        let listener = config.listeners.iter().find(|l| config.controller_listener_names.contains(&l.name));
+        if let Some(l) = listener {
+            let wildcard = l.host.is_empty() || l.host == "0.0.0.0" || l.host == "::";
+            if l.port != own.port || (!wildcard && !l.host.eq_ignore_ascii_case(&own.host)) {
+                anyhow::bail!(
+                    "controller.quorum.voters names {} for node {}, but the controller listener {} is {}:{}; they must match",
+                    own.host_port(),
+                    config.node_id,
+                    l.name,
+                    l.host,
+                    l.port
+                );
+            }
+        }
+    } else if voters.len() > 1 {
+        anyhow::bail!(
+            "node {} has process.roles containing controller but is not in controller.quorum.voters",
+            config.node_id
+        );
+    }
+    let single_controller_only = voters.len() == 1 && !config.is_broker();
+    let own_address = voters.iter().find(|(id, _)| *id == config.node_id).map(|(_, a)| a.clone());
+    let quorum_config = QuorumConfig {
+        node_id: config.node_id,
+        data_dir: metadata_dir(config),
+        voters,
+        cluster_id: config.cluster_id.clone(),
+    };
+    match own_address {
+        // A lone voter normally talks to nobody (the embedded single node stays off the
+        // network, as before), but a controller-only node exists to serve broker-only nodes:
+        // it must listen on its controller listener even without other voters.
+        Some(address) if single_controller_only => {
+            let transport = TcpTransport::bind(&address, TcpTransportConfig::default())
+                .await
+                .with_context(|| format!("bind controller listener {address}"))?;
+            MetadataQuorum::start_with(quorum_config, QuorumTuning::default(), transport)
+                .await
+                .context("start metadata quorum")
+        }
+        _ => MetadataQuorum::start(quorum_config).await.context("start metadata quorum"),
     }
 }
 
@@ -88,20 +257,17 @@ fn metadata_dir(config: &BrokerConfig) -> PathBuf {
 pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     let config = loaded.config.clone();
     let static_config = loaded.original.clone();
-    let log_dir = config.log_dirs.first().cloned().context("log.dirs is empty")?;
-    std::fs::create_dir_all(&log_dir).with_context(|| format!("create log dir {}", log_dir.display()))?;
-    let log_dir = log_dir.canonicalize().unwrap_or(log_dir);
+    anyhow::ensure!(config.is_broker(), "process.roles has no broker role; use start_node");
+    let log_dir = prepare_log_dir(&config)?;
     info!(node_id = config.node_id, data = %log_dir.display(), "starting klamm");
 
-    let voters = config.controller_quorum_voters.iter().map(|v| (v.id, v.host_port())).collect();
-    let quorum = MetadataQuorum::start(QuorumConfig {
-        node_id: config.node_id,
-        data_dir: metadata_dir(&config),
-        voters,
-        cluster_id: config.cluster_id.clone(),
-    })
-    .await
-    .context("start metadata quorum")?;
+    let metadata = if config.is_controller() {
+        MetadataSource::Voter(start_quorum(&config).await?)
+    } else {
+        let controllers = quorum_voters(&config).into_iter().collect();
+        let follower = MetadataFollower::start(FollowerConfig::new(controllers)).context("start metadata follower")?;
+        MetadataSource::Follower(follower)
+    };
 
     // Bind listeners first so the registration carries the real ports.
     let controller_names: Vec<String> = config.controller_listener_names.clone();
@@ -115,7 +281,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     let bound: Vec<(String, SocketAddr)> = bound_listeners.iter().map(|b| (b.name.clone(), b.local_addr)).collect();
 
     let endpoints = advertised_endpoints(&config, &bound);
-    let registration = quorum
+    let registration = metadata
         .propose(MetadataCommand::RegisterBroker {
             node_id: config.node_id,
             incarnation_id: rand::random(),
@@ -128,10 +294,10 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         .map_err(|r| anyhow::anyhow!("broker registration rejected: {r}"))?;
     let broker_epoch = registration.broker_epoch.unwrap_or_default();
 
-    let replicas = ReplicaManager::open(config.node_id, log_dir.clone(), loaded, &quorum.image())
+    let replicas = ReplicaManager::open(config.node_id, log_dir.clone(), loaded, &metadata.image())
         .context("open partition logs")?;
 
-    quorum
+    metadata
         .propose(MetadataCommand::UnfenceBroker { node_id: config.node_id, epoch: broker_epoch })
         .await
         .context("unfence broker")?
@@ -144,7 +310,8 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         groups: crate::group::GroupCoordinator::new(config.node_id, &config),
         config,
         static_config,
-        quorum,
+        metadata,
+        broker_epoch,
         replicas,
         bound,
     });
@@ -152,6 +319,9 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(follow_metadata(broker.clone(), shutdown_rx.clone()));
+    if let Some(quorum) = broker.metadata.quorum() {
+        tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&broker.config), shutdown_rx.clone()));
+    }
     tasks.spawn(crate::replica::maintenance::run(broker.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::replica::cleaner::run(broker.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::group::GroupCoordinator::run(broker.clone(), shutdown_rx.clone()));
@@ -193,7 +363,7 @@ fn advertised_endpoints(config: &BrokerConfig, bound: &[(String, SocketAddr)]) -
 
 /// Keeps the local partitions in step with the metadata image.
 async fn follow_metadata(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let mut images = broker.quorum.subscribe();
+    let mut images = broker.metadata.subscribe();
     loop {
         let image = images.borrow_and_update().clone();
         if let Err(e) = broker.replicas.reconcile(&image) {

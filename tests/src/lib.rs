@@ -82,3 +82,76 @@ impl TestBroker {
         Ok(())
     }
 }
+
+/// A cluster of combined (broker+controller) nodes in this process, each a
+/// voter of one metadata quorum on its own loopback port, with its own temp
+/// dir. Kafka listeners bind port 0; controller ports are picked by binding
+/// port 0 and releasing it just before the start (voters must know each
+/// other's addresses in advance).
+pub struct TestCluster {
+    pub nodes: Vec<TestBroker>,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes concurrently (each waits for a quorum) with `overrides` on every node.
+    pub async fn start(n: usize, overrides: &[&str]) -> anyhow::Result<TestCluster> {
+        let mut ports = Vec::new();
+        {
+            let mut held = Vec::new();
+            for _ in 0..n {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").context("pick a controller port")?;
+                ports.push(l.local_addr()?.port());
+                held.push(l);
+            }
+        }
+        let voters: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect();
+        let voters = voters.join(",");
+        let mut starts = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let dir = tempfile::tempdir().context("create data dir")?;
+            let mut all = vec![
+                format!("node.id={}", i + 1),
+                "process.roles=broker,controller".to_string(),
+                format!("listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{port}"),
+                "advertised.listeners=PLAINTEXT://127.0.0.1:0".to_string(),
+                "controller.listener.names=CONTROLLER".to_string(),
+                format!("controller.quorum.voters={voters}"),
+                format!("log.dirs={}", dir.path().display()),
+            ];
+            all.extend(overrides.iter().map(|s| s.to_string()));
+            starts.push(tokio::spawn(async move {
+                let loaded = klamm_config::BrokerConfig::load(None, &all).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let running = start(loaded).await?;
+                let addr = running.broker.bound.first().map(|(_, a)| *a).context("broker bound no listener")?;
+                anyhow::Ok(TestBroker { addr, running: Some(running), data: DataDir::Owned(dir) })
+            }));
+        }
+        let mut nodes = Vec::new();
+        for s in starts {
+            nodes.push(s.await.context("start task")??);
+        }
+        Ok(TestCluster { nodes })
+    }
+
+    /// All Kafka listeners, comma-separated.
+    pub fn bootstrap(&self) -> String {
+        self.nodes.iter().map(|n| n.bootstrap()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The running broker of node `i` (0-based).
+    pub fn broker(&self, i: usize) -> Option<&std::sync::Arc<klamm_broker::server::Broker>> {
+        self.nodes.get(i).and_then(|n| n.running.as_ref()).map(|r| &r.broker)
+    }
+
+    /// Stops every node concurrently (a voter's shutdown may wait for the others).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let mut stops = Vec::new();
+        for n in self.nodes {
+            stops.push(tokio::spawn(n.stop()));
+        }
+        for s in stops {
+            s.await.context("stop task")??;
+        }
+        Ok(())
+    }
+}

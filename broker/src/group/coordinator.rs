@@ -207,7 +207,7 @@ impl GroupCoordinator {
     /// Follows the metadata image and keeps the shards in step.
     pub async fn run(broker: Arc<crate::server::Broker>, mut shutdown: watch::Receiver<bool>) {
         let groups = &broker.groups;
-        let mut images = broker.quorum.subscribe();
+        let mut images = broker.metadata.subscribe();
         loop {
             let image = images.borrow_and_update().clone();
             groups.sync_leadership(&image, &broker.replicas);

@@ -58,7 +58,7 @@ fn dynamic_broker_configs(image: &MetadataImage, node: Option<i32>) -> BTreeMap<
 }
 
 pub fn describe(ctx: &RequestContext, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
-    let image = ctx.broker.quorum.image();
+    let image = ctx.broker.metadata.image();
     let results = request
         .resources
         .into_iter()
@@ -156,7 +156,7 @@ async fn replace_configs(
     if validate_only {
         return Ok(());
     }
-    let image = ctx.broker.quorum.image();
+    let image = ctx.broker.metadata.image();
     let current = current_configs(&image, &res);
     let delete: Vec<String> = current.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
     let set: BTreeMap<String, String> = desired.into_iter().filter(|(k, v)| current.get(k) != Some(v)).collect();
@@ -169,7 +169,7 @@ async fn replace_configs(
 pub async fn alter(ctx: &RequestContext, request: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
     for r in request.resources {
-        let image = ctx.broker.quorum.image();
+        let image = ctx.broker.metadata.image();
         let outcome = match resource(ctx, &image, r.resource_type, &r.resource_name) {
             Err(e) => Err(e),
             Ok(res) => {
@@ -216,7 +216,7 @@ fn split_list(value: &str) -> Vec<String> {
 pub async fn incremental_alter(ctx: &RequestContext, request: IncrementalAlterConfigsRequest) -> incremental::IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
     for r in request.resources {
-        let image = ctx.broker.quorum.image();
+        let image = ctx.broker.metadata.image();
         let outcome = match resource(ctx, &image, r.resource_type, &r.resource_name) {
             Err(e) => Err(e),
             Ok(res) => {

@@ -32,7 +32,7 @@ async fn grow(
     validate_only: bool,
 ) -> Result<(), (ErrorCode, String)> {
     let broker = &ctx.broker;
-    let image = broker.quorum.image();
+    let image = broker.metadata.image();
     let topic = image
         .topic(name)
         .ok_or_else(|| (ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, format!("The topic '{name}' does not exist.")))?;

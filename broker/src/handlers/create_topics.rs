@@ -42,7 +42,7 @@ pub type ApiError = (ErrorCode, String);
 /// log; when it returns Ok the local partitions exist and accept writes.
 pub async fn create_topic(broker: &Arc<Broker>, spec: TopicSpec, validate_only: bool) -> Result<[u8; 16], ApiError> {
     validate_topic_name(&spec.name).map_err(|m| (ErrorCode::INVALID_TOPIC_EXCEPTION, m))?;
-    let image = broker.quorum.image();
+    let image = broker.metadata.image();
     if image.topic(&spec.name).is_some() {
         return Err((ErrorCode::TOPIC_ALREADY_EXISTS, format!("Topic '{}' already exists.", spec.name)));
     }

@@ -16,7 +16,7 @@ use super::RequestContext;
 
 pub async fn handle(ctx: &RequestContext, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let broker = &ctx.broker;
-    let image = broker.quorum.image();
+    let image = broker.metadata.image();
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());

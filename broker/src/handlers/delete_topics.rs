@@ -17,7 +17,7 @@ pub async fn handle(ctx: &RequestContext, request: DeleteTopicsRequest) -> Delet
     };
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
-        let image = broker.quorum.image();
+        let image = broker.metadata.image();
         let by_id = name.is_none() || !id.is_zero();
         let topic = if let Some(n) = &name { image.topic(n) } else { image.topic_by_id(&id.0) };
         let mut result = DeletableTopicResult { name: name.clone(), topic_id: id, ..Default::default() };

@@ -10,7 +10,7 @@ use super::RequestContext;
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
 pub fn handle(ctx: &RequestContext, request: DescribeClusterRequest) -> DescribeClusterResponse {
-    let image = ctx.broker.quorum.image();
+    let image = ctx.broker.metadata.image();
     let mut response = DescribeClusterResponse {
         cluster_id: image.cluster_id.clone(),
         controller_id: ctx.broker.node_id,

@@ -85,7 +85,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
 
 fn resolve(ctx: &RequestContext, request: &FetchRequest) -> Vec<Target> {
     let broker = &ctx.broker;
-    let image = broker.quorum.image();
+    let image = broker.metadata.image();
     let mut targets = Vec::new();
     for t in &request.topics {
         let (name, id, topic_error) = if ctx.api_version >= 13 {

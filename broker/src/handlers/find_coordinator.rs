@@ -50,14 +50,16 @@ fn error(key: String, code: ErrorCode, message: &str) -> Coordinator {
 }
 
 /// Creates `__consumer_offsets` like Kafka's auto-creation of internal
-/// topics: `offsets.topic.num.partitions` partitions, replication factor
-/// min(`offsets.topic.replication.factor`, live brokers), compacted.
+/// topics: `offsets.topic.num.partitions` partitions spread over the live
+/// brokers, compacted. Replication factor 1 whatever
+/// `offsets.topic.replication.factor` says: partitions are not replicated
+/// between brokers yet (see `topics::NO_REPLICATION_MESSAGE`), and refusing
+/// would leave the cluster without group coordinators.
 pub async fn ensure_offsets_topic(ctx: &RequestContext) -> Result<(), ErrorCode> {
     let broker = &ctx.broker;
-    if broker.quorum.image().topic(OFFSETS_TOPIC).is_some() {
+    if broker.metadata.image().topic(OFFSETS_TOPIC).is_some() {
         return Ok(());
     }
-    let live = broker.quorum.image().unfenced_brokers().count().max(1) as i16;
     let mut configs = BTreeMap::new();
     configs.insert("cleanup.policy".to_string(), "compact".to_string());
     configs.insert("segment.bytes".to_string(), broker.config.offsets_topic_segment_bytes.to_string());
@@ -65,7 +67,7 @@ pub async fn ensure_offsets_topic(ctx: &RequestContext) -> Result<(), ErrorCode>
     let spec = TopicSpec {
         name: OFFSETS_TOPIC.to_string(),
         num_partitions: broker.config.offsets_topic_num_partitions.max(1),
-        replication_factor: broker.config.offsets_topic_replication_factor.min(live).max(1),
+        replication_factor: 1,
         assignment: Vec::new(),
         configs,
     };
@@ -91,7 +93,7 @@ async fn find_one(ctx: &RequestContext, key_type: i8, key: String) -> Coordinato
         return error(key, ErrorCode::COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.");
     }
     let broker = &ctx.broker;
-    let image = broker.quorum.image();
+    let image = broker.metadata.image();
     broker.groups.sync_leadership(&image, &broker.replicas);
     let partition = broker.groups.partition_for_image(&image, &key);
     let leader = image.partition(OFFSETS_TOPIC, partition).map(|p| p.leader).unwrap_or(-1);

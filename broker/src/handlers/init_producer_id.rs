@@ -23,7 +23,7 @@ pub async fn handle(ctx: &RequestContext, request: InitProducerIdRequest) -> Ini
         response.error_code = ErrorCode::COORDINATOR_NOT_AVAILABLE.code();
         return response;
     }
-    match ctx.broker.producer_ids.next(&ctx.broker.quorum).await {
+    match ctx.broker.producer_ids.next(&ctx.broker.metadata).await {
         Ok(id) => {
             response.producer_id = id;
             response.producer_epoch = 0;

@@ -14,7 +14,7 @@ pub const LATEST_TIERED: i64 = -5;
 
 pub fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let broker = &ctx.broker;
-    let image = broker.quorum.image();
+    let image = broker.metadata.image();
     let read_committed = request.isolation_level == 1;
     let topics = request
         .topics

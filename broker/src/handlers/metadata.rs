@@ -14,7 +14,7 @@ use crate::topics::{is_internal, validate_topic_name};
 
 pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.broker;
-    let mut image = broker.quorum.image();
+    let mut image = broker.metadata.image();
 
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let requested: Option<Vec<(Option<String>, Uuid)>> = match request.topics {
@@ -65,7 +65,7 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
                 let spec = TopicSpec::with_defaults(&broker.config, name.clone());
                 match create_topic(broker, spec, false).await {
                     Ok(_) => {
-                        image = broker.quorum.image();
+                        image = broker.metadata.image();
                         match image.topic(&name) {
                             Some(t) => topics.push(topic_metadata(&image, t)),
                             None => topics.push(error_topic(name, ErrorCode::LEADER_NOT_AVAILABLE)),
@@ -73,7 +73,7 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
                     }
                     // Another client created it between our check and the proposal.
                     Err((code, _)) if code == ErrorCode::TOPIC_ALREADY_EXISTS => {
-                        image = broker.quorum.image();
+                        image = broker.metadata.image();
                         match image.topic(&name) {
                             Some(t) => topics.push(topic_metadata(&image, t)),
                             None => topics.push(error_topic(name, ErrorCode::LEADER_NOT_AVAILABLE)),

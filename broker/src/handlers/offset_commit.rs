@@ -11,7 +11,7 @@ use crate::group::offsets::{CommitRequest, OffsetToCommit};
 
 pub async fn handle(ctx: &RequestContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let v = ctx.api_version;
-    let image = ctx.broker.quorum.image();
+    let image = ctx.broker.metadata.image();
     // Response skeleton in request order; `slots` maps each committed offset to its cell.
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::with_capacity(request.topics.len());
     let mut offsets = Vec::new();

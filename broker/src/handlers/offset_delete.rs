@@ -8,7 +8,7 @@ use klamm_protocol::ErrorCode;
 use super::RequestContext;
 
 pub async fn handle(ctx: &RequestContext, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
-    let image = ctx.broker.quorum.image();
+    let image = ctx.broker.metadata.image();
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut wanted = Vec::new();
     let mut slots = Vec::new();

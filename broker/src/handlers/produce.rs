@@ -20,7 +20,7 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     }
     let acks = request.acks;
     let broker = &ctx.broker;
-    let image = broker.quorum.image();
+    let image = broker.metadata.image();
     let now = crate::clock::now_ms();
     let mut any_error = false;
     let mut responses = Vec::with_capacity(request.topic_data.len());

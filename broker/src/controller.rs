@@ -1,0 +1,197 @@
+//! The active controller's duties: broker liveness and partition leadership.
+//!
+//! Every voter runs [`run`]; it acts only while its node leads the metadata quorum, so there
+//! is one actor at a time and its decisions go through the log like any other change.
+//!
+//! **Liveness.** Every [`Settings::tick`] the active controller opens a TCP connection to the
+//! advertised Kafka endpoint of each unfenced broker (other than itself: a node answering this
+//! loop is alive). A broker not reachable for `broker.session.timeout.ms` is fenced
+//! (`FenceBroker` with its broker epoch). This is a probe from the controller rather than
+//! Kafka's broker-to-controller heartbeat: it needs no new RPC and catches what matters now,
+//! a dead or unreachable process; a process that accepts connections but hangs is not
+//! detected. A new controller starts every clock afresh, so it never fences a broker for the
+//! time before it was elected. A restarted broker registers again (new broker epoch) and
+//! unfences itself once its partitions are open.
+//!
+//! **Leadership.** After liveness, every partition whose leader is fenced or unregistered gets
+//! the first unfenced member of its ISR as leader, or none (`-1`, clients see
+//! LEADER_NOT_AVAILABLE) — with replication factor 1 there is no other member, so the
+//! partition is offline until its broker returns; a leaderless partition gets a leader again
+//! as soon as an ISR member is unfenced. The ISR is left as it is: its last member keeps the
+//! data and must lead again (no unclean election).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use klamm_raft::{MetadataCommand, MetadataImage, MetadataQuorum, NO_LEADER};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Timing of the controller loop.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `broker.session.timeout.ms`: how long a broker may be unreachable before it is fenced.
+    pub session_timeout: Duration,
+    /// How often liveness and leadership are checked.
+    pub tick: Duration,
+    /// Connect timeout of one probe.
+    pub probe_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            session_timeout: Duration::from_millis(9000),
+            tick: Duration::from_millis(500),
+            probe_timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(quorum: MetadataQuorum, settings: Settings, mut shutdown: watch::Receiver<bool>) {
+    // node id -> (broker epoch, last time it answered)
+    let mut last_seen: BTreeMap<i32, (i64, Instant)> = BTreeMap::new();
+    let mut was_leader = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(settings.tick) => {}
+            _ = shutdown.changed() => if *shutdown.borrow() { break },
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        let leader = quorum.is_leader();
+        if !leader {
+            was_leader = false;
+            continue;
+        }
+        if !was_leader {
+            info!(node_id = quorum.node_id(), "active controller: watching broker liveness");
+            last_seen.clear();
+            was_leader = true;
+        }
+        check_liveness(&quorum, &settings, &mut last_seen).await;
+        elect_leaders(&quorum).await;
+    }
+}
+
+async fn check_liveness(quorum: &MetadataQuorum, settings: &Settings, last_seen: &mut BTreeMap<i32, (i64, Instant)>) {
+    let image = quorum.image();
+    let now = Instant::now();
+    last_seen.retain(|id, (epoch, _)| image.broker(*id).is_some_and(|b| !b.fenced && b.epoch == *epoch));
+    let mut probes = tokio::task::JoinSet::new();
+    for b in image.unfenced_brokers() {
+        let entry = last_seen.entry(b.node_id).or_insert((b.epoch, now));
+        if b.node_id == quorum.node_id() {
+            entry.1 = now;
+            continue;
+        }
+        let Some(ep) = b.endpoints.first() else { continue };
+        let (id, addr, timeout) = (b.node_id, format!("{}:{}", ep.host, ep.port), settings.probe_timeout);
+        probes.spawn(async move {
+            let ok = matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await, Ok(Ok(_)));
+            (id, ok)
+        });
+    }
+    while let Some(joined) = probes.join_next().await {
+        if let Ok((id, true)) = joined {
+            if let Some(entry) = last_seen.get_mut(&id) {
+                entry.1 = Instant::now();
+            }
+        }
+    }
+    let expired: Vec<(i32, i64)> = last_seen
+        .iter()
+        .filter(|(_, (_, seen))| seen.elapsed() > settings.session_timeout)
+        .map(|(id, (epoch, _))| (*id, *epoch))
+        .collect();
+    for (node_id, epoch) in expired {
+        warn!(node_id, epoch, timeout = ?settings.session_timeout, "broker session expired; fencing it");
+        match quorum.propose(MetadataCommand::FenceBroker { node_id, epoch }).await {
+            Ok(outcome) => debug!(node_id, ?outcome, "fence proposed"),
+            Err(e) => warn!(node_id, error = %e, "fencing failed; retrying next tick"),
+        }
+        last_seen.remove(&node_id);
+    }
+}
+
+/// The leader changes the image calls for (see the module docs).
+pub fn leadership_changes(image: &MetadataImage) -> Vec<MetadataCommand> {
+    let live = |id: i32| image.broker(id).is_some_and(|b| !b.fenced);
+    let mut changes = Vec::new();
+    for topic in image.topics.values() {
+        for p in topic.partitions.values() {
+            if p.leader != NO_LEADER && live(p.leader) {
+                continue;
+            }
+            let next = p.isr.iter().copied().find(|r| live(*r)).unwrap_or(NO_LEADER);
+            if next != p.leader {
+                changes.push(MetadataCommand::ChangePartition {
+                    topic_id: topic.topic_id,
+                    partition: p.partition,
+                    expected_partition_epoch: p.partition_epoch,
+                    leader: Some(next),
+                    isr: None,
+                });
+            }
+        }
+    }
+    changes
+}
+
+async fn elect_leaders(quorum: &MetadataQuorum) {
+    for change in leadership_changes(&quorum.image()) {
+        if let MetadataCommand::ChangePartition { partition, leader, .. } = &change {
+            info!(partition, ?leader, "changing partition leader");
+        }
+        if let Err(e) = quorum.propose(change).await {
+            warn!(error = %e, "leader change failed; retrying next tick");
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use klamm_raft::NewPartition;
+
+    fn image_with(brokers: &[(i32, bool)], replicas: &[i32]) -> MetadataImage {
+        let mut img = MetadataImage::default();
+        let mut index = 1;
+        for (id, fenced) in brokers {
+            let reg =
+                MetadataCommand::RegisterBroker { node_id: *id, incarnation_id: [*id as u8; 16], endpoints: vec![], rack: None };
+            assert!(img.apply(index, &reg).is_applied());
+            if !fenced {
+                assert!(img.apply(index + 1, &MetadataCommand::UnfenceBroker { node_id: *id, epoch: index as i64 }).is_applied());
+            }
+            index += 2;
+        }
+        let partitions = replicas.iter().enumerate().map(|(i, r)| NewPartition { partition: i as i32, replicas: vec![*r] }).collect();
+        let create = MetadataCommand::CreateTopic { name: "t".into(), topic_id: [1; 16], partitions, configs: Default::default() };
+        assert!(img.apply(index, &create).is_applied());
+        img
+    }
+
+    #[test]
+    fn fenced_leader_loses_leadership_and_gets_it_back() {
+        let mut img = image_with(&[(1, false), (2, true)], &[1, 2]);
+        let changes = leadership_changes(&img);
+        assert_eq!(changes.len(), 1, "only the partition led by the fenced broker changes");
+        for (i, c) in changes.iter().enumerate() {
+            assert!(img.apply(100 + i as u64, c).is_applied());
+        }
+        assert_eq!(img.partition("t", 1).map(|p| p.leader), Some(NO_LEADER));
+        assert_eq!(img.partition("t", 0).map(|p| p.leader), Some(1));
+        assert!(leadership_changes(&img).is_empty(), "nothing to do while broker 2 is fenced");
+        let epoch = img.broker(2).map(|b| b.epoch).unwrap_or_default();
+        assert!(img.apply(200, &MetadataCommand::UnfenceBroker { node_id: 2, epoch }).is_applied());
+        let changes = leadership_changes(&img);
+        assert_eq!(changes.len(), 1);
+        assert!(img.apply(201, &changes[0]).is_applied());
+        assert_eq!(img.partition("t", 1).map(|p| p.leader), Some(2));
+    }
+}

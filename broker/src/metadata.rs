@@ -1,0 +1,102 @@
+//! Where this broker gets its metadata from, by `process.roles`.
+//!
+//! - `broker,controller` (and the embedded single node): the node is a voter of the Raft
+//!   metadata quorum ([`MetadataQuorum`]) and reads the image it applies itself.
+//! - `broker`: the node does not vote; a [`MetadataFollower`] long-polls the controllers
+//!   listed in `controller.quorum.voters` for the committed image and forwards proposals.
+//!
+//! [`MetadataSource`] hides the difference from handlers and background tasks: both read an
+//! immutable image, subscribe to newer ones and propose commands. [`MetadataSource::propose`]
+//! also waits until the *local* image shows an applied command, because a proposal forwarded to
+//! the leader commits there before this node has applied it, and handlers answer from the
+//! local image right after proposing (read your own writes).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use klamm_raft::{CommandOutcome, MetadataCommand, MetadataFollower, MetadataImage, MetadataQuorum, RaftError};
+use tokio::sync::watch;
+
+/// How long a proposer waits for its own applied command to reach the local image. The
+/// follower's long-poll returns as soon as the image changes, so this is only hit when the
+/// controllers become unreachable right after committing.
+const OWN_WRITE_WAIT: Duration = Duration::from_secs(10);
+
+/// The metadata of this node: a quorum voter or a follower of the controllers.
+#[derive(Clone)]
+pub enum MetadataSource {
+    Voter(MetadataQuorum),
+    Follower(MetadataFollower),
+}
+
+impl MetadataSource {
+    /// The current image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        match self {
+            MetadataSource::Voter(q) => q.image(),
+            MetadataSource::Follower(f) => f.image(),
+        }
+    }
+
+    /// A receiver that sees every newer image.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        match self {
+            MetadataSource::Voter(q) => q.subscribe(),
+            MetadataSource::Follower(f) => f.subscribe(),
+        }
+    }
+
+    /// The voter handle when this node is a controller.
+    pub fn quorum(&self) -> Option<&MetadataQuorum> {
+        match self {
+            MetadataSource::Voter(q) => Some(q),
+            MetadataSource::Follower(_) => None,
+        }
+    }
+
+    /// Proposes `cmd` and, when it was applied, waits (bounded) until the local image has
+    /// applied it too.
+    pub async fn propose(&self, cmd: MetadataCommand) -> Result<CommandOutcome, RaftError> {
+        let outcome = match self {
+            MetadataSource::Voter(q) => q.propose(cmd).await?,
+            MetadataSource::Follower(f) => f.propose(cmd).await?,
+        };
+        if let CommandOutcome::Applied(info) = &outcome {
+            wait_for_index(self.subscribe(), info.log_index, OWN_WRITE_WAIT).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Stops the voter or the follower. Idempotent.
+    pub async fn shutdown(&self) -> Result<(), RaftError> {
+        match self {
+            MetadataSource::Voter(q) => q.shutdown().await,
+            MetadataSource::Follower(f) => {
+                f.shutdown().await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Waits until an image of `rx` has applied log index `index`, at most `timeout`.
+pub async fn wait_for_index(
+    mut rx: watch::Receiver<Arc<MetadataImage>>,
+    index: u64,
+    timeout: Duration,
+) -> Result<Arc<MetadataImage>, RaftError> {
+    let wait = async {
+        loop {
+            {
+                let image = rx.borrow_and_update();
+                if image.last_applied_index >= index {
+                    return Ok(image.clone());
+                }
+            }
+            rx.changed().await.map_err(|_| RaftError::ShutDown)?;
+        }
+    };
+    tokio::time::timeout(timeout, wait)
+        .await
+        .map_err(|_| RaftError::Timeout(format!("local metadata image did not reach index {index} within {timeout:?}")))?
+}
