@@ -175,3 +175,56 @@ def test_timestamps_outside_the_topic_bounds_are_refused(broker, topic):
     got = consume(broker, topic, 0, 1, 1)
     kind, ts = got[0].timestamp
     assert kind == 2 and before - 1000 <= ts <= _now_ms() + 1000, got[0].timestamp  # TIMESTAMP_LOG_APPEND_TIME
+
+
+def test_incremental_alter_configs_append_subtract_and_validate_only(broker, topic):
+    create_topic(broker, topic, config={"cleanup.policy": "delete"})
+    a = admin(broker)
+
+    def alter(op, key, value, validate_only=False):
+        r = ConfigResource(ConfigResource.Type.TOPIC, topic,
+                           incremental_configs=[ConfigEntry(key, value, incremental_operation=op)])
+        a.incremental_alter_configs([r], validate_only=validate_only)[r].result(timeout=30)
+
+    def current(key):
+        r = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        return a.describe_configs([r])[r].result(timeout=30)[key].value
+
+    alter(AlterConfigOpType.APPEND, "cleanup.policy", "compact")
+    assert current("cleanup.policy") == "delete,compact"
+    # validate_only checks but changes nothing.
+    alter(AlterConfigOpType.SUBTRACT, "cleanup.policy", "delete", validate_only=True)
+    assert current("cleanup.policy") == "delete,compact"
+    alter(AlterConfigOpType.SUBTRACT, "cleanup.policy", "delete")
+    assert current("cleanup.policy") == "compact"
+    # The change is live: keyless records are now refused.
+    reports = produce(broker, topic, [{"value": b"no key"}], conf={"enable.idempotence": False, "retries": 0})
+    assert reports[0].error is not None and reports[0].error.code() == KafkaError.INVALID_RECORD
+    alter(AlterConfigOpType.DELETE, "cleanup.policy", None)
+    assert current("cleanup.policy") == "delete"
+    with pytest.raises(Exception):
+        alter(AlterConfigOpType.SET, "cleanup.policy", "shred")
+    # Survives a restart.
+    alter(AlterConfigOpType.SET, "retention.ms", "123456789")
+    broker.restart()
+    a = admin(broker)
+    assert current("retention.ms") == "123456789"
+
+
+def test_offsets_for_times_on_a_log_append_time_topic(broker, topic):
+    create_topic(broker, topic, config={"message.timestamp.type": "LogAppendTime"})
+    stamps = []
+    for i in range(3):
+        produce_ok(broker, topic, [{"value": b"v%d" % i, "timestamp": 1_000 + i}])  # replaced by the broker
+        stamps.append(consume(broker, topic, 0, i, 1)[0].timestamp[1])
+        time.sleep(0.05)
+    assert stamps == sorted(stamps) and stamps[0] > _now_ms() - 60_000
+    c = consumer(broker)
+    try:
+        for want, ts in enumerate(stamps):
+            res = c.offsets_for_times([TopicPartition(topic, 0, ts)], timeout=15)
+            assert res[0].offset == want, (want, ts, res)
+        res = c.offsets_for_times([TopicPartition(topic, 0, stamps[-1] + 1)], timeout=15)
+        assert res[0].offset == -1  # past every timestamp: end (-1)
+    finally:
+        c.close()
