@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use klamm_raft::{CommandOutcome, MetadataCommand, MetadataFollower, MetadataImage, MetadataQuorum, RaftError};
+use klamm_raft::{wait_for_image, CommandOutcome, MetadataCommand, MetadataFollower, MetadataImage, MetadataQuorum, RaftError};
 use tokio::sync::watch;
 
 /// How long a proposer waits for its own applied command to reach the local image. The
@@ -62,7 +62,9 @@ impl MetadataSource {
             MetadataSource::Follower(f) => f.propose(cmd).await?,
         };
         if let CommandOutcome::Applied(info) = &outcome {
-            wait_for_index(self.subscribe(), info.log_index, OWN_WRITE_WAIT).await?;
+            let index = info.log_index;
+            let what = format!("reach index {index} locally");
+            wait_for_image(&mut self.subscribe(), |image| image.last_applied_index >= index, OWN_WRITE_WAIT, &what).await?;
         }
         Ok(outcome)
     }
@@ -77,26 +79,4 @@ impl MetadataSource {
             }
         }
     }
-}
-
-/// Waits until an image of `rx` has applied log index `index`, at most `timeout`.
-pub async fn wait_for_index(
-    mut rx: watch::Receiver<Arc<MetadataImage>>,
-    index: u64,
-    timeout: Duration,
-) -> Result<Arc<MetadataImage>, RaftError> {
-    let wait = async {
-        loop {
-            {
-                let image = rx.borrow_and_update();
-                if image.last_applied_index >= index {
-                    return Ok(image.clone());
-                }
-            }
-            rx.changed().await.map_err(|_| RaftError::ShutDown)?;
-        }
-    };
-    tokio::time::timeout(timeout, wait)
-        .await
-        .map_err(|_| RaftError::Timeout(format!("local metadata image did not reach index {index} within {timeout:?}")))?
 }

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use crate::command::{CommandOutcome, MetadataCommand};
 use crate::error::RaftError;
 use crate::image::MetadataImage;
+use crate::image_watch::wait_for_image;
 use crate::network::{send_fetch, send_forward, ForwardReply, RaftTransport};
 use crate::transport_tcp::{TcpTransport, TcpTransportConfig};
 
@@ -123,20 +124,7 @@ impl MetadataFollower {
     /// proposal's outcome, to read one's own write).
     pub async fn wait_for_index(&self, index: u64, timeout: Duration) -> Result<Arc<MetadataImage>, RaftError> {
         let mut rx = self.inner.image_rx.clone();
-        let wait = async {
-            loop {
-                {
-                    let image = rx.borrow_and_update();
-                    if image.last_applied_index >= index {
-                        return Ok(image.clone());
-                    }
-                }
-                rx.changed().await.map_err(|_| RaftError::ShutDown)?;
-            }
-        };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .map_err(|_| RaftError::Timeout(format!("metadata image did not reach index {index} within {timeout:?}")))?
+        wait_for_image(&mut rx, |image| image.last_applied_index >= index, timeout, &format!("reach index {index}")).await
     }
 
     /// Proposes `cmd` through the controllers: to the known leader first, otherwise to each

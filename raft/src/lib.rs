@@ -164,6 +164,7 @@ mod file_format;
 mod follower;
 mod frame;
 mod image;
+mod image_watch;
 mod log_store;
 mod network;
 mod quorum;
@@ -177,6 +178,7 @@ pub use command::{
 };
 pub use error::RaftError;
 pub use follower::{FollowerConfig, MetadataFollower};
+pub use image_watch::wait_for_image;
 pub use image::{generate_cluster_id, BrokerRegistration, MetadataImage, PartitionImage, TopicImage, NO_LEADER};
 pub use network::{InProcessTransport, RaftTransport, RpcHandler, RpcKind, TransportFuture};
 pub use quorum::{MetadataQuorum, QuorumConfig, QuorumTuning};

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::command::{CommandOutcome, MetadataCommand, RejectCode};
 use crate::error::RaftError;
 use crate::image::{generate_cluster_id, MetadataImage};
+use crate::image_watch::wait_for_image;
 use crate::log_store::LogStore;
 use crate::network::{send_forward, ForwardReply, InProcessTransport, NetworkFactory, RaftTransport, RpcHandler};
 use crate::transport_tcp::{TcpTransport, TcpTransportConfig};
@@ -355,7 +356,8 @@ impl MetadataQuorum {
                 }
             };
             let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            self.wait_for_image(|image| image.last_applied_index >= index && !image.cluster_id.is_empty(), remaining).await?;
+            let ready = |image: &MetadataImage| image.last_applied_index >= index && !image.cluster_id.is_empty();
+            wait_for_image(&mut self.inner.image_rx.clone(), ready, remaining, "catch up").await?;
         }
         let stored = self.image().cluster_id.clone();
         if let Some(configured) = &cfg.cluster_id {
@@ -365,22 +367,6 @@ impl MetadataQuorum {
         }
         tracing::info!(node_id = cfg.node_id, cluster_id = %self.image().cluster_id, last_applied_index = self.image().last_applied_index, "metadata quorum started");
         Ok(())
-    }
-
-    /// Waits (bounded) until the local image satisfies `ready`.
-    async fn wait_for_image(&self, ready: impl Fn(&MetadataImage) -> bool, timeout: Duration) -> Result<(), RaftError> {
-        let mut rx = self.inner.image_rx.clone();
-        let wait = async {
-            loop {
-                if ready(&rx.borrow_and_update()) {
-                    return Ok(());
-                }
-                rx.changed().await.map_err(|_| RaftError::ShutDown)?;
-            }
-        };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .map_err(|_| RaftError::Timeout(format!("metadata image did not catch up within {timeout:?}")))?
     }
 
     /// Proposes `cmd` and returns once it is committed and applied on the leader. On the leader

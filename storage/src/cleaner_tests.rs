@@ -755,17 +755,8 @@ fn crash_at_every_step_of_the_swap_protocol_recovers() {
     let after_bytes: Vec<Bytes> = batches(&reference).iter().map(|b| b.as_bytes().clone()).collect();
     assert!(after.len() < before.len());
 
-    let steps = [
-        Step::CleanedWritten,
-        Step::SwapRenamed,
-        Step::OldIndexesRemoved,
-        Step::LogReplaced,
-        Step::SegmentReopened,
-        Step::EmptyLogRemoved,
-        Step::BeforeCheckpoint,
-    ];
     let mut crashes = 0;
-    for step in steps {
+    for step in STEPS {
         for nth in 0..8 {
             let dir = tempfile::tempdir().unwrap();
             let mut log = build_crash_log(dir.path());
@@ -802,7 +793,7 @@ fn crash_at_every_step_of_the_swap_protocol_recovers() {
             assert!(leftovers.is_empty(), "{leftovers:?}");
         }
     }
-    assert!(crashes >= steps.len(), "every step was exercised ({crashes} crashes)");
+    assert!(crashes >= STEPS.len(), "every step was exercised ({crashes} crashes)");
 }
 
 // ---------------------------------------------------------------------------

@@ -182,12 +182,11 @@ impl Partition {
         if batch.records_count() == 0 {
             return Err(PartitionError::new(ErrorCode::INVALID_RECORD, "Record batch must contain at least one record"));
         }
-        let store_as = validation::validate_records(&batch, &config, now_ms, &format!("{}-{}", self.topic, self.index))?;
+        let store_as = validation::validate_records(&batch, &config, now_ms, &self.topic, self.index)?;
         let batch = match store_as {
             StoreAs::AsProduced => batch,
             StoreAs::Recompressed(codec) => {
-                let inflate_limit = usize::try_from(config.max_message_bytes.max(0)).unwrap_or(usize::MAX);
-                let bytes = records::recompress_batch(&batch, codec, inflate_limit)
+                let bytes = records::recompress_batch(&batch, codec, validation::inflate_limit(&config))
                     .map_err(|e| PartitionError::new(records_error_code(&e), e.to_string()))?;
                 let (recompressed, _) = RecordBatch::parse(bytes)
                     .map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, format!("recompressed batch unreadable: {e}")))?;
@@ -257,6 +256,15 @@ impl Partition {
         Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: append_time, log_start_offset: log_start })
     }
 
+    /// Publishes a new log start offset to readers (wakes them only if it moved).
+    fn publish_log_start_offset(&self, log_start: i64) {
+        self.view.send_if_modified(|v| {
+            let changed = v.log_start_offset != log_start;
+            v.log_start_offset = log_start;
+            changed
+        });
+    }
+
     /// DeleteRecords: moves the log start offset to `offset` (-1: the high
     /// watermark) and returns the new log start offset (low watermark).
     pub fn delete_records(&self, offset: i64) -> Result<i64, ErrorCode> {
@@ -276,11 +284,7 @@ impl Partition {
         }
         let log_start = writer.log.log_start_offset();
         drop(guard);
-        self.view.send_if_modified(|v| {
-            let changed = v.log_start_offset != log_start;
-            v.log_start_offset = log_start;
-            changed
-        });
+        self.publish_log_start_offset(log_start);
         Ok(log_start)
     }
 
@@ -331,11 +335,7 @@ impl Partition {
         };
         let log_start = writer.log.log_start_offset();
         drop(guard);
-        self.view.send_if_modified(|v| {
-            let changed = v.log_start_offset != log_start;
-            v.log_start_offset = log_start;
-            changed
-        });
+        self.publish_log_start_offset(log_start);
         (!stats.aborted).then_some(stats)
     }
 
@@ -360,14 +360,7 @@ impl Partition {
         }
         let log_start = writer.log.log_start_offset();
         drop(guard);
-        self.view.send_if_modified(|v| {
-            if v.log_start_offset != log_start {
-                v.log_start_offset = log_start;
-                true
-            } else {
-                false
-            }
-        });
+        self.publish_log_start_offset(log_start);
         deleted
     }
 

@@ -45,6 +45,12 @@ pub fn target_codec(config: &TopicConfig) -> Option<Compression> {
     }
 }
 
+/// How far a produced compressed batch may inflate: max.message.bytes, the
+/// limit an uncompressed batch of the same records would have had.
+pub fn inflate_limit(config: &TopicConfig) -> usize {
+    usize::try_from(config.max_message_bytes.max(0)).unwrap_or(usize::MAX)
+}
+
 /// Maps a records-layer error to the Kafka error a producer gets.
 pub fn records_error_code(e: &RecordsError) -> ErrorCode {
     match e {
@@ -54,13 +60,14 @@ pub fn records_error_code(e: &RecordsError) -> ErrorCode {
     }
 }
 
-/// Validates `batch` (its header already checked) for a topic with `config`.
-/// `topic_partition` names the partition in error messages.
+/// Validates `batch` (its header already checked) for partition `partition`
+/// of `topic`, configured by `config`.
 pub fn validate_records(
     batch: &RecordBatch,
     config: &TopicConfig,
     now_ms: i64,
-    topic_partition: &str,
+    topic: &str,
+    partition: i32,
 ) -> Result<StoreAs, PartitionError> {
     let codec = batch.compression().map_err(|e| PartitionError::new(records_error_code(&e), e.to_string()))?;
     let compacted = config.cleanup_policy.compact;
@@ -70,9 +77,7 @@ pub fn validate_records(
             now_ms.saturating_add(config.message_timestamp_after_max_ms),
         )
     });
-    // A compressed batch may inflate at most to max.message.bytes (the limit
-    // an uncompressed batch of the same records would have had).
-    let inflate_limit = usize::try_from(config.max_message_bytes.max(0)).unwrap_or(usize::MAX);
+    let inflate_limit = inflate_limit(config);
 
     let mut keyless: Vec<i32> = Vec::new();
     let mut bad_timestamps: Vec<(i32, i64)> = Vec::new();
@@ -105,7 +110,7 @@ pub fn validate_records(
         ));
     }
     if !keyless.is_empty() {
-        let message = format!("Compacted topic cannot accept message without key in topic partition {topic_partition}.");
+        let message = format!("Compacted topic cannot accept message without key in topic partition {topic}-{partition}.");
         let mut error = PartitionError::new(ErrorCode::INVALID_RECORD, message.clone());
         error.record_errors = keyless.into_iter().map(|i| (i, message.clone())).collect();
         return Err(error);
