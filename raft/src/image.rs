@@ -210,6 +210,10 @@ impl MetadataImage {
         let Ok(epoch) = i64::try_from(index) else {
             return reject(RejectCode::InvalidRequest, "log index does not fit a broker epoch");
         };
+        // A new incarnation replaces the old one, which is gone: as when it is fenced, its
+        // replicas leave the ISRs and its leaderships move. The restarted broker rejoins the
+        // ISRs by catching up from the new leaders.
+        self.remove_from_isrs(node_id);
         self.brokers.insert(
             node_id,
             BrokerRegistration {
@@ -235,7 +239,44 @@ impl MetadataImage {
             );
         }
         broker.fenced = fenced;
+        if fenced {
+            self.remove_from_isrs(node_id);
+        }
         CommandOutcome::Applied(AppliedInfo { broker_epoch: Some(epoch), ..applied(index) })
+    }
+
+    /// Takes `node_id` out of every ISR and every leadership, as Kafka's controller does when a
+    /// broker is fenced: a partition it led gets the first other ISR member that is registered
+    /// and unfenced as leader (a new leader epoch), or none. The last member of an ISR stays in
+    /// it (leader -1 when it led): it may hold acknowledged records nobody else has, so only it
+    /// may lead again (no unclean election here). Deterministic: depends on the image only.
+    fn remove_from_isrs(&mut self, node_id: i32) {
+        let live: BTreeSet<i32> = self.brokers.values().filter(|b| !b.fenced && b.node_id != node_id).map(|b| b.node_id).collect();
+        for topic in self.topics.values_mut() {
+            for p in topic.partitions.values_mut() {
+                if !p.isr.contains(&node_id) && p.leader != node_id {
+                    continue;
+                }
+                let mut isr = p.isr.clone();
+                if isr.len() > 1 {
+                    isr.retain(|r| *r != node_id);
+                }
+                let leader = if p.leader == node_id || p.leader == NO_LEADER {
+                    isr.iter().copied().find(|r| live.contains(r)).unwrap_or(NO_LEADER)
+                } else {
+                    p.leader
+                };
+                if leader == p.leader && isr == p.isr {
+                    continue;
+                }
+                if leader != p.leader {
+                    p.leader = leader;
+                    p.leader_epoch = p.leader_epoch.saturating_add(1);
+                }
+                p.isr = isr;
+                p.partition_epoch = p.partition_epoch.saturating_add(1);
+            }
+        }
     }
 
     fn apply_create_topic(
@@ -591,6 +632,36 @@ mod tests {
         must_apply(&mut img, 5, MetadataCommand::DeleteTopic { topic_id: [1; 16] });
         assert!(img.topics.is_empty() && img.topic_names_by_id.is_empty());
         assert_eq!(must_reject(&mut img, 6, MetadataCommand::DeleteTopic { topic_id: [1; 16] }), RejectCode::UnknownTopic);
+    }
+
+    #[test]
+    fn fencing_removes_the_broker_from_isrs_but_never_empties_one() {
+        let mut img = MetadataImage::default();
+        for (i, id) in [1, 2, 3].iter().enumerate() {
+            let reg = MetadataCommand::RegisterBroker { node_id: *id, incarnation_id: [*id as u8; 16], endpoints: vec![], rack: None };
+            let epoch = must_apply(&mut img, 1 + 2 * i as u64, reg).broker_epoch.unwrap_or_default();
+            must_apply(&mut img, 2 + 2 * i as u64, MetadataCommand::UnfenceBroker { node_id: *id, epoch });
+        }
+        let create = MetadataCommand::CreateTopic {
+            name: "t".into(),
+            topic_id: [7; 16],
+            partitions: vec![np(0, &[1, 2, 3]), np(1, &[2, 3, 1]), np(2, &[1])],
+            configs: BTreeMap::new(),
+        };
+        must_apply(&mut img, 10, create);
+        let epoch1 = img.broker(1).map(|b| b.epoch).unwrap_or_default();
+        must_apply(&mut img, 11, MetadataCommand::FenceBroker { node_id: 1, epoch: epoch1 });
+        let p0 = img.partition("t", 0).cloned().expect("p0");
+        assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch, p0.partition_epoch), (2, vec![2, 3], 1, 1));
+        let p1 = img.partition("t", 1).cloned().expect("p1");
+        assert_eq!((p1.leader, p1.isr.clone(), p1.leader_epoch, p1.partition_epoch), (2, vec![2, 3], 0, 1));
+        let p2 = img.partition("t", 2).cloned().expect("p2");
+        assert_eq!((p2.leader, p2.isr.clone()), (NO_LEADER, vec![1]), "the last ISR member stays");
+        // A restart (new incarnation) of broker 2 does the same for its replicas.
+        let reg = MetadataCommand::RegisterBroker { node_id: 2, incarnation_id: [99; 16], endpoints: vec![], rack: None };
+        must_apply(&mut img, 12, reg);
+        let p0 = img.partition("t", 0).cloned().expect("p0");
+        assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch), (3, vec![3], 2));
     }
 
     #[test]

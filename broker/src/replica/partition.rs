@@ -256,6 +256,14 @@ impl Partition {
         Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: append_time, log_start_offset: log_start })
     }
 
+    /// OffsetsForLeaderEpoch: the largest epoch <= `epoch` this log knows and the offset where
+    /// it ended (the log end offset for the latest epoch), or (-1, -1) when none is known.
+    /// None when the log is closed.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let guard = self.writer.lock().expect("writer lock poisoned");
+        guard.as_ref().map(|w| w.log.end_offset_for_epoch(epoch))
+    }
+
     /// Publishes a new log start offset to readers (wakes them only if it moved).
     fn publish_log_start_offset(&self, log_start: i64) {
         self.view.send_if_modified(|v| {
