@@ -296,6 +296,11 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         .context("unfence broker")?
         .into_result()
         .map_err(|r| anyhow::anyhow!("unfencing rejected: {r}"))?;
+    // Unfencing handed this broker back the partitions only it can lead: take them up
+    // before serving.
+    if let Err(e) = replicas.reconcile(&metadata.image()) {
+        warn!(error = %e, "applying metadata to local partitions failed");
+    }
 
     let broker = Arc::new(Broker {
         node_id: config.node_id,
