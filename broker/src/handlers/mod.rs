@@ -35,6 +35,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -65,6 +66,7 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::InitProducerId, 0, 5),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
@@ -181,6 +183,7 @@ pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::ListGroups(r) => list_groups::handle(ctx, r).await.into(),
         RequestKind::DeleteGroups(r) => delete_groups::handle(ctx, r).await.into(),
         RequestKind::OffsetDelete(r) => offset_delete::handle(ctx, r).await.into(),
+        RequestKind::OffsetForLeaderEpoch(r) => offset_for_leader_epoch::handle(ctx, r).into(),
         // The connection layer only lets registered APIs through.
         _ => Outcome::Close("api not served"),
     }
