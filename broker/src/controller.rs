@@ -37,6 +37,8 @@ pub struct Settings {
     pub tick: Duration,
     /// Connect timeout of one probe.
     pub probe_timeout: Duration,
+    /// The automatic preferred-leader rebalance ([`crate::leader_balance`]).
+    pub leader_balance: crate::leader_balance::Settings,
 }
 
 impl Default for Settings {
@@ -45,6 +47,7 @@ impl Default for Settings {
             session_timeout: Duration::from_millis(9000),
             tick: Duration::from_millis(500),
             probe_timeout: Duration::from_millis(1000),
+            leader_balance: crate::leader_balance::Settings::default(),
         }
     }
 }
@@ -54,6 +57,7 @@ pub async fn run(quorum: MetadataQuorum, settings: Settings, mut shutdown: watch
     // node id -> (broker epoch, last time it answered)
     let mut last_seen: BTreeMap<i32, (i64, Instant)> = BTreeMap::new();
     let mut was_leader = false;
+    let mut rebalance = crate::leader_balance::AutoRebalance::new(settings.leader_balance.clone());
     loop {
         tokio::select! {
             _ = tokio::time::sleep(settings.tick) => {}
@@ -74,6 +78,7 @@ pub async fn run(quorum: MetadataQuorum, settings: Settings, mut shutdown: watch
         }
         check_liveness(&quorum, &settings, &mut last_seen).await;
         elect_leaders(&quorum).await;
+        rebalance.tick(&quorum).await;
     }
 }
 

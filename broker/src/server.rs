@@ -185,6 +185,7 @@ pub async fn start_node(loaded: LoadedConfig) -> anyhow::Result<RunningNode> {
 fn controller_settings(config: &BrokerConfig) -> crate::controller::Settings {
     crate::controller::Settings {
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms.max(1) as u64),
+        leader_balance: crate::leader_balance::Settings::from_config(config),
         ..Default::default()
     }
 }

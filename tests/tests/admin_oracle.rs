@@ -1,9 +1,11 @@
-//! Leader-epoch and admin APIs checked against an independent codec (`kafka-protocol`), every
-//! advertised version: OffsetForLeaderEpoch answers and fencing before and after a leader epoch
-//! change.
+//! Leader-epoch and leadership admin APIs checked against an independent codec
+//! (`kafka-protocol`), every advertised version: OffsetForLeaderEpoch answers and fencing before
+//! and after a leader epoch change; ElectLeaders (preferred and unclean); the active
+//! controller's automatic preferred-leader rebalance.
 //!
-//! Epochs are bumped by proposing `ChangePartition` commands straight to the metadata quorum
-//! (leader -1, then back), which is what a broker restart or a leader move does to the image.
+//! Leadership is changed by proposing commands straight to the metadata quorum (what a broker
+//! restart or a leader move does to the image), and a second replica is a broker registered in
+//! the metadata log without a process behind it, so these run before data replication exists.
 
 mod common;
 
@@ -146,5 +148,189 @@ async fn offset_for_leader_epoch_every_version() {
             "v{v}"
         );
     }
+    cluster.stop().await.expect("stop");
+}
+
+/// Proposes `cmd` on node 1 and insists that it applies.
+async fn must_propose(cluster: &TestCluster, cmd: MetadataCommand) -> klamm_raft::AppliedInfo {
+    let broker = cluster.broker(0).expect("node 1 running");
+    let name = cmd.name();
+    match broker.metadata.propose(cmd).await.expect("propose") {
+        klamm_raft::CommandOutcome::Applied(info) => info,
+        klamm_raft::CommandOutcome::Rejected(r) => panic!("{name} rejected: {r}"),
+    }
+}
+
+fn partition_state(cluster: &TestCluster, name: &str, partition: i32) -> (i32, Vec<i32>, i32) {
+    let image = cluster.broker(0).expect("node 1").metadata.image();
+    let p = image.partition(name, partition).expect("partition");
+    (p.leader, p.isr.clone(), p.leader_epoch)
+}
+
+async fn set_partition(cluster: &TestCluster, name: &str, partition: i32, leader: i32, isr: &[i32]) {
+    let image = cluster.broker(0).expect("node 1").metadata.image();
+    let topic = image.topic(name).expect("topic");
+    let epoch = topic.partitions[&partition].partition_epoch;
+    must_propose(
+        cluster,
+        MetadataCommand::ChangePartition {
+            topic_id: topic.topic_id,
+            partition,
+            expected_partition_epoch: epoch,
+            leader: Some(leader),
+            isr: Some(isr.to_vec()),
+        },
+    )
+    .await;
+}
+
+fn elect_request(kind: i8, topics: Option<&[(&str, &[i32])]>) -> ElectLeadersRequest {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    ElectLeadersRequest::default().with_election_type(kind).with_timeout_ms(10_000).with_topic_partitions(
+        topics.map(|ts| ts.iter().map(|(t, ps)| TopicPartitions::default().with_topic(topic(t)).with_partitions(ps.to_vec())).collect()),
+    )
+}
+
+/// (topic, partition, error) in response order.
+fn elect_results(r: &ElectLeadersResponse) -> Vec<(String, i32, i16)> {
+    r.replica_election_results
+        .iter()
+        .flat_map(|t| t.partition_result.iter().map(move |p| (t.topic.0.to_string(), p.partition_id, p.error_code)))
+        .collect()
+}
+
+/// ElectLeaders, every version. Replication between brokers is not needed to check the
+/// elections: broker 2 is registered through the metadata log without a process behind it
+/// (no endpoint, so the controller never probes it; the session timeout is long), which lets
+/// partitions have a second replica whose liveness the test controls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_leaders_every_version() {
+    const NONE: i16 = 0;
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const INVALID_REQUEST: i16 = 42;
+    const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+    const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+    const ELECTION_NOT_NEEDED: i16 = 84;
+    const PREFERRED: i8 = 0;
+    const UNCLEAN: i8 = 1;
+
+    let cluster = TestCluster::start(1, &["broker.session.timeout.ms=600000"]).await.expect("start");
+    let mut c = Conn::open(cluster.nodes[0].addr).await;
+    let advertised = c.api_versions().await;
+    let v_all = versions::<ElectLeadersRequest>(&advertised);
+    assert_eq!(v_all, vec![0, 1, 2]);
+    let reg = MetadataCommand::RegisterBroker { node_id: 2, incarnation_id: [2; 16], endpoints: vec![], rack: None };
+    let mut epoch2 = must_propose(&cluster, reg).await.broker_epoch.expect("broker epoch");
+
+    for (i, &v) in v_all.iter().enumerate() {
+        must_propose(&cluster, MetadataCommand::UnfenceBroker { node_id: 2, epoch: epoch2 }).await;
+        let name = format!("elect-v{v}");
+        let partitions = [vec![1, 2], vec![2, 1], vec![2], vec![2, 1]]
+            .into_iter()
+            .enumerate()
+            .map(|(p, replicas)| klamm_raft::NewPartition { partition: p as i32, replicas })
+            .collect();
+        let create = MetadataCommand::CreateTopic {
+            name: name.clone(),
+            topic_id: [10 + i as u8; 16],
+            partitions,
+            configs: Default::default(),
+        };
+        must_propose(&cluster, create).await;
+        let n = name.as_str();
+
+        // Everything led by its preferred replica.
+        let r = c.call(&elect_request(PREFERRED, Some(&[(n, &[0, 1, 2, 9]), ("no-such-topic", &[0])])), v).await;
+        assert_eq!(r.error_code, 0);
+        let want = vec![
+            (name.clone(), 0, ELECTION_NOT_NEEDED),
+            (name.clone(), 1, ELECTION_NOT_NEEDED),
+            (name.clone(), 2, ELECTION_NOT_NEEDED),
+            (name.clone(), 9, UNKNOWN_TOPIC_OR_PARTITION),
+            ("no-such-topic".to_string(), 0, UNKNOWN_TOPIC_OR_PARTITION),
+        ];
+        assert_eq!(elect_results(&r), want, "v{v}");
+        let not_needed = &r.replica_election_results[0].partition_result[0];
+        assert!(not_needed.error_message.is_some(), "v{v}: errors carry a message");
+
+        // Leadership of partition 0 moved to 2: the preferred election moves it back.
+        set_partition(&cluster, n, 0, 2, &[1, 2]).await;
+        let (_, _, epoch_before) = partition_state(&cluster, n, 0);
+        let r = c.call(&elect_request(PREFERRED, Some(&[(n, &[0])])), v).await;
+        assert_eq!(elect_results(&r), vec![(name.clone(), 0, NONE)], "v{v}");
+        assert_eq!(r.replica_election_results[0].partition_result[0].error_message, None, "v{v}: no message on success");
+        assert_eq!(partition_state(&cluster, n, 0), (1, vec![1, 2], epoch_before + 1), "v{v}");
+
+        // Partition 3's ISR shrank to [2]; then broker 2 is fenced: partition 1 moves to 1,
+        // partitions 2 and 3 have no leader (their ISR is [2]).
+        set_partition(&cluster, n, 3, 2, &[2]).await;
+        must_propose(&cluster, MetadataCommand::FenceBroker { node_id: 2, epoch: epoch2 }).await;
+        assert_eq!(partition_state(&cluster, n, 1).0, 1);
+        assert_eq!(partition_state(&cluster, n, 2).0, -1);
+        assert_eq!(partition_state(&cluster, n, 3).0, -1);
+        let r = c.call(&elect_request(PREFERRED, Some(&[(n, &[1, 2])])), v).await;
+        assert_eq!(
+            elect_results(&r),
+            vec![(name.clone(), 1, PREFERRED_LEADER_NOT_AVAILABLE), (name.clone(), 2, PREFERRED_LEADER_NOT_AVAILABLE)],
+            "v{v}"
+        );
+        if v >= 1 {
+            let r = c.call(&elect_request(UNCLEAN, Some(&[(n, &[1, 2, 3])])), v).await;
+            assert_eq!(
+                elect_results(&r),
+                vec![(name.clone(), 1, ELECTION_NOT_NEEDED), (name.clone(), 2, ELIGIBLE_LEADERS_NOT_AVAILABLE), (name.clone(), 3, NONE)],
+                "v{v}"
+            );
+            let (leader, isr, _) = partition_state(&cluster, n, 3);
+            assert_eq!((leader, isr), (1, vec![1]), "v{v}: the unclean leader is the only ISR member");
+
+            let r = c.call(&elect_request(7, Some(&[(n, &[0])])), v).await;
+            assert_eq!(r.error_code, INVALID_REQUEST, "v{v}: unknown election type");
+            assert_eq!(elect_results(&r), vec![(name.clone(), 0, INVALID_REQUEST)]);
+        }
+
+        // All partitions: those that need nothing are left out of the answer.
+        let r = c.call(&elect_request(PREFERRED, None), v).await;
+        let results = elect_results(&r);
+        assert!(!results.is_empty() && results.iter().all(|(_, _, e)| *e != ELECTION_NOT_NEEDED), "v{v}: {results:?}");
+        assert!(results.contains(&(name.clone(), 1, PREFERRED_LEADER_NOT_AVAILABLE)), "v{v}: {results:?}");
+
+        // A new incarnation of broker 2 for the next round.
+        let reg = MetadataCommand::RegisterBroker { node_id: 2, incarnation_id: [20 + v as u8; 16], endpoints: vec![], rack: None };
+        epoch2 = must_propose(&cluster, reg).await.broker_epoch.expect("broker epoch");
+    }
+    cluster.stop().await.expect("stop");
+}
+
+/// A one-node cluster with a registered, unfenced, process-less broker 2 and a topic `name`
+/// whose single partition has replicas [1, 2], led by 2 (not its preferred replica).
+async fn cluster_led_by_non_preferred(overrides: &[&str], name: &str) -> TestCluster {
+    let cluster = TestCluster::start(1, overrides).await.expect("start");
+    let reg = MetadataCommand::RegisterBroker { node_id: 2, incarnation_id: [2; 16], endpoints: vec![], rack: None };
+    let epoch = must_propose(&cluster, reg).await.broker_epoch.expect("broker epoch");
+    must_propose(&cluster, MetadataCommand::UnfenceBroker { node_id: 2, epoch }).await;
+    let partitions = vec![klamm_raft::NewPartition { partition: 0, replicas: vec![1, 2] }];
+    let create = MetadataCommand::CreateTopic { name: name.into(), topic_id: [42; 16], partitions, configs: Default::default() };
+    must_propose(&cluster, create).await;
+    set_partition(&cluster, name, 0, 2, &[1, 2]).await;
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_rebalance_moves_leadership_back_to_the_preferred_replica() {
+    let fast = ["broker.session.timeout.ms=600000", "leader.imbalance.check.interval.seconds=1"];
+    let cluster = cluster_led_by_non_preferred(&fast, "rebalance").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while partition_state(&cluster, "rebalance", 0).0 != 1 {
+        assert!(Instant::now() < deadline, "leadership never moved back: {:?}", partition_state(&cluster, "rebalance", 0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(partition_state(&cluster, "rebalance", 0).1, vec![1, 2]);
+    cluster.stop().await.expect("stop");
+
+    let off = ["broker.session.timeout.ms=600000", "leader.imbalance.check.interval.seconds=1", "auto.leader.rebalance.enable=false"];
+    let cluster = cluster_led_by_non_preferred(&off, "rebalance").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(partition_state(&cluster, "rebalance", 0).0, 2, "auto.leader.rebalance.enable=false leaves it");
     cluster.stop().await.expect("stop");
 }

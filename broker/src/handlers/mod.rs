@@ -23,6 +23,7 @@ pub mod delete_topics;
 pub mod delete_groups;
 pub mod describe_cluster;
 pub mod describe_groups;
+pub mod elect_leaders;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod join_group;
@@ -71,6 +72,7 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::ElectLeaders, 0, 2),
     api(ApiKey::DescribeCluster, 0, 1),
     // Consumer groups (group coordinator). JoinGroup from v0 as Kafka 4.1+;
     // OffsetCommit/OffsetFetch from v0 so librdkafka 2.0.2 finds the old
@@ -184,6 +186,7 @@ pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::DeleteGroups(r) => delete_groups::handle(ctx, r).await.into(),
         RequestKind::OffsetDelete(r) => offset_delete::handle(ctx, r).await.into(),
         RequestKind::OffsetForLeaderEpoch(r) => offset_for_leader_epoch::handle(ctx, r).into(),
+        RequestKind::ElectLeaders(r) => elect_leaders::handle(ctx, r).await.into(),
         // The connection layer only lets registered APIs through.
         _ => Outcome::Close("api not served"),
     }
