@@ -13,9 +13,11 @@
 //! bind the Kafka listeners (so the registration carries the real ports), register this
 //! broker through the log, open the logs of the partitions this node hosts, unfence it. A task
 //! follows the metadata image and creates or deletes local partitions as topics come and go.
-//! Shutdown stops the listeners, fences this broker when other brokers exist (so clients are
-//! told at once that its partitions are leaderless instead of after the session timeout),
-//! closes every log cleanly (so the next start skips full recovery) and stops the quorum.
+//! Shutdown is Kafka's controlled shutdown: first, when other brokers exist, this broker is
+//! fenced through the metadata log, which moves its leaderships to other ISR members and
+//! takes it out of the ISRs (clients see NOT_LEADER_OR_FOLLOWER and find the new leaders at
+//! once instead of after the session timeout); then the listeners and tasks stop, every log
+//! is closed cleanly (so the next start skips full recovery) and the quorum stops.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,7 +29,7 @@ use anyhow::Context;
 use klamm_config::{BrokerConfig, LoadedConfig};
 use klamm_raft::{
     BrokerEndpoint, FollowerConfig, MetadataCommand, MetadataFollower, MetadataQuorum, QuorumConfig, QuorumTuning,
-    TcpTransport, TcpTransportConfig, NO_LEADER,
+    TcpTransport, TcpTransportConfig,
 };
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -89,12 +91,12 @@ pub struct RunningBroker {
 
 impl RunningBroker {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        let _ = self.shutdown_tx.send(true);
-        while self.tasks.join_next().await.is_some() {}
         // Bounded: with the quorum going down too (a whole cluster stopping) nobody may commit.
-        if tokio::time::timeout(Duration::from_secs(3), fence_self(&self.broker)).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), fence_self(&self.broker)).await.is_err() {
             warn!("fencing this broker on shutdown timed out; the controller fences it after the session timeout");
         }
+        let _ = self.shutdown_tx.send(true);
+        while self.tasks.join_next().await.is_some() {}
         self.broker.replicas.close_all();
         self.broker.metadata.shutdown().await.context("stop metadata quorum")?;
         info!("broker stopped");
@@ -102,34 +104,24 @@ impl RunningBroker {
     }
 }
 
-/// On a clean shutdown of a multi-broker cluster: fence this broker and take leadership away
-/// from its partitions (replication factor 1 has no other replica to take over: leader -1),
-/// so clients see LEADER_NOT_AVAILABLE right away. A single node skips this, so that it
-/// restarts exactly as it stopped.
+/// Controlled shutdown of a multi-broker cluster: fencing this broker moves its leaderships
+/// to other in-sync replicas and takes it out of the ISRs (the metadata image does that when
+/// it applies the fence; a partition with no other ISR member goes leaderless). A single
+/// node skips this, so that it restarts exactly as it stopped.
 async fn fence_self(broker: &Broker) {
     let image = broker.metadata.image();
     if image.brokers.keys().all(|id| *id == broker.node_id) {
         return;
     }
     let fence = MetadataCommand::FenceBroker { node_id: broker.node_id, epoch: broker.broker_epoch };
-    if let Err(e) = broker.metadata.propose(fence).await {
-        warn!(error = %e, "fencing this broker on shutdown failed");
-        return;
-    }
-    for topic in image.topics.values() {
-        for p in topic.partitions.values().filter(|p| p.leader == broker.node_id) {
-            let change = MetadataCommand::ChangePartition {
-                topic_id: topic.topic_id,
-                partition: p.partition,
-                expected_partition_epoch: p.partition_epoch,
-                leader: Some(NO_LEADER),
-                isr: None,
-            };
-            if let Err(e) = broker.metadata.propose(change).await {
-                warn!(error = %e, topic = %topic.name, partition = p.partition, "giving up leadership failed");
-                return;
+    match broker.metadata.propose(fence).await {
+        Ok(_) => {
+            if let Err(e) = broker.replicas.reconcile(&broker.metadata.image()) {
+                warn!(error = %e, "applying the fence to local partitions failed");
             }
+            info!("controlled shutdown: leaderships moved away");
         }
+        Err(e) => warn!(error = %e, "fencing this broker on shutdown failed"),
     }
 }
 
@@ -185,6 +177,7 @@ pub async fn start_node(loaded: LoadedConfig) -> anyhow::Result<RunningNode> {
 fn controller_settings(config: &BrokerConfig) -> crate::controller::Settings {
     crate::controller::Settings {
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms.max(1) as u64),
+        unclean_leader_election: config.unclean_leader_election_enable,
         ..Default::default()
     }
 }
@@ -323,6 +316,8 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&broker.config), shutdown_rx.clone()));
     }
     tasks.spawn(crate::replica::maintenance::run(broker.clone(), shutdown_rx.clone()));
+    tasks.spawn(crate::replica::fetcher::run(broker.clone(), shutdown_rx.clone()));
+    tasks.spawn(crate::replica::isr::run(broker.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::replica::cleaner::run(broker.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::group::GroupCoordinator::run(broker.clone(), shutdown_rx.clone()));
     for l in bound_listeners {
