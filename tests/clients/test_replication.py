@@ -55,12 +55,13 @@ class Deliveries:
 
 def produce_all(p: Producer, topic: str, values: list[str], partition: int | None = None,
                 d: Deliveries | None = None, flush_s: float = 45.0) -> Deliveries:
+    """Produces `values` (to `partition`, or round-robin over PARTITIONS) and flushes."""
     d = d or Deliveries()
-    for v in values:
-        kw = {} if partition is None else {"partition": partition}
+    for i, v in enumerate(values):
+        part = partition if partition is not None else i % PARTITIONS
         while True:
             try:
-                p.produce(topic, v.encode(), on_delivery=d, **kw)
+                p.produce(topic, v.encode(), partition=part, on_delivery=d)
                 break
             except BufferError:
                 p.poll(0.1)
@@ -130,11 +131,13 @@ def test_acks_all_survives_leader_kill(cluster3):
     d = produce_all(p, topic, [f"a-{i}" for i in range(300)])
     assert not d.err, d.err
     victim = c.node(c.leader_of(topic, 0))
+    led = [q for q, ps in c.partitions(topic).items() if ps.leader == victim.node_id]
     victim.kill9()
     d = produce_all(p, topic, [f"b-{i}" for i in range(300)], d=d)
     assert not d.err, {k: v.str() for k, v in list(d.err.items())[:5]}
-    new_leader = c.leader_of(topic, 0)
-    assert new_leader != victim.node_id and new_leader > 0
+    for q in led:
+        new_leader = c.leader_of(topic, q)
+        assert new_leader != victim.node_id and new_leader > 0, (q, new_leader)
     got = read_partitions(c.bootstrap(c.up()), topic, list(range(PARTITIONS)))
     values = [v for rs in got.values() for _, v in rs]
     assert sorted(values) == sorted(d.ok), "every acknowledged value exactly once, nothing else"
