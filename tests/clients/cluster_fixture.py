@@ -283,12 +283,18 @@ class Cluster:
         return self.partitions(topic)[partition].leader
 
     def healthy(self, topics: list[str], partitions: dict[str, int], want_isr: int | None = None) -> str | None:
-        """None if every live node reports, for every partition of `topics`, a live
-        leader and a full ISR (== replicas, and `want_isr` members if given) and all
-        live nodes agree; otherwise a description of what is missing."""
+        """None if every node runs, every node lists every broker (none fenced), and
+        every live node reports, for every partition of `topics`, a live leader and a
+        full ISR (== replicas, and `want_isr` members if given) and all live nodes
+        agree; otherwise a description of what is missing."""
         up_ids = {b.node_id for b in self.up()}
         if len(up_ids) != len(self.nodes):
             return f"nodes down: {sorted(set(self.ids()) - up_ids)}"
+        # Metadata lists the unfenced brokers only: every node must be back in it.
+        for b in self.up():
+            listed = sorted(x[0] for x in b.metadata(None if not topics else topics[:1]).brokers)
+            if listed != sorted(self.ids()):
+                return f"node {b.node_id} lists brokers {listed} (fenced: {sorted(set(self.ids()) - set(listed))})"
         for topic in topics:
             views = self.view(topic)
             ref = None
@@ -313,21 +319,49 @@ class Cluster:
         return None
 
     def wait_healthy(self, topics: list[str], partitions: dict[str, int], timeout: float,
-                     want_isr: int | None = None) -> float:
-        """Waits (bounded) until healthy(); returns the seconds it took, raises
+                     want_isr: int | None = None, stable: float = 0.6) -> float:
+        """Waits (bounded) until healthy() holds for `stable` seconds in a row (so a
+        restarted node's re-registration, which takes it out of the ISRs, cannot slip
+        between two looks); returns the seconds until it first held, raises
         AssertionError with the last reason otherwise."""
         t0 = time.monotonic()
         deadline = t0 + timeout
         why = "never checked"
+        since = None
         while time.monotonic() < deadline:
             try:
                 why = self.healthy(topics, partitions, want_isr)
             except Exception as e:  # noqa: BLE001
                 why = f"error: {e!r}"
+            now = time.monotonic()
             if why is None:
-                return time.monotonic() - t0
-            time.sleep(0.25)
+                since = now if since is None else since
+                if now - since >= stable:
+                    return since - t0
+            else:
+                since = None
+            time.sleep(0.2)
         raise AssertionError(f"cluster not healthy after {timeout}s: {why}")
+
+    def describe(self, topics: list[str]) -> str:
+        """Every live node's Metadata view (unfenced brokers; leader/replicas/ISR per
+        partition), for failure messages."""
+        lines = []
+        for b in self.nodes:
+            if not b.is_up():
+                lines.append(f"node {b.node_id}: {'paused' if b.paused else 'down'}")
+                continue
+            try:
+                md = b.metadata(topics)
+            except Exception as e:  # noqa: BLE001
+                lines.append(f"node {b.node_id}: metadata failed: {e!r}")
+                continue
+            lines.append(f"node {b.node_id}: brokers {sorted(x[0] for x in md.brokers)}")
+            for t in md.topics.values():
+                for p in sorted(t.partitions, key=lambda p: p.index):
+                    lines.append(f"  {t.name}-{p.index}: leader {p.leader} replicas {p.replicas} isr {p.isr}"
+                                 f"{f' error {p.error_code}' if p.error_code else ''}")
+        return "\n".join(lines)
 
     def log_tails(self, n: int = 80) -> str:
         return "\n".join(f"----- {b.log_path} (node {b.node_id}, last {n} lines) -----\n{b.log_tail(n)}"

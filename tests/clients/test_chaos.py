@@ -44,7 +44,7 @@ TIMEOUT_S = int(BUDGET_S) + 170
 def test_chaos(tmp_path, request):
     seed = int(os.environ.get("KLAMM_CHAOS_SEED") or random.SystemRandom().randrange(1, 2**31))
     budget = BUDGET_S
-    chaos.log(f"seed={seed} rounds={ROUNDS} rf={RF} proxy={PROXY} budget={budget:.0f}s "
+    chaos.log(f"seed={seed} rounds={ROUNDS} rf={RF} proxy={PROXY} budget={budget:.0f}s dir={tmp_path} "
               f"(replay: KLAMM_CHAOS_SEED={seed} KLAMM_CHAOS_ROUNDS={ROUNDS})")
     t_start = time.monotonic()
     cluster = Cluster(tmp_path, 3, proxied=PROXY)
@@ -93,7 +93,15 @@ def test_chaos(tmp_path, request):
         chaos.log(f"reader: {len(reader.seen)} records seen, rewinds={reader.rewinds}, "
                   f"errors={dict(reader.errors)}, hw={reader.hw_max}")
 
-        vd = chaos.verify(cluster, topic, PARTITIONS, prod, reader, st.windows)
+        try:
+            vd = chaos.verify(cluster, topic, PARTITIONS, prod, reader, st.windows)
+        except Exception as e:  # noqa: BLE001 - e.g. a partition still offline: report, then fail
+            print(f"chaos seed={seed} rounds={st.rounds} faults={st.faults} acked={len(prod.acked)} "
+                  f"lost=? duplicated=? inconsistent=? (verification incomplete)", flush=True)
+            print(cluster.describe([topic]), flush=True)
+            print(cluster.log_tails(60), flush=True)
+            pytest.fail(f"chaos seed={seed}: verification failed: {e}"
+                        + (f" | liveness: {'; '.join(st.failures)}" if st.failures else ""))
         heal = sorted(st.heal_times)
         chaos.log(f"faults by kind: {dict(st.kinds)}; heal time median "
                   f"{heal[len(heal) // 2] if heal else 0:.1f}s max {max(heal) if heal else 0:.1f}s; "
@@ -105,7 +113,7 @@ def test_chaos(tmp_path, request):
             chaos.log("  " + d)
         print(f"chaos seed={seed} rounds={st.rounds} faults={st.faults} acked={vd.acked} lost={vd.lost} "
               f"duplicated={vd.duplicated} inconsistent={vd.inconsistent}", flush=True)
-        chaos.log(f"details: records={vd.records} reordered={vd.reordered} gaps={vd.gaps} "
+        chaos.log(f"details: records={vd.records} implicit_acks={vd.implicit_acks} reordered={vd.reordered} gaps={vd.gaps} "
                   f"hw_regressions={vd.hw_regressions} minority_acks={vd.minority_acks} "
                   f"liveness_failures={len(st.failures)}")
 
