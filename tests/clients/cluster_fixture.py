@@ -289,7 +289,8 @@ class Cluster:
         agree; otherwise a description of what is missing."""
         up_ids = {b.node_id for b in self.up()}
         if len(up_ids) != len(self.nodes):
-            return f"nodes down: {sorted(set(self.ids()) - up_ids)}"
+            exited = {b.node_id: b.proc.returncode for b in self.nodes if b.proc is not None and b.proc.poll() is not None}
+            return f"nodes down: {sorted(set(self.ids()) - up_ids)} (exit codes {exited})"
         # Metadata lists the unfenced brokers only: every node must be back in it.
         for b in self.up():
             listed = sorted(x[0] for x in b.metadata(None if not topics else topics[:1]).brokers)
