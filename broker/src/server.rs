@@ -58,6 +58,8 @@ pub struct Broker {
     pub groups: crate::group::GroupCoordinator,
     /// The Kafka listeners actually bound (ports resolved), by listener name.
     pub bound: Vec<(String, SocketAddr)>,
+    /// Set when a controlled shutdown begins: from then on this broker stays fenced.
+    pub shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Broker {
@@ -91,6 +93,7 @@ pub struct RunningBroker {
 
 impl RunningBroker {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.broker.shutting_down.store(true, std::sync::atomic::Ordering::SeqCst);
         // Bounded: with the quorum going down too (a whole cluster stopping) nobody may commit.
         if tokio::time::timeout(Duration::from_secs(5), fence_self(&self.broker)).await.is_err() {
             warn!("fencing this broker on shutdown timed out; the controller fences it after the session timeout");
@@ -296,6 +299,11 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         .context("unfence broker")?
         .into_result()
         .map_err(|r| anyhow::anyhow!("unfencing rejected: {r}"))?;
+    // Unfencing handed this broker back the partitions only it can lead: take them up
+    // before serving.
+    if let Err(e) = replicas.reconcile(&metadata.image()) {
+        warn!(error = %e, "applying metadata to local partitions failed");
+    }
 
     let broker = Arc::new(Broker {
         node_id: config.node_id,
@@ -307,6 +315,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         broker_epoch,
         replicas,
         bound,
+        shutting_down: std::sync::atomic::AtomicBool::new(false),
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -356,13 +365,38 @@ fn advertised_endpoints(config: &BrokerConfig, bound: &[(String, SocketAddr)]) -
         .collect()
 }
 
-/// Keeps the local partitions in step with the metadata image.
+/// Keeps the local partitions in step with the metadata image, and asks to be unfenced when
+/// the controller fenced this running broker (it stopped answering for a while — paused,
+/// overloaded, cut off — and is back): Kafka's broker does the same through its heartbeats.
 async fn follow_metadata(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut images = broker.metadata.subscribe();
+    let mut last_unfence_attempt: Option<tokio::time::Instant> = None;
     loop {
         let image = images.borrow_and_update().clone();
         if let Err(e) = broker.replicas.reconcile(&image) {
             warn!(error = %e, "applying metadata to local partitions failed");
+        }
+        let fenced = image.broker(broker.node_id).is_some_and(|b| b.fenced && b.epoch == broker.broker_epoch);
+        let recently = last_unfence_attempt.is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        if fenced && !recently && !broker.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+            last_unfence_attempt = Some(tokio::time::Instant::now());
+            let b = broker.clone();
+            tokio::spawn(async move {
+                info!("this broker was fenced while running; asking to be unfenced");
+                let unfence = MetadataCommand::UnfenceBroker { node_id: b.node_id, epoch: b.broker_epoch };
+                if let Err(e) = b.metadata.propose(unfence).await {
+                    warn!(error = %e, "unfencing failed; retrying");
+                }
+            });
+        }
+        if fenced {
+            // Retry even when no new image arrives (the proposal may have failed).
+            tokio::select! {
+                changed = images.changed() => if changed.is_err() { break },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => if *shutdown.borrow() { break },
+            }
+            continue;
         }
         tokio::select! {
             changed = images.changed() => if changed.is_err() { break },

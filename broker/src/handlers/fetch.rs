@@ -37,6 +37,14 @@ use crate::replica::{Partition, PartitionView};
 /// so a confused client cannot park a connection for hours.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 
+/// Most record bytes read for one partition in one fetch, and in one response. Clients may
+/// ask for far more (some set 100 MB); answering with less is always allowed (the client
+/// fetches again) and keeps each buffer small enough for the allocator to reuse instead of
+/// mapping fresh zeroed pages for every response. KIP-74 still wins: a single larger batch
+/// is returned whole.
+const PARTITION_READ_CAP: i64 = 8 << 20;
+const RESPONSE_READ_CAP: i64 = 24 << 20;
+
 struct Target {
     topic: String,
     topic_id: Uuid,
@@ -65,7 +73,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
     let follower = (replica_id >= 0).then_some(replica_id);
     let targets = resolve(ctx, &request, follower);
     let read_committed = request.isolation_level == 1 && follower.is_none();
-    let max_bytes = if version >= 3 { request.max_bytes.max(0) as i64 } else { i64::MAX };
+    let max_bytes = if version >= 3 { request.max_bytes.max(0) as i64 } else { i64::MAX }.min(RESPONSE_READ_CAP);
     let min_bytes = request.min_bytes.max(0) as i64;
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
@@ -189,7 +197,7 @@ fn read_all(targets: &[Target], read_committed: bool, max_bytes: i64, follower: 
                         view.high_watermark
                     };
                     let remaining = (max_bytes - total).max(0);
-                    let limit = remaining.min(t.partition_max_bytes.max(0) as i64);
+                    let limit = remaining.min(t.partition_max_bytes.max(0) as i64).min(PARTITION_READ_CAP);
                     let min_one = total == 0;
                     if t.fetch_offset < bound && (limit > 0 || min_one) {
                         match partition.reader().read(t.fetch_offset, limit as usize, bound, min_one) {

@@ -15,6 +15,8 @@ pub mod fetcher;
 pub mod isr;
 pub mod maintenance;
 pub mod partition;
+#[cfg(test)]
+mod partition_tests;
 pub mod producer_state;
 pub mod storage_adapter;
 pub mod validation;

@@ -144,6 +144,27 @@ pub struct Partition {
     reader: LogReader,
     view: watch::Sender<PartitionView>,
     config: RwLock<Arc<TopicConfig>>,
+    /// The high watermark last written to [`HIGH_WATERMARK_CHECKPOINT`].
+    checkpointed_high_watermark: std::sync::atomic::AtomicI64,
+}
+
+/// File in the partition directory holding the last checkpointed high watermark (Kafka
+/// keeps one `replication-offset-checkpoint` per log dir; one small file per partition
+/// keeps partitions independent). Written by the maintenance task when it changed and on
+/// close; read on open so a restarted replica does not expose less than it had.
+pub const HIGH_WATERMARK_CHECKPOINT: &str = "high-watermark-checkpoint";
+
+fn read_high_watermark_checkpoint(dir: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(dir.join(HIGH_WATERMARK_CHECKPOINT)).ok()?;
+    let mut lines = text.lines();
+    (lines.next()? == "0").then_some(())?;
+    lines.next()?.trim().parse().ok()
+}
+
+fn write_high_watermark_checkpoint(dir: &Path, high_watermark: i64) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{HIGH_WATERMARK_CHECKPOINT}.tmp"));
+    std::fs::write(&tmp, format!("0\n{high_watermark}\n"))?;
+    std::fs::rename(tmp, dir.join(HIGH_WATERMARK_CHECKPOINT))
 }
 
 impl Partition {
@@ -165,10 +186,13 @@ impl Partition {
         storage_adapter::replay_producer_state(&reader, log.log_start_offset(), log.log_end_offset(), &mut producers);
         let leo = log.log_end_offset();
         // A lone replica has everything it wrote committed. A replica of a replicated
-        // partition does not know its high watermark after a restart (it is not kept on
-        // disk): it starts at the log start and learns it from the leader, or as leader
-        // from its followers' fetches.
-        let high_watermark = if meta.replicas.len() <= 1 { leo } else { log.log_start_offset() };
+        // partition starts from its checkpointed high watermark (at most its log end) and
+        // learns newer ones from the leader, or as leader from its followers' fetches.
+        let high_watermark = if meta.replicas.len() <= 1 {
+            leo
+        } else {
+            read_high_watermark_checkpoint(dir).unwrap_or(0).clamp(log.log_start_offset(), leo)
+        };
         let view = PartitionView {
             log_start_offset: log.log_start_offset(),
             high_watermark,
@@ -200,6 +224,7 @@ impl Partition {
             reader,
             view: watch::channel(view).0,
             config: RwLock::new(config),
+            checkpointed_high_watermark: std::sync::atomic::AtomicI64::new(high_watermark),
         })
         .map(|p| {
             p.apply_metadata(meta, now_ms);
@@ -800,6 +825,7 @@ impl Partition {
     /// Runs retention and the time-based flush policy; called periodically.
     /// Returns how many segments retention deleted.
     pub fn maintain(&self, now_ms: i64, run_retention: bool) -> usize {
+        self.checkpoint_high_watermark();
         let config = self.config();
         let mut guard = self.writer.lock().expect("writer lock poisoned");
         let Some(writer) = guard.as_mut() else { return 0 };
@@ -822,8 +848,22 @@ impl Partition {
         deleted
     }
 
+    /// Writes the high watermark to its checkpoint file if it moved since the last write.
+    pub fn checkpoint_high_watermark(&self) {
+        use std::sync::atomic::Ordering;
+        let hw = self.view.borrow().high_watermark;
+        if self.checkpointed_high_watermark.load(Ordering::Relaxed) == hw {
+            return;
+        }
+        match write_high_watermark_checkpoint(&self.dir, hw) {
+            Ok(()) => self.checkpointed_high_watermark.store(hw, Ordering::Relaxed),
+            Err(e) => warn!(topic = %self.topic, partition = self.index, error = %e, "writing the high watermark checkpoint failed"),
+        }
+    }
+
     /// Flushes and closes the log cleanly; further appends fail.
     pub fn close(&self) {
+        self.checkpoint_high_watermark();
         let writer = self.writer.lock().expect("writer lock poisoned").take();
         if let Some(w) = writer {
             if let Err(e) = w.log.close() {
