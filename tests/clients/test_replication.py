@@ -388,16 +388,12 @@ def test_restarted_node_rejoins_isr(cluster3):
         assert all(disk.get(off) == v for off, v in rs), f"node 3's copy of partition {q} differs"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "broker bug: the high watermark is not persisted; a restarted leader starts at the log start "
-    "offset, so ListOffsets(latest) goes back to 0 and acknowledged records are unreadable until "
-    "the ISR reaches min.insync.replicas again (Kafka keeps replication-offset-checkpoint and "
-    "answers OFFSET_NOT_AVAILABLE while a new leader's HW is below its epoch start)"))
 def test_high_watermark_survives_restart_of_last_isr_member(tmp_path, request):
     """Dedicated controller + 3 brokers. 1000 records acknowledged with acks=all; the
-    two followers stop (controlled shutdown: out of the ISR), the leader, now the whole
-    ISR, is killed and restarts alone. What was committed must stay visible: the high
-    watermark (ListOffsets latest) must not go back and consumers must read the records."""
+    two followers stop (controlled shutdown) and fall behind (one more record with
+    acks=1), so the leader is the whole ISR, below min.insync.replicas. It is killed
+    and restarts alone. What was committed must stay visible: the high watermark
+    (ListOffsets latest) must not go back and consumers must read the 1000 records."""
     c = Cluster(tmp_path, 3, dedicated_controller=True)
     request.node._klamm_brokers = c.all_processes()
     try:
@@ -411,11 +407,20 @@ def test_high_watermark_survives_restart_of_last_isr_member(tmp_path, request):
             assert cons.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)[1] == 1000
         finally:
             cons.close()
+        one = Producer({"bootstrap.servers": leader.bootstrap, "acks": 1, "message.timeout.ms": 10000})
         for b in c.nodes:
             if b is not leader:
                 b.terminate()
+                assert not produce_all(one, topic, [f"behind-{b.node_id}"], partition=0).err
         wait_until(lambda: list(leader.partitions(topic)[0].isr) == [leader.node_id], timeout=20,
                    what="the ISR to shrink to the leader")
+        cons = Consumer({"bootstrap.servers": leader.bootstrap, "group.id": unique_topic("g")})
+        try:
+            committed = cons.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)[1]
+        finally:
+            cons.close()
+        assert committed >= 1000
+        time.sleep(1)  # past the periodic high-watermark checkpoint
         leader.kill9()
         leader.start()
         wait_until(lambda: leader.partitions(topic)[0].leader == leader.node_id, timeout=20,
@@ -425,9 +430,9 @@ def test_high_watermark_survives_restart_of_last_isr_member(tmp_path, request):
         try:
             _, hw = wait_until(lambda: cons.get_watermark_offsets(TopicPartition(topic, 0), timeout=5, cached=False),
                                timeout=20, what="the high watermark")
-            assert hw == 1000, f"high watermark went back from 1000 to {hw}"
+            assert hw == committed, f"high watermark went back from {committed} to {hw}"
             got = read_partitions(leader.bootstrap, topic, [0], timeout=20)[0]
-            assert len(got) == 1000
+            assert [v for _, v in got][:1000] == [f"h-{i}" for i in range(1000)] and len(got) == committed
         finally:
             cons.close()
     finally:
@@ -435,9 +440,27 @@ def test_high_watermark_survives_restart_of_last_isr_member(tmp_path, request):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "broker bug: a broker fenced while alive (paused longer than broker.session.timeout.ms, or "
-    "unreachable) is never unfenced: it stays out of Metadata's brokers and cannot be elected, "
-    "although leaders add it back to their ISRs; only a restart re-registers it"))
+    "broker bug: an idle partition's leader puts a stopped (fenced) follower back into the ISR, "
+    "because the follower's last log end offset still equals the leader's; the controller accepts "
+    "it (Kafka's KIP-841 refuses fenced or shutting-down brokers in AlterPartition)"))
+def test_stopped_follower_stays_out_of_the_isr(cluster3):
+    c = cluster3
+    topic = unique_topic("isrout")
+    create_rf3(c, topic, partitions=1)
+    assert not produce_all(producer(c.bootstrap()), topic, [f"i-{i}" for i in range(100)], partition=0).err
+    leader = c.node(c.leader_of(topic, 0))
+    victim = next(b for b in c.nodes if b is not leader)
+    victim.terminate()
+    seen = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        md = leader.metadata([topic])
+        seen.append((sorted(b[0] for b in md.brokers), list(md.topics[topic].partitions[0].isr)))
+        time.sleep(0.1)
+    bad = [s for s in seen if victim.node_id in s[1]]
+    assert not bad, f"node {victim.node_id} is stopped but in the ISR: (brokers, isr) = {bad[-1]}"
+
+
 def test_paused_broker_is_unfenced_after_resume(cluster3):
     """SIGSTOP a node past the session timeout (it is fenced, its leaderships move),
     SIGCONT it: it must come back as a broker (Metadata lists it) and rejoin the ISRs."""
