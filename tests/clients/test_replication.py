@@ -174,8 +174,10 @@ def test_two_of_three_down_not_enough_replicas(tmp_path, request):
                           "message.timeout.ms": 10000})
         d = produce_all(plain, topic, ["nope-1", "nope-2"], partition=0, flush_s=20)
         assert not d.ok, d.ok
+        md = survivor.metadata([topic])
         assert {e.code() for e in d.err.values()} == {KafkaError.NOT_ENOUGH_REPLICAS}, \
-            {v: e.str() for v, e in d.err.items()}
+            (f"{ {v: e.str() for v, e in d.err.items()} }; now: brokers {sorted(b[0] for b in md.brokers)}, "
+             f"isr {md.topics[topic].partitions[0].isr} (see test_stopped_follower_stays_out_of_the_isr)")
         # An idempotent producer retries until message.timeout.ms; what does it report?
         idem = producer(survivor.bootstrap, **{"message.timeout.ms": 6000})
         d = produce_all(idem, topic, ["nope-idem"], partition=0, flush_s=20)
