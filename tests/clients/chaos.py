@@ -300,7 +300,7 @@ class ReaderWorkload:
 # reading logs: through the client, and straight from each replica's segments
 
 
-def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 90.0
+def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0
              ) -> tuple[dict[int, int], dict[int, list[tuple[int, str]]]]:
     """Reads every partition from 0 up to its high watermark (taken before the
     read; nothing is produced any more). Returns (hw per partition, records)."""
