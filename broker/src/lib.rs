@@ -6,6 +6,7 @@
 //! - [`server`]: start-up by `process.roles`, shared state, shutdown;
 //! - [`metadata`]: the metadata source (quorum voter or follower of the controllers);
 //! - [`controller`]: the active controller's broker fencing and leader election;
+//! - [`leader_balance`]: preferred/unclean elections on request and the automatic leader rebalance;
 //! - [`producer_ids`]: producer-id blocks for idempotent producers;
 //! - [`topics`]: topic-name rules and replica placement used by the admin APIs;
 //! - [`clock`]: the only place that reads wall-clock time.
@@ -19,6 +20,7 @@ pub mod clock;
 pub mod controller;
 pub mod group;
 pub mod handlers;
+pub mod leader_balance;
 pub mod metadata;
 pub mod net;
 pub mod producer_ids;

@@ -226,6 +226,12 @@ pub struct BrokerConfig {
     pub connections_max_idle_ms: i64,
     /// `unclean.leader.election.enable` (default false).
     pub unclean_leader_election_enable: bool,
+    /// `auto.leader.rebalance.enable` (default true).
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds` (default 300, at least 1).
+    pub leader_imbalance_check_interval_seconds: i64,
+    /// `leader.imbalance.per.broker.percentage` (default 10).
+    pub leader_imbalance_per_broker_percentage: i32,
     /// `max.incremental.fetch.session.cache.slots` (default 1000).
     pub max_incremental_fetch_session_cache_slots: i32,
     /// `broker.heartbeat.interval.ms` (default 2000).
@@ -746,6 +752,9 @@ impl BrokerConfig {
             max_connections_per_ip: r.i32("max.connections.per.ip")?,
             connections_max_idle_ms: r.int("connections.max.idle.ms")?,
             unclean_leader_election_enable: r.bool("unclean.leader.election.enable")?,
+            auto_leader_rebalance_enable: r.bool("auto.leader.rebalance.enable")?,
+            leader_imbalance_check_interval_seconds: r.int("leader.imbalance.check.interval.seconds")?,
+            leader_imbalance_per_broker_percentage: r.i32("leader.imbalance.per.broker.percentage")?,
             max_incremental_fetch_session_cache_slots: r
                 .i32("max.incremental.fetch.session.cache.slots")?,
             broker_heartbeat_interval_ms: r.i32("broker.heartbeat.interval.ms")?,

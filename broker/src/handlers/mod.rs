@@ -23,6 +23,7 @@ pub mod delete_topics;
 pub mod delete_groups;
 pub mod describe_cluster;
 pub mod describe_groups;
+pub mod elect_leaders;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod join_group;
@@ -35,6 +36,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -65,10 +67,12 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::InitProducerId, 0, 5),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::ElectLeaders, 0, 2),
     api(ApiKey::DescribeCluster, 0, 1),
     // Consumer groups (group coordinator). JoinGroup from v0 as Kafka 4.1+;
     // OffsetCommit/OffsetFetch from v0 so librdkafka 2.0.2 finds the old
@@ -185,6 +189,8 @@ pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::ListGroups(r) => list_groups::handle(ctx, r).await.into(),
         RequestKind::DeleteGroups(r) => delete_groups::handle(ctx, r).await.into(),
         RequestKind::OffsetDelete(r) => offset_delete::handle(ctx, r).await.into(),
+        RequestKind::OffsetForLeaderEpoch(r) => offset_for_leader_epoch::handle(ctx, r).into(),
+        RequestKind::ElectLeaders(r) => elect_leaders::handle(ctx, r).await.into(),
         // The connection layer only lets registered APIs through.
         _ => Outcome::Close("api not served"),
     }

@@ -119,6 +119,9 @@ fn kafka_defaults_with_minimal_file() {
     assert_eq!(c.max_connections, i32::MAX);
     assert_eq!(c.connections_max_idle_ms, 600_000);
     assert!(!c.unclean_leader_election_enable);
+    assert!(c.auto_leader_rebalance_enable);
+    assert_eq!(c.leader_imbalance_check_interval_seconds, 300);
+    assert_eq!(c.leader_imbalance_per_broker_percentage, 10);
     assert_eq!(c.max_incremental_fetch_session_cache_slots, 1000);
     assert_eq!(c.cluster_id, None);
     assert_eq!(
@@ -621,8 +624,15 @@ fn other_fields() {
             "log.message.timestamp.type=LogAppendTime",
             "unclean.leader.election.enable=TRUE",
             "log.cleaner.min.cleanable.ratio=0.25",
+            "auto.leader.rebalance.enable=false",
+            "leader.imbalance.check.interval.seconds=1",
+            "leader.imbalance.per.broker.percentage=0",
         ],
     );
+    assert!(!c.auto_leader_rebalance_enable);
+    assert_eq!(c.leader_imbalance_check_interval_seconds, 1);
+    assert_eq!(c.leader_imbalance_per_broker_percentage, 0);
+    assert!(must_err(MINIMAL, &["leader.imbalance.check.interval.seconds=0"]).contains("leader.imbalance.check.interval.seconds"));
     assert_eq!(c.cluster_id.as_deref(), Some("MkU3OEVBNTcwNTJENDM2Qk"));
     assert_eq!(c.broker_rack.as_deref(), Some("r1"));
     assert_eq!(c.log_cleanup_policy, CleanupPolicy::BOTH);

@@ -1,0 +1,336 @@
+//! Leader-epoch and leadership admin APIs checked against an independent codec
+//! (`kafka-protocol`), every advertised version: OffsetForLeaderEpoch answers and fencing before
+//! and after a leader epoch change; ElectLeaders (preferred and unclean); the active
+//! controller's automatic preferred-leader rebalance.
+//!
+//! Leadership is changed by proposing commands straight to the metadata quorum (what a broker
+//! restart or a leader move does to the image), and a second replica is a broker registered in
+//! the metadata log without a process behind it, so these run before data replication exists.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use klamm_raft::{MetadataCommand, NO_LEADER};
+
+use common::{batch, topic, versions, Conn};
+use klamm_tests::TestCluster;
+
+async fn create(c: &mut Conn, name: &str, partitions: i32) {
+    let req = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![CreatableTopic::default()
+        .with_name(topic(name))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)]);
+    let r = c.call(&req, 5).await;
+    assert_eq!(r.topics[0].error_code, 0, "create {name}: {:?}", r.topics[0].error_message);
+}
+
+async fn produce(c: &mut Conn, name: &str, partition: i32, n: usize) -> i64 {
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(topic(name))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch(n)))])]);
+    let r = c.call(&req, 9).await;
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0, "produce: {:?}", p.error_message);
+    p.base_offset
+}
+
+/// (partition, current_leader_epoch, leader_epoch)
+fn ofle(name: &str, replica_id: i32, parts: &[(i32, i32, i32)]) -> OffsetForLeaderEpochRequest {
+    let partitions = parts
+        .iter()
+        .map(|(p, current, epoch)| {
+            OffsetForLeaderPartition::default().with_partition(*p).with_current_leader_epoch(*current).with_leader_epoch(*epoch)
+        })
+        .collect();
+    OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(replica_id))
+        .with_topics(vec![OffsetForLeaderTopic::default().with_topic(topic(name)).with_partitions(partitions)])
+}
+
+/// (error, leader epoch, end offset) per partition, in request order.
+fn answers(r: &OffsetForLeaderEpochResponse) -> Vec<(i16, i32, i64)> {
+    r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.error_code, p.leader_epoch, p.end_offset))).collect()
+}
+
+/// Moves the leadership of `name`-`partition` away and back (leader epoch +2), the way a
+/// restart of its broker does, and waits until the local partition serves the new epoch.
+async fn bump_leader_epoch(cluster: &TestCluster, name: &str, partition: i32) -> i32 {
+    let broker = cluster.broker(0).expect("node 1 running");
+    for leader in [NO_LEADER, broker.node_id] {
+        let image = broker.metadata.image();
+        let topic = image.topic(name).expect("topic");
+        let p = topic.partitions.get(&partition).expect("partition");
+        if p.leader == leader {
+            continue; // the controller got there first
+        }
+        let change = MetadataCommand::ChangePartition {
+            topic_id: topic.topic_id,
+            partition,
+            expected_partition_epoch: p.partition_epoch,
+            leader: Some(leader),
+            isr: None,
+        };
+        broker.metadata.propose(change).await.expect("propose");
+    }
+    let want = broker.metadata.image().partition(name, partition).expect("partition").leader_epoch;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while broker.replicas.get(name, partition).map(|p| p.view().leader_epoch) != Some(want) {
+        assert!(Instant::now() < deadline, "local partition never reached leader epoch {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    want
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_for_leader_epoch_every_version() {
+    let cluster = TestCluster::start(1, &[]).await.expect("start");
+    let mut c = Conn::open(cluster.nodes[0].addr).await;
+    let advertised = c.api_versions().await;
+    let name = "ofle";
+    create(&mut c, name, 2).await;
+    assert_eq!(produce(&mut c, name, 0, 5).await, 0);
+
+    const NONE: i16 = 0;
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const FENCED_LEADER_EPOCH: i16 = 74;
+    const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    let v_all = versions::<OffsetForLeaderEpochRequest>(&advertised);
+    assert_eq!(v_all, vec![2, 3, 4], "Kafka 4.x serves OffsetForLeaderEpoch v2-4");
+
+    // Epoch 0: the only epoch, so it ends at the log end offset.
+    for &v in &v_all {
+        let req = ofle(name, -1, &[(0, -1, 0), (0, 0, 0), (0, 1, 0), (1, 0, 0), (9, -1, 0), (0, -1, 3)]);
+        let r = c.call(&req, v).await;
+        assert_eq!(
+            answers(&r),
+            vec![
+                (NONE, 0, 5),
+                (NONE, 0, 5),
+                (UNKNOWN_LEADER_EPOCH, -1, -1),
+                (NONE, 0, 0), // an empty log: epoch 0 (current) ends at offset 0
+                (UNKNOWN_TOPIC_OR_PARTITION, -1, -1),
+                (NONE, -1, -1), // an epoch newer than the partition's is unknown
+            ],
+            "v{v}"
+        );
+        let r = c.call(&ofle("no-such-topic", -1, &[(0, -1, 0)]), v).await;
+        assert_eq!(answers(&r), vec![(UNKNOWN_TOPIC_OR_PARTITION, -1, -1)], "v{v}");
+    }
+
+    // Leader epoch 2 (away and back), three more records stamped with it.
+    assert_eq!(bump_leader_epoch(&cluster, name, 0).await, 2);
+    assert_eq!(bump_leader_epoch(&cluster, name, 1).await, 2);
+    for &v in &v_all {
+        // Before anything is written in epoch 2 it ends at the log end offset too.
+        let r = c.call(&ofle(name, -1, &[(0, 2, 2), (0, 2, 0), (1, 2, 2)]), v).await;
+        assert_eq!(answers(&r), vec![(NONE, 2, 5), (NONE, 0, 5), (NONE, 2, 0)], "v{v}");
+    }
+    assert_eq!(produce(&mut c, name, 0, 3).await, 5);
+    for &v in &v_all {
+        // A follower (replica_id 2, v3+) gets the same answers from the leader.
+        let req = ofle(name, 2, &[(0, -1, 0), (0, 2, 1), (0, 2, 2), (0, 0, 0), (0, 3, 2), (0, -1, 3)]);
+        let r = c.call(&req, v).await;
+        assert_eq!(
+            answers(&r),
+            vec![
+                (NONE, 0, 5), // epoch 0 ended where epoch 2 began
+                (NONE, 0, 5), // epoch 1 never wrote here: the largest epoch below it is 0
+                (NONE, 2, 8),
+                (FENCED_LEADER_EPOCH, -1, -1),
+                (UNKNOWN_LEADER_EPOCH, -1, -1),
+                (NONE, -1, -1),
+            ],
+            "v{v}"
+        );
+    }
+    cluster.stop().await.expect("stop");
+}
+
+/// Proposes `cmd` on node 1 and insists that it applies.
+async fn must_propose(cluster: &TestCluster, cmd: MetadataCommand) -> klamm_raft::AppliedInfo {
+    let broker = cluster.broker(0).expect("node 1 running");
+    let name = cmd.name();
+    match broker.metadata.propose(cmd).await.expect("propose") {
+        klamm_raft::CommandOutcome::Applied(info) => info,
+        klamm_raft::CommandOutcome::Rejected(r) => panic!("{name} rejected: {r}"),
+    }
+}
+
+fn partition_state(cluster: &TestCluster, name: &str, partition: i32) -> (i32, Vec<i32>, i32) {
+    let image = cluster.broker(0).expect("node 1").metadata.image();
+    let p = image.partition(name, partition).expect("partition");
+    (p.leader, p.isr.clone(), p.leader_epoch)
+}
+
+async fn set_partition(cluster: &TestCluster, name: &str, partition: i32, leader: i32, isr: &[i32]) {
+    let image = cluster.broker(0).expect("node 1").metadata.image();
+    let topic = image.topic(name).expect("topic");
+    let epoch = topic.partitions[&partition].partition_epoch;
+    must_propose(
+        cluster,
+        MetadataCommand::ChangePartition {
+            topic_id: topic.topic_id,
+            partition,
+            expected_partition_epoch: epoch,
+            leader: Some(leader),
+            isr: Some(isr.to_vec()),
+        },
+    )
+    .await;
+}
+
+fn elect_request(kind: i8, topics: Option<&[(&str, &[i32])]>) -> ElectLeadersRequest {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    ElectLeadersRequest::default().with_election_type(kind).with_timeout_ms(10_000).with_topic_partitions(
+        topics.map(|ts| ts.iter().map(|(t, ps)| TopicPartitions::default().with_topic(topic(t)).with_partitions(ps.to_vec())).collect()),
+    )
+}
+
+/// (topic, partition, error) in response order.
+fn elect_results(r: &ElectLeadersResponse) -> Vec<(String, i32, i16)> {
+    r.replica_election_results
+        .iter()
+        .flat_map(|t| t.partition_result.iter().map(move |p| (t.topic.0.to_string(), p.partition_id, p.error_code)))
+        .collect()
+}
+
+/// ElectLeaders, every version. Replication between brokers is not needed to check the
+/// elections: broker 2 is registered through the metadata log without a process behind it
+/// (no endpoint, so the controller never probes it; the session timeout is long), which lets
+/// partitions have a second replica whose liveness the test controls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_leaders_every_version() {
+    const NONE: i16 = 0;
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const INVALID_REQUEST: i16 = 42;
+    const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+    const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+    const ELECTION_NOT_NEEDED: i16 = 84;
+    const PREFERRED: i8 = 0;
+    const UNCLEAN: i8 = 1;
+
+    let cluster = TestCluster::start(1, &["broker.session.timeout.ms=600000"]).await.expect("start");
+    let mut c = Conn::open(cluster.nodes[0].addr).await;
+    let advertised = c.api_versions().await;
+    let v_all = versions::<ElectLeadersRequest>(&advertised);
+    assert_eq!(v_all, vec![0, 1, 2]);
+    let reg = MetadataCommand::RegisterBroker { node_id: 2, incarnation_id: [2; 16], endpoints: vec![], rack: None };
+    let mut epoch2 = must_propose(&cluster, reg).await.broker_epoch.expect("broker epoch");
+
+    for (i, &v) in v_all.iter().enumerate() {
+        must_propose(&cluster, MetadataCommand::UnfenceBroker { node_id: 2, epoch: epoch2 }).await;
+        let name = format!("elect-v{v}");
+        let partitions = [vec![1, 2], vec![2, 1], vec![2], vec![2, 1]]
+            .into_iter()
+            .enumerate()
+            .map(|(p, replicas)| klamm_raft::NewPartition { partition: p as i32, replicas })
+            .collect();
+        let create = MetadataCommand::CreateTopic {
+            name: name.clone(),
+            topic_id: [10 + i as u8; 16],
+            partitions,
+            configs: Default::default(),
+        };
+        must_propose(&cluster, create).await;
+        let n = name.as_str();
+
+        // Everything led by its preferred replica.
+        let r = c.call(&elect_request(PREFERRED, Some(&[(n, &[0, 1, 2, 9]), ("no-such-topic", &[0])])), v).await;
+        assert_eq!(r.error_code, 0);
+        let want = vec![
+            (name.clone(), 0, ELECTION_NOT_NEEDED),
+            (name.clone(), 1, ELECTION_NOT_NEEDED),
+            (name.clone(), 2, ELECTION_NOT_NEEDED),
+            (name.clone(), 9, UNKNOWN_TOPIC_OR_PARTITION),
+            ("no-such-topic".to_string(), 0, UNKNOWN_TOPIC_OR_PARTITION),
+        ];
+        assert_eq!(elect_results(&r), want, "v{v}");
+        let not_needed = &r.replica_election_results[0].partition_result[0];
+        assert!(not_needed.error_message.is_some(), "v{v}: errors carry a message");
+
+        // Leadership of partition 0 moved to 2: the preferred election moves it back.
+        set_partition(&cluster, n, 0, 2, &[1, 2]).await;
+        let (_, _, epoch_before) = partition_state(&cluster, n, 0);
+        let r = c.call(&elect_request(PREFERRED, Some(&[(n, &[0])])), v).await;
+        assert_eq!(elect_results(&r), vec![(name.clone(), 0, NONE)], "v{v}");
+        assert_eq!(r.replica_election_results[0].partition_result[0].error_message, None, "v{v}: no message on success");
+        assert_eq!(partition_state(&cluster, n, 0), (1, vec![1, 2], epoch_before + 1), "v{v}");
+
+        // Partition 3's ISR shrank to [2]; then broker 2 is fenced: partition 1 moves to 1,
+        // partitions 2 and 3 have no leader (their ISR is [2]).
+        set_partition(&cluster, n, 3, 2, &[2]).await;
+        must_propose(&cluster, MetadataCommand::FenceBroker { node_id: 2, epoch: epoch2 }).await;
+        assert_eq!(partition_state(&cluster, n, 1).0, 1);
+        assert_eq!(partition_state(&cluster, n, 2).0, -1);
+        assert_eq!(partition_state(&cluster, n, 3).0, -1);
+        let r = c.call(&elect_request(PREFERRED, Some(&[(n, &[1, 2])])), v).await;
+        assert_eq!(
+            elect_results(&r),
+            vec![(name.clone(), 1, PREFERRED_LEADER_NOT_AVAILABLE), (name.clone(), 2, PREFERRED_LEADER_NOT_AVAILABLE)],
+            "v{v}"
+        );
+        if v >= 1 {
+            let r = c.call(&elect_request(UNCLEAN, Some(&[(n, &[1, 2, 3])])), v).await;
+            assert_eq!(
+                elect_results(&r),
+                vec![(name.clone(), 1, ELECTION_NOT_NEEDED), (name.clone(), 2, ELIGIBLE_LEADERS_NOT_AVAILABLE), (name.clone(), 3, NONE)],
+                "v{v}"
+            );
+            let (leader, isr, _) = partition_state(&cluster, n, 3);
+            assert_eq!((leader, isr), (1, vec![1]), "v{v}: the unclean leader is the only ISR member");
+
+            let r = c.call(&elect_request(7, Some(&[(n, &[0])])), v).await;
+            assert_eq!(r.error_code, INVALID_REQUEST, "v{v}: unknown election type");
+            assert_eq!(elect_results(&r), vec![(name.clone(), 0, INVALID_REQUEST)]);
+        }
+
+        // All partitions: those that need nothing are left out of the answer.
+        let r = c.call(&elect_request(PREFERRED, None), v).await;
+        let results = elect_results(&r);
+        assert!(!results.is_empty() && results.iter().all(|(_, _, e)| *e != ELECTION_NOT_NEEDED), "v{v}: {results:?}");
+        assert!(results.contains(&(name.clone(), 1, PREFERRED_LEADER_NOT_AVAILABLE)), "v{v}: {results:?}");
+
+        // A new incarnation of broker 2 for the next round.
+        let reg = MetadataCommand::RegisterBroker { node_id: 2, incarnation_id: [20 + v as u8; 16], endpoints: vec![], rack: None };
+        epoch2 = must_propose(&cluster, reg).await.broker_epoch.expect("broker epoch");
+    }
+    cluster.stop().await.expect("stop");
+}
+
+/// A one-node cluster with a registered, unfenced, process-less broker 2 and a topic `name`
+/// whose single partition has replicas [1, 2], led by 2 (not its preferred replica).
+async fn cluster_led_by_non_preferred(overrides: &[&str], name: &str) -> TestCluster {
+    let cluster = TestCluster::start(1, overrides).await.expect("start");
+    let reg = MetadataCommand::RegisterBroker { node_id: 2, incarnation_id: [2; 16], endpoints: vec![], rack: None };
+    let epoch = must_propose(&cluster, reg).await.broker_epoch.expect("broker epoch");
+    must_propose(&cluster, MetadataCommand::UnfenceBroker { node_id: 2, epoch }).await;
+    let partitions = vec![klamm_raft::NewPartition { partition: 0, replicas: vec![1, 2] }];
+    let create = MetadataCommand::CreateTopic { name: name.into(), topic_id: [42; 16], partitions, configs: Default::default() };
+    must_propose(&cluster, create).await;
+    set_partition(&cluster, name, 0, 2, &[1, 2]).await;
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_rebalance_moves_leadership_back_to_the_preferred_replica() {
+    let fast = ["broker.session.timeout.ms=600000", "leader.imbalance.check.interval.seconds=1"];
+    let cluster = cluster_led_by_non_preferred(&fast, "rebalance").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while partition_state(&cluster, "rebalance", 0).0 != 1 {
+        assert!(Instant::now() < deadline, "leadership never moved back: {:?}", partition_state(&cluster, "rebalance", 0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(partition_state(&cluster, "rebalance", 0).1, vec![1, 2]);
+    cluster.stop().await.expect("stop");
+
+    let off = ["broker.session.timeout.ms=600000", "leader.imbalance.check.interval.seconds=1", "auto.leader.rebalance.enable=false"];
+    let cluster = cluster_led_by_non_preferred(&off, "rebalance").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(partition_state(&cluster, "rebalance", 0).0, 2, "auto.leader.rebalance.enable=false leaves it");
+    cluster.stop().await.expect("stop");
+}
