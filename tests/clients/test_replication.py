@@ -441,11 +441,10 @@ def test_high_watermark_survives_restart_of_last_isr_member(tmp_path, request):
         c.shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "broker bug: an idle partition's leader puts a stopped (fenced) follower back into the ISR, "
-    "because the follower's last log end offset still equals the leader's; the controller accepts "
-    "it (Kafka's KIP-841 refuses fenced or shutting-down brokers in AlterPartition)"))
 def test_stopped_follower_stays_out_of_the_isr(cluster3):
+    """An idle partition's leader must not put a stopped (fenced) follower back into
+    the ISR just because its last log end offset equals the leader's (Kafka's KIP-841:
+    only live brokers may join an ISR)."""
     c = cluster3
     topic = unique_topic("isrout")
     create_rf3(c, topic, partitions=1)
