@@ -1,6 +1,8 @@
 """Leadership admin APIs through stock clients on a real 3-node cluster (the
 `cluster` fixture of test_cluster.py): ElectLeaders with confluent-kafka's
-AdminClient.elect_leaders and kafka-python's KafkaAdminClient.elect_leaders.
+AdminClient.elect_leaders and kafka-python's KafkaAdminClient.elect_leaders;
+DescribeTopicPartitions (paginated) with kafka-python's describe_topic_partitions;
+the controller id of Metadata and DescribeCluster.
 
 With replication factor 1 every partition is led by its only (preferred)
 replica, so an election is never needed while its broker lives, and neither
@@ -65,9 +67,11 @@ def test_elect_leaders(cluster):
     assert victim_parts, before
     victim.stop(signal.SIGKILL)
     obs = bootstrap(nodes[:2])
-    admin = AdminClient({"bootstrap.servers": obs})
     wait_until(lambda: all(leaders(obs, topic)[p] == -1 for p in victim_parts),
                timeout=SESSION_TIMEOUT_MS / 1000 + 20, what="node 3's partitions to lose their leader")
+    # A new client: one that learnt the controller id before node 3 was fenced may still name
+    # node 3 (if it was the active controller) and wait for it until its metadata refreshes.
+    admin = AdminClient({"bootstrap.servers": obs})
     victim_tps = [TopicPartition(topic, p) for p in victim_parts]
     assert _elect(admin, ElectionType.PREFERRED, victim_tps) == \
         {(topic, p): KafkaError.PREFERRED_LEADER_NOT_AVAILABLE for p in victim_parts}
@@ -78,3 +82,79 @@ def test_elect_leaders(cluster):
     victim.start()
     wait_until(lambda: leaders(bs, topic) == before, timeout=30, what="node 3 to lead its partitions again")
     assert _elect(AdminClient({"bootstrap.servers": bs}), ElectionType.PREFERRED, None) == {}
+
+
+def _describe_all(kp: KafkaAdminClient, topics: list[str], limit: int) -> tuple[list[dict], int]:
+    """Every page of describe_topic_partitions; returns the topics (pages merged) and the page count."""
+    merged: dict[str, dict] = {}
+    cursor, pages = None, 0
+    while True:
+        page = kp.describe_topic_partitions(topics, response_partition_limit=limit, cursor=cursor)
+        pages += 1
+        for t in page["topics"]:
+            merged.setdefault(t["name"], {**t, "partitions": []})["partitions"].extend(t["partitions"])
+        cursor = page["next_cursor"]
+        if cursor is None or pages > 50:
+            return list(merged.values()), pages
+
+
+def test_describe_topic_partitions_and_controller(cluster):
+    nodes = cluster
+    bs = bootstrap(nodes)
+    admin = AdminClient({"bootstrap.servers": bs})
+    topic = unique_topic("dtp")
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(20)
+    wait_until(lambda: len(leaders(bs, topic)) == PARTITIONS and all(l >= 0 for l in leaders(bs, topic).values()),
+               what="leaders for every partition")
+    before = leaders(bs, topic)
+
+    # Every node names the same controller, and it is one of the listed brokers.
+    controllers = set()
+    for b in nodes:
+        node_admin = AdminClient({"bootstrap.servers": b.bootstrap})  # kept alive until the future resolves
+        md = node_admin.list_topics(timeout=10)
+        controllers.add(md.controller_id)
+        assert md.controller_id in md.brokers, (md.controller_id, md.brokers)
+        cluster_info = node_admin.describe_cluster().result(10)
+        assert cluster_info.controller.id == md.controller_id
+    assert len(controllers) == 1, controllers
+
+    kp = KafkaAdminClient(bootstrap_servers=bs)
+    try:
+        topics, pages = _describe_all(kp, [topic], limit=4)
+        assert pages == 2, pages
+        [t] = topics
+        assert t["error_code"] == 0 and not t["is_internal"]
+        parts = {p["partition_index"]: p for p in t["partitions"]}
+        assert sorted(parts) == list(range(PARTITIONS))
+        for pid, p in parts.items():
+            assert (p["error_code"], p["leader_id"]) == (0, before[pid])
+            assert p["replica_nodes"] == p["isr_nodes"] == [before[pid]]
+            assert p["offline_replicas"] == []
+        missing = kp.describe_topic_partitions(["no-such-" + topic])["topics"]
+        assert [(x["name"], x["error_code"]) for x in missing] == [("no-such-" + topic, 3)]
+    finally:
+        kp.close()
+
+    # SIGKILL node 3: its partitions are leaderless with an offline replica.
+    victim = nodes[2]
+    victim_parts = [p for p, l in before.items() if l == 3]
+    assert victim_parts
+    victim.stop(signal.SIGKILL)
+    obs = bootstrap(nodes[:2])
+    wait_until(lambda: all(leaders(obs, topic)[p] == -1 for p in victim_parts),
+               timeout=SESSION_TIMEOUT_MS / 1000 + 20, what="node 3's partitions to lose their leader")
+    kp = KafkaAdminClient(bootstrap_servers=obs)
+    try:
+        [t], _ = _describe_all(kp, [topic], limit=2000)
+        for p in t["partitions"]:
+            if p["partition_index"] in victim_parts:
+                assert (p["error_code"], p["leader_id"]) == (5, -1), p  # LEADER_NOT_AVAILABLE
+                assert p["offline_replicas"] == [3] and p["isr_nodes"] == [3], p
+            else:
+                assert p["error_code"] == 0 and p["offline_replicas"] == [], p
+        # The survivors agree on a controller among themselves.
+        ids = {AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10).controller_id for b in nodes[:2]}
+        assert len(ids) == 1 and ids <= {1, 2}, ids
+    finally:
+        kp.close()

@@ -334,3 +334,100 @@ async fn auto_rebalance_moves_leadership_back_to_the_preferred_replica() {
     assert_eq!(partition_state(&cluster, "rebalance", 0).0, 2, "auto.leader.rebalance.enable=false leaves it");
     cluster.stop().await.expect("stop");
 }
+
+/// Metadata (every version from v5, where `offline_replicas` appears), DescribeCluster and
+/// DescribeTopicPartitions on a partition whose second replica's broker is fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_replicas_and_describe_topic_partitions() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+
+    let cluster = TestCluster::start(1, &["broker.session.timeout.ms=600000"]).await.expect("start");
+    let mut c = Conn::open(cluster.nodes[0].addr).await;
+    let advertised = c.api_versions().await;
+    let reg = MetadataCommand::RegisterBroker { node_id: 2, incarnation_id: [2; 16], endpoints: vec![], rack: None };
+    let epoch2 = must_propose(&cluster, reg).await.broker_epoch.expect("broker epoch");
+    must_propose(&cluster, MetadataCommand::UnfenceBroker { node_id: 2, epoch: epoch2 }).await;
+    let partitions = (0..3).map(|p| klamm_raft::NewPartition { partition: p, replicas: vec![1, 2] }).collect();
+    let create_a = MetadataCommand::CreateTopic { name: "dtp-a".into(), topic_id: [7; 16], partitions, configs: Default::default() };
+    must_propose(&cluster, create_a).await;
+    create(&mut c, "dtp-b", 2).await;
+    must_propose(&cluster, MetadataCommand::FenceBroker { node_id: 2, epoch: epoch2 }).await;
+
+    for v in versions::<MetadataRequest>(&advertised).into_iter().filter(|v| *v >= 5) {
+        let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic("dtp-a")))]));
+        let r = c.call(&req, v).await;
+        assert_eq!(r.controller_id.0, 1, "Metadata v{v}: the active controller");
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), vec![1, 2], "v{v}");
+        assert_eq!(p.isr_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), vec![1], "v{v}");
+        assert_eq!(p.offline_replicas.iter().map(|b| b.0).collect::<Vec<_>>(), vec![2], "v{v}");
+    }
+    for v in versions::<DescribeClusterRequest>(&advertised) {
+        let r = c.call(&DescribeClusterRequest::default(), v).await;
+        assert_eq!(r.controller_id.0, 1, "DescribeCluster v{v}");
+    }
+
+    assert_eq!(versions::<DescribeTopicPartitionsRequest>(&advertised), vec![0]);
+    let dtp = |names: &[&str], limit: i32, cursor: Option<(&str, i32)>| {
+        DescribeTopicPartitionsRequest::default()
+            .with_topics(names.iter().map(|n| TopicRequest::default().with_name(topic(n))).collect())
+            .with_response_partition_limit(limit)
+            .with_cursor(cursor.map(|(t, p)| Cursor::default().with_topic_name(topic(t)).with_partition_index(p)))
+    };
+    // Page through everything two partitions at a time.
+    let mut cursor: Option<(String, i32)> = None;
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let r = c.call(&dtp(&[], 2, cursor.as_ref().map(|(t, p)| (t.as_str(), *p))), 0).await;
+        for t in &r.topics {
+            assert_eq!(t.error_code, 0);
+            for p in &t.partitions {
+                seen.push((t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default(), p.partition_index));
+                if t.name.as_ref().map(|n| n.0.as_str()) == Some("dtp-a") {
+                    assert_eq!((p.leader_id.0, p.leader_epoch), (1, 0), "fencing 2 left leader 1 and its epoch alone");
+                    assert_eq!(p.isr_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), vec![1]);
+                    assert_eq!(p.offline_replicas.iter().map(|b| b.0).collect::<Vec<_>>(), vec![2]);
+                    assert_eq!(p.eligible_leader_replicas.as_deref(), Some(&[][..]));
+                }
+            }
+        }
+        match &r.next_cursor {
+            Some(next) => cursor = Some((next.topic_name.0.to_string(), next.partition_index)),
+            None => break,
+        }
+    }
+    let want: Vec<(String, i32)> =
+        [("dtp-a", 0), ("dtp-a", 1), ("dtp-a", 2), ("dtp-b", 0), ("dtp-b", 1)].iter().map(|(t, p)| (t.to_string(), *p)).collect();
+    assert_eq!(seen, want);
+    // Named topics, one unknown; a cursor naming a topic that was not asked for.
+    let r = c.call(&dtp(&["dtp-b", "nope"], 2000, None), 0).await;
+    let codes: Vec<(String, i16, usize)> =
+        r.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default(), t.error_code, t.partitions.len())).collect();
+    assert_eq!(codes, vec![("dtp-b".to_string(), 0, 2), ("nope".to_string(), 3, 0)]);
+    let r = c.call(&dtp(&["dtp-b"], 2000, Some(("dtp-a", 0))), 0).await;
+    assert_eq!(r.topics[0].error_code, 42, "INVALID_REQUEST");
+    cluster.stop().await.expect("stop");
+}
+
+/// Every node of a 3-node cluster names the same controller in Metadata and DescribeCluster:
+/// the Raft leader (a combined node, so also a live broker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controller_id_is_the_raft_leader() {
+    let cluster = TestCluster::start(3, &[]).await.expect("start");
+    let leader = cluster.broker(0).expect("node 1").metadata.active_controller().expect("a raft leader");
+    for node in &cluster.nodes {
+        let mut c = Conn::open(node.addr).await;
+        let advertised = c.api_versions().await;
+        for v in versions::<MetadataRequest>(&advertised).into_iter().filter(|v| *v >= 1) {
+            let r = c.call(&MetadataRequest::default().with_topics(Some(vec![])), v).await;
+            assert_eq!(r.controller_id.0, leader, "Metadata v{v} from {}", node.addr);
+            assert!(r.brokers.iter().any(|b| b.node_id.0 == leader), "the controller is a listed broker");
+        }
+        for v in versions::<DescribeClusterRequest>(&advertised) {
+            let r = c.call(&DescribeClusterRequest::default(), v).await;
+            assert_eq!(r.controller_id.0, leader, "DescribeCluster v{v} from {}", node.addr);
+        }
+    }
+    cluster.stop().await.expect("stop");
+}

@@ -23,6 +23,7 @@ pub mod delete_topics;
 pub mod delete_groups;
 pub mod describe_cluster;
 pub mod describe_groups;
+pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -74,6 +75,7 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::ElectLeaders, 0, 2),
     api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::DescribeTopicPartitions, 0, 0),
     // Consumer groups (group coordinator). JoinGroup from v0 as Kafka 4.1+;
     // OffsetCommit/OffsetFetch from v0 so librdkafka 2.0.2 finds the old
     // versions its balanced-consumer feature check looks for.
@@ -187,6 +189,7 @@ pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::OffsetDelete(r) => offset_delete::handle(ctx, r).await.into(),
         RequestKind::OffsetForLeaderEpoch(r) => offset_for_leader_epoch::handle(ctx, r).into(),
         RequestKind::ElectLeaders(r) => elect_leaders::handle(ctx, r).await.into(),
+        RequestKind::DescribeTopicPartitions(r) => describe_topic_partitions::handle(ctx, r).into(),
         // The connection layer only lets registered APIs through.
         _ => Outcome::Close("api not served"),
     }
