@@ -164,10 +164,18 @@ fn apply_extra(cfg: &mut ClientConfig, extra: &[(String, String)]) {
     }
 }
 
-/// Create `topic` with `partitions` partitions (replication 1) and wait until
-/// every partition has a leader in metadata. If CreateTopics fails we fall back
-/// on broker-side auto-creation through the metadata request.
-pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32, leader_timeout: Duration) -> Result<()> {
+/// Create `topic` with `partitions` partitions, `replication_factor` replicas and
+/// `configs`, and wait until every partition has a leader in metadata. If
+/// CreateTopics fails we fall back on broker-side auto-creation through the
+/// metadata request.
+pub fn create_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+    configs: &[(String, String)],
+    leader_timeout: Duration,
+) -> Result<()> {
     let timeout = leader_timeout;
     let mut cfg = new_config();
     cfg.set("bootstrap.servers", bootstrap);
@@ -181,7 +189,10 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32, leader_timeou
     let opts = AdminOptions::new()
         .operation_timeout(Some(timeout))
         .request_timeout(Some(timeout));
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication_factor));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
     let created = rt.block_on(async {
         tokio::time::timeout(timeout + Duration::from_secs(1), admin.create_topics(&[new], &opts))
             .await

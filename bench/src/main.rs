@@ -83,6 +83,15 @@ struct Cli {
     #[arg(long, default_value_t = 1)]
     partitions: i32,
 
+    /// Replication factor of the benchmark topics (a cluster needs that many brokers;
+    /// point --bootstrap at it, e.g. the example cluster of scripts/cluster.sh).
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
+
+    /// Topic config for the benchmark topics (repeatable), e.g. min.insync.replicas=2.
+    #[arg(long, value_name = "KEY=VALUE")]
+    topic_config: Vec<String>,
+
     /// Payload bytes per produce phase (suffixes: KB MB GB = 1e3.., KiB MiB GiB = 2^10..).
     #[arg(long, default_value = "2GiB", value_parser = parse_size)]
     bytes: u64,
@@ -442,6 +451,8 @@ impl Run {
                 &self.bootstrap,
                 &topic,
                 self.cli.partitions,
+                self.cli.replication_factor,
+                &parse_kv(&self.cli.topic_config, "--topic-config")?,
                 Duration::from_secs(30),
             )?;
             kafka::produce(&self.produce_settings(topic.clone(), acks)?)
@@ -1000,6 +1011,7 @@ mod report {
                 .with("acks", cli.acks.as_str())
                 .with("record_size", cli.record_size)
                 .with("partitions", cli.partitions)
+                .with("replication_factor", cli.replication_factor)
                 .with("bytes_per_produce_phase", cli.bytes)
                 .with("duration_s", cli.duration)
                 .with("max_seconds", cli.max_seconds)

@@ -3,22 +3,23 @@
 //! Every voter runs [`run`]; it acts only while its node leads the metadata quorum, so there
 //! is one actor at a time and its decisions go through the log like any other change.
 //!
-//! **Liveness.** Every [`Settings::tick`] the active controller opens a TCP connection to the
-//! advertised Kafka endpoint of each unfenced broker (other than itself: a node answering this
-//! loop is alive). A broker not reachable for `broker.session.timeout.ms` is fenced
-//! (`FenceBroker` with its broker epoch). This is a probe from the controller rather than
-//! Kafka's broker-to-controller heartbeat: it needs no new RPC and catches what matters now,
-//! a dead or unreachable process; a process that accepts connections but hangs is not
-//! detected. A new controller starts every clock afresh, so it never fences a broker for the
+//! **Liveness.** Every [`Settings::tick`] the active controller sends an ApiVersions request
+//! to the advertised Kafka endpoint of each unfenced broker (other than itself: a node
+//! answering this loop is alive). A broker that has not answered for
+//! `broker.session.timeout.ms` is fenced (`FenceBroker` with its broker epoch), which moves
+//! its leaderships to other ISR members. This is a probe from the controller rather than
+//! Kafka's broker-to-controller heartbeat: it needs no new RPC and catches a dead, stopped
+//! (SIGSTOP) or unreachable process, since an answer is required, not just a connection the
+//! kernel accepts. A new controller starts every clock afresh, so it never fences a broker for the
 //! time before it was elected. A restarted broker registers again (new broker epoch) and
 //! unfences itself once its partitions are open.
 //!
 //! **Leadership.** After liveness, every partition whose leader is fenced or unregistered gets
 //! the first unfenced member of its ISR as leader, or none (`-1`, clients see
-//! LEADER_NOT_AVAILABLE) — with replication factor 1 there is no other member, so the
-//! partition is offline until its broker returns; a leaderless partition gets a leader again
-//! as soon as an ISR member is unfenced. The ISR is left as it is: its last member keeps the
-//! data and must lead again (no unclean election).
+//! LEADER_NOT_AVAILABLE): a partition whose ISR members are all down is offline until one
+//! returns, because only they are known to hold every acknowledged record. Only with
+//! `unclean.leader.election.enable=true` (topic config, else the cluster default) does a live
+//! replica outside the ISR take over, becoming the whole ISR (records may be lost).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,8 +36,10 @@ pub struct Settings {
     pub session_timeout: Duration,
     /// How often liveness and leadership are checked.
     pub tick: Duration,
-    /// Connect timeout of one probe.
+    /// Timeout of one liveness probe (connect and answer).
     pub probe_timeout: Duration,
+    /// `unclean.leader.election.enable` of this node's static config.
+    pub unclean_leader_election: bool,
     /// The automatic preferred-leader rebalance ([`crate::leader_balance`]).
     pub leader_balance: crate::leader_balance::Settings,
 }
@@ -47,6 +50,7 @@ impl Default for Settings {
             session_timeout: Duration::from_millis(9000),
             tick: Duration::from_millis(500),
             probe_timeout: Duration::from_millis(1000),
+            unclean_leader_election: false,
             leader_balance: crate::leader_balance::Settings::default(),
         }
     }
@@ -77,7 +81,8 @@ pub async fn run(quorum: MetadataQuorum, settings: Settings, mut shutdown: watch
             was_leader = true;
         }
         check_liveness(&quorum, &settings, &mut last_seen).await;
-        elect_leaders(&quorum).await;
+        let unclean = quorum.image().broker_config(quorum.node_id(), "unclean.leader.election.enable").map_or(settings.unclean_leader_election, |v| v.eq_ignore_ascii_case("true"));
+        elect_leaders(&quorum, unclean).await;
         rebalance.tick(&quorum).await;
     }
 }
@@ -95,10 +100,7 @@ async fn check_liveness(quorum: &MetadataQuorum, settings: &Settings, last_seen:
         }
         let Some(ep) = b.endpoints.first() else { continue };
         let (id, addr, timeout) = (b.node_id, format!("{}:{}", ep.host, ep.port), settings.probe_timeout);
-        probes.spawn(async move {
-            let ok = matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await, Ok(Ok(_)));
-            (id, ok)
-        });
+        probes.spawn(async move { (id, probe(&addr, timeout).await) });
     }
     while let Some(joined) = probes.join_next().await {
         if let Ok((id, true)) = joined {
@@ -122,23 +124,42 @@ async fn check_liveness(quorum: &MetadataQuorum, settings: &Settings, last_seen:
     }
 }
 
-/// The leader changes the image calls for (see the module docs).
-pub fn leadership_changes(image: &MetadataImage) -> Vec<MetadataCommand> {
+/// Whether the broker at `addr` answers an ApiVersions request within `timeout`.
+async fn probe(addr: &str, timeout: Duration) -> bool {
+    let attempt = async {
+        let mut client = crate::net::client::KafkaClient::connect(addr, "klamm-controller", timeout).await.ok()?;
+        client.send(&klamm_protocol::messages::ApiVersionsRequest::default(), 0, timeout).await.ok()
+    };
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(_)))
+}
+
+/// The leader changes the image calls for (see the module docs). `unclean_default` is the
+/// cluster's `unclean.leader.election.enable`; a topic may override it.
+pub fn leadership_changes(image: &MetadataImage, unclean_default: bool) -> Vec<MetadataCommand> {
     let live = |id: i32| image.broker(id).is_some_and(|b| !b.fenced);
     let mut changes = Vec::new();
     for topic in image.topics.values() {
+        let unclean = topic.configs.get("unclean.leader.election.enable").map_or(unclean_default, |v| v.eq_ignore_ascii_case("true"));
         for p in topic.partitions.values() {
             if p.leader != NO_LEADER && live(p.leader) {
                 continue;
             }
-            let next = p.isr.iter().copied().find(|r| live(*r)).unwrap_or(NO_LEADER);
+            let mut next = p.isr.iter().copied().find(|r| live(*r)).unwrap_or(NO_LEADER);
+            let mut isr = None;
+            if next == NO_LEADER && unclean {
+                if let Some(r) = p.replicas.iter().copied().find(|r| live(*r)) {
+                    warn!(topic = %topic.name, partition = p.partition, leader = r, "unclean leader election: records only the old ISR had may be lost");
+                    next = r;
+                    isr = Some(vec![r]);
+                }
+            }
             if next != p.leader {
                 changes.push(MetadataCommand::ChangePartition {
                     topic_id: topic.topic_id,
                     partition: p.partition,
                     expected_partition_epoch: p.partition_epoch,
                     leader: Some(next),
-                    isr: None,
+                    isr,
                 });
             }
         }
@@ -146,8 +167,8 @@ pub fn leadership_changes(image: &MetadataImage) -> Vec<MetadataCommand> {
     changes
 }
 
-async fn elect_leaders(quorum: &MetadataQuorum) {
-    for change in leadership_changes(&quorum.image()) {
+async fn elect_leaders(quorum: &MetadataQuorum, unclean_default: bool) {
+    for change in leadership_changes(&quorum.image(), unclean_default) {
         if let MetadataCommand::ChangePartition { partition, leader, .. } = &change {
             info!(partition, ?leader, "changing partition leader");
         }
@@ -184,19 +205,17 @@ mod tests {
     #[test]
     fn fenced_leader_loses_leadership_and_gets_it_back() {
         let mut img = image_with(&[(1, false), (2, true)], &[1, 2]);
-        let changes = leadership_changes(&img);
+        let changes = leadership_changes(&img, false);
         assert_eq!(changes.len(), 1, "only the partition led by the fenced broker changes");
         for (i, c) in changes.iter().enumerate() {
             assert!(img.apply(100 + i as u64, c).is_applied());
         }
         assert_eq!(img.partition("t", 1).map(|p| p.leader), Some(NO_LEADER));
         assert_eq!(img.partition("t", 0).map(|p| p.leader), Some(1));
-        assert!(leadership_changes(&img).is_empty(), "nothing to do while broker 2 is fenced");
+        assert!(leadership_changes(&img, false).is_empty(), "nothing to do while broker 2 is fenced");
         let epoch = img.broker(2).map(|b| b.epoch).unwrap_or_default();
         assert!(img.apply(200, &MetadataCommand::UnfenceBroker { node_id: 2, epoch }).is_applied());
-        let changes = leadership_changes(&img);
-        assert_eq!(changes.len(), 1);
-        assert!(img.apply(201, &changes[0]).is_applied());
-        assert_eq!(img.partition("t", 1).map(|p| p.leader), Some(2));
+        assert_eq!(img.partition("t", 1).map(|p| p.leader), Some(2), "unfencing hands the partition back at once");
+        assert!(leadership_changes(&img, false).is_empty());
     }
 }

@@ -13,9 +13,11 @@
 //! bind the Kafka listeners (so the registration carries the real ports), register this
 //! broker through the log, open the logs of the partitions this node hosts, unfence it. A task
 //! follows the metadata image and creates or deletes local partitions as topics come and go.
-//! Shutdown stops the listeners, fences this broker when other brokers exist (so clients are
-//! told at once that its partitions are leaderless instead of after the session timeout),
-//! closes every log cleanly (so the next start skips full recovery) and stops the quorum.
+//! Shutdown is Kafka's controlled shutdown: first, when other brokers exist, this broker is
+//! fenced through the metadata log, which moves its leaderships to other ISR members and
+//! takes it out of the ISRs (clients see NOT_LEADER_OR_FOLLOWER and find the new leaders at
+//! once instead of after the session timeout); then the listeners and tasks stop, every log
+//! is closed cleanly (so the next start skips full recovery) and the quorum stops.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,7 +29,7 @@ use anyhow::Context;
 use klamm_config::{BrokerConfig, LoadedConfig};
 use klamm_raft::{
     BrokerEndpoint, FollowerConfig, MetadataCommand, MetadataFollower, MetadataQuorum, QuorumConfig, QuorumTuning,
-    TcpTransport, TcpTransportConfig, NO_LEADER,
+    TcpTransport, TcpTransportConfig,
 };
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -56,6 +58,8 @@ pub struct Broker {
     pub groups: crate::group::GroupCoordinator,
     /// The Kafka listeners actually bound (ports resolved), by listener name.
     pub bound: Vec<(String, SocketAddr)>,
+    /// Set when a controlled shutdown begins: from then on this broker stays fenced.
+    pub shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Broker {
@@ -89,12 +93,13 @@ pub struct RunningBroker {
 
 impl RunningBroker {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        let _ = self.shutdown_tx.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        self.broker.shutting_down.store(true, std::sync::atomic::Ordering::SeqCst);
         // Bounded: with the quorum going down too (a whole cluster stopping) nobody may commit.
-        if tokio::time::timeout(Duration::from_secs(3), fence_self(&self.broker)).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), fence_self(&self.broker)).await.is_err() {
             warn!("fencing this broker on shutdown timed out; the controller fences it after the session timeout");
         }
+        let _ = self.shutdown_tx.send(true);
+        while self.tasks.join_next().await.is_some() {}
         self.broker.replicas.close_all();
         self.broker.metadata.shutdown().await.context("stop metadata quorum")?;
         info!("broker stopped");
@@ -102,34 +107,24 @@ impl RunningBroker {
     }
 }
 
-/// On a clean shutdown of a multi-broker cluster: fence this broker and take leadership away
-/// from its partitions (replication factor 1 has no other replica to take over: leader -1),
-/// so clients see LEADER_NOT_AVAILABLE right away. A single node skips this, so that it
-/// restarts exactly as it stopped.
+/// Controlled shutdown of a multi-broker cluster: fencing this broker moves its leaderships
+/// to other in-sync replicas and takes it out of the ISRs (the metadata image does that when
+/// it applies the fence; a partition with no other ISR member goes leaderless). A single
+/// node skips this, so that it restarts exactly as it stopped.
 async fn fence_self(broker: &Broker) {
     let image = broker.metadata.image();
     if image.brokers.keys().all(|id| *id == broker.node_id) {
         return;
     }
     let fence = MetadataCommand::FenceBroker { node_id: broker.node_id, epoch: broker.broker_epoch };
-    if let Err(e) = broker.metadata.propose(fence).await {
-        warn!(error = %e, "fencing this broker on shutdown failed");
-        return;
-    }
-    for topic in image.topics.values() {
-        for p in topic.partitions.values().filter(|p| p.leader == broker.node_id) {
-            let change = MetadataCommand::ChangePartition {
-                topic_id: topic.topic_id,
-                partition: p.partition,
-                expected_partition_epoch: p.partition_epoch,
-                leader: Some(NO_LEADER),
-                isr: None,
-            };
-            if let Err(e) = broker.metadata.propose(change).await {
-                warn!(error = %e, topic = %topic.name, partition = p.partition, "giving up leadership failed");
-                return;
+    match broker.metadata.propose(fence).await {
+        Ok(_) => {
+            if let Err(e) = broker.replicas.reconcile(&broker.metadata.image()) {
+                warn!(error = %e, "applying the fence to local partitions failed");
             }
+            info!("controlled shutdown: leaderships moved away");
         }
+        Err(e) => warn!(error = %e, "fencing this broker on shutdown failed"),
     }
 }
 
@@ -185,6 +180,7 @@ pub async fn start_node(loaded: LoadedConfig) -> anyhow::Result<RunningNode> {
 fn controller_settings(config: &BrokerConfig) -> crate::controller::Settings {
     crate::controller::Settings {
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms.max(1) as u64),
+        unclean_leader_election: config.unclean_leader_election_enable,
         leader_balance: crate::leader_balance::Settings::from_config(config),
         ..Default::default()
     }
@@ -304,6 +300,11 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         .context("unfence broker")?
         .into_result()
         .map_err(|r| anyhow::anyhow!("unfencing rejected: {r}"))?;
+    // Unfencing handed this broker back the partitions only it can lead: take them up
+    // before serving.
+    if let Err(e) = replicas.reconcile(&metadata.image()) {
+        warn!(error = %e, "applying metadata to local partitions failed");
+    }
 
     let broker = Arc::new(Broker {
         node_id: config.node_id,
@@ -315,6 +316,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         broker_epoch,
         replicas,
         bound,
+        shutting_down: std::sync::atomic::AtomicBool::new(false),
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -324,6 +326,8 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&broker.config), shutdown_rx.clone()));
     }
     tasks.spawn(crate::replica::maintenance::run(broker.clone(), shutdown_rx.clone()));
+    tasks.spawn(crate::replica::fetcher::run(broker.clone(), shutdown_rx.clone()));
+    tasks.spawn(crate::replica::isr::run(broker.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::replica::cleaner::run(broker.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::group::GroupCoordinator::run(broker.clone(), shutdown_rx.clone()));
     for l in bound_listeners {
@@ -362,13 +366,38 @@ fn advertised_endpoints(config: &BrokerConfig, bound: &[(String, SocketAddr)]) -
         .collect()
 }
 
-/// Keeps the local partitions in step with the metadata image.
+/// Keeps the local partitions in step with the metadata image, and asks to be unfenced when
+/// the controller fenced this running broker (it stopped answering for a while — paused,
+/// overloaded, cut off — and is back): Kafka's broker does the same through its heartbeats.
 async fn follow_metadata(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut images = broker.metadata.subscribe();
+    let mut last_unfence_attempt: Option<tokio::time::Instant> = None;
     loop {
         let image = images.borrow_and_update().clone();
         if let Err(e) = broker.replicas.reconcile(&image) {
             warn!(error = %e, "applying metadata to local partitions failed");
+        }
+        let fenced = image.broker(broker.node_id).is_some_and(|b| b.fenced && b.epoch == broker.broker_epoch);
+        let recently = last_unfence_attempt.is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        if fenced && !recently && !broker.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+            last_unfence_attempt = Some(tokio::time::Instant::now());
+            let b = broker.clone();
+            tokio::spawn(async move {
+                info!("this broker was fenced while running; asking to be unfenced");
+                let unfence = MetadataCommand::UnfenceBroker { node_id: b.node_id, epoch: b.broker_epoch };
+                if let Err(e) = b.metadata.propose(unfence).await {
+                    warn!(error = %e, "unfencing failed; retrying");
+                }
+            });
+        }
+        if fenced {
+            // Retry even when no new image arrives (the proposal may have failed).
+            tokio::select! {
+                changed = images.changed() => if changed.is_err() { break },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => if *shutdown.borrow() { break },
+            }
+            continue;
         }
         tokio::select! {
             changed = images.changed() => if changed.is_err() { break },

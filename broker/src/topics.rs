@@ -33,17 +33,12 @@ pub fn is_internal(name: &str) -> bool {
     name == "__consumer_offsets" || name == "__transaction_state"
 }
 
-/// Why a replication factor above 1 is refused: partitions are not replicated between
-/// brokers yet, and a follower replica that never receives data would only pretend to be one.
-pub const NO_REPLICATION_MESSAGE: &str =
-    "Replication between brokers is not available yet in Klamm: use replication factor 1.";
-
 /// Places `count` new partitions starting at `first_index` with
 /// `replication_factor` replicas each over the unfenced brokers: round-robin over a
 /// rack-alternating broker order, from a random start so that the first partitions of
-/// successive topics do not all land on the same broker (Kafka's placement in spirit).
-/// Fails when there are fewer brokers than replicas, and for any factor above 1
-/// (see [`NO_REPLICATION_MESSAGE`]).
+/// successive topics do not all land on the same broker (Kafka's placement in spirit). The
+/// followers of a partition are the brokers after its leader in that order, so with racks
+/// they land on other racks first. Fails when there are fewer brokers than replicas.
 pub fn place_replicas(
     image: &MetadataImage,
     first_index: i32,
@@ -74,9 +69,6 @@ pub fn place_on(
                 brokers.len()
             ),
         ));
-    }
-    if rf > 1 {
-        return Err((ErrorCode::INVALID_REPLICATION_FACTOR, NO_REPLICATION_MESSAGE.into()));
     }
     let order = rack_alternating(brokers);
     let n = order.len();
@@ -147,9 +139,6 @@ pub fn validate_assignment(image: &MetadataImage, assignment: &[Vec<i32>]) -> Re
             _ => {}
         }
     }
-    if rf.is_some_and(|r| r > 1) {
-        return Err((ErrorCode::INVALID_REPLICATION_FACTOR, NO_REPLICATION_MESSAGE.into()));
-    }
     Ok(())
 }
 
@@ -185,13 +174,14 @@ mod tests {
     }
 
     #[test]
-    fn placement_spreads_leaders_and_refuses_replication() {
+    fn placement_spreads_leaders_and_replicas() {
         let brokers = vec![(1, None), (2, None), (3, None)];
         let placed = place_on(&brokers, 0, 6, 1, 7).unwrap_or_default();
         let leaders: Vec<i32> = placed.iter().map(|p| p.replicas[0]).collect();
         assert_eq!(leaders, vec![2, 3, 1, 2, 3, 1]);
-        let err = place_on(&brokers, 0, 1, 3, 0).err().map(|e| e.0);
-        assert_eq!(err, Some(ErrorCode::INVALID_REPLICATION_FACTOR));
+        let placed = place_on(&brokers, 0, 3, 3, 0).unwrap_or_default();
+        let replicas: Vec<Vec<i32>> = placed.iter().map(|p| p.replicas.clone()).collect();
+        assert_eq!(replicas, vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]);
         let err = place_on(&brokers, 0, 1, 4, 0).err().map(|e| e.0);
         assert_eq!(err, Some(ErrorCode::INVALID_REPLICATION_FACTOR));
         assert!(place_on(&brokers, 0, 1, 0, 0).is_err());

@@ -241,8 +241,27 @@ impl MetadataImage {
         broker.fenced = fenced;
         if fenced {
             self.remove_from_isrs(node_id);
+        } else {
+            self.lead_leaderless(node_id);
         }
         CommandOutcome::Applied(AppliedInfo { broker_epoch: Some(epoch), ..applied(index) })
+    }
+
+    /// A broker just unfenced leads every leaderless partition whose ISR names it first among
+    /// live brokers (it holds everything committed there), in the same step, so a restarted
+    /// broker's partitions are back the moment it is, without waiting for the controller.
+    fn lead_leaderless(&mut self, node_id: i32) {
+        let live: BTreeSet<i32> = self.brokers.values().filter(|b| !b.fenced).map(|b| b.node_id).collect();
+        for topic in self.topics.values_mut() {
+            for p in topic.partitions.values_mut() {
+                if p.leader != NO_LEADER || p.isr.iter().copied().find(|r| live.contains(r)) != Some(node_id) {
+                    continue;
+                }
+                p.leader = node_id;
+                p.leader_epoch = p.leader_epoch.saturating_add(1);
+                p.partition_epoch = p.partition_epoch.saturating_add(1);
+            }
+        }
     }
 
     /// Takes `node_id` out of every ISR and every leadership, as Kafka's controller does when a
@@ -662,6 +681,11 @@ mod tests {
         must_apply(&mut img, 12, reg);
         let p0 = img.partition("t", 0).cloned().expect("p0");
         assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch), (3, vec![3], 2));
+        // Broker 1 comes back: it leads the partition only it has, at once.
+        must_apply(&mut img, 13, MetadataCommand::UnfenceBroker { node_id: 1, epoch: epoch1 });
+        let p2 = img.partition("t", 2).cloned().expect("p2");
+        assert_eq!((p2.leader, p2.isr.clone(), p2.leader_epoch), (1, vec![1], 2), "leaderless at epoch 1, led again at 2");
+        assert_eq!(img.partition("t", 0).map(|p| p.leader), Some(3), "a led partition keeps its leader");
     }
 
     #[test]

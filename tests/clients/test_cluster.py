@@ -3,7 +3,8 @@ nodes, one metadata quorum over loopback) driven by confluent-kafka and kcat.
 
 Checks that every node lists all brokers and every partition's leader, that
 partitions spread over the nodes, that produce/consume and a consumer group
-work across leaders, that replication factor 3 is refused, and that a node
+work across leaders, that replication factor 4 on 3 brokers is refused
+(replication itself: test_replication.py, test_chaos.py), and that a node
 killed with SIGKILL leaves its partitions leaderless (the others keep
 working) until it restarts and leads them again with their data.
 """
@@ -113,11 +114,11 @@ def test_three_node_cluster(cluster):
     admin = AdminClient({"bootstrap.servers": bs})
     topic = unique_topic("spread")
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(20)
-    rf3 = "rf3-" + topic
+    rf4 = "rf4-" + topic
     with pytest.raises(KafkaException) as refused:
-        admin.create_topics([NewTopic(rf3, 1, 3)])[rf3].result(20)
+        admin.create_topics([NewTopic(rf4, 1, 4)])[rf4].result(20)
     assert refused.value.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR
-    assert "replication" in refused.value.args[0].str().lower()
+    assert "3 broker" in refused.value.args[0].str().lower()
 
     # Every node alone reports the 3 brokers and the same leaders, spread over all nodes.
     seen = None

@@ -90,6 +90,8 @@ impl TestBroker {
 /// other's addresses in advance).
 pub struct TestCluster {
     pub nodes: Vec<TestBroker>,
+    /// Each node's full property list, to start it again on the same data.
+    args: Vec<Vec<String>>,
 }
 
 impl TestCluster {
@@ -107,6 +109,7 @@ impl TestCluster {
         let voters: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect();
         let voters = voters.join(",");
         let mut starts = Vec::new();
+        let mut args = Vec::new();
         for (i, port) in ports.iter().enumerate() {
             let dir = tempfile::tempdir().context("create data dir")?;
             let mut all = vec![
@@ -119,6 +122,7 @@ impl TestCluster {
                 format!("log.dirs={}", dir.path().display()),
             ];
             all.extend(overrides.iter().map(|s| s.to_string()));
+            args.push(all.clone());
             starts.push(tokio::spawn(async move {
                 let loaded = klamm_config::BrokerConfig::load(None, &all).map_err(|e| anyhow::anyhow!("{e}"))?;
                 let running = start(loaded).await?;
@@ -130,7 +134,30 @@ impl TestCluster {
         for s in starts {
             nodes.push(s.await.context("start task")??);
         }
-        Ok(TestCluster { nodes })
+        Ok(TestCluster { nodes, args })
+    }
+
+    /// Stops node `i` cleanly (controlled shutdown), keeping its data.
+    pub async fn stop_node(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(r) = self.nodes.get_mut(i).and_then(|n| n.running.take()) {
+            r.shutdown().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts node `i` again on its data (its Kafka listener gets a new port).
+    pub async fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let loaded = klamm_config::BrokerConfig::load(None, &self.args[i]).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let running = start(loaded).await?;
+        let node = &mut self.nodes[i];
+        node.addr = running.broker.bound.first().map(|(_, a)| *a).context("broker bound no listener")?;
+        node.running = Some(running);
+        Ok(())
+    }
+
+    /// Kafka listeners of the running nodes, comma-separated.
+    pub fn running_bootstrap(&self) -> String {
+        self.nodes.iter().filter(|n| n.running.is_some()).map(|n| n.bootstrap()).collect::<Vec<_>>().join(",")
     }
 
     /// All Kafka listeners, comma-separated.

@@ -2,7 +2,8 @@
 //! forming one metadata quorum over loopback TCP. Checks that every node
 //! reports all brokers and the same leaders, that partitions spread over all
 //! nodes, that librdkafka produces to and consumes from every leader (plain
-//! assignment and a consumer group), and that replication factor 3 is refused.
+//! assignment and a consumer group), and that replication factor 3 is accepted
+//! (replication itself: tests/replication.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -28,7 +29,7 @@ fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_one_cluster() {
-    let cluster = TestCluster::start(3, &["group.initial.rebalance.delay.ms=0"]).await.expect("start cluster");
+    let cluster = TestCluster::start(3, &["group.initial.rebalance.delay.ms=0", "offsets.topic.replication.factor=3"]).await.expect("start cluster");
     let bootstrap = cluster.bootstrap();
     let a = admin(&bootstrap);
     let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
@@ -36,7 +37,9 @@ async fn three_nodes_one_cluster() {
     let r = a.create_topics(&[NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1))], &opts).await.expect("create");
     assert!(r[0].is_ok(), "{:?}", r[0]);
     let r = a.create_topics(&[NewTopic::new("rf3", 1, TopicReplication::Fixed(3))], &opts).await.expect("create rf3");
-    let err = r[0].as_ref().expect_err("replication factor 3 must be refused");
+    assert!(r[0].is_ok(), "replication factor 3 on 3 brokers: {:?}", r[0]);
+    let r = a.create_topics(&[NewTopic::new("rf4", 1, TopicReplication::Fixed(4))], &opts).await.expect("create rf4");
+    let err = r[0].as_ref().expect_err("replication factor 4 on 3 brokers must be refused");
     assert_eq!(err.1, RDKafkaErrorCode::InvalidReplicationFactor);
 
     // Every node, asked alone, reports the 3 brokers and the same leaders, spread over all 3.
@@ -126,7 +129,7 @@ async fn three_nodes_one_cluster() {
     let offsets = cluster.broker(0).expect("node 1").metadata.image();
     let offsets = offsets.topic("__consumer_offsets").expect("offsets topic");
     let hosts: BTreeSet<i32> = offsets.partitions.values().map(|p| p.leader).collect();
-    assert!(offsets.partitions.values().all(|p| p.replicas.len() == 1), "offsets partitions have one replica");
+    assert!(offsets.partitions.values().all(|p| p.replicas.len() == 3), "offsets.topic.replication.factor=3");
     assert!(hosts.len() > 1, "__consumer_offsets spread over the nodes: {hosts:?}");
 
     cluster.stop().await.expect("stop cluster");

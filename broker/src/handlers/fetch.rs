@@ -9,6 +9,13 @@
 //!   session id 0, which every client treats as "keep sending full fetches".
 //! - Errors are per partition and make the response return at once, as in
 //!   Kafka's DelayedFetch.
+//!
+//! A fetch with a replica id (`replica_id` before v15, `replica_state` from
+//! v15) comes from a follower: it reads up to the log end offset instead of
+//! the high watermark, its fetch offset is recorded as the follower's log end
+//! offset (which may advance the high watermark and later the ISR), and its
+//! last fetched epoch is checked against the leader-epoch cache: a diverging
+//! log gets `diverging_epoch` and no records, so the follower truncates first.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,7 +24,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use klamm_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use klamm_protocol::messages::fetch_response::{EpochEndOffset, FetchResponse, FetchableTopicResponse, PartitionData};
 use klamm_protocol::messages::FetchRequest;
 use klamm_protocol::{ErrorCode, Uuid};
 use tokio::sync::watch;
@@ -30,14 +37,23 @@ use crate::replica::{Partition, PartitionView};
 /// so a confused client cannot park a connection for hours.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 
+/// Most record bytes read for one partition in one fetch, and in one response. Clients may
+/// ask for far more (some set 100 MB); answering with less is always allowed (the client
+/// fetches again) and keeps each buffer small enough for the allocator to reuse instead of
+/// mapping fresh zeroed pages for every response. KIP-74 still wins: a single larger batch
+/// is returned whole.
+const PARTITION_READ_CAP: i64 = 8 << 20;
+const RESPONSE_READ_CAP: i64 = 24 << 20;
+
 struct Target {
     topic: String,
     topic_id: Uuid,
     partition: i32,
     fetch_offset: i64,
     partition_max_bytes: i32,
-    current_leader_epoch: i32,
     local: Result<Arc<Partition>, ErrorCode>,
+    /// Follower fetches: the leader's diverging epoch when the follower must truncate.
+    diverging: Option<(i32, i64)>,
 }
 
 pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchResponse {
@@ -53,9 +69,11 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         return response;
     }
 
-    let targets = resolve(ctx, &request);
-    let read_committed = request.isolation_level == 1;
-    let max_bytes = if version >= 3 { request.max_bytes.max(0) as i64 } else { i64::MAX };
+    let replica_id = if version >= 15 { request.replica_state.replica_id } else { request.replica_id };
+    let follower = (replica_id >= 0).then_some(replica_id);
+    let targets = resolve(ctx, &request, follower);
+    let read_committed = request.isolation_level == 1 && follower.is_none();
+    let max_bytes = if version >= 3 { request.max_bytes.max(0) as i64 } else { i64::MAX }.min(RESPONSE_READ_CAP);
     let min_bytes = request.min_bytes.max(0) as i64;
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
@@ -69,23 +87,24 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         for w in watchers.iter_mut() {
             w.borrow_and_update();
         }
-        let (topics, bytes, any_error) = read_all(&targets, version, read_committed, max_bytes);
+        let (topics, bytes, any_error) = read_all(&targets, read_committed, max_bytes, follower.is_some());
         if bytes >= min_bytes || any_error || Instant::now() >= deadline || watchers.is_empty() {
             response.responses = topics;
             return response;
         }
         if !wait_for_change(&mut watchers, deadline).await {
             // Deadline passed: one last read so data that arrived is not left behind.
-            let (topics, _, _) = read_all(&targets, version, read_committed, max_bytes);
+            let (topics, _, _) = read_all(&targets, read_committed, max_bytes, follower.is_some());
             response.responses = topics;
             return response;
         }
     }
 }
 
-fn resolve(ctx: &RequestContext, request: &FetchRequest) -> Vec<Target> {
+fn resolve(ctx: &RequestContext, request: &FetchRequest, follower: Option<i32>) -> Vec<Target> {
     let broker = &ctx.broker;
     let image = broker.metadata.image();
+    let now = crate::clock::now_ms();
     let mut targets = Vec::new();
     for t in &request.topics {
         let (name, id, topic_error) = if ctx.api_version >= 13 {
@@ -100,7 +119,7 @@ fn resolve(ctx: &RequestContext, request: &FetchRequest) -> Vec<Target> {
             }
         };
         for p in &t.partitions {
-            let local = match topic_error {
+            let mut local = match topic_error {
                 Some(code) => Err(code),
                 None => match image.partition(&name, p.partition) {
                     None => Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
@@ -108,14 +127,28 @@ fn resolve(ctx: &RequestContext, request: &FetchRequest) -> Vec<Target> {
                     Some(_) => broker.replicas.get(&name, p.partition).ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER),
                 },
             };
+            if let Ok(partition) = &local {
+                if let Err(code) = check_leader_epoch(partition, p.current_leader_epoch, ctx.api_version) {
+                    local = Err(code);
+                }
+            }
+            let mut diverging = None;
+            if let (Some(replica), Ok(partition)) = (follower, &local) {
+                match partition.record_follower_fetch(replica, p.fetch_offset, p.last_fetched_epoch, now) {
+                    Ok(d) => diverging = d,
+                    // Answered below with the log start and high watermark the follower needs.
+                    Err(ErrorCode::OFFSET_OUT_OF_RANGE) => {}
+                    Err(code) => local = Err(code),
+                }
+            }
             targets.push(Target {
                 topic: if ctx.api_version >= 13 { String::new() } else { name.clone() },
                 topic_id: id,
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
-                current_leader_epoch: p.current_leader_epoch,
                 local,
+                diverging,
             });
         }
     }
@@ -124,7 +157,7 @@ fn resolve(ctx: &RequestContext, request: &FetchRequest) -> Vec<Target> {
 
 /// Reads every target once; returns the response topics, the bytes of record
 /// data included and whether any partition carries an error.
-fn read_all(targets: &[Target], version: i16, read_committed: bool, max_bytes: i64) -> (Vec<FetchableTopicResponse>, i64, bool) {
+fn read_all(targets: &[Target], read_committed: bool, max_bytes: i64, follower: bool) -> (Vec<FetchableTopicResponse>, i64, bool) {
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut total: i64 = 0;
     let mut any_error = false;
@@ -149,27 +182,22 @@ fn read_all(targets: &[Target], version: i16, read_committed: bool, max_bytes: i
                 data.high_watermark = view.high_watermark;
                 data.last_stable_offset = view.last_stable_offset;
                 data.log_start_offset = view.log_start_offset;
-                let epoch_error = if version >= 9 && t.current_leader_epoch >= 0 {
-                    if t.current_leader_epoch < view.leader_epoch {
-                        Some(ErrorCode::FENCED_LEADER_EPOCH)
-                    } else if t.current_leader_epoch > view.leader_epoch {
-                        Some(ErrorCode::UNKNOWN_LEADER_EPOCH)
-                    } else {
-                        None
-                    }
-                } else {
-                    None
-                };
-                if let Some(code) = epoch_error {
-                    data.error_code = code.code();
+                if let Some((epoch, end_offset)) = t.diverging {
+                    data.diverging_epoch = EpochEndOffset { epoch, end_offset, ..Default::default() };
                     any_error = true;
                 } else if t.fetch_offset < view.log_start_offset || t.fetch_offset > view.log_end_offset {
                     data.error_code = ErrorCode::OFFSET_OUT_OF_RANGE.code();
                     any_error = true;
                 } else {
-                    let bound = if read_committed { view.last_stable_offset } else { view.high_watermark };
+                    let bound = if follower {
+                        view.log_end_offset
+                    } else if read_committed {
+                        view.last_stable_offset
+                    } else {
+                        view.high_watermark
+                    };
                     let remaining = (max_bytes - total).max(0);
-                    let limit = remaining.min(t.partition_max_bytes.max(0) as i64);
+                    let limit = remaining.min(t.partition_max_bytes.max(0) as i64).min(PARTITION_READ_CAP);
                     let min_one = total == 0;
                     if t.fetch_offset < bound && (limit > 0 || min_one) {
                         match partition.reader().read(t.fetch_offset, limit as usize, bound, min_one) {
@@ -194,6 +222,22 @@ fn read_all(targets: &[Target], version: i16, read_committed: bool, max_bytes: i
         topics.last_mut().expect("pushed above").partitions.push(data);
     }
     (topics, total, any_error)
+}
+
+/// Kafka's leader epoch check (v9+; -1 skips it): an older epoch than the
+/// partition's is fenced, a newer one is not known here yet.
+fn check_leader_epoch(partition: &Partition, current_leader_epoch: i32, version: i16) -> Result<(), ErrorCode> {
+    if version < 9 || current_leader_epoch < 0 {
+        return Ok(());
+    }
+    let epoch = partition.view().leader_epoch;
+    if current_leader_epoch < epoch {
+        Err(ErrorCode::FENCED_LEADER_EPOCH)
+    } else if current_leader_epoch > epoch {
+        Err(ErrorCode::UNKNOWN_LEADER_EPOCH)
+    } else {
+        Ok(())
+    }
 }
 
 /// Waits until any watched partition publishes a change; false at the deadline.

@@ -51,10 +51,10 @@ fn error(key: String, code: ErrorCode, message: &str) -> Coordinator {
 
 /// Creates `__consumer_offsets` like Kafka's auto-creation of internal
 /// topics: `offsets.topic.num.partitions` partitions spread over the live
-/// brokers, compacted. Replication factor 1 whatever
-/// `offsets.topic.replication.factor` says: partitions are not replicated
-/// between brokers yet (see `topics::NO_REPLICATION_MESSAGE`), and refusing
-/// would leave the cluster without group coordinators.
+/// brokers, compacted, with `offsets.topic.replication.factor` replicas. As in
+/// Kafka, while fewer brokers are alive than that factor the topic is not
+/// created and FindCoordinator answers COORDINATOR_NOT_AVAILABLE (clients
+/// retry), except on a cluster of one broker, which gets one replica.
 pub async fn ensure_offsets_topic(ctx: &RequestContext) -> Result<(), ErrorCode> {
     let broker = &ctx.broker;
     if broker.metadata.image().topic(OFFSETS_TOPIC).is_some() {
@@ -67,7 +67,7 @@ pub async fn ensure_offsets_topic(ctx: &RequestContext) -> Result<(), ErrorCode>
     let spec = TopicSpec {
         name: OFFSETS_TOPIC.to_string(),
         num_partitions: broker.config.offsets_topic_num_partitions.max(1),
-        replication_factor: 1,
+        replication_factor: offsets_replication_factor(broker),
         assignment: Vec::new(),
         configs,
     };
@@ -78,6 +78,17 @@ pub async fn ensure_offsets_topic(ctx: &RequestContext) -> Result<(), ErrorCode>
             tracing::warn!(error = ?code, %message, "creating {OFFSETS_TOPIC} failed");
             Err(ErrorCode::COORDINATOR_NOT_AVAILABLE)
         }
+    }
+}
+
+/// The replication factor `__consumer_offsets` is created with (see [`ensure_offsets_topic`]).
+fn offsets_replication_factor(broker: &crate::server::Broker) -> i16 {
+    let image = broker.metadata.image();
+    let configured = broker.config.offsets_topic_replication_factor.max(1);
+    if image.brokers.len() <= 1 && broker.config.controller_quorum_voters.len() <= 1 {
+        1
+    } else {
+        configured
     }
 }
 

@@ -152,6 +152,10 @@ pub enum Outcome {
     NoResponse,
     /// Kafka closes the connection (e.g. a failed acks=0 produce).
     Close(&'static str),
+    /// The response is ready once this future completes (acks=all produce waiting for its
+    /// followers). The request's effects already happened in order; the connection reads
+    /// the next request meanwhile and still answers in request order.
+    Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = ResponseKind> + Send>>),
 }
 
 impl<T: Into<ResponseKind>> From<T> for Outcome {

@@ -3,13 +3,31 @@
 //! Versions 0-2 are advertised (librdkafka < 2.11.1 enables compression only
 //! when it sees Produce v0) but refused by closing the connection, as Kafka 4
 //! does: they would carry message formats v0/v1, which Klamm never stores.
+//!
+//! acks=all (-1): refused with NOT_ENOUGH_REPLICAS before appending when the
+//! ISR is smaller than `min.insync.replicas`; otherwise appended, and answered
+//! once the high watermark passes the batch (REQUEST_TIMED_OUT after the
+//! request's `timeout_ms`, NOT_LEADER_OR_FOLLOWER if leadership moved
+//! meanwhile). All partitions of a request append first, then wait together.
 
 use klamm_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use klamm_protocol::messages::ProduceRequest;
 use klamm_protocol::ErrorCode;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::{Outcome, RequestContext};
-use crate::replica::PartitionError;
+use crate::replica::{Partition, PartitionError};
+
+/// An appended batch whose acks=all answer waits for the high watermark.
+struct PendingAck {
+    topic_index: usize,
+    partition_index: usize,
+    partition: Arc<Partition>,
+    required_offset: i64,
+    leader_epoch: i32,
+}
 
 /// First Produce version that carries record batch v2.
 const FIRST_SERVED_VERSION: i16 = 3;
@@ -23,8 +41,9 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     let image = broker.metadata.image();
     let now = crate::clock::now_ms();
     let mut any_error = false;
+    let mut pending: Vec<PendingAck> = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
-    for topic in request.topic_data {
+    for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
             let result = if !matches!(acks, -1 | 0 | 1) {
@@ -34,10 +53,19 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
             };
             let mut response = PartitionProduceResponse { index: pd.index, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, ..Default::default() };
             match result {
-                Ok(r) => {
+                Ok((r, local)) => {
                     response.base_offset = r.base_offset;
                     response.log_append_time_ms = r.log_append_time_ms;
                     response.log_start_offset = r.log_start_offset;
+                    if acks == -1 && local.view().high_watermark <= r.last_offset {
+                        pending.push(PendingAck {
+                            topic_index,
+                            partition_index: partition_responses.len(),
+                            partition: local,
+                            required_offset: r.last_offset + 1,
+                            leader_epoch: r.leader_epoch,
+                        });
+                    }
                 }
                 Err(e) => {
                     any_error = true;
@@ -66,7 +94,46 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
         // producer notices and refreshes its metadata.
         return if any_error { Outcome::Close("acks=0 produce failed") } else { Outcome::NoResponse };
     }
-    ProduceResponse { responses, throttle_time_ms: 0, ..Default::default() }.into()
+    let response = ProduceResponse { responses, throttle_time_ms: 0, ..Default::default() };
+    if pending.is_empty() {
+        return response.into();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
+    Outcome::Deferred(Box::pin(async move {
+        let mut response = response;
+        let waits = pending.iter().map(|p| p.partition.wait_for_high_watermark(p.required_offset, p.leader_epoch, deadline));
+        let results = futures_join_all(waits).await;
+        for (p, result) in pending.iter().zip(results) {
+            if let Err(code) = result {
+                let r = &mut response.responses[p.topic_index].partition_responses[p.partition_index];
+                tracing::debug!(topic = %p.partition.topic, partition = p.partition.index, error = code.name(), "acks=all produce not acknowledged");
+                r.error_code = code.code();
+                r.base_offset = -1;
+                r.log_append_time_ms = -1;
+            }
+        }
+        response.into()
+    }))
+}
+
+/// Awaits every future (a small join_all; the crate does not depend on `futures`).
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut handles: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = handles.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for (i, h) in handles.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match h.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => outputs[i] = Some(v),
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future completed")).collect()
 }
 
 fn produce_one(
@@ -77,7 +144,7 @@ fn produce_one(
     records: Option<bytes::Bytes>,
     acks: i16,
     now: i64,
-) -> Result<crate::replica::AppendResult, PartitionError> {
+) -> Result<(crate::replica::AppendResult, Arc<Partition>), PartitionError> {
     let broker = &ctx.broker;
     let Some(meta) = image.partition(topic, partition) else {
         return Err(PartitionError::code(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION));
@@ -102,5 +169,6 @@ fn produce_one(
             ));
         }
     }
-    local.append_from_client(records, ctx.api_version, now)
+    let result = local.append_from_client(records, ctx.api_version, now)?;
+    Ok((result, local))
 }

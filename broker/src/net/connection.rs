@@ -10,7 +10,10 @@
 //!   UNSUPPORTED_VERSION response listing the ApiVersions range (KIP-511);
 //! - a body that does not decode closes the connection;
 //! - requests are handled one at a time and answered in order; acks=0 produce
-//!   requests get no response at all.
+//!   requests get no response at all. An acks=all produce appends in turn but
+//!   its answer waits for replication ([`Outcome::Deferred`]): the writer task
+//!   awaits it in its place in the queue while the next requests are read, so a
+//!   producer's pipelined requests do not each wait a replication round trip.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +33,12 @@ use crate::server::Broker;
 /// Responses waiting for the writer task; bounded so a client that stops
 /// reading eventually stops the reader too (back-pressure instead of memory).
 const WRITE_QUEUE_DEPTH: usize = 64;
+
+/// A response in the writer's queue: ready bytes, or a response still being completed.
+enum Queued {
+    Ready(Bytes),
+    Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = Option<Bytes>> + Send>>),
+}
 
 /// Smallest possible request: api_key + api_version + correlation_id + client_id length.
 const MIN_FRAME_BYTES: i32 = 10;
@@ -54,9 +63,16 @@ async fn serve_inner(
 ) {
     let (read_half, mut write_half) = stream.into_split();
     let mut reader = BufReader::with_capacity(256 * 1024, read_half);
-    let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE_DEPTH);
+    let (tx, mut rx) = mpsc::channel::<Queued>(WRITE_QUEUE_DEPTH);
     let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
+        while let Some(item) = rx.recv().await {
+            let frame = match item {
+                Queued::Ready(frame) => frame,
+                Queued::Deferred(pending) => match pending.await {
+                    Some(frame) => frame,
+                    None => break,
+                },
+            };
             if write_half.write_all(&frame).await.is_err() {
                 break;
             }
@@ -82,7 +98,12 @@ async fn serve_inner(
         };
         match handle_frame(&broker, &listener, peer, frame).await {
             FrameResult::Reply(bytes) => {
-                if tx.send(bytes).await.is_err() {
+                if tx.send(Queued::Ready(bytes)).await.is_err() {
+                    break;
+                }
+            }
+            FrameResult::Deferred(pending) => {
+                if tx.send(Queued::Deferred(pending)).await.is_err() {
                     break;
                 }
             }
@@ -113,6 +134,7 @@ async fn read_frame_body<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, size: 
 
 enum FrameResult {
     Reply(Bytes),
+    Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = Option<Bytes>> + Send>>),
     Silent,
     Close(&'static str),
 }
@@ -171,6 +193,16 @@ async fn handle_frame(
                 FrameResult::Close("response encoding failed")
             }
         },
+        Outcome::Deferred(pending) => FrameResult::Deferred(Box::pin(async move {
+            let response = pending.await;
+            match encode_response(api_key, version, correlation_id, &response) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    tracing::error!(error = %e, api_key = api_key.name(), version, "failed to encode response");
+                    None
+                }
+            }
+        })),
         Outcome::NoResponse => FrameResult::Silent,
         Outcome::Close(reason) => FrameResult::Close(reason),
     }

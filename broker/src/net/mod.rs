@@ -7,6 +7,7 @@
 //! another, as Kafka does (it mutes a socket until the response is sent), so
 //! responses leave in request order even when a client pipelines.
 
+pub mod client;
 pub mod connection;
 pub mod listener;
 

@@ -11,8 +11,12 @@
 //! by a deleted topic of the same name is recognised and wiped.
 
 pub mod cleaner;
+pub mod fetcher;
+pub mod isr;
 pub mod maintenance;
 pub mod partition;
+#[cfg(test)]
+mod partition_tests;
 pub mod producer_state;
 pub mod storage_adapter;
 pub mod validation;
@@ -25,7 +29,7 @@ use klamm_config::{BrokerConfig, LoadedConfig, TopicConfig};
 use klamm_raft::MetadataImage;
 use tracing::{info, warn};
 
-pub use partition::{AppendResult, Partition, PartitionError, PartitionView};
+pub use partition::{AppendResult, FetchPosition, IsrProposal, Partition, PartitionError, PartitionView};
 
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
 const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
@@ -165,7 +169,7 @@ impl ReplicaManager {
                     continue;
                 }
                 if let Some(existing) = self.get(&topic.name, p.partition) {
-                    existing.set_leadership(p.leader_epoch, p.isr.clone());
+                    existing.apply_metadata(p, now);
                     // A topic config change (AlterConfigs) takes effect on the live partition.
                     if *existing.config() != *config {
                         existing.set_config(config.clone());
@@ -187,7 +191,7 @@ impl ReplicaManager {
                     first_error.get_or_insert(anyhow::anyhow!("write {}: {e}", dir.display()));
                     continue;
                 }
-                match Partition::open(&topic.name, topic.topic_id, p.partition, &dir, config.clone(), p.isr.clone(), p.leader_epoch, now) {
+                match Partition::open(&topic.name, topic.topic_id, p.partition, &dir, config.clone(), self.node_id, p, now) {
                     Ok(partition) => {
                         self.partitions
                             .write()

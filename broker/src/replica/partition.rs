@@ -6,14 +6,26 @@
 //! (fetch, list offsets) never take it: they read the published view from a
 //! `watch` channel and read log files below the published bound through a
 //! cloned [`LogReader`].
+//!
+//! Replication state lives here too, under the same lock: the role this
+//! broker has for the partition (leader or follower, from the metadata
+//! image), the committed ISR, and as leader each follower's progress. The
+//! leader's high watermark is the smallest log end offset over the ISR (plus
+//! any replica whose addition to the ISR is pending, Kafka's "maximal ISR",
+//! so a replica entering the ISR never lacks a record below the high
+//! watermark) and does not move while the ISR is smaller than
+//! `min.insync.replicas` unless every replica is in it. See
+//! [`Partition::record_follower_fetch`], [`Partition::append_as_follower`].
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use klamm_config::TopicConfig;
-use klamm_protocol::records::{self, Compression, RecordBatch, TimestampType};
+use klamm_protocol::records::{self, iter_batches, Compression, RecordBatch, TimestampType};
 use klamm_protocol::ErrorCode;
+use klamm_raft::{PartitionImage, NO_LEADER};
 use klamm_storage::{CompactionStats, Log, LogReader};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -31,6 +43,8 @@ pub struct PartitionView {
     pub last_stable_offset: i64,
     pub log_end_offset: i64,
     pub leader_epoch: i32,
+    /// The leader this broker knows of (-1: none); equal to the node id when it leads.
+    pub leader: i32,
 }
 
 /// A Kafka error for one partition, with an optional message for v8+ responses.
@@ -59,12 +73,66 @@ pub struct AppendResult {
     /// -1 unless the topic uses LogAppendTime.
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+    /// The leader epoch the batch was written in (acks=all waits within it).
+    pub leader_epoch: i32,
+}
+
+/// What a follower asks its leader for next (Fetch with a replica id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchPosition {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub fetch_offset: i64,
+    /// The latest epoch in this replica's leader-epoch cache, -1 if none.
+    pub last_fetched_epoch: i32,
+    pub log_start_offset: i64,
+}
+
+/// A follower's progress as the leader sees it.
+#[derive(Debug, Clone, Copy)]
+struct FollowerProgress {
+    /// Fetch offset of its latest fetch (its log end offset); -1 until it fetched.
+    log_end_offset: i64,
+    /// Last time it was known to have everything the leader had (Kafka's lastCaughtUpTime).
+    last_caught_up_ms: i64,
+    last_fetch_ms: i64,
+    /// The leader's log end offset when that fetch arrived.
+    leader_end_at_last_fetch: i64,
+}
+
+/// This broker's replication state for the partition.
+struct ReplicaState {
+    node_id: i32,
+    leader: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    replicas: Vec<i32>,
+    /// The committed ISR (from the metadata image).
+    isr: Vec<i32>,
+    /// Replicas whose addition to the ISR was proposed but is not committed yet.
+    pending_additions: Vec<i32>,
+    /// Log end offset when this broker became leader in `leader_epoch`.
+    epoch_start_offset: i64,
+    followers: HashMap<i32, FollowerProgress>,
+}
+
+impl ReplicaState {
+    fn is_leader(&self) -> bool {
+        self.leader == self.node_id && self.leader != NO_LEADER
+    }
 }
 
 struct Writer {
     log: Log,
     producers: ProducerStateTable,
-    isr: Vec<i32>,
+    state: ReplicaState,
+}
+
+/// An ISR change the leader wants the controller to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrProposal {
+    pub expected_partition_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 pub struct Partition {
@@ -76,6 +144,27 @@ pub struct Partition {
     reader: LogReader,
     view: watch::Sender<PartitionView>,
     config: RwLock<Arc<TopicConfig>>,
+    /// The high watermark last written to [`HIGH_WATERMARK_CHECKPOINT`].
+    checkpointed_high_watermark: std::sync::atomic::AtomicI64,
+}
+
+/// File in the partition directory holding the last checkpointed high watermark (Kafka
+/// keeps one `replication-offset-checkpoint` per log dir; one small file per partition
+/// keeps partitions independent). Written by the maintenance task when it changed and on
+/// close; read on open so a restarted replica does not expose less than it had.
+pub const HIGH_WATERMARK_CHECKPOINT: &str = "high-watermark-checkpoint";
+
+fn read_high_watermark_checkpoint(dir: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(dir.join(HIGH_WATERMARK_CHECKPOINT)).ok()?;
+    let mut lines = text.lines();
+    (lines.next()? == "0").then_some(())?;
+    lines.next()?.trim().parse().ok()
+}
+
+fn write_high_watermark_checkpoint(dir: &Path, high_watermark: i64) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{HIGH_WATERMARK_CHECKPOINT}.tmp"));
+    std::fs::write(&tmp, format!("0\n{high_watermark}\n"))?;
+    std::fs::rename(tmp, dir.join(HIGH_WATERMARK_CHECKPOINT))
 }
 
 impl Partition {
@@ -87,8 +176,8 @@ impl Partition {
         index: i32,
         dir: &Path,
         config: Arc<TopicConfig>,
-        isr: Vec<i32>,
-        leader_epoch: i32,
+        node_id: i32,
+        meta: &PartitionImage,
         now_ms: i64,
     ) -> Result<Partition, klamm_storage::Error> {
         let log = Log::open(dir, log_config(&config), now_ms)?;
@@ -96,12 +185,32 @@ impl Partition {
         let mut producers = ProducerStateTable::default();
         storage_adapter::replay_producer_state(&reader, log.log_start_offset(), log.log_end_offset(), &mut producers);
         let leo = log.log_end_offset();
+        // A lone replica has everything it wrote committed. A replica of a replicated
+        // partition starts from its checkpointed high watermark (at most its log end) and
+        // learns newer ones from the leader, or as leader from its followers' fetches.
+        let high_watermark = if meta.replicas.len() <= 1 {
+            leo
+        } else {
+            read_high_watermark_checkpoint(dir).unwrap_or(0).clamp(log.log_start_offset(), leo)
+        };
         let view = PartitionView {
             log_start_offset: log.log_start_offset(),
-            high_watermark: leo,
-            last_stable_offset: leo,
+            high_watermark,
+            last_stable_offset: high_watermark,
             log_end_offset: leo,
-            leader_epoch,
+            leader_epoch: -1,
+            leader: NO_LEADER,
+        };
+        let state = ReplicaState {
+            node_id,
+            leader: NO_LEADER,
+            leader_epoch: -1,
+            partition_epoch: -1,
+            replicas: Vec::new(),
+            isr: Vec::new(),
+            pending_additions: Vec::new(),
+            epoch_start_offset: leo,
+            followers: HashMap::new(),
         };
         if leo > 0 {
             info!(topic, partition = index, log_end_offset = leo, producers = producers.len(), "partition loaded");
@@ -111,10 +220,15 @@ impl Partition {
             topic_id,
             index,
             dir: dir.to_path_buf(),
-            writer: Mutex::new(Some(Writer { log, producers, isr })),
+            writer: Mutex::new(Some(Writer { log, producers, state })),
             reader,
             view: watch::channel(view).0,
             config: RwLock::new(config),
+            checkpointed_high_watermark: std::sync::atomic::AtomicI64::new(high_watermark),
+        })
+        .map(|p| {
+            p.apply_metadata(meta, now_ms);
+            p
         })
     }
 
@@ -143,16 +257,370 @@ impl Partition {
         *self.config.write().expect("config lock poisoned") = config;
     }
 
-    pub fn set_leadership(&self, leader_epoch: i32, isr: Vec<i32>) {
+    /// Brings the replication state in line with the partition's entry in the metadata image:
+    /// replicas, committed ISR, leader and epochs. Becoming leader (or leading in a new epoch)
+    /// records the epoch's start offset in the leader-epoch cache and starts tracking the
+    /// followers afresh (each counts as caught up now, as in Kafka, so none is dropped from
+    /// the ISR before it had a chance to fetch).
+    pub fn apply_metadata(&self, meta: &PartitionImage, now_ms: i64) {
         let mut guard = self.writer.lock().expect("writer lock poisoned");
-        if let Some(w) = guard.as_mut() {
-            w.isr = isr;
+        let Some(w) = guard.as_mut() else { return };
+        let st = &mut w.state;
+        if meta.partition_epoch == st.partition_epoch && meta.leader_epoch == st.leader_epoch && meta.leader == st.leader {
+            return;
         }
-        self.view.send_modify(|v| v.leader_epoch = leader_epoch);
+        let was_leader_in_epoch = st.is_leader() && st.leader_epoch == meta.leader_epoch;
+        st.replicas = meta.replicas.clone();
+        st.isr = meta.isr.clone();
+        st.pending_additions.retain(|r| !meta.isr.contains(r) && meta.replicas.contains(r));
+        if meta.partition_epoch != st.partition_epoch {
+            // The proposal this was waiting for was applied or overtaken.
+            st.pending_additions.clear();
+        }
+        st.partition_epoch = meta.partition_epoch;
+        st.leader = meta.leader;
+        st.leader_epoch = meta.leader_epoch;
+        let leo = w.log.log_end_offset();
+        if st.is_leader() && !was_leader_in_epoch {
+            if let Err(e) = w.log.assign_epoch(meta.leader_epoch, leo) {
+                warn!(topic = %self.topic, partition = self.index, error = %e, "recording the leader epoch failed");
+            }
+            st.epoch_start_offset = leo;
+            st.followers = st
+                .replicas
+                .iter()
+                .filter(|r| **r != st.node_id)
+                .map(|r| (*r, FollowerProgress { log_end_offset: -1, last_caught_up_ms: now_ms, last_fetch_ms: now_ms, leader_end_at_last_fetch: -1 }))
+                .collect();
+            info!(topic = %self.topic, partition = self.index, leader_epoch = meta.leader_epoch, log_end_offset = leo, isr = ?meta.isr, "became leader");
+        } else if !st.is_leader() {
+            st.followers.clear();
+        } else {
+            let replicas = st.replicas.clone();
+            st.followers.retain(|r, _| replicas.contains(r));
+            for r in replicas.into_iter().filter(|r| *r != st.node_id) {
+                st.followers.entry(r).or_insert(FollowerProgress { log_end_offset: -1, last_caught_up_ms: now_ms, last_fetch_ms: now_ms, leader_end_at_last_fetch: -1 });
+            }
+        }
+        let hw = self.compute_high_watermark(w);
+        let (leader, leader_epoch) = (w.state.leader, w.state.leader_epoch);
+        drop(guard);
+        self.view.send_modify(|v| {
+            v.leader = leader;
+            v.leader_epoch = leader_epoch;
+            if let Some(hw) = hw {
+                v.high_watermark = hw;
+                v.last_stable_offset = hw;
+            }
+        });
     }
 
+    /// The committed ISR size as this broker knows it.
     pub fn isr_len(&self) -> usize {
-        self.writer.lock().expect("writer lock poisoned").as_ref().map(|w| w.isr.len()).unwrap_or(0)
+        self.writer.lock().expect("writer lock poisoned").as_ref().map(|w| w.state.isr.len()).unwrap_or(0)
+    }
+
+    /// Whether this broker leads the partition (by the metadata it applied).
+    pub fn is_leader(&self) -> bool {
+        self.writer.lock().expect("writer lock poisoned").as_ref().is_some_and(|w| w.state.is_leader())
+    }
+
+    /// As leader: the high watermark the ISR allows, if it is above the current one.
+    /// `None` when it does not move (or this broker does not lead).
+    fn compute_high_watermark(&self, w: &Writer) -> Option<i64> {
+        let st = &w.state;
+        if !st.is_leader() {
+            return None;
+        }
+        let leo = w.log.log_end_offset();
+        let current = self.view.borrow().high_watermark;
+        let min_isr = self.config().min_insync_replicas.max(1) as usize;
+        if st.isr.len() < min_isr && st.isr.len() < st.replicas.len() {
+            // Too few in-sync replicas: nothing new becomes committed (KIP-966).
+            return None;
+        }
+        let mut hw = leo;
+        for r in st.isr.iter().chain(st.pending_additions.iter()) {
+            if *r == st.node_id {
+                continue;
+            }
+            match st.followers.get(r) {
+                Some(f) if f.log_end_offset >= 0 => hw = hw.min(f.log_end_offset),
+                _ => return None,
+            }
+        }
+        (hw > current).then_some(hw)
+    }
+
+    /// Publishes a higher high watermark computed under the writer lock.
+    fn publish_high_watermark(&self, hw: Option<i64>) {
+        if let Some(hw) = hw {
+            self.view.send_if_modified(|v| {
+                if hw > v.high_watermark {
+                    v.high_watermark = hw;
+                    v.last_stable_offset = hw;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+
+    /// As leader, for a follower's Fetch: checks that `replica` may fetch in the epoch it
+    /// names, then records its fetch offset as its log end offset and advances the high
+    /// watermark. Returns the leader's diverging epoch `(epoch, end offset)` when the
+    /// follower's last fetched epoch shows its log diverged (it must truncate first; its
+    /// fetch offset then says nothing about what it holds).
+    pub fn record_follower_fetch(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        now_ms: i64,
+    ) -> Result<Option<(i32, i64)>, ErrorCode> {
+        let mut guard = self.writer.lock().expect("writer lock poisoned");
+        let w = guard.as_mut().ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER)?;
+        if !w.state.is_leader() {
+            return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER);
+        }
+        if !w.state.replicas.contains(&replica) || replica == w.state.node_id {
+            return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER);
+        }
+        if last_fetched_epoch >= 0 {
+            let (epoch, end) = w.log.end_offset_for_epoch(last_fetched_epoch);
+            if epoch >= 0 && (end < fetch_offset || epoch < last_fetched_epoch) {
+                return Ok(Some((epoch, end)));
+            }
+        }
+        let leo = w.log.log_end_offset();
+        if fetch_offset > leo || fetch_offset < w.log.log_start_offset() {
+            return Err(ErrorCode::OFFSET_OUT_OF_RANGE);
+        }
+        let progress = w.state.followers.entry(replica).or_insert(FollowerProgress {
+            log_end_offset: -1,
+            last_caught_up_ms: now_ms,
+            last_fetch_ms: now_ms,
+            leader_end_at_last_fetch: -1,
+        });
+        if fetch_offset >= leo {
+            progress.last_caught_up_ms = now_ms;
+        } else if fetch_offset >= progress.leader_end_at_last_fetch && progress.leader_end_at_last_fetch >= 0 {
+            progress.last_caught_up_ms = progress.last_caught_up_ms.max(progress.last_fetch_ms);
+        }
+        progress.log_end_offset = fetch_offset;
+        progress.last_fetch_ms = now_ms;
+        progress.leader_end_at_last_fetch = leo;
+        let hw = self.compute_high_watermark(w);
+        drop(guard);
+        self.publish_high_watermark(hw);
+        Ok(None)
+    }
+
+    /// As leader: the ISR change the followers' progress calls for, if any. Followers that
+    /// have not caught up for `lag_max_ms` leave; replicas outside the ISR whose log reaches
+    /// both the high watermark and the start of this leader's epoch join (and count towards
+    /// the high watermark at once, while the change is pending).
+    pub fn isr_proposal(&self, now_ms: i64, lag_max_ms: i64) -> Option<IsrProposal> {
+        let mut guard = self.writer.lock().expect("writer lock poisoned");
+        let w = guard.as_mut()?;
+        let hw = self.view.borrow().high_watermark;
+        let st = &mut w.state;
+        if !st.is_leader() {
+            return None;
+        }
+        let mut isr: Vec<i32> = st
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| *r == st.node_id || st.followers.get(r).is_some_and(|f| now_ms - f.last_caught_up_ms <= lag_max_ms))
+            .collect();
+        let mut added = Vec::new();
+        for r in &st.replicas {
+            if isr.contains(r) || st.isr.contains(r) {
+                continue;
+            }
+            if let Some(f) = st.followers.get(r) {
+                if f.log_end_offset >= hw && f.log_end_offset >= st.epoch_start_offset && now_ms - f.last_caught_up_ms <= lag_max_ms {
+                    isr.push(*r);
+                    added.push(*r);
+                }
+            }
+        }
+        if isr == st.isr {
+            return None;
+        }
+        for r in added {
+            if !st.pending_additions.contains(&r) {
+                st.pending_additions.push(r);
+            }
+        }
+        Some(IsrProposal { expected_partition_epoch: st.partition_epoch, isr })
+    }
+
+    /// Forgets pending ISR additions after a proposal failed.
+    pub fn clear_pending_isr(&self) {
+        if let Some(w) = self.writer.lock().expect("writer lock poisoned").as_mut() {
+            w.state.pending_additions.clear();
+        }
+    }
+
+    /// As follower: where to fetch from next, or None when this broker leads or no
+    /// leader is known.
+    pub fn fetch_position(&self) -> Option<FetchPosition> {
+        let guard = self.writer.lock().expect("writer lock poisoned");
+        let w = guard.as_ref()?;
+        let st = &w.state;
+        if st.is_leader() || st.leader == NO_LEADER || !st.replicas.contains(&st.node_id) {
+            return None;
+        }
+        Some(FetchPosition {
+            leader: st.leader,
+            leader_epoch: st.leader_epoch,
+            fetch_offset: w.log.log_end_offset(),
+            last_fetched_epoch: w.log.latest_epoch().unwrap_or(-1),
+            log_start_offset: w.log.log_start_offset(),
+        })
+    }
+
+    /// As follower: appends the batches a leader returned (whole batches only; a partial
+    /// batch at the end is left for the next fetch), keeping their offsets and leader
+    /// epochs, then takes the leader's high watermark (capped by what this log holds) and
+    /// log start offset. Returns the new log end offset.
+    pub fn append_as_follower(&self, records: Bytes, leader_epoch: i32, leader_high_watermark: i64, leader_log_start: i64, now_ms: i64) -> Result<i64, PartitionError> {
+        let mut guard = self.writer.lock().expect("writer lock poisoned");
+        let w = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
+        if w.state.is_leader() || w.state.leader_epoch != leader_epoch {
+            return Err(PartitionError::code(ErrorCode::FENCED_LEADER_EPOCH));
+        }
+        let leo = w.log.log_end_offset();
+        let mut whole = 0usize;
+        let mut batches = Vec::new();
+        let mut iter = iter_batches(records.clone());
+        while let Some(batch) = iter.next() {
+            let Ok(batch) = batch else { break };
+            if batch.base_offset() < leo {
+                // Already here (a retried fetch); the log only takes offsets from its end.
+                break;
+            }
+            batches.push((
+                IncomingBatch {
+                    producer_id: batch.producer_id(),
+                    producer_epoch: batch.producer_epoch(),
+                    base_sequence: batch.base_sequence(),
+                    last_offset_delta: batch.last_offset_delta(),
+                    max_timestamp: batch.max_timestamp(),
+                },
+                batch.base_offset(),
+                batch.producer_id() >= 0 && !batch.is_control(),
+            ));
+            whole = iter.position();
+        }
+        if whole > 0 {
+            w.log.append_as_follower(&records[..whole], now_ms).map_err(|e| {
+                warn!(topic = %self.topic, partition = self.index, error = %e, "follower append failed");
+                PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
+            })?;
+            for (incoming, base, idempotent) in &batches {
+                if *idempotent {
+                    w.producers.replay(incoming, *base);
+                }
+            }
+        }
+        let leo = w.log.log_end_offset();
+        if leader_log_start > w.log.log_start_offset() && leader_log_start <= leo {
+            if let Err(e) = w.log.advance_log_start_offset(leader_log_start) {
+                warn!(topic = %self.topic, partition = self.index, error = %e, "following the leader's log start failed");
+            }
+        }
+        let log_start = w.log.log_start_offset();
+        let hw = leader_high_watermark.min(leo);
+        drop(guard);
+        self.view.send_modify(|v| {
+            v.log_end_offset = leo;
+            v.log_start_offset = log_start;
+            v.high_watermark = hw.max(log_start);
+            v.last_stable_offset = v.high_watermark;
+        });
+        Ok(leo)
+    }
+
+    /// As follower: the leader said our log diverged after `(epoch, end_offset)`; truncates
+    /// to where both logs agree: the end of that epoch here, capped by the leader's end of it.
+    pub fn truncate_diverging(&self, epoch: i32, end_offset: i64) -> Result<i64, PartitionError> {
+        let mut guard = self.writer.lock().expect("writer lock poisoned");
+        let w = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
+        if w.state.is_leader() {
+            return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
+        }
+        let (own_epoch, own_end) = w.log.end_offset_for_epoch(epoch);
+        let target = if own_epoch < 0 { end_offset } else { end_offset.min(own_end) };
+        self.truncate_locked(w, target)
+    }
+
+    /// As follower: our fetch offset is below the leader's log start; starts over there.
+    pub fn restart_at(&self, offset: i64) -> Result<i64, PartitionError> {
+        let mut guard = self.writer.lock().expect("writer lock poisoned");
+        let w = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
+        if w.state.is_leader() {
+            return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
+        }
+        w.log.truncate_fully_and_start_at(offset.max(0)).map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
+        w.producers = ProducerStateTable::default();
+        let leo = w.log.log_end_offset();
+        drop(guard);
+        self.view.send_modify(|v| {
+            v.log_start_offset = leo;
+            v.log_end_offset = leo;
+            v.high_watermark = leo;
+            v.last_stable_offset = leo;
+        });
+        Ok(leo)
+    }
+
+    fn truncate_locked(&self, w: &mut Writer, target: i64) -> Result<i64, PartitionError> {
+        let before = w.log.log_end_offset();
+        if target < before {
+            w.log.truncate_to(target.max(0)).map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
+            w.producers.truncate_to(w.log.log_end_offset());
+            warn!(topic = %self.topic, partition = self.index, from = before, to = w.log.log_end_offset(), "truncated a diverging log suffix");
+        }
+        let leo = w.log.log_end_offset();
+        let log_start = w.log.log_start_offset();
+        self.view.send_modify(|v| {
+            v.log_end_offset = leo;
+            v.log_start_offset = log_start;
+            v.high_watermark = v.high_watermark.min(leo);
+            v.last_stable_offset = v.high_watermark;
+        });
+        Ok(leo)
+    }
+
+    /// As leader, for acks=all: waits until the high watermark reaches `required_offset`
+    /// within `leader_epoch`, or `deadline`. Kafka's DelayedProduce answers.
+    pub async fn wait_for_high_watermark(&self, required_offset: i64, leader_epoch: i32, deadline: tokio::time::Instant) -> Result<(), ErrorCode> {
+        let mut rx = self.view.subscribe();
+        loop {
+            let v = *rx.borrow_and_update();
+            if v.leader_epoch != leader_epoch || !self.is_leader() {
+                return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER);
+            }
+            if v.high_watermark >= required_offset {
+                let min_isr = self.config().min_insync_replicas.max(1) as usize;
+                let isr = self.isr_len();
+                return if isr < min_isr && isr < self.replica_count() { Err(ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND) } else { Ok(()) };
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER),
+                Err(_) => return Err(ErrorCode::REQUEST_TIMED_OUT),
+            }
+        }
+    }
+
+    /// How many replicas the partition has.
+    pub fn replica_count(&self) -> usize {
+        self.writer.lock().expect("writer lock poisoned").as_ref().map(|w| w.state.replicas.len()).unwrap_or(0)
     }
 
     /// Validates and appends one client batch (Produce v3+ carries exactly one).
@@ -214,6 +682,10 @@ impl Partition {
 
         let mut guard = self.writer.lock().expect("writer lock poisoned");
         let writer = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
+        if !writer.state.is_leader() {
+            return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
+        }
+        let leader_epoch = writer.state.leader_epoch;
         match writer.producers.check(&incoming) {
             SequenceCheck::Accept => {}
             SequenceCheck::Duplicate(previous) => {
@@ -222,12 +694,12 @@ impl Partition {
                     last_offset: previous.last_offset,
                     log_append_time_ms: -1,
                     log_start_offset: writer.log.log_start_offset(),
+                    leader_epoch,
                 })
             }
             SequenceCheck::Reject(code, message) => return Err(PartitionError::new(code, message)),
         }
 
-        let leader_epoch = self.view.borrow().leader_epoch;
         let append_time = if log_append_time && client_timestamp_type != TimestampType::LogAppendTime {
             records::set_log_append_time(&mut bytes, now_ms).map_err(|e| PartitionError::new(ErrorCode::INVALID_RECORD, e.to_string()))?;
             now_ms
@@ -243,17 +715,17 @@ impl Partition {
         writer.producers.record(&incoming, info.base_offset);
         let leo = writer.log.log_end_offset();
         let log_start = writer.log.log_start_offset();
-        let single_replica = writer.isr.len() <= 1;
+        let hw = self.compute_high_watermark(writer);
         drop(guard);
         self.view.send_modify(|v| {
             v.log_end_offset = leo;
             v.log_start_offset = log_start;
-            if single_replica {
-                v.high_watermark = leo;
-                v.last_stable_offset = leo;
+            if let Some(hw) = hw {
+                v.high_watermark = v.high_watermark.max(hw);
+                v.last_stable_offset = v.high_watermark;
             }
         });
-        Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: append_time, log_start_offset: log_start })
+        Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: append_time, log_start_offset: log_start, leader_epoch })
     }
 
     /// OffsetsForLeaderEpoch: the largest epoch <= `epoch` this log knows and the offset where
@@ -281,6 +753,9 @@ impl Partition {
         }
         let mut guard = self.writer.lock().expect("writer lock poisoned");
         let writer = guard.as_mut().ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER)?;
+        if !writer.state.is_leader() {
+            return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER);
+        }
         let high_watermark = self.view.borrow().high_watermark;
         let target = if offset == -1 { high_watermark } else { offset };
         if target < 0 || target > high_watermark {
@@ -350,6 +825,7 @@ impl Partition {
     /// Runs retention and the time-based flush policy; called periodically.
     /// Returns how many segments retention deleted.
     pub fn maintain(&self, now_ms: i64, run_retention: bool) -> usize {
+        self.checkpoint_high_watermark();
         let config = self.config();
         let mut guard = self.writer.lock().expect("writer lock poisoned");
         let Some(writer) = guard.as_mut() else { return 0 };
@@ -372,8 +848,22 @@ impl Partition {
         deleted
     }
 
+    /// Writes the high watermark to its checkpoint file if it moved since the last write.
+    pub fn checkpoint_high_watermark(&self) {
+        use std::sync::atomic::Ordering;
+        let hw = self.view.borrow().high_watermark;
+        if self.checkpointed_high_watermark.load(Ordering::Relaxed) == hw {
+            return;
+        }
+        match write_high_watermark_checkpoint(&self.dir, hw) {
+            Ok(()) => self.checkpointed_high_watermark.store(hw, Ordering::Relaxed),
+            Err(e) => warn!(topic = %self.topic, partition = self.index, error = %e, "writing the high watermark checkpoint failed"),
+        }
+    }
+
     /// Flushes and closes the log cleanly; further appends fail.
     pub fn close(&self) {
+        self.checkpoint_high_watermark();
         let writer = self.writer.lock().expect("writer lock poisoned").take();
         if let Some(w) = writer {
             if let Err(e) = w.log.close() {

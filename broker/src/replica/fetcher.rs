@@ -1,0 +1,236 @@
+//! Follower replication: this broker pulls the partitions it follows from their leaders.
+//!
+//! One fetcher task per leader broker (Kafka's replica fetcher thread), started by
+//! [`run`] when some local partition follows that leader and ended when none does. Each
+//! task keeps one connection to the leader's `inter.broker.listener.name` endpoint and
+//! sends Fetch v12 with `replica_id` = this node: for every partition its log end offset as
+//! fetch offset, the leader epoch it knows (the leader fences a stale one) and the latest
+//! epoch of its leader-epoch cache. Per partition, the answer is one of:
+//! - records: appended as they are (offsets and epochs kept), then the leader's high
+//!   watermark and log start offset are taken over;
+//! - a diverging epoch: the local log has a suffix the leader does not (written under an
+//!   older leader and never committed); it is truncated to where the logs agree;
+//! - OFFSET_OUT_OF_RANGE below the leader's log start: the log starts over there;
+//! - an epoch or leadership error: the metadata has moved on; the partition's position is
+//!   taken afresh from the local state on the next round.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use klamm_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use klamm_protocol::messages::FetchRequest;
+use klamm_protocol::ErrorCode;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::{FetchPosition, Partition};
+use crate::net::client::KafkaClient;
+use crate::server::Broker;
+
+/// Fetch version used between brokers: flexible, with last fetched epoch and diverging
+/// epoch, addressed by topic name.
+const REPLICA_FETCH_VERSION: i16 = 12;
+/// How often the manager looks for partitions whose leader changed.
+const MANAGER_TICK: Duration = Duration::from_millis(100);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause after an error, so a leader that is down or not ready is not hammered.
+const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Starts and stops the per-leader fetcher tasks as leadership changes.
+pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut fetchers: HashMap<i32, JoinHandle<()>> = HashMap::new();
+    let mut images = broker.metadata.subscribe();
+    loop {
+        let leaders: HashSet<i32> = broker.replicas.all().iter().filter_map(|p| p.fetch_position().map(|f| f.leader)).collect();
+        fetchers.retain(|_, task| !task.is_finished());
+        for leader in leaders {
+            if !fetchers.contains_key(&leader) {
+                debug!(leader, "starting replica fetcher");
+                fetchers.insert(leader, tokio::spawn(fetch_from(broker.clone(), leader, shutdown.clone())));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(MANAGER_TICK) => {}
+            _ = images.changed() => {}
+            _ = shutdown.changed() => if *shutdown.borrow() { break },
+        }
+    }
+    for (_, task) in fetchers {
+        task.abort();
+    }
+}
+
+/// The partitions this broker follows from `leader`, with their fetch positions.
+fn followed_from(broker: &Broker, leader: i32) -> Vec<(Arc<Partition>, FetchPosition)> {
+    broker.replicas.all().into_iter().filter_map(|p| p.fetch_position().filter(|f| f.leader == leader).map(|f| (p, f))).collect()
+}
+
+/// The address of `leader`'s inter-broker listener (or its first one).
+fn leader_address(broker: &Broker, leader: i32) -> Option<String> {
+    let image = broker.metadata.image();
+    let registration = image.broker(leader)?;
+    let endpoint = registration
+        .endpoints
+        .iter()
+        .find(|e| e.listener == broker.config.inter_broker_listener_name)
+        .or_else(|| registration.endpoints.first())?;
+    Some(format!("{}:{}", endpoint.host, endpoint.port))
+}
+
+/// One fetcher: loops while some partition follows `leader`.
+async fn fetch_from(broker: Arc<Broker>, leader: i32, mut shutdown: watch::Receiver<bool>) {
+    let mut client: Option<KafkaClient> = None;
+    let client_id = format!("klamm-replica-fetcher-{}-from-{leader}", broker.node_id);
+    let wait_ms = broker.config.replica_fetch_wait_max_ms.max(0);
+    let request_timeout = Duration::from_millis(wait_ms as u64) + Duration::from_secs(10);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let positions = followed_from(&broker, leader);
+        if positions.is_empty() {
+            debug!(leader, "no partition follows this leader any more; fetcher stops");
+            return;
+        }
+        if client.is_none() {
+            let Some(addr) = leader_address(&broker, leader) else {
+                pause(&mut shutdown).await;
+                continue;
+            };
+            match KafkaClient::connect(&addr, &client_id, CONNECT_TIMEOUT).await {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    debug!(leader, %addr, error = %e, "cannot reach leader");
+                    pause(&mut shutdown).await;
+                    continue;
+                }
+            }
+        }
+        let request = fetch_request(&broker, &positions, wait_ms);
+        let Some(conn) = client.as_mut() else { continue };
+        let response = tokio::select! {
+            r = conn.send(&request, REPLICA_FETCH_VERSION, request_timeout) => r,
+            _ = shutdown.changed() => return,
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(leader, error = %e, "replica fetch failed; reconnecting");
+                client = None;
+                pause(&mut shutdown).await;
+                continue;
+            }
+        };
+        if response.error_code != 0 {
+            debug!(leader, error = response.error_code, "replica fetch refused");
+            pause(&mut shutdown).await;
+            continue;
+        }
+        let by_name: HashMap<(&str, i32), &(Arc<Partition>, FetchPosition)> =
+            positions.iter().map(|entry| ((entry.0.topic.as_str(), entry.0.index), entry)).collect();
+        let mut progressed = false;
+        let now = crate::clock::now_ms();
+        for topic in response.responses {
+            for data in topic.partitions {
+                let Some((partition, position)) = by_name.get(&(topic.topic.as_str(), data.partition_index)).map(|e| (&e.0, e.1)) else {
+                    continue;
+                };
+                if handle_partition(partition, &position, data, now) {
+                    progressed = true;
+                }
+            }
+        }
+        if !progressed {
+            // Every partition errored (or answered nothing after the long poll): do not spin.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn fetch_request(broker: &Broker, positions: &[(Arc<Partition>, FetchPosition)], wait_ms: i32) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for (partition, pos) in positions {
+        let fetch = FetchPartition {
+            partition: partition.index,
+            current_leader_epoch: pos.leader_epoch,
+            fetch_offset: pos.fetch_offset,
+            last_fetched_epoch: pos.last_fetched_epoch,
+            log_start_offset: pos.log_start_offset,
+            partition_max_bytes: broker.config.replica_fetch_max_bytes.max(1),
+            ..Default::default()
+        };
+        match topics.iter_mut().find(|t| t.topic == partition.topic) {
+            Some(t) => t.partitions.push(fetch),
+            None => topics.push(FetchTopic { topic: partition.topic.clone(), partitions: vec![fetch], ..Default::default() }),
+        }
+    }
+    FetchRequest {
+        replica_id: broker.node_id,
+        max_wait_ms: wait_ms,
+        min_bytes: broker.config.replica_fetch_min_bytes.max(1),
+        max_bytes: broker.config.replica_fetch_response_max_bytes.max(1),
+        isolation_level: 0,
+        session_id: 0,
+        session_epoch: -1,
+        topics,
+        ..Default::default()
+    }
+}
+
+/// Applies one partition's answer; true if the partition moved (appended or truncated).
+fn handle_partition(
+    partition: &Partition,
+    position: &FetchPosition,
+    data: klamm_protocol::messages::fetch_response::PartitionData,
+    now: i64,
+) -> bool {
+    let code = ErrorCode::from(data.error_code);
+    if code == ErrorCode::NONE {
+        if data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0 {
+            let (epoch, end) = (data.diverging_epoch.epoch, data.diverging_epoch.end_offset);
+            info!(topic = %partition.topic, partition = partition.index, epoch, end, fetch_offset = position.fetch_offset, "leader reports a diverging log");
+            return match partition.truncate_diverging(epoch, end) {
+                Ok(_) => true,
+                Err(e) => {
+                    debug!(topic = %partition.topic, partition = partition.index, error = ?e.code, "truncation skipped");
+                    false
+                }
+            };
+        }
+        let records = data.records.unwrap_or_default();
+        let had_records = !records.is_empty();
+        match partition.append_as_follower(records, position.leader_epoch, data.high_watermark, data.log_start_offset, now) {
+            Ok(leo) => had_records && leo > position.fetch_offset || !had_records,
+            Err(e) => {
+                if e.code != ErrorCode::FENCED_LEADER_EPOCH {
+                    warn!(topic = %partition.topic, partition = partition.index, error = ?e.code, message = e.message.as_deref().unwrap_or(""), "follower append failed");
+                }
+                false
+            }
+        }
+    } else if code == ErrorCode::OFFSET_OUT_OF_RANGE {
+        if data.log_start_offset >= 0 && position.fetch_offset < data.log_start_offset {
+            info!(topic = %partition.topic, partition = partition.index, leader_log_start = data.log_start_offset, "behind the leader's log start; starting over there");
+            partition.restart_at(data.log_start_offset).is_ok()
+        } else if data.high_watermark >= 0 && position.fetch_offset > data.high_watermark {
+            // Ahead of the leader with no epoch telling where the logs split (a log without
+            // epochs, or an unclean election): keep what is committed, as Kafka does.
+            warn!(topic = %partition.topic, partition = partition.index, leader_high_watermark = data.high_watermark, "ahead of the leader; truncating to its high watermark");
+            partition.truncate_diverging(-1, data.high_watermark).is_ok()
+        } else {
+            false
+        }
+    } else {
+        debug!(topic = %partition.topic, partition = partition.index, error = ?code, "replica fetch error");
+        false
+    }
+}
+
+async fn pause(shutdown: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(ERROR_BACKOFF) => {}
+        _ = shutdown.changed() => {}
+    }
+}

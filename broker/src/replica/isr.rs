@@ -1,0 +1,55 @@
+//! The leader's side of ISR management: a task that asks every partition this broker leads
+//! whether its ISR should shrink (a follower has not caught up for `replica.lag.time.max.ms`)
+//! or expand (a replica caught up), and proposes the change to the controller as a
+//! `ChangePartition` carrying the partition epoch the leader saw, Kafka's AlterPartition. The
+//! metadata log rejects a stale proposal (the partition changed meanwhile); the next tick
+//! computes a fresh one from the new state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use klamm_raft::MetadataCommand;
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+use crate::server::Broker;
+
+/// How often leaders look at their followers' progress.
+const TICK: Duration = Duration::from_millis(200);
+
+pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let lag_max_ms = broker.config.replica_lag_time_max_ms.max(1);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = shutdown.changed() => if *shutdown.borrow() { return },
+        }
+        let now = crate::clock::now_ms();
+        for partition in broker.replicas.all() {
+            let Some(proposal) = partition.isr_proposal(now, lag_max_ms) else { continue };
+            info!(topic = %partition.topic, partition = partition.index, isr = ?proposal.isr, "proposing ISR change");
+            let change = MetadataCommand::ChangePartition {
+                topic_id: partition.topic_id,
+                partition: partition.index,
+                expected_partition_epoch: proposal.expected_partition_epoch,
+                leader: None,
+                isr: Some(proposal.isr.clone()),
+            };
+            match broker.metadata.propose(change).await {
+                Ok(outcome) if outcome.is_applied() => {
+                    if let Err(e) = broker.replicas.reconcile(&broker.metadata.image()) {
+                        debug!(error = %e, "reconcile after ISR change");
+                    }
+                }
+                Ok(outcome) => {
+                    debug!(topic = %partition.topic, partition = partition.index, ?outcome, "ISR change not applied");
+                    partition.clear_pending_isr();
+                }
+                Err(e) => {
+                    debug!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change failed");
+                    partition.clear_pending_isr();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The replica state machine of one partition, without a network: a leader and follower
+//! `Partition` in temp dirs, driven by the calls the fetch handler and the fetcher make.
+//! Covers the high watermark (min over the ISR, held below min.insync.replicas, pending
+//! ISR additions counted), ISR shrink/expand proposals, leader epochs, divergence detection
+//! and truncation, and leadership checks.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use klamm_config::{BrokerConfig, TopicConfig};
+use klamm_protocol::records::RecordBatchBuilder;
+use klamm_protocol::ErrorCode;
+use klamm_raft::PartitionImage;
+
+use super::partition::Partition;
+
+fn config(min_isr: i32) -> Arc<TopicConfig> {
+    let loaded = BrokerConfig::load(None, &[]).expect("default config");
+    let mut c = TopicConfig::from_broker(&loaded.config);
+    c.min_insync_replicas = min_isr;
+    Arc::new(c)
+}
+
+fn image(leader: i32, leader_epoch: i32, partition_epoch: i32, isr: &[i32]) -> PartitionImage {
+    PartitionImage { partition: 0, replicas: vec![1, 2, 3], isr: isr.to_vec(), leader, leader_epoch, partition_epoch }
+}
+
+fn open(dir: &tempfile::TempDir, node: i32, meta: &PartitionImage, min_isr: i32) -> Partition {
+    Partition::open("t", [1; 16], 0, dir.path(), config(min_isr), node, meta, 0).expect("open partition")
+}
+
+fn batch(records: usize) -> Bytes {
+    let mut b = RecordBatchBuilder::new(0);
+    for i in 0..records {
+        b = b.record(1_000 + i as i64, None, Some(b"v"));
+    }
+    b.build()
+}
+
+/// Everything `p` holds from `from` to its log end offset.
+fn read_all(p: &Partition, from: i64) -> Bytes {
+    let v = p.view();
+    p.reader().read(from, usize::MAX >> 1, v.log_end_offset, true).expect("read").bytes
+}
+
+#[test]
+fn high_watermark_is_the_minimum_over_the_isr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leader = open(&dir, 1, &image(1, 0, 0, &[1, 2, 3]), 2);
+    leader.append_from_client(batch(5), 9, 10).expect("append");
+    assert_eq!(leader.view().high_watermark, 0, "followers have not fetched");
+    assert_eq!(leader.record_follower_fetch(2, 5, 0, 11), Ok(None));
+    assert_eq!(leader.view().high_watermark, 0, "follower 3 is unknown");
+    assert_eq!(leader.record_follower_fetch(3, 3, 0, 12), Ok(None));
+    assert_eq!(leader.view().high_watermark, 3);
+    assert_eq!(leader.record_follower_fetch(3, 5, 0, 13), Ok(None));
+    assert_eq!(leader.view().high_watermark, 5);
+    // Never backwards, even if a follower reports less (it truncated).
+    assert_eq!(leader.record_follower_fetch(3, 4, 0, 14), Ok(None));
+    assert_eq!(leader.view().high_watermark, 5);
+}
+
+#[test]
+fn high_watermark_holds_while_the_isr_is_below_min_insync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leader = open(&dir, 1, &image(1, 0, 0, &[1]), 2);
+    leader.append_from_client(batch(2), 9, 10).expect("append");
+    assert_eq!(leader.view().high_watermark, 0, "ISR of 1 < min.insync.replicas 2 with 3 replicas");
+    // Follower 2 catches up: the leader proposes adding it, and counts it at once.
+    assert_eq!(leader.record_follower_fetch(2, 2, 0, 11), Ok(None));
+    let proposal = leader.isr_proposal(12, 30_000).expect("expand proposal");
+    assert_eq!((proposal.expected_partition_epoch, proposal.isr.clone()), (0, vec![1, 2]));
+    // Committed: now 2 in sync, the high watermark moves.
+    leader.apply_metadata(&image(1, 0, 1, &[1, 2]), 13);
+    assert_eq!(leader.view().high_watermark, 2);
+}
+
+#[test]
+fn a_lone_replica_commits_on_append() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0 };
+    let p = Partition::open("t", [1; 16], 0, dir.path(), config(2), 1, &meta, 0).expect("open");
+    p.append_from_client(batch(3), 9, 10).expect("append");
+    assert_eq!(p.view().high_watermark, 3, "the whole ISR (all replicas) has it");
+}
+
+#[test]
+fn lagging_follower_leaves_the_isr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leader = open(&dir, 1, &image(1, 0, 0, &[1, 2, 3]), 1);
+    leader.append_from_client(batch(4), 9, 100).expect("append");
+    assert_eq!(leader.record_follower_fetch(2, 4, 0, 200), Ok(None));
+    assert!(leader.isr_proposal(1_000, 5_000).is_none(), "within replica.lag.time.max.ms");
+    // Follower 2 keeps fetching at the log end; 3 never fetched since leadership began at t=0.
+    assert_eq!(leader.record_follower_fetch(2, 4, 0, 5_500), Ok(None));
+    let p = leader.isr_proposal(6_000, 5_000).expect("shrink");
+    assert_eq!(p.isr, vec![1, 2], "3 lagged more than replica.lag.time.max.ms");
+    // A follower fetching but behind, with the leader appending all the time, lags too.
+    leader.apply_metadata(&image(1, 0, 1, &[1, 2]), 6_001);
+    leader.append_from_client(batch(1), 9, 6_100).expect("append");
+    assert_eq!(leader.record_follower_fetch(2, 4, 0, 6_200), Ok(None), "caught up to the end seen at 5_500");
+    leader.append_from_client(batch(1), 9, 6_300).expect("append");
+    assert_eq!(leader.record_follower_fetch(2, 4, 0, 12_000), Ok(None), "still at 4 while the leader is at 6");
+    let p = leader.isr_proposal(12_000, 5_000).expect("shrink");
+    assert_eq!(p.isr, vec![1]);
+}
+
+#[test]
+fn only_the_leader_takes_client_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let follower = open(&dir, 2, &image(1, 0, 0, &[1, 2, 3]), 1);
+    let err = follower.append_from_client(batch(1), 9, 10).expect_err("follower refuses produce");
+    assert_eq!(err.code, ErrorCode::NOT_LEADER_OR_FOLLOWER);
+    assert_eq!(follower.record_follower_fetch(3, 0, -1, 10), Err(ErrorCode::NOT_LEADER_OR_FOLLOWER));
+    let pos = follower.fetch_position().expect("follower fetches");
+    assert_eq!((pos.leader, pos.leader_epoch, pos.fetch_offset, pos.last_fetched_epoch), (1, 0, 0, -1));
+}
+
+#[test]
+fn follower_copies_and_truncates_a_diverging_suffix() {
+    // Leader 1 in epoch 0 writes 3 records; follower 2 copies them.
+    let dir1 = tempfile::tempdir().expect("tempdir");
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let leader = open(&dir1, 1, &image(1, 0, 0, &[1, 2, 3]), 1);
+    let follower = open(&dir2, 2, &image(1, 0, 0, &[1, 2, 3]), 1);
+    leader.append_from_client(batch(3), 9, 10).expect("append");
+    let data = read_all(&leader, 0);
+    assert_eq!(follower.append_as_follower(data.clone(), 0, 0, 0, 11).expect("copy"), 3);
+    // Leader 1 writes 2 more in epoch 0 that follower 2 never gets...
+    leader.append_from_client(batch(2), 9, 12).expect("append");
+    let leader_suffix = read_all(&leader, 3);
+    // ...then 2 becomes leader in epoch 1 and writes its own records at offsets 3..4.
+    follower.apply_metadata(&image(2, 1, 1, &[2, 3]), 13);
+    follower.append_from_client(batch(1), 9, 14).expect("append as new leader");
+    assert_eq!(follower.view().log_end_offset, 4);
+    // Old leader 1 becomes a follower of 2 and fetches with its last epoch 0 at offset 5.
+    leader.apply_metadata(&image(2, 1, 2, &[2, 3]), 15);
+    let pos = leader.fetch_position().expect("now a follower");
+    assert_eq!((pos.fetch_offset, pos.last_fetched_epoch), (5, 0));
+    let diverging = follower.record_follower_fetch(1, pos.fetch_offset, pos.last_fetched_epoch, 16).expect("fetch");
+    assert_eq!(diverging, Some((0, 3)), "epoch 0 ended at offset 3 on the new leader");
+    leader.truncate_diverging(0, 3).expect("truncate");
+    assert_eq!(leader.view().log_end_offset, 3);
+    assert_ne!(read_all(&leader, 0), Bytes::new());
+    // Now it copies the new leader's epoch-1 record and both logs are identical.
+    let pos = leader.fetch_position().expect("follower");
+    assert_eq!(follower.record_follower_fetch(1, pos.fetch_offset, pos.last_fetched_epoch, 17), Ok(None));
+    leader.append_as_follower(read_all(&follower, 3), 1, 4, 0, 18).expect("copy epoch 1");
+    assert_eq!(read_all(&leader, 0), read_all(&follower, 0));
+    assert_ne!(read_all(&leader, 3), leader_suffix, "the uncommitted suffix is gone");
+    assert_eq!(leader.view().high_watermark, 4);
+}
+
+#[test]
+fn stale_follower_epoch_is_fenced_at_append() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let follower = open(&dir, 2, &image(1, 3, 0, &[1, 2, 3]), 1);
+    let err = follower.append_as_follower(batch(1), 2, 0, 0, 10).expect_err("answer of an older epoch");
+    assert_eq!(err.code, ErrorCode::FENCED_LEADER_EPOCH);
+}
