@@ -2,21 +2,27 @@
 `cluster` fixture of test_cluster.py): ElectLeaders with confluent-kafka's
 AdminClient.elect_leaders and kafka-python's KafkaAdminClient.elect_leaders;
 DescribeTopicPartitions (paginated) with kafka-python's describe_topic_partitions;
-the controller id of Metadata and DescribeCluster.
+the controller id of Metadata and DescribeCluster; partition reassignment with
+kafka-python's alter_partition_reassignments / list_partition_reassignments,
+moving data between brokers through replication; a preferred election that
+moves leadership back after a restart (replication factor 3).
 
 With replication factor 1 every partition is led by its only (preferred)
 replica, so an election is never needed while its broker lives, and neither
-kind of election can help once that broker is gone. Moving leadership between
-live replicas is checked in the Rust tests (tests/tests/admin_oracle.rs).
+kind of election can help once that broker is gone; test_preferred_election
+uses replication factor 3.
 """
 
 from __future__ import annotations
 
 import signal
 
-from confluent_kafka import ElectionType, KafkaError, TopicPartition
+import time
+
+from confluent_kafka import Consumer, ElectionType, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient
+from kafka import TopicPartition as KTopicPartition
 
 from conftest import unique_topic, wait_until
 from test_cluster import SESSION_TIMEOUT_MS, bootstrap, cluster, leaders  # noqa: F401 (fixture)
@@ -158,3 +164,101 @@ def test_describe_topic_partitions_and_controller(cluster):
         assert len(ids) == 1 and ids <= {1, 2}, ids
     finally:
         kp.close()
+
+
+def _partition(bs: str, topic: str, partition: int = 0):
+    md = AdminClient({"bootstrap.servers": bs}).list_topics(topic, timeout=10)
+    return md.topics[topic].partitions[partition]
+
+
+def _produce(bs: str, topic: str, values: list[str]) -> None:
+    p = Producer({"bootstrap.servers": bs, "acks": "all", "message.timeout.ms": 20000})
+    errors = []
+    for v in values:
+        p.produce(topic, v.encode(), partition=0, on_delivery=lambda err, _m: errors.append(err))
+    p.flush(30)
+    assert errors == [None] * len(values), errors
+
+
+def _read_all(bs: str, topic: str, count: int) -> list[str]:
+    c = Consumer({"bootstrap.servers": bs, "group.id": unique_topic("g"), "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        got: list[str] = []
+        deadline = time.monotonic() + 30
+        while len(got) < count and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                got.append(m.value().decode())
+        return got
+    finally:
+        c.close()
+
+
+def test_partition_reassignment(cluster):
+    nodes = cluster
+    bs = bootstrap(nodes)
+    admin = AdminClient({"bootstrap.servers": bs})
+    topic = unique_topic("move")
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1, replica_assignment=[[1]])])[topic].result(20)
+    wait_until(lambda: _partition(bs, topic).leader == 1, what="broker 1 to lead the partition")
+    before = [f"v{i}" for i in range(20)]
+    _produce(bs, topic, before)
+
+    kp = KafkaAdminClient(bootstrap_servers=bs)
+    try:
+        tp = KTopicPartition(topic, 0)
+        # Move it to brokers 2 and 3: they replicate it from 1, then 1 drops out and 2 leads.
+        assert kp.alter_partition_reassignments({tp: [2, 3]}) == {tp: None}
+        wait_until(lambda: kp.list_partition_reassignments() == {}, what="the reassignment to complete")
+        p = _partition(bs, topic)
+        assert (p.replicas, sorted(p.isrs), p.leader) == ([2, 3], [2, 3], 2), (p.replicas, p.isrs, p.leader)
+        assert _read_all(bs, topic, len(before)) == before
+        _produce(bs, topic, ["after-move"])
+
+        # Grow it to three replicas with 1 at the end.
+        assert kp.alter_partition_reassignments({tp: [2, 3, 1]}) == {tp: None}
+        wait_until(lambda: kp.list_partition_reassignments() == {} and sorted(_partition(bs, topic).isrs) == [1, 2, 3],
+                   what="broker 1 to catch up again")
+        assert _partition(bs, topic).replicas == [2, 3, 1]
+
+        # Errors are reported per partition.
+        errors = kp.alter_partition_reassignments({tp: [2, 2], KTopicPartition(topic, 5): [1]})
+        assert {t.partition: e.__name__ for t, e in errors.items()} == \
+            {0: "InvalidReplicationAssignmentError", 5: "UnknownTopicOrPartitionError"}, errors
+        assert kp.alter_partition_reassignments({tp: None}) == {tp: _no_reassignment_error()}
+    finally:
+        kp.close()
+    assert _read_all(bs, topic, len(before) + 1) == before + ["after-move"]
+
+
+def _no_reassignment_error():
+    from kafka.errors import NoReassignmentInProgressError
+    return NoReassignmentInProgressError
+
+
+def test_preferred_election(cluster):
+    """Replication factor 3: the preferred leader restarts, another replica leads meanwhile;
+    once it is back in the ISR a preferred election (confluent-kafka) returns leadership."""
+    nodes = cluster
+    bs = bootstrap(nodes)
+    admin = AdminClient({"bootstrap.servers": bs})
+    topic = unique_topic("pref")
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1, replica_assignment=[[3, 1, 2]])])[topic].result(20)
+    wait_until(lambda: sorted(_partition(bs, topic).isrs) == [1, 2, 3] and _partition(bs, topic).leader == 3,
+               what="all three replicas in sync, 3 leading")
+    _produce(bs, topic, ["a", "b"])
+    victim = nodes[2]
+    victim.stop(signal.SIGTERM)
+    obs = bootstrap(nodes[:2])
+    wait_until(lambda: _partition(obs, topic).leader in (1, 2), timeout=30, what="another replica to lead")
+    _produce(obs, topic, ["c"])
+    victim.start()
+    wait_until(lambda: sorted(_partition(bs, topic).isrs) == [1, 2, 3], timeout=30, what="3 back in the ISR")
+    assert _partition(bs, topic).leader != 3
+    tp = TopicPartition(topic, 0)
+    admin = AdminClient({"bootstrap.servers": bs})
+    assert _elect(admin, ElectionType.PREFERRED, [tp]) == {(topic, 0): None}
+    assert _partition(bs, topic).leader == 3
+    assert _elect(admin, ElectionType.PREFERRED, [tp]) == {(topic, 0): KafkaError.ELECTION_NOT_NEEDED}
+    assert _read_all(bs, topic, 3) == ["a", "b", "c"]

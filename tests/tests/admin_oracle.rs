@@ -1,7 +1,9 @@
 //! Leader-epoch and leadership admin APIs checked against an independent codec
 //! (`kafka-protocol`), every advertised version: OffsetForLeaderEpoch answers and fencing before
 //! and after a leader epoch change; ElectLeaders (preferred and unclean); the active
-//! controller's automatic preferred-leader rebalance.
+//! controller's automatic preferred-leader rebalance; Metadata / DescribeCluster /
+//! DescribeTopicPartitions; partition reassignment moving data between brokers of a 3-node
+//! cluster through replication, and its cancellation.
 //!
 //! Leadership is changed by proposing commands straight to the metadata quorum (what a broker
 //! restart or a leader move does to the image), and a second replica is a broker registered in
@@ -430,4 +432,152 @@ async fn controller_id_is_the_raft_leader() {
         }
     }
     cluster.stop().await.expect("stop");
+}
+
+fn reassign_request(parts: &[(&str, i32, Option<&[i32]>)]) -> AlterPartitionReassignmentsRequest {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+    let topics = parts
+        .iter()
+        .map(|(t, p, replicas)| {
+            ReassignableTopic::default().with_name(topic(t)).with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(*p)
+                .with_replicas(replicas.map(|r| r.iter().map(|b| BrokerId(*b)).collect()))])
+        })
+        .collect();
+    AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(topics)
+}
+
+/// (topic, partition, error) in response order.
+fn reassign_results(r: &AlterPartitionReassignmentsResponse) -> Vec<(String, i32, i16)> {
+    r.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index, p.error_code)))
+        .collect()
+}
+
+/// (topic, partition, replicas, adding, removing) of every listed reassignment.
+fn listed(r: &ListPartitionReassignmentsResponse) -> Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    r.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (t.name.0.to_string(), p.partition_index, ids(&p.replicas), ids(&p.adding_replicas), ids(&p.removing_replicas))
+            })
+        })
+        .collect()
+}
+
+fn list_request(topics: Option<&[(&str, &[i32])]>) -> ListPartitionReassignmentsRequest {
+    use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+    ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(topics.map(|ts| {
+        ts.iter().map(|(t, ps)| ListPartitionReassignmentsTopics::default().with_name(topic(t)).with_partition_indexes(ps.to_vec())).collect()
+    }))
+}
+
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Moves a partition with data from broker 1 to brokers [2, 3] through replication, then
+/// starts a reassignment that cannot finish (its new replica's broker is down), lists it and
+/// cancels it; plus the error answers. Alter and List go through `kafka-protocol` (v0, the
+/// only version either serves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reassignment_moves_data_and_cancels() {
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+    let mut cluster = TestCluster::start(3, &[]).await.expect("start");
+    let name = "move";
+    let partitions = (0..2).map(|p| klamm_raft::NewPartition { partition: p, replicas: vec![1] }).collect();
+    must_propose(&cluster, MetadataCommand::CreateTopic { name: name.into(), topic_id: [9; 16], partitions, configs: Default::default() }).await;
+    wait_until("node 1 to open its partitions", || {
+        (0..2).all(|p| cluster.broker(0).and_then(|b| b.replicas.get(name, p)).is_some_and(|l| l.is_leader()))
+    })
+    .await;
+    let mut c = Conn::open(cluster.nodes[0].addr).await;
+    let advertised = c.api_versions().await;
+    assert_eq!(versions::<AlterPartitionReassignmentsRequest>(&advertised), vec![0]);
+    assert_eq!(versions::<ListPartitionReassignmentsRequest>(&advertised), vec![0]);
+    assert_eq!(produce(&mut c, name, 0, 5).await, 0);
+    assert_eq!(produce(&mut c, name, 0, 3).await, 5);
+
+    // Errors first: nothing changes.
+    let r = c
+        .call(
+            &reassign_request(&[
+                ("no-such-topic", 0, Some(&[1])),
+                (name, 9, Some(&[1])),
+                (name, 1, None),
+                (name, 1, Some(&[2, 2])),
+                (name, 1, Some(&[7])),
+                (name, 1, Some(&[])),
+            ]),
+            0,
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    let want = vec![
+        ("no-such-topic".to_string(), 0, UNKNOWN_TOPIC_OR_PARTITION),
+        (name.to_string(), 9, UNKNOWN_TOPIC_OR_PARTITION),
+        (name.to_string(), 1, NO_REASSIGNMENT_IN_PROGRESS),
+        (name.to_string(), 1, INVALID_REPLICA_ASSIGNMENT),
+        (name.to_string(), 1, INVALID_REPLICA_ASSIGNMENT),
+        (name.to_string(), 1, INVALID_REPLICA_ASSIGNMENT),
+    ];
+    assert_eq!(reassign_results(&r), want);
+    assert!(r.responses.iter().flat_map(|t| &t.partitions).all(|p| p.error_message.is_some()));
+
+    // Move partition 0 (8 records) from [1] to [2, 3].
+    let r = c.call(&reassign_request(&[(name, 0, Some(&[2, 3]))]), 0).await;
+    assert_eq!(reassign_results(&r), vec![(name.to_string(), 0, 0)]);
+    assert_eq!(r.responses[0].partitions[0].error_message, None);
+    wait_until("the reassignment of partition 0 to complete", || {
+        partition_state(&cluster, name, 0).0 != 1 && c_state(&cluster, name, 0).0 == vec![2, 3]
+    })
+    .await;
+    let (leader, isr, leader_epoch) = partition_state(&cluster, name, 0);
+    assert_eq!((leader, isr, leader_epoch), (2, vec![2, 3], 1), "the first target replica leads in a new epoch");
+    assert!(listed(&c.call(&list_request(None), 0).await).is_empty());
+    wait_until("node 1 to drop its copy", || cluster.broker(0).and_then(|b| b.replicas.get(name, 0)).is_none()).await;
+    for i in [1, 2] {
+        let local = cluster.broker(i).and_then(|b| b.replicas.get(name, 0)).expect("hosted by nodes 2 and 3");
+        wait_until("the new replicas to hold every record", || local.view().log_end_offset == 8).await;
+    }
+    let mut on_2 = Conn::open(cluster.nodes[1].addr).await;
+    let r = on_2.call(&ofle(name, -1, &[(0, 1, 0), (0, 1, 1)]), 4).await;
+    assert_eq!(answers(&r), vec![(0, 0, 8), (0, 1, 8)], "the new leader knows the whole history");
+
+    // Broker 3 down: a reassignment adding it cannot complete; list it, then cancel it.
+    cluster.stop_node(2).await.expect("stop node 3");
+    wait_until("broker 3 to be fenced", || {
+        cluster.broker(0).is_some_and(|b| b.metadata.image().broker(3).is_some_and(|r| r.fenced))
+    })
+    .await;
+    let r = c.call(&reassign_request(&[(name, 1, Some(&[1, 3]))]), 0).await;
+    assert_eq!(reassign_results(&r), vec![(name.to_string(), 1, 0)]);
+    let running = vec![(name.to_string(), 1, vec![1, 3], vec![3], vec![])];
+    assert_eq!(listed(&c.call(&list_request(None), 0).await), running);
+    assert_eq!(listed(&c.call(&list_request(Some(&[(name, &[0, 1, 9]), ("no-such-topic", &[0])])), 0).await), running);
+    assert!(listed(&c.call(&list_request(Some(&[(name, &[0])])), 0).await).is_empty());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(c_state(&cluster, name, 1).0, vec![1, 3], "still waiting for broker 3");
+    let r = c.call(&reassign_request(&[(name, 1, None)]), 0).await;
+    assert_eq!(reassign_results(&r), vec![(name.to_string(), 1, 0)]);
+    assert!(listed(&c.call(&list_request(None), 0).await).is_empty());
+    assert_eq!(c_state(&cluster, name, 1), (vec![1], vec![], vec![]));
+    assert_eq!(partition_state(&cluster, name, 1).0, 1);
+    cluster.stop().await.expect("stop");
+}
+
+/// (replicas, adding, removing) as node 1 sees them.
+fn c_state(cluster: &TestCluster, name: &str, partition: i32) -> (Vec<i32>, Vec<i32>, Vec<i32>) {
+    let image = cluster.broker(0).expect("node 1").metadata.image();
+    let p = image.partition(name, partition).expect("partition");
+    (p.replicas.clone(), p.adding_replicas.clone(), p.removing_replicas.clone())
 }
