@@ -84,6 +84,7 @@ pub async fn run(quorum: MetadataQuorum, settings: Settings, mut shutdown: watch
         let unclean = quorum.image().broker_config(quorum.node_id(), "unclean.leader.election.enable").map_or(settings.unclean_leader_election, |v| v.eq_ignore_ascii_case("true"));
         elect_leaders(&quorum, unclean).await;
         rebalance.tick(&quorum).await;
+        crate::reassignment::complete_ready(&quorum).await;
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`metadata`]: the metadata source (quorum voter or follower of the controllers);
 //! - [`controller`]: the active controller's broker fencing and leader election;
 //! - [`leader_balance`]: preferred/unclean elections on request and the automatic leader rebalance;
+//! - [`reassignment`]: completing partition reassignments (active controller) and listing them;
 //! - [`producer_ids`]: producer-id blocks for idempotent producers;
 //! - [`topics`]: topic-name rules and replica placement used by the admin APIs;
 //! - [`clock`]: the only place that reads wall-clock time.
@@ -24,6 +25,7 @@ pub mod leader_balance;
 pub mod metadata;
 pub mod net;
 pub mod producer_ids;
+pub mod reassignment;
 pub mod replica;
 pub mod server;
 pub mod topics;

@@ -46,6 +46,14 @@ impl MetadataSource {
         }
     }
 
+    /// The node id of the active controller (the Raft leader) as far as this node knows.
+    pub fn active_controller(&self) -> Option<i32> {
+        match self {
+            MetadataSource::Voter(q) => q.leader_id(),
+            MetadataSource::Follower(f) => f.leader_id(),
+        }
+    }
+
     /// The voter handle when this node is a controller.
     pub fn quorum(&self) -> Option<&MetadataQuorum> {
         match self {

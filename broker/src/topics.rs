@@ -153,6 +153,7 @@ pub fn rejection_error_code(code: RejectCode) -> ErrorCode {
         RejectCode::InvalidConfig => ErrorCode::INVALID_CONFIG,
         RejectCode::UnknownBroker => ErrorCode::INVALID_REPLICA_ASSIGNMENT,
         RejectCode::InvalidRequest | RejectCode::ClusterIdMismatch => ErrorCode::INVALID_REQUEST,
+        RejectCode::NoReassignmentInProgress => ErrorCode::NO_REASSIGNMENT_IN_PROGRESS,
     }
 }
 

@@ -63,6 +63,20 @@ pub enum MetadataCommand {
     FenceBroker { node_id: i32, epoch: i64 },
     /// Unfence the broker registered with broker epoch `epoch`.
     UnfenceBroker { node_id: i32, epoch: i64 },
+    /// Start, replace (`target: Some`) or cancel (`None`) the reassignment of a partition whose
+    /// partition epoch is still `expected_partition_epoch` (AlterPartitionReassignments). A
+    /// start makes `replicas` the target followed by the replicas it removes and records
+    /// `adding_replicas` / `removing_replicas`; it completes at once when there is nothing to
+    /// wait for. A cancel drops the adding replicas (rejected with `NoReassignmentInProgress`
+    /// when none runs). Rejected with `InvalidReplicaAssignment` for an empty target, a
+    /// duplicate or unregistered broker, or a cancel that would leave only added replicas in
+    /// the ISR. See the `reassignment` module.
+    ReassignPartition { topic_id: [u8; 16], partition: i32, expected_partition_epoch: i32, target: Option<Vec<i32>> },
+    /// Complete the reassignment of a partition at `expected_partition_epoch` whose adding
+    /// replicas are all in the ISR: `replicas` becomes the target, the removed replicas leave
+    /// the ISR, a removed leader hands over to the first live target replica in the ISR.
+    /// Proposed by the active controller; rejected when the reassignment cannot complete.
+    CompleteReassignment { topic_id: [u8; 16], partition: i32, expected_partition_epoch: i32 },
     /// Record the cluster id in the log. Proposed once by [`crate::MetadataQuorum::start`] on a
     /// fresh cluster; a later one with a different id is rejected with `ClusterIdMismatch`.
     InitializeCluster { cluster_id: String },
@@ -82,6 +96,8 @@ impl MetadataCommand {
             MetadataCommand::FenceBroker { .. } => "FenceBroker",
             MetadataCommand::UnfenceBroker { .. } => "UnfenceBroker",
             MetadataCommand::InitializeCluster { .. } => "InitializeCluster",
+            MetadataCommand::ReassignPartition { .. } => "ReassignPartition",
+            MetadataCommand::CompleteReassignment { .. } => "CompleteReassignment",
         }
     }
 }
@@ -149,4 +165,5 @@ pub enum RejectCode {
     UnknownBroker,
     InvalidRequest,
     ClusterIdMismatch,
+    NoReassignmentInProgress,
 }

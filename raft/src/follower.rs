@@ -120,6 +120,11 @@ impl MetadataFollower {
         self.inner.image_rx.clone()
     }
 
+    /// The controller the last reply named as the Raft leader (the active controller), if any.
+    pub fn leader_id(&self) -> Option<i32> {
+        *self.inner.leader_rx.borrow()
+    }
+
     /// Waits (bounded) until the image has applied log index `index` (e.g. the `log_index` of a
     /// proposal's outcome, to read one's own write).
     pub async fn wait_for_index(&self, index: u64, timeout: Duration) -> Result<Arc<MetadataImage>, RaftError> {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{
     AppliedInfo, BrokerEndpoint, CommandOutcome, ConfigResource, MetadataCommand, NewPartition, RejectCode, Rejection,
 };
+use crate::reassignment;
 
 /// Leader id meaning "this partition has no leader" (Kafka's `-1`).
 pub const NO_LEADER: i32 = -1;
@@ -29,15 +30,30 @@ pub struct BrokerRegistration {
 }
 
 /// A partition's replica assignment and leadership.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PartitionImage {
     pub partition: i32,
+    /// During a reassignment: the target replicas, then the ones being removed.
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     /// Leader node id, or [`NO_LEADER`].
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas a running reassignment adds (they must join the ISR before it completes);
+    /// empty when none runs. `serde(default)`: images written before reassignments load.
+    #[serde(default)]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas a running reassignment removes once it completes.
+    #[serde(default)]
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// Whether a reassignment of this partition is running.
+    pub fn reassignment_in_progress(&self) -> bool {
+        reassignment::in_progress(self)
+    }
 }
 
 /// A topic with its partitions and per-topic config overrides.
@@ -172,7 +188,117 @@ impl MetadataImage {
             }
             MetadataCommand::FenceBroker { node_id, epoch } => self.apply_set_fenced(index, *node_id, *epoch, true),
             MetadataCommand::UnfenceBroker { node_id, epoch } => self.apply_set_fenced(index, *node_id, *epoch, false),
+            MetadataCommand::ReassignPartition { topic_id, partition, expected_partition_epoch, target } => {
+                self.apply_reassign_partition(index, topic_id, *partition, *expected_partition_epoch, target.as_deref())
+            }
+            MetadataCommand::CompleteReassignment { topic_id, partition, expected_partition_epoch } => {
+                self.apply_complete_reassignment(index, topic_id, *partition, *expected_partition_epoch)
+            }
         }
+    }
+
+    /// Whether `node_id` is registered and unfenced.
+    fn is_live(&self, node_id: i32) -> bool {
+        self.brokers.get(&node_id).is_some_and(|b| !b.fenced)
+    }
+
+    /// Whether the reassignment of `p` (a partition of this image) can complete now; the
+    /// active controller proposes `CompleteReassignment` for such partitions.
+    pub fn reassignment_completable(&self, p: &PartitionImage) -> bool {
+        reassignment::completion(p, |r| self.is_live(r)).is_some()
+    }
+
+    /// The partition `topic_id`-`partition` at `expected_partition_epoch`, or the rejection.
+    fn partition_at_epoch(
+        &mut self,
+        topic_id: &[u8; 16],
+        partition: i32,
+        expected_partition_epoch: i32,
+    ) -> Result<&mut PartitionImage, CommandOutcome> {
+        let Some(name) = self.topic_names_by_id.get(topic_id) else {
+            return Err(reject(RejectCode::UnknownTopic, "no topic with this id"));
+        };
+        let Some(p) = self.topics.get_mut(name).and_then(|t| t.partitions.get_mut(&partition)) else {
+            return Err(reject(RejectCode::UnknownPartition, format!("topic {name} has no partition {partition}")));
+        };
+        if p.partition_epoch != expected_partition_epoch {
+            return Err(reject(
+                RejectCode::StaleEpoch,
+                format!("{name}-{partition} is at partition epoch {}, command expected {expected_partition_epoch}", p.partition_epoch),
+            ));
+        }
+        Ok(p)
+    }
+
+    fn apply_reassign_partition(
+        &mut self,
+        index: u64,
+        topic_id: &[u8; 16],
+        partition: i32,
+        expected_partition_epoch: i32,
+        target: Option<&[i32]>,
+    ) -> CommandOutcome {
+        let registered: BTreeSet<i32> = self.brokers.keys().copied().collect();
+        let live: BTreeSet<i32> = self.brokers.values().filter(|b| !b.fenced).map(|b| b.node_id).collect();
+        let p = match self.partition_at_epoch(topic_id, partition, expected_partition_epoch) {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
+        };
+        if let Some(target) = target {
+            if let Err(message) = reassignment::validate_target(target, |r| registered.contains(&r)) {
+                return reject(RejectCode::InvalidReplicaAssignment, message);
+            }
+        }
+        let mut next = p.clone();
+        match target {
+            Some(target) => {
+                let started = reassignment::start(p, target);
+                next.replicas = started.replicas;
+                next.adding_replicas = started.adding;
+                next.removing_replicas = started.removing;
+                // Nothing to wait for (a reorder, a shrink, or a replaced reassignment whose
+                // new replicas are in sync already): it completes in the same step, as in Kafka.
+                if let Some(done) = reassignment::completion(&next, |r| live.contains(&r)) {
+                    finish(&mut next, done);
+                }
+            }
+            None => {
+                if !reassignment::in_progress(p) {
+                    return reject(RejectCode::NoReassignmentInProgress, "No partition reassignment is in progress.");
+                }
+                let Some(reverted) = reassignment::revert(p, |r| live.contains(&r)) else {
+                    return reject(
+                        RejectCode::InvalidReplicaAssignment,
+                        format!("Unable to revert partition assignment for partition {partition} because it would require an unclean leader election."),
+                    );
+                };
+                finish(&mut next, reverted);
+            }
+        }
+        commit_partition_change(index, p, next)
+    }
+
+    fn apply_complete_reassignment(
+        &mut self,
+        index: u64,
+        topic_id: &[u8; 16],
+        partition: i32,
+        expected_partition_epoch: i32,
+    ) -> CommandOutcome {
+        let live: BTreeSet<i32> = self.brokers.values().filter(|b| !b.fenced).map(|b| b.node_id).collect();
+        let p = match self.partition_at_epoch(topic_id, partition, expected_partition_epoch) {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
+        };
+        if !reassignment::in_progress(p) {
+            return reject(RejectCode::NoReassignmentInProgress, "No partition reassignment is in progress.");
+        }
+        let Some(done) = reassignment::completion(p, |r| live.contains(&r)) else {
+            return reject(RejectCode::InvalidRequest, format!("the reassignment of partition {partition} cannot complete yet"));
+        };
+        let mut next = p.clone();
+        finish(&mut next, done);
+        commit_partition_change(index, p, next)
     }
 
     fn apply_initialize_cluster(&mut self, index: u64, cluster_id: &str) -> CommandOutcome {
@@ -493,7 +619,46 @@ fn new_partition_image(p: &NewPartition) -> PartitionImage {
         leader: p.replicas[0],
         leader_epoch: 0,
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }
+}
+
+/// Ends a reassignment in `next`: the replicas, ISR and leader it settles on, nothing pending.
+fn finish(next: &mut PartitionImage, done: reassignment::Finished) {
+    next.replicas = done.replicas;
+    next.isr = done.isr;
+    next.leader = done.leader;
+    next.adding_replicas.clear();
+    next.removing_replicas.clear();
+}
+
+/// Replaces `current` with `next` unless they are equal (then the command applies without a
+/// change): the partition epoch goes up by one, the leader epoch too when the leader changed.
+fn commit_partition_change(index: u64, current: &mut PartitionImage, mut next: PartitionImage) -> CommandOutcome {
+    if next == *current {
+        return CommandOutcome::Applied(AppliedInfo {
+            leader_epoch: Some(current.leader_epoch),
+            partition_epoch: Some(current.partition_epoch),
+            ..applied(index)
+        });
+    }
+    let Some(partition_epoch) = current.partition_epoch.checked_add(1) else {
+        return reject(RejectCode::InvalidRequest, "partition epoch overflow");
+    };
+    next.partition_epoch = partition_epoch;
+    if next.leader != current.leader {
+        let Some(leader_epoch) = current.leader_epoch.checked_add(1) else {
+            return reject(RejectCode::InvalidRequest, "leader epoch overflow");
+        };
+        next.leader_epoch = leader_epoch;
+    }
+    *current = next;
+    CommandOutcome::Applied(AppliedInfo {
+        leader_epoch: Some(current.leader_epoch),
+        partition_epoch: Some(current.partition_epoch),
+        ..applied(index)
+    })
 }
 
 fn has_duplicates(ids: &[i32]) -> bool {
@@ -692,6 +857,123 @@ mod tests {
         let p2 = img.partition("t", 2).cloned().expect("p2");
         assert_eq!((p2.leader, p2.isr.clone(), p2.leader_epoch), (1, vec![1], 2), "leaderless at epoch 1, led again at 2");
         assert_eq!(img.partition("t", 0).map(|p| p.leader), Some(3), "a led partition keeps its leader");
+    }
+
+    /// Brokers 1..=n registered and unfenced.
+    fn with_brokers(n: i32) -> MetadataImage {
+        let mut img = MetadataImage::default();
+        for id in 1..=n {
+            let reg = MetadataCommand::RegisterBroker { node_id: id, incarnation_id: [id as u8; 16], endpoints: vec![], rack: None };
+            let index = img.last_applied_index + 1;
+            let epoch = must_apply(&mut img, index, reg).broker_epoch.unwrap_or_default();
+            must_apply(&mut img, index + 1, MetadataCommand::UnfenceBroker { node_id: id, epoch });
+        }
+        img
+    }
+
+    /// `must_apply` / `must_reject` at the next log index.
+    fn ap(img: &mut MetadataImage, cmd: MetadataCommand) -> AppliedInfo {
+        let index = img.last_applied_index + 1;
+        must_apply(img, index, cmd)
+    }
+
+    fn rj(img: &mut MetadataImage, cmd: MetadataCommand) -> RejectCode {
+        let index = img.last_applied_index + 1;
+        must_reject(img, index, cmd)
+    }
+
+    #[test]
+    fn reassignment_moves_a_partition_and_its_leadership() {
+        let mut img = with_brokers(4);
+        let create = MetadataCommand::CreateTopic {
+            name: "t".into(),
+            topic_id: [5; 16],
+            partitions: vec![np(0, &[1, 2])],
+            configs: BTreeMap::new(),
+        };
+        ap(&mut img, create);
+        let state = |img: &MetadataImage| {
+            let p = img.partition("t", 0).cloned().expect("p0");
+            (p.replicas, p.isr, p.leader, p.adding_replicas, p.removing_replicas, p.leader_epoch, p.partition_epoch)
+        };
+        let reassign = |epoch, target: Option<Vec<i32>>| MetadataCommand::ReassignPartition {
+            topic_id: [5; 16],
+            partition: 0,
+            expected_partition_epoch: epoch,
+            target,
+        };
+        let complete = |epoch| MetadataCommand::CompleteReassignment { topic_id: [5; 16], partition: 0, expected_partition_epoch: epoch };
+        let change_isr = |epoch, isr: Vec<i32>| MetadataCommand::ChangePartition {
+            topic_id: [5; 16],
+            partition: 0,
+            expected_partition_epoch: epoch,
+            leader: None,
+            isr: Some(isr),
+        };
+
+        assert_eq!(rj(&mut img, reassign(0, None)), RejectCode::NoReassignmentInProgress);
+        assert_eq!(rj(&mut img, reassign(0, Some(vec![]))), RejectCode::InvalidReplicaAssignment);
+        assert_eq!(rj(&mut img, reassign(0, Some(vec![3, 3]))), RejectCode::InvalidReplicaAssignment);
+        assert_eq!(rj(&mut img, reassign(0, Some(vec![3, 9]))), RejectCode::InvalidReplicaAssignment);
+        assert_eq!(rj(&mut img, reassign(7, Some(vec![3, 4]))), RejectCode::StaleEpoch);
+        let wrong_partition = MetadataCommand::ReassignPartition { topic_id: [5; 16], partition: 3, expected_partition_epoch: 0, target: None };
+        assert_eq!(rj(&mut img, wrong_partition), RejectCode::UnknownPartition);
+
+        // Move [1, 2] to [3, 4]: all four host it until 3 and 4 are in sync.
+        ap(&mut img, reassign(0, Some(vec![3, 4])));
+        assert_eq!(state(&img), (vec![3, 4, 1, 2], vec![1, 2], 1, vec![3, 4], vec![1, 2], 0, 1));
+        assert!(!img.reassignment_completable(img.partition("t", 0).expect("p0")));
+        assert_eq!(rj(&mut img, complete(1)), RejectCode::InvalidRequest);
+        ap(&mut img, change_isr(1, vec![1, 2, 3]));
+        assert!(!img.reassignment_completable(img.partition("t", 0).expect("p0")), "4 is not in sync");
+        ap(&mut img, change_isr(2, vec![1, 2, 3, 4]));
+        assert!(img.reassignment_completable(img.partition("t", 0).expect("p0")));
+        assert_eq!(rj(&mut img, complete(2)), RejectCode::StaleEpoch);
+        ap(&mut img, complete(3));
+        assert_eq!(state(&img), (vec![3, 4], vec![3, 4], 3, vec![], vec![], 1, 4), "leader 1 was removed: 3 leads in epoch 1");
+        assert_eq!(rj(&mut img, complete(4)), RejectCode::NoReassignmentInProgress);
+
+        // A reorder completes at once and keeps the leader.
+        ap(&mut img, reassign(4, Some(vec![4, 3])));
+        assert_eq!(state(&img), (vec![4, 3], vec![3, 4], 3, vec![], vec![], 1, 5));
+        // The same assignment again changes nothing.
+        ap(&mut img, reassign(5, Some(vec![4, 3])));
+        assert_eq!(state(&img).6, 5);
+
+        // Grow to [4, 3, 1], then cancel: back to [4, 3].
+        ap(&mut img, reassign(5, Some(vec![4, 3, 1])));
+        assert_eq!(state(&img), (vec![4, 3, 1], vec![3, 4], 3, vec![1], vec![], 1, 6));
+        ap(&mut img, reassign(6, None));
+        assert_eq!(state(&img), (vec![4, 3], vec![3, 4], 3, vec![], vec![], 1, 7));
+
+        // A cancel that takes the leader away elects from the remaining ISR.
+        ap(&mut img, reassign(7, Some(vec![1, 2])));
+        ap(&mut img, change_isr(8, vec![3, 4, 1]));
+        let lead_1 = MetadataCommand::ChangePartition { topic_id: [5; 16], partition: 0, expected_partition_epoch: 9, leader: Some(1), isr: None };
+        ap(&mut img, lead_1);
+        ap(&mut img, reassign(10, None));
+        assert_eq!(state(&img), (vec![4, 3], vec![3, 4], 4, vec![], vec![], 3, 11));
+        // Only added replicas in sync: no clean way back.
+        ap(&mut img, reassign(11, Some(vec![1])));
+        ap(&mut img, change_isr(12, vec![4, 3, 1]));
+        let lead_1 = MetadataCommand::ChangePartition { topic_id: [5; 16], partition: 0, expected_partition_epoch: 13, leader: Some(1), isr: Some(vec![1]) };
+        ap(&mut img, lead_1);
+        assert_eq!(rj(&mut img, reassign(14, None)), RejectCode::InvalidReplicaAssignment);
+        // ... but it completes (1 is the ISR).
+        ap(&mut img, complete(14));
+        assert_eq!(state(&img).0, vec![1]);
+    }
+
+    #[test]
+    fn images_without_reassignment_fields_load() {
+        let mut img = MetadataImage::default();
+        must_apply(&mut img, 1, create("a", 1, 1));
+        let mut json: serde_json::Value = serde_json::to_value(&img).expect("serialize");
+        let p = &mut json["topics"]["a"]["partitions"]["0"];
+        let map = p.as_object_mut().expect("partition object");
+        assert!(map.remove("adding_replicas").is_some() && map.remove("removing_replicas").is_some());
+        let back: MetadataImage = serde_json::from_value(json).expect("an older image deserializes");
+        assert_eq!(back, img);
     }
 
     #[test]

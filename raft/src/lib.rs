@@ -31,6 +31,8 @@
 //! | `AlterConfigs` | sets and deletes keys of a topic / broker / cluster default, atomically | unknown topic, a key both set and deleted |
 //! | `AllocateProducerIds` | hands out `[next, next+count)` | `count` ≤ 0, overflow |
 //! | `ChangePartition` | new leader and/or ISR; `leader_epoch` +1 if the leader changed, `partition_epoch` +1 | stale `expected_partition_epoch`, ISR ⊄ replicas, leader ∉ ISR |
+//! | `ReassignPartition` | starts/replaces (replicas = target + removed, adding/removing recorded; completes at once if nothing to wait for) or cancels a reassignment | stale epoch, bad target, cancel without a reassignment or needing an unclean election |
+//! | `CompleteReassignment` | replicas = target, ISR minus removed, leader handed to a live target replica if removed | stale epoch, nothing running, an adding replica not in the ISR |
 //!
 //! # Persistence
 //! All files live in [`QuorumConfig::data_dir`] and use one framing: a *record* is
@@ -168,6 +170,7 @@ mod image_watch;
 mod log_store;
 mod network;
 mod quorum;
+mod reassignment;
 mod state_machine;
 mod transport_tcp;
 mod types;

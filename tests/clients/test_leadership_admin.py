@@ -1,20 +1,28 @@
 """Leadership admin APIs through stock clients on a real 3-node cluster (the
 `cluster` fixture of test_cluster.py): ElectLeaders with confluent-kafka's
-AdminClient.elect_leaders and kafka-python's KafkaAdminClient.elect_leaders.
+AdminClient.elect_leaders and kafka-python's KafkaAdminClient.elect_leaders;
+DescribeTopicPartitions (paginated) with kafka-python's describe_topic_partitions;
+the controller id of Metadata and DescribeCluster; partition reassignment with
+kafka-python's alter_partition_reassignments / list_partition_reassignments,
+moving data between brokers through replication; a preferred election that
+moves leadership back after a restart (replication factor 3).
 
 With replication factor 1 every partition is led by its only (preferred)
 replica, so an election is never needed while its broker lives, and neither
-kind of election can help once that broker is gone. Moving leadership between
-live replicas is checked in the Rust tests (tests/tests/admin_oracle.rs).
+kind of election can help once that broker is gone; test_preferred_election
+uses replication factor 3.
 """
 
 from __future__ import annotations
 
 import signal
 
-from confluent_kafka import ElectionType, KafkaError, TopicPartition
+import time
+
+from confluent_kafka import Consumer, ElectionType, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient
+from kafka import TopicPartition as KTopicPartition
 
 from conftest import unique_topic, wait_until
 from test_cluster import SESSION_TIMEOUT_MS, bootstrap, cluster, leaders  # noqa: F401 (fixture)
@@ -65,9 +73,11 @@ def test_elect_leaders(cluster):
     assert victim_parts, before
     victim.stop(signal.SIGKILL)
     obs = bootstrap(nodes[:2])
-    admin = AdminClient({"bootstrap.servers": obs})
     wait_until(lambda: all(leaders(obs, topic)[p] == -1 for p in victim_parts),
                timeout=SESSION_TIMEOUT_MS / 1000 + 20, what="node 3's partitions to lose their leader")
+    # A new client: one that learnt the controller id before node 3 was fenced may still name
+    # node 3 (if it was the active controller) and wait for it until its metadata refreshes.
+    admin = AdminClient({"bootstrap.servers": obs})
     victim_tps = [TopicPartition(topic, p) for p in victim_parts]
     assert _elect(admin, ElectionType.PREFERRED, victim_tps) == \
         {(topic, p): KafkaError.PREFERRED_LEADER_NOT_AVAILABLE for p in victim_parts}
@@ -78,3 +88,177 @@ def test_elect_leaders(cluster):
     victim.start()
     wait_until(lambda: leaders(bs, topic) == before, timeout=30, what="node 3 to lead its partitions again")
     assert _elect(AdminClient({"bootstrap.servers": bs}), ElectionType.PREFERRED, None) == {}
+
+
+def _describe_all(kp: KafkaAdminClient, topics: list[str], limit: int) -> tuple[list[dict], int]:
+    """Every page of describe_topic_partitions; returns the topics (pages merged) and the page count."""
+    merged: dict[str, dict] = {}
+    cursor, pages = None, 0
+    while True:
+        page = kp.describe_topic_partitions(topics, response_partition_limit=limit, cursor=cursor)
+        pages += 1
+        for t in page["topics"]:
+            merged.setdefault(t["name"], {**t, "partitions": []})["partitions"].extend(t["partitions"])
+        cursor = page["next_cursor"]
+        if cursor is None or pages > 50:
+            return list(merged.values()), pages
+
+
+def test_describe_topic_partitions_and_controller(cluster):
+    nodes = cluster
+    bs = bootstrap(nodes)
+    admin = AdminClient({"bootstrap.servers": bs})
+    topic = unique_topic("dtp")
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(20)
+    wait_until(lambda: len(leaders(bs, topic)) == PARTITIONS and all(l >= 0 for l in leaders(bs, topic).values()),
+               what="leaders for every partition")
+    before = leaders(bs, topic)
+
+    # Every node names the same controller, and it is one of the listed brokers.
+    controllers = set()
+    for b in nodes:
+        node_admin = AdminClient({"bootstrap.servers": b.bootstrap})  # kept alive until the future resolves
+        md = node_admin.list_topics(timeout=10)
+        controllers.add(md.controller_id)
+        assert md.controller_id in md.brokers, (md.controller_id, md.brokers)
+        cluster_info = node_admin.describe_cluster().result(10)
+        assert cluster_info.controller.id == md.controller_id
+    assert len(controllers) == 1, controllers
+
+    kp = KafkaAdminClient(bootstrap_servers=bs)
+    try:
+        topics, pages = _describe_all(kp, [topic], limit=4)
+        assert pages == 2, pages
+        [t] = topics
+        assert t["error_code"] == 0 and not t["is_internal"]
+        parts = {p["partition_index"]: p for p in t["partitions"]}
+        assert sorted(parts) == list(range(PARTITIONS))
+        for pid, p in parts.items():
+            assert (p["error_code"], p["leader_id"]) == (0, before[pid])
+            assert p["replica_nodes"] == p["isr_nodes"] == [before[pid]]
+            assert p["offline_replicas"] == []
+        missing = kp.describe_topic_partitions(["no-such-" + topic])["topics"]
+        assert [(x["name"], x["error_code"]) for x in missing] == [("no-such-" + topic, 3)]
+    finally:
+        kp.close()
+
+    # SIGKILL node 3: its partitions are leaderless with an offline replica.
+    victim = nodes[2]
+    victim_parts = [p for p, l in before.items() if l == 3]
+    assert victim_parts
+    victim.stop(signal.SIGKILL)
+    obs = bootstrap(nodes[:2])
+    wait_until(lambda: all(leaders(obs, topic)[p] == -1 for p in victim_parts),
+               timeout=SESSION_TIMEOUT_MS / 1000 + 20, what="node 3's partitions to lose their leader")
+    kp = KafkaAdminClient(bootstrap_servers=obs)
+    try:
+        [t], _ = _describe_all(kp, [topic], limit=2000)
+        for p in t["partitions"]:
+            if p["partition_index"] in victim_parts:
+                assert (p["error_code"], p["leader_id"]) == (5, -1), p  # LEADER_NOT_AVAILABLE
+                assert p["offline_replicas"] == [3] and p["isr_nodes"] == [3], p
+            else:
+                assert p["error_code"] == 0 and p["offline_replicas"] == [], p
+        # The survivors agree on a controller among themselves.
+        ids = {AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10).controller_id for b in nodes[:2]}
+        assert len(ids) == 1 and ids <= {1, 2}, ids
+    finally:
+        kp.close()
+
+
+def _partition(bs: str, topic: str, partition: int = 0):
+    md = AdminClient({"bootstrap.servers": bs}).list_topics(topic, timeout=10)
+    return md.topics[topic].partitions[partition]
+
+
+def _produce(bs: str, topic: str, values: list[str]) -> None:
+    p = Producer({"bootstrap.servers": bs, "acks": "all", "message.timeout.ms": 20000})
+    errors = []
+    for v in values:
+        p.produce(topic, v.encode(), partition=0, on_delivery=lambda err, _m: errors.append(err))
+    p.flush(30)
+    assert errors == [None] * len(values), errors
+
+
+def _read_all(bs: str, topic: str, count: int) -> list[str]:
+    c = Consumer({"bootstrap.servers": bs, "group.id": unique_topic("g"), "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        got: list[str] = []
+        deadline = time.monotonic() + 30
+        while len(got) < count and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                got.append(m.value().decode())
+        return got
+    finally:
+        c.close()
+
+
+def test_partition_reassignment(cluster):
+    nodes = cluster
+    bs = bootstrap(nodes)
+    admin = AdminClient({"bootstrap.servers": bs})
+    topic = unique_topic("move")
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1, replica_assignment=[[1]])])[topic].result(20)
+    wait_until(lambda: _partition(bs, topic).leader == 1, what="broker 1 to lead the partition")
+    before = [f"v{i}" for i in range(20)]
+    _produce(bs, topic, before)
+
+    kp = KafkaAdminClient(bootstrap_servers=bs)
+    try:
+        tp = KTopicPartition(topic, 0)
+        # Move it to brokers 2 and 3: they replicate it from 1, then 1 drops out and 2 leads.
+        assert kp.alter_partition_reassignments({tp: [2, 3]}) == {tp: None}
+        wait_until(lambda: kp.list_partition_reassignments() == {}, what="the reassignment to complete")
+        p = _partition(bs, topic)
+        assert (p.replicas, sorted(p.isrs), p.leader) == ([2, 3], [2, 3], 2), (p.replicas, p.isrs, p.leader)
+        assert _read_all(bs, topic, len(before)) == before
+        _produce(bs, topic, ["after-move"])
+
+        # Grow it to three replicas with 1 at the end.
+        assert kp.alter_partition_reassignments({tp: [2, 3, 1]}) == {tp: None}
+        wait_until(lambda: kp.list_partition_reassignments() == {} and sorted(_partition(bs, topic).isrs) == [1, 2, 3],
+                   what="broker 1 to catch up again")
+        assert _partition(bs, topic).replicas == [2, 3, 1]
+
+        # Errors are reported per partition.
+        errors = kp.alter_partition_reassignments({tp: [2, 2], KTopicPartition(topic, 5): [1]})
+        assert {t.partition: e.__name__ for t, e in errors.items()} == \
+            {0: "InvalidReplicationAssignmentError", 5: "UnknownTopicOrPartitionError"}, errors
+        assert kp.alter_partition_reassignments({tp: None}) == {tp: _no_reassignment_error()}
+    finally:
+        kp.close()
+    assert _read_all(bs, topic, len(before) + 1) == before + ["after-move"]
+
+
+def _no_reassignment_error():
+    from kafka.errors import NoReassignmentInProgressError
+    return NoReassignmentInProgressError
+
+
+def test_preferred_election(cluster):
+    """Replication factor 3: the preferred leader restarts, another replica leads meanwhile;
+    once it is back in the ISR a preferred election (confluent-kafka) returns leadership."""
+    nodes = cluster
+    bs = bootstrap(nodes)
+    admin = AdminClient({"bootstrap.servers": bs})
+    topic = unique_topic("pref")
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1, replica_assignment=[[3, 1, 2]])])[topic].result(20)
+    wait_until(lambda: sorted(_partition(bs, topic).isrs) == [1, 2, 3] and _partition(bs, topic).leader == 3,
+               what="all three replicas in sync, 3 leading")
+    _produce(bs, topic, ["a", "b"])
+    victim = nodes[2]
+    victim.stop(signal.SIGTERM)
+    obs = bootstrap(nodes[:2])
+    wait_until(lambda: _partition(obs, topic).leader in (1, 2), timeout=30, what="another replica to lead")
+    _produce(obs, topic, ["c"])
+    victim.start()
+    wait_until(lambda: sorted(_partition(bs, topic).isrs) == [1, 2, 3], timeout=30, what="3 back in the ISR")
+    assert _partition(bs, topic).leader != 3
+    tp = TopicPartition(topic, 0)
+    admin = AdminClient({"bootstrap.servers": bs})
+    assert _elect(admin, ElectionType.PREFERRED, [tp]) == {(topic, 0): None}
+    assert _partition(bs, topic).leader == 3
+    assert _elect(admin, ElectionType.PREFERRED, [tp]) == {(topic, 0): KafkaError.ELECTION_NOT_NEEDED}
+    assert _read_all(bs, topic, 3) == ["a", "b", "c"]

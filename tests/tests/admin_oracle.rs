@@ -1,7 +1,9 @@
 //! Leader-epoch and leadership admin APIs checked against an independent codec
 //! (`kafka-protocol`), every advertised version: OffsetForLeaderEpoch answers and fencing before
 //! and after a leader epoch change; ElectLeaders (preferred and unclean); the active
-//! controller's automatic preferred-leader rebalance.
+//! controller's automatic preferred-leader rebalance; Metadata / DescribeCluster /
+//! DescribeTopicPartitions; partition reassignment moving data between brokers of a 3-node
+//! cluster through replication, and its cancellation.
 //!
 //! Leadership is changed by proposing commands straight to the metadata quorum (what a broker
 //! restart or a leader move does to the image), and a second replica is a broker registered in
@@ -333,4 +335,249 @@ async fn auto_rebalance_moves_leadership_back_to_the_preferred_replica() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(partition_state(&cluster, "rebalance", 0).0, 2, "auto.leader.rebalance.enable=false leaves it");
     cluster.stop().await.expect("stop");
+}
+
+/// Metadata (every version from v5, where `offline_replicas` appears), DescribeCluster and
+/// DescribeTopicPartitions on a partition whose second replica's broker is fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_replicas_and_describe_topic_partitions() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+
+    let cluster = TestCluster::start(1, &["broker.session.timeout.ms=600000"]).await.expect("start");
+    let mut c = Conn::open(cluster.nodes[0].addr).await;
+    let advertised = c.api_versions().await;
+    let reg = MetadataCommand::RegisterBroker { node_id: 2, incarnation_id: [2; 16], endpoints: vec![], rack: None };
+    let epoch2 = must_propose(&cluster, reg).await.broker_epoch.expect("broker epoch");
+    must_propose(&cluster, MetadataCommand::UnfenceBroker { node_id: 2, epoch: epoch2 }).await;
+    let partitions = (0..3).map(|p| klamm_raft::NewPartition { partition: p, replicas: vec![1, 2] }).collect();
+    let create_a = MetadataCommand::CreateTopic { name: "dtp-a".into(), topic_id: [7; 16], partitions, configs: Default::default() };
+    must_propose(&cluster, create_a).await;
+    create(&mut c, "dtp-b", 2).await;
+    must_propose(&cluster, MetadataCommand::FenceBroker { node_id: 2, epoch: epoch2 }).await;
+
+    for v in versions::<MetadataRequest>(&advertised).into_iter().filter(|v| *v >= 5) {
+        let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic("dtp-a")))]));
+        let r = c.call(&req, v).await;
+        assert_eq!(r.controller_id.0, 1, "Metadata v{v}: the active controller");
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), vec![1, 2], "v{v}");
+        assert_eq!(p.isr_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), vec![1], "v{v}");
+        assert_eq!(p.offline_replicas.iter().map(|b| b.0).collect::<Vec<_>>(), vec![2], "v{v}");
+    }
+    for v in versions::<DescribeClusterRequest>(&advertised) {
+        let r = c.call(&DescribeClusterRequest::default(), v).await;
+        assert_eq!(r.controller_id.0, 1, "DescribeCluster v{v}");
+    }
+
+    assert_eq!(versions::<DescribeTopicPartitionsRequest>(&advertised), vec![0]);
+    let dtp = |names: &[&str], limit: i32, cursor: Option<(&str, i32)>| {
+        DescribeTopicPartitionsRequest::default()
+            .with_topics(names.iter().map(|n| TopicRequest::default().with_name(topic(n))).collect())
+            .with_response_partition_limit(limit)
+            .with_cursor(cursor.map(|(t, p)| Cursor::default().with_topic_name(topic(t)).with_partition_index(p)))
+    };
+    // Page through everything two partitions at a time.
+    let mut cursor: Option<(String, i32)> = None;
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let r = c.call(&dtp(&[], 2, cursor.as_ref().map(|(t, p)| (t.as_str(), *p))), 0).await;
+        for t in &r.topics {
+            assert_eq!(t.error_code, 0);
+            for p in &t.partitions {
+                seen.push((t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default(), p.partition_index));
+                if t.name.as_ref().map(|n| n.0.as_str()) == Some("dtp-a") {
+                    assert_eq!((p.leader_id.0, p.leader_epoch), (1, 0), "fencing 2 left leader 1 and its epoch alone");
+                    assert_eq!(p.isr_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), vec![1]);
+                    assert_eq!(p.offline_replicas.iter().map(|b| b.0).collect::<Vec<_>>(), vec![2]);
+                    assert_eq!(p.eligible_leader_replicas.as_deref(), Some(&[][..]));
+                }
+            }
+        }
+        match &r.next_cursor {
+            Some(next) => cursor = Some((next.topic_name.0.to_string(), next.partition_index)),
+            None => break,
+        }
+    }
+    let want: Vec<(String, i32)> =
+        [("dtp-a", 0), ("dtp-a", 1), ("dtp-a", 2), ("dtp-b", 0), ("dtp-b", 1)].iter().map(|(t, p)| (t.to_string(), *p)).collect();
+    assert_eq!(seen, want);
+    // Named topics, one unknown; a cursor naming a topic that was not asked for.
+    let r = c.call(&dtp(&["dtp-b", "nope"], 2000, None), 0).await;
+    let codes: Vec<(String, i16, usize)> =
+        r.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default(), t.error_code, t.partitions.len())).collect();
+    assert_eq!(codes, vec![("dtp-b".to_string(), 0, 2), ("nope".to_string(), 3, 0)]);
+    let r = c.call(&dtp(&["dtp-b"], 2000, Some(("dtp-a", 0))), 0).await;
+    assert_eq!(r.topics[0].error_code, 42, "INVALID_REQUEST");
+    cluster.stop().await.expect("stop");
+}
+
+/// Every node of a 3-node cluster names the same controller in Metadata and DescribeCluster:
+/// the Raft leader (a combined node, so also a live broker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controller_id_is_the_raft_leader() {
+    let cluster = TestCluster::start(3, &[]).await.expect("start");
+    let leader = cluster.broker(0).expect("node 1").metadata.active_controller().expect("a raft leader");
+    for node in &cluster.nodes {
+        let mut c = Conn::open(node.addr).await;
+        let advertised = c.api_versions().await;
+        for v in versions::<MetadataRequest>(&advertised).into_iter().filter(|v| *v >= 1) {
+            let r = c.call(&MetadataRequest::default().with_topics(Some(vec![])), v).await;
+            assert_eq!(r.controller_id.0, leader, "Metadata v{v} from {}", node.addr);
+            assert!(r.brokers.iter().any(|b| b.node_id.0 == leader), "the controller is a listed broker");
+        }
+        for v in versions::<DescribeClusterRequest>(&advertised) {
+            let r = c.call(&DescribeClusterRequest::default(), v).await;
+            assert_eq!(r.controller_id.0, leader, "DescribeCluster v{v} from {}", node.addr);
+        }
+    }
+    cluster.stop().await.expect("stop");
+}
+
+fn reassign_request(parts: &[(&str, i32, Option<&[i32]>)]) -> AlterPartitionReassignmentsRequest {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+    let topics = parts
+        .iter()
+        .map(|(t, p, replicas)| {
+            ReassignableTopic::default().with_name(topic(t)).with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(*p)
+                .with_replicas(replicas.map(|r| r.iter().map(|b| BrokerId(*b)).collect()))])
+        })
+        .collect();
+    AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(topics)
+}
+
+/// (topic, partition, error) in response order.
+fn reassign_results(r: &AlterPartitionReassignmentsResponse) -> Vec<(String, i32, i16)> {
+    r.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index, p.error_code)))
+        .collect()
+}
+
+/// (topic, partition, replicas, adding, removing) of every listed reassignment.
+fn listed(r: &ListPartitionReassignmentsResponse) -> Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    r.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (t.name.0.to_string(), p.partition_index, ids(&p.replicas), ids(&p.adding_replicas), ids(&p.removing_replicas))
+            })
+        })
+        .collect()
+}
+
+fn list_request(topics: Option<&[(&str, &[i32])]>) -> ListPartitionReassignmentsRequest {
+    use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+    ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(topics.map(|ts| {
+        ts.iter().map(|(t, ps)| ListPartitionReassignmentsTopics::default().with_name(topic(t)).with_partition_indexes(ps.to_vec())).collect()
+    }))
+}
+
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Moves a partition with data from broker 1 to brokers [2, 3] through replication, then
+/// starts a reassignment that cannot finish (its new replica's broker is down), lists it and
+/// cancels it; plus the error answers. Alter and List go through `kafka-protocol` (v0, the
+/// only version either serves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reassignment_moves_data_and_cancels() {
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+    let mut cluster = TestCluster::start(3, &[]).await.expect("start");
+    let name = "move";
+    let partitions = (0..2).map(|p| klamm_raft::NewPartition { partition: p, replicas: vec![1] }).collect();
+    must_propose(&cluster, MetadataCommand::CreateTopic { name: name.into(), topic_id: [9; 16], partitions, configs: Default::default() }).await;
+    wait_until("node 1 to open its partitions", || {
+        (0..2).all(|p| cluster.broker(0).and_then(|b| b.replicas.get(name, p)).is_some_and(|l| l.is_leader()))
+    })
+    .await;
+    let mut c = Conn::open(cluster.nodes[0].addr).await;
+    let advertised = c.api_versions().await;
+    assert_eq!(versions::<AlterPartitionReassignmentsRequest>(&advertised), vec![0]);
+    assert_eq!(versions::<ListPartitionReassignmentsRequest>(&advertised), vec![0]);
+    assert_eq!(produce(&mut c, name, 0, 5).await, 0);
+    assert_eq!(produce(&mut c, name, 0, 3).await, 5);
+
+    // Errors first: nothing changes.
+    let r = c
+        .call(
+            &reassign_request(&[
+                ("no-such-topic", 0, Some(&[1])),
+                (name, 9, Some(&[1])),
+                (name, 1, None),
+                (name, 1, Some(&[2, 2])),
+                (name, 1, Some(&[7])),
+                (name, 1, Some(&[])),
+            ]),
+            0,
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    let want = vec![
+        ("no-such-topic".to_string(), 0, UNKNOWN_TOPIC_OR_PARTITION),
+        (name.to_string(), 9, UNKNOWN_TOPIC_OR_PARTITION),
+        (name.to_string(), 1, NO_REASSIGNMENT_IN_PROGRESS),
+        (name.to_string(), 1, INVALID_REPLICA_ASSIGNMENT),
+        (name.to_string(), 1, INVALID_REPLICA_ASSIGNMENT),
+        (name.to_string(), 1, INVALID_REPLICA_ASSIGNMENT),
+    ];
+    assert_eq!(reassign_results(&r), want);
+    assert!(r.responses.iter().flat_map(|t| &t.partitions).all(|p| p.error_message.is_some()));
+
+    // Move partition 0 (8 records) from [1] to [2, 3].
+    let r = c.call(&reassign_request(&[(name, 0, Some(&[2, 3]))]), 0).await;
+    assert_eq!(reassign_results(&r), vec![(name.to_string(), 0, 0)]);
+    assert_eq!(r.responses[0].partitions[0].error_message, None);
+    wait_until("the reassignment of partition 0 to complete", || {
+        partition_state(&cluster, name, 0).0 != 1 && c_state(&cluster, name, 0).0 == vec![2, 3]
+    })
+    .await;
+    let (leader, isr, leader_epoch) = partition_state(&cluster, name, 0);
+    assert_eq!((leader, isr, leader_epoch), (2, vec![2, 3], 1), "the first target replica leads in a new epoch");
+    assert!(listed(&c.call(&list_request(None), 0).await).is_empty());
+    wait_until("node 1 to drop its copy", || cluster.broker(0).and_then(|b| b.replicas.get(name, 0)).is_none()).await;
+    for i in [1, 2] {
+        let local = cluster.broker(i).and_then(|b| b.replicas.get(name, 0)).expect("hosted by nodes 2 and 3");
+        wait_until("the new replicas to hold every record", || local.view().log_end_offset == 8).await;
+    }
+    let mut on_2 = Conn::open(cluster.nodes[1].addr).await;
+    let r = on_2.call(&ofle(name, -1, &[(0, 1, 0), (0, 1, 1)]), 4).await;
+    assert_eq!(answers(&r), vec![(0, 0, 8), (0, 1, 8)], "the new leader knows the whole history");
+
+    // Broker 3 down: a reassignment adding it cannot complete; list it, then cancel it.
+    cluster.stop_node(2).await.expect("stop node 3");
+    wait_until("broker 3 to be fenced", || {
+        cluster.broker(0).is_some_and(|b| b.metadata.image().broker(3).is_some_and(|r| r.fenced))
+    })
+    .await;
+    let r = c.call(&reassign_request(&[(name, 1, Some(&[1, 3]))]), 0).await;
+    assert_eq!(reassign_results(&r), vec![(name.to_string(), 1, 0)]);
+    let running = vec![(name.to_string(), 1, vec![1, 3], vec![3], vec![])];
+    assert_eq!(listed(&c.call(&list_request(None), 0).await), running);
+    assert_eq!(listed(&c.call(&list_request(Some(&[(name, &[0, 1, 9]), ("no-such-topic", &[0])])), 0).await), running);
+    assert!(listed(&c.call(&list_request(Some(&[(name, &[0])])), 0).await).is_empty());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(c_state(&cluster, name, 1).0, vec![1, 3], "still waiting for broker 3");
+    let r = c.call(&reassign_request(&[(name, 1, None)]), 0).await;
+    assert_eq!(reassign_results(&r), vec![(name.to_string(), 1, 0)]);
+    assert!(listed(&c.call(&list_request(None), 0).await).is_empty());
+    assert_eq!(c_state(&cluster, name, 1), (vec![1], vec![], vec![]));
+    assert_eq!(partition_state(&cluster, name, 1).0, 1);
+    cluster.stop().await.expect("stop");
+}
+
+/// (replicas, adding, removing) as node 1 sees them.
+fn c_state(cluster: &TestCluster, name: &str, partition: i32) -> (Vec<i32>, Vec<i32>, Vec<i32>) {
+    let image = cluster.broker(0).expect("node 1").metadata.image();
+    let p = image.partition(name, partition).expect("partition");
+    (p.replicas.clone(), p.adding_replicas.clone(), p.removing_replicas.clone())
 }

@@ -13,7 +13,7 @@ pub fn handle(ctx: &RequestContext, request: DescribeClusterRequest) -> Describe
     let image = ctx.broker.metadata.image();
     let mut response = DescribeClusterResponse {
         cluster_id: image.cluster_id.clone(),
-        controller_id: ctx.broker.node_id,
+        controller_id: super::metadata::controller_id(ctx, &image),
         endpoint_type: request.endpoint_type,
         ..Default::default()
     };

@@ -89,11 +89,35 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
         throttle_time_ms: 0,
         brokers: brokers(ctx, &image),
         cluster_id: Some(image.cluster_id.clone()),
-        // KRaft brokers report a live broker as the "controller" to clients.
-        controller_id: broker.node_id,
+        controller_id: controller_id(ctx, &image),
         topics,
         ..Default::default()
     }
+}
+
+/// The `controller_id` Metadata and DescribeCluster report: the active controller (the Raft
+/// leader) when it is a live broker, otherwise this broker.
+///
+/// Clients send controller-bound requests (CreateTopics, ElectLeaders, ...) to the node with
+/// this id and look it up among the *brokers* of the response: Java's AdminClient waits for a
+/// controller node it can find there, librdkafka likewise. A controller-only node is never in
+/// that list, so naming it would stall those clients; Kafka's KRaft brokers avoid this by
+/// naming a random live broker (KIP-590: every broker forwards controller requests), and any
+/// Klamm broker forwards proposals to the quorum leader just the same.
+pub fn controller_id(ctx: &RequestContext, image: &MetadataImage) -> i32 {
+    pick_controller_id(image, ctx.broker.metadata.active_controller(), ctx.broker.node_id)
+}
+
+fn pick_controller_id(image: &MetadataImage, active_controller: Option<i32>, own_id: i32) -> i32 {
+    match active_controller {
+        Some(id) if image.broker(id).is_some_and(|b| !b.fenced && !b.endpoints.is_empty()) => id,
+        _ => own_id,
+    }
+}
+
+/// Replicas whose broker is fenced or not registered (Kafka's `offline_replicas`).
+pub fn offline_replicas(image: &MetadataImage, replicas: &[i32]) -> Vec<i32> {
+    replicas.iter().copied().filter(|r| image.broker(*r).map_or(true, |b| b.fenced)).collect()
 }
 
 fn error_topic(name: String, code: ErrorCode) -> MetadataResponseTopic {
@@ -122,12 +146,7 @@ pub fn topic_metadata(image: &MetadataImage, topic: &TopicImage) -> MetadataResp
         .partitions
         .values()
         .map(|p| {
-            let offline: Vec<i32> = p
-                .replicas
-                .iter()
-                .copied()
-                .filter(|r| image.broker(*r).map(|b| b.fenced).unwrap_or(true))
-                .collect();
+            let offline = offline_replicas(image, &p.replicas);
             MetadataResponsePartition {
                 error_code: if p.leader == NO_LEADER { ErrorCode::LEADER_NOT_AVAILABLE.code() } else { 0 },
                 partition_index: p.partition,
@@ -147,5 +166,33 @@ pub fn topic_metadata(image: &MetadataImage, topic: &TopicImage) -> MetadataResp
         is_internal: is_internal(&topic.name),
         partitions,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use klamm_raft::{BrokerEndpoint, MetadataCommand};
+
+    #[test]
+    fn controller_id_is_the_active_controller_when_it_is_a_live_broker() {
+        let mut img = MetadataImage::default();
+        let endpoint =
+            BrokerEndpoint { listener: "PLAINTEXT".into(), host: "h".into(), port: 1, security_protocol: "PLAINTEXT".into() };
+        for (i, id) in [1, 2, 3].into_iter().enumerate() {
+            let endpoints = if id == 3 { vec![] } else { vec![endpoint.clone()] };
+            let reg = MetadataCommand::RegisterBroker { node_id: id, incarnation_id: [id as u8; 16], endpoints, rack: None };
+            let index = 2 * i as u64 + 1;
+            assert!(img.apply(index, &reg).is_applied());
+            if id != 2 {
+                let unfence = MetadataCommand::UnfenceBroker { node_id: id, epoch: index as i64 };
+                assert!(img.apply(index + 1, &unfence).is_applied());
+            }
+        }
+        assert_eq!(pick_controller_id(&img, Some(1), 9), 1, "a live broker");
+        assert_eq!(pick_controller_id(&img, Some(2), 9), 9, "fenced");
+        assert_eq!(pick_controller_id(&img, Some(3), 9), 9, "no endpoint");
+        assert_eq!(pick_controller_id(&img, Some(4), 9), 9, "a controller-only node (not a broker)");
+        assert_eq!(pick_controller_id(&img, None, 9), 9, "no leader known");
     }
 }

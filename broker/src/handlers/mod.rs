@@ -15,6 +15,7 @@ use klamm_protocol::ApiKey;
 use crate::server::Broker;
 
 pub mod admin_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -23,6 +24,7 @@ pub mod delete_topics;
 pub mod delete_groups;
 pub mod describe_cluster;
 pub mod describe_groups;
+pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -32,6 +34,7 @@ pub mod list_groups;
 pub mod fetch;
 pub mod init_producer_id;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -73,7 +76,10 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::ElectLeaders, 0, 2),
+    api(ApiKey::AlterPartitionReassignments, 0, 0),
+    api(ApiKey::ListPartitionReassignments, 0, 0),
     api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::DescribeTopicPartitions, 0, 0),
     // Consumer groups (group coordinator). JoinGroup from v0 as Kafka 4.1+;
     // OffsetCommit/OffsetFetch from v0 so librdkafka 2.0.2 finds the old
     // versions its balanced-consumer feature check looks for.
@@ -191,6 +197,9 @@ pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::OffsetDelete(r) => offset_delete::handle(ctx, r).await.into(),
         RequestKind::OffsetForLeaderEpoch(r) => offset_for_leader_epoch::handle(ctx, r).into(),
         RequestKind::ElectLeaders(r) => elect_leaders::handle(ctx, r).await.into(),
+        RequestKind::DescribeTopicPartitions(r) => describe_topic_partitions::handle(ctx, r).into(),
+        RequestKind::AlterPartitionReassignments(r) => alter_partition_reassignments::handle(ctx, r).await.into(),
+        RequestKind::ListPartitionReassignments(r) => list_partition_reassignments::handle(ctx, r).into(),
         // The connection layer only lets registered APIs through.
         _ => Outcome::Close("api not served"),
     }

@@ -22,7 +22,7 @@ fn config(min_isr: i32) -> Arc<TopicConfig> {
 }
 
 fn image(leader: i32, leader_epoch: i32, partition_epoch: i32, isr: &[i32]) -> PartitionImage {
-    PartitionImage { partition: 0, replicas: vec![1, 2, 3], isr: isr.to_vec(), leader, leader_epoch, partition_epoch }
+    PartitionImage { partition: 0, replicas: vec![1, 2, 3], isr: isr.to_vec(), leader, leader_epoch, partition_epoch, ..Default::default() }
 }
 
 fn open(dir: &tempfile::TempDir, node: i32, meta: &PartitionImage, min_isr: i32) -> Partition {
@@ -78,7 +78,7 @@ fn high_watermark_holds_while_the_isr_is_below_min_insync() {
 #[test]
 fn a_lone_replica_commits_on_append() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let meta = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0 };
+    let meta = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, ..Default::default() };
     let p = Partition::open("t", [1; 16], 0, dir.path(), config(2), 1, &meta, 0).expect("open");
     p.append_from_client(batch(3), 9, 10).expect("append");
     assert_eq!(p.view().high_watermark, 3, "the whole ISR (all replicas) has it");
