@@ -585,6 +585,12 @@ impl MetadataImage {
         if new_leader != NO_LEADER && !new_isr.contains(&new_leader) {
             return reject(RejectCode::InvalidReplicaAssignment, format!("leader {new_leader} is not in isr {new_isr:?}"));
         }
+        // Only a live broker may enter an ISR (Kafka's controller answers INELIGIBLE_REPLICA):
+        // a leader's view of a follower can be stale, e.g. one that stopped right after it
+        // caught up and was fenced since.
+        if let Some(r) = new_isr.iter().find(|r| !p.isr.contains(r) && !self.brokers.get(r).is_some_and(|b| !b.fenced)) {
+            return reject(RejectCode::InvalidReplicaAssignment, format!("broker {r} is fenced or not registered and cannot join the isr"));
+        }
         let Some(partition_epoch) = p.partition_epoch.checked_add(1) else {
             return reject(RejectCode::InvalidRequest, "partition epoch overflow");
         };
@@ -986,9 +992,15 @@ mod tests {
         assert_eq!(must_reject(&mut img, 3, change(0, None, Some(vec![1, 2]))), RejectCode::StaleEpoch);
         assert_eq!(must_reject(&mut img, 4, change(1, Some(2), None)), RejectCode::InvalidReplicaAssignment);
         assert_eq!(must_reject(&mut img, 5, change(1, None, Some(vec![1, 7]))), RejectCode::InvalidReplicaAssignment);
-        let info = must_apply(&mut img, 6, change(1, Some(2), Some(vec![2])));
+        // Broker 2 is not registered: it cannot join the ISR; once registered and unfenced it can.
+        assert_eq!(must_reject(&mut img, 6, change(1, Some(2), Some(vec![2]))), RejectCode::InvalidReplicaAssignment);
+        let reg = MetadataCommand::RegisterBroker { node_id: 2, incarnation_id: [2; 16], endpoints: vec![], rack: None };
+        let epoch = must_apply(&mut img, 7, reg).broker_epoch.unwrap_or_default();
+        assert_eq!(must_reject(&mut img, 8, change(1, Some(2), Some(vec![2]))), RejectCode::InvalidReplicaAssignment, "fenced");
+        must_apply(&mut img, 9, MetadataCommand::UnfenceBroker { node_id: 2, epoch });
+        let info = must_apply(&mut img, 10, change(1, Some(2), Some(vec![2])));
         assert_eq!((info.leader_epoch, info.partition_epoch), (Some(1), Some(2)));
-        let info = must_apply(&mut img, 7, change(2, Some(NO_LEADER), Some(vec![])));
+        let info = must_apply(&mut img, 11, change(2, Some(NO_LEADER), Some(vec![])));
         assert_eq!((info.leader_epoch, info.partition_epoch), (Some(2), Some(3)));
     }
 

@@ -3,8 +3,8 @@ nodes, one metadata quorum over loopback) driven by confluent-kafka and kcat.
 
 Checks that every node lists all brokers and every partition's leader, that
 partitions spread over the nodes, that produce/consume and a consumer group
-work across leaders, that replication factor 4 on 3 brokers is refused
-(replication itself: test_replication.py, test_chaos.py), and that a node
+work across leaders, that replication factor 3 is accepted and 4 on 3 brokers
+is refused (replication itself: test_replication.py, test_chaos.py), and that a node
 killed with SIGKILL leaves its partitions leaderless (the others keep
 working) until it restarts and leads them again with their data.
 """
@@ -114,6 +114,13 @@ def test_three_node_cluster(cluster):
     admin = AdminClient({"bootstrap.servers": bs})
     topic = unique_topic("spread")
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(20)
+    # Replication factor 3 is accepted: one replica per node, all in sync.
+    rf3 = "rf3-" + topic
+    admin.create_topics([NewTopic(rf3, 1, 3)])[rf3].result(20)
+    wait_until(lambda: (lambda p: sorted(p.replicas) == [1, 2, 3] and sorted(p.isrs) == [1, 2, 3])(
+        admin.list_topics(rf3, timeout=10).topics[rf3].partitions[0]), timeout=20,
+        what=f"{rf3} to list 3 replicas, all in the ISR")
+    # ... but not more replicas than brokers.
     rf4 = "rf4-" + topic
     with pytest.raises(KafkaException) as refused:
         admin.create_topics([NewTopic(rf4, 1, 4)])[rf4].result(20)

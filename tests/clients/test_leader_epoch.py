@@ -103,10 +103,7 @@ def test_position_in_an_epoch_without_records(broker):
     """A position taken from ListOffsets carries the current leader epoch even
     though no record of that epoch exists yet. After the next leader change
     the leader must still say where that epoch ends (at the log end), or
-    librdkafka would reset to the earliest offset and read everything again.
-    (An epoch without records has no entry of its own once a later epoch
-    starts at the same offset, so the answer names an older epoch ending at
-    offset 5, as Kafka's epoch cache does.)"""
+    librdkafka would reset to the earliest offset and read everything again."""
     topic = unique_topic("epoch")
     create_topic(broker, topic, 1)
     produce_ok(broker, topic, _values("old", 5))
@@ -120,8 +117,9 @@ def test_position_in_an_epoch_without_records(broker):
         broker.restart()
         wait_for_leaders(broker, topic, 1)
         # Validation happens before anything is written in the new epoch: the position
-        # (offset 5) carries epoch 2, in which nothing was written, and must be answered as
-        # ending at the log end offset.
+        # (offset 5) carries an epoch in which nothing was written. As in Kafka, becoming
+        # leader records the new epoch's start (5), which replaces the empty older epochs
+        # starting there, so the answer is the largest epoch below with its end: offset 5.
         deadline = time.monotonic() + 30
         while not captured.grep("validation succeeded") and time.monotonic() < deadline:
             assert c.poll(0.2) is None

@@ -77,6 +77,10 @@ pub struct AppendResult {
     pub leader_epoch: i32,
 }
 
+/// A follower counts as fetching (and may join the ISR) if its last fetch arrived this
+/// recently; an idle follower long-polls every `replica.fetch.wait.max.ms` (500 ms).
+const RECENT_FETCH_MS: i64 = 2_000;
+
 /// What a follower asks its leader for next (Fetch with a replica id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchPosition {
@@ -441,7 +445,10 @@ impl Partition {
                 continue;
             }
             if let Some(f) = st.followers.get(r) {
-                if f.log_end_offset >= hw && f.log_end_offset >= st.epoch_start_offset && now_ms - f.last_caught_up_ms <= lag_max_ms {
+                // Kafka expands the ISR on a follower's fetch; a follower that stopped
+                // fetching must not be added back from its last known position.
+                let fetching = now_ms - f.last_fetch_ms <= RECENT_FETCH_MS;
+                if fetching && f.log_end_offset >= hw && f.log_end_offset >= st.epoch_start_offset && now_ms - f.last_caught_up_ms <= lag_max_ms {
                     isr.push(*r);
                     added.push(*r);
                 }
