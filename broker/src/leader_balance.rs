@@ -125,12 +125,15 @@ fn elect_unclean(image: &MetadataImage, t: &TopicImage, p: &PartitionImage) -> R
     }
 }
 
+/// Partitions a broker is the preferred replica of: how many, and those it does not lead.
+type PreferredFor<'a> = (usize, Vec<(&'a TopicImage, &'a PartitionImage)>);
+
 /// Preferred elections that bring every broker's leader imbalance back to at most
 /// `imbalance_percentage` percent (see the module docs). Partitions whose preferred replica is
 /// not eligible are left alone; a broker that is preferred for nothing is never imbalanced.
 pub fn rebalance(image: &MetadataImage, imbalance_percentage: i32) -> Vec<MetadataCommand> {
     // preferred broker -> (partitions it is preferred for, those it does not lead)
-    let mut by_preferred: BTreeMap<i32, (usize, Vec<(&TopicImage, &PartitionImage)>)> = BTreeMap::new();
+    let mut by_preferred: BTreeMap<i32, PreferredFor> = BTreeMap::new();
     for t in image.topics.values() {
         for p in t.partitions.values() {
             let Some(&preferred) = p.replicas.first() else { continue };

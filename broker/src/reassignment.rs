@@ -123,7 +123,8 @@ mod tests {
         let img = image();
         let t = img.topic("t").expect("topic");
         let all = ongoing(t, None).expect("running");
-        let shape: Vec<(i32, Vec<i32>, Vec<i32>, Vec<i32>)> = all
+        type Listed = (i32, Vec<i32>, Vec<i32>, Vec<i32>);
+        let shape: Vec<Listed> = all
             .partitions
             .iter()
             .map(|p| (p.partition_index, p.replicas.clone(), p.adding_replicas.clone(), p.removing_replicas.clone()))

@@ -455,8 +455,10 @@ fn reassign_results(r: &AlterPartitionReassignmentsResponse) -> Vec<(String, i32
         .collect()
 }
 
-/// (topic, partition, replicas, adding, removing) of every listed reassignment.
-fn listed(r: &ListPartitionReassignmentsResponse) -> Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+/// (topic, partition, replicas, adding, removing) of a listed reassignment.
+type Listed = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+fn listed(r: &ListPartitionReassignmentsResponse) -> Vec<Listed> {
     let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
     r.topics
         .iter()

@@ -188,8 +188,10 @@ mod tests {
         }
     }
 
-    /// (topic, error, partition indexes) and the next cursor.
-    fn shape(r: &DescribeTopicPartitionsResponse) -> (Vec<(String, i16, Vec<i32>)>, Option<(String, i32)>) {
+    /// (topic, error, partition indexes) of each topic, and the next cursor.
+    type Shape = (Vec<(String, i16, Vec<i32>)>, Option<(String, i32)>);
+
+    fn shape(r: &DescribeTopicPartitionsResponse) -> Shape {
         let topics = r
             .topics
             .iter()

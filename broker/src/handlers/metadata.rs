@@ -117,7 +117,7 @@ fn pick_controller_id(image: &MetadataImage, active_controller: Option<i32>, own
 
 /// Replicas whose broker is fenced or not registered (Kafka's `offline_replicas`).
 pub fn offline_replicas(image: &MetadataImage, replicas: &[i32]) -> Vec<i32> {
-    replicas.iter().copied().filter(|r| image.broker(*r).map_or(true, |b| b.fenced)).collect()
+    replicas.iter().copied().filter(|r| image.broker(*r).is_none_or(|b| b.fenced)).collect()
 }
 
 fn error_topic(name: String, code: ErrorCode) -> MetadataResponseTopic {

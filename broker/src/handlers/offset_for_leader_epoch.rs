@@ -81,16 +81,15 @@ fn check_current_leader_epoch(requested: i32, current: i32) -> Result<(), ErrorC
     }
 }
 
-/// Kafka's leader records the start of its epoch in the epoch cache when it is elected, before
-/// any record of that epoch is written; Klamm's log learns an epoch from the first batch
-/// stamped with it. So when the cache has no answer for an epoch between its latest entry and
-/// the current leader epoch, the answer is what Kafka's cache would give: that epoch ends at
-/// the log end offset (nothing was written in it here). Without this a consumer whose position
-/// carries the current epoch (ListOffsets returns it) would be told "no such epoch" after the
-/// next leader change, which librdkafka treats as log truncation and resets the position.
-/// (Kafka reports the largest epoch with an entry, which may be older than `requested`, with
-/// the same end offset; the offset is what clients compare.) Once a new leader writes its epoch
-/// start into the cache at election, this never applies.
+/// A leader records the start of its epoch in the epoch cache when it is elected, before any
+/// record of that epoch is written (`Partition::apply_metadata`, as Kafka does), so the cache
+/// normally answers every epoch up to the current one. Should that record be missing (writing
+/// the cache failed), an epoch between the cache's latest entry and the current leader epoch
+/// still ends at the log end offset (nothing was written in it here) instead of being unknown:
+/// a consumer whose position carries the current epoch (ListOffsets returns it) would take
+/// "no such epoch" for log truncation after the next leader change and reset its position, as
+/// librdkafka does. (Kafka's cache would name the largest epoch with an entry, with the same
+/// end offset; the offset is what clients compare.)
 fn fill_current_epoch(found: (i32, i64), requested: i32, view: &PartitionView) -> (i32, i64) {
     if found == UNDEFINED && requested >= 0 && requested <= view.leader_epoch {
         (requested, view.log_end_offset)
