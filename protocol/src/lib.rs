@@ -9,7 +9,9 @@
 //!   / [`ResponseKind`](messages::ResponseKind) dispatch enums;
 //! - [`header`]: request/response headers and the header-version rules;
 //! - [`api_key`] and [`error_code`]: the API key enum and Kafka's error codes;
-//! - [`records`]: record batches (magic 2).
+//! - [`records`]: record batches (magic 2);
+//! - [`left_out`]: encoding with record data left out of the buffer, for a
+//!   caller that sends it from elsewhere (zero-copy fetch responses).
 //!
 //! Decoding never panics on malformed input: every read is checked and returns
 //! [`DecodeError`]. Byte and record fields are zero-copy slices of the input.
@@ -42,6 +44,7 @@ pub mod api_key;
 pub mod error;
 pub mod error_code;
 pub mod header;
+pub mod left_out;
 pub mod messages;
 pub mod primitives;
 pub mod records;

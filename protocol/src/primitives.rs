@@ -387,6 +387,33 @@ pub fn put_bytes(buf: &mut BytesMut, v: &[u8], flex: bool, field: &'static str) 
     Ok(())
 }
 
+/// Writes a `records` field: like [`put_bytes`], except that a
+/// [`crate::left_out`] placeholder encoded inside
+/// [`crate::left_out::encode_leaving_out_records`] gets only its length prefix.
+pub fn put_records(buf: &mut BytesMut, v: &[u8], flex: bool, field: &'static str) -> EResult {
+    put_len(buf, Some(v.len()), flex, true, field)?;
+    if !crate::left_out::leave_out(buf.len(), v) {
+        buf.put_slice(v);
+    }
+    Ok(())
+}
+
+/// Writes a nullable `records` field (see [`put_records`]).
+pub fn put_opt_records(
+    buf: &mut BytesMut,
+    v: Option<&[u8]>,
+    flex: bool,
+    nullable: bool,
+    field: &'static str,
+    version: i16,
+) -> EResult {
+    match v {
+        Some(b) => put_records(buf, b, flex, field),
+        None if nullable => put_len(buf, None, flex, true, field),
+        None => Err(EncodeError::NullNotAllowed { field, version }),
+    }
+}
+
 /// Writes nullable bytes / records; `None` fails unless `nullable` at `version`.
 pub fn put_opt_bytes(
     buf: &mut BytesMut,

@@ -44,6 +44,8 @@ pub enum Error {
     InvalidOffset { offset: i64, reason: &'static str },
     #[error("invalid log config: {0}")]
     InvalidConfig(String),
+    #[error("{path} was truncated while a read of it was pending")]
+    Truncated { path: PathBuf },
     #[error("corrupt {path} at byte {position}: {reason}")]
     Corrupt {
         path: PathBuf,

@@ -113,4 +113,4 @@ pub use config::LogConfig;
 pub use error::{Error, Result};
 pub use leader_epoch::{EpochEntry, LEADER_EPOCH_CHECKPOINT, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use log::{AppendInfo, Log, CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT};
-pub use reader::{LogReader, ReadResult};
+pub use reader::{FileRegion, LogReader, ReadResult};

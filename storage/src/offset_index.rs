@@ -95,6 +95,22 @@ impl OffsetIndex {
             .map_or((self.base_offset, 0), |i| self.entry(i))
     }
 
+    /// The greatest entry's position that is <= `position` (entries grow in
+    /// position as in offset), or 0: where to start walking batch headers to
+    /// find the batch boundary at or before a byte position.
+    pub fn floor_position(&self, position: u64) -> u64 {
+        let (mut lo, mut hi) = (0usize, self.entries());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if u64::from(self.entry(mid).1) <= position {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo.checked_sub(1).map_or(0, |i| u64::from(self.entry(i).1))
+    }
+
     /// Checks the invariants of a loaded index against its log size.
     pub fn sanity_check(&self, log_size: u64) -> Result<(), String> {
         let mut prev: Option<(i64, u32)> = None;

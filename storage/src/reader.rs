@@ -6,6 +6,7 @@
 //! (`pread`) below each segment's published end, so it never sees bytes that
 //! are not fully written and never waits for the writer's append.
 
+use std::fs::File;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -65,6 +66,56 @@ pub struct ReadResult {
     pub log_end_offset: i64,
 }
 
+/// Whole batches in one segment file, found by [`LogReader::read_region`]:
+/// what a fetch response carries, to be sent straight from the file.
+///
+/// The region keeps its segment's file open, so retention or compaction
+/// removing the segment meanwhile does not affect it. A truncation that
+/// shortens the file before the bytes are sent does: [`FileRegion::read`]
+/// then fails, and a `sendfile` comes up short (the caller must close the
+/// connection, as Kafka does when a log shrinks under a send).
+#[derive(Debug, Clone)]
+pub struct FileRegion {
+    segment: Arc<SegmentShared>,
+    position: u64,
+    len: usize,
+    generation: u64,
+    first_batch_offset: i64,
+    log_start_offset: i64,
+}
+
+impl FileRegion {
+    /// The segment file.
+    pub fn file(&self) -> &File {
+        &self.segment.file
+    }
+    /// Where the batches start in the file.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+    /// Bytes of whole batches.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Always false: a region holds at least one batch.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Base offset of the first batch.
+    pub fn first_batch_offset(&self) -> i64 {
+        self.first_batch_offset
+    }
+    /// Reads the region into memory (for a transport that cannot send from a
+    /// file). Fails if the segment was truncated since the region was found.
+    pub fn read(&self) -> Result<Bytes> {
+        let bytes = read_full(&self.segment.file, &self.segment.log_path, self.position, self.len)?;
+        if bytes.len() != self.len || self.segment.generation() != self.generation {
+            return Err(Error::Truncated { path: self.segment.log_path.clone() });
+        }
+        Ok(bytes)
+    }
+}
+
 /// A cheap, clonable, `Send + Sync` handle for reading a log while its
 /// writer appends. Obtain one with [`crate::Log::reader`].
 #[derive(Debug, Clone)]
@@ -84,17 +135,8 @@ impl LogReader {
         self.shared.log_end_offset.load(Ordering::Acquire)
     }
 
-    /// Reads whole batches starting with the one that contains `start_offset`.
-    ///
-    /// - Batches whose last offset is >= `upper_bound_offset` (high watermark
-    ///   for consumers, log end offset for followers) are not returned.
-    /// - At most `max_bytes` are returned, except that with `min_one_batch`
-    ///   the first batch is returned whole even if larger (KIP-74).
-    /// - One call reads from one segment.
-    /// - `start_offset` below the log start offset or above the log end
-    ///   offset fails with [`Error::OffsetBelowLogStart`] /
-    ///   [`Error::OffsetAboveLogEnd`]; `start_offset == log_end_offset` gives
-    ///   an empty result.
+    /// Reads whole batches starting with the one that contains `start_offset`
+    /// into memory: [`LogReader::read_region`], then [`FileRegion::read`].
     pub fn read(
         &self,
         start_offset: i64,
@@ -102,6 +144,53 @@ impl LogReader {
         upper_bound_offset: i64,
         min_one_batch: bool,
     ) -> Result<ReadResult> {
+        let log_end_offset = self.log_end_offset();
+        let log_start_offset = self.log_start_offset();
+        let empty = ReadResult {
+            bytes: Bytes::new(),
+            first_batch_offset: None,
+            next_offset: start_offset,
+            log_start_offset,
+            log_end_offset,
+        };
+        let Some(region) = self.read_region(start_offset, max_bytes, upper_bound_offset, min_one_batch)? else {
+            return Ok(empty);
+        };
+        let Ok(bytes) = region.read() else {
+            // Truncated while we read: report nothing; the caller retries with fresh state.
+            return Ok(empty);
+        };
+        let (_, next_offset) = whole_batches(&bytes, i64::MAX);
+        Ok(ReadResult {
+            bytes,
+            first_batch_offset: Some(region.first_batch_offset),
+            next_offset,
+            log_start_offset: region.log_start_offset,
+            log_end_offset,
+        })
+    }
+
+    /// Finds the whole batches to return for a read starting with the batch
+    /// that contains `start_offset`, without reading them: a [`FileRegion`]
+    /// of one segment file, sent as it is (`sendfile`) or read with
+    /// [`FileRegion::read`].
+    ///
+    /// - Batches whose last offset is >= `upper_bound_offset` (high watermark
+    ///   for consumers, log end offset for followers) are not included.
+    /// - At most `max_bytes` are included, except that with `min_one_batch`
+    ///   the first batch is included whole even if larger (KIP-74).
+    /// - One call covers one segment.
+    /// - `start_offset` below the log start offset or above the log end
+    ///   offset fails with [`Error::OffsetBelowLogStart`] /
+    ///   [`Error::OffsetAboveLogEnd`]; `start_offset == log_end_offset`, or a
+    ///   truncation racing with the call, gives `None`.
+    pub fn read_region(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        upper_bound_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<Option<FileRegion>> {
         let log_end_offset = self.log_end_offset();
         let log_start_offset = self.log_start_offset();
         if start_offset < log_start_offset {
@@ -116,16 +205,9 @@ impl LogReader {
                 log_end_offset,
             });
         }
-        let empty = ReadResult {
-            bytes: Bytes::new(),
-            first_batch_offset: None,
-            next_offset: start_offset,
-            log_start_offset,
-            log_end_offset,
-        };
         let bound = upper_bound_offset.min(log_end_offset);
         if start_offset >= bound {
-            return Ok(empty);
+            return Ok(None);
         }
         let segments = self.shared.snapshot();
         // The writer publishes a higher log start before dropping segments.
@@ -144,43 +226,49 @@ impl LogReader {
                 break;
             }
             let (generation, committed) = seg.state();
+            let raced = || seg.generation() != generation;
             let found = match seg.find_batch(start_offset, committed) {
                 // A truncation raced with us: report nothing rather than an error.
-                Err(_) if seg.generation() != generation => return Ok(empty),
+                Err(_) if raced() => return Ok(None),
                 other => other?,
             };
             let Some((pos, header)) = found else {
                 continue;
             };
             if header.last_offset() >= bound {
-                return Ok(empty);
+                return Ok(None);
             }
             let first_size = header.size as usize;
             if first_size > max_bytes && !min_one_batch {
-                return Ok(empty);
+                return Ok(None);
             }
-            let available = (committed - pos) as usize;
-            let len = max_bytes.max(first_size).min(available);
-            let chunk = read_full(&seg.file, &seg.log_path, pos, len)?;
-            if seg.generation() != generation {
-                // The segment was truncated while we read; the bytes may mix
-                // old and new data. The caller retries with fresh state.
-                return Ok(empty);
+            // Where the batches below the bound end in this segment.
+            let below_bound_end = match seg.find_batch(bound, committed) {
+                Err(_) if raced() => return Ok(None),
+                other => other?.map_or(committed, |(p, _)| p),
+            };
+            let limit = below_bound_end.min(pos + max_bytes.max(first_size) as u64);
+            let end = if limit == below_bound_end {
+                limit
+            } else {
+                match seg.batch_boundary_at_or_before(pos, limit) {
+                    Err(_) if raced() => return Ok(None),
+                    other => other?.max(pos + first_size as u64),
+                }
+            };
+            if raced() {
+                return Ok(None);
             }
-            let (taken, next_offset) = whole_batches(&chunk, bound);
-            if taken == 0 {
-                // Concurrent truncation shortened the file under us.
-                return Ok(empty);
-            }
-            return Ok(ReadResult {
-                bytes: chunk.slice(..taken),
-                first_batch_offset: Some(header.base_offset),
-                next_offset,
+            return Ok(Some(FileRegion {
+                segment: Arc::clone(seg),
+                position: pos,
+                len: (end - pos) as usize,
+                generation,
+                first_batch_offset: header.base_offset,
                 log_start_offset,
-                log_end_offset,
-            });
+            }));
         }
-        Ok(empty)
+        Ok(None)
     }
 
     /// Finds the first record with timestamp >= `timestamp` (ListOffsets by

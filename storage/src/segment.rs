@@ -144,6 +144,22 @@ impl SegmentShared {
         Ok(None)
     }
 
+    /// The end of the last whole batch that starts at or after `from` and ends
+    /// at or before `limit` (both batch boundaries or positions inside the
+    /// segment's readable part), or `from` if the first batch is longer.
+    /// Walks headers from the offset index's floor entry, so a few header
+    /// reads at most.
+    pub fn batch_boundary_at_or_before(&self, from: u64, limit: u64) -> Result<u64> {
+        let mut pos = read_lock(&self.offset_index).floor_position(limit).max(from);
+        if pos > limit {
+            pos = from;
+        }
+        while let Some(h) = self.read_header(pos, limit)? {
+            pos += u64::from(h.size);
+        }
+        Ok(pos)
+    }
+
     /// Reads the whole batch at `pos` as a [`RecordBatch`].
     pub fn read_batch(&self, pos: u64, header: &BatchHeader) -> Result<Option<RecordBatch>> {
         let bytes = read_full(&self.file, &self.log_path, pos, header.size as usize)?;

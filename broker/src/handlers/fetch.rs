@@ -26,7 +26,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use klamm_protocol::messages::fetch_response::{EpochEndOffset, FetchResponse, FetchableTopicResponse, PartitionData};
 use klamm_protocol::messages::FetchRequest;
-use klamm_protocol::{ErrorCode, Uuid};
+use klamm_protocol::{left_out, ErrorCode, Uuid};
+use klamm_storage::FileRegion;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -37,13 +38,12 @@ use crate::replica::{Partition, PartitionView};
 /// so a confused client cannot park a connection for hours.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 
-/// Most record bytes read for one partition in one fetch, and in one response. Clients may
+/// Most record bytes sent for one partition in one fetch, and in one response. Clients may
 /// ask for far more (some set 100 MB); answering with less is always allowed (the client
-/// fetches again) and keeps each buffer small enough for the allocator to reuse instead of
-/// mapping fresh zeroed pages for every response. KIP-74 still wins: a single larger batch
-/// is returned whole.
-const PARTITION_READ_CAP: i64 = 8 << 20;
-const RESPONSE_READ_CAP: i64 = 24 << 20;
+/// fetches again), and bounds how long one response holds the connection's writer.
+/// KIP-74 still wins: a single larger batch is returned whole.
+const PARTITION_READ_CAP: i64 = 16 << 20;
+const RESPONSE_READ_CAP: i64 = 48 << 20;
 
 struct Target {
     topic: String,
@@ -56,17 +56,19 @@ struct Target {
     diverging: Option<(i32, i64)>,
 }
 
-pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchResponse {
+/// The response, and the file regions its `records` placeholders stand for
+/// (see [`super::Outcome::RespondFromFiles`]).
+pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> (FetchResponse, Vec<FileRegion>) {
     let version = ctx.api_version;
     let mut response = FetchResponse { throttle_time_ms: 0, session_id: 0, ..Default::default() };
     if request.session_id != 0 {
         // We never hand out sessions, so any id is unknown.
         response.error_code = ErrorCode::FETCH_SESSION_ID_NOT_FOUND.code();
-        return response;
+        return (response, Vec::new());
     }
     if request.session_epoch != -1 && request.session_epoch != 0 {
         response.error_code = ErrorCode::INVALID_FETCH_SESSION_EPOCH.code();
-        return response;
+        return (response, Vec::new());
     }
 
     let replica_id = if version >= 15 { request.replica_state.replica_id } else { request.replica_id };
@@ -87,16 +89,16 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         for w in watchers.iter_mut() {
             w.borrow_and_update();
         }
-        let (topics, bytes, any_error) = read_all(&targets, read_committed, max_bytes, follower.is_some());
-        if bytes >= min_bytes || any_error || Instant::now() >= deadline || watchers.is_empty() {
-            response.responses = topics;
-            return response;
+        let read = read_all(&targets, read_committed, max_bytes, follower.is_some());
+        if read.bytes >= min_bytes || read.any_error || Instant::now() >= deadline || watchers.is_empty() {
+            response.responses = read.topics;
+            return (response, read.regions);
         }
         if !wait_for_change(&mut watchers, deadline).await {
             // Deadline passed: one last read so data that arrived is not left behind.
-            let (topics, _, _) = read_all(&targets, read_committed, max_bytes, follower.is_some());
-            response.responses = topics;
-            return response;
+            let read = read_all(&targets, read_committed, max_bytes, follower.is_some());
+            response.responses = read.topics;
+            return (response, read.regions);
         }
     }
 }
@@ -155,10 +157,23 @@ fn resolve(ctx: &RequestContext, request: &FetchRequest, follower: Option<i32>) 
     targets
 }
 
-/// Reads every target once; returns the response topics, the bytes of record
-/// data included and whether any partition carries an error.
-fn read_all(targets: &[Target], read_committed: bool, max_bytes: i64, follower: bool) -> (Vec<FetchableTopicResponse>, i64, bool) {
+/// One pass over the fetched partitions.
+struct ReadAll {
+    topics: Vec<FetchableTopicResponse>,
+    /// The regions that the `records` placeholders stand for, by key.
+    regions: Vec<FileRegion>,
+    /// Bytes of record data included.
+    bytes: i64,
+    /// Whether any partition carries an error (the fetch then returns at once).
+    any_error: bool,
+}
+
+/// Reads every target once. Record data is found, not read: each partition's
+/// `records` is a placeholder for a file region (read into memory only when
+/// there are more regions or larger ones than placeholders allow).
+fn read_all(targets: &[Target], read_committed: bool, max_bytes: i64, follower: bool) -> ReadAll {
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut regions: Vec<FileRegion> = Vec::new();
     let mut total: i64 = 0;
     let mut any_error = false;
     for t in targets {
@@ -200,10 +215,12 @@ fn read_all(targets: &[Target], read_committed: bool, max_bytes: i64, follower: 
                     let limit = remaining.min(t.partition_max_bytes.max(0) as i64).min(PARTITION_READ_CAP);
                     let min_one = total == 0;
                     if t.fetch_offset < bound && (limit > 0 || min_one) {
-                        match partition.reader().read(t.fetch_offset, limit as usize, bound, min_one) {
-                            Ok(read) => {
-                                total += read.bytes.len() as i64;
-                                data.records = Some(read.bytes);
+                        let found = partition.reader().read_region(t.fetch_offset, limit as usize, bound, min_one);
+                        match found.and_then(|region| region.map(|r| records_for(r, &mut regions)).transpose()) {
+                            Ok(records) => {
+                                let records = records.unwrap_or_default();
+                                total += records.len() as i64;
+                                data.records = Some(records);
                             }
                             Err(e) => {
                                 tracing::warn!(topic = %partition.topic, partition = t.partition, error = %e, "fetch read failed");
@@ -221,7 +238,19 @@ fn read_all(targets: &[Target], read_committed: bool, max_bytes: i64, follower: 
         }
         topics.last_mut().expect("pushed above").partitions.push(data);
     }
-    (topics, total, any_error)
+    ReadAll { topics, regions, bytes: total, any_error }
+}
+
+/// The `records` value for `region`: a placeholder keyed by its place in
+/// `regions`, or (beyond what placeholders allow) the bytes themselves.
+fn records_for(region: FileRegion, regions: &mut Vec<FileRegion>) -> Result<Bytes, klamm_storage::Error> {
+    match left_out::placeholder(regions.len(), region.len()) {
+        Some(placeholder) => {
+            regions.push(region);
+            Ok(placeholder)
+        }
+        None => region.read(),
+    }
 }
 
 /// Kafka's leader epoch check (v9+; -1 skips it): an older epoch than the

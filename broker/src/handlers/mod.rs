@@ -152,6 +152,11 @@ pub struct RequestContext {
 /// What the connection should do after a request was handled.
 pub enum Outcome {
     Respond(ResponseKind),
+    /// A response whose `records` fields hold placeholders
+    /// ([`klamm_protocol::left_out`]) for the file regions at their keys: the
+    /// connection sends those bytes straight from the log files (`sendfile`),
+    /// so fetched batches are never copied through the broker's memory.
+    RespondFromFiles(ResponseKind, Vec<klamm_storage::FileRegion>),
     /// acks=0 produce: Kafka sends nothing back.
     NoResponse,
     /// Kafka closes the connection (e.g. a failed acks=0 produce).
@@ -173,7 +178,10 @@ pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::ApiVersions(r) => api_versions::handle(ctx, r).into(),
         RequestKind::Metadata(r) => metadata::handle(ctx, r).await.into(),
         RequestKind::Produce(r) => produce::handle(ctx, r).await,
-        RequestKind::Fetch(r) => fetch::handle(ctx, r).await.into(),
+        RequestKind::Fetch(r) => {
+            let (response, regions) = fetch::handle(ctx, r).await;
+            Outcome::RespondFromFiles(response.into(), regions)
+        }
         RequestKind::ListOffsets(r) => list_offsets::handle(ctx, r).into(),
         RequestKind::CreateTopics(r) => create_topics::handle(ctx, r).await.into(),
         RequestKind::DeleteRecords(r) => delete_records::handle(ctx, r).await.into(),

@@ -21,8 +21,10 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use klamm_protocol::header::decode_request_header;
 use klamm_protocol::messages::RequestKind;
-use klamm_protocol::ApiKey;
+use klamm_protocol::{left_out, ApiKey};
+use klamm_storage::FileRegion;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, Instrument};
@@ -34,10 +36,76 @@ use crate::server::Broker;
 /// reading eventually stops the reader too (back-pressure instead of memory).
 const WRITE_QUEUE_DEPTH: usize = 64;
 
-/// A response in the writer's queue: ready bytes, or a response still being completed.
+/// A response in the writer's queue: ready, or still being completed.
 enum Queued {
-    Ready(Bytes),
-    Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = Option<Bytes>> + Send>>),
+    Ready(ResponseFrame),
+    Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = Option<ResponseFrame>> + Send>>),
+}
+
+/// An encoded response: its bytes, with record data to insert from log files
+/// at the given positions (empty for most responses).
+pub struct ResponseFrame {
+    bytes: Bytes,
+    from_files: Vec<(usize, FileRegion)>,
+}
+
+impl ResponseFrame {
+    fn in_memory(bytes: Bytes) -> ResponseFrame {
+        ResponseFrame { bytes, from_files: Vec::new() }
+    }
+
+    /// The whole frame in memory (reads the file regions; for tests and
+    /// transports that cannot send from files).
+    pub fn to_bytes(&self) -> Result<Bytes, klamm_storage::Error> {
+        if self.from_files.is_empty() {
+            return Ok(self.bytes.clone());
+        }
+        let mut out = BytesMut::with_capacity(self.bytes.len() + self.from_files.iter().map(|(_, r)| r.len()).sum::<usize>());
+        let mut cursor = 0;
+        for (at, region) in &self.from_files {
+            out.extend_from_slice(&self.bytes[cursor..*at]);
+            out.extend_from_slice(&region.read()?);
+            cursor = *at;
+        }
+        out.extend_from_slice(&self.bytes[cursor..]);
+        Ok(out.freeze())
+    }
+
+    /// Writes the frame: the bytes in order, each file region sent from its
+    /// file in its place. Fails (and the connection must close) if a region's
+    /// file was truncated under the send, since the frame size is already out.
+    async fn write_to(&self, out: &mut OwnedWriteHalf) -> std::io::Result<()> {
+        let mut cursor = 0;
+        for (at, region) in &self.from_files {
+            out.write_all(&self.bytes[cursor..*at]).await?;
+            send_region(out.as_ref(), region).await?;
+            cursor = *at;
+        }
+        out.write_all(&self.bytes[cursor..]).await
+    }
+}
+
+/// Sends a file region to the socket with sendfile(2): the kernel moves the
+/// page-cache pages to the socket without a copy through user space.
+async fn send_region(socket: &TcpStream, region: &FileRegion) -> std::io::Result<()> {
+    let mut offset = region.position();
+    let end = offset + region.len() as u64;
+    while offset < end {
+        socket.writable().await?;
+        let sent = socket.try_io(tokio::io::Interest::WRITABLE, || {
+            let count = (end - offset).min(1 << 30) as usize;
+            rustix::fs::sendfile(socket, region.file(), Some(&mut offset), count).map_err(std::io::Error::from)
+        });
+        match sent {
+            Ok(0) => {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "log segment shrank while it was being sent"));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Smallest possible request: api_key + api_version + correlation_id + client_id length.
@@ -73,7 +141,8 @@ async fn serve_inner(
                     None => break,
                 },
             };
-            if write_half.write_all(&frame).await.is_err() {
+            if let Err(e) = frame.write_to(&mut write_half).await {
+                debug!(error = %e, "closing connection: response write failed");
                 break;
             }
         }
@@ -133,8 +202,8 @@ async fn read_frame_body<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, size: 
 }
 
 enum FrameResult {
-    Reply(Bytes),
-    Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = Option<Bytes>> + Send>>),
+    Reply(ResponseFrame),
+    Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = Option<ResponseFrame>> + Send>>),
     Silent,
     Close(&'static str),
 }
@@ -157,7 +226,7 @@ async fn handle_frame(
 
     if api_key == ApiKey::ApiVersions && !handlers::is_supported(api_key, version) {
         // KIP-511: answer in the v0 format with UNSUPPORTED_VERSION and our range.
-        return FrameResult::Reply(handlers::api_versions::unsupported_version_response(correlation_id));
+        return FrameResult::Reply(ResponseFrame::in_memory(handlers::api_versions::unsupported_version_response(correlation_id)));
     }
     if !handlers::is_supported(api_key, version) {
         return FrameResult::Close("unsupported api version");
@@ -187,16 +256,25 @@ async fn handle_frame(
     };
     match handlers::handle(&ctx, request).instrument(span).await {
         Outcome::Respond(response) => match encode_response(api_key, version, correlation_id, &response) {
-            Ok(bytes) => FrameResult::Reply(bytes),
+            Ok(bytes) => FrameResult::Reply(ResponseFrame::in_memory(bytes)),
             Err(e) => {
                 tracing::error!(error = %e, api_key = api_key.name(), version, "failed to encode response");
                 FrameResult::Close("response encoding failed")
             }
         },
+        Outcome::RespondFromFiles(response, regions) => {
+            match encode_response_from_files(api_key, version, correlation_id, &response, regions) {
+                Ok(frame) => FrameResult::Reply(frame),
+                Err(e) => {
+                    tracing::error!(error = %e, api_key = api_key.name(), version, "failed to encode response");
+                    FrameResult::Close("response encoding failed")
+                }
+            }
+        }
         Outcome::Deferred(pending) => FrameResult::Deferred(Box::pin(async move {
             let response = pending.await;
             match encode_response(api_key, version, correlation_id, &response) {
-                Ok(bytes) => Some(bytes),
+                Ok(bytes) => Some(ResponseFrame::in_memory(bytes)),
                 Err(e) => {
                     tracing::error!(error = %e, api_key = api_key.name(), version, "failed to encode response");
                     None
@@ -225,6 +303,45 @@ pub fn encode_response(
     let size = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.freeze())
+}
+
+/// Frames a response whose `records` placeholders stand for `regions`
+/// (see [`Outcome::RespondFromFiles`]): the size covers the regions' bytes,
+/// which stay in their files until the writer sends them.
+pub fn encode_response_from_files(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &klamm_protocol::messages::ResponseKind,
+    regions: Vec<FileRegion>,
+) -> Result<ResponseFrame, klamm_protocol::EncodeError> {
+    if regions.is_empty() {
+        return encode_response(api_key, version, correlation_id, body).map(ResponseFrame::in_memory);
+    }
+    let mut buf = BytesMut::with_capacity(1024);
+    buf.put_i32(0); // size, patched below
+    buf.put_i32(correlation_id);
+    if api_key.response_header_version(version) >= 1 {
+        buf.put_u8(0); // empty tagged-field section
+    }
+    let (encoded, left_out) = left_out::encode_leaving_out_records(|| body.encode(&mut buf, version));
+    encoded?;
+    let mut regions: Vec<Option<FileRegion>> = regions.into_iter().map(Some).collect();
+    let mut from_files = Vec::with_capacity(left_out.len());
+    let mut size = buf.len() - 4;
+    for l in left_out {
+        // Every placeholder was made for one region of the same length.
+        let region = regions
+            .get_mut(l.key)
+            .and_then(Option::take)
+            .filter(|r| r.len() == l.len)
+            .ok_or_else(|| klamm_protocol::EncodeError::Invalid(format!("records placeholder {} has no region of {} bytes", l.key, l.len)))?;
+        size += l.len;
+        from_files.push((l.at, region));
+    }
+    let size = i32::try_from(size).map_err(|_| klamm_protocol::EncodeError::TooLong { field: "response", len: size })?;
+    buf[0..4].copy_from_slice(&size.to_be_bytes());
+    Ok(ResponseFrame { bytes: buf.freeze(), from_files })
 }
 
 /// Bytes of record data a response carries, so the output buffer is sized

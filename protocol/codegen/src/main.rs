@@ -583,10 +583,15 @@ fn enc_field(cx: &Ctx, s: &StructDef, f: &Field, fx: &str) -> String {
             format!("put_opt_string(buf, {val}.as_deref(), {fx}, {nl}, {n}, v)?;")
         }
         Ty::Str => format!("put_string(buf, &{val}, {fx}, {n})?;"),
-        Ty::Bytes | Ty::Records if f.is_option() => {
+        Ty::Bytes if f.is_option() => {
             format!("put_opt_bytes(buf, {val}.as_deref(), {fx}, {nl}, {n}, v)?;")
         }
-        Ty::Bytes | Ty::Records => format!("put_bytes(buf, &{val}, {fx}, {n})?;"),
+        Ty::Bytes => format!("put_bytes(buf, &{val}, {fx}, {n})?;"),
+        // Records may be left out of the buffer (see klamm_protocol::left_out).
+        Ty::Records if f.is_option() => {
+            format!("put_opt_records(buf, {val}.as_deref(), {fx}, {nl}, {n}, v)?;")
+        }
+        Ty::Records => format!("put_records(buf, &{val}, {fx}, {n})?;"),
         Ty::Struct(_) if f.is_option() => {
             format!("put_opt_struct(buf, {val}.as_ref(), v, {nl}, {n})?;")
         }

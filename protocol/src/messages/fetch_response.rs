@@ -437,7 +437,7 @@ impl Encode for PartitionData {
         if v >= 11 {
             put_i32(buf, self.preferred_read_replica);
         }
-        put_opt_bytes(
+        put_opt_records(
             buf,
             self.records.as_deref(),
             flex,

@@ -126,7 +126,7 @@ impl Encode for PartitionProduceData {
         let v = version;
         let flex = v >= 9;
         put_i32(buf, self.index);
-        put_opt_bytes(
+        put_opt_records(
             buf,
             self.records.as_deref(),
             flex,
