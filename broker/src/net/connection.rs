@@ -23,12 +23,13 @@ use klamm_protocol::header::decode_request_header;
 use klamm_protocol::messages::RequestKind;
 use klamm_protocol::{left_out, ApiKey};
 use klamm_storage::FileRegion;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, Instrument};
 
+use super::frame_reader::FrameReader;
 use crate::handlers::{self, Outcome, RequestContext};
 use crate::server::Broker;
 
@@ -130,7 +131,7 @@ async fn serve_inner(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (read_half, mut write_half) = stream.into_split();
-    let mut reader = BufReader::with_capacity(256 * 1024, read_half);
+    let mut frames = FrameReader::new(read_half);
     let (tx, mut rx) = mpsc::channel::<Queued>(WRITE_QUEUE_DEPTH);
     let writer = tokio::spawn(async move {
         while let Some(item) = rx.recv().await {
@@ -152,9 +153,9 @@ async fn serve_inner(
     let max_frame = broker.config.socket_request_max_bytes;
     loop {
         let size = tokio::select! {
-            r = reader.read_i32() => match r {
-                Ok(size) => size,
-                Err(_) => break, // EOF or reset: the client went away.
+            r = frames.next_size() => match r {
+                Some(size) => size,
+                None => break, // EOF or reset: the client went away.
             },
             _ = shutdown.changed() => break,
         };
@@ -162,7 +163,7 @@ async fn serve_inner(
             debug!(size, max_frame, "closing connection: frame size out of bounds");
             break;
         }
-        let Some(frame) = read_frame_body(&mut reader, size as usize).await else {
+        let Some(frame) = frames.body(size as usize).await else {
             break;
         };
         match handle_frame(&broker, &listener, peer, frame).await {
@@ -185,20 +186,6 @@ async fn serve_inner(
     }
     drop(tx);
     let _ = writer.await;
-}
-
-/// Reads exactly `size` bytes into a fresh buffer without zero-filling it
-/// first; None if the connection ends early.
-async fn read_frame_body<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, size: usize) -> Option<Bytes> {
-    let mut buf = BytesMut::with_capacity(size);
-    let mut limited = reader.take(size as u64);
-    while buf.len() < size {
-        match limited.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    }
-    Some(buf.freeze())
 }
 
 enum FrameResult {

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod connection;
+mod frame_reader;
 pub mod listener;
 
 pub use listener::{serve_listener, BoundListener};
