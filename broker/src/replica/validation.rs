@@ -83,7 +83,7 @@ pub fn validate_records(
     let mut bad_timestamps: Vec<(i32, i64)> = Vec::new();
     let mut seen = 0i32;
     let base_timestamp = batch.base_timestamp();
-    for (index, record) in batch.records_bounded(inflate_limit).enumerate() {
+    for (index, record) in batch.records_bounded(inflate_limit).summaries().enumerate() {
         let record = record.map_err(|e| match e {
             RecordsError::DecompressedTooLarge { limit } => PartitionError::new(
                 ErrorCode::MESSAGE_TOO_LARGE,
@@ -93,7 +93,7 @@ pub fn validate_records(
         })?;
         let index = i32::try_from(index).unwrap_or(i32::MAX);
         seen = seen.saturating_add(1);
-        if compacted && record.key.is_none() && keyless.len() < MAX_RECORD_ERRORS {
+        if compacted && !record.has_key && keyless.len() < MAX_RECORD_ERRORS {
             keyless.push(index);
         }
         if let Some((low, high)) = timestamp_bounds {

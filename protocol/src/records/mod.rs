@@ -67,7 +67,7 @@ pub use builder::{
 };
 pub use compression::{compress, decompress, decompress_bounded, Compression};
 pub use recompress::recompress_batch;
-pub use record::{Record, Records};
+pub use record::{Record, RecordSummaries, RecordSummary, Records};
 
 /// Bytes before `partitionLeaderEpoch`: baseOffset + batchLength (`Records.LOG_OVERHEAD`).
 pub const LOG_OVERHEAD: usize = 12;

@@ -111,7 +111,9 @@ impl Records {
         }
     }
 
-    fn next_record(&mut self) -> Result<Record, RecordsError> {
+    /// Parses and checks the record at `pos` without copying or slicing
+    /// anything, and moves past it.
+    fn parse_next(&mut self) -> Result<Layout, RecordsError> {
         let buf = &self.payload[..];
         let mut pos = self.pos;
         let length = read_varint(buf, &mut pos).map_err(|_| self.corrupt("bad length varint"))?;
@@ -129,30 +131,22 @@ impl Records {
             read_varlong(body, &mut pos).map_err(|_| self.corrupt("bad timestamp delta"))?;
         let offset_delta =
             read_varint(body, &mut pos).map_err(|_| self.corrupt("bad offset delta"))?;
-        let key = self.read_nullable(body, &mut pos, "bad key")?;
-        let value = self.read_nullable(body, &mut pos, "bad value")?;
+        let key = self.nullable_range(body, &mut pos, "bad key")?;
+        let value = self.nullable_range(body, &mut pos, "bad value")?;
         let header_count =
             read_varint(body, &mut pos).map_err(|_| self.corrupt("bad header count"))?;
         if header_count < 0 {
             return Err(self.corrupt("negative header count"));
         }
-        // Each header takes at least two bytes; refuse absurd counts before allocating.
+        // Each header takes at least two bytes; refuse absurd counts before anyone allocates.
         if header_count as usize > (end - pos) / 2 {
             return Err(self.corrupt("header count exceeds record"));
         }
-        let mut headers = Vec::with_capacity(header_count as usize);
+        let headers_at = pos;
         for _ in 0..header_count {
-            let key_len =
-                read_varint(body, &mut pos).map_err(|_| self.corrupt("bad header key length"))?;
-            if key_len < 0 || pos + key_len as usize > end {
-                return Err(self.corrupt("bad header key length"));
-            }
-            let key = std::str::from_utf8(&body[pos..pos + key_len as usize])
-                .map_err(|_| self.corrupt("header key is not UTF-8"))?
-                .to_owned();
-            pos += key_len as usize;
-            let value = self.read_nullable(body, &mut pos, "bad header value")?;
-            headers.push((key, value));
+            let (key_at, key_end) = self.header_key_range(body, &mut pos)?;
+            std::str::from_utf8(&body[key_at..key_end]).map_err(|_| self.corrupt("header key is not UTF-8"))?;
+            self.nullable_range(body, &mut pos, "bad header value")?;
         }
         if pos != end {
             return Err(self.corrupt("record length does not match its fields"));
@@ -167,22 +161,58 @@ impl Records {
         }
         self.previous_delta = Some(offset_delta);
         self.pos = end;
-        Ok(Record {
+        Ok(Layout {
             attributes,
             timestamp_delta,
             offset_delta,
             key,
             value,
+            headers_at,
+            header_count,
+        })
+    }
+
+    fn next_record(&mut self) -> Result<Record, RecordsError> {
+        let layout = self.parse_next()?;
+        let slice = |range: Option<(usize, usize)>| range.map(|(from, to)| self.payload.slice(from..to));
+        let mut headers = Vec::with_capacity(layout.header_count as usize);
+        let body = &self.payload[..];
+        let mut pos = layout.headers_at;
+        for _ in 0..layout.header_count {
+            // Checked by parse_next; these reads cannot fail.
+            let (key_at, key_end) = self.header_key_range(body, &mut pos)?;
+            let key = String::from_utf8_lossy(&body[key_at..key_end]).into_owned();
+            let value = self.nullable_range(body, &mut pos, "bad header value")?;
+            headers.push((key, slice(value)));
+        }
+        Ok(Record {
+            attributes: layout.attributes,
+            timestamp_delta: layout.timestamp_delta,
+            offset_delta: layout.offset_delta,
+            key: slice(layout.key),
+            value: slice(layout.value),
             headers,
         })
     }
 
-    fn read_nullable(
+    /// The (start, end) of a header key at `pos`, moving past it.
+    fn header_key_range(&self, body: &[u8], pos: &mut usize) -> Result<(usize, usize), RecordsError> {
+        let key_len = read_varint(body, pos).map_err(|_| self.corrupt("bad header key length"))?;
+        if key_len < 0 || *pos + key_len as usize > body.len() {
+            return Err(self.corrupt("bad header key length"));
+        }
+        let at = *pos;
+        *pos += key_len as usize;
+        Ok((at, *pos))
+    }
+
+    /// The (start, end) of nullable bytes at `pos` (None for null), moving past them.
+    fn nullable_range(
         &self,
         body: &[u8],
         pos: &mut usize,
         reason: &'static str,
-    ) -> Result<Option<Bytes>, RecordsError> {
+    ) -> Result<Option<(usize, usize)>, RecordsError> {
         let len = read_varint(body, pos).map_err(|_| self.corrupt(reason))?;
         if len == -1 {
             return Ok(None);
@@ -190,16 +220,14 @@ impl Records {
         if len < 0 || *pos + len as usize > body.len() {
             return Err(self.corrupt(reason));
         }
-        let slice = self.payload.slice(*pos..*pos + len as usize);
+        let at = *pos;
         *pos += len as usize;
-        Ok(Some(slice))
+        Ok(Some((at, *pos)))
     }
-}
 
-impl Iterator for Records {
-    type Item = Result<Record, RecordsError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    /// One step of the iteration: the count, trailing-bytes and first-error
+    /// rules around `parse`.
+    fn step<T>(&mut self, parse: impl FnOnce(&mut Records) -> Result<T, RecordsError>) -> Option<Result<T, RecordsError>> {
         if self.done {
             return None;
         }
@@ -225,15 +253,79 @@ impl Iterator for Records {
                 self.count, self.index
             ))));
         }
-        match self.next_record() {
-            Ok(record) => {
+        match parse(self) {
+            Ok(item) => {
                 self.index += 1;
-                Some(Ok(record))
+                Some(Ok(item))
             }
             Err(e) => {
                 self.done = true;
                 Some(Err(e))
             }
         }
+    }
+
+    /// The same walk with the same checks, yielding only what validation
+    /// needs of each record: no slices, no allocation (the broker walks every
+    /// produced record once, so this is on the produce hot path).
+    pub fn summaries(self) -> RecordSummaries {
+        RecordSummaries { records: self }
+    }
+}
+
+/// Where one checked record's fields lie in the records section.
+struct Layout {
+    attributes: i8,
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<(usize, usize)>,
+    value: Option<(usize, usize)>,
+    headers_at: usize,
+    header_count: i32,
+}
+
+/// What [`Records::summaries`] yields per record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSummary {
+    /// Timestamp relative to the batch's base timestamp.
+    pub timestamp_delta: i64,
+    /// Offset relative to the batch's base offset.
+    pub offset_delta: i32,
+    /// False for a null key.
+    pub has_key: bool,
+}
+
+impl RecordSummary {
+    /// Absolute timestamp given the batch's base timestamp (CreateTime).
+    pub fn timestamp(&self, base_timestamp: i64) -> i64 {
+        base_timestamp.wrapping_add(self.timestamp_delta)
+    }
+}
+
+/// Iterator of [`RecordSummary`]; see [`Records::summaries`].
+#[derive(Debug, Clone)]
+pub struct RecordSummaries {
+    records: Records,
+}
+
+impl Iterator for RecordSummaries {
+    type Item = Result<RecordSummary, RecordsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.records.step(|r| {
+            r.parse_next().map(|l| RecordSummary {
+                timestamp_delta: l.timestamp_delta,
+                offset_delta: l.offset_delta,
+                has_key: l.key.is_some(),
+            })
+        })
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, RecordsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step(Records::next_record)
     }
 }

@@ -272,6 +272,7 @@ proptest! {
         if let Some(max) = recs.iter().map(|r| r.0).max() {
             prop_assert_eq!(b.max_timestamp(), max);
         }
+        prop_assert_eq!(summaries_of_records(&b), b.records().summaries().collect::<Vec<_>>());
     }
 
     #[test]
@@ -310,5 +311,16 @@ proptest! {
         let (b, _) = RecordBatch::parse(buf.freeze()).unwrap();
         let _ = b.validate();
         let _ = b.records().count();
+        // The allocation-free walk accepts and rejects exactly what the full one does.
+        prop_assert_eq!(summaries_of_records(&b), b.records().summaries().collect::<Vec<_>>());
     }
+}
+
+/// What `Records::summaries` must yield: the full walk, summarised.
+fn summaries_of_records(b: &RecordBatch) -> Vec<Result<RecordSummary, RecordsError>> {
+    b.records()
+        .map(|r| {
+            r.map(|r| RecordSummary { timestamp_delta: r.timestamp_delta, offset_delta: r.offset_delta, has_key: r.key.is_some() })
+        })
+        .collect()
 }
