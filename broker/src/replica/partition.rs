@@ -104,6 +104,14 @@ struct FollowerProgress {
     leader_end_at_last_fetch: i64,
 }
 
+impl FollowerProgress {
+    /// A follower that has not fetched yet, counted as caught up at `now_ms` so it
+    /// gets `replica.lag.time.max.ms` to fetch before it may leave the ISR.
+    fn fresh(now_ms: i64) -> Self {
+        FollowerProgress { log_end_offset: -1, last_caught_up_ms: now_ms, last_fetch_ms: now_ms, leader_end_at_last_fetch: -1 }
+    }
+}
+
 /// This broker's replication state for the partition.
 struct ReplicaState {
     node_id: i32,
@@ -294,7 +302,7 @@ impl Partition {
                 .replicas
                 .iter()
                 .filter(|r| **r != st.node_id)
-                .map(|r| (*r, FollowerProgress { log_end_offset: -1, last_caught_up_ms: now_ms, last_fetch_ms: now_ms, leader_end_at_last_fetch: -1 }))
+                .map(|r| (*r, FollowerProgress::fresh(now_ms)))
                 .collect();
             info!(topic = %self.topic, partition = self.index, leader_epoch = meta.leader_epoch, log_end_offset = leo, isr = ?meta.isr, "became leader");
         } else if !st.is_leader() {
@@ -303,7 +311,7 @@ impl Partition {
             let replicas = st.replicas.clone();
             st.followers.retain(|r, _| replicas.contains(r));
             for r in replicas.into_iter().filter(|r| *r != st.node_id) {
-                st.followers.entry(r).or_insert(FollowerProgress { log_end_offset: -1, last_caught_up_ms: now_ms, last_fetch_ms: now_ms, leader_end_at_last_fetch: -1 });
+                st.followers.entry(r).or_insert(FollowerProgress::fresh(now_ms));
             }
         }
         let hw = self.compute_high_watermark(w);
@@ -401,12 +409,7 @@ impl Partition {
         if fetch_offset > leo || fetch_offset < w.log.log_start_offset() {
             return Err(ErrorCode::OFFSET_OUT_OF_RANGE);
         }
-        let progress = w.state.followers.entry(replica).or_insert(FollowerProgress {
-            log_end_offset: -1,
-            last_caught_up_ms: now_ms,
-            last_fetch_ms: now_ms,
-            leader_end_at_last_fetch: -1,
-        });
+        let progress = w.state.followers.entry(replica).or_insert(FollowerProgress::fresh(now_ms));
         if fetch_offset >= leo {
             progress.last_caught_up_ms = now_ms;
         } else if fetch_offset >= progress.leader_end_at_last_fetch && progress.leader_end_at_last_fetch >= 0 {
