@@ -558,13 +558,28 @@ impl Partition {
     /// As follower: the leader said our log diverged after `(epoch, end_offset)`; truncates
     /// to where both logs agree: the end of that epoch here, capped by the leader's end of it.
     pub fn truncate_diverging(&self, epoch: i32, end_offset: i64) -> Result<i64, PartitionError> {
+        self.truncate_as_follower(|w| {
+            let (own_epoch, own_end) = w.log.end_offset_for_epoch(epoch);
+            if own_epoch < 0 { end_offset } else { end_offset.min(own_end) }
+        })
+    }
+
+    /// As follower: truncates the log to `offset` (no-op when it ends there or earlier),
+    /// for when no epoch tells where the logs split, e.g. a replica ahead of the leader
+    /// keeps only what the leader's high watermark covers. Returns the new log end offset.
+    pub fn truncate_to_offset(&self, offset: i64) -> Result<i64, PartitionError> {
+        self.truncate_as_follower(|_| offset)
+    }
+
+    /// Under the writer lock and only while following: truncates to the offset that
+    /// `target` picks from the log (NOT_LEADER_OR_FOLLOWER when leading or closed).
+    fn truncate_as_follower(&self, target: impl FnOnce(&Writer) -> i64) -> Result<i64, PartitionError> {
         let mut guard = self.writer.lock().expect("writer lock poisoned");
         let w = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
         if w.state.is_leader() {
             return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
         }
-        let (own_epoch, own_end) = w.log.end_offset_for_epoch(epoch);
-        let target = if own_epoch < 0 { end_offset } else { end_offset.min(own_end) };
+        let target = target(w);
         self.truncate_locked(w, target)
     }
 
