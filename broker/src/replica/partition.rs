@@ -513,17 +513,7 @@ impl Partition {
                 // Already here (a retried fetch); the log only takes offsets from its end.
                 break;
             }
-            batches.push((
-                IncomingBatch {
-                    producer_id: batch.producer_id(),
-                    producer_epoch: batch.producer_epoch(),
-                    base_sequence: batch.base_sequence(),
-                    last_offset_delta: batch.last_offset_delta(),
-                    max_timestamp: batch.max_timestamp(),
-                },
-                batch.base_offset(),
-                batch.producer_id() >= 0 && !batch.is_control(),
-            ));
+            batches.push(batch);
             whole = iter.position();
         }
         if whole > 0 {
@@ -531,10 +521,8 @@ impl Partition {
                 warn!(topic = %self.topic, partition = self.index, error = %e, "follower append failed");
                 PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
             })?;
-            for (incoming, base, idempotent) in &batches {
-                if *idempotent {
-                    w.producers.replay(incoming, *base);
-                }
+            for batch in &batches {
+                w.producers.replay(batch);
             }
         }
         let leo = w.log.log_end_offset();
@@ -686,13 +674,7 @@ impl Partition {
                 recompressed
             }
         };
-        let incoming = IncomingBatch {
-            producer_id: batch.producer_id(),
-            producer_epoch: batch.producer_epoch(),
-            base_sequence: batch.base_sequence(),
-            last_offset_delta: batch.last_offset_delta(),
-            max_timestamp: batch.max_timestamp(),
-        };
+        let incoming = IncomingBatch::from_header(&batch);
         let log_append_time = config.message_timestamp_type == klamm_config::TimestampType::LogAppendTime;
         let client_timestamp_type = batch.timestamp_type();
         drop(rest);
