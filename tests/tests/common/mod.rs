@@ -1,13 +1,20 @@
-//! Shared by the oracle tests: a raw Kafka connection whose requests are encoded and responses
-//! decoded by the independent `kafka-protocol` crate (which must consume every response byte).
+//! Shared by the integration tests: a raw Kafka connection whose requests are encoded and
+//! responses decoded by the independent `kafka-protocol` crate (which must consume every
+//! response byte), for the oracle and wire tests; and reading a topic back with librdkafka,
+//! for the cluster tests.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiVersionsResponse, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Request, StrBytes};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message as _;
+use rdkafka::TopicPartitionList;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -79,4 +86,29 @@ pub fn batch(n: usize) -> Bytes {
         b = b.record_with_headers(1_700_000_000_000 + i as i64, None, Some(value.as_bytes()), &[]);
     }
     b.build()
+}
+
+/// Reads partitions `0..partitions` of `topic` from the beginning with an assigned librdkafka
+/// consumer (no group membership, nothing committed) until `want` records arrived or
+/// `timeout` passed. Returns `(partition, offset, value)` in the order they were read.
+pub fn must_read_from_beginning(bootstrap: &str, topic: &str, partitions: i32, want: usize, timeout: Duration) -> Vec<(i32, i64, String)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "read-from-beginning")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut read = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while read.len() < want && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            read.push((m.partition(), m.offset(), String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string()));
+        }
+    }
+    read
 }
