@@ -226,34 +226,21 @@ impl AutoRebalance {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_images::{must_apply, must_image_with_brokers};
     use klamm_raft::NewPartition;
 
     /// Brokers `1..=n` registered and unfenced except `fenced`; topic "t" with the given replica
     /// lists (leader = first replica, ISR = replicas).
     fn image(n: i32, fenced: &[i32], replicas: &[&[i32]]) -> MetadataImage {
-        let mut img = MetadataImage::default();
-        let mut index = 1;
-        for id in 1..=n {
-            let reg = MetadataCommand::RegisterBroker { node_id: id, incarnation_id: [id as u8; 16], endpoints: vec![], rack: None };
-            assert!(img.apply(index, &reg).is_applied());
-            assert!(img.apply(index + 1, &MetadataCommand::UnfenceBroker { node_id: id, epoch: index as i64 }).is_applied());
-            index += 2;
-        }
+        let mut img = must_image_with_brokers(1..=n);
         let partitions =
             replicas.iter().enumerate().map(|(i, r)| NewPartition { partition: i as i32, replicas: r.to_vec() }).collect();
-        let create = MetadataCommand::CreateTopic { name: "t".into(), topic_id: [1; 16], partitions, configs: Default::default() };
-        assert!(img.apply(index, &create).is_applied());
+        must_apply(&mut img, &MetadataCommand::CreateTopic { name: "t".into(), topic_id: [1; 16], partitions, configs: Default::default() });
         for id in fenced {
             let epoch = img.broker(*id).map(|b| b.epoch).unwrap_or_default();
-            assert!(img.apply(index + 1, &MetadataCommand::FenceBroker { node_id: *id, epoch }).is_applied());
-            index += 1;
+            must_apply(&mut img, &MetadataCommand::FenceBroker { node_id: *id, epoch });
         }
         img
-    }
-
-    fn must_apply(img: &mut MetadataImage, cmd: &MetadataCommand) {
-        let index = img.last_applied_index + 1;
-        assert!(img.apply(index, cmd).is_applied(), "{cmd:?}");
     }
 
     fn set(img: &mut MetadataImage, partition: i32, leader: i32, isr: &[i32]) {

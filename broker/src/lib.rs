@@ -28,4 +28,6 @@ pub mod producer_ids;
 pub mod reassignment;
 pub mod replica;
 pub mod server;
+#[cfg(test)]
+mod test_images;
 pub mod topics;

@@ -73,26 +73,16 @@ pub fn ongoing(topic: &TopicImage, partitions: Option<&[i32]>) -> Option<Ongoing
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_images::{must_apply, must_image_with_brokers};
     use klamm_raft::NewPartition;
 
     fn image() -> MetadataImage {
-        let mut img = MetadataImage::default();
-        let mut index = 0;
-        let mut apply = |img: &mut MetadataImage, cmd: MetadataCommand| {
-            index += 1;
-            assert!(img.apply(index, &cmd).is_applied(), "{cmd:?}");
-        };
-        for id in 1..=3 {
-            let reg = MetadataCommand::RegisterBroker { node_id: id, incarnation_id: [id as u8; 16], endpoints: vec![], rack: None };
-            apply(&mut img, reg);
-            let epoch = img.broker(id).map(|b| b.epoch).unwrap_or_default();
-            apply(&mut img, MetadataCommand::UnfenceBroker { node_id: id, epoch });
-        }
+        let mut img = must_image_with_brokers(1..=3);
         let partitions = (0..2).map(|p| NewPartition { partition: p, replicas: vec![1] }).collect();
-        apply(&mut img, MetadataCommand::CreateTopic { name: "t".into(), topic_id: [1; 16], partitions, configs: Default::default() });
+        must_apply(&mut img, &MetadataCommand::CreateTopic { name: "t".into(), topic_id: [1; 16], partitions, configs: Default::default() });
         for p in 0..2 {
             let target = Some(if p == 0 { vec![2] } else { vec![1, 3] });
-            apply(&mut img, MetadataCommand::ReassignPartition { topic_id: [1; 16], partition: p, expected_partition_epoch: 0, target });
+            must_apply(&mut img, &MetadataCommand::ReassignPartition { topic_id: [1; 16], partition: p, expected_partition_epoch: 0, target });
         }
         img
     }

@@ -13,10 +13,7 @@ Every wait is bounded; only the processes started here are signalled, by PID.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,8 +22,7 @@ from pathlib import Path
 import pytest
 
 import kafka_wire as wire
-import conftest
-from conftest import HOST, READY_TIMEOUT_S, Broker, BrokerStartError, free_port
+from conftest import HOST, Broker, free_port
 from netproxy import Proxy
 
 SESSION_TIMEOUT_MS = 2500
@@ -122,27 +118,8 @@ class ControllerNode(Node):
         i = next(i for i, a in enumerate(argv) if a.startswith("advertised.listeners="))
         return argv[:i - 1] + argv[i + 1:]  # no Kafka listener to advertise
 
-    def _spawn_and_wait(self) -> None:
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== start #{self.starts + 1}: {' '.join(self.argv())}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.workdir, env={**os.environ, "RUST_BACKTRACE": "1"},
-            )
-        conftest._LIVE.add(self)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if self.proc.poll() is not None:
-                raise BrokerStartError(f"klamm exited with code {self.proc.returncode} during start")
-            try:
-                with socket.create_connection((HOST, self.controller_port), timeout=1.0):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise BrokerStartError(f"controller did not listen on {self.bootstrap} within {READY_TIMEOUT_S}s")
-            time.sleep(0.1)
+    def _wait_ready(self, deadline: float) -> None:
+        self._wait_listening(self.controller_port, deadline)
 
 
 class Cluster:

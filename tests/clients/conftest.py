@@ -137,6 +137,11 @@ class Broker:
         raise BrokerStartError(f"{last_err}\n--- broker log tail ---\n{self.log_tail()}")
 
     def _spawn_and_wait(self) -> None:
+        self._spawn()
+        self._wait_ready(time.monotonic() + READY_TIMEOUT_S)
+
+    def _spawn(self) -> None:
+        """Starts the process, its output appended to the log, and registers it for cleanup."""
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts + 1}: {' '.join(self.argv())}\n".encode())
             log.flush()
@@ -145,20 +150,24 @@ class Broker:
                 cwd=self.workdir, env={**os.environ, "RUST_BACKTRACE": "1"},
             )
         _LIVE.add(self)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        # 1. the Kafka port accepts connections
+
+    def _wait_listening(self, port: int, deadline: float) -> None:
+        """Until `port` accepts connections; BrokerStartError if the process exits or at the deadline."""
         while True:
             if self.proc.poll() is not None:
                 raise BrokerStartError(f"klamm exited with code {self.proc.returncode} during start")
             try:
-                with socket.create_connection((HOST, self.port), timeout=1.0):
-                    break
+                with socket.create_connection((HOST, port), timeout=1.0):
+                    return
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise BrokerStartError(f"klamm did not listen on {self.bootstrap} within {READY_TIMEOUT_S}s")
+                raise BrokerStartError(f"klamm did not listen on {HOST}:{port} within {READY_TIMEOUT_S}s")
             time.sleep(0.1)
-        # 2. it answers ApiVersions v0 (bounded by the same deadline)
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Ready: 1. the Kafka port accepts connections, 2. it answers ApiVersions v0."""
+        self._wait_listening(self.port, deadline)
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -61,15 +61,7 @@ class Proxy:
     def _drop_all(self) -> None:
         with self._lock:
             conns, self._conns = list(self._conns), set()
-        for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                s.close()
-            except OSError:
-                pass
+        self._close_sockets(*conns)
 
     # -- forwarding ------------------------------------------------------------
     def _accept_loop(self) -> None:
@@ -97,7 +89,7 @@ class Proxy:
             for s in (client, upstream):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:  # node down, or the connection was reset meanwhile
-            self._close_pair(client, upstream)
+            self._close_sockets(client, upstream)
             return
         t = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
         t.start()
@@ -124,10 +116,11 @@ class Proxy:
         except (OSError, ValueError):
             pass
         finally:
-            self._close_pair(src, dst)
+            self._close_sockets(src, dst)
 
-    def _close_pair(self, a: socket.socket, b: socket.socket | None) -> None:
-        for s in (a, b):
+    def _close_sockets(self, *socks: socket.socket | None) -> None:
+        """Shuts down and closes each socket (None is skipped) and forgets it."""
+        for s in socks:
             if s is None:
                 continue
             try:

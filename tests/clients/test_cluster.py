@@ -1,5 +1,6 @@
-"""A real 3-node cluster: three `klamm` processes (combined broker+controller
-nodes, one metadata quorum over loopback) driven by confluent-kafka and kcat.
+"""A real 3-node cluster (cluster_fixture.py's `cluster3`: three `klamm`
+processes, combined broker+controller nodes, one metadata quorum over loopback)
+driven by confluent-kafka and kcat.
 
 Checks that every node lists all brokers and every partition's leader, that
 partitions spread over the nodes, that produce/consume and a consumer group
@@ -13,65 +14,16 @@ from __future__ import annotations
 
 import re
 import signal
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import Broker, free_port, run_kcat, unique_topic, wait_until
+from cluster_fixture import SESSION_TIMEOUT_MS, cluster3  # noqa: F401 - fixture
+from conftest import run_kcat, unique_topic, wait_until
 
-NODES = 3
 PARTITIONS = 6
 PER_PARTITION = 4
-SESSION_TIMEOUT_MS = 3000
-
-
-def _distinct_ports(n: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < n:
-        p = free_port()
-        if p not in ports:
-            ports.append(p)
-    return ports
-
-
-@pytest.fixture
-def cluster(tmp_path, request):
-    ports = _distinct_ports(2 * NODES)
-    kafka, ctrl = ports[:NODES], ports[NODES:]
-    voters = ",".join(f"{i + 1}@127.0.0.1:{ctrl[i]}" for i in range(NODES))
-    nodes = []
-    for i in range(NODES):
-        b = Broker(tmp_path / f"node{i + 1}", {
-            "node.id": str(i + 1),
-            "process.roles": "broker,controller",
-            "listeners": f"PLAINTEXT://127.0.0.1:{kafka[i]},CONTROLLER://127.0.0.1:{ctrl[i]}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{kafka[i]}",
-            "controller.listener.names": "CONTROLLER",
-            "controller.quorum.voters": voters,
-            "broker.session.timeout.ms": str(SESSION_TIMEOUT_MS),
-            "group.initial.rebalance.delay.ms": "0",
-        }, name=f"klamm{i + 1}")
-        b.port, b.controller_port = kafka[i], ctrl[i]
-        nodes.append(b)
-    request.node._klamm_brokers = nodes
-    try:
-        # Voters wait for a quorum while starting: start them together.
-        with ThreadPoolExecutor(NODES) as pool:
-            for f in [pool.submit(b.start) for b in nodes]:
-                f.result()
-        yield nodes
-    finally:
-        for b in nodes:
-            if b.is_running():
-                b.proc.send_signal(signal.SIGTERM)
-        for b in nodes:
-            b.stop(signal.SIGTERM)
-
-
-def bootstrap(nodes) -> str:
-    return ",".join(b.bootstrap for b in nodes)
 
 
 def leaders(bs: str, topic: str) -> dict[int, int]:
@@ -108,9 +60,9 @@ def read_partition(bs: str, topic: str, partition: int, count: int, timeout: flo
         c.close()
 
 
-def test_three_node_cluster(cluster):
-    nodes = cluster
-    bs = bootstrap(nodes)
+def test_three_node_cluster(cluster3):
+    nodes = cluster3.nodes
+    bs = cluster3.bootstrap()
     admin = AdminClient({"bootstrap.servers": bs})
     topic = unique_topic("spread")
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(20)
@@ -175,7 +127,7 @@ def test_three_node_cluster(cluster):
     other_parts = [p for p, l in seen.items() if l != 3]
     assert victim_parts and other_parts
     victim.stop(signal.SIGKILL)
-    obs = bootstrap(others)
+    obs = cluster3.bootstrap(others)
     wait_until(lambda: all(leaders(obs, topic)[p] == -1 for p in victim_parts),
                timeout=SESSION_TIMEOUT_MS / 1000 + 20, what="node 3's partitions to lose their leader")
     md = AdminClient({"bootstrap.servers": obs}).list_topics(topic, timeout=10)

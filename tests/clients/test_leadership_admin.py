@@ -1,5 +1,5 @@
-"""Leadership admin APIs through stock clients on a real 3-node cluster (the
-`cluster` fixture of test_cluster.py): ElectLeaders with confluent-kafka's
+"""Leadership admin APIs through stock clients on a real 3-node cluster
+(cluster_fixture.py's `cluster3`): ElectLeaders with confluent-kafka's
 AdminClient.elect_leaders and kafka-python's KafkaAdminClient.elect_leaders;
 DescribeTopicPartitions (paginated) with kafka-python's describe_topic_partitions;
 the controller id of Metadata and DescribeCluster; partition reassignment with
@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import signal
 
-import time
-
-from confluent_kafka import Consumer, ElectionType, KafkaError, Producer, TopicPartition
+from confluent_kafka import ElectionType, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient
 from kafka import TopicPartition as KTopicPartition
 
+from cluster_fixture import SESSION_TIMEOUT_MS, cluster3  # noqa: F401 - fixture
 from conftest import unique_topic, wait_until
-from test_cluster import SESSION_TIMEOUT_MS, bootstrap, cluster, leaders  # noqa: F401 (fixture)
+from test_cluster import leaders, read_partition
 
 PARTITIONS = 6
 
@@ -38,9 +37,9 @@ def _elect(admin: AdminClient, kind, tps) -> dict:
     return {(tp.topic, tp.partition): (None if err is None else err.code()) for tp, err in result.items()}
 
 
-def test_elect_leaders(cluster):
-    nodes = cluster
-    bs = bootstrap(nodes)
+def test_elect_leaders(cluster3):
+    nodes = cluster3.nodes
+    bs = cluster3.bootstrap()
     admin = AdminClient({"bootstrap.servers": bs})
     topic = unique_topic("elect")
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(20)
@@ -72,7 +71,7 @@ def test_elect_leaders(cluster):
     victim_parts = [p for p, l in before.items() if l == 3]
     assert victim_parts, before
     victim.stop(signal.SIGKILL)
-    obs = bootstrap(nodes[:2])
+    obs = cluster3.bootstrap(nodes[:2])
     wait_until(lambda: all(leaders(obs, topic)[p] == -1 for p in victim_parts),
                timeout=SESSION_TIMEOUT_MS / 1000 + 20, what="node 3's partitions to lose their leader")
     # A new client: one that learnt the controller id before node 3 was fenced may still name
@@ -104,9 +103,9 @@ def _describe_all(kp: KafkaAdminClient, topics: list[str], limit: int) -> tuple[
             return list(merged.values()), pages
 
 
-def test_describe_topic_partitions_and_controller(cluster):
-    nodes = cluster
-    bs = bootstrap(nodes)
+def test_describe_topic_partitions_and_controller(cluster3):
+    nodes = cluster3.nodes
+    bs = cluster3.bootstrap()
     admin = AdminClient({"bootstrap.servers": bs})
     topic = unique_topic("dtp")
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(20)
@@ -147,7 +146,7 @@ def test_describe_topic_partitions_and_controller(cluster):
     victim_parts = [p for p, l in before.items() if l == 3]
     assert victim_parts
     victim.stop(signal.SIGKILL)
-    obs = bootstrap(nodes[:2])
+    obs = cluster3.bootstrap(nodes[:2])
     wait_until(lambda: all(leaders(obs, topic)[p] == -1 for p in victim_parts),
                timeout=SESSION_TIMEOUT_MS / 1000 + 20, what="node 3's partitions to lose their leader")
     kp = KafkaAdminClient(bootstrap_servers=obs)
@@ -180,24 +179,8 @@ def _produce(bs: str, topic: str, values: list[str]) -> None:
     assert errors == [None] * len(values), errors
 
 
-def _read_all(bs: str, topic: str, count: int) -> list[str]:
-    c = Consumer({"bootstrap.servers": bs, "group.id": unique_topic("g"), "enable.auto.commit": False})
-    try:
-        c.assign([TopicPartition(topic, 0, 0)])
-        got: list[str] = []
-        deadline = time.monotonic() + 30
-        while len(got) < count and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is not None and m.error() is None:
-                got.append(m.value().decode())
-        return got
-    finally:
-        c.close()
-
-
-def test_partition_reassignment(cluster):
-    nodes = cluster
-    bs = bootstrap(nodes)
+def test_partition_reassignment(cluster3):
+    bs = cluster3.bootstrap()
     admin = AdminClient({"bootstrap.servers": bs})
     topic = unique_topic("move")
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1, replica_assignment=[[1]])])[topic].result(20)
@@ -213,7 +196,7 @@ def test_partition_reassignment(cluster):
         wait_until(lambda: kp.list_partition_reassignments() == {}, what="the reassignment to complete")
         p = _partition(bs, topic)
         assert (p.replicas, sorted(p.isrs), p.leader) == ([2, 3], [2, 3], 2), (p.replicas, p.isrs, p.leader)
-        assert _read_all(bs, topic, len(before)) == before
+        assert read_partition(bs, topic, 0, len(before), timeout=30) == before
         _produce(bs, topic, ["after-move"])
 
         # Grow it to three replicas with 1 at the end.
@@ -229,7 +212,7 @@ def test_partition_reassignment(cluster):
         assert kp.alter_partition_reassignments({tp: None}) == {tp: _no_reassignment_error()}
     finally:
         kp.close()
-    assert _read_all(bs, topic, len(before) + 1) == before + ["after-move"]
+    assert read_partition(bs, topic, 0, len(before) + 1, timeout=30) == before + ["after-move"]
 
 
 def _no_reassignment_error():
@@ -237,11 +220,11 @@ def _no_reassignment_error():
     return NoReassignmentInProgressError
 
 
-def test_preferred_election(cluster):
+def test_preferred_election(cluster3):
     """Replication factor 3: the preferred leader restarts, another replica leads meanwhile;
     once it is back in the ISR a preferred election (confluent-kafka) returns leadership."""
-    nodes = cluster
-    bs = bootstrap(nodes)
+    nodes = cluster3.nodes
+    bs = cluster3.bootstrap()
     admin = AdminClient({"bootstrap.servers": bs})
     topic = unique_topic("pref")
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1, replica_assignment=[[3, 1, 2]])])[topic].result(20)
@@ -250,7 +233,7 @@ def test_preferred_election(cluster):
     _produce(bs, topic, ["a", "b"])
     victim = nodes[2]
     victim.stop(signal.SIGTERM)
-    obs = bootstrap(nodes[:2])
+    obs = cluster3.bootstrap(nodes[:2])
     wait_until(lambda: _partition(obs, topic).leader in (1, 2), timeout=30, what="another replica to lead")
     _produce(obs, topic, ["c"])
     victim.start()
@@ -261,4 +244,4 @@ def test_preferred_election(cluster):
     assert _elect(admin, ElectionType.PREFERRED, [tp]) == {(topic, 0): None}
     assert _partition(bs, topic).leader == 3
     assert _elect(admin, ElectionType.PREFERRED, [tp]) == {(topic, 0): KafkaError.ELECTION_NOT_NEEDED}
-    assert _read_all(bs, topic, 3) == ["a", "b", "c"]
+    assert read_partition(bs, topic, 0, 3, timeout=30) == ["a", "b", "c"]

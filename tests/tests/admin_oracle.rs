@@ -17,9 +17,9 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use klamm_raft::{MetadataCommand, NO_LEADER};
+use klamm_raft::MetadataCommand;
 
-use common::{batch, topic, versions, Conn};
+use common::{batch, bump_leader_epoch, must_propose, topic, versions, Conn};
 use klamm_tests::TestCluster;
 
 async fn create(c: &mut Conn, name: &str, partitions: i32) {
@@ -57,35 +57,6 @@ fn ofle(name: &str, replica_id: i32, parts: &[(i32, i32, i32)]) -> OffsetForLead
 /// (error, leader epoch, end offset) per partition, in request order.
 fn answers(r: &OffsetForLeaderEpochResponse) -> Vec<(i16, i32, i64)> {
     r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.error_code, p.leader_epoch, p.end_offset))).collect()
-}
-
-/// Moves the leadership of `name`-`partition` away and back (leader epoch +2), the way a
-/// restart of its broker does, and waits until the local partition serves the new epoch.
-async fn bump_leader_epoch(cluster: &TestCluster, name: &str, partition: i32) -> i32 {
-    let broker = cluster.broker(0).expect("node 1 running");
-    for leader in [NO_LEADER, broker.node_id] {
-        let image = broker.metadata.image();
-        let topic = image.topic(name).expect("topic");
-        let p = topic.partitions.get(&partition).expect("partition");
-        if p.leader == leader {
-            continue; // the controller got there first
-        }
-        let change = MetadataCommand::ChangePartition {
-            topic_id: topic.topic_id,
-            partition,
-            expected_partition_epoch: p.partition_epoch,
-            leader: Some(leader),
-            isr: None,
-        };
-        broker.metadata.propose(change).await.expect("propose");
-    }
-    let want = broker.metadata.image().partition(name, partition).expect("partition").leader_epoch;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while broker.replicas.get(name, partition).map(|p| p.view().leader_epoch) != Some(want) {
-        assert!(Instant::now() < deadline, "local partition never reached leader epoch {want}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    want
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,16 +122,6 @@ async fn offset_for_leader_epoch_every_version() {
         );
     }
     cluster.stop().await.expect("stop");
-}
-
-/// Proposes `cmd` on node 1 and insists that it applies.
-async fn must_propose(cluster: &TestCluster, cmd: MetadataCommand) -> klamm_raft::AppliedInfo {
-    let broker = cluster.broker(0).expect("node 1 running");
-    let name = cmd.name();
-    match broker.metadata.propose(cmd).await.expect("propose") {
-        klamm_raft::CommandOutcome::Applied(info) => info,
-        klamm_raft::CommandOutcome::Rejected(r) => panic!("{name} rejected: {r}"),
-    }
 }
 
 fn partition_state(cluster: &TestCluster, name: &str, partition: i32) -> (i32, Vec<i32>, i32) {

@@ -11,13 +11,14 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::TopicPartitionList;
 
 use klamm_tests::TestCluster;
+
+mod common;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 const TOPIC: &str = "spread";
@@ -83,28 +84,12 @@ async fn three_nodes_one_cluster() {
     }
 
     // Read everything back with an assignment.
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "unused")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning).expect("tpl");
-    }
-    c.assign(&tpl).expect("assign");
     let mut got = BTreeSet::new();
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while got.len() < (PARTITIONS * per_partition) as usize && std::time::Instant::now() < deadline {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-            let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-            assert!(v.starts_with(&format!("p{}-", m.partition())), "{v} read from partition {}", m.partition());
-            got.insert(v);
-        }
+    for (partition, _, v) in common::must_read_from_beginning(&bootstrap, TOPIC, PARTITIONS, (PARTITIONS * per_partition) as usize, TIMEOUT) {
+        assert!(v.starts_with(&format!("p{partition}-")), "{v} read from partition {partition}");
+        got.insert(v);
     }
     assert_eq!(got.len(), (PARTITIONS * per_partition) as usize, "assigned consumer read {got:?}");
-    drop(c);
 
     // A consumer group: the coordinator is the leader of the group's __consumer_offsets partition.
     let group: StreamConsumer = ClientConfig::new()

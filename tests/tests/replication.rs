@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::TopicPartitionList;
 
 use klamm_tests::TestCluster;
+
+mod common;
 
 const TOPIC: &str = "orders_rf3";
 const PARTITIONS: i32 = 3;
@@ -175,24 +174,9 @@ async fn rf3_acks_all_failover_and_catch_up() {
     }
 
     // 5. Every acknowledged record is where it was acknowledged, once.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap())
-        .set("group.id", "replication-check")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning).expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
     let mut read: BTreeMap<(i32, i64), String> = BTreeMap::new();
-    let deadline = Instant::now() + TIMEOUT;
-    while read.len() < acked.len() && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-            assert!(read.insert((m.partition(), m.offset()), v).is_none(), "offset read twice");
-        }
+    for (partition, offset, value) in common::must_read_from_beginning(&cluster.bootstrap(), TOPIC, PARTITIONS, acked.len(), TIMEOUT) {
+        assert!(read.insert((partition, offset), value).is_none(), "offset read twice");
     }
     for (key, value) in &acked {
         assert_eq!(read.get(key), Some(value), "acknowledged record at {key:?}");
@@ -201,6 +185,5 @@ async fn rf3_acks_all_failover_and_catch_up() {
     values.sort();
     values.dedup();
     assert_eq!(values.len(), read.len(), "a value was stored twice");
-    drop(consumer);
     cluster.stop().await.expect("stop cluster");
 }

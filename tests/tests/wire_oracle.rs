@@ -5,7 +5,7 @@
 //! kafka-protocol's encoder must come back through Fetch decodable by its
 //! decoder.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -16,60 +16,13 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Request, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use klamm_tests::TestBroker;
 
-struct Conn {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
-impl Conn {
-    async fn open(broker: &TestBroker) -> Conn {
-        Conn { stream: TcpStream::connect(broker.addr).await.expect("connect"), correlation_id: 0 }
-    }
-
-    async fn call<R: Request>(&mut self, request: &R, version: i16) -> R::Response {
-        self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("oracle")));
-        let mut body = BytesMut::new();
-        header.encode(&mut body, R::header_version(version)).expect("encode header");
-        request.encode(&mut body, version).expect("encode request");
-        let mut frame = BytesMut::with_capacity(body.len() + 4);
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        self.stream.write_all(&frame).await.expect("send");
-
-        let size = self.stream.read_i32().await.expect("response size");
-        let mut buf = vec![0u8; size as usize];
-        self.stream.read_exact(&mut buf).await.expect("response body");
-        let mut buf = Bytes::from(buf);
-        let rh = ResponseHeader::decode(&mut buf, <R::Response as HeaderVersion>::header_version(version)).expect("decode response header");
-        assert_eq!(rh.correlation_id, self.correlation_id, "{} v{version}: correlation id", R::KEY);
-        let response = <R::Response as Decodable>::decode(&mut buf, version)
-            .unwrap_or_else(|e| panic!("api {} v{version}: response does not decode: {e}", R::KEY));
-        assert_eq!(buf.remaining(), 0, "api {} v{version}: {} trailing response bytes", R::KEY, buf.remaining());
-        response
-    }
-}
-
-/// Versions we advertise for `key` that the oracle also knows.
-fn versions<R: Request + Message>(advertised: &ApiVersionsResponse) -> Vec<i16> {
-    let ours = advertised.api_keys.iter().find(|k| k.api_key == R::KEY).unwrap_or_else(|| panic!("api {} not advertised", R::KEY));
-    (ours.min_version.max(R::VERSIONS.min)..=ours.max_version.min(R::VERSIONS.max)).collect()
-}
-
-fn topic(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
+mod common;
+use common::{topic, versions, Conn};
 
 /// One uncompressed batch of `n` records. kafka-protocol's encoder splits
 /// records into several batches, and Produce v3+ must carry exactly one, so
@@ -94,7 +47,7 @@ fn batch(n: usize, base_ts: i64) -> Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_advertised_version_decodes_with_an_independent_codec() {
     let broker = TestBroker::start(&["auto.create.topics.enable=true", "num.partitions=1"]).await.expect("start");
-    let mut c = Conn::open(&broker).await;
+    let mut c = Conn::open(broker.addr).await;
 
     // ApiVersions: every version we advertise.
     let advertised = c.call(&ApiVersionsRequest::default(), 0).await;

@@ -154,28 +154,18 @@ fn invalid_request(
 mod tests {
     use super::*;
     use klamm_protocol::messages::describe_topic_partitions_request::{Cursor as RequestCursor, TopicRequest};
+    use crate::test_images::{must_apply, must_image_with_brokers};
     use klamm_raft::{MetadataCommand, NewPartition};
 
     /// Brokers 1 and 2 (2 fenced), topics "a" (3 partitions on [1]), "b" (2 on [2, 1]), "c" (1 on [1]).
     fn image() -> MetadataImage {
-        let mut img = MetadataImage::default();
-        let mut index = 0;
-        let mut apply = |img: &mut MetadataImage, cmd: MetadataCommand| {
-            index += 1;
-            assert!(img.apply(index, &cmd).is_applied(), "{cmd:?}");
-        };
-        for id in [1, 2] {
-            let reg = MetadataCommand::RegisterBroker { node_id: id, incarnation_id: [id as u8; 16], endpoints: vec![], rack: None };
-            apply(&mut img, reg);
-            let epoch = img.broker(id).map(|b| b.epoch).unwrap_or_default();
-            apply(&mut img, MetadataCommand::UnfenceBroker { node_id: id, epoch });
-        }
+        let mut img = must_image_with_brokers([1, 2]);
         for (i, (name, n, replicas)) in [("a", 3, vec![1]), ("b", 2, vec![2, 1]), ("c", 1, vec![1])].into_iter().enumerate() {
             let partitions = (0..n).map(|p| NewPartition { partition: p, replicas: replicas.clone() }).collect();
-            apply(&mut img, MetadataCommand::CreateTopic { name: name.into(), topic_id: [i as u8 + 1; 16], partitions, configs: Default::default() });
+            must_apply(&mut img, &MetadataCommand::CreateTopic { name: name.into(), topic_id: [i as u8 + 1; 16], partitions, configs: Default::default() });
         }
         let epoch = img.broker(2).map(|b| b.epoch).unwrap_or_default();
-        apply(&mut img, MetadataCommand::FenceBroker { node_id: 2, epoch });
+        must_apply(&mut img, &MetadataCommand::FenceBroker { node_id: 2, epoch });
         img
     }
 

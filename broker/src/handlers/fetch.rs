@@ -17,10 +17,7 @@
 //! last fetched epoch is checked against the leader-epoch cache: a diverging
 //! log gets `diverging_epoch` and no records, so the follower truncates first.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -269,19 +266,9 @@ fn check_leader_epoch(partition: &Partition, current_leader_epoch: i32, version:
     }
 }
 
-/// Waits until any watched partition publishes a change; false at the deadline.
+/// Waits until any watched partition publishes a change; false at the deadline
+/// (or when the first view to wake was closed).
 async fn wait_for_change(watchers: &mut [watch::Receiver<PartitionView>], deadline: Instant) -> bool {
-    let mut futures: Vec<Pin<Box<dyn Future<Output = bool> + Send + '_>>> = watchers
-        .iter_mut()
-        .map(|w| Box::pin(async move { w.changed().await.is_ok() }) as Pin<Box<dyn Future<Output = bool> + Send + '_>>)
-        .collect();
-    let any = std::future::poll_fn(|cx| {
-        for f in futures.iter_mut() {
-            if let Poll::Ready(ok) = f.as_mut().poll(cx) {
-                return Poll::Ready(ok);
-            }
-        }
-        Poll::Pending
-    });
+    let any = super::poll_many::select_first(watchers.iter_mut().map(|w| async move { w.changed().await.is_ok() }));
     tokio::time::timeout_at(deadline, any).await.unwrap_or(false)
 }

@@ -40,6 +40,7 @@ pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
+mod poll_many;
 pub mod produce;
 pub mod sync_group;
 

@@ -102,7 +102,7 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     Outcome::Deferred(Box::pin(async move {
         let mut response = response;
         let waits = pending.iter().map(|p| p.partition.wait_for_high_watermark(p.required_offset, p.leader_epoch, deadline));
-        let results = futures_join_all(waits).await;
+        let results = super::poll_many::join_all(waits).await;
         for (p, result) in pending.iter().zip(results) {
             if let Err(code) = result {
                 let r = &mut response.responses[p.topic_index].partition_responses[p.partition_index];
@@ -114,26 +114,6 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
         }
         response.into()
     }))
-}
-
-/// Awaits every future (a small join_all; the crate does not depend on `futures`).
-async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut handles: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = handles.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all_done = true;
-        for (i, h) in handles.iter_mut().enumerate() {
-            if outputs[i].is_none() {
-                match h.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => outputs[i] = Some(v),
-                    std::task::Poll::Pending => all_done = false,
-                }
-            }
-        }
-        if all_done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.expect("every future completed")).collect()
 }
 
 fn produce_one(

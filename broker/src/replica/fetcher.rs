@@ -218,7 +218,7 @@ fn handle_partition(
             // Ahead of the leader with no epoch telling where the logs split (a log without
             // epochs, or an unclean election): keep what is committed, as Kafka does.
             warn!(topic = %partition.topic, partition = partition.index, leader_high_watermark = data.high_watermark, "ahead of the leader; truncating to its high watermark");
-            partition.truncate_diverging(-1, data.high_watermark).is_ok()
+            partition.truncate_to_offset(data.high_watermark).is_ok()
         } else {
             false
         }

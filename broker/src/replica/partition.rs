@@ -104,6 +104,14 @@ struct FollowerProgress {
     leader_end_at_last_fetch: i64,
 }
 
+impl FollowerProgress {
+    /// A follower that has not fetched yet, counted as caught up at `now_ms` so it
+    /// gets `replica.lag.time.max.ms` to fetch before it may leave the ISR.
+    fn fresh(now_ms: i64) -> Self {
+        FollowerProgress { log_end_offset: -1, last_caught_up_ms: now_ms, last_fetch_ms: now_ms, leader_end_at_last_fetch: -1 }
+    }
+}
+
 /// This broker's replication state for the partition.
 struct ReplicaState {
     node_id: i32,
@@ -294,7 +302,7 @@ impl Partition {
                 .replicas
                 .iter()
                 .filter(|r| **r != st.node_id)
-                .map(|r| (*r, FollowerProgress { log_end_offset: -1, last_caught_up_ms: now_ms, last_fetch_ms: now_ms, leader_end_at_last_fetch: -1 }))
+                .map(|r| (*r, FollowerProgress::fresh(now_ms)))
                 .collect();
             info!(topic = %self.topic, partition = self.index, leader_epoch = meta.leader_epoch, log_end_offset = leo, isr = ?meta.isr, "became leader");
         } else if !st.is_leader() {
@@ -303,7 +311,7 @@ impl Partition {
             let replicas = st.replicas.clone();
             st.followers.retain(|r, _| replicas.contains(r));
             for r in replicas.into_iter().filter(|r| *r != st.node_id) {
-                st.followers.entry(r).or_insert(FollowerProgress { log_end_offset: -1, last_caught_up_ms: now_ms, last_fetch_ms: now_ms, leader_end_at_last_fetch: -1 });
+                st.followers.entry(r).or_insert(FollowerProgress::fresh(now_ms));
             }
         }
         let hw = self.compute_high_watermark(w);
@@ -401,12 +409,7 @@ impl Partition {
         if fetch_offset > leo || fetch_offset < w.log.log_start_offset() {
             return Err(ErrorCode::OFFSET_OUT_OF_RANGE);
         }
-        let progress = w.state.followers.entry(replica).or_insert(FollowerProgress {
-            log_end_offset: -1,
-            last_caught_up_ms: now_ms,
-            last_fetch_ms: now_ms,
-            leader_end_at_last_fetch: -1,
-        });
+        let progress = w.state.followers.entry(replica).or_insert(FollowerProgress::fresh(now_ms));
         if fetch_offset >= leo {
             progress.last_caught_up_ms = now_ms;
         } else if fetch_offset >= progress.leader_end_at_last_fetch && progress.leader_end_at_last_fetch >= 0 {
@@ -510,17 +513,7 @@ impl Partition {
                 // Already here (a retried fetch); the log only takes offsets from its end.
                 break;
             }
-            batches.push((
-                IncomingBatch {
-                    producer_id: batch.producer_id(),
-                    producer_epoch: batch.producer_epoch(),
-                    base_sequence: batch.base_sequence(),
-                    last_offset_delta: batch.last_offset_delta(),
-                    max_timestamp: batch.max_timestamp(),
-                },
-                batch.base_offset(),
-                batch.producer_id() >= 0 && !batch.is_control(),
-            ));
+            batches.push(batch);
             whole = iter.position();
         }
         if whole > 0 {
@@ -528,10 +521,8 @@ impl Partition {
                 warn!(topic = %self.topic, partition = self.index, error = %e, "follower append failed");
                 PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
             })?;
-            for (incoming, base, idempotent) in &batches {
-                if *idempotent {
-                    w.producers.replay(incoming, *base);
-                }
+            for batch in &batches {
+                w.producers.replay(batch);
             }
         }
         let leo = w.log.log_end_offset();
@@ -555,13 +546,28 @@ impl Partition {
     /// As follower: the leader said our log diverged after `(epoch, end_offset)`; truncates
     /// to where both logs agree: the end of that epoch here, capped by the leader's end of it.
     pub fn truncate_diverging(&self, epoch: i32, end_offset: i64) -> Result<i64, PartitionError> {
+        self.truncate_as_follower(|w| {
+            let (own_epoch, own_end) = w.log.end_offset_for_epoch(epoch);
+            if own_epoch < 0 { end_offset } else { end_offset.min(own_end) }
+        })
+    }
+
+    /// As follower: truncates the log to `offset` (no-op when it ends there or earlier),
+    /// for when no epoch tells where the logs split, e.g. a replica ahead of the leader
+    /// keeps only what the leader's high watermark covers. Returns the new log end offset.
+    pub fn truncate_to_offset(&self, offset: i64) -> Result<i64, PartitionError> {
+        self.truncate_as_follower(|_| offset)
+    }
+
+    /// Under the writer lock and only while following: truncates to the offset that
+    /// `target` picks from the log (NOT_LEADER_OR_FOLLOWER when leading or closed).
+    fn truncate_as_follower(&self, target: impl FnOnce(&Writer) -> i64) -> Result<i64, PartitionError> {
         let mut guard = self.writer.lock().expect("writer lock poisoned");
         let w = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
         if w.state.is_leader() {
             return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
         }
-        let (own_epoch, own_end) = w.log.end_offset_for_epoch(epoch);
-        let target = if own_epoch < 0 { end_offset } else { end_offset.min(own_end) };
+        let target = target(w);
         self.truncate_locked(w, target)
     }
 
@@ -668,13 +674,7 @@ impl Partition {
                 recompressed
             }
         };
-        let incoming = IncomingBatch {
-            producer_id: batch.producer_id(),
-            producer_epoch: batch.producer_epoch(),
-            base_sequence: batch.base_sequence(),
-            last_offset_delta: batch.last_offset_delta(),
-            max_timestamp: batch.max_timestamp(),
-        };
+        let incoming = IncomingBatch::from_header(&batch);
         let log_append_time = config.message_timestamp_type == klamm_config::TimestampType::LogAppendTime;
         let client_timestamp_type = batch.timestamp_type();
         drop(rest);

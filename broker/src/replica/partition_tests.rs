@@ -37,6 +37,15 @@ fn batch(records: usize) -> Bytes {
     b.build()
 }
 
+/// Leader 1 and follower 2 of the partition in epoch 0 (ISR 1, 2, 3; min ISR 1), each in its
+/// own temp dir (returned with them, to live as long as they do).
+fn leader_and_follower() -> ([tempfile::TempDir; 2], Partition, Partition) {
+    let dirs = [tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir")];
+    let leader = open(&dirs[0], 1, &image(1, 0, 0, &[1, 2, 3]), 1);
+    let follower = open(&dirs[1], 2, &image(1, 0, 0, &[1, 2, 3]), 1);
+    (dirs, leader, follower)
+}
+
 /// Everything `p` holds from `from` to its log end offset.
 fn read_all(p: &Partition, from: i64) -> Bytes {
     let v = p.view();
@@ -119,10 +128,7 @@ fn only_the_leader_takes_client_writes() {
 #[test]
 fn follower_copies_and_truncates_a_diverging_suffix() {
     // Leader 1 in epoch 0 writes 3 records; follower 2 copies them.
-    let dir1 = tempfile::tempdir().expect("tempdir");
-    let dir2 = tempfile::tempdir().expect("tempdir");
-    let leader = open(&dir1, 1, &image(1, 0, 0, &[1, 2, 3]), 1);
-    let follower = open(&dir2, 2, &image(1, 0, 0, &[1, 2, 3]), 1);
+    let (_dirs, leader, follower) = leader_and_follower();
     leader.append_from_client(batch(3), 9, 10).expect("append");
     let data = read_all(&leader, 0);
     assert_eq!(follower.append_as_follower(data.clone(), 0, 0, 0, 11).expect("copy"), 3);
@@ -149,6 +155,42 @@ fn follower_copies_and_truncates_a_diverging_suffix() {
     assert_eq!(read_all(&leader, 0), read_all(&follower, 0));
     assert_ne!(read_all(&leader, 3), leader_suffix, "the uncommitted suffix is gone");
     assert_eq!(leader.view().high_watermark, 4);
+}
+
+#[test]
+fn follower_truncates_to_an_offset_without_epochs() {
+    // A follower holding 5 records in batches of 2, 1 and 2 (offsets 0-1, 2, 3-4).
+    let (_dirs, leader, follower) = leader_and_follower();
+    for records in [2, 1, 2] {
+        leader.append_from_client(batch(records), 9, 10).expect("append");
+    }
+    assert_eq!(follower.append_as_follower(read_all(&leader, 0), 0, 5, 0, 11).expect("copy"), 5);
+    assert_eq!(follower.view().high_watermark, 5);
+
+    // At or past the log end: nothing to do.
+    assert_eq!(follower.truncate_to_offset(5).expect("no-op"), 5);
+    assert_eq!(follower.truncate_to_offset(9).expect("no-op"), 5);
+    assert_eq!(read_all(&follower, 0), read_all(&leader, 0));
+
+    // Inside a batch: the whole straddling batch goes, and the high watermark follows
+    // the log end down.
+    assert_eq!(follower.truncate_to_offset(4).expect("truncate"), 3);
+    let v = follower.view();
+    assert_eq!((v.log_end_offset, v.high_watermark, v.last_stable_offset), (3, 3, 3));
+    // At a batch boundary: exactly there.
+    assert_eq!(follower.truncate_to_offset(2).expect("truncate"), 2);
+    assert_eq!(follower.view().log_end_offset, 2);
+    let pos = follower.fetch_position().expect("follower");
+    assert_eq!((pos.fetch_offset, pos.last_fetched_epoch), (2, 0));
+
+    // It fetches the rest again and both logs are identical.
+    assert_eq!(follower.append_as_follower(read_all(&leader, 2), 0, 5, 0, 12).expect("copy again"), 5);
+    assert_eq!(read_all(&follower, 0), read_all(&leader, 0));
+
+    // A leader never truncates on request.
+    let err = leader.truncate_to_offset(0).expect_err("leader refuses");
+    assert_eq!(err.code, ErrorCode::NOT_LEADER_OR_FOLLOWER);
+    assert_eq!(leader.view().log_end_offset, 5);
 }
 
 #[test]

@@ -18,6 +18,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use klamm_protocol::records::RecordBatch;
 use klamm_protocol::ErrorCode;
 
 /// Kafka keeps the last five batches per producer (`NUM_BATCHES_TO_RETAIN`),
@@ -57,6 +58,17 @@ pub struct IncomingBatch {
 }
 
 impl IncomingBatch {
+    /// The producer fields of `batch`'s header.
+    pub fn from_header(batch: &RecordBatch) -> Self {
+        IncomingBatch {
+            producer_id: batch.producer_id(),
+            producer_epoch: batch.producer_epoch(),
+            base_sequence: batch.base_sequence(),
+            last_offset_delta: batch.last_offset_delta(),
+            max_timestamp: batch.max_timestamp(),
+        }
+    }
+
     pub fn last_sequence(&self) -> i32 {
         // Sequences wrap to 0 after i32::MAX.
         let last = self.base_sequence as i64 + self.last_offset_delta as i64;
@@ -175,9 +187,13 @@ impl ProducerStateTable {
         entry.last_timestamp = entry.last_timestamp.max(batch.max_timestamp);
     }
 
-    /// Replays one batch header read back from the log after a restart.
-    pub fn replay(&mut self, batch: &IncomingBatch, first_offset: i64) {
-        self.record(batch, first_offset)
+    /// Replays the header of a batch already in the log (read back after a restart, or
+    /// copied from the leader by a follower). Only idempotent data batches carry producer
+    /// state; others are skipped.
+    pub fn replay(&mut self, batch: &RecordBatch) {
+        if batch.producer_id() >= 0 && !batch.is_control() {
+            self.record(&IncomingBatch::from_header(batch), batch.base_offset())
+        }
     }
 
     /// Forgets everything at or above `offset` (after a log truncation) by

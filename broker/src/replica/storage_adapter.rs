@@ -6,7 +6,7 @@ use klamm_protocol::records::iter_batches;
 use klamm_storage::{CompactionParams, LogConfig, LogReader};
 use tracing::warn;
 
-use super::producer_state::{IncomingBatch, ProducerStateTable};
+use super::producer_state::ProducerStateTable;
 
 /// Maps a resolved topic config onto the log's settings. Kafka's "never"
 /// (Long.MAX_VALUE) for the flush settings becomes `None`.
@@ -59,18 +59,7 @@ pub fn replay_producer_state(reader: &LogReader, start: i64, end: i64, producers
         let mut next = offset;
         for batch in iter_batches(chunk.bytes) {
             let Ok(batch) = batch else { break };
-            if batch.producer_id() >= 0 && !batch.is_control() {
-                producers.replay(
-                    &IncomingBatch {
-                        producer_id: batch.producer_id(),
-                        producer_epoch: batch.producer_epoch(),
-                        base_sequence: batch.base_sequence(),
-                        last_offset_delta: batch.last_offset_delta(),
-                        max_timestamp: batch.max_timestamp(),
-                    },
-                    batch.base_offset(),
-                );
-            }
+            producers.replay(&batch);
             next = batch.next_offset();
         }
         if next <= offset {

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Drives kafkajs 2.2.4 for the pytest suite (tests/clients/test_kafkajs.py).
+// Drives kafkajs 2.2.4 for the pytest suite (tests/clients/test_kafkajs.py,
+// test_kafkajs_cluster_admin.py).
 //
 // Reads a JSON program on stdin:
 //   {"brokers": ["127.0.0.1:PORT"], "steps": [{"op": "...", ...}, ...]}
@@ -64,6 +65,8 @@ function errorInfo (e) {
     message: e && e.message ? String(e.message).slice(0, 2000) : String(e),
     retriable: e && e.retriable,
   }
+  if (e && e.topic !== undefined) info.topic = e.topic // per-partition admin errors
+  if (e && e.partition !== undefined) info.partition = e.partition
   if (e && Array.isArray(e.errors)) info.errors = e.errors.map(errorInfo)
   if (e && e.originalError) info.originalError = errorInfo(e.originalError)
   if (e && e.cause) info.cause = errorInfo(e.cause)
@@ -244,6 +247,12 @@ async function runStep (kafka, brokers, step) {
           configEntries: Object.entries(r.configs).map(([name, value]) => ({ name, value: String(value) })),
         })),
       }))
+    case 'alterPartitionReassignments':
+      // topics: [{topic, partitionAssignment: [{partition, replicas}]}]; resolves to nothing
+      return withAdmin(kafka, admin => admin.alterPartitionReassignments({ topics: step.topics, timeout: step.timeout || 10000 }))
+    case 'listPartitionReassignments':
+      // topics: [{topic, partitions}], or absent for every running reassignment
+      return withAdmin(kafka, admin => admin.listPartitionReassignments({ topics: step.topics || null, timeout: step.timeout || 10000 }))
     case 'fetchTopicOffsets':
       return withAdmin(kafka, admin => admin.fetchTopicOffsets(step.topic))
     case 'fetchTopicOffsetsByTimestamp':
