@@ -728,3 +728,34 @@ fn reader_racing_truncation_and_retention_sees_only_valid_batches() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(handle.join().unwrap() > 0);
 }
+
+/// A region found for a fetch stays readable when retention deletes its
+/// segment, and refuses to read (rather than hand out other bytes) after a
+/// truncation below it; its bytes are the ones `read` returns, cut at whole
+/// batches with the index's help on a multi-segment, densely indexed log.
+#[test]
+fn file_regions_survive_deletion_and_notice_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = must_open(dir.path(), small_config());
+    for i in 0..40 {
+        let mut b = must_batch(2, 60, i);
+        log.append(&mut b, 0).unwrap();
+    }
+    let reader = log.reader();
+    let end = log.log_end_offset();
+    for (from, max_bytes) in [(0i64, 1usize), (0, 300), (7, 500), (20, 1000), (33, 150), (79, 10_000)] {
+        let region = reader.read_region(from, max_bytes, end, true).unwrap().expect("data");
+        let read = reader.read(from, max_bytes, end, true).unwrap();
+        assert_eq!(region.read().unwrap(), read.bytes, "from {from}, max {max_bytes}");
+        assert_eq!(region.first_batch_offset(), read.first_batch_offset.unwrap());
+    }
+    // Retention deletes the first segments; a region found before still reads.
+    let early = reader.read_region(0, 10_000, end, true).unwrap().expect("data");
+    let expected = early.read().unwrap();
+    assert!(log.apply_retention(None, Some(2048), 0).unwrap() > 0);
+    assert_eq!(early.read().unwrap(), expected);
+    // A truncation below a region's end makes it refuse to read.
+    let late = reader.read_region(70, 10_000, end, true).unwrap().expect("data");
+    log.truncate_to(72).unwrap();
+    assert!(matches!(late.read(), Err(Error::Truncated { .. })));
+}

@@ -1,5 +1,8 @@
-//! Periodic partition work: retention (`log.retention.check.interval.ms`) and
-//! the time-based flush policy (`flush.ms`).
+//! Periodic partition work: retention (`log.retention.check.interval.ms`),
+//! the time-based flush policy (`flush.ms`), and the expiry of idle producer
+//! ids (`producer.id.expiration.ms`, checked every
+//! `producer.id.expiration.check.interval.ms`, and once at start so producers
+//! replayed from an old log do not linger).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +20,9 @@ const TICK: Duration = Duration::from_millis(200);
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let retention_every = broker.config.log_retention_check_interval_ms.max(100);
     let mut last_retention = crate::clock::now_ms();
+    let expiration_every = i64::from(broker.config.producer_id_expiration_check_interval_ms.max(1));
+    let expiration_ms = i64::from(broker.config.producer_id_expiration_ms.max(1));
+    let mut last_expiration: Option<i64> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
@@ -28,11 +34,16 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         if run_retention {
             last_retention = now;
         }
+        let expire_producers = last_expiration.map_or(true, |last| now - last >= expiration_every);
+        if expire_producers {
+            last_expiration = Some(now);
+        }
+        let expire_producers_idle_ms = expire_producers.then_some(expiration_ms);
         // Disk work off the async threads.
         let b = broker.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for p in partitions {
-                let deleted = p.maintain(now, run_retention);
+                let deleted = p.maintain(now, run_retention, expire_producers_idle_ms);
                 if deleted > 0 {
                     b.replicas.retention_segments_deleted.fetch_add(deleted as u64, Ordering::Relaxed);
                     info!(topic = %p.topic, partition = p.index, segments = deleted, "retention deleted segments");

@@ -28,7 +28,7 @@ use klamm_protocol::ErrorCode;
 use klamm_raft::{PartitionImage, NO_LEADER};
 use klamm_storage::{CompactionStats, Log, LogReader};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::producer_state::{IncomingBatch, ProducerStateTable, SequenceCheck};
 use super::storage_adapter::{self, log_config};
@@ -831,7 +831,10 @@ impl Partition {
 
     /// Runs retention and the time-based flush policy; called periodically.
     /// Returns how many segments retention deleted.
-    pub fn maintain(&self, now_ms: i64, run_retention: bool) -> usize {
+    /// Periodic work: the high watermark checkpoint, retention (when
+    /// `run_retention`), the time-based flush, and with `expire_producers_idle_ms`
+    /// the expiry of idle producer ids. Returns the segments retention deleted.
+    pub fn maintain(&self, now_ms: i64, run_retention: bool, expire_producers_idle_ms: Option<i64>) -> usize {
         self.checkpoint_high_watermark();
         let config = self.config();
         let mut guard = self.writer.lock().expect("writer lock poisoned");
@@ -848,6 +851,12 @@ impl Partition {
         }
         if let Err(e) = writer.log.flush_if_due(now_ms) {
             warn!(topic = %self.topic, partition = self.index, error = %e, "flush failed");
+        }
+        if let Some(expiration_ms) = expire_producers_idle_ms {
+            let expired = writer.producers.remove_expired(now_ms, expiration_ms);
+            if expired > 0 {
+                debug!(topic = %self.topic, partition = self.index, expired, "expired idle producer ids");
+            }
         }
         let log_start = writer.log.log_start_offset();
         drop(guard);

@@ -196,6 +196,18 @@ impl ProducerStateTable {
         }
     }
 
+    /// Forgets producers idle for `expiration_ms` or longer
+    /// (`producer.id.expiration.ms`): those whose last batch's timestamp is
+    /// that far before `now_ms`, as Kafka expires producer ids. A producer that
+    /// writes again after that is unknown and starts over (KIP-360), so the
+    /// table does not grow with every producer that ever wrote. Returns how
+    /// many were removed.
+    pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
+        before - self.producers.len()
+    }
+
     /// Forgets everything at or above `offset` (after a log truncation) by
     /// dropping producers whose retained batches reach that far; they are
     /// re-learned from the next batch, which is then accepted as unknown.
@@ -296,5 +308,20 @@ mod tests {
         assert_eq!(t.get(1).unwrap().batches.len(), 1);
         t.truncate_to(0);
         assert!(t.get(1).is_none());
+    }
+
+    #[test]
+    fn idle_producers_expire_and_start_over() {
+        let mut t = ProducerStateTable::default();
+        let batch = |pid: i64, seq: i32, ts: i64| IncomingBatch { producer_id: pid, producer_epoch: 0, base_sequence: seq, last_offset_delta: 0, max_timestamp: ts };
+        t.record(&batch(1, 0, 1_000), 0);
+        t.record(&batch(2, 0, 5_000), 1);
+        assert_eq!(t.remove_expired(1_000 + 9_999, 10_000), 0, "idle just under the limit");
+        assert_eq!(t.remove_expired(11_000, 10_000), 1, "producer 1 idle for exactly the limit");
+        assert!(t.get(1).is_none() && t.get(2).is_some());
+        // An expired producer continuing its sequence is unknown, hence accepted.
+        assert_eq!(t.check(&batch(1, 7, 20_000)), SequenceCheck::Accept);
+        // A live one is still checked.
+        assert!(matches!(t.check(&batch(2, 7, 20_000)), SequenceCheck::Reject(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER, _)));
     }
 }
