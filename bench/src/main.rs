@@ -9,6 +9,7 @@ mod disk;
 mod hist;
 mod json;
 mod kafka;
+mod raw;
 mod sys;
 
 use anyhow::{bail, Context, Result};
@@ -36,6 +37,9 @@ enum Mode {
     Disk,
     /// disk, produce acks=1, produce acks=-1, consume (fresh topic per produce phase).
     All,
+    /// The broker's own produce ceiling: one prebuilt batch sent over and over
+    /// with a nearly free client (Klamm's codec, not librdkafka; see src/raw.rs).
+    RawProduce,
 }
 
 #[derive(Parser, Debug)]
@@ -120,6 +124,10 @@ struct Cli {
     /// Producer batch.size (bytes per partition batch).
     #[arg(long, default_value_t = 1_000_000)]
     batch_size: u64,
+
+    /// raw-produce: produce requests kept outstanding on its one connection.
+    #[arg(long, default_value_t = 5)]
+    raw_in_flight: usize,
 
     /// Producer batch.num.messages.
     #[arg(long, default_value_t = 100_000)]
@@ -478,6 +486,41 @@ impl Run {
         }
     }
 
+    fn run_raw_produce(&mut self, acks: &str) {
+        let phase = format!("raw produce acks={acks}");
+        let topic = self.topic_name("raw");
+        eprintln!("== {phase}: topic {topic}");
+        self.settle(&phase);
+        let result = (|| -> Result<raw::RawResult> {
+            kafka::create_topic(
+                &self.bootstrap,
+                &topic,
+                1,
+                self.cli.replication_factor,
+                &parse_kv(&self.cli.topic_config, "--topic-config")?,
+                Duration::from_secs(30),
+            )?;
+            raw::produce(&raw::RawSettings {
+                bootstrap: self.bootstrap.split(',').next().unwrap_or_default().to_string(),
+                topic: topic.clone(),
+                acks: acks.parse().context("--acks for raw-produce must be 0, 1 or -1")?,
+                record_size: self.cli.record_size,
+                batch_bytes: self.cli.batch_size as usize,
+                in_flight: self.cli.raw_in_flight,
+                total_bytes: self.cli.bytes,
+                max: Duration::from_secs_f64(self.cli.max_seconds),
+                broker_pid: self.broker_pid,
+            })
+        })();
+        match result {
+            Ok(r) => println!("{}", r.line()),
+            Err(e) => {
+                eprintln!("   failed: {e:#}");
+                self.phases.push(PhaseOutcome::Failed(phase, format!("{e:#}")));
+            }
+        }
+    }
+
     fn run_consume(&mut self, topic: &str) {
         if !self.check_broker() {
             self.phases
@@ -632,6 +675,7 @@ fn real_main() -> Result<bool> {
 
     match run.cli.mode {
         Mode::Disk => run.run_disk(),
+        Mode::RawProduce => run.run_raw_produce(&acks),
         Mode::Produce => {
             run.run_produce(&format!("acks{}", acks.replace('-', "m")), &acks);
         }
