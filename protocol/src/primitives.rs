@@ -409,8 +409,7 @@ pub fn put_opt_records(
 ) -> EResult {
     match v {
         Some(b) => put_records(buf, b, flex, field),
-        None if nullable => put_len(buf, None, flex, true, field),
-        None => Err(EncodeError::NullNotAllowed { field, version }),
+        None => put_opt_bytes(buf, None, flex, nullable, field, version),
     }
 }
 

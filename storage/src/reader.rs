@@ -271,6 +271,19 @@ impl LogReader {
         Ok(None)
     }
 
+    /// Base offset of the first segment that may hold a batch with a max
+    /// timestamp >= `timestamp` (its own max timestamp is at least that, or
+    /// unknown), never below the log start offset; the log end offset if no
+    /// segment qualifies. Everything before it is older than `timestamp`.
+    pub fn first_offset_possibly_since(&self, timestamp: i64) -> i64 {
+        let log_start = self.log_start_offset();
+        let segments = self.shared.snapshot();
+        segments
+            .iter()
+            .find(|s| s.max_timestamp().map_or(true, |(max, _)| max >= timestamp))
+            .map_or(self.log_end_offset(), |s| s.base_offset.max(log_start))
+    }
+
     /// Finds the first record with timestamp >= `timestamp` (ListOffsets by
     /// time): the first batch whose max timestamp is >= `timestamp`, then
     /// the first record in it at or after that time. Returns (offset,

@@ -759,3 +759,26 @@ fn file_regions_survive_deletion_and_notice_truncation() {
     log.truncate_to(72).unwrap();
     assert!(matches!(late.read(), Err(Error::Truncated { .. })));
 }
+
+#[test]
+fn first_offset_possibly_since_skips_older_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = must_open(dir.path(), small_config());
+    for i in 0..40 {
+        let mut b = must_batch(2, 60, 1_000 * i);
+        log.append(&mut b, 0).unwrap();
+    }
+    let reader = log.reader();
+    assert_eq!(reader.first_offset_possibly_since(0), 0);
+    assert_eq!(reader.first_offset_possibly_since(i64::MAX), log.log_end_offset());
+    // Batch i (offsets 2i, 2i+1) has timestamps 1000i, 1000i+1: the answer is the base
+    // of the segment holding batch 30, at or below offset 60 and above the previous ones.
+    let from = reader.first_offset_possibly_since(30_000);
+    assert!(from <= 60 && from > 0, "{from}");
+    // Everything before it is older; the batch with timestamp 30000 is at or after it.
+    let before = reader.read(0, 1 << 20, from, true).unwrap();
+    let older: Vec<i64> = klamm_protocol::records::iter_batches(before.bytes).map(|b| b.unwrap().max_timestamp()).collect();
+    assert!(!older.is_empty() && older.iter().all(|&ts| ts < 30_000), "{older:?}");
+    log.advance_log_start_offset(70).unwrap();
+    assert_eq!(reader.first_offset_possibly_since(0), 70, "never below the log start");
+}

@@ -21,7 +21,6 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let retention_every = broker.config.log_retention_check_interval_ms.max(100);
     let mut last_retention = crate::clock::now_ms();
     let expiration_every = i64::from(broker.config.producer_id_expiration_check_interval_ms.max(1));
-    let expiration_ms = i64::from(broker.config.producer_id_expiration_ms.max(1));
     let mut last_expiration: Option<i64> = None;
     loop {
         tokio::select! {
@@ -38,6 +37,8 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         if expire_producers {
             last_expiration = Some(now);
         }
+        // producer.id.expiration.ms is a dynamic broker config.
+        let expiration_ms = i64::from(broker.replicas.effective_broker_config().producer_id_expiration_ms.max(1));
         let expire_producers_idle_ms = expire_producers.then_some(expiration_ms);
         // Disk work off the async threads.
         let b = broker.clone();

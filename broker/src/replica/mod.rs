@@ -191,7 +191,8 @@ impl ReplicaManager {
                     first_error.get_or_insert(anyhow::anyhow!("write {}: {e}", dir.display()));
                     continue;
                 }
-                match Partition::open(&topic.name, topic.topic_id, p.partition, &dir, config.clone(), self.node_id, p, now) {
+                let producer_id_expiration_ms = i64::from(self.effective_broker_config().producer_id_expiration_ms);
+                match Partition::open(&topic.name, topic.topic_id, p.partition, &dir, config.clone(), self.node_id, p, now, producer_id_expiration_ms) {
                     Ok(partition) => {
                         self.partitions
                             .write()

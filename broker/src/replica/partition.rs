@@ -191,11 +191,18 @@ impl Partition {
         node_id: i32,
         meta: &PartitionImage,
         now_ms: i64,
+        producer_id_expiration_ms: i64,
     ) -> Result<Partition, klamm_storage::Error> {
         let log = Log::open(dir, log_config(&config), now_ms)?;
         let reader = log.reader();
+        // Producer state is rebuilt from the batch headers, but only from the segments
+        // written within producer.id.expiration.ms: a producer seen only in older ones
+        // would be expired at once, so reading them (all of the retention, perhaps
+        // days of data) would only slow the start.
         let mut producers = ProducerStateTable::default();
-        storage_adapter::replay_producer_state(&reader, log.log_start_offset(), log.log_end_offset(), &mut producers);
+        let replay_from = reader.first_offset_possibly_since(now_ms.saturating_sub(producer_id_expiration_ms));
+        storage_adapter::replay_producer_state(&reader, replay_from, log.log_end_offset(), &mut producers);
+        producers.remove_expired(now_ms, producer_id_expiration_ms);
         let leo = log.log_end_offset();
         // A lone replica has everything it wrote committed. A replica of a replicated
         // partition starts from its checkpointed high watermark (at most its log end) and

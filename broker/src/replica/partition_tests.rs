@@ -26,7 +26,7 @@ fn image(leader: i32, leader_epoch: i32, partition_epoch: i32, isr: &[i32]) -> P
 }
 
 fn open(dir: &tempfile::TempDir, node: i32, meta: &PartitionImage, min_isr: i32) -> Partition {
-    Partition::open("t", [1; 16], 0, dir.path(), config(min_isr), node, meta, 0).expect("open partition")
+    Partition::open("t", [1; 16], 0, dir.path(), config(min_isr), node, meta, 0, i64::MAX).expect("open partition")
 }
 
 fn batch(records: usize) -> Bytes {
@@ -88,7 +88,7 @@ fn high_watermark_holds_while_the_isr_is_below_min_insync() {
 fn a_lone_replica_commits_on_append() {
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, ..Default::default() };
-    let p = Partition::open("t", [1; 16], 0, dir.path(), config(2), 1, &meta, 0).expect("open");
+    let p = Partition::open("t", [1; 16], 0, dir.path(), config(2), 1, &meta, 0, i64::MAX).expect("open");
     p.append_from_client(batch(3), 9, 10).expect("append");
     assert_eq!(p.view().high_watermark, 3, "the whole ISR (all replicas) has it");
 }
@@ -199,4 +199,26 @@ fn stale_follower_epoch_is_fenced_at_append() {
     let follower = open(&dir, 2, &image(1, 3, 0, &[1, 2, 3]), 1);
     let err = follower.append_as_follower(batch(1), 2, 0, 0, 10).expect_err("answer of an older epoch");
     assert_eq!(err.code, ErrorCode::FENCED_LEADER_EPOCH);
+}
+
+/// Producer state is rebuilt at open only from what is younger than
+/// producer.id.expiration.ms: a retry right after a restart is still a duplicate,
+/// one from a producer idle past the expiration is new data.
+#[test]
+fn producer_state_replay_keeps_only_unexpired_producers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let solo = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, ..Default::default() };
+    let idempotent = || RecordBatchBuilder::new(0).producer(7, 0, 0).record(1_000, None, Some(b"v")).build();
+    let open_at = |now: i64, expiration: i64| {
+        Partition::open("t", [1; 16], 0, dir.path(), config(1), 1, &solo, now, expiration).expect("open partition")
+    };
+    let p = open_at(0, i64::MAX);
+    assert_eq!(p.append_from_client(idempotent(), 9, 1_000).expect("append").base_offset, 0);
+    p.close();
+    let p = open_at(2_000, 10_000);
+    assert_eq!(p.append_from_client(idempotent(), 9, 2_000).expect("retry").base_offset, 0, "deduplicated");
+    p.close();
+    let p = open_at(1_000_000, 10_000);
+    assert_eq!(p.append_from_client(idempotent(), 9, 1_000_000).expect("append").base_offset, 1, "producer 7 expired");
+    assert_eq!(p.view().log_end_offset, 2);
 }
