@@ -512,6 +512,10 @@ async fn reassignment_moves_data_and_cancels() {
         let local = cluster.broker(i).and_then(|b| b.replicas.get(name, 0)).expect("hosted by nodes 2 and 3");
         wait_until("the new replicas to hold every record", || local.view().log_end_offset == 8).await;
     }
+    // Node 2 answers for epoch 1 only once it has applied that epoch itself (until then a
+    // request naming it gets UNKNOWN_LEADER_EPOCH, rightly).
+    let on_node_2 = cluster.broker(1).and_then(|b| b.replicas.get(name, 0)).expect("hosted by node 2");
+    wait_until("node 2 to lead partition 0 in epoch 1", || on_node_2.view().leader_epoch == 1).await;
     let mut on_2 = Conn::open(cluster.nodes[1].addr).await;
     let r = on_2.call(&ofle(name, -1, &[(0, 1, 0), (0, 1, 1)]), 4).await;
     assert_eq!(answers(&r), vec![(0, 0, 8), (0, 1, 8)], "the new leader knows the whole history");
