@@ -68,7 +68,9 @@
 //! `flush_ms` in [`LogConfig`] make append fsync once that many records, or
 //! that much time, has accumulated since the last flush; [`Log::flush`]
 //! fsyncs on demand. Rolled segments are fsynced when `flush_on_roll` is set
-//! (default), and [`Log::close`] flushes everything. Checkpoint files are
+//! (default), not on the append that rolls but by the log's owner in the
+//! background ([`Log::take_rolled_flushes`], as Kafka flushes a rolled
+//! segment asynchronously), and [`Log::close`] flushes everything. Checkpoint files are
 //! always written atomically and fsynced.
 //!
 //! # Example
@@ -112,5 +114,5 @@ pub use cleaner::{
 pub use config::LogConfig;
 pub use error::{Error, Result};
 pub use leader_epoch::{EpochEntry, LEADER_EPOCH_CHECKPOINT, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
-pub use log::{AppendInfo, Log, CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT};
+pub use log::{AppendInfo, Log, RolledFlush, CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT};
 pub use reader::{FileRegion, LogReader, ReadResult};

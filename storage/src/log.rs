@@ -128,6 +128,40 @@ pub struct Log {
     epochs: LeaderEpochCache,
     unflushed_offsets: u64,
     last_flush_ms: i64,
+    /// Segments rolled with `flush_on_roll` whose fsync the owner still has
+    /// to run, off the append path ([`Log::take_rolled_flushes`]).
+    rolled_flushes: Vec<RolledFlush>,
+}
+
+/// The fsync of a rolled segment (its log, both indexes and the directory
+/// entry of the new one), run by the log's owner without holding the log: a
+/// 1 GiB segment takes seconds to reach the disk, and Kafka too flushes a
+/// rolled segment in the background. Until it has run, a power loss can lose
+/// the segment's tail, which recovery detects (without the clean-shutdown
+/// marker every segment is validated) and truncates.
+#[derive(Debug)]
+pub struct RolledFlush {
+    segment: Arc<crate::segment::SegmentShared>,
+    dir: PathBuf,
+}
+
+impl RolledFlush {
+    /// Base offset of the rolled segment.
+    pub fn base_offset(&self) -> i64 {
+        self.segment.base_offset
+    }
+
+    /// fsyncs the segment's files and its directory. Harmless if the segment
+    /// was deleted or replaced meanwhile.
+    pub fn run(&self) -> Result<()> {
+        self.segment
+            .file
+            .sync_data()
+            .map_err(Error::io("fsync segment", &self.segment.log_path))?;
+        crate::segment::read_lock(&self.segment.offset_index).file().flush()?;
+        crate::segment::read_lock(&self.segment.time_index).file().flush()?;
+        sync_dir(&self.dir)
+    }
 }
 
 fn list_segment_bases(dir: &Path) -> Result<Vec<i64>> {
@@ -284,6 +318,7 @@ impl Log {
             epochs,
             unflushed_offsets: 0,
             last_flush_ms: now_ms,
+            rolled_flushes: Vec::new(),
         };
         if checkpoint_start != Some(log_start_offset) {
             log.write_log_start_checkpoint()?;
@@ -487,15 +522,14 @@ impl Log {
     }
 
     fn roll_at(&mut self, base_offset: i64) -> Result<()> {
-        let flush = self.config.flush_on_roll;
         let active = self.segments.last_mut().expect("log has a segment");
         assert!(base_offset >= active.next_offset(), "roll below the active segment end");
-        active.seal(flush)?;
+        active.seal(false)?;
+        if self.config.flush_on_roll {
+            self.rolled_flushes.push(RolledFlush { segment: Arc::clone(&active.shared), dir: self.dir.clone() });
+        }
         let seg = Segment::create(&self.dir, base_offset, &self.config)?;
         self.segments.push(seg);
-        if flush {
-            sync_dir(&self.dir)?;
-        }
         self.publish_segments();
         info!(dir = %self.dir.display(), base_offset, "rolled segment");
         Ok(())
@@ -711,6 +745,13 @@ impl Log {
     pub fn flush(&mut self) -> Result<()> {
         let now = self.last_flush_ms;
         self.flush_at(now)
+    }
+
+    /// The fsyncs of segments rolled since the last call (`flush_on_roll`), for
+    /// the owner to run without holding the log; see [`RolledFlush`].
+    /// ([`Log::flush`] and [`Log::close`] still flush every dirty segment.)
+    pub fn take_rolled_flushes(&mut self) -> Vec<RolledFlush> {
+        std::mem::take(&mut self.rolled_flushes)
     }
 
     /// The time-based half of the flush policy for quiet partitions: fsyncs

@@ -782,3 +782,34 @@ fn first_offset_possibly_since_skips_older_segments() {
     log.advance_log_start_offset(70).unwrap();
     assert_eq!(reader.first_offset_possibly_since(0), 70, "never below the log start");
 }
+
+/// With flush_on_roll, rolling does not fsync on the append path: each rolled
+/// segment's flush is handed to the owner once, and runs (also after the
+/// segment was deleted by retention).
+#[test]
+fn rolled_segments_are_flushed_by_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = must_open(dir.path(), LogConfig { flush_on_roll: true, ..small_config() });
+    for i in 0..40 {
+        let mut b = must_batch(2, 60, i);
+        log.append(&mut b, 0).unwrap();
+    }
+    let segments = log.segments.len();
+    assert!(segments > 2);
+    let flushes = log.take_rolled_flushes();
+    assert_eq!(flushes.len(), segments - 1, "one per rolled segment");
+    assert!(log.take_rolled_flushes().is_empty(), "handed out once");
+    assert_eq!(flushes[0].base_offset(), 0);
+    assert!(log.apply_retention(None, Some(2048), 0).unwrap() > 0);
+    for f in &flushes {
+        f.run().unwrap();
+    }
+    let mut off = LogConfig { flush_on_roll: false, ..small_config() };
+    off.segment_bytes = 2048;
+    log.set_config(off).unwrap();
+    for i in 0..20 {
+        let mut b = must_batch(2, 60, i);
+        log.append(&mut b, 0).unwrap();
+    }
+    assert!(log.take_rolled_flushes().is_empty(), "nothing without flush_on_roll");
+}

@@ -839,7 +839,8 @@ impl Partition {
     /// Runs retention and the time-based flush policy; called periodically.
     /// Returns how many segments retention deleted.
     /// Periodic work: the high watermark checkpoint, retention (when
-    /// `run_retention`), the time-based flush, and with `expire_producers_idle_ms`
+    /// `run_retention`), the time-based flush, the fsync of rolled segments
+    /// (without the writer lock), and with `expire_producers_idle_ms`
     /// the expiry of idle producer ids. Returns the segments retention deleted.
     pub fn maintain(&self, now_ms: i64, run_retention: bool, expire_producers_idle_ms: Option<i64>) -> usize {
         self.checkpoint_high_watermark();
@@ -859,6 +860,7 @@ impl Partition {
         if let Err(e) = writer.log.flush_if_due(now_ms) {
             warn!(topic = %self.topic, partition = self.index, error = %e, "flush failed");
         }
+        let rolled_flushes = writer.log.take_rolled_flushes();
         if let Some(expiration_ms) = expire_producers_idle_ms {
             let expired = writer.producers.remove_expired(now_ms, expiration_ms);
             if expired > 0 {
@@ -868,6 +870,12 @@ impl Partition {
         let log_start = writer.log.log_start_offset();
         drop(guard);
         self.publish_log_start_offset(log_start);
+        // Outside the writer lock: appends go on while rolled segments reach the disk.
+        for flush in rolled_flushes {
+            if let Err(e) = flush.run() {
+                warn!(topic = %self.topic, partition = self.index, base_offset = flush.base_offset(), error = %e, "flushing a rolled segment failed");
+            }
+        }
         deleted
     }
 
