@@ -18,15 +18,12 @@ use klamm_protocol::messages::alter_partition_reassignments_response::{
 };
 use klamm_protocol::messages::AlterPartitionReassignmentsRequest;
 use klamm_protocol::ErrorCode;
-use klamm_raft::{CommandOutcome, MetadataCommand, RejectCode};
+use klamm_raft::MetadataCommand;
 use tokio::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::info;
 
-use super::RequestContext;
-use crate::topics::rejection_error_code;
+use super::{propose_partition_change, RequestContext};
 
-/// How often a reassignment that lost a race with another change is recomputed.
-const ATTEMPTS: usize = 3;
 
 pub async fn handle(ctx: &RequestContext, request: AlterPartitionReassignmentsRequest) -> AlterPartitionReassignmentsResponse {
     let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
@@ -54,38 +51,25 @@ async fn reassign(
     target: Option<&[i32]>,
     deadline: Instant,
 ) -> (ErrorCode, Option<String>) {
-    let broker = &ctx.broker;
-    for _ in 0..ATTEMPTS {
-        let image = broker.metadata.image();
-        let Some(t) = image.topic(topic) else {
-            return (ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, Some(format!("Unable to find a topic named {topic}.")));
-        };
-        let Some(p) = t.partitions.get(&partition) else {
-            return (ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, Some(format!("Unable to find partition {topic}:{partition}.")));
-        };
-        let command = MetadataCommand::ReassignPartition {
+    let build = |image: &klamm_raft::MetadataImage| {
+        let t = image.topic(topic).ok_or_else(|| (ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, format!("Unable to find a topic named {topic}.")))?;
+        let p = t
+            .partitions
+            .get(&partition)
+            .ok_or_else(|| (ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, format!("Unable to find partition {topic}:{partition}.")))?;
+        Ok(MetadataCommand::ReassignPartition {
             topic_id: t.topic_id,
             partition,
             expected_partition_epoch: p.partition_epoch,
             target: target.map(<[i32]>::to_vec),
-        };
-        let outcome = match tokio::time::timeout_at(deadline, broker.metadata.propose(command)).await {
-            Err(_) => return (ErrorCode::REQUEST_TIMED_OUT, Some("the reassignment was not recorded within the timeout".into())),
-            Ok(Err(e)) => return (ErrorCode::REQUEST_TIMED_OUT, Some(format!("metadata log unavailable: {e}"))),
-            Ok(Ok(outcome)) => outcome,
-        };
-        match outcome {
-            CommandOutcome::Applied(_) => {
-                info!(topic, partition, ?target, "partition reassignment altered");
-                // As admin handlers do: the local partitions follow before the answer.
-                if let Err(e) = broker.replicas.reconcile(&broker.metadata.image()) {
-                    warn!(error = %e, "applying metadata to local partitions failed");
-                }
-                return (ErrorCode::NONE, None);
-            }
-            CommandOutcome::Rejected(r) if r.code == RejectCode::StaleEpoch => continue,
-            CommandOutcome::Rejected(r) => return (rejection_error_code(r.code), Some(r.message)),
+        })
+    };
+    let timeout = "the reassignment was not recorded within the timeout";
+    match propose_partition_change(ctx, topic, partition, "reassignment", timeout, deadline, build).await {
+        Ok(_) => {
+            info!(topic, partition, ?target, "partition reassignment altered");
+            (ErrorCode::NONE, None)
         }
+        Err(error) => error,
     }
-    (ErrorCode::REQUEST_TIMED_OUT, Some(format!("{topic}-{partition} kept changing during the reassignment")))
 }

@@ -17,16 +17,11 @@
 use klamm_protocol::messages::elect_leaders_response::{ElectLeadersResponse, PartitionResult, ReplicaElectionResult};
 use klamm_protocol::messages::ElectLeadersRequest;
 use klamm_protocol::ErrorCode;
-use klamm_raft::{CommandOutcome, RejectCode};
 use tokio::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::info;
 
-use super::RequestContext;
+use super::{propose_partition_change, RequestContext};
 use crate::leader_balance::{elect, ElectionType};
-use crate::topics::rejection_error_code;
-
-/// How often an election that lost a race with another change is recomputed.
-const ATTEMPTS: usize = 3;
 
 pub async fn handle(ctx: &RequestContext, request: ElectLeadersRequest) -> ElectLeadersResponse {
     let image = ctx.broker.metadata.image();
@@ -78,30 +73,13 @@ async fn run_election(
     kind: ElectionType,
     deadline: Instant,
 ) -> (ErrorCode, Option<String>) {
-    let broker = &ctx.broker;
-    for _ in 0..ATTEMPTS {
-        let image = broker.metadata.image();
-        let command = match elect(&image, topic, partition, kind) {
-            Ok(command) => command,
-            Err((code, message)) => return (code, Some(message)),
-        };
-        let outcome = match tokio::time::timeout_at(deadline, broker.metadata.propose(command)).await {
-            Err(_) => return (ErrorCode::REQUEST_TIMED_OUT, Some("the election did not complete within the timeout".into())),
-            Ok(Err(e)) => return (ErrorCode::REQUEST_TIMED_OUT, Some(format!("metadata log unavailable: {e}"))),
-            Ok(Ok(outcome)) => outcome,
-        };
-        match outcome {
-            CommandOutcome::Applied(info) => {
-                info!(topic, partition, ?kind, leader_epoch = info.leader_epoch, "leader elected on request");
-                // As admin handlers do: the local partitions follow before the answer.
-                if let Err(e) = broker.replicas.reconcile(&broker.metadata.image()) {
-                    warn!(error = %e, "applying metadata to local partitions failed");
-                }
-                return (ErrorCode::NONE, None);
-            }
-            CommandOutcome::Rejected(r) if r.code == RejectCode::StaleEpoch => continue,
-            CommandOutcome::Rejected(r) => return (rejection_error_code(r.code), Some(r.message)),
+    let build = |image: &klamm_raft::MetadataImage| elect(image, topic, partition, kind);
+    let timeout = "the election did not complete within the timeout";
+    match propose_partition_change(ctx, topic, partition, "election", timeout, deadline, build).await {
+        Ok(info) => {
+            info!(topic, partition, ?kind, leader_epoch = info.leader_epoch, "leader elected on request");
+            (ErrorCode::NONE, None)
         }
+        Err(error) => error,
     }
-    (ErrorCode::REQUEST_TIMED_OUT, Some(format!("{topic}-{partition} kept changing during the election")))
 }

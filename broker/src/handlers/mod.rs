@@ -174,6 +174,49 @@ impl<T: Into<ResponseKind>> From<T> for Outcome {
     }
 }
 
+/// How often an admin change to one partition that lost a race with another
+/// change (the partition epoch moved) is rebuilt from the new image.
+const PARTITION_CHANGE_ATTEMPTS: usize = 3;
+
+/// Proposes the metadata command `build` makes from the current image for one
+/// partition (ElectLeaders, AlterPartitionReassignments), rebuilding it when the
+/// partition changed meanwhile (`StaleEpoch`), and once it is applied lets the
+/// local partitions follow before the answer, as admin handlers do. `what`
+/// names the change in messages ("election", "reassignment"); `timeout_message`
+/// is the answer when `deadline` passes first.
+pub(crate) async fn propose_partition_change(
+    ctx: &RequestContext,
+    topic: &str,
+    partition: i32,
+    what: &str,
+    timeout_message: &str,
+    deadline: tokio::time::Instant,
+    build: impl Fn(&klamm_raft::MetadataImage) -> Result<klamm_raft::MetadataCommand, (klamm_protocol::ErrorCode, String)>,
+) -> Result<klamm_raft::AppliedInfo, (klamm_protocol::ErrorCode, Option<String>)> {
+    use klamm_protocol::ErrorCode;
+    use klamm_raft::{CommandOutcome, RejectCode};
+    let broker = &ctx.broker;
+    for _ in 0..PARTITION_CHANGE_ATTEMPTS {
+        let command = build(&broker.metadata.image()).map_err(|(code, message)| (code, Some(message)))?;
+        let outcome = match tokio::time::timeout_at(deadline, broker.metadata.propose(command)).await {
+            Err(_) => return Err((ErrorCode::REQUEST_TIMED_OUT, Some(timeout_message.to_string()))),
+            Ok(Err(e)) => return Err((ErrorCode::REQUEST_TIMED_OUT, Some(format!("metadata log unavailable: {e}")))),
+            Ok(Ok(outcome)) => outcome,
+        };
+        match outcome {
+            CommandOutcome::Applied(info) => {
+                if let Err(e) = broker.replicas.reconcile(&broker.metadata.image()) {
+                    tracing::warn!(error = %e, "applying metadata to local partitions failed");
+                }
+                return Ok(info);
+            }
+            CommandOutcome::Rejected(r) if r.code == RejectCode::StaleEpoch => continue,
+            CommandOutcome::Rejected(r) => return Err((crate::topics::rejection_error_code(r.code), Some(r.message))),
+        }
+    }
+    Err((ErrorCode::REQUEST_TIMED_OUT, Some(format!("{topic}-{partition} kept changing during the {what}"))))
+}
+
 pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
     match request {
         RequestKind::ApiVersions(r) => api_versions::handle(ctx, r).into(),
