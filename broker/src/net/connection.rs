@@ -55,23 +55,6 @@ impl ResponseFrame {
         ResponseFrame { bytes, from_files: Vec::new() }
     }
 
-    /// The whole frame in memory (reads the file regions; for tests and
-    /// transports that cannot send from files).
-    pub fn to_bytes(&self) -> Result<Bytes, klamm_storage::Error> {
-        if self.from_files.is_empty() {
-            return Ok(self.bytes.clone());
-        }
-        let mut out = BytesMut::with_capacity(self.bytes.len() + self.from_files.iter().map(|(_, r)| r.len()).sum::<usize>());
-        let mut cursor = 0;
-        for (at, region) in &self.from_files {
-            out.extend_from_slice(&self.bytes[cursor..*at]);
-            out.extend_from_slice(&region.read()?);
-            cursor = *at;
-        }
-        out.extend_from_slice(&self.bytes[cursor..]);
-        Ok(out.freeze())
-    }
-
     /// Writes the frame: the bytes in order, each file region sent from its
     /// file in its place. Fails (and the connection must close) if a region's
     /// file was truncated under the send, since the frame size is already out.

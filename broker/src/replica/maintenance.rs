@@ -1,8 +1,8 @@
 //! Periodic partition work: retention (`log.retention.check.interval.ms`),
 //! the time-based flush policy (`flush.ms`), and the expiry of idle producer
 //! ids (`producer.id.expiration.ms`, checked every
-//! `producer.id.expiration.check.interval.ms`, and once at start so producers
-//! replayed from an old log do not linger).
+//! `producer.id.expiration.check.interval.ms`; opening a partition already
+//! drops the producers its replay finds expired).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let retention_every = broker.config.log_retention_check_interval_ms.max(100);
     let mut last_retention = crate::clock::now_ms();
     let expiration_every = i64::from(broker.config.producer_id_expiration_check_interval_ms.max(1));
-    let mut last_expiration: Option<i64> = None;
+    let mut last_expiration = crate::clock::now_ms();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
@@ -33,9 +33,9 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         if run_retention {
             last_retention = now;
         }
-        let expire_producers = last_expiration.map_or(true, |last| now - last >= expiration_every);
+        let expire_producers = now - last_expiration >= expiration_every;
         if expire_producers {
-            last_expiration = Some(now);
+            last_expiration = now;
         }
         // producer.id.expiration.ms is a dynamic broker config.
         let expiration_ms = i64::from(broker.replicas.effective_broker_config().producer_id_expiration_ms.max(1));
