@@ -379,6 +379,16 @@ async fn offline_replicas_and_describe_topic_partitions() {
 async fn controller_id_is_the_raft_leader() {
     let cluster = TestCluster::start(3, &[]).await.expect("start");
     let leader = cluster.broker(0).expect("node 1").metadata.active_controller().expect("a raft leader");
+    // A node names the Raft leader only once its image has that broker registered and
+    // unfenced (otherwise it names itself, rightly): right after start it may not yet.
+    wait_until("the raft leader to be a live broker in every node's image", || {
+        (0..cluster.nodes.len()).all(|i| {
+            cluster.broker(i).is_some_and(|b| {
+                b.metadata.active_controller() == Some(leader) && b.metadata.image().broker(leader).is_some_and(|r| !r.fenced)
+            })
+        })
+    })
+    .await;
     for node in &cluster.nodes {
         let mut c = Conn::open(node.addr).await;
         let advertised = c.api_versions().await;
