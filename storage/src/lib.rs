@@ -14,8 +14,9 @@
 //!   segment base offset;
 //! - a time index `<base>.timeindex` per segment: 12-byte entries
 //!   `timestamp i64 BE | relative_offset u32 BE`;
-//! - `log-start-offset-checkpoint` and `leader-epoch-checkpoint` (text:
-//!   version `0`, entry count, one entry per line);
+//! - `log-start-offset-checkpoint`, `recovery-point-offset-checkpoint` and
+//!   `leader-epoch-checkpoint` (text: version `0`, entry count, one entry
+//!   per line);
 //! - `.klamm-clean-shutdown`, written by [`Log::close`] and removed by
 //!   [`Log::open`];
 //! - `cleaner-offset-checkpoint` (compacted topics): the log cleaner's first
@@ -29,8 +30,9 @@
 //! # Recovery
 //!
 //! [`Log::open`] validates every batch (framing, magic, CRC-32C, increasing
-//! offsets) of the last segment, or of every segment if the clean shutdown
-//! marker is missing, truncates at the first bad byte (deleting any later
+//! offsets) of the last segment, or, if the clean shutdown marker is
+//! missing, of every segment not wholly below the recovery point (the
+//! offset below which everything was fsynced; see `flush.rs`), truncates at the first bad byte (deleting any later
 //! segments), and rebuilds indexes that were recovered, missing or
 //! inconsistent. It never panics on bad disk data.
 //!
@@ -95,6 +97,7 @@ mod checkpoint;
 mod cleaner;
 mod config;
 mod error;
+mod flush;
 mod index_file;
 mod leader_epoch;
 mod log;
@@ -107,6 +110,8 @@ mod time_index;
 mod tests;
 #[cfg(test)]
 mod cleaner_tests;
+#[cfg(test)]
+mod flush_tests;
 
 pub use cleaner::{
     CompactionJob, CompactionParams, CompactionStats, PreparedCompaction, CLEANER_OFFSET_CHECKPOINT,
@@ -114,5 +119,6 @@ pub use cleaner::{
 pub use config::LogConfig;
 pub use error::{Error, Result};
 pub use leader_epoch::{EpochEntry, LEADER_EPOCH_CHECKPOINT, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
-pub use log::{AppendInfo, Log, RolledFlush, CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT};
+pub use flush::{RolledFlush, RECOVERY_POINT_CHECKPOINT};
+pub use log::{AppendInfo, Log, CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT};
 pub use reader::{FileRegion, LogReader, ReadResult};

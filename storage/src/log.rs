@@ -12,6 +12,7 @@ use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::leader_epoch::{EpochEntry, LeaderEpochCache};
 use crate::reader::{LogReader, LogShared, ReadResult};
+use crate::flush::RolledFlush;
 use crate::segment::Segment;
 
 /// Marker file written by [`Log::close`]; its absence at open means the
@@ -128,40 +129,14 @@ pub struct Log {
     epochs: LeaderEpochCache,
     unflushed_offsets: u64,
     last_flush_ms: i64,
-    /// Segments rolled with `flush_on_roll` whose fsync the owner still has
-    /// to run, off the append path ([`Log::take_rolled_flushes`]).
-    rolled_flushes: Vec<RolledFlush>,
-}
-
-/// The fsync of a rolled segment (its log, both indexes and the directory
-/// entry of the new one), run by the log's owner without holding the log: a
-/// 1 GiB segment takes seconds to reach the disk, and Kafka too flushes a
-/// rolled segment in the background. Until it has run, a power loss can lose
-/// the segment's tail, which recovery detects (without the clean-shutdown
-/// marker every segment is validated) and truncates.
-#[derive(Debug)]
-pub struct RolledFlush {
-    segment: Arc<crate::segment::SegmentShared>,
-    dir: PathBuf,
-}
-
-impl RolledFlush {
-    /// Base offset of the rolled segment.
-    pub fn base_offset(&self) -> i64 {
-        self.segment.base_offset
-    }
-
-    /// fsyncs the segment's files and its directory. Harmless if the segment
-    /// was deleted or replaced meanwhile.
-    pub fn run(&self) -> Result<()> {
-        self.segment
-            .file
-            .sync_data()
-            .map_err(Error::io("fsync segment", &self.segment.log_path))?;
-        crate::segment::read_lock(&self.segment.offset_index).file().flush()?;
-        crate::segment::read_lock(&self.segment.time_index).file().flush()?;
-        sync_dir(&self.dir)
-    }
+    /// Segments rolled with `flush_on_roll` (or recovered at open) whose
+    /// fsync the owner still has to run, off the append path
+    /// ([`Log::take_rolled_flushes`]).
+    pub(crate) rolled_flushes: Vec<RolledFlush>,
+    /// Every offset below this is on disk (fsynced); see `flush.rs`.
+    pub(crate) recovery_point: i64,
+    /// The recovery point last written to `recovery-point-offset-checkpoint`.
+    pub(crate) persisted_recovery_point: i64,
 }
 
 fn list_segment_bases(dir: &Path) -> Result<Vec<i64>> {
@@ -214,6 +189,9 @@ impl Log {
         std::fs::create_dir_all(&dir).map_err(Error::io("create partition dir", &dir))?;
         let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
         let clean = marker.exists();
+        // After a crash, the segments wholly below the recovery point were
+        // fsynced before it and need no validation (Kafka's recovery point).
+        let checkpointed_recovery_point = crate::flush::read_recovery_point(&dir);
         let checkpoint_start = match read_checkpoint(&dir.join(LOG_START_OFFSET_CHECKPOINT), 1) {
             Ok(Some(rows)) if rows.len() == 1 && rows[0][0] >= 0 => Some(rows[0][0]),
             Ok(_) => None,
@@ -229,6 +207,8 @@ impl Log {
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
         let last = bases.len().saturating_sub(1);
         let mut cut_after: Option<usize> = None;
+        // How many leading segments were opened without validation.
+        let mut trusted_prefix = 0;
         for (i, &base) in bases.iter().enumerate() {
             if let Some(prev) = segments.last() {
                 if base < prev.next_offset() {
@@ -237,13 +217,19 @@ impl Log {
                     break;
                 }
             }
-            let trusted = if clean && i != last {
+            let flushed = checkpointed_recovery_point.is_some_and(|rp| bases.get(i + 1).is_some_and(|&next| next <= rp));
+            let trusted = if (clean || flushed) && i != last {
                 Segment::open_trusted(&dir, base)?
             } else {
                 None
             };
             let seg = match trusted {
-                Some(seg) => seg,
+                Some(seg) => {
+                    if trusted_prefix == i {
+                        trusted_prefix += 1;
+                    }
+                    seg
+                }
                 None => {
                     let (seg, stop) = Segment::recover(&dir, base, &config)?;
                     if stop.is_some() && i != last {
@@ -278,6 +264,7 @@ impl Log {
             for seg in segments.drain(..) {
                 seg.delete_files()?;
             }
+            trusted_prefix = 0;
         }
         if segments.is_empty() {
             segments.push(Segment::create(&dir, log_start_offset, &config)?);
@@ -305,6 +292,20 @@ impl Log {
                 min_delete_horizon: -1,
             },
         );
+        // Sealed segments recovered here may exist only in the page cache (a
+        // killed process loses nothing the kernel holds, a power loss does):
+        // they are queued for the background flush, which moves the recovery
+        // point over each in turn. The clean marker means all were flushed.
+        let mut rolled_flushes = Vec::new();
+        let recovery_point = if clean {
+            log_end_offset
+        } else {
+            let trusted_end = trusted_prefix.min(n - 1);
+            for seg in &segments[trusted_end..n - 1] {
+                rolled_flushes.push(RolledFlush::of(seg, &dir, 0));
+            }
+            segments[trusted_end].base_offset()
+        };
         let mut log = Log {
             dir,
             config,
@@ -318,8 +319,13 @@ impl Log {
             epochs,
             unflushed_offsets: 0,
             last_flush_ms: now_ms,
-            rolled_flushes: Vec::new(),
+            rolled_flushes,
+            recovery_point,
+            persisted_recovery_point: checkpointed_recovery_point.unwrap_or(-1),
         };
+        if log.persisted_recovery_point != recovery_point {
+            log.write_recovery_point()?;
+        }
         if checkpoint_start != Some(log_start_offset) {
             log.write_log_start_checkpoint()?;
         }
@@ -336,6 +342,7 @@ impl Log {
             segments = log.segments.len(),
             log_start_offset,
             log_end_offset,
+            recovery_point = log.recovery_point,
             "opened log"
         );
         Ok(log)
@@ -526,7 +533,7 @@ impl Log {
         assert!(base_offset >= active.next_offset(), "roll below the active segment end");
         active.seal(false)?;
         if self.config.flush_on_roll {
-            self.rolled_flushes.push(RolledFlush { segment: Arc::clone(&active.shared), dir: self.dir.clone() });
+            self.rolled_flushes.push(RolledFlush::of(active, &self.dir, self.truncations));
         }
         let seg = Segment::create(&self.dir, base_offset, &self.config)?;
         self.segments.push(seg);
@@ -598,6 +605,7 @@ impl Log {
             return self.truncate_fully_and_start_at(offset);
         }
         self.set_log_end_offset(new_end);
+        self.lower_recovery_point(new_end)?;
         self.lower_cleaner_checkpoint(new_end)?;
         self.epochs.truncate_from_end(new_end)?;
         info!(dir = %self.dir.display(), offset, log_end_offset = new_end, "truncated log");
@@ -624,6 +632,9 @@ impl Log {
         self.log_start_offset = offset;
         self.shared.publish_log_start_offset(offset);
         self.write_log_start_checkpoint()?;
+        // The new log is empty: nothing unflushed below `offset`.
+        self.recovery_point = offset;
+        self.write_recovery_point()?;
         self.lower_cleaner_checkpoint(offset)?;
         self.epochs.clear()?;
         info!(dir = %self.dir.display(), offset, "truncated fully");
@@ -651,6 +662,8 @@ impl Log {
             seg.delete_files()?;
         }
         self.publish_segments();
+        // What was below the first segment is gone, flushed or not.
+        self.recovery_point = self.recovery_point.max(first_base);
         info!(dir = %self.dir.display(), count, log_start_offset = self.log_start_offset, "deleted segments");
         Ok(count)
     }
@@ -782,7 +795,8 @@ impl Log {
         }
         self.unflushed_offsets = 0;
         self.last_flush_ms = now_ms;
-        Ok(())
+        let end = self.log_end_offset;
+        self.advance_recovery_point(end)
     }
 
     /// Flushes, trims the active segment's indexes and writes the clean
@@ -793,6 +807,8 @@ impl Log {
         for seg in &mut self.segments {
             seg.flush()?;
         }
+        self.recovery_point = self.log_end_offset;
+        self.write_recovery_point()?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
         std::fs::File::create(&marker)
             .and_then(|f| f.sync_all())

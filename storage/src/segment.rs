@@ -626,6 +626,12 @@ impl Segment {
         self.dirty
     }
 
+    /// Notes that the segment's files were fsynced elsewhere (a
+    /// [`crate::RolledFlush`] of this sealed segment).
+    pub(crate) fn mark_flushed(&mut self) {
+        self.dirty = false;
+    }
+
     /// fsyncs the log and msyncs both indexes.
     pub fn flush(&mut self) -> Result<()> {
         self.shared

@@ -459,6 +459,8 @@ enum Op {
     Read { permille: u32, max_bytes: usize },
     AdvanceStart { permille: u32 },
     RetainBytes { bytes: u64 },
+    FlushRolled,
+    FlushAll,
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
@@ -470,6 +472,8 @@ fn arb_op() -> impl Strategy<Value = Op> {
         2 => (0u32..1000, 1usize..600).prop_map(|(permille, max_bytes)| Op::Read { permille, max_bytes }),
         1 => (0u32..1000).prop_map(|permille| Op::AdvanceStart { permille }),
         1 => (0u64..3000).prop_map(|bytes| Op::RetainBytes { bytes }),
+        1 => Just(Op::FlushRolled),
+        1 => Just(Op::FlushAll),
     ]
 }
 
@@ -478,7 +482,7 @@ fn model_config() -> LogConfig {
         segment_bytes: 700,
         index_interval_bytes: 100,
         max_index_bytes: 96,
-        flush_on_roll: false,
+        flush_on_roll: true,
         ..LogConfig::default()
     }
 }
@@ -510,6 +514,13 @@ proptest! {
                     leo = info.last_offset + 1;
                 }
                 Op::Roll => l.roll().unwrap(),
+                Op::FlushRolled => {
+                    for f in l.take_rolled_flushes() {
+                        f.run().unwrap();
+                        l.rolled_flush_done(&f).unwrap();
+                    }
+                }
+                Op::FlushAll => l.flush().unwrap(),
                 Op::Truncate { permille } => {
                     let target = leo * i64::from(permille) / 1000;
                     l.truncate_to(target).unwrap();
@@ -558,6 +569,9 @@ proptest! {
             let l = log.as_ref().unwrap();
             prop_assert_eq!(l.log_end_offset(), leo);
             prop_assert_eq!(l.log_start_offset(), log_start);
+            let persisted = crate::flush::read_recovery_point(dir.path()).unwrap_or(-1);
+            prop_assert!(persisted <= l.recovery_point() && l.recovery_point() <= leo,
+                "checkpoint {} <= recovery point {} <= log end {}", persisted, l.recovery_point(), leo);
             if log_start > 0 {
                 prop_assert!(l.read(log_start - 1, 10, leo, true).unwrap_err().is_offset_out_of_range());
             }

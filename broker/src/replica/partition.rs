@@ -871,9 +871,23 @@ impl Partition {
         drop(guard);
         self.publish_log_start_offset(log_start);
         // Outside the writer lock: appends go on while rolled segments reach the disk.
+        let mut flushed = Vec::with_capacity(rolled_flushes.len());
         for flush in rolled_flushes {
-            if let Err(e) = flush.run() {
-                warn!(topic = %self.topic, partition = self.index, base_offset = flush.base_offset(), error = %e, "flushing a rolled segment failed");
+            match flush.run() {
+                Ok(()) => flushed.push(flush),
+                // The recovery point stays below this segment (and so below
+                // the later ones too, which still get their fsync).
+                Err(e) => warn!(topic = %self.topic, partition = self.index, base_offset = flush.base_offset(), error = %e, "flushing a rolled segment failed"),
+            }
+        }
+        if !flushed.is_empty() {
+            let mut guard = self.writer.lock().expect("writer lock poisoned");
+            if let Some(writer) = guard.as_mut() {
+                for flush in &flushed {
+                    if let Err(e) = writer.log.rolled_flush_done(flush) {
+                        warn!(topic = %self.topic, partition = self.index, error = %e, "writing the recovery point failed");
+                    }
+                }
             }
         }
         deleted
