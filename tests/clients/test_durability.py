@@ -103,13 +103,23 @@ def _recovery_point(partition_dir) -> int | None:
     return int(lines[2])
 
 
+def _snapshot_offset(partition_dir) -> int | None:
+    """The offset of the producer-state snapshot (u16 version, then i64 offset)."""
+    try:
+        data = (partition_dir / "producer-state-snapshot").read_bytes()
+    except FileNotFoundError:
+        return None
+    return int.from_bytes(data[2:10], "big", signed=True)
+
+
 def _segment_bases(partition_dir) -> list[int]:
     return sorted(int(p.stem) for p in partition_dir.glob("*.log"))
 
 
 def test_kill9_recovers_only_segments_above_the_recovery_point(broker, topic):
     """Segments fsynced in the background are trusted after kill -9 (Kafka's
-    recovery point); the rest are validated, and nothing acked is lost."""
+    recovery point); the rest are validated, producer state is loaded from its
+    snapshot, and nothing acked is lost; the idempotent producer goes on."""
     create_topic(broker, topic, partitions=1, config={"internal.segment.bytes": "16384"})
     msgs = [{"key": f"k{i}".encode(), "value": f"order-{i}-".encode() * 10, "partition": 0} for i in range(3000)]
     produce_ok(broker, topic, msgs, {"acks": "all", "enable.idempotence": True, "batch.num.messages": 20})
@@ -122,6 +132,11 @@ def test_kill9_recovers_only_segments_above_the_recovery_point(broker, topic):
         time.sleep(0.1)
     checkpointed = _recovery_point(pdir)
     assert checkpointed == bases[-1], (checkpointed, bases[-1])
+    # The same tick snapshots the producer state after a roll.
+    while (_snapshot_offset(pdir) or 0) < bases[-1] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    snapshot = _snapshot_offset(pdir)
+    assert snapshot is not None and snapshot >= bases[-1], (snapshot, bases[-1])
 
     log_lines_before = len(broker.log_path.read_text(errors="replace").splitlines())
     broker.restart(signal.SIGKILL)
@@ -130,6 +145,9 @@ def test_kill9_recovers_only_segments_above_the_recovery_point(broker, topic):
     assert opened and "clean=false" in opened[-1], opened
     # Only the active segment was recovered: the recovery point is its base.
     assert f"recovery_point={bases[-1]}" in opened[-1], opened[-1]
+    # Producer state came from the snapshot plus the batches after it.
+    loaded = [line for line in text.splitlines()[log_lines_before:] if "partition loaded" in line and f"topic=\"{topic}\"" in line]
+    assert loaded and f"snapshot_offset={snapshot}" in loaded[-1] and f"replayed_from={snapshot}" in loaded[-1], loaded
 
     got = consume(broker, topic, 0, 0, len(msgs), timeout=60)
     assert [g.value for g in got] == [m["value"] for m in msgs]

@@ -17,6 +17,7 @@ pub mod maintenance;
 pub mod partition;
 #[cfg(test)]
 mod partition_tests;
+pub mod producer_snapshot;
 pub mod producer_state;
 pub mod storage_adapter;
 pub mod validation;

@@ -30,6 +30,7 @@ use klamm_storage::{CompactionStats, Log, LogReader};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::producer_snapshot;
 use super::producer_state::{IncomingBatch, ProducerStateTable, SequenceCheck};
 use super::storage_adapter::{self, log_config};
 use super::validation::{self, records_error_code, StoreAs};
@@ -138,6 +139,24 @@ struct Writer {
     log: Log,
     producers: ProducerStateTable,
     state: ReplicaState,
+    /// Offset of the producer-state snapshot on disk (-1: none).
+    snapshot_offset: i64,
+    /// Truncations so far, so a snapshot taken before one is not installed after it.
+    truncations: u64,
+}
+
+impl Writer {
+    /// After a truncation to the log's new end (`everything`: the whole log
+    /// was replaced): the snapshot on disk may describe batches that are gone.
+    fn truncated(&mut self, dir: &Path, everything: bool) {
+        self.truncations += 1;
+        if self.snapshot_offset >= 0 && (everything || self.snapshot_offset > self.log.log_end_offset()) {
+            if let Err(e) = producer_snapshot::remove(dir) {
+                warn!(dir = %dir.display(), error = %e, "removing a stale producer-state snapshot failed");
+            }
+            self.snapshot_offset = -1;
+        }
+    }
 }
 
 /// An ISR change the leader wants the controller to make.
@@ -199,11 +218,20 @@ impl Partition {
         // written within producer.id.expiration.ms: a producer seen only in older ones
         // would be expired at once, so reading them (all of the retention, perhaps
         // days of data) would only slow the start.
-        let mut producers = ProducerStateTable::default();
-        let replay_from = reader.first_offset_possibly_since(now_ms.saturating_sub(producer_id_expiration_ms));
-        storage_adapter::replay_producer_state(&reader, replay_from, log.log_end_offset(), &mut producers);
-        producers.remove_expired(now_ms, producer_id_expiration_ms);
+        // A snapshot (`producer_snapshot.rs`) saves replaying what it covers.
         let leo = log.log_end_offset();
+        let (snapshot_offset, mut producers) = match producer_snapshot::read(dir) {
+            Some((offset, table)) if offset <= leo => (offset, table),
+            Some((offset, _)) => {
+                warn!(topic, partition = index, snapshot_offset = offset, log_end_offset = leo, "producer-state snapshot is past the recovered log end; replaying instead");
+                let _ = producer_snapshot::remove(dir);
+                (-1, ProducerStateTable::default())
+            }
+            None => (-1, ProducerStateTable::default()),
+        };
+        let replay_from = reader.first_offset_possibly_since(now_ms.saturating_sub(producer_id_expiration_ms)).max(snapshot_offset);
+        storage_adapter::replay_producer_state(&reader, replay_from, leo, &mut producers);
+        producers.remove_expired(now_ms, producer_id_expiration_ms);
         // A lone replica has everything it wrote committed. A replica of a replicated
         // partition starts from its checkpointed high watermark (at most its log end) and
         // learns newer ones from the leader, or as leader from its followers' fetches.
@@ -232,14 +260,14 @@ impl Partition {
             followers: HashMap::new(),
         };
         if leo > 0 {
-            info!(topic, partition = index, log_end_offset = leo, producers = producers.len(), "partition loaded");
+            info!(topic, partition = index, log_end_offset = leo, producers = producers.len(), snapshot_offset, replayed_from = replay_from.min(leo), "partition loaded");
         }
         Ok(Partition {
             topic: topic.to_string(),
             topic_id,
             index,
             dir: dir.to_path_buf(),
-            writer: Mutex::new(Some(Writer { log, producers, state })),
+            writer: Mutex::new(Some(Writer { log, producers, state, snapshot_offset, truncations: 0 })),
             reader,
             view: watch::channel(view).0,
             config: RwLock::new(config),
@@ -587,6 +615,7 @@ impl Partition {
         }
         w.log.truncate_fully_and_start_at(offset.max(0)).map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
         w.producers = ProducerStateTable::default();
+        w.truncated(&self.dir, true);
         let leo = w.log.log_end_offset();
         drop(guard);
         self.view.send_modify(|v| {
@@ -603,6 +632,7 @@ impl Partition {
         if target < before {
             w.log.truncate_to(target.max(0)).map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
             w.producers.truncate_to(w.log.log_end_offset());
+            w.truncated(&self.dir, false);
             warn!(topic = %self.topic, partition = self.index, from = before, to = w.log.log_end_offset(), "truncated a diverging log suffix");
         }
         let leo = w.log.log_end_offset();
@@ -836,11 +866,10 @@ impl Partition {
         (!stats.aborted).then_some(stats)
     }
 
-    /// Runs retention and the time-based flush policy; called periodically.
-    /// Returns how many segments retention deleted.
     /// Periodic work: the high watermark checkpoint, retention (when
     /// `run_retention`), the time-based flush, the fsync of rolled segments
-    /// (without the writer lock), and with `expire_producers_idle_ms`
+    /// and the recovery point, a producer-state snapshot after a roll (file
+    /// writes without the writer lock), and with `expire_producers_idle_ms`
     /// the expiry of idle producer ids. Returns the segments retention deleted.
     pub fn maintain(&self, now_ms: i64, run_retention: bool, expire_producers_idle_ms: Option<i64>) -> usize {
         self.checkpoint_high_watermark();
@@ -868,6 +897,10 @@ impl Partition {
             }
         }
         let log_start = writer.log.log_start_offset();
+        // A producer-state snapshot after each roll (as Kafka), written below
+        // without the lock.
+        let rolled_since_snapshot = writer.log.segment_base_offsets().last().is_some_and(|&b| b > writer.snapshot_offset);
+        let snapshot = rolled_since_snapshot.then(|| (writer.log.log_end_offset(), writer.producers.clone(), writer.truncations));
         drop(guard);
         self.publish_log_start_offset(log_start);
         // Outside the writer lock: appends go on while rolled segments reach the disk.
@@ -890,7 +923,32 @@ impl Partition {
                 }
             }
         }
+        if let Some((offset, producers, truncations)) = snapshot {
+            if let Err(e) = self.write_producer_snapshot(offset, &producers, truncations) {
+                warn!(topic = %self.topic, partition = self.index, error = %e, "writing the producer-state snapshot failed");
+            }
+        }
         deleted
+    }
+
+    /// Writes the producer state as of `offset` (taken under the writer lock
+    /// after `truncations` truncations) and installs it unless the log was
+    /// truncated meanwhile. Only the rename runs under the lock.
+    fn write_producer_snapshot(&self, offset: i64, producers: &ProducerStateTable, truncations: u64) -> std::io::Result<()> {
+        let pending = producer_snapshot::write_pending(&self.dir, &producer_snapshot::encode(offset, producers))?;
+        let mut guard = self.writer.lock().expect("writer lock poisoned");
+        match guard.as_mut() {
+            Some(writer) if writer.truncations == truncations => {
+                producer_snapshot::install(&self.dir, &pending)?;
+                writer.snapshot_offset = offset;
+            }
+            _ => {
+                drop(guard);
+                return std::fs::remove_file(&pending);
+            }
+        }
+        drop(guard);
+        producer_snapshot::sync_dir(&self.dir)
     }
 
     /// Writes the high watermark to its checkpoint file if it moved since the last write.
@@ -911,6 +969,11 @@ impl Partition {
         self.checkpoint_high_watermark();
         let writer = self.writer.lock().expect("writer lock poisoned").take();
         if let Some(w) = writer {
+            // The next start then replays nothing (the log's close fsyncs the directory).
+            let snapshot = producer_snapshot::encode(w.log.log_end_offset(), &w.producers);
+            if let Err(e) = producer_snapshot::write_pending(&self.dir, &snapshot).and_then(|p| producer_snapshot::install(&self.dir, &p)) {
+                warn!(topic = %self.topic, partition = self.index, error = %e, "writing the producer-state snapshot failed");
+            }
             if let Err(e) = w.log.close() {
                 warn!(topic = %self.topic, partition = self.index, error = %e, "closing log failed");
             }

@@ -222,3 +222,79 @@ fn producer_state_replay_keeps_only_unexpired_producers() {
     assert_eq!(p.append_from_client(idempotent(), 9, 1_000_000).expect("append").base_offset, 1, "producer 7 expired");
     assert_eq!(p.view().log_end_offset, 2);
 }
+
+/// A producer-state snapshot in the partition dir: producer 9 at epoch 3,
+/// last sequence 4, as of `offset`.
+fn plant_snapshot(dir: &std::path::Path, offset: i64) {
+    use super::producer_snapshot;
+    use super::producer_state::{IncomingBatch, ProducerStateTable};
+    let mut table = ProducerStateTable::default();
+    let batch = IncomingBatch { producer_id: 9, producer_epoch: 3, base_sequence: 0, last_offset_delta: 4, max_timestamp: 1_000 };
+    table.record(&batch, 0);
+    let pending = producer_snapshot::write_pending(dir, &producer_snapshot::encode(offset, &table)).expect("write");
+    producer_snapshot::install(dir, &pending).expect("install");
+}
+
+fn producer_9(seq: i32) -> Bytes {
+    RecordBatchBuilder::new(0).producer(9, 3, seq).record(1_000, None, Some(b"v")).build()
+}
+
+/// At open the producer state comes from the snapshot plus the batches after
+/// it; the snapshot is not replayed from the log (producer 9 never wrote to
+/// this log, yet is known with its last sequence).
+#[test]
+fn a_producer_snapshot_is_loaded_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let solo = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, ..Default::default() };
+    let reopen = || Partition::open("t", [1; 16], 0, dir.path(), config(1), 1, &solo, 2_000, i64::MAX).expect("open partition");
+    let p = reopen();
+    p.append_from_client(batch(3), 9, 1_000).expect("append");
+    p.close();
+    plant_snapshot(dir.path(), 3);
+    let p = reopen();
+    let err = p.append_from_client(producer_9(0), 9, 2_000).expect_err("known producer, sequence 0 after 4");
+    assert_eq!(err.code, ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER);
+    assert_eq!(p.append_from_client(producer_9(5), 9, 2_000).expect("next in sequence").base_offset, 3);
+    // A clean close writes a snapshot at the log end that includes it.
+    p.close();
+    let (offset, table) = super::producer_snapshot::read(dir.path()).expect("snapshot at close");
+    assert_eq!(offset, 4);
+    assert_eq!(table.get(9).and_then(|e| e.batches.back()).map(|b| b.last_seq), Some(5));
+}
+
+/// A snapshot past the recovered log end (the tail it covered was lost) is
+/// ignored and removed: the state is replayed from the log instead.
+#[test]
+fn a_snapshot_past_the_log_end_is_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let solo = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, ..Default::default() };
+    let reopen = || Partition::open("t", [1; 16], 0, dir.path(), config(1), 1, &solo, 2_000, i64::MAX).expect("open partition");
+    let p = reopen();
+    p.append_from_client(batch(3), 9, 1_000).expect("append");
+    p.close();
+    plant_snapshot(dir.path(), 100);
+    let p = reopen();
+    assert_eq!(p.append_from_client(producer_9(0), 9, 2_000).expect("unknown producer starts at 0").base_offset, 3);
+    assert!(!dir.path().join(super::producer_snapshot::PRODUCER_SNAPSHOT).exists());
+}
+
+/// A follower truncating below its snapshot's offset deletes it: the batches
+/// it describes are gone, and others may take their offsets.
+#[test]
+fn truncation_below_the_snapshot_removes_it() {
+    let (dirs, leader, follower) = leader_and_follower();
+    for records in [2, 1, 2] {
+        leader.append_from_client(batch(records), 9, 10).expect("append");
+    }
+    assert_eq!(follower.append_as_follower(read_all(&leader, 0), 0, 5, 0, 11).expect("copy"), 5);
+    // The maintenance tick snapshots a log that rolled since the last snapshot (here: none yet).
+    follower.maintain(20, false, None);
+    let snapshot = dirs[1].path().join(super::producer_snapshot::PRODUCER_SNAPSHOT);
+    assert_eq!(super::producer_snapshot::read(dirs[1].path()).map(|(o, _)| o), Some(5));
+    assert_eq!(follower.truncate_to_offset(5).expect("no-op"), 5);
+    assert!(snapshot.exists(), "nothing below it was cut");
+    assert_eq!(follower.truncate_to_offset(3).expect("truncate"), 3);
+    assert!(!snapshot.exists(), "offsets 3-4 of the snapshot are gone");
+    follower.maintain(30, false, None);
+    assert_eq!(super::producer_snapshot::read(dirs[1].path()).map(|(o, _)| o), Some(3), "a new one at the new end");
+}

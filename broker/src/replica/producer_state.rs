@@ -12,9 +12,10 @@
 //! - within an epoch the first sequence must follow the last one
 //!   (wrapping at i32::MAX), else OUT_OF_ORDER_SEQUENCE_NUMBER.
 //!
-//! The state is rebuilt after a restart by replaying batch headers from the log
-//! ([`ProducerStateTable::replay`]), so retries that straddle a restart are still
-//! deduplicated.
+//! The state is rebuilt after a restart from the last snapshot
+//! (`producer_snapshot.rs`) and the batch headers written after it
+//! ([`ProducerStateTable::replay`]), so retries that straddle a restart are
+//! still deduplicated.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -90,7 +91,7 @@ pub enum SequenceCheck {
     Reject(ErrorCode, String),
 }
 
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
 }
@@ -110,6 +111,16 @@ impl ProducerStateTable {
 
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
+    }
+
+    /// Every producer and its state (for snapshots).
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(&id, e)| (id, e))
+    }
+
+    /// Sets a producer's state (loading a snapshot).
+    pub fn insert(&mut self, producer_id: i64, entry: ProducerEntry) {
+        self.producers.insert(producer_id, entry);
     }
 
     /// Checks a batch from a client. Batches without a producer id are not
