@@ -46,6 +46,10 @@ pub struct PartitionView {
     pub leader_epoch: i32,
     /// The leader this broker knows of (-1: none); equal to the node id when it leads.
     pub leader: i32,
+    /// As leader: the log end offset when it became leader in `leader_epoch`
+    /// (-1 otherwise). Until the high watermark reaches it, the leader does
+    /// not know the committed end (ListOffsets answers OFFSET_NOT_AVAILABLE).
+    pub leader_epoch_start_offset: i64,
 }
 
 /// A Kafka error for one partition, with an optional message for v8+ responses.
@@ -247,6 +251,7 @@ impl Partition {
             log_end_offset: leo,
             leader_epoch: -1,
             leader: NO_LEADER,
+            leader_epoch_start_offset: -1,
         };
         let state = ReplicaState {
             node_id,
@@ -351,10 +356,12 @@ impl Partition {
         }
         let hw = self.compute_high_watermark(w);
         let (leader, leader_epoch) = (w.state.leader, w.state.leader_epoch);
+        let leader_epoch_start_offset = if w.state.is_leader() { w.state.epoch_start_offset } else { -1 };
         drop(guard);
         self.view.send_modify(|v| {
             v.leader = leader;
             v.leader_epoch = leader_epoch;
+            v.leader_epoch_start_offset = leader_epoch_start_offset;
             if let Some(hw) = hw {
                 v.high_watermark = hw;
                 v.last_stable_offset = hw;

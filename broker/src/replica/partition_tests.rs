@@ -298,3 +298,23 @@ fn truncation_below_the_snapshot_removes_it() {
     follower.maintain(30, false, None);
     assert_eq!(super::producer_snapshot::read(dirs[1].path()).map(|(o, _)| o), Some(3), "a new one at the new end");
 }
+
+/// A follower promoted to leader knows where its epoch began; its high
+/// watermark reaches that offset only once the ISR has fetched it (until
+/// then ListOffsets answers OFFSET_NOT_AVAILABLE).
+#[test]
+fn a_new_leader_reports_its_epoch_start_until_the_high_watermark_passes_it() {
+    let (_dirs, leader, follower) = leader_and_follower();
+    leader.append_from_client(batch(5), 9, 10).expect("append");
+    // Copied, but the old leader's high watermark was still 0.
+    assert_eq!(follower.append_as_follower(read_all(&leader, 0), 0, 0, 0, 11).expect("copy"), 5);
+    assert_eq!(follower.view().leader_epoch_start_offset, -1, "not leader");
+    follower.apply_metadata(&image(2, 1, 1, &[2, 3]), 12);
+    let v = follower.view();
+    assert_eq!((v.leader, v.leader_epoch_start_offset, v.high_watermark), (2, 5, 0));
+    assert_eq!(follower.record_follower_fetch(3, 5, 1, 13), Ok(None));
+    let v = follower.view();
+    assert_eq!((v.leader_epoch_start_offset, v.high_watermark), (5, 5), "committed end known again");
+    follower.apply_metadata(&image(3, 2, 2, &[2, 3]), 14);
+    assert_eq!(follower.view().leader_epoch_start_offset, -1, "follower again");
+}
