@@ -37,14 +37,20 @@ def _elect(admin: AdminClient, kind, tps) -> dict:
     return {(tp.topic, tp.partition): (None if err is None else err.code()) for tp, err in result.items()}
 
 
+def _topic_with_leaders(admin: AdminClient, bs: str, prefix: str) -> str:
+    """Creates a fresh topic of PARTITIONS partitions (RF 1) and waits until each has a leader."""
+    topic = unique_topic(prefix)
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(20)
+    wait_until(lambda: len(leaders(bs, topic)) == PARTITIONS and all(l >= 0 for l in leaders(bs, topic).values()),
+               what="leaders for every partition")
+    return topic
+
+
 def test_elect_leaders(cluster3):
     nodes = cluster3.nodes
     bs = cluster3.bootstrap()
     admin = AdminClient({"bootstrap.servers": bs})
-    topic = unique_topic("elect")
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(20)
-    wait_until(lambda: all(l >= 0 for l in leaders(bs, topic).values()) and len(leaders(bs, topic)) == PARTITIONS,
-               what="leaders for every partition")
+    topic = _topic_with_leaders(admin, bs, "elect")
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
 
     # Every partition is led by its preferred replica: nothing to do.
@@ -107,10 +113,7 @@ def test_describe_topic_partitions_and_controller(cluster3):
     nodes = cluster3.nodes
     bs = cluster3.bootstrap()
     admin = AdminClient({"bootstrap.servers": bs})
-    topic = unique_topic("dtp")
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(20)
-    wait_until(lambda: len(leaders(bs, topic)) == PARTITIONS and all(l >= 0 for l in leaders(bs, topic).values()),
-               what="leaders for every partition")
+    topic = _topic_with_leaders(admin, bs, "dtp")
     before = leaders(bs, topic)
 
     # Every node names the same controller, and it is one of the listed brokers.
