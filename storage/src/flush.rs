@@ -20,9 +20,9 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::checkpoint::{read_checkpoint, sync_dir, write_checkpoint};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::log::Log;
-use crate::segment::{read_lock, Segment, SegmentShared};
+use crate::segment::{Segment, SegmentShared};
 
 /// Checkpoint of the recovery point (one line: the offset).
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
@@ -69,12 +69,7 @@ impl RolledFlush {
     /// fsyncs the segment's files and its directory. Harmless if the segment
     /// was deleted or replaced meanwhile.
     pub fn run(&self) -> Result<()> {
-        self.segment
-            .file
-            .sync_data()
-            .map_err(Error::io("fsync segment", &self.segment.log_path))?;
-        read_lock(&self.segment.offset_index).file().flush()?;
-        read_lock(&self.segment.time_index).file().flush()?;
+        self.segment.sync()?;
         sync_dir(&self.dir)
     }
 }

@@ -3,18 +3,11 @@
 
 use std::path::Path;
 
-use klamm_protocol::records::RecordBatchBuilder;
-
 use crate::flush::{read_recovery_point, RECOVERY_POINT_CHECKPOINT};
 use crate::{Log, LogConfig};
 
 fn batch(records: usize, value_len: usize) -> Vec<u8> {
-    let mut b = RecordBatchBuilder::new(0);
-    let value = vec![b'v'; value_len];
-    for i in 0..records {
-        b.push(i as i64, None, Some(&value), &[]);
-    }
-    b.build().to_vec()
+    crate::tests::must_batch(records, value_len, 0)
 }
 
 fn config() -> LogConfig {
@@ -40,7 +33,11 @@ fn filled_log(dir: &Path) -> Log {
 /// Runs the pending rolled flushes the way the partition's owner does.
 fn run_rolled_flushes(log: &mut Log, how_many: usize) {
     let flushes = log.take_rolled_flushes();
-    for f in flushes.iter().take(how_many) {
+    run_flushes(log, &flushes[..how_many.min(flushes.len())]);
+}
+
+fn run_flushes(log: &mut Log, flushes: &[crate::RolledFlush]) {
+    for f in flushes {
         f.run().unwrap();
         log.rolled_flush_done(f).unwrap();
     }
@@ -72,8 +69,7 @@ fn rolled_flushes_move_and_persist_the_recovery_point() {
     assert!(more.is_empty(), "handed out once");
     log.roll().unwrap();
     more = log.take_rolled_flushes();
-    more[0].run().unwrap();
-    log.rolled_flush_done(&more[0]).unwrap();
+    run_flushes(&mut log, &more);
     assert_eq!(log.recovery_point(), bases[2], "segments 2.. are still unflushed");
     log.flush().unwrap();
     assert_eq!(log.recovery_point(), log.log_end_offset());
@@ -107,10 +103,7 @@ fn a_crash_validates_only_segments_above_the_recovery_point() {
     // The recovered sealed segment (2) is queued for the background flush.
     let queued = log.take_rolled_flushes();
     assert_eq!(queued.iter().map(|f| f.base_offset()).collect::<Vec<_>>(), vec![bases[2]]);
-    for f in &queued {
-        f.run().unwrap();
-        log.rolled_flush_done(f).unwrap();
-    }
+    run_flushes(&mut log, &queued);
     assert_eq!(log.recovery_point(), bases[3]);
     drop(log);
 
@@ -153,10 +146,7 @@ fn truncation_lowers_the_persisted_recovery_point() {
     for _ in 0..20 {
         log.append(&mut batch(2, 150), 0).unwrap();
     }
-    for f in &stale {
-        f.run().unwrap();
-        log.rolled_flush_done(f).unwrap();
-    }
+    run_flushes(&mut log, &stale);
     assert_eq!(log.recovery_point(), new_end, "flushes from before the truncation prove nothing now");
     run_rolled_flushes(&mut log, usize::MAX);
     assert!(log.recovery_point() > new_end, "flushes after it do");
@@ -175,10 +165,7 @@ fn deleted_segments_do_not_hold_the_recovery_point_back() {
     let bases = log.segment_base_offsets();
     log.delete_segments_before(bases[2]).unwrap();
     assert_eq!(log.recovery_point(), bases[2]);
-    for f in &flushes {
-        f.run().unwrap();
-        log.rolled_flush_done(f).unwrap();
-    }
+    run_flushes(&mut log, &flushes);
     assert_eq!(log.recovery_point(), *bases.last().unwrap());
 }
 

@@ -70,6 +70,15 @@ pub(crate) struct SegmentShared {
 }
 
 impl SegmentShared {
+    /// fsyncs the log file and msyncs both indexes (a segment's flush, also
+    /// run by [`crate::RolledFlush`] without the log).
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(Error::io("fsync segment", &self.log_path))?;
+        read_lock(&self.offset_index).file().flush()?;
+        read_lock(&self.time_index).file().flush()?;
+        Ok(())
+    }
+
     /// (generation, committed) read together; see the field doc.
     pub fn state(&self) -> (u64, u64) {
         let s = self.state.load(Ordering::SeqCst);
@@ -634,12 +643,7 @@ impl Segment {
 
     /// fsyncs the log and msyncs both indexes.
     pub fn flush(&mut self) -> Result<()> {
-        self.shared
-            .file
-            .sync_data()
-            .map_err(Error::io("fsync segment", &self.shared.log_path))?;
-        read_lock(&self.shared.offset_index).file().flush()?;
-        read_lock(&self.shared.time_index).file().flush()?;
+        self.shared.sync()?;
         self.dirty = false;
         Ok(())
     }

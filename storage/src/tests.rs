@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use crate::{Error, Log, LogConfig, LogReader};
 
-fn must_batch(records: usize, value_len: usize, first_ts: i64) -> Vec<u8> {
+pub(crate) fn must_batch(records: usize, value_len: usize, first_ts: i64) -> Vec<u8> {
     let mut b = RecordBatchBuilder::new(0);
     let value = vec![b'x'; value_len];
     for i in 0..records {

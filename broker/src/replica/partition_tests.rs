@@ -235,6 +235,21 @@ fn plant_snapshot(dir: &std::path::Path, offset: i64) {
     producer_snapshot::install(dir, &pending).expect("install");
 }
 
+/// The partition in `dir` as its only replica (leader, node 1) at time 2 000.
+fn reopen_solo(dir: &std::path::Path) -> Partition {
+    let solo = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, ..Default::default() };
+    Partition::open("t", [1; 16], 0, dir, config(1), 1, &solo, 2_000, i64::MAX).expect("open partition")
+}
+
+/// A solo partition holding 3 records of no producer, closed.
+fn closed_log_of_3() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = reopen_solo(dir.path());
+    p.append_from_client(batch(3), 9, 1_000).expect("append");
+    p.close();
+    dir
+}
+
 fn producer_9(seq: i32) -> Bytes {
     RecordBatchBuilder::new(0).producer(9, 3, seq).record(1_000, None, Some(b"v")).build()
 }
@@ -244,14 +259,9 @@ fn producer_9(seq: i32) -> Bytes {
 /// this log, yet is known with its last sequence).
 #[test]
 fn a_producer_snapshot_is_loaded_at_open() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let solo = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, ..Default::default() };
-    let reopen = || Partition::open("t", [1; 16], 0, dir.path(), config(1), 1, &solo, 2_000, i64::MAX).expect("open partition");
-    let p = reopen();
-    p.append_from_client(batch(3), 9, 1_000).expect("append");
-    p.close();
+    let dir = closed_log_of_3();
     plant_snapshot(dir.path(), 3);
-    let p = reopen();
+    let p = reopen_solo(dir.path());
     let err = p.append_from_client(producer_9(0), 9, 2_000).expect_err("known producer, sequence 0 after 4");
     assert_eq!(err.code, ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER);
     assert_eq!(p.append_from_client(producer_9(5), 9, 2_000).expect("next in sequence").base_offset, 3);
@@ -266,14 +276,9 @@ fn a_producer_snapshot_is_loaded_at_open() {
 /// ignored and removed: the state is replayed from the log instead.
 #[test]
 fn a_snapshot_past_the_log_end_is_ignored() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let solo = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, ..Default::default() };
-    let reopen = || Partition::open("t", [1; 16], 0, dir.path(), config(1), 1, &solo, 2_000, i64::MAX).expect("open partition");
-    let p = reopen();
-    p.append_from_client(batch(3), 9, 1_000).expect("append");
-    p.close();
+    let dir = closed_log_of_3();
     plant_snapshot(dir.path(), 100);
-    let p = reopen();
+    let p = reopen_solo(dir.path());
     assert_eq!(p.append_from_client(producer_9(0), 9, 2_000).expect("unknown producer starts at 0").base_offset, 3);
     assert!(!dir.path().join(super::producer_snapshot::PRODUCER_SNAPSHOT).exists());
 }
