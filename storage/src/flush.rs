@@ -107,8 +107,11 @@ impl Log {
             return Ok(());
         }
         self.recovery_point = offset;
+        // Segments are ordered by base offset: look at the first one above the
+        // persisted point (a flush per append must not walk every segment).
         let persisted = self.persisted_recovery_point;
-        let passes_a_segment = self.segments.iter().skip(1).any(|s| s.base_offset() > persisted && s.base_offset() <= offset);
+        let first_above = self.segments.partition_point(|s| s.base_offset() <= persisted).max(1);
+        let passes_a_segment = self.segments.get(first_above).is_some_and(|s| s.base_offset() <= offset);
         if passes_a_segment {
             self.write_recovery_point()?;
         }
