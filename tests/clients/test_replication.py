@@ -14,12 +14,13 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from chaos import read_segments
 from cluster_fixture import SESSION_TIMEOUT_MS, Cluster, cluster3  # noqa: F401 - fixture
 from conftest import run_kcat, unique_topic, wait_until
+from helpers import consume
 
 PARTITIONS = 3
 
@@ -394,8 +395,11 @@ def test_high_watermark_survives_restart_of_last_isr_member(tmp_path, request):
     """Dedicated controller + 3 brokers. 1000 records acknowledged with acks=all; the
     two followers stop (controlled shutdown) and fall behind (one more record with
     acks=1), so the leader is the whole ISR, below min.insync.replicas. It is killed
-    and restarts alone. What was committed must stay visible: the high watermark
-    (ListOffsets latest) must not go back and consumers must read the 1000 records."""
+    and restarts alone. What was committed must stay visible: consumers read the 1000
+    records, and the high watermark (ListOffsets latest) never goes back. Alone below
+    min.insync.replicas the leader cannot move its high watermark up to where its new
+    epoch began (KIP-966), so, as Kafka, it answers the retriable OFFSET_NOT_AVAILABLE
+    rather than a stale end until a follower is back."""
     c = Cluster(tmp_path, 3, dedicated_controller=True)
     request.node._klamm_brokers = c.all_processes()
     try:
@@ -430,11 +434,25 @@ def test_high_watermark_survives_restart_of_last_isr_member(tmp_path, request):
         cons = Consumer({"bootstrap.servers": leader.bootstrap, "group.id": unique_topic("g"),
                          "enable.auto.commit": False})
         try:
-            _, hw = wait_until(lambda: cons.get_watermark_offsets(TopicPartition(topic, 0), timeout=5, cached=False),
-                               timeout=20, what="the high watermark")
-            assert hw == committed, f"high watermark went back from {committed} to {hw}"
+            def latest() -> int | None:
+                try:
+                    return cons.get_watermark_offsets(TopicPartition(topic, 0), timeout=5, cached=False)[1]
+                except KafkaException as e:
+                    assert e.args[0].code() == KafkaError.OFFSET_NOT_AVAILABLE, e
+                    return None
+            for _ in range(5):
+                hw = latest()
+                assert hw is None or hw >= committed, f"high watermark went back from {committed} to {hw}"
+                time.sleep(0.2)
+            got = consume(leader, topic, 0, 0, committed, timeout=20)
+            assert [g.value.decode() for g in got][:1000] == [f"h-{i}" for i in range(1000)]
+            # A follower back in the ISR: the high watermark passes the epoch start, the end is known.
+            follower = next(b for b in c.nodes if b is not leader)
+            follower.start()
+            hw = wait_until(latest, timeout=40, what="a known high watermark with a follower back")
+            assert hw >= committed, f"high watermark went back from {committed} to {hw}"
             got = read_partitions(leader.bootstrap, topic, [0], timeout=20)[0]
-            assert [v for _, v in got][:1000] == [f"h-{i}" for i in range(1000)] and len(got) == committed
+            assert [v for _, v in got][:1000] == [f"h-{i}" for i in range(1000)] and len(got) == hw
         finally:
             cons.close()
     finally:
