@@ -405,6 +405,17 @@ impl Log {
         self.segments.iter().map(Segment::base_offset).collect()
     }
 
+    /// Base offset of the active (last) segment.
+    pub fn active_segment_base_offset(&self) -> i64 {
+        self.segments.last().expect("log has a segment").base_offset()
+    }
+
+    /// How many truncations this log has had since it was opened: work
+    /// prepared from the log before one may no longer fit it.
+    pub fn truncation_count(&self) -> u64 {
+        self.truncations
+    }
+
     /// Appends one or more whole batches as leader: assigns offsets from the
     /// log end offset by rewriting each `baseOffset` in place (no
     /// re-encoding), then writes the buffer with one `pwrite`. The caller has

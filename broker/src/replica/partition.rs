@@ -145,15 +145,12 @@ struct Writer {
     state: ReplicaState,
     /// Offset of the producer-state snapshot on disk (-1: none).
     snapshot_offset: i64,
-    /// Truncations so far, so a snapshot taken before one is not installed after it.
-    truncations: u64,
 }
 
 impl Writer {
     /// After a truncation to the log's new end (`everything`: the whole log
     /// was replaced): the snapshot on disk may describe batches that are gone.
     fn truncated(&mut self, dir: &Path, everything: bool) {
-        self.truncations += 1;
         if self.snapshot_offset >= 0 && (everything || self.snapshot_offset > self.log.log_end_offset()) {
             if let Err(e) = producer_snapshot::remove(dir) {
                 warn!(dir = %dir.display(), error = %e, "removing a stale producer-state snapshot failed");
@@ -272,7 +269,7 @@ impl Partition {
             topic_id,
             index,
             dir: dir.to_path_buf(),
-            writer: Mutex::new(Some(Writer { log, producers, state, snapshot_offset, truncations: 0 })),
+            writer: Mutex::new(Some(Writer { log, producers, state, snapshot_offset })),
             reader,
             view: watch::channel(view).0,
             config: RwLock::new(config),
@@ -906,8 +903,8 @@ impl Partition {
         let log_start = writer.log.log_start_offset();
         // A producer-state snapshot after each roll (as Kafka), written below
         // without the lock.
-        let rolled_since_snapshot = writer.log.segment_base_offsets().last().is_some_and(|&b| b > writer.snapshot_offset);
-        let snapshot = rolled_since_snapshot.then(|| (writer.log.log_end_offset(), writer.producers.clone(), writer.truncations));
+        let rolled_since_snapshot = writer.log.active_segment_base_offset() > writer.snapshot_offset;
+        let snapshot = rolled_since_snapshot.then(|| (writer.log.log_end_offset(), writer.producers.clone(), writer.log.truncation_count()));
         drop(guard);
         self.publish_log_start_offset(log_start);
         // Outside the writer lock: appends go on while rolled segments reach the disk.
@@ -945,7 +942,7 @@ impl Partition {
         let pending = producer_snapshot::write_pending(&self.dir, &producer_snapshot::encode(offset, producers))?;
         let mut guard = self.writer.lock().expect("writer lock poisoned");
         match guard.as_mut() {
-            Some(writer) if writer.truncations == truncations => {
+            Some(writer) if writer.log.truncation_count() == truncations => {
                 producer_snapshot::install(&self.dir, &pending)?;
                 writer.snapshot_offset = offset;
             }
