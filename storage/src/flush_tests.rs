@@ -187,3 +187,20 @@ fn no_checkpoint_means_full_recovery_then_flush() {
     run_rolled_flushes(&mut log, usize::MAX);
     assert_eq!(log.recovery_point(), *bases.last().unwrap());
 }
+
+/// A damaged checkpoint is ignored (every segment validated), never a panic.
+#[test]
+fn a_damaged_checkpoint_means_full_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = filled_log(dir.path());
+    run_rolled_flushes(&mut log, usize::MAX);
+    let end = log.log_end_offset();
+    let bases = log.segment_base_offsets();
+    drop(log);
+    for garbage in [&b"0\n1\nnot-a-number\n"[..], b"7\n", b"", b"0\n1\n-5\n"] {
+        std::fs::write(dir.path().join(RECOVERY_POINT_CHECKPOINT), garbage).unwrap();
+        let log = Log::open(dir.path(), config(), 0).unwrap();
+        assert_eq!((log.log_end_offset(), log.recovery_point()), (end, bases[0]), "{garbage:?}");
+        drop(log);
+    }
+}
