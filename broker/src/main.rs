@@ -42,6 +42,32 @@ fn keep_large_buffers_in_heap() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_large_buffers_in_heap() {}
 
+/// Raises the soft limit on open files to the hard limit. A partition holds
+/// a descriptor for its active segment (and one per sealed segment it
+/// reads), so the soft limit most Linux machines start processes with (1 024)
+/// would make a topic of a few hundred partitions fail to open; Kafka's
+/// documentation asks operators for 100 000 and more. The hard limit is the
+/// operator's ceiling; both are logged so a failure to open can be traced.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let before = getrlimit(Resource::Nofile);
+    // An unlimited hard limit still cannot pass the kernel's `fs.nr_open`.
+    let ceiling = before.maximum.or_else(|| std::fs::read_to_string("/proc/sys/fs/nr_open").ok()?.trim().parse().ok());
+    let wanted = Rlimit { current: ceiling, maximum: before.maximum };
+    let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |n| n.to_string());
+    if ceiling.is_none() || before.current == ceiling {
+        info!(soft = %show(before.current), hard = %show(before.maximum), "open file limit");
+        return;
+    }
+    match setrlimit(Resource::Nofile, wanted) {
+        Ok(()) => {
+            let after = getrlimit(Resource::Nofile);
+            info!(soft = %show(after.current), hard = %show(after.maximum), was = %show(before.current), "raised the open file limit to its hard limit");
+        }
+        Err(e) => warn!(soft = %show(before.current), hard = %show(before.maximum), error = %e, "could not raise the open file limit"),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     keep_large_buffers_in_heap();
     let cli = Cli::parse();
@@ -54,6 +80,8 @@ fn main() -> anyhow::Result<()> {
         // Colour codes only for a terminal, not in log files and pipes.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+
+    raise_open_file_limit();
 
     let loaded = klamm_config::BrokerConfig::load(cli.config.as_deref(), &cli.overrides)
         .map_err(|e| anyhow::anyhow!("{e}"))
