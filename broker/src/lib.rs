@@ -30,4 +30,5 @@ pub mod replica;
 pub mod server;
 #[cfg(test)]
 mod test_images;
+pub mod topic_partition;
 pub mod topics;

@@ -77,9 +77,7 @@ impl Broker {
         // The change is committed whatever happens locally; a local failure
         // (a log that cannot be opened) is the partition's problem, reported
         // by produce and fetch, as in Kafka where the controller answers.
-        if let Err(e) = self.replicas.reconcile(&self.metadata.image()) {
-            warn!(error = %e, "applying metadata to local partitions failed");
-        }
+        self.replicas.reconcile(&self.metadata.image());
         Ok(())
     }
 }
@@ -119,9 +117,7 @@ async fn fence_self(broker: &Broker) {
     let fence = MetadataCommand::FenceBroker { node_id: broker.node_id, epoch: broker.broker_epoch };
     match broker.metadata.propose(fence).await {
         Ok(_) => {
-            if let Err(e) = broker.replicas.reconcile(&broker.metadata.image()) {
-                warn!(error = %e, "applying the fence to local partitions failed");
-            }
+            broker.replicas.reconcile(&broker.metadata.image());
             info!("controlled shutdown: leaderships moved away");
         }
         Err(e) => warn!(error = %e, "fencing this broker on shutdown failed"),
@@ -291,8 +287,8 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         .map_err(|r| anyhow::anyhow!("broker registration rejected: {r}"))?;
     let broker_epoch = registration.broker_epoch.unwrap_or_default();
 
-    let replicas = ReplicaManager::open(config.node_id, log_dir.clone(), loaded, &metadata.image())
-        .context("open partition logs")?;
+    // A partition that cannot be opened is served as offline, not fatal (see `replica`).
+    let replicas = ReplicaManager::open(config.node_id, log_dir.clone(), loaded, &metadata.image());
 
     metadata
         .propose(MetadataCommand::UnfenceBroker { node_id: config.node_id, epoch: broker_epoch })
@@ -302,9 +298,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         .map_err(|r| anyhow::anyhow!("unfencing rejected: {r}"))?;
     // Unfencing handed this broker back the partitions only it can lead: take them up
     // before serving.
-    if let Err(e) = replicas.reconcile(&metadata.image()) {
-        warn!(error = %e, "applying metadata to local partitions failed");
-    }
+    replicas.reconcile(&metadata.image());
 
     let broker = Arc::new(Broker {
         node_id: config.node_id,
@@ -374,9 +368,7 @@ async fn follow_metadata(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
     let mut last_unfence_attempt: Option<tokio::time::Instant> = None;
     loop {
         let image = images.borrow_and_update().clone();
-        if let Err(e) = broker.replicas.reconcile(&image) {
-            warn!(error = %e, "applying metadata to local partitions failed");
-        }
+        broker.replicas.reconcile(&image);
         let fenced = image.broker(broker.node_id).is_some_and(|b| b.fenced && b.epoch == broker.broker_epoch);
         let recently = last_unfence_attempt.is_some_and(|t| t.elapsed() < Duration::from_secs(1));
         if fenced && !recently && !broker.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
@@ -390,8 +382,9 @@ async fn follow_metadata(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
                 }
             });
         }
-        if fenced {
-            // Retry even when no new image arrives (the proposal may have failed).
+        // Retry even when no new image arrives: the unfence proposal may have
+        // failed, and offline partitions wait for another open attempt.
+        if fenced || broker.replicas.has_offline_partitions() {
             tokio::select! {
                 changed = images.changed() => if changed.is_err() { break },
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -60,6 +60,14 @@ impl Error {
         move |source| Error::Io { op, path, source }
     }
 
+    /// True if the process (EMFILE) or the system (ENFILE) has no file
+    /// descriptor left: every further open fails the same way until some
+    /// are closed or the limit is raised.
+    pub fn is_out_of_file_descriptors(&self) -> bool {
+        // EMFILE = 24, ENFILE = 23 on Linux.
+        matches!(self, Error::Io { source, .. } if matches!(source.raw_os_error(), Some(23 | 24)))
+    }
+
     /// True for the two offset-out-of-range variants.
     pub fn is_offset_out_of_range(&self) -> bool {
         matches!(

@@ -426,7 +426,9 @@ def test_high_watermark_survives_restart_of_last_isr_member(tmp_path, request):
         finally:
             cons.close()
         assert committed >= 1000
-        time.sleep(1)  # past the periodic high-watermark checkpoint
+        # Past the periodic high-watermark checkpoint (replica.high.watermark.checkpoint.interval.ms,
+        # 5 s as in Kafka): the kill below must not lose what the checkpoint holds.
+        time.sleep(6)
         leader.kill9()
         leader.start()
         wait_until(lambda: leader.partitions(topic)[0].leader == leader.node_id, timeout=20,

@@ -24,10 +24,7 @@ pub async fn handle(ctx: &RequestContext, request: DeleteRecordsRequest) -> Dele
             let result = match image.partition(&topic.name, p.partition_index) {
                 None => Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
                 Some(meta) if meta.leader != broker.node_id => Err(ErrorCode::NOT_LEADER_OR_FOLLOWER),
-                Some(_) => match broker.replicas.get(&topic.name, p.partition_index) {
-                    None => Err(ErrorCode::NOT_LEADER_OR_FOLLOWER),
-                    Some(local) => local.delete_records(p.offset),
-                },
+                Some(_) => broker.replicas.lookup(&topic.name, p.partition_index).and_then(|local| local.delete_records(p.offset)),
             };
             let (low_watermark, error_code) = match result {
                 Ok(low) => (low, ErrorCode::NONE),

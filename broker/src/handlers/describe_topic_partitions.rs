@@ -27,7 +27,7 @@ use klamm_protocol::messages::DescribeTopicPartitionsRequest;
 use klamm_protocol::{ErrorCode, Uuid};
 use klamm_raft::{MetadataImage, PartitionImage, NO_LEADER};
 
-use super::metadata::offline_replicas;
+use super::metadata::{offline_replicas, LocalOffline};
 use super::RequestContext;
 use crate::topics::{is_internal, validate_topic_name};
 
@@ -41,11 +41,12 @@ const MAX_PARTITIONS_PER_RESPONSE: i32 = 2000;
 const ALL_TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 
 pub fn handle(ctx: &RequestContext, request: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
-    describe(&ctx.broker.metadata.image(), request)
+    describe(&ctx.broker.metadata.image(), &LocalOffline::of(&ctx.broker), request)
 }
 
-/// The whole answer, a pure function of the image (unit-tested below).
-pub fn describe(image: &MetadataImage, request: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
+/// The whole answer, a pure function of the image and this node's offline
+/// replicas (unit-tested below).
+pub fn describe(image: &MetadataImage, local: &LocalOffline, request: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
     let all = request.topics.is_empty();
     let cursor = request.cursor;
     let cursor_topic = cursor.as_ref().map(|c| c.topic_name.as_str()).unwrap_or("");
@@ -98,7 +99,7 @@ pub fn describe(image: &MetadataImage, request: DescribeTopicPartitionsRequest) 
         let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
         let end = count.min(start.saturating_add(remaining));
         let partitions: Vec<DescribeTopicPartitionsResponsePartition> =
-            topic.partitions.range(start..end.max(start)).map(|(_, p)| describe_partition(image, p)).collect();
+            topic.partitions.range(start..end.max(start)).map(|(_, p)| describe_partition(image, &name, p, local)).collect();
         let taken = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
         response.topics.push(DescribeTopicPartitionsResponseTopic {
             error_code: 0,
@@ -118,8 +119,8 @@ pub fn describe(image: &MetadataImage, request: DescribeTopicPartitionsRequest) 
     response
 }
 
-fn describe_partition(image: &MetadataImage, p: &PartitionImage) -> DescribeTopicPartitionsResponsePartition {
-    let leader_known = p.leader != NO_LEADER && image.broker(p.leader).is_some();
+fn describe_partition(image: &MetadataImage, topic: &str, p: &PartitionImage, local: &LocalOffline) -> DescribeTopicPartitionsResponsePartition {
+    let leader_known = p.leader != NO_LEADER && image.broker(p.leader).is_some() && !local.is_offline_leader(topic, p);
     DescribeTopicPartitionsResponsePartition {
         error_code: if leader_known { 0 } else { ErrorCode::LEADER_NOT_AVAILABLE.code() },
         partition_index: p.partition,
@@ -129,7 +130,7 @@ fn describe_partition(image: &MetadataImage, p: &PartitionImage) -> DescribeTopi
         isr_nodes: p.isr.clone(),
         eligible_leader_replicas: Some(Vec::new()),
         last_known_elr: Some(Vec::new()),
-        offline_replicas: offline_replicas(image, &p.replicas),
+        offline_replicas: offline_replicas(image, topic, p, local),
         ..Default::default()
     }
 }
@@ -199,31 +200,31 @@ mod tests {
     #[test]
     fn every_topic_sorted_and_paginated() {
         let img = image();
-        let r = describe(&img, request(&[], 2000, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 2000, None));
         assert_eq!(shape(&r), (vec![s("a", OK, &[0, 1, 2]), s("b", OK, &[0, 1]), s("c", OK, &[0])], None));
         // A limit inside a topic: the cursor names the first partition left out.
-        let r = describe(&img, request(&[], 4, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 4, None));
         assert_eq!(shape(&r), (vec![s("a", OK, &[0, 1, 2]), s("b", OK, &[0])], Some(("b".into(), 1))));
-        let r = describe(&img, request(&[], 4, Some(("b", 1))));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 4, Some(("b", 1))));
         assert_eq!(shape(&r), (vec![s("b", OK, &[1]), s("c", OK, &[0])], None));
         // A limit at a topic boundary: the cursor names the next topic.
-        let r = describe(&img, request(&[], 3, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 3, None));
         assert_eq!(shape(&r), (vec![s("a", OK, &[0, 1, 2])], Some(("b".into(), 0))));
         // Limits above 2000 are capped; 0 returns nothing but where to start.
-        let r = describe(&img, request(&[], i32::MAX, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], i32::MAX, None));
         assert_eq!(r.topics.len(), 3);
-        let r = describe(&img, request(&[], 0, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 0, None));
         assert_eq!(shape(&r), (vec![], Some(("a".into(), 0))));
-        assert_eq!(shape(&describe(&img, request(&[], -5, None))), (vec![], None));
+        assert_eq!(shape(&describe(&img, &LocalOffline::none(1), request(&[], -5, None))), (vec![], None));
         // A cursor past a topic's last partition yields it without partitions.
-        let r = describe(&img, request(&[], 10, Some(("a", 7))));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 10, Some(("a", 7))));
         assert_eq!(shape(&r), (vec![s("a", OK, &[]), s("b", OK, &[0, 1]), s("c", OK, &[0])], None));
     }
 
     #[test]
     fn named_topics() {
         let img = image();
-        let r = describe(&img, request(&["c", "nope", "a", "c", "bad/name"], 2000, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&["c", "nope", "a", "c", "bad/name"], 2000, None));
         let want = vec![
             s("a", OK, &[0, 1, 2]),
             s("bad/name", ErrorCode::INVALID_TOPIC_EXCEPTION, &[]),
@@ -231,13 +232,13 @@ mod tests {
             s("nope", ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, &[]),
         ];
         assert_eq!(shape(&r), (want, None));
-        let r = describe(&img, request(&["c", "a"], 2, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&["c", "a"], 2, None));
         assert_eq!(shape(&r), (vec![s("a", OK, &[0, 1])], Some(("a".into(), 2))));
-        let r = describe(&img, request(&["c", "a"], 2, Some(("a", 2))));
+        let r = describe(&img, &LocalOffline::none(1), request(&["c", "a"], 2, Some(("a", 2))));
         assert_eq!(shape(&r), (vec![s("a", OK, &[2]), s("c", OK, &[0])], None));
         // The cursor's topic must be among the named ones, and its partition not negative.
         for (cursor, topics) in [(("b", 0), vec!["a", "c"]), (("a", -1), vec!["a"])] {
-            let r = describe(&img, request(&topics, 2000, Some(cursor)));
+            let r = describe(&img, &LocalOffline::none(1), request(&topics, 2000, Some(cursor)));
             assert_eq!(r.topics.len(), topics.len());
             assert!(r.topics.iter().all(|t| t.error_code == ErrorCode::INVALID_REQUEST.code() && t.partitions.is_empty()));
         }
@@ -246,7 +247,7 @@ mod tests {
     #[test]
     fn partition_details() {
         let img = image();
-        let r = describe(&img, request(&["b", "a"], 2000, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&["b", "a"], 2000, None));
         let a = &r.topics[0];
         assert_eq!(a.topic_id, Uuid([1; 16]));
         assert_eq!(a.topic_authorized_operations, ALL_TOPIC_OPERATIONS);
@@ -258,5 +259,17 @@ mod tests {
         let p = &r.topics[1].partitions[0];
         assert_eq!((p.error_code, p.leader_id, p.leader_epoch), (0, 1, 1));
         assert_eq!((p.replica_nodes.clone(), p.isr_nodes.clone(), p.offline_replicas.clone()), (vec![2, 1], vec![1], vec![2]));
+    }
+
+    #[test]
+    fn a_replica_whose_log_failed_to_open_here_is_offline() {
+        let img = image();
+        let failed = [crate::topic_partition::TopicPartition::new("a", 0)].into_iter().collect();
+        let r = describe(&img, &LocalOffline::new(1, failed), request(&["a"], 2000, None));
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.leader_id), (ErrorCode::LEADER_NOT_AVAILABLE.code(), -1), "the leader cannot serve it");
+        assert_eq!(p.offline_replicas, vec![1]);
+        let p = &r.topics[0].partitions[1];
+        assert_eq!((p.error_code, p.leader_id, p.offline_replicas.clone()), (0, 1, vec![]), "other partitions unaffected");
     }
 }

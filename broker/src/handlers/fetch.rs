@@ -123,7 +123,7 @@ fn resolve(ctx: &RequestContext, request: &FetchRequest, follower: Option<i32>) 
                 None => match image.partition(&name, p.partition) {
                     None => Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
                     Some(meta) if meta.leader != broker.node_id => Err(ErrorCode::NOT_LEADER_OR_FOLLOWER),
-                    Some(_) => broker.replicas.get(&name, p.partition).ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER),
+                    Some(_) => broker.replicas.lookup(&name, p.partition),
                 },
             };
             if let Ok(partition) = &local {

@@ -56,8 +56,9 @@ fn lookup(
     if meta.leader != broker.node_id {
         return ErrorCode::NOT_LEADER_OR_FOLLOWER;
     }
-    let Some(local) = broker.replicas.get(topic, p.partition_index) else {
-        return ErrorCode::NOT_LEADER_OR_FOLLOWER;
+    let local = match broker.replicas.lookup(topic, p.partition_index) {
+        Ok(local) => local,
+        Err(code) => return code,
     };
     let view = local.view();
     if p.current_leader_epoch >= 0 {

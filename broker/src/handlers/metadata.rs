@@ -6,7 +6,8 @@ use klamm_protocol::messages::metadata_response::{
 };
 use klamm_protocol::messages::MetadataRequest;
 use klamm_protocol::{ErrorCode, Uuid};
-use klamm_raft::{MetadataImage, TopicImage, NO_LEADER};
+use klamm_raft::{MetadataImage, PartitionImage, TopicImage, NO_LEADER};
+use std::collections::HashSet;
 
 use super::create_topics::{create_topic, TopicSpec};
 use super::RequestContext;
@@ -15,6 +16,7 @@ use crate::topics::{is_internal, validate_topic_name};
 pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.broker;
     let mut image = broker.metadata.image();
+    let local = LocalOffline::of(broker);
 
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let requested: Option<Vec<(Option<String>, Uuid)>> = match request.topics {
@@ -29,7 +31,7 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
     match requested {
         None => {
             for topic in image.topics.values() {
-                topics.push(topic_metadata(&image, topic));
+                topics.push(topic_metadata(&image, topic, &local));
             }
         }
         Some(list) => {
@@ -39,7 +41,7 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
                     None => {
                         // v12+ lookup by id.
                         match image.topic_by_id(&topic_id.0) {
-                            Some(t) => topics.push(topic_metadata(&image, t)),
+                            Some(t) => topics.push(topic_metadata(&image, t, &local)),
                             None => topics.push(MetadataResponseTopic {
                                 error_code: ErrorCode::UNKNOWN_TOPIC_ID.code(),
                                 name: None,
@@ -51,7 +53,7 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
                     }
                 };
                 if let Some(t) = image.topic(&name) {
-                    topics.push(topic_metadata(&image, t));
+                    topics.push(topic_metadata(&image, t, &local));
                     continue;
                 }
                 if validate_topic_name(&name).is_err() {
@@ -67,7 +69,7 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
                     Ok(_) => {
                         image = broker.metadata.image();
                         match image.topic(&name) {
-                            Some(t) => topics.push(topic_metadata(&image, t)),
+                            Some(t) => topics.push(topic_metadata(&image, t, &local)),
                             None => topics.push(error_topic(name, ErrorCode::LEADER_NOT_AVAILABLE)),
                         }
                     }
@@ -75,7 +77,7 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
                     Err((code, _)) if code == ErrorCode::TOPIC_ALREADY_EXISTS => {
                         image = broker.metadata.image();
                         match image.topic(&name) {
-                            Some(t) => topics.push(topic_metadata(&image, t)),
+                            Some(t) => topics.push(topic_metadata(&image, t, &local)),
                             None => topics.push(error_topic(name, ErrorCode::LEADER_NOT_AVAILABLE)),
                         }
                     }
@@ -115,9 +117,49 @@ fn pick_controller_id(image: &MetadataImage, active_controller: Option<i32>, own
     }
 }
 
-/// Replicas whose broker is fenced or not registered (Kafka's `offline_replicas`).
-pub fn offline_replicas(image: &MetadataImage, replicas: &[i32]) -> Vec<i32> {
-    replicas.iter().copied().filter(|r| image.broker(*r).is_none_or(|b| b.fenced)).collect()
+/// This node's replicas whose log could not be opened (`ReplicaManager`'s
+/// offline partitions): offline as far as this node knows, as Kafka reports a
+/// replica on a failed log directory.
+pub struct LocalOffline {
+    node_id: i32,
+    partitions: HashSet<crate::topic_partition::TopicPartition>,
+}
+
+impl LocalOffline {
+    pub fn of(broker: &crate::server::Broker) -> LocalOffline {
+        let partitions = broker.replicas.offline_partitions().into_iter().map(|(tp, _)| tp).collect();
+        LocalOffline::new(broker.node_id, partitions)
+    }
+
+    pub fn new(node_id: i32, partitions: HashSet<crate::topic_partition::TopicPartition>) -> LocalOffline {
+        LocalOffline { node_id, partitions }
+    }
+
+    /// Nothing offline locally.
+    pub fn none(node_id: i32) -> LocalOffline {
+        LocalOffline::new(node_id, HashSet::new())
+    }
+
+    /// True if this node's replica of the partition is offline.
+    pub fn holds(&self, topic: &str, p: &PartitionImage) -> bool {
+        !self.partitions.is_empty() && self.partitions.contains(&crate::topic_partition::TopicPartition::new(topic, p.partition))
+    }
+
+    /// True if this node leads the partition but cannot serve it.
+    pub fn is_offline_leader(&self, topic: &str, p: &PartitionImage) -> bool {
+        p.leader == self.node_id && self.holds(topic, p)
+    }
+}
+
+/// Replicas whose broker is fenced or not registered, and this node's own
+/// replica if its log could not be opened (Kafka's `offline_replicas`).
+pub fn offline_replicas(image: &MetadataImage, topic: &str, p: &PartitionImage, local: &LocalOffline) -> Vec<i32> {
+    let local_offline = local.holds(topic, p);
+    p.replicas
+        .iter()
+        .copied()
+        .filter(|r| image.broker(*r).is_none_or(|b| b.fenced) || (local_offline && *r == local.node_id))
+        .collect()
 }
 
 fn error_topic(name: String, code: ErrorCode) -> MetadataResponseTopic {
@@ -141,16 +183,17 @@ pub fn brokers(ctx: &RequestContext, image: &MetadataImage) -> Vec<MetadataRespo
         .collect()
 }
 
-pub fn topic_metadata(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
+pub fn topic_metadata(image: &MetadataImage, topic: &TopicImage, local: &LocalOffline) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .values()
         .map(|p| {
-            let offline = offline_replicas(image, &p.replicas);
+            let offline = offline_replicas(image, &topic.name, p, local);
+            let leader_unavailable = p.leader == NO_LEADER || local.is_offline_leader(&topic.name, p);
             MetadataResponsePartition {
-                error_code: if p.leader == NO_LEADER { ErrorCode::LEADER_NOT_AVAILABLE.code() } else { 0 },
+                error_code: if leader_unavailable { ErrorCode::LEADER_NOT_AVAILABLE.code() } else { 0 },
                 partition_index: p.partition,
-                leader_id: p.leader,
+                leader_id: if leader_unavailable { NO_LEADER } else { p.leader },
                 leader_epoch: p.leader_epoch,
                 replica_nodes: p.replicas.clone(),
                 isr_nodes: p.isr.clone(),

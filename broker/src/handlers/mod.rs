@@ -205,9 +205,7 @@ pub(crate) async fn propose_partition_change(
         };
         match outcome {
             CommandOutcome::Applied(info) => {
-                if let Err(e) = broker.replicas.reconcile(&broker.metadata.image()) {
-                    tracing::warn!(error = %e, "applying metadata to local partitions failed");
-                }
+                broker.replicas.reconcile(&broker.metadata.image());
                 return Ok(info);
             }
             CommandOutcome::Rejected(r) if r.code == RejectCode::StaleEpoch => continue,

@@ -59,7 +59,7 @@ fn answer(broker: &Broker, image: &MetadataImage, topic: &str, p: &OffsetForLead
 
 fn lookup(broker: &Broker, image: &MetadataImage, topic: &str, p: &OffsetForLeaderPartition) -> Result<(i32, i64), ErrorCode> {
     let meta = image.partition(topic, p.partition).ok_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)?;
-    let local = broker.replicas.get(topic, p.partition).ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER)?;
+    let local = broker.replicas.lookup(topic, p.partition)?;
     let view = local.view();
     check_current_leader_epoch(p.current_leader_epoch, view.leader_epoch)?;
     if meta.leader != broker.node_id {

@@ -132,10 +132,9 @@ fn produce_one(
     if meta.leader != broker.node_id {
         return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
     }
-    let Some(local) = broker.replicas.get(topic, partition) else {
-        // Assigned here but not opened yet (metadata just changed).
-        return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
-    };
+    // Not open yet (metadata just changed): NOT_LEADER_OR_FOLLOWER; its log
+    // could not be opened: KAFKA_STORAGE_ERROR.
+    let local = broker.replicas.lookup(topic, partition).map_err(PartitionError::code)?;
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Err(PartitionError::new(ErrorCode::INVALID_RECORD, "Produce request carries no records"));
     };

@@ -37,9 +37,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             };
             match broker.metadata.propose(change).await {
                 Ok(outcome) if outcome.is_applied() => {
-                    if let Err(e) = broker.replicas.reconcile(&broker.metadata.image()) {
-                        debug!(error = %e, "reconcile after ISR change");
-                    }
+                    broker.replicas.reconcile(&broker.metadata.image());
                 }
                 Ok(outcome) => {
                     debug!(topic = %partition.topic, partition = partition.index, ?outcome, "ISR change not applied");

@@ -9,9 +9,19 @@
 //! Partition directories are `<log.dir>/<topic>-<partition>`, each with a
 //! `partition.metadata` file naming the topic id, so a directory left behind
 //! by a deleted topic of the same name is recognised and wiped.
+//!
+//! A partition whose log cannot be opened (out of file descriptors, a disk
+//! error) does not take the node down with it: it is recorded as *offline*
+//! here, the other partitions are served, produce and fetch to it answer
+//! KAFKA_STORAGE_ERROR and Metadata lists this node among its offline
+//! replicas (Kafka's answers for a replica on a failed log directory), and
+//! the open is retried with a growing back-off. Its data is never removed
+//! while the image assigns it here.
 
 pub mod cleaner;
+mod descriptors;
 pub mod fetcher;
+pub mod hw_checkpoint;
 pub mod isr;
 pub mod maintenance;
 pub mod partition;
@@ -27,8 +37,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use klamm_config::{BrokerConfig, LoadedConfig, TopicConfig};
+use klamm_protocol::ErrorCode;
 use klamm_raft::MetadataImage;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
+
+pub use crate::topic_partition::TopicPartition;
 
 pub use partition::{AppendResult, FetchPosition, IsrProposal, Partition, PartitionError, PartitionView};
 
@@ -42,7 +55,11 @@ pub struct ReplicaManager {
     /// Static config with the dynamic broker configs of the image layered on
     /// top: the defaults that topics without an override inherit.
     effective: RwLock<(BTreeMap<String, String>, Arc<BrokerConfig>)>,
-    partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Hosted partitions whose log could not be opened, retried with back-off.
+    offline: Mutex<HashMap<TopicPartition, OfflinePartition>>,
+    /// The log directory's high-watermark checkpoint (`hw_checkpoint`).
+    hw_checkpoint: Mutex<HwCheckpointState>,
     /// Serialises reconciliation (opening and deleting logs is not idempotent
     /// under concurrency).
     reconcile_lock: Mutex<()>,
@@ -50,6 +67,26 @@ pub struct ReplicaManager {
     pub cleaner_totals: cleaner::CleanerTotals,
     /// Segments retention (time or size) deleted since start (metrics).
     pub retention_segments_deleted: std::sync::atomic::AtomicU64,
+}
+
+/// Why a hosted partition is not open, and when to try again.
+#[derive(Debug, Clone)]
+pub struct OfflinePartition {
+    pub error: String,
+    pub attempts: u32,
+    retry_at_ms: i64,
+}
+
+/// The first retry of a failed open comes after this, then twice as late each time.
+const OFFLINE_RETRY_FIRST_MS: i64 = 1_000;
+const OFFLINE_RETRY_MAX_MS: i64 = 60_000;
+
+#[derive(Default)]
+struct HwCheckpointState {
+    /// Read at start: the value each partition opens with (taken once).
+    loaded: HashMap<TopicPartition, i64>,
+    /// What the file holds now, so an unchanged set is not written again.
+    written: HashMap<TopicPartition, i64>,
 }
 
 fn partition_dir(log_dir: &Path, topic: &str, partition: i32) -> PathBuf {
@@ -73,27 +110,59 @@ fn write_partition_metadata(dir: &Path, topic_id: &[u8; 16]) -> std::io::Result<
 }
 
 impl ReplicaManager {
-    /// Opens every partition of `image` hosted on this node and removes
-    /// partition directories that no longer belong to any topic.
-    pub fn open(node_id: i32, log_dir: PathBuf, loaded: LoadedConfig, image: &MetadataImage) -> anyhow::Result<ReplicaManager> {
+    /// Opens every partition of `image` hosted on this node (those that fail
+    /// are recorded offline) and removes partition directories that no
+    /// longer belong to any topic.
+    pub fn open(node_id: i32, log_dir: PathBuf, loaded: LoadedConfig, image: &MetadataImage) -> ReplicaManager {
         let effective = RwLock::new((BTreeMap::new(), Arc::new(loaded.config.clone())));
+        let checkpointed = hw_checkpoint::read(&log_dir);
         let manager = ReplicaManager {
             node_id,
             log_dir,
             loaded,
             effective,
             partitions: RwLock::new(HashMap::new()),
+            offline: Mutex::new(HashMap::new()),
+            hw_checkpoint: Mutex::new(HwCheckpointState { loaded: checkpointed.clone(), written: checkpointed }),
             reconcile_lock: Mutex::new(()),
             cleaner_totals: cleaner::CleanerTotals::default(),
             retention_segments_deleted: std::sync::atomic::AtomicU64::new(0),
         };
-        manager.reconcile(image)?;
-        manager.remove_orphans();
-        Ok(manager)
+        manager.reconcile(image);
+        manager.remove_orphans(image);
+        // Legacy per-partition checkpoints were read (and removed) by the opens.
+        manager.checkpoint_high_watermarks();
+        manager
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
-        self.partitions.read().expect("partitions lock poisoned").get(&(topic.to_string(), partition)).cloned()
+        self.partitions.read().expect("partitions lock poisoned").get(&TopicPartition::new(topic, partition)).cloned()
+    }
+
+    /// The open partition, or the error a request for it gets here:
+    /// KAFKA_STORAGE_ERROR if its log could not be opened (as Kafka answers
+    /// for a replica on a failed log directory), NOT_LEADER_OR_FOLLOWER if
+    /// it is not (yet) open on this node.
+    pub fn lookup(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, ErrorCode> {
+        if let Some(p) = self.get(topic, partition) {
+            return Ok(p);
+        }
+        if self.is_offline(topic, partition) {
+            return Err(ErrorCode::KAFKA_STORAGE_ERROR);
+        }
+        Err(ErrorCode::NOT_LEADER_OR_FOLLOWER)
+    }
+
+    /// True if this node hosts the partition but could not open its log.
+    pub fn is_offline(&self, topic: &str, partition: i32) -> bool {
+        self.offline.lock().expect("offline lock poisoned").contains_key(&TopicPartition::new(topic, partition))
+    }
+
+    /// The hosted partitions that could not be opened, with the reason.
+    pub fn offline_partitions(&self) -> Vec<(TopicPartition, OfflinePartition)> {
+        let mut list: Vec<_> = self.offline.lock().expect("offline lock poisoned").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
     }
 
     pub fn all(&self) -> Vec<Arc<Partition>> {
@@ -139,8 +208,10 @@ impl ReplicaManager {
         }
     }
 
-    /// Brings local partitions in line with `image`.
-    pub fn reconcile(&self, image: &MetadataImage) -> anyhow::Result<()> {
+    /// Brings local partitions in line with `image`. A partition that cannot
+    /// be opened is recorded offline and retried by a later call once its
+    /// back-off has passed (`has_offline_partitions` tells the caller to come back).
+    pub fn reconcile(&self, image: &MetadataImage) {
         let _guard = self.reconcile_lock.lock().expect("reconcile lock poisoned");
         if self.update_dynamic_configs(image) {
             self.refresh_configs(image);
@@ -158,11 +229,19 @@ impl ReplicaManager {
                 .collect()
         };
         for p in stale {
-            self.partitions.write().expect("partitions lock poisoned").remove(&(p.topic.clone(), p.index));
+            self.partitions.write().expect("partitions lock poisoned").remove(&TopicPartition::new(p.topic.clone(), p.index));
             info!(topic = %p.topic, partition = p.index, "deleting partition");
             p.delete();
         }
-        let mut first_error = None;
+        // Offline partitions no longer hosted here are forgotten (their
+        // directories are removed like any other deleted partition's).
+        self.offline.lock().expect("offline lock poisoned").retain(|tp, _| {
+            image.topic(&tp.topic).and_then(|t| t.partitions.get(&tp.partition)).is_some_and(|pi| pi.replicas.contains(&self.node_id))
+        });
+        let mut failed_now = 0usize;
+        let mut new_failures = 0usize;
+        let mut out_of_descriptors = false;
+        let mut budget: Option<descriptors::DescriptorBudget> = None;
         for topic in image.topics.values() {
             let config = self.topic_config(&topic.configs);
             for p in topic.partitions.values() {
@@ -177,6 +256,11 @@ impl ReplicaManager {
                     }
                     continue;
                 }
+                let tp = TopicPartition::new(topic.name.clone(), p.partition);
+                let retry_due = self.offline.lock().expect("offline lock poisoned").get(&tp).map_or(true, |o| now >= o.retry_at_ms);
+                if !retry_due {
+                    continue;
+                }
                 let dir = partition_dir(&self.log_dir, &topic.name, p.partition);
                 let wanted = topic_id_hex(&topic.topic_id);
                 match read_partition_topic_id(&dir) {
@@ -188,28 +272,104 @@ impl ReplicaManager {
                     }
                     _ => {}
                 }
-                if let Err(e) = write_partition_metadata(&dir, &topic.topic_id) {
-                    first_error.get_or_insert(anyhow::anyhow!("write {}: {e}", dir.display()));
+                let budget = budget.get_or_insert_with(descriptors::DescriptorBudget::measure);
+                if out_of_descriptors || !budget.allows_another_partition() {
+                    // Every open would fail the same way, or leave the node no
+                    // descriptor for connections: record, don't try.
+                    failed_now += 1;
+                    out_of_descriptors = true;
+                    let error = format!("not opened: the process is (nearly) out of file descriptors; {} are kept free for connections", budget.reserve());
+                    new_failures += usize::from(self.record_offline(tp, error, now, false) == 1);
                     continue;
                 }
-                let producer_id_expiration_ms = i64::from(self.effective_broker_config().producer_id_expiration_ms);
-                match Partition::open(&topic.name, topic.topic_id, p.partition, &dir, config.clone(), self.node_id, p, now, producer_id_expiration_ms) {
+                let opened = write_partition_metadata(&dir, &topic.topic_id)
+                    .map_err(|e| (format!("write {}: {e}", dir.display()), matches!(e.raw_os_error(), Some(23 | 24))))
+                    .and_then(|()| {
+                        let checkpointed_hw = self.take_checkpointed_high_watermark(&tp, &dir);
+                        let producer_id_expiration_ms = i64::from(self.effective_broker_config().producer_id_expiration_ms);
+                        Partition::open(&topic.name, topic.topic_id, p.partition, &dir, config.clone(), self.node_id, p, now, producer_id_expiration_ms, checkpointed_hw)
+                            .map_err(|e| (e.to_string(), e.is_out_of_file_descriptors()))
+                    });
+                match opened {
                     Ok(partition) => {
-                        self.partitions
-                            .write()
-                            .expect("partitions lock poisoned")
-                            .insert((topic.name.clone(), p.partition), Arc::new(partition));
+                        budget.opened_partition();
+                        if self.offline.lock().expect("offline lock poisoned").remove(&tp).is_some() {
+                            info!(topic = %topic.name, partition = p.partition, "offline partition opened");
+                        }
+                        self.partitions.write().expect("partitions lock poisoned").insert(tp, Arc::new(partition));
                     }
-                    Err(e) => {
-                        warn!(topic = %topic.name, partition = p.partition, error = %e, "opening partition failed");
-                        first_error.get_or_insert(anyhow::anyhow!("open {}: {e}", dir.display()));
+                    Err((error, no_descriptors)) => {
+                        failed_now += 1;
+                        out_of_descriptors |= no_descriptors;
+                        new_failures += usize::from(self.record_offline(tp, error, now, true) == 1);
                     }
                 }
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if failed_now > 0 {
+            let offline = self.offline.lock().expect("offline lock poisoned").len();
+            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+            if new_failures > 0 {
+                warn!(failed_now, new_failures, offline, out_of_descriptors, open_file_limit = ?limit, "some hosted partitions could not be opened; the others are served, and these are retried");
+            } else {
+                debug!(failed_now, offline, out_of_descriptors, "offline partitions still cannot be opened");
+            }
+        }
+    }
+
+    /// Records a failed open: the first failure of a partition is logged at
+    /// WARN (if `log_first`), retries at DEBUG; thousands of partitions
+    /// failing for one cause, such as the open-file limit, must not flood
+    /// the log, so after the first out-of-descriptors failure of a pass the
+    /// rest are recorded without an attempt and summed up in one line.
+    /// Returns how many times it failed so far.
+    fn record_offline(&self, tp: TopicPartition, error: String, now_ms: i64, log_first: bool) -> u32 {
+        let mut offline = self.offline.lock().expect("offline lock poisoned");
+        let attempts = offline.get(&tp).map_or(0, |o| o.attempts) + 1;
+        let backoff = OFFLINE_RETRY_FIRST_MS.saturating_mul(1 << (attempts - 1).min(6)).min(OFFLINE_RETRY_MAX_MS);
+        if attempts == 1 && log_first {
+            warn!(topic = %tp.topic, partition = tp.partition, %error, "opening partition failed; it is offline on this node until a retry succeeds");
+        } else {
+            debug!(topic = %tp.topic, partition = tp.partition, %error, attempts, "opening partition failed again");
+        }
+        offline.insert(tp, OfflinePartition { error, attempts, retry_at_ms: now_ms + backoff });
+        attempts
+    }
+
+    /// True while some hosted partition waits for a retry of its open.
+    pub fn has_offline_partitions(&self) -> bool {
+        !self.offline.lock().expect("offline lock poisoned").is_empty()
+    }
+
+    /// The high watermark a partition opens with: the log directory's
+    /// checkpoint, or the per-partition file of earlier versions.
+    fn take_checkpointed_high_watermark(&self, tp: &TopicPartition, dir: &Path) -> Option<i64> {
+        let from_dir = self.hw_checkpoint.lock().expect("checkpoint lock poisoned").loaded.remove(tp);
+        let legacy = hw_checkpoint::take_legacy(dir);
+        from_dir.or(legacy)
+    }
+
+    /// Writes every open partition's high watermark to the log directory's
+    /// checkpoint if any changed since the last write (every
+    /// `replica.high.watermark.checkpoint.interval.ms` and at shutdown).
+    /// Offline partitions keep the value they were loaded with.
+    pub fn checkpoint_high_watermarks(&self) {
+        let mut state = self.hw_checkpoint.lock().expect("checkpoint lock poisoned");
+        let mut entries: HashMap<TopicPartition, i64> =
+            self.all().iter().map(|p| (TopicPartition::new(p.topic.clone(), p.index), p.view().high_watermark)).collect();
+        let offline = self.offline.lock().expect("offline lock poisoned");
+        for tp in offline.keys() {
+            if let Some(hw) = state.loaded.get(tp).or_else(|| state.written.get(tp)) {
+                entries.insert(tp.clone(), *hw);
+            }
+        }
+        drop(offline);
+        if entries == state.written {
+            return;
+        }
+        match hw_checkpoint::write(&self.log_dir, &entries) {
+            Ok(()) => state.written = entries,
+            Err(e) => warn!(dir = %self.log_dir.display(), error = %e, "writing the high-watermark checkpoint failed"),
         }
     }
 
@@ -222,8 +382,10 @@ impl ReplicaManager {
         }
     }
 
-    /// Deletes partition directories of topics that no longer exist.
-    fn remove_orphans(&self) {
+    /// Deletes partition directories that `image` does not assign to this
+    /// node. Decided by the image, not by what is open: a hosted partition
+    /// that failed to open keeps its data.
+    fn remove_orphans(&self, image: &MetadataImage) {
         let Ok(entries) = std::fs::read_dir(&self.log_dir) else { return };
         for entry in entries.flatten() {
             let path = entry.path();
@@ -233,7 +395,8 @@ impl ReplicaManager {
             }
             let Some((topic, partition)) = name.rsplit_once('-') else { continue };
             let Ok(partition) = partition.parse::<i32>() else { continue };
-            if self.get(topic, partition).is_none() {
+            let hosted = image.topic(topic).and_then(|t| t.partitions.get(&partition)).is_some_and(|p| p.replicas.contains(&self.node_id));
+            if !hosted {
                 info!(dir = %path.display(), "removing directory of a deleted partition");
                 if let Err(e) = std::fs::remove_dir_all(&path) {
                     warn!(dir = %path.display(), error = %e, "could not remove orphan partition directory");
@@ -242,10 +405,14 @@ impl ReplicaManager {
         }
     }
 
+    /// Closes every partition (no appends after this) and writes the final
+    /// high-watermark checkpoint.
     pub fn close_all(&self) {
-        let all: Vec<Arc<Partition>> = self.partitions.write().expect("partitions lock poisoned").drain().map(|(_, p)| p).collect();
-        for p in all {
+        let all: Vec<Arc<Partition>> = self.all();
+        for p in &all {
             p.close();
         }
+        self.checkpoint_high_watermarks();
+        self.partitions.write().expect("partitions lock poisoned").clear();
     }
 }

@@ -176,27 +176,6 @@ pub struct Partition {
     reader: LogReader,
     view: watch::Sender<PartitionView>,
     config: RwLock<Arc<TopicConfig>>,
-    /// The high watermark last written to [`HIGH_WATERMARK_CHECKPOINT`].
-    checkpointed_high_watermark: std::sync::atomic::AtomicI64,
-}
-
-/// File in the partition directory holding the last checkpointed high watermark (Kafka
-/// keeps one `replication-offset-checkpoint` per log dir; one small file per partition
-/// keeps partitions independent). Written by the maintenance task when it changed and on
-/// close; read on open so a restarted replica does not expose less than it had.
-pub const HIGH_WATERMARK_CHECKPOINT: &str = "high-watermark-checkpoint";
-
-fn read_high_watermark_checkpoint(dir: &Path) -> Option<i64> {
-    let text = std::fs::read_to_string(dir.join(HIGH_WATERMARK_CHECKPOINT)).ok()?;
-    let mut lines = text.lines();
-    (lines.next()? == "0").then_some(())?;
-    lines.next()?.trim().parse().ok()
-}
-
-fn write_high_watermark_checkpoint(dir: &Path, high_watermark: i64) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{HIGH_WATERMARK_CHECKPOINT}.tmp"));
-    std::fs::write(&tmp, format!("0\n{high_watermark}\n"))?;
-    std::fs::rename(tmp, dir.join(HIGH_WATERMARK_CHECKPOINT))
 }
 
 impl Partition {
@@ -212,6 +191,7 @@ impl Partition {
         meta: &PartitionImage,
         now_ms: i64,
         producer_id_expiration_ms: i64,
+        checkpointed_high_watermark: Option<i64>,
     ) -> Result<Partition, klamm_storage::Error> {
         let log = Log::open(dir, log_config(&config), now_ms)?;
         let reader = log.reader();
@@ -239,7 +219,7 @@ impl Partition {
         let high_watermark = if meta.replicas.len() <= 1 {
             leo
         } else {
-            read_high_watermark_checkpoint(dir).unwrap_or(0).clamp(log.log_start_offset(), leo)
+            checkpointed_high_watermark.unwrap_or(0).clamp(log.log_start_offset(), leo)
         };
         let view = PartitionView {
             log_start_offset: log.log_start_offset(),
@@ -273,7 +253,6 @@ impl Partition {
             reader,
             view: watch::channel(view).0,
             config: RwLock::new(config),
-            checkpointed_high_watermark: std::sync::atomic::AtomicI64::new(high_watermark),
         })
         .map(|p| {
             p.apply_metadata(meta, now_ms);
@@ -870,13 +849,12 @@ impl Partition {
         (!stats.aborted).then_some(stats)
     }
 
-    /// Periodic work: the high watermark checkpoint, retention (when
+    /// Periodic work: retention (when
     /// `run_retention`), the time-based flush, the fsync of rolled segments
     /// and the recovery point, a producer-state snapshot after a roll (file
     /// writes without the writer lock), and with `expire_producers_idle_ms`
     /// the expiry of idle producer ids. Returns the segments retention deleted.
     pub fn maintain(&self, now_ms: i64, run_retention: bool, expire_producers_idle_ms: Option<i64>) -> usize {
-        self.checkpoint_high_watermark();
         let config = self.config();
         let mut guard = self.writer.lock().expect("writer lock poisoned");
         let Some(writer) = guard.as_mut() else { return 0 };
@@ -955,22 +933,8 @@ impl Partition {
         producer_snapshot::sync_dir(&self.dir)
     }
 
-    /// Writes the high watermark to its checkpoint file if it moved since the last write.
-    pub fn checkpoint_high_watermark(&self) {
-        use std::sync::atomic::Ordering;
-        let hw = self.view.borrow().high_watermark;
-        if self.checkpointed_high_watermark.load(Ordering::Relaxed) == hw {
-            return;
-        }
-        match write_high_watermark_checkpoint(&self.dir, hw) {
-            Ok(()) => self.checkpointed_high_watermark.store(hw, Ordering::Relaxed),
-            Err(e) => warn!(topic = %self.topic, partition = self.index, error = %e, "writing the high watermark checkpoint failed"),
-        }
-    }
-
     /// Flushes and closes the log cleanly; further appends fail.
     pub fn close(&self) {
-        self.checkpoint_high_watermark();
         let writer = self.writer.lock().expect("writer lock poisoned").take();
         if let Some(w) = writer {
             // The next start then replays nothing (the log's close fsyncs the directory).

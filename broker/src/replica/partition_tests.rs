@@ -26,7 +26,7 @@ fn image(leader: i32, leader_epoch: i32, partition_epoch: i32, isr: &[i32]) -> P
 }
 
 fn open(dir: &tempfile::TempDir, node: i32, meta: &PartitionImage, min_isr: i32) -> Partition {
-    Partition::open("t", [1; 16], 0, dir.path(), config(min_isr), node, meta, 0, i64::MAX).expect("open partition")
+    Partition::open("t", [1; 16], 0, dir.path(), config(min_isr), node, meta, 0, i64::MAX, None).expect("open partition")
 }
 
 fn batch(records: usize) -> Bytes {
@@ -88,7 +88,7 @@ fn high_watermark_holds_while_the_isr_is_below_min_insync() {
 fn a_lone_replica_commits_on_append() {
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, ..Default::default() };
-    let p = Partition::open("t", [1; 16], 0, dir.path(), config(2), 1, &meta, 0, i64::MAX).expect("open");
+    let p = Partition::open("t", [1; 16], 0, dir.path(), config(2), 1, &meta, 0, i64::MAX, None).expect("open");
     p.append_from_client(batch(3), 9, 10).expect("append");
     assert_eq!(p.view().high_watermark, 3, "the whole ISR (all replicas) has it");
 }
@@ -210,7 +210,7 @@ fn producer_state_replay_keeps_only_unexpired_producers() {
     let solo = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, ..Default::default() };
     let idempotent = || RecordBatchBuilder::new(0).producer(7, 0, 0).record(1_000, None, Some(b"v")).build();
     let open_at = |now: i64, expiration: i64| {
-        Partition::open("t", [1; 16], 0, dir.path(), config(1), 1, &solo, now, expiration).expect("open partition")
+        Partition::open("t", [1; 16], 0, dir.path(), config(1), 1, &solo, now, expiration, None).expect("open partition")
     };
     let p = open_at(0, i64::MAX);
     assert_eq!(p.append_from_client(idempotent(), 9, 1_000).expect("append").base_offset, 0);
@@ -238,7 +238,7 @@ fn plant_snapshot(dir: &std::path::Path, offset: i64) {
 /// The partition in `dir` as its only replica (leader, node 1) at time 2 000.
 fn reopen_solo(dir: &std::path::Path) -> Partition {
     let solo = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, ..Default::default() };
-    Partition::open("t", [1; 16], 0, dir, config(1), 1, &solo, 2_000, i64::MAX).expect("open partition")
+    Partition::open("t", [1; 16], 0, dir, config(1), 1, &solo, 2_000, i64::MAX, None).expect("open partition")
 }
 
 /// A solo partition holding 3 records of no producer, closed.
