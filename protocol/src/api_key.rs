@@ -3,7 +3,8 @@
 // `cargo run -p klamm-protocol-codegen -- /work/shared/kafka-protocol/message protocol/src/messages`.
 
 //! Kafka API keys of every generated request/response pair, with the spec's
-//! version ranges and the header version each API version uses (NOTES.md §1).
+//! version ranges and the header version each API version uses
+//! (docs/kafka-compatibility.md section 1).
 
 use std::fmt;
 

@@ -410,7 +410,8 @@ impl ErrorCode {
         }
     }
 
-    /// True for codes whose Java exception is retriable (see NOTES.md §12).
+    /// True for codes whose Java exception is retriable
+    /// (see docs/kafka-compatibility.md section 9).
     pub fn is_retriable(self) -> bool {
         matches!(
             self,

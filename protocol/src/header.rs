@@ -1,4 +1,4 @@
-//! Request and response headers (NOTES.md §1).
+//! Request and response headers (docs/kafka-compatibility.md section 1).
 //!
 //! The header structs are the generated [`RequestHeader`] / [`ResponseHeader`]
 //! (decode/encode them with the *header* version, see

@@ -1,6 +1,7 @@
-//! Kafka's primitive wire types (NOTES.md §3-4): fixed-width big-endian
-//! integers, LEB128 varints (unsigned and zig-zag), classic and compact
-//! strings / bytes / arrays, UUIDs and tagged-field sections.
+//! Kafka's primitive wire types (docs/kafka-compatibility.md sections 3-4):
+//! fixed-width big-endian integers, LEB128 varints (unsigned and zig-zag),
+//! classic and compact strings / bytes / arrays, UUIDs and tagged-field
+//! sections.
 //!
 //! Readers take `&mut Bytes` and advance it; byte fields are zero-copy
 //! `Bytes` slices of the input (`split_to`). Every read checks the remaining

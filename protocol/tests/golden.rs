@@ -1,6 +1,6 @@
 //! Golden byte tests: frames written out by hand from the Kafka spec
-//! (NOTES.md §1-4 and the JSON definitions), decoded with the generated code
-//! and re-encoded byte for byte.
+//! (docs/kafka-compatibility.md sections 1-4 and Kafka's JSON definitions),
+//! decoded with the generated code and re-encoded byte for byte.
 
 use bytes::{Bytes, BytesMut};
 use klamm_protocol::header::{decode_request_header, RequestHeader, ResponseHeader};

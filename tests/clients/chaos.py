@@ -18,13 +18,13 @@ What it does (test_chaos.py drives it):
   proxied cluster) a network cut of a node's Kafka listener. After each
   fault the node(s) come back and the cluster must heal (bounded wait): every
   partition has a live leader and a full ISR on every node's metadata.
-* `verify` checks DESIGN.md's invariants on the result: every acknowledged
-  value is at its acknowledged (partition, offset); one value per
-  (partition, offset) across all reads; no duplicates (idempotence) and no
-  reordering; nothing read at or above the high watermark; the high watermark
-  never went backwards; the replicas' `.log` segments hold byte-identical
-  batches below the high watermark; no acknowledgement while two of three
-  nodes were down.
+* `verify` checks ARCHITECTURE.md's invariants ("Checked end to end") on the
+  result: every acknowledged value is at its acknowledged (partition,
+  offset); one value per (partition, offset) across all reads; no duplicates
+  (idempotence) and no reordering; nothing read at or above the high
+  watermark; the high watermark never went backwards; the replicas' `.log`
+  segments hold byte-identical batches below the high watermark; no
+  acknowledgement while two of three nodes were down.
 
 Network cuts go through netproxy.Proxy, in front of each node's Kafka listener
 (clients, follower fetches and the controller's liveness probes all pass it).

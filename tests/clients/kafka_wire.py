@@ -2,9 +2,10 @@
 
 Only what the tests need: request header v1/v2 framing, ApiVersions (v0-v3 and
 the v0-format fallback), Metadata v1, Produce v3, CreateTopics v2-v4 and a
-record batch v2 builder with CRC-32C.  Written from the protocol description in
-shared/kafka-protocol (NOTES.md and message/*.json); independent of the broker
-code so that it can catch the broker's mistakes.
+record batch v2 builder with CRC-32C.  Written from Kafka's protocol
+description (its message/*.json definitions and the facts collected in
+docs/kafka-compatibility.md); independent of the broker code so that it can
+catch the broker's mistakes.
 """
 
 from __future__ import annotations

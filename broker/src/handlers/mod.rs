@@ -3,8 +3,8 @@
 //! The registry ([`SUPPORTED`]) is the single source of truth for what the
 //! broker advertises in ApiVersions and for which versions the connection
 //! layer lets through. Each entry is the range Klamm really serves; the notes
-//! say where a range deliberately differs from Kafka 4.x (see API-MATRIX.md in
-//! the protocol notes for the client-side reasons).
+//! say where a range deliberately differs from Kafka 4.x; docs/kafka-compatibility.md
+//! section 11 gives the client-side reasons.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

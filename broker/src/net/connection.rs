@@ -1,6 +1,6 @@
 //! One client connection: framing, header decoding, dispatch, ordered replies.
 //!
-//! Kafka's rules that this module enforces (see NOTES.md in the protocol notes):
+//! Kafka's rules that this module enforces (docs/kafka-compatibility.md sections 1, 2 and 6):
 //! - a frame is `int32 size` + `size` bytes; a size above
 //!   `socket.request.max.bytes` (or below what a header needs) closes the
 //!   connection without a response;

@@ -13,8 +13,8 @@
 //!   a round-trip test for every message and version).
 //!
 //! Which files: the request/response pairs of the client-facing APIs in
-//! `CLIENT_APIS` (the keys 0-75 that a client sends, per the client matrix of
-//! /work/shared/kafka-protocol/API-MATRIX.md), the two headers and the data
+//! `CLIENT_APIS` (the keys 0-75 that a client sends, as listed in
+//! docs/kafka-compatibility.md section 10), the two headers and the data
 //! schemas ConsumerProtocolSubscription, ConsumerProtocolAssignment and
 //! DefaultPrincipalData. Generating all 88 pairs of the spec snapshot cost
 //! ~55 s of CPU for a debug build of the crate (over the ~40 s budget), so the
@@ -45,7 +45,7 @@ const DATA_SCHEMAS: &[&str] = &[
     "DefaultPrincipalData",
 ];
 
-/// Client-facing API keys (API-MATRIX.md, "The matrix (client APIs)").
+/// Client-facing API keys (docs/kafka-compatibility.md section 10).
 const CLIENT_APIS: &[i16] = &[
     0, 1, 2, 3, // Produce, Fetch, ListOffsets, Metadata
     8, 9, 10, 11, 12, 13, 14, 15, 16, // OffsetCommit .. ListGroups
@@ -972,7 +972,7 @@ fn gen_mod(msgs: &[Message], apis: &[Api], source: &str) -> String {
 
 fn gen_api_key(apis: &[Api], source: &str) -> String {
     let mut out = header(source);
-    out.push_str("\n//! Kafka API keys of every generated request/response pair, with the spec's\n//! version ranges and the header version each API version uses (NOTES.md §1).\n\n");
+    out.push_str("\n//! Kafka API keys of every generated request/response pair, with the spec's\n//! version ranges and the header version each API version uses\n//! (docs/kafka-compatibility.md section 1).\n\n");
     out.push_str("use std::fmt;\n\n/// A Kafka API key.\n#[derive(Copy, Clone, Eq, PartialEq, Hash, Ord, PartialOrd, Debug)]\n#[repr(i16)]\npub enum ApiKey {\n");
     for a in apis {
         let _ = writeln!(out, "    {} = {},", a.name, a.key);
@@ -1017,7 +1017,8 @@ fn gen_api_key(apis: &[Api], source: &str) -> String {
 
 /// Error codes the Java client treats as retriable (its exception class extends
 /// `RetriableException`, directly or via `InvalidMetadataException`;
-/// AK `clients/src/main/java/org/apache/kafka/common/errors/*.java`, NOTES.md §12).
+/// AK `clients/src/main/java/org/apache/kafka/common/errors/*.java`;
+/// docs/kafka-compatibility.md section 9).
 const RETRIABLE: &[&str] = &[
     "CORRUPT_MESSAGE",
     "UNKNOWN_TOPIC_OR_PARTITION",
@@ -1075,7 +1076,7 @@ fn gen_error_codes(txt: &str) -> Result<String> {
     for (c, n) in &codes {
         let _ = writeln!(out, "            {c} => \"{n}\",");
     }
-    out.push_str("            _ => \"UNKNOWN\",\n        }\n    }\n\n    /// True for codes whose Java exception is retriable (see NOTES.md §12).\n    pub fn is_retriable(self) -> bool {\n        matches!(\n            self,\n");
+    out.push_str("            _ => \"UNKNOWN\",\n        }\n    }\n\n    /// True for codes whose Java exception is retriable\n    /// (see docs/kafka-compatibility.md section 9).\n    pub fn is_retriable(self) -> bool {\n        matches!(\n            self,\n");
     let present: Vec<&str> = RETRIABLE
         .iter()
         .copied()

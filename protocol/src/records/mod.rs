@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! A batch is a 61-byte header followed by the records (NOTES.md section 5):
+//! A batch is a 61-byte header followed by the records
+//! (docs/kafka-compatibility.md section 5):
 //!
 //! ```text
 //! 0  baseOffset i64         12 partitionLeaderEpoch i32   21 attributes i16

@@ -2,7 +2,7 @@
 //!
 //! Thin wrappers over [`crate::primitives`] with the slice-and-position
 //! interface the record parser uses, mapping decode errors to
-//! [`RecordsError::InvalidVarint`]. Encodings: NOTES.md section 3.
+//! [`RecordsError::InvalidVarint`]. Encodings: docs/kafka-compatibility.md section 3.
 
 use crate::primitives;
 
