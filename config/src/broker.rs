@@ -884,6 +884,7 @@ impl BrokerConfig {
                 }
             }
         }
+        self.refuse_secured_listeners()?;
         for a in &self.advertised_listeners {
             if !listener_names.contains(&a.name.as_str()) {
                 return bad(format!(
@@ -927,6 +928,29 @@ impl BrokerConfig {
                 "log.cleaner.min.compaction.lag.ms ({}) must not exceed log.cleaner.max.compaction.lag.ms ({})",
                 self.log_cleaner_min_compaction_lag_ms, self.log_cleaner_max_compaction_lag_ms
             ));
+        }
+        Ok(())
+    }
+
+    /// Refuses every listener, Kafka or controller, whose security protocol is not PLAINTEXT:
+    /// Klamm has no TLS or SASL yet, and serving such a listener as plaintext would hand
+    /// clients that expect encryption or authentication a connection that has neither.
+    /// The controller listeners are checked on every node, bound or not, because a
+    /// broker-only node connects to the controllers with their listener's protocol.
+    fn refuse_secured_listeners(&self) -> Result<(), ConfigError> {
+        let kafka = self.listeners.iter().map(|l| l.name.as_str());
+        let controller = self.controller_listener_names.iter().map(String::as_str);
+        for name in kafka.chain(controller) {
+            match self.security_protocol(name) {
+                Some(p) if p != SecurityProtocol::Plaintext => {
+                    return Err(ConfigError::Inconsistent(format!(
+                        "listener {name} uses security protocol {}, which Klamm does not implement yet; \
+                         it refuses to serve a secured listener as plaintext (use PLAINTEXT)",
+                        p.name()
+                    )));
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -336,13 +336,14 @@ fn listeners_and_protocol_map() {
         &[
             "listeners=INTERNAL://:9092,EXTERNAL://:9094,CTL://:9093",
             "controller.listener.names=CTL",
-            "listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:SASL_PLAINTEXT,CTL:PLAINTEXT",
+            // SECURE is mapped but not bound, so it is parsed and not refused.
+            "listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,CTL:PLAINTEXT,SECURE:SASL_PLAINTEXT",
             "inter.broker.listener.name=internal",
         ],
     );
     assert_eq!(c.inter_broker_listener_name, "INTERNAL");
     assert_eq!(
-        c.security_protocol("EXTERNAL"),
+        c.security_protocol("SECURE"),
         Some(SecurityProtocol::SaslPlaintext)
     );
     assert_eq!(c.security_protocol("PLAINTEXT"), None);
@@ -843,4 +844,56 @@ fn protocol_map_parsing() {
     assert!(parse_protocol_map(":PLAINTEXT").unwrap_err().contains("empty listener name"));
     assert!(parse_protocol_map("A:SSL,a:PLAINTEXT").unwrap_err().contains("more than once"));
     assert!(parse_protocol_map("").unwrap().is_empty());
+}
+
+#[test]
+fn secured_listeners_are_refused_not_served_as_plaintext() {
+    let refused = |listener: &str, protocol: &str| {
+        format!(
+            "listener {listener} uses security protocol {protocol}, which Klamm does not implement yet; \
+             it refuses to serve a secured listener as plaintext (use PLAINTEXT)"
+        )
+    };
+    // The protocol names themselves, through the default map.
+    for p in ["SSL", "SASL_SSL", "SASL_PLAINTEXT"] {
+        let e = must_err(
+            MINIMAL,
+            &[
+                &format!("listeners={p}://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"),
+                &format!("inter.broker.listener.name={p}"),
+            ],
+        );
+        assert_eq!(e, refused(p, p));
+    }
+    // A custom name mapped to a secured protocol.
+    let e = must_err(
+        MINIMAL,
+        &[
+            "listeners=PLAINTEXT://:9092,EXTERNAL://:9094,CONTROLLER://:9093",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,EXTERNAL:SSL,CONTROLLER:PLAINTEXT",
+        ],
+    );
+    assert_eq!(e, refused("EXTERNAL", "SSL"));
+    // The controller listener of a combined node.
+    let e = must_err(
+        MINIMAL,
+        &["listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_SSL"],
+    );
+    assert_eq!(e, refused("CONTROLLER", "SASL_SSL"));
+    // The controller listener of a broker-only node, which connects to it without binding it.
+    let e = must_err(
+        MINIMAL,
+        &[
+            "process.roles=broker",
+            "node.id=2",
+            "listeners=PLAINTEXT://:9092",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+        ],
+    );
+    assert_eq!(e, refused("CONTROLLER", "SSL"));
+    // PLAINTEXT everywhere still loads.
+    must_load(
+        MINIMAL,
+        &["listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"],
+    );
 }
