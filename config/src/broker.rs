@@ -222,6 +222,8 @@ pub struct BrokerConfig {
     pub max_connections: i32,
     /// `max.connections.per.ip` (default i32::MAX).
     pub max_connections_per_ip: i32,
+    /// `max.connections.per.ip.overrides` (default empty): host (IP or hostname) → limit.
+    pub max_connections_per_ip_overrides: BTreeMap<String, i32>,
     /// `connections.max.idle.ms` (default 600000).
     pub connections_max_idle_ms: i64,
     /// `unclean.leader.election.enable` (default false).
@@ -750,6 +752,8 @@ impl BrokerConfig {
             num_io_threads: r.i32("num.io.threads")?,
             max_connections: r.i32("max.connections")?,
             max_connections_per_ip: r.i32("max.connections.per.ip")?,
+            max_connections_per_ip_overrides: r
+                .parsed("max.connections.per.ip.overrides", parse_per_ip_overrides)?,
             connections_max_idle_ms: r.int("connections.max.idle.ms")?,
             unclean_leader_election_enable: r.bool("unclean.leader.election.enable")?,
             auto_leader_rebalance_enable: r.bool("auto.leader.rebalance.enable")?,
@@ -1101,6 +1105,37 @@ fn parse_protocol_map(s: &str) -> Result<BTreeMap<String, SecurityProtocol>, Str
         }
     }
     Ok(m)
+}
+
+/// Parses `max.connections.per.ip.overrides`: `host:count` items separated by commas, the
+/// host an IP or a hostname, the count a non-negative int. The count follows the last `:`,
+/// as in Kafka's `parseCsvMap`, so an IPv6 host needs no brackets (`::1:5`). A host listed
+/// twice keeps its last count, as Kafka's map does.
+pub fn parse_per_ip_overrides(s: &str) -> Result<BTreeMap<String, i32>, String> {
+    let mut m = BTreeMap::new();
+    for item in split_list(s) {
+        let (host, count) = item
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{item:?} is not of the form host:count"))?;
+        let host = host.trim();
+        if host.is_empty() {
+            return Err(format!("{item:?} has an empty host"));
+        }
+        let count: i32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("{item:?}: the count is not a 32-bit integer"))?;
+        if count < 0 {
+            return Err(format!("{item:?}: the count must be at least 0"));
+        }
+        m.insert(host.to_string(), count);
+    }
+    Ok(m)
+}
+
+/// [`parse_per_ip_overrides`] as a key check, so a dynamic change is validated too.
+pub(crate) fn check_per_ip_overrides(s: &str) -> Result<(), String> {
+    parse_per_ip_overrides(s).map(|_| ())
 }
 
 /// Checks a cluster-wide dynamic broker config change (IncrementalAlterConfigs /

@@ -897,3 +897,34 @@ fn secured_listeners_are_refused_not_served_as_plaintext() {
         &["listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"],
     );
 }
+
+#[test]
+fn per_ip_overrides_are_parsed_and_malformed_lists_rejected() {
+    let c = must_load(
+        MINIMAL,
+        &["max.connections.per.ip=2", "max.connections.per.ip.overrides= 127.0.0.1:5 , localhost:0,::1:7,127.0.0.1:6"],
+    );
+    assert_eq!(c.max_connections_per_ip, 2);
+    let expected: BTreeMap<String, i32> = [("127.0.0.1", 6), ("localhost", 0), ("::1", 7)]
+        .into_iter()
+        .map(|(h, n)| (h.to_string(), n))
+        .collect();
+    assert_eq!(c.max_connections_per_ip_overrides, expected);
+    assert!(must_load(MINIMAL, &[]).max_connections_per_ip_overrides.is_empty());
+
+    let key = "max.connections.per.ip.overrides";
+    for (bad, why) in [
+        ("127.0.0.1", "\"127.0.0.1\" is not of the form host:count"),
+        (":3", "\":3\" has an empty host"),
+        ("host:x", "\"host:x\": the count is not a 32-bit integer"),
+        ("host:-1", "\"host:-1\": the count must be at least 0"),
+    ] {
+        assert_eq!(must_err(MINIMAL, &[&format!("{key}={bad}")]), format!("{key}: {why}"));
+        // A dynamic change is checked the same way, with the reason in Kafka's error.
+        match validate_broker_dynamic_config(key, bad) {
+            Err(ConfigError::InvalidValue { reason, .. }) => assert_eq!(reason, why),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    assert!(validate_broker_dynamic_config(key, "10.0.0.1:3,broker.example.com:4").is_ok());
+}
