@@ -307,24 +307,10 @@ pub fn suggest_broker_key(key: &str) -> Option<String> {
     let max = if key.len() > 12 { 2 } else { 1 };
     BROKER_KEYS
         .iter()
-        .map(|d| (edit_distance(key, d.name), d.name))
+        .map(|d| (strsim::levenshtein(key, d.name), d.name))
         .filter(|(d, _)| *d <= max)
         .min()
         .map(|(_, name)| format!("did you mean {name}?"))
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Splits one `--override key=value` argument.

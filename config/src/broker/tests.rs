@@ -816,8 +816,6 @@ fn unknown_key_hints() {
         suggest_broker_key("num.partition").as_deref(),
         Some("did you mean num.partitions?")
     );
-    assert_eq!(edit_distance("", "ab"), 2);
-    assert_eq!(edit_distance("kitten", "sitting"), 3);
 }
 
 #[test]
