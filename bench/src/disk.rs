@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::json::Json;
+use crate::json::{Json, JsonExt};
 
 pub struct DiskResult {
     pub path: String,

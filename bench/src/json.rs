@@ -1,184 +1,57 @@
-//! A minimal JSON value and serializer, enough for the `--json` report.
-//!
-//! Kept in-crate so the load tool needs no dependency beyond the ones the
-//! workspace already declared for it.
+//! The `--json` report's values: serde_json's [`Value`], with the small builder the
+//! report code uses (`Json::obj().with(key, value)`) and pretty printing with floats
+//! rounded to 6 decimals so the file stays readable. Fields keep their insertion order
+//! (serde_json's `preserve_order` feature), as the report lists them.
 
-use std::fmt::Write as _;
+use serde_json::{Map, Value};
 
-#[derive(Debug, Clone)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
+pub type Json = Value;
+
+/// Builder methods on [`Json`] objects.
+pub trait JsonExt {
+    /// An empty object.
+    fn obj() -> Self;
+    /// The object with one more field (a programming error on non-objects).
+    fn with(self, key: &str, value: impl Into<Json>) -> Self;
+    /// Pretty-printed with two-space indents, floats rounded, and a final newline.
+    fn to_pretty(&self) -> String;
 }
 
-impl Json {
-    pub fn obj() -> Json {
-        Json::Obj(Vec::new())
+impl JsonExt for Json {
+    fn obj() -> Json {
+        Value::Object(Map::new())
     }
 
-    /// Appends a field to an object (panics on non-objects: a programming error).
-    pub fn set(&mut self, key: &str, value: impl Into<Json>) -> &mut Self {
-        match self {
-            Json::Obj(fields) => fields.push((key.to_string(), value.into())),
-            _ => panic!("Json::set on a non-object"),
+    fn with(mut self, key: &str, value: impl Into<Json>) -> Json {
+        match &mut self {
+            Value::Object(fields) => {
+                fields.insert(key.to_string(), value.into());
+            }
+            _ => panic!("Json::with on a non-object"),
         }
         self
     }
 
-    pub fn with(mut self, key: &str, value: impl Into<Json>) -> Self {
-        self.set(key, value);
-        self
-    }
-
-    pub fn to_pretty(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out, 0);
+    fn to_pretty(&self) -> String {
+        let mut rounded = self.clone();
+        round_floats(&mut rounded);
+        let mut out = serde_json::to_string_pretty(&rounded).expect("a Value always serializes");
         out.push('\n');
         out
     }
+}
 
-    fn write(&self, out: &mut String, indent: usize) {
-        match self {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
-            Json::Num(n) => {
-                if n.is_finite() {
-                    // Round to 6 significant decimals to keep the file readable.
-                    let v = (*n * 1e6).round() / 1e6;
-                    let _ = write!(out, "{v}");
-                } else {
-                    out.push_str("null");
-                }
-            }
-            Json::Str(s) => write_str(out, s),
-            Json::Arr(items) => {
-                if items.is_empty() {
-                    out.push_str("[]");
-                    return;
-                }
-                out.push_str("[\n");
-                for (i, item) in items.iter().enumerate() {
-                    pad(out, indent + 1);
-                    item.write(out, indent + 1);
-                    if i + 1 < items.len() {
-                        out.push(',');
-                    }
-                    out.push('\n');
-                }
-                pad(out, indent);
-                out.push(']');
-            }
-            Json::Obj(fields) => {
-                if fields.is_empty() {
-                    out.push_str("{}");
-                    return;
-                }
-                out.push_str("{\n");
-                for (i, (k, v)) in fields.iter().enumerate() {
-                    pad(out, indent + 1);
-                    write_str(out, k);
-                    out.push_str(": ");
-                    v.write(out, indent + 1);
-                    if i + 1 < fields.len() {
-                        out.push(',');
-                    }
-                    out.push('\n');
-                }
-                pad(out, indent);
-                out.push('}');
-            }
+/// Rounds every float to 6 decimals. Non-finite floats never get here: serde_json turns
+/// them into `null` when the value is built.
+fn round_floats(v: &mut Json) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or_default();
+            *v = Json::from((f * 1e6).round() / 1e6);
         }
-    }
-}
-
-fn pad(out: &mut String, indent: usize) {
-    for _ in 0..indent {
-        out.push_str("  ");
-    }
-}
-
-fn write_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-impl From<bool> for Json {
-    fn from(v: bool) -> Self {
-        Json::Bool(v)
-    }
-}
-impl From<i64> for Json {
-    fn from(v: i64) -> Self {
-        Json::Int(v)
-    }
-}
-impl From<i32> for Json {
-    fn from(v: i32) -> Self {
-        Json::Int(v as i64)
-    }
-}
-impl From<u32> for Json {
-    fn from(v: u32) -> Self {
-        Json::Int(v as i64)
-    }
-}
-impl From<u64> for Json {
-    fn from(v: u64) -> Self {
-        Json::Int(v.min(i64::MAX as u64) as i64)
-    }
-}
-impl From<usize> for Json {
-    fn from(v: usize) -> Self {
-        Json::from(v as u64)
-    }
-}
-impl From<f64> for Json {
-    fn from(v: f64) -> Self {
-        Json::Num(v)
-    }
-}
-impl From<&str> for Json {
-    fn from(v: &str) -> Self {
-        Json::Str(v.to_string())
-    }
-}
-impl From<String> for Json {
-    fn from(v: String) -> Self {
-        Json::Str(v)
-    }
-}
-impl<T: Into<Json>> From<Option<T>> for Json {
-    fn from(v: Option<T>) -> Self {
-        match v {
-            Some(v) => v.into(),
-            None => Json::Null,
-        }
-    }
-}
-impl From<Vec<Json>> for Json {
-    fn from(v: Vec<Json>) -> Self {
-        Json::Arr(v)
+        Value::Array(items) => items.iter_mut().for_each(round_floats),
+        Value::Object(fields) => fields.values_mut().for_each(round_floats),
+        _ => {}
     }
 }
 
@@ -187,15 +60,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_and_nests() {
+    fn escapes_nests_rounds_and_keeps_order() {
         let j = Json::obj()
             .with("a", "x\"y\n")
             .with("b", 1.5)
-            .with("c", Json::Arr(vec![Json::Int(1), Json::Null]))
-            .with("d", f64::NAN);
+            .with("c", Json::Array(vec![Json::from(1), Json::Null]))
+            .with("d", f64::NAN)
+            .with("e", 0.123_456_789)
+            .with("f", Some(3u64))
+            .with("g", None::<i64>)
+            .with("empty", Json::obj());
         let s = j.to_pretty();
-        assert!(s.contains(r#""a": "x\"y\n""#));
-        assert!(s.contains(r#""b": 1.5"#));
-        assert!(s.contains(r#""d": null"#));
+        assert_eq!(
+            s,
+            "{\n  \"a\": \"x\\\"y\\n\",\n  \"b\": 1.5,\n  \"c\": [\n    1,\n    null\n  ],\n  \"d\": null,\n  \
+             \"e\": 0.123457,\n  \"f\": 3,\n  \"g\": null,\n  \"empty\": {}\n}\n"
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::hist::Histogram;
-use crate::json::Json;
+use crate::json::{Json, JsonExt};
 use crate::sys::{CpuMark, CpuUsage};
 
 /// librdkafka log lines and global errors: printed to stderr (the first few,
@@ -356,7 +356,7 @@ impl ProduceResult {
             .with("acks", s.acks.as_str())
             .with("record_size", s.record_size)
             .with("partitions", s.partitions)
-            .with("librdkafka_config", Json::Arr(cfg))
+            .with("librdkafka_config", Json::Array(cfg))
             .with("requested_bytes", if s.duration.is_some() { None } else { Some(s.total_bytes) })
             .with("requested_duration_s", s.duration.map(|d| d.as_secs_f64()))
             .with("max_seconds", s.max.as_secs_f64())
@@ -654,7 +654,7 @@ impl ConsumeResult {
             .with("phase", "consume")
             .with("topic", self.settings.topic.as_str())
             .with("partitions", self.partitions)
-            .with("librdkafka_config", Json::Arr(cfg))
+            .with("librdkafka_config", Json::Array(cfg))
             .with("max_seconds", self.settings.max.as_secs_f64())
             .with("expected_records", self.expected_records)
             .with("records", self.records)

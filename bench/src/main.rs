@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use broker::{check_loopback, ScratchDir, SpawnedBroker};
-use json::Json;
+use json::{Json, JsonExt};
 use kafka::{ConsumeResult, ConsumeSettings, ProduceResult, ProduceSettings};
 
 /// Targets for one partition, 1 KiB records, librdkafka producer, linger 5 ms,
@@ -1071,9 +1071,9 @@ mod report {
                 .with("disk_block", cli.disk_block)
                 .with("settle_seconds", cli.settle_seconds)
                 .with("wait_idle_seconds", cli.wait_idle_seconds)
-                .with("producer_config", Json::Arr(cli.producer_config.iter().map(|s| Json::from(s.as_str())).collect()))
-                .with("consumer_config", Json::Arr(cli.consumer_config.iter().map(|s| Json::from(s.as_str())).collect()))
-                .with("broker_override", Json::Arr(cli.broker_override.iter().map(|s| Json::from(s.as_str())).collect()));
+                .with("producer_config", Json::Array(cli.producer_config.iter().map(|s| Json::from(s.as_str())).collect()))
+                .with("consumer_config", Json::Array(cli.consumer_config.iter().map(|s| Json::from(s.as_str())).collect()))
+                .with("broker_override", Json::Array(cli.broker_override.iter().map(|s| Json::from(s.as_str())).collect()));
             Json::obj()
                 .with("tool", "klamm-bench")
                 .with("tool_version", env!("CARGO_PKG_VERSION"))
@@ -1099,9 +1099,9 @@ mod report {
                 )
                 .with("broker", broker)
                 .with("settings", settings)
-                .with("phases", Json::Arr(phases))
-                .with("targets", Json::Arr(targets))
-                .with("page_cache_settle", Json::Arr(run.settles.clone()))
+                .with("phases", Json::Array(phases))
+                .with("targets", Json::Array(targets))
+                .with("page_cache_settle", Json::Array(run.settles.clone()))
                 .with("broker_died", run.broker_died.clone())
         }
     }

@@ -2,26 +2,13 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::process::Command;
-use std::sync::OnceLock;
 
-use crate::json::Json;
+use crate::json::{Json, JsonExt};
 
-/// Clock ticks per second for /proc/*/stat times. Read once from
-/// `getconf CLK_TCK` (no libc/unsafe needed); if that is unavailable we assume
-/// 100, which is what every mainstream Linux architecture uses (USER_HZ).
+/// Clock ticks per second for /proc/*/stat times (`sysconf(_SC_CLK_TCK)`, which the
+/// kernel passes in the auxiliary vector; rustix reads it without `unsafe`).
 pub fn clk_tck() -> u64 {
-    static TCK: OnceLock<u64> = OnceLock::new();
-    *TCK.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .filter(|&t| t > 0)
-            .unwrap_or(100)
-    })
+    rustix::param::clock_ticks_per_second()
 }
 
 /// utime + stime of a process (all its threads), in seconds.

@@ -324,9 +324,10 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     tasks.spawn(crate::replica::isr::run(broker.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::replica::cleaner::run(broker.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::group::GroupCoordinator::run(broker.clone(), shutdown_rx.clone()));
+    let per_ip = Arc::new(crate::net::ip_limits::ConnectionsPerIp::default());
     for l in bound_listeners {
         info!(listener = %l.name, addr = %l.local_addr, "listening");
-        tasks.spawn(serve_listener(l, broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(serve_listener(l, broker.clone(), per_ip.clone(), shutdown_rx.clone()));
     }
     Ok(RunningBroker { broker, shutdown_tx, tasks })
 }

@@ -222,6 +222,8 @@ pub struct BrokerConfig {
     pub max_connections: i32,
     /// `max.connections.per.ip` (default i32::MAX).
     pub max_connections_per_ip: i32,
+    /// `max.connections.per.ip.overrides` (default empty): host (IP or hostname) → limit.
+    pub max_connections_per_ip_overrides: BTreeMap<String, i32>,
     /// `connections.max.idle.ms` (default 600000).
     pub connections_max_idle_ms: i64,
     /// `unclean.leader.election.enable` (default false).
@@ -305,24 +307,10 @@ pub fn suggest_broker_key(key: &str) -> Option<String> {
     let max = if key.len() > 12 { 2 } else { 1 };
     BROKER_KEYS
         .iter()
-        .map(|d| (edit_distance(key, d.name), d.name))
+        .map(|d| (strsim::levenshtein(key, d.name), d.name))
         .filter(|(d, _)| *d <= max)
         .min()
         .map(|(_, name)| format!("did you mean {name}?"))
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Splits one `--override key=value` argument.
@@ -750,6 +738,8 @@ impl BrokerConfig {
             num_io_threads: r.i32("num.io.threads")?,
             max_connections: r.i32("max.connections")?,
             max_connections_per_ip: r.i32("max.connections.per.ip")?,
+            max_connections_per_ip_overrides: r
+                .parsed("max.connections.per.ip.overrides", parse_per_ip_overrides)?,
             connections_max_idle_ms: r.int("connections.max.idle.ms")?,
             unclean_leader_election_enable: r.bool("unclean.leader.election.enable")?,
             auto_leader_rebalance_enable: r.bool("auto.leader.rebalance.enable")?,
@@ -884,6 +874,7 @@ impl BrokerConfig {
                 }
             }
         }
+        self.refuse_secured_listeners()?;
         for a in &self.advertised_listeners {
             if !listener_names.contains(&a.name.as_str()) {
                 return bad(format!(
@@ -927,6 +918,29 @@ impl BrokerConfig {
                 "log.cleaner.min.compaction.lag.ms ({}) must not exceed log.cleaner.max.compaction.lag.ms ({})",
                 self.log_cleaner_min_compaction_lag_ms, self.log_cleaner_max_compaction_lag_ms
             ));
+        }
+        Ok(())
+    }
+
+    /// Refuses every listener, Kafka or controller, whose security protocol is not PLAINTEXT:
+    /// Klamm has no TLS or SASL yet, and serving such a listener as plaintext would hand
+    /// clients that expect encryption or authentication a connection that has neither.
+    /// The controller listeners are checked on every node, bound or not, because a
+    /// broker-only node connects to the controllers with their listener's protocol.
+    fn refuse_secured_listeners(&self) -> Result<(), ConfigError> {
+        let kafka = self.listeners.iter().map(|l| l.name.as_str());
+        let controller = self.controller_listener_names.iter().map(String::as_str);
+        for name in kafka.chain(controller) {
+            match self.security_protocol(name) {
+                Some(p) if p != SecurityProtocol::Plaintext => {
+                    return Err(ConfigError::Inconsistent(format!(
+                        "listener {name} uses security protocol {}, which Klamm does not implement yet; \
+                         it refuses to serve a secured listener as plaintext (use PLAINTEXT)",
+                        p.name()
+                    )));
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -1077,6 +1091,37 @@ fn parse_protocol_map(s: &str) -> Result<BTreeMap<String, SecurityProtocol>, Str
         }
     }
     Ok(m)
+}
+
+/// Parses `max.connections.per.ip.overrides`: `host:count` items separated by commas, the
+/// host an IP or a hostname, the count a non-negative int. The count follows the last `:`,
+/// as in Kafka's `parseCsvMap`, so an IPv6 host needs no brackets (`::1:5`). A host listed
+/// twice keeps its last count, as Kafka's map does.
+pub fn parse_per_ip_overrides(s: &str) -> Result<BTreeMap<String, i32>, String> {
+    let mut m = BTreeMap::new();
+    for item in split_list(s) {
+        let (host, count) = item
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{item:?} is not of the form host:count"))?;
+        let host = host.trim();
+        if host.is_empty() {
+            return Err(format!("{item:?} has an empty host"));
+        }
+        let count: i32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("{item:?}: the count is not a 32-bit integer"))?;
+        if count < 0 {
+            return Err(format!("{item:?}: the count must be at least 0"));
+        }
+        m.insert(host.to_string(), count);
+    }
+    Ok(m)
+}
+
+/// [`parse_per_ip_overrides`] as a key check, so a dynamic change is validated too.
+pub(crate) fn check_per_ip_overrides(s: &str) -> Result<(), String> {
+    parse_per_ip_overrides(s).map(|_| ())
 }
 
 /// Checks a cluster-wide dynamic broker config change (IncrementalAlterConfigs /

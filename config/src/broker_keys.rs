@@ -7,6 +7,7 @@
 //! `QuorumConfig`). Where a key has no default in Kafka (`node.id`, `process.roles`, ...) the
 //! default is `None` (null).
 
+use crate::broker::check_per_ip_overrides;
 use crate::schema::{Check, ConfigType, Def};
 
 const B: ConfigType = ConfigType::Boolean;
@@ -120,7 +121,7 @@ pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("max.connection.creation.rate", I, Some(INT_MAX), NONE, "Connection rate limit (accepted, no effect).").dynamic().no_effect(),
     Def::new("max.connections", I, Some(INT_MAX), min(0), "Maximum open client connections.").dynamic(),
     Def::new("max.connections.per.ip", I, Some(INT_MAX), min(0), "Maximum connections from one IP.").dynamic(),
-    Def::new("max.connections.per.ip.overrides", S, Some(""), NONE, "Per-IP limits (accepted, no effect).").dynamic().no_effect(),
+    Def::new("max.connections.per.ip.overrides", S, Some(""), Check::Format(check_per_ip_overrides), "Per-IP or per-hostname limits, host:count,host:count.").dynamic(),
     Def::new("max.incremental.fetch.session.cache.slots", I, Some("1000"), min(0), "Maximum KIP-227 fetch sessions."),
     Def::new("message.max.bytes", I, Some("1048588"), min(0), "Largest record batch accepted (after compression).").dynamic(),
     Def::new("metadata.log.dir", S, None, NONE, "Directory of the metadata log; defaults to the first log dir."),

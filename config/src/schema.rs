@@ -144,6 +144,8 @@ pub(crate) enum Check {
     OneOf(&'static [&'static str]),
     /// A list whose items must each be one of these (may be empty only if `allow_empty`).
     ListOf(&'static [&'static str], bool),
+    /// A format of its own, checked by the function (the reason in the error).
+    Format(fn(&str) -> Result<(), String>),
 }
 
 /// A typed value after parsing and checking.
@@ -166,6 +168,7 @@ pub(crate) enum Bad {
     DoubleBetween(f64, f64),
     OneOf(&'static [&'static str]),
     Empty,
+    Format(String),
 }
 
 impl Bad {
@@ -195,6 +198,7 @@ impl Bad {
                 format!("must be one of {}, got {raw:?}", allowed.join(", "))
             }
             Bad::Empty => "must not be empty".to_string(),
+            Bad::Format(reason) => reason.clone(),
         }
     }
 
@@ -208,6 +212,7 @@ impl Bad {
             Bad::DoubleBetween(lo, hi) => format!("Value must be in the range [{lo}, {hi}]"),
             Bad::OneOf(allowed) => format!("String must be one of: {}", allowed.join(", ")),
             Bad::Empty => "Value must not be empty".into(),
+            Bad::Format(reason) => reason.clone(),
         }
     }
 }
@@ -311,6 +316,7 @@ pub(crate) fn parse_typed(ty: ConfigType, check: Check, raw: &str) -> Result<Val
             }
             Ok(value)
         }
+        (Check::Format(check), Value::Str(v)) => check(v).map(|()| value.clone()).map_err(Bad::Format),
         _ => Ok(value),
     }
 }

@@ -1,8 +1,7 @@
 """Group-based consumption (subscribe, commit, resume) through the stock clients.
 
-Consumer groups come in a later issue than "Single-node Klamm". These tests are
-skipped, with that reason, ONLY while the broker does not advertise
-FindCoordinator (API key 10) in ApiVersions; once it does, they run and must pass.
+Consumer groups are served, so a broker that stops advertising FindCoordinator
+(API key 10) fails these tests instead of skipping them.
 """
 
 from __future__ import annotations
@@ -23,9 +22,8 @@ FIND_COORDINATOR = 10
 @pytest.fixture
 def group_broker(broker):
     keys = broker.api_versions()
-    if FIND_COORDINATOR not in keys:
-        pytest.skip("broker does not advertise FindCoordinator (API key 10): consumer groups "
-                    "are not served yet (a later issue than single-node Klamm)")
+    assert FIND_COORDINATOR in keys, \
+        "broker does not advertise FindCoordinator (API key 10): consumer groups are not served"
     return broker
 
 

@@ -118,6 +118,9 @@ pub fn supported_api_table() -> String {
 }
 
 #[cfg(test)]
+mod dispatch_tests;
+
+#[cfg(test)]
 mod registry_tests {
     use super::*;
 
@@ -215,6 +218,10 @@ pub(crate) async fn propose_partition_change(
     Err((ErrorCode::REQUEST_TIMED_OUT, Some(format!("{topic}-{partition} kept changing during the {what}"))))
 }
 
+/// The reason [`handle`] closes with when it has no handler for an API (a test checks
+/// that no API of [`SUPPORTED`] ends there).
+pub(crate) const NOT_SERVED: &str = "api not served";
+
 pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
     match request {
         RequestKind::ApiVersions(r) => api_versions::handle(ctx, r).into(),
@@ -251,6 +258,6 @@ pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::AlterPartitionReassignments(r) => alter_partition_reassignments::handle(ctx, r).await.into(),
         RequestKind::ListPartitionReassignments(r) => list_partition_reassignments::handle(ctx, r).into(),
         // The connection layer only lets registered APIs through.
-        _ => Outcome::Close("api not served"),
+        _ => Outcome::Close(NOT_SERVED),
     }
 }

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
+use crate::net::ip_limits::{ConnectionsPerIp, PerIpLimits};
 use crate::server::Broker;
 
 /// A bound listener socket together with its Kafka listener name.
@@ -26,13 +27,17 @@ impl BoundListener {
 }
 
 /// Accepts connections until `shutdown` flips to true. Each connection gets its
-/// own task; the number of live connections is capped by `max.connections`.
+/// own task; the number of live connections is capped by `max.connections`, and
+/// those of one client IP by `max.connections.per.ip` (and its overrides), counted
+/// in `per_ip` across all listeners.
 pub async fn serve_listener(
     listener: BoundListener,
     broker: Arc<Broker>,
+    per_ip: Arc<ConnectionsPerIp>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections.clamp(1, 1 << 20) as usize));
+    let mut ip_limits: Option<PerIpLimits> = None;
     info!(listener = %listener.name, addr = %listener.local_addr, "accepting Kafka connections");
     loop {
         tokio::select! {
@@ -49,6 +54,20 @@ pub async fn serve_listener(
                         continue;
                     }
                 };
+                // Both keys are dynamic in Kafka, so the effective config is read
+                // per accept; override hostnames are resolved again only when it changed.
+                let config = broker.replicas.effective_broker_config();
+                let (per_ip_default, overrides) =
+                    (config.max_connections_per_ip, &config.max_connections_per_ip_overrides);
+                if !ip_limits.as_ref().is_some_and(|l| l.matches(per_ip_default, overrides)) {
+                    ip_limits = Some(PerIpLimits::resolve(per_ip_default, overrides).await);
+                }
+                let ip_limit = ip_limits.as_ref().map_or(per_ip_default, |l| l.limit_for(peer.ip()));
+                let Some(ip_permit) = per_ip.try_acquire(peer.ip(), ip_limit) else {
+                    warn!(%peer, limit = ip_limit, "max.connections.per.ip reached, closing new connection");
+                    drop(stream);
+                    continue;
+                };
                 let permit = match limit.clone().try_acquire_owned() {
                     Ok(p) => p,
                     Err(_) => {
@@ -63,7 +82,7 @@ pub async fn serve_listener(
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     crate::net::connection::serve(stream, peer, listener_name, broker, shutdown).await;
-                    drop(permit);
+                    drop((permit, ip_permit));
                     debug!(%peer, "connection closed");
                 });
             }

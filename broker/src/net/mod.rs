@@ -10,6 +10,7 @@
 pub mod client;
 pub mod connection;
 mod frame_reader;
+pub mod ip_limits;
 pub mod listener;
 
 pub use listener::{serve_listener, BoundListener};

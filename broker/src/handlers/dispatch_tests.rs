@@ -1,0 +1,95 @@
+//! Every API of [`SUPPORTED`] reaches a real handler: a request of each served key, at
+//! its lowest and highest served version, is dispatched by [`handle`] on a running
+//! single-node broker and must not end in the "not served" fallback.
+
+use std::time::Duration;
+
+use klamm_protocol::messages::*;
+
+use super::*;
+
+/// The default (empty) request of a served API. An API added to [`SUPPORTED`] without
+/// an entry here fails the test, which then checks its dispatch too.
+fn default_request(key: ApiKey) -> Option<RequestKind> {
+    Some(match key {
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default()),
+        ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(AlterPartitionReassignmentsRequest::default()),
+        ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
+        ApiKey::CreatePartitions => RequestKind::CreatePartitions(CreatePartitionsRequest::default()),
+        ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default()),
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(DeleteGroupsRequest::default()),
+        ApiKey::DeleteRecords => RequestKind::DeleteRecords(DeleteRecordsRequest::default()),
+        ApiKey::DeleteTopics => RequestKind::DeleteTopics(DeleteTopicsRequest::default()),
+        ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default()),
+        ApiKey::DescribeGroups => RequestKind::DescribeGroups(DescribeGroupsRequest::default()),
+        ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(DescribeTopicPartitionsRequest::default()),
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(ElectLeadersRequest::default()),
+        ApiKey::Fetch => RequestKind::Fetch(FetchRequest::default()),
+        ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(HeartbeatRequest::default()),
+        ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default()),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()),
+        ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::default()),
+        ApiKey::LeaveGroup => RequestKind::LeaveGroup(LeaveGroupRequest::default()),
+        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default()),
+        ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default()),
+        ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
+        ApiKey::OffsetCommit => RequestKind::OffsetCommit(OffsetCommitRequest::default()),
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default()),
+        ApiKey::OffsetFetch => RequestKind::OffsetFetch(OffsetFetchRequest::default()),
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default()),
+        ApiKey::Produce => RequestKind::Produce(ProduceRequest::default()),
+        ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default()),
+        _ => return None,
+    })
+}
+
+async fn dispatch(broker: &Arc<Broker>, key: ApiKey, version: i16, request: RequestKind) -> Option<Outcome> {
+    let ctx = RequestContext {
+        broker: broker.clone(),
+        api_key: key,
+        api_version: version,
+        correlation_id: 1,
+        client_id: "dispatch-test".to_string(),
+        listener: "PLAINTEXT".to_string(),
+        peer: "127.0.0.1:1".parse().expect("socket address"),
+    };
+    // The fallback answers at once; a handler that waits longer has been reached.
+    tokio::time::timeout(Duration::from_secs(10), handle(&ctx, request)).await.ok()
+}
+
+fn is_fallback(outcome: &Option<Outcome>) -> bool {
+    matches!(outcome, Some(Outcome::Close(reason)) if *reason == NOT_SERVED)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_served_api_has_a_handler() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let overrides: Vec<String> = vec![
+        "node.id=1".into(),
+        "process.roles=broker,controller".into(),
+        "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0".into(),
+        "advertised.listeners=PLAINTEXT://127.0.0.1:0".into(),
+        "controller.listener.names=CONTROLLER".into(),
+        "controller.quorum.voters=1@127.0.0.1:0".into(),
+        format!("log.dirs={}", dir.path().display()),
+    ];
+    let loaded = klamm_config::BrokerConfig::load(None, &overrides).expect("config");
+    let running = crate::server::start(loaded).await.expect("start broker");
+    let broker = running.broker.clone();
+
+    // The check can fail: an API without a handler ends in the fallback.
+    let unserved = dispatch(&broker, ApiKey::SaslHandshake, 1, RequestKind::SaslHandshake(Default::default())).await;
+    assert!(is_fallback(&unserved), "SaslHandshake is not served, so it must reach the fallback");
+
+    for api in SUPPORTED {
+        let request = default_request(api.key).unwrap_or_else(|| panic!("no default request for {:?}", api.key));
+        for version in [api.min_version, api.max_version] {
+            let outcome = dispatch(&broker, api.key, version, request.clone()).await;
+            assert!(!is_fallback(&outcome), "{:?} v{version} is served but has no handler", api.key);
+        }
+    }
+    running.shutdown().await.expect("shutdown");
+}
