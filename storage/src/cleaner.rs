@@ -94,8 +94,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use klamm_protocol::records::{
-    compress, decompress_bounded, Compression, EndTransactionMarker, Record, RecordBatch,
-    RecordsError, TimestampType, CRC_START, LOG_OVERHEAD, RECORD_BATCH_OVERHEAD,
+    Compression, EndTransactionMarker, Record, RecordBatch, RecordBatchBuilder, RecordsError,
 };
 use tracing::{info, warn};
 
@@ -107,9 +106,6 @@ use crate::segment::{file_name, read_full, Segment, SegmentShared};
 
 /// The cleaner checkpoint in the partition directory: the first dirty offset.
 pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
-
-const COMPRESSION_MASK: u16 = 0x07;
-const DELETE_HORIZON_MASK: u16 = 0x40;
 
 /// Settings of a compaction pass (Kafka's topic-level names in the docs).
 #[derive(Debug, Clone, PartialEq)]
@@ -436,152 +432,35 @@ fn for_each_batch(
     Ok(())
 }
 
-/// Decodes a batch's records, through the codec with a size bound. A
-/// compressed records section is decompressed and re-framed as an
-/// uncompressed batch so the protocol crate's record iterator (which checks
-/// deltas and the count) does the parsing.
+/// Decodes a batch's records after checking its header (CRC included),
+/// decompressing with an output bound of `max_bytes`.
 fn decode_records(batch: &RecordBatch, max_bytes: usize) -> Result<Vec<Record>, RecordsError> {
     batch.validate_header()?;
-    let codec = batch.compression()?;
-    if codec == Compression::None {
-        return batch.records().collect();
-    }
-    let payload = decompress_bounded(codec, batch.records_payload(), max_bytes)?;
-    let mut buf = Vec::with_capacity(RECORD_BATCH_OVERHEAD + payload.len());
-    buf.extend_from_slice(&batch.as_bytes()[..RECORD_BATCH_OVERHEAD]);
-    buf.extend_from_slice(&payload);
-    let batch_length = i32::try_from(buf.len() - LOG_OVERHEAD)
-        .map_err(|_| RecordsError::InvalidBatchLength(i32::MAX))?;
-    buf[8..12].copy_from_slice(&batch_length.to_be_bytes());
-    let attributes = batch.attributes().0 & !COMPRESSION_MASK;
-    buf[21..23].copy_from_slice(&attributes.to_be_bytes());
-    let (plain, _) = RecordBatch::parse(Bytes::from(buf))?;
-    plain.records().collect()
-}
-
-// ---------------------------------------------------------------------------
-// Encoding rewritten batches
-
-fn put_varlong(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
-
-fn put_varint(out: &mut Vec<u8>, v: i32) {
-    put_varlong(out, i64::from(v));
-}
-
-fn put_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
-    match b {
-        None => put_varint(out, -1),
-        Some(b) => {
-            // Lengths come from a decoded batch, so they fit in i32.
-            put_varint(out, b.len() as i32);
-            out.extend_from_slice(b);
-        }
-    }
-}
-
-/// Header fields of a rewritten batch.
-struct NewHeader {
-    attributes: u16,
-    base_timestamp: i64,
-    max_timestamp: i64,
-    records: i32,
-}
-
-/// Writes a batch with `orig`'s base offset, lastOffsetDelta, leader epoch
-/// and producer fields, and the given attributes, timestamps and payload.
-fn encode_header(orig: &RecordBatch, h: &NewHeader, payload: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(RECORD_BATCH_OVERHEAD + payload.len());
-    out.extend_from_slice(&orig.base_offset().to_be_bytes());
-    let batch_length = (RECORD_BATCH_OVERHEAD - LOG_OVERHEAD + payload.len()) as i32;
-    out.extend_from_slice(&batch_length.to_be_bytes());
-    out.extend_from_slice(&orig.partition_leader_epoch().to_be_bytes());
-    out.push(orig.magic() as u8);
-    out.extend_from_slice(&[0; 4]); // CRC, below
-    out.extend_from_slice(&h.attributes.to_be_bytes());
-    out.extend_from_slice(&orig.last_offset_delta().to_be_bytes());
-    out.extend_from_slice(&h.base_timestamp.to_be_bytes());
-    out.extend_from_slice(&h.max_timestamp.to_be_bytes());
-    out.extend_from_slice(&orig.producer_id().to_be_bytes());
-    out.extend_from_slice(&orig.producer_epoch().to_be_bytes());
-    out.extend_from_slice(&orig.base_sequence().to_be_bytes());
-    out.extend_from_slice(&h.records.to_be_bytes());
-    out.extend_from_slice(payload);
-    let crc = crc32c::crc32c(&out[CRC_START..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    Bytes::from(out)
+    batch.records_bounded(max_bytes).collect()
 }
 
 /// Re-encodes `orig` keeping only `kept` (each record at its original
 /// offset and timestamp), with the batch's own codec. With `horizon`, sets
 /// the delete-horizon bit and bases timestamps on it.
-fn encode_retained(orig: &RecordBatch, kept: &[Record], horizon: Option<i64>) -> Result<Bytes, RecordsError> {
-    let codec = orig.compression()?;
-    let abs = |r: &Record| r.timestamp(orig.base_timestamp());
-    let base_timestamp = horizon.unwrap_or_else(|| kept.first().map_or(-1, abs));
-    let max_timestamp = if orig.timestamp_type() == TimestampType::LogAppendTime {
-        orig.max_timestamp()
-    } else {
-        kept.iter().map(abs).max().unwrap_or(-1)
-    };
-    let mut payload = Vec::with_capacity(orig.size());
-    let mut body = Vec::with_capacity(64);
+fn encode_retained(orig: &RecordBatch, kept: Vec<Record>, horizon: Option<i64>) -> Result<Bytes, RecordsError> {
+    let mut builder = RecordBatchBuilder::like(orig)?;
+    if let Some(h) = horizon {
+        builder = builder.delete_horizon(h);
+    }
     for r in kept {
-        body.clear();
-        body.push(r.attributes as u8);
-        put_varlong(&mut body, abs(r).wrapping_sub(base_timestamp));
-        put_varint(&mut body, r.offset_delta);
-        put_nullable(&mut body, r.key.as_deref());
-        put_nullable(&mut body, r.value.as_deref());
-        put_varint(&mut body, r.headers.len() as i32);
-        for (k, v) in &r.headers {
-            put_nullable(&mut body, Some(k.as_bytes()));
-            put_nullable(&mut body, v.as_deref());
-        }
-        put_varint(&mut payload, body.len() as i32);
-        payload.extend_from_slice(&body);
+        builder.push_record(r.timestamp(orig.base_timestamp()), r);
     }
-    if codec != Compression::None {
-        // Same codec as the producer chose; `decode_records` only succeeds
-        // for codecs the protocol crate supports, so `compress` can handle it.
-        payload = compress(codec, &payload);
-    }
-    let mut attributes = orig.attributes().0 & !DELETE_HORIZON_MASK;
-    if horizon.is_some() {
-        attributes |= DELETE_HORIZON_MASK;
-    }
-    Ok(encode_header(
-        orig,
-        &NewHeader {
-            attributes,
-            base_timestamp,
-            max_timestamp,
-            records: kept.len() as i32,
-        },
-        &payload,
-    ))
+    Ok(builder.build())
 }
 
 /// An empty batch standing in for `orig` (records count 0, no codec), as
 /// Kafka writes for the last batch of a producer whose records all went.
-fn encode_empty(orig: &RecordBatch) -> Bytes {
-    let attributes = orig.attributes().0 & !(DELETE_HORIZON_MASK | COMPRESSION_MASK);
-    encode_header(
-        orig,
-        &NewHeader {
-            attributes,
-            base_timestamp: orig.max_timestamp(),
-            max_timestamp: orig.max_timestamp(),
-            records: 0,
-        },
-        &[],
-    )
+fn encode_empty(orig: &RecordBatch) -> Result<Bytes, RecordsError> {
+    Ok(RecordBatchBuilder::like(orig)?
+        .compression(Compression::None)
+        .base_timestamp(orig.max_timestamp())
+        .max_timestamp(orig.max_timestamp())
+        .build())
 }
 
 // ---------------------------------------------------------------------------
@@ -803,14 +682,18 @@ impl Filter<'_> {
         if kept.is_empty() {
             let pid = batch.producer_id();
             if pid >= 0 && self.producers.last_batch.get(&pid) == Some(&base) {
-                return Decision::Rewrite(encode_empty(batch));
+                return match encode_empty(batch) {
+                    Ok(bytes) => Decision::Rewrite(bytes),
+                    // Cannot happen for a batch that decoded; keeping it is safe.
+                    Err(_) => Decision::Keep,
+                };
             }
             return Decision::Drop;
         }
         let horizon = horizon.or_else(|| {
             kept_tombstone.then(|| self.now_ms.saturating_add(self.params.delete_retention_ms))
         });
-        match encode_retained(batch, &kept, horizon) {
+        match encode_retained(batch, kept, horizon) {
             Ok(bytes) => Decision::Rewrite(bytes),
             // Cannot happen for a batch that decoded; keeping it is safe.
             Err(_) => Decision::Keep,
