@@ -119,7 +119,7 @@ pub struct Log {
     pub(crate) log_start_offset: i64,
     pub(crate) log_end_offset: i64,
     /// The cleaner state as last persisted in `cleaner-offset-checkpoint`
-    /// (first dirty offset not clamped; see `cleaner.rs`).
+    /// (first dirty offset not clamped; see `cleaner/mod.rs`).
     pub(crate) cleaner: crate::cleaner::CleanerCheckpoint,
     /// Set while a compaction job of this log is in flight.
     pub(crate) compaction_running: Arc<std::sync::atomic::AtomicBool>,
