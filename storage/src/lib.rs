@@ -111,6 +111,7 @@ mod tests;
 #[cfg(test)]
 mod flush_tests;
 
+pub use batch_header::BatchHeader;
 pub use cleaner::{
     CompactionJob, CompactionParams, CompactionStats, PreparedCompaction, CLEANER_OFFSET_CHECKPOINT,
 };
