@@ -344,7 +344,11 @@ fn rebuild(orig: &RecordBatch, horizon: Option<i64>, keep: impl Fn(&Record) -> b
     batch
 }
 
-fn absolute(batch: &RecordBatch) -> Vec<(i64, i64, i8, Option<Bytes>, Option<Bytes>, Vec<(String, Option<Bytes>)>)> {
+/// A record with absolute offset and timestamp: (offset, timestamp,
+/// attributes, key, value, headers).
+type AbsoluteRecord = (i64, i64, i8, Option<Bytes>, Option<Bytes>, Vec<(String, Option<Bytes>)>);
+
+fn absolute(batch: &RecordBatch) -> Vec<AbsoluteRecord> {
     batch
         .records()
         .map(|r| {
