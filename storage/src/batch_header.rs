@@ -1,24 +1,35 @@
 //! The few batch header fields storage needs, read from a plain byte slice
-//! (no allocation) when scanning segment files.
+//! (no allocation) when scanning segment files, and handed to the append
+//! functions by callers that parsed the batch already, so an append does
+//! not parse it again.
 
-use klamm_protocol::records::{CURRENT_MAGIC, LOG_OVERHEAD, MIN_BATCH_LENGTH, RECORD_BATCH_OVERHEAD};
+use klamm_protocol::records::{
+    RecordBatch, CURRENT_MAGIC, LOG_OVERHEAD, MIN_BATCH_LENGTH, RECORD_BATCH_OVERHEAD,
+};
+
+use crate::error::Error;
 
 /// Header fields of one batch as laid out on disk.
+///
+/// Outside this crate it is built only from a batch's bytes
+/// ([`BatchHeader::of`]) and changed only along with them
+/// ([`BatchHeader::set_log_append_time`]); the append functions check that
+/// it frames the bytes they are given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BatchHeader {
-    pub base_offset: i64,
+pub struct BatchHeader {
+    pub(crate) base_offset: i64,
     /// Whole batch size: 12 + batchLength.
-    pub size: u32,
-    pub partition_leader_epoch: i32,
-    pub last_offset_delta: i32,
-    pub max_timestamp: i64,
-    pub records_count: i32,
+    pub(crate) size: u32,
+    pub(crate) partition_leader_epoch: i32,
+    pub(crate) last_offset_delta: i32,
+    pub(crate) max_timestamp: i64,
+    pub(crate) records_count: i32,
     /// Batch attributes (codec, timestamp type, transactional, control,
     /// delete horizon); the cleaner needs them without decoding records.
-    pub attributes: u16,
+    pub(crate) attributes: u16,
     /// Producer id (-1 when not idempotent); the cleaner keeps the last batch
     /// of every producer so producer state can be rebuilt.
-    pub producer_id: i64,
+    pub(crate) producer_id: i64,
 }
 
 /// Bytes needed to parse a [`BatchHeader`].
@@ -68,6 +79,27 @@ impl BatchHeader {
             attributes: u16::from_be_bytes([buf[21], buf[22]]),
             producer_id: i64_at(buf, 43),
         })
+    }
+
+    /// The header of a batch the caller has parsed: what
+    /// [`crate::Log::append_parsed_as_leader`] and
+    /// [`crate::Log::append_parsed_as_follower`] take. Checks what the log
+    /// relies on (magic, length, offsets in range), not the CRC.
+    pub fn of(batch: &RecordBatch) -> Result<BatchHeader, Error> {
+        let invalid = |reason| Error::InvalidBatchFraming { position: 0, reason };
+        let header = BatchHeader::parse(batch.as_bytes()).map_err(invalid)?;
+        if header.size as usize != batch.size() {
+            return Err(invalid("batch length does not match the batch"));
+        }
+        Ok(header)
+    }
+
+    /// Mirrors `records::set_log_append_time` done on the batch's bytes:
+    /// the max timestamp becomes `timestamp`, the timestamp type
+    /// LogAppendTime.
+    pub fn set_log_append_time(&mut self, timestamp: i64) {
+        self.max_timestamp = timestamp;
+        self.attributes |= 0x08;
     }
 
     pub fn last_offset(&self) -> i64 {

@@ -48,7 +48,7 @@
 //! segments are swapped in through `<base>.log.cleaned` → `<base>.log.swap` →
 //! `<base>.log`, and [`Log::open`] completes or rolls back an interrupted
 //! swap, so a crash leaves every segment with its old or its new content.
-//! See `cleaner.rs` and FORMAT.md.
+//! See `cleaner/` and FORMAT.md.
 //!
 //! # Thread safety
 //!
@@ -109,10 +109,9 @@ mod time_index;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod cleaner_tests;
-#[cfg(test)]
 mod flush_tests;
 
+pub use batch_header::BatchHeader;
 pub use cleaner::{
     CompactionJob, CompactionParams, CompactionStats, PreparedCompaction, CLEANER_OFFSET_CHECKPOINT,
 };

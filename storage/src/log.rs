@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use klamm_protocol::records::{set_base_offset, set_partition_leader_epoch};
+use klamm_protocol::records::{set_base_offset, set_partition_leader_epoch, LOG_OVERHEAD};
 use tracing::{info, warn};
 
 use crate::batch_header::BatchHeader;
@@ -42,7 +42,7 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
 }
 
-/// Summary of a buffer of batches, computed without allocating.
+/// Summary of the batches of one append.
 struct Framing {
     batches: usize,
     offsets: u64,
@@ -52,15 +52,59 @@ struct Framing {
     offset_of_max_timestamp: i64,
 }
 
-/// Checks that `buf` is a sequence of whole magic-2 batches. With
-/// `min_base`, also checks that base offsets are >= it and increasing.
-fn frame(buf: &[u8], min_base: Option<i64>) -> Result<Framing> {
-    if buf.is_empty() {
+/// Parses the headers of `buf`, which must be whole magic-2 batches back to
+/// back: for the append functions whose callers did not parse the batches.
+fn parse_headers(buf: &[u8]) -> Result<Vec<BatchHeader>> {
+    let mut headers = Vec::new();
+    let mut at = 0usize;
+    while at < buf.len() {
+        let h = BatchHeader::parse(&buf[at..])
+            .map_err(|reason| Error::InvalidBatchFraming { position: at, reason })?;
+        headers.push(h);
+        at += h.size as usize;
+    }
+    Ok(headers)
+}
+
+/// Checks that `headers` (parsed by the caller) frame `buf` exactly: the
+/// index and the segment walk the buffer by these sizes, so each size is
+/// compared with the batch's own length field (cheap); the whole header is
+/// compared in debug builds.
+fn check_framing(buf: &[u8], headers: &[BatchHeader]) -> Result<()> {
+    if buf.is_empty() || headers.is_empty() {
         return Err(Error::InvalidBatchFraming {
             position: 0,
             reason: "empty append",
         });
     }
+    let mut at = 0usize;
+    for h in headers {
+        let bad = |reason| Error::InvalidBatchFraming { position: at, reason };
+        let end = at
+            .checked_add(h.size as usize)
+            .filter(|&end| end <= buf.len())
+            .ok_or_else(|| bad("batch extends past the buffer"))?;
+        let length = buf
+            .get(at + 8..at + 12)
+            .map(|b| i64::from(i32::from_be_bytes([b[0], b[1], b[2], b[3]])));
+        if length != Some(i64::from(h.size) - LOG_OVERHEAD as i64) {
+            return Err(bad("batch header does not match the batch"));
+        }
+        debug_assert_eq!(BatchHeader::parse(&buf[at..]), Ok(*h), "header of the batch at {at}");
+        at = end;
+    }
+    if at != buf.len() {
+        return Err(Error::InvalidBatchFraming {
+            position: at,
+            reason: "bytes after the last batch",
+        });
+    }
+    Ok(())
+}
+
+/// Sums up the batches of an append. With `min_base`, also checks that
+/// base offsets are >= it and increasing.
+fn summarize(headers: &[BatchHeader], min_base: Option<i64>) -> Result<Framing> {
     let mut f = Framing {
         batches: 0,
         offsets: 0,
@@ -69,17 +113,8 @@ fn frame(buf: &[u8], min_base: Option<i64>) -> Result<Framing> {
         max_timestamp: -1,
         offset_of_max_timestamp: -1,
     };
-    let mut at = 0usize;
     let mut expected = min_base;
-    while at < buf.len() {
-        let h = BatchHeader::parse(&buf[at..])
-            .map_err(|reason| Error::InvalidBatchFraming { position: at, reason })?;
-        if at + h.size as usize > buf.len() {
-            return Err(Error::InvalidBatchFraming {
-                position: at,
-                reason: "batch extends past the buffer",
-            });
-        }
+    for h in headers {
         if let Some(exp) = expected {
             if h.base_offset < exp {
                 return Err(Error::NonMonotonicOffset {
@@ -100,7 +135,6 @@ fn frame(buf: &[u8], min_base: Option<i64>) -> Result<Framing> {
         f.batches += 1;
         f.offsets += h.last_offset_delta as u64 + 1;
         f.last_offset = h.last_offset();
-        at += h.size as usize;
     }
     Ok(f)
 }
@@ -119,7 +153,7 @@ pub struct Log {
     pub(crate) log_start_offset: i64,
     pub(crate) log_end_offset: i64,
     /// The cleaner state as last persisted in `cleaner-offset-checkpoint`
-    /// (first dirty offset not clamped; see `cleaner.rs`).
+    /// (first dirty offset not clamped; see `cleaner/mod.rs`).
     pub(crate) cleaner: crate::cleaner::CleanerCheckpoint,
     /// Set while a compaction job of this log is in flight.
     pub(crate) compaction_running: Arc<std::sync::atomic::AtomicBool>,
@@ -421,7 +455,8 @@ impl Log {
     /// re-encoding), then writes the buffer with one `pwrite`. The caller has
     /// validated the batches (CRC etc.); only framing and magic are checked here.
     pub fn append(&mut self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo> {
-        self.append_assigning(batches, None, now_ms)
+        let mut headers = parse_headers(batches)?;
+        self.append_assigning(batches, &mut headers, None, now_ms)
     }
 
     /// Like [`Log::append`], also stamping `partitionLeaderEpoch` (not
@@ -432,26 +467,43 @@ impl Log {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo> {
-        self.append_assigning(batches, Some(leader_epoch), now_ms)
+        let mut headers = parse_headers(batches)?;
+        self.append_assigning(batches, &mut headers, Some(leader_epoch), now_ms)
+    }
+
+    /// [`Log::append_as_leader`] for a caller that parsed the batches
+    /// already: `headers` has one [`BatchHeader::of`] per batch, in order.
+    /// They are updated to what was written (assigned base offsets, the
+    /// leader epoch).
+    pub fn append_parsed_as_leader(
+        &mut self,
+        batches: &mut [u8],
+        headers: &mut [BatchHeader],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        self.append_assigning(batches, headers, Some(leader_epoch), now_ms)
     }
 
     fn append_assigning(
         &mut self,
         batches: &mut [u8],
+        headers: &mut [BatchHeader],
         leader_epoch: Option<i32>,
         now_ms: i64,
     ) -> Result<AppendInfo> {
-        frame(batches, None)?;
+        check_framing(batches, headers)?;
         let mut next = self.log_end_offset;
         let mut at = 0usize;
-        while at < batches.len() {
-            let h = BatchHeader::parse(&batches[at..]).expect("framing was checked");
+        for h in headers.iter_mut() {
             let buf = &mut batches[at..];
             set_base_offset(buf, next)
                 .map_err(|source| Error::InvalidBatch { position: at, source })?;
+            h.base_offset = next;
             if let Some(epoch) = leader_epoch {
                 set_partition_leader_epoch(buf, epoch)
                     .map_err(|source| Error::InvalidBatch { position: at, source })?;
+                h.partition_leader_epoch = epoch;
             }
             next = next
                 .checked_add(i64::from(h.last_offset_delta) + 1)
@@ -461,15 +513,27 @@ impl Log {
                 })?;
             at += h.size as usize;
         }
-        self.write_batches(batches, now_ms)
+        self.write_batches(batches, headers, now_ms)
     }
 
     /// Appends batches keeping their own offsets (replication). The first
     /// base offset must be >= the log end offset and offsets must increase;
     /// gaps are allowed.
     pub fn append_as_follower(&mut self, batches: &[u8], now_ms: i64) -> Result<AppendInfo> {
-        frame(batches, Some(self.log_end_offset))?;
-        self.write_batches(batches, now_ms)
+        let headers = parse_headers(batches)?;
+        self.append_parsed_as_follower(batches, &headers, now_ms)
+    }
+
+    /// [`Log::append_as_follower`] for a caller that parsed the batches
+    /// already: `headers` has one [`BatchHeader::of`] per batch, in order.
+    pub fn append_parsed_as_follower(
+        &mut self,
+        batches: &[u8],
+        headers: &[BatchHeader],
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        check_framing(batches, headers)?;
+        self.write_batches(batches, headers, now_ms)
     }
 
     /// Alias of [`Log::append_as_follower`].
@@ -477,23 +541,21 @@ impl Log {
         self.append_as_follower(batches, now_ms)
     }
 
-    fn write_batches(&mut self, batches: &[u8], now_ms: i64) -> Result<AppendInfo> {
-        let f = frame(batches, Some(self.log_end_offset))?;
+    /// Writes batches whose framing was checked against `headers`.
+    fn write_batches(&mut self, batches: &[u8], headers: &[BatchHeader], now_ms: i64) -> Result<AppendInfo> {
+        let f = summarize(headers, Some(self.log_end_offset))?;
         self.maybe_roll(&f, batches.len() as u64, now_ms)?;
         let config = &self.config;
         let active = self.segments.last_mut().expect("log has a segment");
         assert!(f.first_base >= active.next_offset(), "append below the active segment end");
         assert!(f.first_base - active.base_offset() >= 0);
-        active.append(batches, now_ms, config)?;
+        active.append(batches, headers, now_ms, config)?;
         self.set_log_end_offset(f.last_offset + 1);
 
-        let mut at = 0usize;
-        while at < batches.len() {
-            let h = BatchHeader::parse(&batches[at..]).expect("framing was checked");
+        for h in headers {
             if h.partition_leader_epoch > self.epochs.latest_epoch().unwrap_or(-1) {
                 self.epochs.assign(h.partition_leader_epoch, h.base_offset)?;
             }
-            at += h.size as usize;
         }
 
         self.unflushed_offsets += f.offsets;

@@ -534,8 +534,8 @@ impl Segment {
     }
 
     /// Appends pre-checked whole batches (one `pwrite`), then publishes the
-    /// new end and indexes them.
-    pub fn append(&mut self, buf: &[u8], now_ms: i64, config: &LogConfig) -> Result<()> {
+    /// new end and indexes them; `headers` frame `buf` (checked by the log).
+    pub fn append(&mut self, buf: &[u8], headers: &[BatchHeader], now_ms: i64, config: &LogConfig) -> Result<()> {
         assert!(!self.sealed, "append to a sealed segment");
         let pos = self.size;
         self.shared
@@ -548,11 +548,10 @@ impl Segment {
             self.first_batch_time_ms = Some(now_ms);
         }
         self.shared.publish_committed(self.size);
-        let mut at = 0usize;
-        while at < buf.len() {
-            let h = BatchHeader::parse(&buf[at..]).expect("append input was checked");
-            self.index_batch(pos + at as u64, &h, config);
-            at += h.size as usize;
+        let mut at = pos;
+        for h in headers {
+            self.index_batch(at, h, config);
+            at += u64::from(h.size);
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use klamm_protocol::records::{iter_batches, RecordBatch, RecordBatchBuilder};
 use proptest::prelude::*;
 
-use crate::{Error, Log, LogConfig, LogReader};
+use crate::{BatchHeader, Error, Log, LogConfig, LogReader};
 
 pub(crate) fn must_batch(records: usize, value_len: usize, first_ts: i64) -> Vec<u8> {
     let mut b = RecordBatchBuilder::new(0);
@@ -132,6 +132,45 @@ fn multi_batch_append_stamps_epoch_and_tracks_epochs() {
     cut.pop();
     assert!(log.append(&mut cut, 0).is_err());
     assert_eq!(log.log_end_offset(), 5);
+}
+
+#[test]
+fn parsed_appends_take_the_callers_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = must_open(dir.path(), small_config());
+    log.append(&mut must_batch(1, 5, 1), 0).unwrap(); // offset 0
+    let bytes = RecordBatchBuilder::new(0).record(5, None, Some(b"a")).record(9, None, Some(b"b")).build();
+    let (batch, _) = RecordBatch::parse(bytes.clone()).unwrap();
+    let mut headers = [BatchHeader::of(&batch).unwrap()];
+    let mut buf = bytes.to_vec();
+    let info = log.append_parsed_as_leader(&mut buf, &mut headers, 3, 0).unwrap();
+    assert_eq!((info.base_offset, info.last_offset, info.max_timestamp), (1, 2, 9));
+    // The headers now describe what was written.
+    assert_eq!(Ok(headers[0]), BatchHeader::parse(&buf));
+    assert_eq!(log.latest_epoch(), Some(3));
+
+    // Headers that do not frame the bytes are refused; nothing is written.
+    let (longer, _) = RecordBatch::parse(RecordBatchBuilder::new(0).record(1, None, Some(b"a longer value")).build()).unwrap();
+    let mut wrong = [BatchHeader::of(&longer).unwrap()];
+    let mut buf = bytes.to_vec();
+    assert!(matches!(
+        log.append_parsed_as_leader(&mut buf, &mut wrong, 3, 0),
+        Err(Error::InvalidBatchFraming { .. })
+    ));
+    assert!(log.append_parsed_as_leader(&mut buf, &mut [], 3, 0).is_err());
+    let mut two = buf.clone();
+    two.extend_from_slice(&bytes);
+    let mut one = [BatchHeader::of(&batch).unwrap()];
+    assert!(log.append_parsed_as_leader(&mut two, &mut one, 3, 0).is_err());
+    assert_eq!(log.log_end_offset(), 3);
+
+    let copy = RecordBatchBuilder::new(10).partition_leader_epoch(4).record(1, None, Some(b"c")).build();
+    let (parsed, _) = RecordBatch::parse(copy.clone()).unwrap();
+    let info = log.append_parsed_as_follower(&copy, &[BatchHeader::of(&parsed).unwrap()], 0).unwrap();
+    assert_eq!((info.base_offset, log.log_end_offset()), (10, 11));
+    assert_eq!(log.latest_epoch(), Some(4));
+    let read = must_read_all(&log.reader(), 0, 1 << 20);
+    assert_eq!(read.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(), vec![(0, 0), (1, 2), (10, 10)]);
 }
 
 #[test]

@@ -524,6 +524,7 @@ impl Partition {
         let leo = w.log.log_end_offset();
         let mut whole = 0usize;
         let mut batches = Vec::new();
+        let mut headers = Vec::new();
         let mut iter = iter_batches(records.clone());
         while let Some(batch) = iter.next() {
             let Ok(batch) = batch else { break };
@@ -531,11 +532,15 @@ impl Partition {
                 // Already here (a retried fetch); the log only takes offsets from its end.
                 break;
             }
+            headers.push(
+                klamm_storage::BatchHeader::of(&batch)
+                    .map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?,
+            );
             batches.push(batch);
             whole = iter.position();
         }
         if whole > 0 {
-            w.log.append_as_follower(&records[..whole], now_ms).map_err(|e| {
+            w.log.append_parsed_as_follower(&records[..whole], &headers, now_ms).map_err(|e| {
                 warn!(topic = %self.topic, partition = self.index, error = %e, "follower append failed");
                 PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
             })?;
@@ -695,6 +700,8 @@ impl Partition {
             }
         };
         let incoming = IncomingBatch::from_header(&batch);
+        let mut header = klamm_storage::BatchHeader::of(&batch)
+            .map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
         let log_append_time = config.message_timestamp_type == klamm_config::TimestampType::LogAppendTime;
         let client_timestamp_type = batch.timestamp_type();
         drop(rest);
@@ -729,13 +736,14 @@ impl Partition {
 
         let append_time = if log_append_time && client_timestamp_type != TimestampType::LogAppendTime {
             records::set_log_append_time(&mut bytes, now_ms).map_err(|e| PartitionError::new(ErrorCode::INVALID_RECORD, e.to_string()))?;
+            header.set_log_append_time(now_ms);
             now_ms
         } else if log_append_time {
             now_ms
         } else {
             -1
         };
-        let info = writer.log.append_as_leader(&mut bytes, leader_epoch, now_ms).map_err(|e| {
+        let info = writer.log.append_parsed_as_leader(&mut bytes, std::slice::from_mut(&mut header), leader_epoch, now_ms).map_err(|e| {
             warn!(topic = %self.topic, partition = self.index, error = %e, "append failed");
             PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
         })?;

@@ -1,9 +1,10 @@
-//! [`RecordBatchBuilder`] (uncompressed or with any codec), and control
-//! records (transaction markers).
+//! [`RecordBatchBuilder`], the one record-batch encoder (new batches,
+//! uncompressed or with any codec, and re-encoded subsets of existing ones),
+//! and control records (transaction markers).
 
 use bytes::{Bytes, BytesMut};
 
-use super::batch::TimestampType;
+use super::batch::{RecordBatch, TimestampType};
 use super::compression::{compress, Compression};
 use super::record::Record;
 use super::varint::{write_varint, write_varlong};
@@ -12,20 +13,34 @@ use super::{RecordsError, CRC_START, CURRENT_MAGIC, LOG_OVERHEAD, RECORD_BATCH_O
 #[derive(Debug, Clone)]
 struct PendingRecord {
     offset_delta: i32,
+    /// Absolute; stored as a delta from the batch's base timestamp.
     timestamp: i64,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
+    attributes: i8,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    headers: Vec<(String, Option<Bytes>)>,
 }
 
+const CODEC_MASK: u16 = 0x07;
+const TIMESTAMP_TYPE_MASK: u16 = 0x08;
+const TRANSACTIONAL_MASK: u16 = 0x10;
+const CONTROL_MASK: u16 = 0x20;
+const DELETE_HORIZON_MASK: u16 = 0x40;
+
 /// Builds one magic-2 batch with a correct CRC, uncompressed unless
-/// [`RecordBatchBuilder::compression`] picks a codec.
+/// [`RecordBatchBuilder::compression`] picks a codec. This is the project's
+/// one record-batch encoder.
 ///
-/// Used by tests, internal topics and the admin CLI; producers' batches are
-/// never re-encoded by the broker. Records get offset deltas 0, 1, 2, ...
-/// unless [`RecordBatchBuilder::push_at`] gives one explicitly (for gaps, as
-/// compaction leaves). `baseTimestamp` is the first record's timestamp and
-/// `maxTimestamp` the largest (both -1 for an empty batch).
+/// Used by tests, internal topics, the admin CLI and the log cleaner;
+/// producers' batches are never re-encoded by the broker. Records get offset
+/// deltas 0, 1, 2, ... unless [`RecordBatchBuilder::push_at`] gives one
+/// explicitly (for gaps, as compaction leaves). `baseTimestamp` is the first
+/// record's timestamp and `maxTimestamp` the largest (both -1 for an empty
+/// batch) unless set explicitly.
+///
+/// [`RecordBatchBuilder::like`] starts from an existing batch, for
+/// re-encoding a subset of its records (compaction: Kafka's
+/// `MemoryRecords.filterTo`).
 #[derive(Debug, Clone)]
 pub struct RecordBatchBuilder {
     base_offset: i64,
@@ -33,10 +48,12 @@ pub struct RecordBatchBuilder {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
-    transactional: bool,
-    control: bool,
-    timestamp_type: TimestampType,
+    /// Attribute bits other than the codec (timestamp type, transactional,
+    /// control, delete horizon, and any bit a source batch carried).
+    attributes: u16,
     last_offset_delta: Option<i32>,
+    base_timestamp: Option<i64>,
+    max_timestamp: Option<i64>,
     compression: Compression,
     records: Vec<PendingRecord>,
 }
@@ -50,13 +67,40 @@ impl RecordBatchBuilder {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
-            transactional: false,
-            control: false,
-            timestamp_type: TimestampType::CreateTime,
+            attributes: 0,
             last_offset_delta: None,
+            base_timestamp: None,
+            max_timestamp: None,
             compression: Compression::None,
             records: Vec::new(),
         }
+    }
+
+    /// A builder for a batch replacing `orig` with some of its records: the
+    /// same base offset, `lastOffsetDelta`, leader epoch, producer id, epoch
+    /// and base sequence, and the same attributes (codec included) except
+    /// the delete-horizon bit, which [`RecordBatchBuilder::delete_horizon`]
+    /// sets. A LogAppendTime batch keeps its `maxTimestamp` (the append
+    /// time). No records yet: add them with
+    /// [`RecordBatchBuilder::push_record`]. Fails for an unassigned codec.
+    pub fn like(orig: &RecordBatch) -> Result<RecordBatchBuilder, RecordsError> {
+        let attributes = orig.attributes();
+        let compression = attributes.compression()?;
+        let max_timestamp = (attributes.timestamp_type() == TimestampType::LogAppendTime)
+            .then(|| orig.max_timestamp());
+        Ok(RecordBatchBuilder {
+            base_offset: orig.base_offset(),
+            partition_leader_epoch: orig.partition_leader_epoch(),
+            producer_id: orig.producer_id(),
+            producer_epoch: orig.producer_epoch(),
+            base_sequence: orig.base_sequence(),
+            attributes: attributes.0 & !(CODEC_MASK | DELETE_HORIZON_MASK),
+            last_offset_delta: Some(orig.last_offset_delta()),
+            base_timestamp: None,
+            max_timestamp,
+            compression,
+            records: Vec::new(),
+        })
     }
 
     /// Compresses the records section with `codec` (attributes bits 0-2).
@@ -76,22 +120,44 @@ impl RecordBatchBuilder {
         self.base_sequence = base_sequence;
         self
     }
-    pub fn transactional(mut self, transactional: bool) -> Self {
-        self.transactional = transactional;
+    pub fn transactional(self, transactional: bool) -> Self {
+        self.flag(TRANSACTIONAL_MASK, transactional)
+    }
+    pub fn control(self, control: bool) -> Self {
+        self.flag(CONTROL_MASK, control)
+    }
+    pub fn timestamp_type(self, timestamp_type: TimestampType) -> Self {
+        self.flag(TIMESTAMP_TYPE_MASK, timestamp_type == TimestampType::LogAppendTime)
+    }
+    /// KIP-534: sets attribute bit 6 and makes `baseTimestamp` the delete
+    /// horizon; record timestamps stay what they are (their deltas are
+    /// taken from the horizon).
+    pub fn delete_horizon(self, horizon_ms: i64) -> Self {
+        self.flag(DELETE_HORIZON_MASK, true).base_timestamp(horizon_ms)
+    }
+    /// Forces `baseTimestamp` (default: the first record's timestamp).
+    pub fn base_timestamp(mut self, timestamp: i64) -> Self {
+        self.base_timestamp = Some(timestamp);
         self
     }
-    pub fn control(mut self, control: bool) -> Self {
-        self.control = control;
-        self
-    }
-    pub fn timestamp_type(mut self, timestamp_type: TimestampType) -> Self {
-        self.timestamp_type = timestamp_type;
+    /// Forces `maxTimestamp` (default: the largest record timestamp).
+    pub fn max_timestamp(mut self, timestamp: i64) -> Self {
+        self.max_timestamp = Some(timestamp);
         self
     }
     /// Forces `lastOffsetDelta` (e.g. a compacted batch whose tail records
     /// were removed). Must be >= the largest record offset delta.
     pub fn last_offset_delta(mut self, delta: i32) -> Self {
         self.last_offset_delta = Some(delta);
+        self
+    }
+
+    fn flag(mut self, mask: u16, on: bool) -> Self {
+        if on {
+            self.attributes |= mask;
+        } else {
+            self.attributes &= !mask;
+        }
         self
     }
 
@@ -134,20 +200,41 @@ impl RecordBatchBuilder {
         value: Option<&[u8]>,
         headers: &[(&str, Option<&[u8]>)],
     ) -> &mut Self {
-        if let Some(last) = self.records.last() {
-            assert!(offset_delta > last.offset_delta, "offset deltas must increase");
-        }
-        assert!(offset_delta >= 0, "offset delta must be non-negative");
-        self.records.push(PendingRecord {
+        self.push_pending(PendingRecord {
             offset_delta,
             timestamp,
-            key: key.map(<[u8]>::to_vec),
-            value: value.map(<[u8]>::to_vec),
+            attributes: 0,
+            key: key.map(Bytes::copy_from_slice),
+            value: value.map(Bytes::copy_from_slice),
             headers: headers
                 .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.map(<[u8]>::to_vec)))
+                .map(|(k, v)| ((*k).to_owned(), v.map(Bytes::copy_from_slice)))
                 .collect(),
-        });
+        })
+    }
+
+    /// Adds a record decoded from another batch, keeping its offset delta,
+    /// attributes, key, value and headers (moved, not copied); `timestamp`
+    /// is its absolute timestamp ([`Record::timestamp`] with the source
+    /// batch's base timestamp). Offset deltas must increase, as
+    /// [`super::Records`] guarantees for the records of one batch.
+    pub fn push_record(&mut self, timestamp: i64, record: Record) -> &mut Self {
+        self.push_pending(PendingRecord {
+            offset_delta: record.offset_delta,
+            timestamp,
+            attributes: record.attributes,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+        })
+    }
+
+    fn push_pending(&mut self, record: PendingRecord) -> &mut Self {
+        if let Some(last) = self.records.last() {
+            assert!(record.offset_delta > last.offset_delta, "offset deltas must increase");
+        }
+        assert!(record.offset_delta >= 0, "offset delta must be non-negative");
+        self.records.push(record);
         self
     }
 
@@ -161,8 +248,12 @@ impl RecordBatchBuilder {
 
     /// Encodes the batch.
     pub fn build(&self) -> Bytes {
-        let base_timestamp = self.records.first().map_or(-1, |r| r.timestamp);
-        let max_timestamp = self.records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
+        let base_timestamp = self
+            .base_timestamp
+            .unwrap_or_else(|| self.records.first().map_or(-1, |r| r.timestamp));
+        let max_timestamp = self
+            .max_timestamp
+            .unwrap_or_else(|| self.records.iter().map(|r| r.timestamp).max().unwrap_or(-1));
         let max_delta = self.records.last().map_or(0, |r| r.offset_delta);
         let last_offset_delta = self.last_offset_delta.unwrap_or(max_delta);
         assert!(last_offset_delta >= max_delta, "last offset delta below a record's delta");
@@ -172,7 +263,7 @@ impl RecordBatchBuilder {
         out.resize(RECORD_BATCH_OVERHEAD, 0);
         for r in &self.records {
             body.clear();
-            body.push(0); // record attributes
+            body.push(r.attributes as u8);
             write_varlong(&mut body, r.timestamp.wrapping_sub(base_timestamp));
             write_varint(&mut body, r.offset_delta);
             write_nullable(&mut body, r.key.as_deref());
@@ -194,16 +285,7 @@ impl RecordBatchBuilder {
             out.truncate(RECORD_BATCH_OVERHEAD);
             out.extend_from_slice(&compressed);
         }
-        let mut attributes: u16 = self.compression.bits();
-        if self.timestamp_type == TimestampType::LogAppendTime {
-            attributes |= 0x08;
-        }
-        if self.transactional {
-            attributes |= 0x10;
-        }
-        if self.control {
-            attributes |= 0x20;
-        }
+        let attributes = (self.attributes & !CODEC_MASK) | self.compression.bits();
         let batch_length = len_i32(out.len() - LOG_OVERHEAD);
         let h = &mut out[..];
         h[0..8].copy_from_slice(&self.base_offset.to_be_bytes());

@@ -324,3 +324,127 @@ fn summaries_of_records(b: &RecordBatch) -> Vec<Result<RecordSummary, RecordsErr
         })
         .collect()
 }
+
+/// Re-encodes `orig` keeping the records `keep` selects, as the log cleaner
+/// does, through [`RecordBatchBuilder::like`].
+fn rebuild(orig: &RecordBatch, horizon: Option<i64>, keep: impl Fn(&Record) -> bool) -> RecordBatch {
+    let mut b = RecordBatchBuilder::like(orig).unwrap();
+    if let Some(h) = horizon {
+        b = b.delete_horizon(h);
+    }
+    for r in orig.records() {
+        let r = r.unwrap();
+        if keep(&r) {
+            b.push_record(r.timestamp(orig.base_timestamp()), r);
+        }
+    }
+    let (batch, rest) = RecordBatch::parse(b.build()).unwrap();
+    assert!(rest.is_empty());
+    batch.validate().unwrap();
+    batch
+}
+
+/// A record with absolute offset and timestamp: (offset, timestamp,
+/// attributes, key, value, headers).
+type AbsoluteRecord = (i64, i64, i8, Option<Bytes>, Option<Bytes>, Vec<(String, Option<Bytes>)>);
+
+fn absolute(batch: &RecordBatch) -> Vec<AbsoluteRecord> {
+    batch
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (
+                r.offset(batch.base_offset()),
+                r.timestamp(batch.base_timestamp()),
+                r.attributes,
+                r.key,
+                r.value,
+                r.headers,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn like_keeping_every_record_reproduces_the_batch() {
+    for codec in [Compression::None, Compression::Gzip, Compression::Lz4] {
+        let orig = RecordBatchBuilder::new(500)
+            .partition_leader_epoch(4)
+            .producer(9, 2, 17)
+            .compression(codec)
+            .record_with_headers(2_000, Some(b"a"), Some(b"1"), &[("h", Some(b"x")), ("n", None)])
+            .record(1_990, Some(b"b"), None)
+            .record(2_010, None, Some(b"3"))
+            .build();
+        let (batch, _) = RecordBatch::parse(orig.clone()).unwrap();
+        assert_eq!(rebuild(&batch, None, |_| true).into_bytes(), orig, "{codec:?}");
+    }
+}
+
+#[test]
+fn like_keeps_offsets_timestamps_headers_and_producer_fields() {
+    let mut b = RecordBatchBuilder::new(1_000)
+        .partition_leader_epoch(3)
+        .producer(42, 5, 100)
+        .compression(Compression::Snappy);
+    b.push_at(0, 10_000, Some(b"k0"), Some(b"v0"), &[("h0", Some(b"x"))]);
+    b.push_at(2, 10_050, Some(b"k1"), None, &[]);
+    b.push_at(5, 9_990, Some(b"k2"), Some(b"v2"), &[("h2", None)]);
+    let (orig, _) = RecordBatch::parse(b.build()).unwrap();
+
+    // Drop the first record: the survivors keep offsets, timestamps and
+    // headers; the header keeps lastOffsetDelta and the producer fields.
+    let kept = rebuild(&orig, None, |r| r.offset_delta != 0);
+    assert_eq!(absolute(&kept), absolute(&orig)[1..].to_vec());
+    assert_eq!(kept.base_offset(), 1_000);
+    assert_eq!(kept.last_offset_delta(), 5);
+    assert_eq!(kept.records_count(), 2);
+    assert_eq!(kept.partition_leader_epoch(), 3);
+    assert_eq!((kept.producer_id(), kept.producer_epoch(), kept.base_sequence()), (42, 5, 100));
+    assert_eq!(kept.compression(), Ok(Compression::Snappy));
+    assert_eq!(kept.base_timestamp(), 10_050);
+    assert_eq!(kept.max_timestamp(), 10_050);
+    assert!(!kept.has_delete_horizon());
+
+    // With a delete horizon: bit 6 set, baseTimestamp is the horizon, record
+    // timestamps unchanged.
+    let horizon = rebuild(&kept, Some(99_000), |_| true);
+    assert!(horizon.has_delete_horizon());
+    assert_eq!(horizon.base_timestamp(), 99_000);
+    assert_eq!(horizon.max_timestamp(), 10_050);
+    assert_eq!(absolute(&horizon), absolute(&kept));
+    // Re-encoding clears the bit unless asked again.
+    assert!(!rebuild(&horizon, None, |_| true).has_delete_horizon());
+}
+
+#[test]
+fn like_keeps_log_append_time_and_transactional_bits() {
+    let orig = RecordBatchBuilder::new(0)
+        .producer(1, 0, 0)
+        .transactional(true)
+        .record(100, Some(b"a"), Some(b"1"))
+        .record(200, Some(b"b"), Some(b"2"))
+        .build();
+    let mut stamped = BytesMut::from(&orig[..]);
+    set_log_append_time(&mut stamped, 7_777).unwrap();
+    let (orig, _) = RecordBatch::parse(stamped.freeze()).unwrap();
+    let kept = rebuild(&orig, None, |r| r.offset_delta == 0);
+    assert_eq!(kept.timestamp_type(), TimestampType::LogAppendTime);
+    assert!(kept.is_transactional());
+    assert_eq!(kept.max_timestamp(), 7_777);
+    assert_eq!(kept.records_count(), 1);
+    assert_eq!(kept.last_offset_delta(), 1);
+
+    // The empty stand-in the cleaner keeps for a producer's last batch.
+    let empty = RecordBatchBuilder::like(&orig)
+        .unwrap()
+        .compression(Compression::None)
+        .base_timestamp(orig.max_timestamp())
+        .build();
+    let (empty, _) = RecordBatch::parse(empty).unwrap();
+    empty.validate().unwrap();
+    assert_eq!(empty.records_count(), 0);
+    assert_eq!(empty.last_offset(), 1);
+    assert_eq!((empty.base_timestamp(), empty.max_timestamp()), (7_777, 7_777));
+    assert!(empty.is_transactional());
+}

@@ -857,7 +857,7 @@ fn kill9_during_compaction() {
     let mut rounds_with_data = 0;
     for round in 0..8 {
         let mut child = std::process::Command::new(&exe)
-            .args(["--exact", "cleaner_tests::kill9_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args(["--exact", "cleaner::tests::kill9_child", "--ignored", "--nocapture", "--test-threads=1"])
             .env(KILL_DIR_ENV, dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
