@@ -888,8 +888,12 @@ impl Partition {
         }
         let log_start = writer.log.log_start_offset();
         // A producer-state snapshot after each roll (as Kafka), written below
-        // without the lock.
-        let rolled_since_snapshot = writer.log.active_segment_base_offset() > writer.snapshot_offset;
+        // without the lock. A log whose only segment starts at its log start
+        // has not rolled: a snapshot would cover nothing a replay would not
+        // (and a fresh topic of 1 000 partitions wrote 1 000 of them, each
+        // with a directory fsync, on its first tick).
+        let active_base = writer.log.active_segment_base_offset();
+        let rolled_since_snapshot = active_base > writer.snapshot_offset && active_base > log_start;
         let snapshot = rolled_since_snapshot.then(|| (writer.log.log_end_offset(), writer.producers.clone(), writer.log.truncation_count()));
         drop(guard);
         self.publish_log_start_offset(log_start);

@@ -291,7 +291,14 @@ fn truncation_below_the_snapshot_removes_it() {
     for records in [2, 1, 2] {
         leader.append_from_client(batch(records), 9, 10).expect("append");
     }
-    assert_eq!(follower.append_as_follower(read_all(&leader, 0), 0, 5, 0, 11).expect("copy"), 5);
+    // Tiny segments: the follower rolls after each batch it copies.
+    let mut small = (*config(1)).clone();
+    small.segment_bytes = 1;
+    follower.set_config(Arc::new(small));
+    for (from, to) in [(0, 2), (2, 3), (3, 5)] {
+        let batch = leader.reader().read(from, usize::MAX >> 1, to, true).expect("read").bytes;
+        assert_eq!(follower.append_as_follower(batch, 0, 5, 0, 11).expect("copy"), to);
+    }
     // The maintenance tick snapshots a log that rolled since the last snapshot (here: none yet).
     follower.maintain(20, false, None);
     let snapshot = dirs[1].path().join(super::producer_snapshot::PRODUCER_SNAPSHOT);
