@@ -126,14 +126,21 @@ impl IndexFile {
     }
 
     /// Changes the file size to `capacity` entries (preallocate or trim).
+    ///
+    /// Failure-atomic: on an error (a full disk failing the flush, the
+    /// resize or the new mapping) the index keeps its old mapping, length
+    /// and capacity, so the caller may go on appending or try again. (Taking
+    /// the mapping first left an index with capacity and no mapping, and the
+    /// next append panicked.)
     pub fn set_capacity(&mut self, capacity: usize) -> Result<()> {
         assert!(capacity >= self.entries, "index capacity below its entry count");
         if capacity == self.capacity {
             return Ok(());
         }
-        if let Some(mmap) = self.mmap.take() {
+        if let Some(mmap) = &self.mmap {
             mmap.flush().map_err(Error::io("flush index", &self.path))?;
         }
+        let old_len = (self.capacity * self.entry_size) as u64;
         let len = capacity * self.entry_size;
         // The descriptor was closed after mapping; a resize is rare (roll, close).
         let file = OpenOptions::new()
@@ -142,9 +149,18 @@ impl IndexFile {
             .open(&self.path)
             .map_err(Error::io("open index", &self.path))?;
         file.set_len(len as u64).map_err(Error::io("resize index", &self.path))?;
-        self.mmap = map(&file, &self.path, len)?;
-        self.capacity = capacity;
-        Ok(())
+        match map(&file, &self.path, len) {
+            Ok(mmap) => {
+                self.mmap = mmap;
+                self.capacity = capacity;
+                Ok(())
+            }
+            Err(e) => {
+                // The old mapping must not reach past the end of the file.
+                let _ = file.set_len(old_len);
+                Err(e)
+            }
+        }
     }
 
     /// Entry `i` (< entries()).

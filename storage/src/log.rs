@@ -604,11 +604,18 @@ impl Log {
     fn roll_at(&mut self, base_offset: i64) -> Result<()> {
         let active = self.segments.last_mut().expect("log has a segment");
         assert!(base_offset >= active.next_offset(), "roll below the active segment end");
-        active.seal(false)?;
+        // The new segment first: if it cannot be created (a full disk), the
+        // active one stays active and unsealed, so a later append after the
+        // disk has room again simply rolls then. (Sealing first left a sealed
+        // active segment behind, and the next append panicked.)
+        let seg = Segment::create(&self.dir, base_offset, &self.config)?;
+        if let Err(e) = active.seal(false) {
+            let _ = seg.delete_files();
+            return Err(e);
+        }
         if self.config.flush_on_roll {
             self.rolled_flushes.push(RolledFlush::of(active, &self.dir, self.truncations));
         }
-        let seg = Segment::create(&self.dir, base_offset, &self.config)?;
         self.segments.push(seg);
         self.publish_segments();
         info!(dir = %self.dir.display(), base_offset, "rolled segment");

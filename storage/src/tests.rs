@@ -233,6 +233,38 @@ fn rolls_by_size_time_and_index() {
     assert_eq!(must_read_all(&log.reader(), 0, 1 << 20).len(), 20);
 }
 
+/// A roll whose new segment cannot be created (a full disk; here a directory
+/// in the way of the new `.log` file) fails that append and changes nothing:
+/// the active segment stays active and unsealed, so a smaller append that
+/// needs no roll still lands in it (sealing first made that append panic),
+/// and once the obstacle is gone the log rolls and goes on with every
+/// acknowledged batch readable.
+#[test]
+fn a_roll_that_cannot_create_its_segment_fails_the_append_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = must_open(dir.path(), small_config()); // 2048-byte segments
+    log.append(&mut must_batch(1, 1000, 0), 0).unwrap();
+    // The next batch does not fit: a roll to a segment at offset 1.
+    let blocker = dir.path().join(format!("{:020}.log", 1));
+    std::fs::create_dir(&blocker).unwrap();
+    for now in [1, 2] {
+        assert!(log.append(&mut must_batch(1, 1500, 0), now).is_err(), "the roll cannot create its segment");
+        assert_eq!(log.segment_base_offsets(), vec![0]);
+        assert_eq!(log.log_end_offset(), 1);
+    }
+    // A batch that fits needs no roll and goes into the still-active segment.
+    assert_eq!(log.append(&mut must_batch(1, 10, 0), 3).unwrap().base_offset, 1);
+    std::fs::remove_dir(&blocker).unwrap();
+    let rolled = log.append(&mut must_batch(1, 1500, 0), 4).unwrap();
+    assert_eq!(log.segment_base_offsets(), vec![0, rolled.base_offset]);
+    let all = must_read_all(&log.reader(), 0, 1 << 20);
+    assert_eq!(all.iter().map(|b| b.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+    // Closed and reopened, the same.
+    log.close().unwrap();
+    let log = must_open(dir.path(), small_config());
+    assert_eq!(must_read_all(&log.reader(), 0, 1 << 20).len(), 3);
+}
+
 #[test]
 fn timestamp_lookups() {
     let dir = tempfile::tempdir().unwrap();
