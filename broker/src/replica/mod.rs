@@ -344,7 +344,11 @@ impl ReplicaManager {
     /// The high watermark a partition opens with: the log directory's
     /// checkpoint, or the per-partition file of earlier versions.
     fn take_checkpointed_high_watermark(&self, tp: &TopicPartition, dir: &Path) -> Option<i64> {
-        let from_dir = self.hw_checkpoint.lock().expect("checkpoint lock poisoned").loaded.remove(tp);
+        // A retried open (the first failed) finds it among what was written.
+        let from_dir = {
+            let mut state = self.hw_checkpoint.lock().expect("checkpoint lock poisoned");
+            state.loaded.remove(tp).or_else(|| state.written.get(tp).copied())
+        };
         let legacy = hw_checkpoint::take_legacy(dir);
         from_dir.or(legacy)
     }
