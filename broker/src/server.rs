@@ -177,7 +177,7 @@ fn controller_settings(config: &BrokerConfig) -> crate::controller::Settings {
     crate::controller::Settings {
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms.max(1) as u64),
         unclean_leader_election: config.unclean_leader_election_enable,
-        leader_balance: crate::leader_balance::Settings::from_config(config),
+        leader_balance: crate::controller::leader_balance::Settings::from_config(config),
         ..Default::default()
     }
 }
