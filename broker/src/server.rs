@@ -52,7 +52,7 @@ pub struct Broker {
     pub metadata: MetadataSource,
     /// The broker epoch of this broker's registration.
     pub broker_epoch: i64,
-    pub replicas: ReplicaManager,
+    pub replicas: Arc<ReplicaManager>,
     pub producer_ids: ProducerIdAllocator,
     /// The consumer-group coordinator (shards of `__consumer_offsets` led here).
     pub groups: crate::group::GroupCoordinator,
@@ -308,7 +308,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         static_config,
         metadata,
         broker_epoch,
-        replicas,
+        replicas: Arc::new(replicas),
         bound,
         shutting_down: std::sync::atomic::AtomicBool::new(false),
     });
@@ -319,10 +319,12 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     if let Some(quorum) = broker.metadata.quorum() {
         tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&broker.config), shutdown_rx.clone()));
     }
-    tasks.spawn(crate::replica::maintenance::run(broker.clone(), shutdown_rx.clone()));
+    let maintenance = crate::replica::maintenance::Settings::from_config(&broker.config);
+    tasks.spawn(crate::replica::maintenance::run(broker.replicas.clone(), maintenance, shutdown_rx.clone()));
     tasks.spawn(crate::replica::fetcher::run(broker.clone(), shutdown_rx.clone()));
-    tasks.spawn(crate::replica::isr::run(broker.clone(), shutdown_rx.clone()));
-    tasks.spawn(crate::replica::cleaner::run(broker.clone(), shutdown_rx.clone()));
+    let lag_max_ms = broker.config.replica_lag_time_max_ms;
+    tasks.spawn(crate::replica::isr::run(broker.replicas.clone(), broker.metadata.clone(), lag_max_ms, shutdown_rx.clone()));
+    tasks.spawn(crate::replica::cleaner::run(broker.replicas.clone(), broker.config.log_cleaner_enable, shutdown_rx.clone()));
     tasks.spawn(crate::group::GroupCoordinator::run(broker.clone(), shutdown_rx.clone()));
     let per_ip = Arc::new(crate::net::ip_limits::ConnectionsPerIp::default());
     for l in bound_listeners {
