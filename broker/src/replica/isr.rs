@@ -5,16 +5,20 @@
 //! metadata log rejects a stale proposal (the partition changed meanwhile); the next tick
 //! computes a fresh one from the new state.
 //!
-//! The task holds only the [`ReplicaManager`] (the partitions it asks) and the
-//! [`MetadataSource`] it proposes through.
+//! After an applied change it waits for the [`Reconciler`] to hand the partition its new
+//! epoch, so the next tick does not propose the same change against the old one.
+//!
+//! The task holds only the [`ReplicaManager`] (the partitions it asks), the
+//! [`MetadataSource`] it proposes through and the [`Reconciler`] handle.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use klamm_raft::MetadataCommand;
+use klamm_raft::{CommandOutcome, MetadataCommand};
 use tokio::sync::watch;
 use tracing::{debug, info};
 
+use super::reconciler::Reconciler;
 use super::ReplicaManager;
 use crate::metadata::MetadataSource;
 
@@ -22,7 +26,13 @@ use crate::metadata::MetadataSource;
 const TICK: Duration = Duration::from_millis(200);
 
 /// `lag_max_ms` is `replica.lag.time.max.ms`.
-pub async fn run(replicas: Arc<ReplicaManager>, metadata: MetadataSource, lag_max_ms: i64, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    replicas: Arc<ReplicaManager>,
+    metadata: MetadataSource,
+    reconciler: Reconciler,
+    lag_max_ms: i64,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let lag_max_ms = lag_max_ms.max(1);
     loop {
         tokio::select! {
@@ -41,9 +51,7 @@ pub async fn run(replicas: Arc<ReplicaManager>, metadata: MetadataSource, lag_ma
                 isr: Some(proposal.isr.clone()),
             };
             match metadata.propose(change).await {
-                Ok(outcome) if outcome.is_applied() => {
-                    replicas.reconcile(&metadata.image());
-                }
+                Ok(CommandOutcome::Applied(info)) => reconciler.caught_up(info.log_index).await,
                 Ok(outcome) => {
                     debug!(topic = %partition.topic, partition = partition.index, ?outcome, "ISR change not applied");
                     partition.clear_pending_isr();
