@@ -69,12 +69,15 @@ pub struct ReplicaManager {
     /// Resolved topic configs by topic name, with the config map each was
     /// resolved from; emptied when the dynamic broker configs (which topics
     /// inherit) change. Only `reconcile` uses it.
-    topic_configs: Mutex<HashMap<String, (BTreeMap<String, String>, Arc<TopicConfig>)>>,
+    topic_configs: Mutex<TopicConfigCache>,
     /// What the log cleaner removed since start (metrics).
     pub cleaner_totals: cleaner::CleanerTotals,
     /// Segments retention (time or size) deleted since start (metrics).
     pub retention_segments_deleted: std::sync::atomic::AtomicU64,
 }
+
+/// Topic name -> (the config map a config was resolved from, the resolved config).
+type TopicConfigCache = HashMap<String, (BTreeMap<String, String>, Arc<TopicConfig>)>;
 
 /// Why a hosted partition is not open, and when to try again.
 #[derive(Debug, Clone)]
@@ -209,7 +212,7 @@ impl ReplicaManager {
     /// differs from the one the cached value came from.
     fn cached_topic_config(
         &self,
-        cache: &mut HashMap<String, (BTreeMap<String, String>, Arc<TopicConfig>)>,
+        cache: &mut TopicConfigCache,
         name: &str,
         configs: &BTreeMap<String, String>,
     ) -> Arc<TopicConfig> {
