@@ -5,11 +5,10 @@
 //! - [`replica`]: the partitions hosted here (log, producer state, high watermark);
 //! - [`server`]: start-up by `process.roles`, shared state, shutdown;
 //! - [`metadata`]: the metadata source (quorum voter or follower of the controllers);
-//! - [`controller`]: the active controller's broker fencing and leader election;
-//! - [`leader_balance`]: preferred/unclean elections on request and the automatic leader rebalance;
-//! - [`reassignment`]: completing partition reassignments (active controller) and listing them;
+//! - [`controller`]: what runs only on the active controller: broker fencing, leader
+//!   election, the leader rebalance, reassignment completion; and replica placement;
 //! - [`producer_ids`]: producer-id blocks for idempotent producers;
-//! - [`topics`]: topic-name rules and replica placement used by the admin APIs;
+//! - [`topics`]: topic-name rules and rejection-to-error-code mapping used by the admin APIs;
 //! - [`clock`]: the only place that reads wall-clock time.
 //!
 //! Metadata (topics, partitions, configs, brokers) lives in the Raft-backed
@@ -21,11 +20,9 @@ pub mod clock;
 pub mod controller;
 pub mod group;
 pub mod handlers;
-pub mod leader_balance;
 pub mod metadata;
 pub mod net;
 pub mod producer_ids;
-pub mod reassignment;
 pub mod replica;
 pub mod server;
 #[cfg(test)]

@@ -11,8 +11,10 @@
 //!
 //! Broker start-up order: start the metadata source (a voter replays the metadata log),
 //! bind the Kafka listeners (so the registration carries the real ports), register this
-//! broker through the log, open the logs of the partitions this node hosts, unfence it. A task
-//! follows the metadata image and creates or deletes local partitions as topics come and go.
+//! broker through the log, open the logs of the partitions this node hosts (on a blocking
+//! thread), start the [`Reconciler`], unfence, and wait until the reconciler has taken up the
+//! partitions unfencing handed back. From then on the reconciler creates or deletes local
+//! partitions as topics come and go; a second task asks to be unfenced again when needed.
 //! Shutdown is Kafka's controlled shutdown: first, when other brokers exist, this broker is
 //! fenced through the metadata log, which moves its leaderships to other ISR members and
 //! takes it out of the ISRs (clients see NOT_LEADER_OR_FOLLOWER and find the new leaders at
@@ -28,7 +30,7 @@ use std::time::Duration;
 use anyhow::Context;
 use klamm_config::{BrokerConfig, LoadedConfig};
 use klamm_raft::{
-    BrokerEndpoint, FollowerConfig, MetadataCommand, MetadataFollower, MetadataQuorum, QuorumConfig, QuorumTuning,
+    BrokerEndpoint, CommandOutcome, FollowerConfig, MetadataCommand, MetadataFollower, MetadataQuorum, QuorumConfig, QuorumTuning,
     TcpTransport, TcpTransportConfig,
 };
 use tokio::sync::watch;
@@ -37,6 +39,7 @@ use tracing::{info, warn};
 use crate::metadata::MetadataSource;
 use crate::net::{serve_listener, BoundListener};
 use crate::producer_ids::ProducerIdAllocator;
+use crate::replica::reconciler::Reconciler;
 use crate::replica::ReplicaManager;
 use crate::topics::rejection_error_code;
 use klamm_protocol::ErrorCode;
@@ -52,7 +55,9 @@ pub struct Broker {
     pub metadata: MetadataSource,
     /// The broker epoch of this broker's registration.
     pub broker_epoch: i64,
-    pub replicas: ReplicaManager,
+    pub replicas: Arc<ReplicaManager>,
+    /// The task that keeps `replicas` in step with the metadata image.
+    pub reconciler: Reconciler,
     pub producer_ids: ProducerIdAllocator,
     /// The consumer-group coordinator (shards of `__consumer_offsets` led here).
     pub groups: crate::group::GroupCoordinator,
@@ -64,8 +69,8 @@ pub struct Broker {
 
 impl Broker {
     /// Proposes a metadata command and, once it is committed and applied,
-    /// brings the local partitions in line, so that what an admin handler
-    /// answers already holds on this broker. A rejection maps to Kafka's
+    /// waits for the reconciler to bring the local partitions in line, so that
+    /// what an admin handler answers already holds on this broker. A rejection maps to Kafka's
     /// error code.
     pub async fn apply_metadata(&self, command: MetadataCommand) -> Result<(), (ErrorCode, String)> {
         let outcome = self
@@ -73,11 +78,11 @@ impl Broker {
             .propose(command)
             .await
             .map_err(|e| (ErrorCode::REQUEST_TIMED_OUT, format!("metadata log unavailable: {e}")))?;
-        outcome.into_result().map_err(|r| (rejection_error_code(r.code), r.message))?;
+        let applied = outcome.into_result().map_err(|r| (rejection_error_code(r.code), r.message))?;
         // The change is committed whatever happens locally; a local failure
         // (a log that cannot be opened) is the partition's problem, reported
         // by produce and fetch, as in Kafka where the controller answers.
-        self.replicas.reconcile(&self.metadata.image());
+        self.reconciler.caught_up(applied.log_index).await;
         Ok(())
     }
 }
@@ -116,8 +121,10 @@ async fn fence_self(broker: &Broker) {
     }
     let fence = MetadataCommand::FenceBroker { node_id: broker.node_id, epoch: broker.broker_epoch };
     match broker.metadata.propose(fence).await {
-        Ok(_) => {
-            broker.replicas.reconcile(&broker.metadata.image());
+        Ok(outcome) => {
+            if let CommandOutcome::Applied(info) = outcome {
+                broker.reconciler.caught_up(info.log_index).await;
+            }
             info!("controlled shutdown: leaderships moved away");
         }
         Err(e) => warn!(error = %e, "fencing this broker on shutdown failed"),
@@ -177,7 +184,7 @@ fn controller_settings(config: &BrokerConfig) -> crate::controller::Settings {
     crate::controller::Settings {
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms.max(1) as u64),
         unclean_leader_election: config.unclean_leader_election_enable,
-        leader_balance: crate::leader_balance::Settings::from_config(config),
+        leader_balance: crate::controller::leader_balance::Settings::from_config(config),
         ..Default::default()
     }
 }
@@ -288,9 +295,19 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     let broker_epoch = registration.broker_epoch.unwrap_or_default();
 
     // A partition that cannot be opened is served as offline, not fatal (see `replica`).
-    let replicas = ReplicaManager::open(config.node_id, log_dir.clone(), loaded, &metadata.image());
+    // Opening and recovering logs is disk work: off the async workers.
+    let (node_id, image) = (config.node_id, metadata.image());
+    let replicas = tokio::task::spawn_blocking(move || ReplicaManager::open(node_id, log_dir, loaded, &image))
+        .await
+        .context("open hosted partitions")?;
+    let replicas = Arc::new(replicas);
 
-    metadata
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let (reconciler, reconcile_task) = Reconciler::new(replicas.clone(), metadata.subscribe(), shutdown_rx.clone());
+    tasks.spawn(reconcile_task);
+
+    let unfenced = metadata
         .propose(MetadataCommand::UnfenceBroker { node_id: config.node_id, epoch: broker_epoch })
         .await
         .context("unfence broker")?
@@ -298,7 +315,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         .map_err(|r| anyhow::anyhow!("unfencing rejected: {r}"))?;
     // Unfencing handed this broker back the partitions only it can lead: take them up
     // before serving.
-    replicas.reconcile(&metadata.image());
+    reconciler.caught_up(unfenced.log_index).await;
 
     let broker = Arc::new(Broker {
         node_id: config.node_id,
@@ -309,20 +326,22 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         metadata,
         broker_epoch,
         replicas,
+        reconciler,
         bound,
         shutting_down: std::sync::atomic::AtomicBool::new(false),
     });
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(follow_metadata(broker.clone(), shutdown_rx.clone()));
+    tasks.spawn(unfence_when_fenced(broker.clone(), shutdown_rx.clone()));
     if let Some(quorum) = broker.metadata.quorum() {
         tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&broker.config), shutdown_rx.clone()));
     }
-    tasks.spawn(crate::replica::maintenance::run(broker.clone(), shutdown_rx.clone()));
+    let maintenance = crate::replica::maintenance::Settings::from_config(&broker.config);
+    tasks.spawn(crate::replica::maintenance::run(broker.replicas.clone(), maintenance, shutdown_rx.clone()));
     tasks.spawn(crate::replica::fetcher::run(broker.clone(), shutdown_rx.clone()));
-    tasks.spawn(crate::replica::isr::run(broker.clone(), shutdown_rx.clone()));
-    tasks.spawn(crate::replica::cleaner::run(broker.clone(), shutdown_rx.clone()));
+    let lag_max_ms = broker.config.replica_lag_time_max_ms;
+    let (replicas, metadata, reconciler) = (broker.replicas.clone(), broker.metadata.clone(), broker.reconciler.clone());
+    tasks.spawn(crate::replica::isr::run(replicas, metadata, reconciler, lag_max_ms, shutdown_rx.clone()));
+    tasks.spawn(crate::replica::cleaner::run(broker.replicas.clone(), broker.config.log_cleaner_enable, shutdown_rx.clone()));
     tasks.spawn(crate::group::GroupCoordinator::run(broker.clone(), shutdown_rx.clone()));
     let per_ip = Arc::new(crate::net::ip_limits::ConnectionsPerIp::default());
     for l in bound_listeners {
@@ -361,15 +380,14 @@ fn advertised_endpoints(config: &BrokerConfig, bound: &[(String, SocketAddr)]) -
         .collect()
 }
 
-/// Keeps the local partitions in step with the metadata image, and asks to be unfenced when
-/// the controller fenced this running broker (it stopped answering for a while — paused,
-/// overloaded, cut off — and is back): Kafka's broker does the same through its heartbeats.
-async fn follow_metadata(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// Asks to be unfenced when the controller fenced this running broker (it stopped answering
+/// for a while — paused, overloaded, cut off — and is back): Kafka's broker does the same
+/// through its heartbeats. (The [`Reconciler`] follows the image for the partitions.)
+async fn unfence_when_fenced(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut images = broker.metadata.subscribe();
     let mut last_unfence_attempt: Option<tokio::time::Instant> = None;
     loop {
         let image = images.borrow_and_update().clone();
-        broker.replicas.reconcile(&image);
         let fenced = image.broker(broker.node_id).is_some_and(|b| b.fenced && b.epoch == broker.broker_epoch);
         let recently = last_unfence_attempt.is_some_and(|t| t.elapsed() < Duration::from_secs(1));
         if fenced && !recently && !broker.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
@@ -383,9 +401,8 @@ async fn follow_metadata(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
                 }
             });
         }
-        // Retry even when no new image arrives: the unfence proposal may have
-        // failed, and offline partitions wait for another open attempt.
-        if fenced || broker.replicas.has_offline_partitions() {
+        // Retry even when no new image arrives: the unfence proposal may have failed.
+        if fenced {
             tokio::select! {
                 changed = images.changed() => if changed.is_err() { break },
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}

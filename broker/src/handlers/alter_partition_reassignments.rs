@@ -1,7 +1,7 @@
 //! AlterPartitionReassignments (key 45, v0): start, replace or cancel partition reassignments
 //! (`kafka-reassign-partitions.sh`, AdminClient `alterPartitionReassignments`).
 //!
-//! Each partition becomes one `ReassignPartition` command (see [`crate::reassignment`] and the
+//! Each partition becomes one `ReassignPartition` command (see [`crate::controller::reassignment`] and the
 //! raft crate for what it does); the answer per partition is Kafka's: NONE once the
 //! reassignment is *recorded* (its data movement goes on in the background and shows in
 //! ListPartitionReassignments until it completes), UNKNOWN_TOPIC_OR_PARTITION,

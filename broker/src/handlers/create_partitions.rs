@@ -6,7 +6,7 @@ use klamm_protocol::ErrorCode;
 use klamm_raft::{MetadataCommand, NewPartition};
 
 use super::RequestContext;
-use crate::topics::{place_replicas, validate_assignment};
+use crate::controller::placement::{place_replicas, validate_assignment};
 
 pub async fn handle(ctx: &RequestContext, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());

@@ -11,7 +11,8 @@ use klamm_raft::{MetadataCommand, NewPartition};
 
 use super::RequestContext;
 use crate::server::Broker;
-use crate::topics::{place_replicas, validate_assignment, validate_topic_name};
+use crate::controller::placement::{place_replicas, validate_assignment};
+use crate::topics::validate_topic_name;
 
 /// What to create: partitions and replication come either as counts or as an
 /// explicit assignment.

@@ -1,7 +1,7 @@
 //! ElectLeaders (key 43, v0-2): preferred (0) and unclean (1) leader elections on request
 //! (`kafka-leader-election.sh`, AdminClient `electLeaders`).
 //!
-//! The election rules live in [`crate::leader_balance`]; this handler picks the partitions,
+//! The election rules live in [`crate::controller::leader_balance`]; this handler picks the partitions,
 //! proposes one `ChangePartition` per election and reports per partition as Kafka's controller
 //! does: NONE, ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE,
 //! ELIGIBLE_LEADERS_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION. `topic_partitions` null means
@@ -21,7 +21,7 @@ use tokio::time::{Duration, Instant};
 use tracing::info;
 
 use super::{propose_partition_change, RequestContext};
-use crate::leader_balance::{elect, ElectionType};
+use crate::controller::leader_balance::{elect, ElectionType};
 
 pub async fn handle(ctx: &RequestContext, request: ElectLeadersRequest) -> ElectLeadersResponse {
     let image = ctx.broker.metadata.image();

@@ -10,7 +10,7 @@ use klamm_protocol::messages::list_partition_reassignments_response::ListPartiti
 use klamm_protocol::messages::ListPartitionReassignmentsRequest;
 
 use super::RequestContext;
-use crate::reassignment::ongoing;
+use crate::controller::reassignment::ongoing;
 
 pub fn handle(ctx: &RequestContext, request: ListPartitionReassignmentsRequest) -> ListPartitionReassignmentsResponse {
     let image = ctx.broker.metadata.image();

@@ -208,7 +208,7 @@ pub(crate) async fn propose_partition_change(
         };
         match outcome {
             CommandOutcome::Applied(info) => {
-                broker.replicas.reconcile(&broker.metadata.image());
+                broker.reconciler.caught_up(info.log_index).await;
                 return Ok(info);
             }
             CommandOutcome::Rejected(r) if r.code == RejectCode::StaleEpoch => continue,

@@ -7,7 +7,7 @@
 //! compacts it up to its high watermark. The heavy part of a pass runs
 //! without the partition's writer lock, so producers keep appending; see
 //! [`super::partition::Partition::compact_if_dirty`]. What was removed is
-//! added to [`CleanerTotals`] and logged.
+//! added to [`CleanerTotals`] and logged. The task holds only the [`ReplicaManager`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,8 +17,7 @@ use klamm_storage::CompactionStats;
 use tokio::sync::watch;
 use tracing::info;
 
-
-use crate::server::Broker;
+use super::ReplicaManager;
 
 /// Cumulative figures of every compaction pass since start (metrics).
 #[derive(Debug, Default)]
@@ -45,20 +44,21 @@ impl CleanerTotals {
 /// Shortest pause between two scans, whatever `log.cleaner.backoff.ms` says.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 
-pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    if !broker.config.log_cleaner_enable {
+/// `enabled` is `log.cleaner.enable` (static).
+pub async fn run(replicas: Arc<ReplicaManager>, enabled: bool, mut shutdown: watch::Receiver<bool>) {
+    if !enabled {
         info!("log cleaner disabled (log.cleaner.enable=false)");
         return;
     }
     loop {
         // Read each time: log.cleaner.backoff.ms is a dynamic broker config.
-        let backoff = broker.replicas.effective_broker_config().log_cleaner_backoff_ms.max(0) as u64;
+        let backoff = replicas.effective_broker_config().log_cleaner_backoff_ms.max(0) as u64;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(backoff).max(MIN_BACKOFF)) => {}
             _ = shutdown.changed() => if *shutdown.borrow() { return },
         }
-        let partitions = broker.replicas.all();
-        let b = broker.clone();
+        let partitions = replicas.all();
+        let r = replicas.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for p in partitions {
                 if !p.config().cleanup_policy.compact {
@@ -66,7 +66,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 }
                 // The storage crate logs each pass with its figures.
                 if let Some(stats) = p.compact_if_dirty(crate::clock::now_ms()) {
-                    b.replicas.cleaner_totals.add(&stats);
+                    r.cleaner_totals.add(&stats);
                 }
             }
         })

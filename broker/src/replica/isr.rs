@@ -4,28 +4,43 @@
 //! `ChangePartition` carrying the partition epoch the leader saw, Kafka's AlterPartition. The
 //! metadata log rejects a stale proposal (the partition changed meanwhile); the next tick
 //! computes a fresh one from the new state.
+//!
+//! After an applied change it waits for the [`Reconciler`] to hand the partition its new
+//! epoch, so the next tick does not propose the same change against the old one.
+//!
+//! The task holds only the [`ReplicaManager`] (the partitions it asks), the
+//! [`MetadataSource`] it proposes through and the [`Reconciler`] handle.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use klamm_raft::MetadataCommand;
+use klamm_raft::{CommandOutcome, MetadataCommand};
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use crate::server::Broker;
+use super::reconciler::Reconciler;
+use super::ReplicaManager;
+use crate::metadata::MetadataSource;
 
 /// How often leaders look at their followers' progress.
 const TICK: Duration = Duration::from_millis(200);
 
-pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let lag_max_ms = broker.config.replica_lag_time_max_ms.max(1);
+/// `lag_max_ms` is `replica.lag.time.max.ms`.
+pub async fn run(
+    replicas: Arc<ReplicaManager>,
+    metadata: MetadataSource,
+    reconciler: Reconciler,
+    lag_max_ms: i64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let lag_max_ms = lag_max_ms.max(1);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = shutdown.changed() => if *shutdown.borrow() { return },
         }
         let now = crate::clock::now_ms();
-        for partition in broker.replicas.all() {
+        for partition in replicas.all() {
             let Some(proposal) = partition.isr_proposal(now, lag_max_ms) else { continue };
             info!(topic = %partition.topic, partition = partition.index, isr = ?proposal.isr, "proposing ISR change");
             let change = MetadataCommand::ChangePartition {
@@ -35,10 +50,8 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 leader: None,
                 isr: Some(proposal.isr.clone()),
             };
-            match broker.metadata.propose(change).await {
-                Ok(outcome) if outcome.is_applied() => {
-                    broker.replicas.reconcile(&broker.metadata.image());
-                }
+            match metadata.propose(change).await {
+                Ok(CommandOutcome::Applied(info)) => reconciler.caught_up(info.log_index).await,
                 Ok(outcome) => {
                     debug!(topic = %partition.topic, partition = partition.index, ?outcome, "ISR change not applied");
                     partition.clear_pending_isr();

@@ -4,6 +4,8 @@
 //! `producer.id.expiration.check.interval.ms`; opening a partition already
 //! drops the producers its replay finds expired), and the log directory's
 //! high-watermark checkpoint (`replica.high.watermark.checkpoint.interval.ms`).
+//!
+//! The task holds only the [`ReplicaManager`] and the intervals it needs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,17 +15,40 @@ use std::sync::atomic::Ordering;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::server::Broker;
+use klamm_config::BrokerConfig;
+
+use super::ReplicaManager;
 
 /// How often flush deadlines are checked; retention runs on its own interval.
 const TICK: Duration = Duration::from_millis(200);
 
-pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let retention_every = broker.config.log_retention_check_interval_ms.max(100);
+/// The static intervals of the task (`producer.id.expiration.ms` is dynamic and read each tick).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `log.retention.check.interval.ms`
+    pub retention_check_interval_ms: i64,
+    /// `producer.id.expiration.check.interval.ms`
+    pub producer_id_expiration_check_interval_ms: i64,
+    /// `replica.high.watermark.checkpoint.interval.ms`
+    pub high_watermark_checkpoint_interval_ms: i64,
+}
+
+impl Settings {
+    pub fn from_config(config: &BrokerConfig) -> Settings {
+        Settings {
+            retention_check_interval_ms: config.log_retention_check_interval_ms.max(100),
+            producer_id_expiration_check_interval_ms: i64::from(config.producer_id_expiration_check_interval_ms.max(1)),
+            high_watermark_checkpoint_interval_ms: config.replica_high_watermark_checkpoint_interval_ms.max(1),
+        }
+    }
+}
+
+pub async fn run(replicas: Arc<ReplicaManager>, settings: Settings, mut shutdown: watch::Receiver<bool>) {
+    let retention_every = settings.retention_check_interval_ms;
     let mut last_retention = crate::clock::now_ms();
-    let expiration_every = i64::from(broker.config.producer_id_expiration_check_interval_ms.max(1));
+    let expiration_every = settings.producer_id_expiration_check_interval_ms;
     let mut last_expiration = crate::clock::now_ms();
-    let checkpoint_every = broker.config.replica_high_watermark_checkpoint_interval_ms.max(1);
+    let checkpoint_every = settings.high_watermark_checkpoint_interval_ms;
     let mut last_checkpoint = crate::clock::now_ms();
     loop {
         tokio::select! {
@@ -31,7 +56,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => if *shutdown.borrow() { return },
         }
         let now = crate::clock::now_ms();
-        let partitions = broker.replicas.all();
+        let partitions = replicas.all();
         let run_retention = now - last_retention >= retention_every;
         if run_retention {
             last_retention = now;
@@ -41,24 +66,24 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             last_expiration = now;
         }
         // producer.id.expiration.ms is a dynamic broker config.
-        let expiration_ms = i64::from(broker.replicas.effective_broker_config().producer_id_expiration_ms.max(1));
+        let expiration_ms = i64::from(replicas.effective_broker_config().producer_id_expiration_ms.max(1));
         let expire_producers_idle_ms = expire_producers.then_some(expiration_ms);
         let checkpoint = now - last_checkpoint >= checkpoint_every;
         if checkpoint {
             last_checkpoint = now;
         }
         // Disk work off the async threads.
-        let b = broker.clone();
+        let r = replicas.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for p in partitions {
                 let deleted = p.maintain(now, run_retention, expire_producers_idle_ms);
                 if deleted > 0 {
-                    b.replicas.retention_segments_deleted.fetch_add(deleted as u64, Ordering::Relaxed);
+                    r.retention_segments_deleted.fetch_add(deleted as u64, Ordering::Relaxed);
                     info!(topic = %p.topic, partition = p.index, segments = deleted, "retention deleted segments");
                 }
             }
             if checkpoint {
-                b.replicas.checkpoint_high_watermarks();
+                r.checkpoint_high_watermarks();
             }
         })
         .await;

@@ -2,9 +2,11 @@
 //!
 //! [`ReplicaManager::reconcile`] is the only place partitions are created or
 //! removed: it compares the image with what is open locally, opens logs for
-//! new assignments, deletes the logs of deleted topics and updates leadership.
-//! It is idempotent, so both the metadata-follower task and the admin handlers
-//! (which want their partitions to exist before they answer) may call it.
+//! new assignments, deletes the logs of deleted topics and updates leadership
+//! and topic configs. It blocks on disk work, so after start-up only the
+//! [`reconciler`] task calls it, on a blocking thread; whoever needs its
+//! partitions to exist awaits that task. Topic configs are resolved only when
+//! a topic's config map or the dynamic broker configs changed.
 //!
 //! Partition directories are `<log.dir>/<topic>-<partition>`, each with a
 //! `partition.metadata` file naming the topic id, so a directory left behind
@@ -29,6 +31,7 @@ pub mod partition;
 mod partition_tests;
 pub mod producer_snapshot;
 pub mod producer_state;
+pub mod reconciler;
 pub mod storage_adapter;
 pub mod validation;
 
@@ -63,11 +66,18 @@ pub struct ReplicaManager {
     /// Serialises reconciliation (opening and deleting logs is not idempotent
     /// under concurrency).
     reconcile_lock: Mutex<()>,
+    /// Resolved topic configs by topic name, with the config map each was
+    /// resolved from; emptied when the dynamic broker configs (which topics
+    /// inherit) change. Only `reconcile` uses it.
+    topic_configs: Mutex<TopicConfigCache>,
     /// What the log cleaner removed since start (metrics).
     pub cleaner_totals: cleaner::CleanerTotals,
     /// Segments retention (time or size) deleted since start (metrics).
     pub retention_segments_deleted: std::sync::atomic::AtomicU64,
 }
+
+/// Topic name -> (the config map a config was resolved from, the resolved config).
+type TopicConfigCache = HashMap<String, (BTreeMap<String, String>, Arc<TopicConfig>)>;
 
 /// Why a hosted partition is not open, and when to try again.
 #[derive(Debug, Clone)]
@@ -125,6 +135,7 @@ impl ReplicaManager {
             offline: Mutex::new(HashMap::new()),
             hw_checkpoint: Mutex::new(HwCheckpointState { loaded: checkpointed.clone(), written: checkpointed }),
             reconcile_lock: Mutex::new(()),
+            topic_configs: Mutex::new(HashMap::new()),
             cleaner_totals: cleaner::CleanerTotals::default(),
             retention_segments_deleted: std::sync::atomic::AtomicU64::new(0),
         };
@@ -197,6 +208,24 @@ impl ReplicaManager {
         }
     }
 
+    /// The resolved config of topic `name`, resolved again only when its config map
+    /// differs from the one the cached value came from.
+    fn cached_topic_config(
+        &self,
+        cache: &mut TopicConfigCache,
+        name: &str,
+        configs: &BTreeMap<String, String>,
+    ) -> Arc<TopicConfig> {
+        if let Some((from, config)) = cache.get(name) {
+            if from == configs {
+                return config.clone();
+            }
+        }
+        let config = self.topic_config(configs);
+        cache.insert(name.to_string(), (configs.clone(), config.clone()));
+        config
+    }
+
     fn topic_config(&self, configs: &BTreeMap<String, String>) -> Arc<TopicConfig> {
         let broker = self.effective_broker_config();
         match TopicConfig::resolve(&broker, configs) {
@@ -213,9 +242,13 @@ impl ReplicaManager {
     /// back-off has passed (`has_offline_partitions` tells the caller to come back).
     pub fn reconcile(&self, image: &MetadataImage) {
         let _guard = self.reconcile_lock.lock().expect("reconcile lock poisoned");
+        let mut topic_configs = self.topic_configs.lock().expect("topic config cache poisoned");
         if self.update_dynamic_configs(image) {
-            self.refresh_configs(image);
+            // Every topic inherits them: resolve all again (the loop below pushes
+            // the results to the open partitions).
+            topic_configs.clear();
         }
+        topic_configs.retain(|name, _| image.topic(name).is_some());
         let now = crate::clock::now_ms();
         // Remove partitions whose topic is gone (or was re-created with a new id).
         let stale: Vec<Arc<Partition>> = {
@@ -243,7 +276,7 @@ impl ReplicaManager {
         let mut out_of_descriptors = false;
         let mut budget: Option<descriptors::DescriptorBudget> = None;
         for topic in image.topics.values() {
-            let config = self.topic_config(&topic.configs);
+            let config = self.cached_topic_config(&mut topic_configs, &topic.name, &topic.configs);
             for p in topic.partitions.values() {
                 if !p.replicas.contains(&self.node_id) {
                     continue;
@@ -251,7 +284,8 @@ impl ReplicaManager {
                 if let Some(existing) = self.get(&topic.name, p.partition) {
                     existing.apply_metadata(p, now);
                     // A topic config change (AlterConfigs) takes effect on the live partition.
-                    if *existing.config() != *config {
+                    let current = existing.config();
+                    if !Arc::ptr_eq(&current, &config) && *current != *config {
                         existing.set_config(config.clone());
                     }
                     continue;
@@ -374,15 +408,6 @@ impl ReplicaManager {
         match hw_checkpoint::write(&self.log_dir, &entries) {
             Ok(()) => state.written = entries,
             Err(e) => warn!(dir = %self.log_dir.display(), error = %e, "writing the high-watermark checkpoint failed"),
-        }
-    }
-
-    /// Pushes changed topic configs to the open partitions.
-    pub fn refresh_configs(&self, image: &MetadataImage) {
-        for p in self.all() {
-            if let Some(t) = image.topic(&p.topic) {
-                p.set_config(self.topic_config(&t.configs));
-            }
         }
     }
 

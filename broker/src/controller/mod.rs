@@ -1,7 +1,15 @@
-//! The active controller's duties: broker liveness and partition leadership.
+//! What the active controller does, and only it: broker liveness and fencing, leader
+//! election for partitions whose leader is gone, the automatic preferred-leader rebalance
+//! ([`leader_balance`]) and the completion of partition reassignments ([`reassignment`]).
+//! Replica placement for new partitions ([`placement`]) is a controller decision too, though
+//! the broker receiving the admin request computes it (see that module).
 //!
-//! Every voter runs [`run`]; it acts only while its node leads the metadata quorum, so there
-//! is one actor at a time and its decisions go through the log like any other change.
+//! Why only the active controller: these are decisions about the whole cluster taken on a
+//! clock (a broker stopped answering, a reassignment caught up). Every voter runs [`run`],
+//! but it acts only while its node leads the metadata quorum, so there is one actor at a
+//! time and its decisions go through the log like any other change; a deposed controller's
+//! stale proposals are rejected by the partition epochs they carry. Everything here reaches
+//! the cluster through a [`MetadataQuorum`] handle only, never through broker state.
 //!
 //! **Liveness.** Every [`Settings::tick`] the active controller sends an ApiVersions request
 //! to the advertised Kafka endpoint of each unfenced broker (other than itself: a node
@@ -20,6 +28,10 @@
 //! returns, because only they are known to hold every acknowledged record. Only with
 //! `unclean.leader.election.enable=true` (topic config, else the cluster default) does a live
 //! replica outside the ISR take over, becoming the whole ISR (records may be lost).
+
+pub mod leader_balance;
+pub mod placement;
+pub mod reassignment;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,8 +52,8 @@ pub struct Settings {
     pub probe_timeout: Duration,
     /// `unclean.leader.election.enable` of this node's static config.
     pub unclean_leader_election: bool,
-    /// The automatic preferred-leader rebalance ([`crate::leader_balance`]).
-    pub leader_balance: crate::leader_balance::Settings,
+    /// The automatic preferred-leader rebalance ([`leader_balance`]).
+    pub leader_balance: leader_balance::Settings,
 }
 
 impl Default for Settings {
@@ -51,7 +63,7 @@ impl Default for Settings {
             tick: Duration::from_millis(500),
             probe_timeout: Duration::from_millis(1000),
             unclean_leader_election: false,
-            leader_balance: crate::leader_balance::Settings::default(),
+            leader_balance: leader_balance::Settings::default(),
         }
     }
 }
@@ -61,7 +73,7 @@ pub async fn run(quorum: MetadataQuorum, settings: Settings, mut shutdown: watch
     // node id -> (broker epoch, last time it answered)
     let mut last_seen: BTreeMap<i32, (i64, Instant)> = BTreeMap::new();
     let mut was_leader = false;
-    let mut rebalance = crate::leader_balance::AutoRebalance::new(settings.leader_balance.clone());
+    let mut rebalance = leader_balance::AutoRebalance::new(settings.leader_balance.clone());
     loop {
         tokio::select! {
             _ = tokio::time::sleep(settings.tick) => {}
@@ -84,7 +96,7 @@ pub async fn run(quorum: MetadataQuorum, settings: Settings, mut shutdown: watch
         let unclean = quorum.image().broker_config(quorum.node_id(), "unclean.leader.election.enable").map_or(settings.unclean_leader_election, |v| v.eq_ignore_ascii_case("true"));
         elect_leaders(&quorum, unclean).await;
         rebalance.tick(&quorum).await;
-        crate::reassignment::complete_ready(&quorum).await;
+        reassignment::complete_ready(&quorum).await;
     }
 }
 
