@@ -25,6 +25,7 @@ pub mod hw_checkpoint;
 pub mod isr;
 pub mod maintenance;
 pub mod partition;
+pub mod replication;
 #[cfg(test)]
 mod partition_tests;
 pub mod producer_snapshot;

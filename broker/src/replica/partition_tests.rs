@@ -1,8 +1,8 @@
-//! The replica state machine of one partition, without a network: a leader and follower
-//! `Partition` in temp dirs, driven by the calls the fetch handler and the fetcher make.
-//! Covers the high watermark (min over the ISR, held below min.insync.replicas, pending
-//! ISR additions counted), ISR shrink/expand proposals, leader epochs, divergence detection
-//! and truncation, and leadership checks.
+//! One partition with its log, without a network: a leader and follower `Partition` in
+//! temp dirs, driven by the calls the fetch handler and the fetcher make. Covers how the
+//! partition wires the replication state machine (its own unit tests are in
+//! `replication.rs`) to the log: the published high watermark, ISR proposals, leader
+//! epochs, divergence detection and truncation, leadership checks and producer snapshots.
 
 use std::sync::Arc;
 
@@ -91,27 +91,6 @@ fn a_lone_replica_commits_on_append() {
     let p = Partition::open("t", [1; 16], 0, dir.path(), config(2), 1, &meta, 0, i64::MAX, None).expect("open");
     p.append_from_client(batch(3), 9, 10).expect("append");
     assert_eq!(p.view().high_watermark, 3, "the whole ISR (all replicas) has it");
-}
-
-#[test]
-fn lagging_follower_leaves_the_isr() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let leader = open(&dir, 1, &image(1, 0, 0, &[1, 2, 3]), 1);
-    leader.append_from_client(batch(4), 9, 100).expect("append");
-    assert_eq!(leader.record_follower_fetch(2, 4, 0, 200), Ok(None));
-    assert!(leader.isr_proposal(1_000, 5_000).is_none(), "within replica.lag.time.max.ms");
-    // Follower 2 keeps fetching at the log end; 3 never fetched since leadership began at t=0.
-    assert_eq!(leader.record_follower_fetch(2, 4, 0, 5_500), Ok(None));
-    let p = leader.isr_proposal(6_000, 5_000).expect("shrink");
-    assert_eq!(p.isr, vec![1, 2], "3 lagged more than replica.lag.time.max.ms");
-    // A follower fetching but behind, with the leader appending all the time, lags too.
-    leader.apply_metadata(&image(1, 0, 1, &[1, 2]), 6_001);
-    leader.append_from_client(batch(1), 9, 6_100).expect("append");
-    assert_eq!(leader.record_follower_fetch(2, 4, 0, 6_200), Ok(None), "caught up to the end seen at 5_500");
-    leader.append_from_client(batch(1), 9, 6_300).expect("append");
-    assert_eq!(leader.record_follower_fetch(2, 4, 0, 12_000), Ok(None), "still at 4 while the leader is at 6");
-    let p = leader.isr_proposal(12_000, 5_000).expect("shrink");
-    assert_eq!(p.isr, vec![1]);
 }
 
 #[test]
