@@ -18,13 +18,14 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use klamm_config::TopicConfig;
-use klamm_protocol::records::{self, iter_batches, Compression, RecordBatch, TimestampType};
+use klamm_protocol::records::{self, iter_batches, Compression, RecordBatch, RecordsError, TimestampType};
 use klamm_protocol::ErrorCode;
 use klamm_raft::{PartitionImage, NO_LEADER};
 use klamm_storage::{CompactionStats, Log, LogReader};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::follower_health::{FollowerHealth, FollowerHealthReport};
 use super::producer_snapshot;
 use super::producer_state::{IncomingBatch, ProducerStateTable, SequenceCheck};
 use super::replication::{ReplicationState, RoleChange};
@@ -90,6 +91,22 @@ pub struct FetchPosition {
     pub log_start_offset: i64,
 }
 
+/// What a leader's Fetch answer says of a partition besides its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderFetchState {
+    /// The epoch the follower fetched in (a newer local epoch fences the answer).
+    pub leader_epoch: i32,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// A validated batch of a leader's answer; `end` is its end in the answer's bytes.
+struct FetchedBatch {
+    batch: RecordBatch,
+    header: klamm_storage::BatchHeader,
+    end: usize,
+}
+
 /// What kind of change of the view [`Partition::update_view`] checks.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ViewChange {
@@ -133,6 +150,7 @@ pub struct Partition {
     /// This broker's id (a view whose leader it is describes its own leadership).
     node_id: i32,
     state: Mutex<Option<OpenPartition>>,
+    follower_health: FollowerHealth,
     reader: LogReader,
     view: watch::Sender<PartitionView>,
     config: RwLock<Arc<TopicConfig>>,
@@ -201,6 +219,7 @@ impl Partition {
             dir: dir.to_path_buf(),
             node_id,
             state: Mutex::new(Some(OpenPartition { log, producers, replication, snapshot_offset })),
+            follower_health: FollowerHealth::default(),
             reader,
             view: watch::channel(view).0,
             config: RwLock::new(config),
@@ -397,48 +416,48 @@ impl Partition {
     /// batch at the end is left for the next fetch), keeping their offsets and leader
     /// epochs, then takes the leader's high watermark (capped by what this log holds) and
     /// log start offset. Returns the new log end offset.
-    pub fn append_as_follower(&self, records: Bytes, leader_epoch: i32, leader_high_watermark: i64, leader_log_start: i64, now_ms: i64) -> Result<i64, PartitionError> {
+    ///
+    /// Every batch is validated first (structure and CRC, as Kafka checks batches of
+    /// every origin): if one fails, nothing is appended, the partition is flagged and
+    /// counted in [`Partition::follower_health`], the failure is logged once, and the
+    /// answer is CORRUPT_MESSAGE (the fetcher backs off before asking again).
+    pub fn append_as_follower(&self, records: Bytes, leader: LeaderFetchState, now_ms: i64) -> Result<i64, PartitionError> {
+        // Outside the lock: CRCs of up to replica.fetch.max.bytes.
+        let fetched = self.check_fetched(&records)?;
         let mut guard = self.lock();
         let w = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
-        if w.replication.is_leader() || w.replication.leader_epoch() != leader_epoch {
+        if w.replication.is_leader() || w.replication.leader_epoch() != leader.leader_epoch {
             return Err(PartitionError::code(ErrorCode::FENCED_LEADER_EPOCH));
         }
         let leo = w.log.log_end_offset();
-        let mut whole = 0usize;
-        let mut batches = Vec::new();
-        let mut headers = Vec::new();
-        let mut iter = iter_batches(records.clone());
-        while let Some(batch) = iter.next() {
-            let Ok(batch) = batch else { break };
-            if batch.base_offset() < leo {
-                // Already here (a retried fetch); the log only takes offsets from its end.
-                break;
-            }
-            headers.push(
-                klamm_storage::BatchHeader::of(&batch)
-                    .map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?,
-            );
-            batches.push(batch);
-            whole = iter.position();
-        }
-        if whole > 0 {
+        // Already here (a retried fetch) from the first batch below the log end on: the
+        // log only takes offsets from its end.
+        let new = fetched.iter().take_while(|f| f.batch.base_offset() >= leo).count();
+        if new > 0 {
+            let whole = fetched[new - 1].end;
+            let headers: Vec<_> = fetched[..new].iter().map(|f| f.header).collect();
             w.log.append_parsed_as_follower(&records[..whole], &headers, now_ms).map_err(|e| {
                 warn!(topic = %self.topic, partition = self.index, error = %e, "follower append failed");
                 PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
             })?;
-            for batch in &batches {
-                w.producers.replay(batch);
+            for f in &fetched[..new] {
+                w.producers.replay(&f.batch);
             }
         }
         let leo = w.log.log_end_offset();
-        if leader_log_start > w.log.log_start_offset() && leader_log_start <= leo {
-            if let Err(e) = w.log.advance_log_start_offset(leader_log_start) {
+        if leader.log_start_offset > w.log.log_start_offset() && leader.log_start_offset <= leo {
+            if let Err(e) = w.log.advance_log_start_offset(leader.log_start_offset) {
                 warn!(topic = %self.topic, partition = self.index, error = %e, "following the leader's log start failed");
             }
         }
         let log_start = w.log.log_start_offset();
-        let hw = leader_high_watermark.min(leo);
+        let hw = leader.high_watermark.min(leo);
         drop(guard);
+        if !fetched.is_empty() {
+            if let Some(failure) = self.follower_health.record_good() {
+                info!(topic = %self.topic, partition = self.index, previous_failure = %failure, "the leader serves valid batches again");
+            }
+        }
         self.update_view(ViewChange::Reset, |v| {
             v.log_end_offset = leo;
             v.log_start_offset = log_start;
@@ -447,6 +466,39 @@ impl Partition {
             true
         });
         Ok(leo)
+    }
+
+    /// Splits a leader's answer into whole batches and validates each (a partial batch
+    /// at the end is cut off by the leader's size limit and comes whole next time).
+    fn check_fetched(&self, records: &Bytes) -> Result<Vec<FetchedBatch>, PartitionError> {
+        let mut fetched = Vec::new();
+        let mut iter = iter_batches(records.clone());
+        while let Some(batch) = iter.next() {
+            let checked = match batch {
+                Ok(batch) => batch.validate_header().map_err(|e| format!("batch at offset {}: {e}", batch.base_offset())).and_then(|()| {
+                    let header = klamm_storage::BatchHeader::of(&batch).map_err(|e| format!("batch at offset {}: {e}", batch.base_offset()))?;
+                    Ok(FetchedBatch { batch, header, end: iter.position() })
+                }),
+                Err(RecordsError::Truncated { .. }) => break,
+                Err(e) => Err(format!("unreadable batch at byte {} of the answer: {e}", iter.position())),
+            };
+            match checked {
+                Ok(f) => fetched.push(f),
+                Err(reason) => {
+                    if self.follower_health.record_corrupt(&reason) {
+                        warn!(topic = %self.topic, partition = self.index, %reason, "refusing a corrupt batch from the leader; nothing appended, will retry with back-off");
+                    }
+                    return Err(PartitionError::new(ErrorCode::CORRUPT_MESSAGE, reason));
+                }
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// As follower: batches refused from the leader, and whether the partition is stuck
+    /// on one (for operators and metrics).
+    pub fn follower_health(&self) -> FollowerHealthReport {
+        self.follower_health.report()
     }
 
     /// As follower: the leader said our log diverged after `(epoch, end_offset)`; truncates

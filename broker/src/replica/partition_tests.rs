@@ -12,7 +12,7 @@ use klamm_protocol::records::RecordBatchBuilder;
 use klamm_protocol::ErrorCode;
 use klamm_raft::PartitionImage;
 
-use super::partition::Partition;
+use super::partition::{LeaderFetchState, Partition};
 
 fn config(min_isr: i32) -> Arc<TopicConfig> {
     let loaded = BrokerConfig::load(None, &[]).expect("default config");
@@ -44,6 +44,11 @@ fn leader_and_follower() -> ([tempfile::TempDir; 2], Partition, Partition) {
     let leader = open(&dirs[0], 1, &image(1, 0, 0, &[1, 2, 3]), 1);
     let follower = open(&dirs[1], 2, &image(1, 0, 0, &[1, 2, 3]), 1);
     (dirs, leader, follower)
+}
+
+/// The leader's side of a Fetch answer in `leader_epoch`.
+fn answer(leader_epoch: i32, high_watermark: i64, log_start_offset: i64) -> LeaderFetchState {
+    LeaderFetchState { leader_epoch, high_watermark, log_start_offset }
 }
 
 /// Everything `p` holds from `from` to its log end offset.
@@ -105,12 +110,43 @@ fn only_the_leader_takes_client_writes() {
 }
 
 #[test]
+fn follower_refuses_a_corrupt_batch_and_recovers_on_good_data() {
+    let (_dirs, leader, follower) = leader_and_follower();
+    leader.append_from_client(batch(2), 9, 10).expect("append");
+    leader.append_from_client(batch(3), 9, 11).expect("append");
+    let good = read_all(&leader, 0);
+    // A flipped byte in the second batch's records: its CRC no longer matches. The
+    // first batch is valid, but nothing of the answer is appended.
+    let mut bad = good.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    for attempt in 0..3 {
+        let err = follower.append_as_follower(Bytes::from(bad.clone()), answer(0, 5, 0), 12 + attempt).expect_err("corrupt");
+        assert_eq!(err.code, ErrorCode::CORRUPT_MESSAGE);
+        assert!(err.message.as_deref().is_some_and(|m| m.contains("offset 2") && m.contains("crc mismatch")), "{:?}", err.message);
+    }
+    assert_eq!(follower.view().log_end_offset, 0, "nothing appended");
+    let health = follower.follower_health();
+    assert_eq!(health.corrupt_batches_from_leader, 3);
+    assert!(health.failing.is_some(), "the partition is flagged");
+    // A batch whose length field is impossible (below the minimum) is refused too.
+    let mut garbage = good.to_vec();
+    garbage[8..12].copy_from_slice(&3i32.to_be_bytes());
+    assert_eq!(follower.append_as_follower(Bytes::from(garbage), answer(0, 5, 0), 15).expect_err("garbage").code, ErrorCode::CORRUPT_MESSAGE);
+    // The leader serves good data again: appended, the flag cleared, the count kept.
+    assert_eq!(follower.append_as_follower(good, answer(0, 5, 0), 16).expect("good data"), 5);
+    assert_eq!(follower.view().high_watermark, 5);
+    let health = follower.follower_health();
+    assert_eq!((health.corrupt_batches_from_leader, health.failing), (4, None));
+}
+
+#[test]
 fn follower_copies_and_truncates_a_diverging_suffix() {
     // Leader 1 in epoch 0 writes 3 records; follower 2 copies them.
     let (_dirs, leader, follower) = leader_and_follower();
     leader.append_from_client(batch(3), 9, 10).expect("append");
     let data = read_all(&leader, 0);
-    assert_eq!(follower.append_as_follower(data.clone(), 0, 0, 0, 11).expect("copy"), 3);
+    assert_eq!(follower.append_as_follower(data.clone(), answer(0, 0, 0), 11).expect("copy"), 3);
     // Leader 1 writes 2 more in epoch 0 that follower 2 never gets...
     leader.append_from_client(batch(2), 9, 12).expect("append");
     let leader_suffix = read_all(&leader, 3);
@@ -130,7 +166,7 @@ fn follower_copies_and_truncates_a_diverging_suffix() {
     // Now it copies the new leader's epoch-1 record and both logs are identical.
     let pos = leader.fetch_position().expect("follower");
     assert_eq!(follower.record_follower_fetch(1, pos.fetch_offset, pos.last_fetched_epoch, 17), Ok(None));
-    leader.append_as_follower(read_all(&follower, 3), 1, 4, 0, 18).expect("copy epoch 1");
+    leader.append_as_follower(read_all(&follower, 3), answer(1, 4, 0), 18).expect("copy epoch 1");
     assert_eq!(read_all(&leader, 0), read_all(&follower, 0));
     assert_ne!(read_all(&leader, 3), leader_suffix, "the uncommitted suffix is gone");
     assert_eq!(leader.view().high_watermark, 4);
@@ -143,7 +179,7 @@ fn follower_truncates_to_an_offset_without_epochs() {
     for records in [2, 1, 2] {
         leader.append_from_client(batch(records), 9, 10).expect("append");
     }
-    assert_eq!(follower.append_as_follower(read_all(&leader, 0), 0, 5, 0, 11).expect("copy"), 5);
+    assert_eq!(follower.append_as_follower(read_all(&leader, 0), answer(0, 5, 0), 11).expect("copy"), 5);
     assert_eq!(follower.view().high_watermark, 5);
 
     // At or past the log end: nothing to do.
@@ -163,7 +199,7 @@ fn follower_truncates_to_an_offset_without_epochs() {
     assert_eq!((pos.fetch_offset, pos.last_fetched_epoch), (2, 0));
 
     // It fetches the rest again and both logs are identical.
-    assert_eq!(follower.append_as_follower(read_all(&leader, 2), 0, 5, 0, 12).expect("copy again"), 5);
+    assert_eq!(follower.append_as_follower(read_all(&leader, 2), answer(0, 5, 0), 12).expect("copy again"), 5);
     assert_eq!(read_all(&follower, 0), read_all(&leader, 0));
 
     // A leader never truncates on request.
@@ -176,7 +212,7 @@ fn follower_truncates_to_an_offset_without_epochs() {
 fn stale_follower_epoch_is_fenced_at_append() {
     let dir = tempfile::tempdir().expect("tempdir");
     let follower = open(&dir, 2, &image(1, 3, 0, &[1, 2, 3]), 1);
-    let err = follower.append_as_follower(batch(1), 2, 0, 0, 10).expect_err("answer of an older epoch");
+    let err = follower.append_as_follower(batch(1), answer(2, 0, 0), 10).expect_err("answer of an older epoch");
     assert_eq!(err.code, ErrorCode::FENCED_LEADER_EPOCH);
 }
 
@@ -270,7 +306,7 @@ fn truncation_below_the_snapshot_removes_it() {
     for records in [2, 1, 2] {
         leader.append_from_client(batch(records), 9, 10).expect("append");
     }
-    assert_eq!(follower.append_as_follower(read_all(&leader, 0), 0, 5, 0, 11).expect("copy"), 5);
+    assert_eq!(follower.append_as_follower(read_all(&leader, 0), answer(0, 5, 0), 11).expect("copy"), 5);
     // The maintenance tick snapshots a log that rolled since the last snapshot (here: none yet).
     follower.maintain(20, false, None);
     let snapshot = dirs[1].path().join(super::producer_snapshot::PRODUCER_SNAPSHOT);
@@ -291,7 +327,7 @@ fn a_new_leader_reports_its_epoch_start_until_the_high_watermark_passes_it() {
     let (_dirs, leader, follower) = leader_and_follower();
     leader.append_from_client(batch(5), 9, 10).expect("append");
     // Copied, but the old leader's high watermark was still 0.
-    assert_eq!(follower.append_as_follower(read_all(&leader, 0), 0, 0, 0, 11).expect("copy"), 5);
+    assert_eq!(follower.append_as_follower(read_all(&leader, 0), answer(0, 0, 0), 11).expect("copy"), 5);
     assert_eq!(follower.view().leader_epoch_start_offset, -1, "not leader");
     follower.apply_metadata(&image(2, 1, 1, &[2, 3]), 12);
     let v = follower.view();
