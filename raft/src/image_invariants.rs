@@ -104,36 +104,34 @@ mod tests {
         PartitionImage { partition: 0, replicas: vec![1, 2, 3], isr: isr.to_vec(), leader, leader_epoch, partition_epoch: leader_epoch, ..Default::default() }
     }
 
+    /// Checks a change of `t-0` from `from` to `to`, as after a fencing command.
+    fn check_change(from: PartitionImage, to: PartitionImage) {
+        let (mut image, before) = image_with(from);
+        image.topics.get_mut("t").expect("topic").partitions.insert(0, to);
+        before.check(&image);
+    }
+
     #[test]
     fn a_sound_change_passes() {
-        let (mut image, before) = image_with(partition(1, &[1, 2], 3));
-        image.topics.get_mut("t").unwrap().partitions.insert(0, partition(2, &[2], 4));
-        before.check(&image);
-        image.topics.get_mut("t").unwrap().partitions.insert(0, partition(NO_LEADER, &[2], 5));
-        before.check(&image);
+        check_change(partition(1, &[1, 2], 3), partition(2, &[2], 4));
+        check_change(partition(1, &[1, 2], 3), partition(NO_LEADER, &[2], 5));
     }
 
     #[test]
     #[should_panic(expected = "not in isr")]
     fn a_leader_outside_the_isr_is_caught() {
-        let (mut image, before) = image_with(partition(1, &[1, 2], 3));
-        image.topics.get_mut("t").unwrap().partitions.insert(0, partition(3, &[1, 2], 4));
-        before.check(&image);
+        check_change(partition(1, &[1, 2], 3), partition(3, &[1, 2], 4));
     }
 
     #[test]
     #[should_panic(expected = "not within replicas")]
     fn an_isr_member_outside_the_replicas_is_caught() {
-        let (mut image, before) = image_with(partition(1, &[1, 2], 3));
-        image.topics.get_mut("t").unwrap().partitions.insert(0, partition(1, &[1, 4], 4));
-        before.check(&image);
+        check_change(partition(1, &[1, 2], 3), partition(1, &[1, 4], 4));
     }
 
     #[test]
     #[should_panic(expected = "epochs went back")]
     fn an_epoch_going_back_is_caught() {
-        let (mut image, before) = image_with(partition(1, &[1, 2], 3));
-        image.topics.get_mut("t").unwrap().partitions.insert(0, partition(1, &[1, 2], 2));
-        before.check(&image);
+        check_change(partition(1, &[1, 2], 3), partition(1, &[1, 2], 2));
     }
 }

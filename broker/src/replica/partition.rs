@@ -10,8 +10,9 @@
 //! The decisions of replication (roles, ISR, follower progress, the high
 //! watermark, ISR proposals) are made by the pure state machine in
 //! `replication.rs`; this file feeds it the log's offsets and carries out what
-//! it decides. Every change of the view passes [`Partition::update_view`],
-//! which checks the view's invariants.
+//! it decides. Every change of the view passes [`Partition::update_view`]
+//! under the state lock (so views are published in the order the changes were
+//! made, never a stale one after a newer one), which checks its invariants.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -266,7 +267,8 @@ impl Partition {
     /// truncation the log start offset never moves back; and while this
     /// broker leads in one epoch its high watermark never moves back. These
     /// are guaranteed by construction, so they are always checked (they are
-    /// cheap). Only the first holds for a [`ViewChange::Reset`].
+    /// cheap). Only the first holds for a [`ViewChange::Reset`]. Called under
+    /// the state lock.
     fn update_view(&self, kind: ViewChange, change: impl FnOnce(&mut PartitionView) -> bool) {
         let node_id = self.node_id;
         self.view.send_if_modified(|v| {
@@ -302,7 +304,6 @@ impl Partition {
         let hw = self.leader_high_watermark(w);
         let st = &w.replication;
         let (leader, leader_epoch, leader_epoch_start_offset) = (st.leader(), st.leader_epoch(), st.leader_epoch_start_offset());
-        drop(guard);
         // A change of role or epoch: the previous high watermark may be a follower's.
         self.update_view(ViewChange::Reset, |v| {
             v.leader = leader;
@@ -376,8 +377,8 @@ impl Partition {
         }
         w.replication.record_follower_fetch(replica, fetch_offset, leo, now_ms);
         let hw = self.leader_high_watermark(w);
-        drop(guard);
         self.publish_high_watermark(hw);
+        drop(guard);
         Ok(None)
     }
 
@@ -452,12 +453,6 @@ impl Partition {
         }
         let log_start = w.log.log_start_offset();
         let hw = leader.high_watermark.min(leo);
-        drop(guard);
-        if !fetched.is_empty() {
-            if let Some(failure) = self.follower_health.record_good() {
-                info!(topic = %self.topic, partition = self.index, previous_failure = %failure, "the leader serves valid batches again");
-            }
-        }
         self.update_view(ViewChange::Reset, |v| {
             v.log_end_offset = leo;
             v.log_start_offset = log_start;
@@ -465,6 +460,12 @@ impl Partition {
             v.last_stable_offset = v.high_watermark;
             true
         });
+        drop(guard);
+        if !fetched.is_empty() {
+            if let Some(failure) = self.follower_health.record_good() {
+                info!(topic = %self.topic, partition = self.index, previous_failure = %failure, "the leader serves valid batches again");
+            }
+        }
         Ok(leo)
     }
 
@@ -540,7 +541,6 @@ impl Partition {
         w.producers = ProducerStateTable::default();
         w.truncated(&self.dir, true);
         let leo = w.log.log_end_offset();
-        drop(guard);
         self.update_view(ViewChange::Reset, |v| {
             v.log_start_offset = leo;
             v.log_end_offset = leo;
@@ -548,6 +548,7 @@ impl Partition {
             v.last_stable_offset = leo;
             true
         });
+        drop(guard);
         Ok(leo)
     }
 
@@ -688,7 +689,6 @@ impl Partition {
         let leo = open.log.log_end_offset();
         let log_start = open.log.log_start_offset();
         let hw = self.leader_high_watermark(open);
-        drop(guard);
         self.update_view(ViewChange::Advance, |v| {
             v.log_end_offset = leo;
             v.log_start_offset = log_start;
@@ -698,6 +698,7 @@ impl Partition {
             }
             true
         });
+        drop(guard);
         Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: append_time, log_start_offset: log_start, leader_epoch })
     }
 
@@ -739,8 +740,8 @@ impl Partition {
             return Err(ErrorCode::KAFKA_STORAGE_ERROR);
         }
         let log_start = open.log.log_start_offset();
-        drop(guard);
         self.publish_log_start_offset(log_start);
+        drop(guard);
         Ok(log_start)
     }
 
@@ -790,8 +791,8 @@ impl Partition {
             }
         };
         let log_start = open.log.log_start_offset();
-        drop(guard);
         self.publish_log_start_offset(log_start);
+        drop(guard);
         (!stats.aborted).then_some(stats)
     }
 
@@ -829,8 +830,8 @@ impl Partition {
         // without the lock.
         let rolled_since_snapshot = open.log.active_segment_base_offset() > open.snapshot_offset;
         let snapshot = rolled_since_snapshot.then(|| (open.log.log_end_offset(), open.producers.clone(), open.log.truncation_count()));
-        drop(guard);
         self.publish_log_start_offset(log_start);
+        drop(guard);
         // Outside the state lock: appends go on while rolled segments reach the disk.
         let mut flushed = Vec::with_capacity(rolled_flushes.len());
         for flush in rolled_flushes {
