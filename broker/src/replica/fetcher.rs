@@ -48,10 +48,12 @@ const MAX_PARTITION_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A partition's back-off after its leader's data could not be appended: the delay
 /// doubles with each failure, so a partition stuck on a corrupt batch neither spins
-/// the fetcher nor holds up the other partitions of the same leader.
+/// the fetcher nor holds up the other partitions of the same leader. A new leader
+/// epoch ends it (the leader may serve other data now).
 struct Backoff {
     delay: Duration,
     until: Instant,
+    leader_epoch: i32,
 }
 
 /// Starts and stops the per-leader fetcher tasks as leadership changes.
@@ -117,7 +119,9 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut shutdown: watch::Recei
         let now_instant = Instant::now();
         let positions: Vec<_> = positions
             .into_iter()
-            .filter(|(p, _)| backoffs.get(&TopicPartition::new(p.topic.as_str(), p.index)).is_none_or(|b| b.until <= now_instant))
+            .filter(|(p, pos)| {
+                backoffs.get(&TopicPartition::new(p.topic.as_str(), p.index)).is_none_or(|b| b.until <= now_instant || b.leader_epoch != pos.leader_epoch)
+            })
             .collect();
         if positions.is_empty() {
             let next = backoffs.values().map(|b| b.until).min().unwrap_or(now_instant + ERROR_BACKOFF);
@@ -180,7 +184,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut shutdown: watch::Recei
                         let key = TopicPartition::new(partition.topic.as_str(), partition.index);
                         let delay = backoffs.get(&key).map_or(ERROR_BACKOFF, |b| (b.delay * 2).min(MAX_PARTITION_BACKOFF));
                         debug!(topic = %partition.topic, partition = partition.index, ?delay, "partition backs off");
-                        backoffs.insert(key, Backoff { delay, until: Instant::now() + delay });
+                        backoffs.insert(key, Backoff { delay, until: Instant::now() + delay, leader_epoch: position.leader_epoch });
                     }
                 }
             }
