@@ -167,7 +167,16 @@ impl MetadataImage {
 
     /// Applies `cmd`, carried by the log entry at `index`. Deterministic; re-checks every
     /// precondition. A rejected command changes nothing except `last_applied_index`.
+    ///
+    /// Checks its post-condition on the partitions it may touch (see `image_invariants.rs`).
     pub fn apply(&mut self, index: u64, cmd: &MetadataCommand) -> CommandOutcome {
+        let before = crate::image_invariants::EpochsBefore::capture(self, cmd);
+        let outcome = self.apply_command(index, cmd);
+        before.check(self);
+        outcome
+    }
+
+    fn apply_command(&mut self, index: u64, cmd: &MetadataCommand) -> CommandOutcome {
         self.last_applied_index = index;
         match cmd {
             MetadataCommand::InitializeCluster { cluster_id } => self.apply_initialize_cluster(index, cluster_id),

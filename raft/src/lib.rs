@@ -166,6 +166,7 @@ mod file_format;
 mod follower;
 mod frame;
 mod image;
+mod image_invariants;
 mod image_watch;
 mod log_store;
 mod network;

@@ -13,6 +13,10 @@
 //! - OFFSET_OUT_OF_RANGE below the leader's log start: the log starts over there;
 //! - an epoch or leadership error: the metadata has moved on; the partition's position is
 //!   taken afresh from the local state on the next round.
+//!
+//! A partition whose records cannot be appended (a batch failing its CRC or structure
+//! check, which the partition logs once and flags, or a storage error) backs off
+//! exponentially; the leader's other partitions are fetched meanwhile.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,9 +27,10 @@ use klamm_protocol::messages::FetchRequest;
 use klamm_protocol::ErrorCode;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{FetchPosition, Partition};
+use super::{FetchPosition, LeaderFetchState, Partition, TopicPartition};
 use crate::net::client::KafkaClient;
 use crate::server::Broker;
 
@@ -35,8 +40,21 @@ const REPLICA_FETCH_VERSION: i16 = 12;
 /// How often the manager looks for partitions whose leader changed.
 const MANAGER_TICK: Duration = Duration::from_millis(100);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Pause after an error, so a leader that is down or not ready is not hammered.
+/// Pause after an error, so a leader that is down or not ready is not hammered; also
+/// the first back-off of a partition whose data could not be appended.
 const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+/// A partition whose appends keep failing is asked for again at most this rarely.
+const MAX_PARTITION_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A partition's back-off after its leader's data could not be appended: the delay
+/// doubles with each failure, so a partition stuck on a corrupt batch neither spins
+/// the fetcher nor holds up the other partitions of the same leader. A new leader
+/// epoch ends it (the leader may serve other data now).
+struct Backoff {
+    delay: Duration,
+    until: Instant,
+    leader_epoch: i32,
+}
 
 /// Starts and stops the per-leader fetcher tasks as leadership changes.
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
@@ -82,6 +100,7 @@ fn leader_address(broker: &Broker, leader: i32) -> Option<String> {
 /// One fetcher: loops while some partition follows `leader`.
 async fn fetch_from(broker: Arc<Broker>, leader: i32, mut shutdown: watch::Receiver<bool>) {
     let mut client: Option<KafkaClient> = None;
+    let mut backoffs: HashMap<TopicPartition, Backoff> = HashMap::new();
     let client_id = format!("klamm-replica-fetcher-{}-from-{leader}", broker.node_id);
     let wait_ms = broker.config.replica_fetch_wait_max_ms.max(0);
     let request_timeout = Duration::from_millis(wait_ms as u64) + Duration::from_secs(10);
@@ -93,6 +112,24 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut shutdown: watch::Recei
         if positions.is_empty() {
             debug!(leader, "no partition follows this leader any more; fetcher stops");
             return;
+        }
+        // Partitions backing off sit this round out; the others are fetched as usual.
+        let followed: HashSet<TopicPartition> = positions.iter().map(|(p, _)| TopicPartition::new(p.topic.as_str(), p.index)).collect();
+        backoffs.retain(|key, _| followed.contains(key));
+        let now_instant = Instant::now();
+        let positions: Vec<_> = positions
+            .into_iter()
+            .filter(|(p, pos)| {
+                backoffs.get(&TopicPartition::new(p.topic.as_str(), p.index)).is_none_or(|b| b.until <= now_instant || b.leader_epoch != pos.leader_epoch)
+            })
+            .collect();
+        if positions.is_empty() {
+            let next = backoffs.values().map(|b| b.until).min().unwrap_or(now_instant + ERROR_BACKOFF);
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.min(now_instant + MANAGER_TICK)) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
         }
         if client.is_none() {
             let Some(addr) = leader_address(&broker, leader) else {
@@ -137,8 +174,18 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut shutdown: watch::Recei
                 let Some((partition, position)) = by_name.get(&(topic.topic.as_str(), data.partition_index)).map(|e| (&e.0, e.1)) else {
                     continue;
                 };
-                if handle_partition(partition, &position, data, now) {
-                    progressed = true;
+                match handle_partition(partition, &position, data, now) {
+                    Outcome::Moved => {
+                        backoffs.remove(&TopicPartition::new(partition.topic.as_str(), partition.index));
+                        progressed = true;
+                    }
+                    Outcome::Unchanged => {}
+                    Outcome::Failed => {
+                        let key = TopicPartition::new(partition.topic.as_str(), partition.index);
+                        let delay = backoffs.get(&key).map_or(ERROR_BACKOFF, |b| (b.delay * 2).min(MAX_PARTITION_BACKOFF));
+                        debug!(topic = %partition.topic, partition = partition.index, ?delay, "partition backs off");
+                        backoffs.insert(key, Backoff { delay, until: Instant::now() + delay, leader_epoch: position.leader_epoch });
+                    }
                 }
             }
         }
@@ -179,53 +226,73 @@ fn fetch_request(broker: &Broker, positions: &[(Arc<Partition>, FetchPosition)],
     }
 }
 
-/// Applies one partition's answer; true if the partition moved (appended or truncated).
+/// What one partition's answer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Appended, truncated, or an empty answer after the leader's long poll.
+    Moved,
+    /// Nothing changed (an error that the next round's fresh position resolves).
+    Unchanged,
+    /// The leader's data could not be appended (corrupt, or a storage error): the
+    /// partition backs off.
+    Failed,
+}
+
+/// Applies one partition's answer.
 fn handle_partition(
     partition: &Partition,
     position: &FetchPosition,
     data: klamm_protocol::messages::fetch_response::PartitionData,
     now: i64,
-) -> bool {
+) -> Outcome {
     let code = ErrorCode::from(data.error_code);
     if code == ErrorCode::NONE {
         if data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0 {
             let (epoch, end) = (data.diverging_epoch.epoch, data.diverging_epoch.end_offset);
             info!(topic = %partition.topic, partition = partition.index, epoch, end, fetch_offset = position.fetch_offset, "leader reports a diverging log");
             return match partition.truncate_diverging(epoch, end) {
-                Ok(_) => true,
+                Ok(_) => Outcome::Moved,
                 Err(e) => {
                     debug!(topic = %partition.topic, partition = partition.index, error = ?e.code, "truncation skipped");
-                    false
+                    Outcome::Unchanged
                 }
             };
         }
         let records = data.records.unwrap_or_default();
         let had_records = !records.is_empty();
-        match partition.append_as_follower(records, position.leader_epoch, data.high_watermark, data.log_start_offset, now) {
-            Ok(leo) => had_records && leo > position.fetch_offset || !had_records,
+        let leader = LeaderFetchState { leader_epoch: position.leader_epoch, high_watermark: data.high_watermark, log_start_offset: data.log_start_offset };
+        match partition.append_as_follower(records, leader, now) {
+            Ok(leo) if had_records && leo <= position.fetch_offset => Outcome::Unchanged,
+            Ok(_) => Outcome::Moved,
+            // The metadata moved on; the next round fetches in the new epoch.
+            Err(e) if e.code == ErrorCode::FENCED_LEADER_EPOCH => Outcome::Unchanged,
+            // The partition logged it (once per distinct failure) and flagged itself.
+            Err(e) if e.code == ErrorCode::CORRUPT_MESSAGE => Outcome::Failed,
             Err(e) => {
-                if e.code != ErrorCode::FENCED_LEADER_EPOCH {
-                    warn!(topic = %partition.topic, partition = partition.index, error = ?e.code, message = e.message.as_deref().unwrap_or(""), "follower append failed");
-                }
-                false
+                warn!(topic = %partition.topic, partition = partition.index, error = ?e.code, message = e.message.as_deref().unwrap_or(""), "follower append failed");
+                Outcome::Failed
             }
         }
     } else if code == ErrorCode::OFFSET_OUT_OF_RANGE {
         if data.log_start_offset >= 0 && position.fetch_offset < data.log_start_offset {
             info!(topic = %partition.topic, partition = partition.index, leader_log_start = data.log_start_offset, "behind the leader's log start; starting over there");
-            partition.restart_at(data.log_start_offset).is_ok()
+            moved_if(partition.restart_at(data.log_start_offset).is_ok())
         } else if data.high_watermark >= 0 && position.fetch_offset > data.high_watermark {
             // Ahead of the leader with no epoch telling where the logs split (a log without
             // epochs, or an unclean election): keep what is committed, as Kafka does.
             warn!(topic = %partition.topic, partition = partition.index, leader_high_watermark = data.high_watermark, "ahead of the leader; truncating to its high watermark");
-            partition.truncate_to_offset(data.high_watermark).is_ok()
+            moved_if(partition.truncate_to_offset(data.high_watermark).is_ok())
         } else {
-            false
+            Outcome::Unchanged
         }
     } else {
         debug!(topic = %partition.topic, partition = partition.index, error = ?code, "replica fetch error");
-        false
+        Outcome::Unchanged
     }
+}
+
+fn moved_if(moved: bool) -> Outcome {
+    if moved { Outcome::Moved } else { Outcome::Unchanged }
 }
 
 async fn pause(shutdown: &mut watch::Receiver<bool>) {

@@ -23,10 +23,12 @@
 pub mod cleaner;
 mod descriptors;
 pub mod fetcher;
+pub mod follower_health;
 pub mod hw_checkpoint;
 pub mod isr;
 pub mod maintenance;
 pub mod partition;
+pub mod replication;
 #[cfg(test)]
 mod partition_tests;
 pub mod producer_snapshot;
@@ -46,7 +48,8 @@ use tracing::{debug, info, warn};
 
 pub use crate::topic_partition::TopicPartition;
 
-pub use partition::{AppendResult, FetchPosition, IsrProposal, Partition, PartitionError, PartitionView};
+pub use follower_health::FollowerHealthReport;
+pub use partition::{AppendResult, FetchPosition, IsrProposal, LeaderFetchState, Partition, PartitionError, PartitionView};
 
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
 const METADATA_LOG_DIR: &str = "__cluster_metadata-0";

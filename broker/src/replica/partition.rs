@@ -1,37 +1,36 @@
-//! One partition hosted on this broker: its log, producer state and the
-//! published [`PartitionView`].
+//! One partition hosted on this broker: coordinates its log, producer state,
+//! replication state and the published [`PartitionView`].
 //!
-//! Writers (produce) take the partition's writer lock for the duration of one
-//! append (a synchronous write to the page cache, no `.await` inside). Readers
-//! (fetch, list offsets) never take it: they read the published view from a
-//! `watch` channel and read log files below the published bound through a
-//! cloned [`LogReader`].
+//! Writers (produce, follower appends, truncation, maintenance) take the
+//! partition's state lock for the duration of one change (a synchronous write
+//! to the page cache, no `.await` inside). Readers (fetch, list offsets) never
+//! take it: they read the published view from a `watch` channel and read log
+//! files below the published bound through a cloned [`LogReader`].
 //!
-//! Replication state lives here too, under the same lock: the role this
-//! broker has for the partition (leader or follower, from the metadata
-//! image), the committed ISR, and as leader each follower's progress. The
-//! leader's high watermark is the smallest log end offset over the ISR (plus
-//! any replica whose addition to the ISR is pending, Kafka's "maximal ISR",
-//! so a replica entering the ISR never lacks a record below the high
-//! watermark) and does not move while the ISR is smaller than
-//! `min.insync.replicas` unless every replica is in it. See
-//! [`Partition::record_follower_fetch`], [`Partition::append_as_follower`].
+//! The decisions of replication (roles, ISR, follower progress, the high
+//! watermark, ISR proposals) are made by the pure state machine in
+//! `replication.rs`; this file feeds it the log's offsets and carries out what
+//! it decides. Every change of the view passes [`Partition::update_view`]
+//! under the state lock (so views are published in the order the changes were
+//! made, never a stale one after a newer one), which checks its invariants.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use klamm_config::TopicConfig;
-use klamm_protocol::records::{self, iter_batches, Compression, RecordBatch, TimestampType};
+use klamm_protocol::records::{self, iter_batches, Compression, RecordBatch, RecordsError, TimestampType};
 use klamm_protocol::ErrorCode;
 use klamm_raft::{PartitionImage, NO_LEADER};
 use klamm_storage::{CompactionStats, Log, LogReader};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::follower_health::{FollowerHealth, FollowerHealthReport};
 use super::producer_snapshot;
 use super::producer_state::{IncomingBatch, ProducerStateTable, SequenceCheck};
+use super::replication::{ReplicationState, RoleChange};
+pub use super::replication::IsrProposal;
 use super::storage_adapter::{self, log_config};
 use super::validation::{self, records_error_code, StoreAs};
 
@@ -82,10 +81,6 @@ pub struct AppendResult {
     pub leader_epoch: i32,
 }
 
-/// A follower counts as fetching (and may join the ISR) if its last fetch arrived this
-/// recently; an idle follower long-polls every `replica.fetch.wait.max.ms` (500 ms).
-const RECENT_FETCH_MS: i64 = 2_000;
-
 /// What a follower asks its leader for next (Fetch with a replica id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchPosition {
@@ -97,57 +92,45 @@ pub struct FetchPosition {
     pub log_start_offset: i64,
 }
 
-/// A follower's progress as the leader sees it.
-#[derive(Debug, Clone, Copy)]
-struct FollowerProgress {
-    /// Fetch offset of its latest fetch (its log end offset); -1 until it fetched.
-    log_end_offset: i64,
-    /// Last time it was known to have everything the leader had (Kafka's lastCaughtUpTime).
-    last_caught_up_ms: i64,
-    last_fetch_ms: i64,
-    /// The leader's log end offset when that fetch arrived.
-    leader_end_at_last_fetch: i64,
+/// What a leader's Fetch answer says of a partition besides its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderFetchState {
+    /// The epoch the follower fetched in (a newer local epoch fences the answer).
+    pub leader_epoch: i32,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
 }
 
-impl FollowerProgress {
-    /// A follower that has not fetched yet, counted as caught up at `now_ms` so it
-    /// gets `replica.lag.time.max.ms` to fetch before it may leave the ISR.
-    fn fresh(now_ms: i64) -> Self {
-        FollowerProgress { log_end_offset: -1, last_caught_up_ms: now_ms, last_fetch_ms: now_ms, leader_end_at_last_fetch: -1 }
-    }
+/// A validated batch of a leader's answer; `end` is its end in the answer's bytes.
+struct FetchedBatch {
+    batch: RecordBatch,
+    header: klamm_storage::BatchHeader,
+    end: usize,
 }
 
-/// This broker's replication state for the partition.
-struct ReplicaState {
-    node_id: i32,
-    leader: i32,
-    leader_epoch: i32,
-    partition_epoch: i32,
-    replicas: Vec<i32>,
-    /// The committed ISR (from the metadata image).
-    isr: Vec<i32>,
-    /// Replicas whose addition to the ISR was proposed but is not committed yet.
-    pending_additions: Vec<i32>,
-    /// Log end offset when this broker became leader in `leader_epoch`.
-    epoch_start_offset: i64,
-    followers: HashMap<i32, FollowerProgress>,
+/// What kind of change of the view [`Partition::update_view`] checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ViewChange {
+    /// Appends as leader, retention, DeleteRecords, compaction, a leader's new
+    /// high watermark: offsets only move forward.
+    Advance,
+    /// A role change, a follower taking the leader's high watermark (a new
+    /// leader's may lag the old one's) or a truncation (below the log start
+    /// it restarts the log there): offsets may move back.
+    Reset,
 }
 
-impl ReplicaState {
-    fn is_leader(&self) -> bool {
-        self.leader == self.node_id && self.leader != NO_LEADER
-    }
-}
-
-struct Writer {
+/// The partition's mutable state while its log is open (`None` in the lock
+/// once closed or deleted).
+struct OpenPartition {
     log: Log,
     producers: ProducerStateTable,
-    state: ReplicaState,
+    replication: ReplicationState,
     /// Offset of the producer-state snapshot on disk (-1: none).
     snapshot_offset: i64,
 }
 
-impl Writer {
+impl OpenPartition {
     /// After a truncation to the log's new end (`everything`: the whole log
     /// was replaced): the snapshot on disk may describe batches that are gone.
     fn truncated(&mut self, dir: &Path, everything: bool) {
@@ -160,19 +143,15 @@ impl Writer {
     }
 }
 
-/// An ISR change the leader wants the controller to make.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IsrProposal {
-    pub expected_partition_epoch: i32,
-    pub isr: Vec<i32>,
-}
-
 pub struct Partition {
     pub topic: String,
     pub topic_id: [u8; 16],
     pub index: i32,
     pub dir: PathBuf,
-    writer: Mutex<Option<Writer>>,
+    /// This broker's id (a view whose leader it is describes its own leadership).
+    node_id: i32,
+    state: Mutex<Option<OpenPartition>>,
+    follower_health: FollowerHealth,
     reader: LogReader,
     view: watch::Sender<PartitionView>,
     config: RwLock<Arc<TopicConfig>>,
@@ -230,17 +209,7 @@ impl Partition {
             leader: NO_LEADER,
             leader_epoch_start_offset: -1,
         };
-        let state = ReplicaState {
-            node_id,
-            leader: NO_LEADER,
-            leader_epoch: -1,
-            partition_epoch: -1,
-            replicas: Vec::new(),
-            isr: Vec::new(),
-            pending_additions: Vec::new(),
-            epoch_start_offset: leo,
-            followers: HashMap::new(),
-        };
+        let replication = ReplicationState::new(node_id, leo);
         if leo > 0 {
             info!(topic, partition = index, log_end_offset = leo, producers = producers.len(), snapshot_offset, replayed_from = replay_from.min(leo), "partition loaded");
         }
@@ -249,7 +218,9 @@ impl Partition {
             topic_id,
             index,
             dir: dir.to_path_buf(),
-            writer: Mutex::new(Some(Writer { log, producers, state, snapshot_offset })),
+            node_id,
+            state: Mutex::new(Some(OpenPartition { log, producers, replication, snapshot_offset })),
+            follower_health: FollowerHealth::default(),
             reader,
             view: watch::channel(view).0,
             config: RwLock::new(config),
@@ -277,7 +248,7 @@ impl Partition {
     }
 
     pub fn set_config(&self, config: Arc<TopicConfig>) {
-        if let Some(w) = self.writer.lock().expect("writer lock poisoned").as_mut() {
+        if let Some(w) = self.lock().as_mut() {
             if let Err(e) = w.log.set_config(log_config(&config)) {
                 warn!(topic = %self.topic, partition = self.index, error = %e, "log settings rejected, keeping the old ones");
             }
@@ -285,56 +256,56 @@ impl Partition {
         *self.config.write().expect("config lock poisoned") = config;
     }
 
-    /// Brings the replication state in line with the partition's entry in the metadata image:
-    /// replicas, committed ISR, leader and epochs. Becoming leader (or leading in a new epoch)
-    /// records the epoch's start offset in the leader-epoch cache and starts tracking the
-    /// followers afresh (each counts as caught up now, as in Kafka, so none is dropped from
-    /// the ISR before it had a chance to fetch).
+    /// The partition's state, `None` once the log is closed.
+    fn lock(&self) -> MutexGuard<'_, Option<OpenPartition>> {
+        self.state.lock().expect("state lock poisoned")
+    }
+
+    /// Publishes a change of the view (`change` returns whether it changed
+    /// anything; readers wake only then) and checks the view's invariants:
+    /// the high watermark never passes the log end offset; outside a
+    /// truncation the log start offset never moves back; and while this
+    /// broker leads in one epoch its high watermark never moves back. These
+    /// are guaranteed by construction, so they are always checked (they are
+    /// cheap). Only the first holds for a [`ViewChange::Reset`]. Called under
+    /// the state lock.
+    fn update_view(&self, kind: ViewChange, change: impl FnOnce(&mut PartitionView) -> bool) {
+        let node_id = self.node_id;
+        self.view.send_if_modified(|v| {
+            let before = *v;
+            let changed = change(v);
+            assert!(v.high_watermark <= v.log_end_offset, "{}-{}: high watermark {} past the log end offset {}", self.topic, self.index, v.high_watermark, v.log_end_offset);
+            if kind == ViewChange::Advance {
+                assert!(v.log_start_offset >= before.log_start_offset, "{}-{}: log start offset moved back from {} to {}", self.topic, self.index, before.log_start_offset, v.log_start_offset);
+                let same_leadership = before.leader == node_id && v.leader == node_id && before.leader_epoch == v.leader_epoch;
+                assert!(!same_leadership || v.high_watermark >= before.high_watermark, "{}-{}: leader's high watermark moved back from {} to {}", self.topic, self.index, before.high_watermark, v.high_watermark);
+            }
+            changed
+        });
+    }
+
+    /// Brings the replication state in line with the partition's entry in the metadata
+    /// image (see [`ReplicationState::apply_metadata`]); becoming leader records the
+    /// epoch's start offset in the leader-epoch cache.
     pub fn apply_metadata(&self, meta: &PartitionImage, now_ms: i64) {
-        let mut guard = self.writer.lock().expect("writer lock poisoned");
+        let mut guard = self.lock();
         let Some(w) = guard.as_mut() else { return };
-        let st = &mut w.state;
-        if meta.partition_epoch == st.partition_epoch && meta.leader_epoch == st.leader_epoch && meta.leader == st.leader {
-            return;
-        }
-        let was_leader_in_epoch = st.is_leader() && st.leader_epoch == meta.leader_epoch;
-        st.replicas = meta.replicas.clone();
-        st.isr = meta.isr.clone();
-        st.pending_additions.retain(|r| !meta.isr.contains(r) && meta.replicas.contains(r));
-        if meta.partition_epoch != st.partition_epoch {
-            // The proposal this was waiting for was applied or overtaken.
-            st.pending_additions.clear();
-        }
-        st.partition_epoch = meta.partition_epoch;
-        st.leader = meta.leader;
-        st.leader_epoch = meta.leader_epoch;
         let leo = w.log.log_end_offset();
-        if st.is_leader() && !was_leader_in_epoch {
-            if let Err(e) = w.log.assign_epoch(meta.leader_epoch, leo) {
-                warn!(topic = %self.topic, partition = self.index, error = %e, "recording the leader epoch failed");
+        match w.replication.apply_metadata(meta, leo, now_ms) {
+            RoleChange::Unchanged => return,
+            RoleChange::BecameLeader { leader_epoch, start_offset } => {
+                if let Err(e) = w.log.assign_epoch(leader_epoch, start_offset) {
+                    warn!(topic = %self.topic, partition = self.index, error = %e, "recording the leader epoch failed");
+                }
+                info!(topic = %self.topic, partition = self.index, leader_epoch, log_end_offset = leo, isr = ?meta.isr, "became leader");
             }
-            st.epoch_start_offset = leo;
-            st.followers = st
-                .replicas
-                .iter()
-                .filter(|r| **r != st.node_id)
-                .map(|r| (*r, FollowerProgress::fresh(now_ms)))
-                .collect();
-            info!(topic = %self.topic, partition = self.index, leader_epoch = meta.leader_epoch, log_end_offset = leo, isr = ?meta.isr, "became leader");
-        } else if !st.is_leader() {
-            st.followers.clear();
-        } else {
-            let replicas = st.replicas.clone();
-            st.followers.retain(|r, _| replicas.contains(r));
-            for r in replicas.into_iter().filter(|r| *r != st.node_id) {
-                st.followers.entry(r).or_insert(FollowerProgress::fresh(now_ms));
-            }
+            RoleChange::Updated => {}
         }
-        let hw = self.compute_high_watermark(w);
-        let (leader, leader_epoch) = (w.state.leader, w.state.leader_epoch);
-        let leader_epoch_start_offset = if w.state.is_leader() { w.state.epoch_start_offset } else { -1 };
-        drop(guard);
-        self.view.send_modify(|v| {
+        let hw = self.leader_high_watermark(w);
+        let st = &w.replication;
+        let (leader, leader_epoch, leader_epoch_start_offset) = (st.leader(), st.leader_epoch(), st.leader_epoch_start_offset());
+        // A change of role or epoch: the previous high watermark may be a follower's.
+        self.update_view(ViewChange::Reset, |v| {
             v.leader = leader;
             v.leader_epoch = leader_epoch;
             v.leader_epoch_start_offset = leader_epoch_start_offset;
@@ -342,50 +313,32 @@ impl Partition {
                 v.high_watermark = hw;
                 v.last_stable_offset = hw;
             }
+            true
         });
     }
 
     /// The committed ISR size as this broker knows it.
     pub fn isr_len(&self) -> usize {
-        self.writer.lock().expect("writer lock poisoned").as_ref().map(|w| w.state.isr.len()).unwrap_or(0)
+        self.lock().as_ref().map(|w| w.replication.isr_len()).unwrap_or(0)
     }
 
     /// Whether this broker leads the partition (by the metadata it applied).
     pub fn is_leader(&self) -> bool {
-        self.writer.lock().expect("writer lock poisoned").as_ref().is_some_and(|w| w.state.is_leader())
+        self.lock().as_ref().is_some_and(|w| w.replication.is_leader())
     }
 
     /// As leader: the high watermark the ISR allows, if it is above the current one.
     /// `None` when it does not move (or this broker does not lead).
-    fn compute_high_watermark(&self, w: &Writer) -> Option<i64> {
-        let st = &w.state;
-        if !st.is_leader() {
-            return None;
-        }
-        let leo = w.log.log_end_offset();
+    fn leader_high_watermark(&self, w: &OpenPartition) -> Option<i64> {
         let current = self.view.borrow().high_watermark;
         let min_isr = self.config().min_insync_replicas.max(1) as usize;
-        if st.isr.len() < min_isr && st.isr.len() < st.replicas.len() {
-            // Too few in-sync replicas: nothing new becomes committed (KIP-966).
-            return None;
-        }
-        let mut hw = leo;
-        for r in st.isr.iter().chain(st.pending_additions.iter()) {
-            if *r == st.node_id {
-                continue;
-            }
-            match st.followers.get(r) {
-                Some(f) if f.log_end_offset >= 0 => hw = hw.min(f.log_end_offset),
-                _ => return None,
-            }
-        }
-        (hw > current).then_some(hw)
+        w.replication.high_watermark(w.log.log_end_offset(), current, min_isr)
     }
 
-    /// Publishes a higher high watermark computed under the writer lock.
+    /// Publishes a higher high watermark computed under the state lock.
     fn publish_high_watermark(&self, hw: Option<i64>) {
         if let Some(hw) = hw {
-            self.view.send_if_modified(|v| {
+            self.update_view(ViewChange::Advance, |v| {
                 if hw > v.high_watermark {
                     v.high_watermark = hw;
                     v.last_stable_offset = hw;
@@ -409,14 +362,9 @@ impl Partition {
         last_fetched_epoch: i32,
         now_ms: i64,
     ) -> Result<Option<(i32, i64)>, ErrorCode> {
-        let mut guard = self.writer.lock().expect("writer lock poisoned");
+        let mut guard = self.lock();
         let w = guard.as_mut().ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER)?;
-        if !w.state.is_leader() {
-            return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER);
-        }
-        if !w.state.replicas.contains(&replica) || replica == w.state.node_id {
-            return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER);
-        }
+        w.replication.check_follower(replica)?;
         if last_fetched_epoch >= 0 {
             let (epoch, end) = w.log.end_offset_for_epoch(last_fetched_epoch);
             if epoch >= 0 && (end < fetch_offset || epoch < last_fetched_epoch) {
@@ -427,84 +375,38 @@ impl Partition {
         if fetch_offset > leo || fetch_offset < w.log.log_start_offset() {
             return Err(ErrorCode::OFFSET_OUT_OF_RANGE);
         }
-        let progress = w.state.followers.entry(replica).or_insert(FollowerProgress::fresh(now_ms));
-        if fetch_offset >= leo {
-            progress.last_caught_up_ms = now_ms;
-        } else if fetch_offset >= progress.leader_end_at_last_fetch && progress.leader_end_at_last_fetch >= 0 {
-            progress.last_caught_up_ms = progress.last_caught_up_ms.max(progress.last_fetch_ms);
-        }
-        progress.log_end_offset = fetch_offset;
-        progress.last_fetch_ms = now_ms;
-        progress.leader_end_at_last_fetch = leo;
-        let hw = self.compute_high_watermark(w);
-        drop(guard);
+        w.replication.record_follower_fetch(replica, fetch_offset, leo, now_ms);
+        let hw = self.leader_high_watermark(w);
         self.publish_high_watermark(hw);
+        drop(guard);
         Ok(None)
     }
 
-    /// As leader: the ISR change the followers' progress calls for, if any. Followers that
-    /// have not caught up for `lag_max_ms` leave; replicas outside the ISR whose log reaches
-    /// both the high watermark and the start of this leader's epoch join (and count towards
-    /// the high watermark at once, while the change is pending).
+    /// As leader: the ISR change the followers' progress calls for, if any (see
+    /// [`ReplicationState::isr_proposal`]).
     pub fn isr_proposal(&self, now_ms: i64, lag_max_ms: i64) -> Option<IsrProposal> {
-        let mut guard = self.writer.lock().expect("writer lock poisoned");
+        let mut guard = self.lock();
         let w = guard.as_mut()?;
         let hw = self.view.borrow().high_watermark;
-        let st = &mut w.state;
-        if !st.is_leader() {
-            return None;
-        }
-        let mut isr: Vec<i32> = st
-            .isr
-            .iter()
-            .copied()
-            .filter(|r| *r == st.node_id || st.followers.get(r).is_some_and(|f| now_ms - f.last_caught_up_ms <= lag_max_ms))
-            .collect();
-        let mut added = Vec::new();
-        for r in &st.replicas {
-            if isr.contains(r) || st.isr.contains(r) {
-                continue;
-            }
-            if let Some(f) = st.followers.get(r) {
-                // Kafka expands the ISR on a follower's fetch; a follower that stopped
-                // fetching must not be added back from its last known position.
-                let fetching = now_ms - f.last_fetch_ms <= RECENT_FETCH_MS;
-                if fetching && f.log_end_offset >= hw && f.log_end_offset >= st.epoch_start_offset && now_ms - f.last_caught_up_ms <= lag_max_ms {
-                    isr.push(*r);
-                    added.push(*r);
-                }
-            }
-        }
-        if isr == st.isr {
-            return None;
-        }
-        for r in added {
-            if !st.pending_additions.contains(&r) {
-                st.pending_additions.push(r);
-            }
-        }
-        Some(IsrProposal { expected_partition_epoch: st.partition_epoch, isr })
+        w.replication.isr_proposal(now_ms, lag_max_ms, hw)
     }
 
     /// Forgets pending ISR additions after a proposal failed.
     pub fn clear_pending_isr(&self) {
-        if let Some(w) = self.writer.lock().expect("writer lock poisoned").as_mut() {
-            w.state.pending_additions.clear();
+        if let Some(w) = self.lock().as_mut() {
+            w.replication.clear_pending_additions();
         }
     }
 
     /// As follower: where to fetch from next, or None when this broker leads or no
     /// leader is known.
     pub fn fetch_position(&self) -> Option<FetchPosition> {
-        let guard = self.writer.lock().expect("writer lock poisoned");
+        let guard = self.lock();
         let w = guard.as_ref()?;
-        let st = &w.state;
-        if st.is_leader() || st.leader == NO_LEADER || !st.replicas.contains(&st.node_id) {
-            return None;
-        }
+        let (leader, leader_epoch) = w.replication.followed_leader()?;
         Some(FetchPosition {
-            leader: st.leader,
-            leader_epoch: st.leader_epoch,
+            leader,
+            leader_epoch,
             fetch_offset: w.log.log_end_offset(),
             last_fetched_epoch: w.log.latest_epoch().unwrap_or(-1),
             log_start_offset: w.log.log_start_offset(),
@@ -515,55 +417,89 @@ impl Partition {
     /// batch at the end is left for the next fetch), keeping their offsets and leader
     /// epochs, then takes the leader's high watermark (capped by what this log holds) and
     /// log start offset. Returns the new log end offset.
-    pub fn append_as_follower(&self, records: Bytes, leader_epoch: i32, leader_high_watermark: i64, leader_log_start: i64, now_ms: i64) -> Result<i64, PartitionError> {
-        let mut guard = self.writer.lock().expect("writer lock poisoned");
+    ///
+    /// Every batch is validated first (structure and CRC, as Kafka checks batches of
+    /// every origin): if one fails, nothing is appended, the partition is flagged and
+    /// counted in [`Partition::follower_health`], the failure is logged once, and the
+    /// answer is CORRUPT_MESSAGE (the fetcher backs off before asking again).
+    pub fn append_as_follower(&self, records: Bytes, leader: LeaderFetchState, now_ms: i64) -> Result<i64, PartitionError> {
+        // Outside the lock: CRCs of up to replica.fetch.max.bytes.
+        let fetched = self.check_fetched(&records)?;
+        let mut guard = self.lock();
         let w = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
-        if w.state.is_leader() || w.state.leader_epoch != leader_epoch {
+        if w.replication.is_leader() || w.replication.leader_epoch() != leader.leader_epoch {
             return Err(PartitionError::code(ErrorCode::FENCED_LEADER_EPOCH));
         }
         let leo = w.log.log_end_offset();
-        let mut whole = 0usize;
-        let mut batches = Vec::new();
-        let mut headers = Vec::new();
-        let mut iter = iter_batches(records.clone());
-        while let Some(batch) = iter.next() {
-            let Ok(batch) = batch else { break };
-            if batch.base_offset() < leo {
-                // Already here (a retried fetch); the log only takes offsets from its end.
-                break;
-            }
-            headers.push(
-                klamm_storage::BatchHeader::of(&batch)
-                    .map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?,
-            );
-            batches.push(batch);
-            whole = iter.position();
-        }
-        if whole > 0 {
+        // Already here (a retried fetch) from the first batch below the log end on: the
+        // log only takes offsets from its end.
+        let new = fetched.iter().take_while(|f| f.batch.base_offset() >= leo).count();
+        if new > 0 {
+            let whole = fetched[new - 1].end;
+            let headers: Vec<_> = fetched[..new].iter().map(|f| f.header).collect();
             w.log.append_parsed_as_follower(&records[..whole], &headers, now_ms).map_err(|e| {
                 warn!(topic = %self.topic, partition = self.index, error = %e, "follower append failed");
                 PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
             })?;
-            for batch in &batches {
-                w.producers.replay(batch);
+            for f in &fetched[..new] {
+                w.producers.replay(&f.batch);
             }
         }
         let leo = w.log.log_end_offset();
-        if leader_log_start > w.log.log_start_offset() && leader_log_start <= leo {
-            if let Err(e) = w.log.advance_log_start_offset(leader_log_start) {
+        if leader.log_start_offset > w.log.log_start_offset() && leader.log_start_offset <= leo {
+            if let Err(e) = w.log.advance_log_start_offset(leader.log_start_offset) {
                 warn!(topic = %self.topic, partition = self.index, error = %e, "following the leader's log start failed");
             }
         }
         let log_start = w.log.log_start_offset();
-        let hw = leader_high_watermark.min(leo);
-        drop(guard);
-        self.view.send_modify(|v| {
+        let hw = leader.high_watermark.min(leo);
+        self.update_view(ViewChange::Reset, |v| {
             v.log_end_offset = leo;
             v.log_start_offset = log_start;
             v.high_watermark = hw.max(log_start);
             v.last_stable_offset = v.high_watermark;
+            true
         });
+        drop(guard);
+        if !fetched.is_empty() {
+            if let Some(failure) = self.follower_health.record_good() {
+                info!(topic = %self.topic, partition = self.index, previous_failure = %failure, "the leader serves valid batches again");
+            }
+        }
         Ok(leo)
+    }
+
+    /// Splits a leader's answer into whole batches and validates each (a partial batch
+    /// at the end is cut off by the leader's size limit and comes whole next time).
+    fn check_fetched(&self, records: &Bytes) -> Result<Vec<FetchedBatch>, PartitionError> {
+        let mut fetched = Vec::new();
+        let mut iter = iter_batches(records.clone());
+        while let Some(batch) = iter.next() {
+            let checked = match batch {
+                Ok(batch) => batch.validate_header().map_err(|e| format!("batch at offset {}: {e}", batch.base_offset())).and_then(|()| {
+                    let header = klamm_storage::BatchHeader::of(&batch).map_err(|e| format!("batch at offset {}: {e}", batch.base_offset()))?;
+                    Ok(FetchedBatch { batch, header, end: iter.position() })
+                }),
+                Err(RecordsError::Truncated { .. }) => break,
+                Err(e) => Err(format!("unreadable batch at byte {} of the answer: {e}", iter.position())),
+            };
+            match checked {
+                Ok(f) => fetched.push(f),
+                Err(reason) => {
+                    if self.follower_health.record_corrupt(&reason) {
+                        warn!(topic = %self.topic, partition = self.index, %reason, "refusing a corrupt batch from the leader; nothing appended, will retry with back-off");
+                    }
+                    return Err(PartitionError::new(ErrorCode::CORRUPT_MESSAGE, reason));
+                }
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// As follower: batches refused from the leader, and whether the partition is stuck
+    /// on one (for operators and metrics).
+    pub fn follower_health(&self) -> FollowerHealthReport {
+        self.follower_health.report()
     }
 
     /// As follower: the leader said our log diverged after `(epoch, end_offset)`; truncates
@@ -582,12 +518,12 @@ impl Partition {
         self.truncate_as_follower(|_| offset)
     }
 
-    /// Under the writer lock and only while following: truncates to the offset that
+    /// Under the state lock and only while following: truncates to the offset that
     /// `target` picks from the log (NOT_LEADER_OR_FOLLOWER when leading or closed).
-    fn truncate_as_follower(&self, target: impl FnOnce(&Writer) -> i64) -> Result<i64, PartitionError> {
-        let mut guard = self.writer.lock().expect("writer lock poisoned");
+    fn truncate_as_follower(&self, target: impl FnOnce(&OpenPartition) -> i64) -> Result<i64, PartitionError> {
+        let mut guard = self.lock();
         let w = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
-        if w.state.is_leader() {
+        if w.replication.is_leader() {
             return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
         }
         let target = target(w);
@@ -596,26 +532,27 @@ impl Partition {
 
     /// As follower: our fetch offset is below the leader's log start; starts over there.
     pub fn restart_at(&self, offset: i64) -> Result<i64, PartitionError> {
-        let mut guard = self.writer.lock().expect("writer lock poisoned");
+        let mut guard = self.lock();
         let w = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
-        if w.state.is_leader() {
+        if w.replication.is_leader() {
             return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
         }
         w.log.truncate_fully_and_start_at(offset.max(0)).map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
         w.producers = ProducerStateTable::default();
         w.truncated(&self.dir, true);
         let leo = w.log.log_end_offset();
-        drop(guard);
-        self.view.send_modify(|v| {
+        self.update_view(ViewChange::Reset, |v| {
             v.log_start_offset = leo;
             v.log_end_offset = leo;
             v.high_watermark = leo;
             v.last_stable_offset = leo;
+            true
         });
+        drop(guard);
         Ok(leo)
     }
 
-    fn truncate_locked(&self, w: &mut Writer, target: i64) -> Result<i64, PartitionError> {
+    fn truncate_locked(&self, w: &mut OpenPartition, target: i64) -> Result<i64, PartitionError> {
         let before = w.log.log_end_offset();
         if target < before {
             w.log.truncate_to(target.max(0)).map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
@@ -625,11 +562,12 @@ impl Partition {
         }
         let leo = w.log.log_end_offset();
         let log_start = w.log.log_start_offset();
-        self.view.send_modify(|v| {
+        self.update_view(ViewChange::Reset, |v| {
             v.log_end_offset = leo;
             v.log_start_offset = log_start;
             v.high_watermark = v.high_watermark.min(leo);
             v.last_stable_offset = v.high_watermark;
+            true
         });
         Ok(leo)
     }
@@ -658,7 +596,7 @@ impl Partition {
 
     /// How many replicas the partition has.
     pub fn replica_count(&self) -> usize {
-        self.writer.lock().expect("writer lock poisoned").as_ref().map(|w| w.state.replicas.len()).unwrap_or(0)
+        self.lock().as_ref().map(|w| w.replication.replica_count()).unwrap_or(0)
     }
 
     /// Validates and appends one client batch (Produce v3+ carries exactly one).
@@ -714,20 +652,20 @@ impl Partition {
             Err(shared) => BytesMut::from(shared.as_ref()),
         };
 
-        let mut guard = self.writer.lock().expect("writer lock poisoned");
-        let writer = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
-        if !writer.state.is_leader() {
+        let mut guard = self.lock();
+        let open = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
+        if !open.replication.is_leader() {
             return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
         }
-        let leader_epoch = writer.state.leader_epoch;
-        match writer.producers.check(&incoming) {
+        let leader_epoch = open.replication.leader_epoch();
+        match open.producers.check(&incoming) {
             SequenceCheck::Accept => {}
             SequenceCheck::Duplicate(previous) => {
                 return Ok(AppendResult {
                     base_offset: previous.first_offset,
                     last_offset: previous.last_offset,
                     log_append_time_ms: -1,
-                    log_start_offset: writer.log.log_start_offset(),
+                    log_start_offset: open.log.log_start_offset(),
                     leader_epoch,
                 })
             }
@@ -743,23 +681,24 @@ impl Partition {
         } else {
             -1
         };
-        let info = writer.log.append_parsed_as_leader(&mut bytes, std::slice::from_mut(&mut header), leader_epoch, now_ms).map_err(|e| {
+        let info = open.log.append_parsed_as_leader(&mut bytes, std::slice::from_mut(&mut header), leader_epoch, now_ms).map_err(|e| {
             warn!(topic = %self.topic, partition = self.index, error = %e, "append failed");
             PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
         })?;
-        writer.producers.record(&incoming, info.base_offset);
-        let leo = writer.log.log_end_offset();
-        let log_start = writer.log.log_start_offset();
-        let hw = self.compute_high_watermark(writer);
-        drop(guard);
-        self.view.send_modify(|v| {
+        open.producers.record(&incoming, info.base_offset);
+        let leo = open.log.log_end_offset();
+        let log_start = open.log.log_start_offset();
+        let hw = self.leader_high_watermark(open);
+        self.update_view(ViewChange::Advance, |v| {
             v.log_end_offset = leo;
             v.log_start_offset = log_start;
             if let Some(hw) = hw {
                 v.high_watermark = v.high_watermark.max(hw);
                 v.last_stable_offset = v.high_watermark;
             }
+            true
         });
+        drop(guard);
         Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: append_time, log_start_offset: log_start, leader_epoch })
     }
 
@@ -767,13 +706,13 @@ impl Partition {
     /// it ended (the log end offset for the latest epoch), or (-1, -1) when none is known.
     /// None when the log is closed.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
-        let guard = self.writer.lock().expect("writer lock poisoned");
+        let guard = self.lock();
         guard.as_ref().map(|w| w.log.end_offset_for_epoch(epoch))
     }
 
     /// Publishes a new log start offset to readers (wakes them only if it moved).
     fn publish_log_start_offset(&self, log_start: i64) {
-        self.view.send_if_modified(|v| {
+        self.update_view(ViewChange::Advance, |v| {
             let changed = v.log_start_offset != log_start;
             v.log_start_offset = log_start;
             changed
@@ -786,9 +725,9 @@ impl Partition {
         if !self.config().cleanup_policy.delete {
             return Err(ErrorCode::POLICY_VIOLATION);
         }
-        let mut guard = self.writer.lock().expect("writer lock poisoned");
-        let writer = guard.as_mut().ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER)?;
-        if !writer.state.is_leader() {
+        let mut guard = self.lock();
+        let open = guard.as_mut().ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER)?;
+        if !open.replication.is_leader() {
             return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER);
         }
         let high_watermark = self.view.borrow().high_watermark;
@@ -796,19 +735,19 @@ impl Partition {
         if target < 0 || target > high_watermark {
             return Err(ErrorCode::OFFSET_OUT_OF_RANGE);
         }
-        if let Err(e) = writer.log.advance_log_start_offset(target) {
+        if let Err(e) = open.log.advance_log_start_offset(target) {
             warn!(topic = %self.topic, partition = self.index, error = %e, "DeleteRecords failed");
             return Err(ErrorCode::KAFKA_STORAGE_ERROR);
         }
-        let log_start = writer.log.log_start_offset();
-        drop(guard);
+        let log_start = open.log.log_start_offset();
         self.publish_log_start_offset(log_start);
+        drop(guard);
         Ok(log_start)
     }
 
     /// One compaction pass if the log is dirty enough (compacted topics;
     /// called by the cleaner task on a blocking thread). The offset map and
-    /// the rewritten segments are built without the writer lock, so appends
+    /// the rewritten segments are built without the state lock, so appends
     /// continue; only planning and the final swap take it.
     pub fn compact_if_dirty(&self, now_ms: i64) -> Option<CompactionStats> {
         let params = storage_adapter::compaction_params(&self.config());
@@ -816,9 +755,9 @@ impl Partition {
         // transactions exist).
         let upper_bound = self.view.borrow().last_stable_offset;
         let job = {
-            let guard = self.writer.lock().expect("writer lock poisoned");
-            let writer = guard.as_ref()?;
-            match writer.log.needs_compaction(&params, upper_bound, now_ms) {
+            let guard = self.lock();
+            let open = guard.as_ref()?;
+            match open.log.needs_compaction(&params, upper_bound, now_ms) {
                 Ok(true) => {}
                 Ok(false) => return None,
                 Err(e) => {
@@ -826,7 +765,7 @@ impl Partition {
                     return None;
                 }
             }
-            match writer.log.begin_compaction(&params, upper_bound, now_ms) {
+            match open.log.begin_compaction(&params, upper_bound, now_ms) {
                 Ok(Some(job)) => job,
                 Ok(None) => return None,
                 Err(e) => {
@@ -842,62 +781,62 @@ impl Partition {
                 return None;
             }
         };
-        let mut guard = self.writer.lock().expect("writer lock poisoned");
-        let writer = guard.as_mut()?;
-        let stats = match writer.log.finish_compaction(prepared) {
+        let mut guard = self.lock();
+        let open = guard.as_mut()?;
+        let stats = match open.log.finish_compaction(prepared) {
             Ok(s) => s,
             Err(e) => {
                 warn!(topic = %self.topic, partition = self.index, error = %e, "finishing compaction failed");
                 return None;
             }
         };
-        let log_start = writer.log.log_start_offset();
-        drop(guard);
+        let log_start = open.log.log_start_offset();
         self.publish_log_start_offset(log_start);
+        drop(guard);
         (!stats.aborted).then_some(stats)
     }
 
     /// Periodic work: retention (when
     /// `run_retention`), the time-based flush, the fsync of rolled segments
     /// and the recovery point, a producer-state snapshot after a roll (file
-    /// writes without the writer lock), and with `expire_producers_idle_ms`
+    /// writes without the state lock), and with `expire_producers_idle_ms`
     /// the expiry of idle producer ids. Returns the segments retention deleted.
     pub fn maintain(&self, now_ms: i64, run_retention: bool, expire_producers_idle_ms: Option<i64>) -> usize {
         let config = self.config();
-        let mut guard = self.writer.lock().expect("writer lock poisoned");
-        let Some(writer) = guard.as_mut() else { return 0 };
+        let mut guard = self.lock();
+        let Some(open) = guard.as_mut() else { return 0 };
         let mut deleted = 0;
         if run_retention && config.cleanup_policy.delete {
             let retention_ms = (config.retention_ms >= 0).then_some(config.retention_ms);
             let retention_bytes = (config.retention_bytes >= 0).then_some(config.retention_bytes as u64);
             let high_watermark = self.view.borrow().high_watermark;
-            match writer.log.apply_retention_bounded(retention_ms, retention_bytes, now_ms, high_watermark) {
+            match open.log.apply_retention_bounded(retention_ms, retention_bytes, now_ms, high_watermark) {
                 Ok(n) => deleted = n,
                 Err(e) => warn!(topic = %self.topic, partition = self.index, error = %e, "retention failed"),
             }
         }
-        if let Err(e) = writer.log.flush_if_due(now_ms) {
+        if let Err(e) = open.log.flush_if_due(now_ms) {
             warn!(topic = %self.topic, partition = self.index, error = %e, "flush failed");
         }
-        let rolled_flushes = writer.log.take_rolled_flushes();
+        let rolled_flushes = open.log.take_rolled_flushes();
         if let Some(expiration_ms) = expire_producers_idle_ms {
-            let expired = writer.producers.remove_expired(now_ms, expiration_ms);
+            let expired = open.producers.remove_expired(now_ms, expiration_ms);
             if expired > 0 {
                 debug!(topic = %self.topic, partition = self.index, expired, "expired idle producer ids");
             }
         }
-        let log_start = writer.log.log_start_offset();
+        let log_start = open.log.log_start_offset();
         // A producer-state snapshot after each roll (as Kafka), written below
         // without the lock. A log whose only segment starts at its log start
         // has not rolled: a snapshot would cover nothing a replay would not
         // (and a fresh topic of 1 000 partitions wrote 1 000 of them, each
         // with a directory fsync, on its first tick).
-        let active_base = writer.log.active_segment_base_offset();
-        let rolled_since_snapshot = active_base > writer.snapshot_offset && active_base > log_start;
-        let snapshot = rolled_since_snapshot.then(|| (writer.log.log_end_offset(), writer.producers.clone(), writer.log.truncation_count()));
-        drop(guard);
+        let active_base = open.log.active_segment_base_offset();
+        let rolled_since_snapshot = active_base > open.snapshot_offset && active_base > log_start;
+        let snapshot = rolled_since_snapshot.then(|| (open.log.log_end_offset(), open.producers.clone(), open.log.truncation_count()));
         self.publish_log_start_offset(log_start);
-        // Outside the writer lock: appends go on while rolled segments reach the disk.
+        drop(guard);
+        // Outside the state lock: appends go on while rolled segments reach the disk.
         let mut flushed = Vec::with_capacity(rolled_flushes.len());
         for flush in rolled_flushes {
             match flush.run() {
@@ -908,10 +847,10 @@ impl Partition {
             }
         }
         if !flushed.is_empty() {
-            let mut guard = self.writer.lock().expect("writer lock poisoned");
-            if let Some(writer) = guard.as_mut() {
+            let mut guard = self.lock();
+            if let Some(open) = guard.as_mut() {
                 for flush in &flushed {
-                    if let Err(e) = writer.log.rolled_flush_done(flush) {
+                    if let Err(e) = open.log.rolled_flush_done(flush) {
                         warn!(topic = %self.topic, partition = self.index, error = %e, "writing the recovery point failed");
                     }
                 }
@@ -925,16 +864,16 @@ impl Partition {
         deleted
     }
 
-    /// Writes the producer state as of `offset` (taken under the writer lock
+    /// Writes the producer state as of `offset` (taken under the state lock
     /// after `truncations` truncations) and installs it unless the log was
     /// truncated meanwhile. Only the rename runs under the lock.
     fn write_producer_snapshot(&self, offset: i64, producers: &ProducerStateTable, truncations: u64) -> std::io::Result<()> {
         let pending = producer_snapshot::write_pending(&self.dir, &producer_snapshot::encode(offset, producers))?;
-        let mut guard = self.writer.lock().expect("writer lock poisoned");
+        let mut guard = self.lock();
         match guard.as_mut() {
-            Some(writer) if writer.log.truncation_count() == truncations => {
+            Some(open) if open.log.truncation_count() == truncations => {
                 producer_snapshot::install(&self.dir, &pending)?;
-                writer.snapshot_offset = offset;
+                open.snapshot_offset = offset;
             }
             _ => {
                 drop(guard);
@@ -947,8 +886,8 @@ impl Partition {
 
     /// Flushes and closes the log cleanly; further appends fail.
     pub fn close(&self) {
-        let writer = self.writer.lock().expect("writer lock poisoned").take();
-        if let Some(w) = writer {
+        let open = self.lock().take();
+        if let Some(w) = open {
             // The next start then replays nothing (the log's close fsyncs the directory).
             let snapshot = producer_snapshot::encode(w.log.log_end_offset(), &w.producers);
             if let Err(e) = producer_snapshot::write_pending(&self.dir, &snapshot).and_then(|p| producer_snapshot::install(&self.dir, &p)) {
@@ -962,8 +901,8 @@ impl Partition {
 
     /// Closes the log and removes the partition directory (topic deleted).
     pub fn delete(&self) {
-        let writer = self.writer.lock().expect("writer lock poisoned").take();
-        if let Some(w) = writer {
+        let open = self.lock().take();
+        if let Some(w) = open {
             if let Err(e) = w.log.delete() {
                 warn!(topic = %self.topic, partition = self.index, error = %e, "deleting log failed");
             }

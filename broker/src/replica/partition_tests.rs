@@ -1,8 +1,8 @@
-//! The replica state machine of one partition, without a network: a leader and follower
-//! `Partition` in temp dirs, driven by the calls the fetch handler and the fetcher make.
-//! Covers the high watermark (min over the ISR, held below min.insync.replicas, pending
-//! ISR additions counted), ISR shrink/expand proposals, leader epochs, divergence detection
-//! and truncation, and leadership checks.
+//! One partition with its log, without a network: a leader and follower `Partition` in
+//! temp dirs, driven by the calls the fetch handler and the fetcher make. Covers how the
+//! partition wires the replication state machine (its own unit tests are in
+//! `replication.rs`) to the log: the published high watermark, ISR proposals, leader
+//! epochs, divergence detection and truncation, leadership checks and producer snapshots.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use klamm_protocol::records::RecordBatchBuilder;
 use klamm_protocol::ErrorCode;
 use klamm_raft::PartitionImage;
 
-use super::partition::Partition;
+use super::partition::{LeaderFetchState, Partition};
 
 fn config(min_isr: i32) -> Arc<TopicConfig> {
     let loaded = BrokerConfig::load(None, &[]).expect("default config");
@@ -44,6 +44,11 @@ fn leader_and_follower() -> ([tempfile::TempDir; 2], Partition, Partition) {
     let leader = open(&dirs[0], 1, &image(1, 0, 0, &[1, 2, 3]), 1);
     let follower = open(&dirs[1], 2, &image(1, 0, 0, &[1, 2, 3]), 1);
     (dirs, leader, follower)
+}
+
+/// The leader's side of a Fetch answer in `leader_epoch`.
+fn answer(leader_epoch: i32, high_watermark: i64, log_start_offset: i64) -> LeaderFetchState {
+    LeaderFetchState { leader_epoch, high_watermark, log_start_offset }
 }
 
 /// Everything `p` holds from `from` to its log end offset.
@@ -94,27 +99,6 @@ fn a_lone_replica_commits_on_append() {
 }
 
 #[test]
-fn lagging_follower_leaves_the_isr() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let leader = open(&dir, 1, &image(1, 0, 0, &[1, 2, 3]), 1);
-    leader.append_from_client(batch(4), 9, 100).expect("append");
-    assert_eq!(leader.record_follower_fetch(2, 4, 0, 200), Ok(None));
-    assert!(leader.isr_proposal(1_000, 5_000).is_none(), "within replica.lag.time.max.ms");
-    // Follower 2 keeps fetching at the log end; 3 never fetched since leadership began at t=0.
-    assert_eq!(leader.record_follower_fetch(2, 4, 0, 5_500), Ok(None));
-    let p = leader.isr_proposal(6_000, 5_000).expect("shrink");
-    assert_eq!(p.isr, vec![1, 2], "3 lagged more than replica.lag.time.max.ms");
-    // A follower fetching but behind, with the leader appending all the time, lags too.
-    leader.apply_metadata(&image(1, 0, 1, &[1, 2]), 6_001);
-    leader.append_from_client(batch(1), 9, 6_100).expect("append");
-    assert_eq!(leader.record_follower_fetch(2, 4, 0, 6_200), Ok(None), "caught up to the end seen at 5_500");
-    leader.append_from_client(batch(1), 9, 6_300).expect("append");
-    assert_eq!(leader.record_follower_fetch(2, 4, 0, 12_000), Ok(None), "still at 4 while the leader is at 6");
-    let p = leader.isr_proposal(12_000, 5_000).expect("shrink");
-    assert_eq!(p.isr, vec![1]);
-}
-
-#[test]
 fn only_the_leader_takes_client_writes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let follower = open(&dir, 2, &image(1, 0, 0, &[1, 2, 3]), 1);
@@ -126,12 +110,43 @@ fn only_the_leader_takes_client_writes() {
 }
 
 #[test]
+fn follower_refuses_a_corrupt_batch_and_recovers_on_good_data() {
+    let (_dirs, leader, follower) = leader_and_follower();
+    leader.append_from_client(batch(2), 9, 10).expect("append");
+    leader.append_from_client(batch(3), 9, 11).expect("append");
+    let good = read_all(&leader, 0);
+    // A flipped byte in the second batch's records: its CRC no longer matches. The
+    // first batch is valid, but nothing of the answer is appended.
+    let mut bad = good.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    for attempt in 0..3 {
+        let err = follower.append_as_follower(Bytes::from(bad.clone()), answer(0, 5, 0), 12 + attempt).expect_err("corrupt");
+        assert_eq!(err.code, ErrorCode::CORRUPT_MESSAGE);
+        assert!(err.message.as_deref().is_some_and(|m| m.contains("offset 2") && m.contains("crc mismatch")), "{:?}", err.message);
+    }
+    assert_eq!(follower.view().log_end_offset, 0, "nothing appended");
+    let health = follower.follower_health();
+    assert_eq!(health.corrupt_batches_from_leader, 3);
+    assert!(health.failing.is_some(), "the partition is flagged");
+    // A batch whose length field is impossible (below the minimum) is refused too.
+    let mut garbage = good.to_vec();
+    garbage[8..12].copy_from_slice(&3i32.to_be_bytes());
+    assert_eq!(follower.append_as_follower(Bytes::from(garbage), answer(0, 5, 0), 15).expect_err("garbage").code, ErrorCode::CORRUPT_MESSAGE);
+    // The leader serves good data again: appended, the flag cleared, the count kept.
+    assert_eq!(follower.append_as_follower(good, answer(0, 5, 0), 16).expect("good data"), 5);
+    assert_eq!(follower.view().high_watermark, 5);
+    let health = follower.follower_health();
+    assert_eq!((health.corrupt_batches_from_leader, health.failing), (4, None));
+}
+
+#[test]
 fn follower_copies_and_truncates_a_diverging_suffix() {
     // Leader 1 in epoch 0 writes 3 records; follower 2 copies them.
     let (_dirs, leader, follower) = leader_and_follower();
     leader.append_from_client(batch(3), 9, 10).expect("append");
     let data = read_all(&leader, 0);
-    assert_eq!(follower.append_as_follower(data.clone(), 0, 0, 0, 11).expect("copy"), 3);
+    assert_eq!(follower.append_as_follower(data.clone(), answer(0, 0, 0), 11).expect("copy"), 3);
     // Leader 1 writes 2 more in epoch 0 that follower 2 never gets...
     leader.append_from_client(batch(2), 9, 12).expect("append");
     let leader_suffix = read_all(&leader, 3);
@@ -151,7 +166,7 @@ fn follower_copies_and_truncates_a_diverging_suffix() {
     // Now it copies the new leader's epoch-1 record and both logs are identical.
     let pos = leader.fetch_position().expect("follower");
     assert_eq!(follower.record_follower_fetch(1, pos.fetch_offset, pos.last_fetched_epoch, 17), Ok(None));
-    leader.append_as_follower(read_all(&follower, 3), 1, 4, 0, 18).expect("copy epoch 1");
+    leader.append_as_follower(read_all(&follower, 3), answer(1, 4, 0), 18).expect("copy epoch 1");
     assert_eq!(read_all(&leader, 0), read_all(&follower, 0));
     assert_ne!(read_all(&leader, 3), leader_suffix, "the uncommitted suffix is gone");
     assert_eq!(leader.view().high_watermark, 4);
@@ -164,7 +179,7 @@ fn follower_truncates_to_an_offset_without_epochs() {
     for records in [2, 1, 2] {
         leader.append_from_client(batch(records), 9, 10).expect("append");
     }
-    assert_eq!(follower.append_as_follower(read_all(&leader, 0), 0, 5, 0, 11).expect("copy"), 5);
+    assert_eq!(follower.append_as_follower(read_all(&leader, 0), answer(0, 5, 0), 11).expect("copy"), 5);
     assert_eq!(follower.view().high_watermark, 5);
 
     // At or past the log end: nothing to do.
@@ -184,7 +199,7 @@ fn follower_truncates_to_an_offset_without_epochs() {
     assert_eq!((pos.fetch_offset, pos.last_fetched_epoch), (2, 0));
 
     // It fetches the rest again and both logs are identical.
-    assert_eq!(follower.append_as_follower(read_all(&leader, 2), 0, 5, 0, 12).expect("copy again"), 5);
+    assert_eq!(follower.append_as_follower(read_all(&leader, 2), answer(0, 5, 0), 12).expect("copy again"), 5);
     assert_eq!(read_all(&follower, 0), read_all(&leader, 0));
 
     // A leader never truncates on request.
@@ -197,7 +212,7 @@ fn follower_truncates_to_an_offset_without_epochs() {
 fn stale_follower_epoch_is_fenced_at_append() {
     let dir = tempfile::tempdir().expect("tempdir");
     let follower = open(&dir, 2, &image(1, 3, 0, &[1, 2, 3]), 1);
-    let err = follower.append_as_follower(batch(1), 2, 0, 0, 10).expect_err("answer of an older epoch");
+    let err = follower.append_as_follower(batch(1), answer(2, 0, 0), 10).expect_err("answer of an older epoch");
     assert_eq!(err.code, ErrorCode::FENCED_LEADER_EPOCH);
 }
 
@@ -297,7 +312,7 @@ fn truncation_below_the_snapshot_removes_it() {
     follower.set_config(Arc::new(small));
     for (from, to) in [(0, 2), (2, 3), (3, 5)] {
         let batch = leader.reader().read(from, usize::MAX >> 1, to, true).expect("read").bytes;
-        assert_eq!(follower.append_as_follower(batch, 0, 5, 0, 11).expect("copy"), to);
+        assert_eq!(follower.append_as_follower(batch, answer(0, 5, 0), 11).expect("copy"), to);
     }
     // The maintenance tick snapshots a log that rolled since the last snapshot (here: none yet).
     follower.maintain(20, false, None);
@@ -319,7 +334,7 @@ fn a_new_leader_reports_its_epoch_start_until_the_high_watermark_passes_it() {
     let (_dirs, leader, follower) = leader_and_follower();
     leader.append_from_client(batch(5), 9, 10).expect("append");
     // Copied, but the old leader's high watermark was still 0.
-    assert_eq!(follower.append_as_follower(read_all(&leader, 0), 0, 0, 0, 11).expect("copy"), 5);
+    assert_eq!(follower.append_as_follower(read_all(&leader, 0), answer(0, 0, 0), 11).expect("copy"), 5);
     assert_eq!(follower.view().leader_epoch_start_offset, -1, "not leader");
     follower.apply_metadata(&image(2, 1, 1, &[2, 3]), 12);
     let v = follower.view();
