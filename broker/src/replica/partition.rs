@@ -293,6 +293,15 @@ impl Partition {
         let leo = w.log.log_end_offset();
         match w.replication.apply_metadata(meta, leo, now_ms) {
             RoleChange::Unchanged => return,
+            RoleChange::Stale => {
+                warn!(
+                    topic = %self.topic, partition = self.index,
+                    leader_epoch = meta.leader_epoch, partition_epoch = meta.partition_epoch,
+                    known_leader_epoch = w.replication.leader_epoch(),
+                    "ignoring a metadata image older than the one applied"
+                );
+                return;
+            }
             RoleChange::BecameLeader { leader_epoch, start_offset } => {
                 if let Err(e) = w.log.assign_epoch(leader_epoch, start_offset) {
                     warn!(topic = %self.topic, partition = self.index, error = %e, "recording the leader epoch failed");

@@ -55,6 +55,10 @@ impl FollowerProgress {
 pub enum RoleChange {
     /// Same epochs and leader as before: nothing was applied.
     Unchanged,
+    /// An image older than the one already applied (a lower leader or partition
+    /// epoch): ignored, because epochs only grow and applying it would hand
+    /// leadership back to a deposed leader.
+    Stale,
     /// This broker now leads in `leader_epoch`, which began at `start_offset`
     /// (the caller records it in the leader-epoch cache).
     BecameLeader { leader_epoch: i32, start_offset: i64 },
@@ -131,6 +135,9 @@ impl ReplicationState {
     pub fn apply_metadata(&mut self, meta: &PartitionImage, log_end_offset: i64, now_ms: i64) -> RoleChange {
         if meta.partition_epoch == self.partition_epoch && meta.leader_epoch == self.leader_epoch && meta.leader == self.leader {
             return RoleChange::Unchanged;
+        }
+        if meta.leader_epoch < self.leader_epoch || meta.partition_epoch < self.partition_epoch {
+            return RoleChange::Stale;
         }
         let was_leader_in_epoch = self.is_leader() && self.leader_epoch == meta.leader_epoch;
         self.replicas = meta.replicas.clone();
@@ -271,6 +278,20 @@ mod tests {
         let mut st = ReplicationState::new(1, leo);
         assert_eq!(st.apply_metadata(&image(1, 5, 7, &[1, 2, 3], isr), leo, 0), RoleChange::BecameLeader { leader_epoch: 5, start_offset: leo });
         st
+    }
+
+    #[test]
+    fn an_older_image_is_ignored() {
+        let mut st = leader_of_three(&[1, 2, 3], 10);
+        // Node 2 took over in epoch 6; then an image of epoch 5 arrives late.
+        assert_eq!(st.apply_metadata(&image(2, 6, 8, &[1, 2, 3], &[2, 3]), 10, 0), RoleChange::Updated);
+        assert_eq!(st.apply_metadata(&image(1, 5, 7, &[1, 2, 3], &[1, 2, 3]), 10, 0), RoleChange::Stale);
+        assert_eq!((st.leader(), st.leader_epoch()), (2, 6));
+        assert!(!st.is_leader());
+        // Same leader epoch, older partition epoch (an ISR change already overtaken).
+        assert_eq!(st.apply_metadata(&image(2, 6, 9, &[1, 2, 3], &[1, 2, 3]), 10, 0), RoleChange::Updated);
+        assert_eq!(st.apply_metadata(&image(2, 6, 8, &[1, 2, 3], &[2, 3]), 10, 0), RoleChange::Stale);
+        assert_eq!(st.isr_len(), 3);
     }
 
     #[test]
