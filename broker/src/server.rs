@@ -337,7 +337,12 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     }
     let maintenance = crate::replica::maintenance::Settings::from_config(&broker.config);
     tasks.spawn(crate::replica::maintenance::run(broker.replicas.clone(), maintenance, shutdown_rx.clone()));
-    tasks.spawn(crate::replica::fetcher::run(broker.clone(), shutdown_rx.clone()));
+    let fetchers = crate::replica::fetcher::FetcherContext {
+        replicas: broker.replicas.clone(),
+        metadata: broker.metadata.clone(),
+        settings: Arc::new(crate::replica::fetcher::FetcherSettings::from_config(broker.node_id, &broker.config)),
+    };
+    tasks.spawn(crate::replica::fetcher::run(fetchers, shutdown_rx.clone()));
     let lag_max_ms = broker.config.replica_lag_time_max_ms;
     let (replicas, metadata, reconciler) = (broker.replicas.clone(), broker.metadata.clone(), broker.reconciler.clone());
     tasks.spawn(crate::replica::isr::run(replicas, metadata, reconciler, lag_max_ms, shutdown_rx.clone()));

@@ -17,6 +17,9 @@
 //! A partition whose records cannot be appended (a batch failing its CRC or structure
 //! check, which the partition logs once and flags, or a storage error) backs off
 //! exponentially; the leader's other partitions are fetched meanwhile.
+//!
+//! The tasks hold only a [`FetcherContext`]: the [`ReplicaManager`] (the partitions
+//! followed), the [`MetadataSource`] (who leads, where it listens) and their settings.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -30,9 +33,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{FetchPosition, LeaderFetchState, Partition, TopicPartition};
+use super::{FetchPosition, LeaderFetchState, Partition, ReplicaManager, TopicPartition};
+use crate::metadata::MetadataSource;
 use crate::net::client::KafkaClient;
-use crate::server::Broker;
 
 /// Fetch version used between brokers: flexible, with last fetched epoch and diverging
 /// epoch, addressed by topic name.
@@ -56,8 +59,46 @@ struct Backoff {
     leader_epoch: i32,
 }
 
+/// What the fetcher tasks use of the broker.
+#[derive(Clone)]
+pub struct FetcherContext {
+    pub replicas: Arc<ReplicaManager>,
+    pub metadata: MetadataSource,
+    pub settings: Arc<FetcherSettings>,
+}
+
+/// The `replica.fetch.*` settings and the identity the fetchers use.
+#[derive(Debug, Clone)]
+pub struct FetcherSettings {
+    /// This broker's id: the `replica_id` of its Fetch requests.
+    pub node_id: i32,
+    /// The leader listener to connect to (`inter.broker.listener.name`).
+    pub listener: String,
+    /// `replica.fetch.wait.max.ms`.
+    pub wait_max_ms: i32,
+    /// `replica.fetch.max.bytes`, per partition.
+    pub partition_max_bytes: i32,
+    /// `replica.fetch.min.bytes`.
+    pub min_bytes: i32,
+    /// `replica.fetch.response.max.bytes`.
+    pub response_max_bytes: i32,
+}
+
+impl FetcherSettings {
+    pub fn from_config(node_id: i32, config: &klamm_config::BrokerConfig) -> FetcherSettings {
+        FetcherSettings {
+            node_id,
+            listener: config.inter_broker_listener_name.clone(),
+            wait_max_ms: config.replica_fetch_wait_max_ms.max(0),
+            partition_max_bytes: config.replica_fetch_max_bytes.max(1),
+            min_bytes: config.replica_fetch_min_bytes.max(1),
+            response_max_bytes: config.replica_fetch_response_max_bytes.max(1),
+        }
+    }
+}
+
 /// Starts and stops the per-leader fetcher tasks as leadership changes.
-pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(broker: FetcherContext, mut shutdown: watch::Receiver<bool>) {
     let mut fetchers: HashMap<i32, JoinHandle<()>> = HashMap::new();
     let mut images = broker.metadata.subscribe();
     loop {
@@ -81,28 +122,28 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// The partitions this broker follows from `leader`, with their fetch positions.
-fn followed_from(broker: &Broker, leader: i32) -> Vec<(Arc<Partition>, FetchPosition)> {
+fn followed_from(broker: &FetcherContext, leader: i32) -> Vec<(Arc<Partition>, FetchPosition)> {
     broker.replicas.all().into_iter().filter_map(|p| p.fetch_position().filter(|f| f.leader == leader).map(|f| (p, f))).collect()
 }
 
 /// The address of `leader`'s inter-broker listener (or its first one).
-fn leader_address(broker: &Broker, leader: i32) -> Option<String> {
+fn leader_address(broker: &FetcherContext, leader: i32) -> Option<String> {
     let image = broker.metadata.image();
     let registration = image.broker(leader)?;
     let endpoint = registration
         .endpoints
         .iter()
-        .find(|e| e.listener == broker.config.inter_broker_listener_name)
+        .find(|e| e.listener == broker.settings.listener)
         .or_else(|| registration.endpoints.first())?;
     Some(format!("{}:{}", endpoint.host, endpoint.port))
 }
 
 /// One fetcher: loops while some partition follows `leader`.
-async fn fetch_from(broker: Arc<Broker>, leader: i32, mut shutdown: watch::Receiver<bool>) {
+async fn fetch_from(broker: FetcherContext, leader: i32, mut shutdown: watch::Receiver<bool>) {
     let mut client: Option<KafkaClient> = None;
     let mut backoffs: HashMap<TopicPartition, Backoff> = HashMap::new();
-    let client_id = format!("klamm-replica-fetcher-{}-from-{leader}", broker.node_id);
-    let wait_ms = broker.config.replica_fetch_wait_max_ms.max(0);
+    let client_id = format!("klamm-replica-fetcher-{}-from-{leader}", broker.settings.node_id);
+    let wait_ms = broker.settings.wait_max_ms;
     let request_timeout = Duration::from_millis(wait_ms as u64) + Duration::from_secs(10);
     loop {
         if *shutdown.borrow() {
@@ -145,7 +186,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut shutdown: watch::Recei
                 }
             }
         }
-        let request = fetch_request(&broker, &positions, wait_ms);
+        let request = fetch_request(&broker.settings, &positions);
         let Some(conn) = client.as_mut() else { continue };
         let response = tokio::select! {
             r = conn.send(&request, REPLICA_FETCH_VERSION, request_timeout) => r,
@@ -196,7 +237,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut shutdown: watch::Recei
     }
 }
 
-fn fetch_request(broker: &Broker, positions: &[(Arc<Partition>, FetchPosition)], wait_ms: i32) -> FetchRequest {
+fn fetch_request(settings: &FetcherSettings, positions: &[(Arc<Partition>, FetchPosition)]) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for (partition, pos) in positions {
         let fetch = FetchPartition {
@@ -205,7 +246,7 @@ fn fetch_request(broker: &Broker, positions: &[(Arc<Partition>, FetchPosition)],
             fetch_offset: pos.fetch_offset,
             last_fetched_epoch: pos.last_fetched_epoch,
             log_start_offset: pos.log_start_offset,
-            partition_max_bytes: broker.config.replica_fetch_max_bytes.max(1),
+            partition_max_bytes: settings.partition_max_bytes,
             ..Default::default()
         };
         match topics.iter_mut().find(|t| t.topic == partition.topic) {
@@ -214,10 +255,10 @@ fn fetch_request(broker: &Broker, positions: &[(Arc<Partition>, FetchPosition)],
         }
     }
     FetchRequest {
-        replica_id: broker.node_id,
-        max_wait_ms: wait_ms,
-        min_bytes: broker.config.replica_fetch_min_bytes.max(1),
-        max_bytes: broker.config.replica_fetch_response_max_bytes.max(1),
+        replica_id: settings.node_id,
+        max_wait_ms: settings.wait_max_ms,
+        min_bytes: settings.min_bytes,
+        max_bytes: settings.response_max_bytes,
         isolation_level: 0,
         session_id: 0,
         session_epoch: -1,
