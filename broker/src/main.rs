@@ -68,26 +68,42 @@ fn raise_open_file_limit() {
     }
 }
 
+/// Human-readable lines by default; one JSON object per line with
+/// `KLAMM_LOG_FORMAT=json` (for log shippers). `KLAMM_LOG` takes an `EnvFilter`
+/// directive (default `info,openraft=warn`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KLAMM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let json = std::env::var("KLAMM_LOG_FORMAT").is_ok_and(|v| v.trim().eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if json {
+        builder.json().with_current_span(false).init();
+    } else {
+        // Colour codes only for a terminal, not in log files and pipes.
+        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     keep_large_buffers_in_heap();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KLAMM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
-        .with_target(false)
-        // Colour codes only for a terminal, not in log files and pipes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
 
     raise_open_file_limit();
 
-    let loaded = klamm_config::BrokerConfig::load(cli.config.as_deref(), &cli.overrides)
+    let environment = klamm_config::environment::properties_from_env(std::env::vars());
+    if !environment.is_empty() {
+        let keys: Vec<&str> = environment.keys().map(String::as_str).collect();
+        info!(?keys, "properties from KAFKA_* environment variables");
+    }
+    let loaded = klamm_config::BrokerConfig::load_layered(cli.config.as_deref(), environment, &cli.overrides)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("load configuration")?;
     for warning in loaded.unknown_key_warnings() {
         warn!("{warning}: ignored");
+    }
+    for key in &loaded.ignored_keys {
+        warn!("configuration {key:?} is accepted for compatibility but has no effect in Klamm");
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

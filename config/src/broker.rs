@@ -431,6 +431,23 @@ impl BrokerConfig {
     /// Loads the configuration: defaults (Kafka's if `file` is given, the embedded profile
     /// otherwise), then the file, then each `key=value` of `overrides` in order (later wins).
     pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<LoadedConfig, ConfigError> {
+        Self::load_layered(file, BTreeMap::new(), overrides)
+    }
+
+    /// Loads the configuration from its three layers, later ones winning: the
+    /// properties file, the environment's properties (`environment`, from
+    /// [`crate::environment::properties_from_env`]), then the `--override`
+    /// arguments.
+    ///
+    /// The defaults underneath are Kafka's when a file is given or when the
+    /// environment sets `process.roles` (a Kafka container's compose file always
+    /// does: KRaft needs it); otherwise the embedded single-node profile, which the
+    /// environment and overrides then adjust (`KAFKA_NUM_PARTITIONS=3 klamm`).
+    pub fn load_layered(
+        file: Option<&Path>,
+        environment: BTreeMap<String, String>,
+        overrides: &[String],
+    ) -> Result<LoadedConfig, ConfigError> {
         let mut original = BTreeMap::new();
         if let Some(path) = file {
             let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
@@ -439,11 +456,13 @@ impl BrokerConfig {
             })?;
             original = properties::parse(&properties::decode(&bytes), path)?;
         }
+        let environment_sets_roles = environment.contains_key("process.roles");
+        original.extend(environment);
         for arg in overrides {
             let (k, v) = parse_override(arg)?;
             original.insert(k, v);
         }
-        let defaults = if file.is_some() {
+        let defaults = if file.is_some() || environment_sets_roles {
             Defaults::Kafka
         } else {
             Defaults::Embedded

@@ -264,3 +264,8 @@ mod tests {
         assert!(!is_no_effect("made.up.key"));
     }
 }
+
+/// The keys and key prefixes Klamm accepts without effect (for documentation).
+pub fn no_effect_broker_keys() -> (Vec<&'static str>, &'static [&'static str]) {
+    (BROKER_KEYS.iter().filter(|d| !d.effective).map(|d| d.name).collect(), NO_EFFECT_PREFIXES)
+}

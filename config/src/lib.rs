@@ -44,6 +44,7 @@
 
 mod broker;
 mod broker_keys;
+pub mod environment;
 mod error;
 pub mod properties;
 mod schema;
@@ -54,6 +55,7 @@ pub use broker::{
     dynamic_broker_keys, parse_override, suggest_broker_key, validate_broker_dynamic_config,
     BrokerConfig, Defaults, LoadedConfig, EMBEDDED_PROFILE,
 };
+pub use broker_keys::no_effect_broker_keys;
 pub use error::ConfigError;
 pub use schema::{ConfigEntry, ConfigSource, ConfigSynonym, ConfigType};
 pub use topic::{

@@ -147,9 +147,16 @@ class Broker:
             log.flush()
             self.proc = subprocess.Popen(
                 self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.workdir, env={**os.environ, "RUST_BACKTRACE": "1"},
+                cwd=self.workdir, env=self.environment(),
             )
         _LIVE.add(self)
+
+    def environment(self) -> dict[str, str]:
+        """The process environment: this one without KAFKA_* variables (klamm
+        reads those as properties, which would make tests depend on the shell)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+        env["RUST_BACKTRACE"] = "1"
+        return env
 
     def _wait_listening(self, port: int, deadline: float) -> None:
         """Until `port` accepts connections; BrokerStartError if the process exits or at the deadline."""

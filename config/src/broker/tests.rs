@@ -926,3 +926,66 @@ fn per_ip_overrides_are_parsed_and_malformed_lists_rejected() {
     }
     assert!(validate_broker_dynamic_config(key, "10.0.0.1:3,broker.example.com:4").is_ok());
 }
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    crate::environment::properties_from_env(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+}
+
+#[test]
+fn environment_sits_between_file_and_overrides() {
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(format!("{MINIMAL}num.partitions=2\nlog.retention.hours=10\ndefault.replication.factor=1\n").as_bytes()).unwrap();
+    let environment = env(&[("KAFKA_NUM_PARTITIONS", "5"), ("KAFKA_LOG_RETENTION_HOURS", "20"), ("KAFKA_HEAP_OPTS", "-Xmx1G")]);
+    let l = BrokerConfig::load_layered(Some(f.path()), environment, &["num.partitions=7".to_string()]).unwrap();
+    // The override beats the environment, which beats the file.
+    assert_eq!(l.config.num_partitions, 7);
+    assert_eq!(l.original["log.retention.hours"], "20");
+    assert_eq!(l.original["default.replication.factor"], "1");
+    assert!(!l.original.contains_key("heap.opts"));
+    assert!(l.unknown_keys.is_empty(), "{:?}", l.unknown_keys);
+}
+
+#[test]
+fn environment_alone_adjusts_the_embedded_default() {
+    let l = BrokerConfig::load_layered(None, env(&[("KAFKA_NUM_PARTITIONS", "3")]), &[]).unwrap();
+    assert_eq!(l.defaults, Defaults::Embedded);
+    assert_eq!(l.config.num_partitions, 3);
+    assert_eq!(l.config.node_id, 1, "the embedded single node");
+}
+
+#[test]
+fn a_kafka_compose_environment_gets_kafka_defaults() {
+    let environment = env(&[
+        ("KAFKA_NODE_ID", "1"),
+        ("KAFKA_PROCESS_ROLES", "broker,controller"),
+        ("KAFKA_LISTENERS", "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"),
+        ("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER"),
+        ("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@127.0.0.1:19093"),
+        ("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"),
+        ("KAFKA_LOG_DIRS", "/tmp/kraft-combined-logs"),
+        ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1"),
+    ]);
+    let l = BrokerConfig::load_layered(None, environment, &[]).unwrap();
+    assert_eq!(l.defaults, Defaults::Kafka);
+    assert_eq!(l.config.offsets_topic_replication_factor, 1);
+    // Kafka's default, not the embedded profile's 1.
+    assert_eq!(l.config.transaction_state_log_replication_factor, 3);
+    assert_eq!(l.config.listeners.len(), 2);
+}
+
+/// README.md lists the keys accepted without effect; this keeps the list true.
+#[test]
+fn readme_lists_every_key_without_effect() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
+    let start = readme.find("Klamm accepts but does not act on").expect("the README section");
+    let section = &readme[start..];
+    let section = &section[..section.find("\n\n").unwrap_or(section.len())];
+    let (keys, prefixes) = crate::no_effect_broker_keys();
+    let listed: Vec<&str> = section.split('`').skip(1).step_by(2).collect();
+    let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    expected.extend(prefixes.iter().map(|p| format!("{p}*")));
+    let mut listed: Vec<String> = listed.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected, "README.md's list of keys without effect is out of date");
+}
