@@ -23,8 +23,10 @@ pub struct DescriptorBudget {
     /// The soft limit; `None` if unlimited or unknown.
     limit: Option<u64>,
     reserve: u64,
-    /// Descriptors in use: measured, plus one per partition opened since.
+    /// Descriptors in use: measured, plus one per partition planned since.
     used: u64,
+    /// Partitions planned for opening since the budget was measured.
+    planned: u64,
 }
 
 impl DescriptorBudget {
@@ -38,7 +40,7 @@ impl DescriptorBudget {
         // Without a count of what is in use, no budget can be kept.
         let limit = limit.filter(|_| used.is_some());
         let reserve = limit.map_or(MIN_RESERVE, |l| (l / 20).clamp(MIN_RESERVE, MAX_RESERVE));
-        DescriptorBudget { limit, reserve, used: used.unwrap_or(0) }
+        DescriptorBudget { limit, reserve, used: used.unwrap_or(0), planned: 0 }
     }
 
     /// True if a partition may be opened with `reserve` descriptors left
@@ -51,15 +53,19 @@ impl DescriptorBudget {
         let Some(limit) = self.limit else { return true };
         if self.used + 2 * self.reserve >= limit {
             if let Some(now) = count() {
-                self.used = now;
+                // The planned partitions are not open yet: a fresh count
+                // does not see them.
+                self.used = now + self.planned;
             }
         }
         self.used + 1 + self.reserve <= limit
     }
 
-    /// Counts a partition just opened (at least its active segment).
-    pub fn opened_partition(&mut self) {
+    /// Counts a partition that will be opened (at least its active
+    /// segment's descriptor); the opens of one pass run after planning.
+    pub fn plan_partition(&mut self) {
         self.used += 1;
+        self.planned += 1;
     }
 
     pub fn reserve(&self) -> u64 {
@@ -80,7 +86,7 @@ mod tests {
     fn unlimited_or_unknown_allows_everything() {
         let mut b = DescriptorBudget::new(None, Some(10));
         assert!((0..10_000).all(|_| {
-            b.opened_partition();
+            b.plan_partition();
             b.allows_with(|| unreachable!())
         }));
         let mut b = DescriptorBudget::new(Some(100), None);
@@ -94,17 +100,20 @@ mod tests {
         assert_eq!(b.reserve(), MIN_RESERVE);
         let mut opened = 0;
         while b.allows_with(|| None) {
-            b.opened_partition();
+            b.plan_partition();
             opened += 1;
             assert!(opened <= 200, "never stops");
         }
         assert_eq!(opened, 96);
-        // Near the limit the count decides, not the estimate: more in use than estimated.
-        assert!(!b.allows_with(|| Some(150)));
-        // Partitions were deleted meanwhile: a fresh count lets more open.
-        assert!(b.allows_with(|| Some(60)));
-        // Far from the limit again: no count is taken.
-        assert!(b.allows_with(|| unreachable!()));
+        // Near the limit a fresh count decides, plus the planned partitions (not
+        // open yet, so the count cannot see them): 10 more descriptors in use
+        // elsewhere (connections) leave no room.
+        assert!(!b.allows_with(|| Some(50)));
+        // Partitions were deleted meanwhile: 20 in use + 96 planned leaves room.
+        assert!(b.allows_with(|| Some(20)));
+        // Far from the limit: no count is taken.
+        let mut far = DescriptorBudget::new(Some(10_000), Some(40));
+        assert!(far.allows_with(|| unreachable!()));
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod follower_health;
 pub mod hw_checkpoint;
 pub mod isr;
 pub mod maintenance;
+mod parallel;
 pub mod partition;
 pub mod replication;
 #[cfg(test)]
@@ -43,7 +44,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use klamm_config::{BrokerConfig, LoadedConfig, TopicConfig};
 use klamm_protocol::ErrorCode;
-use klamm_raft::MetadataImage;
+use klamm_raft::{MetadataImage, PartitionImage};
 use tracing::{debug, info, warn};
 
 pub use crate::topic_partition::TopicPartition;
@@ -120,6 +121,15 @@ fn write_partition_metadata(dir: &Path, topic_id: &[u8; 16]) -> std::io::Result<
     let tmp = dir.join(format!("{PARTITION_METADATA_FILE}.tmp"));
     std::fs::write(&tmp, format!("version: 0\ntopic_id: {}\n", topic_id_hex(topic_id)))?;
     std::fs::rename(tmp, dir.join(PARTITION_METADATA_FILE))
+}
+
+/// A partition a reconcile pass will open: hosted here, not open yet, and due
+/// (not waiting out the back-off of an earlier failure).
+struct PlannedOpen<'a> {
+    tp: TopicPartition,
+    topic: &'a klamm_raft::TopicImage,
+    meta: &'a PartitionImage,
+    config: Arc<TopicConfig>,
 }
 
 impl ReplicaManager {
@@ -274,10 +284,14 @@ impl ReplicaManager {
         self.offline.lock().expect("offline lock poisoned").retain(|tp, _| {
             image.topic(&tp.topic).and_then(|t| t.partitions.get(&tp.partition)).is_some_and(|pi| pi.replicas.contains(&self.node_id))
         });
+        // Plan serially (cheap: lookups and checks), then do the file work
+        // (opens, role changes) for all partitions side by side.
         let mut failed_now = 0usize;
         let mut new_failures = 0usize;
         let mut out_of_descriptors = false;
         let mut budget: Option<descriptors::DescriptorBudget> = None;
+        let mut updates: Vec<(Arc<Partition>, &PartitionImage, Arc<TopicConfig>)> = Vec::new();
+        let mut opens: Vec<PlannedOpen<'_>> = Vec::new();
         for topic in image.topics.values() {
             let config = self.cached_topic_config(&mut topic_configs, &topic.name, &topic.configs);
             for p in topic.partitions.values() {
@@ -285,29 +299,13 @@ impl ReplicaManager {
                     continue;
                 }
                 if let Some(existing) = self.get(&topic.name, p.partition) {
-                    existing.apply_metadata(p, now);
-                    // A topic config change (AlterConfigs) takes effect on the live partition.
-                    let current = existing.config();
-                    if !Arc::ptr_eq(&current, &config) && *current != *config {
-                        existing.set_config(config.clone());
-                    }
+                    updates.push((existing, p, config.clone()));
                     continue;
                 }
                 let tp = TopicPartition::new(topic.name.clone(), p.partition);
                 let retry_due = self.offline.lock().expect("offline lock poisoned").get(&tp).map_or(true, |o| now >= o.retry_at_ms);
                 if !retry_due {
                     continue;
-                }
-                let dir = partition_dir(&self.log_dir, &topic.name, p.partition);
-                let wanted = topic_id_hex(&topic.topic_id);
-                match read_partition_topic_id(&dir) {
-                    Some(found) if found != wanted => {
-                        info!(dir = %dir.display(), "removing data of an older topic with the same name");
-                        if let Err(e) = std::fs::remove_dir_all(&dir) {
-                            warn!(dir = %dir.display(), error = %e, "could not remove old partition directory");
-                        }
-                    }
-                    _ => {}
                 }
                 let budget = budget.get_or_insert_with(descriptors::DescriptorBudget::measure);
                 if out_of_descriptors || !budget.allows_another_partition() {
@@ -319,27 +317,35 @@ impl ReplicaManager {
                     new_failures += usize::from(self.record_offline(tp, error, now, false) == 1);
                     continue;
                 }
-                let opened = write_partition_metadata(&dir, &topic.topic_id)
-                    .map_err(|e| (format!("write {}: {e}", dir.display()), matches!(e.raw_os_error(), Some(23 | 24))))
-                    .and_then(|()| {
-                        let checkpointed_hw = self.take_checkpointed_high_watermark(&tp, &dir);
-                        let producer_id_expiration_ms = i64::from(self.effective_broker_config().producer_id_expiration_ms);
-                        Partition::open(&topic.name, topic.topic_id, p.partition, &dir, config.clone(), self.node_id, p, now, producer_id_expiration_ms, checkpointed_hw)
-                            .map_err(|e| (e.to_string(), e.is_out_of_file_descriptors()))
-                    });
-                match opened {
-                    Ok(partition) => {
-                        budget.opened_partition();
-                        if self.offline.lock().expect("offline lock poisoned").remove(&tp).is_some() {
-                            info!(topic = %topic.name, partition = p.partition, "offline partition opened");
-                        }
-                        self.partitions.write().expect("partitions lock poisoned").insert(tp, Arc::new(partition));
+                budget.plan_partition();
+                opens.push(PlannedOpen { tp, topic, meta: p, config: config.clone() });
+            }
+        }
+        drop(topic_configs);
+        parallel::map_parallel(updates, parallel::MAX_WORKERS, |(partition, meta, config)| {
+            partition.apply_metadata(meta, now);
+            // A topic config change (AlterConfigs) takes effect on the live partition.
+            let current = partition.config();
+            if !Arc::ptr_eq(&current, &config) && *current != *config {
+                partition.set_config(config);
+            }
+        });
+        let opened = parallel::map_parallel(opens, parallel::MAX_WORKERS, |job| {
+            let result = self.open_partition(&job, now);
+            (job.tp, result)
+        });
+        for (tp, result) in opened {
+            match result {
+                Ok(partition) => {
+                    if self.offline.lock().expect("offline lock poisoned").remove(&tp).is_some() {
+                        info!(topic = %tp.topic, partition = tp.partition, "offline partition opened");
                     }
-                    Err((error, no_descriptors)) => {
-                        failed_now += 1;
-                        out_of_descriptors |= no_descriptors;
-                        new_failures += usize::from(self.record_offline(tp, error, now, true) == 1);
-                    }
+                    self.partitions.write().expect("partitions lock poisoned").insert(tp, Arc::new(partition));
+                }
+                Err((error, no_descriptors)) => {
+                    failed_now += 1;
+                    out_of_descriptors |= no_descriptors;
+                    new_failures += usize::from(self.record_offline(tp, error, now, true) == 1);
                 }
             }
         }
@@ -352,6 +358,31 @@ impl ReplicaManager {
                 debug!(failed_now, offline, out_of_descriptors, "offline partitions still cannot be opened");
             }
         }
+    }
+
+    /// Opens (or creates) one planned partition: a directory left by an older
+    /// topic of the same name is removed first, then `partition.metadata` is
+    /// written and the log opened. The error carries whether the process ran
+    /// out of file descriptors.
+    fn open_partition(&self, job: &PlannedOpen<'_>, now: i64) -> Result<Partition, (String, bool)> {
+        let (topic, p) = (job.topic, job.meta);
+        let dir = partition_dir(&self.log_dir, &topic.name, p.partition);
+        let wanted = topic_id_hex(&topic.topic_id);
+        match read_partition_topic_id(&dir) {
+            Some(found) if found != wanted => {
+                info!(dir = %dir.display(), "removing data of an older topic with the same name");
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    warn!(dir = %dir.display(), error = %e, "could not remove old partition directory");
+                }
+            }
+            _ => {}
+        }
+        write_partition_metadata(&dir, &topic.topic_id)
+            .map_err(|e| (format!("write {}: {e}", dir.display()), matches!(e.raw_os_error(), Some(23 | 24))))?;
+        let checkpointed_hw = self.take_checkpointed_high_watermark(&job.tp, &dir);
+        let producer_id_expiration_ms = i64::from(self.effective_broker_config().producer_id_expiration_ms);
+        Partition::open(&topic.name, topic.topic_id, p.partition, &dir, job.config.clone(), self.node_id, p, now, producer_id_expiration_ms, checkpointed_hw)
+            .map_err(|e| (e.to_string(), e.is_out_of_file_descriptors()))
     }
 
     /// Records a failed open: the first failure of a partition is logged at
