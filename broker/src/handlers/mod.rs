@@ -24,6 +24,7 @@ pub mod delete_topics;
 pub mod delete_groups;
 pub mod describe_cluster;
 pub mod describe_groups;
+pub mod describe_producers;
 pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod find_coordinator;
@@ -42,7 +43,9 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 mod poll_many;
 pub mod produce;
+pub mod produce_verify;
 pub mod sync_group;
+pub mod write_txn_markers;
 
 /// An API Klamm serves and the version range it advertises.
 #[derive(Clone, Copy, Debug)]
@@ -95,6 +98,8 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    api(ApiKey::WriteTxnMarkers, 0, 1),
+    api(ApiKey::DescribeProducers, 0, 0),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -119,6 +124,8 @@ pub fn supported_api_table() -> String {
 
 #[cfg(test)]
 mod dispatch_tests;
+#[cfg(test)]
+mod txn_tests;
 
 #[cfg(test)]
 mod registry_tests {
@@ -257,6 +264,8 @@ pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::DescribeTopicPartitions(r) => describe_topic_partitions::handle(ctx, r).into(),
         RequestKind::AlterPartitionReassignments(r) => alter_partition_reassignments::handle(ctx, r).await.into(),
         RequestKind::ListPartitionReassignments(r) => list_partition_reassignments::handle(ctx, r).into(),
+        RequestKind::WriteTxnMarkers(r) => write_txn_markers::handle(ctx, r).await.into(),
+        RequestKind::DescribeProducers(r) => describe_producers::handle(ctx, r).into(),
         // The connection layer only lets registered APIs through.
         _ => Outcome::Close(NOT_SERVED),
     }
