@@ -24,11 +24,7 @@ pub fn handle(ctx: &RequestContext, request: DescribeProducersRequest) -> Descri
                 .iter()
                 .map(|&index| {
                     let mut r = PartitionResponse { partition_index: index, ..Default::default() };
-                    let found = match image.partition(&t.name, index) {
-                        None => Err(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
-                        Some(meta) if meta.leader != broker.node_id => Err(ErrorCode::NOT_LEADER_OR_FOLLOWER),
-                        Some(_) => broker.replicas.lookup(&t.name, index).and_then(|p| p.producer_states().ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER)),
-                    };
+                    let found = super::led_partition(broker, &image, &t.name, index).and_then(|p| p.producer_states().ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER));
                     match found {
                         Ok(states) => r.active_producers = states.iter().map(|(id, e)| producer_state(*id, e)).collect(),
                         Err(code) => r.error_code = code.code(),

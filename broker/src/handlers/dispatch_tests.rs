@@ -66,10 +66,10 @@ fn is_fallback(outcome: &Option<Outcome>) -> bool {
     matches!(outcome, Some(Outcome::Close(reason)) if *reason == NOT_SERVED)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_served_api_has_a_handler() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let overrides: Vec<String> = vec![
+/// Starts a single-node broker (broker and controller) on loopback port 0
+/// with its data in `dir`, plus `extra` config overrides.
+pub(super) async fn start_single_node(dir: &tempfile::TempDir, extra: &[&str]) -> crate::server::RunningBroker {
+    let mut overrides: Vec<String> = vec![
         "node.id=1".into(),
         "process.roles=broker,controller".into(),
         "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0".into(),
@@ -78,8 +78,15 @@ async fn every_served_api_has_a_handler() {
         "controller.quorum.voters=1@127.0.0.1:0".into(),
         format!("log.dirs={}", dir.path().display()),
     ];
+    overrides.extend(extra.iter().map(|s| s.to_string()));
     let loaded = klamm_config::BrokerConfig::load(None, &overrides).expect("config");
-    let running = crate::server::start(loaded).await.expect("start broker");
+    crate::server::start(loaded).await.expect("start broker")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_served_api_has_a_handler() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = start_single_node(&dir, &[]).await;
     let broker = running.broker.clone();
 
     // The check can fail: an API without a handler ends in the fallback.

@@ -225,6 +225,17 @@ pub(crate) async fn propose_partition_change(
     Err((ErrorCode::REQUEST_TIMED_OUT, Some(format!("{topic}-{partition} kept changing during the {what}"))))
 }
 
+/// The local partition when this broker leads it by the metadata image:
+/// UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER, or the replica
+/// manager's error otherwise (KAFKA_STORAGE_ERROR for an offline log).
+pub(crate) fn led_partition(broker: &Broker, image: &klamm_raft::MetadataImage, topic: &str, partition: i32) -> Result<Arc<crate::replica::Partition>, klamm_protocol::ErrorCode> {
+    let meta = image.partition(topic, partition).ok_or(klamm_protocol::ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)?;
+    if meta.leader != broker.node_id {
+        return Err(klamm_protocol::ErrorCode::NOT_LEADER_OR_FOLLOWER);
+    }
+    broker.replicas.lookup(topic, partition)
+}
+
 /// The reason [`handle`] closes with when it has no handler for an API (a test checks
 /// that no API of [`SUPPORTED`] ends there).
 pub(crate) const NOT_SERVED: &str = "api not served";

@@ -163,8 +163,7 @@ async fn verify_transactions(ctx: &RequestContext, request: &ProduceRequest, ima
                 return refused;
             };
             // Partitions not led here are answered by `produce_one`.
-            let led = image.partition(&topic.name, pd.index).is_some_and(|m| m.leader == broker.node_id);
-            let Some(local) = led.then(|| broker.replicas.lookup(&topic.name, pd.index).ok()).flatten() else { continue };
+            let Ok(local) = super::led_partition(broker, image, &topic.name, pd.index) else { continue };
             if !local.needs_txn_verification(producer_id, producer_epoch) {
                 continue;
             }

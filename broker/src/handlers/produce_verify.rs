@@ -106,13 +106,7 @@ pub fn coordinator_address(broker: &Broker, transactional_id: &str) -> Option<St
     let partitions = broker.config.transaction_state_log_num_partitions;
     let partition = crate::group::hash::partition_for(transactional_id, partitions);
     let leader = image.partition(TRANSACTION_STATE_TOPIC, partition)?.leader;
-    let registration = image.broker(leader)?;
-    let endpoint = registration
-        .endpoints
-        .iter()
-        .find(|e| e.listener == broker.config.inter_broker_listener_name)
-        .or_else(|| registration.endpoints.first())?;
-    Some(format!("{}:{}", endpoint.host, endpoint.port))
+    crate::replica::fetcher::leader_address(broker, leader)
 }
 
 /// Asks the coordinator for `broker`'s transactional id; the coordinator's

@@ -26,18 +26,7 @@ use super::{Outcome, RequestContext};
 use crate::server::Broker;
 
 async fn start(dir: &tempfile::TempDir) -> crate::server::RunningBroker {
-    let overrides: Vec<String> = vec![
-        "node.id=1".into(),
-        "process.roles=broker,controller".into(),
-        "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0".into(),
-        "advertised.listeners=PLAINTEXT://127.0.0.1:0".into(),
-        "controller.listener.names=CONTROLLER".into(),
-        "controller.quorum.voters=1@127.0.0.1:0".into(),
-        "transaction.state.log.num.partitions=1".into(),
-        format!("log.dirs={}", dir.path().display()),
-    ];
-    let loaded = klamm_config::BrokerConfig::load(None, &overrides).expect("config");
-    crate::server::start(loaded).await.expect("start broker")
+    super::dispatch_tests::start_single_node(dir, &["transaction.state.log.num.partitions=1"]).await
 }
 
 fn ctx(broker: &Arc<Broker>, key: ApiKey, version: i16) -> RequestContext {

@@ -88,12 +88,7 @@ fn append_one(
     marker: EndTransactionMarker,
     now: i64,
 ) -> Result<(Arc<Partition>, crate::replica::AppendResult), ErrorCode> {
-    let broker = &ctx.broker;
-    let meta = image.partition(topic, index).ok_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)?;
-    if meta.leader != broker.node_id {
-        return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER);
-    }
-    let local = broker.replicas.lookup(topic, index)?;
+    let local = super::led_partition(&ctx.broker, image, topic, index)?;
     let min_isr = local.config().min_insync_replicas;
     if (local.isr_len() as i64) < min_isr as i64 {
         return Err(ErrorCode::NOT_ENOUGH_REPLICAS);
