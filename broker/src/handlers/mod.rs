@@ -98,7 +98,7 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
-    api(ApiKey::WriteTxnMarkers, 0, 1),
+    api(ApiKey::WriteTxnMarkers, 1, 1),
     api(ApiKey::DescribeProducers, 0, 0),
 ];
 

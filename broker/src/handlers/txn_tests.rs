@@ -140,7 +140,7 @@ async fn markers_end_transactions_that_read_committed_readers_wait_for() {
     let r = super::write_txn_markers::handle(&ctx(&broker, ApiKey::WriteTxnMarkers, 1), markers(8, true, 0, "t", vec![0, 5])).await;
     assert_eq!(marker_codes(&r), vec![0, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code()]);
     assert_eq!(list_latest(&broker, "t", 1).await, 5);
-    let r = super::write_txn_markers::handle(&ctx(&broker, ApiKey::WriteTxnMarkers, 0), markers(8, true, -1, "t", vec![0])).await;
+    let r = super::write_txn_markers::handle(&ctx(&broker, ApiKey::WriteTxnMarkers, 1), markers(8, true, -1, "t", vec![0])).await;
     assert_eq!(marker_codes(&r), vec![ErrorCode::TRANSACTION_COORDINATOR_FENCED.code()]);
     let r = super::write_txn_markers::handle(&ctx(&broker, ApiKey::WriteTxnMarkers, 1), markers(8, true, 0, "nope", vec![0])).await;
     assert_eq!(marker_codes(&r), vec![ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code()]);

@@ -1,5 +1,7 @@
-//! WriteTxnMarkers (key 27, v0-1): a transaction coordinator asks the leader
+//! WriteTxnMarkers (key 27, v1): a transaction coordinator asks the leader
 //! of each partition of a transaction to append its COMMIT or ABORT marker.
+//! Version 1 (flexible) only, as Kafka 4 serves it (v0 was removed in 4.0;
+//! v2, KIP-1228's transaction version field, is for transactions v2).
 //!
 //! Per partition, as Kafka's ReplicaManager answers: UNKNOWN_TOPIC_OR_PARTITION
 //! for a partition the metadata does not know, NOT_LEADER_OR_FOLLOWER when

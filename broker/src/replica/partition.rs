@@ -266,18 +266,19 @@ impl Partition {
 
     /// Publishes a change of the view (`change` returns whether it changed
     /// anything; readers wake only then) and checks the view's invariants:
-    /// the high watermark never passes the log end offset; outside a
-    /// truncation the log start offset never moves back; and while this
-    /// broker leads in one epoch its high watermark never moves back. These
-    /// are guaranteed by construction, so they are always checked (they are
-    /// cheap). Only the first holds for a [`ViewChange::Reset`]. Called under
-    /// the state lock.
+    /// the high watermark never passes the log end offset, nor the last
+    /// stable offset the high watermark; outside a truncation the log start
+    /// offset never moves back; and while this broker leads in one epoch its
+    /// high watermark never moves back. These are guaranteed by construction,
+    /// so they are always checked (they are cheap). Only the first two hold
+    /// for a [`ViewChange::Reset`]. Called under the state lock.
     fn update_view(&self, kind: ViewChange, change: impl FnOnce(&mut PartitionView) -> bool) {
         let node_id = self.node_id;
         self.view.send_if_modified(|v| {
             let before = *v;
             let changed = change(v);
             assert!(v.high_watermark <= v.log_end_offset, "{}-{}: high watermark {} past the log end offset {}", self.topic, self.index, v.high_watermark, v.log_end_offset);
+            assert!(v.last_stable_offset <= v.high_watermark, "{}-{}: last stable offset {} past the high watermark {}", self.topic, self.index, v.last_stable_offset, v.high_watermark);
             if kind == ViewChange::Advance {
                 assert!(v.log_start_offset >= before.log_start_offset, "{}-{}: log start offset moved back from {} to {}", self.topic, self.index, before.log_start_offset, v.log_start_offset);
                 let same_leadership = before.leader == node_id && v.leader == node_id && before.leader_epoch == v.leader_epoch;
@@ -575,7 +576,7 @@ impl Partition {
             v.log_end_offset = leo;
             v.log_start_offset = log_start;
             v.high_watermark = v.high_watermark.min(leo);
-            v.last_stable_offset = producers.last_stable_offset(v.high_watermark).max(log_start);
+            v.last_stable_offset = producers.last_stable_offset(v.high_watermark);
             true
         });
         Ok(leo)
