@@ -97,7 +97,7 @@ impl TxnIndex {
                 e.first_offset >= 0
                     && e.first_offset <= e.last_offset
                     && e.last_offset >= base_offset
-                    && entries.last().map_or(true, |p: &AbortedTxn| p.last_offset < e.last_offset)
+                    && entries.last().is_none_or(|p: &AbortedTxn| p.last_offset < e.last_offset)
             });
             match sane {
                 Some(e) => entries.push(e),
