@@ -66,7 +66,8 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
             } else if let Some(e) = refused.partitions.remove(&(topic.name.clone(), pd.index)) {
                 Err(e)
             } else {
-                produce_one(ctx, &image, &topic.name, pd.index, pd.records, acks, now)
+                let txn_guard = refused.guards.get(&(topic.name.clone(), pd.index)).copied();
+                produce_one(ctx, &image, &topic.name, pd.index, pd.records, acks, now, txn_guard)
             };
             let mut response = PartitionProduceResponse { index: pd.index, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, ..Default::default() };
             match result {
@@ -140,6 +141,9 @@ struct Refused {
     no_transactional_id: bool,
     /// Per (topic, partition): the coordinator's verification said no.
     partitions: HashMap<(String, i32), PartitionError>,
+    /// Per (topic, partition) with a transactional batch: the guard of its
+    /// verification (0 when its transaction was open and none was needed).
+    guards: HashMap<(String, i32), u64>,
 }
 
 /// The producer id and epoch of a transactional batch (None for anything else).
@@ -164,10 +168,12 @@ async fn verify_transactions(ctx: &RequestContext, request: &ProduceRequest, ima
             };
             // Partitions not led here are answered by `produce_one`.
             let Ok(local) = super::led_partition(broker, image, &topic.name, pd.index) else { continue };
-            if !local.needs_txn_verification(producer_id, producer_epoch) {
-                continue;
-            }
             let key = (topic.name.clone(), pd.index);
+            let Some(guard) = local.begin_txn_verification(producer_id, producer_epoch) else {
+                refused.guards.insert(key, 0);
+                continue;
+            };
+            refused.guards.insert(key.clone(), guard);
             match verifications.iter_mut().find(|v| v.producer_id == producer_id && v.producer_epoch == producer_epoch) {
                 Some(v) => v.partitions.push(key),
                 None => verifications.push(Verification { transactional_id: transactional_id.to_string(), producer_id, producer_epoch, partitions: vec![key] }),
@@ -186,6 +192,7 @@ async fn verify_transactions(ctx: &RequestContext, request: &ProduceRequest, ima
     refused
 }
 
+#[allow(clippy::too_many_arguments)]
 fn produce_one(
     ctx: &RequestContext,
     image: &klamm_raft::MetadataImage,
@@ -194,6 +201,7 @@ fn produce_one(
     records: Option<bytes::Bytes>,
     acks: i16,
     now: i64,
+    txn_guard: Option<u64>,
 ) -> Result<(crate::replica::AppendResult, Arc<Partition>), PartitionError> {
     let broker = &ctx.broker;
     let Some(meta) = image.partition(topic, partition) else {
@@ -218,6 +226,6 @@ fn produce_one(
             ));
         }
     }
-    let result = local.append_from_client(records, ctx.api_version, now)?;
+    let result = local.append_from_client_checked(records, ctx.api_version, now, txn_guard)?;
     Ok((result, local))
 }

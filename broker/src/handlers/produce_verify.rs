@@ -6,10 +6,13 @@
 //!
 //! Which batches: a transactional batch whose producer has no open
 //! transaction on the partition at that producer epoch
-//! (`Partition::needs_txn_verification`). Once the batch is appended the
-//! partition's open transaction stands for the verified answer until its
-//! marker ends it (Kafka keeps a verification guard in producer state; the
-//! open transaction plays that part here).
+//! (`Partition::begin_txn_verification`). As in Kafka, the verification
+//! leaves a guard in the producer state that a marker clears: the append
+//! must present it, so a batch verified before a marker ended the
+//! transaction cannot open a new one (INVALID_TXN_STATE). Once the batch is
+//! appended the partition's open transaction stands for the verified answer
+//! until its marker ends it; a transactional batch that finds no open
+//! transaction and has no guard is refused the same way.
 //!
 //! How: all partitions of one produce request that need it go in one
 //! AddPartitionsToTxn v4 request (`verify_only = true`) to the coordinator:

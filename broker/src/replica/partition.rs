@@ -609,8 +609,18 @@ impl Partition {
         self.lock().as_ref().map(|w| w.replication.replica_count()).unwrap_or(0)
     }
 
-    /// Validates and appends one client batch (Produce v3+ carries exactly one).
+    /// Validates and appends one client batch (Produce v3+ carries exactly
+    /// one) without a transaction check: for callers that vouch for
+    /// transactional batches themselves (the group coordinator, tests).
     pub fn append_from_client(&self, records: Bytes, api_version: i16, now_ms: i64) -> Result<AppendResult, PartitionError> {
+        self.append_from_client_checked(records, api_version, now_ms, None)
+    }
+
+    /// Validates and appends one client batch. With `txn_guard` (Produce),
+    /// a transactional batch is appended only into its producer's open
+    /// transaction or, if it opens one, with the guard of a verification
+    /// that no marker has ended since (0: none); else INVALID_TXN_STATE.
+    pub fn append_from_client_checked(&self, records: Bytes, api_version: i16, now_ms: i64, txn_guard: Option<u64>) -> Result<AppendResult, PartitionError> {
         let config = self.config();
         let (batch, rest) = RecordBatch::parse(records)
             .map_err(|e| PartitionError::new(records_error_code(&e), format!("invalid record batch: {e}")))?;
@@ -669,6 +679,9 @@ impl Partition {
         }
         let leader_epoch = open.replication.leader_epoch();
         match open.producers.check(&incoming) {
+            SequenceCheck::Accept if incoming.transactional && txn_guard.is_some_and(|g| !open.producers.may_append_transactional(incoming.producer_id, incoming.producer_epoch, g)) => {
+                return Err(PartitionError::new(ErrorCode::INVALID_TXN_STATE, "Record was not part of an ongoing transaction"));
+            }
             SequenceCheck::Accept => {}
             SequenceCheck::Duplicate(previous) => {
                 return Ok(AppendResult {
@@ -762,13 +775,17 @@ impl Partition {
         Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: -1, log_start_offset: log_start, leader_epoch })
     }
 
-    /// Whether a transactional batch of `producer_id` at `producer_epoch`
-    /// would start a transaction here (KIP-890: only then does the leader ask
-    /// the coordinator whether the partition is part of it).
-    pub fn needs_txn_verification(&self, producer_id: i64, producer_epoch: i16) -> bool {
-        let guard = self.lock();
-        let Some(open) = guard.as_ref() else { return false };
-        !open.producers.get(producer_id).is_some_and(|e| e.epoch == producer_epoch && e.current_txn_first_offset.is_some())
+    /// KIP-890: when a transactional batch of `producer_id` at
+    /// `producer_epoch` would start a transaction here (only then does the
+    /// leader ask the coordinator whether the partition is part of it),
+    /// starts a verification and returns its guard, which the append must
+    /// present ([`Partition::append_from_client_checked`]). None: no
+    /// verification needed (or the log is closed).
+    pub fn begin_txn_verification(&self, producer_id: i64, producer_epoch: i16) -> Option<u64> {
+        let mut guard = self.lock();
+        let open = guard.as_mut()?;
+        let now_ms = crate::clock::now_ms();
+        (!open.producers.in_transaction(producer_id, producer_epoch)).then(|| open.producers.start_verification(producer_id, now_ms))
     }
 
     /// DescribeProducers: the state of every producer known here.

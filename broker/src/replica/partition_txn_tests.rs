@@ -64,8 +64,8 @@ fn open_transactions_hold_the_last_stable_offset_back() {
     p.append_from_client(txn(8, 0, 0, 1), 9, 10).unwrap(); // 4
     let v = p.view();
     assert_eq!((v.high_watermark, v.last_stable_offset), (5, 2));
-    assert!(!p.needs_txn_verification(7, 0), "producer 7's transaction is open here");
-    assert!(p.needs_txn_verification(7, 1) && p.needs_txn_verification(9, 0));
+    assert!(p.begin_txn_verification(7, 0).is_none(), "producer 7's transaction is open here");
+    assert!(p.begin_txn_verification(7, 1).is_some() && p.begin_txn_verification(9, 0).is_some());
     let m = p.append_txn_marker(7, 0, end(false, 1), 11).unwrap();
     assert_eq!(m.base_offset, 5);
     assert_eq!(p.view().last_stable_offset, 4, "producer 8 is still open");
@@ -77,6 +77,27 @@ fn open_transactions_hold_the_last_stable_offset_back() {
     let mut b = RecordBatchBuilder::new(0).producer(9, 0, 1).record(1, None, Some(b"x")).build();
     let err = p.append_from_client(std::mem::take(&mut b), 9, 13).unwrap_err();
     assert_eq!(err.code, ErrorCode::INVALID_TXN_STATE);
+}
+
+#[test]
+fn a_transactional_batch_needs_its_open_transaction_or_a_live_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = lone(&dir);
+    // Verified, then a marker ends the (empty) transaction before the batch
+    // arrives: the batch must not open a transaction the coordinator ended.
+    let g = p.begin_txn_verification(7, 0).expect("no transaction open");
+    p.append_txn_marker(7, 0, end(false, 0), 10).unwrap();
+    let err = p.append_from_client_checked(txn(7, 0, 0, 1), 9, 11, Some(g)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::INVALID_TXN_STATE);
+    // Without any verification either.
+    assert_eq!(p.append_from_client_checked(txn(7, 0, 0, 1), 9, 11, Some(0)).unwrap_err().code, ErrorCode::INVALID_TXN_STATE);
+    // A live verification opens it; later batches need none.
+    let g = p.begin_txn_verification(7, 0).expect("no transaction open");
+    p.append_from_client_checked(txn(7, 0, 0, 1), 9, 12, Some(g)).unwrap();
+    assert!(p.begin_txn_verification(7, 0).is_none());
+    p.append_from_client_checked(txn(7, 0, 1, 1), 9, 12, Some(0)).unwrap();
+    // Plain batches are not concerned.
+    p.append_from_client_checked(plain(1), 9, 12, Some(0)).unwrap();
 }
 
 #[test]
@@ -141,7 +162,7 @@ fn open_transactions_survive_a_restart() {
     std::fs::remove_file(dir.path().join(super::producer_snapshot::PRODUCER_SNAPSHOT)).ok();
     let p = lone(&dir);
     assert_eq!(p.view().last_stable_offset, 4, "producer 8's transaction is open again");
-    assert!(!p.needs_txn_verification(8, 0));
+    assert!(p.begin_txn_verification(8, 0).is_none());
 }
 
 #[test]

@@ -135,6 +135,13 @@ pub struct ProducerStateTable {
     /// Completed transactions whose marker the high watermark has not passed
     /// yet (in marker order): they still hold the LSO back.
     unreplicated: VecDeque<CompletedTxn>,
+    /// KIP-890 verification guards: producer id → (the guard of its
+    /// verification in flight, when it started). A marker clears it, so a
+    /// batch verified before a marker ended the transaction cannot open a
+    /// new one; expiry drops guards of verifications never followed up.
+    verifying: HashMap<i64, (u64, i64)>,
+    /// Last guard handed out (guards start at 1; 0 stands for "none").
+    last_guard: u64,
 }
 
 fn in_sequence(last_seq: i32, next_seq: i32) -> bool {
@@ -168,6 +175,26 @@ impl ProducerStateTable {
             self.ongoing.insert(first, producer_id);
         }
         self.producers.insert(producer_id, entry);
+    }
+
+    /// Whether `producer_id` has an open transaction at `producer_epoch`.
+    pub fn in_transaction(&self, producer_id: i64, producer_epoch: i16) -> bool {
+        self.producers.get(&producer_id).is_some_and(|e| e.epoch == producer_epoch && e.current_txn_first_offset.is_some())
+    }
+
+    /// Starts a verification of `producer_id`'s next transaction with its
+    /// coordinator; the guard must still match when the batch is appended.
+    pub fn start_verification(&mut self, producer_id: i64, now_ms: i64) -> u64 {
+        self.last_guard += 1;
+        self.verifying.insert(producer_id, (self.last_guard, now_ms));
+        self.last_guard
+    }
+
+    /// Whether a transactional batch of `producer_id` checked with `guard`
+    /// may be appended: its transaction is open, or the verification that
+    /// gave `guard` is still the producer's and no marker came since.
+    pub fn may_append_transactional(&self, producer_id: i64, producer_epoch: i16, guard: u64) -> bool {
+        self.in_transaction(producer_id, producer_epoch) || (guard != 0 && self.verifying.get(&producer_id).is_some_and(|&(g, _)| g == guard))
     }
 
     /// The open transactions: (producer id, first offset), oldest first.
@@ -214,6 +241,7 @@ impl ProducerStateTable {
             entry.batches.clear();
         }
         let first_offset = entry.current_txn_first_offset.take().unwrap_or(offset);
+        self.verifying.remove(&producer_id);
         entry.coordinator_epoch = marker.coordinator_epoch;
         entry.last_timestamp = entry.last_timestamp.max(timestamp);
         if self.ongoing.get(&first_offset) == Some(&producer_id) {
@@ -306,6 +334,8 @@ impl ProducerStateTable {
         if batch.transactional && entry.current_txn_first_offset.is_none() {
             entry.current_txn_first_offset = Some(first_offset);
             self.ongoing.insert(first_offset, batch.producer_id);
+            // The open transaction stands for the verification from now on.
+            self.verifying.remove(&batch.producer_id);
         }
     }
 
@@ -332,6 +362,7 @@ impl ProducerStateTable {
     /// table does not grow with every producer that ever wrote. Returns how
     /// many were removed.
     pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.verifying.retain(|_, &mut (_, started)| now_ms.saturating_sub(started) < expiration_ms);
         let before = self.producers.len();
         self.producers.retain(|_, e| e.current_txn_first_offset.is_some() || now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
         before - self.producers.len()
@@ -438,6 +469,25 @@ mod tests {
         assert!(t.get(2).is_none());
         assert_eq!(t.ongoing_txns().collect::<Vec<_>>(), vec![(1, 0)]);
         assert_eq!(t.last_stable_offset(1), 0);
+    }
+
+    #[test]
+    fn a_marker_invalidates_a_verification_in_flight() {
+        let mut t = ProducerStateTable::default();
+        let g = t.start_verification(1, 0);
+        assert!(t.may_append_transactional(1, 0, g));
+        assert!(!t.may_append_transactional(1, 0, 0), "no guard, no open transaction");
+        t.complete_txn(1, 0, marker(false, 0), 0, 0);
+        assert!(!t.may_append_transactional(1, 0, g), "the marker ended what was verified");
+        let g2 = t.start_verification(1, 0);
+        assert!(!t.may_append_transactional(1, 0, g), "an older guard");
+        t.record(&txn(1, 0, 0, 1), 1);
+        assert!(t.may_append_transactional(1, 0, 0) && t.may_append_transactional(1, 0, g2), "open now");
+        let g3 = t.start_verification(2, 100);
+        t.remove_expired(100 + 49, 50);
+        assert!(t.may_append_transactional(2, 0, g3));
+        t.remove_expired(100 + 50, 50);
+        assert!(!t.may_append_transactional(2, 0, g3), "a verification never followed up expires");
     }
 
     #[test]
