@@ -125,3 +125,76 @@ async fn markers_aborted_transactions_and_read_committed_over_the_wire() {
     assert_eq!(values, vec![(2, "committed-0"), (3, "plain-0")]);
     cluster.stop().await.expect("stop");
 }
+
+/// Waits (bounded) until `check` holds.
+async fn wait_for(what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(e) if std::time::Instant::now() >= deadline => panic!("timed out waiting for {what}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Three replicas: the followers rebuild the last stable offset, the
+/// aborted-transaction index and the open transactions from what they fetch,
+/// and a follower that becomes leader keeps the transaction open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn followers_rebuild_transactions_from_what_they_fetch() {
+    let mut cluster = TestCluster::start(3, &["broker.session.timeout.ms=3000", "replica.lag.time.max.ms=3000"]).await.expect("start cluster");
+    let leader_addr = cluster.nodes[0].addr;
+    let mut c = Conn::open(leader_addr).await;
+    let r = c.call(&CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![CreatableTopic::default().with_name(topic(TOPIC)).with_num_partitions(1).with_replication_factor(3)]), 7).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let leader_id = cluster.broker(0).unwrap().metadata.image().partition(TOPIC, 0).expect("partition").leader;
+    let leader = cluster.broker((leader_id - 1) as usize).expect("leader runs").clone();
+    let p = leader.replicas.lookup(TOPIC, 0).expect("leader's partition");
+    p.append_from_client(txn_batch(7, 0, &["aborted-0", "aborted-1"]), 9, now_ms()).unwrap(); // 0-1
+    p.append_from_client(txn_batch(8, 0, &["open-0"]), 9, now_ms()).unwrap(); // 2
+    let mut c = Conn::open(cluster.nodes[(leader_id - 1) as usize].addr).await;
+    let r = c.call(&marker(7, false), 1).await;
+    assert_eq!(r.markers[0].topics[0].partitions[0].error_code, 0, "answered once the followers have the marker"); // 3
+
+    let leader_aborted = p.reader().collect_aborted(0, i64::MAX);
+    assert_eq!(leader_aborted.iter().map(|t| (t.producer_id, t.first_offset, t.last_offset)).collect::<Vec<_>>(), vec![(7, 0, 3)]);
+    wait_for("every replica at the leader's LSO with the same aborted index", || {
+        for i in 0..3 {
+            let b = cluster.broker(i).ok_or("node down")?;
+            let local = b.replicas.get(TOPIC, 0).ok_or("partition not open")?;
+            let v = local.view();
+            if (v.log_end_offset, v.high_watermark, v.last_stable_offset) != (4, 4, 2) {
+                return Err(format!("node {}: {v:?}", b.node_id));
+            }
+            if local.reader().collect_aborted(0, i64::MAX) != leader_aborted {
+                return Err(format!("node {}: aborted index differs", b.node_id));
+            }
+        }
+        Ok(())
+    })
+    .await;
+
+    // The leader stops; the new leader still holds producer 8's transaction open.
+    cluster.stop_node((leader_id - 1) as usize).await.expect("stop leader");
+    let survivor = (0..3).find(|&i| cluster.broker(i).is_some()).expect("a node runs");
+    wait_for("a new leader", || match cluster.broker(survivor).unwrap().metadata.image().partition(TOPIC, 0).map(|m| m.leader) {
+        Some(l) if l > 0 && l != leader_id => Ok(()),
+        other => Err(format!("leader {other:?}")),
+    })
+    .await;
+    let new_leader_id = cluster.broker(survivor).unwrap().metadata.image().partition(TOPIC, 0).unwrap().leader;
+    let new_leader = cluster.broker((new_leader_id - 1) as usize).expect("new leader runs").clone();
+    let np = new_leader.replicas.lookup(TOPIC, 0).expect("new leader's partition");
+    wait_for("the new leader serving", || if np.is_leader() { Ok(()) } else { Err("not yet".into()) }).await;
+    assert!(np.begin_txn_verification(8, 0).is_none(), "producer 8's transaction is open on the new leader");
+    let mut c = Conn::open(cluster.nodes[(new_leader_id - 1) as usize].addr).await;
+    let r = c.call(&marker(8, true), 1).await;
+    assert_eq!(r.markers[0].topics[0].partitions[0].error_code, 0);
+    wait_for("the commit to pass the new high watermark", || {
+        let v = np.view();
+        if v.last_stable_offset == v.log_end_offset && v.log_end_offset == 5 { Ok(()) } else { Err(format!("{v:?}")) }
+    })
+    .await;
+    cluster.stop().await.expect("stop");
+}
