@@ -5,7 +5,8 @@
 //! "coordinator", then read_committed Fetch (last stable offset, aborted
 //! transactions, control batches decodable by kafka-protocol), ListOffsets
 //! read_committed, DescribeProducers, and librdkafka's read_committed
-//! consumer seeing exactly the committed records.
+//! consumer seeing exactly the committed records; on three nodes, followers
+//! rebuilding all of it from what they fetch, through a leader change.
 
 use std::time::Duration;
 
