@@ -88,3 +88,12 @@ impl MetadataSource {
         }
     }
 }
+
+/// `host:port` of broker `node`'s listener named `listener` (or its first
+/// listener) in `image`: where inter-broker requests (follower fetches,
+/// transaction verification and markers) go.
+pub(crate) fn broker_address(image: &klamm_raft::MetadataImage, listener: &str, node: i32) -> Option<String> {
+    let registration = image.broker(node)?;
+    let endpoint = registration.endpoints.iter().find(|e| e.listener == listener).or_else(|| registration.endpoints.first())?;
+    Some(format!("{}:{}", endpoint.host, endpoint.port))
+}

@@ -14,6 +14,10 @@
 //!   segment base offset;
 //! - a time index `<base>.timeindex` per segment: 12-byte entries
 //!   `timestamp i64 BE | relative_offset u32 BE`;
+//! - an aborted-transaction index `<base>.txnindex` per segment that holds
+//!   ABORT markers (Kafka's 34-byte entries; `txn_index.rs`), kept in
+//!   memory, appended by the owner ([`Log::append_aborted_txn`]), truncated
+//!   and deleted with its segment, rebuilt by recovery;
 //! - `log-start-offset-checkpoint`, `recovery-point-offset-checkpoint` and
 //!   `leader-epoch-checkpoint` (text: version `0`, entry count, one entry
 //!   per line);
@@ -105,11 +109,14 @@ mod offset_index;
 mod reader;
 mod segment;
 mod time_index;
+mod txn_index;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod flush_tests;
+#[cfg(test)]
+mod txn_index_tests;
 
 pub use batch_header::BatchHeader;
 pub use cleaner::{
@@ -121,3 +128,4 @@ pub use leader_epoch::{EpochEntry, LEADER_EPOCH_CHECKPOINT, UNDEFINED_EPOCH, UND
 pub use flush::{RolledFlush, RECOVERY_POINT_CHECKPOINT};
 pub use log::{AppendInfo, Log, CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_CHECKPOINT};
 pub use reader::{FileRegion, LogReader, ReadResult};
+pub use txn_index::AbortedTxn;

@@ -190,7 +190,7 @@ fn list_segment_bases(dir: &Path) -> Result<Vec<i64>> {
             .flatten();
         match (parsed, ext) {
             (Some(base), "log") => bases.push(base),
-            (Some(base), "index" | "timeindex") => index_files.push((base, entry.path())),
+            (Some(base), "index" | "timeindex" | "txnindex") => index_files.push((base, entry.path())),
             (_, "tmp") => orphans.push(entry.path()),
             _ => {}
         }
@@ -243,6 +243,8 @@ impl Log {
         let mut cut_after: Option<usize> = None;
         // How many leading segments were opened without validation.
         let mut trusted_prefix = 0;
+        // Segments validated here, whose transaction index is rebuilt.
+        let mut recovered = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             if let Some(prev) = segments.last() {
                 if base < prev.next_offset() {
@@ -265,6 +267,7 @@ impl Log {
                     seg
                 }
                 None => {
+                    recovered.push(i);
                     let (seg, stop) = Segment::recover(&dir, base, &config)?;
                     if stop.is_some() && i != last {
                         segments.push(seg);
@@ -279,7 +282,7 @@ impl Log {
         if let Some(from) = cut_after {
             for &base in &bases[from..] {
                 warn!(base, "deleting segment after the corruption point");
-                for ext in ["log", "index", "timeindex"] {
+                for ext in ["log", "index", "timeindex", "txnindex"] {
                     let p = dir.join(crate::segment::file_name(base, ext));
                     if let Err(e) = std::fs::remove_file(&p) {
                         if e.kind() != std::io::ErrorKind::NotFound {
@@ -299,6 +302,7 @@ impl Log {
                 seg.delete_files()?;
             }
             trusted_prefix = 0;
+            recovered.clear();
         }
         if segments.is_empty() {
             segments.push(Segment::create(&dir, log_start_offset, &config)?);
@@ -357,6 +361,9 @@ impl Log {
             recovery_point,
             persisted_recovery_point: checkpointed_recovery_point.unwrap_or(-1),
         };
+        for i in recovered.into_iter().filter(|&i| i < n) {
+            log.rebuild_txn_index(i)?;
+        }
         if log.persisted_recovery_point != recovery_point {
             log.write_recovery_point()?;
         }
@@ -681,6 +688,7 @@ impl Log {
         let removed_base = active.truncate_to(offset, &config)?;
         let new_end = removed_base.map_or(offset, |b| b.min(offset));
         assert!(new_end >= active.next_offset());
+        crate::segment::write_lock(&active.shared.txn_index).truncate_to(new_end)?;
         if new_end < self.log_start_offset {
             return self.truncate_fully_and_start_at(offset);
         }

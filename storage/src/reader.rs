@@ -271,6 +271,22 @@ impl LogReader {
         Ok(None)
     }
 
+    /// The aborted transactions that overlap `[start, upper_bound)` (their
+    /// ABORT marker at or after `start`, their first batch below
+    /// `upper_bound`), ordered by marker: what a read_committed fetch from
+    /// `start` returns as `aborted_transactions`. Segments whose markers all
+    /// lie below `start` are skipped; the later ones are all looked at, since
+    /// a transaction that began below the bound may end far above it.
+    pub fn collect_aborted(&self, start: i64, upper_bound: i64) -> Vec<crate::AbortedTxn> {
+        let segments = self.shared.snapshot();
+        let first = segments.partition_point(|s| s.base_offset <= start).saturating_sub(1);
+        let mut out = Vec::new();
+        for s in &segments[first..] {
+            crate::segment::read_lock(&s.txn_index).collect(start, upper_bound, &mut out);
+        }
+        out
+    }
+
     /// Base offset of the first segment that may hold a batch with a max
     /// timestamp >= `timestamp` (its own max timestamp is at least that, or
     /// unknown), never below the log start offset; the log end offset if no

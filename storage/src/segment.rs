@@ -22,6 +22,7 @@ use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::offset_index::OffsetIndex;
 use crate::time_index::TimeIndex;
+use crate::txn_index::TxnIndex;
 
 /// `<base_offset as 20 digits>.<ext>`.
 pub(crate) fn file_name(base_offset: i64, ext: &str) -> String {
@@ -65,6 +66,8 @@ pub(crate) struct SegmentShared {
     state: AtomicU64,
     pub offset_index: RwLock<OffsetIndex>,
     pub time_index: RwLock<TimeIndex>,
+    /// Aborted transactions whose ABORT marker is in this segment.
+    pub txn_index: RwLock<TxnIndex>,
     max_timestamp: AtomicI64,
     offset_of_max_timestamp: AtomicI64,
 }
@@ -76,6 +79,7 @@ impl SegmentShared {
         self.file.sync_data().map_err(Error::io("fsync segment", &self.log_path))?;
         read_lock(&self.offset_index).file().flush()?;
         read_lock(&self.time_index).file().flush()?;
+        read_lock(&self.txn_index).sync()?;
         Ok(())
     }
 
@@ -285,6 +289,7 @@ impl Segment {
         file: File,
         offset_index: OffsetIndex,
         time_index: TimeIndex,
+        txn_index: TxnIndex,
     ) -> Segment {
         Segment {
             shared: Arc::new(SegmentShared {
@@ -294,6 +299,7 @@ impl Segment {
                 state: AtomicU64::new(0),
                 offset_index: RwLock::new(offset_index),
                 time_index: RwLock::new(time_index),
+                txn_index: RwLock::new(txn_index),
                 max_timestamp: AtomicI64::new(-1),
                 offset_of_max_timestamp: AtomicI64::new(-1),
             }),
@@ -322,8 +328,9 @@ impl Segment {
             base_offset,
             config.time_index_entries(),
         )?;
+        let txn = TxnIndex::create(dir.join(file_name(base_offset, "txnindex")))?;
         debug!(base_offset, "created segment");
-        Ok(Segment::from_parts(base_offset, log_path, file, oi, ti))
+        Ok(Segment::from_parts(base_offset, log_path, file, oi, ti, txn))
     }
 
     /// Opens a sealed segment of a cleanly shut down log, trusting its
@@ -348,7 +355,11 @@ impl Segment {
             warn!(path = %index_path.display(), %reason, "offset index failed sanity check");
             return Ok(None);
         }
-        let mut seg = Segment::from_parts(base_offset, log_path, file, oi, ti);
+        // A damaged transaction index is rebuilt by recovering the segment.
+        let Some(txn) = TxnIndex::load(dir.join(file_name(base_offset, "txnindex")), base_offset)? else {
+            return Ok(None);
+        };
+        let mut seg = Segment::from_parts(base_offset, log_path, file, oi, ti, txn);
         seg.sealed = true;
         seg.size = file_len;
         seg.shared.publish_committed(file_len);
@@ -406,7 +417,14 @@ impl Segment {
             base_offset,
             config.time_index_entries(),
         )?;
-        let mut seg = Segment::from_parts(base_offset, log_path, file, oi, ti);
+        // Kept as it is (a compaction swap leaves it valid); log recovery
+        // rebuilds it from the batches (`Log::rebuild_txn_index`).
+        let txn_path = dir.join(file_name(base_offset, "txnindex"));
+        let txn = match TxnIndex::load(txn_path.clone(), base_offset)? {
+            Some(t) => t,
+            None => TxnIndex::create(txn_path)?,
+        };
+        let mut seg = Segment::from_parts(base_offset, log_path, file, oi, ti, txn);
         let stop = seg.rebuild(file_len, true, config)?;
         if let Some(reason) = &stop {
             warn!(
@@ -654,6 +672,7 @@ impl Segment {
             self.shared.log_path.clone(),
             read_lock(&self.shared.offset_index).file().path().to_owned(),
             read_lock(&self.shared.time_index).file().path().to_owned(),
+            read_lock(&self.shared.txn_index).path().to_owned(),
         ];
         for p in paths {
             match std::fs::remove_file(&p) {

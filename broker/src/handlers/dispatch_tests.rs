@@ -23,6 +23,7 @@ fn default_request(key: ApiKey) -> Option<RequestKind> {
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
         ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default()),
         ApiKey::DescribeGroups => RequestKind::DescribeGroups(DescribeGroupsRequest::default()),
+        ApiKey::DescribeProducers => RequestKind::DescribeProducers(DescribeProducersRequest::default()),
         ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(DescribeTopicPartitionsRequest::default()),
         ApiKey::ElectLeaders => RequestKind::ElectLeaders(ElectLeadersRequest::default()),
         ApiKey::Fetch => RequestKind::Fetch(FetchRequest::default()),
@@ -42,6 +43,7 @@ fn default_request(key: ApiKey) -> Option<RequestKind> {
         ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default()),
         ApiKey::Produce => RequestKind::Produce(ProduceRequest::default()),
         ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default()),
+        ApiKey::WriteTxnMarkers => RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default()),
         _ => return None,
     })
 }
@@ -64,10 +66,10 @@ fn is_fallback(outcome: &Option<Outcome>) -> bool {
     matches!(outcome, Some(Outcome::Close(reason)) if *reason == NOT_SERVED)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_served_api_has_a_handler() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let overrides: Vec<String> = vec![
+/// Starts a single-node broker (broker and controller) on loopback port 0
+/// with its data in `dir`, plus `extra` config overrides.
+pub(super) async fn start_single_node(dir: &tempfile::TempDir, extra: &[&str]) -> crate::server::RunningBroker {
+    let mut overrides: Vec<String> = vec![
         "node.id=1".into(),
         "process.roles=broker,controller".into(),
         "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0".into(),
@@ -76,8 +78,15 @@ async fn every_served_api_has_a_handler() {
         "controller.quorum.voters=1@127.0.0.1:0".into(),
         format!("log.dirs={}", dir.path().display()),
     ];
+    overrides.extend(extra.iter().map(|s| s.to_string()));
     let loaded = klamm_config::BrokerConfig::load(None, &overrides).expect("config");
-    let running = crate::server::start(loaded).await.expect("start broker");
+    crate::server::start(loaded).await.expect("start broker")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_served_api_has_a_handler() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = start_single_node(&dir, &[]).await;
     let broker = running.broker.clone();
 
     // The check can fail: an API without a handler ends in the fallback.

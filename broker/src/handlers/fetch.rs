@@ -7,6 +7,9 @@
 //!   least one whole batch (KIP-74), so a consumer can pass a large batch.
 //! - Fetch sessions (KIP-227) are declined: every response carries
 //!   session id 0, which every client treats as "keep sending full fetches".
+//! - read_committed (`isolation_level=1`) reads below the last stable offset
+//!   and lists the aborted transactions the data overlaps; a delayed fetch
+//!   wakes on every change of the partition's view, so also when the LSO moves.
 //! - Errors are per partition and make the response return at once, as in
 //!   Kafka's DelayedFetch.
 //!
@@ -21,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use klamm_protocol::messages::fetch_response::{EpochEndOffset, FetchResponse, FetchableTopicResponse, PartitionData};
+use klamm_protocol::messages::fetch_response::{AbortedTransaction, EpochEndOffset, FetchResponse, FetchableTopicResponse, PartitionData};
 use klamm_protocol::messages::FetchRequest;
 use klamm_protocol::{left_out, ErrorCode, Uuid};
 use klamm_storage::FileRegion;
@@ -217,6 +220,9 @@ fn read_all(targets: &[Target], read_committed: bool, max_bytes: i64, follower: 
                             Ok(records) => {
                                 let records = records.unwrap_or_default();
                                 total += records.len() as i64;
+                                if read_committed && !records.is_empty() {
+                                    data.aborted_transactions = Some(aborted_transactions(partition, t.fetch_offset, bound));
+                                }
                                 data.records = Some(records);
                             }
                             Err(e) => {
@@ -236,6 +242,19 @@ fn read_all(targets: &[Target], read_committed: bool, max_bytes: i64, follower: 
         topics.last_mut().expect("pushed above").partitions.push(data);
     }
     ReadAll { topics, regions, bytes: total, any_error }
+}
+
+/// read_committed: the aborted transactions overlapping the fetched range
+/// (from the fetch offset up to the last stable offset), which the consumer
+/// uses to drop their records. Control batches stay in the data, as in
+/// Kafka; clients skip them.
+fn aborted_transactions(partition: &Partition, fetch_offset: i64, last_stable_offset: i64) -> Vec<AbortedTransaction> {
+    partition
+        .reader()
+        .collect_aborted(fetch_offset, last_stable_offset)
+        .into_iter()
+        .map(|t| AbortedTransaction { producer_id: t.producer_id, first_offset: t.first_offset, ..Default::default() })
+        .collect()
 }
 
 /// The `records` value for `region`: a placeholder keyed by its place in

@@ -201,6 +201,17 @@ mod tests {
         assert_eq!(resolve(&view(6, -1), &client(LATEST), search), Ok(Some((6, -1))));
     }
 
+    /// An open transaction at offset 5: read_committed answers stay below the LSO.
+    #[test]
+    fn read_committed_answers_stay_below_the_last_stable_offset() {
+        let v = PartitionView { last_stable_offset: 5, ..view(9, 5) };
+        let committed = |timestamp| Query { read_committed: true, ..client(timestamp) };
+        assert_eq!(resolve(&v, &committed(LATEST), search), Ok(Some((5, -1))));
+        assert_eq!(resolve(&v, &client(LATEST), search), Ok(Some((9, -1))), "read_uncommitted: the high watermark");
+        assert_eq!(resolve(&v, &committed(50), search), Ok(None), "offset 8 is above the LSO");
+        assert_eq!(resolve(&v, &client(50), search), Ok(Some((8, 100))));
+    }
+
     #[test]
     fn a_failed_search_is_a_storage_error() {
         let failing = |_: Search| Err(klamm_storage::Error::InvalidOffset { offset: 0, reason: "test" });

@@ -24,6 +24,7 @@ pub mod delete_topics;
 pub mod delete_groups;
 pub mod describe_cluster;
 pub mod describe_groups;
+pub mod describe_producers;
 pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod find_coordinator;
@@ -42,7 +43,9 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 mod poll_many;
 pub mod produce;
+pub mod produce_verify;
 pub mod sync_group;
+pub mod write_txn_markers;
 
 /// An API Klamm serves and the version range it advertises.
 #[derive(Clone, Copy, Debug)]
@@ -95,6 +98,8 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    api(ApiKey::WriteTxnMarkers, 1, 1),
+    api(ApiKey::DescribeProducers, 0, 0),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -119,6 +124,8 @@ pub fn supported_api_table() -> String {
 
 #[cfg(test)]
 mod dispatch_tests;
+#[cfg(test)]
+mod txn_tests;
 
 #[cfg(test)]
 mod registry_tests {
@@ -218,6 +225,17 @@ pub(crate) async fn propose_partition_change(
     Err((ErrorCode::REQUEST_TIMED_OUT, Some(format!("{topic}-{partition} kept changing during the {what}"))))
 }
 
+/// The local partition when this broker leads it by the metadata image:
+/// UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER, or the replica
+/// manager's error otherwise (KAFKA_STORAGE_ERROR for an offline log).
+pub(crate) fn led_partition(broker: &Broker, image: &klamm_raft::MetadataImage, topic: &str, partition: i32) -> Result<Arc<crate::replica::Partition>, klamm_protocol::ErrorCode> {
+    let meta = image.partition(topic, partition).ok_or(klamm_protocol::ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)?;
+    if meta.leader != broker.node_id {
+        return Err(klamm_protocol::ErrorCode::NOT_LEADER_OR_FOLLOWER);
+    }
+    broker.replicas.lookup(topic, partition)
+}
+
 /// The reason [`handle`] closes with when it has no handler for an API (a test checks
 /// that no API of [`SUPPORTED`] ends there).
 pub(crate) const NOT_SERVED: &str = "api not served";
@@ -257,6 +275,8 @@ pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::DescribeTopicPartitions(r) => describe_topic_partitions::handle(ctx, r).into(),
         RequestKind::AlterPartitionReassignments(r) => alter_partition_reassignments::handle(ctx, r).await.into(),
         RequestKind::ListPartitionReassignments(r) => list_partition_reassignments::handle(ctx, r).into(),
+        RequestKind::WriteTxnMarkers(r) => write_txn_markers::handle(ctx, r).await.into(),
+        RequestKind::DescribeProducers(r) => describe_producers::handle(ctx, r).into(),
         // The connection layer only lets registered APIs through.
         _ => Outcome::Close(NOT_SERVED),
     }

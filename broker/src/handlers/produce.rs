@@ -9,14 +9,26 @@
 //! once the high watermark passes the batch (REQUEST_TIMED_OUT after the
 //! request's `timeout_ms`, NOT_LEADER_OR_FOLLOWER if leadership moved
 //! meanwhile). All partitions of a request append first, then wait together.
+//!
+//! Transactional batches need the request's `transactional_id` (without it
+//! every partition gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka
+//! answers a request it cannot authorize), and a producer's first batch of a
+//! transaction on a partition is verified with its coordinator first
+//! (`produce_verify`, KIP-890 part 1): all such partitions of the request in
+//! one AddPartitionsToTxn request, before anything is appended.
 
 use klamm_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use klamm_protocol::messages::ProduceRequest;
 use klamm_protocol::ErrorCode;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use klamm_protocol::records::RecordBatch;
+
+use super::produce_verify::{self, Verification};
 use super::{Outcome, RequestContext};
 use crate::replica::{Partition, PartitionError};
 
@@ -43,13 +55,19 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     let mut any_error = false;
     let mut pending: Vec<PendingAck> = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
+    let mut refused = if matches!(acks, -1 | 0 | 1) { verify_transactions(ctx, &request, &image).await } else { Refused::default() };
     for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
             let result = if !matches!(acks, -1 | 0 | 1) {
                 Err(PartitionError::code(ErrorCode::INVALID_REQUIRED_ACKS))
+            } else if refused.no_transactional_id {
+                Err(PartitionError::code(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED))
+            } else if let Some(e) = refused.partitions.remove(&(topic.name.clone(), pd.index)) {
+                Err(e)
             } else {
-                produce_one(ctx, &image, &topic.name, pd.index, pd.records, acks, now)
+                let txn_guard = refused.guards.get(&(topic.name.clone(), pd.index)).copied();
+                produce_one(ctx, &image, &topic.name, pd.index, pd.records, acks, now, txn_guard)
             };
             let mut response = PartitionProduceResponse { index: pd.index, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, ..Default::default() };
             match result {
@@ -116,6 +134,65 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
     }))
 }
 
+/// What transaction checks refused before anything was appended.
+#[derive(Default)]
+struct Refused {
+    /// Transactional batches without a transactional id: the whole request fails.
+    no_transactional_id: bool,
+    /// Per (topic, partition): the coordinator's verification said no.
+    partitions: HashMap<(String, i32), PartitionError>,
+    /// Per (topic, partition) with a transactional batch: the guard of its
+    /// verification (0 when its transaction was open and none was needed).
+    guards: HashMap<(String, i32), u64>,
+}
+
+/// The producer id and epoch of a transactional batch (None for anything else).
+fn transactional_producer(records: Option<&Bytes>) -> Option<(i64, i16)> {
+    let (batch, _) = RecordBatch::parse(records?.clone()).ok()?;
+    (batch.is_transactional() && batch.producer_id() >= 0).then(|| (batch.producer_id(), batch.producer_epoch()))
+}
+
+/// KIP-890 part 1: verifies with the coordinator every partition led here
+/// whose transactional batch would open a transaction (one request per
+/// producer id and epoch, normally one per produce request).
+async fn verify_transactions(ctx: &RequestContext, request: &ProduceRequest, image: &klamm_raft::MetadataImage) -> Refused {
+    let broker = &ctx.broker;
+    let mut refused = Refused::default();
+    let mut verifications: Vec<Verification> = Vec::new();
+    for topic in &request.topic_data {
+        for pd in &topic.partition_data {
+            let Some((producer_id, producer_epoch)) = transactional_producer(pd.records.as_ref()) else { continue };
+            let Some(transactional_id) = request.transactional_id.as_deref().filter(|id| !id.is_empty()) else {
+                refused.no_transactional_id = true;
+                return refused;
+            };
+            // Partitions not led here are answered by `produce_one`.
+            let Ok(local) = super::led_partition(broker, image, &topic.name, pd.index) else { continue };
+            let key = (topic.name.clone(), pd.index);
+            let Some(guard) = local.begin_txn_verification(producer_id, producer_epoch) else {
+                refused.guards.insert(key, 0);
+                continue;
+            };
+            refused.guards.insert(key.clone(), guard);
+            match verifications.iter_mut().find(|v| v.producer_id == producer_id && v.producer_epoch == producer_epoch) {
+                Some(v) => v.partitions.push(key),
+                None => verifications.push(Verification { transactional_id: transactional_id.to_string(), producer_id, producer_epoch, partitions: vec![key] }),
+            }
+        }
+    }
+    let timeout = Duration::from_millis(request.timeout_ms.clamp(1_000, 30_000) as u64);
+    for v in &verifications {
+        for (key, code) in produce_verify::verify(broker, v, timeout).await {
+            if let Some(e) = produce_verify::produce_error(code) {
+                tracing::debug!(topic = %key.0, partition = key.1, producer_id = v.producer_id, error = code.name(), "transactional batch not verified");
+                refused.partitions.insert(key, e);
+            }
+        }
+    }
+    refused
+}
+
+#[allow(clippy::too_many_arguments)]
 fn produce_one(
     ctx: &RequestContext,
     image: &klamm_raft::MetadataImage,
@@ -124,6 +201,7 @@ fn produce_one(
     records: Option<bytes::Bytes>,
     acks: i16,
     now: i64,
+    txn_guard: Option<u64>,
 ) -> Result<(crate::replica::AppendResult, Arc<Partition>), PartitionError> {
     let broker = &ctx.broker;
     let Some(meta) = image.partition(topic, partition) else {
@@ -148,6 +226,6 @@ fn produce_one(
             ));
         }
     }
-    let result = local.append_from_client(records, ctx.api_version, now)?;
+    let result = local.append_from_client_checked(records, ctx.api_version, now, txn_guard)?;
     Ok((result, local))
 }

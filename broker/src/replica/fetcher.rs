@@ -128,14 +128,7 @@ fn followed_from(broker: &FetcherContext, leader: i32) -> Vec<(Arc<Partition>, F
 
 /// The address of `leader`'s inter-broker listener (or its first one).
 fn leader_address(broker: &FetcherContext, leader: i32) -> Option<String> {
-    let image = broker.metadata.image();
-    let registration = image.broker(leader)?;
-    let endpoint = registration
-        .endpoints
-        .iter()
-        .find(|e| e.listener == broker.settings.listener)
-        .or_else(|| registration.endpoints.first())?;
-    Some(format!("{}:{}", endpoint.host, endpoint.port))
+    crate::metadata::broker_address(&broker.metadata.image(), &broker.settings.listener, leader)
 }
 
 /// One fetcher: loops while some partition follows `leader`.

@@ -32,6 +32,8 @@ pub mod partition;
 pub mod replication;
 #[cfg(test)]
 mod partition_tests;
+#[cfg(test)]
+mod partition_txn_tests;
 pub mod producer_snapshot;
 pub mod producer_state;
 pub mod reconciler;

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use klamm_config::TopicConfig;
-use klamm_protocol::records::{self, iter_batches, Compression, RecordBatch, RecordsError, TimestampType};
+use klamm_protocol::records::{self, iter_batches, Compression, EndTransactionMarker, RecordBatch, RecordsError, TimestampType};
 use klamm_protocol::ErrorCode;
 use klamm_raft::{PartitionImage, NO_LEADER};
 use klamm_storage::{CompactionStats, Log, LogReader};
@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::follower_health::{FollowerHealth, FollowerHealthReport};
 use super::producer_snapshot;
-use super::producer_state::{IncomingBatch, ProducerStateTable, SequenceCheck};
+use super::producer_state::{CompletedTxn, IncomingBatch, ProducerEntry, ProducerStateTable, SequenceCheck};
 use super::replication::{ReplicationState, RoleChange};
 pub use super::replication::IsrProposal;
 use super::storage_adapter::{self, log_config};
@@ -39,7 +39,9 @@ use super::validation::{self, records_error_code, StoreAs};
 pub struct PartitionView {
     pub log_start_offset: i64,
     pub high_watermark: i64,
-    /// Equals the high watermark until transactions exist.
+    /// The last stable offset: below it every transaction is decided and its
+    /// marker replicated (at most the high watermark); read_committed
+    /// consumers read up to here.
     pub last_stable_offset: i64,
     pub log_end_offset: i64,
     pub leader_epoch: i32,
@@ -200,10 +202,11 @@ impl Partition {
         } else {
             checkpointed_high_watermark.unwrap_or(0).clamp(log.log_start_offset(), leo)
         };
+        let last_stable_offset = producers.last_stable_offset(high_watermark);
         let view = PartitionView {
             log_start_offset: log.log_start_offset(),
             high_watermark,
-            last_stable_offset: high_watermark,
+            last_stable_offset,
             log_end_offset: leo,
             leader_epoch: -1,
             leader: NO_LEADER,
@@ -263,18 +266,19 @@ impl Partition {
 
     /// Publishes a change of the view (`change` returns whether it changed
     /// anything; readers wake only then) and checks the view's invariants:
-    /// the high watermark never passes the log end offset; outside a
-    /// truncation the log start offset never moves back; and while this
-    /// broker leads in one epoch its high watermark never moves back. These
-    /// are guaranteed by construction, so they are always checked (they are
-    /// cheap). Only the first holds for a [`ViewChange::Reset`]. Called under
-    /// the state lock.
+    /// the high watermark never passes the log end offset, nor the last
+    /// stable offset the high watermark; outside a truncation the log start
+    /// offset never moves back; and while this broker leads in one epoch its
+    /// high watermark never moves back. These are guaranteed by construction,
+    /// so they are always checked (they are cheap). Only the first two hold
+    /// for a [`ViewChange::Reset`]. Called under the state lock.
     fn update_view(&self, kind: ViewChange, change: impl FnOnce(&mut PartitionView) -> bool) {
         let node_id = self.node_id;
         self.view.send_if_modified(|v| {
             let before = *v;
             let changed = change(v);
             assert!(v.high_watermark <= v.log_end_offset, "{}-{}: high watermark {} past the log end offset {}", self.topic, self.index, v.high_watermark, v.log_end_offset);
+            assert!(v.last_stable_offset <= v.high_watermark, "{}-{}: last stable offset {} past the high watermark {}", self.topic, self.index, v.last_stable_offset, v.high_watermark);
             if kind == ViewChange::Advance {
                 assert!(v.log_start_offset >= before.log_start_offset, "{}-{}: log start offset moved back from {} to {}", self.topic, self.index, before.log_start_offset, v.log_start_offset);
                 let same_leadership = before.leader == node_id && v.leader == node_id && before.leader_epoch == v.leader_epoch;
@@ -313,6 +317,7 @@ impl Partition {
         let hw = self.leader_high_watermark(w);
         let st = &w.replication;
         let (leader, leader_epoch, leader_epoch_start_offset) = (st.leader(), st.leader_epoch(), st.leader_epoch_start_offset());
+        let producers = &mut w.producers;
         // A change of role or epoch: the previous high watermark may be a follower's.
         self.update_view(ViewChange::Reset, |v| {
             v.leader = leader;
@@ -320,8 +325,8 @@ impl Partition {
             v.leader_epoch_start_offset = leader_epoch_start_offset;
             if let Some(hw) = hw {
                 v.high_watermark = hw;
-                v.last_stable_offset = hw;
             }
+            v.last_stable_offset = producers.last_stable_offset(v.high_watermark);
             true
         });
     }
@@ -344,13 +349,14 @@ impl Partition {
         w.replication.high_watermark(w.log.log_end_offset(), current, min_isr)
     }
 
-    /// Publishes a higher high watermark computed under the state lock.
-    fn publish_high_watermark(&self, hw: Option<i64>) {
+    /// Publishes a higher high watermark computed under the state lock (and
+    /// the last stable offset it lets through).
+    fn publish_high_watermark(&self, hw: Option<i64>, producers: &mut ProducerStateTable) {
         if let Some(hw) = hw {
             self.update_view(ViewChange::Advance, |v| {
                 if hw > v.high_watermark {
                     v.high_watermark = hw;
-                    v.last_stable_offset = hw;
+                    v.last_stable_offset = producers.last_stable_offset(hw);
                     true
                 } else {
                     false
@@ -386,7 +392,7 @@ impl Partition {
         }
         w.replication.record_follower_fetch(replica, fetch_offset, leo, now_ms);
         let hw = self.leader_high_watermark(w);
-        self.publish_high_watermark(hw);
+        self.publish_high_watermark(hw, &mut w.producers);
         drop(guard);
         Ok(None)
     }
@@ -451,7 +457,9 @@ impl Partition {
                 PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
             })?;
             for f in &fetched[..new] {
-                w.producers.replay(&f.batch);
+                if let Some(txn) = w.producers.replay(&f.batch) {
+                    self.index_completed_txn(w, txn);
+                }
             }
         }
         let leo = w.log.log_end_offset();
@@ -462,11 +470,12 @@ impl Partition {
         }
         let log_start = w.log.log_start_offset();
         let hw = leader.high_watermark.min(leo);
+        let producers = &mut w.producers;
         self.update_view(ViewChange::Reset, |v| {
             v.log_end_offset = leo;
             v.log_start_offset = log_start;
             v.high_watermark = hw.max(log_start);
-            v.last_stable_offset = v.high_watermark;
+            v.last_stable_offset = producers.last_stable_offset(v.high_watermark).max(log_start);
             true
         });
         drop(guard);
@@ -571,11 +580,12 @@ impl Partition {
         }
         let leo = w.log.log_end_offset();
         let log_start = w.log.log_start_offset();
+        let producers = &mut w.producers;
         self.update_view(ViewChange::Reset, |v| {
             v.log_end_offset = leo;
             v.log_start_offset = log_start;
             v.high_watermark = v.high_watermark.min(leo);
-            v.last_stable_offset = v.high_watermark;
+            v.last_stable_offset = producers.last_stable_offset(v.high_watermark);
             true
         });
         Ok(leo)
@@ -608,8 +618,18 @@ impl Partition {
         self.lock().as_ref().map(|w| w.replication.replica_count()).unwrap_or(0)
     }
 
-    /// Validates and appends one client batch (Produce v3+ carries exactly one).
+    /// Validates and appends one client batch (Produce v3+ carries exactly
+    /// one) without a transaction check: for callers that vouch for
+    /// transactional batches themselves (the group coordinator, tests).
     pub fn append_from_client(&self, records: Bytes, api_version: i16, now_ms: i64) -> Result<AppendResult, PartitionError> {
+        self.append_from_client_checked(records, api_version, now_ms, None)
+    }
+
+    /// Validates and appends one client batch. With `txn_guard` (Produce),
+    /// a transactional batch is appended only into its producer's open
+    /// transaction or, if it opens one, with the guard of a verification
+    /// that no marker has ended since (0: none); else INVALID_TXN_STATE.
+    pub fn append_from_client_checked(&self, records: Bytes, api_version: i16, now_ms: i64, txn_guard: Option<u64>) -> Result<AppendResult, PartitionError> {
         let config = self.config();
         let (batch, rest) = RecordBatch::parse(records)
             .map_err(|e| PartitionError::new(records_error_code(&e), format!("invalid record batch: {e}")))?;
@@ -629,8 +649,8 @@ impl Partition {
         if batch.is_control() {
             return Err(PartitionError::new(ErrorCode::INVALID_RECORD, "Clients may not write control batches"));
         }
-        if batch.is_transactional() {
-            return Err(PartitionError::new(ErrorCode::TRANSACTIONAL_ID_NOT_FOUND, "Transactions are not supported yet"));
+        if batch.is_transactional() && batch.producer_id() < 0 {
+            return Err(PartitionError::new(ErrorCode::INVALID_RECORD, "Transactional batches must carry a producer id"));
         }
         if batch.records_count() == 0 {
             return Err(PartitionError::new(ErrorCode::INVALID_RECORD, "Record batch must contain at least one record"));
@@ -668,6 +688,9 @@ impl Partition {
         }
         let leader_epoch = open.replication.leader_epoch();
         match open.producers.check(&incoming) {
+            SequenceCheck::Accept if incoming.transactional && txn_guard.is_some_and(|g| !open.producers.may_append_transactional(incoming.producer_id, incoming.producer_epoch, g)) => {
+                return Err(PartitionError::new(ErrorCode::INVALID_TXN_STATE, "Record was not part of an ongoing transaction"));
+            }
             SequenceCheck::Accept => {}
             SequenceCheck::Duplicate(previous) => {
                 return Ok(AppendResult {
@@ -695,20 +718,89 @@ impl Partition {
             PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
         })?;
         open.producers.record(&incoming, info.base_offset);
+        let log_start = self.publish_leader_append(open);
+        drop(guard);
+        Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: append_time, log_start_offset: log_start, leader_epoch })
+    }
+
+    /// After a leader's append: publishes the new log end offset, log start
+    /// offset, high watermark and last stable offset. Returns the log start.
+    fn publish_leader_append(&self, open: &mut OpenPartition) -> i64 {
         let leo = open.log.log_end_offset();
         let log_start = open.log.log_start_offset();
         let hw = self.leader_high_watermark(open);
+        let producers = &mut open.producers;
         self.update_view(ViewChange::Advance, |v| {
             v.log_end_offset = leo;
             v.log_start_offset = log_start;
             if let Some(hw) = hw {
                 v.high_watermark = v.high_watermark.max(hw);
-                v.last_stable_offset = v.high_watermark;
             }
+            v.last_stable_offset = producers.last_stable_offset(v.high_watermark);
             true
         });
+        log_start
+    }
+
+    /// Adds an aborted transaction to the log's transaction index (leaders
+    /// and followers alike, right after its marker was appended). Its last
+    /// stable offset is Kafka's: the first offset of the oldest transaction
+    /// still open, else the offset after the marker.
+    fn index_completed_txn(&self, w: &mut OpenPartition, txn: CompletedTxn) {
+        if !txn.aborted {
+            return;
+        }
+        let last_stable_offset = w.producers.ongoing_txns().next().map_or(txn.last_offset + 1, |(_, first)| first);
+        let entry = klamm_storage::AbortedTxn { producer_id: txn.producer_id, first_offset: txn.first_offset, last_offset: txn.last_offset, last_stable_offset };
+        if let Err(e) = w.log.append_aborted_txn(entry) {
+            warn!(topic = %self.topic, partition = self.index, error = %e, "recording an aborted transaction failed");
+        }
+    }
+
+    /// As leader, for WriteTxnMarkers: appends the COMMIT/ABORT marker of
+    /// `producer_id`'s transaction (a control batch of one record) after
+    /// checking its producer epoch and coordinator epoch, and ends the
+    /// transaction. The caller waits for the high watermark to pass it.
+    pub fn append_txn_marker(&self, producer_id: i64, producer_epoch: i16, marker: EndTransactionMarker, now_ms: i64) -> Result<AppendResult, PartitionError> {
+        let batch = records::build_end_txn_marker(0, producer_id, producer_epoch, marker, now_ms);
+        let (parsed, _) = RecordBatch::parse(batch.clone()).map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
+        let mut header = klamm_storage::BatchHeader::of(&parsed).map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
+        let mut bytes = BytesMut::from(batch.as_ref());
+        let mut guard = self.lock();
+        let open = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
+        if !open.replication.is_leader() {
+            return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
+        }
+        open.producers.check_marker(producer_id, producer_epoch, marker.coordinator_epoch).map_err(|(code, message)| PartitionError::new(code, message))?;
+        let leader_epoch = open.replication.leader_epoch();
+        let info = open.log.append_parsed_as_leader(&mut bytes, std::slice::from_mut(&mut header), leader_epoch, now_ms).map_err(|e| {
+            warn!(topic = %self.topic, partition = self.index, error = %e, "marker append failed");
+            PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
+        })?;
+        let txn = open.producers.complete_txn(producer_id, producer_epoch, marker, info.base_offset, now_ms);
+        self.index_completed_txn(open, txn);
+        let log_start = self.publish_leader_append(open);
         drop(guard);
-        Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: append_time, log_start_offset: log_start, leader_epoch })
+        Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: -1, log_start_offset: log_start, leader_epoch })
+    }
+
+    /// KIP-890: when a transactional batch of `producer_id` at
+    /// `producer_epoch` would start a transaction here (only then does the
+    /// leader ask the coordinator whether the partition is part of it),
+    /// starts a verification and returns its guard, which the append must
+    /// present ([`Partition::append_from_client_checked`]). None: no
+    /// verification needed (or the log is closed).
+    pub fn begin_txn_verification(&self, producer_id: i64, producer_epoch: i16) -> Option<u64> {
+        let mut guard = self.lock();
+        let open = guard.as_mut()?;
+        let now_ms = crate::clock::now_ms();
+        (!open.producers.in_transaction(producer_id, producer_epoch)).then(|| open.producers.start_verification(producer_id, now_ms))
+    }
+
+    /// DescribeProducers: the state of every producer known here.
+    pub fn producer_states(&self) -> Option<Vec<(i64, ProducerEntry)>> {
+        let guard = self.lock();
+        guard.as_ref().map(|open| open.producers.iter().map(|(id, e)| (id, e.clone())).collect())
     }
 
     /// OffsetsForLeaderEpoch: the largest epoch <= `epoch` this log knows and the offset where
@@ -818,8 +910,11 @@ impl Partition {
         if run_retention && config.cleanup_policy.delete {
             let retention_ms = (config.retention_ms >= 0).then_some(config.retention_ms);
             let retention_bytes = (config.retention_bytes >= 0).then_some(config.retention_bytes as u64);
-            let high_watermark = self.view.borrow().high_watermark;
-            match open.log.apply_retention_bounded(retention_ms, retention_bytes, now_ms, high_watermark) {
+            // Never past the last stable offset: a segment holding the first
+            // batch of an open transaction stays (read_committed consumers
+            // and the aborted-transaction index need it).
+            let last_stable_offset = self.view.borrow().last_stable_offset;
+            match open.log.apply_retention_bounded(retention_ms, retention_bytes, now_ms, last_stable_offset) {
                 Ok(n) => deleted = n,
                 Err(e) => warn!(topic = %self.topic, partition = self.index, error = %e, "retention failed"),
             }

@@ -244,7 +244,7 @@ fn plant_snapshot(dir: &std::path::Path, offset: i64) {
     use super::producer_snapshot;
     use super::producer_state::{IncomingBatch, ProducerStateTable};
     let mut table = ProducerStateTable::default();
-    let batch = IncomingBatch { producer_id: 9, producer_epoch: 3, base_sequence: 0, last_offset_delta: 4, max_timestamp: 1_000 };
+    let batch = IncomingBatch { producer_id: 9, producer_epoch: 3, base_sequence: 0, last_offset_delta: 4, max_timestamp: 1_000, transactional: false };
     table.record(&batch, 0);
     let pending = producer_snapshot::write_pending(dir, &producer_snapshot::encode(offset, &table)).expect("write");
     producer_snapshot::install(dir, &pending).expect("install");

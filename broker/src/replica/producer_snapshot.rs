@@ -12,9 +12,11 @@
 //! deletes it (data appended there later differs from what it describes),
 //! and a snapshot taken before a truncation is never installed after it.
 //!
-//! Format (big-endian): `u16 version (0)`, `i64 offset`, `u32 producer
+//! Format (big-endian): `u16 version (1)`, `i64 offset`, `u32 producer
 //! count`, then per producer `i64 id`, `i16 epoch`, `i64 last timestamp`,
-//! `u8 batch count (<= 5)` and per batch `i32 first seq`, `i32 last seq`,
+//! `i64 first offset of the open transaction (-1: none)`, `i32 coordinator
+//! epoch of the last marker (-1: none)` (these two since version 1; version 0
+//! files, written before transactions, are still read), `u8 batch count (<= 5)` and per batch `i32 first seq`, `i32 last seq`,
 //! `i64 first offset`, `i64 last offset`, `i64 max timestamp`; then a
 //! CRC-32C of everything before it. Anything that does not parse, or fails
 //! the CRC, is ignored (the state is then replayed from the log).
@@ -26,7 +28,9 @@ use std::path::{Path, PathBuf};
 use super::producer_state::{BatchMetadata, ProducerEntry, ProducerStateTable, BATCHES_TO_RETAIN};
 
 pub const PRODUCER_SNAPSHOT: &str = "producer-state-snapshot";
-const VERSION: u16 = 0;
+const VERSION: u16 = 1;
+/// Snapshots written before transactions: no transaction fields.
+const VERSION_0: u16 = 0;
 
 /// Encodes the table as of `offset`.
 pub fn encode(offset: i64, table: &ProducerStateTable) -> Vec<u8> {
@@ -38,6 +42,8 @@ pub fn encode(offset: i64, table: &ProducerStateTable) -> Vec<u8> {
         out.extend_from_slice(&id.to_be_bytes());
         out.extend_from_slice(&entry.epoch.to_be_bytes());
         out.extend_from_slice(&entry.last_timestamp.to_be_bytes());
+        out.extend_from_slice(&entry.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
+        out.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
         out.push(entry.batches.len() as u8);
         for b in &entry.batches {
             out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -85,7 +91,8 @@ pub fn decode(bytes: &[u8]) -> Option<(i64, ProducerStateTable)> {
         return None;
     }
     let mut f = Fields(body);
-    if f.take::<2>().map(u16::from_be_bytes)? != VERSION {
+    let version = f.take::<2>().map(u16::from_be_bytes)?;
+    if version != VERSION && version != VERSION_0 {
         return None;
     }
     let offset = f.i64()?;
@@ -95,11 +102,18 @@ pub fn decode(bytes: &[u8]) -> Option<(i64, ProducerStateTable)> {
         let id = f.i64()?;
         let epoch = f.i16()?;
         let last_timestamp = f.i64()?;
+        let (txn_first, coordinator_epoch) = if version == VERSION_0 { (-1, -1) } else { (f.i64()?, f.i32()?) };
         let batches = f.u8()? as usize;
         if batches > BATCHES_TO_RETAIN {
             return None;
         }
-        let mut entry = ProducerEntry { epoch, last_timestamp, ..Default::default() };
+        let mut entry = ProducerEntry {
+            epoch,
+            last_timestamp,
+            current_txn_first_offset: (txn_first >= 0).then_some(txn_first),
+            coordinator_epoch,
+            ..Default::default()
+        };
         for _ in 0..batches {
             entry.batches.push_back(BatchMetadata {
                 first_seq: f.i32()?,
@@ -161,7 +175,7 @@ mod tests {
         let mut t = ProducerStateTable::default();
         for (pid, n) in [(7i64, 8), (9, 1), (1 << 40, 3)] {
             for i in 0..n {
-                let batch = IncomingBatch { producer_id: pid, producer_epoch: 2, base_sequence: i * 10, last_offset_delta: 9, max_timestamp: 1_000 + i as i64 };
+                let batch = IncomingBatch { producer_id: pid, producer_epoch: 2, base_sequence: i * 10, last_offset_delta: 9, max_timestamp: 1_000 + i as i64, transactional: false };
                 t.record(&batch, pid % 1000 + i as i64 * 10);
             }
         }
@@ -182,6 +196,47 @@ mod tests {
         assert_eq!(back.get(7).unwrap().batches.len(), BATCHES_TO_RETAIN);
         let (_, empty) = decode(&encode(0, &ProducerStateTable::default())).expect("empty table");
         assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn open_transactions_and_coordinator_epochs_round_trip() {
+        let mut t = table();
+        let txn = IncomingBatch { producer_id: 5, producer_epoch: 1, base_sequence: 0, last_offset_delta: 0, max_timestamp: 7, transactional: true };
+        t.record(&txn, 300);
+        let done = IncomingBatch { producer_id: 6, ..txn };
+        t.record(&done, 301);
+        t.complete_txn(6, 1, klamm_protocol::records::EndTransactionMarker { commit: true, coordinator_epoch: 4 }, 302, 8);
+        let (_, mut back) = decode(&encode(303, &t)).expect("decodes");
+        assert_eq!(back.get(5).unwrap().current_txn_first_offset, Some(300));
+        assert_eq!((back.get(6).unwrap().current_txn_first_offset, back.get(6).unwrap().coordinator_epoch), (None, 4));
+        assert_eq!(back.get(7).unwrap().coordinator_epoch, -1);
+        assert_eq!(back.ongoing_txns().collect::<Vec<_>>(), vec![(5, 300)]);
+        assert_eq!(back.last_stable_offset(303), 300);
+    }
+
+    #[test]
+    fn version_0_snapshots_are_still_read() {
+        // Version 0: no transaction fields; one producer with one batch.
+        let mut v0 = Vec::new();
+        v0.extend_from_slice(&0u16.to_be_bytes());
+        v0.extend_from_slice(&10i64.to_be_bytes());
+        v0.extend_from_slice(&1u32.to_be_bytes());
+        v0.extend_from_slice(&3i64.to_be_bytes());
+        v0.extend_from_slice(&1i16.to_be_bytes());
+        v0.extend_from_slice(&99i64.to_be_bytes());
+        v0.push(1);
+        for v in [0i32, 4] {
+            v0.extend_from_slice(&v.to_be_bytes());
+        }
+        for v in [5i64, 9, 99] {
+            v0.extend_from_slice(&v.to_be_bytes());
+        }
+        let crc = crc32c::crc32c(&v0);
+        v0.extend_from_slice(&crc.to_be_bytes());
+        let (offset, t) = decode(&v0).expect("version 0 decodes");
+        let e = t.get(3).unwrap();
+        assert_eq!((offset, e.epoch, e.last_timestamp, e.current_txn_first_offset, e.coordinator_epoch), (10, 1, 99, None, -1));
+        assert_eq!(e.batches[0], BatchMetadata { first_seq: 0, last_seq: 4, first_offset: 5, last_offset: 9, max_timestamp: 99 });
     }
 
     #[test]

@@ -68,9 +68,41 @@ pub(super) struct Filter<'a> {
 }
 
 impl Filter<'_> {
+    /// A transaction marker whose transaction has no record left (its
+    /// aborted data removed, or its committed data superseded) goes like a
+    /// tombstone (Kafka's rule): the first pass gives it a delete horizon
+    /// `delete.retention.ms` ahead, so consumers that read the data still see
+    /// the marker, and a pass after the horizon removes it. Other control
+    /// batches are kept byte for byte.
+    fn decide_marker(&mut self, batch: &RecordBatch, removed: &mut Removed) -> Decision {
+        if !batch.is_transactional() || !self.producers.marker_removable(batch.producer_id(), batch.base_offset()) {
+            return Decision::Keep;
+        }
+        if batch.has_delete_horizon() {
+            let horizon = batch.base_timestamp();
+            if self.tombstone_removal && self.now_ms >= horizon {
+                removed.records += batch.records_count().max(0) as u64;
+                return Decision::Drop;
+            }
+            if horizon > self.now_ms {
+                self.min_horizon = Some(self.min_horizon.map_or(horizon, |m| m.min(horizon)));
+            }
+            return Decision::Keep;
+        }
+        let Ok(records) = decode_records(batch, self.params.max_decompressed_batch_bytes) else {
+            return Decision::Keep;
+        };
+        let horizon = self.now_ms.saturating_add(self.params.delete_retention_ms);
+        self.min_horizon = Some(self.min_horizon.map_or(horizon, |m| m.min(horizon)));
+        match encode_retained(batch, records, Some(horizon)) {
+            Ok(bytes) => Decision::Rewrite(bytes),
+            Err(_) => Decision::Keep,
+        }
+    }
+
     pub(super) fn decide(&mut self, batch: &RecordBatch, removed: &mut Removed) -> Decision {
         if batch.is_control() {
-            return Decision::Keep;
+            return self.decide_marker(batch, removed);
         }
         let records = match decode_records(batch, self.params.max_decompressed_batch_bytes) {
             Ok(r) => r,

@@ -24,8 +24,9 @@ pub(super) enum Fate {
 pub(super) struct Producers {
     /// Base offset of the last batch of each producer id in the whole log.
     pub(super) last_batch: HashMap<i64, i64>,
-    /// (marker offset, commit?) per producer id, in offset order.
-    markers: HashMap<i64, Vec<(i64, bool)>>,
+    /// (marker offset, commit?, whether its transaction still has records
+    /// in the log) per producer id, in offset order.
+    markers: HashMap<i64, Vec<(i64, bool, bool)>>,
 }
 
 impl Producers {
@@ -36,6 +37,8 @@ impl Producers {
     /// looks open, so it neither supersedes nor is removed).
     pub(super) fn scan(segments: &[(Arc<SegmentShared>, u64)]) -> Result<Producers> {
         let mut p = Producers::default();
+        // Producers with transactional records since their last marker.
+        let mut with_data: std::collections::HashSet<i64> = std::collections::HashSet::new();
         for (n, (shared, end)) in segments.iter().enumerate() {
             let (shared, end) = (shared, *end);
             let active = n + 1 == segments.len();
@@ -49,6 +52,9 @@ impl Producers {
                 };
                 if h.producer_id >= 0 {
                     p.last_batch.insert(h.producer_id, h.base_offset);
+                    if h.is_transactional() && !h.is_control() && h.records_count > 0 {
+                        with_data.insert(h.producer_id);
+                    }
                     if h.is_control() && h.is_transactional() {
                         let marker = shared
                             .read_batch(pos, &h)?
@@ -56,10 +62,11 @@ impl Producers {
                             .and_then(|r| r.ok())
                             .and_then(|r| EndTransactionMarker::from_record(&r).ok().flatten());
                         if let Some(m) = marker {
+                            let has_data = with_data.remove(&h.producer_id);
                             p.markers
                                 .entry(h.producer_id)
                                 .or_default()
-                                .push((h.base_offset, m.commit));
+                                .push((h.base_offset, m.commit, has_data));
                         }
                     }
                 }
@@ -77,12 +84,21 @@ impl Producers {
         let Some(markers) = self.markers.get(&producer_id) else {
             return Fate::Open;
         };
-        let i = markers.partition_point(|&(o, _)| o <= offset);
+        let i = markers.partition_point(|&(o, _, _)| o <= offset);
         match markers.get(i) {
-            Some(&(_, true)) => Fate::Committed,
-            Some(&(_, false)) => Fate::Aborted,
+            Some(&(_, true, _)) => Fate::Committed,
+            Some(&(_, false, _)) => Fate::Aborted,
             None => Fate::Open,
         }
+    }
+
+    /// Whether the marker at `offset` may go: its transaction has no record
+    /// left in the log and it is not its producer's last batch (which keeps
+    /// the producer's state rebuildable).
+    pub(super) fn marker_removable(&self, producer_id: i64, offset: i64) -> bool {
+        let Some(markers) = self.markers.get(&producer_id) else { return false };
+        let last = self.last_batch.get(&producer_id) == Some(&offset);
+        markers.binary_search_by_key(&offset, |&(o, _, _)| o).is_ok_and(|i| !markers[i].2) && !last
     }
 }
 

@@ -256,6 +256,7 @@ impl Log {
                 reason,
             });
         }
+        crate::txn_index::drop_entries_without_markers(&seg.shared)?;
         seg.seal(true)?;
         sync_dir(&self.dir)?;
         failpoint!(SegmentReopened, self.dir);
