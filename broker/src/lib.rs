@@ -19,6 +19,7 @@
 
 pub mod clock;
 pub mod controller;
+pub mod coordinator_shards;
 pub mod group;
 pub mod handlers;
 pub mod metadata;

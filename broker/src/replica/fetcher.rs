@@ -86,7 +86,7 @@ fn followed_from(broker: &Broker, leader: i32) -> Vec<(Arc<Partition>, FetchPosi
 }
 
 /// The address of `leader`'s inter-broker listener (or its first one).
-fn leader_address(broker: &Broker, leader: i32) -> Option<String> {
+pub(crate) fn leader_address(broker: &Broker, leader: i32) -> Option<String> {
     let image = broker.metadata.image();
     let registration = image.broker(leader)?;
     let endpoint = registration

@@ -16,11 +16,11 @@
 //! and resumes PrepareCommit/PrepareAbort transactions by sending their
 //! markers again.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,11 +33,9 @@ use super::markers::{MarkerOutcome, MarkerSender};
 use super::persistence::{self, AppendFuture, TxnLog};
 use super::state::{AfterWrite, Decision, InitDecision, MarkerJob, Tp, Transit, TransitKind, TxnConfig, TxnShard, TxnState, TxnView};
 use super::TRANSACTION_STATE_TOPIC;
-use crate::group::hash::partition_for;
+use crate::coordinator_shards::{follow_image, ShardInbox, Shards};
 use crate::group::persistence::{build_batch, OffsetsLog};
 use crate::replica::Partition;
-
-const INBOX: usize = 1024;
 /// Delay before a failed Complete* write is tried again.
 const COMPLETE_RETRY: Duration = Duration::from_secs(1);
 
@@ -92,30 +90,12 @@ enum Event {
     RetryComplete(MarkerJob),
 }
 
-#[derive(Clone)]
-struct ShardHandle {
-    tx: mpsc::Sender<Command>,
-    loaded: Arc<AtomicBool>,
-}
-
-struct Entry {
-    handle: ShardHandle,
-    /// Dropping it stops the task.
-    _stop: oneshot::Sender<()>,
-    /// The local partition and the leader epoch the shard was started for (None: a test log).
-    partition: Option<(Arc<Partition>, i32)>,
-}
-
 /// The transaction coordinator of one broker.
 pub struct TxnCoordinator {
-    node_id: i32,
     config: TxnConfig,
-    configured_partitions: i32,
     abort_interval: Duration,
     expire_interval: Duration,
-    shards: RwLock<HashMap<i32, Entry>>,
-    /// Partition count of the existing `__transaction_state` (0 = not created yet).
-    topic_partitions: AtomicI32,
+    shards: Shards<Command>,
     services: OnceLock<Services>,
 }
 
@@ -133,13 +113,10 @@ impl TxnCoordinator {
 
     pub fn with_config(node_id: i32, config: TxnConfig, num_partitions: i32, abort_interval_ms: u64, expire_interval_ms: u64) -> TxnCoordinator {
         TxnCoordinator {
-            node_id,
             config,
-            configured_partitions: num_partitions.max(1),
             abort_interval: Duration::from_millis(abort_interval_ms.max(1)),
             expire_interval: Duration::from_millis(expire_interval_ms.max(1)),
-            shards: RwLock::new(HashMap::new()),
-            topic_partitions: AtomicI32::new(0),
+            shards: Shards::new(TRANSACTION_STATE_TOPIC, node_id, num_partitions),
             services: OnceLock::new(),
         }
     }
@@ -155,22 +132,19 @@ impl TxnCoordinator {
 
     /// Starts the shard of partition `p` over `log` with `coordinator_epoch` (tests).
     pub fn host_partition(&self, p: i32, coordinator_epoch: i32, log: Arc<dyn TxnLog>) {
-        let mut shards = self.shards.write().expect("shards lock poisoned");
-        self.spawn_shard(&mut shards, p, coordinator_epoch, log, None);
+        self.spawn_shard(p, coordinator_epoch, log, None);
     }
 
     pub fn release_partition(&self, p: i32) {
-        self.shards.write().expect("shards lock poisoned").remove(&p);
+        self.shards.remove(p);
     }
 
-    fn spawn_shard(&self, shards: &mut HashMap<i32, Entry>, p: i32, epoch: i32, log: Arc<dyn TxnLog>, partition: Option<(Arc<Partition>, i32)>) {
+    fn spawn_shard(&self, p: i32, epoch: i32, log: Arc<dyn TxnLog>, partition: Option<(Arc<Partition>, i32)>) {
         let Some(services) = self.services.get().cloned() else {
             warn!(partition = p, "transaction coordinator not started; not hosting");
             return;
         };
-        let (tx, rx) = mpsc::channel(INBOX);
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let loaded = Arc::new(AtomicBool::new(false));
+        let inbox = self.shards.insert(p, partition);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let task = ShardTask {
             partition: p,
@@ -181,57 +155,30 @@ impl TxnCoordinator {
             events: events_tx,
             markers: JoinSet::new(),
         };
-        tokio::spawn(task.run(rx, events_rx, stop_rx, loaded.clone(), self.abort_interval, self.expire_interval));
-        shards.insert(p, Entry { handle: ShardHandle { tx, loaded }, _stop: stop_tx, partition });
+        tokio::spawn(task.run(inbox, events_rx, self.abort_interval, self.expire_interval));
     }
 
     /// The `__transaction_state` partition of `transactional_id` (Kafka's `partitionFor`).
     pub fn partition_for(&self, transactional_id: &str) -> i32 {
-        let n = self.topic_partitions.load(Ordering::Acquire);
-        partition_for(transactional_id, if n > 0 { n } else { self.configured_partitions })
+        self.shards.partition_for(transactional_id)
     }
 
     pub fn partition_for_image(&self, image: &klamm_raft::MetadataImage, transactional_id: &str) -> i32 {
-        let n = image.topic(TRANSACTION_STATE_TOPIC).map(|t| t.partitions.len() as i32).unwrap_or(0);
-        partition_for(transactional_id, if n > 0 { n } else { self.configured_partitions })
+        self.shards.partition_for_image(image, transactional_id)
     }
 
     /// Starts/stops shards so that exactly the `__transaction_state` partitions
     /// led here (open locally) have one, each at its current leader epoch.
     pub fn sync_leadership(&self, image: &klamm_raft::MetadataImage, replicas: &crate::replica::ReplicaManager) {
-        let topic = image.topic(TRANSACTION_STATE_TOPIC);
-        self.topic_partitions.store(topic.map(|t| t.partitions.len() as i32).unwrap_or(0), Ordering::Release);
-        let mut wanted: HashMap<i32, (Arc<Partition>, i32)> = HashMap::new();
-        if let Some(t) = topic {
-            for p in t.partitions.values().filter(|p| p.leader == self.node_id) {
-                if let Some(local) = replicas.get(TRANSACTION_STATE_TOPIC, p.partition) {
-                    wanted.insert(p.partition, (local, p.leader_epoch));
-                }
-            }
-        }
-        let mut shards = self.shards.write().expect("shards lock poisoned");
-        shards.retain(|p, e| {
-            let keep = match (&e.partition, wanted.get(p)) {
-                (Some((current, epoch)), Some((w, we))) => Arc::ptr_eq(w, current) && epoch == we,
-                _ => false,
-            };
-            if !keep {
-                info!(partition = p, "no longer transaction coordinator for this partition (or a new epoch)");
-            }
-            keep
-        });
-        for (p, (partition, epoch)) in wanted {
-            if shards.contains_key(&p) {
-                continue;
-            }
+        for (p, partition, epoch) in self.shards.sync(image, replicas) {
             info!(partition = p, coordinator_epoch = epoch, "becoming transaction coordinator for partition; loading");
             let log: Arc<dyn TxnLog> = Arc::new(PartitionTxnLog { log: crate::group::coordinator::PartitionLog { partition: partition.clone() } });
-            self.spawn_shard(&mut shards, p, epoch, log, Some((partition, epoch)));
+            self.spawn_shard(p, epoch, log, Some((partition, epoch)));
         }
     }
 
     /// Follows the metadata image and keeps the shards in step.
-    pub async fn run(broker: Arc<crate::server::Broker>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(broker: Arc<crate::server::Broker>, shutdown: watch::Receiver<bool>) {
         let txns = &broker.txns;
         txns.set_services(Services {
             ids: Arc::new(BrokerIds(broker.clone())),
@@ -241,35 +188,12 @@ impl TxnCoordinator {
                 Default::default(),
             )),
         });
-        let mut images = broker.metadata.subscribe();
-        loop {
-            let image = images.borrow_and_update().clone();
-            txns.sync_leadership(&image, &broker.replicas);
-            tokio::select! {
-                changed = images.changed() => if changed.is_err() { break },
-                _ = shutdown.changed() => if *shutdown.borrow() { break },
-                // Local partitions are opened right after an image change.
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-        txns.shards.write().expect("shards lock poisoned").clear();
-    }
-
-    fn route(&self, transactional_id: &str) -> Result<ShardHandle, ErrorCode> {
-        let p = self.partition_for(transactional_id);
-        let shards = self.shards.read().expect("shards lock poisoned");
-        let entry = shards.get(&p).ok_or(ErrorCode::NOT_COORDINATOR)?;
-        if !entry.handle.loaded.load(Ordering::Acquire) {
-            return Err(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
-        }
-        Ok(entry.handle.clone())
+        follow_image(&broker.metadata, shutdown, |image| txns.sync_leadership(image, &broker.replicas)).await;
+        txns.shards.clear();
     }
 
     async fn ask<T>(&self, transactional_id: &str, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ErrorCode> {
-        let handle = self.route(transactional_id)?;
-        let (tx, rx) = oneshot::channel();
-        handle.tx.send(make(tx)).await.map_err(|_| ErrorCode::NOT_COORDINATOR)?;
-        rx.await.map_err(|_| ErrorCode::NOT_COORDINATOR)
+        self.shards.ask(transactional_id, make).await
     }
 
     /// InitProducerId with a transactional id; `expected` is the KIP-360 pair of v3+.
@@ -298,7 +222,7 @@ impl TxnCoordinator {
     /// Every loaded shard's transactions that pass the filters;
     /// COORDINATOR_LOAD_IN_PROGRESS if some shard is still loading.
     pub async fn list(&self, states: Vec<TxnState>, producer_ids: Vec<i64>, min_duration_ms: i64) -> (ErrorCode, Vec<TxnView>) {
-        let handles: Vec<ShardHandle> = self.shards.read().expect("shards lock poisoned").values().map(|e| e.handle.clone()).collect();
+        let handles = self.shards.handles();
         let mut error = ErrorCode::NONE;
         let mut out = Vec::new();
         for h in handles {
@@ -385,15 +309,8 @@ struct ShardTask {
 }
 
 impl ShardTask {
-    async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Command>,
-        mut events: mpsc::UnboundedReceiver<Event>,
-        mut stop: oneshot::Receiver<()>,
-        loaded: Arc<AtomicBool>,
-        abort_interval: Duration,
-        expire_interval: Duration,
-    ) {
+    async fn run(mut self, inbox: ShardInbox<Command>, mut events: mpsc::UnboundedReceiver<Event>, abort_interval: Duration, expire_interval: Duration) {
+        let ShardInbox { mut rx, mut stop, loaded } = inbox;
         // Load (replay) the partition; requests meanwhile get LOAD_IN_PROGRESS.
         loop {
             let log = self.log.clone();

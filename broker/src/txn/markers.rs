@@ -59,17 +59,13 @@ pub struct ImageLeaders(pub Arc<crate::server::Broker>);
 
 impl LeaderLookup for ImageLeaders {
     fn leader(&self, topic: &str, partition: i32) -> Leader {
-        let broker = &self.0;
-        let image = broker.metadata.image();
+        let image = self.0.metadata.image();
         let Some(p) = image.partition(topic, partition) else { return Leader::Gone };
-        let Some(registration) = image.broker(p.leader).filter(|b| !b.fenced) else { return Leader::Unknown };
-        let endpoint = registration
-            .endpoints
-            .iter()
-            .find(|e| e.listener == broker.config.inter_broker_listener_name)
-            .or_else(|| registration.endpoints.first());
-        match endpoint {
-            Some(e) => Leader::At(format!("{}:{}", e.host, e.port)),
+        if image.broker(p.leader).is_none_or(|b| b.fenced) {
+            return Leader::Unknown;
+        }
+        match crate::replica::fetcher::leader_address(&self.0, p.leader) {
+            Some(addr) => Leader::At(addr),
             None => Leader::Unknown,
         }
     }

@@ -27,7 +27,7 @@ use klamm_protocol::records::iter_batches;
 use klamm_protocol::ErrorCode;
 
 use super::state::{Tp, Txn, TxnRecord, TxnState};
-use crate::group::persistence::OffsetsLog;
+use crate::group::persistence::{OffsetsLog, Reader};
 
 pub type AppendFuture = Pin<Box<dyn Future<Output = Result<i64, ErrorCode>> + Send>>;
 
@@ -99,29 +99,11 @@ fn put_str(b: &mut BytesMut, s: &str) {
     b.put_slice(s.as_bytes());
 }
 
-/// Reads classic and flexible (compact) fields; every read is bounds-checked.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(s)
-    }
+/// The flexible (compact) fields of value v1, on the group coordinator's
+/// bounds-checked [`Reader`].
+impl Reader<'_> {
     fn i8(&mut self) -> Option<i8> {
         Some(self.take(1)?[0] as i8)
-    }
-    fn i16(&mut self) -> Option<i16> {
-        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
-    }
-    fn i32(&mut self) -> Option<i32> {
-        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
     }
     fn uvarint(&mut self) -> Option<u32> {
         let mut v: u32 = 0;
@@ -160,7 +142,7 @@ impl<'a> Reader<'a> {
 
 /// The transactional id of a key; None for another key version or a damaged key.
 pub fn decode_key(key: &[u8]) -> Option<String> {
-    let mut r = Reader { buf: key, pos: 0 };
+    let mut r = Reader::new(key);
     if r.i16()? != 0 {
         return None;
     }
@@ -169,7 +151,7 @@ pub fn decode_key(key: &[u8]) -> Option<String> {
 
 /// A value v0 or v1; None when it does not decode.
 pub fn decode_value(value: &[u8]) -> Option<TxnRecord> {
-    let mut r = Reader { buf: value, pos: 0 };
+    let mut r = Reader::new(value);
     let version = r.i16()?;
     let compact = match version {
         0 => false,
