@@ -127,6 +127,17 @@ impl Txn {
     pub fn loaded(transactional_id: String, rec: TxnRecord) -> Txn {
         Txn { transactional_id, rec, last_producer_id: NO_PRODUCER_ID, last_producer_epoch: NO_PRODUCER_EPOCH, pending: None }
     }
+
+    /// A transit to `rec` that keeps the KIP-360 retry fields.
+    fn transit(&self, kind: TransitKind, rec: TxnRecord) -> Transit {
+        Transit {
+            transactional_id: self.transactional_id.clone(),
+            kind,
+            rec,
+            last_producer_id: self.last_producer_id,
+            last_producer_epoch: self.last_producer_epoch,
+        }
+    }
 }
 
 /// Why a transit is written; says what happens once it is durable.
@@ -345,13 +356,7 @@ impl TxnShard {
         rec.state = TxnState::Ongoing;
         rec.partitions.extend(partitions.iter().cloned());
         rec.last_update_ms = now;
-        let t = Transit {
-            transactional_id: id.to_string(),
-            kind: TransitKind::AddPartitions,
-            rec,
-            last_producer_id: txn.last_producer_id,
-            last_producer_epoch: txn.last_producer_epoch,
-        };
+        let t = txn.transit(TransitKind::AddPartitions, rec);
         txn.pending = Some(TxnState::Ongoing);
         Decision::Write(t)
     }
@@ -402,13 +407,7 @@ impl TxnShard {
         let mut rec = txn.rec.clone();
         rec.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
         rec.last_update_ms = now;
-        let t = Transit {
-            transactional_id: id.to_string(),
-            kind: TransitKind::End,
-            rec,
-            last_producer_id: txn.last_producer_id,
-            last_producer_epoch: txn.last_producer_epoch,
-        };
+        let t = txn.transit(TransitKind::End, rec);
         txn.pending = Some(t.rec.state);
         Decision::Write(t)
     }
@@ -448,13 +447,7 @@ impl TxnShard {
                 rec.partitions.clear();
                 rec.last_update_ms = now;
                 txn.pending = Some(TxnState::Dead);
-                out.push(Transit {
-                    transactional_id: txn.transactional_id.clone(),
-                    kind: TransitKind::Expire,
-                    rec,
-                    last_producer_id: txn.last_producer_id,
-                    last_producer_epoch: txn.last_producer_epoch,
-                });
+                out.push(txn.transit(TransitKind::Expire, rec));
             }
         }
         out
@@ -519,13 +512,7 @@ impl TxnShard {
         rec.state = complete;
         rec.partitions.clear();
         rec.last_update_ms = now;
-        Some(Transit {
-            transactional_id: job.transactional_id.clone(),
-            kind: TransitKind::Complete,
-            rec,
-            last_producer_id: txn.last_producer_id,
-            last_producer_epoch: txn.last_producer_epoch,
-        })
+        Some(txn.transit(TransitKind::Complete, rec))
     }
 
     /// A Complete* write failed: the markers are durable, so the state stays
@@ -583,11 +570,5 @@ fn fence_transit(txn: &Txn, kind: TransitKind, now: i64) -> Option<Transit> {
     rec.producer_epoch = epoch;
     rec.state = TxnState::PrepareAbort;
     rec.last_update_ms = now;
-    Some(Transit {
-        transactional_id: txn.transactional_id.clone(),
-        kind,
-        rec,
-        last_producer_id: txn.last_producer_id,
-        last_producer_epoch: NO_PRODUCER_EPOCH,
-    })
+    Some(Transit { last_producer_epoch: NO_PRODUCER_EPOCH, ..txn.transit(kind, rec) })
 }
