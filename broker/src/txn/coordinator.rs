@@ -270,9 +270,15 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 impl TxnLog for PartitionTxnLog {
     fn append(&self, batch: Bytes) -> AppendFuture {
         let partition = self.log.partition.clone();
-        let appended = partition.append_from_client(batch, 9, crate::clock::now_ms());
+        // As an acks=-1 produce: nothing is appended while the ISR is below
+        // min.insync.replicas (Kafka's append for the transaction log).
+        let appended = if (partition.isr_len() as i64) < partition.config().min_insync_replicas as i64 {
+            Err(ErrorCode::NOT_ENOUGH_REPLICAS)
+        } else {
+            partition.append_from_client(batch, 9, crate::clock::now_ms()).map_err(|e| e.code)
+        };
         Box::pin(async move {
-            let r = appended.map_err(|e| e.code)?;
+            let r = appended?;
             let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
             partition.wait_for_high_watermark(r.last_offset + 1, r.leader_epoch, deadline).await?;
             Ok(r.base_offset)
