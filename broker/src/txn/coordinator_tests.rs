@@ -332,3 +332,21 @@ async fn routing_and_write_errors() {
     *log.fail_with.lock().unwrap() = None;
     assert_eq!(c.init_producer_id(here, 60_000, None).await, Ok((1, 1)), "the failed bumps left nothing behind");
 }
+
+#[tokio::test]
+async fn concurrent_transactions_complete_independently() {
+    let s = setup(&[]).await;
+    let ids: Vec<String> = (0..10).map(|i| format!("tx-{i}")).collect();
+    for id in &ids {
+        let (pid, epoch) = s.c.init_producer_id(id, 60_000, None).await.unwrap();
+        assert_eq!(s.c.add_partitions(id, pid, epoch, tps(&[("a", 0)])).await, ErrorCode::NONE);
+        assert_eq!(s.c.end_txn(id, pid, epoch, true).await.0, ErrorCode::NONE);
+    }
+    for id in &ids {
+        wait_state(&s.c, id, TxnState::CompleteCommit).await;
+    }
+    let producers: BTreeSet<i64> = s.leader.requests.lock().unwrap().iter().map(|(_, r)| r.markers[0].producer_id).collect();
+    assert_eq!(producers.len(), 10, "one marker request per transaction");
+    let (error, listed) = s.c.list(vec![TxnState::CompleteCommit], vec![], -1).await;
+    assert_eq!((error, listed.len()), (ErrorCode::NONE, 10));
+}

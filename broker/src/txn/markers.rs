@@ -93,14 +93,18 @@ impl Default for MarkerTuning {
     }
 }
 
-type Conn = Arc<tokio::sync::Mutex<Option<KafkaClient>>>;
+/// Idle connections kept per leader address.
+const IDLE_PER_LEADER: usize = 4;
 
-/// Sends markers; shared by the shards of one broker, one connection per leader address.
+/// Sends markers; shared by the shards of one broker. A request takes an idle
+/// connection to its leader (or opens one) and gives it back afterwards, so
+/// the markers of concurrent transactions do not queue behind each other's
+/// acks=all waits at the leader.
 pub struct MarkerSender {
     lookup: Arc<dyn LeaderLookup>,
     client_id: String,
     tuning: MarkerTuning,
-    conns: Mutex<HashMap<String, Conn>>,
+    idle: Mutex<HashMap<String, Vec<KafkaClient>>>,
 }
 
 enum Answer {
@@ -110,7 +114,7 @@ enum Answer {
 
 impl MarkerSender {
     pub fn new(lookup: Arc<dyn LeaderLookup>, node_id: i32, tuning: MarkerTuning) -> MarkerSender {
-        MarkerSender { lookup, client_id: format!("klamm-txn-markers-{node_id}"), tuning, conns: Mutex::new(HashMap::new()) }
+        MarkerSender { lookup, client_id: format!("klamm-txn-markers-{node_id}"), tuning, idle: Mutex::new(HashMap::new()) }
     }
 
     /// Writes the markers of `job` with `coordinator_epoch`, retrying until done or fenced.
@@ -169,8 +173,16 @@ impl MarkerSender {
         MarkerOutcome::Done
     }
 
-    fn conn(&self, addr: &str) -> Conn {
-        self.conns.lock().expect("marker connections lock poisoned").entry(addr.to_string()).or_default().clone()
+    fn take_idle(&self, addr: &str) -> Option<KafkaClient> {
+        self.idle.lock().expect("marker connections lock poisoned").get_mut(addr)?.pop()
+    }
+
+    fn give_back(&self, addr: &str, client: KafkaClient) {
+        let mut idle = self.idle.lock().expect("marker connections lock poisoned");
+        let pool = idle.entry(addr.to_string()).or_default();
+        if pool.len() < IDLE_PER_LEADER {
+            pool.push(client);
+        }
     }
 
     async fn send_to(&self, addr: &str, job: &MarkerJob, coordinator_epoch: i32, partitions: &BTreeSet<Tp>) -> Answer {
@@ -188,22 +200,18 @@ impl MarkerSender {
             }],
             ..Default::default()
         };
-        let conn = self.conn(addr);
-        let mut guard = conn.lock().await;
-        if guard.is_none() {
-            match KafkaClient::connect(addr, &self.client_id, self.tuning.request_timeout).await {
-                Ok(c) => *guard = Some(c),
+        let mut client = match self.take_idle(addr) {
+            Some(c) => c,
+            None => match KafkaClient::connect(addr, &self.client_id, self.tuning.request_timeout).await {
+                Ok(c) => c,
                 Err(e) => return Answer::Failed(format!("connect: {e}")),
-            }
-        }
-        let client = guard.as_mut().expect("connected above");
+            },
+        };
+        // A failed exchange drops the connection: it may hold half of one.
         match client.send(&request, WRITE_TXN_MARKERS_VERSION, self.tuning.request_timeout).await {
-            Err(e) => {
-                // The connection may hold half an exchange: start over.
-                *guard = None;
-                Answer::Failed(e.to_string())
-            }
+            Err(e) => Answer::Failed(e.to_string()),
             Ok(response) => {
+                self.give_back(addr, client);
                 let mut out = Vec::new();
                 for marker in response.markers.into_iter().filter(|m| m.producer_id == job.producer_id) {
                     for t in marker.topics {
