@@ -244,7 +244,7 @@ impl GroupCoordinator {
     }
 }
 
-/// [`OffsetsLog`] over a local partition of `__consumer_offsets`.
+/// [`OffsetsLog`] over a local partition of `__consumer_offsets` (or, for reads, `__transaction_state`).
 pub struct PartitionLog {
     pub partition: Arc<Partition>,
 }
@@ -270,7 +270,7 @@ impl OffsetsLog for PartitionLog {
     fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, ErrorCode> {
         let leo = self.partition.view().log_end_offset;
         self.partition.reader().read(offset, max_bytes, leo, true).map(|r| r.bytes).map_err(|e| {
-            warn!(error = %e, "reading __consumer_offsets failed");
+            warn!(topic = %self.partition.topic, error = %e, "reading a coordinator partition failed");
             ErrorCode::KAFKA_STORAGE_ERROR
         })
     }

@@ -350,3 +350,46 @@ async fn concurrent_transactions_complete_independently() {
     let (error, listed) = s.c.list(vec![TxnState::CompleteCommit], vec![], -1).await;
     assert_eq!((error, listed.len()), (ErrorCode::NONE, 10));
 }
+
+/// A lookup whose answer the test changes: a leader that is unknown, then at
+/// a dead address, then at the live fake leader.
+struct MovingLookup(Mutex<Leader>);
+
+impl LeaderLookup for MovingLookup {
+    fn leader(&self, _topic: &str, _partition: i32) -> Leader {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn markers_wait_for_a_leader_and_follow_it_when_it_moves() {
+    let (leader, addr) = FakeLeader::start(&[ErrorCode::NOT_LEADER_OR_FOLLOWER]).await;
+    // A port nobody listens on (bound, then closed).
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let lookup = Arc::new(MovingLookup(Mutex::new(Leader::Unknown)));
+    let tuning = MarkerTuning { request_timeout: Duration::from_secs(2), min_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(40) };
+    let sender = Arc::new(MarkerSender::new(lookup.clone(), 1, tuning));
+    let job = super::state::MarkerJob { transactional_id: "tx".into(), producer_id: 5, producer_epoch: 2, commit: false, partitions: tps(&[("a", 0), ("a", 1)]) };
+    let send = {
+        let (sender, job) = (sender.clone(), job.clone());
+        tokio::spawn(async move { sender.send(&job, 9).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!send.is_finished(), "no leader: still waiting");
+    *lookup.0.lock().unwrap() = Leader::At(dead);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!send.is_finished(), "the leader's address refuses connections: still retrying");
+    assert_eq!(leader.count(), 0);
+    *lookup.0.lock().unwrap() = Leader::At(addr);
+    let outcome = tokio::time::timeout(Duration::from_secs(5), send).await.expect("markers written in time").unwrap();
+    assert_eq!(outcome, super::markers::MarkerOutcome::Done);
+    // NOT_LEADER_OR_FOLLOWER first, then accepted.
+    let requests = leader.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    let m = &requests[1].1.markers[0];
+    assert_eq!((m.producer_id, m.producer_epoch, m.transaction_result, m.coordinator_epoch), (5, 2, false, 9));
+    assert_eq!(m.topics[0].partition_indexes, vec![0, 1]);
+}
