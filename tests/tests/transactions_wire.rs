@@ -4,7 +4,8 @@
 //! AddOffsetsToTxn → EndTxn, the KIP-360 and KIP-588 error codes, the v4
 //! verify-only form, DescribeTransactions / ListTransactions, fencing by a new
 //! InitProducerId, the abort of a timed-out transaction, and the state kept
-//! across a restart.
+//! across a restart; and every advertised version of the transaction APIs
+//! decoded by the oracle.
 //!
 //! The COMMIT/ABORT markers go to the partition leaders' WriteTxnMarkers
 //! handler, which lives on the transaction-log side of the feature; until it
@@ -23,7 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 use klamm_tests::TestBroker;
 
 mod common;
-use common::{topic, Conn};
+use common::{topic, versions, Conn};
 
 const NOT_COORDINATOR: i16 = 16;
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
@@ -267,5 +268,72 @@ async fn a_timed_out_transaction_is_aborted() {
     let d = wait_decided(&mut c, "tx-t", "Abort").await;
     assert_eq!(d.producer_epoch, epoch + 1, "the abort bumps the epoch");
     assert_eq!(v3_results(&c.call(&add_v3("tx-t", pid, epoch, &[(DATA, &[0])]), 3).await)[0].2, PRODUCER_FENCED);
+    broker.stop().await.expect("stop");
+}
+
+/// Every advertised version of each transaction API, one transaction per
+/// version, decoded by kafka-protocol (which must consume every byte).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_advertised_version_of_the_transaction_apis() {
+    let (broker, mut c) = start(&[]).await;
+    let advertised = c.api_versions().await;
+    for v in versions::<FindCoordinatorRequest>(&advertised).into_iter().filter(|v| *v >= 1) {
+        let key = StrBytes::from_static_str("tx-v");
+        let req = if v >= 4 {
+            FindCoordinatorRequest::default().with_key_type(1).with_coordinator_keys(vec![key])
+        } else {
+            FindCoordinatorRequest::default().with_key_type(1).with_key(key)
+        };
+        // The first call may create __transaction_state; the answer decodes either way.
+        c.call(&req, v).await;
+    }
+    let mut pid_of_id = std::collections::BTreeMap::new();
+    for v in versions::<InitProducerIdRequest>(&advertised) {
+        let id = format!("tx-v{v}");
+        let r = init(&mut c, &id, 60_000, v).await;
+        assert_eq!((r.error_code, r.producer_epoch), (0, 0), "InitProducerId v{v}");
+        pid_of_id.insert(id, r.producer_id.0);
+    }
+    let (id, pid) = pid_of_id.iter().next().map(|(i, p)| (i.clone(), *p)).expect("one id");
+    for v in versions::<AddPartitionsToTxnRequest>(&advertised) {
+        let r = if v < 4 {
+            let r = c.call(&add_v3(&id, pid, 0, &[(DATA, &[v as i32 % 2])]), v).await;
+            assert_eq!(v3_results(&r)[0].2, 0, "AddPartitionsToTxn v{v}");
+            r
+        } else {
+            let req = AddPartitionsToTxnRequest::default().with_transactions(vec![AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(tid(&id))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(0)
+                .with_verify_only(true)
+                .with_topics(vec![AddPartitionsToTxnTopic::default().with_name(topic(DATA)).with_partitions(vec![0])])]);
+            c.call(&req, v).await
+        };
+        assert_eq!(r.error_code, 0, "AddPartitionsToTxn v{v}");
+    }
+    for v in versions::<AddOffsetsToTxnRequest>(&advertised) {
+        let req = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(tid(&id))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(0)
+            .with_group_id(GroupId(StrBytes::from_string(format!("g{v}"))));
+        assert_eq!(c.call(&req, v).await.error_code, 0, "AddOffsetsToTxn v{v}");
+    }
+    assert_eq!(describe(&mut c, &id).await.transaction_state.to_string(), "Ongoing");
+    for v in versions::<ListTransactionsRequest>(&advertised) {
+        let r = c.call(&ListTransactionsRequest::default().with_duration_filter(-1), v).await;
+        assert_eq!(r.error_code, 0, "ListTransactions v{v}");
+        assert_eq!(r.transaction_states.len(), pid_of_id.len(), "ListTransactions v{v}");
+    }
+    // EndTxn: each version aborts a transaction of its own.
+    for v in versions::<EndTxnRequest>(&advertised) {
+        let id = format!("tx-end-v{v}");
+        let r = init(&mut c, &id, 60_000, 5).await;
+        let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+        assert_eq!(v3_results(&c.call(&add_v3(&id, pid, epoch, &[(DATA, &[0])]), 3).await)[0].2, 0);
+        let end = EndTxnRequest::default().with_transactional_id(tid(&id)).with_producer_id(ProducerId(pid)).with_producer_epoch(epoch).with_committed(false);
+        assert_eq!(c.call(&end, v).await.error_code, 0, "EndTxn v{v}");
+        wait_decided(&mut c, &id, "Abort").await;
+    }
     broker.stop().await.expect("stop");
 }
