@@ -4,7 +4,8 @@
 //! AddOffsetsToTxn → EndTxn, the KIP-360 and KIP-588 error codes, the v4
 //! verify-only form, DescribeTransactions / ListTransactions, fencing by a new
 //! InitProducerId, the abort of a timed-out transaction, and the state kept
-//! across a restart; and every advertised version of the transaction APIs
+//! across a restart and when the coordinator's node stops (three nodes,
+//! replicated `__transaction_state`); and every advertised version of the transaction APIs
 //! decoded by the oracle.
 //!
 //! The COMMIT/ABORT markers go to the partition leaders' WriteTxnMarkers
@@ -21,7 +22,7 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use klamm_tests::TestBroker;
+use klamm_tests::{TestBroker, TestCluster};
 
 mod common;
 use common::{topic, versions, Conn};
@@ -336,4 +337,66 @@ async fn every_advertised_version_of_the_transaction_apis() {
         wait_decided(&mut c, &id, "Abort").await;
     }
     broker.stop().await.expect("stop");
+}
+
+/// FindCoordinator(transaction) for `id` through `c` until a live node other
+/// than `not` answers: (node id, port).
+async fn coordinator_of(c: &mut Conn, id: &str, not: i32) -> (i32, u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = c.call(&FindCoordinatorRequest::default().with_key_type(1).with_key(StrBytes::from_string(id.to_string())), 3).await;
+        if r.error_code == 0 && r.node_id.0 != not {
+            return (r.node_id.0, r.port as u16);
+        }
+        assert!(Instant::now() < deadline, "no transaction coordinator other than {not}: error {}", r.error_code);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_transaction_survives_its_coordinators_shutdown() {
+    let overrides = ["transaction.state.log.num.partitions=1", "transaction.state.log.replication.factor=3", "transaction.state.log.min.isr=2"];
+    let mut cluster = TestCluster::start(3, &overrides).await.expect("cluster");
+    let mut c0 = Conn::open(cluster.nodes[0].addr).await;
+    let r = c0
+        .call(
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![CreatableTopic::default().with_name(topic(DATA)).with_num_partitions(1).with_replication_factor(3)]),
+            5,
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let (node, port) = coordinator_of(&mut c0, "tx-c", -1).await;
+    let i = cluster.nodes.iter().position(|n| n.addr.port() == port).expect("the coordinator is a node");
+    let mut c = Conn::open(cluster.nodes[i].addr).await;
+    let r = init(&mut c, "tx-c", 60_000, 5).await;
+    assert_eq!(r.error_code, 0);
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    assert_eq!(v3_results(&c.call(&add_v3("tx-c", pid, epoch, &[(DATA, &[0])]), 3).await)[0].2, 0);
+    drop(c);
+
+    cluster.stop_node(i).await.expect("stop the coordinator's node");
+    let j = (i + 1) % 3;
+    let mut cj = Conn::open(cluster.nodes[j].addr).await;
+    let (new_node, new_port) = coordinator_of(&mut cj, "tx-c", node).await;
+    assert_ne!(new_node, node);
+    let k = cluster.nodes.iter().position(|n| n.addr.port() == new_port).expect("the new coordinator is a node");
+    let mut c = Conn::open(cluster.nodes[k].addr).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let d = loop {
+        let d = describe(&mut c, "tx-c").await;
+        if d.error_code == 0 {
+            break d;
+        }
+        assert!([NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS].contains(&d.error_code), "describe on the new coordinator: {}", d.error_code);
+        assert!(Instant::now() < deadline, "the new coordinator never loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((d.transaction_state.to_string().as_str(), d.producer_id.0, d.producer_epoch), ("Ongoing", pid, epoch));
+    assert_eq!(d.topics.iter().map(|t| (t.topic.0.to_string(), t.partitions.clone())).collect::<Vec<_>>(), vec![(DATA.to_string(), vec![0])]);
+    let end = EndTxnRequest::default().with_transactional_id(tid("tx-c")).with_producer_id(ProducerId(pid)).with_producer_epoch(epoch).with_committed(false);
+    assert_eq!(c.call(&end, 3).await.error_code, 0);
+    wait_decided(&mut c, "tx-c", "Abort").await;
+    cluster.stop().await.expect("stop");
 }
