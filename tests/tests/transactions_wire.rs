@@ -49,16 +49,14 @@ async fn start(extra: &[&str]) -> (TestBroker, Conn) {
     overrides.extend_from_slice(extra);
     let broker = TestBroker::start(&overrides).await.expect("start");
     let mut c = Conn::open(broker.addr).await;
-    let r = c
-        .call(
-            &CreateTopicsRequest::default()
-                .with_timeout_ms(10_000)
-                .with_topics(vec![CreatableTopic::default().with_name(topic(DATA)).with_num_partitions(2).with_replication_factor(1)]),
-            5,
-        )
-        .await;
-    assert_eq!(r.topics[0].error_code, 0);
+    create_data_topic(&mut c, 2, 1).await;
     (broker, c)
+}
+
+async fn create_data_topic(c: &mut Conn, partitions: i32, replication_factor: i16) {
+    let topic = CreatableTopic::default().with_name(topic(DATA)).with_num_partitions(partitions).with_replication_factor(replication_factor);
+    let r = c.call(&CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![topic]), 5).await;
+    assert_eq!(r.topics[0].error_code, 0);
 }
 
 /// FindCoordinator(transaction) until the coordinator is there, then
@@ -358,15 +356,7 @@ async fn the_transaction_survives_its_coordinators_shutdown() {
     let overrides = ["transaction.state.log.num.partitions=1", "transaction.state.log.replication.factor=3", "transaction.state.log.min.isr=2"];
     let mut cluster = TestCluster::start(3, &overrides).await.expect("cluster");
     let mut c0 = Conn::open(cluster.nodes[0].addr).await;
-    let r = c0
-        .call(
-            &CreateTopicsRequest::default()
-                .with_timeout_ms(10_000)
-                .with_topics(vec![CreatableTopic::default().with_name(topic(DATA)).with_num_partitions(1).with_replication_factor(3)]),
-            5,
-        )
-        .await;
-    assert_eq!(r.topics[0].error_code, 0);
+    create_data_topic(&mut c0, 1, 3).await;
     let (node, port) = coordinator_of(&mut c0, "tx-c", -1).await;
     let i = cluster.nodes.iter().position(|n| n.addr.port() == port).expect("the coordinator is a node");
     let mut c = Conn::open(cluster.nodes[i].addr).await;
