@@ -8,7 +8,7 @@
 //! [`Event`]; meanwhile the transaction's pending state answers other requests
 //! with CONCURRENT_TRANSACTIONS, as Kafka's pending transitions do. The client
 //! is answered once its record is durable. Markers are sent by tasks of the
-//! shard's `JoinSet` (aborted when the shard stops), which report back as
+//! shard's background `JoinSet` (aborted when the shard stops), which report back as
 //! events; then the Complete* record is written.
 //!
 //! The coordinator epoch is the leader epoch of the partition: a new epoch
@@ -36,6 +36,7 @@ use super::TRANSACTION_STATE_TOPIC;
 use crate::coordinator_shards::{follow_image, ShardInbox, Shards};
 use crate::group::persistence::{build_batch, OffsetsLog};
 use crate::replica::Partition;
+
 /// Delay before a failed Complete* write is tried again.
 const COMPLETE_RETRY: Duration = Duration::from_secs(1);
 
@@ -153,7 +154,7 @@ impl TxnCoordinator {
             log,
             services,
             events: events_tx,
-            markers: JoinSet::new(),
+            background: JoinSet::new(),
         };
         tokio::spawn(task.run(inbox, events_rx, self.abort_interval, self.expire_interval));
     }
@@ -310,8 +311,9 @@ struct ShardTask {
     log: Arc<dyn TxnLog>,
     services: Services,
     events: mpsc::UnboundedSender<Event>,
-    /// Marker senders and delayed retries; dropped (aborted) with the task.
-    markers: JoinSet<()>,
+    /// Background work: waits for durable writes, producer-id allocations,
+    /// marker senders, delayed retries; dropped (aborted) with the task.
+    background: JoinSet<()>,
 }
 
 impl ShardTask {
@@ -335,7 +337,8 @@ impl ShardTask {
             }
         }
         // Transactions that were deciding when the last coordinator stopped:
-        // their markers are sent again (leaders ignore duplicates by epoch).
+        // their markers are sent again, as Kafka does (a second marker where one
+        // was written already only ends a transaction that is no longer open).
         let preparing: Vec<String> =
             self.shard.txns.values().filter(|t| matches!(t.rec.state, TxnState::PrepareCommit | TxnState::PrepareAbort)).map(|t| t.transactional_id.clone()).collect();
         for id in preparing {
@@ -357,7 +360,7 @@ impl ShardTask {
                 Some(event) = events.recv() => self.on_event(event),
                 _ = abort_tick.tick() => self.abort_timed_out(),
                 _ = expire_tick.tick() => self.expire(),
-                Some(_) = self.markers.join_next(), if !self.markers.is_empty() => {}
+                Some(_) = self.background.join_next(), if !self.background.is_empty() => {}
             }
         }
         debug!(partition = self.partition, "transaction coordinator shard stopped");
@@ -404,7 +407,7 @@ impl ShardTask {
             InitDecision::NeedProducerId => {
                 let ids = self.services.ids.clone();
                 let events = self.events.clone();
-                self.markers.spawn(async move {
+                self.background.spawn(async move {
                     let id = ids.next_id().await;
                     let _ = events.send(Event::ProducerId { request, id, reply });
                 });
@@ -419,7 +422,7 @@ impl ShardTask {
         let batch = build_batch(&[(persistence::key(&t.transactional_id), value)], crate::clock::now_ms());
         let pending = self.log.append(batch);
         let events = self.events.clone();
-        self.markers.spawn(async move {
+        self.background.spawn(async move {
             let result = pending.await.map(|_| ());
             let _ = events.send(Event::Written { transit: t, result, waiter });
         });
@@ -462,7 +465,7 @@ impl ShardTask {
                         commit: transit.rec.state == TxnState::CompleteCommit,
                         partitions: BTreeSet::new(),
                     };
-                    self.markers.spawn(async move {
+                    self.background.spawn(async move {
                         tokio::time::sleep(COMPLETE_RETRY).await;
                         let _ = events.send(Event::RetryComplete(job));
                     });
@@ -501,7 +504,7 @@ impl ShardTask {
         let sender = self.services.markers.clone();
         let events = self.events.clone();
         let epoch = self.coordinator_epoch;
-        self.markers.spawn(async move {
+        self.background.spawn(async move {
             let outcome = sender.send(&job, epoch).await;
             let _ = events.send(Event::MarkersDone { job, outcome });
         });
