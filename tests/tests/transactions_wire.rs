@@ -111,6 +111,21 @@ async fn describe(c: &mut Conn, id: &str) -> describe_transactions_response::Tra
     r.transaction_states.into_iter().next().expect("one state")
 }
 
+/// DescribeTransactions of `id` once its coordinator (just restarted or
+/// just elected) has loaded it.
+async fn describe_once_loaded(c: &mut Conn, id: &str) -> describe_transactions_response::TransactionState {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = describe(c, id).await;
+        if d.error_code == 0 {
+            return d;
+        }
+        assert!([NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS].contains(&d.error_code), "describe {id}: {}", d.error_code);
+        assert!(Instant::now() < deadline, "{id} never loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until `id`'s decision is written: Prepare* or (once the leaders
 /// wrote the markers) Complete* of `kind` ("Commit"/"Abort").
 async fn wait_decided(c: &mut Conn, id: &str, kind: &str) -> describe_transactions_response::TransactionState {
@@ -226,16 +241,7 @@ async fn transaction_lifecycle_over_the_wire() {
     // The decision survives a restart.
     let broker = broker.restart(&["transaction.state.log.num.partitions=3"]).await.expect("restart");
     let mut c = Conn::open(broker.addr).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let d = loop {
-        let d = describe(&mut c, "tx-a").await;
-        if d.error_code == 0 {
-            break d;
-        }
-        assert!([NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS].contains(&d.error_code), "describe after restart: {}", d.error_code);
-        assert!(Instant::now() < deadline, "not loaded after restart");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let d = describe_once_loaded(&mut c, "tx-a").await;
     assert_eq!(d.producer_id.0, pid);
     assert!(d.transaction_state.to_string().ends_with("Commit"), "state {}", d.transaction_state.to_string());
     broker.stop().await.expect("stop");
@@ -373,16 +379,7 @@ async fn the_transaction_survives_its_coordinators_shutdown() {
     assert_ne!(new_node, node);
     let k = cluster.nodes.iter().position(|n| n.addr.port() == new_port).expect("the new coordinator is a node");
     let mut c = Conn::open(cluster.nodes[k].addr).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let d = loop {
-        let d = describe(&mut c, "tx-c").await;
-        if d.error_code == 0 {
-            break d;
-        }
-        assert!([NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS].contains(&d.error_code), "describe on the new coordinator: {}", d.error_code);
-        assert!(Instant::now() < deadline, "the new coordinator never loaded");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let d = describe_once_loaded(&mut c, "tx-c").await;
     assert_eq!((d.transaction_state.to_string().as_str(), d.producer_id.0, d.producer_epoch), ("Ongoing", pid, epoch));
     assert_eq!(d.topics.iter().map(|t| (t.topic.0.to_string(), t.partitions.clone())).collect::<Vec<_>>(), vec![(DATA.to_string(), vec![0])]);
     let end = EndTxnRequest::default().with_transactional_id(tid("tx-c")).with_producer_id(ProducerId(pid)).with_producer_epoch(epoch).with_committed(false);
