@@ -8,6 +8,7 @@
 //! - [`controller`]: what runs only on the active controller: broker fencing, leader
 //!   election, the leader rebalance, reassignment completion; and replica placement;
 //! - [`producer_ids`]: producer-id blocks for idempotent producers;
+//! - [`txn`]: the transaction coordinator, persisted in `__transaction_state`;
 //! - [`topics`]: topic-name rules and rejection-to-error-code mapping used by the admin APIs;
 //! - [`clock`]: the only place that reads wall-clock time.
 //!
@@ -18,6 +19,7 @@
 
 pub mod clock;
 pub mod controller;
+pub mod coordinator_shards;
 pub mod group;
 pub mod handlers;
 pub mod metadata;
@@ -29,3 +31,4 @@ pub mod server;
 mod test_images;
 pub mod topic_partition;
 pub mod topics;
+pub mod txn;

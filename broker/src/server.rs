@@ -61,6 +61,8 @@ pub struct Broker {
     pub producer_ids: ProducerIdAllocator,
     /// The consumer-group coordinator (shards of `__consumer_offsets` led here).
     pub groups: crate::group::GroupCoordinator,
+    /// The transaction coordinator (shards of `__transaction_state` led here).
+    pub txns: crate::txn::TxnCoordinator,
     /// The Kafka listeners actually bound (ports resolved), by listener name.
     pub bound: Vec<(String, SocketAddr)>,
     /// Set when a controlled shutdown begins: from then on this broker stays fenced.
@@ -321,6 +323,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         node_id: config.node_id,
         producer_ids: ProducerIdAllocator::new(config.node_id),
         groups: crate::group::GroupCoordinator::new(config.node_id, &config),
+        txns: crate::txn::TxnCoordinator::new(config.node_id, &config),
         config,
         static_config,
         metadata,
@@ -348,6 +351,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     tasks.spawn(crate::replica::isr::run(replicas, metadata, reconciler, lag_max_ms, shutdown_rx.clone()));
     tasks.spawn(crate::replica::cleaner::run(broker.replicas.clone(), broker.config.log_cleaner_enable, shutdown_rx.clone()));
     tasks.spawn(crate::group::GroupCoordinator::run(broker.clone(), shutdown_rx.clone()));
+    tasks.spawn(crate::txn::TxnCoordinator::run(broker.clone(), shutdown_rx.clone()));
     let per_ip = Arc::new(crate::net::ip_limits::ConnectionsPerIp::default());
     for l in bound_listeners {
         info!(listener = %l.name, addr = %l.local_addr, "listening");

@@ -12,23 +12,21 @@
 //! partition and, until that is done, requests get COORDINATOR_LOAD_IN_PROGRESS.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use klamm_protocol::ErrorCode;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
-use super::hash::partition_for;
 use super::offsets::{CommitRequest, CommittedOffset};
 use super::persistence::{self, OffsetsLog};
 use super::state::{Effect, GroupConfig, GroupState, JoinRequest, JoinResult, LeavingMember, Shard, StoreReason, SyncRequest, SyncResult, Waiter};
 use super::OFFSETS_TOPIC;
+use crate::coordinator_shards::{follow_image, ShardHandle, ShardInbox, Shards};
 use crate::replica::Partition;
-
-const INBOX: usize = 1024;
 
 /// Offsets of one group as OffsetFetch returns them.
 pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
@@ -82,29 +80,11 @@ enum Command {
     DeleteOffsets { group_id: String, partitions: Vec<(String, i32)>, reply: Reply<Result<Vec<ErrorCode>, ErrorCode>> },
 }
 
-#[derive(Clone)]
-struct ShardHandle {
-    tx: mpsc::Sender<Command>,
-    loaded: Arc<AtomicBool>,
-}
-
-struct Entry {
-    handle: ShardHandle,
-    /// Dropping it stops the task.
-    _stop: oneshot::Sender<()>,
-    /// The local partition the shard writes to (None: a test log).
-    partition: Option<Arc<Partition>>,
-}
-
 /// The group coordinator of one broker.
 pub struct GroupCoordinator {
-    node_id: i32,
     config: GroupConfig,
-    configured_partitions: i32,
     retention_check_ms: u64,
-    shards: RwLock<HashMap<i32, Entry>>,
-    /// Partition count of the existing offsets topic (0 = not created yet).
-    topic_partitions: std::sync::atomic::AtomicI32,
+    shards: Shards<Command>,
 }
 
 impl GroupCoordinator {
@@ -121,35 +101,24 @@ impl GroupCoordinator {
     }
 
     pub fn with_config(node_id: i32, config: GroupConfig, num_partitions: i32, retention_check_ms: i64) -> GroupCoordinator {
-        GroupCoordinator {
-            node_id,
-            config,
-            configured_partitions: num_partitions.max(1),
-            retention_check_ms: retention_check_ms.max(1000) as u64,
-            shards: RwLock::new(HashMap::new()),
-            topic_partitions: std::sync::atomic::AtomicI32::new(0),
-        }
+        GroupCoordinator { config, retention_check_ms: retention_check_ms.max(1000) as u64, shards: Shards::new(OFFSETS_TOPIC, node_id, num_partitions) }
     }
 
     /// Starts the shard of offsets partition `p` over `log` (tests, or a
     /// partition found by [`GroupCoordinator::sync_leadership`]).
     pub fn host_partition(&self, p: i32, log: Arc<dyn OffsetsLog>) {
-        let mut shards = self.shards.write().expect("shards lock poisoned");
-        self.spawn_shard(&mut shards, p, log, None);
+        self.spawn_shard(p, log, None);
     }
 
     /// Stops the shard of offsets partition `p` (leadership lost).
     pub fn release_partition(&self, p: i32) {
-        self.shards.write().expect("shards lock poisoned").remove(&p);
+        self.shards.remove(p);
     }
 
-    fn spawn_shard(&self, shards: &mut HashMap<i32, Entry>, p: i32, log: Arc<dyn OffsetsLog>, partition: Option<Arc<Partition>>) {
-        let (tx, rx) = mpsc::channel(INBOX);
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let loaded = Arc::new(AtomicBool::new(false));
+    fn spawn_shard(&self, p: i32, log: Arc<dyn OffsetsLog>, partition: Option<(Arc<Partition>, i32)>) {
+        let inbox = self.shards.insert(p, partition);
         let task = ShardTask::new(p, self.config.clone(), log);
-        tokio::spawn(task.run(rx, stop_rx, loaded.clone(), self.retention_check_ms));
-        shards.insert(p, Entry { handle: ShardHandle { tx, loaded }, _stop: stop_tx, partition });
+        tokio::spawn(task.run(inbox, self.retention_check_ms));
     }
 
     pub fn group_config(&self) -> &GroupConfig {
@@ -159,76 +128,32 @@ impl GroupCoordinator {
     /// The offsets partition owning `group_id` (Kafka's `partitionFor`): the
     /// existing topic's partition count, else `offsets.topic.num.partitions`.
     pub fn partition_for(&self, group_id: &str) -> i32 {
-        let n = self.topic_partitions.load(Ordering::Acquire);
-        partition_for(group_id, if n > 0 { n } else { self.configured_partitions })
+        self.shards.partition_for(group_id)
     }
 
     pub fn partition_for_image(&self, image: &klamm_raft::MetadataImage, group_id: &str) -> i32 {
-        let n = image.topic(OFFSETS_TOPIC).map(|t| t.partitions.len() as i32).unwrap_or(0);
-        partition_for(group_id, if n > 0 { n } else { self.configured_partitions })
+        self.shards.partition_for_image(image, group_id)
     }
 
     /// Starts/stops shard tasks so that exactly the offsets partitions led
-    /// here (and open locally) have one. Idempotent.
+    /// here (and open locally) have one, each at its leader epoch. Idempotent.
     pub fn sync_leadership(&self, image: &klamm_raft::MetadataImage, replicas: &crate::replica::ReplicaManager) {
-        let topic = image.topic(OFFSETS_TOPIC);
-        self.topic_partitions.store(topic.map(|t| t.partitions.len() as i32).unwrap_or(0), Ordering::Release);
-        let mut wanted: HashMap<i32, Arc<Partition>> = HashMap::new();
-        if let Some(t) = topic {
-            for p in t.partitions.values() {
-                if p.leader == self.node_id {
-                    if let Some(local) = replicas.get(OFFSETS_TOPIC, p.partition) {
-                        wanted.insert(p.partition, local);
-                    }
-                }
-            }
-        }
-        let mut shards = self.shards.write().expect("shards lock poisoned");
-        shards.retain(|p, e| {
-            let keep = match (&e.partition, wanted.get(p)) {
-                (Some(current), Some(w)) => Arc::ptr_eq(w, current),
-                _ => false,
-            };
-            if !keep {
-                info!(partition = p, "no longer coordinator for offsets partition");
-            }
-            keep
-        });
-        for (p, partition) in wanted {
-            if shards.contains_key(&p) {
-                continue;
-            }
+        for (p, partition, epoch) in self.shards.sync(image, replicas) {
             info!(partition = p, "becoming coordinator for offsets partition; loading");
             let log: Arc<dyn OffsetsLog> = Arc::new(PartitionLog { partition: partition.clone() });
-            self.spawn_shard(&mut shards, p, log, Some(partition));
+            self.spawn_shard(p, log, Some((partition, epoch)));
         }
     }
 
     /// Follows the metadata image and keeps the shards in step.
-    pub async fn run(broker: Arc<crate::server::Broker>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(broker: Arc<crate::server::Broker>, shutdown: watch::Receiver<bool>) {
         let groups = &broker.groups;
-        let mut images = broker.metadata.subscribe();
-        loop {
-            let image = images.borrow_and_update().clone();
-            groups.sync_leadership(&image, &broker.replicas);
-            tokio::select! {
-                changed = images.changed() => if changed.is_err() { break },
-                _ = shutdown.changed() => if *shutdown.borrow() { break },
-                // Local partitions are opened right after an image change.
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-        groups.shards.write().expect("shards lock poisoned").clear();
+        follow_image(&broker.metadata, shutdown, |image| groups.sync_leadership(image, &broker.replicas)).await;
+        groups.shards.clear();
     }
 
-    fn route(&self, group_id: &str) -> Result<ShardHandle, ErrorCode> {
-        let p = self.partition_for(group_id);
-        let shards = self.shards.read().expect("shards lock poisoned");
-        let entry = shards.get(&p).ok_or(ErrorCode::NOT_COORDINATOR)?;
-        if !entry.handle.loaded.load(Ordering::Acquire) {
-            return Err(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS);
-        }
-        Ok(entry.handle.clone())
+    fn route(&self, group_id: &str) -> Result<ShardHandle<Command>, ErrorCode> {
+        self.shards.route(group_id)
     }
 
     /// Whether this broker coordinates `group_id` (NONE), or why not.
@@ -240,10 +165,7 @@ impl GroupCoordinator {
     }
 
     async fn ask<T>(&self, group_id: &str, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ErrorCode> {
-        let handle = self.route(group_id)?;
-        let (tx, rx) = oneshot::channel();
-        handle.tx.send(make(tx)).await.map_err(|_| ErrorCode::NOT_COORDINATOR)?;
-        rx.await.map_err(|_| ErrorCode::NOT_COORDINATOR)
+        self.shards.ask(group_id, make).await
     }
 
     pub async fn join(&self, req: JoinRequest) -> JoinResult {
@@ -293,7 +215,7 @@ impl GroupCoordinator {
     /// Every group of every loaded shard; COORDINATOR_LOAD_IN_PROGRESS if
     /// some shard is still loading (with the groups of the others).
     pub async fn list(&self) -> (ErrorCode, Vec<ListedGroupInfo>) {
-        let handles: Vec<ShardHandle> = self.shards.read().expect("shards lock poisoned").values().map(|e| e.handle.clone()).collect();
+        let handles = self.shards.handles();
         let mut error = ErrorCode::NONE;
         let mut out = Vec::new();
         for h in handles {
@@ -322,7 +244,7 @@ impl GroupCoordinator {
     }
 }
 
-/// [`OffsetsLog`] over a local partition of `__consumer_offsets`.
+/// [`OffsetsLog`] over a local partition of `__consumer_offsets` (or, for reads, `__transaction_state`).
 pub struct PartitionLog {
     pub partition: Arc<Partition>,
 }
@@ -348,7 +270,7 @@ impl OffsetsLog for PartitionLog {
     fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, ErrorCode> {
         let leo = self.partition.view().log_end_offset;
         self.partition.reader().read(offset, max_bytes, leo, true).map(|r| r.bytes).map_err(|e| {
-            warn!(error = %e, "reading __consumer_offsets failed");
+            warn!(topic = %self.partition.topic, error = %e, "reading a coordinator partition failed");
             ErrorCode::KAFKA_STORAGE_ERROR
         })
     }
@@ -394,7 +316,8 @@ impl ShardTask {
         ShardTask { partition, shard: Shard::new(config), log, joins: HashMap::new(), syncs: HashMap::new(), next_waiter: 0 }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut stop: oneshot::Receiver<()>, loaded: Arc<AtomicBool>, retention_check_ms: u64) {
+    async fn run(mut self, inbox: ShardInbox<Command>, retention_check_ms: u64) {
+        let ShardInbox { mut rx, mut stop, loaded } = inbox;
         // Load (replay) the partition; requests meanwhile get LOAD_IN_PROGRESS.
         loop {
             let log = self.log.clone();

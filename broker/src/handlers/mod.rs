@@ -14,6 +14,8 @@ use klamm_protocol::ApiKey;
 
 use crate::server::Broker;
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod admin_configs;
 pub mod alter_partition_reassignments;
 pub mod api_versions;
@@ -26,7 +28,9 @@ pub mod describe_cluster;
 pub mod describe_groups;
 pub mod describe_producers;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod join_group;
@@ -36,6 +40,7 @@ pub mod fetch;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -98,8 +103,16 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    // Transactions (transaction coordinator). AddPartitionsToTxn v4-5 is the
+    // broker-to-broker verify form; EndTxn v5 is served with transactions v1
+    // semantics (`transaction.version` >= 2 is not advertised).
+    api(ApiKey::AddPartitionsToTxn, 0, 5),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    api(ApiKey::EndTxn, 0, 5),
     api(ApiKey::WriteTxnMarkers, 1, 1),
     api(ApiKey::DescribeProducers, 0, 0),
+    api(ApiKey::DescribeTransactions, 0, 0),
+    api(ApiKey::ListTransactions, 0, 1),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -270,6 +283,11 @@ pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::ListGroups(r) => list_groups::handle(ctx, r).await.into(),
         RequestKind::DeleteGroups(r) => delete_groups::handle(ctx, r).await.into(),
         RequestKind::OffsetDelete(r) => offset_delete::handle(ctx, r).await.into(),
+        RequestKind::AddPartitionsToTxn(r) => add_partitions_to_txn::handle(ctx, r).await.into(),
+        RequestKind::AddOffsetsToTxn(r) => add_offsets_to_txn::handle(ctx, r).await.into(),
+        RequestKind::EndTxn(r) => end_txn::handle(ctx, r).await.into(),
+        RequestKind::DescribeTransactions(r) => describe_transactions::handle(ctx, r).await.into(),
+        RequestKind::ListTransactions(r) => list_transactions::handle(ctx, r).await.into(),
         RequestKind::OffsetForLeaderEpoch(r) => offset_for_leader_epoch::handle(ctx, r).into(),
         RequestKind::ElectLeaders(r) => elect_leaders::handle(ctx, r).await.into(),
         RequestKind::DescribeTopicPartitions(r) => describe_topic_partitions::handle(ctx, r).into(),
