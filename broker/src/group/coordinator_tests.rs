@@ -223,6 +223,7 @@ async fn load_in_progress_until_replayed() {
                 metadata: String::new(),
                 commit_timestamp_ms: 1,
                 expire_timestamp_ms: None,
+                record_offset: -1,
             })),
         )],
         1,

@@ -21,6 +21,10 @@ pub struct CommittedOffset {
     pub commit_timestamp_ms: i64,
     /// Only for offsets loaded from old (v1) records.
     pub expire_timestamp_ms: Option<i64>,
+    /// Offset of the commit record in `__consumer_offsets` (-1 before it is
+    /// written). Kafka keeps it so that a transactional commit completing
+    /// later never replaces a newer plain commit (`replayEndTransactionMarker`).
+    pub record_offset: i64,
 }
 
 /// One partition of an OffsetCommit.
@@ -54,6 +58,16 @@ pub struct CommitPlan {
     pub accepted: Vec<(usize, CommittedOffset)>,
 }
 
+impl CommitPlan {
+    /// Stamps each accepted value with the offset its record got: the batch
+    /// holds the accepted partitions' records in order from `base_offset`.
+    pub fn set_record_offsets(&mut self, base_offset: i64) {
+        for (k, (_, v)) in self.accepted.iter_mut().enumerate() {
+            v.record_offset = base_offset + k as i64;
+        }
+    }
+}
+
 impl Shard {
     /// Kafka's `handleCommitOffsets` up to the append: checks generation and
     /// membership, metadata size; creates the (Empty) group for a standalone
@@ -83,6 +97,12 @@ impl Shard {
             GroupState::CompletingRebalance => return all(ErrorCode::REBALANCE_IN_PROGRESS),
             GroupState::Dead => return all(ErrorCode::COORDINATOR_NOT_AVAILABLE),
         }
+        self.plan_offsets(req, now_ms)
+    }
+
+    /// The per-partition part of a commit (plain or transactional): metadata
+    /// size, and the value to store for each accepted partition.
+    pub(super) fn plan_offsets(&self, req: &CommitRequest, now_ms: i64) -> CommitPlan {
         let mut plan = CommitPlan { errors: Vec::with_capacity(req.offsets.len()), accepted: Vec::new() };
         for (i, o) in req.offsets.iter().enumerate() {
             let metadata = o.metadata.clone().unwrap_or_default();
@@ -99,6 +119,7 @@ impl Shard {
                     metadata,
                     commit_timestamp_ms: now_ms,
                     expire_timestamp_ms: (req.retention_time_ms >= 0).then(|| now_ms.saturating_add(req.retention_time_ms)),
+                    record_offset: -1,
                 },
             ));
         }
@@ -163,8 +184,14 @@ impl Shard {
                     }
                 }
             };
-            if code == ErrorCode::NONE && group.offsets.remove(&(t.clone(), *p)).is_some() {
-                removed.push((t.clone(), *p));
+            // Kafka writes the tombstone when a committed or a pending
+            // transactional offset exists; it removes both.
+            if code == ErrorCode::NONE {
+                let committed = group.offsets.remove(&(t.clone(), *p)).is_some();
+                let pending = super::txn_offsets::drop_pending(&mut self.pending_txn, group_id, t, *p);
+                if committed || pending {
+                    removed.push((t.clone(), *p));
+                }
             }
             errors.push(code);
         }
@@ -178,6 +205,7 @@ impl Shard {
         let retention = self.config.offsets_retention_ms;
         let mut out = Vec::new();
         let ids: Vec<String> = self.groups.keys().cloned().collect();
+        let pending = &self.pending_txn;
         for id in ids {
             let group = self.groups.get_mut(&id).expect("exists");
             let expired: Vec<(String, i32)> = {
@@ -203,10 +231,18 @@ impl Shard {
                     _ => Vec::new(),
                 }
             };
+            // An offset with a pending transactional commit does not expire
+            // yet (Kafka's `cleanupExpiredOffsets`).
+            let expired: Vec<(String, i32)> =
+                expired.into_iter().filter(|(t, p)| !super::txn_offsets::is_pending(pending, &id, t, *p)).collect();
             for k in &expired {
                 group.offsets.remove(k);
             }
-            let gone = group.is(GroupState::Empty) && group.members.is_empty() && group.pending_members.is_empty() && group.offsets.is_empty();
+            let gone = group.is(GroupState::Empty)
+                && group.members.is_empty()
+                && group.pending_members.is_empty()
+                && group.offsets.is_empty()
+                && !super::txn_offsets::group_has_pending(pending, &id);
             if gone {
                 group.state = GroupState::Dead;
                 self.groups.remove(&id);

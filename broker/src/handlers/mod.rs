@@ -43,6 +43,7 @@ pub mod offset_for_leader_epoch;
 mod poll_many;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 /// An API Klamm serves and the version range it advertises.
 #[derive(Clone, Copy, Debug)]
@@ -95,6 +96,8 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    // Transactional offset commits (group coordinator side of transactions).
+    api(ApiKey::TxnOffsetCommit, 0, 4),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -252,6 +255,7 @@ pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::ListGroups(r) => list_groups::handle(ctx, r).await.into(),
         RequestKind::DeleteGroups(r) => delete_groups::handle(ctx, r).await.into(),
         RequestKind::OffsetDelete(r) => offset_delete::handle(ctx, r).await.into(),
+        RequestKind::TxnOffsetCommit(r) => txn_offset_commit::handle(ctx, r).await.into(),
         RequestKind::OffsetForLeaderEpoch(r) => offset_for_leader_epoch::handle(ctx, r).into(),
         RequestKind::ElectLeaders(r) => elect_leaders::handle(ctx, r).await.into(),
         RequestKind::DescribeTopicPartitions(r) => describe_topic_partitions::handle(ctx, r).into(),
