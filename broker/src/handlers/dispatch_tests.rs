@@ -42,6 +42,7 @@ fn default_request(key: ApiKey) -> Option<RequestKind> {
         ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default()),
         ApiKey::Produce => RequestKind::Produce(ProduceRequest::default()),
         ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default()),
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(TxnOffsetCommitRequest::default()),
         _ => return None,
     })
 }
