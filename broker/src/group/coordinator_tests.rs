@@ -16,7 +16,7 @@ fn config() -> GroupConfig {
     GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() }
 }
 
-async fn coordinator(log: Arc<MemLog>) -> GroupCoordinator {
+pub(super) async fn coordinator(log: Arc<MemLog>) -> GroupCoordinator {
     let c = GroupCoordinator::with_config(1, config(), 1, 600_000);
     c.host_partition(0, log as Arc<dyn OffsetsLog>);
     for _ in 0..100 {

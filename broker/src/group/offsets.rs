@@ -74,13 +74,8 @@ impl Shard {
     /// commit. Nothing is committed until [`Shard::apply_commit`].
     pub fn prepare_commit(&mut self, req: &CommitRequest, now_ms: i64) -> CommitPlan {
         let all = |e: ErrorCode| CommitPlan { errors: vec![e; req.offsets.len()], accepted: Vec::new() };
-        if !self.groups.contains_key(&req.group_id) {
-            if req.generation_id < 0 {
-                // Not using Kafka for group management: allow the commit.
-                self.groups.insert(req.group_id.clone(), Group::new(&req.group_id, now_ms));
-            } else {
-                return all(ErrorCode::ILLEGAL_GENERATION);
-            }
+        if let Err(e) = self.group_for_commit(req, now_ms) {
+            return all(e);
         }
         let group = self.groups.get_mut(&req.group_id).expect("exists");
         if let Some(e) = validate_offset_commit(group, req.generation_id, &req.member_id, req.group_instance_id.as_deref()) {
@@ -98,6 +93,20 @@ impl Shard {
             GroupState::Dead => return all(ErrorCode::COORDINATOR_NOT_AVAILABLE),
         }
         self.plan_offsets(req, now_ms)
+    }
+
+    /// The group a commit (plain or transactional) goes to: an unknown group
+    /// is created (a "simple" group, Empty) for a commit without generation,
+    /// as from a consumer not using Kafka's group management; with a
+    /// generation it is ILLEGAL_GENERATION.
+    pub(super) fn group_for_commit(&mut self, req: &CommitRequest, now_ms: i64) -> Result<(), ErrorCode> {
+        if !self.groups.contains_key(&req.group_id) {
+            if req.generation_id >= 0 {
+                return Err(ErrorCode::ILLEGAL_GENERATION);
+            }
+            self.groups.insert(req.group_id.clone(), Group::new(&req.group_id, now_ms));
+        }
+        Ok(())
     }
 
     /// The per-partition part of a commit (plain or transactional): metadata

@@ -35,17 +35,12 @@ pub struct TxnCommitRequest {
 
 impl Shard {
     /// Kafka's `validateTransactionalOffsetCommit` and `commitTransactionalOffset`
-    /// up to the append. An unknown group is created (a "simple" group) for a
-    /// commit without generation; with one it is ILLEGAL_GENERATION.
+    /// up to the append (unknown groups as in [`Shard::group_for_commit`]).
     pub fn prepare_txn_commit(&mut self, req: &TxnCommitRequest, now_ms: i64) -> CommitPlan {
         let c = &req.commit;
         let all = |e: ErrorCode| CommitPlan { errors: vec![e; c.offsets.len()], accepted: Vec::new() };
-        if !self.groups.contains_key(&c.group_id) {
-            if c.generation_id < 0 {
-                self.groups.insert(c.group_id.clone(), Group::new(&c.group_id, now_ms));
-            } else {
-                return all(ErrorCode::ILLEGAL_GENERATION);
-            }
+        if let Err(e) = self.group_for_commit(c, now_ms) {
+            return all(e);
         }
         let group = self.groups.get(&c.group_id).expect("exists");
         if let Some(e) = validate_txn_offset_commit(group, c.generation_id, &c.member_id, c.group_instance_id.as_deref()) {

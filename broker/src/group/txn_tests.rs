@@ -4,13 +4,13 @@
 //! in-memory log.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use klamm_protocol::records::{build_end_txn_marker, iter_batches, EndTransactionMarker};
 use klamm_protocol::ErrorCode;
 
 use super::coordinator::GroupCoordinator;
+use super::coordinator_tests::coordinator;
 use super::offsets::{CommitRequest, CommittedOffset, OffsetToCommit};
 use super::persistence::{self, MemLog, OffsetsLog};
 use super::state::{GroupConfig, GroupState, Shard};
@@ -233,18 +233,6 @@ fn load_replays_transactional_commits_and_markers() {
 }
 
 // ----- the async coordinator -----
-
-async fn coordinator(log: Arc<MemLog>) -> GroupCoordinator {
-    let c = GroupCoordinator::with_config(1, GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() }, 1, 600_000);
-    c.host_partition(0, log as Arc<dyn OffsetsLog>);
-    for _ in 0..100 {
-        if c.check("g") == ErrorCode::NONE {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("shard did not load");
-}
 
 async fn fetched(c: &GroupCoordinator, require_stable: bool) -> (Option<i64>, ErrorCode) {
     let f = c.fetch_stable("g", Some(vec![("t".to_string(), vec![0])]), require_stable).await.unwrap();

@@ -65,7 +65,7 @@ pub async fn handle(ctx: &RequestContext, request: TxnOffsetCommitRequest) -> Tx
             },
         };
         let mut errors = ctx.broker.groups.txn_commit(req).await;
-        if errors.iter().any(|e| *e == ErrorCode::NONE) {
+        if errors.contains(&ErrorCode::NONE) {
             if let Err(code) = wait_for_replication(ctx, &request.group_id).await {
                 for e in errors.iter_mut().filter(|e| **e == ErrorCode::NONE) {
                     *e = code;

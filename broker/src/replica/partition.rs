@@ -628,6 +628,13 @@ impl Partition {
             PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
         })?;
         open.producers.record(&incoming, info.base_offset);
+        let log_start = self.publish_leader_append(open);
+        Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: -1, log_start_offset: log_start, leader_epoch })
+    }
+
+    /// Publishes a leader's append: the new log end and start offsets, and the
+    /// high watermark as far as the ISR allows. Returns the log start offset.
+    fn publish_leader_append(&self, open: &OpenPartition) -> i64 {
         let (leo, log_start) = (open.log.log_end_offset(), open.log.log_start_offset());
         let hw = self.leader_high_watermark(open);
         self.update_view(ViewChange::Advance, |v| {
@@ -639,7 +646,7 @@ impl Partition {
             }
             true
         });
-        Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: -1, log_start_offset: log_start, leader_epoch })
+        log_start
     }
 
     /// How many replicas the partition has.
@@ -734,18 +741,7 @@ impl Partition {
             PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
         })?;
         open.producers.record(&incoming, info.base_offset);
-        let leo = open.log.log_end_offset();
-        let log_start = open.log.log_start_offset();
-        let hw = self.leader_high_watermark(open);
-        self.update_view(ViewChange::Advance, |v| {
-            v.log_end_offset = leo;
-            v.log_start_offset = log_start;
-            if let Some(hw) = hw {
-                v.high_watermark = v.high_watermark.max(hw);
-                v.last_stable_offset = v.high_watermark;
-            }
-            true
-        });
+        let log_start = self.publish_leader_append(open);
         drop(guard);
         Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: append_time, log_start_offset: log_start, leader_epoch })
     }
