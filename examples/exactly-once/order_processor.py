@@ -109,8 +109,8 @@ def run(bootstrap: str, transactional_id: str = "order-processor-1", idle_exit: 
                 topic, record = transform(m.value())
                 producer.produce(topic, key=m.key(), value=json.dumps(record).encode())
             # The consumer's position (next offset to read) of every assigned
-            # partition: committed together with the outputs.
-            positions = consumer.position(consumer.assignment())
+            # partition it has read from: committed together with the outputs.
+            positions = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
             producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
             if fail_after is not None and batches >= fail_after:
                 producer.abort_transaction(30)
