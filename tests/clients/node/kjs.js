@@ -196,7 +196,6 @@ async function consumeGroup (kafka, step) {
       eachMessage: async ({ topic, partition, message }) => {
         if (messages.length >= step.count) return
         messages.push({ partition, offset: message.offset, key: encodeData(message.key), value: encodeData(message.value) })
-        if (step.stopAtValue !== undefined && String(message.value) === step.stopAtValue) done()
         if (messages.length >= step.count) done()
       },
     })
