@@ -145,6 +145,11 @@ impl<C: Send + 'static> Shards<C> {
         rx.await.map_err(|_| ErrorCode::NOT_COORDINATOR)
     }
 
+    /// The shard of partition `p`, loaded or not.
+    pub fn handle(&self, p: i32) -> Option<ShardHandle<C>> {
+        self.map.read().expect("shards lock poisoned").get(&p).map(|e| e.handle.clone())
+    }
+
     /// Every shard, loaded or not (list requests).
     pub fn handles(&self) -> Vec<ShardHandle<C>> {
         self.map.read().expect("shards lock poisoned").values().map(|e| e.handle.clone()).collect()

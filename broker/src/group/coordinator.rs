@@ -10,6 +10,9 @@
 //! the answer that depends on them is sent (acks=-1 semantics); on start (and
 //! when leadership of a partition arrives later) the task replays the
 //! partition and, until that is done, requests get COORDINATOR_LOAD_IN_PROGRESS.
+//! Transactional offset commits are written as the producer's transactional
+//! batch and stay pending until [`GroupCoordinator::complete_transaction`]
+//! reports the transaction's marker.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -17,19 +20,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use klamm_protocol::records::RecordBatch;
 use klamm_protocol::ErrorCode;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
-use super::offsets::{CommitRequest, CommittedOffset};
+use super::offsets::CommitRequest;
+use super::txn_offsets::{StableOffsets, TxnCommitRequest};
 use super::persistence::{self, OffsetsLog};
 use super::state::{Effect, GroupConfig, GroupState, JoinRequest, JoinResult, LeavingMember, Shard, StoreReason, SyncRequest, SyncResult, Waiter};
 use super::OFFSETS_TOPIC;
 use crate::coordinator_shards::{follow_image, ShardHandle, ShardInbox, Shards};
 use crate::replica::Partition;
 
-/// Offsets of one group as OffsetFetch returns them.
-pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+/// Offsets of one group as OffsetFetch returns them (offset and error per partition).
+pub type FetchedOffsets = StableOffsets;
 
 /// One member as DescribeGroups shows it.
 #[derive(Clone, Debug)]
@@ -73,7 +78,9 @@ enum Command {
     Heartbeat { group_id: String, member_id: String, group_instance_id: Option<String>, generation_id: i32, reply: Reply<ErrorCode> },
     Leave { group_id: String, members: Vec<LeavingMember>, reply: Reply<(ErrorCode, Vec<ErrorCode>)> },
     Commit(CommitRequest, Reply<Vec<ErrorCode>>),
-    Fetch { group_id: String, topics: Option<Vec<(String, Vec<i32>)>>, reply: Reply<FetchedOffsets> },
+    TxnCommit(TxnCommitRequest, Reply<Vec<ErrorCode>>),
+    CompleteTxn { producer_id: i64, commit: bool, reply: Reply<()> },
+    Fetch { group_id: String, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool, reply: Reply<FetchedOffsets> },
     Describe { group_id: String, reply: Reply<GroupSummary> },
     List { reply: Reply<Vec<ListedGroupInfo>> },
     DeleteGroup { group_id: String, reply: Reply<ErrorCode> },
@@ -205,7 +212,36 @@ impl GroupCoordinator {
     }
 
     pub async fn fetch(&self, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Result<FetchedOffsets, ErrorCode> {
-        self.ask(group_id, |reply| Command::Fetch { group_id: group_id.to_string(), topics, reply }).await
+        self.fetch_stable(group_id, topics, false).await
+    }
+
+    /// OffsetFetch; with `require_stable` (v7+) partitions holding pending
+    /// transactional offsets answer UNSTABLE_OFFSET_COMMIT.
+    pub async fn fetch_stable(&self, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> Result<FetchedOffsets, ErrorCode> {
+        self.ask(group_id, |reply| Command::Fetch { group_id: group_id.to_string(), topics, require_stable, reply }).await
+    }
+
+    /// TxnOffsetCommit: an error per request partition.
+    pub async fn txn_commit(&self, req: TxnCommitRequest) -> Vec<ErrorCode> {
+        let n = req.commit.offsets.len();
+        self.ask(&req.commit.group_id.clone(), |r| Command::TxnCommit(req, r)).await.unwrap_or_else(|e| vec![e; n])
+    }
+
+    /// A COMMIT (`commit`) or ABORT marker of `producer_id` has been durably
+    /// appended to offsets partition `offsets_partition`: its pending offsets
+    /// become committed or are dropped. Called by the WriteTxnMarkers handler.
+    /// A shard still loading takes it after the load (which may already have
+    /// replayed the marker: applying it twice finds nothing pending); without
+    /// a shard here, whoever loads the partition replays the marker.
+    pub async fn complete_transaction(&self, offsets_partition: i32, producer_id: i64, commit: bool) {
+        let Some(handle) = self.shards.handle(offsets_partition) else {
+            debug!(partition = offsets_partition, producer_id, "transaction marker for an offsets partition not coordinated here");
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if handle.tx.send(Command::CompleteTxn { producer_id, commit, reply: tx }).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 
     pub async fn describe(&self, group_id: &str) -> Result<GroupSummary, ErrorCode> {
@@ -254,10 +290,15 @@ impl OffsetsLog for PartitionLog {
         // Single-replica partitions advance the high watermark on append.
         // TODO(replication): with followers, answer only once the high
         // watermark passes the batch (acks=-1); today the leader's append is it.
-        self.partition
-            .append_from_client(batch, 9, crate::clock::now_ms())
-            .map(|r| r.base_offset)
-            .map_err(|e| e.code)
+        let transactional = RecordBatch::parse(batch.clone()).map(|(b, _)| b.is_transactional()).unwrap_or(false);
+        let result = if transactional {
+            // TxnOffsetCommit's batches: written with the producer's id and
+            // epoch but not its sequence (Kafka's coordinator append origin).
+            self.partition.append_from_coordinator(batch, crate::clock::now_ms())
+        } else {
+            self.partition.append_from_client(batch, 9, crate::clock::now_ms())
+        };
+        result.map(|r| r.base_offset).map_err(|e| e.code)
     }
     fn start_offset(&self) -> i64 {
         self.partition.view().log_start_offset
@@ -323,9 +364,15 @@ impl ShardTask {
             let log = self.log.clone();
             let result = tokio::task::spawn_blocking(move || persistence::load(&*log, crate::clock::now_ms())).await;
             match result {
-                Ok(Ok(groups)) => {
-                    info!(partition = self.partition, groups = groups.len(), "offsets partition loaded");
-                    self.shard.groups = groups;
+                Ok(Ok(loaded)) => {
+                    info!(
+                        partition = self.partition,
+                        groups = loaded.groups.len(),
+                        open_transactions = loaded.pending.len(),
+                        "offsets partition loaded"
+                    );
+                    self.shard.groups = loaded.groups;
+                    self.shard.pending_txn = loaded.pending;
                     break;
                 }
                 Ok(Err(e)) => warn!(partition = self.partition, error = ?e, "loading offsets partition failed; retrying"),
@@ -400,8 +447,16 @@ impl ShardTask {
             Command::Commit(req, reply) => {
                 let _ = reply.send(self.commit(&req, now));
             }
-            Command::Fetch { group_id, topics, reply } => {
-                let _ = reply.send(self.shard.fetch_offsets(&group_id, topics.as_deref()));
+            Command::TxnCommit(req, reply) => {
+                let _ = reply.send(self.txn_commit(&req, now));
+            }
+            Command::CompleteTxn { producer_id, commit, reply } => {
+                let applied = self.shard.complete_transaction(producer_id, commit, now);
+                debug!(partition = self.partition, producer_id, commit, applied, "transaction completed");
+                let _ = reply.send(());
+            }
+            Command::Fetch { group_id, topics, require_stable, reply } => {
+                let _ = reply.send(self.shard.fetch_offsets_stable(&group_id, topics.as_deref(), require_stable));
             }
             Command::Describe { group_id, reply } => {
                 let _ = reply.send(self.describe(&group_id));
@@ -477,6 +532,24 @@ impl ShardTask {
     fn commit(&mut self, req: &CommitRequest, now: i64) -> Vec<ErrorCode> {
         let existed = self.shard.group(&req.group_id).is_some();
         let plan = self.shard.prepare_commit(req, now);
+        self.store_offsets(req, plan, existed, None)
+    }
+
+    /// TxnOffsetCommit: the records go out as the producer's transactional
+    /// batch and stay pending until the transaction's marker.
+    // merge: Kafka (KIP-890) verifies the transaction with the transaction
+    // coordinator (AddPartitionsToTxn v4 verify_only) before this write, as
+    // txnlog's produce path does for client batches.
+    fn txn_commit(&mut self, req: &TxnCommitRequest, now: i64) -> Vec<ErrorCode> {
+        let existed = self.shard.group(&req.commit.group_id).is_some();
+        let plan = self.shard.prepare_txn_commit(req, now);
+        self.store_offsets(&req.commit, plan, existed, Some(req))
+    }
+
+    /// Writes the accepted offsets of a commit (a plain one, or one of
+    /// transaction `txn`), then makes them committed or pending; on a failed
+    /// write the accepted partitions get Kafka's mapped error.
+    fn store_offsets(&mut self, req: &CommitRequest, mut plan: super::offsets::CommitPlan, existed: bool, txn: Option<&TxnCommitRequest>) -> Vec<ErrorCode> {
         if plan.accepted.is_empty() {
             return plan.errors;
         }
@@ -488,17 +561,28 @@ impl ShardTask {
                 (persistence::offset_key(&req.group_id, &o.topic, o.partition), Some(persistence::offset_value(v)))
             })
             .collect();
-        match self.append(&records) {
-            Ok(_) => {
-                self.shard.apply_commit(req, &plan);
+        let now = crate::clock::now_ms();
+        let batch = match txn {
+            None => persistence::build_batch(&records, now),
+            Some(t) => persistence::build_txn_batch(&records, now, t.producer_id, t.producer_epoch),
+        };
+        match self.log.append(batch) {
+            Ok(base) => {
+                plan.set_record_offsets(base);
+                match txn {
+                    None => self.shard.apply_commit(req, &plan),
+                    Some(t) => self.shard.apply_txn_commit(t, &plan),
+                }
                 plan.errors
             }
             Err(e) => {
                 let e = offset_store_error(e);
-                warn!(group = %req.group_id, error = ?e, "storing offsets failed");
+                warn!(group = %req.group_id, error = ?e, transactional = txn.is_some(), "storing offsets failed");
                 if !existed {
                     // The group was created for this commit only.
-                    if self.shard.group(&req.group_id).is_some_and(|g| g.offsets.is_empty() && g.members.is_empty()) {
+                    if self.shard.group(&req.group_id).is_some_and(|g| g.offsets.is_empty() && g.members.is_empty())
+                        && !super::txn_offsets::group_has_pending(&self.shard.pending_txn, &req.group_id)
+                    {
                         self.shard.groups.remove(&req.group_id);
                     }
                 }
@@ -536,9 +620,15 @@ impl ShardTask {
 
     fn delete_group(&mut self, group_id: &str, _now: i64) -> ErrorCode {
         let backup = self.shard.group(group_id).cloned();
+        let pending_backup = self.shard.pending_txn.clone();
         match self.shard.delete_group(group_id) {
             Err(e) => e,
-            Ok(offsets) => {
+            Ok(mut offsets) => {
+                // Kafka's `deleteAllOffsets`: pending transactional offsets get
+                // tombstones too (one per partition).
+                offsets.extend(self.shard.drop_pending_of_group(group_id));
+                offsets.sort();
+                offsets.dedup();
                 let mut records: Vec<(Bytes, Option<Bytes>)> =
                     offsets.iter().map(|(t, p)| (persistence::offset_key(group_id, t, *p), None)).collect();
                 records.push((persistence::group_key(group_id), None));
@@ -549,6 +639,7 @@ impl ShardTask {
                         if let Some(g) = backup {
                             self.shard.groups.insert(group_id.to_string(), g);
                         }
+                        self.shard.pending_txn = pending_backup;
                         group_store_error(e)
                     }
                 }

@@ -16,7 +16,7 @@ fn config() -> GroupConfig {
     GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() }
 }
 
-async fn coordinator(log: Arc<MemLog>) -> GroupCoordinator {
+pub(super) async fn coordinator(log: Arc<MemLog>) -> GroupCoordinator {
     let c = GroupCoordinator::with_config(1, config(), 1, 600_000);
     c.host_partition(0, log as Arc<dyn OffsetsLog>);
     for _ in 0..100 {
@@ -223,6 +223,7 @@ async fn load_in_progress_until_replayed() {
                 metadata: String::new(),
                 commit_timestamp_ms: 1,
                 expire_timestamp_ms: None,
+                record_offset: -1,
             })),
         )],
         1,

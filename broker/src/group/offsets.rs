@@ -21,6 +21,10 @@ pub struct CommittedOffset {
     pub commit_timestamp_ms: i64,
     /// Only for offsets loaded from old (v1) records.
     pub expire_timestamp_ms: Option<i64>,
+    /// Offset of the commit record in `__consumer_offsets` (-1 before it is
+    /// written). Kafka keeps it so that a transactional commit completing
+    /// later never replaces a newer plain commit (`replayEndTransactionMarker`).
+    pub record_offset: i64,
 }
 
 /// One partition of an OffsetCommit.
@@ -54,19 +58,24 @@ pub struct CommitPlan {
     pub accepted: Vec<(usize, CommittedOffset)>,
 }
 
+impl CommitPlan {
+    /// Stamps each accepted value with the offset its record got: the batch
+    /// holds the accepted partitions' records in order from `base_offset`.
+    pub fn set_record_offsets(&mut self, base_offset: i64) {
+        for (k, (_, v)) in self.accepted.iter_mut().enumerate() {
+            v.record_offset = base_offset + k as i64;
+        }
+    }
+}
+
 impl Shard {
     /// Kafka's `handleCommitOffsets` up to the append: checks generation and
     /// membership, metadata size; creates the (Empty) group for a standalone
     /// commit. Nothing is committed until [`Shard::apply_commit`].
     pub fn prepare_commit(&mut self, req: &CommitRequest, now_ms: i64) -> CommitPlan {
         let all = |e: ErrorCode| CommitPlan { errors: vec![e; req.offsets.len()], accepted: Vec::new() };
-        if !self.groups.contains_key(&req.group_id) {
-            if req.generation_id < 0 {
-                // Not using Kafka for group management: allow the commit.
-                self.groups.insert(req.group_id.clone(), Group::new(&req.group_id, now_ms));
-            } else {
-                return all(ErrorCode::ILLEGAL_GENERATION);
-            }
+        if let Err(e) = self.group_for_commit(req, now_ms) {
+            return all(e);
         }
         let group = self.groups.get_mut(&req.group_id).expect("exists");
         if let Some(e) = validate_offset_commit(group, req.generation_id, &req.member_id, req.group_instance_id.as_deref()) {
@@ -83,6 +92,26 @@ impl Shard {
             GroupState::CompletingRebalance => return all(ErrorCode::REBALANCE_IN_PROGRESS),
             GroupState::Dead => return all(ErrorCode::COORDINATOR_NOT_AVAILABLE),
         }
+        self.plan_offsets(req, now_ms)
+    }
+
+    /// The group a commit (plain or transactional) goes to: an unknown group
+    /// is created (a "simple" group, Empty) for a commit without generation,
+    /// as from a consumer not using Kafka's group management; with a
+    /// generation it is ILLEGAL_GENERATION.
+    pub(super) fn group_for_commit(&mut self, req: &CommitRequest, now_ms: i64) -> Result<(), ErrorCode> {
+        if !self.groups.contains_key(&req.group_id) {
+            if req.generation_id >= 0 {
+                return Err(ErrorCode::ILLEGAL_GENERATION);
+            }
+            self.groups.insert(req.group_id.clone(), Group::new(&req.group_id, now_ms));
+        }
+        Ok(())
+    }
+
+    /// The per-partition part of a commit (plain or transactional): metadata
+    /// size, and the value to store for each accepted partition.
+    pub(super) fn plan_offsets(&self, req: &CommitRequest, now_ms: i64) -> CommitPlan {
         let mut plan = CommitPlan { errors: Vec::with_capacity(req.offsets.len()), accepted: Vec::new() };
         for (i, o) in req.offsets.iter().enumerate() {
             let metadata = o.metadata.clone().unwrap_or_default();
@@ -99,6 +128,7 @@ impl Shard {
                     metadata,
                     commit_timestamp_ms: now_ms,
                     expire_timestamp_ms: (req.retention_time_ms >= 0).then(|| now_ms.saturating_add(req.retention_time_ms)),
+                    record_offset: -1,
                 },
             ));
         }
@@ -163,8 +193,14 @@ impl Shard {
                     }
                 }
             };
-            if code == ErrorCode::NONE && group.offsets.remove(&(t.clone(), *p)).is_some() {
-                removed.push((t.clone(), *p));
+            // Kafka writes the tombstone when a committed or a pending
+            // transactional offset exists; it removes both.
+            if code == ErrorCode::NONE {
+                let committed = group.offsets.remove(&(t.clone(), *p)).is_some();
+                let pending = super::txn_offsets::drop_pending(&mut self.pending_txn, group_id, t, *p);
+                if committed || pending {
+                    removed.push((t.clone(), *p));
+                }
             }
             errors.push(code);
         }
@@ -178,6 +214,7 @@ impl Shard {
         let retention = self.config.offsets_retention_ms;
         let mut out = Vec::new();
         let ids: Vec<String> = self.groups.keys().cloned().collect();
+        let pending = &self.pending_txn;
         for id in ids {
             let group = self.groups.get_mut(&id).expect("exists");
             let expired: Vec<(String, i32)> = {
@@ -203,10 +240,18 @@ impl Shard {
                     _ => Vec::new(),
                 }
             };
+            // An offset with a pending transactional commit does not expire
+            // yet (Kafka's `cleanupExpiredOffsets`).
+            let expired: Vec<(String, i32)> =
+                expired.into_iter().filter(|(t, p)| !super::txn_offsets::is_pending(pending, &id, t, *p)).collect();
             for k in &expired {
                 group.offsets.remove(k);
             }
-            let gone = group.is(GroupState::Empty) && group.members.is_empty() && group.pending_members.is_empty() && group.offsets.is_empty();
+            let gone = group.is(GroupState::Empty)
+                && group.members.is_empty()
+                && group.pending_members.is_empty()
+                && group.offsets.is_empty()
+                && !super::txn_offsets::group_has_pending(pending, &id);
             if gone {
                 group.state = GroupState::Dead;
                 self.groups.remove(&id);

@@ -13,7 +13,11 @@
 //!   leader nullable string, current_state_timestamp int64, members [member_id string,
 //!   group_instance_id nullable string, client_id string, client_host string, rebalance_timeout int32,
 //!   session_timeout int32, subscription bytes, assignment bytes]` (v0-v2 are read too);
-//! - a null value is a tombstone (deleted group / deleted offset).
+//! - a null value is a tombstone (deleted group / deleted offset);
+//! - TxnOffsetCommit writes offset commit records in a transactional batch of
+//!   the producer (producer id and epoch, base sequence 0 as Kafka's
+//!   coordinator writes them); the transaction's COMMIT/ABORT control batch
+//!   later decides them ([`super::txn_offsets`]).
 //!
 //! The log itself is behind [`OffsetsLog`] so the coordinator can be tested
 //! over [`MemLog`].
@@ -22,11 +26,12 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use klamm_protocol::records::{iter_batches, RecordBatchBuilder};
+use klamm_protocol::records::{iter_batches, EndTransactionMarker, RecordBatch, RecordBatchBuilder};
 use klamm_protocol::ErrorCode;
 
 use super::offsets::CommittedOffset;
 use super::state::{Group, GroupState, Member};
+use super::txn_offsets::{self, PendingOffsets};
 
 /// The single-partition log a coordinator shard writes and replays.
 pub trait OffsetsLog: Send + Sync {
@@ -248,6 +253,7 @@ pub fn decode_offset_value(v: &[u8]) -> Option<CommittedOffset> {
             metadata: r.str()?,
             commit_timestamp_ms: r.i64()?,
             expire_timestamp_ms: None,
+            record_offset: -1,
         }),
         1 => {
             let offset = r.i64()?;
@@ -260,6 +266,7 @@ pub fn decode_offset_value(v: &[u8]) -> Option<CommittedOffset> {
                 metadata,
                 commit_timestamp_ms: commit,
                 expire_timestamp_ms: (expire >= 0).then_some(expire),
+                record_offset: -1,
             })
         }
         2 => Some(CommittedOffset {
@@ -268,6 +275,7 @@ pub fn decode_offset_value(v: &[u8]) -> Option<CommittedOffset> {
             metadata: r.str()?,
             commit_timestamp_ms: r.i64()?,
             expire_timestamp_ms: None,
+            record_offset: -1,
         }),
         3 => Some(CommittedOffset {
             offset: r.i64()?,
@@ -275,6 +283,7 @@ pub fn decode_offset_value(v: &[u8]) -> Option<CommittedOffset> {
             metadata: r.str()?,
             commit_timestamp_ms: r.i64()?,
             expire_timestamp_ms: None,
+            record_offset: -1,
         }),
         _ => None,
     }
@@ -350,11 +359,43 @@ pub fn build_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Bytes {
     b.build()
 }
 
+/// One transactional batch of `producer_id` with the given records. Kafka's
+/// coordinator writes these with base sequence 0; the partition checks only
+/// the producer epoch of coordinator writes, not sequences.
+pub fn build_txn_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64, producer_id: i64, producer_epoch: i16) -> Bytes {
+    let mut b = RecordBatchBuilder::new(0).producer(producer_id, producer_epoch, 0).transactional(true);
+    for (k, v) in records {
+        b.push(now_ms, Some(k), v.as_deref(), &[]);
+    }
+    b.build()
+}
+
+/// The COMMIT (true) or ABORT (false) decision of a transactional control
+/// batch, None for other control batches or an unreadable marker.
+fn end_marker(batch: &RecordBatch) -> Option<bool> {
+    if !batch.is_transactional() {
+        return None;
+    }
+    let record = batch.records().next()?.ok()?;
+    EndTransactionMarker::from_record(&record).ok().flatten().map(|m| m.commit)
+}
+
+/// What loading an offsets partition yields.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub groups: BTreeMap<String, Group>,
+    /// Transactional offsets whose marker was not in the log yet.
+    pub pending: PendingOffsets,
+}
+
 /// Replays a whole offsets partition into groups (Kafka's `loadGroupsAndOffsets`).
 /// Groups with members come back Stable (their sessions restart at `now_ms`),
 /// the others Empty; offsets without a group record make an Empty group.
-pub fn load(log: &dyn OffsetsLog, now_ms: i64) -> Result<BTreeMap<String, Group>, ErrorCode> {
+/// Transactional offset commits stay pending until their producer's marker,
+/// which commits or drops them (Kafka's `replayEndTransactionMarker`).
+pub fn load(log: &dyn OffsetsLog, now_ms: i64) -> Result<Loaded, ErrorCode> {
     let mut offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>> = BTreeMap::new();
+    let mut pending = PendingOffsets::new();
     let mut groups: BTreeMap<String, GroupValue> = BTreeMap::new();
     let mut removed_groups: std::collections::BTreeSet<String> = Default::default();
     let mut pos = log.start_offset();
@@ -371,8 +412,15 @@ pub fn load(log: &dyn OffsetsLog, now_ms: i64) -> Result<BTreeMap<String, Group>
             if next <= pos {
                 continue;
             }
-            if !batch.is_control() {
+            if batch.is_control() {
+                if let Some(commit) = end_marker(&batch) {
+                    for (group, tp, v) in txn_offsets::take_completed(&mut pending, batch.producer_id(), commit) {
+                        txn_offsets::materialize(offsets.entry(group).or_default(), tp, v);
+                    }
+                }
+            } else {
                 let base = batch.base_offset();
+                let txn_producer = (batch.is_transactional() && batch.producer_id() >= 0).then(|| batch.producer_id());
                 for rec in batch.records() {
                     let Ok(rec) = rec else { break };
                     if rec.offset(base) < pos {
@@ -380,10 +428,16 @@ pub fn load(log: &dyn OffsetsLog, now_ms: i64) -> Result<BTreeMap<String, Group>
                     }
                     let Some(key) = rec.key.as_deref() else { continue };
                     match decode_record(key, rec.value.as_deref()) {
-                        Some(LogRecord::Offset { group, topic, partition, value: Some(v) }) => {
-                            offsets.entry(group).or_default().insert((topic, partition), v);
+                        Some(LogRecord::Offset { group, topic, partition, value: Some(mut v) }) => {
+                            v.record_offset = rec.offset(base);
+                            let into = match txn_producer {
+                                Some(pid) => pending.entry(pid).or_default().entry(group).or_default(),
+                                None => offsets.entry(group).or_default(),
+                            };
+                            into.insert((topic, partition), v);
                         }
                         Some(LogRecord::Offset { group, topic, partition, value: None }) => {
+                            txn_offsets::drop_pending(&mut pending, &group, &topic, partition);
                             if let Some(o) = offsets.get_mut(&group) {
                                 o.remove(&(topic, partition));
                             }
@@ -456,5 +510,12 @@ pub fn load(log: &dyn OffsetsLog, now_ms: i64) -> Result<BTreeMap<String, Group>
         g.offsets = o;
         out.insert(id, g);
     }
-    Ok(out)
+    // A group known only from open transactions exists as a simple group, as
+    // Kafka creates one when it replays a transactional offset commit.
+    for groups in pending.values() {
+        for id in groups.keys() {
+            out.entry(id.clone()).or_insert_with(|| Group::new(id, now_ms));
+        }
+    }
+    Ok(Loaded { groups: out, pending })
 }

@@ -545,13 +545,15 @@ pub fn random_uuid() -> String {
 pub struct Shard {
     pub config: GroupConfig,
     pub groups: BTreeMap<String, Group>,
+    /// Offsets committed in transactions not yet ended (TxnOffsetCommit).
+    pub pending_txn: super::txn_offsets::PendingOffsets,
     /// Generates member-id suffixes; replaceable for deterministic tests.
     pub id_gen: Box<dyn FnMut() -> String + Send>,
 }
 
 impl Shard {
     pub fn new(config: GroupConfig) -> Shard {
-        Shard { config, groups: BTreeMap::new(), id_gen: Box::new(random_uuid) }
+        Shard { config, groups: BTreeMap::new(), pending_txn: Default::default(), id_gen: Box::new(random_uuid) }
     }
 
     pub fn group(&self, group_id: &str) -> Option<&Group> {

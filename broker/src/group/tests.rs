@@ -16,7 +16,7 @@ fn config(delay: i32) -> GroupConfig {
     GroupConfig { initial_rebalance_delay_ms: delay, ..GroupConfig::default() }
 }
 
-fn shard(delay: i32) -> Shard {
+pub(super) fn shard(delay: i32) -> Shard {
     let mut s = Shard::new(config(delay));
     let mut n = 0;
     s.id_gen = Box::new(move || {
@@ -38,11 +38,11 @@ fn subscription(topics: &[&str]) -> Bytes {
     b.freeze()
 }
 
-fn protos(names: &[&str]) -> Vec<(String, Bytes)> {
+pub(super) fn protos(names: &[&str]) -> Vec<(String, Bytes)> {
     names.iter().map(|n| (n.to_string(), subscription(&["t"]))).collect()
 }
 
-fn jreq(member: &str, instance: Option<&str>, protocols: Vec<(String, Bytes)>, require_known: bool) -> JoinRequest {
+pub(super) fn jreq(member: &str, instance: Option<&str>, protocols: Vec<(String, Bytes)>, require_known: bool) -> JoinRequest {
     JoinRequest {
         group_id: "g".into(),
         member_id: member.into(),
@@ -57,7 +57,7 @@ fn jreq(member: &str, instance: Option<&str>, protocols: Vec<(String, Bytes)>, r
     }
 }
 
-fn join_of(fx: &[Effect], waiter: Waiter) -> Option<JoinResult> {
+pub(super) fn join_of(fx: &[Effect], waiter: Waiter) -> Option<JoinResult> {
     fx.iter().find_map(|e| match e {
         Effect::Join(w, r) if *w == waiter => Some(r.clone()),
         _ => None,
@@ -71,7 +71,7 @@ fn sync_of(fx: &[Effect], waiter: Waiter) -> Option<SyncResult> {
     })
 }
 
-fn sreq(member: &str, generation: i32, assignments: Vec<(&str, &[u8])>) -> SyncRequest {
+pub(super) fn sreq(member: &str, generation: i32, assignments: Vec<(&str, &[u8])>) -> SyncRequest {
     SyncRequest {
         group_id: "g".into(),
         generation_id: generation,
@@ -93,7 +93,7 @@ fn join_direct(s: &mut Shard, waiter: Waiter, now: i64) -> Vec<Effect> {
 }
 
 /// One member, Stable at generation 1; returns its member id.
-fn stable_one(s: &mut Shard) -> String {
+pub(super) fn stable_one(s: &mut Shard) -> String {
     let fx = join_direct(s, 1, 0);
     let r = join_of(&fx, 1).unwrap();
     assert_eq!(r.error, ErrorCode::NONE);
@@ -106,7 +106,7 @@ fn stable_one(s: &mut Shard) -> String {
 }
 
 /// Two members, Stable at generation 2; returns (leader, follower).
-fn stable_two(s: &mut Shard) -> (String, String) {
+pub(super) fn stable_two(s: &mut Shard) -> (String, String) {
     let a = stable_one(s);
     // B joins: rebalance; A must rejoin.
     let fx = join_direct(s, 10, 100);
@@ -825,7 +825,7 @@ fn record_formats_match_kafka() {
     assert_eq!(&k[..], &[0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 3]);
     let k = persistence::group_key("g");
     assert_eq!(&k[..], &[0, 2, 0, 1, b'g']);
-    let o = super::offsets::CommittedOffset { offset: 5, leader_epoch: 2, metadata: "m".into(), commit_timestamp_ms: 7, expire_timestamp_ms: None };
+    let o = super::offsets::CommittedOffset { offset: 5, leader_epoch: 2, metadata: "m".into(), commit_timestamp_ms: 7, expire_timestamp_ms: None, record_offset: -1 };
     let v = persistence::offset_value(&o);
     assert_eq!(&v[..], &[0, 3, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 2, 0, 1, b'm', 0, 0, 0, 0, 0, 0, 0, 7]);
     assert_eq!(persistence::decode_offset_value(&v), Some(o));
@@ -853,7 +853,7 @@ fn group_value_round_trip_and_load() {
     assert_eq!(d.members[1].subscription, subscription(&["t"]));
 
     let log = MemLog::default();
-    let o = |off| super::offsets::CommittedOffset { offset: off, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 1, expire_timestamp_ms: None };
+    let o = |off| super::offsets::CommittedOffset { offset: off, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 1, expire_timestamp_ms: None, record_offset: -1 };
     log.append(persistence::build_batch(&[(persistence::group_key("g"), Some(v.clone()))], 1)).unwrap();
     log.append(persistence::build_batch(
         &[
@@ -877,7 +877,7 @@ fn group_value_round_trip_and_load() {
     ))
     .unwrap();
     assert_eq!(log.end_offset(), 9);
-    let groups = persistence::load(&log, 50).unwrap();
+    let groups = persistence::load(&log, 50).unwrap().groups;
     assert_eq!(groups.keys().cloned().collect::<Vec<_>>(), vec!["g".to_string(), "solo".to_string()]);
     let g = &groups["g"];
     assert_eq!((g.state, g.generation_id, g.members.len()), (GroupState::Stable, 2, 2));

@@ -49,6 +49,7 @@ fn default_request(key: ApiKey) -> Option<RequestKind> {
         ApiKey::Produce => RequestKind::Produce(ProduceRequest::default()),
         ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default()),
         ApiKey::WriteTxnMarkers => RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default()),
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(TxnOffsetCommitRequest::default()),
         _ => return None,
     })
 }

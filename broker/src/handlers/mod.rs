@@ -50,6 +50,7 @@ mod poll_many;
 pub mod produce;
 pub mod produce_verify;
 pub mod sync_group;
+pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
 /// An API Klamm serves and the version range it advertises.
@@ -113,6 +114,8 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::DescribeProducers, 0, 0),
     api(ApiKey::DescribeTransactions, 0, 0),
     api(ApiKey::ListTransactions, 0, 1),
+    // Transactional offset commits (group coordinator side of transactions).
+    api(ApiKey::TxnOffsetCommit, 0, 4),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -288,6 +291,7 @@ pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::EndTxn(r) => end_txn::handle(ctx, r).await.into(),
         RequestKind::DescribeTransactions(r) => describe_transactions::handle(ctx, r).await.into(),
         RequestKind::ListTransactions(r) => list_transactions::handle(ctx, r).await.into(),
+        RequestKind::TxnOffsetCommit(r) => txn_offset_commit::handle(ctx, r).await.into(),
         RequestKind::OffsetForLeaderEpoch(r) => offset_for_leader_epoch::handle(ctx, r).into(),
         RequestKind::ElectLeaders(r) => elect_leaders::handle(ctx, r).await.into(),
         RequestKind::DescribeTopicPartitions(r) => describe_topic_partitions::handle(ctx, r).into(),

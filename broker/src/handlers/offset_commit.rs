@@ -71,7 +71,7 @@ pub async fn handle(ctx: &RequestContext, request: OffsetCommitRequest) -> Offse
 /// Waits until the group's `__consumer_offsets` partition has replicated everything written
 /// so far (its log end offset now is at or past the commit just appended). Errors are
 /// Kafka's mapping for a failed offset store.
-async fn wait_for_replication(ctx: &RequestContext, group_id: &str) -> Result<(), ErrorCode> {
+pub(crate) async fn wait_for_replication(ctx: &RequestContext, group_id: &str) -> Result<(), ErrorCode> {
     let broker = &ctx.broker;
     let partition = broker.groups.partition_for(group_id);
     let Some(local) = broker.replicas.get(OFFSETS_TOPIC, partition) else {

@@ -1,7 +1,9 @@
 //! OffsetFetch (key 9), v0-9: one group (v0-7, all partitions when topics is
 //! null from v2) or several groups (v8+). Partitions without a committed
 //! offset come back as offset -1 with no error, as in Kafka.
-//! `require_stable` (v7+) is accepted and has no effect until transactions exist.
+//! With `require_stable` (v7+; librdkafka sets it for isolation.level
+//! read_committed) a partition holding a pending transactional offset answers
+//! UNSTABLE_OFFSET_COMMIT with offset -1, and the consumer retries (KIP-447).
 
 use klamm_protocol::messages::offset_fetch_response::{
     OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
@@ -16,11 +18,12 @@ use crate::group::coordinator::FetchedOffsets;
 pub async fn handle(ctx: &RequestContext, request: OffsetFetchRequest) -> OffsetFetchResponse {
     let v = ctx.api_version;
     let groups = &ctx.broker.groups;
+    let require_stable = v >= 7 && request.require_stable;
     if v >= 8 {
         let mut out = Vec::with_capacity(request.groups.len());
         for g in request.groups {
             let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect::<Vec<_>>());
-            let (error, fetched) = match groups.fetch(&g.group_id, topics).await {
+            let (error, fetched) = match groups.fetch_stable(&g.group_id, topics, require_stable).await {
                 Ok(f) => (ErrorCode::NONE, f),
                 Err(e) => (e, Vec::new()),
             };
@@ -33,14 +36,14 @@ pub async fn handle(ctx: &RequestContext, request: OffsetFetchRequest) -> Offset
                         name,
                         partitions: parts
                             .into_iter()
-                            .map(|(p, o)| {
+                            .map(|(p, o, e)| {
                                 let (offset, epoch, metadata) = split(o);
                                 OffsetFetchResponsePartitions {
                                     partition_index: p,
                                     committed_offset: offset,
                                     committed_leader_epoch: epoch,
                                     metadata: Some(metadata),
-                                    error_code: 0,
+                                    error_code: e.code(),
                                     ..Default::default()
                                 }
                             })
@@ -56,7 +59,7 @@ pub async fn handle(ctx: &RequestContext, request: OffsetFetchRequest) -> Offset
     // v0-1 carry no null "all topics" form.
     let topics = request.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect::<Vec<_>>());
     let requested = topics.clone();
-    let (error, fetched): (ErrorCode, FetchedOffsets) = match groups.fetch(&request.group_id, topics).await {
+    let (error, fetched): (ErrorCode, FetchedOffsets) = match groups.fetch_stable(&request.group_id, topics, require_stable).await {
         Ok(f) => (ErrorCode::NONE, f),
         Err(e) => (e, Vec::new()),
     };
@@ -92,14 +95,14 @@ pub async fn handle(ctx: &RequestContext, request: OffsetFetchRequest) -> Offset
                 name,
                 partitions: parts
                     .into_iter()
-                    .map(|(p, o)| {
+                    .map(|(p, o, e)| {
                         let (offset, epoch, metadata) = split(o);
                         OffsetFetchResponsePartition {
                             partition_index: p,
                             committed_offset: offset,
                             committed_leader_epoch: epoch,
                             metadata: Some(metadata),
-                            error_code: 0,
+                            error_code: e.code(),
                             ..Default::default()
                         }
                     })

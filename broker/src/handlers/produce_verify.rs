@@ -106,8 +106,8 @@ pub fn produce_error(code: ErrorCode) -> Option<PartitionError> {
 /// metadata names a live leader for its `__transaction_state` partition.
 pub fn coordinator_address(broker: &Broker, transactional_id: &str) -> Option<String> {
     let image = broker.metadata.image();
-    let partitions = broker.config.transaction_state_log_num_partitions;
-    let partition = crate::group::hash::partition_for(transactional_id, partitions);
+    // The coordinator's own rule (the existing topic's partition count).
+    let partition = broker.txns.partition_for_image(&image, transactional_id);
     let leader = image.partition(TRANSACTION_STATE_TOPIC, partition)?.leader;
     crate::metadata::broker_address(&image, &broker.config.inter_broker_listener_name, leader)
 }

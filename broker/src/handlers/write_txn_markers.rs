@@ -71,7 +71,10 @@ pub async fn handle(ctx: &RequestContext, request: WriteTxnMarkersRequest) -> Wr
         match result {
             Err(code) => markers[m].topics[t].partitions[i].error_code = code.code(),
             Ok(()) if p.partition.topic == crate::group::OFFSETS_TOPIC => {
-                // merge: groups.complete_transaction(p.partition.index, markers[m].producer_id, request.markers[m].transaction_result).await
+                // The marker is durable: the group coordinator makes the
+                // transaction's pending offsets committed (or drops them).
+                let marker = &request.markers[m];
+                broker.groups.complete_transaction(p.partition.index, marker.producer_id, marker.transaction_result).await;
             }
             Ok(()) => {}
         }

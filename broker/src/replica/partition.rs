@@ -613,6 +613,42 @@ impl Partition {
         }
     }
 
+    /// Appends a batch built by this broker's group coordinator (Kafka's
+    /// `AppendOrigin.COORDINATOR`): a TxnOffsetCommit's transactional batch.
+    /// Its records are the broker's own, so only the size is checked, and of
+    /// the producer state only the epoch: Kafka's coordinator writes every such
+    /// batch with base sequence 0 and does not check sequences for them.
+    pub fn append_from_coordinator(&self, records: Bytes, now_ms: i64) -> Result<AppendResult, PartitionError> {
+        let (batch, _) = RecordBatch::parse(records)
+            .map_err(|e| PartitionError::new(records_error_code(&e), format!("invalid record batch: {e}")))?;
+        let max = self.config().max_message_bytes as i64;
+        if batch.size() as i64 > max {
+            return Err(PartitionError::new(ErrorCode::MESSAGE_TOO_LARGE, format!("The record batch size {} bytes exceeds max.message.bytes {max}", batch.size())));
+        }
+        let incoming = IncomingBatch::from_header(&batch);
+        let mut header = klamm_storage::BatchHeader::of(&batch).map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
+        let mut bytes = BytesMut::from(batch.as_bytes().as_ref());
+        let mut guard = self.lock();
+        let open = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
+        if !open.replication.is_leader() {
+            return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
+        }
+        if let Some(current) = open.producers.get(incoming.producer_id).map(|e| e.epoch).filter(|e| incoming.producer_epoch < *e) {
+            return Err(PartitionError::new(
+                ErrorCode::INVALID_PRODUCER_EPOCH,
+                format!("Epoch of producer {} is {}, which is smaller than the last seen epoch {current}", incoming.producer_id, incoming.producer_epoch),
+            ));
+        }
+        let leader_epoch = open.replication.leader_epoch();
+        let info = open.log.append_parsed_as_leader(&mut bytes, std::slice::from_mut(&mut header), leader_epoch, now_ms).map_err(|e| {
+            warn!(topic = %self.topic, partition = self.index, error = %e, "append failed");
+            PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
+        })?;
+        open.producers.record(&incoming, info.base_offset);
+        let log_start = self.publish_leader_append(open);
+        Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: -1, log_start_offset: log_start, leader_epoch })
+    }
+
     /// How many replicas the partition has.
     pub fn replica_count(&self) -> usize {
         self.lock().as_ref().map(|w| w.replication.replica_count()).unwrap_or(0)

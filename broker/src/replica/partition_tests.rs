@@ -345,3 +345,19 @@ fn a_new_leader_reports_its_epoch_start_until_the_high_watermark_passes_it() {
     follower.apply_metadata(&image(3, 2, 2, &[2, 3]), 14);
     assert_eq!(follower.view().leader_epoch_start_offset, -1, "follower again");
 }
+
+#[test]
+fn coordinator_appends_check_the_producer_epoch_not_sequences() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = PartitionImage { partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0, ..Default::default() };
+    let p = Partition::open("t", [1; 16], 0, dir.path(), config(1), 1, &meta, 0, i64::MAX, None).expect("open");
+    // A TxnOffsetCommit batch as the group coordinator writes it: base sequence 0 every time.
+    let txn = |epoch: i16| RecordBatchBuilder::new(0).producer(9, epoch, 0).transactional(true).record(1_000, Some(b"k"), Some(b"v")).build();
+    assert_eq!(p.append_from_coordinator(txn(1), 10).expect("append").base_offset, 0);
+    assert_eq!(p.append_from_coordinator(txn(1), 10).expect("not a duplicate").base_offset, 1);
+    assert_eq!(p.append_from_coordinator(txn(0), 10).expect_err("older epoch").code, ErrorCode::INVALID_PRODUCER_EPOCH);
+    assert_eq!(p.view().high_watermark, 2);
+    let follower_dir = tempfile::tempdir().expect("tempdir");
+    let follower = open(&follower_dir, 2, &image(1, 0, 0, &[1, 2, 3]), 1);
+    assert_eq!(follower.append_from_coordinator(txn(1), 10).expect_err("follower").code, ErrorCode::NOT_LEADER_OR_FOLLOWER);
+}

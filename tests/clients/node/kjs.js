@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Drives kafkajs 2.2.4 for the pytest suite (tests/clients/test_kafkajs.py,
-// test_kafkajs_cluster_admin.py).
+// test_kafkajs_cluster_admin.py, test_transactions.py).
 //
 // Reads a JSON program on stdin:
 //   {"brokers": ["127.0.0.1:PORT"], "steps": [{"op": "...", ...}, ...]}
@@ -177,6 +177,8 @@ async function fetchPartition (brokers, step) {
 async function consumeGroup (kafka, step) {
   const consumer = kafka.consumer({
     groupId: step.groupId,
+    // kafkajs reads read_committed unless told otherwise.
+    readUncommitted: !!step.readUncommitted,
     sessionTimeout: 10000,
     rebalanceTimeout: 10000,
     heartbeatInterval: 1000,
@@ -204,6 +206,44 @@ async function consumeGroup (kafka, step) {
     await consumer.disconnect()
   }
   return { messages }
+}
+
+// A transactional producer (transactionalId) running step.transactions in
+// order: each sends its batches ({topic, messages}), optionally commits
+// consumer offsets in the transaction (sendOffsets: {consumerGroupId, topics}),
+// then ends with end: 'commit' (default), 'abort', or 'open' (left running:
+// the producer disconnects without ending it, for the coordinator's timeout).
+async function runTransactions (kafka, step) {
+  const producer = kafka.producer({
+    transactionalId: step.transactionalId,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    transactionTimeout: step.transactionTimeout || 60000,
+    retry: { retries: 5 },
+  })
+  await producer.connect()
+  const results = []
+  try {
+    for (const t of step.transactions) {
+      const txn = await producer.transaction()
+      const sent = []
+      try {
+        for (const b of t.sends || []) {
+          sent.push(await txn.send({ topic: b.topic, acks: -1, messages: toMessages(b.messages) }))
+        }
+        if (t.sendOffsets) await txn.sendOffsets(t.sendOffsets)
+      } catch (e) {
+        await txn.abort().catch(() => {})
+        throw e
+      }
+      if (t.end === 'abort') await txn.abort()
+      else if (t.end !== 'open') await txn.commit()
+      results.push({ sent, end: t.end || 'commit' })
+    }
+    return results
+  } finally {
+    await producer.disconnect()
+  }
 }
 
 async function runStep (kafka, brokers, step) {
@@ -282,6 +322,8 @@ async function runStep (kafka, brokers, step) {
         await producer.disconnect()
       }
     }
+    case 'transactions':
+      return runTransactions(kafka, step)
     case 'fetch':
       return fetchPartition(brokers, step)
     case 'consumeGroup':
