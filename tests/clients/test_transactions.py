@@ -64,6 +64,9 @@ def in_txn(p: Producer, topic: str, values: list[str], end: str = "commit", part
     if end == "commit":
         p.commit_transaction(30)
     elif end == "abort":
+        # Written first: librdkafka's abort purges records still queued, and the
+        # point is to abort records that are in the log.
+        assert p.flush(30) == 0
         p.abort_transaction(30)
     else:
         assert p.flush(30) == 0
@@ -220,7 +223,12 @@ def offset_fetch_v7(broker, group: str, topic: str, partitions: list[int], requi
 
 
 def committed_offset(broker, group: str, topic: str, partition: int) -> int:
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+    """The group's committed offset as a read_uncommitted consumer's committed()
+    sees it: librdkafka's default (read_committed) sets require_stable, and
+    then, as against Kafka, the call keeps retrying UNSTABLE_OFFSET_COMMIT
+    while a transaction holds pending offsets (checked with raw requests)."""
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False,
+                  "isolation.level": "read_uncommitted"})
     try:
         return c.committed([TopicPartition(topic, partition)], timeout=10)[0].offset
     finally:
@@ -332,7 +340,8 @@ def test_order_processor_exactly_once(txn_broker):
     assert len(dlq) == 16, "15 zero-quantity orders and one bad record, once each"
     assert sum(1 for d in dlq if d["raw"] == "not json") == 1
     # The group's committed offsets cover the whole input.
-    total_committed = sum(committed_offset(txn_broker, op.GROUP, op.INPUT, p) for p in range(3))
+    # (A partition the keys never hashed to has no commit: -1001, and nothing to cover.)
+    total_committed = sum(max(0, committed_offset(txn_broker, op.GROUP, op.INPUT, p)) for p in range(3))
     assert total_committed == len(msgs)
 
 
