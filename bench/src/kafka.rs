@@ -287,6 +287,9 @@ pub struct ProduceSettings {
     pub rate_mbps: Option<f64>,
     pub extra: Vec<(String, String)>,
     pub broker_pid: Option<u32>,
+    /// Transactional produce: every record inside a transaction, committed
+    /// this often (acks=all and idempotence, as transactions require).
+    pub txn_commit_every: Option<Duration>,
 }
 
 impl ProduceSettings {
@@ -303,6 +306,13 @@ impl ProduceSettings {
             // after librdkafka's default 5 minutes.
             ("message.timeout.ms".into(), timeout_ms.to_string()),
         ];
+        if self.txn_commit_every.is_some() {
+            let id = format!("klamm-bench-{}-{}", std::process::id(), self.topic);
+            v.push(("transactional.id".into(), id));
+            v.push(("enable.idempotence".into(), "true".into()));
+            // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
+            v.push(("transaction.timeout.ms".into(), timeout_ms.max(60_000).to_string()));
+        }
         v.extend(self.extra.iter().cloned());
         v
     }
@@ -319,6 +329,8 @@ pub struct ProduceResult {
     pub client_events: u64,
     pub first_client_event: Option<String>,
     pub stopped_by: &'static str,
+    /// Transactions committed (transactional produce).
+    pub transactions: u64,
     pub send_seconds: f64,
     /// First send to last successful acknowledgement.
     pub seconds: f64,
@@ -362,6 +374,8 @@ impl ProduceResult {
             .with("max_seconds", s.max.as_secs_f64())
             .with("rate_limit_mb_per_s", s.rate_mbps)
             .with("stopped_by", self.stopped_by)
+            .with("transaction_commit_ms", s.txn_commit_every.map(|d| d.as_millis() as u64))
+            .with("transactions", self.transactions)
             .with("records_sent", self.records_sent)
             .with("records_acked", self.records_acked)
             .with("records_failed", self.records_failed)
@@ -474,6 +488,13 @@ pub fn produce(s: &ProduceSettings) -> Result<ProduceResult> {
         cfg.create_with_context(ctx).context("creating producer")?;
     // Connect and learn the leader before the clock starts.
     wait_for_leaders(&producer, &s.topic, s.partitions, Duration::from_secs(30))?;
+    let txn_timeout = Duration::from_secs(60);
+    let mut transactions: u64 = 0;
+    if s.txn_commit_every.is_some() {
+        producer.init_transactions(txn_timeout).context("init_transactions")?;
+        producer.begin_transaction().context("begin_transaction")?;
+    }
+    let mut last_commit = Instant::now();
 
     let payload = payload_buffer(s.record_size, s.payload);
     let n_target: u64 = if s.duration.is_some() {
@@ -508,6 +529,15 @@ pub fn produce(s: &ProduceSettings) -> Result<ProduceResult> {
                 continue;
             }
         }
+        if let Some(every) = s.txn_commit_every {
+            if last_commit.elapsed() >= every {
+                // Waits for the transaction's records and its markers.
+                producer.commit_transaction(txn_timeout).context("commit_transaction")?;
+                transactions += 1;
+                producer.begin_transaction().context("begin_transaction")?;
+                last_commit = Instant::now();
+            }
+        }
         let off = (sent.wrapping_mul(61) % 4096) as usize;
         let record = BaseRecord::<(), [u8], usize>::with_opaque_to(&s.topic, now_ns as usize)
             .payload(&payload[off..off + record_size])
@@ -526,6 +556,10 @@ pub fn produce(s: &ProduceSettings) -> Result<ProduceResult> {
                 return Err(anyhow!(e)).context(format!("send failed after {sent} records"));
             }
         }
+    }
+    if s.txn_commit_every.is_some() {
+        producer.commit_transaction(txn_timeout).context("final commit_transaction")?;
+        transactions += 1;
     }
     let send_seconds = (epoch.elapsed().as_nanos() as u64 - start_ns) as f64 / 1e9;
 
@@ -561,6 +595,7 @@ pub fn produce(s: &ProduceSettings) -> Result<ProduceResult> {
         client_events: ctx.events.count(),
         first_client_event: ctx.events.first(),
         stopped_by,
+        transactions,
         send_seconds,
         seconds: last.saturating_sub(start_ns) as f64 / 1e9,
         hist: stats.hist.clone(),

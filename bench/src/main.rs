@@ -40,6 +40,9 @@ enum Mode {
     /// The broker's own produce ceiling: one prebuilt batch sent over and over
     /// with a nearly free client (Klamm's codec, not librdkafka; see src/raw.rs).
     RawProduce,
+    /// Plain acks=all produce, then transactional produce committing every
+    /// --txn-commit-ms (fresh topic each), in the same run.
+    Transactions,
 }
 
 #[derive(Parser, Debug)]
@@ -78,6 +81,10 @@ struct Cli {
     /// Producer acks for `produce` mode: 1, -1 or all. (`all` mode runs both 1 and -1.)
     #[arg(long, default_value = "1", allow_hyphen_values = true)]
     acks: String,
+
+    /// `transactions` mode: commit a transaction this often (milliseconds).
+    #[arg(long, default_value_t = 100)]
+    txn_commit_ms: u64,
 
     /// Record value size in bytes (no key).
     #[arg(long, default_value_t = 1024)]
@@ -401,7 +408,7 @@ impl Run {
         true
     }
 
-    fn produce_settings(&self, topic: String, acks: &str) -> Result<ProduceSettings> {
+    fn produce_settings(&self, topic: String, acks: &str, txn_commit_every: Option<Duration>) -> Result<ProduceSettings> {
         Ok(ProduceSettings {
             bootstrap: self.bootstrap.clone(),
             topic,
@@ -420,6 +427,7 @@ impl Run {
             rate_mbps: self.cli.rate_mbps,
             extra: parse_kv(&self.cli.producer_config, "--producer-config")?,
             broker_pid: self.broker_pid,
+            txn_commit_every,
         })
     }
 
@@ -445,7 +453,15 @@ impl Run {
 
     /// Produce into a fresh topic. Returns the topic on success.
     fn run_produce(&mut self, label: &str, acks: &str) -> Option<String> {
-        let phase = format!("produce acks={acks}");
+        self.run_produce_phase(label, acks, None)
+    }
+
+    /// Produce into a fresh topic, transactionally when `txn_commit_every` is set.
+    fn run_produce_phase(&mut self, label: &str, acks: &str, txn_commit_every: Option<Duration>) -> Option<String> {
+        let phase = match txn_commit_every {
+            Some(every) => format!("produce transactional (commit every {} ms)", every.as_millis()),
+            None => format!("produce acks={acks}"),
+        };
         if !self.check_broker() {
             self.phases
                 .push(PhaseOutcome::Failed(phase, "broker not running".into()));
@@ -463,7 +479,7 @@ impl Run {
                 &parse_kv(&self.cli.topic_config, "--topic-config")?,
                 Duration::from_secs(30),
             )?;
-            kafka::produce(&self.produce_settings(topic.clone(), acks)?)
+            kafka::produce(&self.produce_settings(topic.clone(), acks, txn_commit_every)?)
         })();
         self.check_broker();
         match result {
@@ -675,6 +691,11 @@ fn real_main() -> Result<bool> {
 
     match run.cli.mode {
         Mode::Disk => run.run_disk(),
+        Mode::Transactions => {
+            run.run_produce("acksall", "-1");
+            let every = Duration::from_millis(run.cli.txn_commit_ms.max(1));
+            run.run_produce_phase("txn", "-1", Some(every));
+        }
         Mode::RawProduce => run.run_raw_produce(&acks),
         Mode::Produce => {
             run.run_produce(&format!("acks{}", acks.replace('-', "m")), &acks);

@@ -9,11 +9,9 @@
 //! decoded by the oracle.
 //!
 //! The COMMIT/ABORT markers go to the partition leaders' WriteTxnMarkers
-//! handler, which lives on the transaction-log side of the feature; until it
-//! is served the coordinator keeps resending them, so these tests check the
-//! decision (Prepare* or Complete* of the right kind), not its completion.
-//! The marker path itself is tested in `klamm-broker` (`txn::coordinator_tests`)
-//! against a fake leader.
+//! handler; a transaction counts as ended once the coordinator wrote
+//! Complete* (every leader took its marker). The marker sender's retries are
+//! tested in `klamm-broker` (`txn::coordinator_tests`) against a fake leader.
 
 use std::time::{Duration, Instant};
 
@@ -126,17 +124,17 @@ async fn describe_once_loaded(c: &mut Conn, id: &str) -> describe_transactions_r
     }
 }
 
-/// Waits until `id`'s decision is written: Prepare* or (once the leaders
-/// wrote the markers) Complete* of `kind` ("Commit"/"Abort").
+/// Waits until `id`'s transaction ended: Complete* of `kind`
+/// ("Commit"/"Abort"), written once every leader took its marker.
 async fn wait_decided(c: &mut Conn, id: &str, kind: &str) -> describe_transactions_response::TransactionState {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let d = describe(c, id).await;
         let state = d.transaction_state.to_string();
-        if state == format!("Prepare{kind}") || state == format!("Complete{kind}") {
+        if state == format!("Complete{kind}") {
             return d;
         }
-        assert!(Instant::now() < deadline, "{id} not decided ({kind}); state {state}");
+        assert!(Instant::now() < deadline, "{id} did not complete ({kind}); state {state}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
