@@ -22,6 +22,7 @@ use crate::types::{
     CleanupPolicy, CompressionType, Listener, ProcessRole, QuorumVoter, SecurityProtocol,
     TimestampType,
 };
+use crate::security::{listener_security, ListenerSecurity};
 use crate::ConfigError;
 
 /// Which defaults sit under the file and overrides.
@@ -248,6 +249,14 @@ pub struct BrokerConfig {
     pub metadata_log_segment_bytes: i32,
     /// `metadata.log.max.record.bytes.between.snapshots` (default 20971520).
     pub metadata_log_max_record_bytes_between_snapshots: i64,
+    /// Security settings of every Kafka listener this node binds (`listeners` minus the
+    /// controller listeners, which are plaintext only), by listener name: `ssl.*` and `sasl.*`
+    /// with their `listener.name.<name>.` forms resolved.
+    pub listener_security: BTreeMap<String, ListenerSecurity>,
+    /// `connection.failed.authentication.delay.ms` (default 100).
+    pub connection_failed_authentication_delay_ms: i32,
+    /// `connections.max.reauth.ms` (default 0 = sessions do not expire).
+    pub connections_max_reauth_ms: i64,
 }
 
 /// The result of [`BrokerConfig::load`].
@@ -467,7 +476,7 @@ impl BrokerConfig {
         for (k, v) in &original {
             if is_no_effect(k) {
                 ignored_keys.push(k.clone());
-            } else if broker_key(k).is_none() {
+            } else if broker_key(k).is_none() && !crate::security::is_effective_listener_key(k) {
                 unknown_keys.push(k.clone());
             }
             merged.insert(k.clone(), v.clone());
@@ -653,12 +662,24 @@ impl BrokerConfig {
 
         let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
 
+        // Listeners missing from the protocol map are reported by `validate`, secured
+        // controller listeners by `refuse_secured_node_links`.
+        let mut security = BTreeMap::new();
+        for name in listeners.iter().map(|l| &l.name).filter(|n| !controller_listener_names.contains(n)) {
+            if let Some(&protocol) = listener_security_protocol_map.get(name) {
+                security.insert(name.clone(), listener_security(r.map, name, protocol)?);
+            }
+        }
+
         Ok(BrokerConfig {
             node_id,
             process_roles,
             listeners,
             advertised_listeners,
             advertised_controller_listeners,
+            listener_security: security,
+            connection_failed_authentication_delay_ms: r.i32("connection.failed.authentication.delay.ms")?,
+            connections_max_reauth_ms: r.int("connections.max.reauth.ms")?,
             listener_security_protocol_map,
             controller_listener_names,
             inter_broker_listener_name,
@@ -874,7 +895,7 @@ impl BrokerConfig {
                 }
             }
         }
-        self.refuse_secured_listeners()?;
+        self.refuse_secured_node_links()?;
         for a in &self.advertised_listeners {
             if !listener_names.contains(&a.name.as_str()) {
                 return bad(format!(
@@ -922,27 +943,36 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// Refuses every listener, Kafka or controller, whose security protocol is not PLAINTEXT:
-    /// Klamm has no TLS or SASL yet, and serving such a listener as plaintext would hand
-    /// clients that expect encryption or authentication a connection that has neither.
-    /// The controller listeners are checked on every node, bound or not, because a
-    /// broker-only node connects to the controllers with their listener's protocol.
-    fn refuse_secured_listeners(&self) -> Result<(), ConfigError> {
-        let kafka = self.listeners.iter().map(|l| l.name.as_str());
-        let controller = self.controller_listener_names.iter().map(String::as_str);
-        for name in kafka.chain(controller) {
+    /// Refuses what Klamm does not secure yet: connections between nodes (the metadata
+    /// quorum's transport, broker-to-controller and follower fetches) are plaintext, so a
+    /// controller listener with another protocol, or a secured inter-broker listener on a
+    /// cluster of more than one node, would either fail to connect or be served as plaintext.
+    /// A single combined node makes no connection to another node and may secure every
+    /// client listener. The controller listeners are checked on every node, bound or not,
+    /// because a broker-only node connects to the controllers with their listener's protocol.
+    fn refuse_secured_node_links(&self) -> Result<(), ConfigError> {
+        for name in &self.controller_listener_names {
             match self.security_protocol(name) {
                 Some(p) if p != SecurityProtocol::Plaintext => {
                     return Err(ConfigError::Inconsistent(format!(
-                        "listener {name} uses security protocol {}, which Klamm does not implement yet; \
-                         it refuses to serve a secured listener as plaintext (use PLAINTEXT)",
+                        "controller listener {name} uses security protocol {}, but Klamm's controller \
+                         connections are plaintext only; map {name} to PLAINTEXT",
                         p.name()
                     )));
                 }
                 _ => {}
             }
         }
-        Ok(())
+        let single_node = self.is_controller() && self.is_broker() && self.controller_quorum_voters.len() <= 1;
+        let inter = &self.inter_broker_listener_name;
+        match self.security_protocol(inter) {
+            Some(p) if p != SecurityProtocol::Plaintext && !single_node => Err(ConfigError::Inconsistent(format!(
+                "inter-broker listener {inter} uses security protocol {}, but Klamm's connections between \
+                 brokers are plaintext only; set inter.broker.listener.name to a PLAINTEXT listener",
+                p.name()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The value this configuration holds for a key of [`EMBEDDED_PROFILE`].

@@ -161,6 +161,7 @@
 //! ```
 
 mod command;
+mod credentials;
 mod error;
 mod file_format;
 mod follower;
@@ -180,6 +181,7 @@ mod voters;
 pub use command::{
     AppliedInfo, BrokerEndpoint, CommandOutcome, ConfigResource, MetadataCommand, NewPartition, RejectCode, Rejection,
 };
+pub use credentials::{ScramCredential, SCRAM_MECHANISMS};
 pub use error::RaftError;
 pub use follower::{FollowerConfig, MetadataFollower};
 pub use image_watch::wait_for_image;
