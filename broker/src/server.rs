@@ -260,6 +260,12 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     anyhow::ensure!(config.is_broker(), "process.roles has no broker role; use start_node");
     let log_dir = prepare_log_dir(&config)?;
     info!(node_id = config.node_id, data = %log_dir.display(), "starting klamm");
+    // TLS files are read before anything binds, so a bad one stops start-up with no port open.
+    let controller_names: Vec<String> = config.controller_listener_names.clone();
+    let mut security = std::collections::HashMap::new();
+    for l in config.listeners.iter().filter(|l| !controller_names.contains(&l.name)) {
+        security.insert(l.name.clone(), Arc::new(crate::security::ListenerSecurity::for_listener(&config, &l.name)?));
+    }
 
     let metadata = if config.is_controller() {
         MetadataSource::Voter(start_quorum(&config).await?)
@@ -270,12 +276,14 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     };
 
     // Bind listeners first so the registration carries the real ports.
-    let controller_names: Vec<String> = config.controller_listener_names.clone();
     let mut bound_listeners = Vec::new();
     for l in config.listeners.iter().filter(|l| !controller_names.contains(&l.name)) {
-        let b = BoundListener::bind(&l.name, &l.host, l.port)
+        let mut b = BoundListener::bind(&l.name, &l.host, l.port)
             .await
             .with_context(|| format!("bind listener {}://{}:{}", l.name, l.host, l.port))?;
+        if let Some(s) = security.get(&l.name) {
+            b.security = s.clone();
+        }
         bound_listeners.push(b);
     }
     let bound: Vec<(String, SocketAddr)> = bound_listeners.iter().map(|b| (b.name.clone(), b.local_addr)).collect();

@@ -42,6 +42,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 mod poll_many;
 pub mod produce;
+pub mod scram_credentials;
 pub mod sync_group;
 
 /// An API Klamm serves and the version range it advertises.
@@ -70,6 +71,12 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::DeleteRecords, 0, 2),
+    // Answered by the connection on SASL listeners (crate::security::sasl); elsewhere
+    // their handler answers ILLEGAL_SASL_STATE, as Kafka does.
+    api(ApiKey::SaslHandshake, 0, 1),
+    api(ApiKey::SaslAuthenticate, 0, 2),
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeConfigs, 1, 4),
@@ -151,6 +158,9 @@ pub struct RequestContext {
     /// advertised endpoints of the same listener, as Kafka does).
     pub listener: String,
     pub peer: SocketAddr,
+    /// Who sent the request (`User:<name>`, `User:ANONYMOUS` when unauthenticated), as
+    /// authenticated by the connection (`crate::security`).
+    pub principal: String,
 }
 
 /// What the connection should do after a request was handled.
@@ -225,6 +235,20 @@ pub(crate) const NOT_SERVED: &str = "api not served";
 pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
     match request {
         RequestKind::ApiVersions(r) => api_versions::handle(ctx, r).into(),
+        RequestKind::AlterUserScramCredentials(r) => scram_credentials::alter(ctx, r).await.into(),
+        RequestKind::DescribeUserScramCredentials(r) => scram_credentials::describe(ctx, r).into(),
+        // Reached only on listeners without SASL (the connection answers them otherwise).
+        RequestKind::SaslHandshake(_) => klamm_protocol::messages::SaslHandshakeResponse {
+            error_code: klamm_protocol::ErrorCode::ILLEGAL_SASL_STATE.code(),
+            ..Default::default()
+        }
+        .into(),
+        RequestKind::SaslAuthenticate(_) => klamm_protocol::messages::SaslAuthenticateResponse {
+            error_code: klamm_protocol::ErrorCode::ILLEGAL_SASL_STATE.code(),
+            error_message: Some(format!("listener {} does not use SASL", ctx.listener)),
+            ..Default::default()
+        }
+        .into(),
         RequestKind::Metadata(r) => metadata::handle(ctx, r).await.into(),
         RequestKind::Produce(r) => produce::handle(ctx, r).await,
         RequestKind::Fetch(r) => {
