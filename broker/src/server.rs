@@ -65,6 +65,8 @@ pub struct Broker {
     pub bound: Vec<(String, SocketAddr)>,
     /// Set when a controlled shutdown begins: from then on this broker stays fenced.
     pub shutting_down: std::sync::atomic::AtomicBool,
+    /// ACL enforcement (`authorizer.class.name`, `super.users`, ...).
+    pub authorizer: crate::security::authorizer::Authorizer,
 }
 
 impl Broker {
@@ -325,6 +327,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     // before serving.
     reconciler.caught_up(unfenced.log_index).await;
 
+    let authorizer = crate::security::authorizer::Authorizer::from_config(&config);
     let broker = Arc::new(Broker {
         node_id: config.node_id,
         producer_ids: ProducerIdAllocator::new(config.node_id),
@@ -337,6 +340,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         reconciler,
         bound,
         shutting_down: std::sync::atomic::AtomicBool::new(false),
+        authorizer,
     });
 
     tasks.spawn(unfence_when_fenced(broker.clone(), shutdown_rx.clone()));

@@ -257,6 +257,12 @@ pub struct BrokerConfig {
     pub connection_failed_authentication_delay_ms: i32,
     /// `connections.max.reauth.ms` (default 0 = sessions do not expire).
     pub connections_max_reauth_ms: i64,
+    /// `authorizer.class.name` is Kafka's StandardAuthorizer: ACLs are enforced.
+    pub authorizer_enabled: bool,
+    /// `super.users`: principals (`User:name`) split on `;`.
+    pub super_users: Vec<String>,
+    /// `allow.everyone.if.no.acl.found` (default false).
+    pub allow_everyone_if_no_acl_found: bool,
 }
 
 /// The result of [`BrokerConfig::load`].
@@ -680,6 +686,15 @@ impl BrokerConfig {
             listener_security: security,
             connection_failed_authentication_delay_ms: r.i32("connection.failed.authentication.delay.ms")?,
             connections_max_reauth_ms: r.int("connections.max.reauth.ms")?,
+            authorizer_enabled: !r.str("authorizer.class.name")?.trim().is_empty(),
+            super_users: r
+                .str("super.users")?
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            allow_everyone_if_no_acl_found: r.bool("allow.everyone.if.no.acl.found")?,
             listener_security_protocol_map,
             controller_listener_names,
             inter_broker_listener_name,

@@ -41,7 +41,8 @@ pub(crate) const DEFAULT_PROTOCOL_MAP: &str =
 #[rustfmt::skip]
 pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("advertised.listeners", S, None, NONE, "Listeners to publish to clients; defaults to listeners minus controller listeners."),
-    Def::new("authorizer.class.name", S, Some(""), NONE, "Authorizer class (accepted, no effect).").no_effect(),
+    Def::new("allow.everyone.if.no.acl.found", B, Some("false"), NONE, "With the authorizer on: allow access to a resource no ACL names."),
+    Def::new("authorizer.class.name", S, Some(""), Check::OneOf(&["", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"]), "org.apache.kafka.metadata.authorizer.StandardAuthorizer turns ACLs on; empty leaves them off."),
     Def::new("auto.create.topics.enable", B, Some("true"), NONE, "Create a topic on Metadata for an unknown topic."),
     Def::new("auto.leader.rebalance.enable", B, Some("true"), NONE, "The active controller moves leadership back to preferred replicas."),
     Def::new("background.threads", I, Some("10"), min(1), "Background threads (accepted, no effect).").dynamic().no_effect(),
@@ -192,7 +193,7 @@ pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("ssl.truststore.location", S, None, NONE, "PEM file of CA certificates trusted for client certificates."),
     Def::new("ssl.truststore.password", P, None, NONE, "Truststore password (PEM truststores need none; accepted, no effect).").no_effect(),
     Def::new("ssl.truststore.type", S, Some("JKS"), NONE, "Truststore format; Klamm reads PEM only."),
-    Def::new("super.users", S, Some(""), NONE, "Authorizer super users (accepted, no effect).").no_effect(),
+    Def::new("super.users", S, Some(""), NONE, "Principals the authorizer always allows, separated by ';' (User:admin;User:broker)."),
     Def::new("transaction.abort.timed.out.transaction.cleanup.interval.ms", I, Some("10000"), min(1), "How often timed-out transactions are aborted."),
     Def::new("transaction.max.timeout.ms", I, Some("900000"), min(1), "Largest transaction timeout a producer may ask for."),
     Def::new("transaction.partition.verification.enable", B, Some("true"), NONE, "KIP-890 verification (accepted, no effect).").dynamic().no_effect(),

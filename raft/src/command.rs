@@ -84,6 +84,10 @@ pub enum MetadataCommand {
     /// `(user, mechanism)` (AlterUserScramCredentials, KIP-554). Deleting an absent credential
     /// changes nothing; a mechanism other than SCRAM-SHA-256/512 rejects the whole command.
     AlterScramCredentials { upsertions: Vec<(String, String, crate::credentials::ScramCredential)>, deletions: Vec<(String, String)> },
+    /// Add ACL bindings (CreateAcls); existing ones stay as they are.
+    CreateAcls { acls: Vec<crate::acls::AclBinding> },
+    /// Remove ACL bindings (DeleteAcls); absent ones change nothing.
+    DeleteAcls { acls: Vec<crate::acls::AclBinding> },
 }
 
 impl MetadataCommand {
@@ -103,6 +107,8 @@ impl MetadataCommand {
             MetadataCommand::ReassignPartition { .. } => "ReassignPartition",
             MetadataCommand::CompleteReassignment { .. } => "CompleteReassignment",
             MetadataCommand::AlterScramCredentials { .. } => "AlterScramCredentials",
+            MetadataCommand::CreateAcls { .. } => "CreateAcls",
+            MetadataCommand::DeleteAcls { .. } => "DeleteAcls",
         }
     }
 }

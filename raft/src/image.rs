@@ -84,6 +84,9 @@ pub struct MetadataImage {
     /// SCRAM credentials by user, then mechanism name (`crate::credentials`).
     #[serde(default)]
     pub scram_credentials: BTreeMap<String, BTreeMap<String, crate::credentials::ScramCredential>>,
+    /// ACL bindings (`crate::acls`).
+    #[serde(default)]
+    pub acls: std::collections::BTreeSet<crate::acls::AclBinding>,
 }
 
 /// Serializes a map whose keys are not strings (e.g. `[u8; 16]`, `Option<i32>`) as a sequence
@@ -209,6 +212,8 @@ impl MetadataImage {
             MetadataCommand::AlterScramCredentials { upsertions, deletions } => {
                 self.apply_alter_scram_credentials(index, upsertions, deletions)
             }
+            MetadataCommand::CreateAcls { acls } => self.apply_create_acls(index, acls),
+            MetadataCommand::DeleteAcls { acls } => self.apply_delete_acls(index, acls),
         }
     }
 

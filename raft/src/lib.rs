@@ -160,6 +160,7 @@
 //! # }
 //! ```
 
+mod acls;
 mod command;
 mod credentials;
 mod error;
@@ -181,6 +182,7 @@ mod voters;
 pub use command::{
     AppliedInfo, BrokerEndpoint, CommandOutcome, ConfigResource, MetadataCommand, NewPartition, RejectCode, Rejection,
 };
+pub use acls::AclBinding;
 pub use credentials::{ScramCredential, SCRAM_MECHANISMS};
 pub use error::RaftError;
 pub use follower::{FollowerConfig, MetadataFollower};

@@ -14,6 +14,7 @@ use klamm_protocol::ApiKey;
 
 use crate::server::Broker;
 
+pub mod acls;
 pub mod admin_configs;
 pub mod alter_partition_reassignments;
 pub mod api_versions;
@@ -76,6 +77,10 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::SaslHandshake, 0, 1),
     api(ApiKey::SaslAuthenticate, 0, 2),
     api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    // ACLs (KIP-896 removed v0 of these in Kafka 4).
+    api(ApiKey::DescribeAcls, 1, 3),
+    api(ApiKey::CreateAcls, 1, 3),
+    api(ApiKey::DeleteAcls, 1, 3),
     api(ApiKey::AlterUserScramCredentials, 0, 0),
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
@@ -148,6 +153,7 @@ mod registry_tests {
 }
 
 /// Everything a handler may need to know about the request it serves.
+#[derive(Clone)]
 pub struct RequestContext {
     pub broker: Arc<Broker>,
     pub api_key: ApiKey,
@@ -161,6 +167,15 @@ pub struct RequestContext {
     /// Who sent the request (`User:<name>`, `User:ANONYMOUS` when unauthenticated), as
     /// authenticated by the connection (`crate::security`).
     pub principal: String,
+}
+
+impl RequestContext {
+    /// Whether this request's principal, from its client address, may do `operation` on the
+    /// resource (always true when ACLs are off), see `crate::security::authorizer`.
+    pub fn authorized(&self, operation: i8, resource_type: i8, name: &str) -> bool {
+        let authorizer = &self.broker.authorizer;
+        !authorizer.enabled || authorizer.authorize(&self.broker.metadata.image(), &self.principal, self.peer.ip(), operation, resource_type, name)
+    }
 }
 
 /// What the connection should do after a request was handled.
@@ -232,9 +247,27 @@ pub(crate) async fn propose_partition_change(
 /// that no API of [`SUPPORTED`] ends there).
 pub(crate) const NOT_SERVED: &str = "api not served";
 
+/// Dispatches a request to its handler, with the authorization checks of
+/// `crate::security::checks` around it when ACLs are on.
 pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
+    if !ctx.broker.authorizer.enabled {
+        return dispatch(ctx, request).await;
+    }
+    match crate::security::checks::before(ctx, request) {
+        crate::security::checks::Gate::Answer(outcome) => outcome,
+        crate::security::checks::Gate::Go(request, after) => {
+            let outcome = dispatch(ctx, request).await;
+            crate::security::checks::after(ctx, outcome, after)
+        }
+    }
+}
+
+async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Outcome {
     match request {
         RequestKind::ApiVersions(r) => api_versions::handle(ctx, r).into(),
+        RequestKind::CreateAcls(r) => acls::create(ctx, r).await.into(),
+        RequestKind::DescribeAcls(r) => acls::describe(ctx, r).into(),
+        RequestKind::DeleteAcls(r) => acls::delete(ctx, r).await.into(),
         RequestKind::AlterUserScramCredentials(r) => scram_credentials::alter(ctx, r).await.into(),
         RequestKind::DescribeUserScramCredentials(r) => scram_credentials::describe(ctx, r).into(),
         // Reached only on listeners without SASL (the connection answers them otherwise).

@@ -6,8 +6,16 @@
 //! the connection's state (TLS wraps the socket, a SASL exchange decides which requests may
 //! follow), and nothing but ApiVersions and the SASL requests may be dispatched before it
 //! succeeds. Handlers see the result as [`RequestContext::principal`](crate::handlers::RequestContext).
+//!
+//! Authorization ([`authorizer`]: Kafka's StandardAuthorizer rules over the ACLs of the
+//! metadata image) is applied by [`checks`], which `handlers::handle` calls around every
+//! handler when `authorizer.class.name` is set: request-wide denials are answered there,
+//! per-topic ones are taken out of the request and put back into the response as
+//! *_AUTHORIZATION_FAILED entries, so handlers need no authorization code of their own.
 
+pub mod authorizer;
 pub mod bootstrap;
+pub mod checks;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

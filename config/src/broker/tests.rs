@@ -868,6 +868,23 @@ fn secured_client_listeners_load_with_their_settings() {
 }
 
 #[test]
+fn authorizer_settings() {
+    let c = must_load(MINIMAL, &[]);
+    assert!(!c.authorizer_enabled && c.super_users.is_empty() && !c.allow_everyone_if_no_acl_found);
+    let c = must_load(
+        MINIMAL,
+        &[
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:admin; User:CN=broker,O=x",
+            "allow.everyone.if.no.acl.found=true",
+        ],
+    );
+    assert!(c.authorizer_enabled && c.allow_everyone_if_no_acl_found);
+    assert_eq!(c.super_users, vec!["User:admin".to_string(), "User:CN=broker,O=x".to_string()]);
+    assert!(must_err(MINIMAL, &["authorizer.class.name=kafka.security.authorizer.AclAuthorizer"]).contains("authorizer.class.name"));
+}
+
+#[test]
 fn unsupported_security_is_refused_naming_the_listener() {
     // A JKS keystore (Kafka's default type).
     let e = must_err(MINIMAL, &["listeners=SSL://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093", "inter.broker.listener.name=SSL", "ssl.keystore.location=/k.jks"]);
