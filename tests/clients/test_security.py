@@ -398,3 +398,22 @@ def test_stalled_handshakes_are_closed(tmp_path, certs):
             wire.api_versions(c, 0)
     finally:
         b.stop()
+
+
+def test_kafkajs_over_sasl_ssl_scram(broker, certs):
+    import json
+    from conftest import NODE_DIR
+    topic = unique_topic("kjs")
+    prog = {"brokers": [broker.addr("SASL_SSL")], "ssl": {"ca": str(certs / "ca.pem")},
+            "sasl": {"mechanism": "scram-sha-256", "username": "admin", "password": ADMIN_PASSWORD},
+            "steps": [{"op": "createTopics", "topics": [{"topic": topic, "numPartitions": 1, "replicationFactor": 1}]},
+                      {"op": "produce", "topic": topic, "messages": [{"value": "a"}, {"value": "b"}]},
+                      {"op": "consumeGroup", "topic": topic, "groupId": f"kjs-{uuid.uuid4().hex[:6]}", "count": 2,
+                       "timeoutMs": 20000}]}
+    proc = subprocess.run(["node", str(NODE_DIR / "kjs.js")], input=json.dumps(prog).encode(), capture_output=True,
+                          timeout=120, cwd=NODE_DIR)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    results = json.loads(proc.stdout)["results"]
+    assert all(r["ok"] for r in results), results
+    values = [base64.b64decode(m["value"]["b64"]) for m in results[2]["result"]["messages"]]
+    assert values == [b"a", b"b"]

@@ -15,7 +15,8 @@ use klamm_protocol::ErrorCode;
 use klamm_raft::{AclBinding, CommandOutcome, MetadataCommand};
 
 use super::RequestContext;
-use crate::security::authorizer::{filter_matches, op, pattern, permission, resource, CLUSTER_NAME};
+use crate::acl_filter_of;
+use crate::security::authorizer::{op, pattern, permission, resource, CLUSTER_NAME};
 
 type Failure = (ErrorCode, String);
 
@@ -127,18 +128,8 @@ pub fn describe(ctx: &RequestContext, request: DescribeAclsRequest) -> DescribeA
     }
     let image = ctx.broker.metadata.image();
     let mut by_resource: BTreeMap<(i8, String, i8), Vec<AclDescription>> = BTreeMap::new();
-    for acl in image.acls.iter().filter(|a| {
-        filter_matches(
-            a,
-            request.resource_type_filter,
-            request.resource_name_filter.as_deref(),
-            request.pattern_type_filter,
-            request.principal_filter.as_deref(),
-            request.host_filter.as_deref(),
-            request.operation,
-            request.permission_type,
-        )
-    }) {
+    let filter = acl_filter_of!(request);
+    for acl in image.acls.iter().filter(|a| filter.matches(a)) {
         by_resource.entry((acl.resource_type, acl.resource_name.clone(), acl.pattern_type)).or_default().push(AclDescription {
             principal: acl.principal.clone(),
             host: acl.host.clone(),
@@ -174,23 +165,8 @@ pub async fn delete(ctx: &RequestContext, request: DeleteAclsRequest) -> DeleteA
         .filters
         .iter()
         .map(|f| {
-            image
-                .acls
-                .iter()
-                .filter(|a| {
-                    filter_matches(
-                        a,
-                        f.resource_type_filter,
-                        f.resource_name_filter.as_deref(),
-                        f.pattern_type_filter,
-                        f.principal_filter.as_deref(),
-                        f.host_filter.as_deref(),
-                        f.operation,
-                        f.permission_type,
-                    )
-                })
-                .cloned()
-                .collect()
+            let filter = acl_filter_of!(f);
+            image.acls.iter().filter(|a| filter.matches(a)).cloned().collect()
         })
         .collect();
     let all: Vec<AclBinding> = matched.iter().flatten().cloned().collect();

@@ -143,35 +143,53 @@ fn allow_implies(granted: i8, wanted: i8) -> bool {
         || (wanted == op::DESCRIBE_CONFIGS && granted == op::ALTER_CONFIGS)
 }
 
-/// Whether a binding matches a DescribeAcls / DeleteAcls filter (Kafka's
-/// `AclBindingFilter.matches`): ANY / null fields match everything; pattern MATCH matches
-/// the literal name, the wildcard and every prefix pattern that covers the name.
-#[allow(clippy::too_many_arguments)]
-pub fn filter_matches(
-    acl: &AclBinding,
-    resource_type: i8,
-    resource_name: Option<&str>,
-    pattern_type: i8,
-    principal: Option<&str>,
-    host: Option<&str>,
-    operation: i8,
-    permission_type: i8,
-) -> bool {
-    let type_ok = resource_type == resource::ANY || resource_type == acl.resource_type;
-    let name_ok = match (pattern_type, resource_name) {
-        (pattern::MATCH, Some(name)) => match acl.pattern_type {
-            pattern::LITERAL => acl.resource_name == name || acl.resource_name == "*",
-            pattern::PREFIXED => name.starts_with(&acl.resource_name),
-            _ => false,
-        },
-        (p, name) => (p == pattern::ANY || p == pattern::MATCH || p == acl.pattern_type) && name.is_none_or(|n| n == acl.resource_name),
+/// A DescribeAcls / DeleteAcls filter (Kafka's `AclBindingFilter`): ANY / null fields match
+/// everything; pattern MATCH matches the literal name, the wildcard and every prefix pattern
+/// that covers the name.
+pub struct AclFilter<'a> {
+    pub resource_type: i8,
+    pub resource_name: Option<&'a str>,
+    pub pattern_type: i8,
+    pub principal: Option<&'a str>,
+    pub host: Option<&'a str>,
+    pub operation: i8,
+    pub permission_type: i8,
+}
+
+/// The [`AclFilter`] of a DescribeAclsRequest or a DeleteAclsFilter, whose fields share names.
+#[macro_export]
+macro_rules! acl_filter_of {
+    ($f:expr) => {
+        $crate::security::authorizer::AclFilter {
+            resource_type: $f.resource_type_filter,
+            resource_name: $f.resource_name_filter.as_deref(),
+            pattern_type: $f.pattern_type_filter,
+            principal: $f.principal_filter.as_deref(),
+            host: $f.host_filter.as_deref(),
+            operation: $f.operation,
+            permission_type: $f.permission_type,
+        }
     };
-    type_ok
-        && name_ok
-        && principal.is_none_or(|p| p == acl.principal)
-        && host.is_none_or(|h| h == acl.host)
-        && (operation == op::ANY || operation == acl.operation)
-        && (permission_type == permission::ANY || permission_type == acl.permission_type)
+}
+
+impl AclFilter<'_> {
+    pub fn matches(&self, acl: &AclBinding) -> bool {
+        let type_ok = self.resource_type == resource::ANY || self.resource_type == acl.resource_type;
+        let name_ok = match (self.pattern_type, self.resource_name) {
+            (pattern::MATCH, Some(name)) => match acl.pattern_type {
+                pattern::LITERAL => acl.resource_name == name || acl.resource_name == "*",
+                pattern::PREFIXED => name.starts_with(&acl.resource_name),
+                _ => false,
+            },
+            (p, name) => (p == pattern::ANY || p == pattern::MATCH || p == acl.pattern_type) && name.is_none_or(|n| n == acl.resource_name),
+        };
+        type_ok
+            && name_ok
+            && self.principal.is_none_or(|p| p == acl.principal)
+            && self.host.is_none_or(|h| h == acl.host)
+            && (self.operation == op::ANY || self.operation == acl.operation)
+            && (self.permission_type == permission::ANY || self.permission_type == acl.permission_type)
+    }
 }
 
 #[cfg(test)]
@@ -225,6 +243,11 @@ mod tests {
         assert_eq!(bits, (1 << op::WRITE) | (1 << op::DESCRIBE));
         let off = Authorizer { enabled: false, super_users: vec![], allow_if_no_acl: false };
         assert!(off.authorize(&image, "User:x", LOCAL, op::DELETE, resource::TOPIC, "orders_raw"));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn filter_matches(a: &AclBinding, rt: i8, name: Option<&str>, pt: i8, principal: Option<&str>, host: Option<&str>, o: i8, perm: i8) -> bool {
+        AclFilter { resource_type: rt, resource_name: name, pattern_type: pt, principal, host, operation: o, permission_type: perm }.matches(a)
     }
 
     #[test]

@@ -237,7 +237,7 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
         | RequestKind::DescribeTopicPartitions(_)
         | RequestKind::OffsetForLeaderEpoch(_)) => admin_gate(ctx, op::DESCRIBE, r),
         other => {
-            tracing::info!(api = ?std::mem::discriminant(&other), principal = %ctx.principal, "no authorization rule for this API; only super users may call it");
+            tracing::info!(api = ctx.api_key.name(), principal = %ctx.principal, "no authorization rule for this API; only super users may call it");
             admin_gate(ctx, i8::MAX, other)
         }
     }

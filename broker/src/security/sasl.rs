@@ -279,4 +279,24 @@ mod tests {
         assert_eq!(s.principal().as_deref(), Some("User:carol"));
         assert!(!s.expects_raw_token());
     }
+
+    proptest::proptest! {
+        /// Fuzzes the SASL exchange: any mechanism name and any sequence of client tokens
+        /// (including garbage, oversized and out-of-turn ones) gets an answer and never
+        /// panics; only a valid login authenticates.
+        #[test]
+        fn arbitrary_exchanges_never_panic(
+            mechanism in proptest::sample::select(vec!["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", ""]),
+            version in 0i16..3,
+            tokens in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..200), 0..5),
+        ) {
+            let mut s = session(0);
+            let credential = scram::credential_from_password(SaslMechanism::ScramSha256, "pw", scram::MIN_ITERATIONS);
+            let _ = s.handshake(version.min(1), mechanism);
+            for t in &tokens {
+                let _ = s.authenticate(version, t, |_, _| Some(credential.clone()));
+            }
+            proptest::prop_assert!(s.principal().is_none() || s.principal().as_deref() == Some("User:alice"));
+        }
+    }
 }
