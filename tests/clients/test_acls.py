@@ -166,3 +166,20 @@ def test_acl_admin_apis(broker):
     deleted = list(admin.delete_acls([deny_filter]).values())[0].result(timeout=TIMEOUT_S)
     assert deleted == [deny]
     assert produce(conf(broker, "processor"), "orders_processed", 1) == [None]
+
+
+def test_authorized_operations(broker):
+    from confluent_kafka import TopicCollection
+    notifier = AdminClient(conf(broker, "notifier"))
+    topics = notifier.describe_topics(TopicCollection(["orders_processed"]), include_authorized_operations=True)
+    desc = topics["orders_processed"].result(timeout=TIMEOUT_S)
+    assert set(desc.authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE}
+    cluster = notifier.describe_cluster(include_authorized_operations=True).result(timeout=TIMEOUT_S)
+    assert not cluster.authorized_operations
+    admin = AdminClient(conf(broker, "admin"))
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(timeout=TIMEOUT_S)
+    assert AclOperation.ALTER in set(cluster.authorized_operations)
+    consume(conf(broker, "notifier"), "orders_processed", "notification-ops", 1)
+    groups = notifier.describe_consumer_groups(["notification-ops"], include_authorized_operations=True)
+    g = groups["notification-ops"].result(timeout=TIMEOUT_S)
+    assert set(g.authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE}
