@@ -67,6 +67,8 @@ pub struct Broker {
     pub shutting_down: std::sync::atomic::AtomicBool,
     /// ACL enforcement (`authorizer.class.name`, `super.users`, ...).
     pub authorizer: crate::security::authorizer::Authorizer,
+    /// How follower fetches connect to the leaders' inter-broker listener (TLS, SASL login).
+    pub inter_broker_security: crate::security::client::ClientSecurity,
 }
 
 impl Broker {
@@ -177,18 +179,22 @@ pub async fn start_node(loaded: LoadedConfig) -> anyhow::Result<RunningNode> {
     let quorum = start_quorum(&config).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&config), shutdown_rx));
+    tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&config)?, shutdown_rx));
     info!(voters = ?quorum_voters(&config), "controller running");
     Ok(RunningNode::Controller(RunningController { quorum, shutdown_tx, tasks }))
 }
 
-fn controller_settings(config: &BrokerConfig) -> crate::controller::Settings {
-    crate::controller::Settings {
+fn controller_settings(config: &BrokerConfig) -> anyhow::Result<crate::controller::Settings> {
+    let mut probe_security = crate::security::client::ClientSecurity::inter_broker(config)?;
+    probe_security.sasl = None;
+    Ok(crate::controller::Settings {
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms.max(1) as u64),
         unclean_leader_election: config.unclean_leader_election_enable,
         leader_balance: crate::controller::leader_balance::Settings::from_config(config),
+        inter_broker_listener: config.inter_broker_listener_name.clone(),
+        probe_security,
         ..Default::default()
-    }
+    })
 }
 
 fn quorum_voters(config: &BrokerConfig) -> Vec<(i32, String)> {
@@ -268,6 +274,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     for l in config.listeners.iter().filter(|l| !controller_names.contains(&l.name)) {
         security.insert(l.name.clone(), Arc::new(crate::security::ListenerSecurity::for_listener(&config, &l.name)?));
     }
+    let inter_broker_security = crate::security::client::ClientSecurity::inter_broker(&config)?;
 
     let metadata = if config.is_controller() {
         MetadataSource::Voter(start_quorum(&config).await?)
@@ -341,11 +348,12 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         bound,
         shutting_down: std::sync::atomic::AtomicBool::new(false),
         authorizer,
+        inter_broker_security,
     });
 
     tasks.spawn(unfence_when_fenced(broker.clone(), shutdown_rx.clone()));
     if let Some(quorum) = broker.metadata.quorum() {
-        tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&broker.config), shutdown_rx.clone()));
+        tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&broker.config)?, shutdown_rx.clone()));
     }
     let maintenance = crate::replica::maintenance::Settings::from_config(&broker.config);
     tasks.spawn(crate::replica::maintenance::run(broker.replicas.clone(), maintenance, shutdown_rx.clone()));

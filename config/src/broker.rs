@@ -250,8 +250,8 @@ pub struct BrokerConfig {
     /// `metadata.log.max.record.bytes.between.snapshots` (default 20971520).
     pub metadata_log_max_record_bytes_between_snapshots: i64,
     /// Security settings of every Kafka listener this node binds (`listeners` minus the
-    /// controller listeners, which are plaintext only), by listener name: `ssl.*` and `sasl.*`
-    /// with their `listener.name.<name>.` forms resolved.
+    /// controller listeners, which are plaintext only) and of the inter-broker listener, by
+    /// listener name: `ssl.*` and `sasl.*` with their `listener.name.<name>.` forms resolved.
     pub listener_security: BTreeMap<String, ListenerSecurity>,
     /// `connection.failed.authentication.delay.ms` (default 100).
     pub connection_failed_authentication_delay_ms: i32,
@@ -263,6 +263,9 @@ pub struct BrokerConfig {
     pub super_users: Vec<String>,
     /// `allow.everyone.if.no.acl.found` (default false).
     pub allow_everyone_if_no_acl_found: bool,
+    /// `sasl.mechanism.inter.broker.protocol` (default GSSAPI, refused when the
+    /// inter-broker listener uses SASL).
+    pub sasl_mechanism_inter_broker_protocol: String,
 }
 
 /// The result of [`BrokerConfig::load`].
@@ -671,7 +674,11 @@ impl BrokerConfig {
         // Listeners missing from the protocol map are reported by `validate`, secured
         // controller listeners by `refuse_secured_node_links`.
         let mut security = BTreeMap::new();
-        for name in listeners.iter().map(|l| &l.name).filter(|n| !controller_listener_names.contains(n)) {
+        // The inter-broker listener too on a controller-only node, which probes the brokers
+        // on it without binding it (on a broker, `validate` requires it to be bound).
+        let bound = listeners.iter().map(|l| &l.name);
+        let probed = (!process_roles.contains(&ProcessRole::Broker)).then_some(&inter_broker_listener_name);
+        for name in bound.chain(probed).filter(|n| !controller_listener_names.contains(n)) {
             if let Some(&protocol) = listener_security_protocol_map.get(name) {
                 security.insert(name.clone(), listener_security(r.map, name, protocol)?);
             }
@@ -695,6 +702,7 @@ impl BrokerConfig {
                 .map(str::to_string)
                 .collect(),
             allow_everyone_if_no_acl_found: r.bool("allow.everyone.if.no.acl.found")?,
+            sasl_mechanism_inter_broker_protocol: r.str("sasl.mechanism.inter.broker.protocol")?.trim().to_string(),
             listener_security_protocol_map,
             controller_listener_names,
             inter_broker_listener_name,
@@ -958,13 +966,11 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// Refuses what Klamm does not secure yet: connections between nodes (the metadata
-    /// quorum's transport, broker-to-controller and follower fetches) are plaintext, so a
-    /// controller listener with another protocol, or a secured inter-broker listener on a
-    /// cluster of more than one node, would either fail to connect or be served as plaintext.
-    /// A single combined node makes no connection to another node and may secure every
-    /// client listener. The controller listeners are checked on every node, bound or not,
-    /// because a broker-only node connects to the controllers with their listener's protocol.
+    /// Refuses what Klamm does not secure yet: the metadata quorum's transport and
+    /// broker-to-controller connections are plaintext, so a controller listener with another
+    /// protocol would either fail to connect or be served as plaintext. It is checked on every
+    /// node, bound or not, because a broker-only node connects to the controllers with their
+    /// listener's protocol. A SASL inter-broker listener needs a mechanism Klamm serves.
     fn refuse_secured_node_links(&self) -> Result<(), ConfigError> {
         for name in &self.controller_listener_names {
             match self.security_protocol(name) {
@@ -978,16 +984,12 @@ impl BrokerConfig {
                 _ => {}
             }
         }
-        let single_node = self.is_controller() && self.is_broker() && self.controller_quorum_voters.len() <= 1;
         let inter = &self.inter_broker_listener_name;
-        match self.security_protocol(inter) {
-            Some(p) if p != SecurityProtocol::Plaintext && !single_node => Err(ConfigError::Inconsistent(format!(
-                "inter-broker listener {inter} uses security protocol {}, but Klamm's connections between \
-                 brokers are plaintext only; set inter.broker.listener.name to a PLAINTEXT listener",
-                p.name()
-            ))),
-            _ => Ok(()),
+        if matches!(self.security_protocol(inter), Some(SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)) {
+            crate::security::SaslMechanism::parse(&self.sasl_mechanism_inter_broker_protocol)
+                .map_err(|e| ConfigError::value("sasl.mechanism.inter.broker.protocol", format!("{e} (inter-broker listener {inter} uses SASL)")))?;
         }
+        Ok(())
     }
 
     /// The value this configuration holds for a key of [`EMBEDDED_PROFILE`].

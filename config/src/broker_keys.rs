@@ -174,7 +174,7 @@ pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("sasl.enabled.mechanisms", LI, Some("GSSAPI"), NONE, "SASL mechanisms of SASL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (others are refused)."),
     Def::new("sasl.jaas.config", P, None, NONE, "JAAS config of SASL listeners (PLAIN users as user_<name>=\"pw\"; username/password for inter-broker logins)."),
     Def::new("sasl.mechanism.controller.protocol", S, Some("GSSAPI"), NONE, "SASL mechanism for connections to controllers (accepted, no effect).").no_effect(),
-    Def::new("sasl.mechanism.inter.broker.protocol", S, Some("GSSAPI"), NONE, "SASL mechanism between brokers (accepted, no effect).").no_effect(),
+    Def::new("sasl.mechanism.inter.broker.protocol", S, Some("GSSAPI"), NONE, "SASL mechanism brokers log in with on a SASL inter-broker listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)."),
     Def::new("security.inter.broker.protocol", S, Some("PLAINTEXT"), Check::OneOf(&["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]), "Protocol between brokers; names the inter-broker listener when inter.broker.listener.name is unset."),
     Def::new("socket.listen.backlog.size", I, Some("50"), min(1), "Socket tuning (accepted, no effect).").no_effect(),
     Def::new("socket.receive.buffer.bytes", I, Some("102400"), NONE, "Socket tuning (accepted, no effect).").no_effect(),

@@ -136,7 +136,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: i32, mut shutdown: watch::Recei
                 pause(&mut shutdown).await;
                 continue;
             };
-            match KafkaClient::connect(&addr, &client_id, CONNECT_TIMEOUT).await {
+            match KafkaClient::connect_secured(&addr, &client_id, CONNECT_TIMEOUT, &broker.inter_broker_security).await {
                 Ok(c) => client = Some(c),
                 Err(e) => {
                     debug!(leader, %addr, error = %e, "cannot reach leader");

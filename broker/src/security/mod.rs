@@ -16,6 +16,7 @@
 pub mod authorizer;
 pub mod bootstrap;
 pub mod checks;
+pub mod client;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

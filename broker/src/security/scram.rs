@@ -217,26 +217,81 @@ impl ScramServer {
     }
 }
 
+/// The client side of a SCRAM exchange, for brokers logging in to other brokers
+/// (`sasl.mechanism.inter.broker.protocol`).
+pub struct ScramClient {
+    mechanism: SaslMechanism,
+    password: String,
+    client_first_bare: String,
+    expected_server_signature: Option<Vec<u8>>,
+}
+
+impl ScramClient {
+    /// Starts an exchange as `user`; [`ScramClient::first_message`] is sent first.
+    pub fn new(mechanism: SaslMechanism, user: &str, password: &str) -> ScramClient {
+        let nonce: String = rand::Rng::sample_iter(rand::thread_rng(), rand::distributions::Alphanumeric).take(32).map(char::from).collect();
+        let name = user.replace('=', "=3D").replace(',', "=2C");
+        ScramClient { mechanism, password: password.to_string(), client_first_bare: format!("n={name},r={nonce}"), expected_server_signature: None }
+    }
+
+    pub fn first_message(&self) -> String {
+        format!("n,,{}", self.client_first_bare)
+    }
+
+    /// The client-final message for the server's first message.
+    pub fn final_message(&mut self, server_first: &str) -> Result<String, String> {
+        let mut nonce = None;
+        let mut salt = None;
+        let mut iterations = None;
+        for attr in server_first.split(',') {
+            match attr.split_once('=') {
+                Some(("r", v)) => nonce = Some(v),
+                Some(("s", v)) => salt = B64.decode(v).ok(),
+                Some(("i", v)) => iterations = v.parse::<u32>().ok(),
+                _ => {}
+            }
+        }
+        let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
+            return Err(format!("invalid SCRAM server-first message {server_first:?}"));
+        };
+        let client_nonce = &self.client_first_bare[self.client_first_bare.find(",r=").map_or(0, |i| i + 3)..];
+        if !nonce.starts_with(client_nonce) || !(MIN_ITERATIONS as u32..=MAX_ITERATIONS as u32).contains(&iterations) {
+            return Err("SCRAM server-first message has a foreign nonce or bad iterations".into());
+        }
+        let salted = salted_password(self.mechanism, self.password.as_bytes(), &salt, iterations);
+        let client_key = hmac(self.mechanism, &salted, b"Client Key");
+        let stored_key = hash(self.mechanism, &client_key);
+        let without_proof = format!("c={},r={nonce}", B64.encode("n,,"));
+        let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
+        let signature = hmac(self.mechanism, &stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
+        let server_key = hmac(self.mechanism, &salted, b"Server Key");
+        self.expected_server_signature = Some(hmac(self.mechanism, &server_key, auth_message.as_bytes()));
+        Ok(format!("{without_proof},p={}", B64.encode(proof)))
+    }
+
+    /// Checks the server-final message: the server proved it knows the credential.
+    pub fn verify_server_final(&self, server_final: &str) -> Result<(), String> {
+        let signature = server_final.strip_prefix("v=").and_then(|v| B64.decode(v).ok());
+        match (&self.expected_server_signature, signature) {
+            (Some(expected), Some(got)) if constant_time_eq(expected, &got) => Ok(()),
+            _ => Err(format!("SCRAM server signature does not verify ({server_final:?})")),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// A SCRAM client, as the tests' stand-in for a stock client's side of the exchange.
+    /// The client-final message (and expected server-final) for `password`, from a client
+    /// whose first message was `n,,<client_first_bare>`.
     pub(crate) fn client_final(mechanism: SaslMechanism, password: &str, client_first_bare: &str, server_first: &str) -> (String, Vec<u8>) {
-        let attrs: Vec<&str> = server_first.split(',').collect();
-        let nonce = attrs[0].strip_prefix("r=").unwrap();
-        let salt = B64.decode(attrs[1].strip_prefix("s=").unwrap()).unwrap();
-        let iterations: u32 = attrs[2].strip_prefix("i=").unwrap().parse().unwrap();
-        let salted = salted_password(mechanism, password.as_bytes(), &salt, iterations);
-        let client_key = hmac(mechanism, &salted, b"Client Key");
-        let stored_key = hash(mechanism, &client_key);
-        let without_proof = format!("c={},r={nonce}", B64.encode("n,,"));
-        let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-        let signature = hmac(mechanism, &stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
-        let server_key = hmac(mechanism, &salted, b"Server Key");
-        let expected = format!("v={}", B64.encode(hmac(mechanism, &server_key, auth_message.as_bytes())));
-        (format!("{without_proof},p={}", B64.encode(proof)), expected.into_bytes())
+        let mut client = ScramClient::new(mechanism, "unused", password);
+        client.client_first_bare = client_first_bare.to_string();
+        let message = client.final_message(server_first).unwrap();
+        let expected = format!("v={}", B64.encode(client.expected_server_signature.as_ref().unwrap()));
+        (message, expected.into_bytes())
     }
 
     fn exchange(mechanism: SaslMechanism, stored_password: &str, password: &str) -> Step {
@@ -261,6 +316,23 @@ pub(crate) mod tests {
         for m in [SaslMechanism::ScramSha256, SaslMechanism::ScramSha512] {
             assert!(matches!(exchange(m, "pencil", "pencil"), Step::Success { ref user, .. } if user == "al=ice"), "{m:?}");
             assert!(matches!(exchange(m, "pencil", "pen"), Step::Failed(_)), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn client_and_server_agree_and_a_forged_server_is_caught() {
+        for m in [SaslMechanism::ScramSha256, SaslMechanism::ScramSha512] {
+            let credential = credential_from_password(m, "s3cret", MIN_ITERATIONS);
+            let mut client = ScramClient::new(m, "broker,1", "s3cret");
+            let mut server = ScramServer::new(m);
+            let Step::Challenge(first) = server.step(client.first_message().as_bytes(), |u| (u == "broker,1").then(|| credential.clone())) else {
+                panic!("expected a challenge")
+            };
+            let last = client.final_message(std::str::from_utf8(&first).unwrap()).unwrap();
+            let Step::Success { last: server_final, .. } = server.step(last.as_bytes(), |_| None) else { panic!("expected success") };
+            client.verify_server_final(std::str::from_utf8(&server_final).unwrap()).unwrap();
+            assert!(client.verify_server_final("v=AAAA").is_err());
+            assert!(ScramClient::new(m, "u", "p").final_message("r=other,s=AAAA,i=4096").is_err());
         }
     }
 

@@ -28,14 +28,14 @@ impl std::fmt::Debug for TlsListener {
 }
 
 /// Reads a PEM source: a file's contents or the inline text.
-fn read_pem(source: &PemSource, what: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_pem(source: &PemSource, what: &str) -> anyhow::Result<Vec<u8>> {
     match source {
         PemSource::File(path) => std::fs::read(path).with_context(|| format!("read {what} {path}")),
         PemSource::Inline(text) => Ok(text.as_bytes().to_vec()),
     }
 }
 
-fn certificates(pem: &[u8], what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn certificates(pem: &[u8], what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow!("{what}: bad PEM certificate: {e:?}"))?;
@@ -45,7 +45,7 @@ fn certificates(pem: &[u8], what: &str) -> anyhow::Result<Vec<CertificateDer<'st
     Ok(certs)
 }
 
-fn private_key(pem: &[u8], what: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
+pub(crate) fn private_key(pem: &[u8], what: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
     // An encrypted PKCS#8 key needs PBES2 decryption, which no crate of the rustls family
     // offers; refuse it plainly rather than fail with "no key found".
     if std::str::from_utf8(pem).is_ok_and(|t| t.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")) {

@@ -905,18 +905,18 @@ fn secured_links_between_nodes_are_refused_not_served_as_plaintext() {
         &["process.roles=broker", "node.id=2", "listeners=PLAINTEXT://:9092", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"],
     );
     assert!(e.starts_with("controller listener CONTROLLER uses security protocol SSL"), "{e}");
-    // A secured inter-broker listener on a three-voter cluster.
-    let e = must_err(
-        MINIMAL,
-        &[
-            "listeners=SSL://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
-            "inter.broker.listener.name=SSL",
-            "controller.quorum.voters=1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293",
-            "ssl.keystore.type=PEM",
-            "ssl.keystore.location=/k.pem",
-        ],
-    );
-    assert!(e.starts_with("inter-broker listener SSL uses security protocol SSL"), "{e}");
+    // A SASL inter-broker listener needs a mechanism Klamm serves for the brokers' logins.
+    let sasl_inter = [
+        "listeners=SASL_PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+        "inter.broker.listener.name=SASL_PLAINTEXT",
+        "controller.quorum.voters=1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293",
+        "sasl.enabled.mechanisms=PLAIN",
+    ];
+    let e = must_err(MINIMAL, &sasl_inter);
+    assert!(e.starts_with("sasl.mechanism.inter.broker.protocol: SASL mechanism \"GSSAPI\""), "{e}");
+    let mut ok = sasl_inter.to_vec();
+    ok.push("sasl.mechanism.inter.broker.protocol=PLAIN");
+    assert_eq!(must_load(MINIMAL, &ok).sasl_mechanism_inter_broker_protocol, "PLAIN");
     // PLAINTEXT everywhere still loads.
     must_load(MINIMAL, &["listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"]);
 }
