@@ -183,3 +183,22 @@ def test_authorized_operations(broker):
     groups = notifier.describe_consumer_groups(["notification-ops"], include_authorized_operations=True)
     g = groups["notification-ops"].result(timeout=TIMEOUT_S)
     assert set(g.authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE}
+
+
+def test_per_topic_admin_checks(broker):
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import ConfigResource, NewPartitions
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "orders_processed")
+    notifier = AdminClient(conf(broker, "notifier"))
+    with pytest.raises(KafkaException) as info:
+        notifier.describe_configs([resource])[resource].result(timeout=TIMEOUT_S)
+    assert info.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    admin = AdminClient(conf(broker, "admin"))
+    assert "retention.ms" in admin.describe_configs([resource])[resource].result(timeout=TIMEOUT_S)
+    with pytest.raises(KafkaException) as info:
+        notifier.create_partitions([NewPartitions("orders_processed", 2)])["orders_processed"].result(timeout=TIMEOUT_S)
+    assert info.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    deleted = notifier.delete_records([TopicPartition("orders_processed", 0, 1)])
+    with pytest.raises(KafkaException) as info:
+        list(deleted.values())[0].result(timeout=TIMEOUT_S)
+    assert info.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED

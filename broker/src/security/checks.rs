@@ -46,7 +46,12 @@ pub enum After {
     /// ListGroups / OffsetFetch: drop entries the principal may not DESCRIBE.
     FilterGroups,
     FilterOffsetFetchTopics,
+    /// DescribeConfigs: results with *_AUTHORIZATION_FAILED for these (type, name) resources.
+    DeniedConfigs(Vec<(i8, String)>),
 }
+
+/// DescribeConfigs' resource type of a topic (ConfigResource.Type.TOPIC).
+const CONFIG_TOPIC: i8 = 2;
 
 fn topic_failed() -> i16 {
     ErrorCode::TOPIC_AUTHORIZATION_FAILED.code()
@@ -222,20 +227,48 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
             more.extend(denied);
             Gate::Go(RequestKind::DeleteTopics(r), After::DeniedTopics(more))
         }
+        RequestKind::OffsetForLeaderEpoch(mut r) => {
+            if r.replica_id >= 0 {
+                return admin_gate(ctx, op::CLUSTER_ACTION, RequestKind::OffsetForLeaderEpoch(r));
+            }
+            let denied = split_topics(&mut r.topics, |t| t.topic.clone(), |t| t.partitions.iter().map(|p| p.partition).collect(), |n| can(ctx, op::DESCRIBE, resource::TOPIC, n));
+            Gate::Go(RequestKind::OffsetForLeaderEpoch(r), After::DeniedTopics(denied))
+        }
+        RequestKind::CreatePartitions(mut r) => {
+            let denied = split_topics(&mut r.topics, |t| t.name.clone(), |_| Vec::new(), |n| can(ctx, op::ALTER, resource::TOPIC, n));
+            Gate::Go(RequestKind::CreatePartitions(r), After::DeniedTopics(denied))
+        }
+        RequestKind::DeleteRecords(mut r) => {
+            let denied = split_topics(&mut r.topics, |t| t.name.clone(), |t| t.partitions.iter().map(|p| p.partition_index).collect(), |n| can(ctx, op::DELETE, resource::TOPIC, n));
+            Gate::Go(RequestKind::DeleteRecords(r), After::DeniedTopics(denied))
+        }
+        RequestKind::DescribeTopicPartitions(mut r) => {
+            let denied = split_topics(&mut r.topics, |t| t.name.clone(), |_| Vec::new(), |n| can(ctx, op::DESCRIBE, resource::TOPIC, n));
+            Gate::Go(RequestKind::DescribeTopicPartitions(r), After::DeniedTopics(denied))
+        }
+        RequestKind::DescribeConfigs(mut r) => {
+            // Topic resources need DESCRIBE_CONFIGS on the topic, broker ones on the cluster.
+            let mut denied = Vec::new();
+            r.resources.retain(|res| {
+                let allowed = match res.resource_type {
+                    CONFIG_TOPIC => can(ctx, op::DESCRIBE_CONFIGS, resource::TOPIC, &res.resource_name),
+                    _ => cluster(ctx, op::DESCRIBE_CONFIGS),
+                };
+                if !allowed {
+                    denied.push((res.resource_type, res.resource_name.clone()));
+                }
+                allowed
+            });
+            Gate::Go(RequestKind::DescribeConfigs(r), After::DeniedConfigs(denied))
+        }
         r @ (RequestKind::AlterUserScramCredentials(_)
         | RequestKind::ElectLeaders(_)
         | RequestKind::AlterPartitionReassignments(_)
-        | RequestKind::CreatePartitions(_)
-        | RequestKind::DeleteRecords(_)
         | RequestKind::AlterConfigs(_)
         | RequestKind::IncrementalAlterConfigs(_)
         | RequestKind::DeleteGroups(_)
         | RequestKind::OffsetDelete(_)) => admin_gate(ctx, op::ALTER, r),
-        r @ (RequestKind::DescribeUserScramCredentials(_)
-        | RequestKind::ListPartitionReassignments(_)
-        | RequestKind::DescribeConfigs(_)
-        | RequestKind::DescribeTopicPartitions(_)
-        | RequestKind::OffsetForLeaderEpoch(_)) => admin_gate(ctx, op::DESCRIBE, r),
+        r @ (RequestKind::DescribeUserScramCredentials(_) | RequestKind::ListPartitionReassignments(_)) => admin_gate(ctx, op::DESCRIBE, r),
         other => {
             tracing::info!(api = ctx.api_key.name(), principal = %ctx.principal, "no authorization rule for this API; only super users may call it");
             admin_gate(ctx, i8::MAX, other)
@@ -357,6 +390,66 @@ fn complete(ctx: &RequestContext, response: ResponseKind, after: &After) -> Resp
                 ..Default::default()
             }));
             ResponseKind::DeleteTopics(r)
+        }
+        (ResponseKind::OffsetForLeaderEpoch(mut r), After::DeniedTopics(d)) => {
+            r.topics.extend(d.iter().map(|(n, p)| klamm_protocol::messages::offset_for_leader_epoch_response::OffsetForLeaderTopicResult {
+                topic: n.clone(),
+                partitions: p
+                    .iter()
+                    .map(|&partition| klamm_protocol::messages::offset_for_leader_epoch_response::EpochEndOffset {
+                        partition,
+                        error_code: topic_failed(),
+                        leader_epoch: -1,
+                        end_offset: -1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }));
+            ResponseKind::OffsetForLeaderEpoch(r)
+        }
+        (ResponseKind::CreatePartitions(mut r), After::DeniedTopics(d)) => {
+            r.results.extend(d.iter().map(|(n, _)| klamm_protocol::messages::create_partitions_response::CreatePartitionsTopicResult {
+                name: n.clone(),
+                error_code: topic_failed(),
+                error_message: Some("Authorization failed.".into()),
+                ..Default::default()
+            }));
+            ResponseKind::CreatePartitions(r)
+        }
+        (ResponseKind::DeleteRecords(mut r), After::DeniedTopics(d)) => {
+            r.topics.extend(d.iter().map(|(n, p)| klamm_protocol::messages::delete_records_response::DeleteRecordsTopicResult {
+                name: n.clone(),
+                partitions: p
+                    .iter()
+                    .map(|&partition_index| klamm_protocol::messages::delete_records_response::DeleteRecordsPartitionResult {
+                        partition_index,
+                        low_watermark: -1,
+                        error_code: topic_failed(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }));
+            ResponseKind::DeleteRecords(r)
+        }
+        (ResponseKind::DescribeTopicPartitions(mut r), After::DeniedTopics(d)) => {
+            r.topics.extend(d.iter().map(|(n, _)| klamm_protocol::messages::describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic {
+                name: Some(n.clone()),
+                error_code: topic_failed(),
+                ..Default::default()
+            }));
+            ResponseKind::DescribeTopicPartitions(r)
+        }
+        (ResponseKind::DescribeConfigs(mut r), After::DeniedConfigs(d)) => {
+            r.results.extend(d.iter().map(|(resource_type, name)| klamm_protocol::messages::describe_configs_response::DescribeConfigsResult {
+                error_code: if *resource_type == CONFIG_TOPIC { topic_failed() } else { ErrorCode::CLUSTER_AUTHORIZATION_FAILED.code() },
+                error_message: Some("Authorization failed.".into()),
+                resource_type: *resource_type,
+                resource_name: name.clone(),
+                ..Default::default()
+            }));
+            ResponseKind::DescribeConfigs(r)
         }
         (ResponseKind::Metadata(mut r), After::Metadata { denied, topic_ops, cluster_ops }) => {
             // Topics the principal may not see are left out (Kafka filters them likewise).
