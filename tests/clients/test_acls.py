@@ -202,3 +202,22 @@ def test_per_topic_admin_checks(broker):
     with pytest.raises(KafkaException) as info:
         list(deleted.values())[0].result(timeout=TIMEOUT_S)
     assert info.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_config_and_group_changes_need_their_permissions(broker):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "orders_raw",
+                              incremental_configs=[ConfigEntry("retention.ms", "3600000",
+                                                               incremental_operation=AlterConfigOpType.SET)])
+    orders = AdminClient(conf(broker, "orders"))
+    with pytest.raises(KafkaException) as info:
+        orders.incremental_alter_configs([resource])[resource].result(timeout=TIMEOUT_S)
+    assert info.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    admin = AdminClient(conf(broker, "admin"))
+    admin.incremental_alter_configs([resource])[resource].result(timeout=TIMEOUT_S)
+    # The processor's group exists (it consumed); the notifier may not delete it.
+    consume(conf(broker, "processor"), "orders_raw", "order-processor", 1)
+    notifier = AdminClient(conf(broker, "notifier"))
+    with pytest.raises(KafkaException) as info:
+        notifier.delete_consumer_groups(["order-processor"])["order-processor"].result(timeout=TIMEOUT_S)
+    assert info.value.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED

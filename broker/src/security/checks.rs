@@ -50,8 +50,13 @@ pub enum After {
     DeniedConfigs(Vec<(i8, String)>),
 }
 
-/// DescribeConfigs' resource type of a topic (ConfigResource.Type.TOPIC).
+/// The config APIs' resource type of a topic (ConfigResource.Type.TOPIC).
 const CONFIG_TOPIC: i8 = 2;
+
+/// The error of a config resource the principal may not touch.
+fn config_denied(resource_type: i8) -> i16 {
+    if resource_type == CONFIG_TOPIC { topic_failed() } else { ErrorCode::CLUSTER_AUTHORIZATION_FAILED.code() }
+}
 
 fn topic_failed() -> i16 {
     ErrorCode::TOPIC_AUTHORIZATION_FAILED.code()
@@ -247,33 +252,56 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
             Gate::Go(RequestKind::DescribeTopicPartitions(r), After::DeniedTopics(denied))
         }
         RequestKind::DescribeConfigs(mut r) => {
-            // Topic resources need DESCRIBE_CONFIGS on the topic, broker ones on the cluster.
-            let mut denied = Vec::new();
-            r.resources.retain(|res| {
-                let allowed = match res.resource_type {
-                    CONFIG_TOPIC => can(ctx, op::DESCRIBE_CONFIGS, resource::TOPIC, &res.resource_name),
-                    _ => cluster(ctx, op::DESCRIBE_CONFIGS),
-                };
-                if !allowed {
-                    denied.push((res.resource_type, res.resource_name.clone()));
-                }
-                allowed
-            });
+            let denied = split_config_resources(ctx, op::DESCRIBE_CONFIGS, &mut r.resources, |c| (c.resource_type, c.resource_name.clone()));
             Gate::Go(RequestKind::DescribeConfigs(r), After::DeniedConfigs(denied))
         }
-        r @ (RequestKind::AlterUserScramCredentials(_)
-        | RequestKind::ElectLeaders(_)
-        | RequestKind::AlterPartitionReassignments(_)
-        | RequestKind::AlterConfigs(_)
-        | RequestKind::IncrementalAlterConfigs(_)
-        | RequestKind::DeleteGroups(_)
-        | RequestKind::OffsetDelete(_)) => admin_gate(ctx, op::ALTER, r),
+        RequestKind::AlterConfigs(mut r) => {
+            let denied = split_config_resources(ctx, op::ALTER_CONFIGS, &mut r.resources, |c| (c.resource_type, c.resource_name.clone()));
+            Gate::Go(RequestKind::AlterConfigs(r), After::DeniedConfigs(denied))
+        }
+        RequestKind::IncrementalAlterConfigs(mut r) => {
+            let denied = split_config_resources(ctx, op::ALTER_CONFIGS, &mut r.resources, |c| (c.resource_type, c.resource_name.clone()));
+            Gate::Go(RequestKind::IncrementalAlterConfigs(r), After::DeniedConfigs(denied))
+        }
+        RequestKind::DeleteGroups(mut r) => {
+            let denied = split_topics(&mut r.groups_names, |g| g.clone(), |_| Vec::new(), |g| can(ctx, op::DELETE, resource::GROUP, g));
+            Gate::Go(RequestKind::DeleteGroups(r), After::DeniedTopics(denied))
+        }
+        RequestKind::OffsetDelete(mut r) => {
+            if !can(ctx, op::DELETE, resource::GROUP, &r.group_id) {
+                return answer(ResponseKind::OffsetDelete(OffsetDeleteResponse { error_code: ErrorCode::GROUP_AUTHORIZATION_FAILED.code(), ..Default::default() }));
+            }
+            let denied = split_topics(&mut r.topics, |t| t.name.clone(), |t| t.partitions.iter().map(|p| p.partition_index).collect(), |n| can(ctx, op::READ, resource::TOPIC, n));
+            Gate::Go(RequestKind::OffsetDelete(r), After::DeniedTopics(denied))
+        }
+        r @ (RequestKind::AlterUserScramCredentials(_) | RequestKind::ElectLeaders(_) | RequestKind::AlterPartitionReassignments(_)) => {
+            admin_gate(ctx, op::ALTER, r)
+        }
         r @ (RequestKind::DescribeUserScramCredentials(_) | RequestKind::ListPartitionReassignments(_)) => admin_gate(ctx, op::DESCRIBE, r),
         other => {
             tracing::info!(api = ctx.api_key.name(), principal = %ctx.principal, "no authorization rule for this API; only super users may call it");
             admin_gate(ctx, i8::MAX, other)
         }
     }
+}
+
+/// Takes out the config resources the principal may not do `operation` (DESCRIBE_CONFIGS,
+/// ALTER_CONFIGS) on — topics on the topic, brokers on the cluster — returning them as
+/// (resource type, name).
+fn split_config_resources<T>(ctx: &RequestContext, operation: i8, resources: &mut Vec<T>, key: impl Fn(&T) -> (i8, String)) -> Vec<(i8, String)> {
+    let mut denied = Vec::new();
+    resources.retain(|res| {
+        let (resource_type, name) = key(res);
+        let allowed = match resource_type {
+            CONFIG_TOPIC => can(ctx, operation, resource::TOPIC, &name),
+            _ => cluster(ctx, operation),
+        };
+        if !allowed {
+            denied.push((resource_type, name));
+        }
+        allowed
+    });
+    denied
 }
 
 /// The APIs whose per-resource checks Klamm does not split yet: allowed with `operation` on
@@ -441,9 +469,52 @@ fn complete(ctx: &RequestContext, response: ResponseKind, after: &After) -> Resp
             }));
             ResponseKind::DescribeTopicPartitions(r)
         }
+        (ResponseKind::AlterConfigs(mut r), After::DeniedConfigs(d)) => {
+            r.responses.extend(d.iter().map(|(resource_type, name)| klamm_protocol::messages::alter_configs_response::AlterConfigsResourceResponse {
+                error_code: config_denied(*resource_type),
+                error_message: Some("Authorization failed.".into()),
+                resource_type: *resource_type,
+                resource_name: name.clone(),
+                ..Default::default()
+            }));
+            ResponseKind::AlterConfigs(r)
+        }
+        (ResponseKind::IncrementalAlterConfigs(mut r), After::DeniedConfigs(d)) => {
+            r.responses.extend(d.iter().map(|(resource_type, name)| klamm_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse {
+                error_code: config_denied(*resource_type),
+                error_message: Some("Authorization failed.".into()),
+                resource_type: *resource_type,
+                resource_name: name.clone(),
+                ..Default::default()
+            }));
+            ResponseKind::IncrementalAlterConfigs(r)
+        }
+        (ResponseKind::DeleteGroups(mut r), After::DeniedTopics(d)) => {
+            r.results.extend(d.iter().map(|(group_id, _)| klamm_protocol::messages::delete_groups_response::DeletableGroupResult {
+                group_id: group_id.clone(),
+                error_code: ErrorCode::GROUP_AUTHORIZATION_FAILED.code(),
+                ..Default::default()
+            }));
+            ResponseKind::DeleteGroups(r)
+        }
+        (ResponseKind::OffsetDelete(mut r), After::DeniedTopics(d)) => {
+            r.topics.extend(d.iter().map(|(n, p)| klamm_protocol::messages::offset_delete_response::OffsetDeleteResponseTopic {
+                name: n.clone(),
+                partitions: p
+                    .iter()
+                    .map(|&partition_index| klamm_protocol::messages::offset_delete_response::OffsetDeleteResponsePartition {
+                        partition_index,
+                        error_code: topic_failed(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }));
+            ResponseKind::OffsetDelete(r)
+        }
         (ResponseKind::DescribeConfigs(mut r), After::DeniedConfigs(d)) => {
             r.results.extend(d.iter().map(|(resource_type, name)| klamm_protocol::messages::describe_configs_response::DescribeConfigsResult {
-                error_code: if *resource_type == CONFIG_TOPIC { topic_failed() } else { ErrorCode::CLUSTER_AUTHORIZATION_FAILED.code() },
+                error_code: config_denied(*resource_type),
                 error_message: Some("Authorization failed.".into()),
                 resource_type: *resource_type,
                 resource_name: name.clone(),
