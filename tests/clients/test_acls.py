@@ -221,3 +221,14 @@ def test_config_and_group_changes_need_their_permissions(broker):
     with pytest.raises(KafkaException) as info:
         notifier.delete_consumer_groups(["order-processor"])["order-processor"].result(timeout=TIMEOUT_S)
     assert info.value.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+
+
+def test_cluster_operations_need_cluster_permissions(broker):
+    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+    orders = AdminClient(conf(broker, "orders"))
+    upsert = UserScramCredentialUpsertion("mallory", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"pw")
+    with pytest.raises(KafkaException) as info:
+        orders.alter_user_scram_credentials([upsert])["mallory"].result(timeout=TIMEOUT_S)
+    assert info.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    admin = AdminClient(conf(broker, "admin"))
+    admin.alter_user_scram_credentials([upsert])["mallory"].result(timeout=TIMEOUT_S)

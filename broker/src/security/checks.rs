@@ -274,10 +274,38 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
             let denied = split_topics(&mut r.topics, |t| t.name.clone(), |t| t.partitions.iter().map(|p| p.partition_index).collect(), |n| can(ctx, op::READ, resource::TOPIC, n));
             Gate::Go(RequestKind::OffsetDelete(r), After::DeniedTopics(denied))
         }
-        r @ (RequestKind::AlterUserScramCredentials(_) | RequestKind::ElectLeaders(_) | RequestKind::AlterPartitionReassignments(_)) => {
-            admin_gate(ctx, op::ALTER, r)
+        // Cluster-wide operations: Kafka answers CLUSTER_AUTHORIZATION_FAILED.
+        RequestKind::ElectLeaders(r) => cluster_gate(ctx, op::ALTER, RequestKind::ElectLeaders(r), |code| {
+            ResponseKind::ElectLeaders(ElectLeadersResponse { error_code: code, ..Default::default() })
+        }),
+        RequestKind::AlterPartitionReassignments(r) => cluster_gate(ctx, op::ALTER, RequestKind::AlterPartitionReassignments(r), |code| {
+            ResponseKind::AlterPartitionReassignments(AlterPartitionReassignmentsResponse { error_code: code, error_message: Some(CLUSTER_DENIED.into()), ..Default::default() })
+        }),
+        RequestKind::ListPartitionReassignments(r) => cluster_gate(ctx, op::DESCRIBE, RequestKind::ListPartitionReassignments(r), |code| {
+            ResponseKind::ListPartitionReassignments(ListPartitionReassignmentsResponse { error_code: code, error_message: Some(CLUSTER_DENIED.into()), ..Default::default() })
+        }),
+        RequestKind::DescribeUserScramCredentials(r) => cluster_gate(ctx, op::DESCRIBE, RequestKind::DescribeUserScramCredentials(r), |code| {
+            ResponseKind::DescribeUserScramCredentials(DescribeUserScramCredentialsResponse { error_code: code, error_message: Some(CLUSTER_DENIED.into()), ..Default::default() })
+        }),
+        RequestKind::AlterUserScramCredentials(r) => {
+            let users: Vec<String> = r.deletions.iter().map(|d| d.name.clone()).chain(r.upsertions.iter().map(|u| u.name.clone())).collect();
+            cluster_gate(ctx, op::ALTER, RequestKind::AlterUserScramCredentials(r), |code| {
+                let mut seen = std::collections::BTreeSet::new();
+                ResponseKind::AlterUserScramCredentials(AlterUserScramCredentialsResponse {
+                    results: users
+                        .into_iter()
+                        .filter(|u| seen.insert(u.clone()))
+                        .map(|user| klamm_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult {
+                            user,
+                            error_code: code,
+                            error_message: Some(CLUSTER_DENIED.into()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+            })
         }
-        r @ (RequestKind::DescribeUserScramCredentials(_) | RequestKind::ListPartitionReassignments(_)) => admin_gate(ctx, op::DESCRIBE, r),
         other => {
             tracing::info!(api = ctx.api_key.name(), principal = %ctx.principal, "no authorization rule for this API; only super users may call it");
             admin_gate(ctx, i8::MAX, other)
@@ -313,6 +341,18 @@ fn admin_gate(ctx: &RequestContext, operation: i8, r: RequestKind) -> Gate {
     } else {
         tracing::info!(principal = %ctx.principal, "closing connection: request needs cluster-wide permission");
         Gate::Answer(Outcome::Close("not authorized"))
+    }
+}
+
+const CLUSTER_DENIED: &str = "Cluster authorization failed.";
+
+/// Dispatches `r` when the principal may do `operation` on the cluster, else answers it with
+/// `denied(CLUSTER_AUTHORIZATION_FAILED)`.
+fn cluster_gate(ctx: &RequestContext, operation: i8, r: RequestKind, denied: impl FnOnce(i16) -> ResponseKind) -> Gate {
+    if cluster(ctx, operation) {
+        Gate::Go(r, After::Nothing)
+    } else {
+        Gate::Answer(Outcome::Respond(denied(ErrorCode::CLUSTER_AUTHORIZATION_FAILED.code())))
     }
 }
 
