@@ -2,6 +2,7 @@
 # Installs what the client-compatibility tests (tests/clients) need, on a fresh
 # Debian 12 machine that already has Rust, Node 20/npm and Python 3.11/pip:
 #   - kcat from Debian (1.7.1, linking librdkafka 2.0.2), only if kcat is missing;
+#   - the openssl CLI (test_security.py makes its certificates with it), only if missing;
 #   - a Python venv at tests/.venv with the pinned packages of
 #     tests/clients/requirements.txt (confluent-kafka, kafka-python, pytest, ...);
 #   - kafkajs 2.2.4 and its snappy/lz4 codec packages into tests/clients/node/node_modules (from package-lock.json).
@@ -45,6 +46,17 @@ else
     retry 3 as_root apt-get update -qq
     retry 3 as_root apt-get install -y -qq kcat
     command -v kcat >/dev/null 2>&1 || { log "kcat still missing after apt-get install"; exit 1; }
+fi
+
+# --- openssl CLI -------------------------------------------------------------
+if command -v openssl >/dev/null 2>&1; then
+    log "openssl present: $(command -v openssl)"
+else
+    log "installing openssl from Debian"
+    export DEBIAN_FRONTEND=noninteractive
+    retry 3 as_root apt-get update -qq
+    retry 3 as_root apt-get install -y -qq openssl
+    command -v openssl >/dev/null 2>&1 || { log "openssl still missing after apt-get install"; exit 1; }
 fi
 
 # --- Python venv -------------------------------------------------------------

@@ -3,6 +3,8 @@
 //! - [`net`]: listeners and connections (framing, headers, ordered replies);
 //! - [`handlers`]: one module per Kafka API, plus the registry of served versions;
 //! - [`replica`]: the partitions hosted here (log, producer state, high watermark);
+//! - [`security`], authentication (TLS listeners, client certificates, SASL PLAIN/SCRAM)
+//!   that the connection runs before any request reaches a handler;
 //! - [`server`]: start-up by `process.roles`, shared state, shutdown;
 //! - [`metadata`]: the metadata source (quorum voter or follower of the controllers);
 //! - [`controller`]: what runs only on the active controller: broker fencing, leader
@@ -26,6 +28,7 @@ pub mod metadata;
 pub mod net;
 pub mod producer_ids;
 pub mod replica;
+pub mod security;
 pub mod server;
 #[cfg(test)]
 mod test_images;

@@ -20,6 +20,12 @@ struct Cli {
     /// Set one property, e.g. `--override num.partitions=3` (repeatable; wins over the file).
     #[arg(long = "override", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// Store a SCRAM credential unless the metadata log has one for that user and mechanism,
+    /// as `kafka-storage format --add-scram` does:
+    /// `--add-scram 'SCRAM-SHA-512=[name=admin,password=admin-secret]'` (repeatable;
+    /// `iterations=N` optional). Needs the broker role.
+    #[arg(long = "add-scram", value_name = "MECHANISM=[name=..,password=..]")]
+    add_scram: Vec<String>,
 }
 
 /// Keeps large buffers (fetch reads and responses, produce frames: up to tens of MiB) in
@@ -106,6 +112,12 @@ fn main() -> anyhow::Result<()> {
         warn!("configuration {key:?} is accepted for compatibility but has no effect in Klamm");
     }
 
+    let add_scram = cli
+        .add_scram
+        .iter()
+        .map(|s| klamm_broker::security::bootstrap::ScramBootstrap::parse(s).map_err(|e| anyhow::anyhow!("--add-scram {s}: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("klamm")
@@ -113,6 +125,12 @@ fn main() -> anyhow::Result<()> {
         .context("start tokio runtime")?;
     runtime.block_on(async move {
         let running = klamm_broker::server::start_node(loaded).await?;
+        if !add_scram.is_empty() {
+            let klamm_broker::server::RunningNode::Broker(b) = &running else {
+                anyhow::bail!("--add-scram needs a node with the broker role");
+            };
+            klamm_broker::security::bootstrap::add_missing(&b.broker, &add_scram).await?;
+        }
         wait_for_signal().await;
         info!("shutting down");
         running.shutdown().await

@@ -67,6 +67,10 @@ pub struct Broker {
     pub bound: Vec<(String, SocketAddr)>,
     /// Set when a controlled shutdown begins: from then on this broker stays fenced.
     pub shutting_down: std::sync::atomic::AtomicBool,
+    /// ACL enforcement (`authorizer.class.name`, `super.users`, ...).
+    pub authorizer: crate::security::authorizer::Authorizer,
+    /// How follower fetches connect to the leaders' inter-broker listener (TLS, SASL login).
+    pub inter_broker_security: crate::security::client::ClientSecurity,
 }
 
 impl Broker {
@@ -177,18 +181,22 @@ pub async fn start_node(loaded: LoadedConfig) -> anyhow::Result<RunningNode> {
     let quorum = start_quorum(&config).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&config), shutdown_rx));
+    tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&config)?, shutdown_rx));
     info!(voters = ?quorum_voters(&config), "controller running");
     Ok(RunningNode::Controller(RunningController { quorum, shutdown_tx, tasks }))
 }
 
-fn controller_settings(config: &BrokerConfig) -> crate::controller::Settings {
-    crate::controller::Settings {
+fn controller_settings(config: &BrokerConfig) -> anyhow::Result<crate::controller::Settings> {
+    let mut probe_security = crate::security::client::ClientSecurity::inter_broker(config)?;
+    probe_security.sasl = None;
+    Ok(crate::controller::Settings {
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms.max(1) as u64),
         unclean_leader_election: config.unclean_leader_election_enable,
         leader_balance: crate::controller::leader_balance::Settings::from_config(config),
+        inter_broker_listener: config.inter_broker_listener_name.clone(),
+        probe_security,
         ..Default::default()
-    }
+    })
 }
 
 fn quorum_voters(config: &BrokerConfig) -> Vec<(i32, String)> {
@@ -262,6 +270,13 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     anyhow::ensure!(config.is_broker(), "process.roles has no broker role; use start_node");
     let log_dir = prepare_log_dir(&config)?;
     info!(node_id = config.node_id, data = %log_dir.display(), "starting klamm");
+    // TLS files are read before anything binds, so a bad one stops start-up with no port open.
+    let controller_names: Vec<String> = config.controller_listener_names.clone();
+    let mut security = std::collections::HashMap::new();
+    for l in config.listeners.iter().filter(|l| !controller_names.contains(&l.name)) {
+        security.insert(l.name.clone(), Arc::new(crate::security::ListenerSecurity::for_listener(&config, &l.name)?));
+    }
+    let inter_broker_security = crate::security::client::ClientSecurity::inter_broker(&config)?;
 
     let metadata = if config.is_controller() {
         MetadataSource::Voter(start_quorum(&config).await?)
@@ -272,12 +287,14 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     };
 
     // Bind listeners first so the registration carries the real ports.
-    let controller_names: Vec<String> = config.controller_listener_names.clone();
     let mut bound_listeners = Vec::new();
     for l in config.listeners.iter().filter(|l| !controller_names.contains(&l.name)) {
-        let b = BoundListener::bind(&l.name, &l.host, l.port)
+        let mut b = BoundListener::bind(&l.name, &l.host, l.port)
             .await
             .with_context(|| format!("bind listener {}://{}:{}", l.name, l.host, l.port))?;
+        if let Some(s) = security.get(&l.name) {
+            b.security = s.clone();
+        }
         bound_listeners.push(b);
     }
     let bound: Vec<(String, SocketAddr)> = bound_listeners.iter().map(|b| (b.name.clone(), b.local_addr)).collect();
@@ -319,6 +336,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     // before serving.
     reconciler.caught_up(unfenced.log_index).await;
 
+    let authorizer = crate::security::authorizer::Authorizer::from_config(&config);
     let broker = Arc::new(Broker {
         node_id: config.node_id,
         producer_ids: ProducerIdAllocator::new(config.node_id),
@@ -332,11 +350,13 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         reconciler,
         bound,
         shutting_down: std::sync::atomic::AtomicBool::new(false),
+        authorizer,
+        inter_broker_security,
     });
 
     tasks.spawn(unfence_when_fenced(broker.clone(), shutdown_rx.clone()));
     if let Some(quorum) = broker.metadata.quorum() {
-        tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&broker.config), shutdown_rx.clone()));
+        tasks.spawn(crate::controller::run(quorum.clone(), controller_settings(&broker.config)?, shutdown_rx.clone()));
     }
     let maintenance = crate::replica::maintenance::Settings::from_config(&broker.config);
     tasks.spawn(crate::replica::maintenance::run(broker.replicas.clone(), maintenance, shutdown_rx.clone()));
@@ -344,6 +364,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         replicas: broker.replicas.clone(),
         metadata: broker.metadata.clone(),
         settings: Arc::new(crate::replica::fetcher::FetcherSettings::from_config(broker.node_id, &broker.config)),
+        inter_broker_security: broker.inter_broker_security.clone(),
     };
     tasks.spawn(crate::replica::fetcher::run(fetchers, shutdown_rx.clone()));
     let lag_max_ms = broker.config.replica_lag_time_max_ms;

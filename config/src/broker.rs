@@ -22,6 +22,7 @@ use crate::types::{
     CleanupPolicy, CompressionType, Listener, ProcessRole, QuorumVoter, SecurityProtocol,
     TimestampType,
 };
+use crate::security::{listener_security, ListenerSecurity};
 use crate::ConfigError;
 
 /// Which defaults sit under the file and overrides.
@@ -248,6 +249,23 @@ pub struct BrokerConfig {
     pub metadata_log_segment_bytes: i32,
     /// `metadata.log.max.record.bytes.between.snapshots` (default 20971520).
     pub metadata_log_max_record_bytes_between_snapshots: i64,
+    /// Security settings of every Kafka listener this node binds (`listeners` minus the
+    /// controller listeners, which are plaintext only) and of the inter-broker listener, by
+    /// listener name: `ssl.*` and `sasl.*` with their `listener.name.<name>.` forms resolved.
+    pub listener_security: BTreeMap<String, ListenerSecurity>,
+    /// `connection.failed.authentication.delay.ms` (default 100).
+    pub connection_failed_authentication_delay_ms: i32,
+    /// `connections.max.reauth.ms` (default 0 = sessions do not expire).
+    pub connections_max_reauth_ms: i64,
+    /// `authorizer.class.name` is Kafka's StandardAuthorizer: ACLs are enforced.
+    pub authorizer_enabled: bool,
+    /// `super.users`: principals (`User:name`) split on `;`.
+    pub super_users: Vec<String>,
+    /// `allow.everyone.if.no.acl.found` (default false).
+    pub allow_everyone_if_no_acl_found: bool,
+    /// `sasl.mechanism.inter.broker.protocol` (default GSSAPI, refused when the
+    /// inter-broker listener uses SASL).
+    pub sasl_mechanism_inter_broker_protocol: String,
 }
 
 /// The result of [`BrokerConfig::load`].
@@ -486,7 +504,7 @@ impl BrokerConfig {
         for (k, v) in &original {
             if is_no_effect(k) {
                 ignored_keys.push(k.clone());
-            } else if broker_key(k).is_none() {
+            } else if broker_key(k).is_none() && !crate::security::is_effective_listener_key(k) {
                 unknown_keys.push(k.clone());
             }
             merged.insert(k.clone(), v.clone());
@@ -672,12 +690,38 @@ impl BrokerConfig {
 
         let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
 
+        // Listeners missing from the protocol map are reported by `validate`, secured
+        // controller listeners by `refuse_secured_node_links`.
+        let mut security = BTreeMap::new();
+        // The inter-broker listener too on a controller-only node, which probes the brokers
+        // on it without binding it (on a broker, `validate` requires it to be bound).
+        let bound = listeners.iter().map(|l| &l.name);
+        let probed = (!process_roles.contains(&ProcessRole::Broker)).then_some(&inter_broker_listener_name);
+        for name in bound.chain(probed).filter(|n| !controller_listener_names.contains(n)) {
+            if let Some(&protocol) = listener_security_protocol_map.get(name) {
+                security.insert(name.clone(), listener_security(r.map, name, protocol)?);
+            }
+        }
+
         Ok(BrokerConfig {
             node_id,
             process_roles,
             listeners,
             advertised_listeners,
             advertised_controller_listeners,
+            listener_security: security,
+            connection_failed_authentication_delay_ms: r.i32("connection.failed.authentication.delay.ms")?,
+            connections_max_reauth_ms: r.int("connections.max.reauth.ms")?,
+            authorizer_enabled: !r.str("authorizer.class.name")?.trim().is_empty(),
+            super_users: r
+                .str("super.users")?
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            allow_everyone_if_no_acl_found: r.bool("allow.everyone.if.no.acl.found")?,
+            sasl_mechanism_inter_broker_protocol: r.str("sasl.mechanism.inter.broker.protocol")?.trim().to_string(),
             listener_security_protocol_map,
             controller_listener_names,
             inter_broker_listener_name,
@@ -893,7 +937,7 @@ impl BrokerConfig {
                 }
             }
         }
-        self.refuse_secured_listeners()?;
+        self.refuse_secured_node_links()?;
         for a in &self.advertised_listeners {
             if !listener_names.contains(&a.name.as_str()) {
                 return bad(format!(
@@ -941,25 +985,28 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// Refuses every listener, Kafka or controller, whose security protocol is not PLAINTEXT:
-    /// Klamm has no TLS or SASL yet, and serving such a listener as plaintext would hand
-    /// clients that expect encryption or authentication a connection that has neither.
-    /// The controller listeners are checked on every node, bound or not, because a
-    /// broker-only node connects to the controllers with their listener's protocol.
-    fn refuse_secured_listeners(&self) -> Result<(), ConfigError> {
-        let kafka = self.listeners.iter().map(|l| l.name.as_str());
-        let controller = self.controller_listener_names.iter().map(String::as_str);
-        for name in kafka.chain(controller) {
+    /// Refuses what Klamm does not secure yet: the metadata quorum's transport and
+    /// broker-to-controller connections are plaintext, so a controller listener with another
+    /// protocol would either fail to connect or be served as plaintext. It is checked on every
+    /// node, bound or not, because a broker-only node connects to the controllers with their
+    /// listener's protocol. A SASL inter-broker listener needs a mechanism Klamm serves.
+    fn refuse_secured_node_links(&self) -> Result<(), ConfigError> {
+        for name in &self.controller_listener_names {
             match self.security_protocol(name) {
                 Some(p) if p != SecurityProtocol::Plaintext => {
                     return Err(ConfigError::Inconsistent(format!(
-                        "listener {name} uses security protocol {}, which Klamm does not implement yet; \
-                         it refuses to serve a secured listener as plaintext (use PLAINTEXT)",
+                        "controller listener {name} uses security protocol {}, but Klamm's controller \
+                         connections are plaintext only; map {name} to PLAINTEXT",
                         p.name()
                     )));
                 }
                 _ => {}
             }
+        }
+        let inter = &self.inter_broker_listener_name;
+        if matches!(self.security_protocol(inter), Some(SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)) {
+            crate::security::SaslMechanism::parse(&self.sasl_mechanism_inter_broker_protocol)
+                .map_err(|e| ConfigError::value("sasl.mechanism.inter.broker.protocol", format!("{e} (inter-broker listener {inter} uses SASL)")))?;
         }
         Ok(())
     }

@@ -41,7 +41,8 @@ pub(crate) const DEFAULT_PROTOCOL_MAP: &str =
 #[rustfmt::skip]
 pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("advertised.listeners", S, None, NONE, "Listeners to publish to clients; defaults to listeners minus controller listeners."),
-    Def::new("authorizer.class.name", S, Some(""), NONE, "Authorizer class (accepted, no effect).").no_effect(),
+    Def::new("allow.everyone.if.no.acl.found", B, Some("false"), NONE, "With the authorizer on: allow access to a resource no ACL names."),
+    Def::new("authorizer.class.name", S, Some(""), Check::OneOf(&["", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"]), "org.apache.kafka.metadata.authorizer.StandardAuthorizer turns ACLs on; empty leaves them off."),
     Def::new("auto.create.topics.enable", B, Some("true"), NONE, "Create a topic on Metadata for an unknown topic."),
     Def::new("auto.leader.rebalance.enable", B, Some("true"), NONE, "The active controller moves leadership back to preferred replicas."),
     Def::new("background.threads", I, Some("10"), min(1), "Background threads (accepted, no effect).").dynamic().no_effect(),
@@ -51,7 +52,9 @@ pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("broker.session.timeout.ms", I, Some("9000"), NONE, "A broker without heartbeat for this long is fenced."),
     Def::new("cluster.id", S, None, NONE, "Expected cluster id (Klamm extension; normally read from meta.properties)."),
     Def::new("compression.type", S, Some("producer"), COMPRESSION, "Compression of stored batches; producer keeps the producer's codec.").dynamic(),
+    Def::new("connection.failed.authentication.delay.ms", I, Some("100"), min(0), "Delay of the answer to a failed SASL authentication."),
     Def::new("connections.max.idle.ms", L, Some("600000"), NONE, "Close connections idle for longer than this."),
+    Def::new("connections.max.reauth.ms", L, Some("0"), min(0), "KIP-368: SASL sessions expire after this long unless re-authenticated (0 = never)."),
     Def::new("controlled.shutdown.enable", B, Some("true"), NONE, "Controlled shutdown (accepted, no effect).").no_effect(),
     Def::new("controller.listener.names", S, None, NONE, "Comma separated names of the listeners used by the controller."),
     Def::new("controller.quorum.append.linger.ms", I, Some("25"), NONE, "Raft append linger (accepted, no effect).").no_effect(),
@@ -168,24 +171,29 @@ pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("replica.socket.receive.buffer.bytes", I, Some("65536"), NONE, "Socket tuning (accepted, no effect).").no_effect(),
     Def::new("replica.socket.timeout.ms", I, Some("30000"), NONE, "Replica socket timeout (accepted, no effect).").no_effect(),
     Def::new("request.timeout.ms", I, Some("30000"), min(0), "Inter-node request timeout."),
-    Def::new("sasl.enabled.mechanisms", LI, Some("GSSAPI"), NONE, "SASL mechanisms (accepted, no effect).").no_effect(),
-    Def::new("sasl.jaas.config", P, None, NONE, "JAAS config (accepted, no effect).").no_effect(),
-    Def::new("sasl.mechanism.controller.protocol", S, Some("GSSAPI"), NONE, "SASL (accepted, no effect).").no_effect(),
-    Def::new("sasl.mechanism.inter.broker.protocol", S, Some("GSSAPI"), NONE, "SASL (accepted, no effect).").no_effect(),
+    Def::new("sasl.enabled.mechanisms", LI, Some("GSSAPI"), NONE, "SASL mechanisms of SASL listeners: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (others are refused)."),
+    Def::new("sasl.jaas.config", P, None, NONE, "JAAS config of SASL listeners (PLAIN users as user_<name>=\"pw\"; username/password for inter-broker logins)."),
+    Def::new("sasl.mechanism.controller.protocol", S, Some("GSSAPI"), NONE, "SASL mechanism for connections to controllers (accepted, no effect).").no_effect(),
+    Def::new("sasl.mechanism.inter.broker.protocol", S, Some("GSSAPI"), NONE, "SASL mechanism brokers log in with on a SASL inter-broker listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)."),
     Def::new("security.inter.broker.protocol", S, Some("PLAINTEXT"), Check::OneOf(&["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]), "Protocol between brokers; names the inter-broker listener when inter.broker.listener.name is unset."),
     Def::new("socket.listen.backlog.size", I, Some("50"), min(1), "Socket tuning (accepted, no effect).").no_effect(),
     Def::new("socket.receive.buffer.bytes", I, Some("102400"), NONE, "Socket tuning (accepted, no effect).").no_effect(),
     Def::new("socket.request.max.bytes", I, Some("104857600"), min(1), "Largest request frame accepted."),
     Def::new("socket.send.buffer.bytes", I, Some("102400"), NONE, "Socket tuning (accepted, no effect).").no_effect(),
-    Def::new("ssl.client.auth", S, Some("none"), NONE, "TLS (accepted, no effect).").no_effect(),
-    Def::new("ssl.key.password", P, None, NONE, "TLS (accepted, no effect).").no_effect(),
-    Def::new("ssl.keystore.location", S, None, NONE, "TLS (accepted, no effect).").no_effect(),
-    Def::new("ssl.keystore.password", P, None, NONE, "TLS (accepted, no effect).").no_effect(),
-    Def::new("ssl.keystore.type", S, Some("JKS"), NONE, "TLS (accepted, no effect).").no_effect(),
-    Def::new("ssl.truststore.location", S, None, NONE, "TLS (accepted, no effect).").no_effect(),
-    Def::new("ssl.truststore.password", P, None, NONE, "TLS (accepted, no effect).").no_effect(),
-    Def::new("ssl.truststore.type", S, Some("JKS"), NONE, "TLS (accepted, no effect).").no_effect(),
-    Def::new("super.users", S, Some(""), NONE, "Authorizer super users (accepted, no effect).").no_effect(),
+    Def::new("ssl.client.auth", S, Some("none"), Check::OneOf(&["none", "requested", "required"]), "Client certificates on TLS listeners: none, requested or required (mTLS)."),
+    Def::new("ssl.enabled.protocols", LI, Some("TLSv1.2,TLSv1.3"), NONE, "TLS versions served (TLSv1.2, TLSv1.3)."),
+    Def::new("ssl.key.password", P, None, NONE, "Password of an encrypted PEM private key (refused: Klamm reads unencrypted PKCS#8 keys)."),
+    Def::new("ssl.keystore.certificate.chain", P, None, NONE, "Inline PEM certificate chain (with ssl.keystore.key)."),
+    Def::new("ssl.keystore.key", P, None, NONE, "Inline PEM private key (with ssl.keystore.certificate.chain)."),
+    Def::new("ssl.keystore.location", S, None, NONE, "PEM file with the listener's private key and certificate chain."),
+    Def::new("ssl.keystore.password", P, None, NONE, "Keystore password (PEM keystores need none; accepted, no effect).").no_effect(),
+    Def::new("ssl.keystore.type", S, Some("JKS"), NONE, "Keystore format; Klamm reads PEM only."),
+    Def::new("ssl.principal.mapping.rules", S, Some("DEFAULT"), NONE, "Rules mapping a client certificate's subject DN to a principal name."),
+    Def::new("ssl.truststore.certificates", P, None, NONE, "Inline PEM CA certificates trusted for client certificates."),
+    Def::new("ssl.truststore.location", S, None, NONE, "PEM file of CA certificates trusted for client certificates."),
+    Def::new("ssl.truststore.password", P, None, NONE, "Truststore password (PEM truststores need none; accepted, no effect).").no_effect(),
+    Def::new("ssl.truststore.type", S, Some("JKS"), NONE, "Truststore format; Klamm reads PEM only."),
+    Def::new("super.users", S, Some(""), NONE, "Principals the authorizer always allows, separated by ';' (User:admin;User:broker)."),
     Def::new("transaction.abort.timed.out.transaction.cleanup.interval.ms", I, Some("10000"), min(1), "How often timed-out transactions are aborted."),
     Def::new("transaction.max.timeout.ms", I, Some("900000"), min(1), "Largest transaction timeout a producer may ask for."),
     Def::new("transaction.partition.verification.enable", B, Some("true"), NONE, "KIP-890 verification (accepted, no effect).").dynamic().no_effect(),
@@ -230,6 +238,7 @@ pub(crate) fn broker_key(name: &str) -> Option<&'static Def> {
 pub(crate) fn is_no_effect(name: &str) -> bool {
     match broker_key(name) {
         Some(d) => !d.effective,
+        None if crate::security::is_effective_listener_key(name) => false,
         None => NO_EFFECT_PREFIXES.iter().any(|p| name.starts_with(p)),
     }
 }
@@ -258,8 +267,9 @@ mod tests {
     fn no_effect_lookup() {
         assert!(is_no_effect("zookeeper.connect"));
         assert!(is_no_effect(
-            "listener.name.plaintext.ssl.keystore.location"
+            "listener.name.plaintext.ssl.cipher.suites"
         ));
+        assert!(!is_no_effect("listener.name.plaintext.ssl.keystore.location"));
         assert!(!is_no_effect("log.retention.ms"));
         assert!(!is_no_effect("made.up.key"));
     }

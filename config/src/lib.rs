@@ -11,6 +11,8 @@
 //! - [`TopicConfig`]: per-topic settings whose defaults come from broker synonyms
 //!   (`retention.ms` ← `log.retention.ms` / `.minutes` / `.hours`, ...):
 //!   [`TopicConfig::resolve`], [`validate_topic_config`], [`describe_topic_configs`].
+//! - [`security`]: per-listener TLS and SASL settings ([`security::ListenerSecurity`]), with
+//!   `listener.name.<name>.` keys resolved and unsupported keystores / mechanisms refused.
 //! - DescribeConfigs types: [`ConfigEntry`], [`ConfigSynonym`], [`ConfigSource`], [`ConfigType`].
 //!
 //! The crate is plain data and pure functions; only [`BrokerConfig::load`] reads a file. It
@@ -48,6 +50,7 @@ pub mod environment;
 mod error;
 pub mod properties;
 mod schema;
+pub mod security;
 mod topic;
 mod types;
 

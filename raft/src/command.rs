@@ -80,6 +80,14 @@ pub enum MetadataCommand {
     /// Record the cluster id in the log. Proposed once by [`crate::MetadataQuorum::start`] on a
     /// fresh cluster; a later one with a different id is rejected with `ClusterIdMismatch`.
     InitializeCluster { cluster_id: String },
+    /// Upsert and delete SCRAM credentials, as `(user, mechanism, credential)` and
+    /// `(user, mechanism)` (AlterUserScramCredentials, KIP-554). Deleting an absent credential
+    /// changes nothing; a mechanism other than SCRAM-SHA-256/512 rejects the whole command.
+    AlterScramCredentials { upsertions: Vec<(String, String, crate::credentials::ScramCredential)>, deletions: Vec<(String, String)> },
+    /// Add ACL bindings (CreateAcls); existing ones stay as they are.
+    CreateAcls { acls: Vec<crate::acls::AclBinding> },
+    /// Remove ACL bindings (DeleteAcls); absent ones change nothing.
+    DeleteAcls { acls: Vec<crate::acls::AclBinding> },
 }
 
 impl MetadataCommand {
@@ -98,6 +106,9 @@ impl MetadataCommand {
             MetadataCommand::InitializeCluster { .. } => "InitializeCluster",
             MetadataCommand::ReassignPartition { .. } => "ReassignPartition",
             MetadataCommand::CompleteReassignment { .. } => "CompleteReassignment",
+            MetadataCommand::AlterScramCredentials { .. } => "AlterScramCredentials",
+            MetadataCommand::CreateAcls { .. } => "CreateAcls",
+            MetadataCommand::DeleteAcls { .. } => "DeleteAcls",
         }
     }
 }

@@ -81,6 +81,12 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
     /// First producer id of the next block handed out.
     pub next_producer_id: i64,
+    /// SCRAM credentials by user, then mechanism name (`crate::credentials`).
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<String, crate::credentials::ScramCredential>>,
+    /// ACL bindings (`crate::acls`).
+    #[serde(default)]
+    pub acls: std::collections::BTreeSet<crate::acls::AclBinding>,
 }
 
 /// Serializes a map whose keys are not strings (e.g. `[u8; 16]`, `Option<i32>`) as a sequence
@@ -203,6 +209,11 @@ impl MetadataImage {
             MetadataCommand::CompleteReassignment { topic_id, partition, expected_partition_epoch } => {
                 self.apply_complete_reassignment(index, topic_id, *partition, *expected_partition_epoch)
             }
+            MetadataCommand::AlterScramCredentials { upsertions, deletions } => {
+                self.apply_alter_scram_credentials(index, upsertions, deletions)
+            }
+            MetadataCommand::CreateAcls { acls } => self.apply_create_acls(index, acls),
+            MetadataCommand::DeleteAcls { acls } => self.apply_delete_acls(index, acls),
         }
     }
 

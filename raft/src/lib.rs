@@ -160,7 +160,9 @@
 //! # }
 //! ```
 
+mod acls;
 mod command;
+mod credentials;
 mod error;
 mod file_format;
 mod follower;
@@ -180,6 +182,8 @@ mod voters;
 pub use command::{
     AppliedInfo, BrokerEndpoint, CommandOutcome, ConfigResource, MetadataCommand, NewPartition, RejectCode, Rejection,
 };
+pub use acls::AclBinding;
+pub use credentials::{ScramCredential, SCRAM_MECHANISMS};
 pub use error::RaftError;
 pub use follower::{FollowerConfig, MetadataFollower};
 pub use image_watch::wait_for_image;

@@ -1,10 +1,10 @@
-"""Secured listeners are refused at start, never served as plaintext.
+"""Secured listeners are served as configured, or refused at start — never served as plaintext.
 
-Klamm has no TLS or SASL yet. A listener whose security protocol is SSL,
-SASL_SSL or SASL_PLAINTEXT (by its name, or by a custom name mapped in
-listener.security.protocol.map), Kafka or controller listener, must stop
-`klamm` at start with a message naming the listener and its protocol, and its
-port must never accept a connection.
+SSL, SASL_SSL and SASL_PLAINTEXT client listeners are served (tests/clients/test_security.py
+covers them with stock clients). What Klamm does not build must stop `klamm` at start with a
+message naming the listener, and no port may accept a connection: a secured controller
+listener (connections between nodes are plaintext), a JKS keystore, a SASL mechanism other
+than PLAIN / SCRAM, a TLS listener without a keystore.
 """
 
 from __future__ import annotations
@@ -53,30 +53,31 @@ def run_refused(tmp_path, overrides: dict[str, str], ports: list[int]) -> str:
     return text
 
 
-def refused_message(listener: str, protocol: str) -> str:
-    return (f"listener {listener} uses security protocol {protocol}, which Klamm does not "
-            f"implement yet; it refuses to serve a secured listener as plaintext")
-
-
-@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL", "SASL_PLAINTEXT"])
-def test_secured_kafka_listener_is_refused(tmp_path, protocol):
+@pytest.mark.parametrize("protocol,extra,message", [
+    ("SSL", {}, "listener SSL: ssl.keystore.type: JKS keystores are not supported"),
+    ("SSL", {"ssl.keystore.type": "PEM"}, "listener SSL: ssl.keystore.location: a TLS listener needs"),
+    ("SASL_PLAINTEXT", {}, 'listener SASL_PLAINTEXT: sasl.enabled.mechanisms: SASL mechanism "GSSAPI" is not supported'),
+    ("SASL_PLAINTEXT", {"sasl.enabled.mechanisms": "PLAIN,OAUTHBEARER"}, '"OAUTHBEARER" is not supported'),
+])
+def test_unsupported_security_settings_are_refused(tmp_path, protocol, extra, message):
     p, c = free_port(), free_port()
     text = run_refused(tmp_path, {
-        "listeners": f"{protocol}://{HOST}:{p},CONTROLLER://{HOST}:{c}",
-        "advertised.listeners": f"{protocol}://{HOST}:{p}",
-        "inter.broker.listener.name": protocol,
+        "listeners": f"PLAINTEXT://{HOST}:{p},{protocol}://{HOST}:{free_port()},CONTROLLER://{HOST}:{c}",
+        **extra,
     }, [p, c])
-    assert refused_message(protocol, protocol) in text, text
+    assert message in text, text
 
 
-def test_custom_listener_mapped_to_ssl_is_refused(tmp_path):
+def test_custom_listener_mapped_to_ssl_without_a_keystore_is_refused(tmp_path):
     p, e, c = free_port(), free_port(), free_port()
     text = run_refused(tmp_path, {
         "listeners": f"PLAINTEXT://{HOST}:{p},EXTERNAL://{HOST}:{e},CONTROLLER://{HOST}:{c}",
         "advertised.listeners": f"PLAINTEXT://{HOST}:{p},EXTERNAL://{HOST}:{e}",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,EXTERNAL:SSL,CONTROLLER:PLAINTEXT",
+        "ssl.keystore.type": "PEM",
+        "listener.name.external.ssl.keystore.location": str(tmp_path / "missing.pem"),
     }, [p, e, c])
-    assert refused_message("EXTERNAL", "SSL") in text, text
+    assert "missing.pem" in text, text
 
 
 def test_secured_controller_listener_is_refused(tmp_path):
@@ -85,4 +86,4 @@ def test_secured_controller_listener_is_refused(tmp_path):
         "listeners": f"PLAINTEXT://{HOST}:{p},CONTROLLER://{HOST}:{c}",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_SSL",
     }, [p, c])
-    assert refused_message("CONTROLLER", "SASL_SSL") in text, text
+    assert "controller listener CONTROLLER uses security protocol SASL_SSL" in text, text

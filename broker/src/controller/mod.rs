@@ -54,6 +54,10 @@ pub struct Settings {
     pub unclean_leader_election: bool,
     /// The automatic preferred-leader rebalance ([`leader_balance`]).
     pub leader_balance: leader_balance::Settings,
+    /// `inter.broker.listener.name`: brokers are probed on this endpoint, with its TLS
+    /// (ApiVersions needs no SASL login), see `crate::security::client`.
+    pub inter_broker_listener: String,
+    pub probe_security: crate::security::client::ClientSecurity,
 }
 
 impl Default for Settings {
@@ -64,6 +68,8 @@ impl Default for Settings {
             probe_timeout: Duration::from_millis(1000),
             unclean_leader_election: false,
             leader_balance: leader_balance::Settings::default(),
+            inter_broker_listener: "PLAINTEXT".to_string(),
+            probe_security: Default::default(),
         }
     }
 }
@@ -111,9 +117,10 @@ async fn check_liveness(quorum: &MetadataQuorum, settings: &Settings, last_seen:
             entry.1 = now;
             continue;
         }
-        let Some(ep) = b.endpoints.first() else { continue };
+        let Some(ep) = b.endpoints.iter().find(|e| e.listener == settings.inter_broker_listener).or(b.endpoints.first()) else { continue };
         let (id, addr, timeout) = (b.node_id, format!("{}:{}", ep.host, ep.port), settings.probe_timeout);
-        probes.spawn(async move { (id, probe(&addr, timeout).await) });
+        let security = settings.probe_security.clone();
+        probes.spawn(async move { (id, probe(&addr, timeout, &security).await) });
     }
     while let Some(joined) = probes.join_next().await {
         if let Ok((id, true)) = joined {
@@ -138,9 +145,9 @@ async fn check_liveness(quorum: &MetadataQuorum, settings: &Settings, last_seen:
 }
 
 /// Whether the broker at `addr` answers an ApiVersions request within `timeout`.
-async fn probe(addr: &str, timeout: Duration) -> bool {
+async fn probe(addr: &str, timeout: Duration, security: &crate::security::client::ClientSecurity) -> bool {
     let attempt = async {
-        let mut client = crate::net::client::KafkaClient::connect(addr, "klamm-controller", timeout).await.ok()?;
+        let mut client = crate::net::client::KafkaClient::connect_secured(addr, "klamm-controller", timeout, security).await.ok()?;
         client.send(&klamm_protocol::messages::ApiVersionsRequest::default(), 0, timeout).await.ok()
     };
     matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(_)))

@@ -14,6 +14,7 @@ use klamm_protocol::ApiKey;
 
 use crate::server::Broker;
 
+pub mod acls;
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod admin_configs;
@@ -49,6 +50,7 @@ pub mod offset_for_leader_epoch;
 mod poll_many;
 pub mod produce;
 pub mod produce_verify;
+pub mod scram_credentials;
 pub mod sync_group;
 pub mod txn_offset_commit;
 pub mod write_txn_markers;
@@ -79,6 +81,16 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::DeleteRecords, 0, 2),
+    // Answered by the connection on SASL listeners (crate::security::sasl); elsewhere
+    // their handler answers ILLEGAL_SASL_STATE, as Kafka does.
+    api(ApiKey::SaslHandshake, 0, 1),
+    api(ApiKey::SaslAuthenticate, 0, 2),
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    // ACLs (KIP-896 removed v0 of these in Kafka 4).
+    api(ApiKey::DescribeAcls, 1, 3),
+    api(ApiKey::CreateAcls, 1, 3),
+    api(ApiKey::DeleteAcls, 1, 3),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeConfigs, 1, 4),
@@ -164,6 +176,7 @@ mod registry_tests {
 }
 
 /// Everything a handler may need to know about the request it serves.
+#[derive(Clone)]
 pub struct RequestContext {
     pub broker: Arc<Broker>,
     pub api_key: ApiKey,
@@ -174,6 +187,18 @@ pub struct RequestContext {
     /// advertised endpoints of the same listener, as Kafka does).
     pub listener: String,
     pub peer: SocketAddr,
+    /// Who sent the request (`User:<name>`, `User:ANONYMOUS` when unauthenticated), as
+    /// authenticated by the connection (`crate::security`).
+    pub principal: String,
+}
+
+impl RequestContext {
+    /// Whether this request's principal, from its client address, may do `operation` on the
+    /// resource (always true when ACLs are off), see `crate::security::authorizer`.
+    pub fn authorized(&self, operation: i8, resource_type: i8, name: &str) -> bool {
+        let authorizer = &self.broker.authorizer;
+        !authorizer.enabled || authorizer.authorize(&self.broker.metadata.image(), &self.principal, self.peer.ip(), operation, resource_type, name)
+    }
 }
 
 /// What the connection should do after a request was handled.
@@ -256,9 +281,41 @@ pub(crate) fn led_partition(broker: &Broker, image: &klamm_raft::MetadataImage, 
 /// that no API of [`SUPPORTED`] ends there).
 pub(crate) const NOT_SERVED: &str = "api not served";
 
+/// Dispatches a request to its handler, with the authorization checks of
+/// `crate::security::checks` around it when ACLs are on.
 pub async fn handle(ctx: &RequestContext, request: RequestKind) -> Outcome {
+    if !ctx.broker.authorizer.enabled {
+        return dispatch(ctx, request).await;
+    }
+    match crate::security::checks::before(ctx, request) {
+        crate::security::checks::Gate::Answer(outcome) => outcome,
+        crate::security::checks::Gate::Go(request, after) => {
+            let outcome = dispatch(ctx, request).await;
+            crate::security::checks::after(ctx, outcome, after)
+        }
+    }
+}
+
+async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Outcome {
     match request {
         RequestKind::ApiVersions(r) => api_versions::handle(ctx, r).into(),
+        RequestKind::CreateAcls(r) => acls::create(ctx, r).await.into(),
+        RequestKind::DescribeAcls(r) => acls::describe(ctx, r).into(),
+        RequestKind::DeleteAcls(r) => acls::delete(ctx, r).await.into(),
+        RequestKind::AlterUserScramCredentials(r) => scram_credentials::alter(ctx, r).await.into(),
+        RequestKind::DescribeUserScramCredentials(r) => scram_credentials::describe(ctx, r).into(),
+        // Reached only on listeners without SASL (the connection answers them otherwise).
+        RequestKind::SaslHandshake(_) => klamm_protocol::messages::SaslHandshakeResponse {
+            error_code: klamm_protocol::ErrorCode::ILLEGAL_SASL_STATE.code(),
+            ..Default::default()
+        }
+        .into(),
+        RequestKind::SaslAuthenticate(_) => klamm_protocol::messages::SaslAuthenticateResponse {
+            error_code: klamm_protocol::ErrorCode::ILLEGAL_SASL_STATE.code(),
+            error_message: Some(format!("listener {} does not use SASL", ctx.listener)),
+            ..Default::default()
+        }
+        .into(),
         RequestKind::Metadata(r) => metadata::handle(ctx, r).await.into(),
         RequestKind::Produce(r) => produce::handle(ctx, r).await,
         RequestKind::Fetch(r) => {

@@ -37,6 +37,7 @@ use klamm_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResp
 use klamm_protocol::ErrorCode;
 
 use crate::net::client::KafkaClient;
+use crate::security::client::ClientSecurity;
 use crate::replica::PartitionError;
 use crate::server::Broker;
 
@@ -116,7 +117,7 @@ pub fn coordinator_address(broker: &Broker, transactional_id: &str) -> Option<St
 /// answer per partition (NONE: verified).
 pub async fn verify(broker: &Broker, v: &Verification, timeout: Duration) -> HashMap<(String, i32), ErrorCode> {
     match coordinator_address(broker, &v.transactional_id) {
-        Some(addr) => verify_at(&addr, &format!("klamm-txn-verify-{}", broker.node_id), v, timeout).await,
+        Some(addr) => verify_at(&addr, &format!("klamm-txn-verify-{}", broker.node_id), v, timeout, &broker.inter_broker_security).await,
         None => v.all(ErrorCode::COORDINATOR_NOT_AVAILABLE),
     }
 }
@@ -124,9 +125,9 @@ pub async fn verify(broker: &Broker, v: &Verification, timeout: Duration) -> Has
 /// Sends the verify-only request to the coordinator at `addr`. A connection
 /// failure or timeout is NETWORK_EXCEPTION; a partition the answer leaves out
 /// is INVALID_TXN_STATE (not known to be in the transaction).
-pub async fn verify_at(addr: &str, client_id: &str, v: &Verification, timeout: Duration) -> HashMap<(String, i32), ErrorCode> {
+pub async fn verify_at(addr: &str, client_id: &str, v: &Verification, timeout: Duration, security: &ClientSecurity) -> HashMap<(String, i32), ErrorCode> {
     let answer = async {
-        let mut client = KafkaClient::connect(addr, client_id, timeout).await?;
+        let mut client = KafkaClient::connect_secured(addr, client_id, timeout, security).await?;
         client.send(&v.request(), VERIFY_VERSION, timeout).await
     };
     let response: AddPartitionsToTxnResponse = match answer.await {

@@ -259,7 +259,7 @@ async fn verification_asks_once_per_request_and_maps_the_answers() {
     })
     .await;
     let v = Verification { transactional_id: "tx".into(), producer_id: 7, producer_epoch: 3, partitions: vec![("a".into(), 0), ("a".into(), 1), ("b".into(), 2), ("b".into(), 3), ("b".into(), 99)] };
-    let answers = produce_verify::verify_at(&addr, "test", &v, Duration::from_secs(5)).await;
+    let answers = produce_verify::verify_at(&addr, "test", &v, Duration::from_secs(5), &Default::default()).await;
     let sent = coordinator.await.unwrap();
     let t = &sent.transactions[0];
     assert_eq!((t.transactional_id.as_str(), t.producer_id, t.producer_epoch, t.verify_only), ("tx", 7, 3, true));
@@ -274,6 +274,6 @@ async fn verification_asks_once_per_request_and_maps_the_answers() {
     assert_eq!(produce_code("b", 3), Some(ErrorCode::NOT_ENOUGH_REPLICAS));
     // Nobody listening: a network error, retriable as NOT_ENOUGH_REPLICAS.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().to_string();
-    let answers = produce_verify::verify_at(&closed, "test", &v, Duration::from_secs(2)).await;
+    let answers = produce_verify::verify_at(&closed, "test", &v, Duration::from_secs(2), &Default::default()).await;
     assert!(answers.values().all(|&c| c == ErrorCode::NETWORK_EXCEPTION));
 }

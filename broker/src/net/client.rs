@@ -1,14 +1,22 @@
 //! A minimal Kafka client for broker-to-broker requests (follower fetches, liveness
 //! checks), over the same codec the broker serves with: one request in flight per
 //! connection, every read and write bounded by a timeout, frames bounded in size.
+//! On a secured inter-broker listener it speaks TLS and logs in with SASL
+//! ([`KafkaClient::connect_secured`], settings from `crate::security::client`).
 
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use klamm_protocol::header::{RequestHeader, ResponseHeader};
 use klamm_protocol::{Decode, Encode, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::security::client::ClientSecurity;
+
+/// A plain or TLS connection.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Largest response accepted (a follower fetch is bounded by `replica.fetch.response.max.bytes`).
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
@@ -24,7 +32,7 @@ pub enum ClientError {
 }
 
 pub struct KafkaClient {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     client_id: String,
     next_correlation_id: i32,
 }
@@ -33,7 +41,67 @@ impl KafkaClient {
     pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<KafkaClient, ClientError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr)).await.map_err(|_| ClientError::Timeout)??;
         stream.set_nodelay(true)?;
-        Ok(KafkaClient { stream, client_id: client_id.to_string(), next_correlation_id: 1 })
+        Ok(KafkaClient { stream: Box::new(stream), client_id: client_id.to_string(), next_correlation_id: 1 })
+    }
+
+    /// Connects with the inter-broker listener's security: TLS (the peer's certificate must
+    /// match the host of `addr`), then a SASL login, each bounded by `timeout`.
+    pub async fn connect_secured(addr: &str, client_id: &str, timeout: Duration, security: &ClientSecurity) -> Result<KafkaClient, ClientError> {
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr)).await.map_err(|_| ClientError::Timeout)??;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Stream> = match &security.tls {
+            None => Box::new(tcp),
+            Some(tls) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| ClientError::Protocol(format!("server name {host}: {e}")))?;
+                let connector = tokio_rustls::TlsConnector::from(tls.clone());
+                Box::new(tokio::time::timeout(timeout, connector.connect(name, tcp)).await.map_err(|_| ClientError::Timeout)??)
+            }
+        };
+        let mut client = KafkaClient { stream, client_id: client_id.to_string(), next_correlation_id: 1 };
+        if let Some(login) = &security.sasl {
+            client.sasl_login(login, timeout).await?;
+        }
+        Ok(client)
+    }
+
+    /// SaslHandshake v1 + SaslAuthenticate v2 exchanges (KIP-152) for PLAIN or SCRAM.
+    async fn sasl_login(&mut self, login: &crate::security::client::SaslLogin, timeout: Duration) -> Result<(), ClientError> {
+        use klamm_config::security::SaslMechanism;
+        use klamm_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+        let refused = |what: &str, code: i16, message: Option<String>| {
+            ClientError::Protocol(format!("SASL {what} refused with error {code}: {}", message.unwrap_or_default()))
+        };
+        let handshake = SaslHandshakeRequest { mechanism: login.mechanism.name().to_string(), ..Default::default() };
+        let r = self.send(&handshake, 1, timeout).await?;
+        if r.error_code != 0 {
+            return Err(refused("handshake", r.error_code, None));
+        }
+        let authenticate = |bytes: Vec<u8>| SaslAuthenticateRequest { auth_bytes: Bytes::from(bytes), ..Default::default() };
+        match login.mechanism {
+            SaslMechanism::Plain => {
+                let token = format!("\0{}\0{}", login.username, login.password).into_bytes();
+                let r = self.send(&authenticate(token), 2, timeout).await?;
+                if r.error_code != 0 {
+                    return Err(refused("login", r.error_code, r.error_message));
+                }
+            }
+            m => {
+                let mut scram = crate::security::scram::ScramClient::new(m, &login.username, &login.password);
+                let r = self.send(&authenticate(scram.first_message().into_bytes()), 2, timeout).await?;
+                if r.error_code != 0 {
+                    return Err(refused("login", r.error_code, r.error_message));
+                }
+                let last = scram.final_message(&String::from_utf8_lossy(&r.auth_bytes)).map_err(ClientError::Protocol)?;
+                let r = self.send(&authenticate(last.into_bytes()), 2, timeout).await?;
+                if r.error_code != 0 {
+                    return Err(refused("login", r.error_code, r.error_message));
+                }
+                scram.verify_server_final(&String::from_utf8_lossy(&r.auth_bytes)).map_err(ClientError::Protocol)?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends `request` at `version` and waits (up to `timeout`) for its response.

@@ -14,6 +14,13 @@
 //!   its answer waits for replication ([`Outcome::Deferred`]): the writer task
 //!   awaits it in its place in the queue while the next requests are read, so a
 //!   producer's pipelined requests do not each wait a replication round trip.
+//!
+//! Authentication happens here, before dispatch (see `crate::security`): a TLS listener's
+//! handshake runs first (bounded by `connections.max.idle.ms`), and on a SASL listener only
+//! ApiVersions, SaslHandshake and SaslAuthenticate pass until the [`SaslSession`] has
+//! authenticated the client (or while an expired KIP-368 session awaits re-authentication).
+//! Fetched record data is sent with sendfile(2) on plaintext sockets; on TLS it is read from
+//! the log file and encrypted, since the kernel cannot encrypt what sendfile moves.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,15 +30,34 @@ use klamm_protocol::header::decode_request_header;
 use klamm_protocol::messages::RequestKind;
 use klamm_protocol::{left_out, ApiKey};
 use klamm_storage::FileRegion;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, Instrument};
+use tracing::{debug, info, Instrument};
 
 use super::frame_reader::FrameReader;
 use crate::handlers::{self, Outcome, RequestContext};
+use crate::security::sasl::{Reply, SaslSession};
+use crate::security::{ListenerSecurity, ANONYMOUS};
 use crate::server::Broker;
+
+type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// The write side of a connection: a plain socket (record data by sendfile) or TLS.
+enum Writer {
+    Plain(OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<TlsStream>),
+}
+
+impl Writer {
+    async fn shutdown(&mut self) {
+        let _ = match self {
+            Writer::Plain(w) => w.shutdown().await,
+            Writer::Tls(w) => w.shutdown().await,
+        };
+    }
+}
 
 /// Responses waiting for the writer task; bounded so a client that stops
 /// reading eventually stops the reader too (back-pressure instead of memory).
@@ -58,15 +84,45 @@ impl ResponseFrame {
     /// Writes the frame: the bytes in order, each file region sent from its
     /// file in its place. Fails (and the connection must close) if a region's
     /// file was truncated under the send, since the frame size is already out.
-    async fn write_to(&self, out: &mut OwnedWriteHalf) -> std::io::Result<()> {
-        let mut cursor = 0;
-        for (at, region) in &self.from_files {
-            out.write_all(&self.bytes[cursor..*at]).await?;
-            send_region(out.as_ref(), region).await?;
-            cursor = *at;
+    async fn write_to(&self, out: &mut Writer) -> std::io::Result<()> {
+        match out {
+            Writer::Plain(out) => {
+                let mut cursor = 0;
+                for (at, region) in &self.from_files {
+                    out.write_all(&self.bytes[cursor..*at]).await?;
+                    send_region(out.as_ref(), region).await?;
+                    cursor = *at;
+                }
+                out.write_all(&self.bytes[cursor..]).await
+            }
+            Writer::Tls(out) => {
+                let mut cursor = 0;
+                for (at, region) in &self.from_files {
+                    out.write_all(&self.bytes[cursor..*at]).await?;
+                    write_region_copied(out, region).await?;
+                    cursor = *at;
+                }
+                out.write_all(&self.bytes[cursor..]).await?;
+                // rustls buffers plaintext; push the records out now.
+                out.flush().await
+            }
         }
-        out.write_all(&self.bytes[cursor..]).await
     }
+}
+
+/// Sends a file region through TLS: read from the file (off the runtime's threads) and
+/// written, to be encrypted, like any other bytes.
+async fn write_region_copied(out: &mut (impl AsyncWrite + Unpin), region: &FileRegion) -> std::io::Result<()> {
+    let region = region.clone();
+    let expected = region.len();
+    let bytes = tokio::task::spawn_blocking(move || region.read())
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)?;
+    if bytes.len() != expected {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "log segment shrank while it was being sent"));
+    }
+    out.write_all(&bytes).await
 }
 
 /// Sends a file region to the socket with sendfile(2): the kernel moves the
@@ -95,25 +151,85 @@ async fn send_region(socket: &TcpStream, region: &FileRegion) -> std::io::Result
 /// Smallest possible request: api_key + api_version + correlation_id + client_id length.
 const MIN_FRAME_BYTES: i32 = 10;
 
+/// A connection's authentication state: its TLS principal and, on a SASL listener, the
+/// SASL session that decides which requests may pass.
+struct Auth {
+    tls_principal: Option<String>,
+    sasl: Option<SaslSession>,
+}
+
+impl Auth {
+    fn principal(&self) -> String {
+        match &self.sasl {
+            Some(s) => s.principal().unwrap_or_else(|| ANONYMOUS.to_string()),
+            None => self.tls_principal.clone().unwrap_or_else(|| ANONYMOUS.to_string()),
+        }
+    }
+
+    fn authenticated(&self) -> bool {
+        self.sasl.as_ref().is_none_or(|s| s.principal().is_some())
+    }
+}
+
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     listener: String,
+    security: Arc<ListenerSecurity>,
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
 ) {
     let span = tracing::debug_span!("connection", %peer, listener = %listener);
-    serve_inner(stream, peer, listener, broker, shutdown).instrument(span).await
+    serve_inner(stream, peer, listener, security, broker, shutdown).instrument(span).await
+}
+
+/// How long a client may take to finish the TLS handshake and SASL authentication: Kafka's
+/// idle timeout covers connections that are still authenticating too.
+fn authentication_timeout(broker: &Broker) -> std::time::Duration {
+    std::time::Duration::from_millis(broker.config.connections_max_idle_ms.clamp(1, i64::MAX) as u64)
 }
 
 async fn serve_inner(
     stream: TcpStream,
     peer: SocketAddr,
     listener: String,
+    security: Arc<ListenerSecurity>,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (read_half, mut write_half) = stream.into_split();
+    let auth_deadline = tokio::time::Instant::now() + authentication_timeout(&broker);
+    let (read_half, mut write_half, tls_principal): (Box<dyn AsyncRead + Send + Unpin>, Writer, Option<String>) = match &security.tls {
+        None => {
+            let (r, w) = stream.into_split();
+            (Box::new(r), Writer::Plain(w), None)
+        }
+        Some(tls) => {
+            let tls_stream = match tokio::time::timeout_at(auth_deadline, tls.acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    info!(%peer, listener = %listener, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    info!(%peer, listener = %listener, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let principal = match client_certificate_principal(&tls_stream, tls) {
+                Ok(p) => p,
+                Err(e) => {
+                    info!(%peer, listener = %listener, error = %e, "client certificate refused");
+                    return;
+                }
+            };
+            let (r, w) = tokio::io::split(tls_stream);
+            (Box::new(r), Writer::Tls(w), principal)
+        }
+    };
+    let mut auth = Auth {
+        tls_principal,
+        sasl: security.sasl.clone().map(|s| SaslSession::new(s, broker.config.connections_max_reauth_ms)),
+    };
     let mut frames = FrameReader::new(read_half);
     let (tx, mut rx) = mpsc::channel::<Queued>(WRITE_QUEUE_DEPTH);
     let writer = tokio::spawn(async move {
@@ -130,30 +246,50 @@ async fn serve_inner(
                 break;
             }
         }
-        let _ = write_half.shutdown().await;
+        write_half.shutdown().await;
     });
 
     let max_frame = broker.config.socket_request_max_bytes;
     loop {
+        // Until authenticated, a client that stalls is closed at the deadline.
+        let deadline = if auth.authenticated() { None } else { Some(auth_deadline) };
         let size = tokio::select! {
             r = frames.next_size() => match r {
                 Some(size) => size,
                 None => break, // EOF or reset: the client went away.
             },
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or(auth_deadline)).await }, if deadline.is_some() => {
+                info!(%peer, listener = %listener, "closing connection: SASL authentication did not complete in time");
+                break;
+            }
             _ = shutdown.changed() => break,
         };
-        if size < MIN_FRAME_BYTES || size > max_frame {
-            debug!(size, max_frame, "closing connection: frame size out of bounds");
+        // Before authentication frames are bounded by the SASL token limit (Kafka's
+        // SaslServerAuthenticator does likewise), so an unauthenticated client cannot make
+        // the broker allocate socket.request.max.bytes.
+        let limit = if auth.authenticated() { max_frame } else { max_frame.min(crate::security::sasl::MAX_TOKEN_BYTES as i32) };
+        let raw_token = auth.sasl.as_ref().is_some_and(SaslSession::expects_raw_token);
+        if size < if raw_token { 0 } else { MIN_FRAME_BYTES } || size > limit {
+            info!(%peer, listener = %listener, size, limit, "closing connection: frame size out of bounds");
             break;
         }
         let Some(frame) = frames.body(size as usize).await else {
             break;
         };
-        match handle_frame(&broker, &listener, peer, frame).await {
+        let result = if raw_token {
+            raw_sasl_token(&broker, &mut auth, peer, &frame).await
+        } else {
+            handle_frame(&broker, &listener, peer, &mut auth, frame).await
+        };
+        match result {
             FrameResult::Reply(bytes) => {
                 if tx.send(Queued::Ready(bytes)).await.is_err() {
                     break;
                 }
+            }
+            FrameResult::ReplyAndClose(bytes) => {
+                let _ = tx.send(Queued::Ready(bytes)).await;
+                break;
             }
             FrameResult::Deferred(pending) => {
                 if tx.send(Queued::Deferred(pending)).await.is_err() {
@@ -171,8 +307,84 @@ async fn serve_inner(
     let _ = writer.await;
 }
 
+/// The principal of a TLS client: `User:<mapped subject DN>` of its certificate, or None
+/// without one. A certificate no mapping rule matches fails the connection, as in Kafka.
+fn client_certificate_principal(stream: &TlsStream, tls: &crate::security::tls::TlsListener) -> anyhow::Result<Option<String>> {
+    let Some(cert) = stream.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+        return Ok(None);
+    };
+    let dn = crate::security::tls::subject_dn(cert)?;
+    let name = tls.principal_rules.map(&dn).ok_or_else(|| anyhow::anyhow!("no ssl.principal.mapping.rules rule matches {dn}"))?;
+    Ok(Some(format!("User:{name}")))
+}
+
+/// Kafka answers a failed login after `connection.failed.authentication.delay.ms`, which
+/// slows down password guessing; the connection closes afterwards.
+async fn failed_authentication_delay(broker: &Broker) {
+    let ms = broker.config.connection_failed_authentication_delay_ms.max(0) as u64;
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+/// A raw SASL token (after SaslHandshake v0): answered with a size-prefixed raw token.
+async fn raw_sasl_token(broker: &Arc<Broker>, auth: &mut Auth, peer: SocketAddr, token: &[u8]) -> FrameResult {
+    let Some(sasl) = auth.sasl.as_mut() else {
+        return FrameResult::Close("raw SASL token on a listener without SASL");
+    };
+    let image = broker.metadata.image();
+    match sasl.authenticate(0, token, |user, mechanism| image.scram_credential(user, mechanism).cloned()) {
+        Reply::Send(response) => {
+            let mut buf = BytesMut::with_capacity(4 + response.auth_bytes.len());
+            buf.put_i32(response.auth_bytes.len() as i32);
+            buf.put_slice(&response.auth_bytes);
+            FrameResult::Reply(ResponseFrame::in_memory(buf.freeze()))
+        }
+        Reply::SendAndClose(response) => {
+            info!(%peer, error = response.error_message.as_deref().unwrap_or(""), "SASL authentication failed");
+            failed_authentication_delay(broker).await;
+            FrameResult::Close("SASL authentication failed")
+        }
+    }
+}
+
+/// SaslHandshake / SaslAuthenticate on a SASL listener, answered from the connection's session.
+async fn sasl_request(broker: &Arc<Broker>, sasl: &mut SaslSession, peer: SocketAddr, api_key: ApiKey, version: i16, correlation_id: i32, request: RequestKind) -> FrameResult {
+    use klamm_protocol::messages::ResponseKind;
+    let (reply, failure) = match request {
+        RequestKind::SaslHandshake(r) => match sasl.handshake(version, &r.mechanism) {
+            Reply::Send(resp) => (Reply::Send(ResponseKind::from(resp)), None),
+            Reply::SendAndClose(resp) => (Reply::SendAndClose(ResponseKind::from(resp)), Some(format!("SaslHandshake for mechanism {:?} refused", r.mechanism))),
+        },
+        RequestKind::SaslAuthenticate(r) => {
+            let image = broker.metadata.image();
+            match sasl.authenticate(version, &r.auth_bytes, |user, mechanism| image.scram_credential(user, mechanism).cloned()) {
+                Reply::Send(resp) => (Reply::Send(ResponseKind::from(resp)), None),
+                Reply::SendAndClose(resp) => {
+                    let message = resp.error_message.clone().unwrap_or_default();
+                    (Reply::SendAndClose(ResponseKind::from(resp)), Some(message))
+                }
+            }
+        }
+        _ => return FrameResult::Close("not a SASL request"),
+    };
+    let (response, close) = match reply {
+        Reply::Send(r) => (r, false),
+        Reply::SendAndClose(r) => (r, true),
+    };
+    if let Some(message) = failure {
+        info!(%peer, error = %message, "SASL authentication failed");
+        failed_authentication_delay(broker).await;
+    }
+    match encode_response(api_key, version, correlation_id, &response) {
+        Ok(bytes) if close => FrameResult::ReplyAndClose(ResponseFrame::in_memory(bytes)),
+        Ok(bytes) => FrameResult::Reply(ResponseFrame::in_memory(bytes)),
+        Err(_) => FrameResult::Close("response encoding failed"),
+    }
+}
+
 enum FrameResult {
     Reply(ResponseFrame),
+    /// Send, then close (a failed SASL login).
+    ReplyAndClose(ResponseFrame),
     Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = Option<ResponseFrame>> + Send>>),
     Silent,
     Close(&'static str),
@@ -182,6 +394,7 @@ async fn handle_frame(
     broker: &Arc<Broker>,
     listener: &str,
     peer: SocketAddr,
+    auth: &mut Auth,
     mut frame: Bytes,
 ) -> FrameResult {
     let (header, api_key) = match decode_request_header(&mut frame) {
@@ -208,6 +421,19 @@ async fn handle_frame(
     // Let go of the frame: a produce request's records are then the only
     // reference to their bytes and can be stamped in place (no copy).
     drop(frame);
+    if let Some(sasl) = auth.sasl.as_mut() {
+        match api_key {
+            ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => {
+                return sasl_request(broker, sasl, peer, api_key, version, correlation_id, request).await;
+            }
+            ApiKey::ApiVersions => {}
+            _ if sasl.blocks_requests(std::time::Instant::now()) => {
+                info!(%peer, api_key = api_key.name(), "closing connection: request before SASL authentication completed");
+                return FrameResult::Close("request before SASL authentication");
+            }
+            _ => {}
+        }
+    }
     let span = tracing::debug_span!(
         "request",
         api_key = api_key.name(),
@@ -223,6 +449,7 @@ async fn handle_frame(
         client_id: header.client_id.clone().unwrap_or_default(),
         listener: listener.to_string(),
         peer,
+        principal: auth.principal(),
     };
     match handlers::handle(&ctx, request).instrument(span).await {
         Outcome::Respond(response) => match encode_response(api_key, version, correlation_id, &response) {

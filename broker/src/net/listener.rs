@@ -8,13 +8,16 @@ use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::net::ip_limits::{ConnectionsPerIp, PerIpLimits};
+use crate::security::ListenerSecurity;
 use crate::server::Broker;
 
-/// A bound listener socket together with its Kafka listener name.
+/// A bound listener socket together with its Kafka listener name and security.
 pub struct BoundListener {
     pub name: String,
     pub socket: TcpListener,
     pub local_addr: SocketAddr,
+    /// TLS and SASL of this listener (plaintext unless set after binding).
+    pub security: Arc<ListenerSecurity>,
 }
 
 impl BoundListener {
@@ -22,7 +25,7 @@ impl BoundListener {
         let host = if host.is_empty() { "0.0.0.0" } else { host };
         let socket = TcpListener::bind((host, port)).await?;
         let local_addr = socket.local_addr()?;
-        Ok(BoundListener { name: name.to_string(), socket, local_addr })
+        Ok(BoundListener { name: name.to_string(), socket, local_addr, security: Arc::new(ListenerSecurity::plaintext()) })
     }
 }
 
@@ -38,7 +41,7 @@ pub async fn serve_listener(
 ) {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections.clamp(1, 1 << 20) as usize));
     let mut ip_limits: Option<PerIpLimits> = None;
-    info!(listener = %listener.name, addr = %listener.local_addr, "accepting Kafka connections");
+    info!(listener = %listener.name, addr = %listener.local_addr, protocol = listener.security.protocol.name(), "accepting Kafka connections");
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
@@ -79,9 +82,10 @@ pub async fn serve_listener(
                 let _ = stream.set_nodelay(true);
                 let broker = broker.clone();
                 let listener_name = listener.name.clone();
+                let security = listener.security.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    crate::net::connection::serve(stream, peer, listener_name, broker, shutdown).await;
+                    crate::net::connection::serve(stream, peer, listener_name, security, broker, shutdown).await;
                     drop((permit, ip_permit));
                     debug!(%peer, "connection closed");
                 });

@@ -65,6 +65,8 @@ pub struct FetcherContext {
     pub replicas: Arc<ReplicaManager>,
     pub metadata: MetadataSource,
     pub settings: Arc<FetcherSettings>,
+    /// TLS and SASL login for the inter-broker listener.
+    pub inter_broker_security: crate::security::client::ClientSecurity,
 }
 
 /// The `replica.fetch.*` settings and the identity the fetchers use.
@@ -170,7 +172,7 @@ async fn fetch_from(broker: FetcherContext, leader: i32, mut shutdown: watch::Re
                 pause(&mut shutdown).await;
                 continue;
             };
-            match KafkaClient::connect(&addr, &client_id, CONNECT_TIMEOUT).await {
+            match KafkaClient::connect_secured(&addr, &client_id, CONNECT_TIMEOUT, &broker.inter_broker_security).await {
                 Ok(c) => client = Some(c),
                 Err(e) => {
                     debug!(leader, %addr, error = %e, "cannot reach leader");

@@ -187,7 +187,8 @@ impl TxnCoordinator {
                 Arc::new(super::markers::ImageLeaders(broker.clone())),
                 broker.node_id,
                 Default::default(),
-            )),
+            )
+            .secured(broker.inter_broker_security.clone())),
         });
         follow_image(&broker.metadata, shutdown, |image| txns.sync_leadership(image, &broker.replicas)).await;
         txns.shards.clear();

@@ -35,6 +35,7 @@ use tracing::{debug, warn};
 use super::persistence::group_by_topic;
 use super::state::{MarkerJob, Tp};
 use crate::net::client::KafkaClient;
+use crate::security::client::ClientSecurity;
 
 /// The version sent (the first flexible one; Kafka's brokers send v1 too).
 pub const WRITE_TXN_MARKERS_VERSION: i16 = 1;
@@ -105,6 +106,7 @@ pub struct MarkerSender {
     client_id: String,
     tuning: MarkerTuning,
     idle: Mutex<HashMap<String, Vec<KafkaClient>>>,
+    security: ClientSecurity,
 }
 
 enum Answer {
@@ -114,7 +116,13 @@ enum Answer {
 
 impl MarkerSender {
     pub fn new(lookup: Arc<dyn LeaderLookup>, node_id: i32, tuning: MarkerTuning) -> MarkerSender {
-        MarkerSender { lookup, client_id: format!("klamm-txn-markers-{node_id}"), tuning, idle: Mutex::new(HashMap::new()) }
+        MarkerSender { lookup, client_id: format!("klamm-txn-markers-{node_id}"), tuning, idle: Mutex::new(HashMap::new()), security: ClientSecurity::default() }
+    }
+
+    /// Connects to leaders with `security` (the inter-broker listener's TLS and SASL login).
+    pub fn secured(mut self, security: ClientSecurity) -> MarkerSender {
+        self.security = security;
+        self
     }
 
     /// Writes the markers of `job` with `coordinator_epoch`, retrying until done or fenced.
@@ -202,7 +210,7 @@ impl MarkerSender {
         };
         let mut client = match self.take_idle(addr) {
             Some(c) => c,
-            None => match KafkaClient::connect(addr, &self.client_id, self.tuning.request_timeout).await {
+            None => match KafkaClient::connect_secured(addr, &self.client_id, self.tuning.request_timeout, &self.security).await {
                 Ok(c) => c,
                 Err(e) => return Answer::Failed(format!("connect: {e}")),
             },

@@ -593,7 +593,7 @@ fn group_session_timeouts_consistent() {
 #[test]
 fn unknown_and_ignored_keys() {
     let l = load_text(
-        &format!("{MINIMAL}zookeeper.connect=localhost:2181\nnum.recovery.threads.per.data.dir=4\nsocket.send.buffer.bytes=1\nlistener.name.plaintext.sasl.enabled.mechanisms=PLAIN\nmade.up=1\nretention.ms=5\n"),
+        &format!("{MINIMAL}zookeeper.connect=localhost:2181\nnum.recovery.threads.per.data.dir=4\nsocket.send.buffer.bytes=1\nlistener.name.plaintext.ssl.cipher.suites=X\nmade.up=1\nretention.ms=5\n"),
         &["another.unknown=x"],
     )
     .unwrap();
@@ -604,7 +604,7 @@ fn unknown_and_ignored_keys() {
     assert_eq!(
         l.ignored_keys,
         vec![
-            "listener.name.plaintext.sasl.enabled.mechanisms",
+            "listener.name.plaintext.ssl.cipher.suites",
             "num.recovery.threads.per.data.dir",
             "socket.send.buffer.bytes",
             "zookeeper.connect"
@@ -845,55 +845,80 @@ fn protocol_map_parsing() {
 }
 
 #[test]
-fn secured_listeners_are_refused_not_served_as_plaintext() {
-    let refused = |listener: &str, protocol: &str| {
-        format!(
-            "listener {listener} uses security protocol {protocol}, which Klamm does not implement yet; \
-             it refuses to serve a secured listener as plaintext (use PLAINTEXT)"
-        )
-    };
-    // The protocol names themselves, through the default map.
-    for p in ["SSL", "SASL_SSL", "SASL_PLAINTEXT"] {
-        let e = must_err(
-            MINIMAL,
-            &[
-                &format!("listeners={p}://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"),
-                &format!("inter.broker.listener.name={p}"),
-            ],
-        );
-        assert_eq!(e, refused(p, p));
-    }
-    // A custom name mapped to a secured protocol.
-    let e = must_err(
+fn secured_client_listeners_load_with_their_settings() {
+    let c = must_load(
         MINIMAL,
         &[
-            "listeners=PLAINTEXT://:9092,EXTERNAL://:9094,CONTROLLER://:9093",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,EXTERNAL:SSL,CONTROLLER:PLAINTEXT",
+            "listeners=PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9094,SASL_SSL://127.0.0.1:9095,CONTROLLER://127.0.0.1:9093",
+            "ssl.keystore.type=PEM",
+            "ssl.keystore.location=/etc/klamm/server.pem",
+            "listener.name.ssl.ssl.client.auth=required",
+            "listener.name.ssl.ssl.truststore.type=PEM",
+            "listener.name.ssl.ssl.truststore.location=/etc/klamm/ca.pem",
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"pw\";",
         ],
     );
-    assert_eq!(e, refused("EXTERNAL", "SSL"));
-    // The controller listener of a combined node.
-    let e = must_err(
+    let ssl = c.listener_security["SSL"].ssl.as_ref().unwrap();
+    assert_eq!(ssl.client_auth, crate::security::ClientAuth::Required);
+    let sasl_ssl = &c.listener_security["SASL_SSL"];
+    assert_eq!(sasl_ssl.ssl.as_ref().unwrap().client_auth, crate::security::ClientAuth::None);
+    assert_eq!(sasl_ssl.sasl.as_ref().unwrap().enabled_mechanisms.len(), 2);
+    assert!(c.listener_security["PLAINTEXT"].ssl.is_none());
+}
+
+#[test]
+fn authorizer_settings() {
+    let c = must_load(MINIMAL, &[]);
+    assert!(!c.authorizer_enabled && c.super_users.is_empty() && !c.allow_everyone_if_no_acl_found);
+    let c = must_load(
         MINIMAL,
-        &["listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_SSL"],
+        &[
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:admin; User:CN=broker,O=x",
+            "allow.everyone.if.no.acl.found=true",
+        ],
     );
-    assert_eq!(e, refused("CONTROLLER", "SASL_SSL"));
+    assert!(c.authorizer_enabled && c.allow_everyone_if_no_acl_found);
+    assert_eq!(c.super_users, vec!["User:admin".to_string(), "User:CN=broker,O=x".to_string()]);
+    assert!(must_err(MINIMAL, &["authorizer.class.name=kafka.security.authorizer.AclAuthorizer"]).contains("authorizer.class.name"));
+}
+
+#[test]
+fn unsupported_security_is_refused_naming_the_listener() {
+    // A JKS keystore (Kafka's default type).
+    let e = must_err(MINIMAL, &["listeners=SSL://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093", "inter.broker.listener.name=SSL", "ssl.keystore.location=/k.jks"]);
+    assert!(e.starts_with("listener SSL: ssl.keystore.type: JKS keystores are not supported"), "{e}");
+    // GSSAPI, the default mechanism.
+    let e = must_err(MINIMAL, &["listeners=SASL_PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093", "inter.broker.listener.name=SASL_PLAINTEXT"]);
+    assert!(e.contains("listener SASL_PLAINTEXT: sasl.enabled.mechanisms") && e.contains("GSSAPI"), "{e}");
+}
+
+#[test]
+fn secured_links_between_nodes_are_refused_not_served_as_plaintext() {
+    // The controller listener of a combined node.
+    let e = must_err(MINIMAL, &["listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_SSL"]);
+    assert!(e.starts_with("controller listener CONTROLLER uses security protocol SASL_SSL"), "{e}");
     // The controller listener of a broker-only node, which connects to it without binding it.
     let e = must_err(
         MINIMAL,
-        &[
-            "process.roles=broker",
-            "node.id=2",
-            "listeners=PLAINTEXT://:9092",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
-        ],
+        &["process.roles=broker", "node.id=2", "listeners=PLAINTEXT://:9092", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"],
     );
-    assert_eq!(e, refused("CONTROLLER", "SSL"));
+    assert!(e.starts_with("controller listener CONTROLLER uses security protocol SSL"), "{e}");
+    // A SASL inter-broker listener needs a mechanism Klamm serves for the brokers' logins.
+    let sasl_inter = [
+        "listeners=SASL_PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+        "inter.broker.listener.name=SASL_PLAINTEXT",
+        "controller.quorum.voters=1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293",
+        "sasl.enabled.mechanisms=PLAIN",
+    ];
+    let e = must_err(MINIMAL, &sasl_inter);
+    assert!(e.starts_with("sasl.mechanism.inter.broker.protocol: SASL mechanism \"GSSAPI\""), "{e}");
+    let mut ok = sasl_inter.to_vec();
+    ok.push("sasl.mechanism.inter.broker.protocol=PLAIN");
+    assert_eq!(must_load(MINIMAL, &ok).sasl_mechanism_inter_broker_protocol, "PLAIN");
     // PLAINTEXT everywhere still loads.
-    must_load(
-        MINIMAL,
-        &["listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"],
-    );
+    must_load(MINIMAL, &["listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"]);
 }
 
 #[test]

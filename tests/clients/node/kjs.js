@@ -4,6 +4,8 @@
 //
 // Reads a JSON program on stdin:
 //   {"brokers": ["127.0.0.1:PORT"], "steps": [{"op": "...", ...}, ...]}
+// with optional "ssl": {"ca": "<PEM file>"} and "sasl": {"mechanism", "username", "password"}
+// for secured listeners (tests/clients/test_security.py).
 // runs the steps in order and prints {"results": [...]} on stdout, one entry
 // per step: {"ok": true, "result": ...} or {"ok": false, "error": {...}}.
 // kafkajs' own log lines go to stderr, so stdout stays pure JSON.
@@ -345,6 +347,8 @@ async function main () {
     logLevel: logLevel.WARN,
     logCreator: stderrLogCreator,
     retry: { retries: 5, initialRetryTime: 200 },
+    ssl: prog.ssl ? { ca: [require('fs').readFileSync(prog.ssl.ca)], servername: 'localhost' } : undefined,
+    sasl: prog.sasl || undefined,
   })
   const results = []
   for (const step of prog.steps) {

@@ -1,0 +1,110 @@
+//! The client side of a secured inter-broker listener: how this broker connects and logs in
+//! to the other brokers (follower fetches, the controller's liveness checks) when
+//! `inter.broker.listener.name` names an SSL, SASL_PLAINTEXT or SASL_SSL listener.
+//!
+//! As in Kafka, the settings are the listener's own: its truststore verifies the other
+//! brokers' certificates, its keystore is presented when the listener asks clients for one,
+//! and the SASL login uses `sasl.mechanism.inter.broker.protocol` with the `username` /
+//! `password` options of the listener's JAAS config for that mechanism.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use klamm_config::security::{ClientAuth, Keystore, PemSource, SaslMechanism};
+use klamm_config::BrokerConfig;
+
+use super::tls::{certificates, private_key, read_pem};
+
+/// A SASL login: mechanism and credentials.
+#[derive(Clone)]
+pub struct SaslLogin {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: String,
+}
+
+/// How to connect to another broker's inter-broker listener.
+#[derive(Clone, Default)]
+pub struct ClientSecurity {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub sasl: Option<SaslLogin>,
+}
+
+impl std::fmt::Debug for ClientSecurity {
+    // Never prints the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSecurity")
+            .field("tls", &self.tls.is_some())
+            .field("sasl", &self.sasl.as_ref().map(|s| (s.mechanism, s.username.as_str())))
+            .finish()
+    }
+}
+
+impl ClientSecurity {
+    /// The inter-broker listener's client settings (plaintext when it is PLAINTEXT).
+    pub fn inter_broker(config: &BrokerConfig) -> anyhow::Result<ClientSecurity> {
+        let listener = &config.inter_broker_listener_name;
+        let Some(settings) = config.listener_security.get(listener) else {
+            return Ok(ClientSecurity::default());
+        };
+        let what = format!("inter-broker listener {listener}");
+        let tls = match &settings.ssl {
+            None => None,
+            Some(ssl) => {
+                let mut roots = rustls::RootCertStore::empty();
+                match ssl.truststore.as_ref() {
+                    // A single node never connects to another broker, so this is no error.
+                    None => tracing::warn!(
+                        "{what} has no truststore (ssl.truststore.location / ssl.truststore.certificates): \
+                         connections to other brokers will fail their TLS handshake"
+                    ),
+                    Some(trust) => {
+                        for cert in certificates(&read_pem(trust, "ssl.truststore")?, &format!("{what} truststore"))? {
+                            roots.add(cert).with_context(|| format!("{what}: truststore certificate"))?;
+                        }
+                    }
+                }
+                #[allow(deprecated)] // ring: see tls.rs
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let builder = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .context("TLS versions")?
+                    .with_root_certificates(roots);
+                let config = if ssl.client_auth == ClientAuth::None {
+                    builder.with_no_client_auth()
+                } else {
+                    let pem = match &ssl.keystore {
+                        Keystore::File(path) => read_pem(&PemSource::File(path.clone()), "ssl.keystore.location")?,
+                        Keystore::Inline { key, chain } => format!("{key}\n{chain}").into_bytes(),
+                    };
+                    builder
+                        .with_client_auth_cert(certificates(&pem, &what)?, private_key(&pem, &what)?)
+                        .with_context(|| format!("{what}: client certificate"))?
+                };
+                Some(Arc::new(config))
+            }
+        };
+        let sasl = match &settings.sasl {
+            None => None,
+            Some(sasl) => {
+                let mechanism = SaslMechanism::parse(&config.sasl_mechanism_inter_broker_protocol).map_err(|e| anyhow!("sasl.mechanism.inter.broker.protocol: {e}"))?;
+                if !sasl.enabled_mechanisms.contains(&mechanism) {
+                    bail!("{what}: sasl.mechanism.inter.broker.protocol {} is not in sasl.enabled.mechanisms", mechanism.name());
+                }
+                let option = |k: &str| sasl.jaas_for(mechanism).and_then(|j| j.options.get(k).cloned());
+                match (option("username"), option("password")) {
+                    (Some(username), Some(password)) => Some(SaslLogin { mechanism, username, password }),
+                    _ => {
+                        tracing::warn!(
+                            "{what}: the {} JAAS config has no username=\"...\" password=\"...\" for this broker's own login: \
+                             connections to other brokers will fail to authenticate",
+                            mechanism.name()
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        Ok(ClientSecurity { tls, sasl })
+    }
+}
