@@ -67,7 +67,7 @@ else
 fi
 
 if [[ $setup_ok -eq 1 && $build_ok -eq 1 ]]; then
-    step client-tests 900 tests/.venv/bin/pytest -q tests/clients -p no:cacheprovider --timeout 300 -rfEs
+    step client-tests 1800 tests/.venv/bin/pytest -q tests/clients -p no:cacheprovider --timeout 300 -rfEs
 else
     skip client-tests "needs a successful setup and build"
 fi
