@@ -38,6 +38,7 @@ fn ctx(broker: &Arc<Broker>, key: ApiKey, version: i16) -> RequestContext {
         client_id: "txn-test".to_string(),
         listener: "PLAINTEXT".to_string(),
         peer: "127.0.0.1:1".parse().expect("socket address"),
+        principal: crate::security::ANONYMOUS.to_string(),
     }
 }
 
