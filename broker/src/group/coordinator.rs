@@ -14,6 +14,7 @@
 //! batch and stay pending until [`GroupCoordinator::complete_transaction`]
 //! reports the transaction's marker.
 
+use crate::topic_partition::TopicPartition;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -84,7 +85,7 @@ enum Command {
     Describe { group_id: String, reply: Reply<GroupSummary> },
     List { reply: Reply<Vec<ListedGroupInfo>> },
     DeleteGroup { group_id: String, reply: Reply<ErrorCode> },
-    DeleteOffsets { group_id: String, partitions: Vec<(String, i32)>, reply: Reply<Result<Vec<ErrorCode>, ErrorCode>> },
+    DeleteOffsets { group_id: String, partitions: Vec<TopicPartition>, reply: Reply<Result<Vec<ErrorCode>, ErrorCode>> },
 }
 
 /// The group coordinator of one broker.
@@ -275,7 +276,7 @@ impl GroupCoordinator {
         self.ask(group_id, |reply| Command::DeleteGroup { group_id: group_id.to_string(), reply }).await.unwrap_or_else(|e| e)
     }
 
-    pub async fn delete_offsets(&self, group_id: &str, partitions: Vec<(String, i32)>) -> Result<Vec<ErrorCode>, ErrorCode> {
+    pub async fn delete_offsets(&self, group_id: &str, partitions: Vec<TopicPartition>) -> Result<Vec<ErrorCode>, ErrorCode> {
         self.ask(group_id, |reply| Command::DeleteOffsets { group_id: group_id.to_string(), partitions, reply }).await?
     }
 }
@@ -630,7 +631,7 @@ impl ShardTask {
                 offsets.sort();
                 offsets.dedup();
                 let mut records: Vec<(Bytes, Option<Bytes>)> =
-                    offsets.iter().map(|(t, p)| (persistence::offset_key(group_id, t, *p), None)).collect();
+                    offsets.iter().map(|tp| (persistence::offset_key(group_id, &tp.topic, tp.partition), None)).collect();
                 records.push((persistence::group_key(group_id), None));
                 match self.append(&records) {
                     Ok(_) => ErrorCode::NONE,
@@ -647,10 +648,10 @@ impl ShardTask {
         }
     }
 
-    fn delete_offsets(&mut self, group_id: &str, partitions: &[(String, i32)], _now: i64) -> Result<Vec<ErrorCode>, ErrorCode> {
+    fn delete_offsets(&mut self, group_id: &str, partitions: &[TopicPartition], _now: i64) -> Result<Vec<ErrorCode>, ErrorCode> {
         let backup = self.shard.group(group_id).map(|g| g.offsets.clone());
         let (errors, removed) = self.shard.delete_offsets(group_id, partitions)?;
-        let records: Vec<(Bytes, Option<Bytes>)> = removed.iter().map(|(t, p)| (persistence::offset_key(group_id, t, *p), None)).collect();
+        let records: Vec<(Bytes, Option<Bytes>)> = removed.iter().map(|tp| (persistence::offset_key(group_id, &tp.topic, tp.partition), None)).collect();
         if let Err(e) = self.append(&records) {
             if let (Some(g), Some(offsets)) = (self.shard.groups.get_mut(group_id), backup) {
                 g.offsets = offsets;
@@ -667,7 +668,7 @@ impl ShardTask {
         }
         let mut records = Vec::new();
         for (group, partitions, gone) in &expired {
-            for (t, p) in partitions {
+            for TopicPartition { topic: t, partition: p } in partitions {
                 records.push((persistence::offset_key(group, t, *p), None));
             }
             if *gone {

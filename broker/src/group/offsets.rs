@@ -5,6 +5,7 @@
 //! like [`super::state`]; writing the records is the coordinator's job, which
 //! calls [`Shard::apply_commit`] only after the append succeeded.
 
+use crate::topic_partition::TopicPartition;
 use std::collections::BTreeMap;
 
 use klamm_protocol::ErrorCode;
@@ -140,7 +141,7 @@ impl Shard {
         let Some(group) = self.groups.get_mut(&req.group_id) else { return };
         for (i, value) in &plan.accepted {
             let o = &req.offsets[*i];
-            group.offsets.insert((o.topic.clone(), o.partition), value.clone());
+            group.offsets.insert(TopicPartition::new(o.topic.clone(), o.partition), value.clone());
         }
     }
 
@@ -154,7 +155,7 @@ impl Shard {
                 .map(|(t, parts)| {
                     let ps = parts
                         .iter()
-                        .map(|p| (*p, group.and_then(|g| g.offsets.get(&(t.clone(), *p)).cloned())))
+                        .map(|p| (*p, group.and_then(|g| g.offsets.get(&TopicPartition::new(t.clone(), *p)).cloned())))
                         .collect();
                     (t.clone(), ps)
                 })
@@ -162,7 +163,7 @@ impl Shard {
             None => {
                 let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> = BTreeMap::new();
                 if let Some(g) = group {
-                    for ((t, p), o) in &g.offsets {
+                    for (TopicPartition { topic: t, partition: p }, o) in &g.offsets {
                         by_topic.entry(t.clone()).or_default().push((*p, Some(o.clone())));
                     }
                 }
@@ -173,12 +174,12 @@ impl Shard {
 
     /// Kafka's `handleDeleteOffsets`: a group-level error, or an error per
     /// partition; the removed partitions need tombstones.
-    pub fn delete_offsets(&mut self, group_id: &str, partitions: &[(String, i32)]) -> Result<(Vec<ErrorCode>, Vec<(String, i32)>), ErrorCode> {
+    pub fn delete_offsets(&mut self, group_id: &str, partitions: &[TopicPartition]) -> Result<(Vec<ErrorCode>, Vec<TopicPartition>), ErrorCode> {
         let Some(group) = self.groups.get_mut(group_id) else { return Err(ErrorCode::GROUP_ID_NOT_FOUND) };
         let mut errors = Vec::with_capacity(partitions.len());
         let mut removed = Vec::new();
         let consumer_with_members = group.protocol_type.as_deref() == Some("consumer");
-        for (t, p) in partitions {
+        for TopicPartition { topic: t, partition: p } in partitions {
             let code = match group.state {
                 GroupState::Dead => return Err(ErrorCode::GROUP_ID_NOT_FOUND),
                 GroupState::Empty => ErrorCode::NONE,
@@ -196,10 +197,10 @@ impl Shard {
             // Kafka writes the tombstone when a committed or a pending
             // transactional offset exists; it removes both.
             if code == ErrorCode::NONE {
-                let committed = group.offsets.remove(&(t.clone(), *p)).is_some();
+                let committed = group.offsets.remove(&TopicPartition::new(t.clone(), *p)).is_some();
                 let pending = super::txn_offsets::drop_pending(&mut self.pending_txn, group_id, t, *p);
                 if committed || pending {
-                    removed.push((t.clone(), *p));
+                    removed.push(TopicPartition::new(t.clone(), *p));
                 }
             }
             errors.push(code);
@@ -210,14 +211,14 @@ impl Shard {
     /// Kafka's offset retention (`cleanupGroupMetadata` /
     /// `removeExpiredOffsets`). Returns, per group, the expired partitions
     /// and whether the group itself is now gone (needs a group tombstone).
-    pub fn expire_offsets(&mut self, now_ms: i64) -> Vec<(String, Vec<(String, i32)>, bool)> {
+    pub fn expire_offsets(&mut self, now_ms: i64) -> Vec<(String, Vec<TopicPartition>, bool)> {
         let retention = self.config.offsets_retention_ms;
         let mut out = Vec::new();
         let ids: Vec<String> = self.groups.keys().cloned().collect();
         let pending = &self.pending_txn;
         for id in ids {
             let group = self.groups.get_mut(&id).expect("exists");
-            let expired: Vec<(String, i32)> = {
+            let expired: Vec<TopicPartition> = {
                 let expired_by = |o: &CommittedOffset, base: i64| match o.expire_timestamp_ms {
                     Some(e) => now_ms >= e,
                     None => now_ms - base >= retention,
@@ -231,7 +232,7 @@ impl Shard {
                         Some(subscribed) => group
                             .offsets
                             .iter()
-                            .filter(|((t, _), o)| !subscribed.contains(t) && expired_by(o, o.commit_timestamp_ms))
+                            .filter(|(TopicPartition { topic: t, .. }, o)| !subscribed.contains(t) && expired_by(o, o.commit_timestamp_ms))
                             .map(|(k, _)| k.clone())
                             .collect(),
                         None => Vec::new(),
@@ -242,8 +243,8 @@ impl Shard {
             };
             // An offset with a pending transactional commit does not expire
             // yet (Kafka's `cleanupExpiredOffsets`).
-            let expired: Vec<(String, i32)> =
-                expired.into_iter().filter(|(t, p)| !super::txn_offsets::is_pending(pending, &id, t, *p)).collect();
+            let expired: Vec<TopicPartition> =
+                expired.into_iter().filter(|tp| !super::txn_offsets::is_pending(pending, &id, &tp.topic, tp.partition)).collect();
             for k in &expired {
                 group.offsets.remove(k);
             }

@@ -22,6 +22,7 @@
 //! The log itself is behind [`OffsetsLog`] so the coordinator can be tested
 //! over [`MemLog`].
 
+use crate::topic_partition::TopicPartition;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -394,7 +395,7 @@ pub struct Loaded {
 /// Transactional offset commits stay pending until their producer's marker,
 /// which commits or drops them (Kafka's `replayEndTransactionMarker`).
 pub fn load(log: &dyn OffsetsLog, now_ms: i64) -> Result<Loaded, ErrorCode> {
-    let mut offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>> = BTreeMap::new();
+    let mut offsets: BTreeMap<String, BTreeMap<TopicPartition, CommittedOffset>> = BTreeMap::new();
     let mut pending = PendingOffsets::new();
     let mut groups: BTreeMap<String, GroupValue> = BTreeMap::new();
     let mut removed_groups: std::collections::BTreeSet<String> = Default::default();
@@ -434,12 +435,12 @@ pub fn load(log: &dyn OffsetsLog, now_ms: i64) -> Result<Loaded, ErrorCode> {
                                 Some(pid) => pending.entry(pid).or_default().entry(group).or_default(),
                                 None => offsets.entry(group).or_default(),
                             };
-                            into.insert((topic, partition), v);
+                            into.insert(TopicPartition::new(topic, partition), v);
                         }
                         Some(LogRecord::Offset { group, topic, partition, value: None }) => {
                             txn_offsets::drop_pending(&mut pending, &group, &topic, partition);
                             if let Some(o) = offsets.get_mut(&group) {
-                                o.remove(&(topic, partition));
+                                o.remove(&TopicPartition::new(topic, partition));
                             }
                         }
                         Some(LogRecord::Group { group, value: Some(v) }) => {

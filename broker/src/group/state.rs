@@ -9,6 +9,7 @@
 //! scheduled here: [`Shard::next_deadline`] says when [`Shard::tick`] must run
 //! next. One [`Shard`] holds the groups of one `__consumer_offsets` partition.
 
+use crate::topic_partition::TopicPartition;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
@@ -261,7 +262,7 @@ pub struct Group {
     /// Leader's assignment waiting to be stored (generation, member -> bytes).
     pub pending_assignment: Option<(i32, Vec<(String, Bytes)>)>,
     /// Committed offsets, by (topic, partition).
-    pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    pub offsets: BTreeMap<TopicPartition, CommittedOffset>,
 }
 
 impl Group {
@@ -1218,7 +1219,7 @@ impl Shard {
     /// Kafka's DeleteGroups check: only Empty (or offset-only) groups may go.
     /// On success the group is Dead and removed; the caller writes tombstones
     /// for the returned offsets and the group record.
-    pub fn delete_group(&mut self, group_id: &str) -> Result<Vec<(String, i32)>, ErrorCode> {
+    pub fn delete_group(&mut self, group_id: &str) -> Result<Vec<TopicPartition>, ErrorCode> {
         let Some(group) = self.groups.get_mut(group_id) else { return Err(ErrorCode::GROUP_ID_NOT_FOUND) };
         match group.state {
             GroupState::Dead => Err(ErrorCode::GROUP_ID_NOT_FOUND),

@@ -1,6 +1,7 @@
 //! Unit tests of the group state machine, offsets and record formats
 //! (no tokio: every input carries its time).
 
+use crate::topic_partition::TopicPartition;
 use bytes::{BufMut, Bytes, BytesMut};
 use klamm_protocol::ErrorCode;
 
@@ -744,7 +745,7 @@ fn standalone_commit_creates_empty_group() {
 #[test]
 fn offset_delete_rules() {
     let mut s = shard(0);
-    assert_eq!(s.delete_offsets("g", &[("t".into(), 0)]).unwrap_err(), ErrorCode::GROUP_ID_NOT_FOUND);
+    assert_eq!(s.delete_offsets("g", &[TopicPartition::new("t", 0)]).unwrap_err(), ErrorCode::GROUP_ID_NOT_FOUND);
     let (a, _) = stable_two(&mut s);
     for (t, p) in [("t", 0), ("other", 0)] {
         let mut req = commit(&a, 2, 1);
@@ -753,9 +754,9 @@ fn offset_delete_rules() {
         let plan = s.prepare_commit(&req, 0);
         s.apply_commit(&req, &plan);
     }
-    let (errs, removed) = s.delete_offsets("g", &[("t".into(), 0), ("other".into(), 0)]).unwrap();
+    let (errs, removed) = s.delete_offsets("g", &[TopicPartition::new("t", 0), TopicPartition::new("other", 0)]).unwrap();
     assert_eq!(errs, vec![ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC, ErrorCode::NONE]);
-    assert_eq!(removed, vec![("other".to_string(), 0)]);
+    assert_eq!(removed, vec![TopicPartition::new("other", 0)]);
     assert_eq!(s.fetch_offsets("g", None).len(), 1);
 }
 
@@ -769,7 +770,7 @@ fn delete_group_rules() {
     let plan = s.prepare_commit(&req, 0);
     s.apply_commit(&req, &plan);
     s.leave("g", &[LeavingMember { member_id: a, group_instance_id: None }, LeavingMember { member_id: b, group_instance_id: None }], 10);
-    assert_eq!(s.delete_group("g").unwrap(), vec![("t".to_string(), 0)]);
+    assert_eq!(s.delete_group("g").unwrap(), vec![TopicPartition::new("t", 0)]);
     assert!(s.group("g").is_none());
 }
 
@@ -789,7 +790,7 @@ fn offsets_retention_for_empty_groups() {
     assert_eq!(state(&s), GroupState::Empty);
     assert!(s.expire_offsets(20_500).is_empty(), "retention counts from when the group became empty");
     let out = s.expire_offsets(21_000);
-    assert_eq!(out, vec![("g".to_string(), vec![("t".to_string(), 0)], true)]);
+    assert_eq!(out, vec![("g".to_string(), vec![TopicPartition::new("t", 0)], true)]);
     assert!(s.group("g").is_none());
     // Standalone commits expire by commit time.
     let req = commit("", -1, 1);

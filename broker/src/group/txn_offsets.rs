@@ -10,6 +10,7 @@
 //! on load ([`super::persistence::load`]) share [`PendingOffsets`] and the
 //! functions below.
 
+use crate::topic_partition::TopicPartition;
 use std::collections::BTreeMap;
 
 use klamm_protocol::ErrorCode;
@@ -18,7 +19,7 @@ use super::offsets::{CommitPlan, CommitRequest, CommittedOffset};
 use super::state::{Group, GroupState, Shard, UNKNOWN_MEMBER_ID};
 
 /// Offsets of open transactions: producer id → group → (topic, partition).
-pub type PendingOffsets = BTreeMap<i64, BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>>;
+pub type PendingOffsets = BTreeMap<i64, BTreeMap<String, BTreeMap<TopicPartition, CommittedOffset>>>;
 
 /// Offsets per topic as OffsetFetch answers them: per partition the committed
 /// offset (if any) and the partition's error (UNSTABLE_OFFSET_COMMIT).
@@ -55,7 +56,7 @@ impl Shard {
         let by_group = self.pending_txn.entry(req.producer_id).or_default().entry(req.commit.group_id.clone()).or_default();
         for (i, value) in &plan.accepted {
             let o = &req.commit.offsets[*i];
-            by_group.insert((o.topic.clone(), o.partition), value.clone());
+            by_group.insert(TopicPartition::new(o.topic.clone(), o.partition), value.clone());
         }
     }
 
@@ -99,7 +100,7 @@ impl Shard {
 
     /// Removes every pending offset of `group_id` (the group is deleted) and
     /// returns the partitions, which need tombstones too.
-    pub fn drop_pending_of_group(&mut self, group_id: &str) -> Vec<(String, i32)> {
+    pub fn drop_pending_of_group(&mut self, group_id: &str) -> Vec<TopicPartition> {
         let mut out = Vec::new();
         for groups in self.pending_txn.values_mut() {
             if let Some(tps) = groups.remove(group_id) {
@@ -115,7 +116,7 @@ impl Shard {
 
 /// Whether some open transaction holds an offset of `group_id` for the partition.
 pub fn is_pending(pending: &PendingOffsets, group_id: &str, topic: &str, partition: i32) -> bool {
-    pending.values().any(|groups| groups.get(group_id).is_some_and(|tps| tps.contains_key(&(topic.to_string(), partition))))
+    pending.values().any(|groups| groups.get(group_id).is_some_and(|tps| tps.contains_key(&TopicPartition::new(topic, partition))))
 }
 
 /// Whether some open transaction holds offsets of `group_id`.
@@ -126,7 +127,7 @@ pub fn group_has_pending(pending: &PendingOffsets, group_id: &str) -> bool {
 /// A tombstone for the partition: drops its pending offsets of every
 /// producer. Returns whether there were any.
 pub fn drop_pending(pending: &mut PendingOffsets, group_id: &str, topic: &str, partition: i32) -> bool {
-    let key = (topic.to_string(), partition);
+    let key = TopicPartition::new(topic, partition);
     let mut dropped = false;
     for groups in pending.values_mut() {
         if let Some(tps) = groups.get_mut(group_id) {
@@ -142,7 +143,7 @@ pub fn drop_pending(pending: &mut PendingOffsets, group_id: &str, topic: &str, p
 
 /// Ends `producer_id`'s transaction in `pending`: the offsets to commit
 /// (none for an abort), as (group, (topic, partition), value).
-pub fn take_completed(pending: &mut PendingOffsets, producer_id: i64, commit: bool) -> Vec<(String, (String, i32), CommittedOffset)> {
+pub fn take_completed(pending: &mut PendingOffsets, producer_id: i64, commit: bool) -> Vec<(String, TopicPartition, CommittedOffset)> {
     let Some(groups) = pending.remove(&producer_id) else { return Vec::new() };
     if !commit {
         return Vec::new();
@@ -154,7 +155,7 @@ pub fn take_completed(pending: &mut PendingOffsets, producer_id: i64, commit: bo
 /// current one was written later in the log (Kafka compares record offsets so
 /// that compaction of `__consumer_offsets` cannot change the outcome).
 /// Returns whether it was applied.
-pub fn materialize(committed: &mut BTreeMap<(String, i32), CommittedOffset>, tp: (String, i32), value: CommittedOffset) -> bool {
+pub fn materialize(committed: &mut BTreeMap<TopicPartition, CommittedOffset>, tp: TopicPartition, value: CommittedOffset) -> bool {
     match committed.get(&tp) {
         Some(current) if current.record_offset >= value.record_offset => false,
         _ => {

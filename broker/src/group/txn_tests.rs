@@ -3,6 +3,7 @@
 //! retention), the replay on load, and the async coordinator over an
 //! in-memory log.
 
+use crate::topic_partition::TopicPartition;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -64,7 +65,7 @@ fn plain_commit_at(s: &mut Shard, partition: i32, offset: i64, base_offset: i64)
 }
 
 fn committed(s: &Shard, partition: i32) -> Option<i64> {
-    s.group("g").and_then(|g| g.offsets.get(&("t".to_string(), partition)).map(|o| o.offset))
+    s.group("g").and_then(|g| g.offsets.get(&TopicPartition::new("t", partition)).map(|o| o.offset))
 }
 
 fn stable_fetch(s: &Shard, partitions: Vec<i32>) -> Vec<(i32, Option<i64>, ErrorCode)> {
@@ -166,12 +167,12 @@ fn offset_delete_and_group_delete_drop_pending() {
     let mut s = shard(0);
     txn_commit_at(&mut s, &txn("", -1, None, &[("t", 0, 10), ("t", 1, 11)]), 0);
     // OffsetDelete of a partition with only a pending offset: tombstone, pending gone.
-    let (errors, removed) = s.delete_offsets("g", &[("t".to_string(), 0)]).unwrap();
-    assert_eq!((errors, removed), (vec![ErrorCode::NONE], vec![("t".to_string(), 0)]));
+    let (errors, removed) = s.delete_offsets("g", &[TopicPartition::new("t", 0)]).unwrap();
+    assert_eq!((errors, removed), (vec![ErrorCode::NONE], vec![TopicPartition::new("t", 0)]));
     assert_eq!(stable_fetch(&s, vec![0, 1]), vec![(0, None, ErrorCode::NONE), (1, None, ErrorCode::UNSTABLE_OFFSET_COMMIT)]);
     // Group deletion reports the pending partitions too.
     s.delete_group("g").unwrap();
-    assert_eq!(s.drop_pending_of_group("g"), vec![("t".to_string(), 1)]);
+    assert_eq!(s.drop_pending_of_group("g"), vec![TopicPartition::new("t", 1)]);
     assert!(s.pending_txn.is_empty());
     // A later COMMIT marker brings nothing back.
     assert_eq!(s.complete_transaction(PID, true, 500), 0);
@@ -185,7 +186,7 @@ fn retention_keeps_offsets_with_pending_transactions() {
     assert!(s.expire_offsets(10_000).is_empty(), "a pending transactional offset holds the partition and the group");
     s.complete_transaction(PID, false, 10_000);
     let expired = s.expire_offsets(20_000);
-    assert_eq!(expired, vec![("g".to_string(), vec![("t".to_string(), 0)], true)]);
+    assert_eq!(expired, vec![("g".to_string(), vec![TopicPartition::new("t", 0)], true)]);
 }
 
 // ----- replay on load -----
@@ -217,12 +218,12 @@ fn load_replays_transactional_commits_and_markers() {
     log.append(persistence::build_batch(&[(persistence::offset_key("g", "t", 4), None)], 1)).unwrap();
     let loaded = persistence::load(&log, 50).unwrap();
     let g = &loaded.groups["g"];
-    let get = |p: i32| g.offsets.get(&("t".to_string(), p)).map(|o| o.offset);
+    let get = |p: i32| g.offsets.get(&TopicPartition::new("t", p)).map(|o| o.offset);
     assert_eq!((get(0), get(1), get(2), get(3), get(4)), (Some(70), Some(1), Some(1), Some(5), None));
-    assert_eq!(g.offsets[&("t".to_string(), 0)].record_offset, 3, "record offsets come from the log");
+    assert_eq!(g.offsets[&TopicPartition::new("t", 0)].record_offset, 3, "record offsets come from the log");
     // Producer 9 is still open: pending in g and in h (a group known only from it).
     assert_eq!(loaded.pending.keys().copied().collect::<Vec<_>>(), vec![9]);
-    assert_eq!(loaded.pending[&9]["g"].keys().cloned().collect::<Vec<_>>(), vec![("t".to_string(), 2)]);
+    assert_eq!(loaded.pending[&9]["g"].keys().cloned().collect::<Vec<_>>(), vec![TopicPartition::new("t", 2)]);
     assert!(loaded.groups.contains_key("h"));
     let mut s = shard(0);
     s.groups = loaded.groups;
@@ -290,7 +291,7 @@ fn stable_one_member_commits_transactionally() {
     let mut s = shard(0);
     let a = stable_one(&mut s);
     assert_eq!(txn_commit_at(&mut s, &txn(&a, 1, None, &[("t", 0, 4)]), 9), vec![ErrorCode::NONE]);
-    assert_eq!(s.pending_txn[&PID]["g"][&("t".to_string(), 0)].record_offset, 9);
+    assert_eq!(s.pending_txn[&PID]["g"][&TopicPartition::new("t", 0)].record_offset, 9);
     s.complete_transaction(PID, true, 10);
     assert_eq!(committed(&s, 0), Some(4));
 }

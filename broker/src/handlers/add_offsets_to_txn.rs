@@ -17,7 +17,7 @@ pub async fn handle(ctx: &RequestContext, request: AddOffsetsToTxnRequest) -> Ad
         ErrorCode::INVALID_REQUEST
     } else {
         let partition = broker.groups.partition_for_image(&broker.metadata.image(), &request.group_id);
-        let partitions = BTreeSet::from([(OFFSETS_TOPIC.to_string(), partition)]);
+        let partitions = BTreeSet::from([crate::topic_partition::TopicPartition::new(OFFSETS_TOPIC, partition)]);
         broker.txns.add_partitions(&request.transactional_id, request.producer_id, request.producer_epoch, partitions).await
     };
     // KIP-588: clients before v2 know PRODUCER_FENCED as INVALID_PRODUCER_EPOCH.

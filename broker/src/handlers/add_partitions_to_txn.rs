@@ -54,7 +54,7 @@ pub async fn handle(ctx: &RequestContext, request: AddPartitionsToTxnRequest) ->
 }
 
 fn flatten(topics: &[AddPartitionsToTxnTopic]) -> Vec<Tp> {
-    topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), *p))).collect()
+    topics.iter().flat_map(|t| t.partitions.iter().map(|p| Tp::new(t.name.clone(), *p))).collect()
 }
 
 /// The per-partition answers for one transaction.
@@ -63,7 +63,7 @@ async fn one_transaction(ctx: &RequestContext, id: &str, producer_id: i64, epoch
         return partitions.into_iter().map(|tp| (tp, ErrorCode::INVALID_REQUEST)).collect();
     }
     let image = ctx.broker.metadata.image();
-    let unknown: BTreeSet<&Tp> = partitions.iter().filter(|(t, p)| image.partition(t, *p).is_none()).collect();
+    let unknown: BTreeSet<&Tp> = partitions.iter().filter(|tp| image.partition(&tp.topic, tp.partition).is_none()).collect();
     if !unknown.is_empty() {
         return partitions
             .iter()
@@ -93,7 +93,7 @@ fn topic_results(results: Vec<(Tp, ErrorCode)>) -> Vec<AddPartitionsToTxnTopicRe
                 .into_iter()
                 .map(|p| AddPartitionsToTxnPartitionResult {
                     partition_index: p,
-                    partition_error_code: codes[&(name.to_string(), p)].code(),
+                    partition_error_code: codes[&Tp::new(name, p)].code(),
                     ..Default::default()
                 })
                 .collect(),

@@ -17,7 +17,7 @@ pub async fn handle(ctx: &RequestContext, request: OffsetDeleteRequest) -> Offse
         for (pi, p) in t.partitions.iter().enumerate() {
             let known = image.partition(&t.name, p.partition_index).is_some();
             if known {
-                wanted.push((t.name.clone(), p.partition_index));
+                wanted.push(crate::topic_partition::TopicPartition::new(t.name.clone(), p.partition_index));
                 slots.push((ti, pi));
             }
             let code = if known { ErrorCode::NONE } else { ErrorCode::UNKNOWN_TOPIC_OR_PARTITION };

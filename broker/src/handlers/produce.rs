@@ -17,6 +17,7 @@
 //! (`produce_verify`, KIP-890 part 1): all such partitions of the request in
 //! one AddPartitionsToTxn request, before anything is appended.
 
+use crate::topic_partition::TopicPartition;
 use klamm_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use klamm_protocol::messages::ProduceRequest;
 use klamm_protocol::ErrorCode;
@@ -63,10 +64,10 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Outcome {
                 Err(PartitionError::code(ErrorCode::INVALID_REQUIRED_ACKS))
             } else if refused.no_transactional_id {
                 Err(PartitionError::code(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED))
-            } else if let Some(e) = refused.partitions.remove(&(topic.name.clone(), pd.index)) {
+            } else if let Some(e) = refused.partitions.remove(&TopicPartition::new(topic.name.clone(), pd.index)) {
                 Err(e)
             } else {
-                let txn_guard = refused.guards.get(&(topic.name.clone(), pd.index)).copied();
+                let txn_guard = refused.guards.get(&TopicPartition::new(topic.name.clone(), pd.index)).copied();
                 produce_one(ctx, &image, &topic.name, pd.index, pd.records, acks, now, txn_guard)
             };
             let mut response = PartitionProduceResponse { index: pd.index, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, ..Default::default() };
@@ -140,10 +141,10 @@ struct Refused {
     /// Transactional batches without a transactional id: the whole request fails.
     no_transactional_id: bool,
     /// Per (topic, partition): the coordinator's verification said no.
-    partitions: HashMap<(String, i32), PartitionError>,
+    partitions: HashMap<TopicPartition, PartitionError>,
     /// Per (topic, partition) with a transactional batch: the guard of its
     /// verification (0 when its transaction was open and none was needed).
-    guards: HashMap<(String, i32), u64>,
+    guards: HashMap<TopicPartition, u64>,
 }
 
 /// The producer id and epoch of a transactional batch (None for anything else).
@@ -168,7 +169,7 @@ async fn verify_transactions(ctx: &RequestContext, request: &ProduceRequest, ima
             };
             // Partitions not led here are answered by `produce_one`.
             let Ok(local) = super::led_partition(broker, image, &topic.name, pd.index) else { continue };
-            let key = (topic.name.clone(), pd.index);
+            let key = TopicPartition::new(topic.name.clone(), pd.index);
             let Some(guard) = local.begin_txn_verification(producer_id, producer_epoch) else {
                 refused.guards.insert(key, 0);
                 continue;
@@ -184,7 +185,7 @@ async fn verify_transactions(ctx: &RequestContext, request: &ProduceRequest, ima
     for v in &verifications {
         for (key, code) in produce_verify::verify(broker, v, timeout).await {
             if let Some(e) = produce_verify::produce_error(code) {
-                tracing::debug!(topic = %key.0, partition = key.1, producer_id = v.producer_id, error = code.name(), "transactional batch not verified");
+                tracing::debug!(topic = %key.topic, partition = key.partition, producer_id = v.producer_id, error = code.name(), "transactional batch not verified");
                 refused.partitions.insert(key, e);
             }
         }

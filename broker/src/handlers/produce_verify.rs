@@ -29,6 +29,7 @@
 //! retries without a metadata refresh; INVALID_TXN_STATE says "Partition was
 //! not added to the transaction".
 
+use crate::topic_partition::TopicPartition;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -54,13 +55,13 @@ pub struct Verification {
     pub producer_id: i64,
     pub producer_epoch: i16,
     /// (topic, partition), in request order.
-    pub partitions: Vec<(String, i32)>,
+    pub partitions: Vec<TopicPartition>,
 }
 
 impl Verification {
     fn request(&self) -> AddPartitionsToTxnRequest {
         let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
-        for (topic, partition) in &self.partitions {
+        for TopicPartition { topic, partition } in &self.partitions {
             match topics.iter_mut().find(|t| &t.name == topic) {
                 Some(t) => t.partitions.push(*partition),
                 None => topics.push(AddPartitionsToTxnTopic { name: topic.clone(), partitions: vec![*partition], ..Default::default() }),
@@ -80,7 +81,7 @@ impl Verification {
     }
 
     /// Every partition with the same error (the coordinator could not be asked).
-    fn all(&self, code: ErrorCode) -> HashMap<(String, i32), ErrorCode> {
+    fn all(&self, code: ErrorCode) -> HashMap<TopicPartition, ErrorCode> {
         self.partitions.iter().map(|p| (p.clone(), code)).collect()
     }
 }
@@ -115,7 +116,7 @@ pub fn coordinator_address(broker: &Broker, transactional_id: &str) -> Option<St
 
 /// Asks the coordinator for `broker`'s transactional id; the coordinator's
 /// answer per partition (NONE: verified).
-pub async fn verify(broker: &Broker, v: &Verification, timeout: Duration) -> HashMap<(String, i32), ErrorCode> {
+pub async fn verify(broker: &Broker, v: &Verification, timeout: Duration) -> HashMap<TopicPartition, ErrorCode> {
     match coordinator_address(broker, &v.transactional_id) {
         Some(addr) => verify_at(&addr, &format!("klamm-txn-verify-{}", broker.node_id), v, timeout, &broker.inter_broker_security).await,
         None => v.all(ErrorCode::COORDINATOR_NOT_AVAILABLE),
@@ -125,7 +126,7 @@ pub async fn verify(broker: &Broker, v: &Verification, timeout: Duration) -> Has
 /// Sends the verify-only request to the coordinator at `addr`. A connection
 /// failure or timeout is NETWORK_EXCEPTION; a partition the answer leaves out
 /// is INVALID_TXN_STATE (not known to be in the transaction).
-pub async fn verify_at(addr: &str, client_id: &str, v: &Verification, timeout: Duration, security: &ClientSecurity) -> HashMap<(String, i32), ErrorCode> {
+pub async fn verify_at(addr: &str, client_id: &str, v: &Verification, timeout: Duration, security: &ClientSecurity) -> HashMap<TopicPartition, ErrorCode> {
     let answer = async {
         let mut client = KafkaClient::connect_secured(addr, client_id, timeout, security).await?;
         client.send(&v.request(), VERIFY_VERSION, timeout).await
@@ -144,7 +145,7 @@ pub async fn verify_at(addr: &str, client_id: &str, v: &Verification, timeout: D
     for txn in response.results_by_transaction.iter().filter(|t| t.transactional_id == v.transactional_id) {
         for topic in &txn.topic_results {
             for p in &topic.results_by_partition {
-                if let Some(code) = out.get_mut(&(topic.name.clone(), p.partition_index)) {
+                if let Some(code) = out.get_mut(&TopicPartition::new(topic.name.clone(), p.partition_index)) {
                     *code = ErrorCode::from(p.partition_error_code);
                 }
             }

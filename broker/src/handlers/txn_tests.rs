@@ -6,6 +6,7 @@
 //! The coordinator's verify-only answers are tested against a fake
 //! coordinator on a real socket (`produce_verify::verify_at`).
 
+use crate::txn::state::Tp;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -259,13 +260,13 @@ async fn verification_asks_once_per_request_and_maps_the_answers() {
         _ => ErrorCode::CONCURRENT_TRANSACTIONS.code(),
     })
     .await;
-    let v = Verification { transactional_id: "tx".into(), producer_id: 7, producer_epoch: 3, partitions: vec![("a".into(), 0), ("a".into(), 1), ("b".into(), 2), ("b".into(), 3), ("b".into(), 99)] };
+    let v = Verification { transactional_id: "tx".into(), producer_id: 7, producer_epoch: 3, partitions: vec![Tp::new("a", 0), Tp::new("a", 1), Tp::new("b", 2), Tp::new("b", 3), Tp::new("b", 99)] };
     let answers = produce_verify::verify_at(&addr, "test", &v, Duration::from_secs(5), &Default::default()).await;
     let sent = coordinator.await.unwrap();
     let t = &sent.transactions[0];
     assert_eq!((t.transactional_id.as_str(), t.producer_id, t.producer_epoch, t.verify_only), ("tx", 7, 3, true));
     assert_eq!(t.topics.iter().map(|x| (x.name.as_str(), x.partitions.clone())).collect::<Vec<_>>(), vec![("a", vec![0, 1]), ("b", vec![2, 3, 99])]);
-    let code = |t: &str, p: i32| answers[&(t.to_string(), p)];
+    let code = |t: &str, p: i32| answers[&Tp::new(t, p)];
     assert_eq!(code("a", 0), ErrorCode::NONE);
     assert_eq!(code("b", 99), ErrorCode::INVALID_TXN_STATE, "left out of the answer");
     let produce_code = |t: &str, p: i32| produce_verify::produce_error(code(t, p)).map(|e| e.code);

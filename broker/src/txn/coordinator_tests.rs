@@ -177,7 +177,7 @@ async fn wait_state(c: &TxnCoordinator, id: &str, state: TxnState) {
 }
 
 fn tps(list: &[(&str, i32)]) -> BTreeSet<Tp> {
-    list.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+    list.iter().map(|(t, p)| Tp::new(*t, *p)).collect()
 }
 
 #[tokio::test]
@@ -186,7 +186,7 @@ async fn commit_sends_markers_and_completes_durably() {
     let (pid, epoch) = s.c.init_producer_id("tx", 60_000, None).await.unwrap();
     assert_eq!((pid, epoch), (1000, 0));
     assert_eq!(s.c.add_partitions("tx", pid, epoch, tps(&[("a", 0), ("a", 1), ("b", 2), ("gone", 0)])).await, ErrorCode::NONE);
-    assert_eq!(s.c.verify("tx", pid, epoch, vec![("a".into(), 1), ("c".into(), 0)]).await, Ok(vec![ErrorCode::NONE, ErrorCode::INVALID_TXN_STATE]));
+    assert_eq!(s.c.verify("tx", pid, epoch, vec![Tp::new("a", 1), Tp::new("c", 0)]).await, Ok(vec![ErrorCode::NONE, ErrorCode::INVALID_TXN_STATE]));
     assert_eq!(s.c.end_txn("tx", pid, epoch, true).await, (ErrorCode::NONE, pid, epoch));
     wait_state(&s.c, "tx", TxnState::CompleteCommit).await;
     // A retried EndTxn after completion succeeds.
@@ -198,7 +198,7 @@ async fn commit_sends_markers_and_completes_durably() {
     assert_eq!(*v, 1);
     let m = &r.markers[0];
     assert_eq!((m.producer_id, m.producer_epoch, m.transaction_result, m.coordinator_epoch), (pid, epoch, true, EPOCH));
-    let sent: BTreeSet<Tp> = m.topics.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.clone(), *p))).collect();
+    let sent: BTreeSet<Tp> = m.topics.iter().flat_map(|t| t.partition_indexes.iter().map(|p| Tp::new(t.name.clone(), *p))).collect();
     assert_eq!(sent, tps(&[("a", 0), ("a", 1), ("b", 2)]), "the deleted topic gets no marker");
 
     // The log holds every transition; a new coordinator over it sees the same.

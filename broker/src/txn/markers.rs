@@ -134,9 +134,9 @@ impl MarkerSender {
         while !pending.is_empty() {
             let mut by_leader: BTreeMap<String, BTreeSet<Tp>> = BTreeMap::new();
             for tp in pending.clone() {
-                match self.lookup.leader(&tp.0, tp.1) {
+                match self.lookup.leader(&tp.topic, tp.partition) {
                     Leader::Gone => {
-                        debug!(topic = %tp.0, partition = tp.1, "partition gone; no marker needed");
+                        debug!(topic = %tp.topic, partition = tp.partition, "partition gone; no marker needed");
                         pending.remove(&tp);
                     }
                     Leader::Unknown => {}
@@ -159,14 +159,14 @@ impl MarkerSender {
                                     pending.remove(&tp);
                                 }
                                 ErrorCode::INVALID_PRODUCER_EPOCH | ErrorCode::TRANSACTION_COORDINATOR_FENCED => {
-                                    warn!(transactional_id = %job.transactional_id, topic = %tp.0, partition = tp.1, error = code.name(), "marker refused: coordinator is stale; stop sending");
+                                    warn!(transactional_id = %job.transactional_id, topic = %tp.topic, partition = tp.partition, error = code.name(), "marker refused: coordinator is stale; stop sending");
                                     return MarkerOutcome::Fenced;
                                 }
                                 ErrorCode::CORRUPT_MESSAGE | ErrorCode::MESSAGE_TOO_LARGE | ErrorCode::RECORD_LIST_TOO_LARGE | ErrorCode::INVALID_REQUIRED_ACKS => {
-                                    tracing::error!(transactional_id = %job.transactional_id, topic = %tp.0, partition = tp.1, error = code.name(), "marker cannot be written; giving the partition up");
+                                    tracing::error!(transactional_id = %job.transactional_id, topic = %tp.topic, partition = tp.partition, error = code.name(), "marker cannot be written; giving the partition up");
                                     pending.remove(&tp);
                                 }
-                                other => debug!(topic = %tp.0, partition = tp.1, error = other.name(), "marker not written; retrying"),
+                                other => debug!(topic = %tp.topic, partition = tp.partition, error = other.name(), "marker not written; retrying"),
                             }
                         }
                     }
@@ -224,7 +224,7 @@ impl MarkerSender {
                 for marker in response.markers.into_iter().filter(|m| m.producer_id == job.producer_id) {
                     for t in marker.topics {
                         for p in t.partitions {
-                            out.push(((t.name.clone(), p.partition_index), ErrorCode(p.error_code)));
+                            out.push((Tp::new(t.name.clone(), p.partition_index), ErrorCode(p.error_code)));
                         }
                     }
                 }

@@ -88,8 +88,8 @@ pub fn value(rec: &TxnRecord) -> Bytes {
 
 pub fn group_by_topic(partitions: &BTreeSet<Tp>) -> BTreeMap<&str, Vec<i32>> {
     let mut out: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (t, p) in partitions {
-        out.entry(t.as_str()).or_default().push(*p);
+    for tp in partitions {
+        out.entry(tp.topic.as_str()).or_default().push(tp.partition);
     }
     out
 }
@@ -168,7 +168,7 @@ pub fn decode_value(value: &[u8]) -> Option<TxnRecord> {
             let topic = r.string(compact)?;
             let count = r.array_len(compact)?.unwrap_or(0);
             for _ in 0..count {
-                partitions.insert((topic.clone(), r.i32()?));
+                partitions.insert(Tp::new(topic.clone(), r.i32()?));
             }
             if compact {
                 r.skip_tagged_fields()?;

@@ -19,7 +19,8 @@ pub const NO_PRODUCER_ID: i64 = -1;
 pub const NO_PRODUCER_EPOCH: i16 = -1;
 
 /// A topic partition of a transaction.
-pub type Tp = (String, i32);
+/// A partition in a transaction.
+pub type Tp = crate::topic_partition::TopicPartition;
 
 /// Kafka's `TransactionState`, with the ids written to `__transaction_state`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

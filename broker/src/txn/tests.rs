@@ -1,6 +1,7 @@
 //! Unit tests of the pure state machine ([`super::state`]) and of the
 //! `__transaction_state` record formats ([`super::persistence`]), without I/O.
 
+use crate::txn::state::Tp;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ fn shard() -> TxnShard {
 }
 
 fn tps(list: &[(&str, i32)]) -> BTreeSet<Tp> {
-    list.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+    list.iter().map(|(t, p)| Tp::new(*t, *p)).collect()
 }
 
 /// Writes `t` successfully and returns what follows.
@@ -143,7 +144,7 @@ fn init_again_bumps_the_epoch_and_fences_the_old_producer() {
     // The old producer (epoch 0) is fenced everywhere.
     assert_eq!(s.add_partitions("t", 7, 0, &tps(&[("a", 0)]), T0), Decision::Reply(ErrorCode::PRODUCER_FENCED));
     assert_eq!(s.end_txn("t", 7, 0, true, T0), Decision::Reply(ErrorCode::PRODUCER_FENCED));
-    assert_eq!(s.verify("t", 7, 0, &[("a".into(), 0)]), Err(ErrorCode::PRODUCER_FENCED));
+    assert_eq!(s.verify("t", 7, 0, &[Tp::new("a", 0)]), Err(ErrorCode::PRODUCER_FENCED));
 }
 
 #[test]
@@ -208,7 +209,7 @@ fn transaction_commit_lifecycle() {
     add(&mut s, "t", pid, epoch, &[("b", 0)], T0 + 5);
     assert_eq!(s.get("t").unwrap().rec.start_ms, T0 + 1);
     assert_eq!(s.add_partitions("t", pid, epoch, &tps(&[("a", 1)]), T0 + 6), Decision::Reply(ErrorCode::NONE));
-    assert_eq!(s.verify("t", pid, epoch, &[("a".into(), 1), ("c".into(), 0)]), Ok(vec![ErrorCode::NONE, ErrorCode::INVALID_TXN_STATE]));
+    assert_eq!(s.verify("t", pid, epoch, &[Tp::new("a", 1), Tp::new("c", 0)]), Ok(vec![ErrorCode::NONE, ErrorCode::INVALID_TXN_STATE]));
 
     let job = end(&mut s, "t", pid, epoch, true);
     assert_eq!(job.partitions, tps(&[("a", 0), ("a", 1), ("b", 0)]));
@@ -218,7 +219,7 @@ fn transaction_commit_lifecycle() {
     assert_eq!(s.end_txn("t", pid, epoch, true, T0), Decision::Reply(ErrorCode::CONCURRENT_TRANSACTIONS));
     assert_eq!(s.add_partitions("t", pid, epoch, &tps(&[("a", 0)]), T0), Decision::Reply(ErrorCode::CONCURRENT_TRANSACTIONS));
     assert_eq!(s.init_producer_id("t", 60_000, None, None, T0), InitDecision::Reply(Err(ErrorCode::CONCURRENT_TRANSACTIONS)));
-    assert_eq!(s.verify("t", pid, epoch, &[("a".into(), 0)]), Err(ErrorCode::CONCURRENT_TRANSACTIONS));
+    assert_eq!(s.verify("t", pid, epoch, &[Tp::new("a", 0)]), Err(ErrorCode::CONCURRENT_TRANSACTIONS));
     complete(&mut s, &job);
     assert_eq!(state(&s, "t"), TxnState::CompleteCommit);
     assert!(s.get("t").unwrap().rec.partitions.is_empty());
@@ -269,7 +270,7 @@ fn add_partitions_errors() {
     assert_eq!(s.verify("x", pid, epoch, &[]), Err(ErrorCode::INVALID_PRODUCER_ID_MAPPING));
     assert_eq!(s.verify("t", pid + 1, epoch, &[]), Err(ErrorCode::INVALID_PRODUCER_ID_MAPPING));
     // Empty: no partition is in a transaction.
-    assert_eq!(s.verify("t", pid, epoch, &[("a".into(), 0)]), Ok(vec![ErrorCode::INVALID_TXN_STATE]));
+    assert_eq!(s.verify("t", pid, epoch, &[Tp::new("a", 0)]), Ok(vec![ErrorCode::INVALID_TXN_STATE]));
 }
 
 #[test]
