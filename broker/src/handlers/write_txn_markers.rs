@@ -104,3 +104,26 @@ fn append_one(
     })?;
     Ok((local, result))
 }
+
+/// The answer giving every partition of every marker in `request` the same
+/// `code` (a refused request: the authorizer; fake leaders in tests).
+pub fn answer_every_partition(request: &WriteTxnMarkersRequest, code: ErrorCode) -> WriteTxnMarkersResponse {
+    let markers = request
+        .markers
+        .iter()
+        .map(|m| WritableTxnMarkerResult {
+            producer_id: m.producer_id,
+            topics: m
+                .topics
+                .iter()
+                .map(|t| WritableTxnMarkerTopicResult {
+                    name: t.name.clone(),
+                    partitions: t.partition_indexes.iter().map(|p| WritableTxnMarkerPartitionResult { partition_index: *p, error_code: code.code(), ..Default::default() }).collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    WriteTxnMarkersResponse { markers, ..Default::default() }
+}

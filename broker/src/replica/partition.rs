@@ -640,13 +640,20 @@ impl Partition {
             ));
         }
         let leader_epoch = open.replication.leader_epoch();
-        let info = open.log.append_parsed_as_leader(&mut bytes, std::slice::from_mut(&mut header), leader_epoch, now_ms).map_err(|e| {
-            warn!(topic = %self.topic, partition = self.index, error = %e, "append failed");
-            PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
-        })?;
+        let info = self.append_stamped(open, &mut bytes, &mut header, leader_epoch, now_ms)?;
         open.producers.record(&incoming, info.base_offset);
         let log_start = self.publish_leader_append(open);
         Ok(AppendResult { base_offset: info.base_offset, last_offset: info.last_offset, log_append_time_ms: -1, log_start_offset: log_start, leader_epoch })
+    }
+
+    /// Writes one batch as leader in `leader_epoch` (offsets and epoch stamped by
+    /// the log): the one write of client, coordinator and marker appends. A
+    /// storage failure is logged and answered KAFKA_STORAGE_ERROR.
+    fn append_stamped(&self, open: &mut OpenPartition, bytes: &mut BytesMut, header: &mut klamm_storage::BatchHeader, leader_epoch: i32, now_ms: i64) -> Result<klamm_storage::AppendInfo, PartitionError> {
+        open.log.append_parsed_as_leader(bytes, std::slice::from_mut(header), leader_epoch, now_ms).map_err(|e| {
+            warn!(topic = %self.topic, partition = self.index, error = %e, "append failed");
+            PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
+        })
     }
 
     /// How many replicas the partition has.
@@ -749,10 +756,7 @@ impl Partition {
         } else {
             -1
         };
-        let info = open.log.append_parsed_as_leader(&mut bytes, std::slice::from_mut(&mut header), leader_epoch, now_ms).map_err(|e| {
-            warn!(topic = %self.topic, partition = self.index, error = %e, "append failed");
-            PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
-        })?;
+        let info = self.append_stamped(open, &mut bytes, &mut header, leader_epoch, now_ms)?;
         open.producers.record(&incoming, info.base_offset);
         let log_start = self.publish_leader_append(open);
         drop(guard);
@@ -809,10 +813,7 @@ impl Partition {
         }
         open.producers.check_marker(producer_id, producer_epoch, marker.coordinator_epoch).map_err(|(code, message)| PartitionError::new(code, message))?;
         let leader_epoch = open.replication.leader_epoch();
-        let info = open.log.append_parsed_as_leader(&mut bytes, std::slice::from_mut(&mut header), leader_epoch, now_ms).map_err(|e| {
-            warn!(topic = %self.topic, partition = self.index, error = %e, "marker append failed");
-            PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
-        })?;
+        let info = self.append_stamped(open, &mut bytes, &mut header, leader_epoch, now_ms)?;
         let txn = open.producers.complete_txn(producer_id, producer_epoch, marker, info.base_offset, now_ms);
         self.index_completed_txn(open, txn);
         let log_start = self.publish_leader_append(open);

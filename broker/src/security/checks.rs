@@ -404,27 +404,7 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
             Gate::Go(RequestKind::TxnOffsetCommit(r), After::DeniedTopics(denied))
         }
         RequestKind::WriteTxnMarkers(r) => cluster_gate(ctx, op::CLUSTER_ACTION, RequestKind::WriteTxnMarkers(r.clone()), |code| {
-            use klamm_protocol::messages::write_txn_markers_response::{WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult};
-            ResponseKind::WriteTxnMarkers(WriteTxnMarkersResponse {
-                markers: r
-                    .markers
-                    .iter()
-                    .map(|m| WritableTxnMarkerResult {
-                        producer_id: m.producer_id,
-                        topics: m
-                            .topics
-                            .iter()
-                            .map(|t| WritableTxnMarkerTopicResult {
-                                name: t.name.clone(),
-                                partitions: t.partition_indexes.iter().map(|p| WritableTxnMarkerPartitionResult { partition_index: *p, error_code: code, ..Default::default() }).collect(),
-                                ..Default::default()
-                            })
-                            .collect(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            })
+            ResponseKind::WriteTxnMarkers(crate::handlers::write_txn_markers::answer_every_partition(&r, ErrorCode::from(code)))
         }),
         RequestKind::DescribeProducers(mut r) => {
             let denied = split_topics(&mut r.topics, |t| t.name.clone(), |t| t.partition_indexes.clone(), |t| can(ctx, op::READ, resource::TOPIC, t));

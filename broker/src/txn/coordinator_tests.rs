@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use klamm_protocol::header::{decode_request_header, ResponseHeader};
-use klamm_protocol::messages::write_txn_markers_response::{WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult};
-use klamm_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+use klamm_protocol::messages::WriteTxnMarkersRequest;
 use klamm_protocol::{ApiKey, Decode, Encode, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -79,30 +78,7 @@ impl FakeLeader {
             let v = header.request_api_version;
             let request = WriteTxnMarkersRequest::decode(&mut frame, v).unwrap();
             let code = self.script.lock().unwrap().pop_front().unwrap_or(ErrorCode::NONE);
-            let response = WriteTxnMarkersResponse {
-                markers: request
-                    .markers
-                    .iter()
-                    .map(|m| WritableTxnMarkerResult {
-                        producer_id: m.producer_id,
-                        topics: m
-                            .topics
-                            .iter()
-                            .map(|t| WritableTxnMarkerTopicResult {
-                                name: t.name.clone(),
-                                partitions: t
-                                    .partition_indexes
-                                    .iter()
-                                    .map(|p| WritableTxnMarkerPartitionResult { partition_index: *p, error_code: code.code(), ..Default::default() })
-                                    .collect(),
-                                ..Default::default()
-                            })
-                            .collect(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            };
+            let response = crate::handlers::write_txn_markers::answer_every_partition(&request, code);
             self.requests.lock().unwrap().push((v, request));
             let mut out = BytesMut::new();
             out.put_i32(0);
