@@ -151,6 +151,9 @@ async fn followers_rebuild_transactions_from_what_they_fetch() {
     assert_eq!(r.topics[0].error_code, 0);
     let leader_id = cluster.broker(0).unwrap().metadata.image().partition(TOPIC, 0).expect("partition").leader;
     let leader = cluster.broker((leader_id - 1) as usize).expect("leader runs").clone();
+    // CreateTopics answers once the node asked has the partition; the leader
+    // (maybe another node) opens it on its own reconciler pass.
+    wait_for("the leader's partition to open", || leader.replicas.lookup(TOPIC, 0).map(|_| ()).map_err(|e| format!("{e:?}"))).await;
     let p = leader.replicas.lookup(TOPIC, 0).expect("leader's partition");
     p.append_from_client(txn_batch(7, 0, &["aborted-0", "aborted-1"]), 9, now_ms()).unwrap(); // 0-1
     p.append_from_client(txn_batch(8, 0, &["open-0"]), 9, now_ms()).unwrap(); // 2
