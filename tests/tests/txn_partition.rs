@@ -147,7 +147,15 @@ async fn followers_rebuild_transactions_from_what_they_fetch() {
     let mut cluster = TestCluster::start(3, &["broker.session.timeout.ms=3000", "replica.lag.time.max.ms=3000"]).await.expect("start cluster");
     let leader_addr = cluster.nodes[0].addr;
     let mut c = Conn::open(leader_addr).await;
-    let r = c.call(&CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![CreatableTopic::default().with_name(topic(TOPIC)).with_num_partitions(1).with_replication_factor(3)]), 7).await;
+    // Right after start-up a broker may still be fenced (INVALID_REPLICATION_FACTOR
+    // for three replicas): ask again, bounded.
+    let create = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![CreatableTopic::default().with_name(topic(TOPIC)).with_num_partitions(1).with_replication_factor(3)]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut r = c.call(&create, 7).await;
+    while r.topics[0].error_code == 38 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        r = c.call(&create, 7).await;
+    }
     assert_eq!(r.topics[0].error_code, 0);
     let leader_id = cluster.broker(0).unwrap().metadata.image().partition(TOPIC, 0).expect("partition").leader;
     let leader = cluster.broker((leader_id - 1) as usize).expect("leader runs").clone();
