@@ -11,6 +11,7 @@
 //!   election, the leader rebalance, reassignment completion; and replica placement;
 //! - [`producer_ids`]: producer-id blocks for idempotent producers;
 //! - [`txn`]: the transaction coordinator, persisted in `__transaction_state`;
+//! - [`registry`]: the schema registry (REST API, `_schemas` store, compatibility, validation);
 //! - [`topics`]: topic-name rules and rejection-to-error-code mapping used by the admin APIs;
 //! - [`clock`]: the only place that reads wall-clock time.
 //!
@@ -27,6 +28,7 @@ pub mod handlers;
 pub mod metadata;
 pub mod net;
 pub mod producer_ids;
+pub mod registry;
 pub mod replica;
 pub mod security;
 pub mod server;

@@ -71,6 +71,8 @@ pub struct Broker {
     pub authorizer: crate::security::authorizer::Authorizer,
     /// How follower fetches connect to the leaders' inter-broker listener (TLS, SASL login).
     pub inter_broker_security: crate::security::client::ClientSecurity,
+    /// Schema ids the registry's store has applied, for broker-side schema validation.
+    pub schema_ids: crate::registry::KnownSchemaIds,
 }
 
 impl Broker {
@@ -352,6 +354,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         shutting_down: std::sync::atomic::AtomicBool::new(false),
         authorizer,
         inter_broker_security,
+        schema_ids: crate::registry::KnownSchemaIds::default(),
     });
 
     tasks.spawn(unfence_when_fenced(broker.clone(), shutdown_rx.clone()));

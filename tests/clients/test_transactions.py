@@ -222,6 +222,19 @@ def offset_fetch_v7(broker, group: str, topic: str, partitions: list[int], requi
     return dict(x for ps in topics for x in ps)
 
 
+def stable_offsets(broker, group: str, topic: str, partitions: list[int], timeout: float = 20.0) -> dict[int, tuple[int, int]]:
+    """OffsetFetch with require_stable once no partition answers
+    UNSTABLE_OFFSET_COMMIT any more. EndTxn answers once the commit decision is
+    durable; the markers that turn pending offsets into committed ones follow
+    asynchronously, in Kafka as here, so a client that needs the settled value
+    retries UNSTABLE_OFFSET_COMMIT (librdkafka does the same). Any other error
+    code is returned for the caller to assert on."""
+    def settled():
+        got = offset_fetch_v7(broker, group, topic, partitions, True)
+        return got if all(err != UNSTABLE_OFFSET_COMMIT for _, err in got.values()) else None
+    return wait_until(settled, timeout=timeout, interval=0.05, what=f"stable offsets of {group}")
+
+
 def committed_offset(broker, group: str, topic: str, partition: int) -> int:
     """The group's committed offset as a read_uncommitted consumer's committed()
     sees it: librdkafka's default (read_committed) sets require_stable, and
@@ -261,13 +274,13 @@ def test_send_offsets_visible_exactly_at_commit(txn_broker):
         assert offset_fetch_v7(txn_broker, group, src, [0], False) == {0: (-1, 0)}
         assert committed_offset(txn_broker, group, src, 0) < 0
         p.commit_transaction(30)
-        assert offset_fetch_v7(txn_broker, group, src, [0], True) == {0: (5, 0)}
+        assert stable_offsets(txn_broker, group, src, [0]) == {0: (5, 0)}
         assert committed_offset(txn_broker, group, src, 0) == 5
         # An aborted transaction's offsets never become committed.
         p.begin_transaction()
         p.send_offsets_to_transaction([TopicPartition(src, 0, 9)], cons.consumer_group_metadata(), 30)
         p.abort_transaction(30)
-        assert offset_fetch_v7(txn_broker, group, src, [0], True) == {0: (5, 0)}
+        assert stable_offsets(txn_broker, group, src, [0]) == {0: (5, 0)}
     finally:
         cons.close()
     assert values_of(read_values(txn_broker, dst, 1, "read_committed", expect=5)) == [f"out-in-{i}" for i in range(5)]
@@ -341,6 +354,7 @@ def test_order_processor_exactly_once(txn_broker):
     assert sum(1 for d in dlq if d["raw"] == "not json") == 1
     # The group's committed offsets cover the whole input.
     # (A partition the keys never hashed to has no commit: -1001, and nothing to cover.)
+    stable_offsets(txn_broker, op.GROUP, op.INPUT, [0, 1, 2])
     total_committed = sum(max(0, committed_offset(txn_broker, op.GROUP, op.INPUT, p)) for p in range(3))
     assert total_committed == len(msgs)
 
@@ -396,6 +410,7 @@ def test_kafkajs_transactions_and_read_committed_consumer(txn_broker):
     ru = ok(res[2])["messages"]
     assert sorted(base64.b64decode(m["value"]["b64"]).decode() for m in ru) == ["aborted", "k1", "k2", "k3", "last"]
     # sendOffsets of the committed transaction is the group's offset; the aborted one's is not.
+    assert stable_offsets(txn_broker, "kjs-group", src, [0]) == {0: (3, 0)}
     assert committed_offset(txn_broker, "kjs-group", src, 0) == 3
     # confluent-kafka agrees on what kafkajs committed.
     assert sorted(values_of(read_values(txn_broker, dst, 2, "read_committed", expect=4))) == ["k1", "k2", "k3", "last"]
