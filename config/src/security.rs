@@ -5,7 +5,7 @@
 //! This module only parses and validates text: reading PEM files and building TLS contexts is the
 //! broker's job (`broker/src/security/`), so the crate still reads no file but the one it loads.
 //! What Klamm does not build is refused here with a message naming the listener and the key:
-//! JKS / PKCS12 keystores, SASL mechanisms other than PLAIN and SCRAM-SHA-256/512.
+//! JKS keystores and truststores, SASL mechanisms other than PLAIN and SCRAM-SHA-256/512.
 
 use std::collections::BTreeMap;
 
@@ -42,11 +42,34 @@ pub enum PemSource {
     Inline(String),
 }
 
+/// The truststore: the CA certificates a peer's certificate must chain to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Truststore {
+    /// `ssl.truststore.type=PEM`: `ssl.truststore.location` or `ssl.truststore.certificates`.
+    Pem(PemSource),
+    /// `ssl.truststore.type=PKCS12`: every certificate entry of the file at
+    /// `ssl.truststore.location`, opened with `ssl.truststore.password`.
+    Pkcs12 {
+        /// The file's path.
+        path: String,
+        /// `ssl.truststore.password` (empty when not given).
+        password: String,
+    },
+}
+
 /// The keystore: the private key and certificate chain of the listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Keystore {
     /// `ssl.keystore.location`: one PEM file holding the key and the chain.
     File(String),
+    /// `ssl.keystore.type=PKCS12`: `ssl.keystore.location` is a PKCS#12 file whose first
+    /// private-key entry, with its chain, is the listener's; `ssl.keystore.password` opens it.
+    Pkcs12 {
+        /// The file's path.
+        path: String,
+        /// `ssl.keystore.password` (empty when not given).
+        password: String,
+    },
     /// `ssl.keystore.key` + `ssl.keystore.certificate.chain`.
     Inline {
         /// PEM private key (PKCS#8, possibly encrypted).
@@ -89,7 +112,7 @@ pub struct SslSettings {
     /// `ssl.key.password`: the password of an encrypted PKCS#8 key.
     pub key_password: Option<String>,
     /// Trusted CA certificates for client certificates (`ssl.truststore.*`).
-    pub truststore: Option<PemSource>,
+    pub truststore: Option<Truststore>,
     /// `ssl.client.auth`.
     pub client_auth: ClientAuth,
     /// `ssl.enabled.protocols`.
@@ -301,39 +324,53 @@ pub(crate) fn listener_security(
 }
 
 fn ssl_settings(s: &Scoped<'_>) -> Result<SslSettings, ConfigError> {
-    // Kafka's default keystore type is JKS; Klamm reads PEM only, so the type must say so.
-    let keystore_type = s.get("ssl.keystore.type").unwrap_or("JKS");
-    if !keystore_type.eq_ignore_ascii_case("PEM") {
-        return Err(s.err(
-            "ssl.keystore.type",
-            format!("{keystore_type} keystores are not supported by Klamm; convert the key and chain to PEM and set ssl.keystore.type=PEM"),
-        ));
-    }
-    let keystore = match (s.get("ssl.keystore.location"), s.get("ssl.keystore.key"), s.get("ssl.keystore.certificate.chain")) {
-        (Some(path), None, None) => Keystore::File(path.to_string()),
-        (None, Some(key), Some(chain)) => Keystore::Inline { key: key.to_string(), chain: chain.to_string() },
-        (None, None, None) => {
-            return Err(s.err("ssl.keystore.location", "a TLS listener needs ssl.keystore.location or ssl.keystore.key + ssl.keystore.certificate.chain"))
+    // Kafka's default store type is JKS, a Java-only format: Klamm reads PEM and PKCS12, so
+    // the type must say which.
+    let keystore_type = s.get("ssl.keystore.type").unwrap_or("JKS").to_ascii_uppercase();
+    let keystore = match keystore_type.as_str() {
+        "PEM" => match (s.get("ssl.keystore.location"), s.get("ssl.keystore.key"), s.get("ssl.keystore.certificate.chain")) {
+            (Some(path), None, None) => Keystore::File(path.to_string()),
+            (None, Some(key), Some(chain)) => Keystore::Inline { key: key.to_string(), chain: chain.to_string() },
+            (None, None, None) => {
+                return Err(s.err("ssl.keystore.location", "a TLS listener needs ssl.keystore.location or ssl.keystore.key + ssl.keystore.certificate.chain"))
+            }
+            (Some(_), _, _) => {
+                return Err(s.err("ssl.keystore.location", "give either ssl.keystore.location or ssl.keystore.key + ssl.keystore.certificate.chain, not both"))
+            }
+            _ => return Err(s.err("ssl.keystore.key", "ssl.keystore.key and ssl.keystore.certificate.chain must be given together")),
+        },
+        "PKCS12" => match (s.get("ssl.keystore.location"), s.get("ssl.keystore.key").or(s.get("ssl.keystore.certificate.chain"))) {
+            (Some(path), None) => Keystore::Pkcs12 { path: path.to_string(), password: s.get("ssl.keystore.password").unwrap_or("").to_string() },
+            (None, _) => return Err(s.err("ssl.keystore.location", "a PKCS12 keystore needs ssl.keystore.location")),
+            (Some(_), Some(_)) => {
+                return Err(s.err("ssl.keystore.key", "ssl.keystore.key and ssl.keystore.certificate.chain are PEM keys; with ssl.keystore.type=PKCS12 give ssl.keystore.location only"))
+            }
+        },
+        other => {
+            return Err(s.err(
+                "ssl.keystore.type",
+                format!("{other} keystores are not supported by Klamm; use PKCS12 (keytool -importkeystore -deststoretype PKCS12) or PEM"),
+            ))
         }
-        (Some(_), _, _) => {
-            return Err(s.err("ssl.keystore.location", "give either ssl.keystore.location or ssl.keystore.key + ssl.keystore.certificate.chain, not both"))
-        }
-        _ => return Err(s.err("ssl.keystore.key", "ssl.keystore.key and ssl.keystore.certificate.chain must be given together")),
     };
+    let truststore_type = s.get("ssl.truststore.type").unwrap_or("JKS").to_ascii_uppercase();
     let truststore = match (s.get("ssl.truststore.location"), s.get("ssl.truststore.certificates")) {
         (None, None) => None,
-        (Some(path), None) => Some(PemSource::File(path.to_string())),
-        (None, Some(pem)) => Some(PemSource::Inline(pem.to_string())),
         (Some(_), Some(_)) => {
             return Err(s.err("ssl.truststore.location", "give either ssl.truststore.location or ssl.truststore.certificates, not both"))
         }
+        (location, certificates) => Some(match (truststore_type.as_str(), location, certificates) {
+            ("PEM", Some(path), _) => Truststore::Pem(PemSource::File(path.to_string())),
+            ("PEM", None, Some(pem)) => Truststore::Pem(PemSource::Inline(pem.to_string())),
+            ("PKCS12", Some(path), _) => {
+                Truststore::Pkcs12 { path: path.to_string(), password: s.get("ssl.truststore.password").unwrap_or("").to_string() }
+            }
+            ("PKCS12", None, _) => return Err(s.err("ssl.truststore.certificates", "ssl.truststore.certificates is PEM text; set ssl.truststore.type=PEM")),
+            (other, _, _) => {
+                return Err(s.err("ssl.truststore.type", format!("{other} truststores are not supported by Klamm; use PKCS12 or PEM")))
+            }
+        }),
     };
-    if truststore.is_some() {
-        let t = s.get("ssl.truststore.type").unwrap_or("JKS");
-        if !t.eq_ignore_ascii_case("PEM") {
-            return Err(s.err("ssl.truststore.type", format!("{t} truststores are not supported by Klamm; set ssl.truststore.type=PEM")));
-        }
-    }
     let client_auth = match s.get("ssl.client.auth").unwrap_or("none").to_ascii_lowercase().as_str() {
         "none" => ClientAuth::None,
         "requested" => ClientAuth::Requested,
@@ -461,6 +498,37 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("truststore"), "{e}");
+    }
+
+    #[test]
+    fn pkcs12_stores_take_their_passwords() {
+        let m = map(&[
+            ("ssl.keystore.type", "PKCS12"),
+            ("ssl.keystore.location", "/k.p12"),
+            ("ssl.keystore.password", "ks-secret"),
+            ("ssl.truststore.type", "pkcs12"),
+            ("ssl.truststore.location", "/t.p12"),
+            ("ssl.truststore.password", "ts-secret"),
+            ("ssl.client.auth", "required"),
+        ]);
+        let ssl = listener_security(&m, "SSL", SecurityProtocol::Ssl).unwrap().ssl.unwrap();
+        assert_eq!(ssl.keystore, Keystore::Pkcs12 { path: "/k.p12".into(), password: "ks-secret".into() });
+        assert_eq!(ssl.truststore, Some(Truststore::Pkcs12 { path: "/t.p12".into(), password: "ts-secret".into() }));
+        // Inline PEM text cannot be a PKCS12 store.
+        let e = listener_security(
+            &map(&[("ssl.keystore.type", "PKCS12"), ("ssl.keystore.location", "/k.p12"), ("ssl.keystore.key", "-----BEGIN")]),
+            "SSL",
+            SecurityProtocol::Ssl,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("PEM"), "{e}");
+        let e = listener_security(
+            &map(&[("ssl.keystore.type", "PEM"), ("ssl.keystore.location", "/k"), ("ssl.truststore.location", "/t.jks")]),
+            "SSL",
+            SecurityProtocol::Ssl,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("JKS truststores"), "{e}");
     }
 
     #[test]

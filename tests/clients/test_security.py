@@ -26,7 +26,7 @@ from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechan
                                    UserScramCredentialUpsertion)
 
 import kafka_wire as wire
-from conftest import HOST, Broker, free_port, unique_topic
+from conftest import HOST, Broker, BrokerStartError, free_port, unique_topic
 
 ADMIN_PASSWORD = "admin-secret"
 PLAIN_USERS = {"alice": "alice-secret", "admin": ADMIN_PASSWORD}
@@ -477,3 +477,81 @@ def test_three_nodes_replicate_over_sasl_ssl_and_survive_kill9(tmp_path, certs):
         assert got == {f"m{i}".encode() for i in range(80)}
     finally:
         c.shutdown()
+
+
+# --------------------------------------------------------------------------
+# Keystore formats beyond plain PEM: PKCS12 stores and an encrypted PEM key
+
+@pytest.fixture(scope="module")
+def store_files(certs) -> Path:
+    """The server's key and chain as a PKCS12 keystore (PBES2/AES, what OpenSSL 3 and
+    Java write), the CA as a PKCS12 truststore, and the key as an encrypted PKCS#8 PEM."""
+    _openssl("pkcs12", "-export", "-in", "server.pem", "-inkey", "server.key", "-certfile", "ca.pem",
+             "-name", "broker", "-out", "server.p12", "-passout", "pass:store-secret", cwd=certs)
+    # A truststore holding the CA as a key entry: Java's trust managers trust a key entry's
+    # certificate, and OpenSSL 3.0 cannot write Java's trusted-certificate attribute (3.2's
+    # -jdktrust can), so a -nokeys export would hold no trusted entry for Java either.
+    _openssl("pkcs12", "-export", "-in", "ca.pem", "-inkey", "ca.key", "-out", "ca.p12", "-passout", "pass:trust-secret",
+             cwd=certs)
+    _openssl("pkcs12", "-export", "-nokeys", "-in", "ca.pem", "-out", "ca-untrusted.p12", "-passout", "pass:trust-secret",
+             cwd=certs)
+    _openssl("pkcs8", "-topk8", "-in", "server.key", "-v2", "aes-256-cbc", "-out", "server.enc.key",
+             "-passout", "pass:key-secret", cwd=certs)
+    (certs / "server.enc.bundle.pem").write_text((certs / "server.enc.key").read_text() + (certs / "server.pem").read_text())
+    return certs
+
+
+def test_pkcs12_keystore_and_truststore(tmp_path, store_files):
+    b = SecureBroker(tmp_path / "p12", store_files, {
+        "ssl.keystore.type": "PKCS12",
+        "ssl.keystore.location": str(store_files / "server.p12"),
+        "ssl.keystore.password": "store-secret",
+        "listener.name.mtls.ssl.truststore.type": "PKCS12",
+        "listener.name.mtls.ssl.truststore.location": str(store_files / "ca.p12"),
+        "listener.name.mtls.ssl.truststore.password": "trust-secret",
+    })
+    b.start()
+    try:
+        topic = unique_topic("p12")
+        assert roundtrip(client_conf(b, store_files, "SSL"), topic, 10) == [f"v{i}".encode() for i in range(10)]
+        mtls = client_conf(b, store_files, "MTLS", **{"ssl.certificate.location": str(store_files / "client.pem"),
+                                                      "ssl.key.location": str(store_files / "client.key")})
+        assert len(roundtrip(mtls, unique_topic("p12m"), 5)) == 5
+        # A certificate from another CA is refused by the PKCS12 truststore too.
+        stranger = client_conf(b, store_files, "MTLS", **{"ssl.certificate.location": str(store_files / "stranger.pem"),
+                                                          "ssl.key.location": str(store_files / "stranger.key")})
+        refused_errors(stranger)
+    finally:
+        b.stop()
+
+
+def test_encrypted_pem_key_with_ssl_key_password(tmp_path, store_files):
+    b = SecureBroker(tmp_path / "enc", store_files, {
+        "ssl.keystore.location": str(store_files / "server.enc.bundle.pem"),
+        "ssl.key.password": "key-secret",
+    })
+    b.start()
+    try:
+        assert len(roundtrip(client_conf(b, store_files, "SASL_SSL", **{
+            "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "admin", "sasl.password": ADMIN_PASSWORD}),
+            unique_topic("enc"), 5)) == 5
+    finally:
+        b.stop()
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    ({"ssl.keystore.location": "server.enc.bundle.pem"}, "give its password as ssl.key.password"),
+    ({"ssl.keystore.location": "server.enc.bundle.pem", "ssl.key.password": "wrong"}, "cannot decrypt"),
+    ({"ssl.keystore.type": "PKCS12", "ssl.keystore.location": "server.p12", "ssl.keystore.password": "wrong"},
+     "cannot open the PKCS12 store"),
+    ({"ssl.keystore.type": "JKS", "ssl.keystore.location": "server.p12"}, "JKS keystores are not supported"),
+    ({"listener.name.mtls.ssl.truststore.type": "PKCS12", "listener.name.mtls.ssl.truststore.location": "ca-untrusted.p12",
+      "listener.name.mtls.ssl.truststore.password": "trust-secret"}, "holds no trusted certificate entry"),
+])
+def test_bad_keystores_stop_startup_with_a_message(tmp_path, store_files, overrides, expected):
+    ov = {k: (str(store_files / v) if k.endswith(".location") else v) for k, v in overrides.items()}
+    b = SecureBroker(tmp_path / "bad", store_files, ov)
+    with pytest.raises(BrokerStartError):
+        b.start()
+    log = b.log_path.read_text(errors="replace")
+    assert expected in log, log[-3000:]

@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use klamm_config::security::{ClientAuth, Keystore, PemSource, SaslMechanism};
+use klamm_config::security::{ClientAuth, SaslMechanism};
 use klamm_config::BrokerConfig;
 
-use super::tls::{certificates, private_key, read_pem};
+use super::tls::{key_and_chain, trusted_certificates};
 
 /// A SASL login: mechanism and credentials.
 #[derive(Clone)]
@@ -59,7 +59,7 @@ impl ClientSecurity {
                          connections to other brokers will fail their TLS handshake"
                     ),
                     Some(trust) => {
-                        for cert in certificates(&read_pem(trust, "ssl.truststore")?, &format!("{what} truststore"))? {
+                        for cert in trusted_certificates(trust, &what)? {
                             roots.add(cert).with_context(|| format!("{what}: truststore certificate"))?;
                         }
                     }
@@ -73,12 +73,9 @@ impl ClientSecurity {
                 let config = if ssl.client_auth == ClientAuth::None {
                     builder.with_no_client_auth()
                 } else {
-                    let pem = match &ssl.keystore {
-                        Keystore::File(path) => read_pem(&PemSource::File(path.clone()), "ssl.keystore.location")?,
-                        Keystore::Inline { key, chain } => format!("{key}\n{chain}").into_bytes(),
-                    };
+                    let (chain, key) = key_and_chain(&ssl.keystore, ssl.key_password.as_deref(), &what)?;
                     builder
-                        .with_client_auth_cert(certificates(&pem, &what)?, private_key(&pem, &what)?)
+                        .with_client_auth_cert(chain, key)
                         .with_context(|| format!("{what}: client certificate"))?
                 };
                 Some(Arc::new(config))

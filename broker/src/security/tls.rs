@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use klamm_config::security::{Case, ClientAuth, Keystore, PemSource, PrincipalRule, SslSettings, TlsVersion};
+use klamm_config::security::{Case, ClientAuth, Keystore, PemSource, PrincipalRule, SslSettings, TlsVersion, Truststore};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -45,29 +45,99 @@ pub(crate) fn certificates(pem: &[u8], what: &str) -> anyhow::Result<Vec<Certifi
     Ok(certs)
 }
 
-pub(crate) fn private_key(pem: &[u8], what: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
-    // An encrypted PKCS#8 key needs PBES2 decryption, which no crate of the rustls family
-    // offers; refuse it plainly rather than fail with "no key found".
-    if std::str::from_utf8(pem).is_ok_and(|t| t.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")) {
-        bail!("{what}: encrypted private keys (ssl.key.password) are not supported; store the key unencrypted (openssl pkcs8 -nocrypt) and protect the file instead");
+/// The private key of a PEM text: PKCS#8, PKCS#1 or SEC1, or an encrypted PKCS#8 key
+/// (`-----BEGIN ENCRYPTED PRIVATE KEY-----`, PBES2) opened with `password` (`ssl.key.password`).
+pub(crate) fn private_key(pem: &[u8], password: Option<&str>, what: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
+    let text = std::str::from_utf8(pem).unwrap_or("");
+    if let Some(start) = text.find("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        let Some(password) = password else {
+            bail!("{what}: the private key is encrypted; give its password as ssl.key.password");
+        };
+        let end_marker = "-----END ENCRYPTED PRIVATE KEY-----";
+        let end = text[start..].find(end_marker).map(|e| start + e + end_marker.len()).ok_or_else(|| anyhow!("{what}: unterminated ENCRYPTED PRIVATE KEY"))?;
+        let (label, doc) = pkcs8::SecretDocument::from_pem(&text[start..end]).map_err(|e| anyhow!("{what}: bad ENCRYPTED PRIVATE KEY: {e}"))?;
+        debug_assert_eq!(label, "ENCRYPTED PRIVATE KEY");
+        let encrypted = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes()).map_err(|e| anyhow!("{what}: bad ENCRYPTED PRIVATE KEY: {e}"))?;
+        let plain = encrypted
+            .decrypt(password)
+            .map_err(|e| anyhow!("{what}: cannot decrypt the private key with ssl.key.password (wrong password or unsupported cipher): {e}"))?;
+        return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
     }
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| anyhow!("{what}: no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e:?}"))
+}
+
+/// Opens a PKCS#12 file.
+fn pkcs12(path: &str, password: &str, what: &str) -> anyhow::Result<p12_keystore::KeyStore> {
+    let data = std::fs::read(path).with_context(|| format!("read {what} {path}"))?;
+    p12_keystore::KeyStore::from_pkcs12(&data, password)
+        .map_err(|e| anyhow!("{what} {path}: cannot open the PKCS12 store (wrong password or damaged file): {e}"))
+}
+
+/// The certificate chain (leaf first) and private key of a keystore.
+pub(crate) fn key_and_chain(
+    keystore: &Keystore,
+    key_password: Option<&str>,
+    what: &str,
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    match keystore {
+        Keystore::File(path) => {
+            let pem = read_pem(&PemSource::File(path.clone()), "ssl.keystore.location")?;
+            let what = format!("{what} ssl.keystore.location {path}");
+            Ok((certificates(&pem, &what)?, private_key(&pem, key_password, &what)?))
+        }
+        Keystore::Inline { key, chain } => Ok((
+            certificates(chain.as_bytes(), &format!("{what} ssl.keystore.certificate.chain"))?,
+            private_key(key.as_bytes(), key_password, &format!("{what} ssl.keystore.key"))?,
+        )),
+        Keystore::Pkcs12 { path, password } => {
+            let what = format!("{what} ssl.keystore.location {path}");
+            let store = pkcs12(path, password, &what)?;
+            let (_, entry) = store.private_key_chain().ok_or_else(|| anyhow!("{what}: the PKCS12 keystore holds no private key entry"))?;
+            let chain: Vec<CertificateDer<'static>> = entry.chain().iter().map(|c| CertificateDer::from(c.as_der().to_vec())).collect();
+            if chain.is_empty() {
+                bail!("{what}: the PKCS12 key entry has no certificate");
+            }
+            Ok((chain, PrivateKeyDer::Pkcs8(entry.key().to_vec().into())))
+        }
+    }
+}
+
+/// The CA certificates of a truststore.
+pub(crate) fn trusted_certificates(truststore: &Truststore, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    match truststore {
+        Truststore::Pem(source) => certificates(&read_pem(source, "ssl.truststore")?, &format!("{what} truststore")),
+        Truststore::Pkcs12 { path, password } => {
+            let what = format!("{what} ssl.truststore.location {path}");
+            let store = pkcs12(path, password, &what)?;
+            // As Java's trust managers read a truststore: every trusted-certificate entry, and
+            // the certificate of every key entry. A certificate bag without Java's
+            // trusted-certificate attribute (what `openssl pkcs12 -export -nokeys` writes before
+            // OpenSSL 3.2's `-jdktrust`) is not an entry, for Java as here.
+            let mut certs = Vec::new();
+            for (_, entry) in store.entries() {
+                match entry {
+                    p12_keystore::KeyStoreEntry::Certificate(c) => certs.push(CertificateDer::from(c.as_der().to_vec())),
+                    p12_keystore::KeyStoreEntry::PrivateKeyChain(k) => {
+                        certs.extend(k.chain().first().map(|c| CertificateDer::from(c.as_der().to_vec())))
+                    }
+                }
+            }
+            if certs.is_empty() {
+                bail!(
+                    "{what}: the PKCS12 truststore holds no trusted certificate entry (make it with keytool -importcert, \
+                     or openssl pkcs12 -export -nokeys -jdktrust anyExtendedKeyUsage from OpenSSL 3.2; or use ssl.truststore.type=PEM)"
+                );
+            }
+            Ok(certs)
+        }
+    }
 }
 
 /// Builds the TLS acceptor of `listener` from its settings; every file is read here, at
 /// start-up, so a missing or malformed file stops the broker with a message naming it.
 pub fn listener_tls(listener: &str, ssl: &SslSettings) -> anyhow::Result<TlsListener> {
     let what = format!("listener {listener}");
-    let (certs, key) = match &ssl.keystore {
-        Keystore::File(path) => {
-            let pem = read_pem(&PemSource::File(path.clone()), "ssl.keystore.location")?;
-            (certificates(&pem, &format!("{what} ssl.keystore.location {path}"))?, private_key(&pem, &format!("{what} ssl.keystore.location {path}"))?)
-        }
-        Keystore::Inline { key, chain } => (
-            certificates(chain.as_bytes(), &format!("{what} ssl.keystore.certificate.chain"))?,
-            private_key(key.as_bytes(), &format!("{what} ssl.keystore.key"))?,
-        ),
-    };
+    let (certs, key) = key_and_chain(&ssl.keystore, ssl.key_password.as_deref(), &what)?;
     // ring keeps the build free of aws-lc's C/CMake toolchain; rustls 0.23.48 marks its
     // provider deprecated only because ring lacks post-quantum key exchange.
     #[allow(deprecated)]
@@ -87,7 +157,7 @@ pub fn listener_tls(listener: &str, ssl: &SslSettings) -> anyhow::Result<TlsList
         (_, ClientAuth::None) | (None, _) => builder.with_no_client_auth(),
         (Some(trust), auth) => {
             let mut roots = RootCertStore::empty();
-            for cert in certificates(&read_pem(trust, "ssl.truststore")?, &format!("{what} truststore"))? {
+            for cert in trusted_certificates(trust, &what)? {
                 roots.add(cert).with_context(|| format!("{what}: truststore certificate"))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
@@ -247,6 +317,63 @@ mod tests {
         assert_eq!(subject_dn(cert.der()).unwrap(), "CN=client-1,O=Acme\\, Inc,C=US");
     }
 
+    fn settings_with(keystore: Keystore, key_password: Option<&str>) -> SslSettings {
+        SslSettings {
+            keystore,
+            key_password: key_password.map(str::to_string),
+            truststore: None,
+            client_auth: ClientAuth::None,
+            enabled_protocols: vec![TlsVersion::Tls12, TlsVersion::Tls13],
+            principal_mapping_rules: vec![PrincipalRule::Default],
+        }
+    }
+
+    #[test]
+    fn encrypted_pkcs8_keys_open_with_ssl_key_password() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+        let der = key.serialize_der();
+        let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice()).unwrap();
+        let encrypted = info.encrypt(rand::rngs::OsRng, b"key-secret").unwrap();
+        let pem = encrypted.to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF).unwrap().to_string();
+        let inline = |pw| settings_with(Keystore::Inline { key: pem.clone(), chain: cert.pem() }, pw);
+        assert!(listener_tls("SSL", &inline(Some("key-secret"))).is_ok());
+        let e = listener_tls("SSL", &inline(Some("wrong"))).unwrap_err().to_string();
+        assert!(e.contains("cannot decrypt"), "{e}");
+        let e = listener_tls("SSL", &inline(None)).unwrap_err().to_string();
+        assert!(e.contains("ssl.key.password"), "{e}");
+    }
+
+    #[test]
+    fn pkcs12_keystores_and_truststores_open_with_their_passwords() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+        let mut store = p12_keystore::KeyStore::new();
+        let chain = [p12_keystore::Certificate::from_der(cert.der()).unwrap()];
+        store.add_entry("klamm", p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(key.serialize_der(), [1u8; 20], chain)));
+        let path = dir.path().join("broker.p12");
+        std::fs::write(&path, store.writer("store-secret").write().unwrap()).unwrap();
+        let path = path.to_str().unwrap().to_string();
+        let p12 = |pw: &str| Keystore::Pkcs12 { path: path.clone(), password: pw.to_string() };
+        assert!(listener_tls("SSL", &settings_with(p12("store-secret"), None)).is_ok());
+        let e = listener_tls("SSL", &settings_with(p12("wrong"), None)).unwrap_err().to_string();
+        assert!(e.contains("cannot open the PKCS12 store"), "{e}");
+        // A key entry's certificate is trusted (as Java's trust managers do), and so is a
+        // trusted-certificate entry.
+        let trusted = trusted_certificates(&Truststore::Pkcs12 { path: path.clone(), password: "store-secret".into() }, "t").unwrap();
+        assert_eq!(trusted, vec![CertificateDer::from(cert.der().to_vec())]);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().self_signed(&ca_key).unwrap();
+        let mut trust = p12_keystore::KeyStore::new();
+        trust.add_entry("ca", p12_keystore::KeyStoreEntry::Certificate(p12_keystore::Certificate::from_der(ca.der()).unwrap()));
+        let trust_path = dir.path().join("trust.p12");
+        std::fs::write(&trust_path, trust.writer("trust-secret").write().unwrap()).unwrap();
+        let trust_path = trust_path.to_str().unwrap().to_string();
+        let trusted = trusted_certificates(&Truststore::Pkcs12 { path: trust_path, password: "trust-secret".into() }, "t").unwrap();
+        assert_eq!(trusted, vec![CertificateDer::from(ca.der().to_vec())]);
+    }
+
     #[test]
     fn bad_keystores_are_refused_with_a_message() {
         let settings = |key: &str, chain: &str| SslSettings {
@@ -265,7 +392,7 @@ mod tests {
         let e = listener_tls("SSL", &settings("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n", &cert.pem()))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("encrypted private keys"), "{e}");
+        assert!(e.contains("encrypted; give its password as ssl.key.password"), "{e}");
         let other = rcgen::KeyPair::generate().unwrap();
         let e = listener_tls("SSL", &settings(&other.serialize_pem(), &cert.pem())).unwrap_err().to_string();
         assert!(e.contains("does not match"), "{e}");
