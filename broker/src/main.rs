@@ -1,5 +1,8 @@
-//! The `klamm` binary: parse the command line, load the configuration, run
+//! The `klamm` binary: parse the command line; with an admin subcommand (`klamm topics
+//! ...`, see [`cli`]) run it against a cluster, otherwise load the configuration and run
 //! the broker until SIGINT/SIGTERM.
+
+mod cli;
 
 use std::path::PathBuf;
 
@@ -12,8 +15,12 @@ use tracing::{info, warn};
 /// With no arguments it runs a combined broker+controller single node with
 /// the Kafka listener on 127.0.0.1:9092 and data under ./klamm-data.
 #[derive(Parser, Debug)]
-#[command(name = "klamm", version)]
+///
+/// With a subcommand it administers a running Kafka-compatible cluster instead.
+#[command(name = "klamm", version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<cli::Command>,
     /// A server.properties-style file with Kafka property names.
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
@@ -93,6 +100,9 @@ fn init_logging() {
 fn main() -> anyhow::Result<()> {
     keep_large_buffers_in_heap();
     let cli = Cli::parse();
+    if let Some(command) = cli.command {
+        std::process::exit(cli::run(command));
+    }
     init_logging();
 
     raise_open_file_limit();
