@@ -3,6 +3,7 @@
 //! partitions' end offsets for the lag, DeleteGroups, and OffsetCommit for resets.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use bytes::Buf;
@@ -152,6 +153,20 @@ pub fn decode_assignment(bytes: &bytes::Bytes) -> Vec<(String, Vec<i32>)> {
     }
 }
 
+/// A coordinator still loading the group (just started or just moved): worth a retry.
+fn loading(code: i16) -> bool {
+    code == ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0 || code == ErrorCode::COORDINATOR_NOT_AVAILABLE.0
+}
+
+/// Waits a moment before a retry; false once `deadline` has passed.
+async fn pause(deadline: Instant) -> bool {
+    if Instant::now() >= deadline {
+        return false;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    true
+}
+
 struct Member {
     id: String,
     instance: Option<String>,
@@ -171,8 +186,14 @@ struct GroupState {
 async fn group_state(cluster: &mut Cluster, group: &str) -> anyhow::Result<GroupState> {
     let coordinator = cluster.coordinator(group).await?;
     let request = DescribeGroupsRequest { groups: vec![group.to_string()], include_authorized_operations: false, ..Default::default() };
-    let reply = cluster.send(Target::Node(coordinator), &request, (0, 5)).await?;
-    let g = reply.body.groups.into_iter().next().ok_or_else(|| anyhow!("DescribeGroups answered no group"))?;
+    let deadline = Instant::now() + cluster.timeout();
+    let g = loop {
+        let reply = cluster.send(Target::Node(coordinator), &request, (0, 5)).await?;
+        let g = reply.body.groups.into_iter().next().ok_or_else(|| anyhow!("DescribeGroups answered no group"))?;
+        if !(loading(g.error_code) && pause(deadline).await) {
+            break g;
+        }
+    };
     // A group the coordinator does not know is reported as Dead (GROUP_ID_NOT_FOUND from v6).
     if g.error_code == ErrorCode::GROUP_ID_NOT_FOUND.0 || (g.error_code == 0 && g.group_state == "Dead") {
         bail!(kafka_message(ErrorCode::GROUP_ID_NOT_FOUND.0, &format!("group '{group}' does not exist"), None));
@@ -198,7 +219,14 @@ async fn group_state(cluster: &mut Cluster, group: &str) -> anyhow::Result<Group
 pub async fn committed(cluster: &mut Cluster, coordinator: i32, group: &str) -> anyhow::Result<BTreeMap<Tp, i64>> {
     // v2..7: `topics: null` asks for every partition; the reply has one group's topics.
     let request = OffsetFetchRequest { group_id: group.to_string(), topics: None, ..Default::default() };
-    let body = cluster.send(Target::Node(coordinator), &request, (2, 7)).await?.body;
+    let deadline = Instant::now() + cluster.timeout();
+    let body = loop {
+        let body = cluster.send(Target::Node(coordinator), &request, (2, 7)).await?.body;
+        let code = std::iter::once(body.error_code).chain(body.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))).find(|c| *c != 0);
+        if !(code.is_some_and(loading) && pause(deadline).await) {
+            break body;
+        }
+    };
     if body.error_code != 0 {
         bail!(kafka_message(body.error_code, &format!("fetch the offsets of group '{group}'"), None));
     }
@@ -328,7 +356,14 @@ pub async fn commit_offsets(cluster: &mut Cluster, coordinator: i32, group: &str
         topics: topics.into_iter().map(|(name, partitions)| OffsetCommitRequestTopic { name, partitions, ..Default::default() }).collect(),
         ..Default::default()
     };
-    let reply = cluster.send(Target::Node(coordinator), &request, (2, 8)).await?;
+    let deadline = Instant::now() + cluster.timeout();
+    let reply = loop {
+        let reply = cluster.send(Target::Node(coordinator), &request, (2, 8)).await?;
+        let code = reply.body.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).find(|c| *c != 0);
+        if !(code.is_some_and(loading) && pause(deadline).await) {
+            break reply;
+        }
+    };
     for t in reply.body.topics {
         for p in t.partitions {
             if p.error_code != 0 {

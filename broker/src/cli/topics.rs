@@ -151,7 +151,8 @@ async fn describe(cluster: &mut Cluster, names: Vec<String>) -> anyhow::Result<R
     for t in topics {
         let name = t.name.clone().unwrap_or_default();
         if t.error_code != 0 {
-            failures.push(kafka_message(t.error_code, &format!("topic '{name}' does not exist"), None));
+            let what = if t.error_code == 3 { format!("topic '{name}' does not exist") } else { format!("describe topic '{name}'") };
+            failures.push(kafka_message(t.error_code, &what, None));
             continue;
         }
         let configs = match describe_configs(cluster, RESOURCE_TOPIC, &name, Target::Any).await {
