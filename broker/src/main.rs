@@ -155,3 +155,38 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn broker_flags_still_run_the_broker() {
+        let cli = Cli::try_parse_from(["klamm", "-c", "server.properties", "--override", "num.partitions=3"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.overrides, vec!["num.partitions=3".to_string()]);
+        assert!(Cli::try_parse_from(["klamm"]).unwrap().command.is_none());
+    }
+
+    #[test]
+    fn subcommands_take_connection_options_before_or_after() {
+        for argv in [
+            &["klamm", "topics", "--bootstrap-server", "h:1", "--json", "list"][..],
+            &["klamm", "topics", "list", "--bootstrap-server", "h:1", "--json"][..],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let Some(cli::Command::Topics { .. }) = cli.command else { panic!("not topics: {argv:?}") };
+        }
+        assert!(Cli::try_parse_from(["klamm", "groups", "reset-offsets", "--group", "g", "--all-topics", "--shift-by", "-3"]).is_ok());
+        // A subcommand does not mix with the broker's own flags.
+        assert!(Cli::try_parse_from(["klamm", "--override", "a=b", "topics", "list"]).is_err());
+        assert!(Cli::try_parse_from(["klamm", "configs", "describe"]).is_err(), "--topic or --broker is required");
+        assert!(Cli::try_parse_from(["klamm", "configs", "describe", "--topic", "t", "--broker", "1"]).is_err());
+    }
+}
