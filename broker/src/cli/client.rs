@@ -71,7 +71,11 @@ async fn open(addr: &str, options: &ConnectOptions) -> anyhow::Result<Connection
         .map_err(|e| describe(e, addr, options.timeout))?;
     // v3 first (flexible; what current clients send); a broker that predates it answers
     // UNSUPPORTED_VERSION in the v0 layout, so ask again at v0.
-    let request = ApiVersionsRequest { client_software_name: "klamm-cli".into(), client_software_version: env!("CARGO_PKG_VERSION").into(), ..Default::default() };
+    let request = ApiVersionsRequest {
+        client_software_name: "klamm-cli".into(),
+        client_software_version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    };
     let mut response = client.send(&request, 3, options.timeout).await;
     if matches!(&response, Ok(r) if r.error_code == ErrorCode::UNSUPPORTED_VERSION.0) || matches!(&response, Err(ClientError::Protocol(_))) {
         client = KafkaClient::connect_secured(addr, &options.client_id, options.timeout, &options.security)
@@ -172,10 +176,15 @@ impl Cluster {
     /// Sends `request` without waiting for an answer (Produce with `acks=0`).
     pub async fn send_without_reply<R: Request>(&mut self, target: Target, request: &R, ours: (i16, i16)) -> anyhow::Result<()> {
         let api = format!("{:?}", R::API_KEY);
-        let version = self.version::<R>(target, ours).await?.ok_or_else(|| anyhow!("the broker does not serve {api} at a version this tool speaks"))?;
+        let version =
+            self.version::<R>(target, ours).await?.ok_or_else(|| anyhow!("the broker does not serve {api} at a version this tool speaks"))?;
         let timeout = self.options.timeout;
         let connection = self.connection(target).await?;
-        connection.client.send_without_response(request, version, timeout).await.map_err(|e| describe(e, "broker", timeout).context(format!("{api} request")))
+        connection
+            .client
+            .send_without_response(request, version, timeout)
+            .await
+            .map_err(|e| describe(e, "broker", timeout).context(format!("{api} request")))
     }
 
     /// Metadata for `topics` (`None`: all topics; `Some([])`: none, brokers only). Refreshes
@@ -209,7 +218,8 @@ impl Cluster {
                 self.addresses.insert(node, format!("{host}:{port}"));
                 return Ok(node);
             }
-            let retriable = [ErrorCode::COORDINATOR_NOT_AVAILABLE.0, ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0, ErrorCode::NOT_COORDINATOR.0].contains(&code);
+            let retriable =
+                [ErrorCode::COORDINATOR_NOT_AVAILABLE.0, ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.0, ErrorCode::NOT_COORDINATOR.0].contains(&code);
             if !retriable || Instant::now() >= deadline {
                 return Err(kafka_error(code, &format!("find the coordinator of group '{group}'"), message.as_deref()));
             }
@@ -312,7 +322,16 @@ impl Cluster {
                     .into_iter()
                     .map(|(name, ps)| ListOffsetsTopic {
                         name,
-                        partitions: ps.into_iter().map(|p| ListOffsetsPartition { partition_index: p, current_leader_epoch: -1, timestamp: spec.timestamp(), max_num_offsets: 1, ..Default::default() }).collect(),
+                        partitions: ps
+                            .into_iter()
+                            .map(|p| ListOffsetsPartition {
+                                partition_index: p,
+                                current_leader_epoch: -1,
+                                timestamp: spec.timestamp(),
+                                max_num_offsets: 1,
+                                ..Default::default()
+                            })
+                            .collect(),
                         ..Default::default()
                     })
                     .collect(),

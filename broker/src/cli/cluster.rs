@@ -3,8 +3,8 @@
 //! the under-replicated and offline partitions (Metadata).
 
 use clap::Subcommand;
-use klamm_protocol::messages::{DescribeClusterRequest, DescribeQuorumRequest};
 use klamm_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use klamm_protocol::messages::{DescribeClusterRequest, DescribeQuorumRequest};
 use serde_json::{json, Value};
 
 use super::client::{Cluster, Target};
@@ -26,7 +26,8 @@ async fn status(cluster: &mut Cluster) -> anyhow::Result<Report> {
     let metadata = cluster.metadata(None).await?;
     let mut cluster_id = metadata.cluster_id.clone().unwrap_or_default();
     let mut controller = metadata.controller_id;
-    let mut brokers: Vec<(i32, String, i32, Option<String>)> = metadata.brokers.iter().map(|b| (b.node_id, b.host.clone(), b.port, b.rack.clone())).collect();
+    let mut brokers: Vec<(i32, String, i32, Option<String>)> =
+        metadata.brokers.iter().map(|b| (b.node_id, b.host.clone(), b.port, b.rack.clone())).collect();
     if cluster.version::<DescribeClusterRequest>(Target::Any, (0, 1)).await?.is_some() {
         let reply = cluster.send(Target::Any, &DescribeClusterRequest { endpoint_type: 1, ..Default::default() }, (0, 1)).await?;
         let body = reply.body;
@@ -64,14 +65,17 @@ async fn status(cluster: &mut Cluster) -> anyhow::Result<Report> {
     let quorum = quorum(cluster).await?;
     match &quorum {
         Some(q) => {
-            text.push_str(&format!(
-                "\nMetadata quorum: leader {}  epoch {}  high watermark {}\n",
-                q["leader"], q["epoch"], q["high_watermark"]
-            ));
+            text.push_str(&format!("\nMetadata quorum: leader {}  epoch {}  high watermark {}\n", q["leader"], q["epoch"], q["high_watermark"]));
             let mut t = Table::new(&["NODE", "ROLE", "LOG-END-OFFSET", "LAG", "LAST-CAUGHT-UP-MS"]);
             for (role, key) in [("voter", "voters"), ("observer", "observers")] {
                 for r in q[key].as_array().into_iter().flatten() {
-                    t.row(vec![r["id"].to_string(), role.into(), r["log_end_offset"].to_string(), r["lag"].to_string(), r["last_caught_up_timestamp"].to_string()]);
+                    t.row(vec![
+                        r["id"].to_string(),
+                        role.into(),
+                        r["log_end_offset"].to_string(),
+                        r["lag"].to_string(),
+                        r["last_caught_up_timestamp"].to_string(),
+                    ]);
                 }
             }
             text.push_str(&t.render());
@@ -80,7 +84,13 @@ async fn status(cluster: &mut Cluster) -> anyhow::Result<Report> {
     }
     text.push_str(&format!("\nPartitions: {total}  under-replicated: {}  offline: {}\n", under.len(), offline.len()));
     for u in &under {
-        text.push_str(&format!("  under-replicated: {}-{} replicas {} isr {}\n", u["topic"].as_str().unwrap_or(""), u["partition"], u["replicas"], u["isr"]));
+        text.push_str(&format!(
+            "  under-replicated: {}-{} replicas {} isr {}\n",
+            u["topic"].as_str().unwrap_or(""),
+            u["partition"],
+            u["replicas"],
+            u["isr"]
+        ));
     }
     for o in &offline {
         text.push_str(&format!("  offline: {}-{}\n", o["topic"].as_str().unwrap_or(""), o["partition"]));
@@ -101,7 +111,11 @@ async fn quorum(cluster: &mut Cluster) -> anyhow::Result<Option<Value>> {
         return Ok(None);
     }
     let request = DescribeQuorumRequest {
-        topics: vec![TopicData { topic_name: "__cluster_metadata".into(), partitions: vec![PartitionData { partition_index: 0, ..Default::default() }], ..Default::default() }],
+        topics: vec![TopicData {
+            topic_name: "__cluster_metadata".into(),
+            partitions: vec![PartitionData { partition_index: 0, ..Default::default() }],
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let body = cluster.send(Target::Any, &request, (0, 2)).await?.body;

@@ -106,14 +106,29 @@ pub async fn describe_configs(cluster: &mut Cluster, resource_type: i8, name: &s
     let mut entries: Vec<ConfigEntry> = result
         .configs
         .into_iter()
-        .map(|c| ConfigEntry { name: c.name, value: c.value, source: c.config_source, is_default: c.is_default, read_only: c.read_only, sensitive: c.is_sensitive })
+        .map(|c| ConfigEntry {
+            name: c.name,
+            value: c.value,
+            source: c.config_source,
+            is_default: c.is_default,
+            read_only: c.read_only,
+            sensitive: c.is_sensitive,
+        })
         .collect();
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(entries)
 }
 
-pub async fn alter_configs(cluster: &mut Cluster, resource_type: i8, name: &str, set: &[(String, String)], delete: &[String], target: Target) -> anyhow::Result<()> {
-    let mut configs: Vec<AlterableConfig> = set.iter().map(|(k, v)| AlterableConfig { name: k.clone(), config_operation: 0, value: Some(v.clone()), ..Default::default() }).collect();
+pub async fn alter_configs(
+    cluster: &mut Cluster,
+    resource_type: i8,
+    name: &str,
+    set: &[(String, String)],
+    delete: &[String],
+    target: Target,
+) -> anyhow::Result<()> {
+    let mut configs: Vec<AlterableConfig> =
+        set.iter().map(|(k, v)| AlterableConfig { name: k.clone(), config_operation: 0, value: Some(v.clone()), ..Default::default() }).collect();
     configs.extend(delete.iter().map(|k| AlterableConfig { name: k.clone(), config_operation: 1, value: None, ..Default::default() }));
     let request = IncrementalAlterConfigsRequest {
         resources: vec![AlterConfigsResource { resource_type, resource_name: name.to_string(), configs, ..Default::default() }],

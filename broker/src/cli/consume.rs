@@ -180,7 +180,12 @@ pub async fn run(cluster: &mut Cluster, args: ConsumeArgs, json: bool) -> anyhow
                     topic: topic.clone(),
                     partitions: parts
                         .iter()
-                        .map(|p| FetchPartition { partition: *p, fetch_offset: positions[p], partition_max_bytes: PARTITION_MAX_BYTES, ..Default::default() })
+                        .map(|p| FetchPartition {
+                            partition: *p,
+                            fetch_offset: positions[p],
+                            partition_max_bytes: PARTITION_MAX_BYTES,
+                            ..Default::default()
+                        })
                         .collect(),
                     ..Default::default()
                 }],
@@ -194,7 +199,11 @@ pub async fn run(cluster: &mut Cluster, args: ConsumeArgs, json: bool) -> anyhow
             for t in reply.body.responses {
                 for p in t.partitions {
                     let code = ErrorCode(p.error_code);
-                    if code == ErrorCode::NOT_LEADER_OR_FOLLOWER || code == ErrorCode::LEADER_NOT_AVAILABLE || code == ErrorCode::FENCED_LEADER_EPOCH || code == ErrorCode::UNKNOWN_LEADER_EPOCH {
+                    if code == ErrorCode::NOT_LEADER_OR_FOLLOWER
+                        || code == ErrorCode::LEADER_NOT_AVAILABLE
+                        || code == ErrorCode::FENCED_LEADER_EPOCH
+                        || code == ErrorCode::UNKNOWN_LEADER_EPOCH
+                    {
                         leaders = cluster.leaders(std::slice::from_ref(&topic)).await?;
                         continue;
                     }
@@ -207,7 +216,9 @@ pub async fn run(cluster: &mut Cluster, args: ConsumeArgs, json: bool) -> anyhow
                         bail!(kafka_message(code.0, &format!("fetch {topic}-{}", p.partition_index), None));
                     }
                     let Some(records) = p.records else { continue };
-                    let position = positions.get_mut(&p.partition_index).ok_or_else(|| anyhow!("fetch answered partition {} not asked for", p.partition_index))?;
+                    let position = positions
+                        .get_mut(&p.partition_index)
+                        .ok_or_else(|| anyhow!("fetch answered partition {} not asked for", p.partition_index))?;
                     for batch in iter_batches(records) {
                         // A batch cut off at the size limit ends the answer; the next fetch reads it whole.
                         let Ok(batch) = batch else { break };
@@ -219,14 +230,27 @@ pub async fn run(cluster: &mut Cluster, args: ConsumeArgs, json: bool) -> anyhow
                             continue;
                         }
                         for record in batch.records_bounded(MAX_DECOMPRESSED) {
-                            let record = record.map_err(|e| anyhow!("{topic}-{}: bad record batch at offset {}: {e}", p.partition_index, batch.base_offset()))?;
+                            let record = record
+                                .map_err(|e| anyhow!("{topic}-{}: bad record batch at offset {}: {e}", p.partition_index, batch.base_offset()))?;
                             let offset = record.offset(batch.base_offset());
                             if offset < *position {
                                 continue;
                             }
                             let timestamp_type = batch.timestamp_type();
-                            let timestamp = if timestamp_type == TimestampType::LogAppendTime { batch.max_timestamp() } else { record.timestamp(batch.base_timestamp()) };
-                            let consumed = Consumed { partition: p.partition_index, offset, timestamp, timestamp_type, key: record.key, value: record.value, headers: record.headers };
+                            let timestamp = if timestamp_type == TimestampType::LogAppendTime {
+                                batch.max_timestamp()
+                            } else {
+                                record.timestamp(batch.base_timestamp())
+                            };
+                            let consumed = Consumed {
+                                partition: p.partition_index,
+                                offset,
+                                timestamp,
+                                timestamp_type,
+                                key: record.key,
+                                value: record.value,
+                                headers: record.headers,
+                            };
                             let line = if json { record_json(&topic, &consumed).to_string() } else { format_record(&consumed, &args) };
                             if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
                                 // The reader went away (`| head`): stop quietly.

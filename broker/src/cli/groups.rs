@@ -9,7 +9,9 @@ use anyhow::{anyhow, bail};
 use bytes::Buf;
 use clap::{Args, Subcommand};
 use klamm_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
-use klamm_protocol::messages::{ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest};
+use klamm_protocol::messages::{
+    ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
+};
 use klamm_protocol::{Decode, ErrorCode};
 use serde_json::{json, Value};
 
@@ -222,7 +224,8 @@ pub async fn committed(cluster: &mut Cluster, coordinator: i32, group: &str) -> 
     let deadline = Instant::now() + cluster.timeout();
     let body = loop {
         let body = cluster.send(Target::Node(coordinator), &request, (2, 7)).await?.body;
-        let code = std::iter::once(body.error_code).chain(body.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))).find(|c| *c != 0);
+        let code =
+            std::iter::once(body.error_code).chain(body.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))).find(|c| *c != 0);
         if !(code.is_some_and(loading) && pause(deadline).await) {
             break body;
         }
@@ -303,7 +306,14 @@ async fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<(String,
         for m in &state.members {
             let count: usize = m.assignment.iter().map(|(_, p)| p.len()).sum();
             let assignment = m.assignment.iter().map(|(t, ps)| format!("{t}({})", super::output::ids(ps))).collect::<Vec<_>>().join(",");
-            mt.row(vec![m.id.clone(), or_dash(m.instance.clone()), m.host.clone(), m.client_id.clone(), count.to_string(), if assignment.is_empty() { "-".into() } else { assignment }]);
+            mt.row(vec![
+                m.id.clone(),
+                or_dash(m.instance.clone()),
+                m.host.clone(),
+                m.client_id.clone(),
+                count.to_string(),
+                if assignment.is_empty() { "-".into() } else { assignment },
+            ]);
             members_json.push(json!({
                 "member_id": m.id, "group_instance_id": m.instance, "host": m.host, "client_id": m.client_id,
                 "assignment": m.assignment.iter().map(|(t, ps)| json!({"topic": t, "partitions": ps})).collect::<Vec<_>>(),
@@ -381,7 +391,9 @@ async fn delete(cluster: &mut Cluster, groups: Vec<String>) -> anyhow::Result<Re
     for group in groups {
         let result = async {
             let coordinator = cluster.coordinator(&group).await?;
-            let reply = cluster.send(Target::Node(coordinator), &DeleteGroupsRequest { groups_names: vec![group.clone()], ..Default::default() }, (0, 2)).await?;
+            let reply = cluster
+                .send(Target::Node(coordinator), &DeleteGroupsRequest { groups_names: vec![group.clone()], ..Default::default() }, (0, 2))
+                .await?;
             let code = reply.body.results.first().map_or(0, |r| r.error_code);
             anyhow::Ok(code)
         }
@@ -395,7 +407,11 @@ async fn delete(cluster: &mut Cluster, groups: Vec<String>) -> anyhow::Result<Re
                 let name = ErrorCode(code).name();
                 table.row(vec![group.clone(), name.into()]);
                 json.push(json!({"group": group, "deleted": false, "error": name}));
-                let what = if code == ErrorCode::GROUP_ID_NOT_FOUND.0 { format!("group '{group}' does not exist") } else { format!("delete group '{group}'") };
+                let what = if code == ErrorCode::GROUP_ID_NOT_FOUND.0 {
+                    format!("group '{group}' does not exist")
+                } else {
+                    format!("delete group '{group}'")
+                };
                 failures.push(kafka_message(code, &what, None));
             }
             Err(e) => {
@@ -480,7 +496,11 @@ async fn reset(cluster: &mut Cluster, args: ResetArgs) -> anyhow::Result<Report>
         json.push(json!({"topic": topic, "partition": p, "current_offset": cur, "new_offset": target}));
     }
     let mut text = table.render();
-    text.push_str(if args.execute { "\nCommitted the new offsets.\n" } else { "\nDry run: nothing changed; add --execute to commit these offsets.\n" });
+    text.push_str(if args.execute {
+        "\nCommitted the new offsets.\n"
+    } else {
+        "\nDry run: nothing changed; add --execute to commit these offsets.\n"
+    });
     let _ = args.dry_run; // the default; the flag exists for scripts that say it explicitly
     Ok(Report::new(json!({"group": group, "executed": args.execute, "partitions": json}), text))
 }

@@ -160,7 +160,13 @@ pub async fn run(cluster: &mut Cluster, args: ProduceArgs) -> anyhow::Result<Rep
                 continue;
             }
             let reply = cluster.send(Target::Node(leader), &request, (3, 11)).await?;
-            let r = reply.body.responses.into_iter().flat_map(|t| t.partition_responses).next().ok_or_else(|| anyhow!("Produce answered no partition"))?;
+            let r = reply
+                .body
+                .responses
+                .into_iter()
+                .flat_map(|t| t.partition_responses)
+                .next()
+                .ok_or_else(|| anyhow!("Produce answered no partition"))?;
             if r.error_code != 0 {
                 bail!(kafka_message(r.error_code, &format!("produce to {}-{partition}", args.topic), r.error_message.as_deref()));
             }

@@ -116,7 +116,9 @@ impl ClientProperties {
             None
         };
         let sasl = match (self.uses_sasl(), self.sasl_mechanism, &self.username, &self.password) {
-            (true, Some(mechanism), Some(username), Some(password)) => Some(SaslLogin { mechanism, username: username.clone(), password: password.clone() }),
+            (true, Some(mechanism), Some(username), Some(password)) => {
+                Some(SaslLogin { mechanism, username: username.clone(), password: password.clone() })
+            }
             _ => None,
         };
         Ok(ClientSecurity { tls, sasl })

@@ -76,7 +76,9 @@ pub fn parse_datetime(text: &str) -> anyhow::Result<i64> {
     let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
     let mut parts = hms.split(':');
     let (hour, minute, second): (i64, i64, i64) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(h), Some(m), s, None) => (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, s.map_or(Ok(0), |s| s.parse()).map_err(|_| bad())?),
+        (Some(h), Some(m), s, None) => {
+            (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, s.map_or(Ok(0), |s| s.parse()).map_err(|_| bad())?)
+        }
         _ => return Err(bad()),
     };
     if !(1..=12).contains(&month) || !(1..=days_in_month(year, month)).contains(&day) || hour > 23 || minute > 59 || second > 59 {

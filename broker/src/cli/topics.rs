@@ -77,7 +77,11 @@ pub async fn run(cluster: &mut Cluster, command: TopicsCommand) -> anyhow::Resul
 /// broker forwards them in KRaft mode, but the controller saves a hop).
 async fn controller(cluster: &mut Cluster) -> anyhow::Result<Target> {
     let metadata = cluster.metadata(Some(Vec::new())).await?;
-    Ok(if metadata.controller_id >= 0 && cluster.addresses().contains_key(&metadata.controller_id) { Target::Node(metadata.controller_id) } else { Target::Any })
+    Ok(if metadata.controller_id >= 0 && cluster.addresses().contains_key(&metadata.controller_id) {
+        Target::Node(metadata.controller_id)
+    } else {
+        Target::Any
+    })
 }
 
 async fn list(cluster: &mut Cluster, exclude_internal: bool) -> anyhow::Result<Report> {
@@ -197,7 +201,13 @@ async fn describe(cluster: &mut Cluster, names: Vec<String>) -> anyhow::Result<R
     Ok(report)
 }
 
-async fn alter(cluster: &mut Cluster, topic: String, partitions: Option<i32>, set: Vec<(String, String)>, delete: Vec<String>) -> anyhow::Result<Report> {
+async fn alter(
+    cluster: &mut Cluster,
+    topic: String,
+    partitions: Option<i32>,
+    set: Vec<(String, String)>,
+    delete: Vec<String>,
+) -> anyhow::Result<Report> {
     if partitions.is_none() && set.is_empty() && delete.is_empty() {
         anyhow::bail!("nothing to change: give --partitions, --config or --delete-config");
     }
@@ -215,7 +225,11 @@ async fn alter(cluster: &mut Cluster, topic: String, partitions: Option<i32>, se
         let reply = cluster.send(target, &request, (0, 3)).await?;
         for r in reply.body.results {
             if r.error_code != 0 {
-                return Err(anyhow!(kafka_message(r.error_code, &format!("set the partition count of '{topic}' to {count}"), r.error_message.as_deref())));
+                return Err(anyhow!(kafka_message(
+                    r.error_code,
+                    &format!("set the partition count of '{topic}' to {count}"),
+                    r.error_message.as_deref()
+                )));
             }
         }
         text.push_str(&format!("Topic '{topic}' now has {count} partitions.\n"));
