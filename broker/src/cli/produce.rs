@@ -85,8 +85,11 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
     ((murmur2(key) & 0x7fff_ffff) as i64 % i64::from(partitions.max(1))) as i32
 }
 
+/// A record's key (if any) and value.
+pub type KeyValue = (Option<Vec<u8>>, Vec<u8>);
+
 /// One input line as key and value.
-pub fn split_line(line: &str, separator: Option<&str>) -> (Option<Vec<u8>>, Vec<u8>) {
+pub fn split_line(line: &str, separator: Option<&str>) -> KeyValue {
     match separator.filter(|s| !s.is_empty()).and_then(|s| line.split_once(s)) {
         Some((k, v)) => (Some(k.as_bytes().to_vec()), v.as_bytes().to_vec()),
         None => (None, line.as_bytes().to_vec()),
@@ -112,7 +115,7 @@ pub async fn run(cluster: &mut Cluster, args: ProduceArgs) -> anyhow::Result<Rep
             bail!(kafka_message(3, &format!("topic '{}' has no partition {p}", args.topic), None));
         }
     }
-    let mut by_partition: BTreeMap<i32, Vec<(Option<Vec<u8>>, Vec<u8>)>> = BTreeMap::new();
+    let mut by_partition: BTreeMap<i32, Vec<KeyValue>> = BTreeMap::new();
     let mut round_robin = 0i32;
     let mut total = 0usize;
     for line in reader.lines() {
