@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka.admin import ConfigResource, ConfigSource
 
+from cluster_fixture import SESSION_TIMEOUT_MS, cluster3  # noqa: F401  (fixture)
 from conftest import HOST, free_port, klamm_bin, unique_topic, wait_until
 from helpers import admin, consume, create_topic, produce_ok, wait_for_leaders, watermarks
 from test_security import ADMIN_PASSWORD, SecureBroker, certs  # noqa: F401  (certs: fixture)
@@ -494,5 +496,66 @@ def test_command_config_over_sasl_ssl_and_sasl_plaintext(secure_broker, certs, t
     failed(klamm(b, "topics", "list", "--request-timeout-ms", "3000", bootstrap=b.addr("SASL_SSL")),
            "could not reach")
     assert time.monotonic() - started < 15
+    # mTLS: the client certificate from a PEM keystore.
+    mtls = _command_config(tmp_path / "mtls.properties", [
+        "security.protocol=SSL",
+        f"ssl.truststore.location={certs / 'ca.pem'}",
+        "ssl.truststore.type=PEM",
+        f"ssl.keystore.location={certs / 'client.bundle.pem'}",
+        "ssl.keystore.type=PEM",
+    ])
+    out = ok(klamm(b, "consume", topic, "--partition", "1", "--from-beginning", "--max-messages", "1",
+                   "--command-config", str(mtls), bootstrap=b.addr("MTLS")))
+    assert out == "secret\n"
+    no_cert = _command_config(tmp_path / "nocert.properties", [
+        "security.protocol=SSL", f"ssl.truststore.location={certs / 'ca.pem'}"])
+    failed(klamm(b, "topics", "list", "--command-config", str(no_cert), "--request-timeout-ms", "3000",
+                 bootstrap=b.addr("MTLS")), "could not reach")
     missing = tmp_path / "absent.properties"
     failed(klamm(b, "topics", "list", "--command-config", str(missing), bootstrap=addr), "absent.properties")
+
+
+# --------------------------------------------------------------------------
+# a 3-node cluster: under-replicated and offline partitions
+
+
+def test_cluster_status_and_describe_follow_a_killed_node(cluster3):  # noqa: F811
+    c = cluster3
+    rf3, rf1 = unique_topic("rf3"), unique_topic("rf1")
+    kjson(c, "topics", "create", rf3, "--partitions", "3", "--replication-factor", "3", bootstrap=c.bootstrap())
+    kjson(c, "topics", "create", rf1, "--partitions", "3", "--replication-factor", "1", bootstrap=c.bootstrap())
+    c.wait_healthy([rf3, rf1], {rf3: 3, rf1: 3}, timeout=45)
+
+    status = kjson(c, "cluster", "status", bootstrap=c.bootstrap())
+    assert [b["id"] for b in status["brokers"]] == [1, 2, 3]
+    assert status["controller_id"] in (1, 2, 3)
+    assert status["partitions"]["under_replicated_count"] == 0 and status["partitions"]["offline_count"] == 0
+    only_on_3 = {p["partition"] for p in kjson(c, "topics", "describe", rf1, bootstrap=c.bootstrap())[0]["partitions"]
+                 if p["replicas"] == [3]}
+
+    c.node(3).kill9()
+    survivors = c.bootstrap(c.up())
+
+    def degraded():
+        s = kjson(c, "cluster", "status", bootstrap=survivors)
+        urp = {(u["topic"], u["partition"]) for u in s["partitions"]["under_replicated"]}
+        offline = {(o["topic"], o["partition"]) for o in s["partitions"]["offline"]}
+        if {(rf3, p) for p in range(3)} <= urp and offline == {(rf1, p) for p in only_on_3}:
+            return s
+        return None
+
+    s = wait_until(degraded, timeout=SESSION_TIMEOUT_MS / 1000 + 30, what="node 3's partitions degraded")
+    assert [b["id"] for b in s["brokers"]] == [1, 2], "a fenced broker is not listed"
+    assert s["partitions"]["under_replicated_count"] == len(s["partitions"]["under_replicated"])
+    [d] = kjson(c, "topics", "describe", rf3, bootstrap=survivors)
+    md = AdminClient({"bootstrap.servers": survivors}).list_topics(rf3, timeout=10).topics[rf3]
+    for p in d["partitions"]:
+        assert 3 not in p["isr"] and p["leader"] in (1, 2)
+        assert p["isr"] == list(md.partitions[p["partition"]].isrs)
+    text = ok(klamm(c, "cluster", "status", bootstrap=survivors))
+    assert f"under-replicated: {rf3}-0" in text
+
+    c.node(3).start()
+    c.wait_healthy([rf3, rf1], {rf3: 3, rf1: 3}, timeout=45)
+    wait_until(lambda: kjson(c, "cluster", "status", bootstrap=c.bootstrap())["partitions"]["under_replicated_count"] == 0,
+               timeout=45, what="ISRs whole again")
