@@ -554,6 +554,11 @@ def test_cluster_status_and_describe_follow_a_killed_node(cluster3):  # noqa: F8
         assert p["isr"] == list(md.partitions[p["partition"]].isrs)
     text = ok(klamm(c, "cluster", "status", bootstrap=survivors))
     assert f"under-replicated: {rf3}-0" in text
+    # Produce and consume carry on with the leaders that are left.
+    lines = "".join(f"k{i}:v{i}\n" for i in range(30)).encode()
+    assert kjson(c, "produce", rf3, "--key-separator", ":", input=lines, bootstrap=survivors)["records"] == 30
+    out = ok(klamm(c, "consume", rf3, "--from-beginning", "--max-messages", "30", "--print-key", bootstrap=survivors))
+    assert sorted(out.splitlines()) == sorted(f"k{i}\tv{i}" for i in range(30))
 
     c.node(3).start()
     c.wait_healthy([rf3, rf1], {rf3: 3, rf1: 3}, timeout=45)

@@ -149,6 +149,7 @@ pub async fn run(cluster: &mut Cluster, args: ConsumeArgs, json: bool) -> anyhow
     let mut printed = 0u64;
     let mut last_record = Instant::now();
     let idle = args.timeout_ms.map(Duration::from_millis);
+    let mut failing_since: Option<Instant> = None;
     'poll: loop {
         if args.max_messages.is_some_and(|m| printed >= m) {
             break;
@@ -192,7 +193,25 @@ pub async fn run(cluster: &mut Cluster, args: ConsumeArgs, json: bool) -> anyhow
                 ..Default::default()
             };
             // v4..12 name topics (v13+ use topic ids).
-            let reply = cluster.send(Target::Node(leader), &request, (4, 12)).await?;
+            let reply = match cluster.send(Target::Node(leader), &request, (4, 12)).await {
+                Ok(reply) => {
+                    failing_since = None;
+                    reply
+                }
+                // The leader went away: follow the partitions to their new leaders, for up to
+                // the request timeout.
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= cluster.timeout() {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    if let Ok(fresh) = cluster.leaders(std::slice::from_ref(&topic)).await {
+                        leaders = fresh;
+                    }
+                    continue 'poll;
+                }
+            };
             if reply.body.error_code != 0 {
                 bail!(kafka_message(reply.body.error_code, &format!("fetch from '{topic}'"), None));
             }

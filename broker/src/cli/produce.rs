@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use klamm_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use klamm_protocol::messages::ProduceRequest;
 use klamm_protocol::records::RecordBatchBuilder;
+use klamm_protocol::ErrorCode;
 use serde_json::json;
 
 use super::client::{Cluster, Target};
@@ -105,7 +107,7 @@ pub async fn run(cluster: &mut Cluster, args: ProduceArgs) -> anyhow::Result<Rep
         Some(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?)),
         None => Box::new(std::io::stdin().lock()),
     };
-    let leaders = cluster.leaders(std::slice::from_ref(&args.topic)).await?;
+    let mut leaders = cluster.leaders(std::slice::from_ref(&args.topic)).await?;
     let count = leaders.len() as i32;
     if count == 0 {
         bail!(kafka_message(3, &format!("topic '{}' has no partitions", args.topic), None));
@@ -137,10 +139,6 @@ pub async fn run(cluster: &mut Cluster, args: ProduceArgs) -> anyhow::Result<Rep
     let now = klamm_broker::clock::now_ms();
     let mut results = BTreeMap::new();
     for (partition, records) in &by_partition {
-        let leader = leaders[&(args.topic.clone(), *partition)];
-        if leader < 0 {
-            bail!(kafka_message(5, &format!("partition {}-{partition} has no leader", args.topic), None));
-        }
         for chunk in records.chunks(BATCH_RECORDS) {
             let mut builder = RecordBatchBuilder::new(0);
             for (key, value) in chunk {
@@ -157,23 +155,39 @@ pub async fn run(cluster: &mut Cluster, args: ProduceArgs) -> anyhow::Result<Rep
                 }],
                 ..Default::default()
             };
-            if args.acks == 0 {
-                cluster.send_without_reply(Target::Node(leader), &request, (3, 11)).await?;
-                results.entry(*partition).or_insert((None, 0usize)).1 += chunk.len();
-                continue;
-            }
-            let reply = cluster.send(Target::Node(leader), &request, (3, 11)).await?;
-            let r = reply
-                .body
-                .responses
-                .into_iter()
-                .flat_map(|t| t.partition_responses)
-                .next()
-                .ok_or_else(|| anyhow!("Produce answered no partition"))?;
-            if r.error_code != 0 {
-                bail!(kafka_message(r.error_code, &format!("produce to {}-{partition}", args.topic), r.error_message.as_deref()));
-            }
-            let entry = results.entry(*partition).or_insert((Some(r.base_offset), 0usize));
+            let deadline = Instant::now() + cluster.timeout();
+            let r = loop {
+                let leader = leaders.get(&(args.topic.clone(), *partition)).copied().unwrap_or(-1);
+                let (code, response) = if leader < 0 {
+                    (ErrorCode::LEADER_NOT_AVAILABLE, None)
+                } else if args.acks == 0 {
+                    cluster.send_without_reply(Target::Node(leader), &request, (3, 11)).await?;
+                    break None;
+                } else {
+                    let reply = cluster.send(Target::Node(leader), &request, (3, 11)).await?;
+                    let r = reply
+                        .body
+                        .responses
+                        .into_iter()
+                        .flat_map(|t| t.partition_responses)
+                        .next()
+                        .ok_or_else(|| anyhow!("Produce answered no partition"))?;
+                    (ErrorCode(r.error_code), Some(r))
+                };
+                if code == ErrorCode::NONE {
+                    break response;
+                }
+                // Refused before any append (a leader change, too few in-sync replicas): safe
+                // to send again to the current leader, until the request timeout.
+                let retriable = [ErrorCode::NOT_LEADER_OR_FOLLOWER, ErrorCode::LEADER_NOT_AVAILABLE, ErrorCode::NOT_ENOUGH_REPLICAS].contains(&code);
+                if !retriable || Instant::now() >= deadline {
+                    let message = response.and_then(|r| r.error_message);
+                    bail!(kafka_message(code.0, &format!("produce to {}-{partition}", args.topic), message.as_deref()));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                leaders = cluster.leaders(std::slice::from_ref(&args.topic)).await?;
+            };
+            let entry = results.entry(*partition).or_insert((r.map(|r| r.base_offset), 0usize));
             entry.1 += chunk.len();
         }
     }
