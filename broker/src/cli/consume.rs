@@ -41,14 +41,19 @@ pub struct ConsumeArgs {
     /// Start from this group's committed offsets and commit the position reached at the end.
     #[arg(long)]
     group: Option<String>,
+    /// Print each record's key.
     #[arg(long)]
     print_key: bool,
+    /// Print each record's headers (`k:v,k:v`, or NO_HEADERS).
     #[arg(long)]
     print_headers: bool,
+    /// Print each record's offset.
     #[arg(long)]
     print_offset: bool,
+    /// Print each record's partition.
     #[arg(long)]
     print_partition: bool,
+    /// Print each record's timestamp and its type.
     #[arg(long)]
     print_timestamp: bool,
     /// Between the printed fields.

@@ -40,6 +40,7 @@ pub enum GroupsCommand {
 
 #[derive(Args, Debug)]
 pub struct ResetArgs {
+    /// The group whose offsets move.
     #[arg(long)]
     group: String,
     /// `TOPIC` or `TOPIC:P[,P...]` (repeatable).
@@ -61,13 +62,16 @@ pub struct ResetArgs {
 #[derive(Args, Debug)]
 #[group(required = true, multiple = false)]
 pub struct ResetTo {
+    /// To each partition's earliest offset.
     #[arg(long)]
     to_earliest: bool,
+    /// To each partition's end.
     #[arg(long)]
     to_latest: bool,
     /// `YYYY-MM-DDTHH:MM:SS[.sss][Z|+HH:MM]`.
     #[arg(long, value_name = "DATETIME")]
     to_datetime: Option<String>,
+    /// To this offset (moved into each partition's range).
     #[arg(long, value_name = "OFFSET")]
     to_offset: Option<i64>,
     /// Move by N (negative: back), from the committed offset.
