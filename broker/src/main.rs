@@ -1,5 +1,8 @@
-//! The `klamm` binary: parse the command line, load the configuration, run
+//! The `klamm` binary: parse the command line; with an admin subcommand (`klamm topics
+//! ...`, see [`cli`]) run it against a cluster, otherwise load the configuration and run
 //! the broker until SIGINT/SIGTERM.
+
+mod cli;
 
 use std::path::PathBuf;
 
@@ -12,8 +15,12 @@ use tracing::{info, warn};
 /// With no arguments it runs a combined broker+controller single node with
 /// the Kafka listener on 127.0.0.1:9092 and data under ./klamm-data.
 #[derive(Parser, Debug)]
-#[command(name = "klamm", version)]
+///
+/// With a subcommand it administers a running Kafka-compatible cluster instead.
+#[command(name = "klamm", version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<cli::Command>,
     /// A server.properties-style file with Kafka property names.
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
@@ -93,6 +100,9 @@ fn init_logging() {
 fn main() -> anyhow::Result<()> {
     keep_large_buffers_in_heap();
     let cli = Cli::parse();
+    if let Some(command) = cli.command {
+        std::process::exit(cli::run(command));
+    }
     init_logging();
 
     raise_open_file_limit();
@@ -143,5 +153,40 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn broker_flags_still_run_the_broker() {
+        let cli = Cli::try_parse_from(["klamm", "-c", "server.properties", "--override", "num.partitions=3"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.overrides, vec!["num.partitions=3".to_string()]);
+        assert!(Cli::try_parse_from(["klamm"]).unwrap().command.is_none());
+    }
+
+    #[test]
+    fn subcommands_take_connection_options_before_or_after() {
+        for argv in [
+            &["klamm", "topics", "--bootstrap-server", "h:1", "--json", "list"][..],
+            &["klamm", "topics", "list", "--bootstrap-server", "h:1", "--json"][..],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let Some(cli::Command::Topics { .. }) = cli.command else { panic!("not topics: {argv:?}") };
+        }
+        assert!(Cli::try_parse_from(["klamm", "groups", "reset-offsets", "--group", "g", "--all-topics", "--shift-by", "-3"]).is_ok());
+        // A subcommand does not mix with the broker's own flags.
+        assert!(Cli::try_parse_from(["klamm", "--override", "a=b", "topics", "list"]).is_err());
+        assert!(Cli::try_parse_from(["klamm", "configs", "describe"]).is_err(), "--topic or --broker is required");
+        assert!(Cli::try_parse_from(["klamm", "configs", "describe", "--topic", "t", "--broker", "1"]).is_err());
     }
 }

@@ -104,11 +104,8 @@ impl KafkaClient {
         Ok(())
     }
 
-    /// Sends `request` at `version` and waits (up to `timeout`) for its response.
-    pub async fn send<R: Request>(&mut self, request: &R, version: i16, timeout: Duration) -> Result<R::Response, ClientError>
-    where
-        R::Response: Decode,
-    {
+    /// The framed request (size, header, body) and its correlation id.
+    fn frame<R: Request>(&mut self, request: &R, version: i16) -> Result<(i32, BytesMut), ClientError> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         let header = RequestHeader {
@@ -124,6 +121,27 @@ impl KafkaClient {
         request.encode(&mut buf, version).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let size = (buf.len() - 4) as i32;
         buf[0..4].copy_from_slice(&size.to_be_bytes());
+        Ok((correlation_id, buf))
+    }
+
+    /// Sends `request` at `version` without reading a response: for the one request the
+    /// broker never answers, a Produce with `acks=0` (the admin CLI's `produce --acks 0`).
+    pub async fn send_without_response<R: Request>(&mut self, request: &R, version: i16, timeout: Duration) -> Result<(), ClientError> {
+        let (_, buf) = self.frame(request, version)?;
+        let write = async {
+            self.stream.write_all(&buf).await?;
+            self.stream.flush().await
+        };
+        tokio::time::timeout(timeout, write).await.map_err(|_| ClientError::Timeout)??;
+        Ok(())
+    }
+
+    /// Sends `request` at `version` and waits (up to `timeout`) for its response.
+    pub async fn send<R: Request>(&mut self, request: &R, version: i16, timeout: Duration) -> Result<R::Response, ClientError>
+    where
+        R::Response: Decode,
+    {
+        let (correlation_id, buf) = self.frame(request, version)?;
         let exchange = async {
             self.stream.write_all(&buf).await?;
             let size = self.stream.read_i32().await?;

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use klamm_config::security::{ClientAuth, SaslMechanism};
+use klamm_config::security::{ClientAuth, Keystore, SaslMechanism, Truststore};
 use klamm_config::BrokerConfig;
 
 use super::tls::{key_and_chain, trusted_certificates};
@@ -51,34 +51,15 @@ impl ClientSecurity {
         let tls = match &settings.ssl {
             None => None,
             Some(ssl) => {
-                let mut roots = rustls::RootCertStore::empty();
-                match ssl.truststore.as_ref() {
+                if ssl.truststore.is_none() {
                     // A single node never connects to another broker, so this is no error.
-                    None => tracing::warn!(
+                    tracing::warn!(
                         "{what} has no truststore (ssl.truststore.location / ssl.truststore.certificates): \
                          connections to other brokers will fail their TLS handshake"
-                    ),
-                    Some(trust) => {
-                        for cert in trusted_certificates(trust, &what)? {
-                            roots.add(cert).with_context(|| format!("{what}: truststore certificate"))?;
-                        }
-                    }
+                    );
                 }
-                #[allow(deprecated)] // ring: see tls.rs
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
-                let builder = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .context("TLS versions")?
-                    .with_root_certificates(roots);
-                let config = if ssl.client_auth == ClientAuth::None {
-                    builder.with_no_client_auth()
-                } else {
-                    let (chain, key) = key_and_chain(&ssl.keystore, ssl.key_password.as_deref(), &what)?;
-                    builder
-                        .with_client_auth_cert(chain, key)
-                        .with_context(|| format!("{what}: client certificate"))?
-                };
-                Some(Arc::new(config))
+                let keystore = (ssl.client_auth != ClientAuth::None).then_some((&ssl.keystore, ssl.key_password.as_deref()));
+                Some(tls_client_config(ssl.truststore.as_ref(), keystore, &what)?)
             }
         };
         let sasl = match &settings.sasl {
@@ -104,4 +85,36 @@ impl ClientSecurity {
         };
         Ok(ClientSecurity { tls, sasl })
     }
+}
+
+/// A TLS client configuration trusting the certificates of `truststore` (none trusted when
+/// absent) and presenting `keystore` (key and chain) when given, for mTLS. Shared by the
+/// inter-broker connections and the admin CLI's `--command-config`.
+pub fn tls_client_config(
+    truststore: Option<&Truststore>,
+    keystore: Option<(&Keystore, Option<&str>)>,
+    what: &str,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(trust) = truststore {
+        for cert in trusted_certificates(trust, what)? {
+            roots.add(cert).with_context(|| format!("{what}: truststore certificate"))?;
+        }
+    }
+    #[allow(deprecated)] // ring: see tls.rs
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_root_certificates(roots);
+    let config = match keystore {
+        None => builder.with_no_client_auth(),
+        Some((keystore, key_password)) => {
+            let (chain, key) = key_and_chain(keystore, key_password, what)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .with_context(|| format!("{what}: client certificate"))?
+        }
+    };
+    Ok(Arc::new(config))
 }
