@@ -8,7 +8,7 @@
 //!   listener, purgatory sizes, ISR changes, transactions, authentications) and
 //!   [`PartitionCounters`] (one per hosted partition, on [`crate::replica::Partition`]: bytes
 //!   and messages in, bytes out; summed per topic at scrape time).
-//! - **Computed** at scrape time from state that exists anyway: partition,
+//! - **Computed** at scrape time from state that exists anyway ([`scrape`]): partition,
 //!   leader and under-replicated counts, offline partitions, log size, offsets, consumer
 //!   lag, the metadata quorum.
 //!
@@ -18,6 +18,8 @@
 
 pub mod encode;
 mod histogram;
+pub mod requests;
+pub mod scrape;
 
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -123,8 +125,6 @@ pub struct BrokerMetrics {
     pub bytes_out: AtomicU64,
     /// Bytes sent to follower replicas (Kafka's ReplicationBytesOutPerSec).
     pub replication_bytes_out: AtomicU64,
-    /// Bytes appended as a follower (Kafka's ReplicationBytesInPerSec).
-    pub replication_bytes_in: AtomicU64,
     /// Open connections per Kafka listener.
     connections: Mutex<Vec<(String, Arc<Gauge>)>>,
     /// acks=all produce requests waiting for replication.
@@ -150,7 +150,6 @@ impl Default for BrokerMetrics {
             messages_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             replication_bytes_out: AtomicU64::new(0),
-            replication_bytes_in: AtomicU64::new(0),
             connections: Mutex::new(Vec::new()),
             produce_purgatory: Arc::default(),
             fetch_purgatory: Arc::default(),
@@ -197,6 +196,15 @@ impl BrokerMetrics {
         } else {
             partition.bytes_out.fetch_add(bytes, Relaxed);
             self.bytes_out.fetch_add(bytes, Relaxed);
+        }
+    }
+
+    /// An EndTxn was answered (`ok`: the commit or abort was accepted).
+    #[inline]
+    pub fn transaction_ended(&self, ok: bool, commit: bool) {
+        if ok {
+            let counter = if commit { &self.txn_commits } else { &self.txn_aborts };
+            counter.fetch_add(1, Relaxed);
         }
     }
 

@@ -6,6 +6,7 @@
 //! so probes get answers while the node starts); start-up fills it in step by step and
 //! `/ready` reports which step is still missing.
 
+mod api;
 mod ready;
 
 use std::future::Future;
@@ -20,6 +21,9 @@ use super::{Request, Response, Service};
 use crate::metadata::MetadataSource;
 use crate::server::Broker;
 pub use ready::{readiness_response, Readiness};
+
+/// The ops page: one static file compiled into the binary (no CDN, no external fonts).
+const PAGE: &str = include_str!("page.html");
 
 /// Largest request body the ops routes accept (they take none: GET only).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -115,7 +119,19 @@ impl OpsService {
                 }),
             ),
             "/ready" => readiness_response(&self.state.readiness()),
-            _ => Response::error(StatusCode::NOT_FOUND, &format!("no such resource: {}", req.path)),
+            "/" | "/index.html" => Response::new(StatusCode::OK, "text/html; charset=utf-8", PAGE),
+            path => {
+                let Some(broker) = self.state.broker() else {
+                    return Response::error(StatusCode::SERVICE_UNAVAILABLE, "the broker is still starting");
+                };
+                match path {
+                    "/metrics" => Response::new(StatusCode::OK, crate::metrics::encode::CONTENT_TYPE, crate::metrics::scrape::render(broker).await),
+                    "/api/cluster" => Response::json(StatusCode::OK, &api::cluster(broker)),
+                    "/api/topics" => Response::json(StatusCode::OK, &api::topics(broker)),
+                    "/api/groups" => Response::json(StatusCode::OK, &api::groups(broker).await),
+                    _ => Response::error(StatusCode::NOT_FOUND, &format!("no such resource: {}", req.path)),
+                }
+            }
         }
     }
 }
