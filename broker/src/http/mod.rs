@@ -90,12 +90,7 @@ pub trait Service: Send + Sync + 'static {
 /// Serves `service` on an already bound listener until `shutdown` turns true. A body larger than
 /// `max_body` gets 413 without reaching the service; a malformed request gets 400 or a closed
 /// connection; a panicking service call gets 500 (the server keeps serving).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    service: Arc<dyn Service>,
-    max_body: usize,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: tokio::net::TcpListener, service: Arc<dyn Service>, max_body: usize, mut shutdown: watch::Receiver<bool>) {
     if *shutdown.borrow() {
         return;
     }
@@ -130,13 +125,7 @@ pub async fn serve(
     connections.abort_all();
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    service: Arc<dyn Service>,
-    max_body: usize,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, service: Arc<dyn Service>, max_body: usize, mut shutdown: watch::Receiver<bool>) {
     let handler = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let service = service.clone();
         async move { Ok::<_, Infallible>(handle(req, peer, service, max_body).await) }
@@ -170,18 +159,9 @@ async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-async fn handle(
-    req: hyper::Request<Incoming>,
-    peer: SocketAddr,
-    service: Arc<dyn Service>,
-    max_body: usize,
-) -> hyper::Response<Full<Bytes>> {
+async fn handle(req: hyper::Request<Incoming>, peer: SocketAddr, service: Arc<dyn Service>, max_body: usize) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > max_body as u64) {
         return into_hyper(too_large(max_body), true);
     }
@@ -252,16 +232,14 @@ pub fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -281,9 +259,7 @@ fn hex(b: u8) -> Option<u8> {
 /// Binds an HTTP listener named by config key `key` at `address` (`host:port`); the error
 /// names both, as a Kafka listener's does.
 pub async fn bind(key: &str, address: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot bind {key}={address}: {e}"))
+    tokio::net::TcpListener::bind(address).await.map_err(|e| anyhow::anyhow!("cannot bind {key}={address}: {e}"))
 }
 
 #[cfg(test)]

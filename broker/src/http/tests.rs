@@ -42,10 +42,7 @@ async fn read_response(stream: &mut TcpStream) -> (u16, String, String) {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-                .unwrap_or(0);
+            let len: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())).unwrap_or(0);
             if buf.len() >= end + 4 + len {
                 let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
                 let status = head.split(' ').nth(1).unwrap().parse().unwrap();
@@ -145,11 +142,7 @@ async fn shutdown_stops_the_server() {
 
 #[test]
 fn query_decoding() {
-    assert_eq!(parse_query("a=1&b=%41%2b+c&&d"), vec![
-        ("a".into(), "1".into()),
-        ("b".into(), "A+ c".into()),
-        ("d".into(), "".into())
-    ]);
+    assert_eq!(parse_query("a=1&b=%41%2b+c&&d"), vec![("a".into(), "1".into()), ("b".into(), "A+ c".into()), ("d".into(), "".into())]);
     assert_eq!(percent_decode("100%"), "100%");
     assert_eq!(percent_decode("%zz%4"), "%zz%4");
     assert_eq!(percent_decode("%C3%A9"), "é");

@@ -21,7 +21,6 @@ mod histogram;
 pub mod requests;
 pub mod scrape;
 
-
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -126,7 +126,8 @@ async fn ask_end_offsets(broker: &Broker, image: &MetadataImage, leader: i32, to
     };
     let client_id = format!("klamm-metrics-{}", broker.node_id);
     let exchange = async {
-        let mut client = crate::net::client::KafkaClient::connect_secured(&addr, &client_id, REMOTE_OFFSETS_TIMEOUT, &broker.inter_broker_security).await.ok()?;
+        let mut client =
+            crate::net::client::KafkaClient::connect_secured(&addr, &client_id, REMOTE_OFFSETS_TIMEOUT, &broker.inter_broker_security).await.ok()?;
         client.send(&request, 7, REMOTE_OFFSETS_TIMEOUT).await.ok()
     };
     let Some(response) = exchange.await else {
@@ -198,9 +199,15 @@ pub async fn render(broker: &Broker) -> String {
     }
     let totals = [m.bytes_in.load(Relaxed), m.messages_in.load(Relaxed), m.bytes_out.load(Relaxed)];
     let families = [
-        ("kafka_server_brokertopicmetrics_bytesin_total", "Bytes of record batches produced to partitions this broker leads (per topic; without topic: all topics)."),
+        (
+            "kafka_server_brokertopicmetrics_bytesin_total",
+            "Bytes of record batches produced to partitions this broker leads (per topic; without topic: all topics).",
+        ),
         ("kafka_server_brokertopicmetrics_messagesin_total", "Records produced to partitions this broker leads (per topic; without topic: all topics)."),
-        ("kafka_server_brokertopicmetrics_bytesout_total", "Bytes of record batches sent to consumers (per topic; without topic: all topics; replication excluded)."),
+        (
+            "kafka_server_brokertopicmetrics_bytesout_total",
+            "Bytes of record batches sent to consumers (per topic; without topic: all topics; replication excluded).",
+        ),
     ];
     for (i, (name, help)) in families.iter().enumerate() {
         e.family(name, Kind::Counter, help);
@@ -219,7 +226,11 @@ pub async fn render(broker: &Broker) -> String {
             e.sample("kafka_network_requestmetrics_requests_total", &[("request", api.key.name())], a.requests.load(Relaxed) as f64);
         }
     }
-    e.family("kafka_network_requestmetrics_totaltimems", Kind::Histogram, "Time from a complete request to its response being ready, in ms (a Fetch's intended wait excluded), by Kafka API name.");
+    e.family(
+        "kafka_network_requestmetrics_totaltimems",
+        Kind::Histogram,
+        "Time from a complete request to its response being ready, in ms (a Fetch's intended wait excluded), by Kafka API name.",
+    );
     for api in crate::handlers::SUPPORTED {
         if let Some(a) = m.api(api.key.as_i16()) {
             e.histogram("kafka_network_requestmetrics_totaltimems", &[("request", api.key.name())], &a.total_time_ms.snapshot());
@@ -250,9 +261,17 @@ pub async fn render(broker: &Broker) -> String {
     let gauges: [(&str, &str, f64); 5] = [
         ("kafka_server_replicamanager_partitioncount", "Partitions with a replica on this broker.", partitions as f64),
         ("kafka_server_replicamanager_leadercount", "Partitions this broker leads.", leaders as f64),
-        ("kafka_server_replicamanager_underreplicatedpartitions", "Partitions this broker leads whose ISR is smaller than the replica set.", under_replicated as f64),
+        (
+            "kafka_server_replicamanager_underreplicatedpartitions",
+            "Partitions this broker leads whose ISR is smaller than the replica set.",
+            under_replicated as f64,
+        ),
         ("kafka_server_replicamanager_underminisrpartitioncount", "Partitions this broker leads whose ISR is below min.insync.replicas.", under_min_isr as f64),
-        ("kafka_server_replicamanager_offlinereplicacount", "Replicas on this broker whose log cannot be opened.", broker.replicas.offline_partitions().len() as f64),
+        (
+            "kafka_server_replicamanager_offlinereplicacount",
+            "Replicas on this broker whose log cannot be opened.",
+            broker.replicas.offline_partitions().len() as f64,
+        ),
     ];
     for (name, help, v) in gauges {
         e.family(name, Kind::Gauge, help);
@@ -331,7 +350,11 @@ pub async fn render(broker: &Broker) -> String {
     for p in &led {
         e.sample("kafka_topic_partition_oldest_offset", &[("topic", &p.topic), ("partition", &p.index.to_string())], p.view().log_start_offset as f64);
     }
-    e.family("kafka_topic_partition_under_replicated_partition", Kind::Gauge, "1 if the partition's ISR is smaller than its replica set (reported by its leader).");
+    e.family(
+        "kafka_topic_partition_under_replicated_partition",
+        Kind::Gauge,
+        "1 if the partition's ISR is smaller than its replica set (reported by its leader).",
+    );
     for p in &led {
         if let Some(meta) = image.partition(&p.topic, p.index) {
             let urp = if meta.isr.len() < meta.replicas.len() { 1.0 } else { 0.0 };
@@ -344,7 +367,11 @@ pub async fn render(broker: &Broker) -> String {
     for (listener, n) in m.connections_snapshot() {
         e.sample("kafka_server_socket_server_metrics_connection_count", &[("listener", &listener)], n as f64);
     }
-    e.family("kafka_server_delayedoperationpurgatory_purgatorysize", Kind::Gauge, "Requests waiting: acks=all produces for replication (Produce), fetches for data (Fetch).");
+    e.family(
+        "kafka_server_delayedoperationpurgatory_purgatorysize",
+        Kind::Gauge,
+        "Requests waiting: acks=all produces for replication (Produce), fetches for data (Fetch).",
+    );
     e.sample("kafka_server_delayedoperationpurgatory_purgatorysize", &[("delayedoperation", "Produce")], m.produce_purgatory.get() as f64);
     e.sample("kafka_server_delayedoperationpurgatory_purgatorysize", &[("delayedoperation", "Fetch")], m.fetch_purgatory.get() as f64);
     e.family("klamm_transaction_commits_total", Kind::Counter, "Transactions committed by this broker's transaction coordinator.");
@@ -365,7 +392,11 @@ pub async fn render(broker: &Broker) -> String {
     e.family("kafka_consumergroup_current_offset", Kind::Gauge, "Committed offset of the group for the partition (reported by the group's coordinator).");
     for g in &groups {
         for p in &g.partitions {
-            e.sample("kafka_consumergroup_current_offset", &[("consumergroup", &g.group), ("topic", &p.topic), ("partition", &p.partition.to_string())], p.committed as f64);
+            e.sample(
+                "kafka_consumergroup_current_offset",
+                &[("consumergroup", &g.group), ("topic", &p.topic), ("partition", &p.partition.to_string())],
+                p.committed as f64,
+            );
         }
     }
     e.family("kafka_consumergroup_lag", Kind::Gauge, "High watermark minus the group's committed offset (reported by the group's coordinator).");

@@ -25,12 +25,7 @@ pub struct Readiness {
 impl Readiness {
     /// The names of the checks that do not hold, in start-up order.
     pub fn missing(&self) -> Vec<&'static str> {
-        let checks = [
-            ("registered", self.registered),
-            ("unfenced", self.unfenced),
-            ("caught_up", self.caught_up),
-            ("listeners_open", self.listeners_open),
-        ];
+        let checks = [("registered", self.registered), ("unfenced", self.unfenced), ("caught_up", self.caught_up), ("listeners_open", self.listeners_open)];
         checks.iter().filter(|(_, ok)| !ok).map(|(name, _)| *name).collect()
     }
 }
