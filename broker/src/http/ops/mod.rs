@@ -141,3 +141,47 @@ impl Service for OpsService {
         Box::pin(self.route(req))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(path: &str) -> Request {
+        Request {
+            method: http::Method::GET,
+            path: path.to_string(),
+            query: Vec::new(),
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::new(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn while_starting_health_is_up_and_ready_names_every_missing_step() {
+        let service = OpsService::new(OpsState::new(7));
+        let health = service.call(get("/health")).await;
+        assert_eq!(health.status, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_slice(&health.body).unwrap();
+        assert_eq!((v["status"].as_str(), v["node_id"].as_i64()), (Some("UP"), Some(7)));
+
+        let ready = service.call(get("/ready")).await;
+        assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+        let v: serde_json::Value = serde_json::from_slice(&ready.body).unwrap();
+        assert_eq!(v["ready"], false);
+        assert_eq!(v["missing"], serde_json::json!(["registered", "unfenced", "caught_up", "listeners_open"]));
+
+        // Registered and caught up, but without an image showing the registration: still not ready.
+        service.state.set_registered(3);
+        service.state.set_caught_up();
+        let v: serde_json::Value = serde_json::from_slice(&service.call(get("/ready")).await.body).unwrap();
+        assert_eq!(v["checks"]["registered"], false);
+
+        assert_eq!(service.call(get("/metrics")).await.status, StatusCode::SERVICE_UNAVAILABLE);
+        let page = service.call(get("/")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(std::str::from_utf8(&page.body).unwrap().contains("id=\"broker-count\""));
+        let post = Request { method: http::Method::POST, ..get("/metrics") };
+        assert_eq!(service.call(post).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+}
