@@ -477,3 +477,22 @@ def test_three_nodes_replicate_over_sasl_ssl_and_survive_kill9(tmp_path, certs):
         assert got == {f"m{i}".encode() for i in range(80)}
     finally:
         c.shutdown()
+
+
+def test_authentication_counters_in_metrics(broker, certs):
+    """/metrics counts SASL successes and failures per mechanism (the ops listener)."""
+    from test_metrics import scrape, value
+
+    def counts():
+        s = scrape(broker.http_url)
+        return (value(s, "klamm_authentication_success_total", mechanism="PLAIN") or 0,
+                value(s, "klamm_authentication_failure_total", mechanism="SCRAM-SHA-512") or 0)
+
+    ok_before, failed_before = counts()
+    still_serves(broker, certs)  # a PLAIN login that succeeds
+    conf = client_conf(broker, certs, "SASL_PLAINTEXT", **{"sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "admin",
+                                                            "sasl.password": "wrong"})
+    expect_auth_failure(conf, "Authentication failed")
+    ok_after, failed_after = counts()
+    assert ok_after >= ok_before + 1
+    assert failed_after >= failed_before + 1
