@@ -3,6 +3,7 @@
 # Debian 12 machine that already has Rust, Node 20/npm and Python 3.11/pip:
 #   - kcat from Debian (1.7.1, linking librdkafka 2.0.2), only if kcat is missing;
 #   - the openssl CLI (test_security.py makes its certificates with it), only if missing;
+#   - chromium from Debian (test_ops_page.py loads the ops page headless), only if missing;
 #   - a Python venv at tests/.venv with the pinned packages of
 #     tests/clients/requirements.txt (confluent-kafka, kafka-python, pytest, ...);
 #   - kafkajs 2.2.4 and its snappy/lz4 codec packages into tests/clients/node/node_modules (from package-lock.json).
@@ -46,6 +47,17 @@ else
     retry 3 as_root apt-get update -qq
     retry 3 as_root apt-get install -y -qq kcat
     command -v kcat >/dev/null 2>&1 || { log "kcat still missing after apt-get install"; exit 1; }
+fi
+
+# --- chromium (headless, for the ops page test) -------------------------------
+if command -v chromium >/dev/null 2>&1; then
+    log "chromium present: $(command -v chromium)"
+else
+    log "installing chromium from Debian"
+    export DEBIAN_FRONTEND=noninteractive
+    retry 3 as_root apt-get update -qq
+    retry 3 as_root apt-get install -y -qq chromium
+    command -v chromium >/dev/null 2>&1 || { log "chromium still missing after apt-get install"; exit 1; }
 fi
 
 # --- openssl CLI -------------------------------------------------------------

@@ -555,3 +555,22 @@ def test_bad_keystores_stop_startup_with_a_message(tmp_path, store_files, overri
         b.start()
     log = b.log_path.read_text(errors="replace")
     assert expected in log, log[-3000:]
+
+
+def test_authentication_counters_in_metrics(broker, certs):
+    """/metrics counts SASL successes and failures per mechanism (the ops listener)."""
+    from test_metrics import scrape, value
+
+    def counts():
+        s = scrape(broker.http_url)
+        return (value(s, "klamm_authentication_success_total", mechanism="PLAIN") or 0,
+                value(s, "klamm_authentication_failure_total", mechanism="SCRAM-SHA-512") or 0)
+
+    ok_before, failed_before = counts()
+    still_serves(broker, certs)  # a PLAIN login that succeeds
+    conf = client_conf(broker, certs, "SASL_PLAINTEXT", **{"sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "admin",
+                                                            "sasl.password": "wrong"})
+    expect_auth_failure(conf, "Authentication failed")
+    ok_after, failed_after = counts()
+    assert ok_after >= ok_before + 1
+    assert failed_after >= failed_before + 1

@@ -91,12 +91,19 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> (FetchRespon
         }
         let read = read_all(&targets, read_committed, max_bytes, follower.is_some());
         if read.bytes >= min_bytes || read.any_error || Instant::now() >= deadline || watchers.is_empty() {
+            count_out(ctx, &targets, &read, follower.is_some());
             response.responses = read.topics;
             return (response, read.regions);
         }
-        if !wait_for_change(&mut watchers, deadline).await {
+        // Long-polling is Kafka's fetch purgatory; its time is intended, not slowness.
+        let (waiting, wait_started) = (ctx.broker.metrics.fetch_purgatory.enter(), Instant::now());
+        let changed = wait_for_change(&mut watchers, deadline).await;
+        crate::metrics::requests::intended_wait(wait_started.elapsed());
+        drop(waiting);
+        if !changed {
             // Deadline passed: one last read so data that arrived is not left behind.
             let read = read_all(&targets, read_committed, max_bytes, follower.is_some());
+            count_out(ctx, &targets, &read, follower.is_some());
             response.responses = read.topics;
             return (response, read.regions);
         }
@@ -166,17 +173,30 @@ struct ReadAll {
     bytes: i64,
     /// Whether any partition carries an error (the fetch then returns at once).
     any_error: bool,
+    /// Record bytes included per target, in target order (for `/metrics`).
+    sizes: Vec<u64>,
 }
 
 /// Reads every target once. Record data is found, not read: each partition's
 /// `records` is a placeholder for a file region (read into memory only when
 /// there are more regions or larger ones than placeholders allow).
+/// Counts the record bytes of an answer per partition (`/metrics` bytes out).
+fn count_out(ctx: &RequestContext, targets: &[Target], read: &ReadAll, follower: bool) {
+    for (t, bytes) in targets.iter().zip(&read.sizes) {
+        if let (Ok(p), true) = (&t.local, *bytes > 0) {
+            ctx.broker.metrics.fetched(&p.metrics, *bytes, follower);
+        }
+    }
+}
+
 fn read_all(targets: &[Target], read_committed: bool, max_bytes: i64, follower: bool) -> ReadAll {
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut regions: Vec<FileRegion> = Vec::new();
     let mut total: i64 = 0;
     let mut any_error = false;
+    let mut sizes = Vec::with_capacity(targets.len());
     for t in targets {
+        let before = total;
         let mut data = PartitionData {
             partition_index: t.partition,
             high_watermark: -1,
@@ -240,8 +260,9 @@ fn read_all(targets: &[Target], read_committed: bool, max_bytes: i64, follower: 
             topics.push(FetchableTopicResponse { topic: t.topic.clone(), topic_id: t.topic_id, partitions: Vec::new(), ..Default::default() });
         }
         topics.last_mut().expect("pushed above").partitions.push(data);
+        sizes.push((total - before).max(0) as u64);
     }
-    ReadAll { topics, regions, bytes: total, any_error }
+    ReadAll { topics, regions, bytes: total, any_error, sizes }
 }
 
 /// read_committed: the aborted transactions overlapping the fetched range

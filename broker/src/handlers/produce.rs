@@ -227,6 +227,8 @@ fn produce_one(
             ));
         }
     }
+    let bytes = records.len() as u64;
     let result = local.append_from_client_checked(records, ctx.api_version, now, txn_guard)?;
+    broker.metrics.produced(&local.metrics, bytes, (result.last_offset - result.base_offset + 1).max(0) as u64);
     Ok((result, local))
 }

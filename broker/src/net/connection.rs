@@ -331,7 +331,10 @@ async fn raw_sasl_token(broker: &Arc<Broker>, auth: &mut Auth, peer: SocketAddr,
         return FrameResult::Close("raw SASL token on a listener without SASL");
     };
     let image = broker.metadata.image();
-    match sasl.authenticate(0, token, |user, mechanism| image.scram_credential(user, mechanism).cloned()) {
+    let mechanism = sasl.mechanism_in_progress();
+    let reply = sasl.authenticate(0, token, |user, mechanism| image.scram_credential(user, mechanism).cloned());
+    count_authentication(broker, mechanism, sasl, matches!(reply, Reply::SendAndClose(_)));
+    match reply {
         Reply::Send(response) => {
             let mut buf = BytesMut::with_capacity(4 + response.auth_bytes.len());
             buf.put_i32(response.auth_bytes.len() as i32);
@@ -356,7 +359,10 @@ async fn sasl_request(broker: &Arc<Broker>, sasl: &mut SaslSession, peer: Socket
         },
         RequestKind::SaslAuthenticate(r) => {
             let image = broker.metadata.image();
-            match sasl.authenticate(version, &r.auth_bytes, |user, mechanism| image.scram_credential(user, mechanism).cloned()) {
+            let mechanism = sasl.mechanism_in_progress();
+            let reply = sasl.authenticate(version, &r.auth_bytes, |user, mechanism| image.scram_credential(user, mechanism).cloned());
+            count_authentication(broker, mechanism, sasl, matches!(reply, Reply::SendAndClose(_)));
+            match reply {
                 Reply::Send(resp) => (Reply::Send(ResponseKind::from(resp)), None),
                 Reply::SendAndClose(resp) => {
                     let message = resp.error_message.clone().unwrap_or_default();
@@ -378,6 +384,17 @@ async fn sasl_request(broker: &Arc<Broker>, sasl: &mut SaslSession, peer: Socket
         Ok(bytes) if close => FrameResult::ReplyAndClose(ResponseFrame::in_memory(bytes)),
         Ok(bytes) => FrameResult::Reply(ResponseFrame::in_memory(bytes)),
         Err(_) => FrameResult::Close("response encoding failed"),
+    }
+}
+
+/// Counts a finished SASL exchange of `mechanism` for `/metrics`: a failure, or a success
+/// once the session is no longer mid-exchange (SCRAM takes two round trips).
+fn count_authentication(broker: &Broker, mechanism: Option<&'static str>, sasl: &SaslSession, failed: bool) {
+    let Some(mechanism) = mechanism else { return };
+    if failed {
+        broker.metrics.auth_failures.add(mechanism, 1);
+    } else if sasl.mechanism_in_progress().is_none() {
+        broker.metrics.auth_successes.add(mechanism, 1);
     }
 }
 
@@ -451,7 +468,12 @@ async fn handle_frame(
         peer,
         principal: auth.principal(),
     };
-    match handlers::handle(&ctx, request).instrument(span).await {
+    let mut timer = crate::metrics::requests::RequestTimer::start();
+    let outcome = timer.scope(handlers::handle(&ctx, request).instrument(span)).await;
+    if !matches!(outcome, Outcome::Deferred(_)) {
+        timer.finish(broker, api_key, version, &ctx.client_id, listener);
+    }
+    match outcome {
         Outcome::Respond(response) => match encode_response(api_key, version, correlation_id, &response) {
             Ok(bytes) => FrameResult::Reply(ResponseFrame::in_memory(bytes)),
             Err(e) => {
@@ -469,7 +491,11 @@ async fn handle_frame(
             }
         }
         Outcome::Deferred(pending) => FrameResult::Deferred(Box::pin(async move {
+            // Waiting for replication is Kafka's produce purgatory, and part of the request time.
+            let waiting = ctx.broker.metrics.produce_purgatory.enter();
             let response = pending.await;
+            drop(waiting);
+            timer.finish(&ctx.broker, api_key, version, &ctx.client_id, &ctx.listener);
             match encode_response(api_key, version, correlation_id, &response) {
                 Ok(bytes) => Some(ResponseFrame::in_memory(bytes)),
                 Err(e) => {

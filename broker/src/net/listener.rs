@@ -42,6 +42,7 @@ pub async fn serve_listener(
     let limit = Arc::new(Semaphore::new(broker.config.max_connections.clamp(1, 1 << 20) as usize));
     let mut ip_limits: Option<PerIpLimits> = None;
     info!(listener = %listener.name, addr = %listener.local_addr, protocol = listener.security.protocol.name(), "accepting Kafka connections");
+    let open_connections = broker.metrics.connections(&listener.name);
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
@@ -84,9 +85,10 @@ pub async fn serve_listener(
                 let listener_name = listener.name.clone();
                 let security = listener.security.clone();
                 let shutdown = shutdown.clone();
+                let counted = open_connections.enter();
                 tokio::spawn(async move {
                     crate::net::connection::serve(stream, peer, listener_name, security, broker, shutdown).await;
-                    drop((permit, ip_permit));
+                    drop((permit, ip_permit, counted));
                     debug!(%peer, "connection closed");
                 });
             }

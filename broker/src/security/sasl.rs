@@ -83,6 +83,15 @@ impl SaslSession {
         }
     }
 
+    /// The mechanism of an exchange in progress (None before a handshake, after success or
+    /// failure), for the authentication counters of `/metrics`.
+    pub fn mechanism_in_progress(&self) -> Option<&'static str> {
+        match &self.state {
+            State::Authenticating { mechanism, .. } => Some(mechanism.name()),
+            _ => None,
+        }
+    }
+
     /// True when the next frame is a raw SASL token (after a v0 handshake).
     pub fn expects_raw_token(&self) -> bool {
         matches!(self.state, State::Authenticating { raw: true, .. })
