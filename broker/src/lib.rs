@@ -1,5 +1,8 @@
 //! klamm-broker: the Kafka-compatible server.
 //!
+//! - [`http`]: the HTTP/1.1 server shared by the ops routes (`/metrics`, `/health`, `/ready`,
+//!   the ops page) and the schema registry;
+//! - [`metrics`]: what the data path counts (relaxed atomics) and the `/metrics` scrape;
 //! - [`net`]: listeners and connections (framing, headers, ordered replies);
 //! - [`handlers`]: one module per Kafka API, plus the registry of served versions;
 //! - [`replica`]: the partitions hosted here (log, producer state, high watermark);
@@ -25,7 +28,9 @@ pub mod controller;
 pub mod coordinator_shards;
 pub mod group;
 pub mod handlers;
+pub mod http;
 pub mod metadata;
+pub mod metrics;
 pub mod net;
 pub mod producer_ids;
 pub mod registry;

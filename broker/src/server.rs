@@ -73,6 +73,8 @@ pub struct Broker {
     pub inter_broker_security: crate::security::client::ClientSecurity,
     /// Schema ids the registry's store has applied, for broker-side schema validation.
     pub schema_ids: crate::registry::KnownSchemaIds,
+    /// What the data path counts for `/metrics` (relaxed atomics, see `crate::metrics`).
+    pub metrics: Arc<crate::metrics::BrokerMetrics>,
 }
 
 impl Broker {
@@ -280,6 +282,18 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     }
     let inter_broker_security = crate::security::client::ClientSecurity::inter_broker(&config)?;
 
+    // The ops listener comes up first, so probes see /health and a 503 /ready during start-up.
+    // Dropping `shutdown_tx` (a failed start) stops it too.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let ops = crate::http::ops::OpsState::new(config.node_id);
+    if let Some(address) = &config.klamm_http_listener {
+        let listener = crate::http::bind("klamm.http.listener", address).await?;
+        info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ops HTTP listener (/metrics, /health, /ready, /)");
+        let service = crate::http::ops::OpsService::new(ops.clone());
+        tasks.spawn(crate::http::serve(listener, service, crate::http::ops::MAX_BODY, shutdown_rx.clone()));
+    }
+
     let metadata = if config.is_controller() {
         MetadataSource::Voter(start_quorum(&config).await?)
     } else {
@@ -287,6 +301,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         let follower = MetadataFollower::start(FollowerConfig::new(controllers)).context("start metadata follower")?;
         MetadataSource::Follower(follower)
     };
+    ops.set_metadata(metadata.clone());
 
     // Bind listeners first so the registration carries the real ports.
     let mut bound_listeners = Vec::new();
@@ -314,6 +329,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         .into_result()
         .map_err(|r| anyhow::anyhow!("broker registration rejected: {r}"))?;
     let broker_epoch = registration.broker_epoch.unwrap_or_default();
+    ops.set_registered(broker_epoch);
 
     // A partition that cannot be opened is served as offline, not fatal (see `replica`).
     // Opening and recovering logs is disk work: off the async workers.
@@ -323,8 +339,6 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         .context("open hosted partitions")?;
     let replicas = Arc::new(replicas);
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
     let (reconciler, reconcile_task) = Reconciler::new(replicas.clone(), metadata.subscribe(), shutdown_rx.clone());
     tasks.spawn(reconcile_task);
 
@@ -337,6 +351,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     // Unfencing handed this broker back the partitions only it can lead: take them up
     // before serving.
     reconciler.caught_up(unfenced.log_index).await;
+    ops.set_caught_up();
 
     let authorizer = crate::security::authorizer::Authorizer::from_config(&config);
     let broker = Arc::new(Broker {
@@ -355,6 +370,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         authorizer,
         inter_broker_security,
         schema_ids: crate::registry::KnownSchemaIds::default(),
+        metrics: Arc::default(),
     });
 
     tasks.spawn(unfence_when_fenced(broker.clone(), shutdown_rx.clone()));
@@ -372,7 +388,8 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     tasks.spawn(crate::replica::fetcher::run(fetchers, shutdown_rx.clone()));
     let lag_max_ms = broker.config.replica_lag_time_max_ms;
     let (replicas, metadata, reconciler) = (broker.replicas.clone(), broker.metadata.clone(), broker.reconciler.clone());
-    tasks.spawn(crate::replica::isr::run(replicas, metadata, reconciler, lag_max_ms, shutdown_rx.clone()));
+    let metrics = broker.metrics.clone();
+    tasks.spawn(crate::replica::isr::run(replicas, metadata, reconciler, lag_max_ms, metrics, shutdown_rx.clone()));
     tasks.spawn(crate::replica::cleaner::run(broker.replicas.clone(), broker.config.log_cleaner_enable, shutdown_rx.clone()));
     tasks.spawn(crate::group::GroupCoordinator::run(broker.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::txn::TxnCoordinator::run(broker.clone(), shutdown_rx.clone()));
@@ -381,6 +398,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         info!(listener = %l.name, addr = %l.local_addr, "listening");
         tasks.spawn(serve_listener(l, broker.clone(), per_ip.clone(), shutdown_rx.clone()));
     }
+    ops.set_serving(broker.clone());
     Ok(RunningBroker { broker, shutdown_tx, tasks })
 }
 

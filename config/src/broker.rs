@@ -55,6 +55,8 @@ pub const EMBEDDED_PROFILE: &[(&str, &str)] = &[
     ("transaction.state.log.replication.factor", "1"),
     ("transaction.state.log.min.isr", "1"),
     ("group.initial.rebalance.delay.ms", "0"),
+    // The ops page and /metrics of a development node work out of the box; loopback only.
+    ("klamm.http.listener", "127.0.0.1:9644"),
 ];
 
 /// The typed broker configuration. Field names are Kafka's keys with `.` → `_`; units are in
@@ -91,6 +93,12 @@ pub struct BrokerConfig {
     pub cluster_id: Option<String>,
     /// `broker.rack`.
     pub broker_rack: Option<String>,
+    /// `klamm.http.listener` (Klamm extension): `host:port` of the admin/ops HTTP listener;
+    /// None = off (the default with a file; `127.0.0.1:9644` in the embedded profile).
+    pub klamm_http_listener: Option<String>,
+    /// `klamm.request.slow.threshold.ms` (Klamm extension, default 1000): a request slower than
+    /// this is logged at WARN; 0 or negative = off.
+    pub klamm_request_slow_threshold_ms: i64,
     /// `num.partitions` (default 1).
     pub num_partitions: i32,
     /// `default.replication.factor` (default 1).
@@ -730,6 +738,8 @@ impl BrokerConfig {
             metadata_log_dir: non_empty(r.opt_str("metadata.log.dir")?).map(PathBuf::from),
             cluster_id: non_empty(r.opt_str("cluster.id")?),
             broker_rack: non_empty(r.opt_str("broker.rack")?),
+            klamm_http_listener: non_empty(r.opt_str("klamm.http.listener")?),
+            klamm_request_slow_threshold_ms: r.int("klamm.request.slow.threshold.ms")?,
             num_partitions: r.i32("num.partitions")?,
             default_replication_factor: r.i16("default.replication.factor")?,
             min_insync_replicas: r.i32("min.insync.replicas")?,
@@ -1037,6 +1047,7 @@ impl BrokerConfig {
             }
             "transaction.state.log.min.isr" => self.transaction_state_log_min_isr.to_string(),
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms.to_string(),
+            "klamm.http.listener" => self.klamm_http_listener.clone().unwrap_or_default(),
             _ => return None,
         })
     }
@@ -1186,6 +1197,25 @@ pub fn parse_per_ip_overrides(s: &str) -> Result<BTreeMap<String, i32>, String> 
 }
 
 /// [`parse_per_ip_overrides`] as a key check, so a dynamic change is validated too.
+/// `klamm.http.listener`: empty, or `host:port` with a port in 0..=65535 (IPv6 hosts in
+/// brackets, as `listeners` takes them).
+pub(crate) fn check_http_listener(s: &str) -> Result<(), String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(());
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("{s:?} is not host:port"));
+    };
+    if host.is_empty() {
+        return Err(format!("{s:?} has no host (use 0.0.0.0 to listen on every interface)"));
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(format!("{s:?}: an IPv6 host must be in brackets, e.g. [::1]:9644"));
+    }
+    port.parse::<u16>().map(|_| ()).map_err(|_| format!("{s:?} has no valid port (0-65535)"))
+}
+
 pub(crate) fn check_per_ip_overrides(s: &str) -> Result<(), String> {
     parse_per_ip_overrides(s).map(|_| ())
 }

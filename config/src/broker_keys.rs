@@ -7,7 +7,7 @@
 //! `QuorumConfig`). Where a key has no default in Kafka (`node.id`, `process.roles`, ...) the
 //! default is `None` (null).
 
-use crate::broker::check_per_ip_overrides;
+use crate::broker::{check_http_listener, check_per_ip_overrides};
 use crate::schema::{Check, ConfigType, Def};
 
 const B: ConfigType = ConfigType::Boolean;
@@ -79,6 +79,8 @@ pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("initial.broker.registration.timeout.ms", I, Some("60000"), NONE, "Broker registration timeout (accepted, no effect).").no_effect(),
     Def::new("inter.broker.listener.name", S, None, NONE, "Listener used between brokers; defaults to the one named after security.inter.broker.protocol."),
     Def::new("inter.broker.protocol.version", S, None, NONE, "Removed in Kafka 4 (accepted, no effect).").no_effect(),
+    Def::new("klamm.http.listener", S, Some(""), Check::Format(check_http_listener), "host:port of the admin/ops HTTP listener (/metrics, /health, /ready, the ops page); empty = off. Klamm extension; embedded default 127.0.0.1:9644."),
+    Def::new("klamm.request.slow.threshold.ms", L, Some("1000"), min(-1), "Requests slower than this (excluding a Fetch's intended wait) are logged at WARN; 0 or -1 = off. Klamm extension."),
     Def::new("leader.imbalance.check.interval.seconds", L, Some("300"), min(1), "How often the active controller checks leader imbalance."),
     Def::new("leader.imbalance.per.broker.percentage", I, Some("10"), NONE, "Share of a broker's preferred partitions led elsewhere that triggers a rebalance."),
     Def::new("listener.security.protocol.map", S, Some(DEFAULT_PROTOCOL_MAP), NONE, "Listener name to security protocol."),

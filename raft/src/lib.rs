@@ -189,6 +189,6 @@ pub use follower::{FollowerConfig, MetadataFollower};
 pub use image_watch::wait_for_image;
 pub use image::{generate_cluster_id, BrokerRegistration, MetadataImage, PartitionImage, TopicImage, NO_LEADER};
 pub use network::{InProcessTransport, RaftTransport, RpcHandler, RpcKind, TransportFuture};
-pub use quorum::{MetadataQuorum, QuorumConfig, QuorumTuning};
+pub use quorum::{MetadataQuorum, QuorumConfig, QuorumStatus, QuorumTuning};
 pub use transport_tcp::{TcpTransport, TcpTransportConfig};
 pub use voters::parse_quorum_voters;

@@ -82,6 +82,23 @@ impl Default for QuorumTuning {
     }
 }
 
+/// The state of the metadata quorum as one voter sees it ([`MetadataQuorum::status`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuorumStatus {
+    pub node_id: i32,
+    /// The Raft leader (the active controller), if known.
+    pub leader: Option<i32>,
+    /// The Raft term (Kafka's quorum epoch).
+    pub term: u64,
+    /// Index of the last entry in this node's log.
+    pub last_log_index: u64,
+    /// Index of the last entry applied to the image (committed entries only).
+    pub last_applied_index: u64,
+    pub voters: Vec<i32>,
+    /// On the leader: how many entries each voter's log is behind the leader's end.
+    pub voter_lag: Vec<(i32, u64)>,
+}
+
 /// A handle to this node's metadata quorum. Cheap to clone (`Send + Sync`); all clones share
 /// one Raft node. Call [`MetadataQuorum::shutdown`] before dropping the last clone: openraft's
 /// tasks keep running (and keep the files open) until then.
@@ -451,6 +468,31 @@ impl MetadataQuorum {
     /// The current Raft leader as far as this node knows.
     pub fn leader_id(&self) -> Option<i32> {
         self.inner.raft.metrics().borrow().current_leader.and_then(to_i32)
+    }
+
+    /// The quorum as this node sees it, for `/metrics` and the ops page. `voter_lag` (entries
+    /// each voter is behind this node's log end) is known only on the leader.
+    pub fn status(&self) -> QuorumStatus {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let last_log_index = m.last_log_index.unwrap_or(0);
+        let voter_lag = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .filter_map(|(id, matched)| Some((to_i32(*id)?, last_log_index.saturating_sub(matched.map(|l| l.index).unwrap_or(0)))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        QuorumStatus {
+            node_id: self.inner.node_id,
+            leader: m.current_leader.and_then(to_i32),
+            term: m.current_term,
+            last_log_index,
+            last_applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            voters: m.membership_config.voter_ids().filter_map(to_i32).collect(),
+            voter_lag,
+        }
     }
 
     /// Whether this node is the Raft leader (the active controller).

@@ -86,6 +86,7 @@ class Broker:
         self.overrides = dict(overrides or {})
         self.port: int | None = None
         self.controller_port: int | None = None
+        self.http_port: int | None = None  # klamm.http.listener (/metrics, /health, /ready, /)
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.last_stop_forced = False  # True when stop() had to fall back to SIGKILL
@@ -95,8 +96,17 @@ class Broker:
     def bootstrap(self) -> str:
         return f"{HOST}:{self.port}"
 
+    @property
+    def http_url(self) -> str:
+        """Base URL of the ops HTTP listener (klamm.http.listener)."""
+        return f"http://{HOST}:{self.http_port}"
+
     def argv(self) -> list[str]:
         p, c = self.port, self.controller_port
+        if self.http_port is None:  # picked with the other ports; kept across restarts
+            self.http_port = free_port()
+            while self.http_port in (p, c):
+                self.http_port = free_port()
         base = {
             "node.id": "1",
             "process.roles": "broker,controller",
@@ -105,6 +115,7 @@ class Broker:
             "controller.listener.names": "CONTROLLER",
             "controller.quorum.voters": f"1@{HOST}:{c}",
             "log.dirs": str(self.data_dir),
+            "klamm.http.listener": f"{HOST}:{self.http_port}",
         }
         base.update(self.overrides)
         argv = [str(klamm_bin())]
@@ -124,6 +135,7 @@ class Broker:
                 self.port, self.controller_port = free_port(), free_port()
                 while self.controller_port == self.port:
                     self.controller_port = free_port()
+                self.http_port = None
             try:
                 self._spawn_and_wait()
                 self.starts += 1

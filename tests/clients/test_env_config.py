@@ -111,6 +111,7 @@ def test_environment_alone_adjusts_the_embedded_default(tmp_path):
                 "--override", f"listeners=PLAINTEXT://{HOST}:{p},CONTROLLER://{HOST}:{c}",
                 "--override", f"controller.quorum.voters=1@{HOST}:{c}",
                 "--override", f"log.dirs={self.data_dir}",
+                "--override", f"klamm.http.listener={HOST}:{self.http_port}",
             ]
 
     b = Embedded(tmp_path / "e", {"KAFKA_NUM_PARTITIONS": "2"})

@@ -45,6 +45,8 @@ impl TestBroker {
             "controller.listener.names=CONTROLLER".to_string(),
             "controller.quorum.voters=1@127.0.0.1:0".to_string(),
             format!("log.dirs={}", data.path().display()),
+            // Tests never bind the embedded default ops port (9644).
+            "klamm.http.listener=".to_string(),
         ];
         all.extend(overrides.iter().map(|s| s.to_string()));
         let loaded = klamm_config::BrokerConfig::load(None, &all).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -120,6 +122,8 @@ impl TestCluster {
                 "controller.listener.names=CONTROLLER".to_string(),
                 format!("controller.quorum.voters={voters}"),
                 format!("log.dirs={}", dir.path().display()),
+                // Tests never bind the embedded default ops port (9644).
+                "klamm.http.listener=".to_string(),
             ];
             all.extend(overrides.iter().map(|s| s.to_string()));
             args.push(all.clone());

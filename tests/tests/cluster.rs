@@ -129,7 +129,11 @@ async fn controller_only_with_broker_only_nodes() {
     let ctrl_port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let voters = format!("controller.quorum.voters=9@127.0.0.1:{ctrl_port}");
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
-    let load = |props: Vec<String>| klamm_config::BrokerConfig::load(None, &props).expect("config");
+    // Tests never bind the embedded default ops port (9644).
+    let load = |mut props: Vec<String>| {
+        props.push("klamm.http.listener=".into());
+        klamm_config::BrokerConfig::load(None, &props).expect("config")
+    };
     let controller = start_node(load(vec![
         "node.id=9".into(),
         "process.roles=controller".into(),

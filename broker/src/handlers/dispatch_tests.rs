@@ -91,6 +91,8 @@ pub(super) async fn start_single_node(dir: &tempfile::TempDir, extra: &[&str]) -
         "controller.listener.names=CONTROLLER".into(),
         "controller.quorum.voters=1@127.0.0.1:0".into(),
         format!("log.dirs={}", dir.path().display()),
+        // Tests never bind the embedded default ops port (9644).
+        "klamm.http.listener=".into(),
     ];
     overrides.extend(extra.iter().map(|s| s.to_string()));
     let loaded = klamm_config::BrokerConfig::load(None, &overrides).expect("config");

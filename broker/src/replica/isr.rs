@@ -31,6 +31,7 @@ pub async fn run(
     metadata: MetadataSource,
     reconciler: Reconciler,
     lag_max_ms: i64,
+    metrics: Arc<crate::metrics::BrokerMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let lag_max_ms = lag_max_ms.max(1);
@@ -42,6 +43,7 @@ pub async fn run(
         let now = crate::clock::now_ms();
         for partition in replicas.all() {
             let Some(proposal) = partition.isr_proposal(now, lag_max_ms) else { continue };
+            let shrinks = proposal.isr.len() < partition.isr_len();
             info!(topic = %partition.topic, partition = partition.index, isr = ?proposal.isr, "proposing ISR change");
             let change = MetadataCommand::ChangePartition {
                 topic_id: partition.topic_id,
@@ -51,7 +53,11 @@ pub async fn run(
                 isr: Some(proposal.isr.clone()),
             };
             match metadata.propose(change).await {
-                Ok(CommandOutcome::Applied(info)) => reconciler.caught_up(info.log_index).await,
+                Ok(CommandOutcome::Applied(info)) => {
+                    let counter = if shrinks { &metrics.isr_shrinks } else { &metrics.isr_expands };
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    reconciler.caught_up(info.log_index).await
+                }
                 Ok(outcome) => {
                     debug!(topic = %partition.topic, partition = partition.index, ?outcome, "ISR change not applied");
                     partition.clear_pending_isr();

@@ -157,6 +157,8 @@ pub struct Partition {
     reader: LogReader,
     view: watch::Sender<PartitionView>,
     config: RwLock<Arc<TopicConfig>>,
+    /// Bytes and messages in/out of this replica, for `/metrics` (relaxed atomics).
+    pub metrics: crate::metrics::PartitionCounters,
 }
 
 impl Partition {
@@ -227,6 +229,7 @@ impl Partition {
             reader,
             view: watch::channel(view).0,
             config: RwLock::new(config),
+            metrics: Default::default(),
         })
         .map(|p| {
             p.apply_metadata(meta, now_ms);
@@ -329,6 +332,12 @@ impl Partition {
             v.last_stable_offset = producers.last_stable_offset(v.high_watermark);
             true
         });
+    }
+
+    /// (bytes, segments) of the open log, for `/metrics` (takes the partition lock briefly;
+    /// None once closed).
+    pub fn log_stats(&self) -> Option<(u64, usize)> {
+        self.lock().as_ref().map(|w| (w.log.size_bytes(), w.log.segment_count()))
     }
 
     /// The committed ISR size as this broker knows it.
