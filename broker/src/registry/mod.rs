@@ -12,6 +12,7 @@
 //! - [`api`] / [`routes`]: the REST API, handlers over a [`api::Backend`] and the route table;
 //! - [`store`]: the backend on the `_schemas` topic (append through the leader, apply
 //!   the local replica or the leader's log in offset order);
+//! - [`service`]: the HTTP application served on `klamm.schema.registry.listener`;
 //! - [`KnownSchemaIds`]: the ids this broker knows and their subjects, kept by the
 //!   store as it applies the `_schemas` log and read on the produce path by
 //!   broker-side validation.
@@ -20,6 +21,7 @@ pub mod api;
 pub mod avro;
 pub mod format;
 pub mod routes;
+pub mod service;
 pub mod state;
 pub mod store;
 
