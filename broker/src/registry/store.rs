@@ -51,6 +51,10 @@ pub struct Store {
     outcomes: Mutex<BTreeMap<i64, Outcome>>,
     /// Wakes the reader task early.
     poke: Notify,
+    /// Asks the reader task for a pass at the leader even when a local follower replica
+    /// exists: a follower learns the high watermark one fetch late, but a caller that
+    /// just got an answer from another broker must see that broker's committed write.
+    leader_pass: std::sync::atomic::AtomicBool,
     /// A connection to the leader, for remote appends (one write at a time uses it).
     produce_client: tokio::sync::Mutex<Option<(String, KafkaClient)>>,
 }
@@ -73,6 +77,7 @@ impl Store {
             passes: watch::channel(0).0,
             outcomes: Mutex::new(BTreeMap::new()),
             poke: Notify::new(),
+            leader_pass: std::sync::atomic::AtomicBool::new(false),
             produce_client: tokio::sync::Mutex::new(None),
         })
     }
@@ -118,11 +123,12 @@ impl Store {
     }
 
     /// One pass of the reader: applies what is committed, from the local replica or the leader.
-    async fn pass(&self, fetch_client: &mut Option<(String, KafkaClient)>) -> bool {
+    async fn pass(&self, fetch_client: &mut Option<(String, KafkaClient)>, at_leader: bool) -> bool {
         let image = self.broker.metadata.image();
         let Some(meta) = image.partition(SCHEMAS_TOPIC, 0) else { return false };
         let next = *self.applied.borrow();
-        if let Some(local) = self.broker.replicas.get(SCHEMAS_TOPIC, 0).filter(|_| meta.replicas.contains(&self.broker.node_id)) {
+        let local = self.broker.replicas.get(SCHEMAS_TOPIC, 0).filter(|_| meta.replicas.contains(&self.broker.node_id));
+        if let Some(local) = local.filter(|p| !at_leader || p.is_leader()) {
             let view = local.view();
             if next >= view.high_watermark {
                 return false;
@@ -139,7 +145,8 @@ impl Store {
                 }
             }
         }
-        // No local replica: fetch from the leader (a consumer's fetch, committed records only).
+        // No local replica, or a pass at the leader was asked: fetch from the leader (a
+        // consumer's fetch: committed records only).
         let Some(addr) = image.broker(meta.leader).filter(|b| !b.fenced).and(crate::metadata::broker_address(
             &image,
             &self.broker.config.inter_broker_listener_name,
@@ -160,7 +167,7 @@ impl Store {
         let Some((_, client)) = fetch_client.as_mut() else { return false };
         let request = FetchRequest {
             replica_id: -1,
-            max_wait_ms: 500,
+            max_wait_ms: if at_leader { 0 } else { 500 },
             min_bytes: 1,
             max_bytes: READ_BYTES as i32,
             isolation_level: 0,
@@ -315,6 +322,7 @@ impl Backend for Store {
             if *applied.borrow_and_update() > offset {
                 break;
             }
+            self.leader_pass.store(true, std::sync::atomic::Ordering::Release);
             self.poke.notify_one();
             match tokio::time::timeout_at(deadline, applied.changed()).await {
                 Ok(Ok(())) => {}
@@ -332,6 +340,7 @@ impl Backend for Store {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         // Two passes: one that began after this call has read up to the committed end seen then.
         while *passes.borrow_and_update() < start + 2 {
+            self.leader_pass.store(true, std::sync::atomic::Ordering::Release);
             self.poke.notify_one();
             if tokio::time::timeout_at(deadline, passes.changed()).await.map_or(true, |r| r.is_err()) {
                 return;
@@ -344,8 +353,9 @@ impl Backend for Store {
 pub async fn run(store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
     let mut fetch_client: Option<(String, KafkaClient)> = None;
     loop {
+        let at_leader = store.leader_pass.swap(false, std::sync::atomic::Ordering::AcqRel);
         let progressed = tokio::select! {
-            p = store.pass(&mut fetch_client) => p,
+            p = store.pass(&mut fetch_client, at_leader) => p,
             _ = shutdown.changed() => return,
         };
         store.passes.send_modify(|n| *n += 1);
