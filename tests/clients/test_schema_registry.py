@@ -252,3 +252,26 @@ def test_kafkajs_confluent_schema_registry_avro_round_trip(broker):
     deserializer = AvroDeserializer(client)
     ctx = SerializationContext(topic, MessageField.VALUE)
     assert [deserializer(base64.b64decode(r), ctx) for r in out["raw"]] == events
+
+
+def test_example_order_service(broker):
+    """examples/schema-registry as its README runs it: the order service, then the consumer."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "schema-registry"
+    topic = unique_topic("orders")
+    common = ["--bootstrap", broker.bootstrap, "--registry", broker.registry_url, "--topic", topic]
+    r = subprocess.run([sys.executable, str(example / "order_service.py"), *common, "--count", "7"],
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    assert b"wrote 7 ORDER_CREATED events" in r.stdout
+    r = subprocess.run([sys.executable, str(example / "order_consumer.py"), *common, "--expect", "7"],
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    lines = r.stdout.decode().splitlines()
+    assert sum(1 for l in lines if l.startswith("ORDER_CREATED ")) == 7, lines
+    assert lines[-1].startswith("read 7 orders"), lines
+    subjects = requests.get(f"{broker.registry_url}/subjects", timeout=10).json()
+    assert f"{topic}-value" in subjects
