@@ -101,7 +101,10 @@ struct SchemaBody {
     version: Option<i32>,
 }
 
-fn parse_schema_body(body: &[u8]) -> Result<(String, String, Vec<Reference>, Option<i32>, Option<i32>), ApiError> {
+/// (schema, schemaType, references, id, version) of a request body.
+type SchemaRequest = (String, String, Vec<Reference>, Option<i32>, Option<i32>);
+
+fn parse_schema_body(body: &[u8]) -> Result<SchemaRequest, ApiError> {
     let b: SchemaBody = serde_json::from_slice(body).map_err(|e| bad_json(&e))?;
     let schema = b.schema.filter(|s| !s.trim().is_empty()).ok_or_else(|| ApiError::invalid_schema("empty schema"))?;
     let schema_type = b.schema_type.unwrap_or_else(|| "AVRO".to_string()).to_ascii_uppercase();
@@ -347,7 +350,7 @@ async fn write<B: Backend>(b: &B, route: &Route, req: &ApiRequest<'_>) -> Result
             // already registered one is answered without a write (as Confluent does).
             let known = b.read(|s| -> Result<Option<i32>, ApiError> {
                 let candidate = s.prepare(&schema, &schema_type, &references, normalize)?;
-                Ok(s.find_in_subject(subject, &candidate, false).filter(|v| id.map_or(true, |i| i == v.id)).map(|v| v.id))
+                Ok(s.find_in_subject(subject, &candidate, false).filter(|v| id.is_none_or(|i| i == v.id)).map(|v| v.id))
             })?;
             if let Some(id) = known {
                 return Ok(ApiResponse::ok(json!({"id": id})));

@@ -248,7 +248,7 @@ impl Check<'_> {
         }
         for (i, field) in reader.fields.iter().enumerate() {
             let found = writer.fields.iter().find(|w| {
-                w.name == field.name || field.aliases.as_ref().is_some_and(|a| a.iter().any(|x| *x == w.name))
+                w.name == field.name || field.aliases.as_ref().is_some_and(|a| a.contains(&w.name))
             });
             match found {
                 Some(w) => {

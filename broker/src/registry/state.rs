@@ -436,7 +436,7 @@ impl RegistryState {
         }
         let candidate = self.prepare(schema, schema_type, refs, normalize)?;
         if let Some(v) = self.find_in_subject(subject, &candidate, false) {
-            if want_id.map_or(true, |id| id == v.id) {
+            if want_id.is_none_or(|id| id == v.id) {
                 return Ok(Outcome::Registered { id: v.id, version: v.version });
             }
         }
