@@ -398,6 +398,16 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         info!(listener = %l.name, addr = %l.local_addr, "listening");
         tasks.spawn(serve_listener(l, broker.clone(), per_ip.clone(), shutdown_rx.clone()));
     }
+    if let Some(address) = &broker.config.klamm_schema_registry_listener {
+        // The schema registry: its store follows `_schemas` on every broker, and the REST
+        // API answers on each (a write goes to the `_schemas` leader through the log).
+        let listener = crate::http::bind("klamm.schema.registry.listener", address).await?;
+        info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "schema registry listener");
+        let store = crate::registry::store::Store::new(broker.clone());
+        tasks.spawn(crate::registry::store::run(store.clone(), shutdown_rx.clone()));
+        let service = crate::registry::service::RegistryService::new(store);
+        tasks.spawn(crate::http::serve(listener, service, crate::registry::service::MAX_BODY, shutdown_rx.clone()));
+    }
     ops.set_serving(broker.clone());
     Ok(RunningBroker { broker, shutdown_tx, tasks })
 }

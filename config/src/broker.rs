@@ -57,6 +57,8 @@ pub const EMBEDDED_PROFILE: &[(&str, &str)] = &[
     ("group.initial.rebalance.delay.ms", "0"),
     // The ops page and /metrics of a development node work out of the box; loopback only.
     ("klamm.http.listener", "127.0.0.1:9644"),
+    // The schema registry on Confluent's port, so serializers work with their defaults.
+    ("klamm.schema.registry.listener", "127.0.0.1:8081"),
 ];
 
 /// The typed broker configuration. Field names are Kafka's keys with `.` → `_`; units are in
@@ -96,6 +98,9 @@ pub struct BrokerConfig {
     /// `klamm.http.listener` (Klamm extension): `host:port` of the admin/ops HTTP listener;
     /// None = off (the default with a file; `127.0.0.1:9644` in the embedded profile).
     pub klamm_http_listener: Option<String>,
+    /// `klamm.schema.registry.listener` (Klamm extension): `host:port` of the schema registry;
+    /// None = off (the default with a file; `127.0.0.1:8081` in the embedded profile).
+    pub klamm_schema_registry_listener: Option<String>,
     /// `klamm.request.slow.threshold.ms` (Klamm extension, default 1000): a request slower than
     /// this is logged at WARN; 0 or negative = off.
     pub klamm_request_slow_threshold_ms: i64,
@@ -739,6 +744,7 @@ impl BrokerConfig {
             cluster_id: non_empty(r.opt_str("cluster.id")?),
             broker_rack: non_empty(r.opt_str("broker.rack")?),
             klamm_http_listener: non_empty(r.opt_str("klamm.http.listener")?),
+            klamm_schema_registry_listener: non_empty(r.opt_str("klamm.schema.registry.listener")?),
             klamm_request_slow_threshold_ms: r.int("klamm.request.slow.threshold.ms")?,
             num_partitions: r.i32("num.partitions")?,
             default_replication_factor: r.i16("default.replication.factor")?,
@@ -1048,6 +1054,7 @@ impl BrokerConfig {
             "transaction.state.log.min.isr" => self.transaction_state_log_min_isr.to_string(),
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms.to_string(),
             "klamm.http.listener" => self.klamm_http_listener.clone().unwrap_or_default(),
+            "klamm.schema.registry.listener" => self.klamm_schema_registry_listener.clone().unwrap_or_default(),
             _ => return None,
         })
     }

@@ -81,6 +81,7 @@ pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("inter.broker.protocol.version", S, None, NONE, "Removed in Kafka 4 (accepted, no effect).").no_effect(),
     Def::new("klamm.http.listener", S, Some(""), Check::Format(check_http_listener), "host:port of the admin/ops HTTP listener (/metrics, /health, /ready, the ops page); empty = off. Klamm extension; embedded default 127.0.0.1:9644."),
     Def::new("klamm.request.slow.threshold.ms", L, Some("1000"), min(-1), "Requests slower than this (excluding a Fetch's intended wait) are logged at WARN; 0 or -1 = off. Klamm extension."),
+    Def::new("klamm.schema.registry.listener", S, Some(""), Check::Format(check_http_listener), "host:port of the schema registry (Confluent's REST API); empty = off. Klamm extension; embedded default 127.0.0.1:8081."),
     Def::new("leader.imbalance.check.interval.seconds", L, Some("300"), min(1), "How often the active controller checks leader imbalance."),
     Def::new("leader.imbalance.per.broker.percentage", I, Some("10"), NONE, "Share of a broker's preferred partitions led elsewhere that triggers a rebalance."),
     Def::new("listener.security.protocol.map", S, Some(DEFAULT_PROTOCOL_MAP), NONE, "Listener name to security protocol."),

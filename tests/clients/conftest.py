@@ -87,6 +87,7 @@ class Broker:
         self.port: int | None = None
         self.controller_port: int | None = None
         self.http_port: int | None = None  # klamm.http.listener (/metrics, /health, /ready, /)
+        self.registry_port: int | None = None  # klamm.schema.registry.listener
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.last_stop_forced = False  # True when stop() had to fall back to SIGKILL
@@ -101,12 +102,21 @@ class Broker:
         """Base URL of the ops HTTP listener (klamm.http.listener)."""
         return f"http://{HOST}:{self.http_port}"
 
+    @property
+    def registry_url(self) -> str:
+        """Base URL of the schema registry (klamm.schema.registry.listener)."""
+        return f"http://{HOST}:{self.registry_port}"
+
     def argv(self) -> list[str]:
         p, c = self.port, self.controller_port
         if self.http_port is None:  # picked with the other ports; kept across restarts
             self.http_port = free_port()
             while self.http_port in (p, c):
                 self.http_port = free_port()
+        if self.registry_port is None:
+            self.registry_port = free_port()
+            while self.registry_port in (p, c, self.http_port):
+                self.registry_port = free_port()
         base = {
             "node.id": "1",
             "process.roles": "broker,controller",
@@ -116,6 +126,7 @@ class Broker:
             "controller.quorum.voters": f"1@{HOST}:{c}",
             "log.dirs": str(self.data_dir),
             "klamm.http.listener": f"{HOST}:{self.http_port}",
+            "klamm.schema.registry.listener": f"{HOST}:{self.registry_port}",
         }
         base.update(self.overrides)
         argv = [str(klamm_bin())]
@@ -136,6 +147,7 @@ class Broker:
                 while self.controller_port == self.port:
                     self.controller_port = free_port()
                 self.http_port = None
+                self.registry_port = None
             try:
                 self._spawn_and_wait()
                 self.starts += 1

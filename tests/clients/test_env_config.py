@@ -112,6 +112,7 @@ def test_environment_alone_adjusts_the_embedded_default(tmp_path):
                 "--override", f"controller.quorum.voters=1@{HOST}:{c}",
                 "--override", f"log.dirs={self.data_dir}",
                 "--override", f"klamm.http.listener={HOST}:{self.http_port}",
+                "--override", "klamm.schema.registry.listener=",
             ]
 
     b = Embedded(tmp_path / "e", {"KAFKA_NUM_PARTITIONS": "2"})

@@ -47,6 +47,8 @@ impl TestBroker {
             format!("log.dirs={}", data.path().display()),
             // Tests never bind the embedded default ops port (9644).
             "klamm.http.listener=".to_string(),
+            // Nor the embedded default schema registry port (8081).
+            "klamm.schema.registry.listener=".to_string(),
         ];
         all.extend(overrides.iter().map(|s| s.to_string()));
         let loaded = klamm_config::BrokerConfig::load(None, &all).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -124,6 +126,8 @@ impl TestCluster {
                 format!("log.dirs={}", dir.path().display()),
                 // Tests never bind the embedded default ops port (9644).
                 "klamm.http.listener=".to_string(),
+                // Nor the embedded default schema registry port (8081).
+                "klamm.schema.registry.listener=".to_string(),
             ];
             all.extend(overrides.iter().map(|s| s.to_string()));
             args.push(all.clone());

@@ -132,6 +132,7 @@ async fn controller_only_with_broker_only_nodes() {
     // Tests never bind the embedded default ops port (9644).
     let load = |mut props: Vec<String>| {
         props.push("klamm.http.listener=".into());
+        props.push("klamm.schema.registry.listener=".into());
         klamm_config::BrokerConfig::load(None, &props).expect("config")
     };
     let controller = start_node(load(vec![

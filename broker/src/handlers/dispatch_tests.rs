@@ -93,6 +93,8 @@ pub(super) async fn start_single_node(dir: &tempfile::TempDir, extra: &[&str]) -
         format!("log.dirs={}", dir.path().display()),
         // Tests never bind the embedded default ops port (9644).
         "klamm.http.listener=".into(),
+        // Nor the embedded default schema registry port (8081).
+        "klamm.schema.registry.listener=".into(),
     ];
     overrides.extend(extra.iter().map(|s| s.to_string()));
     let loaded = klamm_config::BrokerConfig::load(None, &overrides).expect("config");

@@ -6,14 +6,33 @@
 //! - [`format`]: what the registry needs from a schema format (parse and
 //!   canonicalise, compatibility between a reader and a writer schema); one
 //!   implementation per `schemaType` (AVRO, JSON, PROTOBUF);
+//! - [`avro`]: the AVRO format (apache-avro for parsing, our resolution walk for compatibility);
+//! - [`state`]: the deterministic state machine over the `_schemas` records
+//!   (subjects, versions, ids, deletes, configs, modes), no I/O;
+//! - [`api`] / [`routes`]: the REST API, handlers over a [`api::Backend`] and the route table;
+//! - [`store`]: the backend on the `_schemas` topic (append through the leader, apply
+//!   the local replica or the leader's log in offset order);
+//! - [`service`]: the HTTP application served on `klamm.schema.registry.listener`;
 //! - [`KnownSchemaIds`]: the ids this broker knows and their subjects, kept by the
 //!   store as it applies the `_schemas` log and read on the produce path by
 //!   broker-side validation.
 
+pub mod api;
+pub mod avro;
 pub mod format;
+pub mod routes;
+pub mod service;
+pub mod state;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+
+/// The schema formats this broker serves, by `schemaType` name.
+pub fn formats() -> state::Formats {
+    let list: Vec<Arc<dyn format::SchemaFormat>> = vec![Arc::new(avro::AvroFormat)];
+    Arc::new(list.into_iter().map(|f| (f.name(), f)).collect())
+}
 
 /// Schema ids known to this broker and the subjects each is registered under.
 ///
