@@ -530,6 +530,20 @@ def test_cluster_status_and_describe_follow_a_killed_node(cluster3):  # noqa: F8
     assert [b["id"] for b in status["brokers"]] == [1, 2, 3]
     assert status["controller_id"] in (1, 2, 3)
     assert status["partitions"]["under_replicated_count"] == 0 and status["partitions"]["offline_count"] == 0
+    # DescribeQuorum, asked of each node: the leader is the active controller, every node
+    # names the three voters; the leader knows every voter's log end (caught up: lag 0 soon).
+    leader = status["controller_id"]
+    leader_node = next(n for n in c.nodes if n.node_id == leader)
+
+    def leader_view():
+        q = kjson(c, "cluster", "status", bootstrap=leader_node.bootstrap)["quorum"]
+        return q if all(v["lag"] == 0 and v["log_end_offset"] > 0 for v in q["voters"]) else None
+    q = wait_until(leader_view, timeout=20, what="the leader's quorum view with every voter caught up")
+    assert q["leader"] == leader and q["epoch"] >= 1 and q["high_watermark"] > 0
+    assert sorted(v["id"] for v in q["voters"]) == [1, 2, 3]
+    for n in c.nodes:
+        view = kjson(c, "cluster", "status", bootstrap=n.bootstrap)["quorum"]
+        assert view["leader"] == leader and sorted(v["id"] for v in view["voters"]) == [1, 2, 3]
     only_on_3 = {p["partition"] for p in kjson(c, "topics", "describe", rf1, bootstrap=c.bootstrap())[0]["partitions"]
                  if p["replicas"] == [3]}
 

@@ -80,7 +80,7 @@ async fn status(cluster: &mut Cluster) -> anyhow::Result<Report> {
             }
             text.push_str(&t.render());
         }
-        None => text.push_str("\nMetadata quorum: not reported (the broker does not serve DescribeQuorum)\n"),
+        None => text.push_str("\nMetadata quorum: not reported (the broker does not serve DescribeQuorum, or is not a quorum voter)\n"),
     }
     text.push_str(&format!("\nPartitions: {total}  under-replicated: {}  offline: {}\n", under.len(), offline.len()));
     for u in &under {
@@ -123,6 +123,11 @@ async fn quorum(cluster: &mut Cluster) -> anyhow::Result<Option<Value>> {
         anyhow::bail!(kafka_message(body.error_code, "describe the metadata quorum", body.error_message.as_deref()));
     }
     let Some(p) = body.topics.into_iter().flat_map(|t| t.partitions).next() else { return Ok(None) };
+    // A broker that is not a quorum voter (Klamm answers for its own view, it cannot forward
+    // to the controllers): no quorum to show, not a failure.
+    if p.error_code == klamm_protocol::ErrorCode::NOT_LEADER_OR_FOLLOWER.code() {
+        return Ok(None);
+    }
     if p.error_code != 0 {
         anyhow::bail!(kafka_message(p.error_code, "describe the metadata quorum", p.error_message.as_deref()));
     }

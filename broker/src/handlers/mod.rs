@@ -26,6 +26,7 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod delete_groups;
 pub mod describe_cluster;
+pub mod describe_quorum;
 pub mod describe_groups;
 pub mod describe_producers;
 pub mod describe_topic_partitions;
@@ -101,6 +102,8 @@ pub const SUPPORTED: &[SupportedApi] = &[
     api(ApiKey::AlterPartitionReassignments, 0, 0),
     api(ApiKey::ListPartitionReassignments, 0, 0),
     api(ApiKey::DescribeCluster, 0, 1),
+    // v2 adds directory ids and controller endpoints, which Klamm's quorum does not have.
+    api(ApiKey::DescribeQuorum, 0, 1),
     api(ApiKey::DescribeTopicPartitions, 0, 0),
     // Consumer groups (group coordinator). JoinGroup from v0 as Kafka 4.1+;
     // OffsetCommit/OffsetFetch from v0 so librdkafka 2.0.2 finds the old
@@ -331,6 +334,7 @@ async fn dispatch(ctx: &RequestContext, request: RequestKind) -> Outcome {
         RequestKind::AlterConfigs(r) => admin_configs::alter(ctx, r).await.into(),
         RequestKind::IncrementalAlterConfigs(r) => admin_configs::incremental_alter(ctx, r).await.into(),
         RequestKind::DescribeCluster(r) => describe_cluster::handle(ctx, r).into(),
+        RequestKind::DescribeQuorum(r) => describe_quorum::handle(ctx, r).into(),
         RequestKind::InitProducerId(r) => init_producer_id::handle(ctx, r).await.into(),
         RequestKind::FindCoordinator(r) => find_coordinator::handle(ctx, r).await.into(),
         RequestKind::JoinGroup(r) => join_group::handle(ctx, r).await.into(),

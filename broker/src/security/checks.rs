@@ -288,6 +288,9 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
         RequestKind::ListPartitionReassignments(r) => cluster_gate(ctx, op::DESCRIBE, RequestKind::ListPartitionReassignments(r), |code| {
             ResponseKind::ListPartitionReassignments(ListPartitionReassignmentsResponse { error_code: code, error_message: Some(CLUSTER_DENIED.into()), ..Default::default() })
         }),
+        RequestKind::DescribeQuorum(r) => cluster_gate(ctx, op::DESCRIBE, RequestKind::DescribeQuorum(r), |code| {
+            ResponseKind::DescribeQuorum(DescribeQuorumResponse { error_code: code, error_message: Some(CLUSTER_DENIED.into()), ..Default::default() })
+        }),
         RequestKind::DescribeUserScramCredentials(r) => cluster_gate(ctx, op::DESCRIBE, RequestKind::DescribeUserScramCredentials(r), |code| {
             ResponseKind::DescribeUserScramCredentials(DescribeUserScramCredentialsResponse { error_code: code, error_message: Some(CLUSTER_DENIED.into()), ..Default::default() })
         }),
