@@ -8,9 +8,15 @@
 //!   implementation per `schemaType` (AVRO, JSON, PROTOBUF);
 //! - [`KnownSchemaIds`]: the ids this broker knows and their subjects, kept by the
 //!   store as it applies the `_schemas` log and read on the produce path by
-//!   broker-side validation.
+//!   broker-side validation;
+//! - [`json_schema`], [`protobuf`]: the JSON and PROTOBUF formats;
+//! - [`validation`]: broker-side schema id validation of produced records
+//!   (`confluent.value.schema.validation`, `confluent.key.schema.validation`).
 
 pub mod format;
+pub mod json_schema;
+pub mod protobuf;
+pub mod validation;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
