@@ -53,7 +53,7 @@ fn framed(id: i32, payload: &[u8]) -> Vec<u8> {
 async fn produce(broker: &Arc<Broker>, topic: &str, values: &[Option<&[u8]>], codec: Compression) -> PartitionProduceResponse {
     let mut b = RecordBatchBuilder::new(0).compression(codec);
     for v in values {
-        b = b.record(crate::clock::now_ms(), Some(b"key"), *v);
+        b = b.record(crate::clock::now_ms(), Some(&b"key"[..]), *v);
     }
     let request = ProduceRequest {
         acks: 1,
@@ -92,15 +92,15 @@ async fn validated_topics_refuse_records_without_a_known_schema_id() {
     assert!(why.contains("magic byte"), "{why}");
     assert!(refused.error_message.as_deref().unwrap_or("").contains("schema validation"), "{:?}", refused.error_message);
 
-    let accepted = produce(&broker, "orders", &[Some(&framed(1, b"\x02avro")), None], Compression::None).await;
+    let accepted = produce(&broker, "orders", &[Some(framed(1, b"\x02avro").as_slice()), None], Compression::None).await;
     assert_eq!(accepted.error_code, 0, "{:?}", accepted.error_message);
     assert_eq!(accepted.base_offset, 0);
 
     // Compressed, mixed: the second record carries another topic's id.
-    let mixed = produce(&broker, "orders", &[Some(&framed(1, b"a")), Some(&framed(2, b"b"))], Compression::Lz4).await;
+    let mixed = produce(&broker, "orders", &[Some(framed(1, b"a").as_slice()), Some(framed(2, b"b").as_slice())], Compression::Lz4).await;
     assert_eq!(mixed.error_code, ErrorCode::INVALID_RECORD.code());
     assert_eq!(mixed.record_errors.iter().map(|e| e.batch_index).collect::<Vec<_>>(), vec![1]);
-    let accepted = produce(&broker, "orders", &[Some(&framed(1, b"a")), Some(&framed(1, b"b"))], Compression::Zstd).await;
+    let accepted = produce(&broker, "orders", &[Some(framed(1, b"a").as_slice()), Some(framed(1, b"b").as_slice())], Compression::Zstd).await;
     assert_eq!(accepted.error_code, 0, "{:?}", accepted.error_message);
     assert_eq!(accepted.base_offset, 2, "nothing of the refused batches was appended");
 

@@ -135,14 +135,14 @@ fn validate(value: &Value, references: &[(String, Value)]) -> Result<(), String>
     let value = value.clone();
     // The validator is a third-party parser of untrusted input: a panic in it
     // must become an invalid-schema answer, not take the request task down.
-    let outcome = std::panic::catch_unwind(move || {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         jsonschema::options()
             .with_draft(draft_of(&value))
             .with_retriever(retriever)
             .build(&value)
             .map(|_| ())
             .map_err(|e| format!("Invalid schema: {e}"))
-    });
+    }));
     outcome.unwrap_or_else(|_| Err("Invalid schema: the schema could not be processed".to_string()))
 }
 

@@ -129,7 +129,7 @@ pub(crate) fn compile(schema: SchemaText<'_>) -> Result<Compiled, String> {
     let resolver = Resolver { sources, google: GoogleFileResolver::new() };
     // protox is a third-party parser of untrusted text: a panic in it must
     // become an invalid-schema answer, not take the request task down.
-    let outcome = std::panic::catch_unwind(move || {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let mut compiler = protox::Compiler::with_file_resolver(resolver);
         compiler.include_imports(true);
         compiler.open_file(MAIN_FILE).map_err(|e| format!("Invalid schema: {}", describe(&e, MAIN_FILE)))?;
@@ -139,6 +139,6 @@ pub(crate) fn compile(schema: SchemaText<'_>) -> Result<Compiled, String> {
             return Err("Invalid schema: the schema did not compile".to_string());
         }
         Ok(Compiled { files })
-    });
+    }));
     outcome.unwrap_or_else(|_| Err("Invalid schema: the schema could not be processed".to_string()))
 }

@@ -189,6 +189,11 @@ mod tests {
         b.build()
     }
 
+    /// A present key or value (coerces arrays and vectors to a slice).
+    fn b(x: &[u8]) -> Option<&[u8]> {
+        Some(x)
+    }
+
     fn ids() -> KnownSchemaIds {
         let ids = KnownSchemaIds::default();
         ids.insert(7, "orders-value");
@@ -201,7 +206,7 @@ mod tests {
 
     #[test]
     fn topics_without_the_property_are_not_inspected() {
-        let raw = batch(&[(None, Some(b"{\"raw\":\"json\"}"))], Compression::None);
+        let raw = batch(&[(None, b(b"{\"raw\":\"json\"}"))], Compression::None);
         assert!(check_produced(&ids(), &config(&[]), "orders", &raw).is_ok());
         // Not even a batch: the partition's own validation answers that.
         assert!(check_produced(&ids(), &config(VALUE_ON), "orders", &Bytes::from_static(b"junk")).is_ok());
@@ -231,7 +236,7 @@ mod tests {
             Case { name: "key subject's id in the value", value: Some(framed(9, b"x")), expected: Some("not registered under subject orders-value") },
         ];
         for case in &cases {
-            let records = batch(&[(Some(b"k"), case.value.as_deref())], Compression::None);
+            let records = batch(&[(b(b"k"), case.value.as_deref())], Compression::None);
             let result = check_produced(&ids(), &config(VALUE_ON), "orders", &records);
             match (case.expected, result) {
                 (None, Ok(())) => {}
@@ -251,7 +256,7 @@ mod tests {
     fn bad_records_are_listed_by_batch_index() {
         let good = framed(7, b"ok");
         let records = batch(
-            &[(None, Some(&good)), (None, Some(b"raw")), (None, None), (None, Some(&framed(42, b""))), (None, Some(&good))],
+            &[(None, b(&good)), (None, b(b"raw")), (None, None), (None, b(&framed(42, b""))), (None, b(&good))],
             Compression::None,
         );
         let e = check_produced(&ids(), &config(VALUE_ON), "orders", &records).expect_err("refused");
@@ -263,9 +268,9 @@ mod tests {
     #[test]
     fn compressed_batches_are_checked_record_by_record() {
         for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
-            let good = batch(&[(None, Some(&framed(7, b"a"))), (None, Some(&framed(7, b"b")))], codec);
+            let good = batch(&[(None, b(&framed(7, b"a"))), (None, b(&framed(7, b"b")))], codec);
             assert!(check_produced(&ids(), &config(VALUE_ON), "orders", &good).is_ok(), "{codec:?}");
-            let bad = batch(&[(None, Some(&framed(7, b"a"))), (None, Some(b"{}"))], codec);
+            let bad = batch(&[(None, b(&framed(7, b"a"))), (None, b(b"{}"))], codec);
             let e = check_produced(&ids(), &config(VALUE_ON), "orders", &bad).expect_err("refused");
             assert_eq!(e.record_errors.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1], "{codec:?}");
         }
@@ -274,11 +279,11 @@ mod tests {
     #[test]
     fn keys_are_checked_against_the_key_subject() {
         let on = &[("confluent.key.schema.validation", "true")];
-        let ok = batch(&[(Some(&framed(9, b"k")), Some(b"raw value is not checked"))], Compression::None);
+        let ok = batch(&[(b(&framed(9, b"k")), b(b"raw value is not checked"))], Compression::None);
         assert!(check_produced(&ids(), &config(on), "orders", &ok).is_ok());
-        let null_key = batch(&[(None, Some(b"raw"))], Compression::None);
+        let null_key = batch(&[(None, b(b"raw"))], Compression::None);
         assert!(check_produced(&ids(), &config(on), "orders", &null_key).is_ok(), "null keys pass");
-        let value_id_as_key = batch(&[(Some(&framed(7, b"k")), None)], Compression::None);
+        let value_id_as_key = batch(&[(b(&framed(7, b"k")), None)], Compression::None);
         let e = check_produced(&ids(), &config(on), "orders", &value_id_as_key).expect_err("refused");
         assert!(e.record_errors[0].1.contains("key's schema id 7 is not registered under subject orders-key"), "{:?}", e.record_errors);
     }
@@ -286,7 +291,7 @@ mod tests {
     #[test]
     fn key_and_value_problems_are_reported_together() {
         let both = &[("confluent.key.schema.validation", "true"), ("confluent.value.schema.validation", "true")];
-        let records = batch(&[(Some(b"raw key"), Some(b"raw value"))], Compression::None);
+        let records = batch(&[(b(b"raw key"), b(b"raw value"))], Compression::None);
         let e = check_produced(&ids(), &config(both), "orders", &records).expect_err("refused");
         let message = &e.record_errors[0].1;
         assert!(message.contains("the key does not start") && message.contains("the value does not start"), "{message}");
@@ -296,9 +301,9 @@ mod tests {
     fn record_name_strategies_check_only_that_the_id_is_known() {
         for strategy in ["io.confluent.kafka.serializers.subject.RecordNameStrategy", "io.confluent.kafka.serializers.subject.TopicRecordNameStrategy"] {
             let c = config(&[("confluent.value.schema.validation", "true"), ("confluent.value.subject.name.strategy", strategy)]);
-            let other_subject = batch(&[(None, Some(&framed(8, b"x")))], Compression::None);
+            let other_subject = batch(&[(None, b(&framed(8, b"x")))], Compression::None);
             assert!(check_produced(&ids(), &c, "orders", &other_subject).is_ok(), "{strategy}");
-            let unknown = batch(&[(None, Some(&framed(1234, b"x")))], Compression::None);
+            let unknown = batch(&[(None, b(&framed(1234, b"x")))], Compression::None);
             let e = check_produced(&ids(), &c, "orders", &unknown).expect_err("refused");
             assert!(e.record_errors[0].1.contains("1234 is not known"), "{strategy}");
         }
@@ -307,7 +312,7 @@ mod tests {
     #[test]
     fn an_id_removed_from_the_store_is_refused_again() {
         let ids = ids();
-        let records = batch(&[(None, Some(&framed(7, b"x")))], Compression::None);
+        let records = batch(&[(None, b(&framed(7, b"x")))], Compression::None);
         assert!(check_produced(&ids, &config(VALUE_ON), "orders", &records).is_ok());
         ids.remove(7, "orders-value");
         assert!(check_produced(&ids, &config(VALUE_ON), "orders", &records).is_err());
@@ -315,7 +320,7 @@ mod tests {
 
     #[test]
     fn record_errors_are_capped() {
-        let values: Vec<(Option<&[u8]>, Option<&[u8]>)> = (0..150).map(|_| (None, Some(&b"raw"[..]))).collect();
+        let values: Vec<(Option<&[u8]>, Option<&[u8]>)> = (0..150).map(|_| (None, b(b"raw"))).collect();
         let e = check_produced(&ids(), &config(VALUE_ON), "orders", &batch(&values, Compression::None)).expect_err("refused");
         assert_eq!(e.record_errors.len(), MAX_RECORD_ERRORS);
         assert!(e.message.as_deref().unwrap_or("").starts_with("150 of 150"), "{:?}", e.message);

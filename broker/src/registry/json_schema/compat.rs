@@ -126,8 +126,8 @@ impl<'a> Walk<'a> {
             }
             _ => {}
         }
-        let w = obj(writer.value).unwrap_or(&EMPTY);
-        let r = obj(reader.value).unwrap_or(&EMPTY);
+        let w = obj(writer.value).unwrap_or(&*EMPTY);
+        let r = obj(reader.value).unwrap_or(&*EMPTY);
         if w == r && writer.doc_ref == reader.doc_ref && !w.contains_key("$ref") {
             // Identical text in the same document: identical meaning.
             if !contains_ref(writer.value) {
@@ -319,8 +319,8 @@ impl<'a> Walk<'a> {
     fn compare_objects(&mut self, writer: Side<'a>, reader: Side<'a>, w: &'a Map<String, Value>, r: &'a Map<String, Value>, path: &str, depth: usize) {
         self.upper(w, r, "maxProperties", "MAX_PROPERTIES", path);
         self.lower(w, r, "minProperties", "MIN_PROPERTIES", path);
-        let wp = w.get("properties").and_then(Value::as_object).unwrap_or(&EMPTY);
-        let rp = r.get("properties").and_then(Value::as_object).unwrap_or(&EMPTY);
+        let wp = w.get("properties").and_then(Value::as_object).unwrap_or(&*EMPTY);
+        let rp = r.get("properties").and_then(Value::as_object).unwrap_or(&*EMPTY);
         let wreq = required(w);
         let rreq = required(r);
         let wmodel = ContentModel::of(w, "additionalProperties");
@@ -375,7 +375,7 @@ impl<'a> Walk<'a> {
         }
         self.compare_model(writer, reader, wmodel, rmodel, "ADDITIONAL_PROPERTIES", &format!("{path}/additionalProperties"), depth);
         for key in ["dependentRequired", "dependencies"] {
-            let (Some(wd), Some(rd)) = (w.get(key).and_then(Value::as_object).or(Some(&EMPTY)), r.get(key).and_then(Value::as_object)) else { continue };
+            let (Some(wd), Some(rd)) = (w.get(key).and_then(Value::as_object).or(Some(&*EMPTY)), r.get(key).and_then(Value::as_object)) else { continue };
             for (name, needs) in rd {
                 let Some(needs) = needs.as_array() else { continue };
                 let before = wd.get(name).and_then(Value::as_array);

@@ -92,8 +92,10 @@ fn canonical_form_ignores_whitespace_and_key_order() {
     // Without normalize, the order of set-valued keywords is kept.
     let c = canonical(r#"{"required":["b","a"],"enum":[2,1]}"#).unwrap();
     assert_eq!(c, r#"{"enum":[2,1],"required":["b","a"]}"#);
-    let n = JsonSchemaFormat.canonical(text(r#"{"required":["b","a","b"],"type":["string","null"],"properties":{"required":{"type":"string"}}}"#), true).unwrap();
-    assert_eq!(n, r#"{"properties":{"required":{"type":"string"}},"required":["a","b"],"type":["null","string"]}"#);
+    let n = JsonSchemaFormat.canonical(text(r#"{"required":["b","a"],"type":["string","null"],"enum":["y","x","y"],"properties":{"required":{"type":"string"}}}"#), true).unwrap();
+    assert_eq!(n, r#"{"enum":["x","y"],"properties":{"required":{"type":"string"}},"required":["a","b"],"type":["null","string"]}"#);
+    // Duplicates in `required` are refused by the draft's meta-schema in the first place.
+    assert!(canonical(r#"{"required":["a","a"]}"#).is_err());
 }
 
 /// One rule: `old` → `new`, and the difference names expected when the new

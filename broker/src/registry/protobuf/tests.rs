@@ -6,6 +6,7 @@ use base64::Engine;
 use prost::Message as _;
 
 use super::*;
+use crate::registry::format::{ResolvedReference, SchemaFormat, SchemaText};
 
 fn text(schema: &str) -> SchemaText<'_> {
     SchemaText { schema, references: &[] }
