@@ -49,7 +49,8 @@ def framed(schema_id: int, payload: bytes) -> bytes:
 
 
 def _config(broker, topic: str) -> dict:
-    fs = admin(broker).describe_configs([ConfigResource(ResourceType.TOPIC, topic)], request_timeout=15)
+    a = admin(broker)  # kept alive until the result is in
+    fs = a.describe_configs([ConfigResource(ResourceType.TOPIC, topic)], request_timeout=15)
     (f,) = fs.values()
     return {k: v.value for k, v in f.result(timeout=20).items()}
 
