@@ -68,5 +68,5 @@ pub use topic::{
 };
 pub use types::{
     CleanupPolicy, CompressionType, Listener, ProcessRole, QuorumVoter, SecurityProtocol,
-    TimestampType,
+    SubjectNameStrategy, TimestampType,
 };

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use crate::broker_keys::{broker_key, LONG_MAX};
 use crate::schema::{Check, ConfigEntry, ConfigSource, ConfigSynonym, ConfigType, Def, Value};
-use crate::types::{CleanupPolicy, CompressionType, TimestampType};
+use crate::types::{CleanupPolicy, CompressionType, SubjectNameStrategy, TimestampType};
 use crate::{BrokerConfig, ConfigError};
 
 /// Effective per-topic configuration. Field names are the topic keys with `.` → `_`.
@@ -68,6 +68,14 @@ pub struct TopicConfig {
     pub preallocate: bool,
     /// `message.downconversion.enable` (accepted, no effect: Klamm never down-converts).
     pub message_downconversion_enable: bool,
+    /// `confluent.key.schema.validation`: produced keys must carry a known schema id.
+    pub confluent_key_schema_validation: bool,
+    /// `confluent.value.schema.validation`: produced values must carry a known schema id.
+    pub confluent_value_schema_validation: bool,
+    /// `confluent.key.subject.name.strategy`.
+    pub confluent_key_subject_name_strategy: SubjectNameStrategy,
+    /// `confluent.value.subject.name.strategy`.
+    pub confluent_value_subject_name_strategy: SubjectNameStrategy,
 }
 
 /// One topic key: its definition (type, Kafka default, validator) and broker synonyms in
@@ -103,6 +111,10 @@ static TOPIC_KEYS: &[TopicKey] = &[
     key(Def::new("compression.lz4.level", I, Some("9"), NONE, "lz4 level (accepted, no effect).").no_effect(), &[]),
     key(Def::new("compression.type", S, Some("producer"), Check::OneOf(CompressionType::NAMES), "Compression of stored batches; producer keeps the producer's codec."), &["compression.type"]),
     key(Def::new("compression.zstd.level", I, Some("3"), NONE, "zstd level (accepted, no effect).").no_effect(), &[]),
+    key(Def::new("confluent.key.schema.validation", B, Some("false"), NONE, "Broker-side schema id validation of record keys (Confluent Server's name)."), &[]),
+    key(Def::new("confluent.key.subject.name.strategy", S, Some("io.confluent.kafka.serializers.subject.TopicNameStrategy"), Check::OneOf(SubjectNameStrategy::NAMES), "Subject naming of key schema validation."), &[]),
+    key(Def::new("confluent.value.schema.validation", B, Some("false"), NONE, "Broker-side schema id validation of record values (Confluent Server's name)."), &[]),
+    key(Def::new("confluent.value.subject.name.strategy", S, Some("io.confluent.kafka.serializers.subject.TopicNameStrategy"), Check::OneOf(SubjectNameStrategy::NAMES), "Subject naming of value schema validation."), &[]),
     key(Def::new("delete.retention.ms", L, Some("86400000"), min(0), "How long tombstones are kept in a compacted topic."), &["log.cleaner.delete.retention.ms"]),
     key(Def::new("file.delete.delay.ms", L, Some("60000"), min(0), "Delay before deleted segment files are removed."), &["log.segment.delete.delay.ms"]),
     key(Def::new("flush.messages", L, Some(LONG_MAX), min(1), "Messages accumulated before an fsync."), &["log.flush.interval.messages"]),
@@ -228,6 +240,10 @@ impl TopicConfig {
             unclean_leader_election_enable: b.unclean_leader_election_enable,
             preallocate: b.log_preallocate,
             message_downconversion_enable: b.log_message_downconversion_enable,
+            confluent_key_schema_validation: false,
+            confluent_value_schema_validation: false,
+            confluent_key_subject_name_strategy: SubjectNameStrategy::TopicName,
+            confluent_value_subject_name_strategy: SubjectNameStrategy::TopicName,
         }
     }
 
@@ -310,6 +326,16 @@ impl TopicConfig {
             "unclean.leader.election.enable" => self.unclean_leader_election_enable = boolean(),
             "preallocate" => self.preallocate = boolean(),
             "message.downconversion.enable" => self.message_downconversion_enable = boolean(),
+            "confluent.key.schema.validation" => self.confluent_key_schema_validation = boolean(),
+            "confluent.value.schema.validation" => self.confluent_value_schema_validation = boolean(),
+            "confluent.key.subject.name.strategy" => {
+                self.confluent_key_subject_name_strategy =
+                    SubjectNameStrategy::parse(&text()).map_err(bad)?
+            }
+            "confluent.value.subject.name.strategy" => {
+                self.confluent_value_subject_name_strategy =
+                    SubjectNameStrategy::parse(&text()).map_err(bad)?
+            }
             // Accepted, no effect.
             _ => {}
         }
@@ -343,6 +369,10 @@ impl TopicConfig {
             "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
             "preallocate" => self.preallocate.to_string(),
             "message.downconversion.enable" => self.message_downconversion_enable.to_string(),
+            "confluent.key.schema.validation" => self.confluent_key_schema_validation.to_string(),
+            "confluent.value.schema.validation" => self.confluent_value_schema_validation.to_string(),
+            "confluent.key.subject.name.strategy" => self.confluent_key_subject_name_strategy.to_string(),
+            "confluent.value.subject.name.strategy" => self.confluent_value_subject_name_strategy.to_string(),
             _ => return None,
         })
     }

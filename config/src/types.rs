@@ -1,6 +1,6 @@
 //! Small typed values used by broker and topic configs, with their Kafka string forms:
 //! [`ProcessRole`], [`Listener`], [`QuorumVoter`], [`SecurityProtocol`], [`CompressionType`],
-//! [`CleanupPolicy`] and [`TimestampType`].
+//! [`CleanupPolicy`], [`TimestampType`] and [`SubjectNameStrategy`].
 //!
 //! Each type has a `parse` returning `Result<_, String>` (the message is wrapped by the caller
 //! with the key name) and a `Display` that prints the form Kafka prints.
@@ -419,6 +419,57 @@ impl fmt::Display for TimestampType {
         f.write_str(match self {
             TimestampType::CreateTime => "CreateTime",
             TimestampType::LogAppendTime => "LogAppendTime",
+        })
+    }
+}
+
+/// `confluent.key.subject.name.strategy` / `confluent.value.subject.name.strategy`: how
+/// broker-side schema validation derives the registry subject a record's schema id must be
+/// registered under. Values are Confluent's serializer class names (the short class name is
+/// accepted too, as a convenience).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SubjectNameStrategy {
+    /// `<topic>-key` / `<topic>-value` (Confluent's default).
+    TopicName,
+    /// The record's fully-qualified name; the broker checks only that the id is known.
+    RecordName,
+    /// `<topic>-<record name>`; the broker checks only that the id is known.
+    TopicRecordName,
+}
+
+impl SubjectNameStrategy {
+    pub(crate) const NAMES: &'static [&'static str] = &[
+        "io.confluent.kafka.serializers.subject.TopicNameStrategy",
+        "io.confluent.kafka.serializers.subject.RecordNameStrategy",
+        "io.confluent.kafka.serializers.subject.TopicRecordNameStrategy",
+        "TopicNameStrategy",
+        "RecordNameStrategy",
+        "TopicRecordNameStrategy",
+    ];
+
+    /// Parses a strategy class name (full or short).
+    pub fn parse(s: &str) -> Result<SubjectNameStrategy, String> {
+        let s = s.trim();
+        let short = s.strip_prefix("io.confluent.kafka.serializers.subject.").unwrap_or(s);
+        match short {
+            "TopicNameStrategy" => Ok(SubjectNameStrategy::TopicName),
+            "RecordNameStrategy" => Ok(SubjectNameStrategy::RecordName),
+            "TopicRecordNameStrategy" => Ok(SubjectNameStrategy::TopicRecordName),
+            other => Err(format!(
+                "unknown subject name strategy {other:?}, expected TopicNameStrategy, RecordNameStrategy or TopicRecordNameStrategy"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SubjectNameStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SubjectNameStrategy::TopicName => "io.confluent.kafka.serializers.subject.TopicNameStrategy",
+            SubjectNameStrategy::RecordName => "io.confluent.kafka.serializers.subject.RecordNameStrategy",
+            SubjectNameStrategy::TopicRecordName => {
+                "io.confluent.kafka.serializers.subject.TopicRecordNameStrategy"
+            }
         })
     }
 }

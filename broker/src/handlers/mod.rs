@@ -157,6 +157,8 @@ pub fn supported_api_table() -> String {
 mod dispatch_tests;
 #[cfg(test)]
 mod txn_tests;
+#[cfg(test)]
+mod schema_validation_tests;
 
 #[cfg(test)]
 mod registry_tests {

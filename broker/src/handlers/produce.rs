@@ -217,6 +217,7 @@ fn produce_one(
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Err(PartitionError::new(ErrorCode::INVALID_RECORD, "Produce request carries no records"));
     };
+    crate::registry::validation::check_produced(&broker.schema_ids, &local.config(), topic, &records)?;
     if acks == -1 {
         let min_isr = local.config().min_insync_replicas;
         let isr = local.isr_len();

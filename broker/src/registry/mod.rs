@@ -15,7 +15,10 @@
 //! - [`service`]: the HTTP application served on `klamm.schema.registry.listener`;
 //! - [`KnownSchemaIds`]: the ids this broker knows and their subjects, kept by the
 //!   store as it applies the `_schemas` log and read on the produce path by
-//!   broker-side validation.
+//!   broker-side validation;
+//! - [`json_schema`], [`protobuf`]: the JSON and PROTOBUF formats;
+//! - [`validation`]: broker-side schema id validation of produced records
+//!   (`confluent.value.schema.validation`, `confluent.key.schema.validation`).
 
 pub mod api;
 pub mod avro;
@@ -24,13 +27,16 @@ pub mod routes;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod json_schema;
+pub mod protobuf;
+pub mod validation;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// The schema formats this broker serves, by `schemaType` name.
 pub fn formats() -> state::Formats {
-    let list: Vec<Arc<dyn format::SchemaFormat>> = vec![Arc::new(avro::AvroFormat)];
+    let list: Vec<Arc<dyn format::SchemaFormat>> = vec![Arc::new(avro::AvroFormat), Arc::new(json_schema::JsonSchemaFormat), Arc::new(protobuf::ProtobufFormat)];
     Arc::new(list.into_iter().map(|f| (f.name(), f)).collect())
 }
 

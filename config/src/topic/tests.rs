@@ -434,3 +434,31 @@ fn list_configs() {
     assert_eq!(config_type("num.partitions"), Some(ConfigType::Int));
     assert_eq!(config_type("nope"), None);
 }
+
+#[test]
+fn confluent_schema_validation_keys() {
+    let b = must_broker(&[]).config;
+    let t = TopicConfig::resolve(&b, &BTreeMap::new()).unwrap();
+    assert!(!t.confluent_key_schema_validation && !t.confluent_value_schema_validation);
+    assert_eq!(t.confluent_value_subject_name_strategy, SubjectNameStrategy::TopicName);
+    let t = TopicConfig::resolve(
+        &b,
+        &map(&[
+            ("confluent.value.schema.validation", "true"),
+            ("confluent.key.schema.validation", "true"),
+            ("confluent.key.subject.name.strategy", "io.confluent.kafka.serializers.subject.RecordNameStrategy"),
+            ("confluent.value.subject.name.strategy", "TopicRecordNameStrategy"),
+        ]),
+    )
+    .unwrap();
+    assert!(t.confluent_key_schema_validation && t.confluent_value_schema_validation);
+    assert_eq!(t.confluent_key_subject_name_strategy, SubjectNameStrategy::RecordName);
+    assert_eq!(t.confluent_value_subject_name_strategy, SubjectNameStrategy::TopicRecordName);
+    assert_eq!(
+        t.value_string("confluent.value.subject.name.strategy").as_deref(),
+        Some("io.confluent.kafka.serializers.subject.TopicRecordNameStrategy")
+    );
+    assert!(validate_topic_config("confluent.value.schema.validation", "maybe").is_err());
+    assert!(validate_topic_config("confluent.value.subject.name.strategy", "NoSuchStrategy").is_err());
+    assert!(topic_config_names().contains(&"confluent.value.schema.validation"));
+}
