@@ -105,8 +105,12 @@ have_kafkajs() {
             "$NODE_DIR/node_modules/kafkajs/package.json" &&
         [[ -f $NODE_DIR/node_modules/kafkajs-snappy/package.json && -f $NODE_DIR/node_modules/kafkajs-lz4/package.json ]]
 }
-if have_kafkajs; then
-    log "kafkajs 2.2.4 and its snappy/lz4 codecs present"
+# The lock file's hash, stored after a successful install: a changed package-lock.json
+# (a package added) installs again even where kafkajs is already there.
+NODE_STAMP=$NODE_DIR/node_modules/.klamm-lock-sha256
+NODE_WANT=$(sha256sum "$NODE_DIR/package-lock.json" 2>/dev/null | cut -d' ' -f1 || true)
+if have_kafkajs && [[ -f $NODE_STAMP && $(cat "$NODE_STAMP") == "$NODE_WANT" ]]; then
+    log "node packages of package-lock.json present (kafkajs 2.2.4 and its snappy/lz4 codecs, ...)"
 else
     log "installing kafkajs into $NODE_DIR"
     if [[ -f $NODE_DIR/package-lock.json ]]; then
@@ -115,6 +119,7 @@ else
         (cd "$NODE_DIR" && retry 3 npm install --no-audit --no-fund --loglevel=error)
     fi
     have_kafkajs || { log "kafkajs 2.2.4 or its codecs missing after npm"; exit 1; }
+    echo "$NODE_WANT" >"$NODE_STAMP"
 fi
 
 log "ok: kcat $(kcat -V 2>&1 | head -n1 | tr -s ' ' | cut -c1-80); python $("$VENV/bin/python" -c 'import confluent_kafka, kafka; print("confluent-kafka", confluent_kafka.__version__, "librdkafka", confluent_kafka.libversion()[0], "kafka-python", kafka.__version__)'); kafkajs 2.2.4"
