@@ -87,7 +87,7 @@ fn register_lookup_and_read_back() {
     assert_eq!((status, error_code(&v)), (404, 40403));
     let (status, v) = call(&b, "GET", "/schemas/ids/x", "");
     assert_eq!((status, error_code(&v)), (404, 40403));
-    assert_eq!(call(&b, "GET", "/schemas/types", ""), (200, json!(["AVRO"])));
+    assert_eq!(call(&b, "GET", "/schemas/types", ""), (200, json!(["AVRO", "JSON", "PROTOBUF"])));
     let (status, v) = call(&b, "GET", "/schemas?subjectPrefix=orders&latestOnly=true", "");
     assert_eq!((status, v.as_array().map(Vec::len)), (200, Some(1)));
 }
