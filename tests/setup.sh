@@ -38,38 +38,28 @@ as_root() {
     if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
 }
 
-# --- kcat --------------------------------------------------------------------
-if command -v kcat >/dev/null 2>&1; then
-    log "kcat present: $(command -v kcat)"
-else
-    log "installing kcat from Debian"
+# --- Debian tools: kcat, chromium (headless, for the ops page test), the openssl CLI ---
+APT_UPDATED=0
+# debian_tool CMD PACKAGE: installs PACKAGE from Debian unless CMD is on the PATH
+# (the package index is refreshed once, before the first install).
+debian_tool() {
+    local cmd=$1 pkg=$2
+    if command -v "$cmd" >/dev/null 2>&1; then
+        log "$cmd present: $(command -v "$cmd")"
+        return
+    fi
+    log "installing $pkg from Debian"
     export DEBIAN_FRONTEND=noninteractive
-    retry 3 as_root apt-get update -qq
-    retry 3 as_root apt-get install -y -qq kcat
-    command -v kcat >/dev/null 2>&1 || { log "kcat still missing after apt-get install"; exit 1; }
-fi
-
-# --- chromium (headless, for the ops page test) -------------------------------
-if command -v chromium >/dev/null 2>&1; then
-    log "chromium present: $(command -v chromium)"
-else
-    log "installing chromium from Debian"
-    export DEBIAN_FRONTEND=noninteractive
-    retry 3 as_root apt-get update -qq
-    retry 3 as_root apt-get install -y -qq chromium
-    command -v chromium >/dev/null 2>&1 || { log "chromium still missing after apt-get install"; exit 1; }
-fi
-
-# --- openssl CLI -------------------------------------------------------------
-if command -v openssl >/dev/null 2>&1; then
-    log "openssl present: $(command -v openssl)"
-else
-    log "installing openssl from Debian"
-    export DEBIAN_FRONTEND=noninteractive
-    retry 3 as_root apt-get update -qq
-    retry 3 as_root apt-get install -y -qq openssl
-    command -v openssl >/dev/null 2>&1 || { log "openssl still missing after apt-get install"; exit 1; }
-fi
+    if ((APT_UPDATED == 0)); then
+        retry 3 as_root apt-get update -qq
+        APT_UPDATED=1
+    fi
+    retry 3 as_root apt-get install -y -qq "$pkg"
+    command -v "$cmd" >/dev/null 2>&1 || { log "$cmd still missing after apt-get install $pkg"; exit 1; }
+}
+debian_tool kcat kcat
+debian_tool chromium chromium
+debian_tool openssl openssl
 
 # --- Python venv -------------------------------------------------------------
 PY=${PYTHON:-python3}

@@ -43,7 +43,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 import chaos
 import kafka_wire as wire
 from cluster_fixture import HOST, Cluster
-from conftest import REPO
+from conftest import REPO, wait_until
 
 PARTITIONS = 3
 ROUNDS = int(os.environ.get("KLAMM_TXN_CHAOS_ROUNDS", "20"))
@@ -341,8 +341,9 @@ def test_exactly_once_under_kill9(tmp_path, request):
         (tmp_path / "processor").mkdir()
         sup = Supervisor(cluster.bootstrap(), tmp_path / "processor").start()
         # The processor must be running transactions before faults start.
-        assert chaos_wait(lambda: committed_total(cluster.bootstrap()) > 0, 60), \
-            f"processor never committed:\n{sup.log_tail()}"
+        # (On failure the processor's log tail is printed below.)
+        wait_until(lambda: committed_total(cluster.bootstrap()) > 0, timeout=60, interval=0.5,
+                   what="the processor's first committed transaction")
 
         t0 = time.monotonic()
         kinds: Counter = Counter()
@@ -383,7 +384,12 @@ def test_exactly_once_under_kill9(tmp_path, request):
         watch.stop()
         want = end_offsets(cluster.bootstrap())
         # The processor catches up with the whole input (bounded).
-        ok = chaos_wait(lambda: committed_total(cluster.bootstrap()) >= want, 120)
+        try:
+            wait_until(lambda: committed_total(cluster.bootstrap()) >= want, timeout=120, interval=0.5,
+                       what="the processor to commit the whole input")
+            ok = True
+        except AssertionError:
+            ok = False
         got_committed = committed_total(cluster.bootstrap())
         sup.stop()
         chaos.log(f"faults {dict(kinds)}; processor starts={sup.starts} exits={dict(sup.exits)}; "
@@ -427,15 +433,3 @@ def test_exactly_once_under_kill9(tmp_path, request):
             sup.stop()
         cluster.shutdown()
 
-
-def chaos_wait(fn, timeout: float) -> bool:
-    """Polls fn() (exceptions count as false) until true or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if fn():
-                return True
-        except Exception:  # noqa: BLE001 - a node may be restarting
-            pass
-        time.sleep(0.5)
-    return False
