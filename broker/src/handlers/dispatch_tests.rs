@@ -81,6 +81,21 @@ fn is_fallback(outcome: &Option<Outcome>) -> bool {
     matches!(outcome, Some(Outcome::Close(reason)) if *reason == NOT_SERVED)
 }
 
+/// A request context for calling a handler directly: an anonymous PLAINTEXT client
+/// named `client_id`.
+pub(super) fn test_context(broker: &Arc<Broker>, key: ApiKey, version: i16, client_id: &str) -> RequestContext {
+    RequestContext {
+        broker: broker.clone(),
+        api_key: key,
+        api_version: version,
+        correlation_id: 1,
+        client_id: client_id.to_string(),
+        listener: "PLAINTEXT".to_string(),
+        peer: "127.0.0.1:1".parse().expect("socket address"),
+        principal: crate::security::ANONYMOUS.to_string(),
+    }
+}
+
 /// Starts a single-node broker (broker and controller) on loopback port 0
 /// with its data in `dir`, plus `extra` config overrides.
 pub(super) async fn start_single_node(dir: &tempfile::TempDir, extra: &[&str]) -> crate::server::RunningBroker {

@@ -20,16 +20,7 @@ use super::{Outcome, RequestContext};
 use crate::server::Broker;
 
 fn ctx(broker: &Arc<Broker>, key: ApiKey, version: i16) -> RequestContext {
-    RequestContext {
-        broker: broker.clone(),
-        api_key: key,
-        api_version: version,
-        correlation_id: 1,
-        client_id: "schema-validation-test".to_string(),
-        listener: "PLAINTEXT".to_string(),
-        peer: "127.0.0.1:1".parse().expect("socket address"),
-        principal: crate::security::ANONYMOUS.to_string(),
-    }
+    super::dispatch_tests::test_context(broker, key, version, "schema-validation-test")
 }
 
 async fn create_topic(broker: &Arc<Broker>, name: &str, configs: &[(&str, &str)]) {

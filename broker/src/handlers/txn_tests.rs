@@ -31,16 +31,7 @@ async fn start(dir: &tempfile::TempDir) -> crate::server::RunningBroker {
 }
 
 fn ctx(broker: &Arc<Broker>, key: ApiKey, version: i16) -> RequestContext {
-    RequestContext {
-        broker: broker.clone(),
-        api_key: key,
-        api_version: version,
-        correlation_id: 1,
-        client_id: "txn-test".to_string(),
-        listener: "PLAINTEXT".to_string(),
-        peer: "127.0.0.1:1".parse().expect("socket address"),
-        principal: crate::security::ANONYMOUS.to_string(),
-    }
+    super::dispatch_tests::test_context(broker, key, version, "txn-test")
 }
 
 async fn create_topic(broker: &Arc<Broker>, name: &str) {
