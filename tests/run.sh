@@ -16,6 +16,18 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 export KLAMM_BIN=${KLAMM_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/klamm}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# One build per run: incremental caches would only cost disk (gigabytes for the
+# workspace's test binaries) and never be reused on CI's fresh machine.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+# disk_report WHEN: free space where the build and the tests write, so a run
+# that runs out of disk says so plainly.
+disk_report() {
+    echo "==== disk $1: $(df -h --output=avail "$ROOT" | tail -1 | tr -d ' ') free here," \
+        "$(df -h --output=avail "${TMPDIR:-/tmp}" | tail -1 | tr -d ' ') free in ${TMPDIR:-/tmp}," \
+        "target $(du -sh "$TARGET_DIR" 2>/dev/null | cut -f1)"
+}
 
 declare -a NAMES=() RESULTS=() TIMES=()
 FAILED=0
@@ -52,6 +64,7 @@ skip() {
 
 setup_ok=0
 build_ok=0
+disk_report "at start"
 step setup 600 bash tests/setup.sh && setup_ok=1
 step build 1200 cargo build --release -p klamm-broker && build_ok=1
 if [[ $build_ok -eq 1 && ! -x $KLAMM_BIN ]]; then
@@ -66,12 +79,24 @@ else
     step rust-tests 2100 cargo test --workspace --no-fail-fast
 fi
 
+disk_report "after the Rust tests"
+# The client suite needs only the release binary. Where disk is short (CI's
+# machines differ), the debug build's test binaries go before brokers start
+# writing data; with room to spare they stay for the next local run.
+avail_kb=$(df --output=avail "$TARGET_DIR" 2>/dev/null | tail -1 | tr -d ' ')
+if [[ -n $avail_kb && $avail_kb -lt $((8 * 1024 * 1024)) && -d $TARGET_DIR/debug ]]; then
+    echo "==== less than 8 GiB free: removing $TARGET_DIR/debug before the client suite"
+    rm -rf "$TARGET_DIR/debug"
+    disk_report "after removing the debug build"
+fi
+
 if [[ $setup_ok -eq 1 && $build_ok -eq 1 ]]; then
     step client-tests 1800 tests/.venv/bin/pytest -q tests/clients -p no:cacheprovider --timeout 300 -rfEs
 else
     skip client-tests "needs a successful setup and build"
 fi
 
+disk_report "at the end"
 echo
 echo "==== summary (KLAMM_BIN=$KLAMM_BIN)"
 for i in "${!NAMES[@]}"; do

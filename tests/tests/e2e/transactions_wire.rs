@@ -22,7 +22,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use klamm_tests::{TestBroker, TestCluster};
 
-mod common;
+use crate::common;
 use common::{topic, versions, Conn};
 
 const NOT_COORDINATOR: i16 = 16;

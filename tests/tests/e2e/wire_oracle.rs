@@ -21,7 +21,7 @@ use kafka_protocol::records::RecordBatchDecoder;
 
 use klamm_tests::TestBroker;
 
-mod common;
+use crate::common;
 use common::{topic, versions, Conn};
 
 /// One uncompressed batch of `n` records. kafka-protocol's encoder splits

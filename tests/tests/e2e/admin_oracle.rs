@@ -9,7 +9,7 @@
 //! restart or a leader move does to the image), and a second replica is a broker registered in
 //! the metadata log without a process behind it, so these run before data replication exists.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -21,7 +21,7 @@ use kafka_protocol::records::RecordBatchDecoder;
 use klamm_protocol::records::RecordBatchBuilder;
 use klamm_tests::TestCluster;
 
-mod common;
+use crate::common;
 use common::{must_read_from_beginning, topic, versions, Conn};
 
 const TOPIC: &str = "txn-partition";

@@ -6,7 +6,7 @@
 //! partition is flagged and counted, the follower's fetches back off (a handful in seconds
 //! rather than one every 20 ms), and the good batch is appended once it is served.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -17,7 +17,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use klamm_tests::TestCluster;
 
-mod common;
+use crate::common;
 
 const TOPIC: &str = "orders_rf3";
 const PARTITIONS: i32 = 3;

@@ -18,7 +18,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use klamm_tests::TestCluster;
 
-mod common;
+use crate::common;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 const TOPIC: &str = "spread";

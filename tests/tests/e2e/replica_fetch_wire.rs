@@ -18,7 +18,7 @@
 //! for it, so the valid follower fetches around the invalid ones are real ones (they commit
 //! the records), while the refused ones change nothing (the same leader, ISR and records).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
