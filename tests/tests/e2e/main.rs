@@ -12,6 +12,7 @@ mod cluster;
 mod follower_corrupt_batch;
 mod rdkafka_admin;
 mod rdkafka_produce_consume;
+mod rdkafka_transactions;
 mod replica_fetch_wire;
 mod replication;
 mod transactions_wire;
