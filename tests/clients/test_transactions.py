@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 import kafka_wire as wire
 from conftest import NODE_DIR, REPO, ok, run_kjs, unique_topic, wait_until
 from helpers import create_topic, produce_ok
+from test_metrics import scrape, value
 
 EXAMPLES = REPO / "examples" / "exactly-once"
 UNSTABLE_OFFSET_COMMIT = 88
@@ -183,6 +184,10 @@ def test_open_transaction_aborted_after_its_timeout(txn_broker):
     # The producer learns its transaction is gone when it tries to commit.
     with pytest.raises(KafkaException):
         slow.commit_transaction(10)
+    # The coordinator counts what it completed, the timed-out abort included.
+    wait_until(lambda: (value(scrape(txn_broker.http_url), "klamm_transaction_aborts_total") == 1
+                        and value(scrape(txn_broker.http_url), "klamm_transaction_commits_total") == 1),
+               10, what="one commit and one (timed-out) abort counted in /metrics")
 
 
 def test_timeout_above_the_broker_maximum_is_refused(broker_factory):

@@ -15,7 +15,6 @@ pub async fn handle(ctx: &RequestContext, request: EndTxnRequest) -> EndTxnRespo
     } else {
         ctx.broker.txns.end_txn(&request.transactional_id, request.producer_id, request.producer_epoch, request.committed).await
     };
-    ctx.broker.metrics.transaction_ended(e == ErrorCode::NONE, request.committed);
     // KIP-588: clients before v2 know PRODUCER_FENCED as INVALID_PRODUCER_EPOCH.
     let e = if ctx.api_version < 2 && e == ErrorCode::PRODUCER_FENCED { ErrorCode::INVALID_PRODUCER_EPOCH } else { e };
     EndTxnResponse { error_code: e.code(), producer_id, producer_epoch, ..Default::default() }

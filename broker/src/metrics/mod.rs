@@ -198,13 +198,12 @@ impl BrokerMetrics {
         }
     }
 
-    /// An EndTxn was answered (`ok`: the commit or abort was accepted).
+    /// The transaction coordinator completed a transaction: its markers are
+    /// written and CompleteCommit / CompleteAbort is durable.
     #[inline]
-    pub fn transaction_ended(&self, ok: bool, commit: bool) {
-        if ok {
-            let counter = if commit { &self.txn_commits } else { &self.txn_aborts };
-            counter.fetch_add(1, Relaxed);
-        }
+    pub fn transaction_completed(&self, commit: bool) {
+        let counter = if commit { &self.txn_commits } else { &self.txn_aborts };
+        counter.fetch_add(1, Relaxed);
     }
 
     /// The open-connections gauge of Kafka listener `listener` (looked up once per listener).

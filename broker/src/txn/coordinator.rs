@@ -52,6 +52,8 @@ pub trait ProducerIdSource: Send + Sync {
 pub struct Services {
     pub ids: Arc<dyn ProducerIdSource>,
     pub markers: Arc<MarkerSender>,
+    /// Counts transactions as they complete (commit or abort, whoever asked for it).
+    pub metrics: Arc<crate::metrics::BrokerMetrics>,
 }
 
 type Reply<T> = oneshot::Sender<T>;
@@ -189,6 +191,7 @@ impl TxnCoordinator {
                 Default::default(),
             )
             .secured(broker.inter_broker_security.clone())),
+            metrics: broker.metrics.clone(),
         });
         follow_image(&broker.metadata, shutdown, |image| txns.sync_leadership(image, &broker.replicas)).await;
         txns.shards.clear();
@@ -473,6 +476,11 @@ impl ShardTask {
                 }
                 return;
             }
+        }
+        if transit.kind == TransitKind::Complete {
+            // Counted here, once the markers are written and the outcome is durable, so
+            // that aborts of timed-out or fenced transactions count as well as EndTxn's.
+            self.services.metrics.transaction_completed(transit.rec.state == TxnState::CompleteCommit);
         }
         let after = self.shard.write_done(&transit, result);
         match waiter {

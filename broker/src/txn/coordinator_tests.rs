@@ -114,6 +114,7 @@ async fn setup_with(script: &[ErrorCode], log: Arc<MemLog>, config: TxnConfig, a
     c.set_services(Services {
         ids: Arc::new(Counter(AtomicI64::new(1000))),
         markers: Arc::new(MarkerSender::new(Arc::new(FakeLookup(addr)), 1, tuning)),
+        metrics: Default::default(),
     });
     c.host_partition(0, EPOCH, Arc::new(SyncLog(log.clone() as Arc<dyn OffsetsLog>)) as Arc<dyn TxnLog>);
     wait_loaded(&c).await;
@@ -284,6 +285,7 @@ async fn routing_and_write_errors() {
     c.set_services(Services {
         ids: Arc::new(Counter(AtomicI64::new(1))),
         markers: Arc::new(MarkerSender::new(Arc::new(FakeLookup(addr)), 1, MarkerTuning::default())),
+        metrics: Default::default(),
     });
     c.host_partition(0, 1, Arc::new(SyncLog(log.clone() as Arc<dyn OffsetsLog>)));
     let (here, there): (Vec<String>, Vec<String>) = (0..20).map(|i| format!("id-{i}")).partition(|id| c.partition_for(id) == 0);
