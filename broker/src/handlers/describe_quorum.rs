@@ -84,3 +84,53 @@ pub fn handle(ctx: &RequestContext, request: DescribeQuorumRequest) -> DescribeQ
         .collect();
     DescribeQuorumResponse { topics, ..Default::default() }
 }
+
+#[cfg(test)]
+mod tests {
+    use klamm_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use klamm_protocol::messages::DescribeQuorumRequest;
+    use klamm_protocol::{ApiKey, ErrorCode};
+
+    use super::{handle, METADATA_TOPIC};
+    use crate::handlers::dispatch_tests::{start_single_node, test_context};
+
+    fn ask(topic: &str, partitions: &[i32]) -> DescribeQuorumRequest {
+        DescribeQuorumRequest {
+            topics: vec![TopicData {
+                topic_name: topic.to_string(),
+                partitions: partitions.iter().map(|&p| PartitionData { partition_index: p, ..Default::default() }).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_metadata_partition_is_described_and_anything_else_is_unknown() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let running = start_single_node(&dir, &[]).await;
+        let ctx = test_context(&running.broker, ApiKey::DescribeQuorum, 1, "test");
+
+        // The one voter of a single node leads the quorum and reports itself.
+        let answer = handle(&ctx, ask(METADATA_TOPIC, &[0]));
+        let p = &answer.topics[0].partitions[0];
+        assert_eq!(p.error_code, ErrorCode::NONE.code(), "{:?}", p.error_message);
+        assert_eq!(p.leader_id, 1);
+        assert!(p.leader_epoch >= 1 && p.high_watermark >= 1, "{p:?}");
+        assert_eq!(p.current_voters.iter().map(|v| v.replica_id).collect::<Vec<_>>(), vec![1]);
+
+        // Another partition of the metadata topic, and another topic: per-partition
+        // UNKNOWN_TOPIC_OR_PARTITION with a message, as Kafka's raft client answers.
+        let answer = handle(&ctx, ask(METADATA_TOPIC, &[1]));
+        let p = &answer.topics[0].partitions[0];
+        assert_eq!((p.partition_index, p.error_code), (1, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code()));
+        assert!(p.error_message.as_deref().is_some_and(|m| m.contains(METADATA_TOPIC)));
+        assert!(p.current_voters.is_empty() && p.leader_id == -1);
+
+        let answer = handle(&ctx, ask("orders_raw", &[0, 2]));
+        assert_eq!(answer.topics[0].topic_name, "orders_raw");
+        let codes: Vec<(i32, i16)> = answer.topics[0].partitions.iter().map(|p| (p.partition_index, p.error_code)).collect();
+        let unknown = ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code();
+        assert_eq!(codes, vec![(0, unknown), (2, unknown)]);
+    }
+}
