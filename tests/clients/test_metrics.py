@@ -216,3 +216,60 @@ def test_under_replicated_partitions_on_follower_kill(cluster3):
     assert value(scrape(leader.http_url), "kafka_server_replicamanager_isrexpands_total") >= 1
     active = sum(value(scrape(n.http_url), "kafka_controller_kafkacontroller_activecontrollercount") for n in c.up())
     assert active == 1
+
+
+def test_ops_api_lists_every_group_of_the_cluster(cluster3):
+    """/api/groups on any node lists the groups of every coordinator, each with the
+    coordinator the stock AdminClient reports and its lag; a killed node delays the
+    answer by at most the bounded remote ask and is named as unreachable."""
+    c = cluster3
+    topic = unique_topic("opsgroups")
+    a = AdminClient({"bootstrap.servers": c.bootstrap(c.up())})
+    a.create_topics([NewTopic(topic, 2, 3)], operation_timeout=20, request_timeout=20)[topic].result(30)
+    c.wait_healthy([topic], {topic: 2}, timeout=30, want_isr=3)
+    p = Producer({"bootstrap.servers": c.bootstrap(), "linger.ms": 5})
+    for i in range(20):
+        p.produce(topic, value=b"x", partition=i % 2)
+    assert p.flush(30) == 0
+
+    # Groups until at least two brokers coordinate some (bounded), each with its own lag.
+    groups: dict[str, tuple[int, int]] = {}  # group -> (coordinator, committed offset of partition 0)
+    for i in range(12):
+        g = unique_topic(f"opsgrp{i}")
+        cons = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": g, "enable.auto.commit": False})
+        try:
+            cons.commit(offsets=[TopicPartition(topic, 0, i % 10), TopicPartition(topic, 1, 1)], asynchronous=False)
+        finally:
+            cons.close()
+        groups[g] = (a.describe_consumer_groups([g])[g].result(30).coordinator.id, i % 10)
+        if i >= 3 and len({coord for coord, _ in groups.values()}) >= 2:
+            break
+    assert len({coord for coord, _ in groups.values()}) >= 2, groups
+
+    def listed_on(node) -> dict:
+        status, ctype, body = http_get(node.http_url + "/api/groups")
+        assert status == 200 and ctype.startswith("application/json"), body
+        return json.loads(body)
+
+    for node in c.up():
+        doc = listed_on(node)
+        assert doc["unreachable"] == [] and doc["answered_by"] == node.node_id
+        listed = {g["group"]: g for g in doc["groups"] if g["group"] in groups}
+        assert set(listed) == set(groups), (node.node_id, sorted(listed))
+        for name, (coordinator, committed0) in groups.items():
+            g = listed[name]
+            assert g["coordinator"] == coordinator, (name, g)
+            lags = {(q["partition"], q["committed"], q["end"], q["lag"]) for q in g["partitions"]}
+            assert lags == {(0, committed0, 10, 10 - committed0), (1, 1, 10, 9)}, (name, g)
+            assert g["total_lag"] == 10 - committed0 + 9
+
+    # A coordinator killed: another node still answers promptly and names it while it is
+    # registered, or lists its groups under their new coordinators once it is fenced.
+    victim = c.node(next(coord for coord, _ in groups.values()))
+    asked = next(n for n in c.up() if n.node_id != victim.node_id)
+    victim.kill9()
+    t0 = time.monotonic()
+    doc = listed_on(asked)
+    assert time.monotonic() - t0 < 10
+    listed = {g["group"] for g in doc["groups"]}
+    assert victim.node_id in doc["unreachable"] or set(groups) <= listed, doc

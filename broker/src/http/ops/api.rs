@@ -1,6 +1,6 @@
-//! The small JSON documents the ops page polls: `/api/cluster`, `/api/topics`, `/api/groups`.
-//! Each is built from this node's metadata image and local state; groups are those this
-//! broker coordinates (each group's offsets live with its coordinator).
+//! The small JSON documents the ops page polls: `/api/cluster` and `/api/topics`, each built
+//! from this node's metadata image and local state. `/api/groups`, which must ask the other
+//! brokers, is in `groups.rs`.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -71,24 +71,4 @@ pub fn topics(broker: &Broker) -> Value {
         })
         .collect();
     json!({ "topics": topics })
-}
-
-pub async fn groups(broker: &Broker) -> Value {
-    let groups: Vec<Value> = scrape::group_lags(broker)
-        .await
-        .into_iter()
-        .map(|g| {
-            let total: i64 = g.partitions.iter().filter_map(|p| p.lag()).sum();
-            json!({
-                "group": g.group,
-                "state": g.state,
-                "members": g.members.iter().map(|(id, client, host)| json!({"member_id": id, "client_id": client, "host": host})).collect::<Vec<_>>(),
-                "total_lag": total,
-                "partitions": g.partitions.iter().map(|p| json!({
-                    "topic": p.topic, "partition": p.partition, "committed": p.committed, "end": p.end, "lag": p.lag(),
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({ "coordinator": broker.node_id, "groups": groups })
 }

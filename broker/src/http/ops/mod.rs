@@ -7,6 +7,7 @@
 //! `/ready` reports which step is still missing.
 
 mod api;
+mod groups;
 mod ready;
 
 use std::future::Future;
@@ -128,7 +129,7 @@ impl OpsService {
                     "/metrics" => Response::new(StatusCode::OK, crate::metrics::encode::CONTENT_TYPE, crate::metrics::scrape::render(broker).await),
                     "/api/cluster" => Response::json(StatusCode::OK, &api::cluster(broker)),
                     "/api/topics" => Response::json(StatusCode::OK, &api::topics(broker)),
-                    "/api/groups" => Response::json(StatusCode::OK, &api::groups(broker).await),
+                    "/api/groups" => Response::json(StatusCode::OK, &groups::cluster_groups(broker).await),
                     _ => Response::error(StatusCode::NOT_FOUND, &format!("no such resource: {}", req.path)),
                 }
             }
