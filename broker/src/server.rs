@@ -291,7 +291,7 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
         let listener = crate::http::bind("klamm.http.listener", address).await?;
         info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ops HTTP listener (/metrics, /health, /ready, /)");
         let service = crate::http::ops::OpsService::new(ops.clone());
-        tasks.spawn(crate::http::serve(listener, service, crate::http::ops::MAX_BODY, shutdown_rx.clone()));
+        tasks.spawn(crate::http::serve(listener, service, crate::http::ops::MAX_BODY, None, shutdown_rx.clone()));
     }
 
     let metadata = if config.is_controller() {
@@ -401,12 +401,25 @@ pub async fn start(loaded: LoadedConfig) -> anyhow::Result<RunningBroker> {
     if let Some(address) = &broker.config.klamm_schema_registry_listener {
         // The schema registry: its store follows `_schemas` on every broker, and the REST
         // API answers on each (a write goes to the `_schemas` leader through the log).
+        // The keystore is read before binding, so a bad one stops start-up with nothing half open.
+        let security = &broker.config.klamm_schema_registry_security;
+        let tls = match &security.ssl {
+            Some(ssl) => Some(crate::security::tls::listener_tls("klamm.schema.registry.listener", ssl)?.acceptor),
+            None => None,
+        };
         let listener = crate::http::bind("klamm.schema.registry.listener", address).await?;
         info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "schema registry listener");
         let store = crate::registry::store::Store::new(broker.clone());
         tasks.spawn(crate::registry::store::run(store.clone(), shutdown_rx.clone()));
-        let service = crate::registry::service::RegistryService::new(store);
-        tasks.spawn(crate::http::serve(listener, service, crate::registry::service::MAX_BODY, shutdown_rx.clone()));
+        let auth = security.basic_auth.then(|| {
+            let metadata = broker.metadata.clone();
+            let lookup: crate::registry::auth::CredentialLookup =
+                Arc::new(move |user: &str, mechanism: &str| metadata.image().scram_credential(user, mechanism).cloned());
+            Arc::new(crate::registry::auth::BasicAuth::new(&broker.config, lookup))
+        });
+        info!(tls = tls.is_some(), basic_auth = auth.is_some(), "schema registry security");
+        let service = crate::registry::service::RegistryService::new(store, auth);
+        tasks.spawn(crate::http::serve(listener, service, crate::registry::service::MAX_BODY, tls, shutdown_rx.clone()));
     }
     ops.set_serving(broker.clone());
     Ok(RunningBroker { broker, shutdown_tx, tasks })

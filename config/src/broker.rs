@@ -98,9 +98,13 @@ pub struct BrokerConfig {
     /// `klamm.http.listener` (Klamm extension): `host:port` of the admin/ops HTTP listener;
     /// None = off (the default with a file; `127.0.0.1:9644` in the embedded profile).
     pub klamm_http_listener: Option<String>,
-    /// `klamm.schema.registry.listener` (Klamm extension): `host:port` of the schema registry;
-    /// None = off (the default with a file; `127.0.0.1:8081` in the embedded profile).
+    /// `klamm.schema.registry.listener` (Klamm extension): `host:port` of the schema registry
+    /// (an `http://` or `https://` scheme removed); None = off (the default with a file;
+    /// `127.0.0.1:8081` in the embedded profile).
     pub klamm_schema_registry_listener: Option<String>,
+    /// TLS (`https://` listener, `ssl.*` / `klamm.schema.registry.ssl.*`) and basic auth
+    /// (`klamm.schema.registry.authentication`) of the schema registry.
+    pub klamm_schema_registry_security: crate::registry::RegistrySecurity,
     /// `klamm.request.slow.threshold.ms` (Klamm extension, default 1000): a request slower than
     /// this is logged at WARN; 0 or negative = off.
     pub klamm_request_slow_threshold_ms: i64,
@@ -517,7 +521,7 @@ impl BrokerConfig {
         for (k, v) in &original {
             if is_no_effect(k) {
                 ignored_keys.push(k.clone());
-            } else if broker_key(k).is_none() && !crate::security::is_effective_listener_key(k) {
+            } else if broker_key(k).is_none() && !crate::security::is_effective_listener_key(k) && !crate::registry::is_registry_ssl_key(k) {
                 unknown_keys.push(k.clone());
             }
             merged.insert(k.clone(), v.clone());
@@ -716,6 +720,20 @@ impl BrokerConfig {
             }
         }
 
+        let registry_value = non_empty(r.opt_str("klamm.schema.registry.listener")?.map(|v| v.trim().to_string()));
+        let (registry_listener, registry_https) = match &registry_value {
+            Some(v) => {
+                let (address, https) = crate::registry::split_scheme(v)
+                    .map_err(|m| ConfigError::Inconsistent(format!("klamm.schema.registry.listener: {m}")))?;
+                (Some(address.to_string()), https)
+            }
+            None => (None, false),
+        };
+        let registry_security = match registry_listener {
+            Some(_) => crate::registry::registry_security(r.map, registry_https, &r.str("klamm.schema.registry.authentication")?, &security)?,
+            None => crate::registry::RegistrySecurity::default(),
+        };
+
         Ok(BrokerConfig {
             node_id,
             process_roles,
@@ -744,7 +762,8 @@ impl BrokerConfig {
             cluster_id: non_empty(r.opt_str("cluster.id")?),
             broker_rack: non_empty(r.opt_str("broker.rack")?),
             klamm_http_listener: non_empty(r.opt_str("klamm.http.listener")?),
-            klamm_schema_registry_listener: non_empty(r.opt_str("klamm.schema.registry.listener")?),
+            klamm_schema_registry_listener: registry_listener,
+            klamm_schema_registry_security: registry_security,
             klamm_request_slow_threshold_ms: r.int("klamm.request.slow.threshold.ms")?,
             num_partitions: r.i32("num.partitions")?,
             default_replication_factor: r.i16("default.replication.factor")?,
@@ -1054,7 +1073,11 @@ impl BrokerConfig {
             "transaction.state.log.min.isr" => self.transaction_state_log_min_isr.to_string(),
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms.to_string(),
             "klamm.http.listener" => self.klamm_http_listener.clone().unwrap_or_default(),
-            "klamm.schema.registry.listener" => self.klamm_schema_registry_listener.clone().unwrap_or_default(),
+            "klamm.schema.registry.listener" => match &self.klamm_schema_registry_listener {
+                Some(address) if self.klamm_schema_registry_security.ssl.is_some() => format!("https://{address}"),
+                Some(address) => address.clone(),
+                None => String::new(),
+            },
             _ => return None,
         })
     }
@@ -1221,6 +1244,11 @@ pub(crate) fn check_http_listener(s: &str) -> Result<(), String> {
         return Err(format!("{s:?}: an IPv6 host must be in brackets, e.g. [::1]:9644"));
     }
     port.parse::<u16>().map(|_| ()).map_err(|_| format!("{s:?} has no valid port (0-65535)"))
+}
+
+/// `klamm.schema.registry.listener`: `host:port`, optionally with an `http://` or `https://` scheme.
+pub(crate) fn check_registry_listener(s: &str) -> Result<(), String> {
+    check_http_listener(crate::registry::split_scheme(s)?.0)
 }
 
 pub(crate) fn check_per_ip_overrides(s: &str) -> Result<(), String> {

@@ -7,7 +7,7 @@
 //! `QuorumConfig`). Where a key has no default in Kafka (`node.id`, `process.roles`, ...) the
 //! default is `None` (null).
 
-use crate::broker::{check_http_listener, check_per_ip_overrides};
+use crate::broker::{check_http_listener, check_per_ip_overrides, check_registry_listener};
 use crate::schema::{Check, ConfigType, Def};
 
 const B: ConfigType = ConfigType::Boolean;
@@ -81,7 +81,8 @@ pub(crate) static BROKER_KEYS: &[Def] = &[
     Def::new("inter.broker.protocol.version", S, None, NONE, "Removed in Kafka 4 (accepted, no effect).").no_effect(),
     Def::new("klamm.http.listener", S, Some(""), Check::Format(check_http_listener), "host:port of the admin/ops HTTP listener (/metrics, /health, /ready, the ops page); empty = off. Klamm extension; embedded default 127.0.0.1:9644."),
     Def::new("klamm.request.slow.threshold.ms", L, Some("1000"), min(-1), "Requests slower than this (excluding a Fetch's intended wait) are logged at WARN; 0 or -1 = off. Klamm extension."),
-    Def::new("klamm.schema.registry.listener", S, Some(""), Check::Format(check_http_listener), "host:port of the schema registry (Confluent's REST API); empty = off. Klamm extension; embedded default 127.0.0.1:8081."),
+    Def::new("klamm.schema.registry.authentication", S, Some("auto"), Check::OneOf(&["auto", "basic", "none"]), "HTTP basic auth on the schema registry against the SASL PLAIN users and SCRAM credentials: auto = when any listener is SASL_*, basic = always, none = never. Klamm extension."),
+    Def::new("klamm.schema.registry.listener", S, Some(""), Check::Format(check_registry_listener), "[http://|https://]host:port of the schema registry (Confluent's REST API); https serves TLS with the ssl.* settings (overridable as klamm.schema.registry.ssl.*); empty = off. Klamm extension; embedded default 127.0.0.1:8081."),
     Def::new("leader.imbalance.check.interval.seconds", L, Some("300"), min(1), "How often the active controller checks leader imbalance."),
     Def::new("leader.imbalance.per.broker.percentage", I, Some("10"), NONE, "Share of a broker's preferred partitions led elsewhere that triggers a rebalance."),
     Def::new("listener.security.protocol.map", S, Some(DEFAULT_PROTOCOL_MAP), NONE, "Listener name to security protocol."),
@@ -241,7 +242,7 @@ pub(crate) fn broker_key(name: &str) -> Option<&'static Def> {
 pub(crate) fn is_no_effect(name: &str) -> bool {
     match broker_key(name) {
         Some(d) => !d.effective,
-        None if crate::security::is_effective_listener_key(name) => false,
+        None if crate::security::is_effective_listener_key(name) || crate::registry::is_registry_ssl_key(name) => false,
         None => NO_EFFECT_PREFIXES.iter().any(|p| name.starts_with(p)),
     }
 }

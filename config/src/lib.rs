@@ -13,6 +13,7 @@
 //!   [`TopicConfig::resolve`], [`validate_topic_config`], [`describe_topic_configs`].
 //! - [`security`]: per-listener TLS and SASL settings ([`security::ListenerSecurity`]), with
 //!   `listener.name.<name>.` keys resolved and unsupported keystores / mechanisms refused.
+//! - [`registry`]: TLS and basic auth of the schema registry listener.
 //! - DescribeConfigs types: [`ConfigEntry`], [`ConfigSynonym`], [`ConfigSource`], [`ConfigType`].
 //!
 //! The crate is plain data and pure functions; only [`BrokerConfig::load`] reads a file. It
@@ -49,6 +50,7 @@ mod broker_keys;
 pub mod environment;
 mod error;
 pub mod properties;
+pub mod registry;
 mod schema;
 pub mod security;
 mod topic;

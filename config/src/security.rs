@@ -323,6 +323,17 @@ pub(crate) fn listener_security(
     Ok(ListenerSecurity { protocol, ssl, sasl })
 }
 
+/// The `ssl.*` settings read as `<prefix>ssl.<key>`, else `ssl.<key>` (the schema registry's
+/// `klamm.schema.registry.ssl.*`); errors name `label`.
+pub(crate) fn ssl_settings_with_prefix(map: &BTreeMap<String, String>, prefix: &str, label: &str) -> Result<SslSettings, ConfigError> {
+    ssl_settings(&Scoped { map, prefix: prefix.to_string(), listener: label })
+}
+
+/// The `ssl.*` keys of [`LISTENER_KEYS`].
+pub(crate) fn listener_keys_ssl() -> impl Iterator<Item = &'static str> {
+    LISTENER_KEYS.iter().copied().filter(|k| k.starts_with("ssl."))
+}
+
 fn ssl_settings(s: &Scoped<'_>) -> Result<SslSettings, ConfigError> {
     // Kafka's default store type is JKS, a Java-only format: Klamm reads PEM and PKCS12, so
     // the type must say which.

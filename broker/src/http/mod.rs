@@ -11,7 +11,9 @@
 //! - a service call that panics is answered 500 and the server keeps serving (each call
 //!   runs in its own task, so a panic is caught at the task boundary);
 //! - keep-alive connections; a peer that sends headers too slowly is dropped after 30 s;
-//! - `shutdown` turning true stops accepting and closes idle connections gracefully.
+//! - `shutdown` turning true stops accepting and closes idle connections gracefully;
+//! - with a TLS acceptor (the registry's `https://` listener) every connection is a TLS one:
+//!   the handshake is bounded like the headers, and a client that fails it is dropped.
 
 pub mod ops;
 
@@ -89,8 +91,15 @@ pub trait Service: Send + Sync + 'static {
 
 /// Serves `service` on an already bound listener until `shutdown` turns true. A body larger than
 /// `max_body` gets 413 without reaching the service; a malformed request gets 400 or a closed
-/// connection; a panicking service call gets 500 (the server keeps serving).
-pub async fn serve(listener: tokio::net::TcpListener, service: Arc<dyn Service>, max_body: usize, mut shutdown: watch::Receiver<bool>) {
+/// connection; a panicking service call gets 500 (the server keeps serving). With `tls`, each
+/// connection is accepted through it first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: Arc<dyn Service>,
+    max_body: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if *shutdown.borrow() {
         return;
     }
@@ -102,7 +111,20 @@ pub async fn serve(listener: tokio::net::TcpListener, service: Arc<dyn Service>,
                     let _ = stream.set_nodelay(true);
                     let service = service.clone();
                     let shutdown = shutdown.clone();
-                    connections.spawn(serve_connection(stream, peer, service, max_body, shutdown));
+                    match tls.clone() {
+                        None => {
+                            connections.spawn(serve_connection(stream, peer, service, max_body, shutdown));
+                        }
+                        Some(acceptor) => {
+                            connections.spawn(async move {
+                                match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => serve_connection(stream, peer, service, max_body, shutdown).await,
+                                    Ok(Err(e)) => debug!(%peer, error = %e, "https handshake failed"),
+                                    Err(_) => debug!(%peer, "https handshake timed out"),
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -125,7 +147,10 @@ pub async fn serve(listener: tokio::net::TcpListener, service: Arc<dyn Service>,
     connections.abort_all();
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, service: Arc<dyn Service>, max_body: usize, mut shutdown: watch::Receiver<bool>) {
+async fn serve_connection<S>(stream: S, peer: SocketAddr, service: Arc<dyn Service>, max_body: usize, mut shutdown: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let handler = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let service = service.clone();
         async move { Ok::<_, Infallible>(handle(req, peer, service, max_body).await) }

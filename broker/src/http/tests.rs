@@ -30,7 +30,7 @@ async fn start(max_body: usize) -> (SocketAddr, watch::Sender<bool>, tokio::task
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = watch::channel(false);
-    let task = tokio::spawn(serve(listener, Arc::new(Echo), max_body, rx));
+    let task = tokio::spawn(serve(listener, Arc::new(Echo), max_body, None, rx));
     (addr, tx, task)
 }
 

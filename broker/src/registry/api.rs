@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::routes::{route, valid_subject, Route};
+use super::format::SchemaText;
 use super::state::{ApiError, Command, Level, Mode, Outcome, Reference, RegistryState, StoredSchema, VersionSel};
 
 /// Confluent's media type for every answer.
@@ -127,6 +128,21 @@ fn decorate(v: &mut Value, stored: &StoredSchema) {
     }
 }
 
+/// The schema text to answer for `stored`: the stored text, or with `?format=serialized` the
+/// format's serialized form where it has one (Protobuf's base64 descriptor).
+fn answered_text(s: &RegistryState, stored: &StoredSchema, req: &ApiRequest<'_>) -> Result<String, ApiError> {
+    if query(req, "format") != Some("serialized") {
+        return Ok(stored.schema.clone());
+    }
+    let format = s.format(&stored.schema_type)?;
+    let references = s.resolve_references(&stored.references)?;
+    match format.serialized(SchemaText { schema: &stored.schema, references: &references }) {
+        None => Ok(stored.schema.clone()),
+        Some(Ok(text)) => Ok(text),
+        Some(Err(e)) => Err(ApiError::new(500, 50001, format!("Error serializing the stored schema: {e}"))),
+    }
+}
+
 fn parse_id(s: &str) -> Result<i32, ApiError> {
     s.parse::<i32>().ok().filter(|i| *i > 0).ok_or_else(ApiError::schema_not_found)
 }
@@ -180,9 +196,14 @@ fn read<B: Backend>(b: &B, route: &Route, req: &ApiRequest<'_>) -> Option<Result
             b.read(|s| {
                 let entry = s.version(subject, sel, deleted)?;
                 let stored = s.schemas.get(&entry.id).ok_or_else(ApiError::schema_not_found)?;
+                let text = answered_text(s, stored, req)?;
                 Ok(match route {
-                    Route::VersionSchema(..) => ApiResponse { status: 200, body: Value::Null, raw: Some(stored.schema.clone()) },
-                    _ => ApiResponse::ok(version_json(subject, entry.version, entry.id, stored)),
+                    Route::VersionSchema(..) => ApiResponse { status: 200, body: Value::Null, raw: Some(text) },
+                    _ => {
+                        let mut v = version_json(subject, entry.version, entry.id, stored);
+                        v["schema"] = json!(text);
+                        ApiResponse::ok(v)
+                    }
                 })
             })
         }),
@@ -225,10 +246,11 @@ fn read<B: Backend>(b: &B, route: &Route, req: &ApiRequest<'_>) -> Option<Result
                 // `?subject=` names a context to look in (Confluent's schema contexts); with a
                 // single context every id is in it, so it narrows nothing.
                 let stored = s.schemas.get(&id).ok_or_else(ApiError::schema_not_found)?;
+                let text = answered_text(s, stored, req)?;
                 Ok(match route {
-                    Route::SchemaByIdText(_) => ApiResponse { status: 200, body: Value::Null, raw: Some(stored.schema.clone()) },
+                    Route::SchemaByIdText(_) => ApiResponse { status: 200, body: Value::Null, raw: Some(text) },
                     _ => {
-                        let mut v = json!({"schema": stored.schema});
+                        let mut v = json!({"schema": text});
                         decorate(&mut v, stored);
                         ApiResponse::ok(v)
                     }

@@ -39,4 +39,11 @@ pub trait SchemaFormat: Send + Sync {
     /// one message per problem, in Confluent's style; empty when it can. Both
     /// schemas have passed [`SchemaFormat::canonical`].
     fn incompatibilities(&self, reader: SchemaText<'_>, writer: SchemaText<'_>) -> Vec<String>;
+
+    /// The schema in the form a GET with `?format=serialized` asks for, for formats that
+    /// have one (Protobuf: a base64 `FileDescriptorProto`, what confluent-kafka's Python
+    /// deserializer reads); None: the format has none and the stored text is answered.
+    fn serialized(&self, _schema: SchemaText<'_>) -> Option<Result<String, String>> {
+        None
+    }
 }

@@ -13,6 +13,7 @@
 //! - [`store`]: the backend on the `_schemas` topic (append through the leader, apply
 //!   the local replica or the leader's log in offset order);
 //! - [`service`]: the HTTP application served on `klamm.schema.registry.listener`;
+//! - [`auth`]: HTTP basic auth against the broker's PLAIN users and SCRAM credentials;
 //! - [`KnownSchemaIds`]: the ids this broker knows and their subjects, kept by the
 //!   store as it applies the `_schemas` log and read on the produce path by
 //!   broker-side validation;
@@ -21,6 +22,7 @@
 //!   (`confluent.value.schema.validation`, `confluent.key.schema.validation`).
 
 pub mod api;
+pub mod auth;
 pub mod avro;
 pub mod format;
 pub mod routes;

@@ -3,7 +3,9 @@
 //! - Parse and validate with `protox` (a pure-Rust protobuf compiler): syntax,
 //!   names, field numbers, type references. `import`s resolve to the schema's
 //!   `references` by import path (the reference `name`), and the
-//!   `google/protobuf/*.proto` well-known files are built in. A schema may
+//!   `google/protobuf/*.proto` well-known files and Confluent's own
+//!   (`confluent/meta.proto`, the decimal type: [`builtins`]) are built in, as
+//!   in Confluent's registry. A schema may
 //!   also be sent as a base64-encoded `FileDescriptorProto`, the form
 //!   confluent-kafka's Python `ProtobufSerializer` registers.
 //! - Canonical form: [`render`], a stable re-rendering of the compiled
@@ -12,6 +14,7 @@
 //!   `normalize` also sorts imports and file options.
 //! - Compatibility: [`compat`], Confluent's documented Protobuf rules.
 
+mod builtins;
 mod compat;
 mod render;
 #[cfg(test)]
@@ -49,7 +52,21 @@ impl SchemaFormat for ProtobufFormat {
             (Err(e), _) | (_, Err(e)) => vec![format!("SCHEMA_INVALID: {e}")],
         }
     }
+
+    fn serialized(&self, schema: SchemaText<'_>) -> Option<Result<String, String>> {
+        Some(compile(schema).map(|compiled| {
+            let mut descriptor = compiled.main().clone();
+            // Readers name the file themselves; comments and spans are no part of the schema.
+            descriptor.name = Some(SERIALIZED_NAME.to_string());
+            descriptor.source_code_info = None;
+            base64::engine::general_purpose::STANDARD.encode(prost::Message::encode_to_vec(&descriptor))
+        }))
+    }
 }
+
+/// The file name in a `format=serialized` descriptor (confluent-kafka's readers use `default`
+/// for the schema they fetch).
+const SERIALIZED_NAME: &str = "default";
 
 /// A compiled schema: its own file and every file it imports, by name.
 pub(crate) struct Compiled {
@@ -63,8 +80,9 @@ impl Compiled {
     }
 }
 
-/// Serves the schema itself, its references by import path, and the
-/// well-known google/protobuf files.
+/// Serves the schema itself, its references by import path, the built-in
+/// Confluent files and the well-known google/protobuf files (a reference of
+/// the same name wins, as an explicit import should).
 struct Resolver {
     sources: HashMap<String, String>,
     google: GoogleFileResolver,
@@ -74,7 +92,10 @@ impl FileResolver for Resolver {
     fn open_file(&self, name: &str) -> Result<File, protox::Error> {
         match self.sources.get(name) {
             Some(text) => parse_file(name, text).map_err(protox::Error::new),
-            None => self.google.open_file(name),
+            None => match builtins::confluent_file(name) {
+                Some(text) => File::from_source(name, text),
+                None => self.google.open_file(name),
+            },
         }
     }
 }
