@@ -274,3 +274,18 @@ def test_exactly_once_processor_needs_its_transactional_id(broker):
         with pytest.raises(KafkaException) as e:
             other.init_transactions(TIMEOUT_S)
         assert e.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, e.value
+
+
+def test_offsets_of_a_topic_the_principal_may_not_describe_are_refused_per_partition(broker):
+    """confluent-kafka's list_consumer_group_offsets (OffsetFetch) naming a topic without
+    DESCRIBE gets TOPIC_AUTHORIZATION_FAILED on that partition, as Kafka answers, while the
+    describable topic's offset comes back."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    consume(conf(broker, "notifier"), "orders_processed", "notification-offsets", 1)
+    notifier = AdminClient(conf(broker, "notifier"))
+    request = ConsumerGroupTopicPartitions("notification-offsets", [TopicPartition("orders_processed", 0),
+                                                                    TopicPartition("orders_raw", 0)])
+    result = notifier.list_consumer_group_offsets([request])["notification-offsets"].result(timeout=TIMEOUT_S)
+    by_topic = {tp.topic: tp for tp in result.topic_partitions}
+    assert by_topic["orders_processed"].error is None, by_topic
+    assert by_topic["orders_raw"].error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, by_topic

@@ -29,6 +29,7 @@ use klamm_raft::{MetadataImage, PartitionImage, NO_LEADER};
 
 use super::metadata::{offline_replicas, LocalOffline};
 use super::RequestContext;
+use crate::security::authorizer::{op, resource};
 use crate::topics::{is_internal, validate_topic_name};
 
 /// Kafka's `max.request.partition.size.limit` default: the most partitions one response holds.
@@ -41,18 +42,21 @@ const MAX_PARTITIONS_PER_RESPONSE: i32 = 2000;
 const ALL_TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 
 pub fn handle(ctx: &RequestContext, request: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
-    describe(&ctx.broker.metadata.image(), &LocalOffline::of(&ctx.broker), request)
+    // Listing every topic shows only those the principal may DESCRIBE (Kafka filters before
+    // paginating, so this cannot be left to `security::checks`, which handles named topics).
+    let visible = |name: &str| ctx.authorized(op::DESCRIBE, resource::TOPIC, name);
+    describe(&ctx.broker.metadata.image(), &LocalOffline::of(&ctx.broker), request, &visible)
 }
 
-/// The whole answer, a pure function of the image and this node's offline
-/// replicas (unit-tested below).
-pub fn describe(image: &MetadataImage, local: &LocalOffline, request: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
+/// The whole answer, a pure function of the image, this node's offline
+/// replicas and which topics a listing of every topic may show (unit-tested below).
+pub fn describe(image: &MetadataImage, local: &LocalOffline, request: DescribeTopicPartitionsRequest, visible: &dyn Fn(&str) -> bool) -> DescribeTopicPartitionsResponse {
     let all = request.topics.is_empty();
     let cursor = request.cursor;
     let cursor_topic = cursor.as_ref().map(|c| c.topic_name.as_str()).unwrap_or("");
     // Sorted and deduplicated, from the cursor's topic on.
     let names: BTreeSet<String> = if all {
-        image.topics.keys().filter(|n| n.as_str() >= cursor_topic).cloned().collect()
+        image.topics.keys().filter(|n| n.as_str() >= cursor_topic && visible(n)).cloned().collect()
     } else {
         request.topics.iter().map(|t| t.name.clone()).filter(|n| n.as_str() >= cursor_topic).collect()
     };
@@ -197,34 +201,48 @@ mod tests {
 
     const OK: ErrorCode = ErrorCode::NONE;
 
+    /// Every topic visible (no authorizer).
+    const ALL: fn(&str) -> bool = |_| true;
+
+    #[test]
+    fn a_listing_of_every_topic_shows_only_visible_ones_and_paginates_over_them() {
+        let img = image();
+        let hide_b = |n: &str| n != "b";
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 2000, None), &hide_b);
+        assert_eq!(shape(&r), (vec![s("a", OK, &[0, 1, 2]), s("c", OK, &[0])], None));
+        // The limit counts visible partitions only, and the cursor never names a hidden topic.
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 3, None), &hide_b);
+        assert_eq!(shape(&r), (vec![s("a", OK, &[0, 1, 2])], Some(("c".into(), 0))));
+    }
+
     #[test]
     fn every_topic_sorted_and_paginated() {
         let img = image();
-        let r = describe(&img, &LocalOffline::none(1), request(&[], 2000, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 2000, None), &ALL);
         assert_eq!(shape(&r), (vec![s("a", OK, &[0, 1, 2]), s("b", OK, &[0, 1]), s("c", OK, &[0])], None));
         // A limit inside a topic: the cursor names the first partition left out.
-        let r = describe(&img, &LocalOffline::none(1), request(&[], 4, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 4, None), &ALL);
         assert_eq!(shape(&r), (vec![s("a", OK, &[0, 1, 2]), s("b", OK, &[0])], Some(("b".into(), 1))));
-        let r = describe(&img, &LocalOffline::none(1), request(&[], 4, Some(("b", 1))));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 4, Some(("b", 1))), &ALL);
         assert_eq!(shape(&r), (vec![s("b", OK, &[1]), s("c", OK, &[0])], None));
         // A limit at a topic boundary: the cursor names the next topic.
-        let r = describe(&img, &LocalOffline::none(1), request(&[], 3, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 3, None), &ALL);
         assert_eq!(shape(&r), (vec![s("a", OK, &[0, 1, 2])], Some(("b".into(), 0))));
         // Limits above 2000 are capped; 0 returns nothing but where to start.
-        let r = describe(&img, &LocalOffline::none(1), request(&[], i32::MAX, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], i32::MAX, None), &ALL);
         assert_eq!(r.topics.len(), 3);
-        let r = describe(&img, &LocalOffline::none(1), request(&[], 0, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 0, None), &ALL);
         assert_eq!(shape(&r), (vec![], Some(("a".into(), 0))));
-        assert_eq!(shape(&describe(&img, &LocalOffline::none(1), request(&[], -5, None))), (vec![], None));
+        assert_eq!(shape(&describe(&img, &LocalOffline::none(1), request(&[], -5, None), &ALL)), (vec![], None));
         // A cursor past a topic's last partition yields it without partitions.
-        let r = describe(&img, &LocalOffline::none(1), request(&[], 10, Some(("a", 7))));
+        let r = describe(&img, &LocalOffline::none(1), request(&[], 10, Some(("a", 7))), &ALL);
         assert_eq!(shape(&r), (vec![s("a", OK, &[]), s("b", OK, &[0, 1]), s("c", OK, &[0])], None));
     }
 
     #[test]
     fn named_topics() {
         let img = image();
-        let r = describe(&img, &LocalOffline::none(1), request(&["c", "nope", "a", "c", "bad/name"], 2000, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&["c", "nope", "a", "c", "bad/name"], 2000, None), &ALL);
         let want = vec![
             s("a", OK, &[0, 1, 2]),
             s("bad/name", ErrorCode::INVALID_TOPIC_EXCEPTION, &[]),
@@ -232,13 +250,13 @@ mod tests {
             s("nope", ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, &[]),
         ];
         assert_eq!(shape(&r), (want, None));
-        let r = describe(&img, &LocalOffline::none(1), request(&["c", "a"], 2, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&["c", "a"], 2, None), &ALL);
         assert_eq!(shape(&r), (vec![s("a", OK, &[0, 1])], Some(("a".into(), 2))));
-        let r = describe(&img, &LocalOffline::none(1), request(&["c", "a"], 2, Some(("a", 2))));
+        let r = describe(&img, &LocalOffline::none(1), request(&["c", "a"], 2, Some(("a", 2))), &ALL);
         assert_eq!(shape(&r), (vec![s("a", OK, &[2]), s("c", OK, &[0])], None));
         // The cursor's topic must be among the named ones, and its partition not negative.
         for (cursor, topics) in [(("b", 0), vec!["a", "c"]), (("a", -1), vec!["a"])] {
-            let r = describe(&img, &LocalOffline::none(1), request(&topics, 2000, Some(cursor)));
+            let r = describe(&img, &LocalOffline::none(1), request(&topics, 2000, Some(cursor)), &ALL);
             assert_eq!(r.topics.len(), topics.len());
             assert!(r.topics.iter().all(|t| t.error_code == ErrorCode::INVALID_REQUEST.code() && t.partitions.is_empty()));
         }
@@ -247,7 +265,7 @@ mod tests {
     #[test]
     fn partition_details() {
         let img = image();
-        let r = describe(&img, &LocalOffline::none(1), request(&["b", "a"], 2000, None));
+        let r = describe(&img, &LocalOffline::none(1), request(&["b", "a"], 2000, None), &ALL);
         let a = &r.topics[0];
         assert_eq!(a.topic_id, Uuid([1; 16]));
         assert_eq!(a.topic_authorized_operations, ALL_TOPIC_OPERATIONS);
@@ -265,7 +283,7 @@ mod tests {
     fn a_replica_whose_log_failed_to_open_here_is_offline() {
         let img = image();
         let failed = [crate::topic_partition::TopicPartition::new("a", 0)].into_iter().collect();
-        let r = describe(&img, &LocalOffline::new(1, failed), request(&["a"], 2000, None));
+        let r = describe(&img, &LocalOffline::new(1, failed), request(&["a"], 2000, None), &ALL);
         let p = &r.topics[0].partitions[0];
         assert_eq!((p.error_code, p.leader_id), (ErrorCode::LEADER_NOT_AVAILABLE.code(), -1), "the leader cannot serve it");
         assert_eq!(p.offline_replicas, vec![1]);

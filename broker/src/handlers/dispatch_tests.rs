@@ -136,3 +136,28 @@ async fn every_served_api_has_a_handler() {
     }
     running.shutdown().await.expect("shutdown");
 }
+
+/// With ACLs on, every served API has a rule in `security::checks` (a forgotten one would
+/// close the connection of anyone but a super user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_served_api_has_an_authorization_rule() {
+    use crate::security::checks::{before, Gate, NO_RULE};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let authorizer = "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+    let running = start_single_node(&dir, &[authorizer]).await;
+    let broker = running.broker.clone();
+    let unruled = |key: ApiKey, version: i16, request: RequestKind| {
+        let mut ctx = test_context(&broker, key, version, "rule-test");
+        ctx.principal = "User:nobody".into();
+        matches!(before(&ctx, request), Gate::Answer(Outcome::Close(reason)) if reason == NO_RULE)
+    };
+    // The check can fail: an API without a rule is closed.
+    assert!(unruled(ApiKey::ExpireDelegationToken, 2, RequestKind::ExpireDelegationToken(Default::default())));
+    for api in SUPPORTED {
+        let request = default_request(api.key).unwrap_or_else(|| panic!("no default request for {:?}", api.key));
+        for version in [api.min_version, api.max_version] {
+            assert!(!unruled(api.key, version, request.clone()), "{:?} v{version} has no authorization rule", api.key);
+        }
+    }
+    running.shutdown().await.expect("shutdown");
+}

@@ -5,20 +5,25 @@
 //! The checks are Kafka's (`KafkaApis` / `ControllerApis`): a request-wide denial is answered
 //! here with the API's error code; topics (or groups) the principal may not touch are taken
 //! out of the request, and their entries are added to the handler's response with
-//! TOPIC_AUTHORIZATION_FAILED (GROUP_...) afterwards, so handlers never see them. An API
-//! without a check here is refused for anyone but super users (closing the connection), so a
-//! newly served API is never open by default.
+//! TOPIC_AUTHORIZATION_FAILED (GROUP_...) afterwards ([`complete`]), so handlers never see
+//! them. Where Kafka answers key by key (Metadata, FindCoordinator, OffsetFetch) the narrowing
+//! lives in [`per_key`]. One filter must sit in a handler: DescribeTopicPartitions listing
+//! every topic shows only describable ones, before it paginates. An API without a check here
+//! is refused for anyone but super users (closing the connection), so a newly served API is
+//! never open by default; docs/security.md has the table of what each API needs.
 
-use klamm_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use klamm_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+mod complete;
+mod per_key;
+
 use klamm_protocol::messages::metadata_response::MetadataResponseTopic;
-use klamm_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
-use klamm_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use klamm_protocol::messages::*;
 use klamm_protocol::ErrorCode;
 
 use super::authorizer::{op, resource, CLUSTER_NAME};
 use crate::handlers::{Outcome, RequestContext};
+use complete::{commit_topic, produce_topic};
+pub use complete::after;
+pub use per_key::GroupFate;
 
 /// Topics taken out of a request, by name, with their partitions.
 type Denied = Vec<(String, Vec<i32>)>;
@@ -36,16 +41,23 @@ pub enum After {
     Nothing,
     /// Entries with TOPIC_AUTHORIZATION_FAILED for these topics.
     DeniedTopics(Denied),
-    /// Metadata: hide topics the principal may not DESCRIBE, add the denied ones, and fill
-    /// the authorized-operations fields when asked.
-    Metadata { denied: Vec<String>, topic_ops: bool, cluster_ops: bool },
-    /// DescribeCluster: fill `cluster_authorized_operations`.
-    ClusterOps,
+    /// Metadata: hide topics the principal may not DESCRIBE, add the `denied` entries (no
+    /// CREATE for auto-creation, then no DESCRIBE), and fill the authorized-operations fields
+    /// when asked. `none_left` drops the handler's topics: every named topic was denied, and
+    /// the empty list that remains would mean "all topics" to a v0 handler.
+    Metadata { denied: Vec<MetadataResponseTopic>, none_left: bool, topic_ops: bool, cluster_ops: bool },
+    /// DescribeCluster: fill `cluster_authorized_operations` when asked.
+    ClusterOps { include: bool },
     /// DescribeGroups: set errors and authorized operations per group.
     DescribeGroups { include_ops: bool },
-    /// ListGroups / OffsetFetch: drop entries the principal may not DESCRIBE.
+    /// ListGroups: drop groups the principal may not DESCRIBE (unless it may DESCRIBE the cluster).
     FilterGroups,
-    FilterOffsetFetchTopics,
+    /// OffsetFetch: per group of the request, in its order, what the handler was not asked.
+    OffsetFetch(Vec<GroupFate>),
+    /// FindCoordinator v4+: the request's keys in order; `denied` ones are answered `code`.
+    FindCoordinator { keys: Vec<String>, denied: Vec<String>, code: i16 },
+    /// DescribeTopicPartitions: fill the authorized operations, add the denied topics.
+    DescribeTopicPartitions(Vec<String>),
     /// DescribeConfigs: results with *_AUTHORIZATION_FAILED for these (type, name) resources.
     DeniedConfigs(Vec<(i8, String)>),
     /// DescribeTransactions: TRANSACTIONAL_ID_AUTHORIZATION_FAILED entries for these ids.
@@ -116,15 +128,18 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
         }
         RequestKind::Fetch(mut r) => {
             let replica = if ctx.api_version >= 15 { r.replica_state.replica_id } else { r.replica_id };
-            if replica >= 0 {
-                if !cluster(ctx, op::CLUSTER_ACTION) {
-                    return answer(ResponseKind::Fetch(FetchResponse { error_code: ErrorCode::CLUSTER_AUTHORIZATION_FAILED.code(), ..Default::default() }));
-                }
-                return go(RequestKind::Fetch(r));
-            }
             let name_of = |t: &klamm_protocol::messages::fetch_request::FetchTopic| {
                 if t.topic.is_empty() { image.topic_names_by_id.get(&t.topic_id.0).cloned().unwrap_or_default() } else { t.topic.clone() }
             };
+            if replica >= 0 {
+                // A follower needs CLUSTER_ACTION; without it Kafka answers every partition
+                // TOPIC_AUTHORIZATION_FAILED (not a request-wide error).
+                if cluster(ctx, op::CLUSTER_ACTION) {
+                    return go(RequestKind::Fetch(r));
+                }
+                let denied = split_topics(&mut r.topics, name_of, |t| t.partitions.iter().map(|p| p.partition).collect(), |_| false);
+                return Gate::Go(RequestKind::Fetch(r), After::DeniedTopics(denied));
+            }
             let denied = split_topics(&mut r.topics, name_of, |t| t.partitions.iter().map(|p| p.partition).collect(), |n| n.is_empty() || can(ctx, op::READ, resource::TOPIC, n));
             Gate::Go(RequestKind::Fetch(r), After::DeniedTopics(denied))
         }
@@ -132,26 +147,11 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
             let denied = split_topics(&mut r.topics, |t| t.name.clone(), |t| t.partitions.iter().map(|p| p.partition_index).collect(), |n| can(ctx, op::DESCRIBE, resource::TOPIC, n));
             Gate::Go(RequestKind::ListOffsets(r), After::DeniedTopics(denied))
         }
-        RequestKind::Metadata(mut r) => {
-            let mut denied = Vec::new();
-            if let Some(topics) = r.topics.as_mut() {
-                topics.retain(|t| match &t.name {
-                    Some(n) if !can(ctx, op::DESCRIBE, resource::TOPIC, n) => {
-                        denied.push(n.clone());
-                        false
-                    }
-                    _ => true,
-                });
-                // Auto-creation needs CREATE on the cluster or on the topic (Kafka's rule).
-                let may_create = |n: &str| cluster(ctx, op::CREATE) || can(ctx, op::CREATE, resource::TOPIC, n);
-                if topics.iter().filter_map(|t| t.name.as_deref()).any(|n| !image.topics.contains_key(n) && !may_create(n)) {
-                    r.allow_auto_topic_creation = false;
-                }
-            }
-            let after = After::Metadata { denied, topic_ops: r.include_topic_authorized_operations, cluster_ops: r.include_cluster_authorized_operations };
-            Gate::Go(RequestKind::Metadata(r), after)
+        RequestKind::Metadata(r) => per_key::metadata(ctx, &image, r),
+        RequestKind::DescribeCluster(r) => {
+            let include = r.include_cluster_authorized_operations;
+            Gate::Go(RequestKind::DescribeCluster(r), After::ClusterOps { include })
         }
-        RequestKind::DescribeCluster(r) => Gate::Go(RequestKind::DescribeCluster(r), After::ClusterOps),
         RequestKind::InitProducerId(r) => {
             let code = match &r.transactional_id {
                 Some(id) if !can(ctx, op::WRITE, resource::TRANSACTIONAL_ID, id) => Some(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
@@ -164,27 +164,7 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
                 None => go(RequestKind::InitProducerId(r)),
             }
         }
-        RequestKind::FindCoordinator(r) => {
-            let resource_type = if r.key_type == 1 { resource::TRANSACTIONAL_ID } else { resource::GROUP };
-            let keys: Vec<String> = if ctx.api_version >= 4 { r.coordinator_keys.clone() } else { vec![r.key.clone()] };
-            let refused = keys.iter().any(|k| !can(ctx, op::DESCRIBE, resource_type, k));
-            if !refused {
-                return go(RequestKind::FindCoordinator(r));
-            }
-            let code = if resource_type == resource::GROUP { ErrorCode::GROUP_AUTHORIZATION_FAILED } else { ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED };
-            // Answer the whole request with the denial when any key is refused; clients ask
-            // for one key at a time.
-            answer(ResponseKind::FindCoordinator(FindCoordinatorResponse {
-                error_code: code.code(),
-                node_id: -1,
-                port: -1,
-                coordinators: keys
-                    .into_iter()
-                    .map(|key| klamm_protocol::messages::find_coordinator_response::Coordinator { key, node_id: -1, port: -1, error_code: code.code(), ..Default::default() })
-                    .collect(),
-                ..Default::default()
-            }))
-        }
+        RequestKind::FindCoordinator(r) => per_key::find_coordinator(ctx, r),
         RequestKind::JoinGroup(r) => group_gate(ctx, &r.group_id.clone(), RequestKind::JoinGroup(r), |c| ResponseKind::JoinGroup(JoinGroupResponse { error_code: c, generation_id: -1, ..Default::default() })),
         RequestKind::SyncGroup(r) => group_gate(ctx, &r.group_id.clone(), RequestKind::SyncGroup(r), |c| ResponseKind::SyncGroup(SyncGroupResponse { error_code: c, ..Default::default() })),
         RequestKind::Heartbeat(r) => group_gate(ctx, &r.group_id.clone(), RequestKind::Heartbeat(r), |c| ResponseKind::Heartbeat(HeartbeatResponse { error_code: c, ..Default::default() })),
@@ -200,21 +180,7 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
             let denied = split_topics(&mut r.topics, |t| t.name.clone(), |t| t.partitions.iter().map(|p| p.partition_index).collect(), |n| can(ctx, op::READ, resource::TOPIC, n));
             Gate::Go(RequestKind::OffsetCommit(r), After::DeniedTopics(denied))
         }
-        RequestKind::OffsetFetch(r) => {
-            let groups: Vec<String> = if ctx.api_version >= 8 { r.groups.iter().map(|g| g.group_id.clone()).collect() } else { vec![r.group_id.clone()] };
-            if groups.iter().any(|g| !can(ctx, op::DESCRIBE, resource::GROUP, g)) {
-                let code = ErrorCode::GROUP_AUTHORIZATION_FAILED.code();
-                return answer(ResponseKind::OffsetFetch(OffsetFetchResponse {
-                    error_code: code,
-                    groups: groups
-                        .into_iter()
-                        .map(|group_id| klamm_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup { group_id, error_code: code, ..Default::default() })
-                        .collect(),
-                    ..Default::default()
-                }));
-            }
-            Gate::Go(RequestKind::OffsetFetch(r), After::FilterOffsetFetchTopics)
-        }
+        RequestKind::OffsetFetch(r) => per_key::offset_fetch(ctx, r),
         RequestKind::DescribeGroups(r) => {
             let include_ops = r.include_authorized_operations;
             Gate::Go(RequestKind::DescribeGroups(r), After::DescribeGroups { include_ops })
@@ -237,8 +203,10 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
             Gate::Go(RequestKind::DeleteTopics(r), After::DeniedTopics(more))
         }
         RequestKind::OffsetForLeaderEpoch(mut r) => {
-            if r.replica_id >= 0 {
-                return admin_gate(ctx, op::CLUSTER_ACTION, RequestKind::OffsetForLeaderEpoch(r));
+            // Kafka (KIP-320): CLUSTER_ACTION covers every topic (followers), else each topic
+            // needs DESCRIBE (consumers), whatever the replica id says.
+            if cluster(ctx, op::CLUSTER_ACTION) {
+                return go(RequestKind::OffsetForLeaderEpoch(r));
             }
             let denied = split_topics(&mut r.topics, |t| t.topic.clone(), |t| t.partitions.iter().map(|p| p.partition).collect(), |n| can(ctx, op::DESCRIBE, resource::TOPIC, n));
             Gate::Go(RequestKind::OffsetForLeaderEpoch(r), After::DeniedTopics(denied))
@@ -251,9 +219,17 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
             let denied = split_topics(&mut r.topics, |t| t.name.clone(), |t| t.partitions.iter().map(|p| p.partition_index).collect(), |n| can(ctx, op::DELETE, resource::TOPIC, n));
             Gate::Go(RequestKind::DeleteRecords(r), After::DeniedTopics(denied))
         }
+        // Without named topics the handler lists only those the principal may DESCRIBE (the
+        // filter must come before its pagination).
         RequestKind::DescribeTopicPartitions(mut r) => {
-            let denied = split_topics(&mut r.topics, |t| t.name.clone(), |_| Vec::new(), |n| can(ctx, op::DESCRIBE, resource::TOPIC, n));
-            Gate::Go(RequestKind::DescribeTopicPartitions(r), After::DeniedTopics(denied))
+            let named = !r.topics.is_empty();
+            let denied: Vec<String> = split_topics(&mut r.topics, |t| t.name.clone(), |_| Vec::new(), |n| can(ctx, op::DESCRIBE, resource::TOPIC, n)).into_iter().map(|(n, _)| n).collect();
+            if named && r.topics.is_empty() {
+                // Nothing left to describe; an empty list would mean every topic.
+                let response = complete::describe_topic_partitions(ctx, DescribeTopicPartitionsResponse::default(), &denied);
+                return answer(ResponseKind::DescribeTopicPartitions(response));
+            }
+            Gate::Go(RequestKind::DescribeTopicPartitions(r), After::DescribeTopicPartitions(denied))
         }
         RequestKind::DescribeConfigs(mut r) => {
             let denied = split_config_resources(ctx, op::DESCRIBE_CONFIGS, &mut r.resources, |c| (c.resource_type, c.resource_name.clone()));
@@ -338,7 +314,7 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
                     ErrorCode::OPERATION_NOT_ATTEMPTED
                 }
             };
-            use klamm_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult};
+            use klamm_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult};
             let topic_results = r
                 .v3_and_below_topics
                 .iter()
@@ -352,10 +328,8 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
                     ..Default::default()
                 })
                 .collect();
-            answer(ResponseKind::AddPartitionsToTxn(AddPartitionsToTxnResponse {
-                results_by_transaction: vec![AddPartitionsToTxnResult { transactional_id: r.v3_and_below_transactional_id.clone(), topic_results, ..Default::default() }],
-                ..Default::default()
-            }))
+            // v0-3 carry the results per topic, not per transaction.
+            answer(ResponseKind::AddPartitionsToTxn(AddPartitionsToTxnResponse { results_by_topic_v3_and_below: topic_results, ..Default::default() }))
         }
         RequestKind::AddOffsetsToTxn(r) => {
             let code = if !can(ctx, op::WRITE, resource::TRANSACTIONAL_ID, &r.transactional_id) {
@@ -425,10 +399,7 @@ pub fn before(ctx: &RequestContext, request: RequestKind) -> Gate {
             Gate::Go(RequestKind::DescribeTransactions(r), After::DeniedTransactionalIds(denied_ids))
         }
         RequestKind::ListTransactions(r) => Gate::Go(RequestKind::ListTransactions(r), After::FilterTransactionalIds),
-        other => {
-            tracing::info!(api = ctx.api_key.name(), principal = %ctx.principal, "no authorization rule for this API; only super users may call it");
-            admin_gate(ctx, i8::MAX, other)
-        }
+        other => no_rule(ctx, other),
     }
 }
 
@@ -451,15 +422,17 @@ fn split_config_resources<T>(ctx: &RequestContext, operation: i8, resources: &mu
     denied
 }
 
-/// The APIs whose per-resource checks Klamm does not split yet: allowed with `operation` on
-/// the cluster (ALTER for changes, DESCRIBE for reads; super users always), otherwise the
-/// connection is closed rather than the request served.
-fn admin_gate(ctx: &RequestContext, operation: i8, r: RequestKind) -> Gate {
-    if operation != i8::MAX && cluster(ctx, operation) || ctx.broker.authorizer.is_super_user(&ctx.principal) {
+/// Why [`no_rule`] closes a connection (a test checks that no served API ends there).
+pub const NO_RULE: &str = "no authorization rule for this API";
+
+/// An API without a rule here (one served later and forgotten): super users only, the
+/// connection of anyone else is closed rather than the request served.
+fn no_rule(ctx: &RequestContext, r: RequestKind) -> Gate {
+    if ctx.broker.authorizer.is_super_user(&ctx.principal) {
         Gate::Go(r, After::Nothing)
     } else {
-        tracing::info!(principal = %ctx.principal, "closing connection: request needs cluster-wide permission");
-        Gate::Answer(Outcome::Close("not authorized"))
+        tracing::info!(api = ctx.api_key.name(), principal = %ctx.principal, "closing connection: no authorization rule for this API; only super users may call it");
+        Gate::Answer(Outcome::Close(NO_RULE))
     }
 }
 
@@ -480,294 +453,5 @@ fn group_gate(ctx: &RequestContext, group: &str, r: RequestKind, denied: impl Fn
         Gate::Go(r, After::Nothing)
     } else {
         Gate::Answer(Outcome::Respond(denied(ErrorCode::GROUP_AUTHORIZATION_FAILED.code())))
-    }
-}
-
-fn produce_topic(name: &str, partitions: Vec<i32>, code: i16) -> TopicProduceResponse {
-    TopicProduceResponse {
-        name: name.to_string(),
-        partition_responses: partitions
-            .into_iter()
-            .map(|index| PartitionProduceResponse { index, error_code: code, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, ..Default::default() })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-fn commit_topic(name: &str, partitions: Vec<i32>, code: i16) -> OffsetCommitResponseTopic {
-    OffsetCommitResponseTopic {
-        name: name.to_string(),
-        partitions: partitions.into_iter().map(|partition_index| OffsetCommitResponsePartition { partition_index, error_code: code, ..Default::default() }).collect(),
-        ..Default::default()
-    }
-}
-
-/// Completes the handler's response with what [`before`] took out.
-pub fn after(ctx: &RequestContext, outcome: Outcome, after: After) -> Outcome {
-    if matches!(after, After::Nothing) {
-        return outcome;
-    }
-    match outcome {
-        Outcome::Respond(r) => Outcome::Respond(complete(ctx, r, &after)),
-        Outcome::RespondFromFiles(r, regions) => Outcome::RespondFromFiles(complete(ctx, r, &after), regions),
-        Outcome::Deferred(pending) => {
-            let ctx = ctx.clone();
-            Outcome::Deferred(Box::pin(async move {
-                let r = pending.await;
-                complete(&ctx, r, &after)
-            }))
-        }
-        other => other,
-    }
-}
-
-fn complete(ctx: &RequestContext, response: ResponseKind, after: &After) -> ResponseKind {
-    let image = ctx.broker.metadata.image();
-    let authz = &ctx.broker.authorizer;
-    let (principal, host) = (ctx.principal.as_str(), ctx.peer.ip());
-    match (response, after) {
-        (ResponseKind::Produce(mut r), After::DeniedTopics(d)) => {
-            r.responses.extend(d.iter().map(|(n, p)| produce_topic(n, p.clone(), topic_failed())));
-            ResponseKind::Produce(r)
-        }
-        (ResponseKind::Fetch(mut r), After::DeniedTopics(d)) => {
-            r.responses.extend(d.iter().map(|(n, p)| FetchableTopicResponse {
-                topic: n.clone(),
-                topic_id: klamm_protocol::Uuid(image.topics.get(n).map_or([0; 16], |t| t.topic_id)),
-                partitions: p
-                    .iter()
-                    .map(|&partition_index| PartitionData { partition_index, error_code: topic_failed(), high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, ..Default::default() })
-                    .collect(),
-                ..Default::default()
-            }));
-            ResponseKind::Fetch(r)
-        }
-        (ResponseKind::ListOffsets(mut r), After::DeniedTopics(d)) => {
-            r.topics.extend(d.iter().map(|(n, p)| ListOffsetsTopicResponse {
-                name: n.clone(),
-                partitions: p
-                    .iter()
-                    .map(|&partition_index| ListOffsetsPartitionResponse { partition_index, error_code: topic_failed(), timestamp: -1, offset: -1, leader_epoch: -1, ..Default::default() })
-                    .collect(),
-                ..Default::default()
-            }));
-            ResponseKind::ListOffsets(r)
-        }
-        (ResponseKind::TxnOffsetCommit(mut r), After::DeniedTopics(d)) => {
-            use klamm_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
-            r.topics.extend(d.iter().map(|(n, p)| TxnOffsetCommitResponseTopic {
-                name: n.clone(),
-                partitions: p.iter().map(|&partition_index| TxnOffsetCommitResponsePartition { partition_index, error_code: topic_failed(), ..Default::default() }).collect(),
-                ..Default::default()
-            }));
-            ResponseKind::TxnOffsetCommit(r)
-        }
-        (ResponseKind::DescribeProducers(mut r), After::DeniedTopics(d)) => {
-            use klamm_protocol::messages::describe_producers_response::{PartitionResponse, TopicResponse};
-            r.topics.extend(d.iter().map(|(n, p)| TopicResponse {
-                name: n.clone(),
-                partitions: p
-                    .iter()
-                    .map(|&partition_index| PartitionResponse { partition_index, error_code: topic_failed(), error_message: Some("Authorization failed.".into()), ..Default::default() })
-                    .collect(),
-                ..Default::default()
-            }));
-            ResponseKind::DescribeProducers(r)
-        }
-        (ResponseKind::DescribeTransactions(mut r), After::DeniedTransactionalIds(ids)) => {
-            use klamm_protocol::messages::describe_transactions_response::TransactionState;
-            let code = ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code();
-            r.transaction_states.extend(ids.iter().map(|id| TransactionState {
-                error_code: code,
-                transactional_id: id.clone(),
-                producer_id: -1,
-                producer_epoch: -1,
-                transaction_start_time_ms: -1,
-                ..Default::default()
-            }));
-            ResponseKind::DescribeTransactions(r)
-        }
-        (ResponseKind::ListTransactions(mut r), After::FilterTransactionalIds) => {
-            r.transaction_states.retain(|t| can(ctx, op::DESCRIBE, resource::TRANSACTIONAL_ID, &t.transactional_id));
-            ResponseKind::ListTransactions(r)
-        }
-        (ResponseKind::OffsetCommit(mut r), After::DeniedTopics(d)) => {
-            r.topics.extend(d.iter().map(|(n, p)| commit_topic(n, p.clone(), topic_failed())));
-            ResponseKind::OffsetCommit(r)
-        }
-        (ResponseKind::CreateTopics(mut r), After::DeniedTopics(d)) => {
-            r.topics.extend(d.iter().map(|(n, _)| klamm_protocol::messages::create_topics_response::CreatableTopicResult {
-                name: n.clone(),
-                error_code: topic_failed(),
-                error_message: Some("Authorization failed.".into()),
-                num_partitions: -1,
-                replication_factor: -1,
-                ..Default::default()
-            }));
-            ResponseKind::CreateTopics(r)
-        }
-        (ResponseKind::DeleteTopics(mut r), After::DeniedTopics(d)) => {
-            r.responses.extend(d.iter().map(|(n, _)| klamm_protocol::messages::delete_topics_response::DeletableTopicResult {
-                name: Some(n.clone()),
-                topic_id: klamm_protocol::Uuid(image.topics.get(n).map_or([0; 16], |t| t.topic_id)),
-                error_code: topic_failed(),
-                error_message: Some("Authorization failed.".into()),
-                ..Default::default()
-            }));
-            ResponseKind::DeleteTopics(r)
-        }
-        (ResponseKind::OffsetForLeaderEpoch(mut r), After::DeniedTopics(d)) => {
-            r.topics.extend(d.iter().map(|(n, p)| klamm_protocol::messages::offset_for_leader_epoch_response::OffsetForLeaderTopicResult {
-                topic: n.clone(),
-                partitions: p
-                    .iter()
-                    .map(|&partition| klamm_protocol::messages::offset_for_leader_epoch_response::EpochEndOffset {
-                        partition,
-                        error_code: topic_failed(),
-                        leader_epoch: -1,
-                        end_offset: -1,
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }));
-            ResponseKind::OffsetForLeaderEpoch(r)
-        }
-        (ResponseKind::CreatePartitions(mut r), After::DeniedTopics(d)) => {
-            r.results.extend(d.iter().map(|(n, _)| klamm_protocol::messages::create_partitions_response::CreatePartitionsTopicResult {
-                name: n.clone(),
-                error_code: topic_failed(),
-                error_message: Some("Authorization failed.".into()),
-                ..Default::default()
-            }));
-            ResponseKind::CreatePartitions(r)
-        }
-        (ResponseKind::DeleteRecords(mut r), After::DeniedTopics(d)) => {
-            r.topics.extend(d.iter().map(|(n, p)| klamm_protocol::messages::delete_records_response::DeleteRecordsTopicResult {
-                name: n.clone(),
-                partitions: p
-                    .iter()
-                    .map(|&partition_index| klamm_protocol::messages::delete_records_response::DeleteRecordsPartitionResult {
-                        partition_index,
-                        low_watermark: -1,
-                        error_code: topic_failed(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }));
-            ResponseKind::DeleteRecords(r)
-        }
-        (ResponseKind::DescribeTopicPartitions(mut r), After::DeniedTopics(d)) => {
-            r.topics.extend(d.iter().map(|(n, _)| klamm_protocol::messages::describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic {
-                name: Some(n.clone()),
-                error_code: topic_failed(),
-                ..Default::default()
-            }));
-            ResponseKind::DescribeTopicPartitions(r)
-        }
-        (ResponseKind::AlterConfigs(mut r), After::DeniedConfigs(d)) => {
-            r.responses.extend(d.iter().map(|(resource_type, name)| klamm_protocol::messages::alter_configs_response::AlterConfigsResourceResponse {
-                error_code: config_denied(*resource_type),
-                error_message: Some("Authorization failed.".into()),
-                resource_type: *resource_type,
-                resource_name: name.clone(),
-                ..Default::default()
-            }));
-            ResponseKind::AlterConfigs(r)
-        }
-        (ResponseKind::IncrementalAlterConfigs(mut r), After::DeniedConfigs(d)) => {
-            r.responses.extend(d.iter().map(|(resource_type, name)| klamm_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse {
-                error_code: config_denied(*resource_type),
-                error_message: Some("Authorization failed.".into()),
-                resource_type: *resource_type,
-                resource_name: name.clone(),
-                ..Default::default()
-            }));
-            ResponseKind::IncrementalAlterConfigs(r)
-        }
-        (ResponseKind::DeleteGroups(mut r), After::DeniedTopics(d)) => {
-            r.results.extend(d.iter().map(|(group_id, _)| klamm_protocol::messages::delete_groups_response::DeletableGroupResult {
-                group_id: group_id.clone(),
-                error_code: ErrorCode::GROUP_AUTHORIZATION_FAILED.code(),
-                ..Default::default()
-            }));
-            ResponseKind::DeleteGroups(r)
-        }
-        (ResponseKind::OffsetDelete(mut r), After::DeniedTopics(d)) => {
-            r.topics.extend(d.iter().map(|(n, p)| klamm_protocol::messages::offset_delete_response::OffsetDeleteResponseTopic {
-                name: n.clone(),
-                partitions: p
-                    .iter()
-                    .map(|&partition_index| klamm_protocol::messages::offset_delete_response::OffsetDeleteResponsePartition {
-                        partition_index,
-                        error_code: topic_failed(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }));
-            ResponseKind::OffsetDelete(r)
-        }
-        (ResponseKind::DescribeConfigs(mut r), After::DeniedConfigs(d)) => {
-            r.results.extend(d.iter().map(|(resource_type, name)| klamm_protocol::messages::describe_configs_response::DescribeConfigsResult {
-                error_code: config_denied(*resource_type),
-                error_message: Some("Authorization failed.".into()),
-                resource_type: *resource_type,
-                resource_name: name.clone(),
-                ..Default::default()
-            }));
-            ResponseKind::DescribeConfigs(r)
-        }
-        (ResponseKind::Metadata(mut r), After::Metadata { denied, topic_ops, cluster_ops }) => {
-            // Topics the principal may not see are left out (Kafka filters them likewise).
-            r.topics.retain(|t| t.name.as_deref().is_none_or(|n| authz.authorize(&image, principal, host, op::DESCRIBE, resource::TOPIC, n)));
-            r.topics.extend(denied.iter().map(|n| MetadataResponseTopic { name: Some(n.clone()), error_code: topic_failed(), topic_authorized_operations: i32::MIN, ..Default::default() }));
-            if *topic_ops {
-                for t in r.topics.iter_mut().filter(|t| t.error_code == 0) {
-                    if let Some(n) = &t.name {
-                        t.topic_authorized_operations = authz.authorized_operations(&image, principal, host, resource::TOPIC, n);
-                    }
-                }
-            }
-            if *cluster_ops {
-                r.cluster_authorized_operations = authz.authorized_operations(&image, principal, host, resource::CLUSTER, CLUSTER_NAME);
-            }
-            ResponseKind::Metadata(r)
-        }
-        (ResponseKind::DescribeCluster(mut r), After::ClusterOps) => {
-            r.cluster_authorized_operations = authz.authorized_operations(&image, principal, host, resource::CLUSTER, CLUSTER_NAME);
-            ResponseKind::DescribeCluster(r)
-        }
-        (ResponseKind::DescribeGroups(mut r), After::DescribeGroups { include_ops }) => {
-            for g in r.groups.iter_mut() {
-                if !authz.authorize(&image, principal, host, op::DESCRIBE, resource::GROUP, &g.group_id) {
-                    *g = klamm_protocol::messages::describe_groups_response::DescribedGroup {
-                        group_id: std::mem::take(&mut g.group_id),
-                        error_code: ErrorCode::GROUP_AUTHORIZATION_FAILED.code(),
-                        authorized_operations: i32::MIN,
-                        ..Default::default()
-                    };
-                } else if *include_ops {
-                    g.authorized_operations = authz.authorized_operations(&image, principal, host, resource::GROUP, &g.group_id);
-                }
-            }
-            ResponseKind::DescribeGroups(r)
-        }
-        (ResponseKind::ListGroups(mut r), After::FilterGroups) => {
-            if !authz.authorize(&image, principal, host, op::DESCRIBE, resource::CLUSTER, CLUSTER_NAME) {
-                r.groups.retain(|g| authz.authorize(&image, principal, host, op::DESCRIBE, resource::GROUP, &g.group_id));
-            }
-            ResponseKind::ListGroups(r)
-        }
-        (ResponseKind::OffsetFetch(mut r), After::FilterOffsetFetchTopics) => {
-            let visible = |n: &str| authz.authorize(&image, principal, host, op::DESCRIBE, resource::TOPIC, n);
-            r.topics.retain(|t| visible(&t.name));
-            for g in r.groups.iter_mut() {
-                g.topics.retain(|t| visible(&t.name));
-            }
-            ResponseKind::OffsetFetch(r)
-        }
-        (r, _) => r,
     }
 }
