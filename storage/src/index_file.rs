@@ -21,14 +21,33 @@
 //!   byte than to one. `MADV_RANDOM` turns fault read-ahead off for the
 //!   mapping: a fault brings in the one page it touches. Lookups are binary
 //!   searches, random access anyway.
+//!
+//! A write through the map into a hole needs a block from the filesystem at
+//! fault time; on a full disk (or a full tmpfs) the kernel has no error code
+//! to return from a store instruction and sends SIGBUS, which kills the whole
+//! broker. So the map is never written where the file has no blocks: before
+//! an entry lands beyond the allocated prefix, the next chunk of the file is
+//! allocated through the descriptor (`fallocate(2)`, or zeros written with
+//! `pwrite` where the filesystem has no `fallocate`), and a full disk comes
+//! back as ENOSPC on that call. Chunks grow with the index (one page, then
+//! doubling up to [`MAX_CHUNK`]), so a partition with little data allocates
+//! a page per index and a busy one makes a system call per megabyte of index,
+//! not per entry; nothing is zero-filled up front (which would bring back the
+//! cost the `MADV_RANDOM` note above is about).
 #![allow(unsafe_code)]
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Advice, MmapMut};
 
 use crate::error::{Error, Result};
+
+/// The first chunk allocated behind an empty index: one page.
+const FIRST_CHUNK: u64 = 4096;
+/// The largest chunk allocated at once (chunks double up to this).
+const MAX_CHUNK: u64 = 1 << 20;
 
 pub(crate) struct IndexFile {
     path: PathBuf,
@@ -36,6 +55,9 @@ pub(crate) struct IndexFile {
     entry_size: usize,
     entries: usize,
     capacity: usize,
+    /// Bytes from the start of the file known to have blocks behind them
+    /// (written or allocated); the map is written only below this.
+    allocated: u64,
 }
 
 impl std::fmt::Debug for IndexFile {
@@ -44,6 +66,7 @@ impl std::fmt::Debug for IndexFile {
             .field("path", &self.path)
             .field("entries", &self.entries)
             .field("capacity", &self.capacity)
+            .field("allocated", &self.allocated)
             .finish()
     }
 }
@@ -66,6 +89,32 @@ fn map(file: &File, path: &Path, len: usize) -> Result<Option<MmapMut>> {
     Ok(Some(mmap))
 }
 
+/// Gives `[offset, offset + len)` of `file` blocks on disk without changing
+/// its length: `fallocate(2)` (which on ext4/xfs allocates unwritten extents
+/// without zeroing anything), or, where the filesystem does not support it,
+/// zeros written through the descriptor. Either way a full disk is an error
+/// here instead of a SIGBUS later.
+fn allocate(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), offset, len) {
+        Ok(()) => return Ok(()),
+        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {}
+        Err(e) => return Err(e.into()),
+    }
+    // The range lies in the hole past the last entry written, so writing
+    // zeros there overwrites nothing.
+    const ZEROS: [u8; FIRST_CHUNK as usize] = [0; FIRST_CHUNK as usize];
+    let mut at = offset;
+    while at < offset + len {
+        let n = (offset + len - at).min(FIRST_CHUNK) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 impl IndexFile {
     /// Creates (or empties) the index at `path`, preallocated for `capacity` entries.
     pub fn create(path: &Path, entry_size: usize, capacity: usize) -> Result<IndexFile> {
@@ -85,6 +134,8 @@ impl IndexFile {
             entry_size,
             entries: 0,
             capacity,
+            // A new sparse file: nothing behind it yet.
+            allocated: 0,
         })
     }
 
@@ -112,6 +163,9 @@ impl IndexFile {
             entry_size,
             entries,
             capacity: entries,
+            // Every byte of a trimmed index was written (or is within the
+            // last written block), so it is backed by blocks.
+            allocated: len,
         })
     }
 
@@ -153,6 +207,8 @@ impl IndexFile {
             Ok(mmap) => {
                 self.mmap = mmap;
                 self.capacity = capacity;
+                // A shrink cut the allocated prefix; a growth added a hole.
+                self.allocated = self.allocated.min(len as u64);
                 Ok(())
             }
             Err(e) => {
@@ -170,14 +226,42 @@ impl IndexFile {
         &mmap[i * self.entry_size..(i + 1) * self.entry_size]
     }
 
-    /// Appends one entry; the caller checks `free() > 0`.
-    pub fn push(&mut self, entry: &[u8]) {
+    /// Appends one entry; the caller checks `free() > 0`. Fails (with
+    /// nothing written) if the file has no blocks for it and the disk has
+    /// none to give; see the module doc.
+    pub fn push(&mut self, entry: &[u8]) -> Result<()> {
         assert_eq!(entry.len(), self.entry_size);
         assert!(self.entries < self.capacity, "index is full");
+        self.reserve(1)?;
         let at = self.entries * self.entry_size;
         let mmap = self.mmap.as_mut().expect("an index with capacity is mapped");
         mmap[at..at + self.entry_size].copy_from_slice(entry);
         self.entries += 1;
+        Ok(())
+    }
+
+    /// Makes sure the next `n` entries (at most up to the capacity) have
+    /// blocks behind them, allocating the next chunk of the file if not, so
+    /// that writing them through the map cannot fault on a full disk. A
+    /// segment reserves before it writes a batch, so a full disk fails the
+    /// append before anything of it is on disk.
+    pub fn reserve(&mut self, n: usize) -> Result<()> {
+        let end = ((self.entries + n).min(self.capacity) * self.entry_size) as u64;
+        if end <= self.allocated {
+            return Ok(());
+        }
+        let len = (self.capacity * self.entry_size) as u64;
+        let chunk = self.allocated.clamp(FIRST_CHUNK, MAX_CHUNK);
+        let target = end.max(self.allocated + chunk).next_multiple_of(FIRST_CHUNK).min(len);
+        // The descriptor was closed after mapping (see the module doc); an
+        // allocation happens once per chunk, not per entry.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(Error::io("open index", &self.path))?;
+        allocate(&file, self.allocated, target - self.allocated).map_err(Error::io("allocate index", &self.path))?;
+        self.allocated = target;
+        Ok(())
     }
 
     /// Keeps the first `n` entries.
@@ -191,5 +275,62 @@ impl IndexFile {
             mmap.flush().map_err(Error::io("flush index", &self.path))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    /// Bytes of disk blocks behind the file (st_blocks is in 512-byte units).
+    fn allocated_on_disk(path: &Path) -> u64 {
+        std::fs::metadata(path).expect("stat").blocks() * 512
+    }
+
+    #[test]
+    fn blocks_are_allocated_in_growing_chunks_before_entries_are_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.index");
+        let mut idx = IndexFile::create(&path, 8, 100_000).expect("create");
+        // Preallocated in length only: nothing zero-filled or allocated up front.
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 800_000);
+        assert_eq!(allocated_on_disk(&path), 0);
+        idx.push(&[1; 8]).expect("push");
+        assert_eq!(idx.allocated, FIRST_CHUNK, "the first entry brings one page");
+        assert!(allocated_on_disk(&path) >= FIRST_CHUNK);
+        // Chunks double: 4 KiB, 8 KiB, 16 KiB, ... up to MAX_CHUNK.
+        for i in 1..1_000u64 {
+            idx.push(&i.to_be_bytes()).expect("push");
+            assert!(idx.allocated >= (idx.entries() * 8) as u64, "every written entry has blocks");
+        }
+        assert_eq!(idx.allocated, 2 * FIRST_CHUNK, "8 000 bytes of entries in two pages");
+        idx.reserve(10_000).expect("reserve");
+        assert_eq!(idx.allocated, 22 * FIRST_CHUNK, "a reservation past the next chunk takes what it needs (88 000 bytes, in whole pages)");
+        idx.reserve(10_000).expect("reserve");
+        assert_eq!(idx.allocated, 22 * FIRST_CHUNK, "nothing to do when the room is there");
+        idx.reserve(100_000).expect("reserve");
+        assert_eq!(idx.allocated, 800_000, "never past the file's length");
+        assert!(allocated_on_disk(&path) >= 800_000);
+        assert_eq!(idx.entry(999), &999u64.to_be_bytes());
+    }
+
+    #[test]
+    fn trimming_and_growing_again_keeps_track_of_what_is_allocated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("b.index");
+        let mut idx = IndexFile::create(&path, 12, 10_000).expect("create");
+        for i in 0..10u8 {
+            idx.push(&[i; 12]).expect("push");
+        }
+        idx.set_capacity(10).expect("trim");
+        assert_eq!(idx.allocated, 120);
+        idx.set_capacity(10_000).expect("grow");
+        assert_eq!(idx.allocated, 120, "the grown tail is a hole again");
+        idx.push(&[10; 12]).expect("push into the grown tail");
+        assert_eq!(idx.allocated, 2 * FIRST_CHUNK, "a chunk past where the trimmed file ended, to a page boundary");
+        assert_eq!(idx.entry(10), &[10; 12]);
+        assert_eq!(idx.entry(9), &[9; 12], "entries written before the trim are kept");
     }
 }

@@ -60,7 +60,8 @@ impl OffsetIndex {
     }
 
     /// Appends (offset, position). Offsets and positions must increase.
-    pub fn append(&mut self, offset: i64, position: u32) {
+    /// Fails only if the disk has no room for the entry (nothing written).
+    pub fn append(&mut self, offset: i64, position: u32) -> Result<()> {
         let rel = offset - self.base_offset;
         assert!((0..=i64::from(u32::MAX)).contains(&rel), "relative offset out of range");
         if let Some((last_offset, last_pos)) = self.last_entry() {
@@ -70,7 +71,7 @@ impl OffsetIndex {
         let mut e = [0u8; ENTRY_SIZE];
         e[..4].copy_from_slice(&(rel as u32).to_be_bytes());
         e[4..].copy_from_slice(&position.to_be_bytes());
-        self.file.push(&e);
+        self.file.push(&e)
     }
 
     /// Index of the greatest entry with offset <= `target`, if any.
@@ -139,9 +140,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut idx = OffsetIndex::create(&dir.path().join("x.index"), 100, 16).unwrap();
         assert_eq!(idx.lookup(150), (100, 0));
-        idx.append(110, 4096);
-        idx.append(120, 8200);
-        idx.append(135, 12300);
+        idx.append(110, 4096).unwrap();
+        idx.append(120, 8200).unwrap();
+        idx.append(135, 12300).unwrap();
         assert_eq!(idx.lookup(99), (100, 0));
         assert_eq!(idx.lookup(109), (100, 0));
         assert_eq!(idx.lookup(110), (110, 4096));
@@ -149,7 +150,7 @@ mod tests {
         assert_eq!(idx.lookup(1 << 40), (135, 12300));
         idx.file_mut().truncate_entries(0);
         assert_eq!(idx.entries(), 0);
-        idx.append(101, 10);
+        idx.append(101, 10).unwrap();
         assert_eq!(idx.sanity_check(11), Ok(()));
         assert!(idx.sanity_check(10).is_err());
         assert_eq!(idx.file().free(), 15);
@@ -161,7 +162,7 @@ mod tests {
         let path = dir.path().join("y.index");
         let mut idx = OffsetIndex::create(&path, 0, 1000).unwrap();
         for i in 1..=10u32 {
-            idx.append(i64::from(i) * 3, i * 100);
+            idx.append(i64::from(i) * 3, i * 100).unwrap();
         }
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 8000);
         idx.file_mut().set_capacity(10).unwrap();

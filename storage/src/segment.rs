@@ -477,7 +477,7 @@ impl Segment {
         self.size = valid_end;
         self.shared.publish_committed(valid_end);
         for (pos, h) in headers {
-            self.index_batch(pos, &h, config);
+            self.index_batch(pos, &h, config)?;
         }
         Ok(stop)
     }
@@ -507,25 +507,31 @@ impl Segment {
     }
 
     /// Updates bookkeeping and indexes for the batch just written at `pos`.
-    fn index_batch(&mut self, pos: u64, h: &BatchHeader, config: &LogConfig) {
+    /// The bookkeeping is always updated; an error means only that an index
+    /// entry could not be written (no room on disk for it).
+    fn index_batch(&mut self, pos: u64, h: &BatchHeader, config: &LogConfig) -> Result<()> {
         if h.max_timestamp > self.max_timestamp {
             self.set_max_timestamp(h.max_timestamp, h.base_offset);
         }
-        if self.bytes_since_index >= config.index_interval_bytes {
+        let index_due = self.bytes_since_index >= config.index_interval_bytes;
+        if index_due {
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += u64::from(h.size);
+        self.next_offset = h.next_offset();
+        if index_due {
             let mut oi = write_lock(&self.shared.offset_index);
             if oi.file().free() > 0 {
-                oi.append(h.base_offset, pos as u32);
+                oi.append(h.base_offset, pos as u32)?;
             }
             drop(oi);
             let mut ti = write_lock(&self.shared.time_index);
             // Keep one slot for the entry written when the segment is sealed.
             if ti.file().free() > 1 {
-                ti.maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
+                ti.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)?;
             }
-            self.bytes_since_index = 0;
         }
-        self.bytes_since_index += u64::from(h.size);
-        self.next_offset = h.next_offset();
+        Ok(())
     }
 
     /// Whether appending `bytes` bytes in `batches` batches ending at
@@ -553,13 +559,24 @@ impl Segment {
 
     /// Appends pre-checked whole batches (one `pwrite`), then publishes the
     /// new end and indexes them; `headers` frame `buf` (checked by the log).
+    ///
+    /// Either the batches are appended or nothing is: index room is reserved
+    /// on disk first (a full disk fails here, see `index_file.rs`), and a
+    /// failed or short write is cut off again before the error is returned.
     pub fn append(&mut self, buf: &[u8], headers: &[BatchHeader], now_ms: i64, config: &LogConfig) -> Result<()> {
         assert!(!self.sealed, "append to a sealed segment");
+        write_lock(&self.shared.offset_index).file_mut().reserve(headers.len())?;
+        // One more for the entry written when the segment is sealed.
+        write_lock(&self.shared.time_index).file_mut().reserve(headers.len() + 1)?;
         let pos = self.size;
-        self.shared
-            .file
-            .write_all_at(buf, pos)
-            .map_err(Error::io("write segment", &self.shared.log_path))?;
+        if let Err(e) = self.shared.file.write_all_at(buf, pos) {
+            // Readers never look past `committed` (= pos); the cut keeps the
+            // file ending on a batch boundary for the next append and a restart.
+            if let Err(cut) = self.shared.file.set_len(pos) {
+                warn!(path = %self.shared.log_path.display(), error = %cut, "cutting off a failed write failed; the next open recovers the segment");
+            }
+            return Err(Error::io("write segment", &self.shared.log_path)(e));
+        }
         self.size += buf.len() as u64;
         self.dirty = true;
         if self.first_batch_time_ms.is_none() {
@@ -568,7 +585,12 @@ impl Segment {
         self.shared.publish_committed(self.size);
         let mut at = pos;
         for h in headers {
-            self.index_batch(at, h, config);
+            if let Err(e) = self.index_batch(at, h, config) {
+                // Room was reserved above, so this is a disk failing in some
+                // other way. The batch is written and published; the indexes
+                // are sparse, so a missing entry only lengthens a lookup's scan.
+                warn!(path = %self.shared.log_path.display(), base_offset = h.base_offset, error = %e, "skipping an index entry that could not be written");
+            }
             at += u64::from(h.size);
         }
         Ok(())
@@ -610,7 +632,7 @@ impl Segment {
         {
             let mut ti = write_lock(&self.shared.time_index);
             if self.max_timestamp >= 0 {
-                ti.maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
+                ti.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)?;
             }
             let n = ti.entries();
             ti.file_mut().set_capacity(n)?;

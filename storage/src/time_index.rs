@@ -61,14 +61,15 @@ impl TimeIndex {
     }
 
     /// Appends (timestamp, offset) if the timestamp is larger than the last
-    /// entry's and there is room. Returns whether it was written.
-    pub fn maybe_append(&mut self, timestamp: i64, offset: i64) -> bool {
+    /// entry's and there is room. Returns whether it was written; fails
+    /// only if the disk has no room for the entry (nothing written).
+    pub fn maybe_append(&mut self, timestamp: i64, offset: i64) -> Result<bool> {
         if timestamp < 0 || self.file.free() == 0 {
-            return false;
+            return Ok(false);
         }
         if let Some((last_ts, last_off)) = self.last_entry() {
             if timestamp <= last_ts {
-                return false;
+                return Ok(false);
             }
             assert!(offset >= last_off, "time index offsets must not decrease");
         }
@@ -77,8 +78,8 @@ impl TimeIndex {
         let mut e = [0u8; ENTRY_SIZE];
         e[..8].copy_from_slice(&timestamp.to_be_bytes());
         e[8..].copy_from_slice(&(rel as u32).to_be_bytes());
-        self.file.push(&e);
-        true
+        self.file.push(&e)?;
+        Ok(true)
     }
 
     /// The offset to start scanning from for the first batch with
@@ -125,10 +126,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut t = TimeIndex::create(&dir.path().join("t.timeindex"), 50, 8).unwrap();
         assert_eq!(t.lookup(10), None);
-        assert!(t.maybe_append(100, 50));
-        assert!(!t.maybe_append(100, 55));
-        assert!(t.maybe_append(200, 60));
-        assert!(t.maybe_append(300, 70));
+        assert!(t.maybe_append(100, 50).unwrap());
+        assert!(!t.maybe_append(100, 55).unwrap());
+        assert!(t.maybe_append(200, 60).unwrap());
+        assert!(t.maybe_append(300, 70).unwrap());
         assert_eq!(t.lookup(100), None);
         assert_eq!(t.lookup(101), Some(50));
         assert_eq!(t.lookup(250), Some(60));

@@ -212,6 +212,11 @@ fn read_all(targets: &[Target], read_committed: bool, max_bytes: i64, follower: 
                 data.error_code = code.code();
                 any_error = true;
             }
+            // Taken offline after the request resolved it (a long poll wakes for it).
+            Ok(partition) if partition.is_offline() => {
+                data.error_code = ErrorCode::KAFKA_STORAGE_ERROR.code();
+                any_error = true;
+            }
             Ok(partition) => {
                 let view = partition.view();
                 data.high_watermark = view.high_watermark;

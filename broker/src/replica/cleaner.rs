@@ -64,9 +64,12 @@ pub async fn run(replicas: Arc<ReplicaManager>, enabled: bool, mut shutdown: wat
                 if !p.config().cleanup_policy.compact {
                     continue;
                 }
-                // The storage crate logs each pass with its figures.
-                if let Some(stats) = p.compact_if_dirty(crate::clock::now_ms()) {
-                    r.cleaner_totals.add(&stats);
+                // The storage crate logs each pass with its figures. A panic
+                // takes that partition offline, not the cleaner.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.compact_if_dirty(crate::clock::now_ms()))) {
+                    Ok(Some(stats)) => r.cleaner_totals.add(&stats),
+                    Ok(None) => {}
+                    Err(panic) => p.take_offline(format!("the log cleaner panicked: {}", super::panic_message(&*panic))),
                 }
             }
         })

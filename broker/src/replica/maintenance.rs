@@ -76,7 +76,16 @@ pub async fn run(replicas: Arc<ReplicaManager>, settings: Settings, mut shutdown
         let r = replicas.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for p in partitions {
-                let deleted = p.maintain(now, run_retention, expire_producers_idle_ms);
+                // One partition's bug must not skip the others' maintenance:
+                // the panic takes that partition offline (see `partition.rs`).
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.maintain(now, run_retention, expire_producers_idle_ms)));
+                let deleted = match run {
+                    Ok(deleted) => deleted,
+                    Err(panic) => {
+                        p.take_offline(format!("periodic maintenance panicked: {}", super::panic_message(&*panic)));
+                        0
+                    }
+                };
                 if deleted > 0 {
                     r.retention_segments_deleted.fetch_add(deleted as u64, Ordering::Relaxed);
                     info!(topic = %p.topic, partition = p.index, segments = deleted, "retention deleted segments");

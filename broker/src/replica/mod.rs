@@ -19,6 +19,13 @@
 //! replicas (Kafka's answers for a replica on a failed log directory), and
 //! the open is retried with a growing back-off. Its data is never removed
 //! while the image assigns it here.
+//!
+//! An open partition that fails later (a panic under its state lock, an
+//! append that failed half-way; see `partition.rs`) takes itself offline and
+//! pokes [`ReplicaManager::offline_signal`]; the next reconcile pass moves it
+//! from the open partitions to the offline set, so it is reopened from disk
+//! (with recovery) by the same retries. Requests that still hold it answer
+//! KAFKA_STORAGE_ERROR meanwhile.
 
 pub mod cleaner;
 mod descriptors;
@@ -27,6 +34,8 @@ pub mod follower_health;
 pub mod hw_checkpoint;
 pub mod isr;
 pub mod maintenance;
+#[cfg(test)]
+mod offline_tests;
 mod parallel;
 pub mod partition;
 pub mod replication;
@@ -67,6 +76,10 @@ pub struct ReplicaManager {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// Hosted partitions whose log could not be opened, retried with back-off.
     offline: Mutex<HashMap<TopicPartition, OfflinePartition>>,
+    /// Poked by an open partition that took itself offline; the reconciler
+    /// task waits on it, so the partition is moved to `offline` (and retried)
+    /// without waiting for a metadata change.
+    pub offline_signal: Arc<tokio::sync::Notify>,
     /// The log directory's high-watermark checkpoint (`hw_checkpoint`).
     hw_checkpoint: Mutex<HwCheckpointState>,
     /// Serialises reconciliation (opening and deleting logs is not idempotent
@@ -103,6 +116,11 @@ struct HwCheckpointState {
     loaded: HashMap<TopicPartition, i64>,
     /// What the file holds now, so an unchanged set is not written again.
     written: HashMap<TopicPartition, i64>,
+}
+
+/// The message of a caught panic (`&str` or `String` payloads; others are unnamed).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("(no message)")
 }
 
 fn partition_dir(log_dir: &Path, topic: &str, partition: i32) -> PathBuf {
@@ -148,6 +166,7 @@ impl ReplicaManager {
             effective,
             partitions: RwLock::new(HashMap::new()),
             offline: Mutex::new(HashMap::new()),
+            offline_signal: Arc::new(tokio::sync::Notify::new()),
             hw_checkpoint: Mutex::new(HwCheckpointState { loaded: checkpointed.clone(), written: checkpointed }),
             reconcile_lock: Mutex::new(()),
             topic_configs: Mutex::new(HashMap::new()),
@@ -171,6 +190,13 @@ impl ReplicaManager {
     /// it is not (yet) open on this node.
     pub fn lookup(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, ErrorCode> {
         if let Some(p) = self.get(topic, partition) {
+            // Taken offline since it was opened; the reconciler moves it.
+            // (Releasing it also records a panic no request has noticed yet,
+            // which pokes the reconciler.)
+            if p.is_offline() {
+                p.release_offline_state();
+                return Err(ErrorCode::KAFKA_STORAGE_ERROR);
+            }
             return Ok(p);
         }
         if self.is_offline(topic, partition) {
@@ -179,9 +205,11 @@ impl ReplicaManager {
         Err(ErrorCode::NOT_LEADER_OR_FOLLOWER)
     }
 
-    /// True if this node hosts the partition but could not open its log.
+    /// True if this node hosts the partition but could not open its log
+    /// (or its open log failed).
     pub fn is_offline(&self, topic: &str, partition: i32) -> bool {
         self.offline.lock().expect("offline lock poisoned").contains_key(&TopicPartition::new(topic, partition))
+            || self.get(topic, partition).is_some_and(|p| p.is_offline())
     }
 
     /// The hosted partitions that could not be opened, with the reason.
@@ -256,8 +284,11 @@ impl ReplicaManager {
     /// be opened is recorded offline and retried by a later call once its
     /// back-off has passed (`has_offline_partitions` tells the caller to come back).
     pub fn reconcile(&self, image: &MetadataImage) {
-        let _guard = self.reconcile_lock.lock().expect("reconcile lock poisoned");
-        let mut topic_configs = self.topic_configs.lock().expect("topic config cache poisoned");
+        // A panic in an earlier pass (a partition's bug) must not stop every
+        // later one: the lock guards nothing but the exclusion itself, and
+        // the cache holds only whole entries.
+        let _guard = self.reconcile_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut topic_configs = self.topic_configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.update_dynamic_configs(image) {
             // Every topic inherits them: resolve all again (the loop below pushes
             // the results to the open partitions).
@@ -281,6 +312,7 @@ impl ReplicaManager {
             info!(topic = %p.topic, partition = p.index, "deleting partition");
             p.delete();
         }
+        self.sweep_failed_partitions(now);
         // Offline partitions no longer hosted here are forgotten (their
         // directories are removed like any other deleted partition's).
         self.offline.lock().expect("offline lock poisoned").retain(|tp, _| {
@@ -362,6 +394,21 @@ impl ReplicaManager {
         }
     }
 
+    /// Moves open partitions that took themselves offline to the offline set:
+    /// their state is dropped (no flush, no clean marker) and a later pass
+    /// opens the log again from disk, with recovery, after the usual back-off.
+    fn sweep_failed_partitions(&self, now_ms: i64) {
+        let failed: Vec<Arc<Partition>> = self.all().into_iter().filter(|p| p.is_offline()).collect();
+        for p in failed {
+            let tp = TopicPartition::new(p.topic.clone(), p.index);
+            self.partitions.write().expect("partitions lock poisoned").remove(&tp);
+            p.release_offline_state();
+            let reason = p.offline_reason().unwrap_or("failed").to_string();
+            // The partition logged its failure when it happened.
+            self.record_offline(tp, reason, now_ms, false);
+        }
+    }
+
     /// Opens (or creates) one planned partition: a directory left by an older
     /// topic of the same name is removed first, then `partition.metadata` is
     /// written and the log opened. The error carries whether the process ran
@@ -383,8 +430,10 @@ impl ReplicaManager {
             .map_err(|e| (format!("write {}: {e}", dir.display()), matches!(e.raw_os_error(), Some(23 | 24))))?;
         let checkpointed_hw = self.take_checkpointed_high_watermark(&job.tp, &dir);
         let producer_id_expiration_ms = i64::from(self.effective_broker_config().producer_id_expiration_ms);
-        Partition::open(&topic.name, topic.topic_id, p.partition, &dir, job.config.clone(), self.node_id, p, now, producer_id_expiration_ms, checkpointed_hw)
-            .map_err(|e| (e.to_string(), e.is_out_of_file_descriptors()))
+        let partition = Partition::open(&topic.name, topic.topic_id, p.partition, &dir, job.config.clone(), self.node_id, p, now, producer_id_expiration_ms, checkpointed_hw)
+            .map_err(|e| (e.to_string(), e.is_out_of_file_descriptors()))?;
+        partition.set_offline_signal(self.offline_signal.clone());
+        Ok(partition)
     }
 
     /// Records a failed open: the first failure of a partition is logged at

@@ -13,9 +13,21 @@
 //! it decides. Every change of the view passes [`Partition::update_view`]
 //! under the state lock (so views are published in the order the changes were
 //! made, never a stale one after a newer one), which checks its invariants.
+//!
+//! **Offline.** A partition whose state can no longer be trusted is taken
+//! offline on this node, as Kafka takes a failed log directory offline: when
+//! code panicked while holding the state lock (a broken invariant, a bug),
+//! or when an append failed after its bytes reached the log (the log, the
+//! producer state and the view no longer agree). The open state is dropped
+//! without a flush or a clean-shutdown marker (what was written stays in the
+//! page cache and on disk; nothing acknowledged is lost), the reason is
+//! logged once, every request answers KAFKA_STORAGE_ERROR, and the replica
+//! manager moves the partition to its offline set, from where a retry opens
+//! it again from disk (with recovery). A poisoned lock therefore costs one
+//! partition one failed request, not a panic on every later request.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use klamm_config::TopicConfig;
@@ -24,7 +36,7 @@ use klamm_protocol::ErrorCode;
 use klamm_raft::{PartitionImage, NO_LEADER};
 use klamm_storage::{CompactionStats, Log, LogReader};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::follower_health::{FollowerHealth, FollowerHealthReport};
 use super::producer_snapshot;
@@ -153,6 +165,13 @@ pub struct Partition {
     /// This broker's id (a view whose leader it is describes its own leadership).
     node_id: i32,
     state: Mutex<Option<OpenPartition>>,
+    /// Why the partition was taken offline on this node (set once; see the
+    /// module doc). While set, the state lock holds `None`.
+    offline: OnceLock<String>,
+    /// Poked when the partition goes offline, so the replica manager's
+    /// reconciler moves it to its offline set without waiting for a change
+    /// of metadata.
+    offline_signal: OnceLock<Arc<tokio::sync::Notify>>,
     follower_health: FollowerHealth,
     reader: LogReader,
     view: watch::Sender<PartitionView>,
@@ -225,6 +244,8 @@ impl Partition {
             dir: dir.to_path_buf(),
             node_id,
             state: Mutex::new(Some(OpenPartition { log, producers, replication, snapshot_offset })),
+            offline: OnceLock::new(),
+            offline_signal: OnceLock::new(),
             follower_health: FollowerHealth::default(),
             reader,
             view: watch::channel(view).0,
@@ -250,7 +271,9 @@ impl Partition {
     }
 
     pub fn config(&self) -> Arc<TopicConfig> {
-        self.config.read().expect("config lock poisoned").clone()
+        // Only whole `Arc`s are stored under this lock: a panic elsewhere
+        // while it was held cannot have left it half-written.
+        self.config.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     pub fn set_config(&self, config: Arc<TopicConfig>) {
@@ -259,12 +282,91 @@ impl Partition {
                 warn!(topic = %self.topic, partition = self.index, error = %e, "log settings rejected, keeping the old ones");
             }
         }
-        *self.config.write().expect("config lock poisoned") = config;
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
     }
 
-    /// The partition's state, `None` once the log is closed.
+    /// The partition's state, `None` once the log is closed or the partition
+    /// is offline. Never panics: a lock poisoned by a panic of an earlier
+    /// holder takes the partition offline (its state may be half-changed),
+    /// and an offline partition's state is dropped here if it is still held.
     fn lock(&self) -> MutexGuard<'_, Option<OpenPartition>> {
-        self.state.lock().expect("state lock poisoned")
+        let mut guard = self.state.lock().unwrap_or_else(|poisoned| {
+            // Offline first, then unpoisoned: `is_offline` sees one or the other.
+            self.take_offline("a panic while holding the partition's state lock left its state unknown".to_string());
+            self.state.clear_poison();
+            poisoned.into_inner()
+        });
+        if guard.is_some() && self.offline.get().is_some() {
+            // Dropped without a flush or a clean-shutdown marker: the next
+            // open recovers the log from what is on disk.
+            drop(guard.take());
+        }
+        guard
+    }
+
+    /// Takes the partition offline on this node (the first reason wins and
+    /// is logged once; see the module doc). The open state is dropped by the
+    /// next [`Partition::lock`], so this may be called with the lock held.
+    /// Waiting fetches and acks=all produces are woken to see it.
+    pub fn take_offline(&self, reason: String) {
+        let reason_text = reason.clone();
+        if self.offline.set(reason).is_err() {
+            return;
+        }
+        error!(topic = %self.topic, partition = self.index, reason = %reason_text, "partition taken offline on this node: requests for it are answered KAFKA_STORAGE_ERROR until it is reopened from disk");
+        self.view.send_modify(|_| {});
+        if let Some(signal) = self.offline_signal.get() {
+            signal.notify_one();
+        }
+    }
+
+    /// Why the partition is offline on this node, if it is.
+    pub fn offline_reason(&self) -> Option<&str> {
+        self.offline.get().map(String::as_str)
+    }
+
+    /// Whether the partition is offline on this node: taken offline, or its
+    /// state lock poisoned by a panic that no later locker has seen yet.
+    /// Does not take the lock (callers may hold it).
+    pub fn is_offline(&self) -> bool {
+        self.offline.get().is_some() || self.state.is_poisoned()
+    }
+
+    /// Where [`Partition::take_offline`] reports to (the replica manager's
+    /// reconciler); set once, after the open.
+    pub fn set_offline_signal(&self, signal: Arc<tokio::sync::Notify>) {
+        let _ = self.offline_signal.set(signal);
+        if self.is_offline() {
+            if let Some(signal) = self.offline_signal.get() {
+                signal.notify_one();
+            }
+        }
+    }
+
+    /// Test hook: panics while holding the state lock, as a bug in any
+    /// locked section would.
+    #[cfg(test)]
+    pub(crate) fn panic_under_state_lock(&self) {
+        let _guard = self.lock();
+        panic!("test hook: a bug while holding the partition's state lock");
+    }
+
+    /// Drops the open state of an offline partition now, and (for a lock
+    /// poisoned by a panic no one has noticed yet) records why: the replica
+    /// manager does this before it opens the partition's log again.
+    pub fn release_offline_state(&self) {
+        drop(self.lock());
+    }
+
+    /// The error for a request that finds no open state: KAFKA_STORAGE_ERROR
+    /// when the partition is offline, else NOT_LEADER_OR_FOLLOWER (closed,
+    /// deleted, or not opened yet).
+    fn unavailable(&self) -> ErrorCode {
+        if self.is_offline() {
+            ErrorCode::KAFKA_STORAGE_ERROR
+        } else {
+            ErrorCode::NOT_LEADER_OR_FOLLOWER
+        }
     }
 
     /// Publishes a change of the view (`change` returns whether it changed
@@ -387,7 +489,7 @@ impl Partition {
         now_ms: i64,
     ) -> Result<Option<(i32, i64)>, ErrorCode> {
         let mut guard = self.lock();
-        let w = guard.as_mut().ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER)?;
+        let w = guard.as_mut().ok_or_else(|| self.unavailable())?;
         w.replication.check_follower(replica)?;
         if last_fetched_epoch >= 0 {
             let (epoch, end) = w.log.end_offset_for_epoch(last_fetched_epoch);
@@ -450,7 +552,7 @@ impl Partition {
         // Outside the lock: CRCs of up to replica.fetch.max.bytes.
         let fetched = self.check_fetched(&records)?;
         let mut guard = self.lock();
-        let w = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
+        let w = guard.as_mut().ok_or_else(|| PartitionError::code(self.unavailable()))?;
         if w.replication.is_leader() || w.replication.leader_epoch() != leader.leader_epoch {
             return Err(PartitionError::code(ErrorCode::FENCED_LEADER_EPOCH));
         }
@@ -461,10 +563,8 @@ impl Partition {
         if new > 0 {
             let whole = fetched[new - 1].end;
             let headers: Vec<_> = fetched[..new].iter().map(|f| f.header).collect();
-            w.log.append_parsed_as_follower(&records[..whole], &headers, now_ms).map_err(|e| {
-                warn!(topic = %self.topic, partition = self.index, error = %e, "follower append failed");
-                PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
-            })?;
+            let log_end_before = w.log.log_end_offset();
+            w.log.append_parsed_as_follower(&records[..whole], &headers, now_ms).map_err(|e| self.failed_append(w, log_end_before, &e))?;
             for f in &fetched[..new] {
                 if let Some(txn) = w.producers.replay(&f.batch) {
                     self.index_completed_txn(w, txn);
@@ -549,7 +649,7 @@ impl Partition {
     /// `target` picks from the log (NOT_LEADER_OR_FOLLOWER when leading or closed).
     fn truncate_as_follower(&self, target: impl FnOnce(&OpenPartition) -> i64) -> Result<i64, PartitionError> {
         let mut guard = self.lock();
-        let w = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
+        let w = guard.as_mut().ok_or_else(|| PartitionError::code(self.unavailable()))?;
         if w.replication.is_leader() {
             return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
         }
@@ -560,7 +660,7 @@ impl Partition {
     /// As follower: our fetch offset is below the leader's log start; starts over there.
     pub fn restart_at(&self, offset: i64) -> Result<i64, PartitionError> {
         let mut guard = self.lock();
-        let w = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
+        let w = guard.as_mut().ok_or_else(|| PartitionError::code(self.unavailable()))?;
         if w.replication.is_leader() {
             return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
         }
@@ -606,6 +706,9 @@ impl Partition {
         let mut rx = self.view.subscribe();
         loop {
             let v = *rx.borrow_and_update();
+            if self.is_offline() {
+                return Err(ErrorCode::KAFKA_STORAGE_ERROR);
+            }
             if v.leader_epoch != leader_epoch || !self.is_leader() {
                 return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER);
             }
@@ -638,7 +741,7 @@ impl Partition {
         let mut header = klamm_storage::BatchHeader::of(&batch).map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
         let mut bytes = BytesMut::from(batch.as_bytes().as_ref());
         let mut guard = self.lock();
-        let open = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
+        let open = guard.as_mut().ok_or_else(|| PartitionError::code(self.unavailable()))?;
         if !open.replication.is_leader() {
             return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
         }
@@ -659,10 +762,23 @@ impl Partition {
     /// the log): the one write of client, coordinator and marker appends. A
     /// storage failure is logged and answered KAFKA_STORAGE_ERROR.
     fn append_stamped(&self, open: &mut OpenPartition, bytes: &mut BytesMut, header: &mut klamm_storage::BatchHeader, leader_epoch: i32, now_ms: i64) -> Result<klamm_storage::AppendInfo, PartitionError> {
-        open.log.append_parsed_as_leader(bytes, std::slice::from_mut(header), leader_epoch, now_ms).map_err(|e| {
-            warn!(topic = %self.topic, partition = self.index, error = %e, "append failed");
-            PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
-        })
+        let log_end_before = open.log.log_end_offset();
+        open.log.append_parsed_as_leader(bytes, std::slice::from_mut(header), leader_epoch, now_ms).map_err(|e| self.failed_append(open, log_end_before, &e))
+    }
+
+    /// The answer to a failed append (leader or follower). Storage appends
+    /// either write nothing or fail only after the batch is in the log (a
+    /// checkpoint or an fsync after it); in that second case the log holds
+    /// a batch that producer state and the view do not know, so the
+    /// partition is taken offline and reopened from disk (Kafka takes the log
+    /// directory offline on any I/O error). Either way: KAFKA_STORAGE_ERROR.
+    fn failed_append(&self, open: &OpenPartition, log_end_before: i64, e: &klamm_storage::Error) -> PartitionError {
+        if open.log.log_end_offset() != log_end_before {
+            self.take_offline(format!("an append failed after its batch was written: {e}"));
+        } else {
+            warn!(topic = %self.topic, partition = self.index, error = %e, "append failed; nothing was written");
+        }
+        PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string())
     }
 
     /// How many replicas the partition has.
@@ -734,7 +850,7 @@ impl Partition {
         };
 
         let mut guard = self.lock();
-        let open = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
+        let open = guard.as_mut().ok_or_else(|| PartitionError::code(self.unavailable()))?;
         if !open.replication.is_leader() {
             return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
         }
@@ -816,7 +932,7 @@ impl Partition {
         let mut header = klamm_storage::BatchHeader::of(&parsed).map_err(|e| PartitionError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
         let mut bytes = BytesMut::from(batch.as_ref());
         let mut guard = self.lock();
-        let open = guard.as_mut().ok_or_else(|| PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER))?;
+        let open = guard.as_mut().ok_or_else(|| PartitionError::code(self.unavailable()))?;
         if !open.replication.is_leader() {
             return Err(PartitionError::code(ErrorCode::NOT_LEADER_OR_FOLLOWER));
         }
@@ -873,7 +989,7 @@ impl Partition {
             return Err(ErrorCode::POLICY_VIOLATION);
         }
         let mut guard = self.lock();
-        let open = guard.as_mut().ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER)?;
+        let open = guard.as_mut().ok_or_else(|| self.unavailable())?;
         if !open.replication.is_leader() {
             return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER);
         }

@@ -15,7 +15,8 @@
 //!
 //! While a hosted partition is offline (its open failed) the task also wakes up every
 //! [`OFFLINE_RETRY_TICK`] without a new image, so the open is retried once its back-off has
-//! passed.
+//! passed; and an open partition that takes itself offline wakes it at once
+//! (`ReplicaManager::offline_signal`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +84,8 @@ async fn run(
         tokio::select! {
             changed = images.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(OFFLINE_RETRY_TICK), if retry_offline => {}
+            // An open partition took itself offline: move it (and retry it).
+            _ = replicas.offline_signal.notified() => {}
             changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
         }
         if *shutdown.borrow() {
