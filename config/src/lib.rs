@@ -72,3 +72,9 @@ pub use types::{
     CleanupPolicy, CompressionType, Listener, ProcessRole, QuorumVoter, SecurityProtocol,
     SubjectNameStrategy, TimestampType,
 };
+
+/// Properties from literal `(key, value)` pairs, for the crate's tests.
+#[cfg(test)]
+pub(crate) fn test_properties(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}

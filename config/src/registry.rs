@@ -76,9 +76,7 @@ mod tests {
     use super::*;
     use crate::security::{ClientAuth, Keystore};
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::test_properties as map;
 
     #[test]
     fn schemes() {

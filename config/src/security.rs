@@ -479,9 +479,7 @@ pub fn parse_principal_rules(text: &str) -> Result<Vec<PrincipalRule>, String> {
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::test_properties as map;
 
     #[test]
     fn per_listener_keys_win_over_global_ones() {

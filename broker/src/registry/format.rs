@@ -47,3 +47,22 @@ pub trait SchemaFormat: Send + Sync {
         None
     }
 }
+
+/// What the format tests share: a schema without references, and the names (first
+/// words) of the problems a reader has with a writer's data.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::{SchemaFormat, SchemaText};
+
+    pub fn text(schema: &str) -> SchemaText<'_> {
+        SchemaText { schema, references: &[] }
+    }
+
+    pub fn problem_names(format: &dyn SchemaFormat, reader: &str, writer: &str) -> Vec<String> {
+        format
+            .incompatibilities(text(reader), text(writer))
+            .into_iter()
+            .map(|m| m.split(' ').next().unwrap_or_default().to_string())
+            .collect()
+    }
+}

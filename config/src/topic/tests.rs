@@ -4,12 +4,7 @@ use super::*;
 use crate::broker_keys::BROKER_KEYS;
 use crate::{BrokerConfig, Defaults};
 
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use crate::test_properties as map;
 
 fn must_broker(pairs: &[(&str, &str)]) -> crate::LoadedConfig {
     BrokerConfig::from_map(Defaults::Embedded, map(pairs)).expect("valid broker config")

@@ -3,11 +3,8 @@
 //! reader of the old one: BACKWARD; the old one as reader of the new: FORWARD).
 
 use super::*;
+use crate::registry::format::test_support::{problem_names, text};
 use crate::registry::format::{ResolvedReference, SchemaFormat, SchemaText};
-
-fn text(schema: &str) -> SchemaText<'_> {
-    SchemaText { schema, references: &[] }
-}
 
 fn canonical(schema: &str) -> Result<String, String> {
     JsonSchemaFormat.canonical(text(schema), false)
@@ -15,11 +12,7 @@ fn canonical(schema: &str) -> Result<String, String> {
 
 /// The difference names of the problems `reader` has reading `writer`'s data.
 fn problems(reader: &str, writer: &str) -> Vec<String> {
-    JsonSchemaFormat
-        .incompatibilities(text(reader), text(writer))
-        .into_iter()
-        .map(|m| m.split(' ').next().unwrap_or_default().to_string())
-        .collect()
+    problem_names(&JsonSchemaFormat, reader, writer)
 }
 
 #[test]

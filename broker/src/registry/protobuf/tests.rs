@@ -6,22 +6,15 @@ use base64::Engine;
 use prost::Message as _;
 
 use super::*;
+use crate::registry::format::test_support::{problem_names, text};
 use crate::registry::format::{ResolvedReference, SchemaFormat, SchemaText};
-
-fn text(schema: &str) -> SchemaText<'_> {
-    SchemaText { schema, references: &[] }
-}
 
 fn canonical(schema: &str) -> Result<String, String> {
     ProtobufFormat.canonical(text(schema), false)
 }
 
 fn problems(reader: &str, writer: &str) -> Vec<String> {
-    ProtobufFormat
-        .incompatibilities(text(reader), text(writer))
-        .into_iter()
-        .map(|m| m.split(' ').next().unwrap_or_default().to_string())
-        .collect()
+    problem_names(&ProtobufFormat, reader, writer)
 }
 
 const ORDER: &str = r#"
@@ -102,7 +95,7 @@ fn imports_resolve_to_references_by_path() {
     let schema = "syntax = \"proto3\"; package shop; import \"shop/customer.proto\"; message Order { Customer customer = 1; }";
     let r = ProtobufFormat.canonical(SchemaText { schema, references: &[customer] }, false);
     assert!(r.as_ref().is_ok_and(|c| c.contains(".shop.Customer customer = 1;")), "{r:?}");
-    let missing = ProtobufFormat.canonical(SchemaText { schema, references: &[] }, false);
+    let missing = ProtobufFormat.canonical(text(schema), false);
     assert!(missing.is_err());
 }
 
