@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster_fixture import SESSION_TIMEOUT_MS, Cluster, cluster3  # noqa: F401 - fixture
+from cluster_fixture import SESSION_TIMEOUT_MS, cluster3  # noqa: F401 - fixture
 from conftest import unique_topic, wait_until
 from helpers import create_topic
 

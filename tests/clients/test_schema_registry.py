@@ -88,6 +88,13 @@ def test_avro_orders_round_trip_through_the_registry(broker):
     deserializer = AvroDeserializer(SchemaRegistryClient({"url": broker.registry_url}))
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": unique_topic("g"),
                          "auto.offset.reset": "earliest"})
+    got = read_avro_values(consumer, deserializer, topic, registered.schema_id, 5, "five Avro order events")
+    assert got == [order(i) for i in range(5)]
+
+
+def read_avro_values(consumer, deserializer, topic: str, schema_id: int, count: int, what: str) -> list:
+    """`count` values of `topic` read by `consumer` (subscribed here, closed at the end),
+    each checked to carry the Confluent header with `schema_id`, then deserialized."""
     consumer.subscribe([topic])
     got = []
     try:
@@ -95,13 +102,13 @@ def test_avro_orders_round_trip_through_the_registry(broker):
             m = consumer.poll(1.0)
             if m is not None and m.error() is None:
                 raw = m.value()
-                assert raw[0] == 0 and struct.unpack(">I", raw[1:5])[0] == registered.schema_id
+                assert raw[0] == 0 and struct.unpack(">I", raw[1:5])[0] == schema_id
                 got.append(deserializer(raw, SerializationContext(topic, MessageField.VALUE)))
-            return len(got) >= 5
-        wait_until(poll, timeout=60, what="five Avro order events")
+            return len(got) >= count
+        wait_until(poll, timeout=60, what=what)
     finally:
         consumer.close()
-    assert got == [order(i) for i in range(5)]
+    return got
 
 
 def test_client_registration_compatibility_and_lookup(broker):

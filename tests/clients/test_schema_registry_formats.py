@@ -26,6 +26,7 @@ from confluent_kafka.schema_registry.confluent import meta_pb2
 
 from conftest import unique_topic
 from helpers import consume, create_topic, produce, produce_ok
+from test_schema_registry import order
 
 VALIDATED = {"confluent.value.schema.validation": "true"}
 NO_RETRIES = {"enable.idempotence": False, "message.send.max.retries": 0}
@@ -52,17 +53,6 @@ ORDER_JSON_SCHEMA = {
     "required": ["type", "order_id", "user_id", "items", "total", "currency"],
     "additionalProperties": False,
 }
-
-
-def order(i: int) -> dict:
-    return {
-        "type": "ORDER_CREATED",
-        "order_id": f"o-{i}",
-        "user_id": f"u-{i % 3}",
-        "items": [{"sku": "sku-1", "quantity": i + 1}, {"sku": "sku-2", "quantity": 1}],
-        "total": 10.5 * (i + 1),
-        "currency": "EUR",
-    }
 
 
 def ctx(topic: str) -> SerializationContext:

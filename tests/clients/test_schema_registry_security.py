@@ -12,7 +12,6 @@ import base64
 import json
 import socket
 import ssl
-import struct
 import uuid
 from pathlib import Path
 
@@ -25,8 +24,8 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from conftest import HOST, Broker, BrokerStartError, free_port, wait_until
-from test_schema_registry import ORDER_V1, order
+from conftest import HOST, Broker, BrokerStartError, free_port
+from test_schema_registry import ORDER_V1, order, read_avro_values
 from test_security import ADMIN_PASSWORD, PLAIN_USERS, SecureBroker, _ca, _leaf, client_conf
 
 SCRAM_USER, SCRAM_PASSWORD = "orders-svc", "orders-svc-secret"
@@ -114,19 +113,7 @@ def test_avro_round_trip_over_https_with_a_scram_sha_512_user(broker, certs):
 
     deserializer = AvroDeserializer(registry(broker, certs, f"{SCRAM_USER}:{SCRAM_PASSWORD}"))
     consumer = Consumer({**kafka, "group.id": f"g-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    got = []
-    try:
-        def poll():
-            m = consumer.poll(1.0)
-            if m is not None and m.error() is None:
-                raw = m.value()
-                assert raw[0] == 0 and struct.unpack(">I", raw[1:5])[0] == registered.schema_id
-                got.append(deserializer(raw, SerializationContext(topic, MessageField.VALUE)))
-            return len(got) >= 5
-        wait_until(poll, timeout=60, what="five Avro order events over SASL_SSL")
-    finally:
-        consumer.close()
+    got = read_avro_values(consumer, deserializer, topic, registered.schema_id, 5, "five Avro order events over SASL_SSL")
     assert got == [order(i) for i in range(5)]
 
 
